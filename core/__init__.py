@@ -1,0 +1,57 @@
+"""posthog-llm: LLM observability for Python, as PostHog `$ai_*` events.
+
+>>> import posthog_llm
+>>> client = posthog_llm.Client()          # PostHog with POSTHOG_API_KEY, else the local store
+>>> with posthog_llm.context(distinct_id="user_123"):
+...     pass                               # LangChain / LlamaIndex / OpenAI calls in here
+"""
+
+from __future__ import annotations
+
+from ._client import DEFAULT_HOST, Client, get_client, set_client
+from ._context import Scope, context, current_scope
+from ._emit import Emitter, capture_internal_exceptions
+from ._events import (
+    EMBEDDING,
+    GENERATION,
+    SPAN,
+    TRACE,
+    embedding_properties,
+    generation_properties,
+    span_properties,
+    trace_properties,
+)
+from ._serialize import to_json_safe
+from ._version import __version__
+from .destinations import (
+    Destination,
+    InMemoryDestination,
+    PostHogHTTPDestination,
+    SQLiteDestination,
+)
+
+__all__ = [
+    "__version__",
+    "Client",
+    "get_client",
+    "set_client",
+    "DEFAULT_HOST",
+    "context",
+    "current_scope",
+    "Scope",
+    "Emitter",
+    "capture_internal_exceptions",
+    "GENERATION",
+    "EMBEDDING",
+    "SPAN",
+    "TRACE",
+    "generation_properties",
+    "embedding_properties",
+    "span_properties",
+    "trace_properties",
+    "to_json_safe",
+    "Destination",
+    "InMemoryDestination",
+    "PostHogHTTPDestination",
+    "SQLiteDestination",
+]

@@ -1,0 +1,329 @@
+"""`posthog_llm.Client`: configuration, `capture()`, `flush()`, `shutdown()`, `stats()`."""
+
+from __future__ import annotations
+
+import atexit
+import datetime as _dt
+import logging
+import os
+import threading
+import time
+import uuid as _uuid
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._events import CONTENT_PROPERTIES
+from ._sender import BatchSender
+from ._serialize import MAX_EVENT_BYTES, fit_event, to_json_safe
+from .destinations import Destination, PostHogHTTPDestination, SQLiteDestination
+from .destinations.sqlite import DEFAULT_DB_PATH
+
+__all__ = ["Client", "get_client", "set_client", "DEFAULT_HOST"]
+
+log = logging.getLogger("posthog_llm")
+
+DEFAULT_HOST = "https://us.i.posthog.com"
+
+BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+def _check_host(host: str) -> str:
+    try:
+        parts = urlsplit(host)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"host must be an http(s) URL such as {DEFAULT_HOST!r} or 'http://localhost:8010', got {host!r}"
+        )
+    return host.rstrip("/")
+
+
+def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {'whole' if integer else ''} number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return value
+
+
+def _iso(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
+
+
+class Client:
+    """Captures events and ships them in the background to PostHog or the local store.
+
+    With an api key (argument, `POSTHOG_API_KEY` or `POSTHOG_PROJECT_API_KEY`) events go to
+    PostHog at `host` (argument or `POSTHOG_HOST`, default PostHog US Cloud). With neither a key
+    nor a host they go to the local SQLite store at `db` (or `POSTHOG_LLM_DB`).
+
+    >>> from posthog_llm import Client, InMemoryDestination
+    >>> client = Client(destination=InMemoryDestination())
+    >>> event_uuid = client.capture("$ai_generation", distinct_id="user_123",
+    ...                             properties={"$ai_model": "gpt-4o", "$ai_trace_id": "t1"})
+    >>> client.shutdown(timeout=5)
+    True
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        host: str | None = None,
+        *,
+        flush_at: int = 250,
+        flush_interval: float = 0.5,
+        max_queue_size: int = 100_000,
+        max_queue_bytes: int = 64 * 1024 * 1024,
+        gzip: bool = True,
+        timeout: float = 10.0,
+        max_retries: int = 6,
+        privacy_mode: bool = False,
+        before_send: BeforeSend | None = None,
+        disabled: bool = False,
+        db: str | os.PathLike[str] | None = None,
+        destination: Destination | None = None,
+        shutdown_timeout: float = 5.0,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+    ) -> None:
+        _positive("flush_at", flush_at, integer=True)
+        _positive("flush_interval", flush_interval)
+        _positive("max_queue_size", max_queue_size, integer=True)
+        _positive("max_queue_bytes", max_queue_bytes, integer=True)
+        _positive("timeout", timeout)
+        _positive("max_retries", max_retries, integer=True, allow_zero=True)
+        _positive("shutdown_timeout", shutdown_timeout, allow_zero=True)
+        _positive("max_event_bytes", max_event_bytes, integer=True)
+        if before_send is not None and not callable(before_send):
+            raise TypeError("before_send must be a callable taking and returning an event dict")
+        if not isinstance(privacy_mode, bool):
+            raise TypeError(f"privacy_mode must be a bool, got {privacy_mode!r}")
+        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+            raise ValueError("api_key must be a non-empty string")
+        if host is not None and not isinstance(host, str):
+            raise ValueError(f"host must be an http(s) URL string, got {host!r}")
+
+        self.api_key = (
+            api_key.strip() if api_key else _env("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY")
+        )
+        env_host = _env("POSTHOG_HOST")
+        self.host: str | None = (
+            _check_host(host) if host else (_check_host(env_host) if env_host else None)
+        )
+        self.privacy_mode = privacy_mode
+        self.before_send = before_send
+        self.disabled = disabled
+        self.shutdown_timeout = shutdown_timeout
+        self.max_event_bytes = max_event_bytes
+
+        if destination is None:
+            if self.api_key or self.host:
+                if not self.api_key:
+                    raise ValueError(
+                        f"host is set ({self.host}) but no api_key: pass api_key= or set POSTHOG_API_KEY"
+                    )
+                self.host = self.host or DEFAULT_HOST
+                destination = PostHogHTTPDestination(self.api_key, self.host, gzip=gzip)
+            else:
+                path = os.fspath(db) if db else (_env("POSTHOG_LLM_DB") or DEFAULT_DB_PATH)
+                destination = SQLiteDestination(path)
+                if not disabled:
+                    log.info(
+                        "posthog-llm: no PostHog api key or host configured; events go to the local "
+                        "store %s (see them with `posthog-llm traces`)",
+                        path,
+                    )
+        self.destination = destination
+        self._sender = BatchSender(
+            destination,
+            self._serialize,
+            flush_at=flush_at,
+            flush_interval=flush_interval,
+            max_queue_size=max_queue_size,
+            max_queue_bytes=max_queue_bytes,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        _live_clients.add(self)
+
+    def __repr__(self) -> str:
+        return f"<posthog_llm.Client to {self.destination.description}>"
+
+    # -- capture -------------------------------------------------------------------------------
+
+    def capture(
+        self,
+        event: str,
+        *,
+        distinct_id: Any = None,
+        properties: Mapping[str, Any] | None = None,
+        groups: Mapping[str, Any] | None = None,
+        timestamp: _dt.datetime | str | float | None = None,
+        uuid: Any = None,
+    ) -> str | None:
+        """Queue one event and return its uuid (None when disabled or dropped). Never raises.
+
+        Without `distinct_id` the event is personless (`$process_person_profile: false`).
+        """
+        if self.disabled:
+            return None
+        try:
+            event_uuid = str(uuid) if uuid is not None else str(_uuid.uuid4())
+            props = dict(properties) if properties else {}
+            item = (
+                str(event),
+                None if distinct_id is None else str(distinct_id),
+                props,
+                dict(groups) if groups else None,
+                timestamp if timestamp is not None else time.time(),
+                event_uuid,
+                False,
+            )
+            if self._sender.enqueue(item):
+                return event_uuid
+        except Exception:
+            log.exception("posthog-llm: capture failed; the event was skipped")
+        return None
+
+    def _capture_lazy(
+        self,
+        event: str,
+        distinct_id: str | None,
+        build: Callable[[], dict[str, Any]],
+        groups: Mapping[str, Any] | None,
+        privacy_mode: bool,
+    ) -> str | None:
+        """Queue an event whose properties are built later, on the worker thread."""
+        if self.disabled:
+            return None
+        event_uuid = str(_uuid.uuid4())
+        item = (event, distinct_id, build, groups, time.time(), event_uuid, privacy_mode)
+        return event_uuid if self._sender.enqueue(item) else None
+
+    def _serialize(self, item: tuple[Any, ...]) -> bytes | None:
+        """Worker side: build, clean, filter and size one queued event."""
+        event, distinct_id, props, groups, timestamp, event_uuid, privacy_mode = item
+        if callable(props):
+            props = props()
+        if self.privacy_mode or privacy_mode:
+            props = {k: v for k, v in props.items() if k not in CONTENT_PROPERTIES}
+        props = to_json_safe(props)
+        if groups:
+            props["$groups"] = to_json_safe(groups)
+        if distinct_id is None:
+            distinct_id = props.pop("distinct_id", None)
+        if distinct_id is None:
+            distinct_id = event_uuid
+            props.setdefault("$process_person_profile", False)
+        if isinstance(timestamp, (int, float)):
+            timestamp = _iso(timestamp)
+        elif isinstance(timestamp, _dt.datetime):
+            if timestamp.tzinfo is None:
+                timestamp = timestamp.replace(tzinfo=_dt.timezone.utc)
+            timestamp = timestamp.isoformat()
+        else:
+            timestamp = str(timestamp)
+        message: dict[str, Any] = {
+            "event": event,
+            "distinct_id": str(distinct_id),
+            "properties": props,
+            "timestamp": timestamp,
+            "uuid": event_uuid,
+        }
+        if self.before_send is not None:
+            try:
+                result = self.before_send(message)
+            except Exception:
+                log.exception("posthog-llm: before_send raised; the event was sent unchanged")
+                result = message
+            if result is None:
+                return None
+            message = to_json_safe(result)
+        return fit_event(message, self.max_event_bytes)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver every event captured so far. Returns True when all were delivered.
+
+        Always returns by `timeout` seconds, also when PostHog is down or stalls.
+        """
+        try:
+            return self._sender.flush(timeout)
+        except Exception:
+            log.exception("posthog-llm: flush failed")
+            return False
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush within `timeout` seconds (default `shutdown_timeout`) and stop the worker."""
+        try:
+            return self._sender.shutdown(self.shutdown_timeout if timeout is None else timeout)
+        except Exception:
+            log.exception("posthog-llm: shutdown failed")
+            return False
+
+    close = shutdown
+
+    def stats(self) -> dict[str, int]:
+        """Counters: queued, sent, dropped, retried, failed, filtered, batches."""
+        return self._sender.stats().as_dict()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+
+# -- the default client ------------------------------------------------------------------------
+
+_default_client: Client | None = None
+_default_lock = threading.Lock()
+
+
+def get_client() -> Client:
+    """The process-wide default client, built from the environment on first use.
+
+    >>> import posthog_llm
+    >>> posthog_llm.get_client() is posthog_llm.get_client()
+    True
+    """
+    global _default_client
+    client = _default_client
+    if client is None:
+        with _default_lock:
+            client = _default_client
+            if client is None:
+                client = _default_client = Client()
+    return client
+
+
+def set_client(client: Client | None) -> None:
+    """Replace the default client (None: build it again from the environment on next use)."""
+    global _default_client
+    with _default_lock:
+        _default_client = client
+
+
+def _shutdown_all_at_exit() -> None:
+    for client in list(_live_clients):
+        try:
+            client.shutdown(client.shutdown_timeout)
+        except Exception:
+            pass
+
+
+atexit.register(_shutdown_all_at_exit)

@@ -1,0 +1,125 @@
+"""`posthog_llm.context(...)`: identity and properties that follow the code that runs inside it.
+
+Built on contextvars, so it follows asyncio tasks and threads started with a copied context
+(`contextvars.copy_context().run`, `asyncio.to_thread`, LangChain's executors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Scope", "context", "current_scope"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who an event belongs to and what it carries besides its `$ai_*` facts.
+
+    Every field is optional; `None` means "not set here" so scopes can be layered.
+    """
+
+    distinct_id: str | None = None
+    trace_id: str | None = None
+    session_id: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    groups: Mapping[str, Any] = field(default_factory=dict)
+    privacy_mode: bool | None = None
+
+    def merged(self, inner: Scope | None) -> Scope:
+        """`inner` wins for plain fields; properties and groups merge key by key."""
+        if inner is None or inner is EMPTY_SCOPE:
+            return self
+        if self is EMPTY_SCOPE:
+            return inner
+        return Scope(
+            distinct_id=_first(inner.distinct_id, self.distinct_id),
+            trace_id=_first(inner.trace_id, self.trace_id),
+            session_id=_first(inner.session_id, self.session_id),
+            properties={**self.properties, **inner.properties}
+            if inner.properties
+            else self.properties,
+            groups={**self.groups, **inner.groups} if inner.groups else self.groups,
+            privacy_mode=_first(inner.privacy_mode, self.privacy_mode),
+        )
+
+
+def _first(a: Any, b: Any) -> Any:
+    return a if a is not None else b
+
+
+EMPTY_SCOPE = Scope()
+_current: ContextVar[Scope] = ContextVar("posthog_llm_scope", default=EMPTY_SCOPE)
+
+
+def current_scope() -> Scope:
+    """The scope of the innermost active `context(...)`, or an empty one."""
+    return _current.get()
+
+
+def make_scope(
+    *,
+    distinct_id: Any = None,
+    trace_id: Any = None,
+    session_id: Any = None,
+    properties: Mapping[str, Any] | None = None,
+    groups: Mapping[str, Any] | None = None,
+    privacy_mode: bool | None = None,
+) -> Scope:
+    """A Scope from user-given values; ids are turned into strings, mappings are validated."""
+    if properties is not None and not isinstance(properties, Mapping):
+        raise TypeError(f"properties must be a mapping, got {type(properties).__name__}")
+    if groups is not None and not isinstance(groups, Mapping):
+        raise TypeError(f"groups must be a mapping, got {type(groups).__name__}")
+    if privacy_mode is not None and not isinstance(privacy_mode, bool):
+        raise TypeError(f"privacy_mode must be a bool, got {type(privacy_mode).__name__}")
+    return Scope(
+        distinct_id=None if distinct_id is None else str(distinct_id),
+        trace_id=None if trace_id is None else str(trace_id),
+        session_id=None if session_id is None else str(session_id),
+        properties=dict(properties) if properties else {},
+        groups=dict(groups) if groups else {},
+        privacy_mode=privacy_mode,
+    )
+
+
+@contextlib.contextmanager
+def context(
+    *,
+    distinct_id: Any = None,
+    trace_id: Any = None,
+    session_id: Any = None,
+    properties: Mapping[str, Any] | None = None,
+    groups: Mapping[str, Any] | None = None,
+    privacy_mode: bool | None = None,
+) -> Iterator[Scope]:
+    """Apply identity and properties to every event captured inside the block.
+
+    Nested contexts merge: inner values win, properties and groups are merged key by key.
+
+    >>> import posthog_llm
+    >>> with posthog_llm.context(distinct_id="user_123", properties={"plan": "pro"}):
+    ...     pass  # chain.invoke(...), client.chat.completions.create(...)
+    """
+    scope = _current.get().merged(
+        make_scope(
+            distinct_id=distinct_id,
+            trace_id=trace_id,
+            session_id=session_id,
+            properties=properties,
+            groups=groups,
+            privacy_mode=privacy_mode,
+        )
+    )
+    token = _current.set(scope)
+    try:
+        yield scope
+    finally:
+        try:
+            _current.reset(token)
+        except ValueError:
+            # Exited in another context (a generator finalised elsewhere): restore by value.
+            _current.set(EMPTY_SCOPE)

@@ -1,0 +1,181 @@
+"""What integrations hold: one object that resolves the client and the scope, and ships events.
+
+Integrations translate framework hooks into the builders of `_events` and call `Emitter.emit`.
+With our own `Client`, properties may be passed as a zero-argument callable: it runs on the
+sender's worker thread, which keeps message conversion off the user's hot path. With a
+posthog-python client (a `posthog.Posthog` instance or the `posthog` module) the event is
+built at once and handed to its `capture(event, distinct_id=..., properties=..., groups=...)`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Union
+
+from ._client import Client, get_client
+from ._context import EMPTY_SCOPE, Scope, current_scope, make_scope
+from ._events import CONTENT_PROPERTIES
+from ._serialize import MAX_EVENT_BYTES, dumps, fit_event, to_json_safe
+
+__all__ = ["Emitter", "capture_internal_exceptions", "check_client", "PropertiesOrBuilder"]
+
+log = logging.getLogger("posthog_llm")
+
+PropertiesOrBuilder = Union[dict[str, Any], Callable[[], dict[str, Any]]]
+
+# Tests set this to collect internal errors that were swallowed, so they can fail loudly.
+_internal_error_hooks: list[Callable[[BaseException], None]] = []
+
+
+class capture_internal_exceptions:
+    """`with capture_internal_exceptions(): ...` logs and swallows our own errors.
+
+    Telemetry must never break the user's code; the user's own exceptions are re-raised by the
+    integrations outside this guard.
+    """
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        if not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt, SystemExit, GeneratorExit pass through
+        report_internal_error(exc)
+        return True
+
+
+def report_internal_error(exc: BaseException) -> None:
+    log.debug("posthog-llm internal error (ignored)", exc_info=exc)
+    for hook in list(_internal_error_hooks):
+        try:
+            hook(exc)
+        except Exception:
+            pass
+
+
+def check_client(client: Any) -> Any:
+    """Validate a `client=` argument at configuration time."""
+    if client is None or isinstance(client, Client):
+        return client
+    if not callable(getattr(client, "capture", None)):
+        raise TypeError(
+            "client must be a posthog_llm.Client, a posthog-python client (posthog.Posthog or the "
+            f"posthog module), or None; got {type(client).__name__} without a capture() method"
+        )
+    return client
+
+
+class Emitter:
+    """Resolves identity (per call > `posthog_llm.context` > integration defaults) and ships events."""
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        framework: str | None = None,
+        distinct_id: Any = None,
+        trace_id: Any = None,
+        session_id: Any = None,
+        properties: Mapping[str, Any] | None = None,
+        groups: Mapping[str, Any] | None = None,
+        privacy_mode: bool | None = False,
+    ) -> None:
+        self._client = check_client(client)
+        self.framework = framework
+        self.defaults = make_scope(
+            distinct_id=distinct_id,
+            trace_id=trace_id,
+            session_id=session_id,
+            properties=properties,
+            groups=groups,
+            privacy_mode=privacy_mode if privacy_mode else None,
+        )
+
+    @property
+    def client(self) -> Any:
+        return self._client if self._client is not None else get_client()
+
+    def scope(self, overrides: Scope | None = None) -> Scope:
+        """The scope for a new event or trace: defaults, then the active context, then overrides."""
+        scope = self.defaults
+        ctx = current_scope()
+        if ctx is not EMPTY_SCOPE:
+            scope = scope.merged(ctx)
+        if overrides is not None and overrides is not EMPTY_SCOPE:
+            scope = scope.merged(overrides)
+        return scope
+
+    def privacy(self, scope: Scope) -> bool:
+        """Privacy mode from the scope or the client (ours, or posthog-python's `privacy_mode`)."""
+        if scope.privacy_mode:
+            return True
+        client = self.client
+        return bool(getattr(client, "privacy_mode", False))
+
+    @property
+    def enabled(self) -> bool:
+        client = self._client if self._client is not None else get_client()
+        return not getattr(client, "disabled", False)
+
+    def emit(
+        self,
+        event: str,
+        properties: PropertiesOrBuilder,
+        scope: Scope,
+        *,
+        trace_id: Any = None,
+    ) -> None:
+        """Ship one `$ai_*` event. Never raises.
+
+        Anonymous events (no distinct id in scope) use the trace id as distinct id and are
+        personless, so every event of one trace belongs to the same anonymous id.
+        """
+        with capture_internal_exceptions():
+            client = self.client
+            distinct_id = scope.distinct_id
+            anonymous = distinct_id is None
+            if anonymous:
+                distinct_id = str(trace_id) if trace_id is not None else scope.trace_id
+            privacy = self.privacy(scope)
+            build = functools.partial(_finish_properties, properties, scope, anonymous, privacy)
+            groups = dict(scope.groups) if scope.groups else None
+            if isinstance(client, Client):
+                client._capture_lazy(event, distinct_id, build, groups, privacy)
+                return
+            props = _fit_for_foreign_client(build())
+            if groups:
+                props["$groups"] = groups
+            kwargs: dict[str, Any] = {"distinct_id": distinct_id, "properties": props}
+            if groups:
+                kwargs["groups"] = groups
+            client.capture(event, **kwargs)
+
+
+def _finish_properties(
+    properties: PropertiesOrBuilder, scope: Scope, anonymous: bool, privacy: bool
+) -> dict[str, Any]:
+    ai_props = properties() if callable(properties) else properties
+    props: dict[str, Any] = dict(scope.properties) if scope.properties else {}
+    props.update(ai_props)
+    if scope.session_id is not None and "$ai_session_id" not in props:
+        props["$ai_session_id"] = scope.session_id
+    if anonymous:
+        props["$process_person_profile"] = False
+    if privacy:
+        for key in CONTENT_PROPERTIES:
+            props.pop(key, None)
+    return props
+
+
+def _fit_for_foreign_client(props: dict[str, Any]) -> dict[str, Any]:
+    """posthog-python drops events with values it cannot serialize or over ~1 MB: fix both."""
+    import json
+
+    safe = to_json_safe(props)
+    if len(dumps(safe)) <= MAX_EVENT_BYTES:
+        return safe
+    return json.loads(fit_event({"properties": safe}))["properties"]

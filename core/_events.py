@@ -1,0 +1,472 @@
+"""The only module that knows PostHog's `$ai_*` property names.
+
+Builders take plain Python facts and return a properties dict; integrations never spell a
+`$ai_` name themselves. Content fields are left out entirely in privacy mode.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ._version import __version__
+
+__all__ = [
+    "GENERATION",
+    "EMBEDDING",
+    "SPAN",
+    "TRACE",
+    "AI_EVENTS",
+    "CONTENT_PROPERTIES",
+    "generation_properties",
+    "embedding_properties",
+    "span_properties",
+    "trace_properties",
+    "format_error",
+    "http_status_of",
+    "clean_base_url",
+    "provider_from_base_url",
+    "allowed_model_parameters",
+    "strip_content",
+]
+
+GENERATION = "$ai_generation"
+EMBEDDING = "$ai_embedding"
+SPAN = "$ai_span"
+TRACE = "$ai_trace"
+AI_EVENTS = frozenset({GENERATION, EMBEDDING, SPAN, TRACE})
+
+LIB_NAME = "posthog-llm"
+
+# Prompt, completion and state content: what privacy mode removes.
+CONTENT_PROPERTIES = frozenset(
+    {"$ai_input", "$ai_output_choices", "$ai_input_state", "$ai_output_state"}
+)
+
+# Request parameters worth recording. An allow-list, so keys and headers never leak.
+MODEL_PARAMETER_NAMES = frozenset(
+    {
+        "temperature",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "max_new_tokens",
+        "num_predict",
+        "top_p",
+        "top_k",
+        "min_p",
+        "stop",
+        "stop_sequences",
+        "stream",
+        "n",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "repetition_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "tool_choice",
+        "parallel_tool_calls",
+        "reasoning_effort",
+        "reasoning",
+        "thinking",
+        "verbosity",
+        "service_tier",
+        "dimensions",
+        "encoding_format",
+        "context_window",
+        "num_ctx",
+        "truncation",
+        "text",
+    }
+)
+
+
+def allowed_model_parameters(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Keep only known, harmless request parameters (never api keys, headers or clients)."""
+    if not params:
+        return {}
+    return {k: v for k, v in params.items() if k in MODEL_PARAMETER_NAMES and v is not None}
+
+
+def format_error(error: BaseException | str | None) -> str | None:
+    """`"ExceptionClass: message"` for an exception, the string itself otherwise."""
+    if error is None:
+        return None
+    if isinstance(error, BaseException):
+        message = str(error)
+        return f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return str(error)
+
+
+def http_status_of(error: BaseException | None) -> int | None:
+    """The HTTP status an exception carries (openai, anthropic, httpx, requests), if any."""
+    if error is None:
+        return None
+    for attr in ("status_code", "http_status", "status"):
+        value = getattr(error, attr, None)
+        if isinstance(value, int) and 100 <= value <= 599:
+            return value
+    response = getattr(error, "response", None)
+    if response is not None:
+        value = getattr(response, "status_code", None)
+        if isinstance(value, int) and 100 <= value <= 599:
+            return value
+    return None
+
+
+def clean_base_url(url: Any) -> str | None:
+    """The URL without user info, query or fragment (they may hold credentials)."""
+    if not url:
+        return None
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return text.split("?", 1)[0]
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+_PROVIDER_HOSTS: tuple[tuple[str, str], ...] = (
+    ("openai.azure.com", "azure"),
+    ("azure.com", "azure"),
+    ("api.openai.com", "openai"),
+    ("anthropic.com", "anthropic"),
+    ("groq.com", "groq"),
+    ("deepseek.com", "deepseek"),
+    ("together.xyz", "together"),
+    ("together.ai", "together"),
+    ("openrouter.ai", "openrouter"),
+    ("mistral.ai", "mistral"),
+    ("fireworks.ai", "fireworks"),
+    ("perplexity.ai", "perplexity"),
+    ("x.ai", "xai"),
+    ("cohere.com", "cohere"),
+    ("cohere.ai", "cohere"),
+    ("generativelanguage.googleapis.com", "google"),
+    ("aiplatform.googleapis.com", "vertex"),
+    ("bedrock", "bedrock"),
+    ("amazonaws.com", "bedrock"),
+    ("huggingface.co", "huggingface"),
+    ("cerebras.ai", "cerebras"),
+)
+
+
+def provider_from_base_url(url: Any, default: str = "openai") -> str:
+    """Guess the provider from an API base URL (OpenAI-compatible providers share one SDK).
+
+    >>> provider_from_base_url("https://api.groq.com/openai/v1")
+    'groq'
+    >>> provider_from_base_url("http://localhost:11434/v1")
+    'ollama'
+    """
+    if not url:
+        return default
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return default
+    host = (parts.hostname or "").lower()
+    for needle, provider in _PROVIDER_HOSTS:
+        if host == needle or host.endswith("." + needle) or needle in host:
+            return provider
+    if parts.port == 11434 or "ollama" in host:
+        return "ollama"
+    if (
+        host in ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+        or host.endswith(".local")
+        or re.match(r"^(10|192\.168|172\.(1[6-9]|2\d|3[01]))\.", host)
+    ):
+        return "local"
+    return default
+
+
+def _put(props: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        props[key] = value
+
+
+def _common(
+    props: dict[str, Any],
+    *,
+    trace_id: Any,
+    span_id: Any,
+    parent_id: Any,
+    span_name: Any,
+    framework: str | None,
+    session_id: Any,
+    latency: float | None,
+    error: BaseException | str | None,
+    is_error: bool | None,
+    http_status: int | None,
+) -> None:
+    props["$ai_lib"] = LIB_NAME
+    props["$ai_lib_version"] = __version__
+    if trace_id is not None:
+        props["$ai_trace_id"] = str(trace_id)
+    if span_id is not None:
+        props["$ai_span_id"] = str(span_id)
+    if parent_id is not None:
+        props["$ai_parent_id"] = str(parent_id)
+    if span_name is not None:
+        props["$ai_span_name"] = str(span_name)
+    _put(props, "$ai_framework", framework)
+    if session_id is not None:
+        props["$ai_session_id"] = str(session_id)
+    if latency is not None:
+        props["$ai_latency"] = max(0.0, float(latency))
+    if error is not None or is_error:
+        props["$ai_is_error"] = True
+        _put(props, "$ai_error", format_error(error))
+        if http_status is None and isinstance(error, BaseException):
+            http_status = http_status_of(error)
+    elif is_error is False:
+        props["$ai_is_error"] = False
+    _put(props, "$ai_http_status", http_status)
+
+
+def _usage(
+    props: dict[str, Any],
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read_input_tokens: int | None = None,
+    cache_creation_input_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
+) -> None:
+    # Unknown counts are omitted, never sent as 0.
+    for key, value in (
+        ("$ai_input_tokens", input_tokens),
+        ("$ai_output_tokens", output_tokens),
+        ("$ai_cache_read_input_tokens", cache_read_input_tokens),
+        ("$ai_cache_creation_input_tokens", cache_creation_input_tokens),
+        ("$ai_reasoning_tokens", reasoning_tokens),
+    ):
+        if value is not None:
+            try:
+                props[key] = int(value)
+            except (TypeError, ValueError):
+                continue
+
+
+def generation_properties(
+    *,
+    trace_id: Any,
+    span_id: Any = None,
+    parent_id: Any = None,
+    span_name: str | None = None,
+    model: str | None = None,
+    provider: str | None = None,
+    base_url: str | None = None,
+    model_parameters: Mapping[str, Any] | None = None,
+    tools: Any = None,
+    input: Any = None,
+    output_choices: Any = None,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    cache_read_input_tokens: int | None = None,
+    cache_creation_input_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
+    latency: float | None = None,
+    time_to_first_token: float | None = None,
+    stream: bool | None = None,
+    stop_reason: str | None = None,
+    http_status: int | None = None,
+    error: BaseException | str | None = None,
+    is_error: bool | None = None,
+    framework: str | None = None,
+    session_id: Any = None,
+    privacy_mode: bool = False,
+    cost: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Properties of one `$ai_generation` (an LLM call).
+
+    >>> p = generation_properties(trace_id="t1", model="gpt-4o", input_tokens=3, latency=0.2)
+    >>> p["$ai_model"], p["$ai_input_tokens"], p["$ai_latency"]
+    ('gpt-4o', 3, 0.2)
+    """
+    props: dict[str, Any] = {}
+    _common(
+        props,
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        span_name=span_name,
+        framework=framework,
+        session_id=session_id,
+        latency=latency,
+        error=error,
+        is_error=is_error,
+        http_status=http_status,
+    )
+    _put(props, "$ai_model", model)
+    _put(props, "$ai_provider", provider)
+    _put(props, "$ai_base_url", clean_base_url(base_url))
+    if model_parameters:
+        props["$ai_model_parameters"] = allowed_model_parameters(model_parameters)
+    if tools:
+        props["$ai_tools"] = tools
+    if not privacy_mode:
+        _put(props, "$ai_input", input)
+        _put(props, "$ai_output_choices", output_choices)
+    _usage(
+        props,
+        input_tokens,
+        output_tokens,
+        cache_read_input_tokens,
+        cache_creation_input_tokens,
+        reasoning_tokens,
+    )
+    if stream:
+        props["$ai_stream"] = True
+        if time_to_first_token is not None:
+            props["$ai_time_to_first_token"] = max(0.0, float(time_to_first_token))
+    elif stream is False:
+        props["$ai_stream"] = False
+    _put(props, "$ai_stop_reason", stop_reason)
+    if cost:
+        for key in ("input", "output", "total"):
+            if cost.get(key) is not None:
+                props[f"$ai_{key}_cost_usd"] = float(cost[key])
+    return props
+
+
+def embedding_properties(
+    *,
+    trace_id: Any,
+    span_id: Any = None,
+    parent_id: Any = None,
+    span_name: str | None = None,
+    model: str | None = None,
+    provider: str | None = None,
+    base_url: str | None = None,
+    model_parameters: Mapping[str, Any] | None = None,
+    input: Any = None,
+    input_count: int | None = None,
+    input_tokens: int | None = None,
+    latency: float | None = None,
+    http_status: int | None = None,
+    error: BaseException | str | None = None,
+    is_error: bool | None = None,
+    framework: str | None = None,
+    session_id: Any = None,
+    privacy_mode: bool = False,
+) -> dict[str, Any]:
+    """Properties of one `$ai_embedding` (an embedding call)."""
+    props: dict[str, Any] = {}
+    _common(
+        props,
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        span_name=span_name,
+        framework=framework,
+        session_id=session_id,
+        latency=latency,
+        error=error,
+        is_error=is_error,
+        http_status=http_status,
+    )
+    _put(props, "$ai_model", model)
+    _put(props, "$ai_provider", provider)
+    _put(props, "$ai_base_url", clean_base_url(base_url))
+    if model_parameters:
+        props["$ai_model_parameters"] = allowed_model_parameters(model_parameters)
+    if not privacy_mode:
+        _put(props, "$ai_input", input)
+    _put(props, "$ai_embedding_input_count", input_count)
+    _usage(props, input_tokens, None)
+    return props
+
+
+def span_properties(
+    *,
+    trace_id: Any,
+    span_id: Any,
+    parent_id: Any = None,
+    span_name: str | None = None,
+    input_state: Any = None,
+    output_state: Any = None,
+    latency: float | None = None,
+    error: BaseException | str | None = None,
+    is_error: bool | None = None,
+    http_status: int | None = None,
+    framework: str | None = None,
+    session_id: Any = None,
+    privacy_mode: bool = False,
+    span_type: str | None = None,
+) -> dict[str, Any]:
+    """Properties of one `$ai_span` (a chain step, tool, retriever, query step)."""
+    props: dict[str, Any] = {}
+    _common(
+        props,
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id if parent_id is not None else trace_id,
+        span_name=span_name,
+        framework=framework,
+        session_id=session_id,
+        latency=latency,
+        error=error,
+        is_error=is_error,
+        http_status=http_status,
+    )
+    _put(props, "$ai_span_type", span_type)
+    if not privacy_mode:
+        _put(props, "$ai_input_state", input_state)
+        _put(props, "$ai_output_state", output_state)
+    return props
+
+
+def trace_properties(
+    *,
+    trace_id: Any,
+    span_name: str | None = None,
+    input_state: Any = None,
+    output_state: Any = None,
+    latency: float | None = None,
+    error: BaseException | str | None = None,
+    is_error: bool | None = None,
+    framework: str | None = None,
+    session_id: Any = None,
+    privacy_mode: bool = False,
+) -> dict[str, Any]:
+    """Properties of one `$ai_trace` (the root of a run). It has no parent."""
+    props: dict[str, Any] = {}
+    _common(
+        props,
+        trace_id=trace_id,
+        span_id=None,
+        parent_id=None,
+        span_name=span_name,
+        framework=framework,
+        session_id=session_id,
+        latency=latency,
+        error=error,
+        is_error=is_error,
+        http_status=None,
+    )
+    if not privacy_mode:
+        _put(props, "$ai_input_state", input_state)
+        _put(props, "$ai_output_state", output_state)
+    return props
+
+
+def strip_content(properties: dict[str, Any]) -> dict[str, Any]:
+    """The properties without prompt, completion or state content (privacy mode)."""
+    if not CONTENT_PROPERTIES.intersection(properties):
+        return properties
+    return {k: v for k, v in properties.items() if k not in CONTENT_PROPERTIES}
+
+
+def iter_ai_keys(properties: Mapping[str, Any]) -> Iterable[str]:
+    return (k for k in properties if k.startswith("$ai_"))

@@ -1,0 +1,38 @@
+"""The destination protocol: where a batch of serialized events goes."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Destination", "RetryableError", "BatchTooLargeError", "PermanentError"]
+
+
+class RetryableError(Exception):
+    """The batch may succeed later (network error, 408, 429, 5xx)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BatchTooLargeError(Exception):
+    """The destination refused the batch for its size (HTTP 413): split it and try again."""
+
+
+class PermanentError(Exception):
+    """The batch will never be accepted (other 4xx): drop it."""
+
+
+@runtime_checkable
+class Destination(Protocol):
+    """Receives batches of events, each already serialized to compact JSON bytes.
+
+    `send` raises one of the errors above on failure and returns normally on success. It is only
+    ever called from the sender's worker thread.
+    """
+
+    description: str
+
+    def send(self, events: list[bytes], *, timeout: float) -> None: ...
+
+    def close(self) -> None: ...

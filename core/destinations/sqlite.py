@@ -1,0 +1,123 @@
+"""The local store: events in one SQLite file (WAL), read by the CLI, the viewer and notebooks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from typing import Any
+
+from ._base import RetryableError
+
+__all__ = ["SQLiteDestination", "connect", "ensure_schema", "DEFAULT_DB_PATH"]
+
+DEFAULT_DB_PATH = os.path.join(".posthog-llm", "events.db")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    uuid TEXT PRIMARY KEY,
+    event TEXT NOT NULL,
+    distinct_id TEXT,
+    timestamp TEXT,
+    trace_id TEXT,
+    properties TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_trace ON events(trace_id);
+CREATE INDEX IF NOT EXISTS events_timestamp ON events(timestamp);
+"""
+
+
+def connect(path: str, *, create: bool = True, timeout: float = 30.0) -> sqlite3.Connection:
+    """Open the store; with `create=False` a missing file raises FileNotFoundError."""
+    if not create and not os.path.exists(path):
+        raise FileNotFoundError(f"no posthog-llm database at {path}")
+    if create:
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    if create:
+        ensure_schema(conn)
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    # Several processes may open the store at once; WAL lets their writers and readers coexist.
+    for attempt in range(50):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise sqlite3.OperationalError("database stayed locked while creating the schema")
+
+
+def event_row(raw: bytes) -> tuple[Any, ...]:
+    event = json.loads(raw)
+    props = event.get("properties") or {}
+    return (
+        event.get("uuid"),
+        event.get("event"),
+        event.get("distinct_id"),
+        event.get("timestamp"),
+        props.get("$ai_trace_id"),
+        json.dumps(props, ensure_ascii=False, separators=(",", ":")),
+        time.time(),
+    )
+
+
+def insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    # INSERT OR IGNORE on the uuid key: a batch retried after a lost answer is stored once.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "INSERT OR IGNORE INTO events "
+            "(uuid, event, distinct_id, timestamp, trace_id, properties, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class SQLiteDestination:
+    """Writes batches into the local store. Safe with several writing processes."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = os.fspath(path) if path else DEFAULT_DB_PATH
+        self.description = f"local store {self.path}"
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            self._conn = connect(self.path)
+            self._pid = os.getpid()
+        return self._conn
+
+    def send(self, events: list[bytes], *, timeout: float) -> None:
+        rows = [event_row(e) for e in events]
+        with self._lock:
+            try:
+                insert_events(self._connection(), rows)
+            except sqlite3.OperationalError as exc:
+                raise RetryableError(f"sqlite: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None and self._pid == os.getpid():
+                try:
+                    conn.close()
+                except Exception:
+                    pass

@@ -1,0 +1,69 @@
+"""Shared fixtures: an in-memory client, a loopback PostHog server, and a guard that fails any
+test in which posthog-llm swallowed an internal error."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+import posthog_llm
+from posthog_llm import Client, InMemoryDestination
+from posthog_llm._emit import _internal_error_hooks
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.support.posthog_sink import PostHogSink  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "allow_internal_errors: the test provokes internal errors on purpose"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_swallowed_internal_errors(request: pytest.FixtureRequest) -> Iterator[list]:
+    """Internal errors are logged and swallowed in production; in tests they are failures."""
+    errors: list[BaseException] = []
+    _internal_error_hooks.append(errors.append)
+    try:
+        yield errors
+    finally:
+        _internal_error_hooks.remove(errors.append)
+    if errors and not request.node.get_closest_marker("allow_internal_errors"):
+        pytest.fail(f"posthog-llm swallowed internal errors: {errors!r}")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:
+    """No test sees the developer's PostHog key, and the default client writes under tmp."""
+    for name in ("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY", "POSTHOG_HOST", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("POSTHOG_LLM_DB", str(tmp_path / "default-events.db"))
+    posthog_llm.set_client(None)
+    yield
+    posthog_llm.set_client(None)
+
+
+@pytest.fixture
+def sink() -> InMemoryDestination:
+    return InMemoryDestination()
+
+
+@pytest.fixture
+def client(sink: InMemoryDestination) -> Iterator[Client]:
+    """Our Client delivering into memory; call `client.flush()` before reading `sink.events`."""
+    c = Client(destination=sink, flush_interval=0.05)
+    yield c
+    c.shutdown(timeout=5)
+
+
+@pytest.fixture
+def posthog_server() -> Iterator[PostHogSink]:
+    """A real loopback HTTP server speaking PostHog's `/batch/` and `/capture/` API."""
+    server = PostHogSink()
+    yield server
+    server.close()

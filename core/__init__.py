@@ -22,6 +22,7 @@ from ._events import (
     trace_properties,
 )
 from ._serialize import to_json_safe
+from ._store import EventStore, Trace, TraceSummary
 from ._version import __version__
 from .destinations import (
     Destination,
@@ -50,6 +51,9 @@ __all__ = [
     "span_properties",
     "trace_properties",
     "to_json_safe",
+    "EventStore",
+    "Trace",
+    "TraceSummary",
     "Destination",
     "InMemoryDestination",
     "PostHogHTTPDestination",

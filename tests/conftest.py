@@ -7,9 +7,8 @@ import os
 import sys
 from collections.abc import Iterator
 
-import pytest
-
 import posthog_llm
+import pytest
 from posthog_llm import Client, InMemoryDestination
 from posthog_llm._emit import _internal_error_hooks
 

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import logging
+
+import posthog_llm
+import pytest
+from posthog_llm import Client, InMemoryDestination, PostHogHTTPDestination, SQLiteDestination
+
+
+def test_bad_host_raises_value_error_naming_host():
+    with pytest.raises(ValueError, match="host"):
+        Client(api_key="phc_x", host="us.i.posthog.com")
+    with pytest.raises(ValueError, match="host"):
+        Client(api_key="phc_x", host="ftp://example.com")
+
+
+def test_bad_numbers_raise_at_construction():
+    with pytest.raises(ValueError, match="flush_at"):
+        Client(flush_at=0, destination=InMemoryDestination())
+    with pytest.raises(TypeError, match="before_send"):
+        Client(before_send="nope", destination=InMemoryDestination())
+
+
+def test_api_key_alone_means_us_cloud(monkeypatch):
+    client = Client(api_key="phc_test")
+    assert isinstance(client.destination, PostHogHTTPDestination)
+    assert client.destination.url == "https://us.i.posthog.com/batch/"
+    client.shutdown(0)
+
+
+def test_environment_is_read(monkeypatch):
+    monkeypatch.setenv("POSTHOG_PROJECT_API_KEY", "phc_env")
+    monkeypatch.setenv("POSTHOG_HOST", "https://eu.i.posthog.com/")
+    client = Client()
+    assert client.api_key == "phc_env"
+    assert client.destination.url == "https://eu.i.posthog.com/batch/"
+    client.shutdown(0)
+
+
+def test_no_key_no_host_means_local_store_and_says_so_once(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="posthog_llm")
+    client = Client(db=tmp_path / "e.db")
+    assert isinstance(client.destination, SQLiteDestination)
+    assert str(tmp_path / "e.db") in client.destination.path
+    messages = [r.getMessage() for r in caplog.records if "local" in r.getMessage()]
+    assert len(messages) == 1
+    client.capture("$ai_span", distinct_id="u", properties={"$ai_trace_id": "t"})
+    assert client.shutdown(5)
+    with posthog_llm.EventStore(tmp_path / "e.db") as store:
+        assert [e["event"] for e in store.events()] == ["$ai_span"]
+
+
+def test_capture_returns_uuid_and_personless_without_distinct_id(client, sink):
+    event_uuid = client.capture(
+        "$ai_generation", properties={"$ai_model": "m"}, groups={"company": "c1"}
+    )
+    given = client.capture(
+        "$ai_span", distinct_id="user_1", uuid="11111111-1111-1111-1111-111111111111"
+    )
+    assert client.flush(5)
+    first, second = sink.events
+    assert first["uuid"] == event_uuid
+    assert first["properties"]["$process_person_profile"] is False
+    assert first["properties"]["$groups"] == {"company": "c1"}
+    assert first["distinct_id"]  # a generated id
+    assert second["uuid"] == given == "11111111-1111-1111-1111-111111111111"
+    assert second["distinct_id"] == "user_1"
+    assert "$process_person_profile" not in second["properties"]
+
+
+def test_capture_never_raises_on_hostile_properties(client, sink):
+    class Hostile:
+        def __repr__(self):
+            raise RuntimeError("no")
+
+    assert client.capture("e", distinct_id="u", properties={"x": Hostile(), "n": float("nan")})
+    assert client.capture("e", distinct_id=object(), properties={"ok": 1})
+    assert client.flush(5)
+    assert len(sink.events) == 2
+    assert sink.events[0]["properties"]["n"] == "NaN"
+
+
+def test_caller_mutating_properties_later_does_not_change_the_event(client, sink):
+    props = {"a": 1}
+    client.capture("e", distinct_id="u", properties=props)
+    props["a"] = 2
+    client.flush(5)
+    assert sink.events[0]["properties"]["a"] == 1
+
+
+def test_before_send_can_change_or_drop(sink):
+    def before_send(event):
+        if event["event"] == "drop-me":
+            return None
+        event["properties"]["tagged"] = True
+        return event
+
+    client = Client(destination=sink, before_send=before_send, flush_interval=0.05)
+    client.capture("keep", distinct_id="u")
+    client.capture("drop-me", distinct_id="u")
+    assert client.flush(5)
+    assert [e["event"] for e in sink.events] == ["keep"]
+    assert sink.events[0]["properties"]["tagged"] is True
+    assert client.stats()["filtered"] == 1
+    client.shutdown(1)
+
+
+def test_client_privacy_mode_strips_content(sink):
+    client = Client(destination=sink, privacy_mode=True, flush_interval=0.05)
+    client.capture(
+        "$ai_generation", distinct_id="u", properties={"$ai_input": "secret", "$ai_input_tokens": 4}
+    )
+    client.flush(5)
+    props = sink.events[0]["properties"]
+    assert "$ai_input" not in props and props["$ai_input_tokens"] == 4
+    client.shutdown(1)
+
+
+def test_disabled_client_captures_nothing(sink):
+    client = Client(destination=sink, disabled=True)
+    assert client.capture("e", distinct_id="u") is None
+    assert client.flush(1)
+    assert sink.events == []
+
+
+def test_default_client_is_lazy_and_shared(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSTHOG_LLM_DB", str(tmp_path / "d.db"))
+    posthog_llm.set_client(None)
+    first = posthog_llm.get_client()
+    assert first is posthog_llm.get_client()
+    assert first.destination.path == str(tmp_path / "d.db")
+    first.shutdown(1)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+
+import posthog_llm
+from posthog_llm import current_scope
+
+
+def test_nested_contexts_merge_and_restore():
+    with posthog_llm.context(distinct_id="u1", properties={"a": 1}, groups={"company": "c1"}):
+        with posthog_llm.context(trace_id="t1", properties={"b": 2}, privacy_mode=True):
+            scope = current_scope()
+            assert scope.distinct_id == "u1" and scope.trace_id == "t1"
+            assert dict(scope.properties) == {"a": 1, "b": 2}
+            assert dict(scope.groups) == {"company": "c1"} and scope.privacy_mode is True
+        assert current_scope().trace_id is None and current_scope().privacy_mode is None
+    assert current_scope().distinct_id is None
+
+
+def test_context_follows_asyncio_tasks_and_copied_threads():
+    async def read() -> str | None:
+        await asyncio.sleep(0)
+        return current_scope().distinct_id
+
+    async def main() -> list:
+        async def one(i: int):
+            with posthog_llm.context(distinct_id=f"u{i}"):
+                return await asyncio.create_task(read())
+
+        return await asyncio.gather(*(one(i) for i in range(5)))
+
+    assert asyncio.run(main()) == [f"u{i}" for i in range(5)]
+
+    seen: dict[str, object] = {}
+    with posthog_llm.context(distinct_id="outer"):
+        ctx = contextvars.copy_context()
+        t1 = threading.Thread(
+            target=lambda: ctx.run(lambda: seen.setdefault("copied", current_scope().distinct_id))
+        )
+        t2 = threading.Thread(target=lambda: seen.setdefault("plain", current_scope().distinct_id))
+        t1.start(), t2.start(), t1.join(), t2.join()
+    assert seen == {"copied": "outer", "plain": None}
+
+
+def test_context_rejects_bad_types_at_configuration_time():
+    import pytest
+
+    with pytest.raises(TypeError, match="properties"):
+        with posthog_llm.context(properties=["not", "a", "mapping"]):
+            pass
+    with pytest.raises(TypeError, match="privacy_mode"):
+        with posthog_llm.context(privacy_mode="yes"):
+            pass

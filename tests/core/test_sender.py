@@ -1,0 +1,219 @@
+"""The sender against a real loopback PostHog server that fails, throttles, drops and stalls."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import socket
+import time
+from collections import Counter
+
+from posthog_llm import Client, InMemoryDestination
+from posthog_llm.destinations import RetryableError
+
+
+def _client(server, **kw) -> Client:
+    kw.setdefault("flush_interval", 0.05)
+    return Client(api_key="phc_test", host=server.host, **kw)
+
+
+def _uuids(server) -> list[str]:
+    return [e["uuid"] for e in server.events]
+
+
+def test_batches_are_gzipped_and_carry_the_api_key(posthog_server):
+    client = _client(posthog_server, flush_at=10)
+    uuids = [
+        client.capture("$ai_generation", distinct_id="u", properties={"i": i}) for i in range(25)
+    ]
+    assert client.flush(10)
+    assert sorted(_uuids(posthog_server)) == sorted(uuids)
+    assert all(r["path"] == "/batch/" for r in posthog_server.requests)
+    assert all(r["headers"].get("Content-Encoding") == "gzip" for r in posthog_server.requests)
+    assert {e["api_key"] for e in posthog_server.events} == {"phc_test"}
+    assert max(Counter(r["bytes"] > 0 for r in posthog_server.requests).values()) >= 3
+    client.shutdown(2)
+
+
+def test_gzip_can_be_turned_off(posthog_server):
+    client = _client(posthog_server, gzip=False)
+    client.capture("e", distinct_id="u")
+    assert client.flush(5)
+    assert "Content-Encoding" not in posthog_server.requests[0]["headers"]
+    client.shutdown(1)
+
+
+def test_5xx_then_success_delivers_exactly_once(posthog_server):
+    posthog_server.behaviour = lambda n: ("status", 503) if n < 2 else "ok"
+    client = _client(posthog_server)
+    uuids = [client.capture("e", distinct_id="u", properties={"i": i}) for i in range(50)]
+    assert client.flush(15)
+    got = _uuids(posthog_server)
+    assert sorted(got) == sorted(uuids) and len(got) == len(set(got))
+    stats = client.stats()
+    assert stats["retried"] >= 50 and stats["sent"] == 50 and stats["failed"] == 0
+    client.shutdown(1)
+
+
+def test_429_honours_retry_after(posthog_server):
+    posthog_server.behaviour = lambda n: ("status", 429, {"Retry-After": "1"}) if n == 0 else "ok"
+    client = _client(posthog_server)
+    client.capture("e", distinct_id="u")
+    start = time.monotonic()
+    assert client.flush(10)
+    assert time.monotonic() - start >= 0.9  # waited as the server asked
+    assert len(posthog_server.events) == 1
+    client.shutdown(1)
+
+
+def test_dropped_connections_are_retried(posthog_server):
+    posthog_server.behaviour = lambda n: "drop" if n < 2 else "ok"
+    client = _client(posthog_server)
+    uuids = [client.capture("e", distinct_id="u") for _ in range(5)]
+    assert client.flush(15)
+    assert sorted(_uuids(posthog_server)) == sorted(uuids)
+    client.shutdown(1)
+
+
+def test_413_splits_the_batch(posthog_server):
+    posthog_server.behaviour = lambda n: ("status", 413) if n == 0 else "ok"
+    client = _client(posthog_server, flush_at=100)
+    uuids = [client.capture("e", distinct_id="u") for _ in range(40)]
+    assert client.flush(10)
+    assert sorted(_uuids(posthog_server)) == sorted(uuids)
+    assert len(posthog_server.requests) >= 3
+    client.shutdown(1)
+
+
+def test_other_4xx_drops_the_batch_with_one_log_line(posthog_server, caplog):
+    posthog_server.behaviour = lambda n: ("status", 400)
+    caplog.set_level(logging.WARNING, logger="posthog_llm")
+    client = _client(posthog_server)
+    client.capture("e", distinct_id="u")
+    client.flush(5)
+    assert posthog_server.events == []
+    assert client.stats()["failed"] == 1 and client.stats()["retried"] == 0
+    assert len([r for r in caplog.records if "dropped a batch" in r.getMessage()]) == 1
+    client.shutdown(1)
+
+
+def test_flush_and_shutdown_return_by_their_deadline_when_the_endpoint_stalls(posthog_server):
+    posthog_server.behaviour = lambda n: ("stall", 5)
+    client = _client(posthog_server, timeout=30)
+    for _ in range(10):
+        client.capture("e", distinct_id="u")
+    start = time.monotonic()
+    assert client.flush(0.5) is False
+    assert time.monotonic() - start < 1.0
+    start = time.monotonic()
+    client.shutdown(1.0)
+    assert time.monotonic() - start < 1.6
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_shutdown_returns_by_deadline_when_the_endpoint_is_down():
+    client = Client(
+        api_key="phc_test", host=f"http://127.0.0.1:{_dead_port()}", flush_interval=0.05
+    )
+    for _ in range(1000):
+        client.capture("e", distinct_id="u")
+    start = time.monotonic()
+    assert client.shutdown(timeout=1.0) is False
+    assert time.monotonic() - start < 1.5
+    assert client.capture("late", distinct_id="u") is None  # closed: dropped, no error
+
+
+def test_full_queue_drops_newest_counts_and_warns_once(caplog):
+    class Blocked:
+        description = "blocked"
+
+        def send(self, events, *, timeout):
+            raise RetryableError("down", retry_after=30)
+
+        def close(self):
+            pass
+
+    caplog.set_level(logging.WARNING, logger="posthog_llm")
+    client = Client(destination=Blocked(), max_queue_size=100, flush_interval=10)
+    results = [client.capture("e", distinct_id="u", properties={"i": i}) for i in range(1000)]
+    assert sum(r is not None for r in results) >= 100
+    assert results[-1] is None  # the newest are dropped
+    assert client.stats()["dropped"] >= 800
+    warnings = [r for r in caplog.records if "full" in r.getMessage()]
+    assert len(warnings) == 1
+    client.shutdown(0.2)
+
+
+def test_memory_is_bounded_by_bytes():
+    class Blocked:
+        description = "blocked"
+
+        def send(self, events, *, timeout):
+            raise RetryableError("down", retry_after=30)
+
+        def close(self):
+            pass
+
+    client = Client(
+        destination=Blocked(), max_queue_bytes=200_000, flush_at=10_000, flush_interval=0.05
+    )
+    for _ in range(500):
+        client.capture("e", distinct_id="u", properties={"blob": "lorem ipsum " * 200})
+    time.sleep(0.5)  # let the worker serialize the queue into its byte-bounded backlog
+    client.flush(0.2)
+    sender = client._sender
+    assert sender._backlog_bytes <= 200_000
+    assert client.stats()["dropped"] >= 350
+    client.shutdown(0.2)
+
+
+def test_batches_respect_byte_limit(sink):
+    client = Client(destination=sink, flush_interval=0.05)
+    client._sender.max_batch_bytes = 50_000
+    for _ in range(20):
+        client.capture("e", distinct_id="u", properties={"blob": "dolor sit " * 1_000})
+    assert client.flush(5)
+    assert len(sink.events) == 20 and sink.batches >= 4
+    client.shutdown(1)
+
+
+def test_http_body_is_the_posthog_batch_shape(posthog_server):
+    from posthog_llm import PostHogHTTPDestination
+
+    dest = PostHogHTTPDestination("phc_k", posthog_server.host)
+    body = json.loads(dest.body([b'{"event":"e","uuid":"1"}']))
+    assert (
+        body["api_key"] == "phc_k"
+        and body["batch"] == [{"event": "e", "uuid": "1"}]
+        and body["sent_at"]
+    )
+    dest.send([b'{"event":"e","uuid":"1","distinct_id":"u","properties":{}}'], timeout=5)
+    assert posthog_server.events[0]["uuid"] == "1"
+    assert gzip.decompress  # gzip is the default encoding
+    dest.close()
+
+
+def test_a_slow_destination_does_not_block_capture():
+    sink = InMemoryDestination()
+    original = sink.send
+
+    def slow(events, *, timeout):
+        time.sleep(0.3)
+        original(events, timeout=timeout)
+
+    sink.send = slow  # type: ignore[method-assign]
+    client = Client(destination=sink, flush_interval=0.01, flush_at=500)
+    start = time.monotonic()
+    for _ in range(2000):
+        client.capture("e", distinct_id="u")
+    # capture only appends to a queue; 2,000 calls never wait for a 0.3 s send
+    assert time.monotonic() - start < 0.3 * 5
+    assert client.flush(20)
+    assert len(sink.events) == 2000
+    client.shutdown(1)

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import json
+import uuid
+
+import pytest
+from posthog_llm._serialize import (
+    BASE64_PLACEHOLDER,
+    TRUNCATION_MARKER,
+    fit_event,
+    to_json_safe,
+)
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    when: dt.datetime
+
+
+class BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("boom")
+
+
+def test_edge_cases_become_plain_json():
+    pydantic = pytest.importorskip("pydantic")
+
+    class Model(pydantic.BaseModel):
+        name: str
+        at: dt.date
+
+    cyclic: list = [1]
+    cyclic.append(cyclic)
+    value = {
+        "model": Model(name="n", at=dt.date(2025, 1, 30)),
+        "point": Point(1, dt.datetime(2025, 1, 30, 12, 0, tzinfo=dt.timezone.utc)),
+        "uuid": uuid.UUID(int=1),
+        "bytes": b"\xff\x00",
+        "text_bytes": b"hello",
+        "set": {3, 1, 2},
+        "decimal": decimal.Decimal("1.5"),
+        "nan": float("nan"),
+        "inf": float("-inf"),
+        "enum": Color.RED,
+        "cycle": cyclic,
+        "object": object(),
+        "bad": BadRepr(),
+        "exc": ValueError("x"),
+        (1, 2): "tuple key",
+    }
+    safe = to_json_safe(value)
+    json.dumps(safe, allow_nan=False)  # must not raise
+    assert safe["model"] == {"name": "n", "at": "2025-01-30"}
+    assert safe["point"] == {"x": 1, "when": "2025-01-30T12:00:00+00:00"}
+    assert safe["uuid"] == str(uuid.UUID(int=1))
+    assert safe["bytes"] == "[2 bytes]" and safe["text_bytes"] == "hello"
+    assert safe["set"] == [1, 2, 3]
+    assert safe["decimal"] == 1.5
+    assert safe["nan"] == "NaN" and safe["inf"] == "-Infinity"
+    assert safe["enum"] == "red"
+    assert safe["cycle"] == [1, "[cycle]"]
+    assert safe["object"].startswith("<object object")
+    assert "repr failed" in safe["bad"]
+    assert safe["exc"] == "ValueError: x"
+    assert safe["(1, 2)"] == "tuple key"
+
+
+def test_shared_references_are_not_cycles():
+    shared = {"a": 1}
+    assert to_json_safe([shared, shared]) == [{"a": 1}, {"a": 1}]
+
+
+def test_base64_images_are_replaced():
+    image = "data:image/png;base64," + "iVBORw0KGgo" * 500
+    blob = "A" * 5000
+    safe = to_json_safe(
+        {
+            "content": [{"type": "image_url", "image_url": {"url": image}}],
+            "raw": blob,
+            "text": "a " * 3000,
+        }
+    )
+    assert safe["content"][0]["image_url"]["url"] == "data:image/png;base64," + BASE64_PLACEHOLDER
+    assert safe["raw"] == BASE64_PLACEHOLDER
+    assert safe["text"] == "a " * 3000  # ordinary text is kept
+
+
+def test_oversized_event_is_truncated_not_dropped():
+    event = {
+        "event": "$ai_generation",
+        "distinct_id": "u",
+        "properties": {
+            "$ai_trace_id": "t",
+            "$ai_model": "gpt-4o",
+            "$ai_input_tokens": 7,
+            "$ai_input": [{"role": "user", "content": "x " * 1_000_000}],
+            "$ai_output_choices": [{"role": "assistant", "content": "y " * 300_000}],
+        },
+    }
+    data = fit_event(event, 900_000)
+    assert len(data) <= 900_000
+    parsed = json.loads(data)
+    props = parsed["properties"]
+    assert (
+        props["$ai_trace_id"] == "t"
+        and props["$ai_model"] == "gpt-4o"
+        and props["$ai_input_tokens"] == 7
+    )
+    assert TRUNCATION_MARKER in props["$ai_input"][0]["content"]
+    assert props["$ai_input"][0]["role"] == "user"
+
+
+def test_many_large_custom_properties_are_cut_too():
+    event = {"event": "e", "properties": {f"k{i}": "z" * 200_000 for i in range(10)}}
+    data = fit_event(event, 900_000)
+    assert len(data) <= 900_000
+    assert TRUNCATION_MARKER in json.loads(data)["properties"]["k0"]

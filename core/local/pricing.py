@@ -1,0 +1,286 @@
+"""Estimated cost of LLM calls, for display in the local viewer and notebooks.
+
+A bundled, dated table (`pricing.json`: USD per 1M tokens) of common OpenAI, Anthropic and
+Google models. Dated snapshots match their family by prefix (`gpt-4o-2024-08-06` -> `gpt-4o`),
+provider prefixes are ignored (`openai/gpt-4o`, `models/gemini-2.0-flash`).
+
+Override or extend it with a JSON file of the same shape (or a flat `{model: prices}` object),
+named by `POSTHOG_LLM_PRICING=path.json` or passed as `pricing=`:
+
+    {"models": {"my-finetune": {"input": 1.0, "output": 2.0, "cache_read": 0.5}}}
+
+The estimate is never added to captured events: PostHog prices events itself.
+
+>>> cost = estimate_cost("gpt-4o-2024-08-06", input_tokens=1000, output_tokens=500)
+>>> cost["model"], cost["total_cost_usd"]
+('gpt-4o', 0.0075)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Union
+
+__all__ = [
+    "ModelPrice",
+    "PricingTable",
+    "PricingSource",
+    "load_pricing",
+    "default_pricing",
+    "estimate_cost",
+    "PRICING_ENV",
+]
+
+PRICING_ENV = "POSTHOG_LLM_PRICING"
+
+# A path to a JSON file, an already parsed table, or a PricingTable.
+PricingSource = Union[str, os.PathLike, Mapping[str, Any], "PricingTable"]
+
+_PER_TOKENS = 1_000_000
+# What may follow a family name in a dated or tagged snapshot: "-2024-08-06", ":free", "@001".
+_SNAPSHOT_SEPARATORS = ("-", ":", "@", "_")
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """USD per 1M tokens. `cache_read`/`cache_write` default to the input price when unknown."""
+
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    provider: str | None = None
+
+
+def _price(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{what} must be a number >= 0 (USD per 1M tokens), got {value!r}")
+    return float(value)
+
+
+def _parse_models(data: Mapping[str, Any], origin: str) -> dict[str, ModelPrice]:
+    models = data.get("models", data)
+    if not isinstance(models, Mapping):
+        raise ValueError(f"{origin}: 'models' must be an object of model name -> prices")
+    out: dict[str, ModelPrice] = {}
+    for name, entry in models.items():
+        if name in ("as_of", "unit", "note", "replace") and "models" not in data:
+            continue
+        where = f"{origin}: model {name!r}"
+        if not isinstance(entry, Mapping) or "input" not in entry or "output" not in entry:
+            raise ValueError(f"{where} needs at least 'input' and 'output' prices")
+        optional = {
+            key: _price(entry[key], f"{where} {key}")
+            for key in ("cache_read", "cache_write")
+            if entry.get(key) is not None
+        }
+        provider = entry.get("provider")
+        out[str(name).strip().lower()] = ModelPrice(
+            input=_price(entry["input"], f"{where} input"),
+            output=_price(entry["output"], f"{where} output"),
+            provider=str(provider).lower() if provider else None,
+            **optional,
+        )
+    return out
+
+
+def _candidates(model: str) -> list[str]:
+    """The model name and the forms a gateway or cloud wraps it in, most specific first."""
+    name = model.strip().lower()
+    names = [name]
+    if "/" in name:  # "openai/gpt-4o", "models/gemini-2.0-flash", "anthropic/claude-3.5-sonnet"
+        names.append(name.rsplit("/", 1)[1])
+    for candidate in list(names):
+        if "anthropic." in candidate:  # Bedrock: "us.anthropic.claude-3-5-sonnet-20240620-v1:0"
+            names.append(candidate.split("anthropic.", 1)[1])
+    for candidate in list(names):
+        if candidate.startswith("claude") and "." in candidate:  # "claude-3.5-sonnet"
+            names.append(candidate.replace(".", "-"))
+    return names
+
+
+class PricingTable:
+    """Model prices with snapshot-aware lookup. Build one with `load_pricing()`."""
+
+    def __init__(self, models: Mapping[str, ModelPrice], as_of: str | None = None) -> None:
+        self.models = dict(models)
+        self.as_of = as_of
+        # Longest names first, so "gpt-4o-mini-2024-07-18" finds "gpt-4o-mini", not "gpt-4o".
+        self._by_length = sorted(self.models, key=len, reverse=True)
+        self._cache: dict[str, tuple[str, ModelPrice] | None] = {}
+
+    def __repr__(self) -> str:
+        return f"<PricingTable {len(self.models)} models, as of {self.as_of}>"
+
+    def lookup(self, model: str | None) -> tuple[str, ModelPrice] | None:
+        """`(table name, prices)` for a model name, or None when the table does not know it."""
+        if not model or not isinstance(model, str):
+            return None
+        if model in self._cache:
+            return self._cache[model]
+        found = None
+        for name in _candidates(model):
+            if name in self.models:
+                found = (name, self.models[name])
+                break
+            for known in self._by_length:
+                if name.startswith(known) and name[len(known)] in _SNAPSHOT_SEPARATORS:
+                    found = (known, self.models[known])
+                    break
+            if found:
+                break
+        if len(self._cache) < 10_000:
+            self._cache[model] = found
+        return found
+
+    def estimate(
+        self,
+        model: str | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cache_read_tokens: int | None = 0,
+        *,
+        cache_write_tokens: int | None = 0,
+        provider: str | None = None,
+    ) -> dict[str, Any] | None:
+        """See `estimate_cost`."""
+        match = self.lookup(model)
+        if match is None or (input_tokens is None and output_tokens is None):
+            return None
+        name, price = match
+        tokens_in = max(0, int(input_tokens or 0))
+        cache_read = max(0, int(cache_read_tokens or 0))
+        cache_write = max(0, int(cache_write_tokens or 0))
+        # Anthropic reports cached tokens apart from input_tokens; OpenAI, Google and most
+        # gateways count them inside it. PostHog's $ai_input_tokens follows the same split.
+        convention = (provider or price.provider or "").lower()
+        if convention != "anthropic":
+            tokens_in = max(0, tokens_in - cache_read)
+            cache_write = 0
+        read_price = price.cache_read if price.cache_read is not None else price.input
+        write_price = price.cache_write if price.cache_write is not None else price.input
+        input_cost = (
+            tokens_in * price.input + cache_read * read_price + cache_write * write_price
+        ) / _PER_TOKENS
+        output_cost = max(0, int(output_tokens or 0)) * price.output / _PER_TOKENS
+        return {
+            "model": name,
+            "provider": price.provider,
+            "input_cost_usd": round(input_cost, 10),
+            "output_cost_usd": round(output_cost, 10),
+            "total_cost_usd": round(input_cost + output_cost, 10),
+            "as_of": self.as_of,
+        }
+
+
+def _read(source: PricingSource) -> tuple[dict[str, ModelPrice], str | None, bool]:
+    if isinstance(source, PricingTable):
+        return dict(source.models), source.as_of, True
+    if isinstance(source, Mapping):
+        data, origin = source, "pricing"
+    else:
+        origin = os.fspath(source)
+        try:
+            with open(origin, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except OSError as exc:
+            raise ValueError(f"cannot read pricing file {origin}: {exc.strerror or exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"pricing file {origin} is not valid JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{origin}: expected a JSON object")
+    as_of = data.get("as_of")
+    return _parse_models(data, origin), str(as_of) if as_of else None, bool(data.get("replace"))
+
+
+def _bundled() -> tuple[dict[str, ModelPrice], str | None]:
+    text = resources.files(__package__).joinpath("pricing.json").read_text(encoding="utf-8")
+    data = json.loads(text)
+    return _parse_models(data, "bundled pricing.json"), data.get("as_of")
+
+
+def load_pricing(source: PricingSource | None = None, *, use_env: bool = True) -> PricingTable:
+    """The bundled table, updated by `$POSTHOG_LLM_PRICING` and then by `source`.
+
+    A file or mapping adds or replaces models; with `"replace": true` it replaces the whole
+    table. Raises ValueError for a missing or malformed file.
+
+    >>> table = load_pricing({"models": {"my-model": {"input": 1, "output": 2}}})
+    >>> table.estimate("my-model", 1_000_000, 0)["total_cost_usd"]
+    1.0
+    """
+    models, as_of = _bundled()
+    layers: list[PricingSource] = []
+    env_path = os.environ.get(PRICING_ENV, "").strip() if use_env else ""
+    if env_path:
+        layers.append(env_path)
+    if source is not None:
+        layers.append(source)
+    for layer in layers:
+        extra, extra_as_of, replace = _read(layer)
+        if replace:
+            models = {}
+        models.update(extra)
+        as_of = extra_as_of or as_of
+    return PricingTable(models, as_of)
+
+
+_default_lock = threading.Lock()
+_default: tuple[tuple[str, float], PricingTable] | None = None
+
+
+def default_pricing() -> PricingTable:
+    """`load_pricing()`, cached until `$POSTHOG_LLM_PRICING` or the file it names changes."""
+    global _default
+    env_path = os.environ.get(PRICING_ENV, "").strip()
+    try:
+        stamp = os.path.getmtime(env_path) if env_path else 0.0
+    except OSError:
+        stamp = -1.0
+    key = (env_path, stamp)
+    with _default_lock:
+        if _default is None or _default[0] != key:
+            _default = (key, load_pricing())
+        return _default[1]
+
+
+def estimate_cost(
+    model: str | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read_tokens: int | None = 0,
+    *,
+    cache_write_tokens: int | None = 0,
+    provider: str | None = None,
+    pricing: PricingSource | None = None,
+) -> dict[str, Any] | None:
+    """Estimated USD cost of one call, or None for an unknown model or unknown token counts.
+
+    `input_tokens` counts cached tokens too, except for `provider="anthropic"` (Anthropic
+    reports them apart), as in PostHog's `$ai_input_tokens`. Returns
+    `{"model", "provider", "input_cost_usd", "output_cost_usd", "total_cost_usd", "as_of"}`.
+
+    >>> estimate_cost("claude-3-5-haiku-20241022", 1_000_000, 1_000_000)["total_cost_usd"]
+    4.8
+    >>> estimate_cost("my-local-llama", 10, 10) is None
+    True
+    """
+    if pricing is None:
+        table = default_pricing()
+    elif isinstance(pricing, PricingTable):
+        table = pricing
+    else:
+        table = load_pricing(pricing)
+    return table.estimate(
+        model,
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+        provider=provider,
+    )

@@ -157,7 +157,7 @@ class BatchSender:
         self._accepted += 1
         if self._thread is None:
             self._start()
-        elif len(queue) >= self.flush_at:
+        elif len(queue) >= self.flush_at and not self._wake.is_set():
             self._wake.set()
         return True
 
@@ -294,6 +294,7 @@ class BatchSender:
             if self._pid != os.getpid():
                 return
             try:
+                self._let_burst_pass(next_tick + self.flush_interval)
                 self._drain()
                 while self._backlog:
                     now = time.monotonic()
@@ -316,6 +317,22 @@ class BatchSender:
             if now >= next_tick:
                 next_tick = now + self.flush_interval
             if self._closed and (self._abort.is_set() or self._queue_is_empty()):
+                return
+
+    def _let_burst_pass(self, deadline: float) -> None:
+        """While a burst is still arriving, wait (bounded) before serializing.
+
+        Serializing on this thread competes with the caller for the GIL; deferring it until the
+        burst is over keeps `capture()` cheap. The wait ends at `deadline`, at half a queue, or
+        as soon as a flush or shutdown asks for delivery.
+        """
+        high_water = self.max_queue_size // 2
+        while not (self._flush_waiters or self._stopping):
+            before = len(self._queue)
+            if before >= high_water or time.monotonic() >= deadline:
+                return
+            time.sleep(0.002)
+            if len(self._queue) - before < 16:
                 return
 
     def _request_timeout(self) -> float:

@@ -1,0 +1,3 @@
+"""Local tools that run on this machine: servers and stand-ins for offline use and tests."""
+
+from __future__ import annotations

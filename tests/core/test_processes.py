@@ -1,0 +1,130 @@
+"""Delivery at interpreter exit, fork safety, and the local store written by two processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from posthog_llm import Client, EventStore, InMemoryDestination
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
+    )
+
+
+def test_pending_events_are_delivered_at_exit_without_flush(posthog_server):
+    result = _run(
+        f"""
+        from posthog_llm import Client
+        client = Client(api_key="phc_exit", host="{posthog_server.host}", flush_interval=60)
+        for i in range(300):
+            client.capture("$ai_generation", distinct_id="u", properties={{"i": i}})
+        # no flush, no shutdown: the atexit hook must deliver
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(posthog_server.wait_for(300, timeout=5)) == 300
+
+
+def test_exit_is_bounded_when_the_endpoint_is_down():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    result = _run(
+        f"""
+        from posthog_llm import Client
+        client = Client(api_key="phc", host="http://127.0.0.1:{port}", shutdown_timeout=1.0)
+        for i in range(100):
+            client.capture("e", distinct_id="u")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - start < 10  # interpreter start + 1 s deadline, not minutes
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_forked_child_gets_a_fresh_worker_and_none_of_the_parent_queue(tmp_path):
+    sink = InMemoryDestination()
+    client = Client(destination=sink, flush_interval=30)  # parent events stay queued
+    for _ in range(5):
+        client.capture("parent", distinct_id="p")
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            os.close(read_fd)
+            queued_at_start = client.stats()["queued"]
+            client.capture("child", distinct_id="c")
+            ok = client.flush(5)
+            names = [e["event"] for e in sink.events]
+            os.write(write_fd, f"{queued_at_start}|{ok}|{','.join(names)}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_fd) as f:
+        queued_at_start, ok, names = f.read().split("|")
+    assert queued_at_start == "0"
+    assert ok == "True"
+    assert names == "child"  # the parent's five events were not sent by the child
+    assert client.flush(5)
+    assert [e["event"] for e in sink.events] == ["parent"] * 5
+    client.shutdown(1)
+
+
+def test_local_store_written_by_two_processes_at_once(tmp_path):
+    db = tmp_path / "shared.db"
+    code = """
+        import sys
+        from posthog_llm import Client
+        client = Client(db=sys.argv[1], flush_at=50, flush_interval=0.01)
+        for i in range(1000):
+            client.capture("$ai_span", distinct_id=sys.argv[2], properties={"$ai_trace_id": sys.argv[2], "i": i})
+        assert client.shutdown(20)
+    """
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), str(db), name],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("writer-a", "writer-b")
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    with EventStore(db) as store:
+        assert store.count() == 2000
+        traces = {t.trace_id: t.events for t in store.traces()}
+    assert traces == {"writer-a": 1000, "writer-b": 1000}
+    with open(db, "rb") as f:
+        assert f.read(16).startswith(b"SQLite format 3")
+    import sqlite3
+
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_retried_batch_is_stored_once(tmp_path):
+    from posthog_llm import SQLiteDestination
+
+    dest = SQLiteDestination(tmp_path / "once.db")
+    event = b'{"event":"e","distinct_id":"u","properties":{"$ai_trace_id":"t"},"timestamp":"2025-01-01T00:00:00+00:00","uuid":"u-1"}'
+    dest.send([event], timeout=1)
+    dest.send([event], timeout=1)
+    dest.close()
+    with EventStore(tmp_path / "once.db") as store:
+        assert store.count() == 1

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._context import EMPTY_SCOPE, current_scope
 from ._events import CONTENT_PROPERTIES
 from ._sender import BatchSender
 from ._serialize import MAX_EVENT_BYTES, fit_event, to_json_safe
@@ -183,6 +184,22 @@ class Client:
         try:
             event_uuid = str(uuid) if uuid is not None else str(_uuid.uuid4())
             props = dict(properties) if properties else {}
+            scope = current_scope()
+            if scope is not EMPTY_SCOPE:
+                # Manual capture inside `posthog_llm.context(...)` gets the same identity as
+                # the integrations: explicit arguments win.
+                if distinct_id is None:
+                    distinct_id = scope.distinct_id
+                if scope.properties:
+                    props = {**scope.properties, **props}
+                if scope.session_id is not None:
+                    props.setdefault("$ai_session_id", scope.session_id)
+                if scope.trace_id is not None and str(event).startswith("$ai_"):
+                    props.setdefault("$ai_trace_id", scope.trace_id)
+                if scope.groups:
+                    groups = {**scope.groups, **(groups or {})}
+                if scope.privacy_mode:
+                    props = {k: v for k, v in props.items() if k not in CONTENT_PROPERTIES}
             item = (
                 str(event),
                 None if distinct_id is None else str(distinct_id),

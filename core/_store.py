@@ -210,7 +210,8 @@ class EventStore:
     ) -> list[dict[str, Any]]:
         """Events in time order (`{event, distinct_id, properties, timestamp, uuid}`)."""
         sql = "SELECT uuid, event, distinct_id, timestamp, properties FROM events"
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if trace_id is not None:
             where.append("trace_id = ?")
             args.append(trace_id)

@@ -923,63 +923,31 @@ def _response_events(response: dict[str, Any]) -> Iterator[tuple[str, dict[str, 
     yield event("response.created", response=pending)
     yield event("response.in_progress", response=pending)
     for index, item in enumerate(response["output"]):
-        if item["type"] == "message":
+        kind = item["type"]
+        at = {"item_id": item.get("id"), "output_index": index}
+        if kind == "message":
             text = item["content"][0]["text"]
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            at["content_index"] = 0
             yield event(
-                "response.output_item.added",
-                output_index=index,
-                item={**item, "status": "in_progress", "content": []},
+                "response.output_item.added", output_index=index, item={**item, "content": []}
             )
-            empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            yield event(
-                "response.content_part.added",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                part=empty,
-            )
+            yield event("response.content_part.added", **at, part=part)
             for piece in _PIECE.findall(text):
-                yield event(
-                    "response.output_text.delta",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    delta=piece,
-                    logprobs=[],
-                )
+                yield event("response.output_text.delta", **at, delta=piece, logprobs=[])
+            yield event("response.output_text.done", **at, text=text, logprobs=[])
+            yield event("response.content_part.done", **at, part=item["content"][0])
+        elif kind == "function_call":
+            arguments = item["arguments"]
             yield event(
-                "response.output_text.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                text=text,
-                logprobs=[],
+                "response.output_item.added", output_index=index, item={**item, "arguments": ""}
             )
-            yield event(
-                "response.content_part.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                part=item["content"][0],
-            )
-        elif item["type"] == "function_call":
-            yield event(
-                "response.output_item.added",
-                output_index=index,
-                item={**item, "status": "in_progress", "arguments": ""},
-            )
-            for piece in _PIECE.findall(item["arguments"]):
-                yield event(
-                    "response.function_call_arguments.delta",
-                    item_id=item["id"],
-                    output_index=index,
-                    delta=piece,
-                )
+            for piece in _PIECE.findall(arguments):
+                yield event("response.function_call_arguments.delta", **at, delta=piece)
             yield event(
                 "response.function_call_arguments.done",
-                item_id=item["id"],
-                output_index=index,
-                arguments=item["arguments"],
+                **at,
+                arguments=arguments,
                 name=item["name"],
             )
         else:

@@ -181,14 +181,14 @@ def decode_body(
         text = form["data"][0].strip()
     if not text:
         raise BadRequest('empty body: send a JSON event, a {"batch": [...]} object or a list')
-    if text[0] in "{[":
-        return _loads(text, "body")
-    decoded = _b64decode(text)
-    if decoded is None:
-        raise BadRequest("body is neither JSON nor base64-encoded JSON")
-    if decoded[:2] == b"\x1f\x8b":
-        decoded = _inflate(decoded, limit, 16 + zlib.MAX_WBITS)
-    return _loads(decoded, "base64-decoded body")
+    if text[0] not in "{[":
+        # posthog-js `compression=base64` and older SDKs send base64-encoded JSON.
+        decoded = _b64decode(text)
+        if decoded is not None and decoded[:2] == b"\x1f\x8b":
+            decoded = _inflate(decoded, limit, 16 + zlib.MAX_WBITS)
+        if decoded is not None and decoded.lstrip()[:1] in (b"{", b"["):
+            return _loads(decoded, "base64-decoded body")
+    return _loads(text, "body")
 
 
 # -- events ------------------------------------------------------------------------------------

@@ -274,7 +274,7 @@
         "tr",
         { class: "clickable" + (t.errors ? " has-error" : ""), dataset: { traceId: t.trace_id } },
         h("td", { class: "nowrap", text: fmtTime(t.start) }),
-        h("td", null, link(tracePath(t.trace_id), h("span", { class: "trace-name", text: t.name || "trace" })), h("div", { class: "mono muted small", text: t.trace_id })),
+        h("td", null, link(tracePath(t.trace_id), h("span", { class: "trace-name", text: t.name || (t.models || [])[0] || "trace" })), h("div", { class: "mono muted small", text: t.trace_id })),
         h("td", { class: "mono small", text: t.distinct_id || "—", title: t.distinct_id || "" }),
         h("td", null, (t.models || []).map((m) => h("span", { class: "chip", text: m }))),
         h("td", { class: "num", title: t.generations + " generations, " + t.embeddings + " embeddings, " + t.spans + " spans", text: t.events }),

@@ -1,0 +1,136 @@
+"""Small helpers the chat, responses and embeddings builders share (worker-thread side)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import openai
+from posthog_llm._events import allowed_model_parameters, generation_properties, http_status_of
+
+if TYPE_CHECKING:
+    from ._track import Call
+
+__all__ = [
+    "given",
+    "generation",
+    "requested_model",
+    "model_parameters",
+    "http_status",
+    "as_dict",
+    "function_call",
+    "usage_count",
+]
+
+_UNSET = (openai.Omit, openai.NotGiven)
+
+
+def given(value: Any) -> bool:
+    """False for None and for the SDK's `omit` / `NOT_GIVEN` markers."""
+    return value is not None and not isinstance(value, _UNSET)
+
+
+def requested_model(params: Mapping[str, Any]) -> str | None:
+    model = params.get("model")
+    return str(model) if given(model) else None
+
+
+def generation(
+    call: Call,
+    *,
+    model: str | None,
+    input_of: Callable[[dict[str, Any]], Any],
+    output: list[dict[str, Any]],
+    tokens: tuple[int | None, int | None, int | None, int | None],
+    stop_reason: str | None,
+    error: str | None,
+) -> dict[str, Any]:
+    """`$ai_generation` properties from what chat and responses calls have in common.
+
+    `tokens` is (input, output, cache read, reasoning). Content is not even built in privacy mode.
+    """
+    params = call.params
+    base_url = call.base_url()
+    tools = params.get("tools")
+    input_tokens, output_tokens, cached_tokens, reasoning_tokens = tokens
+    return generation_properties(
+        trace_id=call.trace_id,
+        model=model or requested_model(params),
+        provider=call.provider_name(base_url),
+        base_url=base_url,
+        model_parameters=model_parameters(params),
+        tools=tools if given(tools) and tools else None,
+        input=None if call.privacy else input_of(params),
+        output_choices=None if call.privacy or (error and not output) else output,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_input_tokens=cached_tokens,
+        reasoning_tokens=reasoning_tokens,
+        latency=call.latency,
+        time_to_first_token=call.ttft,
+        stream=call.stream,
+        stop_reason=stop_reason,
+        http_status=http_status(call),
+        error=error,
+        is_error=True if error else None,
+        privacy_mode=call.privacy,
+    )
+
+
+def model_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The allow-listed request parameters; a pydantic class given as format shows by name."""
+    chosen = allowed_model_parameters({k: v for k, v in params.items() if given(v)})
+    response_format = chosen.get("response_format")
+    if isinstance(response_format, type):
+        chosen["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": response_format.__name__},
+        }
+    text_format = params.get("text_format")
+    if isinstance(text_format, type):
+        chosen["text"] = {"format": {"type": "json_schema", "name": text_format.__name__}}
+    return chosen
+
+
+def http_status(call: Call) -> int | None:
+    """200 on success; on error the status the exception carries.
+
+    An error in the middle of a stream came after a 200 response, so 200 stays.
+    """
+    if call.error is None:
+        return 200
+    status = http_status_of(call.error)
+    if status is None and call.stream and call.request_latency:
+        return 200
+    return status
+
+
+def as_dict(value: Any) -> Any:
+    """A message or item as a dict (pydantic models from earlier responses included)."""
+    if isinstance(value, Mapping):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(exclude_none=True)
+        except TypeError:
+            return dump()
+    return value
+
+
+def function_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    """A tool call in OpenAI's function format, whichever API it came from."""
+    return {
+        "type": "function",
+        "id": call_id,
+        "function": {"name": name, "arguments": arguments},
+    }
+
+
+def usage_count(obj: Any, *path: str) -> int | None:
+    """`obj.a.b` as an int, or None when any step is missing (unknown counts are omitted)."""
+    for name in path:
+        if obj is None:
+            return None
+        obj = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+    return obj if isinstance(obj, int) and not isinstance(obj, bool) else None

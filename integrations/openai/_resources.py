@@ -1,0 +1,80 @@
+"""Subclasses of the SDK's own resources whose tracked methods report to PostHog.
+
+Only `create` / `parse` are overridden; every other method, sub-resource, `with_raw_response`
+and `with_streaming_response` is the SDK's. The SDK's `stream()` helpers call `create(stream=True)`
+on the resource, so they are tracked too.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from openai.resources.chat import AsyncChat, AsyncCompletions, Chat, Completions
+from openai.resources.embeddings import AsyncEmbeddings, Embeddings
+from openai.resources.responses import AsyncResponses, Responses
+
+from ._track import CHAT, EMBEDDINGS, RESPONSES, run_async, run_sync
+
+__all__ = [
+    "TrackedChat",
+    "TrackedAsyncChat",
+    "TrackedResponses",
+    "TrackedAsyncResponses",
+    "TrackedEmbeddings",
+    "TrackedAsyncEmbeddings",
+]
+
+
+class TrackedCompletions(Completions):
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        return run_sync(CHAT, self, super().create, args, kwargs)
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        return run_sync(CHAT, self, super().parse, args, kwargs)
+
+
+class TrackedAsyncCompletions(AsyncCompletions):
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        return await run_async(CHAT, self, super().create, args, kwargs)
+
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
+        return await run_async(CHAT, self, super().parse, args, kwargs)
+
+
+class TrackedChat(Chat):
+    @cached_property
+    def completions(self) -> Completions:
+        return TrackedCompletions(self._client)
+
+
+class TrackedAsyncChat(AsyncChat):
+    @cached_property
+    def completions(self) -> AsyncCompletions:
+        return TrackedAsyncCompletions(self._client)
+
+
+class TrackedResponses(Responses):
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        return run_sync(RESPONSES, self, super().create, args, kwargs)
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        return run_sync(RESPONSES, self, super().parse, args, kwargs)
+
+
+class TrackedAsyncResponses(AsyncResponses):
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        return await run_async(RESPONSES, self, super().create, args, kwargs)
+
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
+        return await run_async(RESPONSES, self, super().parse, args, kwargs)
+
+
+class TrackedEmbeddings(Embeddings):
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        return run_sync(EMBEDDINGS, self, super().create, args, kwargs)
+
+
+class TrackedAsyncEmbeddings(AsyncEmbeddings):
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        return await run_async(EMBEDDINGS, self, super().create, args, kwargs)

@@ -1,0 +1,136 @@
+"""`responses.create` / `.parse` (and event streams) as `$ai_generation` properties."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._common import as_dict, function_call, generation, given, usage_count
+
+if TYPE_CHECKING:
+    from ._track import Call
+
+__all__ = ["build", "observe_event"]
+
+# Stream events that carry the first piece of the answer.
+_FIRST_TOKEN_EVENTS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.refusal.delta",
+    }
+)
+# Stream events that carry the whole response at the end.
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def observe_event(call: Call, event: Any) -> bool:
+    """Hot path, once per stream event: keep it, note the first token. Never hides one."""
+    call.chunks.append(event)
+    if call.ttft is None and getattr(event, "type", None) in _FIRST_TOKEN_EVENTS:
+        call.ttft = call.busy
+    return True
+
+
+def build(call: Call) -> dict[str, Any]:
+    response = call.result
+    stream_error = None
+    if call.stream:
+        response, stream_error = _from_events(call.chunks)
+    failure = stream_error or _failure(response)
+    output, stop_reason = _output(response)
+    usage = getattr(response, "usage", None)
+    return generation(
+        call,
+        model=getattr(response, "model", None),
+        input_of=request_input,
+        output=output,
+        tokens=(
+            usage_count(usage, "input_tokens"),
+            usage_count(usage, "output_tokens"),
+            usage_count(usage, "input_tokens_details", "cached_tokens"),
+            usage_count(usage, "output_tokens_details", "reasoning_tokens"),
+        ),
+        stop_reason=stop_reason,
+        error=call.error_text() or failure,
+    )
+
+
+def request_input(params: dict[str, Any]) -> list[Any] | None:
+    """Instructions (as a system message) and the input items as `{"role", "content"}` dicts."""
+    items: list[Any] = []
+    instructions = params.get("instructions")
+    if given(instructions) and isinstance(instructions, str):
+        items.append({"role": "system", "content": instructions})
+    raw = params.get("input")
+    if isinstance(raw, str):
+        items.append({"role": "user", "content": raw})
+    elif isinstance(raw, list):
+        for item in raw:
+            data = as_dict(item)
+            if isinstance(data, dict) and "role" in data:
+                items.append({"role": data.get("role"), "content": data.get("content")})
+            else:
+                items.append(data)  # function_call_output and other typed items, as given
+    return items or None
+
+
+def _output(response: Any) -> tuple[list[dict[str, Any]], str | None]:
+    if response is None:
+        return [], None
+    texts: list[str] = []
+    refusals: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    for item in getattr(response, "output", None) or ():
+        kind = getattr(item, "type", None)
+        if kind == "message":
+            for part in getattr(item, "content", None) or ():
+                part_type = getattr(part, "type", None)
+                if part_type == "output_text":
+                    texts.append(part.text)
+                elif part_type == "refusal":
+                    refusals.append(part.refusal)
+        elif kind == "function_call":
+            tool_calls.append(function_call(item.call_id, item.name, item.arguments))
+    output: list[dict[str, Any]] = []
+    if texts or tool_calls or refusals:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        if refusals:
+            message["refusal"] = "".join(refusals)
+        output.append(message)
+    return output, _stop_reason(response, bool(tool_calls))
+
+
+def _stop_reason(response: Any, called_tools: bool) -> str | None:
+    status = getattr(response, "status", None)
+    details = getattr(response, "incomplete_details", None)
+    if status == "incomplete" and getattr(details, "reason", None):
+        return str(details.reason)
+    if status == "completed":
+        return "tool_calls" if called_tools else "stop"
+    return status if status in ("failed", "cancelled", "incomplete") else None
+
+
+def _failure(response: Any) -> str | None:
+    error = getattr(response, "error", None)
+    if error is None:
+        return None
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None) or ""
+    return f"{code}: {message}" if code else message or "response failed"
+
+
+def _from_events(events: list[Any]) -> tuple[Any, str | None]:
+    """The final response and an `error` event's text, from a stream's events."""
+    response = None
+    error = None
+    for event in events:
+        kind = getattr(event, "type", None)
+        if kind in _FINAL_EVENTS or (response is None and kind == "response.created"):
+            response = getattr(event, "response", None) or response
+        elif kind == "error":
+            code = getattr(event, "code", None)
+            message = getattr(event, "message", None) or "stream error"
+            error = f"{code}: {message}" if code else message
+    return response, error

@@ -1,0 +1,278 @@
+"""One tracked SDK call: pull out the `posthog_*` arguments, time the call, ship one event.
+
+The hot path only records raw facts (the request arguments, the SDK's result or exception,
+timings) in a `Call`. The event's properties are built later by `Call.properties`, a zero-arg
+builder that runs on the sender's worker thread when the destination is our own `Client`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import openai
+from openai._legacy_response import LegacyAPIResponse
+from posthog_llm._context import Scope, make_scope
+from posthog_llm._emit import Emitter, capture_internal_exceptions
+from posthog_llm._events import EMBEDDING, GENERATION, format_error, provider_from_base_url
+
+from . import _chat, _embeddings, _responses
+from ._streams import track_async_stream, track_stream
+
+__all__ = ["Tracker", "Call", "POSTHOG_ARGUMENTS", "run_sync", "run_async"]
+
+# Removed from every tracked call before the SDK sees it. `posthog_provider_override` is also
+# accepted so code written for posthog.ai.openai keeps working.
+POSTHOG_ARGUMENTS = (
+    "posthog_distinct_id",
+    "posthog_trace_id",
+    "posthog_session_id",
+    "posthog_properties",
+    "posthog_groups",
+    "posthog_privacy_mode",
+    "posthog_provider_override",
+)
+
+# openai's `with_raw_response` / `with_streaming_response` mark their calls with this header.
+_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+_perf = time.perf_counter
+
+
+class Kind(NamedTuple):
+    """How one tracked method turns into an event."""
+
+    event: str
+    list_arguments: tuple[str, ...]  # arguments we keep a copy of (the user may mutate them)
+    build: Callable[[Call], dict[str, Any]]
+    observe: Callable[[Call, Any], bool] | None  # per stream chunk; False hides the chunk
+
+
+CHAT = Kind(GENERATION, ("messages", "tools"), _chat.build, _chat.observe_chunk)
+RESPONSES = Kind(GENERATION, ("input", "tools"), _responses.build, _responses.observe_event)
+EMBEDDINGS = Kind(EMBEDDING, ("input",), _embeddings.build, None)
+
+
+class Tracker:
+    """Per-client state, shared with the client's `copy()` / `with_options()` copies."""
+
+    __slots__ = ("emitter", "azure")
+
+    def __init__(self, emitter: Emitter, azure: bool) -> None:
+        self.emitter = emitter
+        self.azure = azure
+
+
+class Call:
+    """Raw facts about one tracked call; `properties()` turns them into the event."""
+
+    __slots__ = (
+        "kind",
+        "client",
+        "tracker",
+        "params",
+        "scope",
+        "trace_id",
+        "privacy",
+        "provider",
+        "stream",
+        "result",
+        "error",
+        "latency",
+        "request_latency",
+        "busy",
+        "ttft",
+        "chunks",
+        "hide_usage",
+        "done",
+    )
+
+    def __init__(self, kind: Kind, client: Any, tracker: Tracker, params: dict[str, Any]) -> None:
+        self.kind = kind
+        self.client = client
+        self.tracker = tracker
+        self.params = params
+        self.provider: str | None = None
+        self.stream = params.get("stream") is True
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.latency: float | None = None
+        self.request_latency = 0.0
+        self.busy = 0.0  # time spent inside the SDK's stream iterator
+        self.ttft: float | None = None
+        self.chunks: list[Any] = []
+        self.hide_usage = False
+        self.done = False
+
+    # -- outcomes (hot path: record and hand over) ----------------------------------------------
+
+    def succeed(self, result: Any, elapsed: float) -> Any:
+        """Record the SDK's result; returns it (streams come back wrapped, same SDK type)."""
+        with capture_internal_exceptions():
+            if isinstance(result, LegacyAPIResponse):
+                # with_raw_response: parse() is cached, so the user's own parse() gets this object.
+                parsed = result.parse()
+                if self.stream:
+                    self._start_stream(parsed, elapsed)
+                    return result
+                self.result = parsed
+            elif self.stream:
+                return self._start_stream(result, elapsed)
+            else:
+                self.result = result
+            self.latency = elapsed
+            self._emit()
+        return result
+
+    def fail(self, error: BaseException, elapsed: float) -> None:
+        with capture_internal_exceptions():
+            self.error = error
+            self.latency = elapsed
+            self._emit()
+
+    def _start_stream(self, stream: Any, elapsed: float) -> Any:
+        self.request_latency = elapsed
+        if isinstance(stream, openai.AsyncStream):
+            return track_async_stream(stream, self)
+        if isinstance(stream, openai.Stream):
+            return track_stream(stream, self)
+        return stream  # not a stream we know: leave it alone, send nothing
+
+    # -- streams -------------------------------------------------------------------------------
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """End of a stream (exhausted, closed early, failed or dropped): send the event once."""
+        if self.done:
+            return
+        self.done = True
+        with capture_internal_exceptions():
+            self.error = error
+            self.latency = self.request_latency + self.busy
+            if self.ttft is not None:
+                self.ttft += self.request_latency
+            self.tracker.emitter.emit(
+                self.kind.event, self.properties, self.scope, trace_id=self.trace_id
+            )
+
+    def _emit(self) -> None:
+        self.done = True
+        self.tracker.emitter.emit(
+            self.kind.event, self.properties, self.scope, trace_id=self.trace_id
+        )
+
+    # -- the builder (worker thread for our Client) ---------------------------------------------
+
+    def properties(self) -> dict[str, Any]:
+        return self.kind.build(self)
+
+    def base_url(self) -> str | None:
+        return _scrub(str(self.client.base_url), self.secrets())
+
+    def provider_name(self, base_url: str | None) -> str:
+        if self.provider:
+            return self.provider
+        if self.tracker.azure:
+            return "azure"
+        return provider_from_base_url(base_url)
+
+    def secrets(self) -> list[str]:
+        """Credentials of the client, to be sure none ends up in an event."""
+        found = []
+        for name in ("api_key", "_azure_ad_token", "admin_api_key"):
+            value = getattr(self.client, name, None)
+            if isinstance(value, str) and len(value) >= 8:
+                found.append(value)
+        return found
+
+    def error_text(self) -> str | None:
+        return _scrub(format_error(self.error), self.secrets()) if self.error is not None else None
+
+
+def _scrub(text: str | None, secrets: list[str]) -> str | None:
+    if text:
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, "[redacted]")
+    return text
+
+
+def begin(kind: Kind, client: Any, kwargs: dict[str, Any]) -> Call | None:
+    """Strip the `posthog_*` arguments from `kwargs`; a Call to record, or None to pass through."""
+    given = None
+    for name in POSTHOG_ARGUMENTS:
+        if name in kwargs:
+            if given is None:
+                given = {}
+            given[name[8:]] = kwargs.pop(name)
+    tracker: Tracker | None = getattr(client, "_posthog_llm", None)
+    if tracker is None:
+        return None
+    overrides: Scope | None = None
+    provider = None
+    if given:
+        provider = given.pop("provider_override", None)
+        if given.get("privacy_mode") is False:
+            # Per call, privacy can only be switched on; False leaves context and client in charge.
+            del given["privacy_mode"]
+        # A wrong type here is the caller's bug: say so now rather than drop the event later.
+        overrides = make_scope(**given)
+    with capture_internal_exceptions():
+        emitter = tracker.emitter
+        if not emitter.enabled:
+            return None
+        extra_headers = kwargs.get("extra_headers")
+        if extra_headers and extra_headers.get(_RAW_RESPONSE_HEADER) == "stream":
+            return None  # with_streaming_response: the body is the user's to read; not tracked
+        params = dict(kwargs)
+        for name in kind.list_arguments:
+            value = kwargs.get(name)
+            if value is not None and not isinstance(value, (str, list, dict, tuple)):
+                if isinstance(value, (openai.Omit, openai.NotGiven)):
+                    continue
+                value = kwargs[name] = list(value)  # an iterator: read it once, for both of us
+            if isinstance(value, list):
+                params[name] = list(value)
+        call = Call(kind, client, tracker, params)
+        call.provider = provider
+        scope = emitter.scope(overrides)
+        call.scope = scope
+        call.trace_id = scope.trace_id or str(uuid.uuid4())
+        call.privacy = emitter.privacy(scope)
+        if call.stream and kind is CHAT:
+            if "stream_options" not in kwargs or isinstance(
+                kwargs["stream_options"], (openai.Omit, openai.NotGiven)
+            ):
+                # Ask for usage in the last chunk; that extra chunk is hidden from the caller.
+                kwargs["stream_options"] = {"include_usage": True}
+                call.hide_usage = True
+        return call
+    return None
+
+
+def run_sync(kind: Kind, resource: Any, method: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    call = begin(kind, resource._client, kwargs)
+    if call is None:
+        return method(*args, **kwargs)
+    start = _perf()
+    try:
+        result = method(*args, **kwargs)
+    except BaseException as exc:
+        call.fail(exc, _perf() - start)
+        raise
+    return call.succeed(result, _perf() - start)
+
+
+async def run_async(
+    kind: Kind, resource: Any, method: Callable[..., Any], args: Any, kwargs: Any
+) -> Any:
+    call = begin(kind, resource._client, kwargs)
+    if call is None:
+        return await method(*args, **kwargs)
+    start = _perf()
+    try:
+        result = await method(*args, **kwargs)
+    except BaseException as exc:
+        call.fail(exc, _perf() - start)
+        raise
+    return call.succeed(result, _perf() - start)

@@ -1,0 +1,78 @@
+"""`wrap(client)`: make an existing openai client report to PostHog, in place."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, TypeVar
+
+import openai
+from openai.lib.azure import BaseAzureClient
+from posthog_llm._emit import Emitter
+
+from ._resources import (
+    TrackedAsyncChat,
+    TrackedAsyncEmbeddings,
+    TrackedAsyncResponses,
+    TrackedChat,
+    TrackedEmbeddings,
+    TrackedResponses,
+)
+from ._track import Tracker
+
+__all__ = ["wrap", "instrument"]
+
+ClientT = TypeVar("ClientT", openai.OpenAI, openai.AsyncOpenAI)
+
+_STATE = "_posthog_llm"
+
+
+def wrap(client: ClientT, posthog_client: Any = None) -> ClientT:
+    """Track `client`'s chat, responses and embeddings calls; returns the same client.
+
+    `client` is an `openai.OpenAI`, `AsyncOpenAI`, `AzureOpenAI` or `AsyncAzureOpenAI` you
+    already built. `posthog_client` is a `posthog_llm.Client`, a posthog-python client (or the
+    `posthog` module), or None for posthog-llm's default client. Copies made with
+    `client.with_options(...)` are tracked the same way. Wrapping twice only swaps the
+    `posthog_client`.
+
+    >>> import openai
+    >>> from posthog_llm.integrations.openai import wrap
+    >>> client = wrap(openai.OpenAI(api_key="sk-..."))          # doctest: +SKIP
+    >>> client.chat.completions.create(model="gpt-4o-mini", messages=[...],
+    ...                                posthog_distinct_id="user_123")  # doctest: +SKIP
+    """
+    if not isinstance(client, (openai.OpenAI, openai.AsyncOpenAI)):
+        raise TypeError(
+            "wrap() takes an openai.OpenAI, AsyncOpenAI, AzureOpenAI or AsyncAzureOpenAI client, "
+            f"got {type(client).__name__}"
+        )
+    instrument(client, Tracker(Emitter(posthog_client), isinstance(client, BaseAzureClient)))
+    return client
+
+
+def instrument(client: Any, tracker: Tracker) -> None:
+    """Install the tracked resources on this one client instance.
+
+    The SDK builds `chat`, `responses` and `embeddings` lazily as cached properties; an entry in
+    the instance's `__dict__` takes their place, so the class and other clients are untouched.
+    """
+    state = client.__dict__
+    sync = isinstance(client, openai.OpenAI)
+    state[_STATE] = tracker
+    state["chat"] = (TrackedChat if sync else TrackedAsyncChat)(client)
+    state["responses"] = (TrackedResponses if sync else TrackedAsyncResponses)(client)
+    state["embeddings"] = (TrackedEmbeddings if sync else TrackedAsyncEmbeddings)(client)
+    # with_options()/copy() build a new client of the same class: give it the same tracker.
+    cls = type(client)
+    state["copy"] = _tracked_copy(cls.copy, client, tracker)
+    state["with_options"] = _tracked_copy(cls.with_options, client, tracker)
+
+
+def _tracked_copy(method: Any, client: Any, tracker: Tracker) -> Any:
+    @functools.wraps(method)
+    def copy(*args: Any, **kwargs: Any) -> Any:
+        copied = method(client, *args, **kwargs)
+        instrument(copied, tracker)
+        return copied
+
+    return copy

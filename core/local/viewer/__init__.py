@@ -1,0 +1,1 @@
+"""Static files of the local trace viewer (HTML, JS, CSS; no build step)."""

@@ -90,3 +90,29 @@ def test_a_failing_builder_never_raises_into_the_caller(client, sink, caplog):
     )
     client.flush(5)
     assert [e["properties"]["$ai_span_id"] for e in sink.events] == ["ok"]
+
+
+def test_posthog_module_is_accepted_as_in_the_product_doc(posthog_server, monkeypatch):
+    posthog = pytest.importorskip("posthog")
+    monkeypatch.setattr(posthog, "project_api_key", "phc_module")
+    monkeypatch.setattr(posthog, "host", posthog_server.host)
+    monkeypatch.setattr(posthog, "sync_mode", True)
+    monkeypatch.setattr(posthog, "privacy_mode", True)
+    monkeypatch.setattr(posthog, "default_client", None)
+    try:
+        emitter = Emitter(posthog)
+        scope = emitter.scope()
+        emitter.emit(
+            "$ai_generation",
+            lambda: generation_properties(trace_id="tm", model="m", input="secret", input_tokens=1),
+            scope,
+            trace_id="tm",
+        )
+        posthog.flush()
+        (event,) = posthog_server.wait_for(1)
+        assert event["api_key"] == "phc_module" and event["properties"]["$ai_trace_id"] == "tm"
+        assert "$ai_input" not in event["properties"]  # posthog.privacy_mode is honoured
+    finally:
+        if posthog.default_client is not None:
+            posthog.default_client.shutdown()
+        posthog.default_client = None

@@ -1,0 +1,457 @@
+"""LLM and embedding facts: model, provider, parameters, messages, usage, stop reason.
+
+Everything here runs inside the event builders, on the sender's worker thread: the hooks only
+keep references to LlamaIndex's objects (the LLM instance, messages, the final response).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from posthog_llm._events import (
+    MODEL_PARAMETER_NAMES,
+    allowed_model_parameters,
+    provider_from_base_url,
+)
+
+__all__ = [
+    "model_of",
+    "embedding_model_of",
+    "provider_of",
+    "base_url_of",
+    "model_parameters_of",
+    "messages_to_input",
+    "prompt_to_input",
+    "response_to_output",
+    "usage_of",
+    "stop_reason_of",
+    "tools_of",
+    "embedding_tokens_of",
+]
+
+# `llama_index.llms.<package>` (or `.embeddings.<package>`) -> PostHog provider name.
+_PACKAGE_PROVIDERS = {
+    "openai": "openai",
+    "openai_like": "openai",
+    "azure_openai": "azure",
+    "azure_inference": "azure",
+    "anthropic": "anthropic",
+    "bedrock": "bedrock",
+    "bedrock_converse": "bedrock",
+    "gemini": "google",
+    "google_genai": "google",
+    "vertex": "vertex",
+    "ollama": "ollama",
+    "groq": "groq",
+    "mistralai": "mistral",
+    "cohere": "cohere",
+    "huggingface": "huggingface",
+    "huggingface_api": "huggingface",
+    "text_embeddings_inference": "huggingface",
+    "deepseek": "deepseek",
+    "together": "together",
+    "togetherai": "together",
+    "openrouter": "openrouter",
+    "fireworks": "fireworks",
+    "perplexity": "perplexity",
+    "litellm": "litellm",
+    "vllm": "vllm",
+    "llama_cpp": "llama_cpp",
+    "nvidia": "nvidia",
+    "cerebras": "cerebras",
+    "xai": "xai",
+    "voyageai": "voyage",
+    "fastembed": "fastembed",
+}
+
+# OpenAI-compatible packages: the base URL says who really serves the model.
+_OPENAI_COMPATIBLE = frozenset({"openai", "openai_like", "litellm", "vllm"})
+
+_BASE_URL_FIELDS = ("api_base", "base_url", "azure_endpoint", "endpoint", "api_url")
+_MODEL_FIELDS = ("model", "model_name", "model_id", "deployment_name", "engine")
+_MOCK_MODULES = ("llama_index.core.llms.mock", "llama_index.core.embeddings.mock_embed_model")
+
+
+def _get(obj: Any, key: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _field(instance: Any, name: str) -> Any:
+    """A declared pydantic field or plain attribute, never a computed property."""
+    fields = getattr(type(instance), "model_fields", None)
+    if isinstance(fields, Mapping):
+        if name not in fields:
+            return None
+        return getattr(instance, name, None)
+    try:
+        return vars(instance).get(name)
+    except TypeError:
+        return None
+
+
+def _nonempty_str(value: Any) -> str | None:
+    if isinstance(value, str) and value and value != "unknown":
+        return value
+    return None
+
+
+def model_of(instance: Any, response: Any = None, model_dict: Any = None) -> str | None:
+    """The served model from the raw response, else the configured one, else the class name."""
+    raw = _get(response, "raw")
+    model = _nonempty_str(_get(raw, "model")) or _nonempty_str(_get(raw, "model_version"))
+    if model:
+        return model
+    for name in _MODEL_FIELDS:
+        model = _nonempty_str(_field(instance, name))
+        if model:
+            return model
+    model = _nonempty_str(_get(model_dict, "model_name")) or _nonempty_str(
+        _get(model_dict, "model")
+    )
+    if model:
+        return model
+    try:
+        model = _nonempty_str(instance.metadata.model_name)
+    except Exception:
+        model = None
+    if model:
+        return model
+    return type(instance).__name__ if instance is not None else None
+
+
+def embedding_model_of(instance: Any, model_dict: Any = None) -> str | None:
+    model = _nonempty_str(_get(model_dict, "model_name"))
+    if model:
+        return model
+    for name in _MODEL_FIELDS:
+        model = _nonempty_str(_field(instance, name))
+        if model:
+            return model
+    return type(instance).__name__ if instance is not None else None
+
+
+def base_url_of(instance: Any) -> str | None:
+    for name in _BASE_URL_FIELDS:
+        value = _field(instance, name)
+        if value:
+            return str(value)
+    return None
+
+
+def provider_of(instance: Any) -> str | None:
+    """Provider from the integration package the class comes from (`llama_index.llms.groq` ...)."""
+    if instance is None:
+        return None
+    for cls in type(instance).__mro__:
+        module = getattr(cls, "__module__", "") or ""
+        if module.startswith(_MOCK_MODULES):
+            return "mock"
+        parts = module.split(".")
+        if len(parts) >= 3 and parts[0] == "llama_index" and parts[1] in ("llms", "embeddings"):
+            package = parts[2]
+            provider = _PACKAGE_PROVIDERS.get(package, package)
+            if package in _OPENAI_COMPATIBLE:
+                url = base_url_of(instance)
+                if url:
+                    return provider_from_base_url(url, default=provider)
+            return provider
+    url = base_url_of(instance)
+    return provider_from_base_url(url, default="openai") if url else None
+
+
+def model_parameters_of(instance: Any, call_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Request parameters from an allow-list: declared fields, `additional_kwargs`, call kwargs."""
+    params: dict[str, Any] = {}
+    fields = getattr(type(instance), "model_fields", None)
+    if isinstance(fields, Mapping):
+        for name in MODEL_PARAMETER_NAMES.intersection(fields):
+            value = getattr(instance, name, None)
+            if value is not None:
+                params[name] = value
+    extra = _field(instance, "additional_kwargs")
+    if isinstance(extra, Mapping):
+        params.update(allowed_model_parameters(extra))
+    if call_kwargs:
+        params.update(allowed_model_parameters(call_kwargs))
+    return allowed_model_parameters(params)
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def _role(message: Any) -> str:
+    role = getattr(message, "role", None)
+    value = getattr(role, "value", role)
+    return str(value) if value is not None else "user"
+
+
+def _tool_call(call_id: Any, name: Any, args: Any) -> dict[str, Any]:
+    if not isinstance(args, str):
+        try:
+            args = json.dumps(args, default=str)
+        except Exception:
+            args = str(args)
+    return {"type": "function", "id": call_id, "function": {"name": name, "arguments": args}}
+
+
+def _tool_calls_from_kwargs(additional_kwargs: Any) -> list[Any]:
+    calls = _get(additional_kwargs, "tool_calls")
+    if not calls or not isinstance(calls, Sequence):
+        return []
+    out = []
+    for call in calls:
+        function = _get(call, "function")
+        if function is not None:
+            out.append(
+                {
+                    "type": "function",
+                    "id": _get(call, "id"),
+                    "function": {
+                        "name": _get(function, "name"),
+                        "arguments": _get(function, "arguments"),
+                    },
+                }
+            )
+        elif _get(call, "tool_name") is not None:  # a ToolSelection
+            out.append(
+                _tool_call(
+                    _get(call, "tool_id"), _get(call, "tool_name"), _get(call, "tool_kwargs")
+                )
+            )
+    return out
+
+
+def _message(message: Any) -> dict[str, Any]:
+    """`{"role", "content"}`; text blocks become a string, other blocks typed parts."""
+    blocks = getattr(message, "blocks", None)
+    out: dict[str, Any] = {"role": _role(message)}
+    if blocks is None:
+        out["content"] = getattr(message, "content", None) or str(message)
+        return out
+    texts: list[str] = []
+    parts: list[Any] = []
+    tool_calls: list[Any] = []
+    only_text = True
+    for block in blocks:
+        kind = getattr(block, "block_type", None)
+        if kind == "text":
+            texts.append(block.text)
+            parts.append({"type": "text", "text": block.text})
+        elif kind == "tool_call":
+            tool_calls.append(
+                _tool_call(
+                    getattr(block, "tool_call_id", None),
+                    getattr(block, "tool_name", None),
+                    getattr(block, "tool_kwargs", None),
+                )
+            )
+        elif kind == "thinking":
+            parts.append({"type": "thinking", "thinking": getattr(block, "content", None)})
+            only_text = False
+        else:
+            only_text = False
+            part: dict[str, Any] = {"type": kind or type(block).__name__}
+            url = getattr(block, "url", None)
+            if url:
+                part["url"] = str(url)
+            parts.append(part)  # binary data never goes into the event
+    out["content"] = "\n".join(texts) if only_text else parts
+    tool_calls.extend(_tool_calls_from_kwargs(getattr(message, "additional_kwargs", None)))
+    if tool_calls:
+        out["tool_calls"] = tool_calls
+    if out["role"] == "tool":
+        tool_call_id = _get(getattr(message, "additional_kwargs", None), "tool_call_id")
+        if tool_call_id:
+            out["tool_call_id"] = tool_call_id
+    return out
+
+
+def messages_to_input(messages: Sequence[Any] | None) -> list[dict[str, Any]] | None:
+    if messages is None:
+        return None
+    return [_message(m) for m in messages]
+
+
+def prompt_to_input(prompt: Any) -> list[dict[str, Any]] | None:
+    if prompt is None:
+        return None
+    return [{"role": "user", "content": str(prompt)}]
+
+
+def response_to_output(response: Any) -> list[dict[str, Any]] | None:
+    """`$ai_output_choices` from a ChatResponse or CompletionResponse."""
+    if response is None:
+        return None
+    message = getattr(response, "message", None)
+    if message is not None:
+        out = _message(message)
+        out["role"] = "assistant" if out.get("role") in (None, "user") else out["role"]
+        return [out]
+    text = getattr(response, "text", None)
+    if text is None:
+        return None
+    choice: dict[str, Any] = {"role": "assistant", "content": text}
+    tool_calls = _tool_calls_from_kwargs(getattr(response, "additional_kwargs", None))
+    if tool_calls:
+        choice["tool_calls"] = tool_calls
+    return [choice]
+
+
+def output_text(response: Any) -> str | None:
+    message = getattr(response, "message", None)
+    if message is not None:
+        return getattr(message, "content", None)
+    return getattr(response, "text", None)
+
+
+def tools_of(call_kwargs: Mapping[str, Any] | None) -> list[Any] | None:
+    """Tool definitions passed to a function-calling LLM, in OpenAI's shape."""
+    tools = call_kwargs.get("tools") if call_kwargs else None
+    if not tools or not isinstance(tools, Sequence):
+        return None
+    out = []
+    for tool in tools:
+        metadata = getattr(tool, "metadata", None)
+        to_openai = getattr(metadata, "to_openai_tool", None)
+        if callable(to_openai):
+            try:
+                out.append(to_openai(skip_length_check=True))
+                continue
+            except Exception:
+                pass
+        out.append(tool if isinstance(tool, Mapping) else str(tool))
+    return out
+
+
+# -- usage and stop reason ---------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _first(source: Any, *keys: str) -> int | None:
+    for key in keys:
+        value = _int(_get(source, key))
+        if value is not None:
+            return value
+    return None
+
+
+def _usage_from(source: Any) -> dict[str, int]:
+    """Token counts from a usage dict/object in any of the common providers' shapes."""
+    if source is None:
+        return {}
+    out: dict[str, int] = {}
+    value = _first(
+        source, "prompt_tokens", "input_tokens", "prompt_token_count", "prompt_eval_count"
+    )
+    if value is not None:
+        out["input_tokens"] = value
+    value = _first(
+        source, "completion_tokens", "output_tokens", "candidates_token_count", "eval_count"
+    )
+    if value is not None:
+        out["output_tokens"] = value
+    cache_read = _first(source, "cache_read_input_tokens", "cached_content_token_count")
+    if cache_read is None:
+        cache_read = _first(_get(source, "prompt_tokens_details"), "cached_tokens")
+    if cache_read is None:
+        cache_read = _first(_get(source, "input_tokens_details"), "cached_tokens")
+    if cache_read is not None:
+        out["cache_read_input_tokens"] = cache_read
+    cache_write = _first(source, "cache_creation_input_tokens")
+    if cache_write is not None:
+        out["cache_creation_input_tokens"] = cache_write
+    reasoning = _first(source, "reasoning_tokens", "thoughts_token_count")
+    if reasoning is None:
+        reasoning = _first(_get(source, "completion_tokens_details"), "reasoning_tokens")
+    if reasoning is None:
+        reasoning = _first(_get(source, "output_tokens_details"), "reasoning_tokens")
+    if reasoning is not None:
+        out["reasoning_tokens"] = reasoning
+    return out
+
+
+def usage_of(response: Any) -> dict[str, int]:
+    """Usage from `response.raw` (dict or object) or `response.additional_kwargs`."""
+    if response is None:
+        return {}
+    raw = _get(response, "raw")
+    for source in (
+        _get(raw, "usage"),
+        _get(raw, "usage_metadata"),
+        _get(_get(raw, "_raw_response"), "usage_metadata"),
+        raw,  # Ollama puts prompt_eval_count / eval_count at the top level
+        _get(response, "additional_kwargs"),
+        _get(_get(response, "message"), "additional_kwargs"),
+    ):
+        if source is None or isinstance(source, (str, bytes, int, float)):
+            continue
+        usage = _usage_from(source)
+        if usage:
+            return usage
+    return {}
+
+
+_REASON_KEYS = ("stop_reason", "finish_reason", "stopReason", "finishReason", "done_reason")
+
+
+def _reason(source: Any) -> str | None:
+    for key in _REASON_KEYS:
+        value = _get(source, key)
+        if isinstance(value, str) and value:
+            return value
+        name = getattr(value, "name", None)  # enums (google's FinishReason)
+        if isinstance(name, str) and name:
+            return name
+    return None
+
+
+def stop_reason_of(response: Any) -> str | None:
+    if response is None:
+        return None
+    for source in (_get(response, "raw"), _get(response, "additional_kwargs")):
+        if source is None or isinstance(source, (str, bytes)):
+            continue
+        reason = _reason(source)
+        if reason:
+            return reason
+        for collection_key in ("choices", "candidates", "generations", "outputs"):
+            collection = _get(source, collection_key)
+            if (
+                isinstance(collection, Sequence)
+                and not isinstance(collection, (str, bytes))
+                and collection
+            ):
+                reason = _reason(collection[0])
+                if reason:
+                    return reason
+    return None
+
+
+def embedding_tokens_of(end_event: Any) -> int | None:
+    """Token count an embedding integration reported on its end event, if any.
+
+    LlamaIndex's `EmbeddingEndEvent` carries no usage; integrations that know it can dispatch a
+    subclass with a `usage` (dict or object, OpenAI's `prompt_tokens`/`total_tokens`) or a
+    `token_count` attribute.
+    """
+    count = _int(getattr(end_event, "token_count", None))
+    if count is not None:
+        return count
+    usage = getattr(end_event, "usage", None)
+    if usage is None:
+        return None
+    return _first(usage, "prompt_tokens", "total_tokens", "input_tokens")

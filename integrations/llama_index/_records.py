@@ -1,0 +1,199 @@
+"""Raw facts the hooks record: plain slotted objects, no conversion on the caller's thread."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from posthog_llm._context import Scope
+
+from ._spans import Kind
+
+__all__ = ["Trace", "Node", "Gen", "Emb", "StreamFrame"]
+
+
+class Trace:
+    """One root operation (query, chat turn, agent run ...) and what is still open in it."""
+
+    __slots__ = (
+        "id",
+        "key",
+        "scope",
+        "privacy",
+        "root",
+        "name",
+        "emit",
+        "start",
+        "end",
+        "last",
+        "result",
+        "error",
+        "open",
+        "root_done",
+        "awaiting",
+        "done",
+        "has_events",
+        "stream_output",
+        "streams",
+        "ids",
+    )
+
+    def __init__(self, trace_id: str, key: str, scope: Scope, privacy: bool, now: float) -> None:
+        self.id = trace_id
+        self.key = key  # the root span id: unique even when the user reuses a trace id
+        self.scope = scope
+        self.privacy = privacy
+        self.root: Node | None = None
+        self.name: str | None = None
+        self.emit: bool | None = True  # None: only when something inside was emitted
+        self.start = now
+        self.end: float | None = None
+        self.last = now
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.open = 0
+        self.root_done = False
+        self.awaiting = False
+        self.done = False
+        self.has_events = False
+        self.stream_output: Gen | None = None
+        self.streams: list[StreamFrame] | None = None
+        self.ids: list[str] = []  # its span ids, forgotten when the trace is sent
+
+
+class Node:
+    """An instrumented span we keep: the root, a visible step, an LLM or embedding call.
+
+    Internal spans are not given a Node: they map to their nearest kept ancestor.
+    """
+
+    __slots__ = (
+        "span_id",
+        "uid",
+        "trace",
+        "kind",
+        "parent",
+        "pvis",
+        "vis",
+        "instance",
+        "args",
+        "tags",
+        "start",
+        "gen",
+        "emb",
+    )
+
+    def __init__(
+        self,
+        span_id: str,
+        trace: Trace,
+        kind: Kind,
+        parent: Node | None,
+        pvis: str | None,
+        instance: Any,
+        args: Any,
+        tags: Any,
+        start: float,
+    ) -> None:
+        self.span_id = span_id
+        self.uid = span_id[-36:]  # the uuid4 LlamaIndex appends to `Class.method-`
+        self.trace = trace
+        self.kind = kind
+        self.parent = parent
+        self.pvis = pvis  # the `$ai_parent_id` of this node
+        self.vis = self.uid if kind.kind >= 10 else pvis  # what children use as parent
+        self.instance = instance
+        self.args = args
+        self.tags = tags
+        self.start = start
+        self.gen: Gen | None = None
+        self.emb: Emb | None = None
+
+
+class Gen:
+    """One LLM chat or completion call, from its Start event to its End event."""
+
+    __slots__ = (
+        "uid",
+        "name",
+        "trace",
+        "parent",
+        "instance",
+        "chat",
+        "messages",
+        "prompt",
+        "kwargs",
+        "model_dict",
+        "start",
+        "first",
+        "last",
+        "end",
+        "response",
+        "inner",
+        "error",
+        "outer",
+        "stream",
+        "done",
+        "frame",
+    )
+
+    def __init__(
+        self,
+        node: Node,
+        chat: bool,
+        messages: Any,
+        prompt: Any,
+        kwargs: Any,
+        model_dict: Any,
+        now: float,
+    ) -> None:
+        self.uid = node.uid
+        self.name = node.kind.name
+        self.trace = node.trace
+        self.parent = node.pvis
+        self.instance = node.instance
+        self.chat = chat
+        self.messages = messages
+        self.prompt = prompt
+        self.kwargs = kwargs
+        self.model_dict = model_dict
+        self.start = now
+        self.first: float | None = None
+        self.last: float | None = None
+        self.end: float | None = None
+        self.response: Any = None
+        self.inner: Any = None  # response of a nested call folded into this one (CustomLLM)
+        self.error: BaseException | None = None
+        self.outer: Gen | None = None
+        self.stream = False
+        self.done = False
+        self.frame: StreamFrame | None = None  # the stream generator this call returned
+
+
+class Emb:
+    """One embedding call (a batch is one call per Start/End pair)."""
+
+    __slots__ = ("node", "model_dict", "start")
+
+    def __init__(self, node: Node, model_dict: Any, start: float) -> None:
+        self.node = node
+        self.model_dict = model_dict
+        self.start = start
+
+
+class StreamFrame:
+    """A generator returned by a span: work it runs lazily belongs to that span's trace."""
+
+    __slots__ = ("ref", "key", "trace", "vis", "gen")
+
+    def __init__(self, key: int, trace: Trace, vis: str | None, gen: Gen | None) -> None:
+        self.ref: Any = None
+        self.key = key  # id() of the generator's frame
+        self.trace = trace
+        self.vis = vis
+        self.gen = gen
+
+    def frame(self) -> Any:
+        g = self.ref()
+        if g is None:
+            return None
+        return getattr(g, "gi_frame", None) or getattr(g, "ag_frame", None)

@@ -1,0 +1,347 @@
+"""Which LlamaIndex spans people recognise, and what their inputs and outputs look like.
+
+A single query opens ~20 instrumented spans (`_query`, nested `get_response`, `split_text` ...).
+Only the steps a user knows by name become `$ai_span` events; the others are walked through so
+their children still nest under the right visible ancestor.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "NOISE",
+    "LLM",
+    "EMBEDDING",
+    "VISIBLE",
+    "QUERY",
+    "WORKFLOW",
+    "STEP",
+    "Kind",
+    "classify",
+    "step_kind",
+    "span_input",
+    "span_output",
+    "snapshot_result",
+    "text_of",
+    "is_stream",
+]
+
+# Kinds. Everything >= VISIBLE is emitted as an `$ai_span` (or is the trace itself).
+NOISE = 0
+LLM = 1
+EMBEDDING = 2
+VISIBLE = 10
+QUERY = 10
+RETRIEVE = 11
+SYNTHESIZE = 12
+POSTPROCESS = 13
+SUB_QUESTION = 14
+TOOL = 15
+CHAT = 16
+WORKFLOW = 17
+STEP = 18
+INGESTION = 19
+SELECTOR = 20
+QUERY_TRANSFORM = 21
+
+_SPAN_TYPES = {
+    QUERY: "query",
+    RETRIEVE: "retrieve",
+    SYNTHESIZE: "synthesize",
+    POSTPROCESS: "rerank",
+    SUB_QUESTION: "sub_question",
+    TOOL: "tool",
+    CHAT: "chat",
+    WORKFLOW: "workflow",
+    STEP: "step",
+    INGESTION: "ingestion",
+    SELECTOR: "selector",
+    QUERY_TRANSFORM: "query_transform",
+}
+
+# Workflow-agent bookkeeping steps that say nothing a user would look for.
+_QUIET_STEPS = frozenset(
+    {"init_run", "setup_agent", "parse_agent_output", "aggregate_tool_results"}
+)
+
+
+class Kind:
+    """What a (class, method) pair is: kind, `$ai_span_type` and display name."""
+
+    __slots__ = ("kind", "span_type", "name")
+
+    def __init__(self, kind: int, span_type: str | None, name: str) -> None:
+        self.kind = kind
+        self.span_type = span_type
+        self.name = name
+
+
+_rules: list[tuple[type, frozenset[str], int]] | None = None
+_llm_types: tuple[type, ...] = ()
+_embedding_types: tuple[type, ...] = ()
+_workflow_types: tuple[type, ...] = ()
+_agent_types: tuple[type, ...] = ()
+
+
+def _load() -> list[tuple[type, frozenset[str], int]]:
+    """Import the base classes once; a missing optional module just drops its rule."""
+    global _rules, _llm_types, _embedding_types, _workflow_types, _agent_types
+    import importlib
+
+    def get(module: str, name: str) -> type | None:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except Exception:
+            return None
+
+    specs = [
+        ("llama_index.core.base.base_query_engine", "BaseQueryEngine", ("query", "aquery"), QUERY),
+        (
+            "llama_index.core.base.base_retriever",
+            "BaseRetriever",
+            ("retrieve", "aretrieve"),
+            RETRIEVE,
+        ),
+        (
+            "llama_index.core.response_synthesizers.base",
+            "BaseSynthesizer",
+            ("synthesize", "asynthesize"),
+            SYNTHESIZE,
+        ),
+        (
+            "llama_index.core.postprocessor.types",
+            "BaseNodePostprocessor",
+            (
+                "_postprocess_nodes",
+                "postprocess_nodes",
+                "apostprocess_nodes",
+                "_apostprocess_nodes",
+            ),
+            POSTPROCESS,
+        ),
+        (
+            "llama_index.core.question_gen.types",
+            "BaseQuestionGenerator",
+            ("generate", "agenerate"),
+            SUB_QUESTION,
+        ),
+        ("llama_index.core.tools.types", "BaseTool", ("call", "acall", "__call__"), TOOL),
+        (
+            "llama_index.core.chat_engine.types",
+            "BaseChatEngine",
+            ("chat", "achat", "stream_chat", "astream_chat"),
+            CHAT,
+        ),
+        ("llama_index.core.ingestion.pipeline", "IngestionPipeline", ("run", "arun"), INGESTION),
+        (
+            "llama_index.core.base.base_selector",
+            "BaseSelector",
+            ("select", "aselect", "_select", "_aselect"),
+            SELECTOR,
+        ),
+        (
+            "llama_index.core.indices.query.query_transform.base",
+            "BaseQueryTransform",
+            ("run", "_run"),
+            QUERY_TRANSFORM,
+        ),
+    ]
+    rules = []
+    for module, name, methods, kind in specs:
+        cls = get(module, name)
+        if cls is not None:
+            rules.append((cls, frozenset(methods), kind))
+    _llm_types = tuple(
+        c
+        for c in (
+            get("llama_index.core.base.llms.base", "BaseLLM"),
+            get("llama_index.core.multi_modal_llms.base", "MultiModalLLM"),
+        )
+        if c is not None
+    )
+    _embedding_types = tuple(
+        c
+        for c in (
+            get("llama_index.core.base.embeddings.base", "BaseEmbedding"),
+            get("llama_index.core.base.embeddings.base_sparse", "BaseSparseEmbedding"),
+        )
+        if c is not None
+    )
+    _workflow_types = tuple(c for c in (get("workflows", "Workflow"),) if c is not None)
+    _agent_types = tuple(
+        c
+        for c in (
+            get("llama_index.core.agent.workflow.base_agent", "BaseWorkflowAgent"),
+            get("llama_index.core.agent.workflow.multi_agent_workflow", "AgentWorkflow"),
+        )
+        if c is not None
+    )
+    _rules = rules
+    return rules
+
+
+def classify(instance: Any, name: str) -> Kind:
+    """Kind of a span on `instance` named `Class.method` (cache the result per class and name)."""
+    rules = _rules if _rules is not None else _load()
+    cls_name, _, method = name.rpartition(".")
+    display = (
+        f"{cls_name}.{method.lstrip('_')}"
+        if method.startswith("_") and not method.startswith("__")
+        else name
+    )
+    if isinstance(instance, _llm_types):
+        return Kind(LLM, None, name)
+    if isinstance(instance, _embedding_types):
+        return Kind(EMBEDDING, None, name)
+    if _workflow_types and isinstance(instance, _workflow_types) and method == "run":
+        span_type = "agent" if _agent_types and isinstance(instance, _agent_types) else "workflow"
+        return Kind(WORKFLOW, span_type, name)
+    for cls, methods, kind in rules:
+        if method in methods and isinstance(instance, cls):
+            return Kind(kind, _SPAN_TYPES[kind], display)
+    return Kind(NOISE, None, name)
+
+
+def step_kind(name: str) -> Kind:
+    """A workflow step (its span has no instance; its parent is the workflow run)."""
+    method = name.rpartition(".")[2]
+    if method in _QUIET_STEPS:
+        return Kind(NOISE, None, name)
+    return Kind(STEP, "step", name)
+
+
+# -- inputs and outputs (built on the worker thread) ---------------------------------------------
+
+
+def text_of(value: Any) -> Any:
+    """The text a user would call the result: Response.response, AgentChatResponse.response ..."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    for attr in ("response", "response_txt", "content", "text"):
+        text = getattr(value, attr, None)
+        if isinstance(text, str):
+            return text
+    result = getattr(value, "result", None)  # a workflow StopEvent
+    if result is not None and type(value).__name__.endswith("StopEvent"):
+        return text_of(result)
+    return None
+
+
+def _query_text(value: Any) -> Any:
+    query = getattr(value, "query_str", None)  # a QueryBundle
+    return query if isinstance(query, str) else value
+
+
+def _nodes(snapshot: Any) -> list[dict[str, Any]]:
+    out = []
+    for node, score in snapshot:
+        item: dict[str, Any] = {"id": getattr(node, "node_id", None)}
+        if score is not None:
+            item["score"] = score
+        get_content = getattr(node, "get_content", None)
+        try:
+            item["text"] = get_content() if callable(get_content) else str(node)
+        except Exception:
+            item["text"] = None
+        out.append(item)
+    return out
+
+
+def snapshot_result(kind: int, result: Any) -> Any:
+    """Hot path: copy what may change after the span ends (node lists, scores)."""
+    if kind in (RETRIEVE, POSTPROCESS) and isinstance(result, list):
+        return _NodeSnapshot((getattr(n, "node", n), getattr(n, "score", None)) for n in result)
+    return result
+
+
+class _NodeSnapshot(list):
+    """(node, score) pairs captured when a retriever or reranker returned."""
+
+
+def _arguments(bound_args: Any) -> dict[str, Any]:
+    arguments = getattr(bound_args, "arguments", None)
+    if not isinstance(arguments, Mapping):
+        return {}
+    out = {}
+    for key, value in arguments.items():
+        if key in ("self", "cls"):
+            continue
+        if key == "kwargs" and isinstance(value, Mapping):
+            out.update(value)
+            continue
+        if key == "args" and not value:
+            continue
+        out[key] = value
+    return out
+
+
+def span_input(kind: int, bound_args: Any, tags: Mapping[str, Any] | None) -> Any:
+    args = _arguments(bound_args)
+    if kind == EMBEDDING:  # an index build: say how much, not every text again
+        texts = args.get("texts")
+        return {"texts": len(texts)} if isinstance(texts, (list, tuple)) else None
+    if kind in (QUERY, RETRIEVE, SUB_QUESTION, QUERY_TRANSFORM):
+        for key in ("str_or_query_bundle", "query_bundle", "query", "query_str", "str_or_query"):
+            if key in args:
+                return _query_text(args[key])
+    if kind == SYNTHESIZE:
+        return {"query": _query_text(args.get("query")), "nodes": len(args.get("nodes") or ())}
+    if kind == POSTPROCESS:
+        return {
+            "query": _query_text(args.get("query_bundle")),
+            "nodes": len(args.get("nodes") or ()),
+        }
+    if kind == CHAT:
+        return args.get("message", args)
+    if kind in (WORKFLOW, STEP) and tags:
+        for key in ("llamaindex.start_event", "llamaindex.step.input_summary"):
+            if key in tags:
+                return tags[key]
+        return None
+    if kind == WORKFLOW:
+        return args.get("start_event")
+    return args or None
+
+
+def is_stream(value: Any) -> bool:
+    """A streaming response whose text only exists once the consumer has read it."""
+    cls = type(value)
+    return any(hasattr(cls, a) for a in ("response_gen", "async_response_gen")) or isinstance(
+        getattr(value, "response_gen", None), (types.GeneratorType, types.AsyncGeneratorType)
+    )
+
+
+def span_output(kind: int, result: Any) -> Any:
+    if isinstance(result, _NodeSnapshot):
+        return _nodes(result)
+    if result is None or kind == EMBEDDING:
+        return None if result is None else {"embeddings": _len(result)}
+    if is_stream(result) and not (
+        getattr(result, "response", None) or getattr(result, "response_txt", None)
+    ):
+        return None
+    if kind == TOOL:
+        content = getattr(result, "content", None)
+        return content if content is not None else result
+    if kind == SUB_QUESTION and isinstance(result, list):
+        return [
+            {
+                "sub_question": getattr(q, "sub_question", None),
+                "tool_name": getattr(q, "tool_name", None),
+            }
+            for q in result
+        ]
+    text = text_of(result)
+    if text is not None:
+        return text
+    return result
+
+
+def _len(value: Any) -> int | None:
+    try:
+        return len(value)
+    except TypeError:
+        return None

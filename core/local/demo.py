@@ -1,0 +1,640 @@
+"""`posthog-llm demo`: the whole product in a few seconds, offline and without any key.
+
+Three small apps run, each captured by one integration, into the local store:
+
+1. LangChain: `ChatPromptTemplate | chat model | StrOutputParser`, with a tool call and a
+   streamed call (`PostHogCallbackHandler`).
+2. LlamaIndex: a query over a small `VectorStoreIndex` (`posthog_li.set_global_handler`).
+3. OpenAI: chat, a stream and embeddings through the drop-in `OpenAI` client.
+
+Then every trace is printed as a tree, with a summary table and how to open the viewer.
+
+The models are fakes from the frameworks themselves (langchain-core's `GenericFakeChatModel`,
+LlamaIndex's `MockLLM` and `MockEmbedding`) and the OpenAI part talks to a local stand-in of
+OpenAI's REST API on the loopback interface, so nothing leaves the machine. With
+`OPENAI_API_KEY` set the OpenAI part calls the real API; with `POSTHOG_API_KEY` set the events
+also go to PostHog (`POSTHOG_HOST`, default PostHog US Cloud).
+
+A part whose framework is not installed is skipped with the `pip install` line that adds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import sys
+import textwrap
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .._client import Client
+from .._context import context
+from .._events import TRACE, trace_properties
+from .._optional import require
+from .._store import EventStore, default_db_path
+from ..destinations import SQLiteDestination
+
+__all__ = ["run_demo"]
+
+VIEWER_PORT = 8010
+_OPENAI_CHAT_MODEL = "gpt-4o-mini"
+_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
+_WORD = re.compile(r"\w+|[^\w\s]")
+_WIDTH = 100
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+
+class _Out:
+    """Prints the demo's story; bold headings only on a terminal that wants colour."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+        isatty = getattr(self.stream, "isatty", lambda: False)()
+        self.color = isatty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+    def _style(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def line(self, text: str = "") -> None:
+        print(text, file=self.stream, flush=True)
+
+    def heading(self, text: str) -> None:
+        self.line()
+        self.line(self.bold(text))
+
+    def bold(self, text: str) -> str:
+        return self._style(text, "1")
+
+    def dim(self, text: str) -> str:
+        return self._style(text, "2")
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+# -- where events go -------------------------------------------------------------------------------
+
+
+class _LocalAndPostHog:
+    """A destination that writes each batch to the local store and forwards a copy to PostHog.
+
+    The copy goes through a second `Client` with its own queue and retries, so a slow or
+    unreachable PostHog never holds back the local store the demo reads from.
+    """
+
+    def __init__(self, local: SQLiteDestination, posthog: Client) -> None:
+        self.local = local
+        self.posthog = posthog
+        self.description = f"{local.description} and {posthog.destination.description}"
+
+    def send(self, events: list[bytes], *, timeout: float) -> None:
+        self.local.send(events, timeout=timeout)
+        for raw in events:
+            event = json.loads(raw)
+            # Same uuid and timestamp: PostHog sees exactly the events of the local store.
+            self.posthog.capture(
+                event["event"],
+                distinct_id=event["distinct_id"],
+                properties=event["properties"],
+                timestamp=event["timestamp"],
+                uuid=event["uuid"],
+            )
+
+    def close(self) -> None:
+        self.local.close()
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+class _Demo:
+    """State shared by the three parts: the client, identities, the traces made."""
+
+    def __init__(self, client: Client, out: _Out) -> None:
+        self.client = client
+        self.out = out
+        self.run = uuid.uuid4().hex[:6]
+        self.session_id = f"demo-session-{self.run}"
+        self.traces: list[tuple[str, str]] = []  # (trace id, label)
+        self.failed: list[str] = []
+
+    def trace_id(self, name: str, label: str) -> str:
+        trace_id = f"demo-{self.run}-{name}"
+        self.traces.append((trace_id, label))
+        return trace_id
+
+    def scope(self, distinct_id: str, trace_id: str) -> Any:
+        return context(
+            distinct_id=distinct_id,
+            trace_id=trace_id,
+            session_id=self.session_id,
+            properties={"demo_run": self.run},
+        )
+
+    def say(self, label: str, text: str) -> None:
+        """One step of a part: a short label, then the text wrapped under itself."""
+        self.out.line(
+            textwrap.fill(
+                " ".join(str(text).split()) or "(empty)",
+                width=_WIDTH,
+                initial_indent=f"    {label:<8} ",
+                subsequent_indent=" " * 13,
+            )
+        )
+
+    def stream(self, label: str, pieces: Iterator[str]) -> str:
+        """Print streamed text as it arrives, wrapped like `say`; returns the whole text."""
+        indent = 13
+        self.out.write(f"    {label:<8} ")
+        column, space, text = indent, False, []
+        for piece in pieces:
+            text.append(piece)
+            for word in re.split(r"(\s+)", piece):
+                if not word:
+                    continue
+                if word.isspace():
+                    space = column > indent
+                    continue
+                if space and column + 1 + len(word) > _WIDTH:
+                    self.out.write("\n" + " " * indent)
+                    column = indent
+                elif space:
+                    self.out.write(" ")
+                    column += 1
+                space = False
+                self.out.write(word)
+                column += len(word)
+        self.out.line()
+        return "".join(text)
+
+
+def _tokens(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def _short(text: str, limit: int = 100) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- 1. LangChain ----------------------------------------------------------------------------------
+
+_WEATHER = {"Paris": "14°C and light rain", "Lisbon": "22°C and sunny"}
+
+
+def _fake_chat_model(replies: list[Any], delay: float) -> Any:
+    """langchain-core's GenericFakeChatModel, reporting what real chat models report.
+
+    The base class replays scripted messages; this subclass adds a model name, token usage
+    (words of prompt and reply), tool binding and usage at the end of a stream.
+    """
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage, AIMessageChunk
+    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    class ScriptedChatModel(GenericFakeChatModel):
+        model_name: str = "fake-chat-model"
+        delay: float = 0.0
+
+        @property
+        def _llm_type(self) -> str:
+            return "fake-chat-model"
+
+        def _get_ls_params(self, stop: Any = None, **kwargs: Any) -> Any:
+            params = super()._get_ls_params(stop=stop, **kwargs)
+            params["ls_provider"] = "fake"
+            params["ls_model_name"] = self.model_name
+            return params
+
+        def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+            return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+        def _generate(
+            self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+        ) -> Any:
+            time.sleep(self.delay)  # a fake, but with a visible latency on the timeline
+            reply = next(self.messages)
+            message = AIMessage(content=reply) if isinstance(reply, str) else reply
+            prompt_tokens = sum(_tokens(str(m.content)) + 3 for m in messages)
+            output_tokens = _tokens(str(message.content)) + 8 * len(message.tool_calls)
+            message = message.model_copy(
+                update={
+                    "usage_metadata": {
+                        "input_tokens": prompt_tokens,
+                        "output_tokens": output_tokens,
+                        "total_tokens": prompt_tokens + output_tokens,
+                    },
+                    "response_metadata": {
+                        "model_name": self.model_name,
+                        "finish_reason": "tool_calls" if message.tool_calls else "stop",
+                    },
+                }
+            )
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+        def _stream(
+            self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+        ) -> Iterator[Any]:
+            result = self._generate(messages, stop=stop, **kwargs)
+            message = result.generations[0].message
+            for piece in re.split(r"(\s+)", str(message.content)):
+                if not piece:
+                    continue
+                time.sleep(self.delay / 10)
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece, id=message.id))
+                if run_manager:
+                    run_manager.on_llm_new_token(piece, chunk=chunk)
+                yield chunk
+            # Like OpenAI's `include_usage`: the last chunk carries usage and the stop reason.
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content="",
+                    id=message.id,
+                    usage_metadata=message.usage_metadata,
+                    response_metadata=message.response_metadata,
+                    chunk_position="last",
+                )
+            )
+
+    return ScriptedChatModel(messages=iter(replies), delay=delay)
+
+
+def _langchain_part(demo: _Demo) -> None:
+    require("langchain_core", "langchain")
+    from langchain_core.messages import AIMessage
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnableConfig, RunnableLambda
+    from langchain_core.tools import tool
+    from posthog_llm.integrations.langchain import PostHogCallbackHandler
+
+    demo.out.line(
+        demo.out.dim(
+            "    models: a fake chat model (langchain-core's GenericFakeChatModel), scripted replies"
+        )
+    )
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Current weather in a city."""
+        return _WEATHER.get(city, "mild and cloudy")
+
+    prompt = ChatPromptTemplate.from_messages(
+        [
+            ("system", "You are a concise travel assistant. Use tools when they help."),
+            ("user", "{question}"),
+        ]
+    )
+    model = _fake_chat_model(
+        [
+            AIMessage(
+                content="",
+                tool_calls=[
+                    {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_demo_weather"}
+                ],
+            ),
+            "Yes: it is 14°C with light rain in Paris, so take an umbrella.",
+            "Visit the Musée d'Orsay, climb to the covered passages near the Palais-Royal, "
+            "and finish with hot chocolate at a café in the Marais.",
+        ],
+        delay=0.05,
+    )
+    handler = PostHogCallbackHandler(demo.client)
+
+    # A two-step chain with a tool call in between, as agents do.
+    def weather_assistant(inputs: dict[str, Any], config: RunnableConfig) -> str:
+        messages = prompt.invoke(inputs, config).to_messages()
+        decision = (model.bind_tools([get_weather])).invoke(messages, config)
+        messages.append(decision)
+        for call in decision.tool_calls:
+            result = get_weather.invoke(call, config)
+            demo.say("tool", f"{call['name']}({call['args']}) -> {result.content}")
+            messages.append(result)
+        return (model | StrOutputParser()).invoke(messages, config)
+
+    assistant = RunnableLambda(weather_assistant).with_config(run_name="weather_assistant")
+    question = "Do I need an umbrella in Paris today?"
+    trace_id = demo.trace_id("langchain-tool-call", "LangChain: a chain with a tool call")
+    demo.say("ask", question)
+    with demo.scope("demo-user-ada", trace_id):
+        answer = assistant.invoke({"question": question}, config={"callbacks": [handler]})
+    demo.say("answer", answer)
+
+    # The streamed call: prompt | model | parser, chunks printed as they arrive.
+    chain = prompt | model | StrOutputParser()
+    question = "Three things to do in Paris on a rainy day?"
+    trace_id = demo.trace_id("langchain-stream", "LangChain: a streamed chain")
+    demo.say("ask", question)
+    with demo.scope("demo-user-ada", trace_id):
+        demo.stream(
+            "stream",
+            chain.stream(
+                {"question": question},
+                config={"callbacks": [handler], "run_name": "rainy_day_ideas"},
+            ),
+        )
+
+
+# -- 2. LlamaIndex ---------------------------------------------------------------------------------
+
+_DOCUMENTS = [
+    "PostHog is an open-source product analytics platform with LLM analytics built in.",
+    "posthog-llm turns LangChain, LlamaIndex and OpenAI calls into $ai_generation, $ai_embedding, "
+    "$ai_span and $ai_trace events.",
+    "Without a PostHog account, posthog-llm keeps events in a local SQLite store that the "
+    "posthog-llm serve command shows in a trace viewer.",
+    "Privacy mode keeps prompts and completions out of every event while tokens, model and "
+    "latency are still captured.",
+]
+
+
+def _llama_index_models(delay: float) -> tuple[Any, Any]:
+    """A MockEmbedding that embeds words (so retrieval finds the right document) and a MockLLM
+    that answers by quoting the best-matching sentence of its context, both reporting usage."""
+    import hashlib
+
+    from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.llms.callbacks import llm_completion_callback
+
+    class WordEmbedding(MockEmbedding):
+        def _embed(self, text: str) -> list[float]:
+            vector = [0.0] * self.embed_dim
+            for word in re.findall(r"\w+", text.lower()):
+                slot = int(hashlib.md5(word.encode()).hexdigest()[:8], 16) % self.embed_dim
+                vector[slot] += 1.0
+            norm = sum(v * v for v in vector) ** 0.5 or 1.0
+            return [v / norm for v in vector]
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return self._embed(text)
+
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return self._embed(query)
+
+    class QuotingLLM(MockLLM):
+        model_name: str = "fake-llm"
+        delay: float = 0.0
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name=self.model_name, num_output=256, context_window=4096)
+
+        @llm_completion_callback()
+        def complete(
+            self, prompt: str, formatted: bool = False, **kwargs: Any
+        ) -> CompletionResponse:
+            time.sleep(self.delay)
+            text = _quote_best_sentence(prompt)
+            usage = {"prompt_tokens": _tokens(prompt), "completion_tokens": _tokens(text)}
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            return CompletionResponse(text=text, raw={"model": self.model_name, "usage": usage})
+
+    return WordEmbedding(embed_dim=64, model_name="fake-embedding"), _with_delay(
+        QuotingLLM(), delay
+    )
+
+
+def _with_delay(llm: Any, delay: float) -> Any:
+    llm.delay = delay
+    return llm
+
+
+def _quote_best_sentence(prompt: str) -> str:
+    """The context sentence sharing most words with the query (LlamaIndex's QA prompt layout)."""
+    parts = prompt.split("---------------------")
+    context_text = parts[1] if len(parts) >= 3 else prompt
+    query = prompt.rsplit("Query:", 1)[-1]
+    wanted = set(re.findall(r"\w+", query.lower()))
+    sentences = [s.strip() for s in re.split(r"(?<=\.)\s+|\n+", context_text) if s.strip()]
+    if not sentences:
+        return "I could not find that in the documents."
+    best = max(sentences, key=lambda s: len(wanted & set(re.findall(r"\w+", s.lower()))))
+    return f"According to the documents: {best}"
+
+
+def _llama_index_part(demo: _Demo) -> None:
+    require("llama_index.core", "llama-index")
+    from llama_index.core import Document, VectorStoreIndex
+    from posthog_llm.integrations import llama_index as posthog_li
+
+    demo.out.line(demo.out.dim("    models: MockEmbedding and MockLLM subclasses (no API calls)"))
+    embed_model, llm = _llama_index_models(delay=0.08)
+    posthog_li.set_global_handler(demo.client)
+    try:
+        trace_id = demo.trace_id("llama-index-build", "LlamaIndex: building the index")
+        with demo.scope("demo-user-grace", trace_id):
+            index = VectorStoreIndex.from_documents(
+                [Document(text=text) for text in _DOCUMENTS], embed_model=embed_model
+            )
+        demo.say("index", f"{len(_DOCUMENTS)} documents embedded into a VectorStoreIndex")
+        engine = index.as_query_engine(llm=llm, similarity_top_k=2)
+        question = "Where do events go without a PostHog account?"
+        trace_id = demo.trace_id("llama-index-query", "LlamaIndex: a query")
+        demo.say("ask", question)
+        with demo.scope("demo-user-grace", trace_id):
+            response = engine.query(question)
+        demo.say("answer", _short(str(response), 300))
+    finally:
+        # The demo leaves no global registration behind.
+        posthog_li.remove_global_handler()
+
+
+# -- 3. OpenAI -------------------------------------------------------------------------------------
+
+
+def _openai_part(demo: _Demo) -> None:
+    require("openai", "openai")
+    from posthog_llm.integrations.openai import OpenAI
+
+    standin = None
+    if os.environ.get("OPENAI_API_KEY"):
+        demo.out.line(demo.out.dim("    OPENAI_API_KEY is set: calling the real OpenAI API"))
+        openai_client = OpenAI(posthog_client=demo.client, timeout=30.0, max_retries=1)
+    else:
+        from .openai_standin import OpenAIStandIn
+
+        standin = OpenAIStandIn(latency=0.04, chunk_delay=0.004).start()
+        demo.out.line(
+            f"    local stand-in OpenAI endpoint at {standin.base_url} — no real API calls"
+        )
+        openai_client = OpenAI(
+            base_url=standin.base_url, api_key="sk-local-standin", posthog_client=demo.client
+        )
+    try:
+        _openai_calls(demo, openai_client)
+    finally:
+        openai_client.close()
+        if standin is not None:
+            standin.close()
+
+
+def _openai_calls(demo: _Demo, openai_client: Any) -> None:
+    trace_id = demo.trace_id("openai", "OpenAI: chat, stream and embeddings")
+    started = time.perf_counter()
+    question = "Write a one-line tagline for a hedgehog café."
+    with demo.scope("demo-user-linus", trace_id):
+        demo.say("ask", question)
+        reply = openai_client.chat.completions.create(
+            model=_OPENAI_CHAT_MODEL,
+            messages=[
+                {"role": "system", "content": "You write short, friendly copy."},
+                {"role": "user", "content": question},
+            ],
+            temperature=0.7,
+            max_tokens=60,
+        )
+        tagline = reply.choices[0].message.content or ""
+        demo.say("answer", _short(tagline))
+
+        stream = openai_client.chat.completions.create(
+            model=_OPENAI_CHAT_MODEL,
+            messages=[{"role": "user", "content": "Now a short welcome sign for the same café."}],
+            max_tokens=60,
+            stream=True,
+        )
+        demo.stream(
+            "stream",
+            (c.choices[0].delta.content or "" for c in stream if c.choices),
+        )
+
+        texts = [tagline, "Hedgehogs hibernate in winter.", "Cafés serve coffee."]
+        embeddings = openai_client.embeddings.create(model=_OPENAI_EMBEDDING_MODEL, input=texts)
+        demo.say(
+            "embed",
+            f"{len(embeddings.data)} texts -> vectors of {len(embeddings.data[0].embedding)} dimensions",
+        )
+
+        # Manual capture: a `$ai_trace` event that names the trace and holds its input and output.
+        demo.client.capture(
+            TRACE,
+            properties=trace_properties(
+                trace_id=trace_id,
+                span_name="hedgehog_cafe_copy",
+                input_state={"question": question},
+                output_state={"tagline": tagline},
+                latency=time.perf_counter() - started,
+            ),
+        )
+
+
+# -- reporting -------------------------------------------------------------------------------------
+
+_PARTS: list[tuple[str, str, Callable[[_Demo], None]]] = [
+    (
+        "LangChain",
+        "prompt | chat model | parser, with a tool call and a streamed call",
+        _langchain_part,
+    ),
+    ("LlamaIndex", "a query over a small VectorStoreIndex", _llama_index_part),
+    ("OpenAI", "chat, a stream and embeddings with the drop-in OpenAI client", _openai_part),
+]
+
+
+def _print_traces(demo: _Demo, db: str) -> None:
+    from ..cli import _traces_table
+
+    out = demo.out
+    order = {trace_id: n for n, (trace_id, _) in enumerate(demo.traces)}
+    with EventStore(db) as store:
+        trees = [(label, store.trace(trace_id)) for trace_id, label in demo.traces]
+        everything = store.traces(limit=None)
+    rows = sorted((r for r in everything if r.trace_id in order), key=lambda r: order[r.trace_id])
+    found = [(label, trace) for label, trace in trees if trace is not None]
+    out.heading(f"Captured traces ({len(found)}), as `posthog-llm show TRACE_ID` prints them")
+    for label, trace in found:
+        out.line()
+        out.line(out.dim(f"# {label}: {trace.trace_id}"))
+        out.line(trace.to_text())
+    out.heading("Summary, as `posthog-llm traces` prints it")
+    out.line(_traces_table(rows) if rows else "no traces captured")
+    if len(everything) > len(rows):
+        older = len(everything) - len(rows)
+        out.line(out.dim(f"({older} older trace{'s' * (older != 1)} in the store not shown)"))
+
+
+def _client_to_posthog() -> Client | None:
+    """A client to PostHog when the environment has a key, else None."""
+    if not (os.environ.get("POSTHOG_API_KEY") or os.environ.get("POSTHOG_PROJECT_API_KEY")):
+        return None
+    from ..cli import CommandError
+
+    try:
+        return Client(flush_interval=0.2)
+    except ValueError as exc:
+        raise CommandError(f"cannot send to PostHog: {exc}") from None
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo; returns the exit status (0 when every part that could run worked)."""
+    out = _Out()
+    db = getattr(args, "db", None) or default_db_path()
+    started = time.perf_counter()
+
+    posthog = _client_to_posthog()
+    local = SQLiteDestination(db)
+    destination: Any = local if posthog is None else _LocalAndPostHog(local, posthog)
+    client = Client(destination=destination, flush_interval=0.2)
+    demo = _Demo(client, out)
+
+    out.line(out.bold("posthog-llm demo") + ": LLM calls captured as PostHog $ai_* events")
+    out.line(f"Events go to the local store {db}")
+    if posthog is not None:
+        out.line(f"and also to {posthog.destination.description} (POSTHOG_API_KEY is set)")
+    else:
+        out.line(out.dim("(set POSTHOG_API_KEY to send them to PostHog as well)"))
+
+    skipped = []
+    for number, (name, what, part) in enumerate(_PARTS, 1):
+        out.heading(f"{number}/{len(_PARTS)}  {name}: {what}")
+        try:
+            part(demo)
+        except ImportError as exc:
+            if "install it with" not in str(exc):
+                raise
+            skipped.append(name)
+            out.line(f"    skipped: {exc}")
+        except Exception:
+            demo.failed.append(name)
+            out.line(f"    FAILED: the {name} part raised an error (traceback on stderr)")
+            traceback.print_exc()
+
+    delivered = client.flush(timeout=10)
+    client.shutdown(timeout=5)
+    if not delivered:
+        out.line(f"warning: not every event reached the local store: {client.stats()}")
+    _print_traces(demo, db)
+
+    if posthog is not None:
+        sent_all = posthog.flush(timeout=15)
+        stats = posthog.stats()
+        posthog.shutdown(timeout=2)
+        where = posthog.destination.description
+        out.heading("PostHog")
+        if sent_all:
+            out.line(f"    {stats['sent']} events sent to {where}")
+        else:
+            out.line(f"    not every event reached {where}: {stats}")
+
+    db_arg = shlex.quote(db)
+    out.heading("Look at them")
+    out.line(f"    posthog-llm serve --db {db_arg}")
+    out.line(f"    then open http://127.0.0.1:{VIEWER_PORT} for the trace viewer and dashboard")
+    if demo.traces:
+        out.line(f"    or: posthog-llm show {demo.traces[0][0]} --db {db_arg}")
+    if skipped:
+        out.line(f"    skipped: {', '.join(skipped)} (install the extras named above to run them)")
+    out.line()
+    out.line(out.dim(f"done in {time.perf_counter() - started:.1f} s"))
+    return 1 if demo.failed else 0

@@ -1,0 +1,271 @@
+"""`posthog-llm demo`: runs offline as a real subprocess, prints the trees it stored, and also
+sends every event to PostHog when a key is set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("langchain_core")
+pytest.importorskip("llama_index.core")
+pytest.importorskip("openai")
+
+from posthog_llm import EMBEDDING, GENERATION, SPAN, TRACE, EventStore  # noqa: E402
+
+# Imported by the demo's interpreter (through PYTHONPATH) before anything else: every socket
+# connection and name lookup outside the loopback interface fails and is written to a log, and
+# the modules named in DEMO_TEST_HIDE import as if they were not installed.
+_GUARD = textwrap.dedent(
+    """
+    import ipaddress, os, socket, sys
+
+    for _name in filter(None, os.environ.get("DEMO_TEST_HIDE", "").split(",")):
+        sys.modules[_name] = None
+
+    _LOG = os.environ["DEMO_TEST_NETWORK_LOG"]
+
+    def _loopback(host):
+        if host in ("localhost", "", None):
+            return True
+        try:
+            return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    def _refuse(what):
+        with open(_LOG, "a") as fh:
+            fh.write(what + "\\n")
+        raise OSError("network access is disabled in this test: " + what)
+
+    _connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+    _getaddrinfo = socket.getaddrinfo
+
+    def _check(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+            _refuse("connect %r" % (address,))
+
+    def connect(self, address):
+        _check(self, address)
+        return _connect(self, address)
+
+    def connect_ex(self, address):
+        _check(self, address)
+        return _connect_ex(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if not _loopback(name):
+            _refuse("getaddrinfo %r" % (name,))
+        return _getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
+    socket.getaddrinfo = getaddrinfo
+    """
+)
+
+
+class DemoRun:
+    def __init__(self, db: str, result: subprocess.CompletedProcess[str], network_log: Path):
+        self.db = db
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+        self.returncode = result.returncode
+        self.network_log = network_log
+
+    def events(self) -> list[dict[str, Any]]:
+        with EventStore(self.db) as store:
+            return store.events()
+
+    def trace_ids(self) -> list[str]:
+        with EventStore(self.db) as store:
+            return [row.trace_id for row in store.traces(limit=None)]
+
+    def trace_events(self, suffix: str) -> list[dict[str, Any]]:
+        (trace_id,) = [t for t in self.trace_ids() if t.endswith(suffix)]
+        with EventStore(self.db) as store:
+            return store.events(trace_id=trace_id)
+
+
+def run_demo_process(tmp: Path, *, env: dict[str, str] | None = None, hide: str = "") -> DemoRun:
+    guard_dir = tmp / "guard"
+    guard_dir.mkdir(exist_ok=True)
+    (guard_dir / "sitecustomize.py").write_text(_GUARD)
+    network_log = tmp / "network.log"
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("POSTHOG_", "OPENAI_")) and k not in ("PYTHONPATH",)
+    }
+    clean.update(
+        PYTHONPATH=str(guard_dir),
+        DEMO_TEST_NETWORK_LOG=str(network_log),
+        DEMO_TEST_HIDE=hide,
+        NO_COLOR="1",
+        **(env or {}),
+    )
+    db = str(tmp / "demo.db")
+    result = subprocess.run(
+        [sys.executable, "-m", "posthog_llm", "demo", "--db", db],
+        capture_output=True,
+        text=True,
+        env=clean,
+        cwd=str(tmp),
+        timeout=120,
+    )
+    return DemoRun(db, result, network_log)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    yield run_demo_process(tmp_path_factory.mktemp("demo"))
+
+
+def _props(event: dict[str, Any]) -> dict[str, Any]:
+    return event["properties"]
+
+
+def _named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == name]
+
+
+def test_demo_exits_cleanly_and_labels_the_standin(demo_run: DemoRun) -> None:
+    assert demo_run.returncode == 0, demo_run.stdout + demo_run.stderr
+    match = re.search(
+        r"local stand-in OpenAI endpoint at (http://([\d.]+):\d+/v1) — no real API calls",
+        demo_run.stdout,
+    )
+    assert match, demo_run.stdout
+    assert match.group(2) == "127.0.0.1"
+    assert "Traceback" not in demo_run.stderr, demo_run.stderr
+
+
+def test_demo_never_touched_the_network(demo_run: DemoRun) -> None:
+    attempts = demo_run.network_log.read_text() if demo_run.network_log.exists() else ""
+    assert attempts == ""
+    # Every OpenAI event names the loopback stand-in as its base URL.
+    openai_events = demo_run.trace_events("-openai")
+    urls = {_props(e).get("$ai_base_url") for e in openai_events if e["event"] != TRACE}
+    assert urls and all(re.match(r"http://127\.0\.0\.1:\d+/v1$", str(u)) for u in urls), urls
+
+
+def test_demo_prints_every_stored_trace_as_a_tree(demo_run: DemoRun) -> None:
+    trace_ids = demo_run.trace_ids()
+    assert len(trace_ids) == 5, trace_ids
+    with EventStore(demo_run.db) as store:
+        for trace_id in trace_ids:
+            trace = store.trace(trace_id)
+            assert trace is not None
+            assert trace.to_text() in demo_run.stdout
+            assert trace_id in demo_run.stdout
+    # The summary table and how to open the viewer.
+    assert re.search(r"^trace_id\s+name\s+start\s+events\s+gens", demo_run.stdout, re.M)
+    assert f"posthog-llm serve --db {demo_run.db}" in demo_run.stdout
+    assert "http://127.0.0.1:8010" in demo_run.stdout
+
+
+def test_langchain_chain_with_a_tool_call(demo_run: DemoRun) -> None:
+    events = demo_run.trace_events("-langchain-tool-call")
+    (trace,) = _named(events, TRACE)
+    assert _props(trace)["$ai_framework"] == "langchain"
+    assert _props(trace)["$ai_span_name"] == "weather_assistant"
+    generations = _named(events, GENERATION)
+    assert len(generations) == 2
+    assert all(_props(g)["$ai_input_tokens"] > 0 for g in generations)
+    tool_calls = [
+        choice
+        for g in generations
+        for choice in _props(g).get("$ai_output_choices") or []
+        if "get_weather" in json.dumps(choice)
+    ]
+    assert tool_calls, [_props(g).get("$ai_output_choices") for g in generations]
+    assert any(_props(g).get("$ai_tools") for g in generations)
+    spans = {_props(s)["$ai_span_name"] for s in _named(events, SPAN)}
+    assert {"ChatPromptTemplate", "get_weather"} <= spans
+    assert {e["distinct_id"] for e in events} == {"demo-user-ada"}
+
+
+def test_langchain_streamed_call(demo_run: DemoRun) -> None:
+    events = demo_run.trace_events("-langchain-stream")
+    assert _named(events, TRACE)
+    (generation,) = _named(events, GENERATION)
+    props = _props(generation)
+    assert props["$ai_stream"] is True
+    assert props["$ai_time_to_first_token"] > 0
+    assert props["$ai_output_tokens"] > 0
+
+
+def test_llama_index_query_with_embedding_and_generation(demo_run: DemoRun) -> None:
+    events = demo_run.trace_events("-llama-index-query")
+    (trace,) = _named(events, TRACE)
+    assert _props(trace)["$ai_framework"] == "llama-index"
+    (embedding,) = _named(events, EMBEDDING)
+    assert _props(embedding)["$ai_model"] == "fake-embedding"
+    (generation,) = _named(events, GENERATION)
+    assert _props(generation)["$ai_model"] == "fake-llm"
+    assert _props(generation)["$ai_input_tokens"] > 0
+    # The answer quotes the retrieved document that matches the question.
+    assert "local SQLite store" in json.dumps(_props(generation)["$ai_output_choices"])
+    # The index build is its own trace, with the documents' embedding.
+    build = demo_run.trace_events("-llama-index-build")
+    assert _named(build, EMBEDDING)
+
+
+def test_openai_chat_stream_and_embeddings(demo_run: DemoRun) -> None:
+    events = demo_run.trace_events("-openai")
+    generations = _named(events, GENERATION)
+    assert len(generations) == 2
+    streamed = [g for g in generations if _props(g).get("$ai_stream")]
+    assert len(streamed) == 1
+    assert all(_props(g)["$ai_model"].startswith("gpt-4o-mini") for g in generations)
+    (embedding,) = _named(events, EMBEDDING)
+    assert _props(embedding)["$ai_model"] == "text-embedding-3-small"
+    (trace,) = _named(events, TRACE)  # captured by hand with trace_properties()
+    assert _props(trace)["$ai_span_name"] == "hedgehog_cafe_copy"
+
+
+def test_demo_also_sends_to_posthog_when_a_key_is_set(tmp_path: Path, posthog_server) -> None:
+    run = run_demo_process(
+        tmp_path,
+        env={"POSTHOG_API_KEY": "phc_demo_test", "POSTHOG_HOST": posthog_server.host},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    local = run.events()
+    assert len(local) > 20
+    received = posthog_server.wait_for(len(local))
+    assert {e["uuid"] for e in received} == {e["uuid"] for e in local}
+    assert {e["api_key"] for e in received} == {"phc_demo_test"}
+    assert f"{len(local)} events sent to PostHog at {posthog_server.host}" in run.stdout
+
+
+def test_demo_skips_a_missing_framework_and_runs_the_rest(tmp_path: Path) -> None:
+    run = run_demo_process(tmp_path, hide="llama_index")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "pip install 'posthog-llm[llama-index]'" in run.stdout
+    suffixes = sorted(t.split("-", 2)[2] for t in run.trace_ids())
+    assert suffixes == ["langchain-stream", "langchain-tool-call", "openai"]
+
+
+def test_demo_in_process_leaves_no_global_handler(tmp_path: Path, capsys) -> None:
+    from llama_index.core.instrumentation import get_dispatcher
+    from posthog_llm.integrations import llama_index as posthog_li
+    from posthog_llm.integrations.langchain import get_global_handler
+    from posthog_llm.local.demo import run_demo
+
+    dispatcher = get_dispatcher()
+    handlers_before = (list(dispatcher.span_handlers), list(dispatcher.event_handlers))
+    assert run_demo(argparse.Namespace(db=str(tmp_path / "in-process.db"))) == 0
+    out = capsys.readouterr().out
+    assert "Captured traces (5)" in out
+    assert posthog_li.get_global_handler() is None
+    assert get_global_handler() is None
+    assert (list(dispatcher.span_handlers), list(dispatcher.event_handlers)) == handlers_before

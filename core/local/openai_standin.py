@@ -39,6 +39,7 @@ import json
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -59,6 +60,7 @@ _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 _ERROR_MODEL = re.compile(r"^error-(\d{3})$")
 
+_POST_ROUTES = frozenset({"/chat/completions", "/responses", "/embeddings"})
 _MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini", "text-embedding-3-small")
 
 _ERROR_TYPES = {
@@ -73,7 +75,7 @@ _ERROR_TYPES = {
 
 
 class ReceivedRequest(dict):
-    """One recorded request: `method`, `path`, `query` (dict of lists), `headers`, `body` (JSON or None)."""
+    """One recorded request: `method`, `path`, `query` (dict of lists), `headers` (lower-case names), `body` (JSON or None)."""
 
     @property
     def body(self) -> Any:
@@ -136,12 +138,12 @@ class OpenAIStandIn:
         """Bind and serve in a background thread. Returns self."""
         if self._server is not None:
             return self
-        server = ThreadingHTTPServer((self.host, self.port), _make_handler(self))
-        server.daemon_threads = True
+        server = _Server((self.host, self.port), _make_handler(self))
         self._server = server
         self.port = server.server_address[1]
+        # A short poll interval makes close() return in ~50 ms instead of half a second.
         self._thread = threading.Thread(
-            target=server.serve_forever, name="openai-standin", daemon=True
+            target=server.serve_forever, args=(0.05,), name="openai-standin", daemon=True
         )
         self._thread.start()
         return self
@@ -219,6 +221,15 @@ class OpenAIStandIn:
 # -- request handling ------------------------------------------------------------------------------
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that hung up mid-request (an early-closed stream) is not news
+        super().handle_error(request, client_address)
+
+
 def _make_handler(standin: OpenAIStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(_Handler):
         server_state = standin
@@ -265,7 +276,7 @@ class _Handler(BaseHTTPRequestHandler):
                         method=method,
                         path=parts.path,
                         query=query,
-                        headers=dict(self.headers),
+                        headers={k.lower(): v for k, v in self.headers.items()},
                         body=body,
                     )
                 )
@@ -281,6 +292,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send_json(200, _model_object(route[len("/models/") :]))
                     return
                 raise _HTTPError(404, f"Unknown path: GET {parts.path}", code="unknown_url")
+            if route not in _POST_ROUTES:
+                raise _HTTPError(404, f"Unknown path: POST {parts.path}", code="unknown_url")
             if not isinstance(body, dict):
                 raise _HTTPError(400, "Expected a JSON object as request body.")
             model = deployment or body.get("model")
@@ -293,10 +306,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chat(body, model)
             elif route == "/responses":
                 self._responses(body, model)
-            elif route == "/embeddings":
-                self._send_json(200, _embeddings(state, body, model))
             else:
-                raise _HTTPError(404, f"Unknown path: POST {parts.path}", code="unknown_url")
+                self._send_json(200, _embeddings(state, body, model))
         except _HTTPError as exc:
             self._send_error(exc)
         except (BrokenPipeError, ConnectionResetError):

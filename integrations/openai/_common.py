@@ -61,7 +61,7 @@ def generation(
         model_parameters=model_parameters(params),
         tools=tools if given(tools) and tools else None,
         input=None if call.privacy else input_of(params),
-        output_choices=None if call.privacy or (error and not output) else output,
+        output_choices=None if call.privacy or not output else output,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cache_read_input_tokens=cached_tokens,

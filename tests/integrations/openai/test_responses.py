@@ -1,0 +1,188 @@
+"""The Responses API (create, stream, parse, tools) and embeddings on the stand-in."""
+
+from __future__ import annotations
+
+import pytest
+
+openai = pytest.importorskip("openai")
+
+import pydantic  # noqa: E402
+
+from .conftest import only  # noqa: E402
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+
+
+def test_response_becomes_one_generation(make_client, events, standin):
+    llm = make_client()
+    response = llm.responses.create(
+        model="o4-mini",
+        input="What is a hedgehog?",
+        instructions="Answer briefly.",
+        max_output_tokens=100,
+        reasoning={"effort": "low"},
+        posthog_distinct_id="user_1",
+    )
+
+    assert isinstance(response, openai.types.responses.Response)
+    assert "posthog_distinct_id" not in standin.last_request().body
+    event = only(events("$ai_generation"))
+    assert event["$ai_model"] == "o4-mini-2024-08-06"
+    assert event["$ai_input"] == [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "What is a hedgehog?"},
+    ]
+    assert event["$ai_output_choices"] == [{"role": "assistant", "content": response.output_text}]
+    assert event["$ai_input_tokens"] == response.usage.input_tokens
+    assert event["$ai_output_tokens"] == response.usage.output_tokens
+    assert (
+        event["$ai_reasoning_tokens"] == response.usage.output_tokens_details.reasoning_tokens > 0
+    )
+    assert event["$ai_cache_read_input_tokens"] == 0
+    assert event["$ai_model_parameters"] == {
+        "max_output_tokens": 100,
+        "reasoning": {"effort": "low"},
+    }
+    assert event["$ai_stop_reason"] == "stop"
+    assert event["$ai_http_status"] == 200 and event["$ai_stream"] is False
+
+
+def test_response_function_calls_in_openai_function_format(make_client, events):
+    llm = make_client()
+    response = llm.responses.create(model="gpt-4o-mini", input="Weather in Rome?", tools=[WEATHER])
+    call = response.output[0]
+
+    props = only(events("$ai_generation"))
+    assert props["$ai_tools"] == [WEATHER]
+    assert props["$ai_stop_reason"] == "tool_calls"
+    assert props["$ai_output_choices"] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "id": call.call_id,
+                    "function": {"name": "get_weather", "arguments": call.arguments},
+                }
+            ],
+        }
+    ]
+
+
+def test_function_call_output_items_are_kept_in_the_input(make_client, events):
+    llm = make_client()
+    items = [
+        {"role": "user", "content": "Weather in Rome?"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    ]
+    response = llm.responses.create(model="gpt-4o-mini", input=items, tools=[WEATHER])
+    assert response.output_text == "The tool returned: sunny"
+    assert only(events("$ai_generation"))["$ai_input"] == items
+
+
+def test_incomplete_response_reports_the_reason(make_client, events):
+    llm = make_client()
+    llm.responses.create(model="gpt-4o-mini", input="one two three four five", max_output_tokens=2)
+    assert only(events("$ai_generation"))["$ai_stop_reason"] == "max_output_tokens"
+
+
+def test_streamed_response_events_pass_unchanged_and_are_summed_up(make_client, events):
+    llm = make_client()
+    stream = llm.responses.create(model="gpt-4o-mini", input="stream this please", stream=True)
+    seen = [event.type for event in stream]
+
+    assert seen[0] == "response.created" and seen[-1] == "response.completed"
+    assert "response.output_text.delta" in seen
+    props = only(events("$ai_generation"))
+    assert props["$ai_stream"] is True
+    assert props["$ai_output_choices"] == [
+        {"role": "assistant", "content": "Echo: stream this please"}
+    ]
+    assert props["$ai_input_tokens"] > 0 and props["$ai_output_tokens"] == 5
+    assert 0 < props["$ai_time_to_first_token"] <= props["$ai_latency"]
+    assert props["$ai_model"] == "gpt-4o-mini-2024-08-06"
+
+
+def test_response_stream_helper_and_early_close(make_client, events):
+    llm = make_client()
+    with llm.responses.stream(model="gpt-4o-mini", input="helper stream") as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_response()
+    early = llm.responses.create(model="gpt-4o-mini", input="leave early", stream=True)
+    next(iter(early))
+    early.close()
+
+    done, closed = (e["properties"] for e in events("$ai_generation"))
+    assert done["$ai_output_choices"][0]["content"] == final.output_text
+    assert "$ai_output_choices" not in closed and "$ai_stop_reason" not in closed
+    assert closed["$ai_model"] == "gpt-4o-mini-2024-08-06"  # from response.created
+
+
+def test_error_event_in_a_response_stream_is_reported(make_client, events):
+    llm = make_client()
+    kinds = [e.type for e in llm.responses.create(model="error-midstream", input="x", stream=True)]
+    assert kinds == ["response.created", "error"]
+    props = only(events("$ai_generation"))
+    assert props["$ai_is_error"] is True
+    assert "interrupted" in props["$ai_error"]
+
+
+class Animal(pydantic.BaseModel):
+    name: str
+    legs: int
+
+
+def test_responses_parse(make_client, events):
+    llm = make_client()
+    parsed = llm.responses.parse(model="gpt-4o-mini", input="hedgehog", text_format=Animal)
+    assert parsed.output_parsed == Animal(name="hedgehog", legs=1)
+    props = only(events("$ai_generation"))
+    assert props["$ai_model_parameters"]["text"] == {
+        "format": {"type": "json_schema", "name": "Animal"}
+    }
+    assert props["$ai_output_choices"][0]["content"] == parsed.output_text
+
+
+def test_embeddings(make_client, events, standin):
+    llm = make_client()
+    result = llm.embeddings.create(
+        model="text-embedding-3-small", input=["first text", "second"], posthog_trace_id="t-emb"
+    )
+
+    assert len(result.data) == 2 and isinstance(result.data[0].embedding[0], float)
+    assert standin.last_request().body["encoding_format"] == "base64"  # the SDK's own default
+    props = only(events("$ai_embedding"))
+    assert props["$ai_model"] == "text-embedding-3-small"
+    assert props["$ai_input"] == ["first text", "second"]
+    assert props["$ai_embedding_input_count"] == 2
+    assert props["$ai_input_tokens"] == result.usage.prompt_tokens
+    assert props["$ai_trace_id"] == "t-emb"
+    assert props["$ai_http_status"] == 200
+    assert events("$ai_generation") == []
+
+
+def test_embedding_parameters_and_privacy(make_client, events):
+    llm = make_client()
+    llm.embeddings.create(
+        model="text-embedding-3-small",
+        input="secret text",
+        dimensions=4,
+        encoding_format="float",
+        posthog_privacy_mode=True,
+    )
+    props = only(events("$ai_embedding"))
+    assert "$ai_input" not in props
+    assert props["$ai_model_parameters"] == {"dimensions": 4, "encoding_format": "float"}
+    assert props["$ai_embedding_input_count"] == 1

@@ -1,0 +1,183 @@
+"""Streamed chat completions: usage, hidden usage chunk, early close, failures, timing."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+import pytest
+
+openai = pytest.importorskip("openai")
+
+from posthog_llm.local.openai_standin import OpenAIStandIn  # noqa: E402
+
+from .conftest import only  # noqa: E402
+
+HELLO = [{"role": "user", "content": "one two three four five six"}]
+
+
+def test_stream_reports_usage_and_hides_the_usage_chunk_it_asked_for(make_client, events, standin):
+    llm = make_client()
+    stream = llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+
+    assert isinstance(stream, openai.Stream)
+    chunks = list(stream)
+    assert all(chunk.choices for chunk in chunks)  # no usage-only chunk reached the caller
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks)
+        == "Echo: one two three four five six"
+    )
+    assert standin.last_request().body["stream_options"] == {"include_usage": True}
+    props = only(events("$ai_generation"))
+    assert props["$ai_stream"] is True
+    assert props["$ai_model_parameters"] == {"stream": True}
+    assert props["$ai_output_choices"] == [
+        {"role": "assistant", "content": "Echo: one two three four five six"}
+    ]
+    assert props["$ai_input_tokens"] > 0 and props["$ai_output_tokens"] == 8
+    assert props["$ai_cache_read_input_tokens"] == 0
+    assert props["$ai_stop_reason"] == "stop"
+    assert props["$ai_model"] == "gpt-4o-mini-2024-08-06"
+    assert 0 < props["$ai_time_to_first_token"] <= props["$ai_latency"]
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_caller_stream_options_are_left_alone(make_client, events, standin, include_usage):
+    llm = make_client()
+    options = {"include_usage": include_usage}
+    stream = llm.chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, stream=True, stream_options=options
+    )
+    chunks = list(stream)
+
+    assert standin.last_request().body["stream_options"] == options
+    props = only(events("$ai_generation"))
+    if include_usage:  # the caller asked for the usage chunk: it is theirs to see
+        assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 8
+        assert props["$ai_output_tokens"] == 8
+    else:
+        assert all(chunk.usage is None for chunk in chunks)
+        assert "$ai_input_tokens" not in props  # unknown, so omitted rather than 0
+    assert props["$ai_output_choices"][0]["content"].startswith("Echo:")
+
+
+def test_early_break_and_close_sends_exactly_one_event(make_client, events):
+    llm = make_client()
+    stream = llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+    for chunk in stream:
+        if chunk.choices[0].delta.content:
+            break
+    stream.close()
+    stream.close()  # closing twice is fine and sends nothing more
+
+    props = only(events("$ai_generation"))
+    assert props["$ai_output_choices"] == [{"role": "assistant", "content": "Echo:"}]
+    assert "$ai_stop_reason" not in props and "$ai_input_tokens" not in props
+    assert "$ai_is_error" not in props
+    assert props["$ai_stream"] is True
+
+
+def test_stream_used_as_context_manager_and_left_early(make_client, events):
+    llm = make_client()
+    with llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True) as stream:
+        first = next(stream)
+        assert first.choices[0].delta.role == "assistant"
+    assert stream.response.is_closed
+    assert len(events("$ai_generation")) == 1
+
+
+def test_stream_dropped_unread_sends_its_event(make_client, events):
+    llm = make_client()
+    stream = llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+    next(iter(stream))
+    del stream
+    gc.collect()
+    props = only(events("$ai_generation"))
+    assert props["$ai_stream"] is True
+
+
+def test_stream_failing_midway_raises_the_sdk_error_and_reports_it(make_client, events):
+    llm = make_client()
+    stream = llm.chat.completions.create(model="error-midstream", messages=HELLO, stream=True)
+    seen = []
+    with pytest.raises(openai.APIError, match="interrupted") as raised:
+        for chunk in stream:
+            seen.append(chunk)
+    assert type(raised.value) is openai.APIError
+    assert len(seen) == 2
+
+    props = only(events("$ai_generation"))
+    assert props["$ai_is_error"] is True
+    assert props["$ai_error"].startswith("APIError: The stream was interrupted")
+    assert props["$ai_http_status"] == 200  # the failure came after a 200 response
+    assert props["$ai_output_choices"] == [{"role": "assistant", "content": "Partial"}]
+
+
+def test_stream_request_refused_reports_the_status(make_client, events):
+    llm = make_client()
+    with pytest.raises(openai.RateLimitError):
+        llm.chat.completions.create(model="error-429", messages=HELLO, stream=True)
+    props = only(events("$ai_generation"))
+    assert props["$ai_http_status"] == 429 and props["$ai_is_error"] is True
+    assert props["$ai_stream"] is True
+
+
+def test_tool_call_deltas_are_assembled(make_client, events):
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+        },
+    }
+    llm = make_client()
+    chunks = list(
+        llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, tools=[tool], stream=True)
+    )
+    arguments = "".join(
+        c.choices[0].delta.tool_calls[0].function.arguments or ""
+        for c in chunks
+        if c.choices[0].delta.tool_calls
+    )
+    props = only(events("$ai_generation"))
+    (message,) = props["$ai_output_choices"]
+    assert message["tool_calls"][0]["function"] == {"name": "lookup", "arguments": arguments}
+    assert message["tool_calls"][0]["id"].startswith("call_")
+    assert props["$ai_stop_reason"] == "tool_calls"
+
+
+def test_stream_helper_is_tracked(make_client, events):
+    llm = make_client()
+    with llm.chat.completions.stream(model="gpt-4o-mini", messages=HELLO) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_completion()
+    assert final.choices[0].message.content == "Echo: one two three four five six"
+    props = only(events("$ai_generation"))
+    assert props["$ai_output_choices"][0]["content"] == final.choices[0].message.content
+    assert props["$ai_output_tokens"] == 8
+
+
+def test_latency_counts_the_provider_not_the_callers_loop(make_client, client, sink):
+    """Time the caller spends between chunks is not latency; time waiting for chunks is."""
+    from posthog_llm.integrations.openai import OpenAI
+
+    llm = make_client()
+    caller_wait = 0.0
+    for _ in llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True):
+        time.sleep(0.1)
+        caller_wait += 0.1
+    with OpenAIStandIn(chunk_delay=0.05) as slow:
+        slow_llm = OpenAI(
+            base_url=slow.base_url, api_key="sk-x-123456789", max_retries=0, posthog_client=client
+        )
+        count = sum(
+            1
+            for _ in slow_llm.chat.completions.create(
+                model="gpt-4o-mini", messages=HELLO, stream=True
+            )
+        )
+    client.flush(5)
+    fast_caller, slow_provider = (e["properties"] for e in sink.named("$ai_generation"))
+    assert fast_caller["$ai_latency"] < caller_wait / 2
+    assert slow_provider["$ai_latency"] >= 0.05 * (count - 1) * 0.9

@@ -1201,5 +1201,6 @@ def serve(args: Any) -> int:
         pass
     finally:
         handle.close()
-    print(f"stopped; {handle.stored} events stored in {db}")
+    stored = handle.stored
+    print(f"stopped; stored {stored} event{'s' * (stored != 1)} in {db}")
     return 0

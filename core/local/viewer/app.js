@@ -64,6 +64,7 @@
 
   function fmtDuration(seconds) {
     if (!isNum(seconds)) return "—";
+    if (seconds === 0) return "0";
     if (seconds < 1) return (seconds * 1000).toFixed(seconds < 0.01 ? 2 : 0) + " ms";
     if (seconds < 60) return seconds.toFixed(2) + " s";
     return Math.floor(seconds / 60) + " m " + Math.round(seconds % 60) + " s";
@@ -72,9 +73,10 @@
   function fmtCost(usd) {
     if (!isNum(usd)) return "—";
     if (usd === 0) return "$0";
-    if (usd < 0.0001) return "<$0.0001";
-    if (usd < 1) return "$" + usd.toFixed(4);
-    return "$" + usd.toFixed(2);
+    if (usd >= 1) return "$" + usd.toFixed(2);
+    if (usd < 1e-7) return "<$0.0000001";
+    // Three significant digits for small amounts: single calls often cost fractions of a cent.
+    return "$" + usd.toFixed(Math.min(9, 2 - Math.floor(Math.log10(usd))));
   }
 
   function fmtInt(n) {
@@ -305,14 +307,17 @@
       return;
     }
     if (token !== routeToken) return;
-    document.title = (data.name || "trace") + " · posthog-llm";
+    // A trace without a $ai_trace event (a bare OpenAI call) is named after its first event.
+    const first = data.nodes[0];
+    const title = first && first.synthetic && data.nodes[1] ? data.nodes[1].name : data.name || "trace";
+    document.title = title + " · posthog-llm";
     const detail = h("aside", { class: "detail", id: "detail" });
     const tree = traceTree(data, detail);
     const header = h(
       "div",
       { class: "trace-head" },
       link("/", "← Traces"),
-      h("h1", null, data.name || "trace", data.errors ? h("span", { class: "err-pill big", text: data.errors + (data.errors === 1 ? " error" : " errors") }) : null),
+      h("h1", null, title, data.errors ? h("span", { class: "err-pill big", text: data.errors + (data.errors === 1 ? " error" : " errors") }) : null),
       h(
         "dl",
         { class: "facts inline" },
@@ -612,8 +617,19 @@
         )
       )
     );
-    const note = h("p", { class: "muted small", text: "Buckets of " + fmtDuration(data.bucket_seconds) + ". Costs are estimates from the bundled price table" + (data.pricing_as_of ? " (as of " + data.pricing_as_of + ")" : "") + "; they are never sent to PostHog." });
+    const note = h("p", { class: "muted small", text: "One point or bar per " + fmtBucket(data.bucket_seconds) + ". Costs are estimates from the bundled price table" + (data.pricing_as_of ? " (as of " + data.pricing_as_of + ")" : "") + "; they are never sent to PostHog." });
     return h("div", null, cards, legend, charts, table, note);
+  }
+
+  function fmtBucket(seconds) {
+    const units = [[30 * 86400, "30 days"], [7 * 86400, "week"], [86400, "day"], [3600, "hour"], [60, "minute"]];
+    for (const [size, name] of units) {
+      if (seconds >= size && seconds % size === 0) {
+        const n = seconds / size;
+        return n === 1 ? name : n + " " + name + "s";
+      }
+    }
+    return fmtDuration(seconds);
   }
 
   function card(label, value) {
@@ -622,7 +638,7 @@
 
   // A small SVG chart: one line per model, or stacked bars per bucket.
   function chart(title, data, models, color, key, fmt, kind) {
-    const W = 420, H = 180, L = 56, R = 8, T = 10, B = 26;
+    const W = 420, H = 180, L = 72, R = 10, T = 10, B = 26;
     const n = data.buckets.length;
     const series = models.map((m) => m.series[key] || []);
     let max = 0;
@@ -643,7 +659,7 @@
     }
     if (kind === "bars") {
       const slot = (W - L - R) / Math.max(n, 1);
-      const width = Math.max(slot * 0.7, 1);
+      const width = Math.min(Math.max(slot * 0.7, 1), 56);
       for (let i = 0; i < n; i++) {
         let base = 0;
         series.forEach((values, m) => {

@@ -1,0 +1,201 @@
+"""The bundled pricing table, snapshot matching, cache accounting and user overrides."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+import requests
+from posthog_llm import Client
+from posthog_llm.local.pricing import (
+    PRICING_ENV,
+    default_pricing,
+    estimate_cost,
+    load_pricing,
+)
+from posthog_llm.local.server import ServeError, start_server
+
+REQUIRED_FAMILIES = [
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "o1",
+    "o3",
+    "o3-mini",
+    "o4-mini",
+    "gpt-3.5-turbo",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "claude-3-5-sonnet",
+    "claude-3-7-sonnet",
+    "claude-sonnet-4",
+    "claude-3-5-haiku",
+    "claude-opus-4",
+    "gemini-1.5-flash",
+    "gemini-1.5-pro",
+    "gemini-2.0-flash",
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+]
+
+
+def test_bundled_table_is_dated_and_covers_the_common_models():
+    table = load_pricing(use_env=False)
+    assert dt.date.fromisoformat(table.as_of) >= dt.date(2025, 1, 1)
+    missing = [m for m in REQUIRED_FAMILIES if m not in table.models]
+    assert not missing
+    for name, price in table.models.items():
+        assert price.provider in ("openai", "anthropic", "google"), name
+        assert price.input > 0, name
+
+
+@pytest.mark.parametrize(
+    ("model", "family"),
+    [
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("GPT-4o", "gpt-4o"),
+        ("openai/gpt-4o", "gpt-4o"),
+        ("gpt-4.1-mini-2025-04-14", "gpt-4.1-mini"),
+        ("o3-mini-2025-01-31", "o3-mini"),
+        ("o1-2024-12-17", "o1"),
+        ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet"),
+        ("claude-3-5-sonnet-latest", "claude-3-5-sonnet"),
+        ("anthropic/claude-3.5-sonnet", "claude-3-5-sonnet"),
+        ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", "claude-3-7-sonnet"),
+        ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+        ("claude-opus-4-1-20250805", "claude-opus-4-1"),
+        ("models/gemini-2.0-flash-001", "gemini-2.0-flash"),
+        ("gemini-2.5-flash-preview-05-20", "gemini-2.5-flash"),
+        ("gemini-1.5-flash-8b", "gemini-1.5-flash-8b"),
+    ],
+)
+def test_snapshots_and_wrapped_names_match_their_family(model, family):
+    assert default_pricing().lookup(model)[0] == family
+
+
+@pytest.mark.parametrize("model", ["gpt-40", "gpt-4o2", "my-llama", "", None, "claude"])
+def test_unknown_models_have_no_estimate(model):
+    assert estimate_cost(model, 10, 10) is None
+
+
+def test_estimate_values():
+    cost = estimate_cost("gpt-4o-2024-08-06", 1000, 500)
+    assert cost["model"] == "gpt-4o" and cost["provider"] == "openai"
+    assert cost["input_cost_usd"] == pytest.approx(0.0025)
+    assert cost["output_cost_usd"] == pytest.approx(0.005)
+    assert cost["total_cost_usd"] == pytest.approx(0.0075)
+    assert cost["as_of"] == default_pricing().as_of
+    assert estimate_cost("text-embedding-3-small", 1_000_000, None)["total_cost_usd"] == 0.02
+    assert estimate_cost("gpt-4o", None, None) is None
+    assert estimate_cost("gpt-4o", 0, 0)["total_cost_usd"] == 0
+
+
+def test_cached_tokens_follow_each_providers_convention():
+    # OpenAI counts cached tokens inside input tokens: 1000 in, 400 of them cached.
+    openai = estimate_cost("gpt-4o", 1000, 0, cache_read_tokens=400)
+    assert openai["input_cost_usd"] == pytest.approx((600 * 2.5 + 400 * 1.25) / 1e6)
+    # Anthropic reports them apart: 1000 uncached + 400 read + 100 written.
+    anthropic = estimate_cost(
+        "claude-3-5-sonnet-20241022", 1000, 0, cache_read_tokens=400, cache_write_tokens=100
+    )
+    assert anthropic["input_cost_usd"] == pytest.approx((1000 * 3 + 400 * 0.3 + 100 * 3.75) / 1e6)
+    # The event's provider decides: Claude through an OpenAI-compatible gateway counts like OpenAI.
+    gateway = estimate_cost("claude-3-5-sonnet", 1000, 0, cache_read_tokens=400, provider="openai")
+    assert gateway["input_cost_usd"] == pytest.approx((600 * 3 + 400 * 0.3) / 1e6)
+
+
+def test_user_overrides_by_argument_file_and_environment(tmp_path, monkeypatch):
+    mine = {
+        "models": {
+            "my-finetune": {"input": 1.0, "output": 2.0},
+            "gpt-4o": {"input": 1, "output": 1},
+        }
+    }
+    cost = estimate_cost("my-finetune-v2", 1_000_000, 1_000_000, pricing=mine)
+    assert cost["model"] == "my-finetune" and cost["total_cost_usd"] == 3.0
+    assert estimate_cost("gpt-4o", 1_000_000, 0, pricing=mine)["total_cost_usd"] == 1.0
+    # A flat {model: prices} file named by the environment variable.
+    path = tmp_path / "prices.json"
+    path.write_text(
+        json.dumps({"as_of": "2031-01-01", "local-llama": {"input": 0.5, "output": 0.5}})
+    )
+    monkeypatch.setenv(PRICING_ENV, str(path))
+    cost = estimate_cost("local-llama", 2_000_000, 0)
+    assert cost["total_cost_usd"] == 1.0 and cost["as_of"] == "2031-01-01"
+    assert estimate_cost("gpt-4o", 1000, 0) is not None  # the bundled table is still there
+    # "replace": true drops the bundled table.
+    path.write_text(json.dumps({"replace": True, "models": {"only": {"input": 1, "output": 1}}}))
+    table = load_pricing()
+    assert list(table.models) == ["only"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"models": {"m": {"input": 1}}}), "needs at least 'input' and 'output'"),
+        (json.dumps({"models": {"m": {"input": -1, "output": 1}}}), "must be a number >= 0"),
+        (json.dumps([1]), "expected a JSON object"),
+    ],
+)
+def test_malformed_pricing_files_are_reported(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError) as info:
+        load_pricing(str(path))
+    assert message in str(info.value)
+
+
+def test_server_uses_custom_pricing_and_refuses_a_broken_file(db_path, tmp_path):
+    with pytest.raises(ServeError) as info:
+        start_server(db_path, pricing=str(tmp_path / "missing.json"))
+    assert "cannot read pricing file" in str(info.value)
+    prices = {"models": {"house-model": {"input": 10, "output": 10}}}
+    with start_server(db_path, pricing=prices) as server:
+        event = {
+            "event": "$ai_generation",
+            "distinct_id": "u",
+            "properties": {
+                "$ai_trace_id": "h",
+                "$ai_model": "house-model",
+                "$ai_input_tokens": 100_000,
+                "$ai_output_tokens": 0,
+            },
+        }
+        assert requests.post(server.url + "/batch/", json=[event], timeout=10).ok
+        (trace,) = requests.get(server.url + "/api/traces", timeout=10).json()["traces"]
+        assert trace["cost_usd"] == pytest.approx(1.0)
+
+
+def test_cost_sent_by_the_user_wins_over_the_estimate(server):
+    event = {
+        "event": "$ai_generation",
+        "distinct_id": "u",
+        "properties": {
+            "$ai_trace_id": "paid",
+            "$ai_model": "gpt-4o",
+            "$ai_input_tokens": 10,
+            "$ai_total_cost_usd": 0.5,
+        },
+    }
+    assert requests.post(server.url + "/batch/", json=[event], timeout=10).ok
+    node = requests.get(server.url + "/api/traces/paid", timeout=10).json()["nodes"][1]
+    assert node["cost"] == {"total_cost_usd": 0.5, "source": "event"}
+
+
+def test_cost_is_never_sent_to_posthog(posthog_server):
+    client = Client(api_key="phc_x", host=posthog_server.host, flush_interval=0.05)
+    client.capture(
+        "$ai_generation",
+        distinct_id="u",
+        properties={"$ai_model": "gpt-4o", "$ai_input_tokens": 1000, "$ai_output_tokens": 10},
+    )
+    assert client.flush(10)
+    client.shutdown(5)
+    (event,) = posthog_server.events
+    assert event["properties"]["$ai_model"] == "gpt-4o"
+    assert not [k for k in event["properties"] if "cost" in k]

@@ -1,0 +1,103 @@
+"""`posthog-llm serve`: loopback by default, remote only with a flag and a key, and the CLI entry."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+from posthog_llm import EventStore
+from posthog_llm.cli import main
+from posthog_llm.local.server import ServeError, start_server
+
+
+def test_start_server_listens_on_loopback_and_closes(db_path):
+    handle = start_server(db_path)
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", handle.url)
+    assert requests.get(handle.url + "/api/info", timeout=10).json()["events"] == 0
+    handle.close()
+    handle.close()  # twice is fine
+    with pytest.raises(requests.ConnectionError):
+        requests.get(handle.url + "/api/info", timeout=2)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "", "192.0.2.10", "example.com"])
+def test_non_loopback_addresses_need_allow_remote(db_path, host):
+    with pytest.raises(ServeError) as info:
+        start_server(db_path, host=host)
+    assert "--allow-remote" in str(info.value)
+
+
+def test_allow_remote_needs_an_api_key(db_path):
+    with pytest.raises(ServeError) as info:
+        start_server(db_path, host="0.0.0.0", allow_remote=True)
+    assert "--api-key" in str(info.value) and "POSTHOG_API_KEY" in str(info.value)
+
+
+def test_remote_mode_accepts_only_the_project_key_and_guards_the_viewer(db_path, monkeypatch):
+    monkeypatch.setenv("POSTHOG_API_KEY", "phc_remote")
+    with start_server(db_path, host="0.0.0.0", allow_remote=True) as server:
+        assert server.api_key == "phc_remote"
+        url = server.url
+        event = {"event": "e", "distinct_id": "u"}
+        assert requests.post(url + "/batch/", json=[event], timeout=10).status_code == 401
+        wrong = {"api_key": "phc_other", "batch": [event]}
+        assert requests.post(url + "/batch/", json=wrong, timeout=10).status_code == 401
+        right = {"api_key": "phc_remote", "batch": [event]}
+        assert requests.post(url + "/batch/", json=right, timeout=10).status_code == 200
+        # The stored prompts are behind the same key: HTTP Basic password (or a Bearer token).
+        page = requests.get(url + "/", timeout=10)
+        assert page.status_code == 401 and "Basic" in page.headers["WWW-Authenticate"]
+        assert requests.get(url + "/api/traces", auth=("x", "nope"), timeout=10).status_code == 401
+        assert requests.get(url + "/api/traces", auth=("x", "phc_remote"), timeout=10).ok
+        bearer = {"Authorization": "Bearer phc_remote"}
+        assert requests.get(url + "/api/info", headers=bearer, timeout=10).json()["remote"]
+    with EventStore(db_path) as store:
+        assert store.count() == 1
+
+
+def test_cli_refuses_a_remote_address_with_one_line(tmp_path, capsys):
+    code = main(["serve", "--host", "0.0.0.0", "--port", "0", "--db", str(tmp_path / "e.db")])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("posthog-llm: error: refusing to listen")
+
+
+def test_cli_reports_a_port_in_use(tmp_path, capsys, db_path):
+    with start_server(db_path) as running:
+        code = main(["serve", "--port", str(running.port), "--db", str(tmp_path / "e.db")])
+    assert code == 1
+    assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
+
+
+def test_posthog_llm_serve_runs_until_interrupted(tmp_path):
+    db = str(tmp_path / "served.db")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "posthog_llm", "serve", "--port", "0", "--db", db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        first = proc.stdout.readline()
+        match = re.search(r"collector on (http://127\.0\.0\.1:\d+)", first)
+        assert match, first + proc.stderr.read()
+        url = match.group(1)
+        viewer_line = proc.stdout.readline()
+        assert f"viewer:        {url}/" in viewer_line
+        event = {"event": "served", "distinct_id": "u", "properties": {"$ai_trace_id": "s1"}}
+        assert requests.post(url + "/capture/", json=event, timeout=10).status_code == 200
+        assert "served" in requests.get(url + "/api/events", timeout=10).text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "stored 1 event" in out and "stopped; stored 1 event in" in out
+    with EventStore(db) as store:
+        assert [e["event"] for e in store.events()] == ["served"]

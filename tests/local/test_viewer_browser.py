@@ -1,0 +1,238 @@
+"""The viewer in a real headless Chromium: traces table, search, trace tree and timeline, dashboard.
+
+Needs Debian's `chromium` and `chromium-driver` (CI installs them); skipped with a reason when no
+Chromium binary is found. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import zlib
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("selenium")
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from .conftest import XSS  # noqa: E402
+
+
+def _find(*names: str) -> str | None:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture
+def browser(tmp_path, monkeypatch) -> Iterator[webdriver.Chrome]:
+    binary = _find("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+    driver_path = _find("chromedriver")
+    if binary is None or driver_path is None:
+        pytest.skip("no Chromium found (install it: apt-get install -y chromium chromium-driver)")
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not try to download
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver, condition, timeout: float = 15):
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def png_pixels(path: str) -> tuple[int, int, list[bytes]]:
+    """A tiny PNG reader (8-bit RGB/RGBA, no interlace): width, height and the pixel rows."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    assert depth == 8 and color in (2, 6) and interlace == 0
+    bpp = 3 if color == 2 else 4
+    raw = zlib.decompress(idat)
+    stride = width * bpp
+    rows, previous = [], bytearray(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        for i in range(stride):
+            left = line[i - bpp] if i >= bpp else 0
+            up = previous[i]
+            up_left = previous[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - up_left
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
+                pred = left if pa <= pb and pa <= pc else (up if pb <= pc else up_left)
+                line[i] = (line[i] + pred) & 0xFF
+        rows.append(bytes(line))
+        previous = line
+    return (
+        width,
+        height,
+        [bytes(r) for r in rows]
+        if bpp == 3
+        else [b"".join(r[i : i + 3] for i in range(0, len(r), 4)) for r in rows],
+    )
+
+
+def assert_not_blank(path: str) -> None:
+    width, height, rows = png_pixels(path)
+    assert width >= 800 and height >= 600
+    counts: dict[bytes, int] = {}
+    for row in rows[::3]:
+        for x in range(0, width * 3, 9):
+            pixel = row[x : x + 3]
+            counts[pixel] = counts.get(pixel, 0) + 1
+    total = sum(counts.values())
+    # A blank or error page has a handful of colours; the viewer has text, badges and bars.
+    assert len(counts) > 40, f"only {len(counts)} colours"
+    assert max(counts.values()) / total < 0.95, "one colour covers almost the whole page"
+
+
+def severe_console_messages(driver) -> list[str]:
+    # CSP violations and script errors show up here as SEVERE.
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE" and "favicon" not in entry["message"]
+    ]
+
+
+def test_viewer_lists_traces_and_shows_a_trace_tree(browser, server, sample_traces, tmp_path):
+    browser.get(server.url + "/")
+    rows = wait(
+        browser,
+        lambda d: (
+            (r := d.find_elements(By.CSS_SELECTOR, "#traces-table tbody tr")) and len(r) == 3 and r
+        ),
+    )
+    texts = [r.text for r in rows]
+    assert "support-chat" in texts[2] and "user_42" in texts[2]
+    assert "gpt-4o-mini-2024-07-18" in texts[2]
+    assert "$0.0000422" in texts[2]  # estimated cost, three significant digits
+    assert rows[1].find_elements(By.CSS_SELECTOR, "td")[-1].text == "1"  # one error
+    # Hostile text is shown as text, never run.
+    assert XSS in texts[0]
+    assert browser.execute_script("return window.__xss") is None
+    assert not browser.find_elements(By.CSS_SELECTOR, "#traces-table img, #traces-table script")
+
+    search = browser.find_element(By.ID, "search")
+    search.send_keys("user_7")
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#traces-table tbody tr")) == 1)
+    assert "trace-error-2" in browser.find_element(By.ID, "traces-table").text
+    assert "search=user_7" in browser.current_url
+    search.clear()
+    search.send_keys("trace-chat")
+    wait(browser, lambda d: "support-chat" in d.find_element(By.ID, "traces-body").text)
+
+    browser.find_element(By.LINK_TEXT, "support-chat").click()
+    tree = wait(browser, ec.presence_of_element_located((By.ID, "trace-tree")))
+    assert browser.current_url.endswith("/trace/trace-chat-1")
+    kinds = [
+        r.get_attribute("data-kind")
+        for r in tree.find_elements(By.CSS_SELECTOR, ".tree-row[data-kind]")
+    ]
+    assert kinds == ["trace", "span", "embedding", "generation"]
+    generation = tree.find_element(By.CSS_SELECTOR, ".tree-row[data-kind='generation']")
+    assert "ChatOpenAI" in generation.text
+    # The generation is selected first: its messages, output and tool call are shown.
+    detail = browser.find_element(By.ID, "detail")
+    wait(browser, lambda d: "How do hedgehogs sleep?" in detail.text)
+    assert "Curled up in a ball" in detail.text and "lookup" in detail.text
+    assert "gpt-4o-mini prices" in detail.text
+    # The timeline: bars have a width, and the embedding sits inside its parent span.
+    boxes = browser.execute_script(
+        "return [...document.querySelectorAll('.tree-row[data-kind] .bar')]"
+        ".map(b => { const r = b.getBoundingClientRect(); return [r.left, r.width]; })"
+    )
+    assert all(width > 0 for _, width in boxes)
+    (trace_left, trace_width), (span_left, span_width), (emb_left, _), (gen_left, gen_width) = boxes
+    assert trace_left <= span_left <= emb_left and gen_width > span_width
+    assert gen_left + gen_width <= trace_left + trace_width + 1
+    # Clicking another row shows that node.
+    tree.find_element(By.CSS_SELECTOR, ".tree-row[data-kind='span']").click()
+    wait(
+        browser, lambda d: "Hedgehogs hibernate in winter." in d.find_element(By.ID, "detail").text
+    )
+
+    shot = str(tmp_path / "trace.png")
+    browser.save_screenshot(shot)
+    assert_not_blank(shot)
+    if os.environ.get("POSTHOG_LLM_SCREENSHOTS"):
+        shutil.copy(shot, os.path.join(os.environ["POSTHOG_LLM_SCREENSHOTS"], "trace.png"))
+    assert severe_console_messages(browser) == []
+
+
+def test_viewer_trace_with_hostile_content_and_the_dashboard(
+    browser, server, sample_traces, tmp_path
+):
+    browser.get(server.url + "/trace/trace-xss-3")
+    detail = wait(browser, ec.presence_of_element_located((By.ID, "detail")))
+    wait(browser, lambda d: XSS in detail.text)
+    assert browser.execute_script("return window.__xss") is None
+    assert not browser.find_elements(By.CSS_SELECTOR, "main img, main script")
+
+    browser.find_element(By.ID, "nav-dashboard").click()
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart-svg")) == 3)
+    table = browser.find_element(By.ID, "models-table")
+    assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 4
+    assert "claude-3-5-sonnet-20241022" in table.text
+    # Every chart drew something: lines/dots for latency, bars for tokens and cost.
+    marks = browser.execute_script(
+        "return [...document.querySelectorAll('.chart-svg')]"
+        ".map(s => s.querySelectorAll('circle, rect, polyline').length)"
+    )
+    assert all(n > 0 for n in marks), marks
+    shot = str(tmp_path / "dashboard.png")
+    browser.save_screenshot(shot)
+    assert_not_blank(shot)
+    if os.environ.get("POSTHOG_LLM_SCREENSHOTS"):
+        shutil.copy(shot, os.path.join(os.environ["POSTHOG_LLM_SCREENSHOTS"], "dashboard.png"))
+
+    browser.find_element(By.ID, "nav-events").click()
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#events-table tbody tr")) == 6)
+    browser.back()
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart-svg")) == 3)
+    assert severe_console_messages(browser) == []

@@ -165,6 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow listening on a non-loopback address (then only the configured api key is accepted)",
     )
     p.add_argument("--api-key", help="the project api key to accept (default: $POSTHOG_API_KEY)")
+    p.add_argument(
+        "--pricing",
+        metavar="PATH",
+        help="JSON price table to use on top of the bundled one (default: $POSTHOG_LLM_PRICING)",
+    )
+    p.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=20.0,
+        metavar="MB",
+        help="refuse request bodies larger than this with 413 (default 20)",
+    )
+    p.add_argument("--quiet", action="store_true", help="do not print a line per capture request")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="run the offline demo: LangChain, LlamaIndex and OpenAI calls")

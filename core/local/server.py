@@ -1182,7 +1182,9 @@ def serve(args: Any) -> int:
             port=DEFAULT_PORT if getattr(args, "port", None) is None else args.port,
             api_key=getattr(args, "api_key", None),
             allow_remote=bool(getattr(args, "allow_remote", False)),
-            max_body_bytes=int(max_mb * 1024 * 1024) if max_mb else DEFAULT_MAX_BODY_BYTES,
+            max_body_bytes=(
+                int(max_mb * 1024 * 1024) if max_mb is not None else DEFAULT_MAX_BODY_BYTES
+            ),
             pricing=getattr(args, "pricing", None),
             log=None if quiet else log,
         )

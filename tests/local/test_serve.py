@@ -101,3 +101,16 @@ def test_posthog_llm_serve_runs_until_interrupted(tmp_path):
     assert "stored 1 event" in out and "stopped; stored 1 event in" in out
     with EventStore(db) as store:
         assert [e["event"] for e in store.events()] == ["served"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--max-body-mb", "0"], "max_body_bytes must be a positive number"),
+        (["--pricing", "no-such-prices.json"], "cannot read pricing file no-such-prices.json"),
+    ],
+)
+def test_cli_reports_bad_serve_options(tmp_path, capsys, extra, message):
+    code = main(["serve", "--port", "0", "--db", str(tmp_path / "e.db"), *extra])
+    assert code == 1
+    assert message in capsys.readouterr().err

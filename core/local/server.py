@@ -26,6 +26,7 @@ import ipaddress
 import json
 import math
 import os
+import signal
 import socket
 import socketserver
 import sqlite3
@@ -172,9 +173,9 @@ def decode_body(
         text = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise BadRequest("body is neither UTF-8 JSON nor gzip") from None
-    if content_type.lower().startswith("application/x-www-form-urlencoded") or text.startswith(
-        "data="
-    ):
+    # curl -d sends JSON as application/x-www-form-urlencoded unless told otherwise.
+    is_form = content_type.lower().startswith("application/x-www-form-urlencoded")
+    if text.startswith("data=") or (is_form and text[:1] not in ("{", "[")):
         form = parse_qs(text, keep_blank_values=True)
         if "data" not in form:
             raise BadRequest("form body has no data= field (posthog-js sends data=<base64 JSON>)")
@@ -1162,6 +1163,17 @@ def start_server(
     return ServerHandle(server, app, thread, host)
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> Any:
+    """`docker stop` and service managers send SIGTERM: stop as cleanly as on Ctrl+C."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def _mask(key: str) -> str:
     return key[:4] + "…" if len(key) > 8 else "…"
 
@@ -1197,12 +1209,15 @@ def serve(args: Any) -> int:
     if handle.api_key:
         print(f"  accepting only the project api key {_mask(handle.api_key)}")
     print("Press Ctrl+C to stop.", flush=True)
+    previous = _stop_on_sigterm()
     try:
         handle.wait()
     except KeyboardInterrupt:
         pass
     finally:
         handle.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     stored = handle.stored
     print(f"stopped; stored {stored} event{'s' * (stored != 1)} in {db}")
     return 0

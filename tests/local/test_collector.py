@@ -334,6 +334,8 @@ def test_decode_body_variants():
     # A form body posted without URL-encoding turns '+' into ' '; still decoded.
     assert decode_body(("data=" + b64).encode()) == payload
     assert decode_body(b64.encode(), query={"compression": "base64"}) == payload
+    # `curl -d '{...}'` without a Content-Type header labels JSON as a form.
+    assert decode_body(raw, content_type="application/x-www-form-urlencoded") == payload
     with pytest.raises(BadRequest) as info:
         decode_body(b"foo=bar", content_type="application/x-www-form-urlencoded")
     assert "no data= field" in str(info.value)

@@ -74,7 +74,8 @@ def test_cli_reports_a_port_in_use(tmp_path, capsys, db_path):
     assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
 
 
-def test_posthog_llm_serve_runs_until_interrupted(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_posthog_llm_serve_runs_until_interrupted(tmp_path, stop):
     db = str(tmp_path / "served.db")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
@@ -95,7 +96,7 @@ def test_posthog_llm_serve_runs_until_interrupted(tmp_path):
         assert requests.post(url + "/capture/", json=event, timeout=10).status_code == 200
         assert "served" in requests.get(url + "/api/events", timeout=10).text
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "stored 1 event" in out and "stopped; stored 1 event in" in out

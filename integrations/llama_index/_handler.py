@@ -127,6 +127,7 @@ class PostHogLlamaIndexHandler:
         self._event_routes: dict[type, Callable[[Any], None] | None] = {}
         self._last_sweep = time.perf_counter()
         self._sweeper: threading.Thread | None = None
+        self._sweeper_lock = threading.Lock()
         self._wake = threading.Event()
 
     def __repr__(self) -> str:
@@ -212,7 +213,10 @@ class PostHogLlamaIndexHandler:
             return
         if len(spans) >= self.max_open_spans:
             self._trim(spans)
-        kind = self._kind_of(instance, id_) if instance is not None else _NOISE
+        if instance is not None:
+            kind = self._kind_of(instance, id_)
+        else:  # a decorated function: its qualified name, without `<locals>`
+            kind = Kind(NOISE, None, id_[:-37].replace(".<locals>", ""))
         # A span without parent may be work a returned generator runs lazily (a streamed query).
         origin = self._stream_origin() if parent_id is None and self._frames else None
         if origin is not None and not origin.trace.done:
@@ -290,7 +294,9 @@ class PostHogLlamaIndexHandler:
                 trace.root_done = True
                 if trace.streams and any(s.frame() is not None for s in trace.streams):
                     trace.awaiting = True  # the response is a stream nobody has read yet
-                    self._ensure_sweeper()
+                waiting = trace.awaiting or trace.open > 1
+            if waiting:  # something outlives the root: make sure it cannot wait forever
+                self._ensure_sweeper()
         elif k >= VISIBLE:
             self._emit(
                 SPAN,
@@ -613,26 +619,28 @@ class PostHogLlamaIndexHandler:
 
     def _ensure_sweeper(self) -> None:
         """A daemon thread sends abandoned streams' traces even when nothing else happens."""
-        if self._sweeper is not None and self._sweeper.is_alive():
-            return
-        thread = threading.Thread(
-            target=self._sweep_loop, name="posthog-llm-llama-index-sweeper", daemon=True
-        )
-        self._sweeper = thread
-        thread.start()
+        with self._sweeper_lock:
+            if self._sweeper is not None and self._sweeper.is_alive():
+                return
+            thread = threading.Thread(
+                target=self._sweep_loop, name="posthog-llm-llama-index-sweeper", daemon=True
+            )
+            self._sweeper = thread
+            thread.start()
 
     def _sweep_loop(self) -> None:
         while self._on:
-            interval = max(0.05, min(self.stream_timeout / 4, 5.0))
-            self._wake.wait(interval)
+            self._wake.wait(max(0.05, min(self.stream_timeout / 4, 5.0)))
             if not self._on:
-                return
+                break
             try:
                 self._sweep(time.perf_counter())
             except Exception as exc:
                 report_internal_error(exc)
-            if not any(t.awaiting for t in list(self._traces.values())):
-                return
+            with self._sweeper_lock:
+                if not any(t.root_done for t in list(self._traces.values())):
+                    self._sweeper = None  # nothing outlives its root any more
+                    return
 
     @staticmethod
     def _trim(mapping: dict[Any, Any]) -> None:

@@ -89,10 +89,9 @@ def _field(instance: Any, name: str) -> Any:
         if name not in fields:
             return None
         return getattr(instance, name, None)
-    try:
-        return vars(instance).get(name)
-    except TypeError:
+    if isinstance(getattr(type(instance), name, None), property):
         return None
+    return getattr(instance, name, None)
 
 
 def _nonempty_str(value: Any) -> str | None:

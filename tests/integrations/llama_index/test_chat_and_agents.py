@@ -1,0 +1,82 @@
+"""Chat engines (one trace per turn) and workflow agents (steps, tools, tool definitions)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("llama_index.core")
+
+from .fakes import ANSWER, events  # noqa: E402
+
+
+def by_event(evts, name):
+    return [e["properties"] for e in evts if e["event"] == name]
+
+
+def test_condense_plus_context_chat_gives_one_trace_per_turn(index, handler, client, sink):
+    engine = index.as_chat_engine(chat_mode="condense_plus_context")
+    assert str(engine.chat("Tell me about cats")) == ANSWER
+    assert str(engine.chat("And how long do they sleep?")) == ANSWER
+
+    evts = events(client, sink)
+    traces = by_event(evts, "$ai_trace")
+    assert [t["$ai_span_name"] for t in traces] == ["CondensePlusContextChatEngine.chat"] * 2
+    assert [t["$ai_input_state"] for t in traces] == [
+        "Tell me about cats",
+        "And how long do they sleep?",
+    ]
+    assert all(t["$ai_output_state"] == ANSWER for t in traces)
+    first, second = (t["$ai_trace_id"] for t in traces)
+    assert first != second
+    gens = by_event(evts, "$ai_generation")
+    # Turn 1 answers directly; turn 2 first condenses the question, then answers.
+    assert sorted(g["$ai_trace_id"] for g in gens) == sorted([first, second, second])
+    condense = next(g for g in gens if g["$ai_trace_id"] == second and g["$ai_parent_id"] == second)
+    assert "Follow Up Input: And how long do they sleep?" in condense["$ai_input"][0]["content"]
+    assert all(g["$ai_input_tokens"] > 0 for g in gens)
+    for trace_id in (first, second):
+        names = sorted(
+            s["$ai_span_type"] for s in by_event(evts, "$ai_span") if s["$ai_trace_id"] == trace_id
+        )
+        assert names == ["retrieve", "synthesize"]
+
+
+async def test_function_agent_steps_tools_and_tool_definitions(settings, handler, client, sink):
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.llms.mock import MockFunctionCallingLLM
+    from llama_index.core.tools import FunctionTool
+
+    def add(a: int = 1, b: int = 2) -> int:
+        """Add two numbers."""
+        return a + b
+
+    agent = FunctionAgent(tools=[FunctionTool.from_defaults(add)], llm=MockFunctionCallingLLM())
+    result = await agent.run("add 1 and 2")
+    assert "Tool calls complete" in str(result)
+
+    evts = events(client, sink)
+    (trace,) = by_event(evts, "$ai_trace")
+    assert trace["$ai_span_name"] == "FunctionAgent.run"
+    trace_id = trace["$ai_trace_id"]
+    spans = by_event(evts, "$ai_span")
+    assert all(s["$ai_trace_id"] == trace_id for s in spans)
+    step_names = [s["$ai_span_name"] for s in spans if s["$ai_span_type"] == "step"]
+    assert sorted(step_names) == [
+        "BaseWorkflowAgent.call_tool",
+        "BaseWorkflowAgent.run_agent_step",
+        "BaseWorkflowAgent.run_agent_step",
+    ]
+    (tool,) = [s for s in spans if s["$ai_span_type"] == "tool"]
+    call_tool = next(s for s in spans if s["$ai_span_name"] == "BaseWorkflowAgent.call_tool")
+    assert tool["$ai_span_name"] == "FunctionTool.acall"
+    assert tool["$ai_parent_id"] == call_tool["$ai_span_id"]
+    assert tool["$ai_output_state"] == "3"
+    gens = by_event(evts, "$ai_generation")
+    assert len(gens) == 2
+    steps = {s["$ai_span_id"] for s in spans if s["$ai_span_name"].endswith("run_agent_step")}
+    assert {g["$ai_parent_id"] for g in gens} == steps
+    first = min(gens, key=lambda g: len(g["$ai_input"]))
+    assert first["$ai_tools"][0]["function"]["name"] == "add"
+    (call,) = first["$ai_output_choices"][0]["tool_calls"]
+    assert call["type"] == "function" and call["function"]["name"] == "add"
+    assert len(evts) <= 12

@@ -1,0 +1,147 @@
+"""asyncio.gather, threads, and errors: the right trace for every event, exceptions untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections import defaultdict
+
+import pytest
+
+pytest.importorskip("llama_index.core")
+
+import posthog_llm  # noqa: E402
+from llama_index.core import Settings  # noqa: E402
+from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
+
+from .fakes import ANSWER, events  # noqa: E402
+
+
+def by_event(evts, name):
+    return [e["properties"] for e in evts if e["event"] == name]
+
+
+def by_trace(evts):
+    grouped = defaultdict(list)
+    for e in evts:
+        grouped[e["properties"]["$ai_trace_id"]].append(e)
+    return grouped
+
+
+async def test_gathered_aqueries_get_separate_correct_traces(index, handler, client, sink):
+    engine = index.as_query_engine()
+    questions = [f"question {i}" for i in range(6)]
+    answers = await asyncio.gather(*(engine.aquery(q) for q in questions))
+    assert all(str(a) == ANSWER for a in answers)
+
+    evts = events(client, sink)
+    traces = by_event(evts, "$ai_trace")
+    assert sorted(t["$ai_input_state"] for t in traces) == sorted(questions)
+    grouped = by_trace(evts)
+    assert len(grouped) == len(questions)
+    for trace in traces:
+        members = grouped[trace["$ai_trace_id"]]
+        kinds = sorted(e["event"] for e in members)
+        assert kinds == ["$ai_embedding", "$ai_generation", "$ai_span", "$ai_span", "$ai_trace"]
+        question = trace["$ai_input_state"]
+        (emb,) = [e["properties"] for e in members if e["event"] == "$ai_embedding"]
+        assert emb["$ai_input"] == [question]  # the embedding of this query, not another's
+        (gen,) = [e["properties"] for e in members if e["event"] == "$ai_generation"]
+        assert question in gen["$ai_input"][0]["content"]
+        span_ids = {e["properties"]["$ai_span_id"] for e in members if e["event"] == "$ai_span"}
+        assert gen["$ai_parent_id"] in span_ids
+
+
+def test_thread_with_copied_context_nests_and_plain_thread_starts_its_own(
+    index, handler, client, sink
+):
+    engine = index.as_query_engine()
+    dispatcher = get_dispatcher("tests.llama_index.threads")
+
+    @dispatcher.span
+    def batch() -> None:
+        ctx = contextvars.copy_context()
+        copied = threading.Thread(target=ctx.run, args=(engine.query, "copied context"))
+        copied.start()
+        copied.join()
+        plain = threading.Thread(target=engine.query, args=("plain thread",))
+        plain.start()
+        plain.join()
+
+    batch()
+    evts = events(client, sink)
+    traces = {t["$ai_span_name"].rpartition(".")[2]: t for t in by_event(evts, "$ai_trace")}
+    assert set(traces) == {"batch", "query"}
+    assert traces["query"]["$ai_input_state"] == "plain thread"
+    outer = traces["batch"]["$ai_trace_id"]
+    nested = [s for s in by_event(evts, "$ai_span") if s["$ai_span_type"] == "query"]
+    (query_span,) = nested
+    assert query_span["$ai_input_state"] == "copied context"
+    assert query_span["$ai_trace_id"] == outer
+    assert query_span["$ai_parent_id"] == outer
+    plain_trace = traces["query"]["$ai_trace_id"]
+    assert plain_trace != outer
+    gens = by_event(evts, "$ai_generation")
+    assert sorted(g["$ai_trace_id"] for g in gens) == sorted([outer, plain_trace])
+
+
+def test_context_identity_per_request(index, handler, client, sink):
+    engine = index.as_query_engine()
+    with posthog_llm.context(distinct_id="user_1", session_id="s-1", trace_id="trace-abc"):
+        engine.query("first")
+    with posthog_llm.context(distinct_id="user_2", properties={"plan": "pro"}):
+        engine.query("second")
+    evts = events(client, sink)
+    first = [e for e in evts if e["distinct_id"] == "user_1"]
+    second = [e for e in evts if e["distinct_id"] == "user_2"]
+    assert len(first) == len(second) == len(evts) // 2
+    assert {e["properties"]["$ai_trace_id"] for e in first} == {"trace-abc"}
+    assert all(e["properties"]["$ai_session_id"] == "s-1" for e in first)
+    assert all(e["properties"]["plan"] == "pro" for e in second)
+    assert all("$process_person_profile" not in e["properties"] for e in evts)
+
+
+def test_failing_llm_marks_generation_and_ancestors_and_reraises(index, handler, client, sink):
+    boom = RuntimeError("provider down")
+    Settings.llm.fail_with = boom
+    with pytest.raises(RuntimeError) as raised:
+        index.as_query_engine().query("cats?")
+    assert raised.value is boom  # the user's exception, unchanged
+
+    evts = events(client, sink)
+    (gen,) = by_event(evts, "$ai_generation")
+    (trace,) = by_event(evts, "$ai_trace")
+    spans = {s["$ai_span_type"]: s for s in by_event(evts, "$ai_span")}
+    assert gen["$ai_is_error"] is True
+    assert gen["$ai_error"] == "RuntimeError: provider down"
+    assert "$ai_output_choices" not in gen
+    assert spans["synthesize"]["$ai_is_error"] is True
+    assert gen["$ai_parent_id"] == spans["synthesize"]["$ai_span_id"]
+    assert trace["$ai_is_error"] is True
+    assert trace["$ai_error"] == "RuntimeError: provider down"
+    # The retrieval before it succeeded and says so.
+    assert "$ai_is_error" not in spans["retrieve"]
+
+
+def test_error_swallowed_by_llamaindex_only_marks_what_failed(index, handler, client, sink):
+    # Refine catches ValueError from the LLM call and answers anyway.
+    Settings.llm.fail_with = ValueError("bad output")
+    index.as_query_engine().query("cats?")
+    evts = events(client, sink)
+    (gen,) = by_event(evts, "$ai_generation")
+    (trace,) = by_event(evts, "$ai_trace")
+    assert gen["$ai_is_error"] is True
+    assert "$ai_is_error" not in trace
+    assert all("$ai_is_error" not in s for s in by_event(evts, "$ai_span"))
+
+
+async def test_failing_async_query_reraises(index, handler, client, sink):
+    boom = TimeoutError("slow provider")
+    Settings.llm.fail_with = boom
+    with pytest.raises(TimeoutError) as raised:
+        await index.as_query_engine().aquery("cats?")
+    assert raised.value is boom
+    (trace,) = by_event(events(client, sink), "$ai_trace")
+    assert trace["$ai_error"] == "TimeoutError: slow provider"
+    assert handler.pending()["traces"] == 0

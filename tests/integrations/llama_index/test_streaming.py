@@ -1,0 +1,134 @@
+"""Streamed queries and chats: the lazily run LLM call stays in its query's trace."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("llama_index.core")
+
+from llama_index.core import Settings  # noqa: E402
+
+from .fakes import ANSWER, SERVED_MODEL, events  # noqa: E402
+
+
+def by_event(evts, name):
+    return [e["properties"] for e in evts if e["event"] == name]
+
+
+def wait_for(client, sink, name, count=1, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = by_event(events(client, sink), name)
+        if len(found) >= count:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"{name} not sent within {timeout}s")
+
+
+def test_streaming_query_keeps_the_lazy_generation_in_its_trace(index, handler, client, sink):
+    response = index.as_query_engine(streaming=True).query("How long do cats sleep?")
+    # The LLM has not run yet: the trace waits for the stream.
+    before = events(client, sink)
+    assert by_event(before, "$ai_trace") == []
+    assert by_event(before, "$ai_generation") == []
+
+    text = "".join(response.response_gen)
+    assert text == ANSWER
+
+    evts = events(client, sink)
+    (trace,) = by_event(evts, "$ai_trace")
+    (gen,) = by_event(evts, "$ai_generation")
+    synthesize = next(s for s in by_event(evts, "$ai_span") if s["$ai_span_type"] == "synthesize")
+    assert gen["$ai_trace_id"] == trace["$ai_trace_id"]
+    assert gen["$ai_parent_id"] == synthesize["$ai_span_id"]
+    assert gen["$ai_stream"] is True
+    assert gen["$ai_time_to_first_token"] <= gen["$ai_latency"]
+    assert gen["$ai_output_choices"][0]["content"] == ANSWER
+    assert gen["$ai_input_tokens"] > 0 and gen["$ai_output_tokens"] == 4
+    assert gen["$ai_model"] == SERVED_MODEL
+    assert gen["$ai_model_parameters"]["stream"] is True
+    assert trace["$ai_output_state"] == ANSWER
+    assert trace["$ai_input_state"] == "How long do cats sleep?"
+    assert handler.pending() == {"spans": 0, "traces": 0, "generations": 0, "streams": 0}
+
+
+async def test_async_streaming_query(index, handler, client, sink):
+    response = await index.as_query_engine(streaming=True).aquery("How long do cats sleep?")
+    chunks = [c async for c in response.async_response_gen()]
+    assert "".join(chunks) == ANSWER
+    evts = events(client, sink)
+    (trace,) = by_event(evts, "$ai_trace")
+    (gen,) = by_event(evts, "$ai_generation")
+    assert trace["$ai_span_name"] == "RetrieverQueryEngine.aquery"
+    assert gen["$ai_trace_id"] == trace["$ai_trace_id"]
+    assert gen["$ai_stream"] is True
+    assert trace["$ai_output_state"] == ANSWER
+
+
+def test_abandoned_stream_is_sent_after_the_timeout(index, handler, client, sink):
+    handler.stream_timeout = 0.2
+    response = index.as_query_engine(streaming=True).query("never read")
+    (trace,) = wait_for(client, sink, "$ai_trace")
+    assert trace["$ai_input_state"] == "never read"
+    assert "$ai_output_state" not in trace
+    assert handler.pending()["traces"] == 0
+    del response
+
+
+def test_partly_read_stream_is_evicted_with_its_partial_generation(index, handler, client, sink):
+    handler.stream_timeout = 0.2
+    response = index.as_query_engine(streaming=True).query("read a bit")
+    stream = response.response_gen
+    first = next(stream)
+    assert first == "Cats"
+    (gen,) = wait_for(client, sink, "$ai_generation")
+    (trace,) = wait_for(client, sink, "$ai_trace")
+    assert gen["$ai_trace_id"] == trace["$ai_trace_id"]
+    assert gen["$ai_stream"] is True
+    assert gen["$ai_output_choices"][0]["content"] == "Cats"
+    assert handler.pending() == {"spans": 0, "traces": 0, "generations": 0, "streams": 0}
+    stream.close()
+
+
+def test_error_in_the_middle_of_a_stream_marks_generation_and_propagates(
+    index, handler, client, sink
+):
+    boom = ConnectionError("stream cut")
+    Settings.llm.fail_mid_stream = boom
+    response = index.as_query_engine(streaming=True).query("cats?")
+    with pytest.raises(ConnectionError) as raised:
+        for _ in response.response_gen:
+            pass
+    assert raised.value is boom
+    (gen,) = wait_for(client, sink, "$ai_generation")
+    assert gen["$ai_is_error"] is True
+    assert gen["$ai_error"] == "ConnectionError: stream cut"
+    (trace,) = wait_for(client, sink, "$ai_trace")
+    assert gen["$ai_trace_id"] == trace["$ai_trace_id"]
+
+
+def test_streaming_chat_engine_waits_for_its_writer_thread(index, handler, client, sink):
+    engine = index.as_chat_engine(chat_mode="condense_plus_context")
+    response = engine.stream_chat("Tell me about cats")
+    assert "".join(response.response_gen) == ANSWER
+    (trace,) = wait_for(client, sink, "$ai_trace")
+    evts = events(client, sink)
+    (gen,) = by_event(evts, "$ai_generation")
+    assert trace["$ai_span_name"] == "CondensePlusContextChatEngine.stream_chat"
+    assert gen["$ai_trace_id"] == trace["$ai_trace_id"]
+    assert gen["$ai_stream"] is True
+    assert trace["$ai_output_state"] == ANSWER
+    assert trace["$ai_input_state"] == "Tell me about cats"
+
+
+async def test_async_streaming_chat_engine(index, handler, client, sink):
+    engine = index.as_chat_engine(chat_mode="condense_plus_context")
+    response = await engine.astream_chat("Tell me about cats")
+    chunks = [c async for c in response.async_response_gen()]
+    assert "".join(chunks) == ANSWER
+    (trace,) = wait_for(client, sink, "$ai_trace")
+    (gen,) = by_event(events(client, sink), "$ai_generation")
+    assert gen["$ai_trace_id"] == trace["$ai_trace_id"]
+    assert trace["$ai_output_state"] == ANSWER

@@ -56,7 +56,7 @@ def generation(
     return generation_properties(
         trace_id=call.trace_id,
         model=model or requested_model(params),
-        provider=call.provider_name(base_url),
+        provider=call.provider_name(),
         base_url=base_url,
         model_parameters=model_parameters(params),
         tools=tools if given(tools) and tools else None,

@@ -23,7 +23,7 @@ def build(call: Call) -> dict[str, Any]:
     return embedding_properties(
         trace_id=call.trace_id,
         model=model,
-        provider=call.provider_name(base_url),
+        provider=call.provider_name(),
         base_url=base_url,
         model_parameters=model_parameters(params),
         input=None if call.privacy else raw,

@@ -16,7 +16,13 @@ import openai
 from openai._legacy_response import LegacyAPIResponse
 from posthog_llm._context import Scope, make_scope
 from posthog_llm._emit import Emitter, capture_internal_exceptions
-from posthog_llm._events import EMBEDDING, GENERATION, format_error, provider_from_base_url
+from posthog_llm._events import (
+    EMBEDDING,
+    GENERATION,
+    clean_base_url,
+    format_error,
+    provider_from_base_url,
+)
 
 from . import _chat, _embeddings, _responses
 from ._streams import track_async_stream, track_stream
@@ -57,11 +63,14 @@ EMBEDDINGS = Kind(EMBEDDING, ("input",), _embeddings.build, None)
 class Tracker:
     """Per-client state, shared with the client's `copy()` / `with_options()` copies."""
 
-    __slots__ = ("emitter", "azure")
+    __slots__ = ("emitter", "azure", "urls")
 
     def __init__(self, emitter: Emitter, azure: bool) -> None:
         self.emitter = emitter
         self.azure = azure
+        # (the client's base URL object, its cleaned text, the provider it implies): worked out
+        # once, not per event. The SDK keeps the same URL object until base_url is set again.
+        self.urls: tuple[Any, str | None, str] | None = None
 
 
 class Call:
@@ -167,14 +176,22 @@ class Call:
         return self.kind.build(self)
 
     def base_url(self) -> str | None:
-        return _scrub(str(self.client.base_url), self.secrets())
+        """The client's base URL without credentials (worker side)."""
+        return self._urls()[1]
 
-    def provider_name(self, base_url: str | None) -> str:
+    def provider_name(self) -> str:
         if self.provider:
             return self.provider
-        if self.tracker.azure:
-            return "azure"
-        return provider_from_base_url(base_url)
+        return self._urls()[2]
+
+    def _urls(self) -> tuple[Any, str | None, str]:
+        raw = self.client.base_url
+        urls = self.tracker.urls
+        if urls is None or urls[0] is not raw:
+            cleaned = _scrub(clean_base_url(raw), self.secrets())
+            provider = "azure" if self.tracker.azure else provider_from_base_url(cleaned)
+            urls = self.tracker.urls = (raw, cleaned, provider)
+        return urls
 
     def secrets(self) -> list[str]:
         """Credentials of the client, to be sure none ends up in an event."""

@@ -181,3 +181,15 @@ def test_latency_counts_the_provider_not_the_callers_loop(make_client, client, s
     fast_caller, slow_provider = (e["properties"] for e in sink.named("$ai_generation"))
     assert fast_caller["$ai_latency"] < caller_wait / 2
     assert slow_provider["$ai_latency"] >= 0.05 * (count - 1) * 0.9
+
+
+def test_raw_response_stream_is_tracked_through_parse(make_client, events):
+    llm = make_client()
+    raw = llm.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=HELLO, stream=True
+    )
+    chunks = list(raw.parse())
+    assert raw.parse() is raw.parse()  # the SDK caches it: the caller iterates our stream
+    assert all(chunk.choices for chunk in chunks)
+    props = only(events("$ai_generation"))
+    assert props["$ai_output_tokens"] == 8 and props["$ai_stream"] is True

@@ -65,8 +65,14 @@ DEFAULT_PORT = 8010
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 # The paths PostHog's SDKs post events to, without their trailing slash.
 CAPTURE_PATHS = frozenset({"/batch", "/capture", "/e", "/track", "/i/v0/e", "/i/v0/ai/batch"})
-# posthog-js asks for feature flags on load; an empty answer keeps it quiet.
+# posthog-js asks for feature flags and its remote config on load; empty answers keep it quiet.
 FLAGS_PATHS = frozenset({"/decide", "/flags"})
+
+
+def _is_sdk_path(path: str) -> bool:
+    return path in CAPTURE_PATHS or path in FLAGS_PATHS or path.startswith("/array/")
+
+
 VIEWER_PAGES = frozenset({"/", "/traces", "/dashboard", "/events"})
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -865,7 +871,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         try:
             path, query = self._route()
-            if path in CAPTURE_PATHS or path in FLAGS_PATHS:
+            if _is_sdk_path(path):
                 self._capture_side(method, path, query)
             elif method in ("GET", "HEAD"):
                 self._viewer_side(path, query)
@@ -894,7 +900,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_OPTIONS(self) -> None:  # noqa: N802
         path, _ = self._route()
-        if path not in CAPTURE_PATHS and path not in FLAGS_PATHS:
+        if not _is_sdk_path(path):
             self._error(404, f"no endpoint at {path}")
             return
         headers = self._cors()
@@ -919,6 +925,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path in FLAGS_PATHS:
             self._json(200, _flags_answer(), self._cors())
             return
+        if path.startswith("/array/"):
+            self._remote_config(path)
+            return
         if method not in ("GET", "POST"):
             self._error(405, f"{path} accepts POST")
             return
@@ -935,6 +944,26 @@ class _Handler(BaseHTTPRequestHandler):
         if self.app.log:
             self.app.log(f"{method} {path} -> 200: stored {count} event{'s' * (count != 1)}")
         self._json(200, {"status": 1}, self._cors())
+
+    def _remote_config(self, path: str) -> None:
+        """posthog-js's remote config: `/array/<token>/config` (JSON) or `config.js` (script)."""
+        parts = path.split("/")
+        if len(parts) != 4 or parts[3] not in ("config", "config.js"):
+            self._error(404, f"no file {path}", self._cors())
+            return
+        if parts[3] == "config":
+            self._json(200, _flags_answer(), self._cors())
+            return
+        # JSON is valid JavaScript; escaping "<" keeps a token from closing a script element.
+        token = json.dumps(unquote(parts[2])).replace("<", "\\u003c")
+        config = json.dumps({"config": _flags_answer(), "siteApps": []})
+        script = (
+            "(function(){var c=window._POSTHOG_REMOTE_CONFIG=window._POSTHOG_REMOTE_CONFIG||{};"
+            f"c[{token}]={config};}})();\n"
+        )
+        headers = self._cors()
+        headers["Cache-Control"] = "no-store"
+        self._send(200, script.encode("utf-8"), "text/javascript; charset=utf-8", headers)
 
     # -- viewer --------------------------------------------------------------------------------
 

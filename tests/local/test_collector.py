@@ -152,6 +152,11 @@ def test_posthog_js_shape_flags_and_cors(server, db_path):
     assert response.headers["Access-Control-Allow-Origin"] == "http://app.test"
     flags = requests.post(server.url + "/flags/?v=2", json={"token": "phc_js"}, timeout=10)
     assert flags.status_code == 200 and flags.json()["featureFlags"] == {}
+    config = requests.get(server.url + "/array/phc_js/config", timeout=10)
+    assert config.status_code == 200 and config.json()["sessionRecording"] is False
+    script = requests.get(server.url + "/array/%3C%2Fscript%3E/config.js", timeout=10)
+    assert script.headers["Content-Type"].startswith("text/javascript")
+    assert "_POSTHOG_REMOTE_CONFIG" in script.text and "</script>" not in script.text
     (got,) = stored(db_path)
     assert got["distinct_id"] == "anon-1" and got["properties"]["token"] == "phc_js"
 

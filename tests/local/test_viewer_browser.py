@@ -6,16 +6,23 @@ Chromium binary is found. Nothing is downloaded.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import struct
+import subprocess
+import threading
+import time
 import zlib
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 pytest.importorskip("selenium")
 
+from posthog_llm import EventStore  # noqa: E402
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -23,6 +30,8 @@ from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from .conftest import XSS  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _find(*names: str) -> str | None:
@@ -235,4 +244,90 @@ def test_viewer_trace_with_hostile_content_and_the_dashboard(
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#events-table tbody tr")) == 6)
     browser.back()
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart-svg")) == 3)
+    assert severe_console_messages(browser) == []
+
+
+def _posthog_js() -> str | None:
+    """posthog-js's browser bundle from npm (`npm install -g posthog-js`), if installed."""
+    candidates = [os.environ.get("POSTHOG_JS_BUNDLE", "")]
+    npm = shutil.which("npm")
+    if npm:
+        try:
+            root = subprocess.run(
+                [npm, "root", "-g"], capture_output=True, text=True, timeout=30
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            root = ""
+        candidates.append(os.path.join(root, "posthog-js", "dist", "array.full.js"))
+    candidates.append(os.path.join(ROOT, "node_modules", "posthog-js", "dist", "array.full.js"))
+    return next((c for c in candidates if c and os.path.isfile(c)), None)
+
+
+@contextlib.contextmanager
+def web_app(collector_url: str, bundle: str) -> Iterator[str]:
+    """A page on another origin that loads posthog-js with api_host pointed at the collector."""
+    with open(bundle, "rb") as fh:
+        script = fh.read()
+    page = f"""<!doctype html><html><body><p id="status">loading</p>
+<script src="/posthog.js"></script>
+<script>
+posthog.init("phc_js_test", {{
+  api_host: {json.dumps(collector_url)},
+  autocapture: false, capture_pageview: false, capture_pageleave: false,
+  disable_session_recording: true, persistence: "memory", request_batching: false,
+  opt_out_useragent_filter: true  // headless Chromium looks like a bot to posthog-js
+}});
+posthog.capture("$ai_generation", {{
+  "$ai_trace_id": "js-trace", "$ai_model": "gpt-4o-mini", "$ai_input_tokens": 3,
+  "$ai_output_tokens": 2, "$ai_input": [{{"role": "user", "content": "hi from the browser"}}]
+}});
+document.getElementById("status").textContent = "sent";
+</script></body></html>""".encode()
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            body, kind = (
+                (script, "text/javascript") if self.path == "/posthog.js" else (page, "text/html")
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        # "localhost", not 127.0.0.1: a different origin from the collector, as in real apps.
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_posthog_js_in_the_browser_delivers_to_the_collector(browser, server, db_path, server_log):
+    bundle = _posthog_js()
+    if bundle is None:
+        pytest.skip("posthog-js is not installed (npm install -g posthog-js)")
+    with web_app(server.url, bundle) as url:
+        browser.get(url)
+        wait(browser, lambda d: d.find_element(By.ID, "status").text == "sent")
+        deadline = time.monotonic() + 20
+        events: list[dict] = []
+        while time.monotonic() < deadline and not events:
+            with EventStore(db_path) as store:
+                events = store.events(event="$ai_generation")
+            time.sleep(0.2)
+    (event,) = events
+    props = event["properties"]
+    assert props["$ai_trace_id"] == "js-trace" and props["token"] == "phc_js_test"
+    assert props["$lib"] == "web" and event["distinct_id"]
+    assert props["$ai_input"] == [{"role": "user", "content": "hi from the browser"}]
+    assert any("-> 200: stored" in line for line in server_log)
+    assert not [line for line in server_log if "-> 4" in line or "-> 5" in line]
+    # The remote config and flags answers keep posthog-js free of console errors.
     assert severe_console_messages(browser) == []

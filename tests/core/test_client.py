@@ -133,10 +133,14 @@ def test_default_client_is_lazy_and_shared(tmp_path, monkeypatch):
 
 
 def test_manual_capture_inside_context_gets_its_identity(client, sink):
-    with posthog_llm.context(distinct_id="user_9", trace_id="t-ctx", properties={"plan": "pro"}, groups={"company": "c"}):
+    with posthog_llm.context(
+        distinct_id="user_9", trace_id="t-ctx", properties={"plan": "pro"}, groups={"company": "c"}
+    ):
         client.capture("$ai_generation", properties={"$ai_model": "m", "plan": "free"})
     with posthog_llm.context(privacy_mode=True):
-        client.capture("$ai_generation", distinct_id="u2", properties={"$ai_input": "secret", "$ai_model": "m"})
+        client.capture(
+            "$ai_generation", distinct_id="u2", properties={"$ai_input": "secret", "$ai_model": "m"}
+        )
     client.flush(5)
     first, second = sink.events
     assert first["distinct_id"] == "user_9"

@@ -1,0 +1,813 @@
+"""Writes the tutorial notebooks of this folder, with outputs cleared.
+
+The notebooks are generated so that their code stays readable and reviewable here. After a
+change, run `python notebooks/build.py` and commit the .ipynb files with it; the test suite
+(tests/test_notebooks.py) executes every notebook top to bottom.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def md(text: str) -> nbformat.NotebookNode:
+    return new_markdown_cell(textwrap.dedent(text).strip())
+
+
+def code(text: str) -> nbformat.NotebookNode:
+    return new_code_cell(textwrap.dedent(text).strip())
+
+
+SETUP = """
+import os
+import uuid
+
+import posthog_llm
+
+# The local store: one SQLite file. `posthog-llm serve --db <this path>` opens it in the viewer.
+DB = os.environ.get("POSTHOG_LLM_DB", ".posthog-llm/events.db")
+client = posthog_llm.Client(destination=posthog_llm.SQLiteDestination(DB))
+RUN = uuid.uuid4().hex[:6]  # makes this run's trace ids unique
+
+
+def show(trace_id):
+    \"\"\"Deliver the captured events, then return the trace: Jupyter displays it as a tree.\"\"\"
+    client.flush()
+    with posthog_llm.EventStore(DB) as store:
+        return store.trace(trace_id)
+"""
+
+SETUP_MD = """
+## 1. A client that writes to the local store
+
+`posthog_llm.Client` queues events and ships them in the background. Here they go to a local
+SQLite file, so nothing leaves this machine. To send them to PostHog instead, build the client
+with your project key — everything else in this notebook stays the same:
+
+```python
+client = posthog_llm.Client(api_key="phc_...", host="https://us.i.posthog.com")
+```
+
+`show(trace_id)` flushes the queue and reads one trace back from the store; as the last
+expression of a cell, Jupyter shows it as a tree (click *input* / *output* to unfold content).
+"""
+
+NEXT_LOCAL = """
+Everything captured above is in the local store. To browse it in the trace viewer, run in a
+terminal from this folder (with the path printed by `print(DB)` if you changed it):
+
+```bash
+posthog-llm serve --db .posthog-llm/events.db    # then open http://127.0.0.1:8010
+```
+"""
+
+
+# -- LangChain -------------------------------------------------------------------------------------
+
+LANGCHAIN = [
+    md(
+        """
+        # LangChain → PostHog LLM analytics
+
+        This notebook captures LangChain runs with posthog-llm's `PostHogCallbackHandler` and
+        shows each captured trace right here. It runs offline: the chat model is a fake from
+        `langchain-core` and the events go to a local store instead of PostHog.
+
+        Needs `pip install 'posthog-llm[langchain,notebooks]'`.
+        """
+    ),
+    md(SETUP_MD),
+    code(SETUP),
+    md(
+        """
+        ## 2. A chat model
+
+        In your app this is `ChatOpenAI(model="gpt-4o-mini")`, `ChatAnthropic(...)` or any other
+        LangChain chat model. Here it is `langchain-core`'s `GenericFakeChatModel`, which replays
+        scripted replies. The small subclass makes it report what real providers report — a
+        model name, token usage (here: words), tools — so the events have something to show.
+        """
+    ),
+    code(
+        """
+        from langchain_core.language_models import GenericFakeChatModel
+        from langchain_core.messages import AIMessage, AIMessageChunk
+        from langchain_core.outputs import ChatGenerationChunk
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+
+        def word_usage(messages, text):
+            prompt = sum(len(str(m.content).split()) for m in messages)
+            reply = len(text.split())
+            return {"input_tokens": prompt, "output_tokens": reply, "total_tokens": prompt + reply}
+
+
+        class FakeChatModel(GenericFakeChatModel):
+            model_name: str = "fake-chat-model"
+
+            def _get_ls_params(self, stop=None, **kwargs):
+                params = super()._get_ls_params(stop=stop, **kwargs)
+                return {**params, "ls_provider": "fake", "ls_model_name": self.model_name}
+
+            def bind_tools(self, tools, **kwargs):
+                return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+            def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+                result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+                message = result.generations[0].message
+                calls = " ".join(str(call["args"]) for call in message.tool_calls)
+                message.usage_metadata = word_usage(messages, f"{message.content} {calls}")
+                return result
+
+            def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+                text = ""
+                for chunk in super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
+                    text += chunk.text
+                    yield chunk
+                # Like OpenAI with stream_options.include_usage: usage comes in a last chunk.
+                yield ChatGenerationChunk(
+                    message=AIMessageChunk(content="", usage_metadata=word_usage(messages, text))
+                )
+        """
+    ),
+    md(
+        """
+        ## 3. Capture a chain
+
+        Pass a `PostHogCallbackHandler` in the run's `callbacks`. The chain becomes one trace:
+        `$ai_trace` for the chain, `$ai_span` for the prompt and the parser, `$ai_generation`
+        for the model call (model, messages, answer, tokens, latency).
+
+        `distinct_id` ties the events to a person in PostHog. Per run, `posthog_*` keys in the
+        config metadata override the handler's options — here the trace id, so we can find it.
+        """
+    ),
+    code(
+        """
+        from langchain_core.output_parsers import StrOutputParser
+        from langchain_core.prompts import ChatPromptTemplate
+        from posthog_llm.integrations.langchain import PostHogCallbackHandler
+
+        handler = PostHogCallbackHandler(client, distinct_id="user_123", properties={"plan": "pro"})
+
+        prompt = ChatPromptTemplate.from_messages(
+            [("system", "You answer in one sentence."), ("user", "{question}")]
+        )
+        model = FakeChatModel(messages=iter(["Hedgehogs sleep curled up in a tight ball."]))
+        chain = prompt | model | StrOutputParser()
+
+        hello_trace = f"langchain-hello-{RUN}"
+        chain.invoke(
+            {"question": "How do hedgehogs sleep?"},
+            config={"callbacks": [handler], "metadata": {"posthog_trace_id": hello_trace}},
+        )
+        """
+    ),
+    code("show(hello_trace)"),
+    md(
+        """
+        ## 4. A tool call
+
+        An agent-style step: the model asks for a tool, the tool runs, the model answers with its
+        result. `@chain` turns the function into one runnable, so all steps land in one trace.
+        Instead of metadata, `posthog_llm.context(...)` sets the identity for everything inside
+        the `with` block — LangChain, LlamaIndex and OpenAI calls alike.
+        """
+    ),
+    code(
+        """
+        from langchain_core.runnables import chain as as_chain
+        from langchain_core.tools import tool
+
+
+        @tool
+        def get_weather(city: str) -> str:
+            \"\"\"Current weather in a city.\"\"\"
+            return {"Paris": "14°C, light rain"}.get(city, "mild and cloudy")
+
+
+        model = FakeChatModel(
+            messages=iter(
+                [
+                    AIMessage(
+                        content="",
+                        tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "call_1"}],
+                    ),
+                    "Take an umbrella: it is 14°C with light rain in Paris.",
+                ]
+            )
+        )
+
+
+        @as_chain
+        def weather_assistant(question: str) -> str:
+            messages = prompt.invoke({"question": question}).to_messages()
+            decision = model.bind_tools([get_weather]).invoke(messages)
+            messages.append(decision)
+            for call in decision.tool_calls:
+                messages.append(get_weather.invoke(call))  # a ToolMessage with the result
+            return (model | StrOutputParser()).invoke(messages)
+
+
+        tool_trace = f"langchain-tool-{RUN}"
+        with posthog_llm.context(distinct_id="user_123", trace_id=tool_trace, session_id="chat-42"):
+            answer = weather_assistant.invoke(
+                "Do I need an umbrella in Paris?", config={"callbacks": [handler]}
+            )
+        answer
+        """
+    ),
+    code("show(tool_trace)"),
+    md(
+        """
+        ## 5. Streaming
+
+        Streamed runs are captured too: the generation carries `$ai_stream` and the time to the
+        first token, and is sent once the stream ends.
+        """
+    ),
+    code(
+        """
+        model = FakeChatModel(
+            messages=iter(["Musée d'Orsay, the covered passages, then hot chocolate in the Marais."])
+        )
+        stream_chain = prompt | model | StrOutputParser()
+        stream_trace = f"langchain-stream-{RUN}"
+        config = {"callbacks": [handler], "metadata": {"posthog_trace_id": stream_trace}}
+        for piece in stream_chain.stream({"question": "Rainy day in Paris?"}, config=config):
+            print(piece, end="", flush=True)
+        """
+    ),
+    code("show(stream_trace)"),
+    md(
+        """
+        ## 6. Privacy mode
+
+        With `privacy_mode=True` (on the handler, the client, a `context`, or per run with the
+        `posthog_privacy_mode` metadata key) no prompt, answer or chain state leaves your
+        process; model, tokens and latency still do.
+        """
+    ),
+    code(
+        """
+        private_handler = PostHogCallbackHandler(client, privacy_mode=True)
+        model = FakeChatModel(messages=iter(["A secret answer."]))
+        private_trace = f"langchain-private-{RUN}"
+        (prompt | model | StrOutputParser()).invoke(
+            {"question": "Something confidential"},
+            config={"callbacks": [private_handler], "metadata": {"posthog_trace_id": private_trace}},
+        )
+        trace = show(private_trace)
+        generation = next(e for e in trace.events if e["event"] == "$ai_generation")
+        # Tokens, model and latency are there; $ai_input and $ai_output_choices are not.
+        sorted(key for key in generation["properties"] if key.startswith("$ai_"))
+        """
+    ),
+    md(
+        """
+        ## Next
+
+        - Capture every run in the process without passing callbacks:
+          `posthog_llm.integrations.langchain.set_global_handler(client)`.
+        - Send to PostHog: build the client with `api_key=` (see step 1) and look at the traces
+          in PostHog's LLM analytics.
+        """
+        + NEXT_LOCAL
+    ),
+]
+
+
+# -- LlamaIndex ------------------------------------------------------------------------------------
+
+LLAMA_INDEX = [
+    md(
+        """
+        # LlamaIndex → PostHog LLM analytics
+
+        One line, `posthog_li.set_global_handler(client)`, captures every LlamaIndex query, LLM
+        call and embedding. This notebook builds a small `VectorStoreIndex`, queries it, and shows
+        the captured traces here. It runs offline with LlamaIndex's mock models.
+
+        Needs `pip install 'posthog-llm[llama-index,notebooks]'`.
+        """
+    ),
+    md(SETUP_MD),
+    code(SETUP),
+    md(
+        """
+        ## 2. Models
+
+        In your app these are e.g. `OpenAIEmbedding()` and `OpenAI(model="gpt-4o-mini")`. Here
+        they are subclasses of LlamaIndex's `MockEmbedding` and `MockLLM`: the embedding counts
+        words into buckets (so texts that share words are close and retrieval finds the right
+        document), and the LLM answers with the context sentence closest to the question and
+        reports token usage like a real provider does.
+        """
+    ),
+    code(
+        """
+        import re
+        import zlib
+
+        from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
+        from llama_index.core.embeddings import MockEmbedding
+        from llama_index.core.llms import MockLLM
+        from llama_index.core.llms.callbacks import llm_completion_callback
+
+
+        def words(text):
+            return re.findall(r"\\w+", text.lower())
+
+
+        class WordEmbedding(MockEmbedding):
+            def _embed(self, text):
+                vector = [0.0] * self.embed_dim
+                for word in words(text):
+                    vector[zlib.crc32(word.encode()) % self.embed_dim] += 1.0
+                norm = sum(v * v for v in vector) ** 0.5 or 1.0
+                return [v / norm for v in vector]
+
+            def _get_text_embedding(self, text):
+                return self._embed(text)
+
+            def _get_query_embedding(self, query):
+                return self._embed(query)
+
+
+        class QuotingLLM(MockLLM):
+            @property
+            def metadata(self):
+                return LLMMetadata(model_name="fake-llm")
+
+            def _answer(self, prompt):
+                # LlamaIndex's QA prompt: context between dashed lines, then "Query: ...".
+                context = prompt.split("---------------------")[1] if "-----" in prompt else prompt
+                query = set(words(prompt.rsplit("Query:", 1)[-1]))
+                sentences = [s.strip() for s in re.split(r"(?<=\\.)\\s+", context) if s.strip()]
+                return max(sentences, key=lambda s: len(query & set(words(s))))
+
+            def _usage(self, prompt, answer):
+                usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(answer.split())}
+                return {"usage": usage}
+
+            @llm_completion_callback()
+            def complete(self, prompt, formatted=False, **kwargs):
+                answer = self._answer(prompt)
+                return CompletionResponse(text=answer, raw=self._usage(prompt, answer))
+
+            @llm_completion_callback()
+            def stream_complete(self, prompt, formatted=False, **kwargs):
+                answer = self._answer(prompt)
+
+                def pieces():
+                    text = ""
+                    for word in answer.split(" "):
+                        delta = word if not text else " " + word
+                        text += delta
+                        done = text == answer
+                        yield CompletionResponse(
+                            text=text, delta=delta, raw=self._usage(prompt, answer) if done else None
+                        )
+
+                return pieces()
+
+
+        embed_model = WordEmbedding(embed_dim=64, model_name="fake-embedding")
+        llm = QuotingLLM()
+        """
+    ),
+    md(
+        """
+        ## 3. One line to capture everything
+
+        Call it before or after configuring `Settings`, building indexes or engines — it hooks
+        LlamaIndex's instrumentation, so order does not matter. Calling it again replaces the
+        earlier registration; `remove_global_handler()` stops capture.
+        """
+    ),
+    code(
+        """
+        from posthog_llm.integrations import llama_index as posthog_li
+
+        posthog_li.set_global_handler(client, properties={"app": "notebook"})
+        """
+    ),
+    md(
+        """
+        ## 4. Build an index and query it
+
+        Building the index is a trace of its own (the documents' embeddings). The query gives a
+        trace with the retrieval (and the query's embedding), the synthesis, and the LLM call.
+        `posthog_llm.context(...)` sets who asked and the trace id.
+        """
+    ),
+    code(
+        """
+        from llama_index.core import Document, VectorStoreIndex
+
+        documents = [
+            Document(text="Hedgehogs are nocturnal and sleep curled up in a ball during the day."),
+            Document(text="In winter, hedgehogs hibernate in nests of leaves for several months."),
+            Document(text="A hedgehog has about five thousand spines, which are hollow hairs."),
+        ]
+        index = VectorStoreIndex.from_documents(documents, embed_model=embed_model)
+        engine = index.as_query_engine(llm=llm, similarity_top_k=2)
+
+        query_trace = f"llama-index-query-{RUN}"
+        with posthog_llm.context(distinct_id="user_123", trace_id=query_trace):
+            response = engine.query("What do hedgehogs do in winter?")
+        str(response)
+        """
+    ),
+    code("show(query_trace)"),
+    md(
+        """
+        ## 5. A streamed query
+
+        The LLM call of a streamed query runs while you read `response_gen`; it stays in the
+        query's trace, and the trace is sent once the stream is consumed.
+        """
+    ),
+    code(
+        """
+        stream_engine = index.as_query_engine(llm=llm, similarity_top_k=2, streaming=True)
+        stream_trace = f"llama-index-stream-{RUN}"
+        with posthog_llm.context(distinct_id="user_123", trace_id=stream_trace):
+            streaming = stream_engine.query("How many spines does a hedgehog have?")
+            for piece in streaming.response_gen:
+                print(piece, end="", flush=True)
+        """
+    ),
+    code("show(stream_trace)"),
+    md(
+        """
+        ## 6. Stop capturing
+
+        `remove_global_handler()` unregisters everything (useful in tests and notebooks).
+        """
+    ),
+    code("posthog_li.remove_global_handler()"),
+    md("## Next\n" + NEXT_LOCAL),
+]
+
+
+# -- OpenAI ----------------------------------------------------------------------------------------
+
+OPENAI = [
+    md(
+        """
+        # OpenAI → PostHog LLM analytics
+
+        Swap `openai.OpenAI` for `posthog_llm.integrations.openai.OpenAI`, pass `posthog_client`,
+        and every chat completion, stream, Responses call and embedding becomes a PostHog event.
+        This notebook runs offline against a **local stand-in of OpenAI's API** (a loopback
+        server that echoes prompts deterministically — not a model, and no API calls).
+
+        Needs `pip install 'posthog-llm[openai,notebooks]'`.
+        """
+    ),
+    md(SETUP_MD),
+    code(SETUP),
+    md(
+        """
+        ## 2. The OpenAI client
+
+        The stand-in listens on `127.0.0.1`. With a real key you would write
+        `OpenAI(posthog_client=client)` (the key from `OPENAI_API_KEY`) and leave out `base_url`.
+        """
+    ),
+    code(
+        """
+        from posthog_llm.integrations.openai import OpenAI
+        from posthog_llm.local.openai_standin import OpenAIStandIn
+
+        standin = OpenAIStandIn().start()
+        print("local stand-in OpenAI endpoint at", standin.base_url, "— no real API calls")
+
+        openai_client = OpenAI(base_url=standin.base_url, api_key="sk-local", posthog_client=client)
+        """
+    ),
+    md(
+        """
+        ## 3. A chat completion
+
+        The `posthog_*` arguments are optional and removed before the request is sent: who asked,
+        which trace the call belongs to, extra properties, groups, privacy mode.
+        """
+    ),
+    code(
+        """
+        chat_trace = f"openai-{RUN}"
+        reply = openai_client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[
+                {"role": "system", "content": "You are a friendly copywriter."},
+                {"role": "user", "content": "A tagline for a hedgehog café, please."},
+            ],
+            temperature=0.7,
+            posthog_distinct_id="user_123",
+            posthog_trace_id=chat_trace,
+            posthog_properties={"feature": "tagline"},
+        )
+        reply.choices[0].message.content
+        """
+    ),
+    code("show(chat_trace)"),
+    md(
+        """
+        ## 4. Streams and embeddings
+
+        A stream is sent once it ends, with `$ai_stream` and the time to the first token; usage
+        is requested from the API for you. Here `posthog_llm.context(...)` puts the calls in the
+        same trace instead of passing `posthog_*` arguments to each.
+        """
+    ),
+    code(
+        """
+        with posthog_llm.context(distinct_id="user_123", trace_id=chat_trace):
+            stream = openai_client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "Now a welcome sign for the café."}],
+                stream=True,
+            )
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    print(chunk.choices[0].delta.content, end="", flush=True)
+            print()
+            vectors = openai_client.embeddings.create(
+                model="text-embedding-3-small", input=["hedgehog", "café", "welcome"]
+            )
+        len(vectors.data), len(vectors.data[0].embedding)
+        """
+    ),
+    code("show(chat_trace)"),
+    md(
+        """
+        ## 5. Errors
+
+        The SDK's exception reaches your code unchanged; the event records it with
+        `$ai_is_error`, `$ai_error` and the HTTP status. (The stand-in answers a model named
+        `error-429` with a rate-limit error.)
+        """
+    ),
+    code(
+        """
+        import openai
+
+        error_trace = f"openai-error-{RUN}"
+        try:
+            openai_client.with_options(max_retries=0).chat.completions.create(
+                model="error-429",
+                messages=[{"role": "user", "content": "hello"}],
+                posthog_trace_id=error_trace,
+            )
+        except openai.RateLimitError as exc:
+            print("the SDK raised", type(exc).__name__)
+        show(error_trace)
+        """
+    ),
+    md("## 6. Clean up"),
+    code(
+        """
+        openai_client.close()
+        standin.close()
+        """
+    ),
+    md("## Next\n" + NEXT_LOCAL),
+]
+
+
+# -- exploring the store ---------------------------------------------------------------------------
+
+EXPLORE = [
+    md(
+        """
+        # Explore your LLM events with pandas
+
+        The local store is a SQLite file; `posthog_llm.EventStore` reads it as plain dicts. This
+        notebook loads the events into a pandas DataFrame, estimates cost from the bundled
+        pricing table, and plots latency, tokens and cost by model.
+
+        Needs `pip install 'posthog-llm[all]'` (the demo below uses every integration).
+        """
+    ),
+    code(
+        """
+        import os
+        import subprocess
+        import sys
+
+        import posthog_llm
+
+        DB = os.environ.get("POSTHOG_LLM_DB", ".posthog-llm/events.db")
+        """
+    ),
+    md(
+        """
+        ## 1. Some events to look at
+
+        If you ran the other notebooks, the store already has events. To be sure, this runs
+        `posthog-llm demo` into it (offline: fake models and a local OpenAI stand-in), and then
+        calls a few OpenAI model names on the stand-in so the cost chart has several bars.
+        """
+    ),
+    code(
+        """
+        demo = subprocess.run(
+            [sys.executable, "-m", "posthog_llm", "demo", "--db", DB], capture_output=True, text=True
+        )
+        print(demo.stdout[-1500:])
+        assert demo.returncode == 0, demo.stderr
+        """
+    ),
+    code(
+        """
+        from posthog_llm.integrations.openai import OpenAI
+        from posthog_llm.local.openai_standin import OpenAIStandIn
+
+        client = posthog_llm.Client(destination=posthog_llm.SQLiteDestination(DB))
+        questions = ["Name a hedgehog.", "Why do hedgehogs hibernate?", "Write a haiku about spines."]
+        with OpenAIStandIn(latency=0.01) as standin:
+            openai_client = OpenAI(base_url=standin.base_url, api_key="sk-local", posthog_client=client)
+            for model in ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini"]:
+                for question in questions:
+                    openai_client.chat.completions.create(
+                        model=model,
+                        messages=[{"role": "user", "content": question}],
+                        posthog_distinct_id="explorer",
+                    )
+        client.shutdown()  # delivers everything to the store
+        with posthog_llm.EventStore(DB) as store:
+            print("events in the store:", store.count())
+        """
+    ),
+    md(
+        """
+        ## 2. Into a DataFrame
+
+        One row per LLM call (`$ai_generation`) or embedding (`$ai_embedding`). The cost is an
+        **estimate** from posthog-llm's bundled, dated pricing table (`estimate_cost`); models it
+        does not know (the fakes) get no cost. PostHog computes its own costs for events sent
+        there.
+        """
+    ),
+    code(
+        """
+        import pandas as pd
+        from posthog_llm.local.pricing import estimate_cost
+
+        with posthog_llm.EventStore(DB) as store:
+            events = store.events()
+
+        rows = []
+        for event in events:
+            if event["event"] not in ("$ai_generation", "$ai_embedding"):
+                continue
+            p = event["properties"]
+            cost = estimate_cost(
+                p.get("$ai_model"),
+                p.get("$ai_input_tokens"),
+                p.get("$ai_output_tokens"),
+                p.get("$ai_cache_read_input_tokens"),
+                provider=p.get("$ai_provider"),
+            )
+            rows.append(
+                {
+                    "time": pd.Timestamp(event["timestamp"]),
+                    "event": event["event"].removeprefix("$ai_"),
+                    "trace_id": p.get("$ai_trace_id"),
+                    "distinct_id": event["distinct_id"],
+                    "framework": p.get("$ai_framework", "openai"),
+                    "model": p.get("$ai_model") or "unknown",
+                    "latency_ms": (p.get("$ai_latency") or 0) * 1000,
+                    "input_tokens": p.get("$ai_input_tokens") or 0,
+                    "output_tokens": p.get("$ai_output_tokens") or 0,
+                    "cost_usd": cost["total_cost_usd"] if cost else None,
+                    "error": bool(p.get("$ai_is_error")),
+                }
+            )
+        calls = pd.DataFrame(rows)
+        calls.tail()
+        """
+    ),
+    md("## 3. By model"),
+    code(
+        """
+        by_model = (
+            calls.groupby("model")
+            .agg(
+                calls=("event", "size"),
+                mean_latency_ms=("latency_ms", "mean"),
+                input_tokens=("input_tokens", "sum"),
+                output_tokens=("output_tokens", "sum"),
+                cost_usd=("cost_usd", lambda s: s.sum(min_count=1)),
+                errors=("error", "sum"),
+            )
+            .sort_values("calls", ascending=False)
+        )
+        by_model
+        """
+    ),
+    code(
+        """
+        %matplotlib inline
+        import matplotlib.pyplot as plt
+
+        fig, (ax_latency, ax_tokens, ax_cost) = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+        models = by_model.iloc[::-1]  # barh draws bottom-up: keep the busiest model on top
+
+        models["mean_latency_ms"].plot.barh(ax=ax_latency, color="#1d4aff")
+        ax_latency.set(title="Mean latency", xlabel="ms", ylabel="")
+
+        models[["input_tokens", "output_tokens"]].plot.barh(
+            ax=ax_tokens, stacked=True, color=["#f54e00", "#f9bd2b"]
+        )
+        ax_tokens.set(title="Tokens", xlabel="tokens")
+
+        # Models without a known price (the fakes) get no bar.
+        (models["cost_usd"] / models["calls"] * 1000).fillna(0).plot.barh(ax=ax_cost, color="#0a8a4a")
+        ax_cost.set(title="Estimated cost", xlabel="USD per 1,000 calls")
+
+        fig.tight_layout()
+        plt.show()
+        """
+    ),
+    md(
+        """
+        ## 4. Over time, and the slowest trace
+
+        Latency of each call over time, then the trace that took longest, as a tree.
+        """
+    ),
+    code(
+        """
+        fig, ax = plt.subplots(figsize=(10, 3.5))
+        for model, group in calls.groupby("model"):
+            ax.scatter(group["time"], group["latency_ms"], label=model, s=18)
+        ax.set(title="Latency per call", ylabel="ms")
+        ax.legend(fontsize=8, ncol=2)
+        fig.autofmt_xdate()
+        plt.show()
+        """
+    ),
+    code(
+        """
+        slowest = calls.sort_values("latency_ms").iloc[-1]["trace_id"]
+        with posthog_llm.EventStore(DB) as store:
+            trace = store.trace(slowest)
+        trace
+        """
+    ),
+    md(
+        """
+        ## Next
+
+        The same numbers, live, in the local viewer's dashboard:
+
+        ```bash
+        posthog-llm serve --db .posthog-llm/events.db    # then open http://127.0.0.1:8010
+        ```
+
+        In PostHog, the LLM analytics dashboards show them for events sent there.
+        """
+    ),
+]
+
+
+NOTEBOOKS = {
+    "langchain.ipynb": LANGCHAIN,
+    "llama_index.ipynb": LLAMA_INDEX,
+    "openai.ipynb": OPENAI,
+    "explore.ipynb": EXPLORE,
+}
+
+
+def build(folder: str = HERE) -> list[str]:
+    written = []
+    for name, cells in NOTEBOOKS.items():
+        notebook = new_notebook(
+            cells=cells,
+            metadata={
+                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                "language_info": {"name": "python"},
+            },
+        )
+        stem = name.removesuffix(".ipynb").replace("_", "-")
+        for number, cell in enumerate(notebook.cells):
+            cell.id = f"{stem}-{number}"  # stable ids: rebuilding gives no spurious diff
+        nbformat.validate(notebook)
+        path = os.path.join(folder, name)
+        nbformat.write(notebook, path)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in build():
+        print("wrote", os.path.relpath(path))

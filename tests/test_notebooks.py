@@ -1,0 +1,99 @@
+"""Every notebook in notebooks/ runs top to bottom offline and shows a trace or a plot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+nbclient = pytest.importorskip("nbclient")
+nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("ipykernel")
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
+
+# What each notebook imports beyond the core package (a notebook not listed needs nothing).
+NEEDS = {
+    "langchain.ipynb": ["langchain_core"],
+    "llama_index.ipynb": ["llama_index.core"],
+    "openai.ipynb": ["openai"],
+    "explore.ipynb": ["pandas", "matplotlib", "openai", "langchain_core", "llama_index.core"],
+}
+TRACE_HTML = "posthog-llm-trace"
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.fixture
+def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `python3` kernelspec that runs this interpreter, found first through JUPYTER_PATH."""
+    spec_dir = tmp_path / "jupyter" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (posthog-llm tests)",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("POSTHOG_LLM_DB", str(tmp_path / "events.db"))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend makes PNGs
+    monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    return tmp_path
+
+
+def _outputs(notebook: nbformat.NotebookNode) -> list[dict]:
+    return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+
+
+def test_there_are_the_four_notebooks() -> None:
+    names = {p.name for p in PATHS}
+    assert {"langchain.ipynb", "llama_index.ipynb", "openai.ipynb", "explore.ipynb"} <= names
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_committed_notebook_has_no_outputs(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_notebook_runs_and_shows_a_trace_or_plot(path: Path, kernel_env: Path) -> None:
+    for module in NEEDS.get(path.name, []):
+        if not _installed(module):
+            pytest.skip(f"{path.name} needs {module}")
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=120,
+        resources={"metadata": {"path": str(kernel_env)}},  # cwd: nothing lands in the repo
+    )
+    client.execute()  # raises CellExecutionError when a cell fails
+
+    outputs = _outputs(notebook)
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    traces = [h for h in html if TRACE_HTML in h]
+    if path.name == "explore.ipynb":
+        assert len(images) >= 2, "explore.ipynb plots by model and over time"
+        assert traces, "explore.ipynb shows the slowest trace"
+    else:
+        assert traces, f"{path.name} shows no captured trace"
+        # Each displayed trace has at least one generation or embedding in it.
+        assert all("generation" in h or "embedding" in h for h in traces)
+    assert os.path.exists(kernel_env / "events.db")

@@ -93,7 +93,7 @@ def test_stats_by_model(server, sample_traces):
     assert stats["totals"]["calls"] == 4 and stats["totals"]["errors"] == 1
     assert len(stats["buckets"]) == len(mini["series"]["calls"]) >= 1
     assert sum(mini["series"]["tokens"]) == 160
-    assert stats["bucket_seconds"] in (60, 300)
+    assert stats["bucket_seconds"] <= 60  # the sample spans seconds: fine buckets
     # A window that ends before the sample traces is empty.
     assert get(server, "/api/stats?hours=0.001").json()["models"] == []
 

@@ -270,7 +270,7 @@
   }
 
   function tracesTable(traces) {
-    const head = h("tr", null, ["Time", "Trace", "Distinct ID", "Models", "Events", "Tokens in → out", "Cost", "Latency", "Errors"].map((t) => h("th", { text: t })));
+    const head = h("tr", null, ["Time", "Trace", "Distinct ID", "Models", "Events", "Tokens in → out", "Cost", "Latency", "Errors"].map((t, i) => h("th", { class: i >= 4 ? "num" : null, text: t })));
     const rows = traces.map((t) => {
       const row = h(
         "tr",
@@ -487,7 +487,8 @@
           "div",
           { class: "msg role-" + role.replace(/[^a-z_-]/gi, "") },
           h("div", { class: "role", text: role + (message.name ? " · " + message.name : "") + (message.tool_call_id ? " · " + message.tool_call_id : "") }),
-          "content" in message ? renderContent(message.content) : null,
+          // An assistant turn that only calls tools has empty content: show just the calls.
+          "content" in message && !(calls.length && (message.content === "" || message.content === null)) ? renderContent(message.content) : null,
           calls.map(renderToolish)
         );
       })
@@ -596,7 +597,7 @@
     const table = h(
       "table",
       { class: "grid", id: "models-table" },
-      h("thead", null, h("tr", null, ["Model", "Calls", "Errors", "Avg latency", "p50", "p95", "Input tokens", "Output tokens", "Est. cost"].map((x) => h("th", { text: x })))),
+      h("thead", null, h("tr", null, ["Model", "Calls", "Errors", "Avg latency", "p50", "p95", "Input tokens", "Output tokens", "Est. cost"].map((x, i) => h("th", { class: i ? "num" : null, text: x })))),
       h(
         "tbody",
         null,
@@ -622,7 +623,7 @@
   }
 
   function fmtBucket(seconds) {
-    const units = [[30 * 86400, "30 days"], [7 * 86400, "week"], [86400, "day"], [3600, "hour"], [60, "minute"]];
+    const units = [[30 * 86400, "30 days"], [7 * 86400, "week"], [86400, "day"], [3600, "hour"], [60, "minute"], [1, "second"]];
     for (const [size, name] of units) {
       if (seconds >= size && seconds % size === 0) {
         const n = seconds / size;
@@ -653,9 +654,11 @@
     root.appendChild(svg("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis-line" }));
     root.appendChild(svg("text", { x: L - 4, y: T + 8, "text-anchor": "end", class: "axis-text", text: fmt(max) }));
     root.appendChild(svg("text", { x: L - 4, y: H - B, "text-anchor": "end", class: "axis-text", text: fmt(0) }));
+    // "MM-DD HH:MM", or "HH:MM:SS" when the buckets are shorter than a minute.
+    const when = (iso) => (data.bucket_seconds < 60 ? fmtTime(iso).slice(11, 19) : fmtTime(iso).slice(5, 16));
     if (n) {
-      root.appendChild(svg("text", { x: L, y: H - 8, "text-anchor": "start", class: "axis-text", text: fmtTime(data.buckets[0]).slice(5, 16) }));
-      if (n > 1) root.appendChild(svg("text", { x: W - R, y: H - 8, "text-anchor": "end", class: "axis-text", text: fmtTime(data.buckets[n - 1]).slice(5, 16) }));
+      root.appendChild(svg("text", { x: L, y: H - 8, "text-anchor": "start", class: "axis-text", text: when(data.buckets[0]) }));
+      if (n > 1) root.appendChild(svg("text", { x: W - R, y: H - 8, "text-anchor": "end", class: "axis-text", text: when(data.buckets[n - 1]) }));
     }
     if (kind === "bars") {
       const slot = (W - L - R) / Math.max(n, 1);

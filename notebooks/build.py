@@ -48,7 +48,8 @@ SETUP_MD = """
 
 `posthog_llm.Client` queues events and ships them in the background. Here they go to a local
 SQLite file, so nothing leaves this machine. To send them to PostHog instead, build the client
-with your project key — everything else in this notebook stays the same:
+with your project key; the capture code stays the same (only the `show(...)` cells below read
+the local store):
 
 ```python
 client = posthog_llm.Client(api_key="phc_...", host="https://us.i.posthog.com")
@@ -59,8 +60,8 @@ expression of a cell, Jupyter shows it as a tree (click *input* / *output* to un
 """
 
 NEXT_LOCAL = """
-Everything captured above is in the local store. To browse it in the trace viewer, run in a
-terminal from this folder (with the path printed by `print(DB)` if you changed it):
+Everything captured above is in the local store. To browse it in the trace viewer, run this
+in a terminal from this folder (or pass the path in `DB` if you set `POSTHOG_LLM_DB`):
 
 ```bash
 posthog-llm serve --db .posthog-llm/events.db    # then open http://127.0.0.1:8010

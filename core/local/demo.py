@@ -30,6 +30,7 @@ import textwrap
 import time
 import traceback
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -262,7 +263,6 @@ def _fake_chat_model(replies: list[Any], delay: float) -> Any:
                     id=message.id,
                     usage_metadata=message.usage_metadata,
                     response_metadata=message.response_metadata,
-                    chunk_position="last",
                 )
             )
 
@@ -318,7 +318,8 @@ def _langchain_part(demo: _Demo) -> None:
         messages.append(decision)
         for call in decision.tool_calls:
             result = get_weather.invoke(call, config)
-            demo.say("tool", f"{call['name']}({call['args']}) -> {result.content}")
+            arguments = ", ".join(f"{k}={v!r}" for k, v in call["args"].items())
+            demo.say("tool", f"{call['name']}({arguments}) -> {result.content}")
             messages.append(result)
         return (model | StrOutputParser()).invoke(messages, config)
 
@@ -361,8 +362,6 @@ _DOCUMENTS = [
 def _llama_index_models(delay: float) -> tuple[Any, Any]:
     """A MockEmbedding that embeds words (so retrieval finds the right document) and a MockLLM
     that answers by quoting the best-matching sentence of its context, both reporting usage."""
-    import hashlib
-
     from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
     from llama_index.core.embeddings import MockEmbedding
     from llama_index.core.llms import MockLLM
@@ -372,8 +371,7 @@ def _llama_index_models(delay: float) -> tuple[Any, Any]:
         def _embed(self, text: str) -> list[float]:
             vector = [0.0] * self.embed_dim
             for word in re.findall(r"\w+", text.lower()):
-                slot = int(hashlib.md5(word.encode()).hexdigest()[:8], 16) % self.embed_dim
-                vector[slot] += 1.0
+                vector[zlib.crc32(word.encode()) % self.embed_dim] += 1.0
             norm = sum(v * v for v in vector) ** 0.5 or 1.0
             return [v / norm for v in vector]
 
@@ -401,14 +399,9 @@ def _llama_index_models(delay: float) -> tuple[Any, Any]:
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             return CompletionResponse(text=text, raw={"model": self.model_name, "usage": usage})
 
-    return WordEmbedding(embed_dim=64, model_name="fake-embedding"), _with_delay(
-        QuotingLLM(), delay
-    )
-
-
-def _with_delay(llm: Any, delay: float) -> Any:
-    llm.delay = delay
-    return llm
+    llm = QuotingLLM()
+    llm.delay = delay  # MockLLM's __init__ takes no extra fields
+    return WordEmbedding(embed_dim=64, model_name="fake-embedding"), llm
 
 
 def _quote_best_sentence(prompt: str) -> str:

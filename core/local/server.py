@@ -1184,7 +1184,7 @@ def start_server(
     server.app = app
     thread = threading.Thread(
         target=server.serve_forever,
-        kwargs={"poll_interval": 0.2},
+        kwargs={"poll_interval": 0.05},
         name="posthog-llm-serve",
         daemon=True,
     )

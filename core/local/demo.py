@@ -594,10 +594,13 @@ def run_demo(args: argparse.Namespace) -> int:
         try:
             part(demo)
         except ImportError as exc:
-            if "install it with" not in str(exc):
-                raise
-            skipped.append(name)
-            out.line(f"    skipped: {exc}")
+            if "install it with" in str(exc):  # our `require()`: the framework is missing
+                skipped.append(name)
+                out.line(f"    skipped: {exc}")
+            else:
+                demo.failed.append(name)
+                out.line(f"    FAILED: the {name} part could not import: {exc}")
+                traceback.print_exc()
         except Exception:
             demo.failed.append(name)
             out.line(f"    FAILED: the {name} part raised an error (traceback on stderr)")

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
+import multiprocessing
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
@@ -36,47 +35,40 @@ MESSAGES = [
 ]
 OPENAI_KEY = "sk-bench-not-a-real-key"
 
-# The capture sink (bench/_sink.py) and the OpenAI stand-in, together in one child process.
-SERVERS = """
-import json, sys
-sys.path.insert(0, {here!r})
-from _sink import Sink
-from posthog_llm.local.openai_standin import OpenAIStandIn
-sink = Sink(count=True).start()
-standin = OpenAIStandIn(max_recorded=10).start()
-print(json.dumps({{"sink": sink.url, "openai": standin.base_url}}), flush=True)
-for line in sys.stdin:
-    if line.strip() != "stats":
-        break
-    print(json.dumps({{"events": sink.events, "requests": sink.requests}}), flush=True)
-standin.close()
-sink.close()
-"""
+
+def _serve(conn: Any) -> None:
+    """Child process: the capture sink (bench/_sink.py) and the OpenAI stand-in."""
+    sys.path.insert(0, HERE)
+    from _sink import Sink
+    from posthog_llm.local.openai_standin import OpenAIStandIn
+
+    sink = Sink(count=True).start()
+    standin = OpenAIStandIn(max_recorded=10).start()
+    conn.send((sink.url, standin.base_url))
+    while conn.recv() == "stats":
+        conn.send({"events": sink.events, "requests": sink.requests})
+    standin.close()
+    sink.close()
 
 
 class Servers:
+    """Both servers in their own process, so their work does not compete with the measured one."""
+
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVERS.format(here=HERE)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        urls = json.loads(self.proc.stdout.readline())
-        self.sink_url: str = urls["sink"]
-        self.openai_url: str = urls["openai"]
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.proc = context.Process(target=_serve, args=(child,), daemon=True)
+        self.proc.start()
+        self.sink_url, self.openai_url = self.conn.recv()
 
     def stats(self) -> dict[str, int]:
-        self.proc.stdin.write("stats\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
+        self.conn.send("stats")
+        return self.conn.recv()
 
     def close(self) -> None:
-        try:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=10)
-        except Exception:
+        self.conn.send("quit")
+        self.proc.join(10)
+        if self.proc.is_alive():
             self.proc.kill()
 
 
@@ -122,25 +114,31 @@ def call_stream(llm: Any) -> None:
         pass
 
 
-def time_block(call: Any, contender: Contender, calls: int) -> float:
-    """Seconds per call for `calls` completions plus delivering the events they produced."""
-    gc.collect()
-    start = time.perf_counter()
-    for _ in range(calls):
-        call(contender.llm)
-    contender.flush()
-    return (time.perf_counter() - start) / calls
+def measure(
+    call: Any, contenders: list[Contender], calls: int, rounds: int
+) -> dict[str, tuple[float, float]]:
+    """Median (wall µs, CPU µs) per call of each contender, rounds interleaved.
 
-
-def measure(call: Any, contenders: list[Contender], calls: int, rounds: int) -> dict[str, float]:
-    """Median µs per call of each contender, rounds interleaved so drift hits all alike."""
-    samples: dict[str, list[float]] = {c.name: [] for c in contenders}
-    for c in contenders:  # warm-up: imports, first connections, caches
-        time_block(call, c, max(20, calls // 10))
-    for _ in range(rounds):
-        for c in contenders:
-            samples[c.name].append(time_block(call, c, calls) * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    A sample is `calls` completions plus the tracker's flush: delivering the events counts.
+    CPU time is this process's, all threads (the trackers' senders included); it shifts less
+    than wall time when other work shares the machine.
+    """
+    samples: dict[str, list[tuple[float, float]]] = {c.name: [] for c in contenders}
+    for round_number in range(rounds + 1):
+        for contender in contenders:
+            n = calls if round_number else max(20, calls // 10)  # round 0 warms up
+            gc.collect()
+            start, cpu = time.perf_counter(), time.process_time()
+            for _ in range(n):
+                call(contender.llm)
+            contender.flush()
+            if round_number:
+                wall = (time.perf_counter() - start) / n * 1e6
+                samples[contender.name].append((wall, (time.process_time() - cpu) / n * 1e6))
+    return {
+        name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+        for name, values in samples.items()
+    }
 
 
 def _ratio(ours: float, theirs: float) -> str:
@@ -150,7 +148,7 @@ def _ratio(ours: float, theirs: float) -> str:
 def write_report(
     path: str,
     quick: bool,
-    results: dict[str, dict[str, float]],
+    results: dict[str, dict[str, tuple[float, float]]],
     delivered: dict[str, int],
     settings: dict[str, int],
 ) -> None:
@@ -166,25 +164,33 @@ def write_report(
         "loopback capture sink; sink and stand-in run in their own process.",
         f"Per-call cost = median over {settings['rounds']} interleaved rounds of "
         f"{settings['calls']} calls, each round ending with the tracker's flush, so delivering the "
-        "events is counted. Added = contender minus the plain openai client.",
+        "events is counted. Added = contender minus the plain openai client. CPU = this "
+        "process's CPU time, all threads (background senders included).",
         "",
-        "| call | contender | µs/call | added µs | added vs posthog-python |",
-        "|---|---|---|---|---|",
+        "| call | contender | µs/call | added µs | added vs posthog-python | CPU µs/call | added CPU µs | added CPU vs posthog-python |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     verdicts = []
     for mode, numbers in results.items():
         base = numbers["openai"]
-        theirs = numbers["posthog-python"] - base
+        theirs = [numbers["posthog-python"][i] - base[i] for i in (0, 1)]
         for name in CONTENDERS:
-            added = numbers[name] - base
-            extra = "" if name == "openai" else f"{added:+,.0f}"
-            ratio = "" if name == "openai" else _ratio(added, theirs)
-            lines.append(f"| {mode} | {name} | {numbers[name]:,.0f} | {extra} | {ratio} |")
-        verdicts.append(f"{_ratio(numbers['posthog-llm'] - base, theirs)} ({mode})")
+            cells = [f"{v:,.0f}" for v in numbers[name]]
+            row = [mode, name, cells[0], "", "", cells[1], "", ""]
+            if name != "openai":
+                added = [numbers[name][i] - base[i] for i in (0, 1)]
+                row[3], row[4] = f"{added[0]:+,.0f}", _ratio(added[0], theirs[0])
+                row[6], row[7] = f"{added[1]:+,.0f}", _ratio(added[1], theirs[1])
+            lines.append("| " + " | ".join(row) + " |")
+        ours = numbers["posthog-llm"]
+        verdicts.append(
+            f"{_ratio(ours[0] - base[0], theirs[0])} wall, "
+            f"{_ratio(ours[1] - base[1], theirs[1])} CPU ({mode})"
+        )
     lines += [
         "",
         "Target: posthog-llm adds at most 1/3 of what posthog-python adds. Measured: "
-        + ", ".join(verdicts)
+        + "; ".join(verdicts)
         + ".",
         "",
         f"Sink totals for the whole run: {delivered['requests']:,} requests, "
@@ -202,7 +208,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "openai.md"))
     args = parser.parse_args()
-    calls, rounds = (150, 3) if args.quick else (500, 7)
+    calls, rounds = (150, 3) if args.quick else (400, 9)
 
     servers = Servers()
     try:
@@ -211,7 +217,7 @@ def main() -> None:
         for mode, call in (("plain", call_plain), ("stream=True", call_stream)):
             print(f"{mode} ...", flush=True)
             results[mode] = measure(call, contenders, calls, rounds)
-            print({k: round(v) for k, v in results[mode].items()}, flush=True)
+            print({k: [round(x) for x in v] for k, v in results[mode].items()}, flush=True)
         for c in contenders:
             c.stop()
         delivered = servers.stats()

@@ -104,9 +104,9 @@ def _output(response: Any) -> tuple[list[dict[str, Any]], str | None]:
 
 def _stop_reason(response: Any, called_tools: bool) -> str | None:
     status = getattr(response, "status", None)
-    details = getattr(response, "incomplete_details", None)
-    if status == "incomplete" and getattr(details, "reason", None):
-        return str(details.reason)
+    reason = getattr(getattr(response, "incomplete_details", None), "reason", None)
+    if status == "incomplete" and reason:
+        return str(reason)
     if status == "completed":
         return "tool_calls" if called_tools else "stop"
     return status if status in ("failed", "cancelled", "incomplete") else None

@@ -97,12 +97,23 @@ class Call:
         "done",
     )
 
-    def __init__(self, kind: Kind, client: Any, tracker: Tracker, params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        kind: Kind,
+        client: Any,
+        tracker: Tracker,
+        params: dict[str, Any],
+        scope: Scope,
+        provider: str | None,
+    ) -> None:
         self.kind = kind
         self.client = client
         self.tracker = tracker
         self.params = params
-        self.provider: str | None = None
+        self.scope = scope
+        self.trace_id = scope.trace_id or str(uuid.uuid4())
+        self.privacy = tracker.emitter.privacy(scope)
+        self.provider = provider
         self.stream = params.get("stream") is True
         self.result: Any = None
         self.error: BaseException | None = None
@@ -250,12 +261,7 @@ def begin(kind: Kind, client: Any, kwargs: dict[str, Any]) -> Call | None:
                 value = kwargs[name] = list(value)  # an iterator: read it once, for both of us
             if isinstance(value, list):
                 params[name] = list(value)
-        call = Call(kind, client, tracker, params)
-        call.provider = provider
-        scope = emitter.scope(overrides)
-        call.scope = scope
-        call.trace_id = scope.trace_id or str(uuid.uuid4())
-        call.privacy = emitter.privacy(scope)
+        call = Call(kind, client, tracker, params, emitter.scope(overrides), provider)
         if call.stream and kind is CHAT:
             if "stream_options" not in kwargs or isinstance(
                 kwargs["stream_options"], (openai.Omit, openai.NotGiven)

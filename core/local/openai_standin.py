@@ -15,6 +15,19 @@ offline. It is **not** a model: label its output as coming from a local stand-in
 ...     reply.choices[0].message.content, reply.model
 ('Echo: hello', 'gpt-4o-mini-2024-08-06')
 
+Endpoints: `POST /v1/chat/completions`, `POST /v1/responses`, `POST /v1/embeddings`,
+`GET /v1/models[/{id}]`, and the same under Azure's `/openai/deployments/{name}/…?api-version=…`
+and `/openai/…` paths. Unknown paths answer 404 with an OpenAI-style error body.
+
+What it answers:
+
+- `Echo: <last user message>`. With function tools it calls the first tool (or the one
+  `tool_choice` names) with arguments filled in from the tool's JSON schema; after a tool result
+  it answers `The tool returned: <result>`. With a `json_schema` response format (`parse()`) it
+  answers a JSON object that fits the schema. `max_tokens` / `max_output_tokens` cut the answer
+  (`finish_reason` "length", or an incomplete response). Embeddings are unit vectors derived
+  from a hash of the text (8 dimensions unless `dimensions` says otherwise).
+
 Behaviour worth knowing:
 
 - Usage is reported like OpenAI does, including `prompt_tokens_details.cached_tokens` (a prompt

@@ -546,6 +546,12 @@ def _print_traces(demo: _Demo, db: str) -> None:
     rows = sorted((r for r in everything if r.trace_id in order), key=lambda r: order[r.trace_id])
     found = [(label, trace) for label, trace in trees if trace is not None]
     out.heading(f"Captured traces ({len(found)}), as `posthog-llm show TRACE_ID` prints them")
+    out.line(
+        out.dim(
+            "trace: one request · span: a step in it · generation: an LLM call · "
+            "embedding: an embedding call · tokens=input→output"
+        )
+    )
     for label, trace in found:
         out.line()
         out.line(out.dim(f"# {label}: {trace.trace_id}"))

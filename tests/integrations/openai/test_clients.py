@@ -243,6 +243,21 @@ def test_posthog_python_client_as_posthog_client(standin, posthog_server):
     assert API_KEY not in json.dumps(event)
 
 
+def test_posthog_module_as_posthog_client(standin, posthog_server, monkeypatch):
+    """The product doc's own setup: `posthog_client=posthog` after setting the module's key."""
+    posthog = pytest.importorskip("posthog")
+    monkeypatch.setattr(posthog, "project_api_key", "phc_module_key")
+    monkeypatch.setattr(posthog, "host", posthog_server.host)
+    monkeypatch.setattr(posthog, "default_client", None)
+    llm = OpenAI(base_url=standin.base_url, api_key=API_KEY, max_retries=0, posthog_client=posthog)
+    llm.embeddings.create(model="text-embedding-3-small", input="x", posthog_distinct_id="mod")
+    posthog.flush()
+    posthog_server.wait_for(1)
+    posthog.shutdown()
+    (event,) = posthog_server.named("$ai_embedding")
+    assert event["distinct_id"] == "mod" and event["api_key"] == "phc_module_key"
+
+
 # -- secrets ------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,463 @@
+"""LangChain benchmark: what a tracing handler adds to `prompt | chat model | StrOutputParser`.
+
+One run measures, side by side and interleaved round by round: the bare chain, a no-op callback
+handler (LangChain's own dispatch cost), posthog-llm's `PostHogCallbackHandler`, PostHog's
+`posthog.ai.langchain.CallbackHandler` and Langfuse's LangChain `CallbackHandler`. Every
+tracer sends to the same loopback sink, which runs in its own process so its work does not
+compete with the measured process. The chat model is langchain-core's `GenericFakeChatModel`
+(with usage metadata), so the numbers are the tracers' cost, not a model's.
+
+Cost per call includes delivering the block's events (each block ends with the tracer's flush),
+so work pushed to a background thread is counted too. Then the same with a 200 KB prompt, and
+RSS over many invokes, each contender in its own subprocess.
+
+    python bench/bench_langchain.py            # full run, writes bench/results/langchain.md
+    python bench/bench_langchain.py --quick    # fewer calls, same table
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+
+def _big_prompt(chars: int = 200_000) -> str:
+    """English-like text that compresses like real documents do (not a repeated sentence)."""
+    import random
+
+    rng = random.Random(20250130)
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    weights = [12, 9, 8, 8, 7, 7, 6, 6, 6, 4, 4, 3, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1]
+    vocabulary = ["".join(rng.choices(letters, weights, k=rng.randint(1, 10))) for _ in range(8000)]
+    words: list[str] = []
+    size = 0
+    while size < chars:
+        word = rng.choice(vocabulary)
+        words.append(word)
+        size += len(word) + 1
+    return " ".join(words)[:chars]
+
+
+BIG_PROMPT = _big_prompt()
+CONTENDERS = [
+    "bare",
+    "no-op handler",
+    "posthog-llm",
+    "posthog-llm, gzip=False",
+    "posthog-python",
+    "langfuse",
+]
+TRACERS = ["posthog-llm", "posthog-python", "langfuse"]
+
+
+# -- the chain and the contenders --------------------------------------------------------------
+
+
+def make_chain() -> Any:
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+
+    reply = AIMessage(
+        content="Owls are birds of prey that hunt at night.",
+        usage_metadata={"input_tokens": 25, "output_tokens": 10, "total_tokens": 35},
+        response_metadata={"model_name": "fake-model-2025-01-01", "finish_reason": "stop"},
+    )
+    model = GenericFakeChatModel(messages=itertools.repeat(reply))
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "You are a helpful assistant."), ("human", "{question}")]
+    )
+    return prompt | model | StrOutputParser()
+
+
+class Contender:
+    def __init__(self, name: str, callbacks: list[Any], flush: Any, stop: Any) -> None:
+        self.name = name
+        self.callbacks = callbacks
+        self.flush = flush
+        self.stop = stop
+
+
+def make_contender(name: str, sink_url: str) -> Contender:
+    nothing = lambda: None  # noqa: E731
+    if name == "bare":
+        return Contender(name, [], nothing, nothing)
+    if name == "no-op handler":
+        from langchain_core.callbacks import BaseCallbackHandler
+
+        class NoOp(BaseCallbackHandler):
+            pass
+
+        return Contender(name, [NoOp()], nothing, nothing)
+    if name.startswith("posthog-llm"):
+        from posthog_llm import Client
+        from posthog_llm.integrations.langchain import PostHogCallbackHandler
+
+        client = Client(api_key="phc_bench", host=sink_url, gzip="gzip=False" not in name)
+        handler = PostHogCallbackHandler(client)
+        return Contender(
+            name, [handler], lambda: client.flush(timeout=300), lambda: client.shutdown(5)
+        )
+    if name == "posthog-python":
+        import posthog
+        from posthog.ai.langchain import CallbackHandler
+
+        client = posthog.Posthog("phc_bench", host=sink_url)
+        handler = CallbackHandler(client=client)
+        return Contender(name, [handler], client.flush, client.shutdown)
+    if name == "langfuse":
+        os.environ.update(
+            LANGFUSE_PUBLIC_KEY="pk-lf-bench",
+            LANGFUSE_SECRET_KEY="sk-lf-bench",
+            LANGFUSE_HOST=sink_url,
+            LANGFUSE_BASE_URL=sink_url,
+        )
+        from langfuse import Langfuse
+        from langfuse.langchain import CallbackHandler as LangfuseHandler
+
+        client = Langfuse(public_key="pk-lf-bench", secret_key="sk-lf-bench", host=sink_url)
+        handler = LangfuseHandler()
+        return Contender(name, [handler], client.flush, client.shutdown)
+    raise ValueError(name)
+
+
+# -- the loopback sink, in its own process --------------------------------------------------------
+
+SINK_SERVER = """
+import json, sys
+sys.path.insert(0, {here!r})
+from _sink import Sink
+sink = Sink(count=True).start()
+print(sink.url, flush=True)
+for line in sys.stdin:
+    if line.strip() == "stats":
+        print(json.dumps({{"events": sink.events, "requests": sink.requests, "bytes": sink.bytes}}), flush=True)
+    else:
+        break
+sink.close()
+"""
+
+
+class SinkProcess:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SINK_SERVER.format(here=HERE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.url = self.proc.stdout.readline().strip()
+
+    def stats(self) -> dict[str, int]:
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+
+
+# -- timing --------------------------------------------------------------------------------------
+
+
+def time_block(chain: Any, contender: Contender, question: str, calls: int) -> tuple[float, float]:
+    """Seconds per call seen by the caller, and including delivery of the block's events."""
+    config = {"callbacks": contender.callbacks} if contender.callbacks else {}
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(calls):
+        chain.invoke({"question": question}, config=config)
+    caller = time.perf_counter() - start
+    contender.flush()
+    total = time.perf_counter() - start
+    return caller / calls, total / calls
+
+
+def measure(
+    chain: Any, contenders: list[Contender], question: str, calls: int, rounds: int
+) -> dict[str, tuple[float, float]]:
+    """Median µs per call (caller, with delivery); rounds interleaved so drift hits all alike."""
+    samples: dict[str, list[tuple[float, float]]] = {c.name: [] for c in contenders}
+    for c in contenders:  # warm-up: imports, first connections, caches
+        time_block(chain, c, question, max(20, calls // 10))
+    for _ in range(rounds):
+        for c in contenders:
+            samples[c.name].append(time_block(chain, c, question, calls))
+    return {
+        name: (
+            statistics.median(v[0] for v in values) * 1e6,
+            statistics.median(v[1] for v in values) * 1e6,
+        )
+        for name, values in samples.items()
+    }
+
+
+async def _ainvoke_block(chain: Any, callbacks: list[Any], calls: int) -> float:
+    config = {"callbacks": callbacks} if callbacks else {}
+    start = time.perf_counter()
+    for _ in range(calls):
+        await chain.ainvoke({"question": "What do owls eat?"}, config=config)
+    return (time.perf_counter() - start) / calls
+
+
+def measure_run_inline(chain: Any, sink_url: str, calls: int, rounds: int) -> dict[str, float]:
+    """`ainvoke` with our handler called inline on the loop vs. through LangChain's executor."""
+    from posthog_llm import Client
+    from posthog_llm.integrations.langchain import PostHogCallbackHandler
+
+    client = Client(api_key="phc_bench", host=sink_url)
+    inline = PostHogCallbackHandler(client)
+    hopping = PostHogCallbackHandler(client)
+    hopping.run_inline = False
+    variants = {"bare": [], "run_inline=True": [inline], "run_inline=False": [hopping]}
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+
+    async def go() -> None:
+        for callbacks in variants.values():
+            await _ainvoke_block(chain, callbacks, max(20, calls // 10))
+        for _ in range(rounds):
+            for name, callbacks in variants.items():
+                gc.collect()
+                samples[name].append(await _ainvoke_block(chain, callbacks, calls) * 1e6)
+                client.flush(timeout=300)
+
+    asyncio.run(go())
+    client.shutdown(5)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+# -- memory, one subprocess per contender ---------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def memory_child(name: str, sink_url: str, calls: int) -> None:
+    chain = make_chain()
+    contender = make_contender(name, sink_url)
+    config = {"callbacks": contender.callbacks}
+    for _ in range(1000):
+        chain.invoke({"question": "What do owls eat?"}, config=config)
+    contender.flush()
+    gc.collect()
+    samples = [(1000, _rss_mb())]
+    step = max(1, calls // 10)
+    start = time.perf_counter()
+    for i in range(1, calls + 1):
+        chain.invoke({"question": "What do owls eat?"}, config=config)
+        if i % step == 0:
+            samples.append((i, _rss_mb()))
+    contender.flush()
+    elapsed = time.perf_counter() - start
+    gc.collect()
+    samples.append((calls, _rss_mb()))
+    live_runs = None
+    if name == "posthog-llm":
+        handler = contender.callbacks[0]
+        live_runs = len(handler._runs) + handler._runs.ended_count
+    contender.stop()
+    print(
+        json.dumps({"samples": samples, "live_runs": live_runs, "seconds": elapsed, "calls": calls})
+    )
+
+
+def measure_memory(name: str, sink_url: str, calls: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            name,
+            "--sink",
+            sink_url,
+            "--calls",
+            str(calls),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        cwd=ROOT,
+    )
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def _ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}x" if theirs > 0 else "n/a"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "langchain.md"))
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--sink", help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, args.sink, args.calls)
+        return
+
+    quick = args.quick
+    small_calls, small_rounds = (300, 3) if quick else (1000, 5)
+    big_calls, big_rounds = (30, 3) if quick else (100, 5)
+    ours_memory_calls = 10_000 if quick else 100_000
+    peer_memory_calls = 2_000 if quick else 10_000
+
+    sink = SinkProcess()
+    try:
+        chain = make_chain()
+        contenders = [make_contender(name, sink.url) for name in CONTENDERS]
+        print("small prompt ...", flush=True)
+        small = measure(chain, contenders, "What do owls eat?", small_calls, small_rounds)
+        print(small, flush=True)
+        print("200 KB prompt ...", flush=True)
+        big = measure(chain, contenders, BIG_PROMPT, big_calls, big_rounds)
+        print(big, flush=True)
+        for c in contenders:
+            c.stop()
+        print("ainvoke, run_inline ...", flush=True)
+        inline = measure_run_inline(chain, sink.url, small_calls // 2, small_rounds)
+        print({k: round(v) for k, v in inline.items()}, flush=True)
+        print("memory ...", flush=True)
+        memory = {"posthog-llm": measure_memory("posthog-llm", sink.url, ours_memory_calls)}
+        for name in ("posthog-python", "langfuse"):
+            memory[name] = measure_memory(name, sink.url, peer_memory_calls)
+        print(json.dumps(memory)[:2000], flush=True)
+        delivered = sink.stats()
+    finally:
+        sink.close()
+
+    settings = {
+        "small_calls": small_calls,
+        "small_rounds": small_rounds,
+        "big_calls": big_calls,
+        "big_rounds": big_rounds,
+    }
+    write_report(args.out, quick, small, big, inline, memory, delivered, settings)
+
+
+def write_report(
+    path: str,
+    quick: bool,
+    small: dict[str, tuple[float, float]],
+    big: dict[str, tuple[float, float]],
+    inline: dict[str, float],
+    memory: dict[str, Any],
+    delivered: dict[str, int],
+    settings: dict[str, Any],
+) -> None:
+    import langchain_core
+    import langfuse
+    import posthog
+
+    lines = [
+        "# LangChain handler benchmark",
+        "",
+        f"`prompt | GenericFakeChatModel | StrOutputParser`, `invoke`; python "
+        f"{platform.python_version()}, {os.cpu_count()} cores, langchain-core "
+        f"{langchain_core.__version__}, posthog {posthog.VERSION}, langfuse "
+        f"{getattr(langfuse, '__version__', '?')}{' (--quick)' if quick else ''}. "
+        "All tracers send to one loopback sink running in its own process.",
+        "",
+        f"Median over {settings['small_rounds']} interleaved rounds of {settings['small_calls']} "
+        f"calls (200 KB prompt: {settings['big_rounds']} rounds of {settings['big_calls']}). "
+        "*caller* = time per call inside the loop, as the application sees it; *with delivery* = "
+        "the loop plus the tracer's flush at the end of the round, so work a tracer pushes to a "
+        "background thread is counted too. Added = contender minus the bare chain; ratio = added "
+        "divided by posthog-python's added. The 200 KB prompt is English-like text (it "
+        "compresses about 2:1, like real documents).",
+        "",
+    ]
+    for title, results in (("Small prompt", small), ("200 KB prompt", big)):
+        ph = results["posthog-python"]
+        lines += [
+            f"## {title}",
+            "",
+            "| contender | caller µs/call | added | ratio | with delivery µs/call | added | ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        bare = results["bare"]
+        for name in CONTENDERS:
+            caller, total = results[name]
+            if name == "bare":
+                lines.append(f"| bare chain | {caller:,.0f} | | | {total:,.0f} | | |")
+                continue
+            a_caller, a_total = caller - bare[0], total - bare[1]
+            lines.append(
+                f"| {name} | {caller:,.0f} | {a_caller:+,.0f} | "
+                f"{_ratio(a_caller, ph[0] - bare[0])} | {total:,.0f} | {a_total:+,.0f} | "
+                f"{_ratio(a_total, ph[1] - bare[1])} |"
+            )
+        lines.append("")
+    lines += [
+        "## `ainvoke`: the handler called inline on the event loop vs. through LangChain's "
+        "executor (posthog-llm)",
+        "",
+        "| variant | µs/call | added |",
+        "|---|---|---|",
+    ]
+    for name, value in inline.items():
+        extra = "" if name == "bare" else f"{value - inline['bare']:+,.0f}"
+        lines.append(f"| {name} | {value:,.0f} | {extra} |")
+    lines += [
+        "",
+        "## Memory: RSS while invoking the chain (each tracer in its own process)",
+        "",
+        "| tracer | invokes | RSS after 1,000 warm-up invokes MB | RSS at end MB | growth MB | "
+        "growth over the last half MB | live run entries at end | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, result in memory.items():
+        if "error" in result:
+            lines.append(f"| {name} | failed: {result['error']} | | | | | | |")
+            continue
+        samples = result["samples"]
+        first, last = samples[0][1], samples[-1][1]
+        middle = samples[len(samples) // 2][1]
+        live = "" if result["live_runs"] is None else f"{result['live_runs']:,}"
+        lines.append(
+            f"| {name} | {result['calls']:,} | {first:.0f} | {last:.0f} | {last - first:+.1f} | "
+            f"{last - middle:+.1f} | {live} | {result['seconds']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Sink totals for the whole run: {delivered['requests']:,} requests, "
+        f"{delivered['events']:,} JSON events (Langfuse exports OTLP protobuf: counted as requests "
+        f"only), {delivered['bytes'] / 1e6:,.1f} MB received.",
+        "",
+    ]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,655 @@
+"""`PostHogCallbackHandler`: LangChain runs as `$ai_trace`, `$ai_span` and `$ai_generation` events.
+
+The hooks run on the user's thread (or event loop) for every step of every chain, so they only
+record references and a timestamp. Messages, usage and state are converted in a zero-argument
+builder that `Emitter.emit` hands to our client, which runs it on its worker thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from posthog_llm import Scope
+from posthog_llm._emit import Emitter, capture_internal_exceptions
+from posthog_llm._events import (
+    GENERATION,
+    SPAN,
+    TRACE,
+    allowed_model_parameters,
+    generation_properties,
+    http_status_of,
+    span_properties,
+    trace_properties,
+)
+
+from ._messages import (
+    cap_strings,
+    long_texts,
+    messages_to_dicts,
+    output_choices,
+    prompts_to_dicts,
+    to_state,
+)
+from ._runs import CHAIN, CHAT, LLM, RETRIEVER, TOOL, Run, RunMap, Trace
+from ._usage import (
+    Usage,
+    base_url_of,
+    extract_usage,
+    normalise_provider,
+    requested_model,
+    served_model,
+    stop_reason,
+)
+
+__all__ = ["PostHogCallbackHandler"]
+
+FRAMEWORK = "langchain"
+_HIDDEN_TAG = "langsmith:hidden"  # LangGraph's internal plumbing (channel writes, branches)
+_perf_counter = time.perf_counter
+
+
+class PostHogCallbackHandler(BaseCallbackHandler):
+    """Sends every LangChain trace, step and LLM call to PostHog as `$ai_*` events.
+
+    >>> from posthog_llm.integrations.langchain import PostHogCallbackHandler
+    >>> handler = PostHogCallbackHandler(distinct_id="user_123")
+    >>> # chain.invoke({"topic": "owls"}, config={"callbacks": [handler]})
+
+    Per run, LangChain config metadata overrides the handler's options:
+    `posthog_distinct_id`, `posthog_trace_id`, `posthog_session_id`, `posthog_properties`,
+    `posthog_groups`, `posthog_privacy_mode`; `posthog_llm.context(...)` applies too.
+    """
+
+    # Called directly on the event loop for async runs instead of through a thread pool: the
+    # hooks only touch a dict under a short lock, so this is both cheaper and order-preserving.
+    run_inline = True
+    raise_error = False
+
+    #: Strings in `$ai_span` input and output states are cut to this many characters (None: no
+    #: limit). A step's large text is almost always also the input of a generation or of the
+    #: trace, which are sent whole; repeating a 200 KB prompt in every step that passes it on
+    #: would multiply what is serialized and sent for nothing.
+    max_span_state_chars: int | None = 10_000
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        distinct_id: Any = None,
+        trace_id: Any = None,
+        session_id: Any = None,
+        properties: Mapping[str, Any] | None = None,
+        groups: Mapping[str, Any] | None = None,
+        privacy_mode: bool = False,
+    ) -> None:
+        super().__init__()
+        self._emitter = Emitter(
+            client,
+            framework=FRAMEWORK,
+            distinct_id=distinct_id,
+            trace_id=trace_id,
+            session_id=session_id,
+            properties=properties,
+            groups=groups,
+            privacy_mode=privacy_mode,
+        )
+        self._runs = RunMap()
+
+    def __repr__(self) -> str:
+        return f"<PostHogCallbackHandler runs={len(self._runs)}>"
+
+    # -- limits on live run state ----------------------------------------------------------------
+
+    @property
+    def max_runs(self) -> int:
+        """How many unfinished runs are kept at most (oldest are forgotten first)."""
+        return self._runs.max_runs
+
+    @max_runs.setter
+    def max_runs(self, value: int) -> None:
+        self._runs.max_runs = int(value)
+
+    @property
+    def max_run_age(self) -> float:
+        """Seconds after which an unfinished run is forgotten (an abandoned stream)."""
+        return self._runs.max_age
+
+    @max_run_age.setter
+    def max_run_age(self, value: float) -> None:
+        self._runs.max_age = float(value)
+
+    # -- starts: record raw facts only -----------------------------------------------------------
+
+    def _start(
+        self,
+        kind: str,
+        serialized: Any,
+        inputs: Any,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        tags: Any,
+        metadata: Any,
+        name: Any,
+    ) -> Run | None:
+        now = _perf_counter()
+        known = self._runs.parent_of(parent_run_id) if parent_run_id is not None else None
+        if known is None:
+            # A root (or a run whose parent this handler never saw): a new trace starts here.
+            overrides = _metadata_overrides(metadata)
+            scope = self._emitter.scope(overrides)
+            trace = Trace(
+                scope.trace_id or str(run_id),
+                run_id,
+                scope,
+                metadata.get("posthog_properties") if metadata else None,
+            )
+            run = Run(kind, run_id, trace, None, name, serialized, inputs, now)
+        else:
+            trace, parent_span = known
+            run = Run(kind, run_id, trace, parent_span, name, serialized, inputs, now)
+            if tags and _HIDDEN_TAG in tags and kind == CHAIN:
+                run.hidden = True
+            if metadata:
+                extra = metadata.get("posthog_properties")
+                private = metadata.get("posthog_privacy_mode") is True
+                if (extra is not None and extra is not trace.properties_ref) or private:
+                    run.scope = _run_scope(trace.scope, extra, private)
+        self._runs.add(run)
+        return run
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self._emitter.enabled:
+            return
+        with capture_internal_exceptions():
+            run = self._start(
+                CHAIN,
+                serialized,
+                _snapshot(inputs),
+                run_id,
+                parent_run_id,
+                tags,
+                metadata,
+                kwargs.get("name"),
+            )
+            if run is not None:
+                run.run_type = kwargs.get("run_type")
+
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any] | None,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self._emitter.enabled:
+            return
+        with capture_internal_exceptions():
+            self._start(
+                TOOL,
+                serialized,
+                _snapshot(inputs) if inputs is not None else input_str,
+                run_id,
+                parent_run_id,
+                tags,
+                metadata,
+                kwargs.get("name"),
+            )
+
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self._emitter.enabled:
+            return
+        with capture_internal_exceptions():
+            self._start(
+                RETRIEVER,
+                serialized,
+                query,
+                run_id,
+                parent_run_id,
+                tags,
+                metadata,
+                kwargs.get("name"),
+            )
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self._emitter.enabled:
+            return
+        with capture_internal_exceptions():
+            # Copy the lists: agents append to the same history list after the call.
+            rows = [list(row) for row in messages] if messages else messages
+            run = self._start(
+                CHAT, serialized, rows, run_id, parent_run_id, tags, metadata, kwargs.get("name")
+            )
+            if run is not None:
+                run.metadata = metadata
+                run.params = kwargs.get("invocation_params")
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self._emitter.enabled:
+            return
+        with capture_internal_exceptions():
+            run = self._start(
+                LLM,
+                serialized,
+                list(prompts) if prompts else prompts,
+                run_id,
+                parent_run_id,
+                tags,
+                metadata,
+                kwargs.get("name"),
+            )
+            if run is not None:
+                run.metadata = metadata
+                run.params = kwargs.get("invocation_params")
+
+    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.get(run_id)
+        if run is not None:
+            now = _perf_counter()
+            if run.first_token is None:
+                run.first_token = now
+            run.last_token = now
+
+    # -- ends: pop the run and hand a builder to the emitter -------------------------------------
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end_step(run_id, outputs, None, kwargs)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end_step(run_id, None, error, kwargs)
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end_step(run_id, output, None, kwargs)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end_step(run_id, None, error, kwargs)
+
+    def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end_step(run_id, documents, None, kwargs)
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end_step(run_id, None, error, kwargs)
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end_generation(run_id, response, None)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        # Streams that fail or are abandoned pass what they produced so far.
+        self._end_generation(run_id, kwargs.get("response"), error)
+
+    # Agent actions and finishes arrive with the agent chain's own run id. They are steps of
+    # that chain, not runs: the chain's span (with its real input and output) comes from its
+    # own start and end, so nothing here may replace it.
+    def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        return None
+
+    def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        return None
+
+    def _end_step(
+        self, run_id: UUID, output: Any, error: BaseException | None, kwargs: dict[str, Any]
+    ) -> None:
+        end = _perf_counter()
+        with capture_internal_exceptions():
+            run = self._runs.pop(run_id)
+            if run is None or run.hidden:
+                return
+            inputs = kwargs.get("inputs")
+            if inputs is not None:
+                # Streamed chains start with a placeholder and deliver their input at the end.
+                run.inputs = _snapshot(inputs)
+            emitter = self._emitter
+            if run.parent_span is None:
+                build = functools.partial(
+                    _trace_builder,
+                    emitter,
+                    run,
+                    _snapshot(output),
+                    error,
+                    end,
+                    self.max_span_state_chars,
+                )
+                event = TRACE
+            else:
+                build = functools.partial(
+                    _span_builder,
+                    emitter,
+                    run,
+                    _snapshot(output),
+                    error,
+                    end,
+                    self.max_span_state_chars,
+                )
+                event = SPAN
+            emitter.emit(event, build, run.scope, trace_id=run.trace.trace_id)
+
+    def _end_generation(self, run_id: UUID, response: Any, error: BaseException | None) -> None:
+        end = _perf_counter()
+        with capture_internal_exceptions():
+            run = self._runs.pop(run_id)
+            if run is None:
+                return
+            emitter = self._emitter
+            emitter.emit(
+                GENERATION,
+                functools.partial(
+                    _generation_builder,
+                    emitter,
+                    run,
+                    response,
+                    error,
+                    end,
+                    self.max_span_state_chars,
+                ),
+                run.scope,
+                trace_id=run.trace.trace_id,
+            )
+
+
+# -- hot-path helpers ------------------------------------------------------------------------------
+
+
+def _snapshot(value: Any) -> Any:
+    """A shallow copy of a dict or list, so later mutation does not rewrite what we report."""
+    cls = type(value)
+    if cls is dict:
+        return {k: (v.copy() if type(v) is list else v) for k, v in value.items()}
+    if cls is list:
+        return value.copy()
+    return value
+
+
+def _metadata_overrides(metadata: Any) -> Scope | None:
+    """Per-run identity from LangChain config metadata (`posthog_distinct_id` …)."""
+    if not metadata:
+        return None
+    get = metadata.get
+    distinct_id = get("posthog_distinct_id")
+    trace_id = get("posthog_trace_id")
+    session_id = get("posthog_session_id")
+    properties = get("posthog_properties")
+    groups = get("posthog_groups")
+    privacy = get("posthog_privacy_mode")
+    if (
+        distinct_id is None
+        and trace_id is None
+        and session_id is None
+        and properties is None
+        and groups is None
+        and privacy is None
+    ):
+        return None
+    return Scope(
+        distinct_id=None if distinct_id is None else str(distinct_id),
+        trace_id=None if trace_id is None else str(trace_id),
+        session_id=None if session_id is None else str(session_id),
+        properties=dict(properties) if isinstance(properties, Mapping) else {},
+        groups=dict(groups) if isinstance(groups, Mapping) else {},
+        privacy_mode=bool(privacy) if privacy is not None else None,
+    )
+
+
+def _run_scope(scope: Scope, extra: Any, private: bool) -> Scope:
+    return scope.merged(
+        Scope(
+            properties=dict(extra) if isinstance(extra, Mapping) else {},
+            privacy_mode=True if private else None,
+        )
+    )
+
+
+# -- builders: run on the sender's worker thread -----------------------------------------------
+
+
+def _run_name(run: Run) -> str | None:
+    if run.name:
+        return str(run.name)
+    serialized = run.serialized
+    if isinstance(serialized, Mapping):
+        name = serialized.get("name")
+        if name:
+            return str(name)
+        ids = serialized.get("id")
+        if isinstance(ids, (list, tuple)) and ids:
+            return str(ids[-1])
+    return None
+
+
+def _control_flow(error: BaseException | None) -> bool:
+    """LangGraph's interrupts and hand-offs, and a consumer leaving a stream early."""
+    if error is None:
+        return False
+    if isinstance(error, GeneratorExit):
+        return True
+    return any(
+        cls.__name__ == "GraphBubbleUp" and cls.__module__.startswith("langgraph")
+        for cls in type(error).__mro__
+    )
+
+
+def _error_fields(
+    error: BaseException | None, privacy: bool
+) -> tuple[BaseException | str | None, int | None]:
+    if error is None:
+        return None, None
+    status = http_status_of(error)
+    # An exception's message can quote the prompt; in privacy mode only its class is kept.
+    return (type(error).__name__ if privacy else error), status
+
+
+def _latency(run: Run, end: float) -> float:
+    return end - run.start
+
+
+def _step_common(
+    emitter: Emitter, run: Run, output: Any, error: BaseException | None
+) -> tuple[bool, Any, Any, Any, int | None]:
+    privacy = emitter.privacy(run.scope)
+    if _control_flow(error):
+        interrupts = getattr(error, "args", None)
+        if interrupts and not isinstance(error, GeneratorExit):
+            output = {"__interrupt__": interrupts[0]}
+        error = None
+    err, status = _error_fields(error, privacy)
+    if privacy:
+        return privacy, None, None, err, status
+    return privacy, to_state(run.inputs), to_state(output), err, status
+
+
+def _span_builder(
+    emitter: Emitter,
+    run: Run,
+    output: Any,
+    error: BaseException | None,
+    end: float,
+    max_chars: int | None,
+) -> dict[str, Any]:
+    privacy, input_state, output_state, err, status = _step_common(emitter, run, output, error)
+    if max_chars is not None and not privacy:
+        input_state = cap_strings(input_state, max_chars)
+        output_state = cap_strings(output_state, max_chars)
+    if run.kind == CHAIN:
+        span_type = run.run_type if isinstance(run.run_type, str) and run.run_type else CHAIN
+    else:
+        span_type = run.kind
+    return span_properties(
+        trace_id=run.trace.trace_id,
+        span_id=run.run_id,
+        parent_id=run.parent_span,
+        span_name=_run_name(run),
+        input_state=input_state,
+        output_state=output_state,
+        latency=_latency(run, end),
+        error=err,
+        http_status=status,
+        framework=FRAMEWORK,
+        privacy_mode=privacy,
+        span_type=span_type,
+    )
+
+
+def _trace_builder(
+    emitter: Emitter,
+    run: Run,
+    output: Any,
+    error: BaseException | None,
+    end: float,
+    max_chars: int | None,
+) -> dict[str, Any]:
+    privacy, input_state, output_state, err, _ = _step_common(emitter, run, output, error)
+    trace = run.trace
+    sent_whole, trace.sent_whole = trace.sent_whole, None  # built last: stop collecting
+    if sent_whole and max_chars is not None and not privacy:
+        # The trace does not repeat in full a long text a generation of it already sent.
+        input_state = cap_strings(input_state, max_chars, sent_whole)
+        output_state = cap_strings(output_state, max_chars, sent_whole)
+    return trace_properties(
+        trace_id=run.trace.trace_id,
+        span_name=_run_name(run),
+        input_state=input_state,
+        output_state=output_state,
+        latency=_latency(run, end),
+        error=err,
+        framework=FRAMEWORK,
+        privacy_mode=privacy,
+    )
+
+
+def _model_parameters(params: Any, metadata: Any) -> dict[str, Any]:
+    model_parameters = allowed_model_parameters(params if isinstance(params, Mapping) else None)
+    if isinstance(metadata, Mapping):
+        # LangSmith's standard params fill in what a model's invocation params leave out.
+        for ls_key, key in (
+            ("ls_temperature", "temperature"),
+            ("ls_max_tokens", "max_tokens"),
+            ("ls_stop", "stop"),
+        ):
+            value = metadata.get(ls_key)
+            if value is not None and key not in model_parameters:
+                model_parameters[key] = value
+    return model_parameters
+
+
+def _tools(params: Any) -> Any:
+    if not isinstance(params, Mapping):
+        return None
+    tools = params.get("tools") or params.get("functions")
+    if not isinstance(tools, (list, tuple)):
+        return tools
+    # Remote MCP tool definitions carry the server's credentials in headers.
+    return [
+        {k: ("[REDACTED]" if k in ("headers", "authorization") else v) for k, v in tool.items()}
+        if isinstance(tool, Mapping) and tool.get("type") == "mcp"
+        else tool
+        for tool in tools
+    ]
+
+
+def _generation_builder(
+    emitter: Emitter,
+    run: Run,
+    response: Any,
+    error: BaseException | None,
+    end: float,
+    max_chars: int | None,
+) -> dict[str, Any]:
+    privacy = emitter.privacy(run.scope)
+    params = run.params if isinstance(run.params, Mapping) else {}
+    metadata = run.metadata if isinstance(run.metadata, Mapping) else {}
+    base_url = base_url_of(run.serialized, params)
+    provider = normalise_provider(metadata.get("ls_provider"), base_url)
+    model = (served_model(response) if response is not None else None) or requested_model(
+        params, metadata
+    )
+    usage = extract_usage(response, provider, model) if response is not None else Usage()
+    streamed = run.first_token is not None or params.get("stream") is True
+    finished = run.last_token if run.last_token is not None and error is None else end
+    if _control_flow(error):
+        error = None  # the consumer stopped reading a stream: not a failed call
+    err, status = _error_fields(error, privacy)
+    input_messages = output = None
+    if not privacy:
+        input_messages = (
+            messages_to_dicts(run.inputs) if run.kind == CHAT else prompts_to_dicts(run.inputs)
+        )
+        if response is not None:
+            output = output_choices(response) or None
+        sent_whole = run.trace.sent_whole
+        if sent_whole is not None and max_chars is not None:
+            sent_whole.extend(long_texts(input_messages, max_chars))
+            sent_whole.extend(long_texts(output, max_chars))
+    return generation_properties(
+        trace_id=run.trace.trace_id,
+        span_id=run.run_id,
+        parent_id=run.parent_span,
+        span_name=_run_name(run),
+        model=model,
+        provider=provider,
+        base_url=base_url,
+        model_parameters=_model_parameters(params, metadata),
+        tools=_tools(params),
+        input=input_messages,
+        output_choices=output,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_input_tokens=usage.cache_read_input_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        latency=max(0.0, finished - run.start),
+        time_to_first_token=(run.first_token - run.start) if run.first_token is not None else None,
+        stream=streamed,
+        stop_reason=stop_reason(response) if response is not None else None,
+        http_status=status if error is not None else 200,
+        error=err,
+        framework=FRAMEWORK,
+        privacy_mode=privacy,
+    )

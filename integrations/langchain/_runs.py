@@ -1,0 +1,187 @@
+"""Run bookkeeping: what a hook records, and a bounded map that forgets abandoned runs.
+
+Hooks store raw references and a `perf_counter()` timestamp here and nothing else; all
+conversion happens later in the event builder, on the sender's worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+from uuid import UUID
+
+from posthog_llm import Scope
+
+__all__ = ["Trace", "Run", "RunMap", "CHAIN", "TOOL", "RETRIEVER", "CHAT", "LLM"]
+
+CHAIN, TOOL, RETRIEVER, CHAT, LLM = "chain", "tool", "retriever", "chat", "llm"
+
+
+class Trace:
+    """What every run of one trace shares: its id, its root and who it belongs to."""
+
+    __slots__ = ("trace_id", "root_id", "scope", "properties_ref", "sent_whole", "_light")
+
+    def __init__(
+        self,
+        trace_id: str,
+        root_id: UUID,
+        scope: Scope,
+        properties_ref: Any,
+        keeps_texts: bool = True,
+    ) -> None:
+        self.trace_id = trace_id
+        self.root_id = root_id
+        self.scope = scope
+        # The root's `posthog_properties` metadata object: children inherit the very same
+        # object, so an identity check tells whether a child added properties of its own.
+        self.properties_ref = properties_ref
+        # Long texts that generations of this trace sent whole (filled by their builders on
+        # the worker; the trace's own event, built last, then does not repeat them in full).
+        # None when not collecting: a light copy, or after the trace's own event was built.
+        self.sent_whole: list[str] | None = [] if keeps_texts else None
+        self._light: Trace | None = None
+
+    def light(self) -> Trace:
+        """The same trace without collected texts, for the memory of ended runs."""
+        light = self._light
+        if light is None:
+            light = self._light = Trace(
+                self.trace_id, self.root_id, self.scope, self.properties_ref, keeps_texts=False
+            )
+        return light
+
+
+class Run:
+    """One LangChain run between its start and end hooks."""
+
+    __slots__ = (
+        "kind",
+        "run_id",
+        "trace",
+        "parent_span",
+        "hidden",
+        "name",
+        "serialized",
+        "inputs",
+        "metadata",
+        "params",
+        "run_type",
+        "start",
+        "first_token",
+        "last_token",
+        "scope",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        run_id: UUID,
+        trace: Trace,
+        parent_span: Any,
+        name: Any,
+        serialized: Any,
+        inputs: Any,
+        start: float,
+    ) -> None:
+        self.kind = kind
+        self.run_id = run_id
+        self.trace = trace
+        # The `$ai_parent_id` of this run's event: None for the root, the trace id for a direct
+        # child of the root, else the nearest visible ancestor's run id.
+        self.parent_span = parent_span
+        self.hidden = False
+        self.name = name
+        self.serialized = serialized
+        self.inputs = inputs
+        self.metadata: Any = None
+        self.params: Any = None
+        self.run_type: Any = None
+        self.start = start
+        self.first_token: float | None = None
+        self.last_token: float | None = None
+        self.scope = trace.scope
+
+    def span_id_for_children(self) -> Any:
+        """What a child of this run uses as its `$ai_parent_id`."""
+        if self.parent_span is None:
+            return self.trace.trace_id
+        if self.hidden:
+            return self.parent_span
+        return self.run_id
+
+
+class RunMap:
+    """Live runs by run id, bounded in size and age, safe across threads.
+
+    Runs that never end (a stream nobody consumes, a process that interrupts a graph and
+    forgets it) are evicted oldest first once there are more than `max_runs` of them or they
+    are older than `max_age` seconds. A short memory of recently ended runs lets a child that
+    starts after its parent ended still find its trace.
+    """
+
+    def __init__(self, max_runs: int = 10_000, max_age: float = 3600.0, max_ended: int = 1_000):
+        self.max_runs = max_runs
+        self.max_age = max_age
+        self.max_ended = max_ended
+        self.evicted = 0
+        self._live: OrderedDict[UUID, Run] = OrderedDict()
+        self._ended: OrderedDict[UUID, tuple[Trace, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._inserts = 0
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    @property
+    def ended_count(self) -> int:
+        return len(self._ended)
+
+    def get(self, run_id: UUID) -> Run | None:
+        # A plain read is atomic under the GIL; no lock on the per-token path.
+        return self._live.get(run_id)
+
+    def parent_of(self, parent_run_id: UUID) -> tuple[Trace, Any] | None:
+        """The trace and `$ai_parent_id` for a child of `parent_run_id`, if it is known."""
+        parent = self._live.get(parent_run_id)
+        if parent is not None:
+            return parent.trace, parent.span_id_for_children()
+        return self._ended.get(parent_run_id)
+
+    def add(self, run: Run) -> None:
+        live = self._live
+        with self._lock:
+            live[run.run_id] = run
+            self._inserts += 1
+            if len(live) > self.max_runs:
+                live.popitem(last=False)
+                self.evicted += 1
+            if self._inserts & 63 == 0:
+                self._evict_old()
+
+    def _evict_old(self) -> None:
+        limit = time.perf_counter() - self.max_age
+        live = self._live
+        while live:
+            oldest = next(iter(live.values()))
+            if oldest.start >= limit:
+                break
+            live.popitem(last=False)
+            self.evicted += 1
+
+    def pop(self, run_id: UUID) -> Run | None:
+        with self._lock:
+            run = self._live.pop(run_id, None)
+            if run is not None and run.kind not in (CHAT, LLM):
+                ended = self._ended
+                ended[run_id] = (run.trace.light(), run.span_id_for_children())
+                if len(ended) > self.max_ended:
+                    ended.popitem(last=False)
+            return run
+
+    def clear(self) -> None:
+        with self._lock:
+            self._live.clear()
+            self._ended.clear()

@@ -1,0 +1,139 @@
+"""Who a trace belongs to (handler < context < run metadata), and what privacy mode removes."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("langchain_core")
+
+import posthog_llm  # noqa: E402
+from posthog_llm import Client, InMemoryDestination  # noqa: E402
+from posthog_llm.integrations.langchain import PostHogCallbackHandler  # noqa: E402
+
+from tests.integrations.langchain.fakes import StatusError, chain, model  # noqa: E402
+
+CONTENT = ("$ai_input", "$ai_output_choices", "$ai_input_state", "$ai_output_state")
+
+
+def test_handler_options_apply_to_every_event(client, events):
+    handler = PostHogCallbackHandler(
+        client,
+        distinct_id="user_1",
+        trace_id="trace-abc",
+        session_id="session-9",
+        properties={"plan": "pro"},
+        groups={"company": "acme"},
+    )
+    chain().invoke({"question": "q"}, config={"callbacks": [handler]})
+
+    sent = events()
+    assert len(sent) == 4
+    for event in sent:
+        props = event["properties"]
+        assert event["distinct_id"] == "user_1"
+        assert "$process_person_profile" not in props
+        assert props["$ai_trace_id"] == "trace-abc"
+        assert props["$ai_session_id"] == "session-9"
+        assert props["plan"] == "pro"
+        assert props["$groups"] == {"company": "acme"}
+    # Direct children of the root point at the trace id the user chose.
+    children = [e for e in sent if e["event"] != "$ai_trace"]
+    assert {e["properties"]["$ai_parent_id"] for e in children} == {"trace-abc"}
+
+
+def test_run_metadata_overrides_context_which_overrides_the_handler(client, events):
+    handler = PostHogCallbackHandler(
+        client, distinct_id="handler-user", properties={"a": "handler", "b": "handler"}
+    )
+    metadata = {
+        "posthog_distinct_id": "run-user",
+        "posthog_trace_id": "run-trace",
+        "posthog_session_id": "run-session",
+        "posthog_properties": {"a": "run"},
+        "posthog_groups": {"team": "owls"},
+    }
+    with posthog_llm.context(distinct_id="context-user", properties={"b": "context", "c": 1}):
+        chain().invoke({"question": "q"}, config={"callbacks": [handler], "metadata": metadata})
+        chain().invoke({"question": "q"}, config={"callbacks": [handler]})
+
+    sent = events()
+    with_metadata = [e for e in sent if e["properties"]["$ai_trace_id"] == "run-trace"]
+    assert len(with_metadata) == 4
+    for event in with_metadata:
+        assert event["distinct_id"] == "run-user"
+        assert event["properties"]["$ai_session_id"] == "run-session"
+        assert (event["properties"]["a"], event["properties"]["b"]) == ("run", "context")
+        assert event["properties"]["$groups"] == {"team": "owls"}
+    others = [e for e in sent if e["properties"]["$ai_trace_id"] != "run-trace"]
+    assert len(others) == 4
+    assert {e["distinct_id"] for e in others} == {"context-user"}
+    assert {(e["properties"]["a"], e["properties"]["b"]) for e in others} == {
+        ("handler", "context")
+    }
+
+
+def test_properties_of_a_single_step(handler, events):
+    step = model().with_config(metadata={"posthog_properties": {"step": "answer"}})
+    chain(step).invoke({"question": "q"}, config={"callbacks": [handler]})
+
+    sent = events()
+    (generation,) = [e for e in sent if e["event"] == "$ai_generation"]
+    assert generation["properties"]["step"] == "answer"
+    assert all("step" not in e["properties"] for e in sent if e["event"] != "$ai_generation")
+
+
+def _assert_private(sent: list[dict]) -> None:
+    assert len(sent) == 4
+    for event in sent:
+        for key in CONTENT:
+            assert key not in event["properties"]
+    (generation,) = [e["properties"] for e in sent if e["event"] == "$ai_generation"]
+    assert (generation["$ai_input_tokens"], generation["$ai_output_tokens"]) == (25, 10)
+    assert generation["$ai_model"] == "gpt-4o-mini"
+    assert generation["$ai_latency"] > 0
+    assert "secret question" not in str(sent)
+
+
+def test_privacy_mode_on_the_handler(client, events):
+    handler = PostHogCallbackHandler(client, privacy_mode=True)
+    chain().invoke({"question": "secret question"}, config={"callbacks": [handler]})
+    _assert_private(events())
+
+
+def test_privacy_mode_on_the_client():
+    sink = InMemoryDestination()
+    client = Client(destination=sink, privacy_mode=True, flush_interval=0.05)
+    try:
+        handler = PostHogCallbackHandler(client)
+        chain().invoke({"question": "secret question"}, config={"callbacks": [handler]})
+        assert client.flush(10)
+        _assert_private(sink.events)
+    finally:
+        client.shutdown(5)
+
+
+def test_privacy_mode_from_context(handler, events):
+    with posthog_llm.context(privacy_mode=True):
+        chain().invoke({"question": "secret question"}, config={"callbacks": [handler]})
+    _assert_private(events())
+
+
+def test_privacy_mode_from_metadata(handler, events):
+    chain().invoke(
+        {"question": "secret question"},
+        config={"callbacks": [handler], "metadata": {"posthog_privacy_mode": True}},
+    )
+    _assert_private(events())
+
+
+def test_privacy_mode_keeps_only_the_error_class(client, events):
+    handler = PostHogCallbackHandler(client, privacy_mode=True)
+    llm = model(error=StatusError("the prompt was: secret question", 400))
+    with pytest.raises(StatusError):
+        chain(llm).invoke({"question": "secret question"}, config={"callbacks": [handler]})
+
+    sent = events()
+    (generation,) = [e["properties"] for e in sent if e["event"] == "$ai_generation"]
+    assert generation["$ai_error"] == "StatusError"
+    assert generation["$ai_http_status"] == 400
+    assert "secret question" not in str(sent)

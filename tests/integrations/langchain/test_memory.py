@@ -1,0 +1,64 @@
+"""No run state outlives its run; abandoned runs are forgotten, so memory stays flat."""
+
+from __future__ import annotations
+
+import gc
+import uuid
+
+import pytest
+
+pytest.importorskip("langchain_core")
+
+from tests.integrations.langchain.fakes import chain, model, reply  # noqa: E402
+
+
+def test_finished_runs_leave_nothing_behind(handler, events):
+    runnable = chain()
+    for i in range(300):
+        runnable.invoke({"question": f"q{i}"}, config={"callbacks": [handler]})
+    assert len(handler._runs) == 0
+    # Only a short, bounded memory of ended runs (for children starting after their parent).
+    assert handler._runs.ended_count <= handler._runs.max_ended
+    assert len(events("$ai_trace")) == 300
+
+
+def test_2000_abandoned_streams_stay_bounded(handler, events):
+    handler.max_runs = 500
+    runnable = chain(model(reply("one two three four")))
+    streams = []
+    for i in range(2000):
+        stream = runnable.stream({"question": f"q{i}"}, config={"callbacks": [handler]})
+        next(stream)  # started, then never finished: the caller keeps it and walks away
+        streams.append(stream)
+        assert len(handler._runs) <= 500
+    assert len(handler._runs) == 500
+    assert handler._runs.evicted >= 2000 * 3 - 500
+    assert handler._runs.ended_count <= handler._runs.max_ended
+    del streams
+
+
+def test_abandoned_streams_that_are_collected_end_cleanly(handler, events):
+    runnable = chain(model(reply("one two three four")))
+    for i in range(200):
+        stream = runnable.stream({"question": f"q{i}"}, config={"callbacks": [handler]})
+        next(stream)
+        del stream  # closed by the garbage collector: LangChain ends its runs
+    gc.collect()
+    assert len(handler._runs) == 0
+    traces = events("$ai_trace")
+    assert len(traces) == 200
+    # The consumer stopped reading; nothing failed.
+    assert all("$ai_is_error" not in t["properties"] for t in traces)
+    assert all("$ai_is_error" not in g["properties"] for g in events("$ai_generation"))
+
+
+def test_runs_older_than_max_run_age_are_evicted(handler):
+    handler.max_run_age = 0.0
+    for _ in range(256):
+        handler.on_chain_start(None, {}, run_id=uuid.uuid4())
+    assert len(handler._runs) < 64
+
+
+def test_default_limits_are_bounded(handler):
+    assert 0 < handler.max_runs <= 100_000
+    assert 0 < handler.max_run_age <= 24 * 3600

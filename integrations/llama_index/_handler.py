@@ -65,21 +65,6 @@ _INDEX_BUILDERS = frozenset(
 )
 
 
-def _guarded(method: Callable[..., None]) -> Callable[..., None]:
-    """Hooks never raise: the dispatcher would swallow it silently, so log at debug level."""
-
-    @functools.wraps(method)
-    def hook(self: PostHogLlamaIndexHandler, *args: Any, **kwargs: Any) -> None:
-        if not self._on:
-            return
-        try:
-            method(self, *args, **kwargs)
-        except Exception as exc:
-            report_internal_error(exc)
-
-    return hook
-
-
 class PostHogLlamaIndexHandler:
     """Turns LlamaIndex queries, chats, agent runs, LLM and embedding calls into PostHog events.
 
@@ -177,7 +162,9 @@ class PostHogLlamaIndexHandler:
                 self._kinds[key] = kind
         return kind
 
-    @_guarded
+    # The four hooks below are called by LlamaIndex's dispatcher, which swallows whatever they
+    # raise without a word: each one guards itself and reports (debug log) instead.
+
     def span_enter(
         self,
         id_: str,
@@ -185,6 +172,17 @@ class PostHogLlamaIndexHandler:
         instance: Any = None,
         parent_id: str | None = None,
         tags: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self._on:
+            return
+        try:
+            self._enter(id_, bound_args, instance, parent_id, tags)
+        except Exception as exc:
+            report_internal_error(exc)
+
+    def _enter(
+        self, id_: str, bound_args: Any, instance: Any, parent_id: str | None, tags: Any
     ) -> None:
         now = time.perf_counter()
         spans = self._spans
@@ -221,8 +219,7 @@ class PostHogLlamaIndexHandler:
         origin = self._stream_origin() if parent_id is None and self._frames else None
         if origin is not None and not origin.trace.done:
             trace = origin.trace
-            node = Node(id_, trace, kind, None, origin.vis, instance, bound_args, tags, now)
-            spans[id_] = node
+            spans[id_] = Node(id_, trace, kind, None, origin.vis, instance, bound_args, tags, now)
             trace.ids.append(id_)
             with self._lock:
                 trace.open += 1
@@ -257,7 +254,9 @@ class PostHogLlamaIndexHandler:
             trace.emit = False
         node = Node(id_, trace, kind, None, pvis, instance, bound_args, tags, now)
         node.vis = pvis
-        trace.root = node
+        trace.kind = kind
+        trace.args = bound_args
+        trace.tags = tags
         trace.open = 1
         trace.ids.append(id_)
         self._spans[id_] = node
@@ -270,10 +269,17 @@ class PostHogLlamaIndexHandler:
         if now - self._last_sweep > 1.0:
             self._sweep(now)
 
-    @_guarded
     def span_exit(
-        self, id_: str, bound_args: Any, instance: Any = None, result: Any = None
+        self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any
     ) -> None:
+        if not self._on:
+            return
+        try:
+            self._exit(id_, result)
+        except Exception as exc:
+            report_internal_error(exc)
+
+    def _exit(self, id_: str, result: Any) -> None:
         # Ended spans stay resolvable until their trace is sent: a thread or task started inside
         # a span may open its first child after the span ended (a streamed chat's writer thread).
         node = self._spans.get(id_)
@@ -287,12 +293,12 @@ class PostHogLlamaIndexHandler:
             return
         now = time.perf_counter()
         k = node.kind.kind
-        if node is trace.root:
+        if id_ == trace.key:
             trace.result = _spans.snapshot_result(k, result)
             trace.end = now
             with self._lock:
                 trace.root_done = True
-                if trace.streams and any(s.frame() is not None for s in trace.streams):
+                if trace.streams and self._live_streams(trace):
                     trace.awaiting = True  # the response is a stream nobody has read yet
                 waiting = trace.awaiting or trace.open > 1
             if waiting:  # something outlives the root: make sure it cannot wait forever
@@ -305,10 +311,22 @@ class PostHogLlamaIndexHandler:
             )
         self._release(trace)
 
-    @_guarded
     def span_drop(
-        self, id_: str, bound_args: Any, instance: Any = None, err: BaseException | None = None
+        self,
+        id_: str,
+        bound_args: Any,
+        instance: Any = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
     ) -> None:
+        if not self._on:
+            return
+        try:
+            self._drop(id_, err)
+        except Exception as exc:
+            report_internal_error(exc)
+
+    def _drop(self, id_: str, err: BaseException | None) -> None:
         node = self._spans.get(id_)
         if node is None:
             return
@@ -327,7 +345,7 @@ class PostHogLlamaIndexHandler:
         if emb is not None:
             node.emb = None
             self._emit_embedding(emb, None, None, err, now)
-        if node is trace.root:
+        if id_ == trace.key:
             trace.error = err
             trace.end = now
             with self._lock:
@@ -344,13 +362,21 @@ class PostHogLlamaIndexHandler:
                 return
             if trace.awaiting:
                 # A stream the response carries is still unread (or being read elsewhere).
-                if any(s.frame() is not None for s in trace.streams or ()):
+                if self._live_streams(trace):
                     return
                 trace.awaiting = False
             trace.done = True
         self._finish_trace(trace)
 
     # -- streams -----------------------------------------------------------------------------
+
+    def _live_streams(self, trace: Trace) -> bool:
+        frames = self._frames
+        for key in trace.streams or ():
+            entry = frames.get(key)
+            if entry is not None and entry.trace is trace and entry.frame() is not None:
+                return True
+        return False
 
     def _remember_stream(self, gen_obj: Any, node: Node, id_: str) -> None:
         """Remember a generator a span returned, so lazily run work finds its trace."""
@@ -375,8 +401,9 @@ class PostHogLlamaIndexHandler:
             return  # the same generator handed up through nested spans
         entry = StreamFrame(key, trace, node.vis, gen)
 
-        def forget(_ref: Any, key: int = key, entry: StreamFrame = entry) -> None:
-            if frames.get(key) is entry:
+        def forget(ref: Any, key: int = key) -> None:  # the generator was garbage collected
+            known = frames.get(key)
+            if known is not None and known.ref is ref:
                 frames.pop(key, None)
 
         entry.ref = weakref.ref(gen_obj, forget)
@@ -384,12 +411,12 @@ class PostHogLlamaIndexHandler:
             self._trim(frames)
         frames[key] = entry
         if gen is not None:
-            gen.frame = entry
+            gen.frame = key
         else:
             with self._lock:
                 if trace.streams is None:
                     trace.streams = []
-                trace.streams.append(entry)
+                trace.streams.append(key)
 
     def _stream_origin(self, want_gen: bool = False) -> StreamFrame | None:
         """The remembered generator this code is running inside, if any (walks the stack)."""
@@ -410,13 +437,17 @@ class PostHogLlamaIndexHandler:
 
     # -- events ------------------------------------------------------------------------------
 
-    @_guarded
-    def handle(self, event: Any) -> None:
-        route = self._event_routes.get(type(event), _MISSING)
-        if route is _MISSING:
-            route = self._route(type(event))
-        if route is not None:
-            route(event)
+    def handle(self, event: Any, **kwargs: Any) -> None:
+        if not self._on:
+            return
+        try:
+            route = self._event_routes.get(type(event), _MISSING)
+            if route is _MISSING:
+                route = self._route(type(event))
+            if route is not None:
+                route(event)
+        except Exception as exc:
+            report_internal_error(exc)
 
     def _route(self, cls: type) -> Callable[[Any], None] | None:
         from llama_index.core.instrumentation.events import embedding as emb_events
@@ -516,11 +547,12 @@ class PostHogLlamaIndexHandler:
     def _finish_gen(self, gen: Gen) -> None:
         gen.done = True
         trace = gen.trace
-        entry = gen.frame
-        if entry is not None:
+        key = gen.frame
+        if key is not None:
             gen.frame = None
-            if self._frames.get(entry.key) is entry:
-                self._frames.pop(entry.key, None)
+            entry = self._frames.get(key)
+            if entry is not None and entry.gen is gen:
+                self._frames.pop(key, None)
         outer = gen.outer
         if outer is not None:
             if gen.response is not None:
@@ -530,8 +562,8 @@ class PostHogLlamaIndexHandler:
             if gen.stream:
                 outer.stream = True
         else:
-            if trace.root_done:
-                trace.stream_output = gen  # a lazily run stream: its text is the trace output
+            if trace.root_done and gen.response is not None:
+                trace.stream_output = gen.response  # a lazily run stream: the trace's output
             self._emit(GENERATION, functools.partial(_generation_event, gen), trace)
         self._release(trace)
 
@@ -557,7 +589,7 @@ class PostHogLlamaIndexHandler:
         self._emit(
             EMBEDDING_EVENT,
             functools.partial(_embedding_event, emb, chunks, end_event, error, now),
-            emb.node.trace,
+            emb.trace,
         )
 
     # -- sending -----------------------------------------------------------------------------
@@ -574,9 +606,10 @@ class PostHogLlamaIndexHandler:
         trace.ids = []
         if trace.streams:
             frames = self._frames
-            for entry in trace.streams:  # the trace is sent: later lazy work starts its own
-                if frames.get(entry.key) is entry:
-                    frames.pop(entry.key, None)
+            for key in trace.streams:  # the trace is sent: later lazy work starts its own
+                entry = frames.get(key)
+                if entry is not None and entry.trace is trace:
+                    frames.pop(key, None)
             trace.streams = None
         if trace.emit or (trace.emit is None and trace.has_events):
             self._emitter.emit(
@@ -601,8 +634,8 @@ class PostHogLlamaIndexHandler:
                     gen.end = gen.last or now
                     if gen.outer is None:
                         self._emit(GENERATION, functools.partial(_generation_event, gen), trace)
-                    if trace.root_done and gen.outer is None:
-                        trace.stream_output = gen
+                    if trace.root_done and gen.outer is None and gen.response is not None:
+                        trace.stream_output = gen.response
         if trace.end is None:
             trace.end = now
         for key, entry in list(self._frames.items()):
@@ -695,22 +728,21 @@ def _span_event(node: Node, result: Any, error: BaseException | None, end: float
 
 
 def _trace_event(trace: Trace) -> dict[str, Any]:
-    root = trace.root
+    kind = trace.kind
     privacy = trace.privacy
     input_state = output_state = None
-    if not privacy and root is not None:
-        input_state = _spans.span_input(root.kind.kind, root.args, root.tags)
+    if not privacy and kind is not None:
+        input_state = _spans.span_input(kind.kind, trace.args, trace.tags)
         if trace.stream_output is not None:
-            response = trace.stream_output.response
-            output_state = _llm.output_text(response) if response is not None else None
+            output_state = _llm.output_text(trace.stream_output)
         if output_state is None and trace.error is None:
-            output_state = _spans.span_output(root.kind.kind, trace.result)
+            output_state = _spans.span_output(kind.kind, trace.result)
             if output_state is trace.result and output_state is not None:
                 text = _spans.text_of(output_state)
                 output_state = text if text is not None else _safe_output(output_state)
     return trace_properties(
         trace_id=trace.id,
-        span_name=trace.name or (root.kind.name if root is not None else None),
+        span_name=trace.name or (kind.name if kind is not None else None),
         input_state=input_state,
         output_state=output_state,
         latency=_latency(trace.start, trace.end),
@@ -774,15 +806,14 @@ def _generation_event(gen: Gen) -> dict[str, Any]:
 def _embedding_event(
     emb: Emb, chunks: Any, end_event: Any, error: BaseException | None, end: float
 ) -> dict[str, Any]:
-    node = emb.node
-    trace = node.trace
+    trace = emb.trace
     privacy = trace.privacy
-    instance = node.instance
+    instance = emb.instance
     return embedding_properties(
         trace_id=trace.id,
-        span_id=node.uid,
-        parent_id=node.pvis,
-        span_name=node.kind.name,
+        span_id=emb.uid,
+        parent_id=emb.parent,
+        span_name=emb.name,
         model=_llm.embedding_model_of(instance, emb.model_dict),
         provider=_llm.provider_of(instance),
         base_url=_llm.base_url_of(instance),

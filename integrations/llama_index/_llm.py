@@ -77,21 +77,50 @@ _MOCK_MODULES = ("llama_index.core.llms.mock", "llama_index.core.embeddings.mock
 def _get(obj: Any, key: str) -> Any:
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):
         return obj.get(key)
     return getattr(obj, key, None)
 
 
-def _field(instance: Any, name: str) -> Any:
-    """A declared pydantic field or plain attribute, never a computed property."""
-    fields = getattr(type(instance), "model_fields", None)
-    if isinstance(fields, Mapping):
-        if name not in fields:
-            return None
-        return getattr(instance, name, None)
-    if isinstance(getattr(type(instance), name, None), property):
-        return None
-    return getattr(instance, name, None)
+class _ClassFacts:
+    """What one LLM / embedding class declares, worked out once per class."""
+
+    __slots__ = ("model_fields", "url_fields", "param_fields", "package", "provider")
+
+    def __init__(self, cls: type) -> None:
+        declared = getattr(cls, "__pydantic_fields__", None)
+        if isinstance(declared, Mapping):
+            names: Any = declared
+        else:  # a plain class: attributes that are not computed properties
+            names = [n for n in dir(cls) if not isinstance(getattr(cls, n, None), property)]
+        self.model_fields = tuple(n for n in _MODEL_FIELDS if n in names)
+        self.url_fields = tuple(n for n in _BASE_URL_FIELDS if n in names)
+        self.param_fields = tuple(sorted(MODEL_PARAMETER_NAMES.intersection(names)))
+        self.package: str | None = None
+        self.provider: str | None = None
+        for klass in cls.__mro__:
+            module = getattr(klass, "__module__", "") or ""
+            if module.startswith(_MOCK_MODULES):
+                self.provider = "mock"
+                break
+            parts = module.split(".")
+            if len(parts) >= 3 and parts[0] == "llama_index" and parts[1] in ("llms", "embeddings"):
+                self.package = parts[2]
+                self.provider = _PACKAGE_PROVIDERS.get(parts[2], parts[2])
+                break
+
+
+_facts: dict[type, _ClassFacts] = {}
+
+
+def _facts_of(instance: Any) -> _ClassFacts:
+    cls = type(instance)
+    facts = _facts.get(cls)
+    if facts is None:
+        facts = _ClassFacts(cls)
+        if len(_facts) < 1024:
+            _facts[cls] = facts
+    return facts
 
 
 def _nonempty_str(value: Any) -> str | None:
@@ -106,8 +135,8 @@ def model_of(instance: Any, response: Any = None, model_dict: Any = None) -> str
     model = _nonempty_str(_get(raw, "model")) or _nonempty_str(_get(raw, "model_version"))
     if model:
         return model
-    for name in _MODEL_FIELDS:
-        model = _nonempty_str(_field(instance, name))
+    for name in _facts_of(instance).model_fields:
+        model = _nonempty_str(getattr(instance, name, None))
         if model:
             return model
     model = _nonempty_str(_get(model_dict, "model_name")) or _nonempty_str(
@@ -128,16 +157,16 @@ def embedding_model_of(instance: Any, model_dict: Any = None) -> str | None:
     model = _nonempty_str(_get(model_dict, "model_name"))
     if model:
         return model
-    for name in _MODEL_FIELDS:
-        model = _nonempty_str(_field(instance, name))
+    for name in _facts_of(instance).model_fields:
+        model = _nonempty_str(getattr(instance, name, None))
         if model:
             return model
     return type(instance).__name__ if instance is not None else None
 
 
 def base_url_of(instance: Any) -> str | None:
-    for name in _BASE_URL_FIELDS:
-        value = _field(instance, name)
+    for name in _facts_of(instance).url_fields:
+        value = getattr(instance, name, None)
         if value:
             return str(value)
     return None
@@ -147,33 +176,23 @@ def provider_of(instance: Any) -> str | None:
     """Provider from the integration package the class comes from (`llama_index.llms.groq` ...)."""
     if instance is None:
         return None
-    for cls in type(instance).__mro__:
-        module = getattr(cls, "__module__", "") or ""
-        if module.startswith(_MOCK_MODULES):
-            return "mock"
-        parts = module.split(".")
-        if len(parts) >= 3 and parts[0] == "llama_index" and parts[1] in ("llms", "embeddings"):
-            package = parts[2]
-            provider = _PACKAGE_PROVIDERS.get(package, package)
-            if package in _OPENAI_COMPATIBLE:
-                url = base_url_of(instance)
-                if url:
-                    return provider_from_base_url(url, default=provider)
-            return provider
-    url = base_url_of(instance)
-    return provider_from_base_url(url, default="openai") if url else None
+    facts = _facts_of(instance)
+    if facts.provider is not None and facts.package not in _OPENAI_COMPATIBLE:
+        return facts.provider
+    url = base_url_of(instance)  # OpenAI-compatible: the base URL says who serves the model
+    if url:
+        return provider_from_base_url(url, default=facts.provider or "openai")
+    return facts.provider
 
 
 def model_parameters_of(instance: Any, call_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     """Request parameters from an allow-list: declared fields, `additional_kwargs`, call kwargs."""
     params: dict[str, Any] = {}
-    fields = getattr(type(instance), "model_fields", None)
-    if isinstance(fields, Mapping):
-        for name in MODEL_PARAMETER_NAMES.intersection(fields):
-            value = getattr(instance, name, None)
-            if value is not None:
-                params[name] = value
-    extra = _field(instance, "additional_kwargs")
+    for name in _facts_of(instance).param_fields:
+        value = getattr(instance, name, None)
+        if value is not None:
+            params[name] = value
+    extra = getattr(instance, "additional_kwargs", None)
     if isinstance(extra, Mapping):
         params.update(allowed_model_parameters(extra))
     if call_kwargs:
@@ -396,7 +415,7 @@ def usage_of(response: Any) -> dict[str, int]:
         _get(response, "additional_kwargs"),
         _get(_get(response, "message"), "additional_kwargs"),
     ):
-        if source is None or isinstance(source, (str, bytes, int, float)):
+        if not source or isinstance(source, (str, bytes, int, float)):
             continue
         usage = _usage_from(source)
         if usage:

@@ -12,14 +12,20 @@ __all__ = ["Trace", "Node", "Gen", "Emb", "StreamFrame"]
 
 
 class Trace:
-    """One root operation (query, chat turn, agent run ...) and what is still open in it."""
+    """One root operation (query, chat turn, agent run ...) and what is still open in it.
+
+    Nothing a Trace references points back to it, so a finished trace is freed by reference
+    counting alone: no work left for the cycle collector on a busy query path.
+    """
 
     __slots__ = (
         "id",
         "key",
         "scope",
         "privacy",
-        "root",
+        "kind",
+        "args",
+        "tags",
         "name",
         "emit",
         "start",
@@ -42,7 +48,9 @@ class Trace:
         self.key = key  # the root span id: unique even when the user reuses a trace id
         self.scope = scope
         self.privacy = privacy
-        self.root: Node | None = None
+        self.kind: Kind | None = None  # the root span's kind, arguments and tags
+        self.args: Any = None
+        self.tags: Any = None
         self.name: str | None = None
         self.emit: bool | None = True  # None: only when something inside was emitted
         self.start = now
@@ -55,8 +63,8 @@ class Trace:
         self.awaiting = False
         self.done = False
         self.has_events = False
-        self.stream_output: Gen | None = None
-        self.streams: list[StreamFrame] | None = None
+        self.stream_output: Any = None  # the response of a lazily run streamed LLM call
+        self.streams: list[int] | None = None  # keys of generators its spans returned
         self.ids: list[str] = []  # its span ids, forgotten when the trace is sent
 
 
@@ -166,16 +174,20 @@ class Gen:
         self.outer: Gen | None = None
         self.stream = False
         self.done = False
-        self.frame: StreamFrame | None = None  # the stream generator this call returned
+        self.frame: int | None = None  # key of the stream generator this call returned
 
 
 class Emb:
     """One embedding call (a batch is one call per Start/End pair)."""
 
-    __slots__ = ("node", "model_dict", "start")
+    __slots__ = ("uid", "name", "trace", "parent", "instance", "model_dict", "start")
 
     def __init__(self, node: Node, model_dict: Any, start: float) -> None:
-        self.node = node
+        self.uid = node.uid
+        self.name = node.kind.name
+        self.trace = node.trace
+        self.parent = node.pvis
+        self.instance = node.instance
         self.model_dict = model_dict
         self.start = start
 
@@ -186,7 +198,7 @@ class StreamFrame:
     __slots__ = ("ref", "key", "trace", "vis", "gen")
 
     def __init__(self, key: int, trace: Trace, vis: str | None, gen: Gen | None) -> None:
-        self.ref: Any = None
+        self.ref: Any = None  # weak reference to the generator
         self.key = key  # id() of the generator's frame
         self.trace = trace
         self.vis = vis

@@ -1,0 +1,358 @@
+"""LlamaIndex benchmark: what tracing adds to a query engine over a VectorStoreIndex.
+
+One run measures, interleaved round by round in one process: the bare query engine,
+posthog-llm's `set_global_handler`, and OpenInference's LlamaIndex instrumentation
+(`openinference-instrumentation-llama-index`) exporting to OpenTelemetry's
+`InMemorySpanExporter`, once through a `SimpleSpanProcessor` and once through a
+`BatchSpanProcessor`. Both tracers register on LlamaIndex's root dispatcher, so each contender
+is installed, measured and removed in turn. The LLM and embedding model are LlamaIndex's
+`MockLLM` / `MockEmbedding`, so the numbers are the tracers' cost, not a model's.
+
+posthog-llm sends to a loopback PostHog-compatible sink running in its own process
+(`bench/_sink.py`): real HTTP with gzip, so serialization and delivery are included. Every timed
+block ends with the tracer's flush, so work pushed to a background thread is counted too.
+A last section runs 10,000 queries with posthog-llm in a subprocess and reports its RSS.
+
+    python bench/bench_llama_index.py            # full run, writes bench/results/llama_index.md
+    python bench/bench_llama_index.py --quick    # fewer queries, same table
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+CONTENDERS = ["bare", "posthog-llm", "openinference (simple)", "openinference (batch)"]
+QUESTION = "How long do cats sleep?"
+
+
+# -- the query engine -----------------------------------------------------------------------------
+
+
+def make_engines() -> tuple[Any, Any]:
+    """A query engine and a streaming one over a small VectorStoreIndex, no network."""
+    from llama_index.core import Document, Settings, VectorStoreIndex
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.llms import MockLLM
+
+    Settings.llm = MockLLM(max_tokens=16)
+    Settings.embed_model = MockEmbedding(embed_dim=64)
+    docs = [
+        Document(text=f"Document {i}: cats sleep for {10 + i} hours a day and dream of fish.")
+        for i in range(8)
+    ]
+    index = VectorStoreIndex.from_documents(docs)
+    return index.as_query_engine(), index.as_query_engine(streaming=True)
+
+
+# -- contenders -----------------------------------------------------------------------------------
+
+
+class Contender:
+    """`install()` registers the tracer, `flush()` delivers what it holds, `remove()` undoes it."""
+
+    def __init__(self, name: str, sink_url: str) -> None:
+        self.name = name
+        self.sink_url = sink_url
+        self.client: Any = None
+        self.provider: Any = None
+        self.exporter: Any = None
+        self.instrumentor: Any = None
+
+    def install(self) -> None:
+        if self.name == "bare":
+            return
+        if self.name == "posthog-llm":
+            from posthog_llm import Client
+            from posthog_llm.integrations import llama_index as posthog_li
+
+            if self.client is None:
+                self.client = Client(api_key="phc_bench", host=self.sink_url)
+            posthog_li.set_global_handler(self.client)
+            return
+        from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        if self.provider is None:
+            self.exporter = InMemorySpanExporter()
+            self.provider = TracerProvider()
+            processor = SimpleSpanProcessor if "simple" in self.name else BatchSpanProcessor
+            self.provider.add_span_processor(processor(self.exporter))
+        self.instrumentor = LlamaIndexInstrumentor()
+        self.instrumentor.instrument(tracer_provider=self.provider)
+
+    def flush(self) -> None:
+        if self.client is not None:
+            self.client.flush(timeout=300)
+        if self.provider is not None:
+            self.provider.force_flush()
+
+    def remove(self) -> None:
+        if self.name == "posthog-llm":
+            from posthog_llm.integrations import llama_index as posthog_li
+
+            posthog_li.remove_global_handler()
+        elif self.instrumentor is not None:
+            self.instrumentor.uninstrument()
+        if self.exporter is not None:
+            self.exporter.clear()  # keep memory flat between rounds
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.shutdown(10)
+        if self.provider is not None:
+            self.provider.shutdown()
+
+
+def run_block(engine: Any, streaming: bool, calls: int) -> None:
+    for _ in range(calls):
+        response = engine.query(QUESTION)
+        if streaming:
+            for _ in response.response_gen:
+                pass
+
+
+def time_block(engine: Any, contender: Contender, streaming: bool, calls: int) -> float:
+    """Seconds per query for `calls` queries plus delivering what they produced."""
+    contender.install()
+    try:
+        gc.collect()
+        start = time.perf_counter()
+        run_block(engine, streaming, calls)
+        contender.flush()
+        return (time.perf_counter() - start) / calls
+    finally:
+        contender.remove()
+
+
+def measure(
+    engine: Any, contenders: list[Contender], streaming: bool, calls: int, rounds: int
+) -> dict[str, float]:
+    """Median µs per query of each contender, rounds interleaved so drift hits all alike."""
+    samples: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for c in contenders:  # warm-up: imports, first connections, caches
+        time_block(engine, c, streaming, max(20, calls // 10))
+    for _ in range(rounds):
+        for c in contenders:
+            samples[c.name].append(time_block(engine, c, streaming, calls) * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+# -- the loopback sink, in its own process --------------------------------------------------------
+
+SINK_SERVER = """
+import json, sys
+sys.path.insert(0, {here!r})
+from _sink import Sink
+sink = Sink(count=True).start()
+print(sink.url, flush=True)
+for line in sys.stdin:
+    if line.strip() == "stats":
+        print(json.dumps({{"events": sink.events, "requests": sink.requests, "bytes": sink.bytes}}), flush=True)
+    else:
+        break
+sink.close()
+"""
+
+
+class SinkProcess:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SINK_SERVER.format(here=HERE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.url = self.proc.stdout.readline().strip()
+
+    def stats(self) -> dict[str, int]:
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+
+
+# -- memory over many queries, in a subprocess ----------------------------------------------------
+
+MEMORY_CHILD = """
+import json, resource, sys, gc
+sys.path.insert(0, {here!r})
+from bench_llama_index import make_engines
+from posthog_llm import Client
+from posthog_llm.integrations import llama_index as posthog_li
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 1e6
+
+engine, _ = make_engines()
+client = Client(api_key="phc_bench", host={url!r})
+handler = posthog_li.set_global_handler(client)
+marks = {{}}
+for i in range(1, {queries} + 1):
+    engine.query("How long do cats sleep?")
+    if i in ({first}, {queries}):
+        client.flush(timeout=300)
+        gc.collect()
+        marks[i] = rss_mb()
+print(json.dumps({{"marks": marks, "pending": handler.pending()}}))
+posthog_li.remove_global_handler()
+client.shutdown(10)
+"""
+
+
+def measure_memory(sink_url: str, queries: int) -> dict[str, Any]:
+    first = max(1, queries // 10)
+    code = MEMORY_CHILD.format(here=HERE, url=sink_url, queries=queries, first=first)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=1800, cwd=ROOT
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["first"] = first
+    result["queries"] = queries
+    return result
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def table(results: dict[str, float]) -> tuple[list[str], dict[str, float]]:
+    bare = results["bare"]
+    added = {name: value - bare for name, value in results.items()}
+    lines = [
+        "| contender | µs per query | added over bare | × bare |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in CONTENDERS:
+        value = results[name]
+        extra = "—" if name == "bare" else f"{added[name]:+,.0f} µs"
+        lines.append(f"| {name} | {value:,.0f} | {extra} | {value / bare:.2f} |")
+    return lines, added
+
+
+def verdict(added: dict[str, float]) -> tuple[str, bool]:
+    oi = min(added["openinference (simple)"], added["openinference (batch)"])
+    ours = added["posthog-llm"]
+    ratio = ours / oi if oi > 0 else float("inf")
+    ok = ratio <= 0.5
+    return (
+        f"posthog-llm adds {ours:,.0f} µs per query, {ratio:.2f}× what OpenInference adds at its "
+        f"cheapest ({oi:,.0f} µs). Target ≤ 0.50×: {'met' if ok else 'NOT met'}.",
+        ok,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer queries, same table")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "llama_index.md"))
+    args = parser.parse_args()
+    calls, rounds, memory_queries = (100, 5, 2_000) if args.quick else (300, 9, 10_000)
+
+    import llama_index.core
+    import openinference.instrumentation.llama_index as oi_module
+    from posthog_llm import __version__
+
+    engine, streaming_engine = make_engines()
+    sink = SinkProcess()
+    try:
+        contenders = [Contender(name, sink.url) for name in CONTENDERS]
+        print(f"query engine: {calls} queries x {rounds} rounds per contender ...", flush=True)
+        plain = measure(engine, contenders, False, calls, rounds)
+        print(f"streamed query engine: {calls} queries x {rounds} rounds ...", flush=True)
+        streamed = measure(streaming_engine, contenders, True, calls, rounds)
+        for c in contenders:
+            c.close()
+        print(
+            f"memory: {memory_queries:,} queries with posthog-llm in a subprocess ...", flush=True
+        )
+        memory = measure_memory(sink.url, memory_queries)
+        delivered = sink.stats()
+    finally:
+        sink.close()
+
+    plain_lines, plain_added = table(plain)
+    stream_lines, stream_added = table(streamed)
+    plain_verdict, plain_ok = verdict(plain_added)
+    stream_verdict, stream_ok = verdict(stream_added)
+    marks = {int(k): v for k, v in memory["marks"].items()}
+    first, last = memory["first"], memory["queries"]
+
+    oi_version = getattr(oi_module, "__version__", None)
+    if oi_version is None:
+        from importlib.metadata import version
+
+        oi_version = version("openinference-instrumentation-llama-index")
+    lines = [
+        "# LlamaIndex: added cost per query",
+        "",
+        f"`python bench/bench_llama_index.py{' --quick' if args.quick else ''}` — "
+        f"{calls} queries × {rounds} interleaved rounds per contender, median; "
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, llama-index-core {llama_index.core.__version__}, "
+        f"openinference-instrumentation-llama-index {oi_version}, posthog-llm {__version__}.",
+        "",
+        "Query engine over a `VectorStoreIndex` of 8 documents with `MockLLM` / `MockEmbedding` "
+        "(one retrieval, one embedding, one LLM call per query). posthog-llm sends through "
+        "`Client(api_key=..., host=<loopback sink>)` to a PostHog-compatible loopback sink in its "
+        "own process (real HTTP, gzip); OpenInference exports to OpenTelemetry's "
+        "`InMemorySpanExporter`. Each timed block ends with the tracer's flush, so background work "
+        "is counted. The tracers register on the same dispatcher, so each one is installed, "
+        "measured and removed in turn.",
+        "",
+        "## `engine.query(...)`",
+        "",
+        *plain_lines,
+        "",
+        plain_verdict,
+        "",
+        "## Streamed: `engine.query(...)` then reading `response_gen`",
+        "",
+        *stream_lines,
+        "",
+        stream_verdict,
+        "",
+        "## Memory",
+        "",
+        f"{last:,} queries with posthog-llm in one process: RSS {marks[first]:.1f} MB after "
+        f"{first:,}, {marks[last]:.1f} MB after {last:,} ({marks[last] - marks[first]:+.1f} MB); "
+        f"handler state at the end: {memory['pending']}.",
+        "",
+        f"Sink totals for the whole run: {delivered['requests']:,} requests, "
+        f"{delivered['events']:,} events, {delivered['bytes'] / 1e6:.1f} MB on the wire.",
+        "",
+    ]
+    report = "\n".join(lines)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(report)
+    print(report)
+    if not (plain_ok and stream_ok):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

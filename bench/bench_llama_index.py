@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -154,43 +155,37 @@ def measure(
 
 # -- the loopback sink, in its own process --------------------------------------------------------
 
-SINK_SERVER = """
-import json, sys
-sys.path.insert(0, {here!r})
-from _sink import Sink
-sink = Sink(count=True).start()
-print(sink.url, flush=True)
-for line in sys.stdin:
-    if line.strip() == "stats":
-        print(json.dumps({{"events": sink.events, "requests": sink.requests, "bytes": sink.bytes}}), flush=True)
-    else:
-        break
-sink.close()
-"""
+
+def _serve_sink(conn: Any) -> None:
+    """Child process: run `bench/_sink.py`'s Sink, answer "stats" requests until told to stop."""
+    from _sink import Sink
+
+    sink = Sink(count=True).start()
+    conn.send(sink.url)
+    while conn.recv() == "stats":
+        conn.send({"events": sink.events, "requests": sink.requests, "bytes": sink.bytes})
+    sink.close()
 
 
 class SinkProcess:
+    """The sink's HTTP work runs in another process, so it does not compete with the queries."""
+
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SINK_SERVER.format(here=HERE)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.url = self.proc.stdout.readline().strip()
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve_sink, args=(child,), daemon=True)
+        self._proc.start()
+        self.url: str = self._conn.recv()
 
     def stats(self) -> dict[str, int]:
-        self.proc.stdin.write("stats\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
+        self._conn.send("stats")
+        return self._conn.recv()
 
     def close(self) -> None:
-        try:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=10)
-        except Exception:
-            self.proc.kill()
+        self._conn.send("stop")
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
 
 
 # -- memory over many queries, in a subprocess ----------------------------------------------------

@@ -3,8 +3,7 @@
 One run measures, side by side and interleaved round by round: the plain `openai.OpenAI`,
 posthog-llm's `posthog_llm.integrations.openai.OpenAI` and PostHog's `posthog.ai.openai.OpenAI`.
 All three talk to the same loopback OpenAI stand-in (`posthog_llm.local.openai_standin`), and
-both trackers send to the same loopback capture sink; the two servers run in their own process
-so their work does not compete with the measured one.
+both trackers send to the same loopback capture sink; each server runs in its own process.
 
 Cost per call includes delivering the block's events (each block ends with the tracker's flush),
 so work pushed to a background thread is counted too. Measured for plain and for streamed
@@ -36,40 +35,54 @@ MESSAGES = [
 OPENAI_KEY = "sk-bench-not-a-real-key"
 
 
-def _serve(conn: Any) -> None:
-    """Child process: the capture sink (bench/_sink.py) and the OpenAI stand-in."""
-    sys.path.insert(0, HERE)
-    from _sink import Sink
-    from posthog_llm.local.openai_standin import OpenAIStandIn
+def _serve(conn: Any, kind: str) -> None:
+    """Child process: the capture sink (bench/_sink.py) or the OpenAI stand-in."""
+    if kind == "sink":
+        sys.path.insert(0, HERE)
+        from _sink import Sink
 
-    sink = Sink(count=True).start()
-    standin = OpenAIStandIn(max_recorded=10).start()
-    conn.send((sink.url, standin.base_url))
-    while conn.recv() == "stats":
-        conn.send({"events": sink.events, "requests": sink.requests})
-    standin.close()
-    sink.close()
+        sink = Sink(count=True).start()
+        conn.send(sink.url)
+        while conn.recv() == "stats":
+            conn.send({"events": sink.events, "requests": sink.requests})
+        sink.close()
+    else:
+        from posthog_llm.local.openai_standin import OpenAIStandIn
+
+        standin = OpenAIStandIn(max_recorded=10).start()
+        conn.send(standin.base_url)
+        conn.recv()
+        standin.close()
 
 
 class Servers:
-    """Both servers in their own process, so their work does not compete with the measured one."""
+    """The sink and the stand-in, each in its own process: their work competes neither with the
+    measured process nor with each other (a sink busy parsing a batch must not stall OpenAI)."""
 
     def __init__(self) -> None:
         context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.proc = context.Process(target=_serve, args=(child,), daemon=True)
-        self.proc.start()
-        self.sink_url, self.openai_url = self.conn.recv()
+        self.conns = {}
+        self.procs = []
+        for kind in ("sink", "openai"):
+            conn, child = context.Pipe()
+            proc = context.Process(target=_serve, args=(child, kind), daemon=True)
+            proc.start()
+            self.conns[kind] = conn
+            self.procs.append(proc)
+        self.sink_url: str = self.conns["sink"].recv()
+        self.openai_url: str = self.conns["openai"].recv()
 
     def stats(self) -> dict[str, int]:
-        self.conn.send("stats")
-        return self.conn.recv()
+        self.conns["sink"].send("stats")
+        return self.conns["sink"].recv()
 
     def close(self) -> None:
-        self.conn.send("quit")
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
+        for conn in self.conns.values():
+            conn.send("quit")
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
 
 
 class Contender:
@@ -161,7 +174,7 @@ def write_report(
         f"`chat.completions.create` against the loopback OpenAI stand-in; python "
         f"{platform.python_version()}, {os.cpu_count()} cores, openai {openai.__version__}, "
         f"posthog {posthog.VERSION}{' (--quick)' if quick else ''}. Both trackers send to one "
-        "loopback capture sink; sink and stand-in run in their own process.",
+        "loopback capture sink; sink and stand-in each run in their own process.",
         f"Per-call cost = median over {settings['rounds']} interleaved rounds of "
         f"{settings['calls']} calls, each round ending with the tracker's flush, so delivering the "
         "events is counted. Added = contender minus the plain openai client. CPU = this "

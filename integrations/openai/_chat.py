@@ -16,22 +16,47 @@ _MESSAGE_EXTRAS = ("tool_calls", "tool_call_id", "name", "refusal")
 
 
 def observe_chunk(call: Call, chunk: Any) -> bool:
-    """Hot path, once per chunk: keep it, note the first token. False hides the chunk."""
-    call.chunks.append(chunk)
+    """Hot path, once per chunk: note what it adds, and the first token. False hides the chunk.
+
+    Only plain values are kept (no SDK objects), so a long stream leaves the garbage collector
+    nothing to track.
+    """
+    if call.model is None:
+        call.model = chunk.model or None
+    usage = chunk.usage
+    if usage is not None:
+        call.usage = usage
     choices = chunk.choices
-    if call.ttft is None and choices:
-        for choice in choices:
-            delta = choice.delta
-            if delta is not None and (delta.content or delta.tool_calls or delta.refusal):
-                call.ttft = call.busy
-                break
-    # The usage-only chunk we asked for (empty choices) is ours, not the caller's.
-    return not (call.hide_usage and not choices and chunk.usage is not None)
+    if not choices:
+        # The usage-only chunk we asked for (empty choices) is ours, not the caller's.
+        return not (call.hide_usage and usage is not None)
+    for choice in choices:
+        delta = choice.delta
+        if delta is None:
+            call.chunks.append((choice.index, None, None, None, None, choice.finish_reason))
+            continue
+        content, refusal, tool_calls = delta.content, delta.refusal, delta.tool_calls
+        if tool_calls:
+            tool_calls = tuple(_tool_delta(tool_call) for tool_call in tool_calls)
+        call.chunks.append(
+            (choice.index, delta.role, content, refusal, tool_calls, choice.finish_reason)
+        )
+        if call.ttft is None and (content or tool_calls or refusal):
+            call.ttft = call.busy
+    return True
+
+
+def _tool_delta(tool_call: Any) -> tuple[Any, ...]:
+    function = tool_call.function
+    if function is None:
+        return (tool_call.index, tool_call.id, None, None)
+    return (tool_call.index, tool_call.id, function.name, function.arguments)
 
 
 def build(call: Call) -> dict[str, Any]:
     if call.stream:
-        model, output, stop_reason, usage = _accumulate(call.chunks)
+        model, usage = call.model, call.usage
+        output, stop_reason = _accumulate(call.chunks)
     else:
         result = call.result
         model = getattr(result, "model", None)
@@ -94,37 +119,29 @@ def _tool_call(tool_call: Any) -> dict[str, Any]:
     return as_dict(tool_call)  # custom tools keep their own shape
 
 
-def _accumulate(chunks: list[Any]) -> tuple[str | None, list[dict[str, Any]], str | None, Any]:
-    """Fold stream chunks into the model, one message per choice, the stop reason and usage."""
-    model = None
-    usage = None
+def _accumulate(pieces: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], str | None]:
+    """Fold the stream's pieces into one message per choice, and the stop reason."""
     states: dict[int, dict[str, Any]] = {}
-    for chunk in chunks:
-        model = model or getattr(chunk, "model", None) or None
-        if chunk.usage is not None:
-            usage = chunk.usage
-        for choice in chunk.choices or ():
-            state = states.get(choice.index)
-            if state is None:
-                state = states[choice.index] = {
-                    "role": "assistant",
-                    "content": [],
-                    "refusal": [],
-                    "tools": {},
-                    "finish": None,
-                }
-            delta = choice.delta
-            if delta is not None:
-                if delta.role:
-                    state["role"] = delta.role
-                if delta.content:
-                    state["content"].append(delta.content)
-                if delta.refusal:
-                    state["refusal"].append(delta.refusal)
-                for tool_delta in delta.tool_calls or ():
-                    _add_tool_delta(state["tools"], tool_delta)
-            if choice.finish_reason:
-                state["finish"] = choice.finish_reason
+    for index, role, content, refusal, tool_calls, finish_reason in pieces:
+        state = states.get(index)
+        if state is None:
+            state = states[index] = {
+                "role": "assistant",
+                "content": [],
+                "refusal": [],
+                "tools": {},
+                "finish": None,
+            }
+        if role:
+            state["role"] = role
+        if content:
+            state["content"].append(content)
+        if refusal:
+            state["refusal"].append(refusal)
+        for tool_delta in tool_calls or ():
+            _add_tool_delta(state["tools"], *tool_delta)
+        if finish_reason:
+            state["finish"] = finish_reason
     output = []
     stop_reason = None
     for index in sorted(states):
@@ -142,18 +159,18 @@ def _accumulate(chunks: list[Any]) -> tuple[str | None, list[dict[str, Any]], st
         output.append(item)
         if stop_reason is None:
             stop_reason = state["finish"]
-    return model, output, stop_reason, usage
+    return output, stop_reason
 
 
-def _add_tool_delta(tools: dict[int, dict[str, Any]], delta: Any) -> None:
-    slot = tools.get(delta.index)
+def _add_tool_delta(
+    tools: dict[int, dict[str, Any]], index: int, call_id: Any, name: Any, arguments: Any
+) -> None:
+    slot = tools.get(index)
     if slot is None:
-        slot = tools[delta.index] = function_call(None, "", "")
-    if delta.id:
-        slot["id"] = delta.id
-    function = delta.function
-    if function is not None:
-        if function.name:
-            slot["function"]["name"] += function.name
-        if function.arguments:
-            slot["function"]["arguments"] += function.arguments
+        slot = tools[index] = function_call(None, "", "")
+    if call_id:
+        slot["id"] = call_id
+    if name:
+        slot["function"]["name"] += name
+    if arguments:
+        slot["function"]["arguments"] += arguments

@@ -19,24 +19,40 @@ _FIRST_TOKEN_EVENTS = frozenset(
         "response.refusal.delta",
     }
 )
-# Stream events that carry the whole response at the end.
-_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# Stream events that carry the whole response (the last one has its output and usage).
+_RESPONSE_EVENTS = frozenset(
+    {
+        "response.created",
+        "response.in_progress",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    }
+)
 
 
 def observe_event(call: Call, event: Any) -> bool:
-    """Hot path, once per stream event: keep it, note the first token. Never hides one."""
-    call.chunks.append(event)
-    if call.ttft is None and getattr(event, "type", None) in _FIRST_TOKEN_EVENTS:
-        call.ttft = call.busy
+    """Hot path, once per stream event: note the first token and the response. Hides none.
+
+    Only the latest whole response is kept (the final one carries output and usage), not every
+    event, so a long stream leaves the garbage collector little to track.
+    """
+    kind = getattr(event, "type", None)
+    if kind in _FIRST_TOKEN_EVENTS:
+        if call.ttft is None:
+            call.ttft = call.busy
+    elif kind in _RESPONSE_EVENTS:
+        call.result = getattr(event, "response", None) or call.result
+    elif kind == "error":
+        code = getattr(event, "code", None)
+        message = getattr(event, "message", None) or "stream error"
+        call.stream_error = f"{code}: {message}" if code else message
     return True
 
 
 def build(call: Call) -> dict[str, Any]:
     response = call.result
-    stream_error = None
-    if call.stream:
-        response, stream_error = _from_events(call.chunks)
-    failure = stream_error or _failure(response)
+    failure = call.stream_error or _failure(response)
     output, stop_reason = _output(response)
     usage = getattr(response, "usage", None)
     return generation(
@@ -119,18 +135,3 @@ def _failure(response: Any) -> str | None:
     code = getattr(error, "code", None)
     message = getattr(error, "message", None) or ""
     return f"{code}: {message}" if code else message or "response failed"
-
-
-def _from_events(events: list[Any]) -> tuple[Any, str | None]:
-    """The final response and an `error` event's text, from a stream's events."""
-    response = None
-    error = None
-    for event in events:
-        kind = getattr(event, "type", None)
-        if kind in _FINAL_EVENTS or (response is None and kind == "response.created"):
-            response = getattr(event, "response", None) or response
-        elif kind == "error":
-            code = getattr(event, "code", None)
-            message = getattr(event, "message", None) or "stream error"
-            error = f"{code}: {message}" if code else message
-    return response, error

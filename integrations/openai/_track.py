@@ -93,6 +93,9 @@ class Call:
         "busy",
         "ttft",
         "chunks",
+        "model",
+        "usage",
+        "stream_error",
         "hide_usage",
         "done",
     )
@@ -121,7 +124,10 @@ class Call:
         self.request_latency = 0.0
         self.busy = 0.0  # time spent inside the SDK's stream iterator
         self.ttft: float | None = None
-        self.chunks: list[Any] = []
+        self.chunks: list[Any] = []  # what a stream's chunks added, as plain tuples
+        self.model: str | None = None  # a stream's served model
+        self.usage: Any = None  # a stream's usage
+        self.stream_error: str | None = None  # an error event inside a stream
         self.hide_usage = False
         self.done = False
 

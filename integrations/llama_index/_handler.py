@@ -75,10 +75,13 @@ class PostHogLlamaIndexHandler:
     >>> index.as_query_engine().query("What did the author do?")          # doctest: +SKIP
 
     `stream_timeout` (seconds of inactivity, default 300) is how long an unconsumed or abandoned
-    stream keeps its trace open before it is sent as it is. Every internal map is bounded.
+    stream keeps its trace open before it is sent as it is; `open_trace_timeout` (default 3600)
+    does the same for an operation that never ends (a span LlamaIndex never closed). Every
+    internal map is bounded (`max_open_spans`, `max_open_traces`, `max_pending`).
     """
 
     stream_timeout: float = 300.0
+    open_trace_timeout: float = 3600.0
     max_open_spans: int = 100_000
     max_open_traces: int = 10_000
     max_pending: int = 10_000
@@ -645,8 +648,13 @@ class PostHogLlamaIndexHandler:
 
     def _sweep(self, now: float) -> None:
         self._last_sweep = now
-        timeout = self.stream_timeout
-        stale = [t for t in list(self._traces.values()) if now - t.last > timeout]
+        after_root = self.stream_timeout  # streams or threads outliving a finished root
+        running = max(self.stream_timeout, self.open_trace_timeout)  # the root itself still open
+        stale = [
+            t
+            for t in list(self._traces.values())
+            if now - t.last > (after_root if t.root_done else running)
+        ]
         for trace in stale:
             self._evict(trace)
 

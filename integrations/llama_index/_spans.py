@@ -201,7 +201,10 @@ def classify(instance: Any, name: str) -> Kind:
         return Kind(WORKFLOW, span_type, name)
     for cls, methods, kind in rules:
         if method in methods and isinstance(instance, cls):
-            return Kind(kind, _SPAN_TYPES[kind], display)
+            span_type = _SPAN_TYPES[kind]
+            if kind == POSTPROCESS and "rerank" not in cls_name.lower():
+                span_type = "postprocess"  # a filter or transform, not a reranker
+            return Kind(kind, span_type, display)
     return Kind(NOISE, None, name)
 
 

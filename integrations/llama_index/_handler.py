@@ -15,7 +15,6 @@ the sender's worker thread (`Emitter.emit`).
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 import threading
 import time
@@ -44,8 +43,6 @@ from ._records import Emb, Gen, Node, StreamFrame, Trace
 from ._spans import EMBEDDING, LLM, NOISE, VISIBLE, WORKFLOW, Kind
 
 __all__ = ["PostHogLlamaIndexHandler", "FRAMEWORK"]
-
-log = logging.getLogger("posthog_llm")
 
 FRAMEWORK = "llama-index"
 

@@ -129,7 +129,10 @@ def set_global_handler(
 
 
 def remove_global_handler() -> None:
-    """Stop all capture by the handler `set_global_handler()` registered."""
+    """Stop all capture by the handler `set_global_handler()` registered.
+
+    Traces still waiting (an unread stream) are sent as they are; nothing is captured after.
+    """
     with _lock:
         _uninstall()
 
@@ -147,6 +150,7 @@ def _uninstall() -> None:
         return
     _installed = None
     handler, span_handler, event_handler = installed
+    handler.flush_pending()  # what was captured before removal is sent, even if unfinished
     handler.close()
     dispatcher = get_dispatcher()
     # New lists, never in-place removal: a dispatch running in another thread keeps iterating

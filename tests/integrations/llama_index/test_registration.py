@@ -164,3 +164,15 @@ def test_missing_llama_index_says_which_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "llama_index.core.instrumentation", None)
     with pytest.raises(ImportError, match=r"pip install 'posthog-llm\[llama-index\]'"):
         importlib.import_module("posthog_llm.integrations.llama_index")
+
+
+def test_removal_sends_what_was_still_waiting(index, client, sink):
+    handler = posthog_li.set_global_handler(client)
+    response = index.as_query_engine(streaming=True).query("unread stream")
+    assert handler.pending()["traces"] == 1
+    posthog_li.remove_global_handler()
+    (trace,) = by_event(events(client, sink), "$ai_trace")
+    assert trace["$ai_input_state"] == "unread stream"
+    assert "".join(response.response_gen) == ANSWER  # reading it later captures nothing
+    names = sorted(e["event"] for e in events(client, sink))
+    assert names == ["$ai_embedding", "$ai_span", "$ai_span", "$ai_trace"]  # no generation

@@ -165,6 +165,11 @@ class Usage(NamedTuple):
 
 
 def _count(value: Any) -> int | None:
+    cls = type(value)
+    if cls is int:
+        return value
+    if value is None or cls is bool:
+        return None
     # Bedrock streams counts as lists of per-chunk numbers.
     if isinstance(value, (list, tuple)):
         total = 0
@@ -174,16 +179,16 @@ def _count(value: Any) -> int | None:
                 return None
             total += item
         return total
-    if isinstance(value, bool):
-        return None
     if isinstance(value, int):
-        return value
+        return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return None
 
 
 def _get(source: Any, key: str) -> Any:
+    if type(source) is dict:  # the common case, without the slower Mapping check
+        return source.get(key)
     if isinstance(source, Mapping):
         return source.get(key)
     return getattr(source, key, None)

@@ -1,21 +1,28 @@
 """Streams stay the SDK's own `Stream` / `AsyncStream` objects, with a tracked iterator inside.
 
-The SDK's stream is given a subclass of its own class (same object, same attributes, `response`,
-context manager and all) whose iterator times only the SDK's own work: the time the caller's
-loop spends between chunks is not the provider's latency. The event is sent once, when the
-stream is exhausted, fails, is closed, or is dropped unfinished.
+Three small hooks on the SDK's object, no new class:
+
+- its iterator is wrapped; the wrapper times only the SDK's own work (the time the caller's loop
+  spends between chunks is not the provider's latency) and notes what each chunk adds;
+- closing its HTTP response (`stream.close()`, a `with` block, the `.stream()` helpers' exit)
+  ends the call;
+- a finalizer ends the call when the stream is dropped unfinished.
+
+The event is sent once, by whichever comes first: the end of the stream, a failure, a close.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-import openai
 from posthog_llm._emit import report_internal_error
 
 if TYPE_CHECKING:
+    import openai
+
     from ._track import Call
 
 __all__ = ["track_stream", "track_async_stream"]
@@ -23,54 +30,39 @@ __all__ = ["track_stream", "track_async_stream"]
 _perf = time.perf_counter
 
 
-def _finish_when_dropped(self: Any) -> None:
-    call = self.__dict__.get("_posthog_call")
-    if call is not None and not call.done:
+def track_stream(stream: openai.Stream[Any], call: Call) -> openai.Stream[Any]:
+    """Make `stream` report to PostHog; returns the same object."""
+    stream._iterator = _iterate(stream._iterator, call)
+    response = stream.response
+    close = response.close
+
+    def close_and_finish() -> None:
         try:
-            call.finish()
-        except Exception:
-            pass
+            close()
+        finally:
+            if not call.reading:  # closed by the SDK itself at the end: the iterator finishes
+                call.finish()
+
+    response.close = close_and_finish  # type: ignore[method-assign]
+    weakref.finalize(stream, call.finish).atexit = False
+    return stream
 
 
-_tracked_classes: dict[type, type] = {}
+def track_async_stream(stream: openai.AsyncStream[Any], call: Call) -> openai.AsyncStream[Any]:
+    stream._iterator = _aiterate(stream._iterator, call)
+    response = stream.response
+    aclose = response.aclose
 
+    async def aclose_and_finish() -> None:
+        try:
+            await aclose()
+        finally:
+            if not call.reading:
+                call.finish()
 
-def _tracked_class(cls: type) -> type:
-    """A subclass of the SDK's stream class that sends the event on close() and when dropped.
-
-    A plain subclass (no extra base, no new slots) so the SDK's object can take it as its class:
-    isinstance checks, attributes and every other method stay the SDK's.
-    """
-    tracked = _tracked_classes.get(cls)
-    if tracked is not None:
-        return tracked
-    base_close = cls.close  # type: ignore[attr-defined]
-    if issubclass(cls, openai.AsyncStream):
-
-        async def close(self: Any) -> None:
-            try:
-                await base_close(self)
-            finally:
-                self._posthog_call.finish()
-
-    else:
-
-        def close(self: Any) -> None:  # type: ignore[misc]
-            try:
-                base_close(self)
-            finally:
-                self._posthog_call.finish()
-
-    close.__doc__ = base_close.__doc__
-    namespace = {
-        "close": close,
-        "__del__": _finish_when_dropped,
-        "__module__": cls.__module__,
-        "__qualname__": cls.__qualname__,
-        "__doc__": cls.__doc__,
-    }
-    tracked = _tracked_classes[cls] = type(cls.__name__, (cls,), namespace)
-    return tracked
+    response.aclose = aclose_and_finish  # type: ignore[method-assign]
+    weakref.finalize(stream, call.finish).atexit = False
+    return stream
 
 
 def _show(observe: Any, call: Call, chunk: Any) -> bool:
@@ -81,42 +73,30 @@ def _show(observe: Any, call: Call, chunk: Any) -> bool:
         return True
 
 
-def track_stream(stream: openai.Stream[Any], call: Call) -> openai.Stream[Any]:
-    """Make `stream` report to PostHog; returns the same object."""
-    inner = stream._iterator
-    stream._iterator = _iterate(inner, call)
-    stream._posthog_call = call  # type: ignore[attr-defined]
-    stream.__class__ = _tracked_class(type(stream))
-    return stream
-
-
-def track_async_stream(stream: openai.AsyncStream[Any], call: Call) -> openai.AsyncStream[Any]:
-    inner = stream._iterator
-    stream._iterator = _aiterate(inner, call)
-    stream._posthog_call = call  # type: ignore[attr-defined]
-    stream.__class__ = _tracked_class(type(stream))
-    return stream
-
-
 def _iterate(inner: Iterator[Any], call: Call) -> Iterator[Any]:
     observe = call.kind.observe
     try:
         while True:
+            call.reading = True
             started = _perf()
             try:
                 chunk = next(inner)
             except StopIteration:
                 call.busy += _perf() - started
+                call.reading = False
                 call.finish()
                 return
             except BaseException as exc:
                 call.busy += _perf() - started
+                call.reading = False
                 call.finish(exc)
                 raise
             call.busy += _perf() - started
+            call.reading = False
             if observe is None or _show(observe, call, chunk):
                 yield chunk
     finally:
+        call.reading = False
         call.finish()  # closed or dropped before the end: a no-op when already sent
 
 
@@ -124,19 +104,24 @@ async def _aiterate(inner: AsyncIterator[Any], call: Call) -> AsyncIterator[Any]
     observe = call.kind.observe
     try:
         while True:
+            call.reading = True
             started = _perf()
             try:
                 chunk = await inner.__anext__()
             except StopAsyncIteration:
                 call.busy += _perf() - started
+                call.reading = False
                 call.finish()
                 return
             except BaseException as exc:
                 call.busy += _perf() - started
+                call.reading = False
                 call.finish(exc)
                 raise
             call.busy += _perf() - started
+            call.reading = False
             if observe is None or _show(observe, call, chunk):
                 yield chunk
     finally:
+        call.reading = False
         call.finish()

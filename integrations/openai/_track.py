@@ -97,6 +97,7 @@ class Call:
         "usage",
         "stream_error",
         "hide_usage",
+        "reading",
         "done",
     )
 
@@ -129,6 +130,7 @@ class Call:
         self.usage: Any = None  # a stream's usage
         self.stream_error: str | None = None  # an error event inside a stream
         self.hide_usage = False
+        self.reading = False  # inside the SDK's stream iterator right now
         self.done = False
 
     # -- outcomes (hot path: record and hand over) ----------------------------------------------

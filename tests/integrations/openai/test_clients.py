@@ -40,7 +40,7 @@ async def test_async_chat_stream_responses_embeddings_parse(make_client, events)
         model="gpt-4o-mini", messages=HELLO, posthog_distinct_id="a"
     )
     stream = await llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
-    assert isinstance(stream, openai.AsyncStream)
+    assert type(stream) is openai.AsyncStream
     chunks = [chunk async for chunk in stream]
     response = await llm.responses.create(model="gpt-4o-mini", input="async responses")
     parsed = await llm.chat.completions.parse(
@@ -94,8 +94,13 @@ async def test_async_stream_helper(make_client, events):
     async with llm.chat.completions.stream(model="gpt-4o-mini", messages=HELLO) as stream:
         async for _ in stream:
             pass
-    await llm.close()
     assert only(events("$ai_generation"))["$ai_output_tokens"] == 6
+    async with llm.chat.completions.stream(model="gpt-4o-mini", messages=HELLO) as stream:
+        async for _ in stream:
+            break
+    await llm.close()
+    left_early = events("$ai_generation")[1]["properties"]  # sent on exit, no GC needed
+    assert "$ai_stop_reason" not in left_early
 
 
 # -- Azure --------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ def test_stream_reports_usage_and_hides_the_usage_chunk_it_asked_for(make_client
     llm = make_client()
     stream = llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
 
-    assert isinstance(stream, openai.Stream)
+    assert type(stream) is openai.Stream  # the SDK's own object and class
     chunks = list(stream)
     assert all(chunk.choices for chunk in chunks)  # no usage-only chunk reached the caller
     assert (
@@ -156,6 +156,15 @@ def test_stream_helper_is_tracked(make_client, events):
     props = only(events("$ai_generation"))
     assert props["$ai_output_choices"][0]["content"] == final.choices[0].message.content
     assert props["$ai_output_tokens"] == 8
+
+
+def test_stream_helper_left_early_sends_its_event_on_exit(make_client, events):
+    llm = make_client()
+    with llm.chat.completions.stream(model="gpt-4o-mini", messages=HELLO) as stream:
+        for _ in stream:
+            break
+    props = only(events("$ai_generation"))  # no garbage collection needed
+    assert "$ai_stop_reason" not in props and props["$ai_stream"] is True
 
 
 def test_latency_counts_the_provider_not_the_callers_loop(make_client, client, sink):

@@ -156,7 +156,9 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 run.hidden = True
             if metadata:
                 extra = metadata.get("posthog_properties")
-                private = metadata.get("posthog_privacy_mode") is True
+                private = (
+                    metadata.get("posthog_privacy_mode") is True and not trace.scope.privacy_mode
+                )
                 if (extra is not None and extra is not trace.properties_ref) or private:
                     run.scope = _run_scope(trace.scope, extra, private)
         self._runs.add(run)

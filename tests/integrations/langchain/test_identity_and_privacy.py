@@ -137,3 +137,15 @@ def test_privacy_mode_keeps_only_the_error_class(client, events):
     assert generation["$ai_error"] == "StatusError"
     assert generation["$ai_http_status"] == 400
     assert "secret question" not in str(sent)
+
+
+def test_privacy_mode_for_a_single_step(handler, events):
+    step = model().with_config(metadata={"posthog_privacy_mode": True})
+    chain(step).invoke({"question": "visible question"}, config={"callbacks": [handler]})
+
+    sent = events()
+    (generation,) = [e["properties"] for e in sent if e["event"] == "$ai_generation"]
+    assert "$ai_input" not in generation and "$ai_output_choices" not in generation
+    assert generation["$ai_input_tokens"] == 25
+    (trace,) = [e["properties"] for e in sent if e["event"] == "$ai_trace"]
+    assert trace["$ai_input_state"] == {"question": "visible question"}

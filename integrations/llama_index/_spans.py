@@ -329,6 +329,12 @@ def span_output(kind: int, result: Any) -> Any:
     if kind == TOOL:
         content = getattr(result, "content", None)
         return content if content is not None else result
+    if kind == WORKFLOW:  # StopEvent(result=...); an agent's result is an AgentOutput
+        result = getattr(result, "result", result)
+        message = getattr(result, "response", None)
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            return content
     if kind == SUB_QUESTION and isinstance(result, list):
         return [
             {

@@ -57,6 +57,8 @@ async def test_function_agent_steps_tools_and_tool_definitions(settings, handler
     evts = events(client, sink)
     (trace,) = by_event(evts, "$ai_trace")
     assert trace["$ai_span_name"] == "FunctionAgent.run"
+    assert trace["$ai_input_state"]["user_msg"] == "add 1 and 2"
+    assert trace["$ai_output_state"] == "Tool calls complete."
     trace_id = trace["$ai_trace_id"]
     spans = by_event(evts, "$ai_span")
     assert all(s["$ai_trace_id"] == trace_id for s in spans)

@@ -100,3 +100,27 @@ def test_sub_question_engine_nests_sub_queries(index, handler, client, sink, use
     assert len(gens) == 3
     span_ids = {s["$ai_span_id"] for s in spans}
     assert all(g["$ai_parent_id"] in span_ids for g in gens)
+
+
+def test_ingestion_pipeline_is_a_trace_with_its_embeddings(
+    settings, documents, handler, client, sink
+):
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.node_parser import SentenceSplitter
+
+    pipeline = IngestionPipeline(
+        transformations=[
+            SentenceSplitter(chunk_size=64, chunk_overlap=0),
+            MockEmbedding(embed_dim=8),
+        ]
+    )
+    nodes = pipeline.run(documents=documents)
+    assert len(nodes) == len(documents)
+    evts = events(client, sink)
+    (trace,) = by_event(evts, "$ai_trace")
+    assert trace["$ai_span_name"] == "IngestionPipeline.run"
+    embeddings = by_event(evts, "$ai_embedding")
+    assert sum(e["$ai_embedding_input_count"] for e in embeddings) == len(documents)
+    assert all(e["$ai_trace_id"] == trace["$ai_trace_id"] for e in embeddings)
+    assert all(e["$ai_parent_id"] == trace["$ai_trace_id"] for e in embeddings)

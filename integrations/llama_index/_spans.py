@@ -268,7 +268,7 @@ def _arguments(bound_args: Any) -> dict[str, Any]:
     arguments = getattr(bound_args, "arguments", None)
     if not isinstance(arguments, Mapping):
         return {}
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in arguments.items():
         if key in ("self", "cls"):
             continue

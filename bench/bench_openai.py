@@ -163,7 +163,7 @@ def write_report(
     quick: bool,
     results: dict[str, dict[str, tuple[float, float]]],
     delivered: dict[str, int],
-    settings: dict[str, int],
+    settings: dict[str, float],
 ) -> None:
     import openai
     import posthog
@@ -207,7 +207,9 @@ def write_report(
         + ".",
         "",
         f"Sink totals for the whole run: {delivered['requests']:,} requests, "
-        f"{delivered['events']:,} events.",
+        f"{delivered['events']:,} events. Load average (1 min) at start / end: "
+        f"{settings['load_start']:.1f} / {os.getloadavg()[0]:.1f}; wall times move with other "
+        "work on the machine, CPU times much less.",
         "",
     ]
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -223,6 +225,7 @@ def main() -> None:
     args = parser.parse_args()
     calls, rounds = (150, 3) if args.quick else (400, 9)
 
+    load_start = os.getloadavg()[0]
     servers = Servers()
     try:
         contenders = [make_contender(name, servers) for name in CONTENDERS]
@@ -236,7 +239,13 @@ def main() -> None:
         delivered = servers.stats()
     finally:
         servers.close()
-    write_report(args.out, args.quick, results, delivered, {"calls": calls, "rounds": rounds})
+    write_report(
+        args.out,
+        args.quick,
+        results,
+        delivered,
+        {"calls": calls, "rounds": rounds, "load_start": load_start},
+    )
 
 
 if __name__ == "__main__":

@@ -36,9 +36,15 @@ def trace_html(trace: Trace) -> str:
         props = node.properties
         color = _COLORS.get(node.kind, "#333")
         facts = []
-        if node.event.get("event") in (GENERATION, EMBEDDING) and props.get("$ai_model"):
-            facts.append(html.escape(str(props["$ai_model"])))
-        if props.get("$ai_input_tokens") is not None or props.get("$ai_output_tokens") is not None:
+        model = props.get("$ai_model")
+        if node.event.get("event") in (GENERATION, EMBEDDING) and model and model != node.name:
+            facts.append(html.escape(str(model)))
+        if node.event.get("event") == EMBEDDING and props.get("$ai_output_tokens") is None:
+            if props.get("$ai_input_tokens") is not None:
+                facts.append(f"{props['$ai_input_tokens']} tokens")
+        elif (
+            props.get("$ai_input_tokens") is not None or props.get("$ai_output_tokens") is not None
+        ):
             facts.append(
                 f"{props.get('$ai_input_tokens', '?')} → {props.get('$ai_output_tokens', '?')} tokens"
             )

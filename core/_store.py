@@ -115,7 +115,9 @@ def describe_node(node: TraceNode, depth: int) -> str:
         if provider:
             parts.append(f"provider={provider}")
     tokens_in, tokens_out = props.get("$ai_input_tokens"), props.get("$ai_output_tokens")
-    if tokens_in is not None or tokens_out is not None:
+    if node.event.get("event") == EMBEDDING and tokens_in is not None and tokens_out is None:
+        parts.append(f"tokens={tokens_in}")
+    elif tokens_in is not None or tokens_out is not None:
         parts.append(
             f"tokens={tokens_in if tokens_in is not None else '?'}→{tokens_out if tokens_out is not None else '?'}"
         )

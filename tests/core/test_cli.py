@@ -139,3 +139,33 @@ def test_default_db_comes_from_environment(db, monkeypatch, capsys):
     assert main(["traces", "--json"]) == 0
     assert "trace-1" in capsys.readouterr().out
     assert os.path.exists(db)
+
+
+def test_embedding_tokens_and_model_named_generation_render_once(tmp_path):
+    from posthog_llm import EventStore, embedding_properties
+
+    path = tmp_path / "render.db"
+    client = Client(db=path, flush_interval=0.05)
+    emitter = Emitter(client)
+    scope = emitter.scope()
+    emitter.emit(
+        "$ai_embedding",
+        embedding_properties(trace_id="r", span_id="e", model="emb-1", input_tokens=22),
+        scope,
+        trace_id="r",
+    )
+    emitter.emit(
+        "$ai_generation",
+        generation_properties(
+            trace_id="r", span_id="g", model="gpt-x", input_tokens=1, output_tokens=2
+        ),
+        scope,
+        trace_id="r",
+    )
+    assert client.shutdown(5)
+    with EventStore(path) as store:
+        trace = store.trace("r")
+    text = trace.to_text()
+    assert "tokens=22" in text and "tokens=22→" not in text
+    html = trace._repr_html_()
+    assert html.count("gpt-x") == 1 and "posthog-llm-trace" in html

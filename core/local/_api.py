@@ -1,0 +1,381 @@
+"""The viewer's JSON API: trace lists, one trace as a tree, usage stats and recent events.
+
+`answer(reader, path, query)` is the whole API: the JSON value for a `/api/...` GET, or
+BadRequest (404 for an unknown trace or page, 400 for a bad argument).
+
+>>> reader = Reader(".posthog-llm/events.db", load_pricing())           # doctest: +SKIP
+>>> answer(reader, "/api/traces", {"search": "hedgehog"})["traces"]      # doctest: +SKIP
+[{'trace_id': 'trace_id', ..., 'cost_usd': 0.00035}]
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+from urllib.parse import unquote
+
+from .._events import EMBEDDING, GENERATION
+from .._store import EventStore, TraceNode
+from .._version import __version__
+from ..destinations.sqlite import connect
+from ._ingest import BadRequest, iso, parse_timestamp
+from .pricing import PricingTable
+
+__all__ = ["Reader", "answer"]
+
+
+class _Usage(NamedTuple):
+    trace_id: str | None
+    event: str
+    timestamp: str | None
+    model: Any
+    provider: Any
+    input_tokens: Any
+    output_tokens: Any
+    cache_read: Any
+    cache_write: Any
+    total_cost: Any
+    latency: Any
+    is_error: Any
+
+
+def _prop(name: str) -> str:
+    return f"json_extract(properties, '$.\"{name}\"')"
+
+
+# The properties Reader.cost() reads, in its argument order: events and usage rows share them.
+_COST_PROPS = (
+    "$ai_model",
+    "$ai_provider",
+    "$ai_input_tokens",
+    "$ai_output_tokens",
+    "$ai_cache_read_input_tokens",
+    "$ai_cache_creation_input_tokens",
+    "$ai_total_cost_usd",
+)
+_USAGE_SQL = (
+    "SELECT trace_id, event, timestamp, "
+    + ", ".join(_prop(p) for p in (*_COST_PROPS, "$ai_latency", "$ai_is_error"))
+    + f" FROM events WHERE event IN ('{GENERATION}', '{EMBEDDING}')"
+)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _count(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and number >= 0 else None
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or value == 1 or (isinstance(value, str) and value.lower() == "true")
+
+
+def _epoch(timestamp: Any) -> float | None:
+    moment = parse_timestamp(timestamp)
+    return moment.timestamp() if moment else None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
+
+
+class Reader:
+    """The viewer's queries: EventStore for traces, a little SQL of its own for usage and cost."""
+
+    def __init__(self, db: str, pricing: PricingTable) -> None:
+        self.db = db
+        self.pricing = pricing
+
+    @contextmanager
+    def _sql(self) -> Iterator[sqlite3.Connection]:
+        conn = connect(self.db, create=False)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def cost(
+        self,
+        model: Any,
+        provider: Any,
+        input_tokens: Any,
+        output_tokens: Any,
+        cache_read: Any = None,
+        cache_write: Any = None,
+        explicit_total: Any = None,
+    ) -> dict[str, Any] | None:
+        """The event's own `$ai_total_cost_usd` when it has one, else the table's estimate."""
+        total = _number(explicit_total)
+        if total is not None:
+            return {"total_cost_usd": total, "source": "event"}
+        estimate = self.pricing.estimate(
+            model if isinstance(model, str) else None,
+            _count(input_tokens),
+            _count(output_tokens),
+            _count(cache_read),
+            cache_write_tokens=_count(cache_write),
+            provider=provider if isinstance(provider, str) else None,
+        )
+        if estimate is not None:
+            estimate["source"] = "estimate"
+        return estimate
+
+    def _usage_cost(self, row: _Usage) -> float | None:
+        cost = self.cost(
+            row.model,
+            row.provider,
+            row.input_tokens,
+            row.output_tokens,
+            row.cache_read,
+            row.cache_write,
+            row.total_cost,
+        )
+        return cost["total_cost_usd"] if cost else None
+
+    def _usage(self, where: str = "", args: tuple[Any, ...] = ()) -> list[_Usage]:
+        with self._sql() as conn:
+            return [_Usage(*row) for row in conn.execute(_USAGE_SQL + where, args)]
+
+    def info(self) -> dict[str, Any]:
+        with EventStore(self.db) as store:
+            count = store.count()
+        return {
+            "version": __version__,
+            "db": self.db,
+            "events": count,
+            "pricing_as_of": self.pricing.as_of,
+        }
+
+    def traces(self, search: str | None, limit: int) -> dict[str, Any]:
+        with EventStore(self.db) as store:
+            rows = store.traces(limit=limit, search=search or None)
+        costs: dict[str, float] = {}
+        ids = [r.trace_id for r in rows]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for usage in self._usage(f" AND trace_id IN ({marks})", tuple(chunk)):
+                cost = self._usage_cost(usage)
+                if cost is not None and usage.trace_id is not None:
+                    costs[usage.trace_id] = costs.get(usage.trace_id, 0.0) + cost
+        items = []
+        for row in rows:
+            item = row.as_dict()
+            item["cost_usd"] = round(costs[row.trace_id], 10) if row.trace_id in costs else None
+            items.append(item)
+        return {"traces": items, "search": search or "", "pricing_as_of": self.pricing.as_of}
+
+    def _node(self, node: TraceNode, depth: int, parent: int | None) -> dict[str, Any]:
+        event, props = node.event, node.properties
+        end = _epoch(event.get("timestamp"))
+        latency = _number(props.get("$ai_latency"))
+        start = end - latency if end is not None and latency is not None else end
+        cost = None
+        if event.get("event") in (GENERATION, EMBEDDING):
+            cost = self.cost(*(props.get(p) for p in _COST_PROPS))
+        return {
+            "depth": depth,
+            "parent": parent,
+            "kind": node.kind,
+            "name": node.name,
+            "event": event.get("event"),
+            "uuid": event.get("uuid"),
+            "distinct_id": event.get("distinct_id"),
+            "timestamp": event.get("timestamp"),
+            "synthetic": bool(event.get("synthetic")),
+            "start": start,
+            "end": end,
+            "latency": latency,
+            "is_error": _truthy(props.get("$ai_is_error")),
+            "cost": cost,
+            "properties": props,
+        }
+
+    def trace(self, trace_id: str) -> dict[str, Any] | None:
+        with EventStore(self.db) as store:
+            trace = store.trace(trace_id)
+        if trace is None:
+            return None
+        nodes: list[dict[str, Any]] = []
+        parents: list[int] = []  # index of the latest node at each depth
+        for depth, node in trace.root.walk():
+            del parents[depth:]
+            nodes.append(self._node(node, depth, parents[-1] if parents else None))
+            parents.append(len(nodes) - 1)
+        starts = [n["start"] for n in nodes if n["start"] is not None]
+        ends = [n["end"] for n in nodes if n["end"] is not None]
+        root = nodes[0]
+        if root["start"] is None and starts:  # no $ai_trace event: the root spans its children
+            root["start"], root["end"] = min(starts), max(ends)
+        costs = [n["cost"]["total_cost_usd"] for n in nodes if n["cost"]]
+        usage = [n for n in nodes if n["event"] in (GENERATION, EMBEDDING)]
+        distinct_ids = [n["distinct_id"] for n in nodes if n["distinct_id"]]
+        return {
+            "trace_id": trace_id,
+            "name": root["name"],
+            "start": min(starts) if starts else None,
+            "end": max(ends) if ends else None,
+            "events": len(trace.events),
+            "distinct_id": distinct_ids[0] if distinct_ids else None,
+            "input_tokens": sum(
+                _count(n["properties"].get("$ai_input_tokens")) or 0 for n in usage
+            ),
+            "output_tokens": sum(
+                _count(n["properties"].get("$ai_output_tokens")) or 0
+                for n in usage
+                if n["event"] == GENERATION
+            ),
+            "cost_usd": round(sum(costs), 10) if costs else None,
+            "errors": sum(1 for n in nodes if n["is_error"]),
+            "models": sorted({str(m) for n in usage if (m := n["properties"].get("$ai_model"))}),
+            "nodes": nodes,
+            "pricing_as_of": self.pricing.as_of,
+        }
+
+    def events(self, limit: int, event: str | None) -> dict[str, Any]:
+        with EventStore(self.db) as store:
+            rows = store.events(limit=limit, event=event or None, newest_first=True)
+        return {"events": rows}
+
+    def stats(self, hours: float | None) -> dict[str, Any]:
+        """Calls, latency, tokens and cost per model, overall and per time bucket."""
+        rows = self._usage()
+        points = []
+        cutoff = time.time() - hours * 3600 if hours else None
+        for row in rows:
+            moment = _epoch(row.timestamp)
+            if moment is None or (cutoff is not None and moment < cutoff):
+                continue
+            points.append((moment, row))
+        if not points:
+            return {"bucket_seconds": None, "buckets": [], "models": [], "totals": None}
+        first, last = min(p[0] for p in points), max(p[0] for p in points)
+        size = next((b for b in _BUCKETS if (last - first) / b <= 48), _BUCKETS[-1])
+        origin = math.floor(first / size) * size
+        count = int((last - origin) // size) + 1
+        by_model: dict[str, dict[str, Any]] = {}
+        for moment, row in points:
+            name = str(row.model) if row.model else "(unknown model)"
+            m = by_model.get(name)
+            if m is None:
+                m = by_model[name] = {
+                    "model": name,
+                    "calls": 0,
+                    "errors": 0,
+                    "latencies": [],
+                    "input_tokens": 0,
+                    "output_tokens": 0,
+                    "cost_usd": None,
+                    "series": {
+                        "calls": [0] * count,
+                        "latency_sum": [0.0] * count,
+                        "latency_n": [0] * count,
+                        "tokens": [0] * count,
+                        "cost_usd": [0.0] * count,
+                    },
+                }
+            i = int((moment - origin) // size)
+            series = m["series"]
+            m["calls"] += 1
+            series["calls"][i] += 1
+            m["errors"] += 1 if _truthy(row.is_error) else 0
+            latency = _number(row.latency)
+            if latency is not None:
+                m["latencies"].append(latency)
+                series["latency_sum"][i] += latency
+                series["latency_n"][i] += 1
+            tokens_in, tokens_out = _count(row.input_tokens) or 0, _count(row.output_tokens) or 0
+            m["input_tokens"] += tokens_in
+            m["output_tokens"] += tokens_out
+            series["tokens"][i] += tokens_in + tokens_out
+            cost = self._usage_cost(row)
+            if cost is not None:
+                m["cost_usd"] = (m["cost_usd"] or 0.0) + cost
+                series["cost_usd"][i] += cost
+        models = sorted(by_model.values(), key=lambda m: -m["calls"])
+        for m in models:
+            latencies = m.pop("latencies")
+            m["latency_avg"] = sum(latencies) / len(latencies) if latencies else None
+            m["latency_p50"] = _percentile(latencies, 0.5)
+            m["latency_p95"] = _percentile(latencies, 0.95)
+            series = m["series"]
+            total, n = series.pop("latency_sum"), series.pop("latency_n")
+            series["latency_avg"] = [t / k if k else None for t, k in zip(total, n)]
+            series["cost_usd"] = [round(c, 10) for c in series["cost_usd"]]
+            if m["cost_usd"] is not None:
+                m["cost_usd"] = round(m["cost_usd"], 10)
+        known_costs = [m["cost_usd"] for m in models if m["cost_usd"] is not None]
+        totals = {
+            "calls": sum(m["calls"] for m in models),
+            "errors": sum(m["errors"] for m in models),
+            "input_tokens": sum(m["input_tokens"] for m in models),
+            "output_tokens": sum(m["output_tokens"] for m in models),
+            "cost_usd": round(sum(known_costs), 10) if known_costs else None,
+        }
+        return {
+            "bucket_seconds": size,
+            "buckets": [
+                iso(_dt.datetime.fromtimestamp(origin + k * size, _dt.timezone.utc))
+                for k in range(count)
+            ],
+            "models": models,
+            "totals": totals,
+            "pricing_as_of": self.pricing.as_of,
+        }
+
+
+def _int_arg(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(query.get(name, default))
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number") from None
+    return max(low, min(high, value))
+
+
+def answer(reader: Reader, path: str, query: dict[str, str], *, remote: bool = False) -> Any:
+    """The JSON value for a GET of `path` under `/api/`; raises BadRequest (404 for no such page)."""
+    if path == "/api/traces":
+        search = query.get("search", "").strip()
+        limit = _int_arg(query, "limit", 100, 1, 1000)
+        return reader.traces(search, limit)
+    if path.startswith("/api/traces/"):
+        trace_id = unquote(path[len("/api/traces/") :])
+        trace = reader.trace(trace_id)
+        if trace is None:
+            raise BadRequest(f"no trace {trace_id!r}", status=404)
+        return trace
+    if path == "/api/stats":
+        hours = _number(query.get("hours")) if query.get("hours") else None
+        return reader.stats(hours if hours and hours > 0 else None)
+    if path == "/api/events":
+        limit = _int_arg(query, "limit", 100, 1, 1000)
+        return reader.events(limit, query.get("event"))
+    if path == "/api/info":
+        info = reader.info()
+        info["remote"] = remote
+        return info
+    raise BadRequest(f"no page at {path}", status=404)

@@ -1,0 +1,296 @@
+"""The HTTP side of `posthog-llm serve`: one request handler that routes SDK traffic to the
+collector and GETs to the viewer, and the threading server it runs in.
+
+SDK paths (capture, flags, remote config) answer CORS requests from any origin; viewer paths
+check the Host name on loopback and the project api key otherwise (see `_auth`).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import sqlite3
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .._version import __version__
+from ._api import answer
+from ._app import App
+from ._auth import host_allowed, viewer_secret
+from ._ingest import BadRequest
+from ._static import PAGE_HEADERS, is_page
+
+__all__ = ["CAPTURE_PATHS", "FLAGS_PATHS", "Handler", "Server", "Server6", "is_sdk_path"]
+
+# The paths PostHog's SDKs post events to, without their trailing slash.
+CAPTURE_PATHS = frozenset({"/batch", "/capture", "/e", "/track", "/i/v0/e", "/i/v0/ai/batch"})
+# posthog-js asks for feature flags and its remote config on load; empty answers keep it quiet.
+FLAGS_PATHS = frozenset({"/decide", "/flags"})
+_DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+def is_sdk_path(path: str) -> bool:
+    return path in CAPTURE_PATHS or path in FLAGS_PATHS or path.startswith("/array/")
+
+
+def _flags_answer() -> dict[str, Any]:
+    return {
+        "featureFlags": {},
+        "featureFlagPayloads": {},
+        "flags": {},
+        "errorsWhileComputingFlags": False,
+        "sessionRecording": False,
+        "supportedCompression": ["gzip", "gzip-js"],
+        "autocapture_opt_out": True,
+        "capturePerformance": False,
+        "surveys": False,
+        "heatmaps": False,
+        "siteApps": [],
+    }
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = f"posthog-llm/{__version__}"
+    protocol_version = "HTTP/1.1"
+    timeout = 120  # idle keep-alive connections end instead of holding a thread forever
+
+    @property
+    def app(self) -> App:
+        return self.server.app  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # http.server's access log is noise; capture requests are logged in _capture
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, value: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        extra = {"Cache-Control": "no-store"}
+        extra.update(headers or {})
+        self._send(status, body.encode("utf-8"), "application/json; charset=utf-8", extra)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        # PostHog's error shape: posthog-python shows `detail` in its APIError.
+        self._json(status, {"type": "validation_error", "detail": message}, headers)
+
+    def _cors(self) -> dict[str, str]:
+        return {
+            "Access-Control-Allow-Origin": self.headers.get("Origin") or "*",
+            "Access-Control-Allow-Credentials": "true",
+            "Vary": "Origin",
+        }
+
+    def _route(self) -> tuple[str, dict[str, str]]:
+        parts = urlsplit(self.path)
+        path = "/" + parts.path.strip("/")
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        return path, query
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None after answering 411/400/413 for it."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.close_connection = True
+            self._error(411, "send the body with a Content-Length (chunked bodies are not read)")
+            return None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            self._error(400, "invalid Content-Length")
+            return None
+        limit = self.app.max_body_bytes
+        if length > limit:
+            self._drain(length)
+            self._error(413, f"body of {length} bytes is larger than the {limit} byte limit")
+            return None
+        return self.rfile.read(length)
+
+    def _drain(self, length: int) -> None:
+        # Reading the refused body lets the client see the 413 instead of a connection reset.
+        if length > _DRAIN_LIMIT:
+            self.close_connection = True
+            return
+        remaining = length
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 16))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+
+    def _handle(self, method: str) -> None:
+        try:
+            path, query = self._route()
+            if is_sdk_path(path):
+                self._capture_side(method, path, query)
+            elif method in ("GET", "HEAD"):
+                self._viewer_side(path, query)
+            else:
+                self._read_body()
+                self._error(404, f"no {method} endpoint at {path}")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # the server keeps running whatever one request does
+            self.close_connection = True
+            if self.app.log:
+                self.app.log(f"posthog-llm serve: internal error on {self.path}: {exc!r}")
+            try:
+                self._error(500, f"internal error: {type(exc).__name__}: {exc}")
+            except OSError:
+                pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._handle("POST")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._handle("GET")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._handle("HEAD")
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        path, _ = self._route()
+        if not is_sdk_path(path):
+            self._error(404, f"no endpoint at {path}")
+            return
+        headers = self._cors()
+        headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+        headers["Access-Control-Allow-Headers"] = (
+            self.headers.get("Access-Control-Request-Headers") or "Content-Type"
+        )
+        headers["Access-Control-Max-Age"] = "86400"
+        self._send(204, b"", "text/plain", headers)
+
+    # -- capture -------------------------------------------------------------------------------
+
+    def _capture_side(self, method: str, path: str, query: dict[str, str]) -> None:
+        if method == "POST":
+            raw = self._read_body()
+            if raw is None:
+                return
+        elif "data" in query:  # posthog-js's GET fallback: ?data=<base64 JSON>
+            raw = query["data"].encode("utf-8")
+        else:
+            raw = b""
+        if path in FLAGS_PATHS:
+            self._json(200, _flags_answer(), self._cors())
+            return
+        if path.startswith("/array/"):
+            self._remote_config(path)
+            return
+        if method not in ("GET", "POST"):
+            self._error(405, f"{path} accepts POST")
+            return
+        try:
+            count = self.app.ingest(raw, headers=self.headers, query=query)
+        except BadRequest as exc:
+            if self.app.log:
+                self.app.log(f"{method} {path} -> {exc.status}: {exc}")
+            self._error(exc.status, str(exc), self._cors())
+            return
+        except sqlite3.OperationalError as exc:
+            self._error(503, f"the local store is busy: {exc}", {"Retry-After": "1"})
+            return
+        if self.app.log:
+            self.app.log(f"{method} {path} -> 200: stored {count} event{'s' * (count != 1)}")
+        self._json(200, {"status": 1}, self._cors())
+
+    def _remote_config(self, path: str) -> None:
+        """posthog-js's remote config: `/array/<token>/config` (JSON) or `config.js` (script)."""
+        parts = path.split("/")
+        if len(parts) != 4 or parts[3] not in ("config", "config.js"):
+            self._error(404, f"no file {path}", self._cors())
+            return
+        if parts[3] == "config":
+            self._json(200, _flags_answer(), self._cors())
+            return
+        # JSON is valid JavaScript; escaping "<" keeps a token from closing a script element.
+        token = json.dumps(unquote(parts[2])).replace("<", "\\u003c")
+        config = json.dumps({"config": _flags_answer(), "siteApps": []})
+        script = (
+            "(function(){var c=window._POSTHOG_REMOTE_CONFIG=window._POSTHOG_REMOTE_CONFIG||{};"
+            f"c[{token}]={config};}})();\n"
+        )
+        headers = self._cors()
+        headers["Cache-Control"] = "no-store"
+        self._send(200, script.encode("utf-8"), "text/javascript; charset=utf-8", headers)
+
+    # -- viewer --------------------------------------------------------------------------------
+
+    def _viewer_allowed(self) -> bool:
+        app = self.app
+        if app.remote:
+            # Off this machine the stored prompts are behind the project api key (HTTP Basic).
+            secret = viewer_secret(self.headers.get("Authorization") or "")
+            if not app.key_ok(secret):
+                self._error(
+                    401,
+                    "the viewer needs the project api key as the password",
+                    {"WWW-Authenticate": 'Basic realm="posthog-llm", charset="UTF-8"'},
+                )
+                return False
+            return True
+        # On loopback, refuse foreign Host names: a DNS-rebinding page must not read the store.
+        host = (self.headers.get("Host") or "").strip().lower()
+        if not host_allowed(host, app.bound_host):
+            self._error(403, f"unexpected Host {host!r}; open the viewer at a localhost address")
+            return False
+        return True
+
+    def _viewer_side(self, path: str, query: dict[str, str]) -> None:
+        if path == "/favicon.ico":
+            self._send(204, b"", "image/x-icon")
+            return
+        if not self._viewer_allowed():
+            return
+        app = self.app
+        if is_page(path):
+            body, kind = app.static["index.html"]
+            self._send(200, body, kind, PAGE_HEADERS)
+            return
+        if path.startswith("/static/"):
+            entry = app.static.get(path[len("/static/") :])
+            if entry is None:
+                self._error(404, f"no file {path}")
+                return
+            self._send(200, entry[0], entry[1], {"Cache-Control": "no-cache"})
+            return
+        try:
+            self._json(200, answer(app.reader, path, query, remote=app.remote))
+        except BadRequest as exc:
+            self._error(exc.status, str(exc))
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    app: App
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves a fully qualified name (a DNS query); not needed here.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+class Server6(Server):
+    address_family = socket.AF_INET6

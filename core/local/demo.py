@@ -399,7 +399,7 @@ def _llama_index_models(delay: float) -> tuple[Any, Any]:
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             return CompletionResponse(text=text, raw={"model": self.model_name, "usage": usage})
 
-    llm = QuotingLLM()
+    llm = QuotingLLM(max_tokens=None)
     llm.delay = delay  # MockLLM's __init__ takes no extra fields
     return WordEmbedding(embed_dim=64, model_name="fake-embedding"), llm
 

@@ -307,6 +307,11 @@ class BatchSender:
                         or self._backlog_bytes >= self.max_batch_bytes
                     ):
                         break
+                    if tick:
+                        # One timed delivery per interval: events that arrive while it is being
+                        # sent wait for a full batch or the next tick, instead of going out a
+                        # few at a time in a loop that lasts as long as the traffic does.
+                        next_tick = now + self.flush_interval
                     self._deliver(self._take_batch())
                     self._drain()
                     if self._abort.is_set():

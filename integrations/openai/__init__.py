@@ -19,6 +19,11 @@ Tracked, sync and async: `chat.completions.create` (also `stream=True` and the `
 helper), `chat.completions.parse`, `responses.create` (also streaming), `responses.parse`,
 `embeddings.create`. Everything else is the SDK, untouched; results are the SDK's own objects.
 For a client built elsewhere use `wrap(client, posthog_client=...)`.
+
+`posthog_llm.context(...)` applies to these calls too; per-call arguments win over it.
+`posthog_privacy_mode=False` leaves privacy to the context and the client (it never switches
+it off). `posthog_provider_override="deepseek"` sets `$ai_provider`, which is otherwise inferred
+from the client's base URL (`azure` for the Azure clients).
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ POSTHOG_ARGUMENTS = (
 # openai's `with_raw_response` / `with_streaming_response` mark their calls with this header.
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 _perf = time.perf_counter
+_READ_AS_IS = (str, bytes, list, tuple, dict, openai.Omit, openai.NotGiven)
 
 
 class Kind(NamedTuple):
@@ -241,6 +242,10 @@ def begin(kind: Kind, client: Any, kwargs: dict[str, Any]) -> Call | None:
             if given is None:
                 given = {}
             given[name[8:]] = kwargs.pop(name)
+    for name in kind.list_arguments:
+        value = kwargs.get(name)
+        if value is not None and not isinstance(value, _READ_AS_IS):
+            kwargs[name] = list(value)  # an iterator: read it once, for the SDK and for us
     tracker: Tracker | None = getattr(client, "_posthog_llm", None)
     if tracker is None:
         return None
@@ -263,12 +268,8 @@ def begin(kind: Kind, client: Any, kwargs: dict[str, Any]) -> Call | None:
         params = dict(kwargs)
         for name in kind.list_arguments:
             value = kwargs.get(name)
-            if value is not None and not isinstance(value, (str, list, dict, tuple)):
-                if isinstance(value, (openai.Omit, openai.NotGiven)):
-                    continue
-                value = kwargs[name] = list(value)  # an iterator: read it once, for both of us
             if isinstance(value, list):
-                params[name] = list(value)
+                params[name] = list(value)  # the caller may append to it before the event is built
         call = Call(kind, client, tracker, params, emitter.scope(overrides), provider)
         if call.stream and kind is CHAT:
             if "stream_options" not in kwargs or isinstance(

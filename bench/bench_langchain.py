@@ -263,17 +263,17 @@ def memory_child(name: str, sink_url: str, calls: int) -> None:
         chain.invoke({"question": "What do owls eat?"}, config=config)
     contender.flush()
     gc.collect()
-    samples = [(1000, _rss_mb())]
+    samples = [(1000, _rss_mb(), sys.getallocatedblocks())]
     step = max(1, calls // 10)
     start = time.perf_counter()
     for i in range(1, calls + 1):
         chain.invoke({"question": "What do owls eat?"}, config=config)
         if i % step == 0:
-            samples.append((i, _rss_mb()))
+            samples.append((i, _rss_mb(), sys.getallocatedblocks()))
     contender.flush()
     elapsed = time.perf_counter() - start
     gc.collect()
-    samples.append((calls, _rss_mb()))
+    samples.append((calls, _rss_mb(), sys.getallocatedblocks()))
     live_runs = None
     if name == "posthog-llm":
         handler = contender.callbacks[0]
@@ -440,20 +440,22 @@ def write_report(
         "## Memory: RSS while invoking the chain (each tracer in its own process)",
         "",
         "| tracer | invokes | RSS after 1,000 warm-up invokes MB | RSS at end MB | growth MB | "
-        "growth over the last half MB | live run entries at end | seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        "growth over the last half MB | Python heap blocks, growth | live run entries at end "
+        "| seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in memory.items():
         if "error" in result:
-            lines.append(f"| {name} | failed: {result['error']} | | | | | | |")
+            lines.append(f"| {name} | failed: {result['error']} | | | | | | | |")
             continue
         samples = result["samples"]
         first, last = samples[0][1], samples[-1][1]
         middle = samples[len(samples) // 2][1]
+        blocks = samples[-1][2] - samples[0][2]
         live = "" if result["live_runs"] is None else f"{result['live_runs']:,}"
         lines.append(
             f"| {name} | {result['calls']:,} | {first:.0f} | {last:.0f} | {last - first:+.1f} | "
-            f"{last - middle:+.1f} | {live} | {result['seconds']:.0f} |"
+            f"{last - middle:+.1f} | {blocks:+,} | {live} | {result['seconds']:.0f} |"
         )
     lines += [
         "",

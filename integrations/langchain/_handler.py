@@ -103,6 +103,13 @@ class PostHogCallbackHandler(BaseCallbackHandler):
     def __repr__(self) -> str:
         return f"<PostHogCallbackHandler runs={len(self._runs)}>"
 
+    # A handler is a shared sink for runs: configs that get copied keep pointing at it.
+    def __copy__(self) -> PostHogCallbackHandler:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PostHogCallbackHandler:
+        return self
+
     # -- limits on live run state ----------------------------------------------------------------
 
     @property

@@ -6,8 +6,10 @@ conversion happens later in the event builder, on the sender's worker thread.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any
 from uuid import UUID
@@ -131,6 +133,7 @@ class RunMap:
         self._ended: OrderedDict[UUID, tuple[Trace, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._inserts = 0
+        _live_maps.add(self)
 
     def __len__(self) -> int:
         return len(self._live)
@@ -185,3 +188,22 @@ class RunMap:
         with self._lock:
             self._live.clear()
             self._ended.clear()
+
+    def _after_fork_in_child(self) -> None:
+        # A lock held by another thread at fork time would never be released in the child,
+        # and the parent's runs end in the parent: start empty.
+        self._lock = threading.Lock()
+        self._live = OrderedDict()
+        self._ended = OrderedDict()
+
+
+_live_maps: weakref.WeakSet[RunMap] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for run_map in list(_live_maps):
+        run_map._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -62,3 +62,30 @@ def test_runs_older_than_max_run_age_are_evicted(handler):
 def test_default_limits_are_bounded(handler):
     assert 0 < handler.max_runs <= 100_000
     assert 0 < handler.max_run_age <= 24 * 3600
+
+
+def test_copies_of_a_config_share_the_handler(handler):
+    import copy
+
+    config = {"callbacks": [handler]}
+    assert copy.deepcopy(config)["callbacks"][0] is handler
+    assert copy.copy(handler) is handler
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_starts_with_empty_run_state(handler, events):
+    import os
+
+    handler.on_chain_start(None, {}, run_id=uuid.uuid4())
+    handler._runs._lock.acquire()  # held by "another thread" at fork time
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: must not deadlock, and owns none of the parent's runs
+            ok = len(handler._runs) == 0
+            handler.on_chain_start(None, {}, run_id=uuid.uuid4())
+            os._exit(0 if ok and len(handler._runs) == 1 else 1)
+    finally:
+        handler._runs._lock.release()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(handler._runs) == 1

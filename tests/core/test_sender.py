@@ -217,3 +217,18 @@ def test_a_slow_destination_does_not_block_capture():
     assert client.flush(20)
     assert len(sink.events) == 2000
     client.shutdown(1)
+
+
+def test_steady_traffic_is_sent_once_per_interval_not_a_few_events_at_a_time(sink):
+    client = Client(destination=sink, flush_at=10_000, flush_interval=0.3)
+    end = time.monotonic() + 1.2
+    sent = 0
+    while time.monotonic() < end:
+        client.capture("e", distinct_id="u")
+        sent += 1
+        time.sleep(0.0005)
+    assert client.flush(5)
+    assert len(sink.events) == sent
+    # about one batch per 0.3 s interval (plus the final flush), never one per trickle of events
+    assert sink.batches <= 8, sink.batches
+    client.shutdown(1)

@@ -59,7 +59,9 @@ class PostHogHTTPDestination:
         data = self.body(events)
         headers = {"Content-Type": "application/json"}
         if self.gzip:
-            data = _gzip.compress(data, compresslevel=6)
+            # Level 1: about 5x cheaper than the default level 6 on large prompts, for ~40% more
+            # bytes. CPU on the user's machine is the scarcer resource here.
+            data = _gzip.compress(data, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
             response = self._get_session().post(

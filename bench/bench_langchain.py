@@ -53,6 +53,8 @@ def _big_prompt(chars: int = 200_000) -> str:
 
 
 BIG_PROMPT = _big_prompt()
+PAUSE = 0.0002  # seconds of I/O wait per call in the paced memory run
+
 CONTENDERS = [
     "bare",
     "no-op handler",
@@ -255,7 +257,8 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def memory_child(name: str, sink_url: str, calls: int) -> None:
+def memory_child(name: str, sink_url: str, calls: int, pause: float) -> None:
+    """Invoke the chain `calls` times, sampling RSS and the Python heap; print JSON."""
     chain = make_chain()
     contender = make_contender(name, sink_url)
     config = {"callbacks": contender.callbacks}
@@ -263,28 +266,43 @@ def memory_child(name: str, sink_url: str, calls: int) -> None:
         chain.invoke({"question": "What do owls eat?"}, config=config)
     contender.flush()
     gc.collect()
-    samples = [(1000, _rss_mb(), sys.getallocatedblocks())]
+    samples = [(0, _rss_mb(), sys.getallocatedblocks())]
     step = max(1, calls // 10)
     start = time.perf_counter()
     for i in range(1, calls + 1):
         chain.invoke({"question": "What do owls eat?"}, config=config)
+        if pause:
+            time.sleep(pause)  # the time a real model call spends waiting on the network
         if i % step == 0:
             samples.append((i, _rss_mb(), sys.getallocatedblocks()))
+    peak = max(s[1] for s in samples)
     contender.flush()
     elapsed = time.perf_counter() - start
     gc.collect()
     samples.append((calls, _rss_mb(), sys.getallocatedblocks()))
-    live_runs = None
-    if name == "posthog-llm":
+    live_runs = dropped = None
+    if name.startswith("posthog-llm"):
         handler = contender.callbacks[0]
         live_runs = len(handler._runs) + handler._runs.ended_count
+        dropped = handler._emitter.client.stats()["dropped"]
     contender.stop()
     print(
-        json.dumps({"samples": samples, "live_runs": live_runs, "seconds": elapsed, "calls": calls})
+        json.dumps(
+            {
+                "samples": samples,
+                "peak": peak,
+                "live_runs": live_runs,
+                "dropped": dropped,
+                "seconds": elapsed,
+                "calls": calls,
+                "pause": pause,
+            }
+        )
     )
 
 
-def measure_memory(name: str, sink_url: str, calls: int) -> dict[str, Any]:
+def measure_memory(name: str, sink: SinkProcess, calls: int, pause: float) -> dict[str, Any]:
+    before = sink.stats()
     out = subprocess.run(
         [
             sys.executable,
@@ -292,9 +310,11 @@ def measure_memory(name: str, sink_url: str, calls: int) -> dict[str, Any]:
             "--memory-child",
             name,
             "--sink",
-            sink_url,
+            sink.url,
             "--calls",
             str(calls),
+            "--pause",
+            str(pause),
         ],
         capture_output=True,
         text=True,
@@ -303,7 +323,10 @@ def measure_memory(name: str, sink_url: str, calls: int) -> dict[str, Any]:
     )
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    after = sink.stats()
+    result["received"] = after["events"] - before["events"]
+    return result
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -320,9 +343,10 @@ def main() -> None:
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--pause", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child, args.sink, args.calls)
+        memory_child(args.memory_child, args.sink, args.calls, args.pause)
         return
 
     quick = args.quick
@@ -347,10 +371,14 @@ def main() -> None:
         inline = measure_run_inline(chain, sink.url, small_calls // 2, small_rounds)
         print({k: round(v) for k, v in inline.items()}, flush=True)
         print("memory ...", flush=True)
-        memory = {"posthog-llm": measure_memory("posthog-llm", sink.url, ours_memory_calls)}
-        for name in ("posthog-python", "langfuse"):
-            memory[name] = measure_memory(name, sink.url, peer_memory_calls)
-        print(json.dumps(memory)[:2000], flush=True)
+        memory = {}
+        for pause in (0.0, PAUSE):
+            memory[("posthog-llm", pause)] = measure_memory(
+                "posthog-llm", sink, ours_memory_calls, pause
+            )
+            for name in ("posthog-python", "langfuse"):
+                memory[(name, pause)] = measure_memory(name, sink, peer_memory_calls, pause)
+        print({k: v.get("peak") for k, v in memory.items()}, flush=True)
         delivered = sink.stats()
     finally:
         sink.close()
@@ -370,7 +398,7 @@ def write_report(
     small: dict[str, tuple[float, ...]],
     big: dict[str, tuple[float, ...]],
     inline: dict[str, float],
-    memory: dict[str, Any],
+    memory: dict[tuple[str, float], Any],
     delivered: dict[str, int],
     settings: dict[str, Any],
 ) -> None:
@@ -437,25 +465,35 @@ def write_report(
         lines.append(f"| {name} | {value:,.0f} | {extra} |")
     lines += [
         "",
-        "## Memory: RSS while invoking the chain (each tracer in its own process)",
+        "## Memory over many invokes (each tracer in its own process)",
         "",
-        "| tracer | invokes | RSS after 1,000 warm-up invokes MB | RSS at end MB | growth MB | "
-        "growth over the last half MB | Python heap blocks, growth | live run entries at end "
+        "*tight loop*: invokes back to back, the fake model never waits, so the caller holds the "
+        "GIL nearly all the time (the worst case for any tracer that sends from a background "
+        f"thread). *paced*: {PAUSE * 1e3:.1f} ms of sleep per call stands for the network wait "
+        "of a real model call. Each child first runs 1,000 warm-up invokes. RSS is sampled ten "
+        "times during the loop; heap blocks are "
+        "`sys.getallocatedblocks()` after the final flush, against the start.",
+        "",
+        "| tracer | loop | invokes | RSS start MB | RSS peak MB | RSS end MB | heap blocks after "
+        "flush | events received by the sink (warm-up included) | dropped (own count) | live run entries at end "
         "| seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, result in memory.items():
+    for (name, pause), result in memory.items():
+        loop = "paced" if pause else "tight loop"
         if "error" in result:
-            lines.append(f"| {name} | failed: {result['error']} | | | | | | | |")
+            lines.append(f"| {name} | {loop} | failed: {result['error']} | | | | | | | | |")
             continue
         samples = result["samples"]
         first, last = samples[0][1], samples[-1][1]
-        middle = samples[len(samples) // 2][1]
         blocks = samples[-1][2] - samples[0][2]
         live = "" if result["live_runs"] is None else f"{result['live_runs']:,}"
+        dropped = "" if result["dropped"] is None else f"{result['dropped']:,}"
+        received = f"{result['received']:,}" if name != "langfuse" else "(OTLP, not counted)"
         lines.append(
-            f"| {name} | {result['calls']:,} | {first:.0f} | {last:.0f} | {last - first:+.1f} | "
-            f"{last - middle:+.1f} | {blocks:+,} | {live} | {result['seconds']:.0f} |"
+            f"| {name} | {loop} | {result['calls']:,} | {first:.0f} | {result['peak']:.0f} | "
+            f"{last:.0f} | {blocks:+,} | {received} | {dropped} | {live} | "
+            f"{result['seconds']:.0f} |"
         )
     lines += [
         "",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -459,6 +459,13 @@ def _run_scope(scope: Scope, extra: Any, private: bool) -> Scope:
 # -- builders: run on the sender's worker thread -----------------------------------------------
 
 
+def _safely(convert: Callable[..., Any], *args: Any) -> Any:
+    """One fact of an event: if reading it fails, the event goes out without it."""
+    with capture_internal_exceptions():
+        return convert(*args)
+    return None
+
+
 def _run_name(run: Run) -> str | None:
     if run.name:
         return str(run.name)
@@ -511,7 +518,7 @@ def _step_common(
     err, status = _error_fields(error, privacy)
     if privacy:
         return privacy, None, None, err, status
-    return privacy, to_state(run.inputs), to_state(output), err, status
+    return privacy, _safely(to_state, run.inputs), _safely(to_state, output), err, status
 
 
 def _span_builder(
@@ -614,12 +621,14 @@ def _generation_builder(
     privacy = emitter.privacy(run.scope)
     params = run.params if isinstance(run.params, Mapping) else {}
     metadata = run.metadata if isinstance(run.metadata, Mapping) else {}
-    base_url = base_url_of(run.serialized, params)
-    provider = normalise_provider(metadata.get("ls_provider"), base_url)
-    model = (served_model(response) if response is not None else None) or requested_model(
-        params, metadata
+    base_url = _safely(base_url_of, run.serialized, params)
+    provider = _safely(normalise_provider, metadata.get("ls_provider"), base_url)
+    model = (_safely(served_model, response) if response is not None else None) or _safely(
+        requested_model, params, metadata
     )
-    usage = extract_usage(response, provider, model) if response is not None else Usage()
+    usage = Usage()
+    if response is not None:
+        usage = _safely(extract_usage, response, provider, model) or usage
     streamed = run.first_token is not None or params.get("stream") is True
     finished = run.last_token if run.last_token is not None and error is None else end
     if _control_flow(error):
@@ -627,15 +636,14 @@ def _generation_builder(
     err, status = _error_fields(error, privacy)
     input_messages = output = None
     if not privacy:
-        input_messages = (
-            messages_to_dicts(run.inputs) if run.kind == CHAT else prompts_to_dicts(run.inputs)
-        )
+        convert = messages_to_dicts if run.kind == CHAT else prompts_to_dicts
+        input_messages = _safely(convert, run.inputs)
         if response is not None:
-            output = output_choices(response) or None
+            output = _safely(output_choices, response) or None
         sent_whole = run.trace.sent_whole
         if sent_whole is not None and max_chars is not None:
-            sent_whole.extend(long_texts(input_messages, max_chars))
-            sent_whole.extend(long_texts(output, max_chars))
+            sent_whole.extend(_safely(long_texts, input_messages, max_chars) or ())
+            sent_whole.extend(_safely(long_texts, output, max_chars) or ())
     return generation_properties(
         trace_id=run.trace.trace_id,
         span_id=run.run_id,
@@ -644,8 +652,8 @@ def _generation_builder(
         model=model,
         provider=provider,
         base_url=base_url,
-        model_parameters=_model_parameters(params, metadata),
-        tools=_tools(params),
+        model_parameters=_safely(_model_parameters, params, metadata),
+        tools=_safely(_tools, params),
         input=input_messages,
         output_choices=output,
         input_tokens=usage.input_tokens,
@@ -656,7 +664,7 @@ def _generation_builder(
         latency=max(0.0, finished - run.start),
         time_to_first_token=(run.first_token - run.start) if run.first_token is not None else None,
         stream=streamed,
-        stop_reason=stop_reason(response) if response is not None else None,
+        stop_reason=_safely(stop_reason, response) if response is not None else None,
         http_status=status if error is not None else 200,
         error=err,
         framework=FRAMEWORK,

@@ -172,3 +172,22 @@ def test_missing_langchain_core_says_which_extra_to_install():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
     assert "pip install 'posthog-llm[langchain]'" in out.stdout, out.stderr
+
+
+@pytest.mark.allow_internal_errors
+def test_a_fact_that_cannot_be_read_is_left_out_not_the_event(
+    handler, events, monkeypatch, _fail_on_swallowed_internal_errors
+):
+    from posthog_llm.integrations.langchain import _handler
+
+    def broken(*args):
+        raise RuntimeError("unexpected message shape")
+
+    monkeypatch.setattr(_handler, "messages_to_dicts", broken)
+    chain().invoke({"question": "q"}, config={"callbacks": [handler]})
+
+    (generation,) = events("$ai_generation")
+    assert "$ai_input" not in generation["properties"]
+    assert generation["properties"]["$ai_output_choices"][0]["content"] == "Owls eat mice."
+    assert generation["properties"]["$ai_input_tokens"] == 25
+    assert any("unexpected message shape" in str(e) for e in _fail_on_swallowed_internal_errors)

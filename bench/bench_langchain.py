@@ -138,6 +138,30 @@ def make_contender(name: str, sink_url: str) -> Contender:
     raise ValueError(name)
 
 
+class DropCounter:
+    """Counts the peers' own "dropped" log lines (they have no counter to read)."""
+
+    PATTERNS = {
+        "posthog-python": "queue is full",  # one line per dropped event
+        "langfuse": "Dropping span batch",  # one line per dropped batch of spans
+    }
+
+    def __init__(self) -> None:
+        import logging
+
+        counts = self.counts = dict.fromkeys(self.PATTERNS, 0)
+        patterns = self.PATTERNS
+
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                message = record.getMessage()
+                for name, pattern in patterns.items():
+                    if pattern in message:
+                        counts[name] += 1
+
+        logging.getLogger().addHandler(Handler(logging.WARNING))
+
+
 # -- the loopback sink, in its own process --------------------------------------------------------
 
 SINK_SERVER = """
@@ -355,6 +379,7 @@ def main() -> None:
     ours_memory_calls = 10_000 if quick else 100_000
     peer_memory_calls = 2_000 if quick else 10_000
 
+    drops = DropCounter()
     sink = SinkProcess()
     try:
         chain = make_chain()
@@ -365,6 +390,12 @@ def main() -> None:
         print("200 KB prompt ...", flush=True)
         big = measure(chain, contenders, BIG_PROMPT, big_calls, big_rounds)
         print(big, flush=True)
+        ours_dropped = {
+            c.name: c.callbacks[0]._emitter.client.stats()["dropped"]
+            for c in contenders
+            if c.name.startswith("posthog-llm")
+        }
+        lost = {**ours_dropped, **drops.counts}
         for c in contenders:
             c.stop()
         print("ainvoke, run_inline ...", flush=True)
@@ -389,6 +420,7 @@ def main() -> None:
         "big_calls": big_calls,
         "big_rounds": big_rounds,
     }
+    settings["lost"] = lost
     write_report(args.out, quick, small, big, inline, memory, delivered, settings)
 
 
@@ -453,7 +485,17 @@ def write_report(
             f"caller {ratios[0]}, with delivery {ratios[1]}, CPU {ratios[2]}.",
             "",
         ]
+    lost = settings["lost"]
     lines += [
+        "Lost during the two timing runs above: "
+        + ", ".join(
+            f"{name} {count:,} {'batches of spans' if name == 'langfuse' else 'events'}"
+            for name, count in lost.items()
+        )
+        + " (posthog-llm: its client's drop counter; the peers: their own warnings, "
+        '"queue is full" per event for posthog-python, "Dropping span batch" per OTLP '
+        "request over 64 MB for Langfuse).",
+        "",
         "## `ainvoke`: the handler called inline on the event loop vs. through LangChain's "
         "executor (posthog-llm)",
         "",

@@ -456,6 +456,12 @@ def write_report(
         "Added = contender minus the bare chain; ratio = added divided by posthog-python's added. "
         "The 200 KB prompt is English-like text (it compresses about 2:1, like real documents).",
         "",
+        "The `gzip=False` row is posthog-llm with its client's compression off: the difference "
+        "to the row above is the cost of gzipping the payload (posthog-python sends it "
+        "uncompressed). With the 200 KB prompt posthog-llm sends the prompt once, whole, in the "
+        "generation; its spans and the trace keep the first 10,000 characters with a marker "
+        "(`max_span_state_chars`); posthog-python sends it four times.",
+        "",
     ]
     for title, results in (("Small prompt", small), ("200 KB prompt", big)):
         ph, bare = results["posthog-python"], results["bare"]

@@ -103,6 +103,7 @@ class BatchSender:
         self._queue: deque[Any] = deque()
         self._backlog: deque[bytes] = deque()
         self._backlog_bytes = 0
+        self._backlog_lock = threading.Lock()
         self._lock = threading.Lock()
         self._progress = threading.Condition(threading.Lock())
         self._wake = threading.Event()
@@ -146,6 +147,8 @@ class BatchSender:
             self._dropped += 1
             return False
         queue = self._queue
+        if len(queue) >= self.help_threshold and self._thread is not None:
+            return self._build_here(item)
         if len(queue) >= self.max_queue_size:
             # Drop the newest: what is already queued is older and closer to being sent.
             self._dropped += 1
@@ -160,6 +163,47 @@ class BatchSender:
         elif len(queue) >= self.flush_at and not self._wake.is_set():
             self._wake.set()
         return True
+
+    @property
+    def help_threshold(self) -> int:
+        return max(self.flush_at, self.max_queue_size // 4)
+
+    def _build_here(self, item: Any) -> bool:
+        """The worker is far behind: build this event on the caller's thread.
+
+        Backpressure instead of loss. Unbuilt items hold references to the caller's objects and
+        their size is unknown; built ones are bytes, bounded by `max_queue_bytes`. This costs the
+        caller CPU only while the worker cannot keep up, and never waits on I/O.
+        """
+        self._accepted += 1
+        try:
+            data = self._process(item)
+        except Exception:
+            log.exception("posthog-llm: could not build an event; it was skipped")
+            data = None
+        if data is None:
+            self._filtered += 1
+            self._finish(1)
+        elif not self._store_built(data):
+            self._dropped += 1
+            self._warn_buffer_full()
+            self._finish(1)
+        if not self._wake.is_set():
+            self._wake.set()
+        return data is not None
+
+    def _store_built(self, data: bytes) -> bool:
+        with self._backlog_lock:
+            if self._backlog_bytes + len(data) > self.max_queue_bytes:
+                return False
+            self._backlog.append(data)
+            self._backlog_bytes += len(data)
+            return True
+
+    def _warn_buffer_full(self) -> None:
+        self._warning.warn(
+            "posthog-llm buffer is full (%d bytes): dropping new events", self.max_queue_bytes
+        )
 
     def _start(self) -> None:
         with self._lock:
@@ -246,7 +290,6 @@ class BatchSender:
     def _drain(self) -> None:
         """Serialize queued items into the byte-bounded backlog."""
         queue = self._queue
-        backlog = self._backlog
         filtered = dropped = 0
         while queue:
             item = queue.popleft()
@@ -258,32 +301,27 @@ class BatchSender:
             if data is None:
                 filtered += 1
                 continue
-            if self._backlog_bytes + len(data) > self.max_queue_bytes:
+            if not self._store_built(data):
                 dropped += 1
-                continue
-            backlog.append(data)
-            self._backlog_bytes += len(data)
         if filtered or dropped:
             self._filtered += filtered
             self._dropped += dropped
             if dropped:
-                self._warning.warn(
-                    "posthog-llm buffer is full (%d bytes): dropping new events",
-                    self.max_queue_bytes,
-                )
+                self._warn_buffer_full()
             self._finish(filtered + dropped)
 
     def _take_batch(self) -> list[bytes]:
         backlog = self._backlog
         batch: list[bytes] = []
         size = 0
-        while backlog and len(batch) < self.flush_at:
-            if batch and size + len(backlog[0]) > self.max_batch_bytes:
-                break
-            data = backlog.popleft()
-            size += len(data)
-            batch.append(data)
-        self._backlog_bytes -= size
+        with self._backlog_lock:
+            while backlog and len(batch) < self.flush_at:
+                if batch and size + len(backlog[0]) > self.max_batch_bytes:
+                    break
+                data = backlog.popleft()
+                size += len(data)
+                batch.append(data)
+            self._backlog_bytes -= size
         return batch
 
     def _run(self) -> None:
@@ -331,7 +369,7 @@ class BatchSender:
         burst is over keeps `capture()` cheap. The wait ends at `deadline`, at half a queue, or
         as soon as a flush or shutdown asks for delivery.
         """
-        high_water = self.max_queue_size // 2
+        high_water = self.help_threshold // 2
         while not (self._flush_waiters or self._stopping):
             before = len(self._queue)
             if before >= high_water or time.monotonic() >= deadline:

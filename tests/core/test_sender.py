@@ -239,3 +239,24 @@ def test_steady_traffic_is_sent_once_per_interval_not_a_few_events_at_a_time(sin
     # about one batch per 0.3 s interval (plus the final flush), never one per trickle of events
     assert sink.batches <= 8, sink.batches
     client.shutdown(1)
+
+
+def test_a_worker_far_behind_makes_the_caller_build_events_instead_of_dropping():
+    class Blocked:
+        description = "blocked"
+
+        def send(self, events, *, timeout):
+            raise RetryableError("down", retry_after=30)
+
+        def close(self):
+            pass
+
+    client = Client(destination=Blocked(), max_queue_size=400, flush_at=10, flush_interval=30)
+    sender = client._sender
+    results = [client.capture("e", distinct_id="u", properties={"i": i}) for i in range(1000)]
+    assert all(results)  # nothing dropped: past the threshold the caller built them
+    stats = client.stats()
+    assert stats["dropped"] == 0 and stats["queued"] >= 1000 - 10  # one batch is in flight
+    assert len(sender._queue) <= sender.help_threshold  # unbuilt items stay bounded
+    assert len(sender._backlog) >= 1000 - sender.help_threshold
+    client.shutdown(0.2)

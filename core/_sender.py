@@ -288,10 +288,18 @@ class BatchSender:
             self._progress.notify_all()
 
     def _drain(self) -> None:
-        """Serialize queued items into the byte-bounded backlog."""
+        """Build queued items into the byte-bounded backlog, one batch's worth at a time.
+
+        Building only what the next request needs keeps the byte bound for what is genuinely
+        waiting on the network: building the whole queue ahead of sending would fill the
+        buffer with large events and drop them even though they could have been delivered.
+        """
         queue = self._queue
+        backlog = self._backlog
         filtered = dropped = 0
         while queue:
+            if len(backlog) >= self.flush_at or self._backlog_bytes >= self.max_batch_bytes:
+                break
             item = queue.popleft()
             try:
                 data = self._process(item)
@@ -341,7 +349,7 @@ class BatchSender:
                         tick
                         or self._flush_waiters
                         or self._stopping
-                        or len(self._backlog) >= self.flush_at
+                        or len(self._backlog) + len(self._queue) >= self.flush_at
                         or self._backlog_bytes >= self.max_batch_bytes
                     ):
                         break

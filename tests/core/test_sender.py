@@ -258,5 +258,17 @@ def test_a_worker_far_behind_makes_the_caller_build_events_instead_of_dropping()
     stats = client.stats()
     assert stats["dropped"] == 0 and stats["queued"] >= 1000 - 10  # one batch is in flight
     assert len(sender._queue) <= sender.help_threshold  # unbuilt items stay bounded
-    assert len(sender._backlog) >= 1000 - sender.help_threshold
+    assert len(sender._backlog) >= 1000 - sender.help_threshold - 10  # 10 in flight
     client.shutdown(0.2)
+
+
+def test_large_events_beyond_the_byte_bound_are_delivered_not_dropped(sink):
+    # 50 events of ~100 KB queued while the worker waits: 5 MB in all, 5x the byte bound. They
+    # are built one batch at a time as they are sent, so none is dropped.
+    client = Client(destination=sink, max_queue_bytes=1_000_000, flush_at=5, flush_interval=30)
+    text = "lorem ipsum dolor sit amet " * 4_000
+    for i in range(50):
+        client.capture("$ai_generation", distinct_id="u", properties={"$ai_input": text, "i": i})
+    assert client.flush(20)
+    assert len(sink.events) == 50 and client.stats()["dropped"] == 0
+    client.shutdown(1)

@@ -18,6 +18,18 @@ def _client(server, **kw) -> Client:
     return Client(api_key="phc_test", host=server.host, **kw)
 
 
+class Blocked:
+    """A destination that is down and asks to be retried much later."""
+
+    description = "blocked"
+
+    def send(self, events, *, timeout):
+        raise RetryableError("down", retry_after=30)
+
+    def close(self):
+        pass
+
+
 def _uuids(server) -> list[str]:
     return [e["uuid"] for e in server.events]
 
@@ -130,15 +142,6 @@ def test_shutdown_returns_by_deadline_when_the_endpoint_is_down():
 
 
 def test_full_queue_drops_newest_counts_and_warns_once(caplog):
-    class Blocked:
-        description = "blocked"
-
-        def send(self, events, *, timeout):
-            raise RetryableError("down", retry_after=30)
-
-        def close(self):
-            pass
-
     caplog.set_level(logging.WARNING, logger="posthog_llm")
     client = Client(destination=Blocked(), max_queue_size=100, flush_interval=10)
     results = [client.capture("e", distinct_id="u", properties={"i": i}) for i in range(1000)]
@@ -151,15 +154,6 @@ def test_full_queue_drops_newest_counts_and_warns_once(caplog):
 
 
 def test_memory_is_bounded_by_bytes():
-    class Blocked:
-        description = "blocked"
-
-        def send(self, events, *, timeout):
-            raise RetryableError("down", retry_after=30)
-
-        def close(self):
-            pass
-
     client = Client(
         destination=Blocked(), max_queue_bytes=200_000, flush_at=10_000, flush_interval=0.05
     )
@@ -242,15 +236,6 @@ def test_steady_traffic_is_sent_once_per_interval_not_a_few_events_at_a_time(sin
 
 
 def test_a_worker_far_behind_makes_the_caller_build_events_instead_of_dropping():
-    class Blocked:
-        description = "blocked"
-
-        def send(self, events, *, timeout):
-            raise RetryableError("down", retry_after=30)
-
-        def close(self):
-            pass
-
     client = Client(destination=Blocked(), max_queue_size=400, flush_at=10, flush_interval=30)
     sender = client._sender
     results = [client.capture("e", distinct_id="u", properties={"i": i}) for i in range(1000)]

@@ -52,6 +52,11 @@ def _check_host(host: str) -> str:
     return host.rstrip("/")
 
 
+def _is_loopback(host: str | None) -> bool:
+    name = (urlsplit(host).hostname or "") if host else ""
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
 def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
@@ -133,9 +138,13 @@ class Client:
         if destination is None:
             if self.api_key or self.host:
                 if not self.api_key:
-                    raise ValueError(
-                        f"host is set ({self.host}) but no api_key: pass api_key= or set POSTHOG_API_KEY"
-                    )
+                    if not _is_loopback(self.host):
+                        raise ValueError(
+                            f"host is set ({self.host}) but no api_key: pass api_key= or set "
+                            "POSTHOG_API_KEY"
+                        )
+                    # `posthog-llm serve` on this machine accepts any key on loopback.
+                    self.api_key = "phc_local"
                 self.host = self.host or DEFAULT_HOST
                 destination = PostHogHTTPDestination(self.api_key, self.host, gzip=gzip)
             else:

@@ -148,3 +148,13 @@ def test_manual_capture_inside_context_gets_its_identity(client, sink):
     assert first["properties"]["plan"] == "free"  # explicit properties win
     assert first["properties"]["$groups"] == {"company": "c"}
     assert "$ai_input" not in second["properties"] and second["distinct_id"] == "u2"
+
+
+def test_a_loopback_host_needs_no_key_but_a_remote_one_does(posthog_server):
+    client = Client(host=posthog_server.host, flush_interval=0.05)  # e.g. `posthog-llm serve`
+    client.capture("e", distinct_id="u")
+    assert client.flush(5)
+    assert len(posthog_server.events) == 1
+    client.shutdown(1)
+    with pytest.raises(ValueError, match="api_key"):
+        Client(host="https://posthog.example.com")

@@ -26,6 +26,9 @@ log = logging.getLogger("posthog_llm")
 
 _live_senders: weakref.WeakSet[BatchSender] = weakref.WeakSet()
 
+# Batch size while catching up; PostHog accepts batches of this size (bodies up to 20 MB).
+_CATCH_UP_BATCH = 2_000
+
 
 @dataclass(frozen=True)
 class SenderStats:
@@ -296,9 +299,10 @@ class BatchSender:
         """
         queue = self._queue
         backlog = self._backlog
+        target = self._batch_target()
         filtered = dropped = 0
         while queue:
-            if len(backlog) >= self.flush_at or self._backlog_bytes >= self.max_batch_bytes:
+            if len(backlog) >= target or self._backlog_bytes >= self._build_ahead_bytes:
                 break
             item = queue.popleft()
             try:
@@ -318,12 +322,29 @@ class BatchSender:
                 self._warn_buffer_full()
             self._finish(filtered + dropped)
 
+    @property
+    def _build_ahead_bytes(self) -> int:
+        # Never build so far ahead that the byte bound itself would drop a deliverable event.
+        return min(self.max_batch_bytes, self.max_queue_bytes // 2)
+
+    def _batch_target(self) -> int:
+        """Events per request: `flush_at`, or larger batches while far behind.
+
+        Each request hands the GIL back and forth several times, and a busy caller makes every
+        hand-back wait; when events pile up, fewer and larger requests (still capped by
+        `max_batch_bytes`) keep delivery ahead of the caller.
+        """
+        if len(self._queue) + len(self._backlog) > 4 * self.flush_at:
+            return max(self.flush_at, _CATCH_UP_BATCH)
+        return self.flush_at
+
     def _take_batch(self) -> list[bytes]:
         backlog = self._backlog
+        target = self._batch_target()
         batch: list[bytes] = []
         size = 0
         with self._backlog_lock:
-            while backlog and len(batch) < self.flush_at:
+            while backlog and len(batch) < target:
                 if batch and size + len(backlog[0]) > self.max_batch_bytes:
                     break
                 data = backlog.popleft()

@@ -287,6 +287,9 @@ def generation_properties(
     session_id: Any = None,
     privacy_mode: bool = False,
     cost: Mapping[str, float] | None = None,
+    cache_creation_5m_input_tokens: int | None = None,
+    cache_creation_1h_input_tokens: int | None = None,
+    web_search_count: int | None = None,
 ) -> dict[str, Any]:
     """Properties of one `$ai_generation` (an LLM call).
 
@@ -326,6 +329,12 @@ def generation_properties(
         cache_creation_input_tokens,
         reasoning_tokens,
     )
+    if cache_creation_5m_input_tokens is not None and cache_creation_1h_input_tokens is not None:
+        # PostHog prices cache writes by TTL only when both halves of the split are known.
+        props["$ai_cache_creation_5m_input_tokens"] = int(cache_creation_5m_input_tokens)
+        props["$ai_cache_creation_1h_input_tokens"] = int(cache_creation_1h_input_tokens)
+    if web_search_count is not None:
+        props["$ai_web_search_count"] = int(web_search_count)
     if stream:
         props["$ai_stream"] = True
         if time_to_first_token is not None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._common import as_dict, function_call, generation, given, usage_count
+from posthog_llm.instrumentation import normalize_usage
+
+from ._common import as_dict, function_call, generation, given
 
 if TYPE_CHECKING:
-    from ._track import Call
+    from posthog_llm.instrumentation import TrackedCall as Call
 
 __all__ = ["build", "observe_chunk"]
 
@@ -67,12 +69,7 @@ def build(call: Call) -> dict[str, Any]:
         model=model,
         input_of=lambda params: messages_input(params.get("messages")),
         output=output,
-        tokens=(
-            usage_count(usage, "prompt_tokens"),
-            usage_count(usage, "completion_tokens"),
-            usage_count(usage, "prompt_tokens_details", "cached_tokens"),
-            usage_count(usage, "completion_tokens_details", "reasoning_tokens"),
-        ),
+        usage=normalize_usage(usage),
         stop_reason=stop_reason,
         error=call.error_text(),
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import openai
-from posthog_llm._emit import Emitter
+from posthog_llm.instrumentation import Emitter
 
-from ._track import Tracker
+from ._track import OpenAITracker
 from ._wrap import instrument
 
 __all__ = ["OpenAI", "AsyncOpenAI", "AzureOpenAI", "AsyncAzureOpenAI"]
@@ -26,7 +26,7 @@ class OpenAI(openai.OpenAI):
 
     def __init__(self, *, posthog_client: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        instrument(self, Tracker(Emitter(posthog_client), azure=False))
+        instrument(self, OpenAITracker(Emitter(posthog_client), azure=False))
 
 
 class AsyncOpenAI(openai.AsyncOpenAI):
@@ -37,7 +37,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
 
     def __init__(self, *, posthog_client: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        instrument(self, Tracker(Emitter(posthog_client), azure=False))
+        instrument(self, OpenAITracker(Emitter(posthog_client), azure=False))
 
 
 class AzureOpenAI(openai.AzureOpenAI):
@@ -49,7 +49,7 @@ class AzureOpenAI(openai.AzureOpenAI):
 
     def __init__(self, *, posthog_client: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        instrument(self, Tracker(Emitter(posthog_client), azure=True))
+        instrument(self, OpenAITracker(Emitter(posthog_client), azure=True))
 
 
 class AsyncAzureOpenAI(openai.AsyncAzureOpenAI):
@@ -57,4 +57,4 @@ class AsyncAzureOpenAI(openai.AsyncAzureOpenAI):
 
     def __init__(self, *, posthog_client: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        instrument(self, Tracker(Emitter(posthog_client), azure=True))
+        instrument(self, OpenAITracker(Emitter(posthog_client), azure=True))

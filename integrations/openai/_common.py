@@ -6,10 +6,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import openai
-from posthog_llm._events import allowed_model_parameters, generation_properties, http_status_of
+from posthog_llm.instrumentation import Usage, allowed_model_parameters, generation_properties
 
 if TYPE_CHECKING:
-    from ._track import Call
+    from posthog_llm.instrumentation import TrackedCall as Call
 
 __all__ = [
     "given",
@@ -19,7 +19,6 @@ __all__ = [
     "http_status",
     "as_dict",
     "function_call",
-    "usage_count",
 ]
 
 _UNSET = (openai.Omit, openai.NotGiven)
@@ -41,20 +40,20 @@ def generation(
     model: str | None,
     input_of: Callable[[dict[str, Any]], Any],
     output: list[dict[str, Any]],
-    tokens: tuple[int | None, int | None, int | None, int | None],
+    usage: Usage,
     stop_reason: str | None,
     error: str | None,
 ) -> dict[str, Any]:
     """`$ai_generation` properties from what chat and responses calls have in common.
 
-    `tokens` is (input, output, cache read, reasoning). Content is not even built in privacy mode.
+    Content is not even built in privacy mode.
     """
     params = call.params
     base_url = call.base_url()
     tools = params.get("tools")
-    input_tokens, output_tokens, cached_tokens, reasoning_tokens = tokens
     return generation_properties(
         trace_id=call.trace_id,
+        parent_id=call.parent_id,
         model=model or requested_model(params),
         provider=call.provider_name(),
         base_url=base_url,
@@ -62,10 +61,10 @@ def generation(
         tools=tools if given(tools) and tools else None,
         input=None if call.privacy else input_of(params),
         output_choices=None if call.privacy or not output else output,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_input_tokens=cached_tokens,
-        reasoning_tokens=reasoning_tokens,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_input_tokens=usage.cache_read_input_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
         latency=call.latency,
         time_to_first_token=call.ttft,
         stream=call.stream,
@@ -93,16 +92,8 @@ def model_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def http_status(call: Call) -> int | None:
-    """200 on success; on error the status the exception carries.
-
-    An error in the middle of a stream came after a 200 response, so 200 stays.
-    """
-    if call.error is None:
-        return 200
-    status = http_status_of(call.error)
-    if status is None and call.stream and call.request_latency:
-        return 200
-    return status
+    """200 on success; on error the status the exception carries (200 for a mid-stream error)."""
+    return call.http_status()
 
 
 def as_dict(value: Any) -> Any:
@@ -125,12 +116,3 @@ def function_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
         "id": call_id,
         "function": {"name": name, "arguments": arguments},
     }
-
-
-def usage_count(obj: Any, *path: str) -> int | None:
-    """`obj.a.b` as an int, or None when any step is missing (unknown counts are omitted)."""
-    for name in path:
-        if obj is None:
-            return None
-        obj = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
-    return obj if isinstance(obj, int) and not isinstance(obj, bool) else None

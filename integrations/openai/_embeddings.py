@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from posthog_llm._events import embedding_properties
+from posthog_llm.instrumentation import embedding_properties, normalize_usage
 
-from ._common import http_status, model_parameters, requested_model, usage_count
+from ._common import http_status, model_parameters, requested_model
 
 if TYPE_CHECKING:
-    from ._track import Call
+    from posthog_llm.instrumentation import TrackedCall as Call
 
 __all__ = ["build"]
 
@@ -22,13 +22,14 @@ def build(call: Call) -> dict[str, Any]:
     model = getattr(result, "model", None) or requested_model(params)
     return embedding_properties(
         trace_id=call.trace_id,
+        parent_id=call.parent_id,
         model=model,
         provider=call.provider_name(),
         base_url=base_url,
         model_parameters=model_parameters(params),
         input=None if call.privacy else raw,
         input_count=_count(raw),
-        input_tokens=usage_count(getattr(result, "usage", None), "prompt_tokens"),
+        input_tokens=normalize_usage(getattr(result, "usage", None)).input_tokens,
         latency=call.latency,
         http_status=http_status(call),
         error=call.error_text(),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._common import as_dict, function_call, generation, given, usage_count
+from posthog_llm.instrumentation import normalize_usage
+
+from ._common import as_dict, function_call, generation, given
 
 if TYPE_CHECKING:
-    from ._track import Call
+    from posthog_llm.instrumentation import TrackedCall as Call
 
 __all__ = ["build", "observe_event"]
 
@@ -60,12 +62,7 @@ def build(call: Call) -> dict[str, Any]:
         model=getattr(response, "model", None),
         input_of=request_input,
         output=output,
-        tokens=(
-            usage_count(usage, "input_tokens"),
-            usage_count(usage, "output_tokens"),
-            usage_count(usage, "input_tokens_details", "cached_tokens"),
-            usage_count(usage, "output_tokens_details", "reasoning_tokens"),
-        ),
+        usage=normalize_usage(usage),
         stop_reason=stop_reason,
         error=call.error_text() or failure,
     )

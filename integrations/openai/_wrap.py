@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import openai
 from openai.lib.azure import BaseAzureClient
-from posthog_llm._emit import Emitter
+from posthog_llm.instrumentation import Emitter
 
 from ._resources import (
     TrackedAsyncChat,
@@ -17,7 +17,7 @@ from ._resources import (
     TrackedEmbeddings,
     TrackedResponses,
 )
-from ._track import Tracker
+from ._track import OpenAITracker
 
 __all__ = ["wrap", "instrument"]
 
@@ -46,11 +46,11 @@ def wrap(client: ClientT, posthog_client: Any = None) -> ClientT:
             "wrap() takes an openai.OpenAI, AsyncOpenAI, AzureOpenAI or AsyncAzureOpenAI client, "
             f"got {type(client).__name__}"
         )
-    instrument(client, Tracker(Emitter(posthog_client), isinstance(client, BaseAzureClient)))
+    instrument(client, OpenAITracker(Emitter(posthog_client), isinstance(client, BaseAzureClient)))
     return client
 
 
-def instrument(client: Any, tracker: Tracker) -> None:
+def instrument(client: Any, tracker: OpenAITracker) -> None:
     """Install the tracked resources on this one client instance.
 
     The SDK builds `chat`, `responses` and `embeddings` lazily as cached properties; an entry in
@@ -68,7 +68,7 @@ def instrument(client: Any, tracker: Tracker) -> None:
     state["with_options"] = _tracked_copy(cls.with_options, client, tracker)
 
 
-def _tracked_copy(method: Any, client: Any, tracker: Tracker) -> Any:
+def _tracked_copy(method: Any, client: Any, tracker: OpenAITracker) -> Any:
     @functools.wraps(method)
     def copy(*args: Any, **kwargs: Any) -> Any:
         copied = method(client, *args, **kwargs)

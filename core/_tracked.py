@@ -1,0 +1,507 @@
+"""The generic tracked SDK call: what every provider drop-in (OpenAI, Anthropic, Gemini) shares.
+
+A provider supplies only its translation: a `Kind` per tracked method (how to build the event
+from the raw facts, what each stream chunk adds) and a `Tracker` subclass that knows its client
+(base URL, provider name, credentials). This module does the rest:
+
+- pulls the `posthog_*` arguments out of the call before the SDK sees them;
+- joins the open observation (a `posthog_llm.span`, a LangChain run, a LlamaIndex span), and
+  stays silent under another framework's open generation, so each model call is reported once;
+- times the call (latency; for streams the SDK's own time only, and the time to first token);
+- records the SDK's result or exception and hands a zero-argument builder to the emitter, so
+  the event's properties are built on the sender's worker thread with our own `Client`.
+
+The user's result and exception are never changed: tracking errors are swallowed and reported
+through `capture_internal_exceptions`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, NamedTuple
+
+from ._context import Scope, make_scope
+from ._emit import Emitter, capture_internal_exceptions, report_internal_error
+from ._events import clean_base_url, format_error, http_status_of
+
+__all__ = [
+    "POSTHOG_ARGUMENTS",
+    "TrackedKind",
+    "Tracker",
+    "TrackedCall",
+    "begin_call",
+    "run_tracked",
+    "run_tracked_async",
+    "track_sdk_stream",
+    "track_async_sdk_stream",
+    "track_iterator",
+    "track_async_iterator",
+    "secrets_of",
+]
+
+# Removed from every tracked call before the SDK sees it. `posthog_provider_override` is also
+# accepted so code written for posthog-python's wrappers keeps working.
+POSTHOG_ARGUMENTS = (
+    "posthog_distinct_id",
+    "posthog_trace_id",
+    "posthog_session_id",
+    "posthog_properties",
+    "posthog_groups",
+    "posthog_privacy_mode",
+    "posthog_provider_override",
+)
+
+_perf = time.perf_counter
+_READ_AS_IS = (str, bytes, list, tuple, dict)
+
+
+# -- the kernel's observation and error policy ------------------------------------------------
+
+
+def _current_observation() -> Any:
+    return None
+
+
+def _error_text(error: BaseException, *, privacy: bool, secrets: list[str]) -> str | None:
+    if privacy:
+        return type(error).__name__
+    text = format_error(error)
+    if text:
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, "[redacted]")
+    return text
+
+
+# -- what a provider supplies -------------------------------------------------------------------
+
+
+class TrackedKind(NamedTuple):
+    """How one tracked SDK method turns into an event.
+
+    - `event`: `$ai_generation` or `$ai_embedding`;
+    - `list_arguments`: request arguments we keep a copy of (the caller may mutate them later);
+    - `build(call)`: the event's properties (runs on the sender's worker thread);
+    - `observe(call, chunk)`: per stream chunk, notes what it adds; False hides the chunk;
+    - `start_stream(stream, call)`: makes the SDK's stream report, returns what the caller gets;
+    - `streams`: True when the method always streams (else `stream=True` in the call says so);
+    - `prepare(call, kwargs)`: last look at the request before it is sent (may adjust kwargs);
+      returns False to leave the call untracked;
+    - `unwrap(result)`: the SDK object inside a raw-response wrapper.
+    """
+
+    event: str
+    list_arguments: tuple[str, ...]
+    build: Callable[[TrackedCall], dict[str, Any]]
+    observe: Callable[[TrackedCall, Any], bool] | None = None
+    start_stream: Callable[[Any, TrackedCall], Any] | None = None
+    streams: bool = False
+    prepare: Callable[[TrackedCall, dict[str, Any]], bool] | None = None
+    unwrap: Callable[[Any], Any] | None = None
+
+
+class Tracker:
+    """Per-client state: the emitter, and what the provider knows about its client.
+
+    Subclasses override `provider_name`, `base_url` and `secret_names`; the defaults read the
+    client's `base_url` attribute and name the provider `default_provider`.
+    """
+
+    default_provider = "unknown"
+    secret_names: tuple[str, ...] = ("api_key",)
+    framework: str | None = None
+
+    def __init__(self, emitter: Emitter) -> None:
+        self.emitter = emitter
+        # (raw base URL object, its cleaned text): worked out once, not per event.
+        self._urls: tuple[Any, str | None] | None = None
+
+    def base_url(self, client: Any) -> str | None:
+        raw = getattr(client, "base_url", None)
+        urls = self._urls
+        if urls is None or urls[0] is not raw:
+            cleaned = clean_base_url(raw)
+            if cleaned:
+                for secret in self.secrets(client):
+                    cleaned = cleaned.replace(secret, "[redacted]")
+            urls = self._urls = (raw, cleaned)
+        return urls[1]
+
+    def provider_name(self, client: Any) -> str:
+        return self.default_provider
+
+    def secrets(self, client: Any) -> list[str]:
+        """Credentials the client holds, to be sure none ends up in an event."""
+        return secrets_of(client, self.secret_names)
+
+
+def secrets_of(obj: Any, names: tuple[str, ...]) -> list[str]:
+    found = []
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, str) and len(value) >= 8:
+            found.append(value)
+    return found
+
+
+# -- one call ------------------------------------------------------------------------------------
+
+
+class TrackedCall:
+    """Raw facts about one tracked call; `properties()` turns them into the event."""
+
+    __slots__ = (
+        "kind",
+        "client",
+        "tracker",
+        "params",
+        "scope",
+        "trace_id",
+        "parent_id",
+        "privacy",
+        "provider",
+        "stream",
+        "result",
+        "error",
+        "latency",
+        "request_latency",
+        "busy",
+        "ttft",
+        "chunks",
+        "model",
+        "usage",
+        "stop_reason",
+        "stream_error",
+        "hide_usage",
+        "reading",
+        "done",
+    )
+
+    def __init__(
+        self,
+        kind: TrackedKind,
+        client: Any,
+        tracker: Tracker,
+        params: dict[str, Any],
+        scope: Scope,
+        provider: str | None,
+        trace_id: str,
+        parent_id: str | None,
+    ) -> None:
+        self.kind = kind
+        self.client = client
+        self.tracker = tracker
+        self.params = params
+        self.scope = scope
+        self.trace_id = trace_id
+        self.parent_id = parent_id
+        self.privacy = tracker.emitter.privacy(scope)
+        self.provider = provider
+        self.stream = kind.streams or params.get("stream") is True
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.latency: float | None = None
+        self.request_latency = 0.0
+        self.busy = 0.0  # time spent inside the SDK's stream iterator
+        self.ttft: float | None = None
+        self.chunks: list[Any] = []  # what a stream's chunks added, as plain values
+        self.model: str | None = None  # a stream's served model
+        self.usage: Any = None  # a stream's usage
+        self.stop_reason: Any = None  # a stream's stop reason
+        self.stream_error: str | None = None  # an error event inside a stream
+        self.hide_usage = False
+        self.reading = False  # inside the SDK's stream iterator right now
+        self.done = False
+
+    # -- outcomes (hot path: record and hand over) ----------------------------------------------
+
+    def succeed(self, result: Any, elapsed: float) -> Any:
+        """Record the SDK's result; returns what the caller gets (streams come back tracked)."""
+        with capture_internal_exceptions():
+            unwrap = self.kind.unwrap
+            parsed = unwrap(result) if unwrap is not None else result
+            if self.stream:
+                self.request_latency = elapsed
+                start = self.kind.start_stream
+                tracked = start(parsed, self) if start is not None else parsed
+                # A raw-response wrapper is returned as is: its stream was tracked in place.
+                return result if parsed is not result else tracked
+            self.result = parsed
+            self.latency = elapsed
+            self._emit()
+        return result
+
+    def fail(self, error: BaseException, elapsed: float) -> None:
+        with capture_internal_exceptions():
+            self.error = error
+            self.latency = elapsed
+            self._emit()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """End of a stream (exhausted, closed early, failed or dropped): send the event once."""
+        if self.done:
+            return
+        self.done = True
+        with capture_internal_exceptions():
+            self.error = error
+            self.latency = self.request_latency + self.busy
+            if self.ttft is not None:
+                self.ttft += self.request_latency
+            self.tracker.emitter.emit(
+                self.kind.event, self.properties, self.scope, trace_id=self.trace_id
+            )
+
+    def _emit(self) -> None:
+        self.done = True
+        self.tracker.emitter.emit(
+            self.kind.event, self.properties, self.scope, trace_id=self.trace_id
+        )
+
+    # -- for the builders (worker thread for our Client) ------------------------------------------
+
+    def properties(self) -> dict[str, Any]:
+        return self.kind.build(self)
+
+    def base_url(self) -> str | None:
+        return self.tracker.base_url(self.client)
+
+    def provider_name(self) -> str:
+        return self.provider or self.tracker.provider_name(self.client)
+
+    def secrets(self) -> list[str]:
+        return self.tracker.secrets(self.client)
+
+    def error_text(self) -> str | None:
+        """`$ai_error` for the call's exception: secrets scrubbed, only the type under privacy."""
+        if self.error is None:
+            return None
+        return _error_text(self.error, privacy=self.privacy, secrets=self.secrets())
+
+    def http_status(self) -> int | None:
+        """200 on success; on error the status the exception carries.
+
+        An error in the middle of a stream came after a 200 response, so 200 stays.
+        """
+        if self.error is None:
+            return 200
+        status = http_status_of(self.error)
+        if status is None and self.stream and self.request_latency:
+            return 200
+        return status
+
+
+def begin_call(
+    kind: TrackedKind, tracker: Tracker | None, client: Any, kwargs: dict[str, Any]
+) -> TrackedCall | None:
+    """Strip the `posthog_*` arguments from `kwargs`; a call to record, or None to pass through."""
+    given = None
+    for name in POSTHOG_ARGUMENTS:
+        if name in kwargs:
+            if given is None:
+                given = {}
+            given[name[8:]] = kwargs.pop(name)
+    for name in kind.list_arguments:
+        value = kwargs.get(name)
+        if value is not None and not isinstance(value, _READ_AS_IS) and _is_iterator(value):
+            kwargs[name] = list(value)  # an iterator: read it once, for the SDK and for us
+    if tracker is None:
+        return None
+    overrides: Scope | None = None
+    provider = None
+    if given:
+        provider = given.pop("provider_override", None)
+        if given.get("privacy_mode") is False:
+            # Per call, privacy can only be switched on; False leaves context and client in charge.
+            del given["privacy_mode"]
+        # A wrong type here is the caller's bug: say so now rather than drop the event later.
+        overrides = make_scope(**given)
+    with capture_internal_exceptions():
+        emitter = tracker.emitter
+        if not emitter.enabled:
+            return None
+        observation = _current_observation()
+        parent_id = None
+        if observation is not None:
+            if observation.kind == "generation" and observation.framework != tracker.framework:
+                return None  # another framework reports this model call already
+        scope = emitter.scope(overrides)
+        explicit = overrides.trace_id if overrides is not None else None
+        if explicit is not None:
+            trace_id = str(explicit)
+        elif observation is not None:
+            trace_id, parent_id = observation.trace_id, observation.span_id
+        else:
+            trace_id = str(scope.trace_id) if scope.trace_id is not None else str(uuid.uuid4())
+        params = dict(kwargs)
+        for name in kind.list_arguments:
+            value = kwargs.get(name)
+            if isinstance(value, list):
+                params[name] = list(value)  # the caller may append to it before the event is built
+        call = TrackedCall(kind, client, tracker, params, scope, provider, trace_id, parent_id)
+        prepare = kind.prepare
+        if prepare is not None and not prepare(call, kwargs):
+            return None
+        return call
+    return None
+
+
+def _is_iterator(value: Any) -> bool:
+    # Generators, map objects...: the SDK would exhaust them before we could read them.
+    return hasattr(value, "__next__")
+
+
+def run_tracked(
+    kind: TrackedKind,
+    tracker: Tracker | None,
+    client: Any,
+    method: Callable[..., Any],
+    args: Any,
+    kwargs: dict[str, Any],
+) -> Any:
+    """Call `method(*args, **kwargs)` as one tracked call; returns its result unchanged."""
+    call = begin_call(kind, tracker, client, kwargs)
+    if call is None:
+        return method(*args, **kwargs)
+    start = _perf()
+    try:
+        result = method(*args, **kwargs)
+    except BaseException as exc:
+        call.fail(exc, _perf() - start)
+        raise
+    return call.succeed(result, _perf() - start)
+
+
+async def run_tracked_async(
+    kind: TrackedKind,
+    tracker: Tracker | None,
+    client: Any,
+    method: Callable[..., Any],
+    args: Any,
+    kwargs: dict[str, Any],
+) -> Any:
+    call = begin_call(kind, tracker, client, kwargs)
+    if call is None:
+        return await method(*args, **kwargs)
+    start = _perf()
+    try:
+        result = await method(*args, **kwargs)
+    except BaseException as exc:
+        call.fail(exc, _perf() - start)
+        raise
+    return call.succeed(result, _perf() - start)
+
+
+# -- streams ---------------------------------------------------------------------------------------
+#
+# Stainless SDK streams (openai, anthropic) stay the SDK's own `Stream` / `AsyncStream` objects
+# with a tracked iterator inside, by three small hooks:
+#
+# - the iterator is wrapped; the wrapper times only the SDK's own work (the time the caller's loop
+#   spends between chunks is not the provider's latency) and notes what each chunk adds;
+# - closing its HTTP response (`stream.close()`, a `with` block, the helpers' exit) ends the call;
+# - a finalizer ends the call when the stream is dropped unfinished.
+#
+# Plain generators (google-genai) are wrapped in a tracked generator instead. Either way the
+# event is sent once, by whichever comes first: the end of the stream, a failure, a close.
+
+
+def track_sdk_stream(stream: Any, call: TrackedCall) -> Any:
+    """Make a Stainless `Stream` report; returns the same object."""
+    stream._iterator = track_iterator(stream._iterator, call)
+    response = stream.response
+    close = response.close
+
+    def close_and_finish() -> None:
+        try:
+            close()
+        finally:
+            if not call.reading:  # closed by the SDK itself at the end: the iterator finishes
+                call.finish()
+
+    response.close = close_and_finish
+    weakref.finalize(stream, call.finish).atexit = False
+    return stream
+
+
+def track_async_sdk_stream(stream: Any, call: TrackedCall) -> Any:
+    """Make a Stainless `AsyncStream` report; returns the same object."""
+    stream._iterator = track_async_iterator(stream._iterator, call)
+    response = stream.response
+    aclose = response.aclose
+
+    async def aclose_and_finish() -> None:
+        try:
+            await aclose()
+        finally:
+            if not call.reading:
+                call.finish()
+
+    response.aclose = aclose_and_finish
+    weakref.finalize(stream, call.finish).atexit = False
+    return stream
+
+
+def _show(observe: Callable[[TrackedCall, Any], bool], call: TrackedCall, chunk: Any) -> bool:
+    try:
+        return bool(observe(call, chunk))
+    except Exception as exc:  # our bug must not cost the caller a chunk
+        report_internal_error(exc)
+        return True
+
+
+def track_iterator(inner: Iterator[Any], call: TrackedCall) -> Iterator[Any]:
+    """A generator yielding `inner`'s chunks (those `observe` shows) and reporting at the end."""
+    observe = call.kind.observe
+    try:
+        while True:
+            call.reading = True
+            started = _perf()
+            try:
+                chunk = next(inner)
+            except StopIteration:
+                call.busy += _perf() - started
+                call.reading = False
+                call.finish()
+                return
+            except BaseException as exc:
+                call.busy += _perf() - started
+                call.reading = False
+                call.finish(exc)
+                raise
+            call.busy += _perf() - started
+            call.reading = False
+            if observe is None or _show(observe, call, chunk):
+                yield chunk
+    finally:
+        call.reading = False
+        call.finish()  # closed or dropped before the end: a no-op when already sent
+
+
+async def track_async_iterator(inner: AsyncIterator[Any], call: TrackedCall) -> AsyncIterator[Any]:
+    observe = call.kind.observe
+    try:
+        while True:
+            call.reading = True
+            started = _perf()
+            try:
+                chunk = await inner.__anext__()
+            except StopAsyncIteration:
+                call.busy += _perf() - started
+                call.reading = False
+                call.finish()
+                return
+            except BaseException as exc:
+                call.busy += _perf() - started
+                call.reading = False
+                call.finish(exc)
+                raise
+            call.busy += _perf() - started
+            call.reading = False
+            if observe is None or _show(observe, call, chunk):
+                yield chunk
+    finally:
+        call.reading = False
+        call.finish()

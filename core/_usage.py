@@ -1,0 +1,211 @@
+"""The one token-usage normaliser: any provider's usage block -> `Usage`.
+
+Counts keep the provider's own meaning, which is what PostHog's cost model expects per
+provider: OpenAI's and Gemini's input counts include cached tokens, Anthropic's and Bedrock's
+exclude cache reads and writes. A count the source does not report is None (omitted from the
+event), never guessed and never 0; a reported 0 stays 0.
+
+Shapes read:
+
+- OpenAI chat (`prompt_tokens`, `completion_tokens`, `prompt_tokens_details.cached_tokens`,
+  `completion_tokens_details.reasoning_tokens`), Responses (`input_tokens`, `output_tokens`,
+  `input_tokens_details`, `output_tokens_details`) and embeddings (`prompt_tokens`);
+- Anthropic (`input_tokens`, `output_tokens`, `cache_read_input_tokens`,
+  `cache_creation_input_tokens`, `cache_creation.ephemeral_5m_input_tokens` / `_1h_`,
+  `server_tool_use.web_search_requests`);
+- Gemini `usageMetadata` in camelCase (REST) or snake_case (google-genai types);
+- Bedrock camelCase (`inputTokens`, `cacheReadInputTokens`, invocation metrics' `...Count`);
+- LangChain `usage_metadata` (`input_token_details.cache_read` ...) and `response_metadata`;
+- LlamaIndex raw responses (`raw.usage`, `raw.usage_metadata`, Ollama's top-level counters).
+
+>>> normalize_usage({"prompt_tokens": 10, "completion_tokens": 2}).input_tokens
+10
+>>> normalize_usage({"promptTokenCount": 7, "thoughtsTokenCount": 3}).reasoning_tokens
+3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+__all__ = ["Usage", "normalize_usage", "EMPTY_USAGE"]
+
+
+class Usage(NamedTuple):
+    """Token counts of one call; None means unknown."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cache_creation_5m_input_tokens: int | None = None
+    cache_creation_1h_input_tokens: int | None = None
+    web_search_count: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(value is not None for value in self)
+
+
+EMPTY_USAGE = Usage()
+
+_INPUT = (
+    "input_tokens",
+    "prompt_tokens",
+    "prompt_token_count",
+    "promptTokenCount",
+    "inputTokens",
+    "inputTokenCount",
+    "prompt_eval_count",
+    "input_token_count",
+)
+_OUTPUT = (
+    "output_tokens",
+    "completion_tokens",
+    "candidates_token_count",
+    "candidatesTokenCount",
+    "outputTokens",
+    "outputTokenCount",
+    "eval_count",
+    "generated_token_count",
+)
+_CACHE_READ = (
+    "cache_read_input_tokens",
+    "cached_content_token_count",
+    "cachedContentTokenCount",
+    "cacheReadInputTokens",
+    "cacheReadInputTokenCount",
+)
+_CACHE_WRITE = (
+    "cache_creation_input_tokens",
+    "cacheWriteInputTokens",
+    "cacheCreationInputTokenCount",
+    "cacheWriteInputTokenCount",
+)
+_REASONING = ("reasoning_tokens", "thoughts_token_count", "thoughtsTokenCount")
+# (details block, key inside it) read when the flat keys above say nothing.
+_CACHE_READ_DETAILS = (
+    ("prompt_tokens_details", "cached_tokens"),
+    ("input_tokens_details", "cached_tokens"),
+    ("input_token_details", "cache_read"),  # LangChain's UsageMetadata
+)
+_REASONING_DETAILS = (
+    ("completion_tokens_details", "reasoning_tokens"),
+    ("output_tokens_details", "reasoning_tokens"),
+    ("output_token_details", "reasoning"),  # LangChain's UsageMetadata
+    ("output_tokens_details", "thinking_tokens"),  # Anthropic's extended thinking
+)
+_TTL_5M = "ephemeral_5m_input_tokens"
+_TTL_1H = "ephemeral_1h_input_tokens"
+# Where usage sits inside a response or metadata object, when that is what we were given.
+_CONTAINERS = (
+    "usage",
+    "usage_metadata",
+    "usageMetadata",
+    "token_usage",
+    "amazon-bedrock-invocationMetrics",
+    "_raw_response",
+)
+
+
+def _get(source: Any, key: str) -> Any:
+    if source is None:
+        return None
+    if type(source) is dict or isinstance(source, Mapping):
+        return source.get(key)
+    return getattr(source, key, None)
+
+
+def _count(value: Any) -> int | None:
+    cls = type(value)
+    if cls is int:
+        return value  # type: ignore[no-any-return]
+    if value is None or cls is bool:
+        return None
+    if isinstance(value, (list, tuple)):  # Bedrock streams counts as per-chunk lists
+        total = 0
+        for item in value:
+            counted = _count(item)
+            if counted is None:
+                return None
+            total += counted
+        return total
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _first(source: Any, keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        value = _count(_get(source, key))
+        if value is not None:
+            return value
+    return None
+
+
+def _detail(source: Any, paths: tuple[tuple[str, str], ...]) -> int | None:
+    for block, key in paths:
+        value = _count(_get(_get(source, block), key))
+        if value is not None:
+            return value
+    return None
+
+
+def _read(source: Any) -> Usage:
+    input_tokens = _first(source, _INPUT)
+    output_tokens = _first(source, _OUTPUT)
+    cache_read = _first(source, _CACHE_READ)
+    if cache_read is None:
+        cache_read = _detail(source, _CACHE_READ_DETAILS)
+    cache_write = _first(source, _CACHE_WRITE)
+    # Anthropic's `cache_creation` object, or LangChain's `input_token_details`.
+    split_source = _get(source, "cache_creation")
+    if split_source is None or isinstance(split_source, (int, float)):
+        split_source = _get(source, "input_token_details")
+    write_5m = _count(_get(split_source, _TTL_5M))
+    write_1h = _count(_get(split_source, _TTL_1H))
+    if cache_write is None:
+        cache_write = _count(_get(_get(source, "input_token_details"), "cache_creation"))
+    if cache_write is None and (write_5m is not None or write_1h is not None):
+        cache_write = (write_5m or 0) + (write_1h or 0)
+    reasoning = _first(source, _REASONING)
+    if reasoning is None:
+        reasoning = _detail(source, _REASONING_DETAILS)
+    web_search = _count(_get(_get(source, "server_tool_use"), "web_search_requests"))
+    return Usage(
+        input_tokens,
+        output_tokens,
+        cache_read,
+        cache_write,
+        reasoning,
+        write_5m,
+        write_1h,
+        web_search,
+    )
+
+
+def normalize_usage(raw: Any) -> Usage:
+    """Token counts from a usage block, or from a response/metadata object that holds one.
+
+    Never raises for odd input: what cannot be read is simply unknown.
+    """
+    if raw is None or isinstance(raw, (str, bytes, int, float, bool)):
+        return EMPTY_USAGE
+    usage = _read(raw)
+    if usage.input_tokens is not None or usage.output_tokens is not None:
+        return usage
+    for key in _CONTAINERS:
+        inner = _get(raw, key)
+        if inner is None or inner is raw or isinstance(inner, (str, bytes, int, float, bool)):
+            continue
+        found = _read(inner)
+        if found.input_tokens is not None or found.output_tokens is not None:
+            return found
+        if key == "_raw_response":  # LlamaIndex's Gemini: raw -> _raw_response.usage_metadata
+            found = _read(_get(inner, "usage_metadata"))
+            if found.input_tokens is not None or found.output_tokens is not None:
+                return found
+    return usage

@@ -1,0 +1,137 @@
+"""Anthropic on the core's tracked call: the tracker and the tracked `Messages` resources."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anthropic
+from anthropic.resources.messages import AsyncMessages, Messages
+from posthog_llm.instrumentation import (
+    GENERATION,
+    TrackedCall,
+    TrackedKind,
+    Tracker,
+    begin_call,
+    run_tracked,
+    run_tracked_async,
+    track_async_sdk_stream,
+    track_sdk_stream,
+)
+
+from . import _messages
+
+__all__ = ["AnthropicTracker", "TrackedMessages", "TrackedAsyncMessages"]
+
+_perf = time.perf_counter
+_STATE = "_posthog_llm"
+
+
+class AnthropicTracker(Tracker):
+    """Per-client state, shared with the client's `copy()` / `with_options()` copies."""
+
+    default_provider = "anthropic"
+    # Anthropic's key or token, Bedrock's AWS credentials, Vertex's access token.
+    secret_names = (
+        "api_key",
+        "auth_token",
+        "aws_secret_key",
+        "aws_access_key",
+        "aws_session_token",
+        "access_token",
+    )
+
+
+def _start_stream(stream: Any, call: TrackedCall) -> Any:
+    if isinstance(stream, anthropic.AsyncStream):
+        return track_async_sdk_stream(stream, call)
+    if isinstance(stream, anthropic.Stream):
+        return track_sdk_stream(stream, call)
+    return stream
+
+
+def _not_raw_stream(call: TrackedCall, kwargs: dict[str, Any]) -> bool:
+    headers = kwargs.get("extra_headers")
+    # with_streaming_response: the body is the user's to read; not tracked.
+    return not (headers and headers.get("X-Stainless-Raw-Response") == "stream")
+
+
+MESSAGES = TrackedKind(
+    GENERATION,
+    ("messages", "tools", "system"),
+    _messages.build,
+    _messages.observe_event,
+    _start_stream,
+    prepare=_not_raw_stream,
+)
+STREAM_HELPER = MESSAGES._replace(streams=True, prepare=None)
+
+
+def _tracker(resource: Any) -> Tracker | None:
+    return getattr(resource._client, _STATE, None)
+
+
+class TrackedMessages(Messages):
+    """`client.messages` with `create`, `parse` and `stream` tracked."""
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        return run_tracked(MESSAGES, _tracker(self), self._client, super().create, args, kwargs)
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        return run_tracked(MESSAGES, _tracker(self), self._client, super().parse, args, kwargs)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        call = begin_call(STREAM_HELPER, _tracker(self), self._client, kwargs)
+        # A plain resource builds the manager, so an SDK whose helper goes through
+        # `self.create(stream=True)` cannot report the call a second time.
+        manager = Messages(self._client).stream(*args, **kwargs)
+        attribute = "_MessageStreamManager__api_request"
+        request = getattr(manager, attribute, None)
+        if call is None or request is None:
+            return manager
+
+        def tracked_request() -> Any:
+            start = _perf()
+            try:
+                raw = request()
+            except BaseException as exc:
+                call.fail(exc, _perf() - start)
+                raise
+            return call.succeed(raw, _perf() - start)
+
+        setattr(manager, attribute, tracked_request)
+        return manager
+
+
+class TrackedAsyncMessages(AsyncMessages):
+    """`client.messages` of an async client with `create`, `parse` and `stream` tracked."""
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        return await run_tracked_async(
+            MESSAGES, _tracker(self), self._client, super().create, args, kwargs
+        )
+
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
+        return await run_tracked_async(
+            MESSAGES, _tracker(self), self._client, super().parse, args, kwargs
+        )
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        call = begin_call(STREAM_HELPER, _tracker(self), self._client, kwargs)
+        manager = AsyncMessages(self._client).stream(*args, **kwargs)
+        attribute = "_AsyncMessageStreamManager__api_request"
+        request = getattr(manager, attribute, None)
+        if call is None or request is None:
+            return manager
+
+        async def tracked_request() -> Any:
+            start = _perf()
+            try:
+                raw = await request
+            except BaseException as exc:
+                call.fail(exc, _perf() - start)
+                raise
+            return call.succeed(raw, _perf() - start)
+
+        setattr(manager, attribute, tracked_request())
+        return manager

@@ -1,0 +1,65 @@
+"""`wrap(client)`: make an existing anthropic client report to PostHog, in place."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, TypeVar
+
+import anthropic
+from posthog_llm.instrumentation import Emitter
+
+from ._track import AnthropicTracker, TrackedAsyncMessages, TrackedMessages
+
+__all__ = ["wrap", "instrument"]
+
+ClientT = TypeVar("ClientT")
+
+_SYNC = (anthropic.Anthropic, anthropic.AnthropicBedrock, anthropic.AnthropicVertex)
+_ASYNC = (anthropic.AsyncAnthropic, anthropic.AsyncAnthropicBedrock, anthropic.AsyncAnthropicVertex)
+
+
+def wrap(client: ClientT, posthog_client: Any = None) -> ClientT:
+    """Track `client`'s Messages calls; returns the same client.
+
+    `client` is an `anthropic.Anthropic`, `AsyncAnthropic`, or one of the Bedrock / Vertex
+    clients you already built. `posthog_client` is a `posthog_llm.Client`, a posthog-python
+    client (or the `posthog` module), or None for posthog-llm's default client. Copies made
+    with `client.with_options(...)` are tracked the same way.
+
+    >>> import anthropic
+    >>> from posthog_llm.integrations.anthropic import wrap
+    >>> client = wrap(anthropic.Anthropic(api_key="sk-ant-..."))          # doctest: +SKIP
+    """
+    if not isinstance(client, _SYNC + _ASYNC):
+        raise TypeError(
+            "wrap() takes an anthropic.Anthropic, AsyncAnthropic, AnthropicBedrock, "
+            f"AsyncAnthropicBedrock, AnthropicVertex or AsyncAnthropicVertex client, got "
+            f"{type(client).__name__}"
+        )
+    instrument(client, AnthropicTracker(Emitter(posthog_client)))
+    return client
+
+
+def instrument(client: Any, tracker: AnthropicTracker) -> None:
+    """Install the tracked `messages` resource on this one client instance.
+
+    An entry in the instance's `__dict__` takes the place of the SDK's cached property (or of
+    the attribute the Bedrock client sets), so the class and other clients are untouched.
+    """
+    state = client.__dict__
+    state["_posthog_llm"] = tracker
+    sync = isinstance(client, _SYNC)
+    state["messages"] = (TrackedMessages if sync else TrackedAsyncMessages)(client)
+    cls = type(client)
+    state["copy"] = _tracked_copy(cls.copy, client, tracker)
+    state["with_options"] = _tracked_copy(cls.with_options, client, tracker)
+
+
+def _tracked_copy(method: Any, client: Any, tracker: AnthropicTracker) -> Any:
+    @functools.wraps(method)
+    def copy(*args: Any, **kwargs: Any) -> Any:
+        copied = method(client, *args, **kwargs)
+        instrument(copied, tracker)
+        return copied
+
+    return copy

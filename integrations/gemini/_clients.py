@@ -1,0 +1,25 @@
+"""The drop-in client: `google.genai.Client` plus a `posthog_client=` argument."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google import genai
+
+from ._wrap import instrument
+
+__all__ = ["Client"]
+
+
+class Client(genai.Client):
+    """`google.genai.Client` that sends every `models` call (also under `aio`) to PostHog.
+
+    Takes all of `genai.Client`'s arguments, and `posthog_client`: a `posthog_llm.Client`, a
+    posthog-python client or the `posthog` module, or None for posthog-llm's default client.
+    Tracked calls also accept `posthog_distinct_id`, `posthog_trace_id`, `posthog_session_id`,
+    `posthog_properties`, `posthog_groups` and `posthog_privacy_mode`; they never reach Google.
+    """
+
+    def __init__(self, *, posthog_client: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        instrument(self, posthog_client)

@@ -1,0 +1,115 @@
+"""Gemini on the core's tracked call: the tracker and the tracked `models` modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.genai.models import AsyncModels, Models
+from posthog_llm.instrumentation import (
+    EMBEDDING,
+    GENERATION,
+    TrackedCall,
+    TrackedKind,
+    Tracker,
+    run_tracked,
+    run_tracked_async,
+    track_async_iterator,
+    track_iterator,
+)
+
+from . import _content
+
+__all__ = ["GeminiTracker", "TrackedModels", "TrackedAsyncModels"]
+
+
+class GeminiTracker(Tracker):
+    """Per-client state. The "client" it is asked about is the SDK's `BaseApiClient`."""
+
+    default_provider = "gemini"
+
+    def provider_name(self, client: Any) -> str:
+        return "vertex" if getattr(client, "vertexai", False) else "gemini"
+
+    def base_url(self, client: Any) -> str | None:
+        options = getattr(client, "_http_options", None)
+        self_url = getattr(options, "base_url", None)
+        holder = _URL(self_url)
+        return super().base_url(holder)
+
+    def secrets(self, client: Any) -> list[str]:
+        found = []
+        key = getattr(client, "api_key", None)
+        if isinstance(key, str) and len(key) >= 8:
+            found.append(key)
+        token = getattr(getattr(client, "_credentials", None), "token", None)
+        if isinstance(token, str) and len(token) >= 8:
+            found.append(token)
+        return found
+
+
+class _URL:
+    __slots__ = ("base_url",)
+
+    def __init__(self, base_url: Any) -> None:
+        self.base_url = base_url
+
+
+def _start_stream(stream: Any, call: TrackedCall) -> Any:
+    if hasattr(stream, "__anext__"):
+        return track_async_iterator(stream, call)
+    if hasattr(stream, "__next__"):
+        return track_iterator(stream, call)
+    return stream
+
+
+GENERATE = TrackedKind(GENERATION, ("contents",), _content.build, None, _start_stream)
+GENERATE_STREAM = TrackedKind(
+    GENERATION, ("contents",), _content.build, _content.observe_chunk, _start_stream, streams=True
+)
+EMBED = TrackedKind(EMBEDDING, ("contents",), _content.build_embedding)
+
+
+class TrackedModels(Models):
+    """`client.models` with `generate_content`, `generate_content_stream`, `embed_content` tracked."""
+
+    def __init__(self, api_client: Any, tracker: GeminiTracker) -> None:
+        super().__init__(api_client)
+        self._posthog_llm = tracker
+
+    def generate_content(self, *args: Any, **kwargs: Any) -> Any:
+        method = super().generate_content
+        return run_tracked(GENERATE, self._posthog_llm, self._api_client, method, args, kwargs)
+
+    def generate_content_stream(self, *args: Any, **kwargs: Any) -> Any:
+        method = super().generate_content_stream
+        tracker = self._posthog_llm
+        return run_tracked(GENERATE_STREAM, tracker, self._api_client, method, args, kwargs)
+
+    def embed_content(self, *args: Any, **kwargs: Any) -> Any:
+        method = super().embed_content
+        return run_tracked(EMBED, self._posthog_llm, self._api_client, method, args, kwargs)
+
+
+class TrackedAsyncModels(AsyncModels):
+    """`client.aio.models` with the same three methods tracked."""
+
+    def __init__(self, api_client: Any, tracker: GeminiTracker) -> None:
+        super().__init__(api_client)
+        self._posthog_llm = tracker
+
+    async def generate_content(self, *args: Any, **kwargs: Any) -> Any:
+        method = super().generate_content
+        tracker = self._posthog_llm
+        return await run_tracked_async(GENERATE, tracker, self._api_client, method, args, kwargs)
+
+    async def generate_content_stream(self, *args: Any, **kwargs: Any) -> Any:
+        method = super().generate_content_stream
+        tracker = self._posthog_llm
+        return await run_tracked_async(
+            GENERATE_STREAM, tracker, self._api_client, method, args, kwargs
+        )
+
+    async def embed_content(self, *args: Any, **kwargs: Any) -> Any:
+        method = super().embed_content
+        tracker = self._posthog_llm
+        return await run_tracked_async(EMBED, tracker, self._api_client, method, args, kwargs)

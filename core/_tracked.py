@@ -25,7 +25,9 @@ from typing import Any, NamedTuple
 
 from ._context import Scope, make_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
-from ._events import clean_base_url, format_error, http_status_of
+from ._errors import error_text
+from ._events import clean_base_url, http_status_of
+from ._observation import current_observation
 
 __all__ = [
     "POSTHOG_ARGUMENTS",
@@ -56,24 +58,6 @@ POSTHOG_ARGUMENTS = (
 
 _perf = time.perf_counter
 _READ_AS_IS = (str, bytes, list, tuple, dict)
-
-
-# -- the kernel's observation and error policy ------------------------------------------------
-
-
-def _current_observation() -> Any:
-    return None
-
-
-def _error_text(error: BaseException, *, privacy: bool, secrets: list[str]) -> str | None:
-    if privacy:
-        return type(error).__name__
-    text = format_error(error)
-    if text:
-        for secret in secrets:
-            if secret in text:
-                text = text.replace(secret, "[redacted]")
-    return text
 
 
 # -- what a provider supplies -------------------------------------------------------------------
@@ -278,7 +262,7 @@ class TrackedCall:
         """`$ai_error` for the call's exception: secrets scrubbed, only the type under privacy."""
         if self.error is None:
             return None
-        return _error_text(self.error, privacy=self.privacy, secrets=self.secrets())
+        return error_text(self.error, privacy=self.privacy, secrets=self.secrets())
 
     def http_status(self) -> int | None:
         """200 on success; on error the status the exception carries.
@@ -322,7 +306,7 @@ def begin_call(
         emitter = tracker.emitter
         if not emitter.enabled:
             return None
-        observation = _current_observation()
+        observation = current_observation()
         parent_id = None
         if observation is not None:
             if observation.kind == "generation" and observation.framework != tracker.framework:

@@ -3,7 +3,7 @@
 It answers the official `anthropic` SDK well enough for `messages.create` (JSON and server-sent
 event streams), the `messages.stream(...)` helper, `messages.parse` (structured output), tool use,
 extended thinking, prompt caching and the server-side web search tool, also under Vertex's
-`:rawPredict` / `:streamRawPredict` paths — offline, with any API key. Replies are deterministic
+`:rawPredict` / `:streamRawPredict` paths and Bedrock's `/model/{id}/invoke` (JSON only) — offline, with any API key. Replies are deterministic
 and echo the prompt. It is **not** a model: label its output as coming from a local stand-in.
 
 >>> from posthog_llm.local.anthropic_standin import AnthropicStandIn
@@ -28,7 +28,8 @@ What it answers:
   from it afterwards (`cache_read_input_tokens`). A `web_search_*` server tool counts one search
   (`server_tool_use.web_search_requests`). Tokens are words and punctuation marks.
 - Errors on demand: a model named `error-<status>` (429, 500, 529, 400...) answers that status
-  with an Anthropic-style error body; `error-midstream` streams a little, then an error event.
+  with an Anthropic-style error body; `error-midstream` streams a little, then an error event;
+  `error-key` answers 401 quoting the API key it was sent (as some gateways do).
 - Every request is recorded in `server.requests`, newest last.
 """
 
@@ -54,6 +55,7 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PIECE = re.compile(r"\s*\S+")
 _ERROR_MODEL = re.compile(r"^error-(\d{3})$")
 _VERTEX_PATH = re.compile(r"/models/([^/:]+):(rawPredict|streamRawPredict)$")
+_BEDROCK_PATH = re.compile(r"^/model/([^/]+)/invoke$")  # JSON only: no AWS event streams
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -343,19 +345,23 @@ class AnthropicStandIn(LoopbackStandIn):
         headers = request["headers"]
         if not (headers.get("x-api-key") or headers.get("authorization")):
             raise StandInError(401, "x-api-key header is required")
-        vertex = _VERTEX_PATH.search(path)
+        vertex = _VERTEX_PATH.search(path) or _BEDROCK_PATH.search(path)
         if request["method"] != "POST" or not (path == "/v1/messages" or vertex):
             raise StandInError(404, f"Unknown path: {request['method']} {path}")
         if not isinstance(body, dict):
             raise StandInError(400, "Expected a JSON object as request body.")
         model = vertex.group(1) if vertex else body.get("model")
-        stream = bool(body.get("stream")) or bool(vertex and vertex.group(2) == "streamRawPredict")
+        stream = bool(body.get("stream")) or path.endswith(":streamRawPredict")
         if not isinstance(model, str) or not model:
             raise StandInError(400, "model: Field required")
         match = _ERROR_MODEL.match(model)
         if match:
             status = int(match.group(1))
             raise StandInError(status, f"The local stand-in answers {status} for model {model}.")
+        if model == "error-key":
+            # Some gateways quote the key they rejected: the case secret scrubbing is for.
+            key = headers.get("x-api-key") or headers.get("authorization", "")
+            raise StandInError(401, f"invalid x-api-key: {key}")
         if not isinstance(body.get("max_tokens"), int):
             raise StandInError(400, "max_tokens: Field required")
         messages = body.get("messages")

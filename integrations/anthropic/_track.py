@@ -56,6 +56,17 @@ def _not_raw_stream(call: TrackedCall, kwargs: dict[str, Any]) -> bool:
     return not (headers and headers.get("X-Stainless-Raw-Response") == "stream")
 
 
+try:  # the class `with_raw_response` returns has moved between SDK versions
+    from anthropic._response import APIResponse as _RawResponse
+except ImportError:  # pragma: no cover - older SDKs
+    from anthropic._legacy_response import LegacyAPIResponse as _RawResponse
+
+
+def _unwrap(result: Any) -> Any:
+    # with_raw_response: parse() is cached, so the user's own parse() gets this object.
+    return result.parse() if isinstance(result, _RawResponse) else result
+
+
 MESSAGES = TrackedKind(
     GENERATION,
     ("messages", "tools", "system"),
@@ -63,6 +74,7 @@ MESSAGES = TrackedKind(
     _messages.observe_event,
     _start_stream,
     prepare=_not_raw_stream,
+    unwrap=_unwrap,
 )
 STREAM_HELPER = MESSAGES._replace(streams=True, prepare=None)
 

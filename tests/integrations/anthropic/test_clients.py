@@ -1,0 +1,141 @@
+"""Errors, secrets, wrap(), copies, and joining an open span or another framework's generation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+anthropic = pytest.importorskip("anthropic")
+
+import posthog_llm  # noqa: E402
+from posthog_llm.instrumentation import close_observation, make_scope, open_observation  # noqa: E402
+
+from .conftest import API_KEY, HELLO, MODEL, only  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "status, error",
+    [
+        (429, anthropic.RateLimitError),
+        (500, anthropic.InternalServerError),
+        (529, getattr(anthropic, "OverloadedError", anthropic.InternalServerError)),
+        (400, anthropic.BadRequestError),
+    ],
+)
+def test_api_errors_reach_the_caller_untouched_and_are_reported(make_client, events, status, error):
+    llm = make_client()
+    with pytest.raises(error) as caught:
+        llm.messages.create(model=f"error-{status}", max_tokens=10, messages=HELLO)
+
+    assert caught.value.status_code == status
+    assert type(caught.value) is error  # the SDK's own exception, not a wrapper
+    props = only(events("$ai_generation"))
+    assert props["$ai_is_error"] is True
+    assert props["$ai_http_status"] == status
+    assert props["$ai_error"].startswith(f"{error.__name__}: Error code: {status}")
+    assert "$ai_output_choices" not in props
+
+
+def test_api_key_never_reaches_an_event(make_client, events, caplog):
+    llm = make_client()
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        llm.messages.create(model="error-key", max_tokens=10, messages=HELLO)
+    llm.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+
+    assert API_KEY in str(caught.value)  # the gateway quoted it to the caller ...
+    everything = json.dumps(events(), default=str)
+    assert API_KEY not in everything  # ... but no event repeats it
+    assert "[redacted]" in events("$ai_generation")[0]["properties"]["$ai_error"]
+    assert API_KEY not in caplog.text
+
+
+def test_error_under_privacy_mode_keeps_only_type_and_status(make_client, events):
+    llm = make_client()
+    with pytest.raises(anthropic.RateLimitError):
+        llm.messages.create(
+            model="error-429", max_tokens=10, messages=HELLO, posthog_privacy_mode=True
+        )
+
+    props = only(events("$ai_generation"))
+    assert props["$ai_error"] == "RateLimitError"
+    assert props["$ai_http_status"] == 429
+    assert "$ai_input" not in props
+
+
+def test_wrong_posthog_argument_type_is_the_callers_error(make_client, standin):
+    llm = make_client()
+    with pytest.raises(TypeError):
+        llm.messages.create(model=MODEL, max_tokens=10, messages=HELLO, posthog_properties=[1])
+    assert not standin.requests
+
+
+def test_wrap_existing_client_and_its_copies(client, events, standin):
+    from posthog_llm.integrations.anthropic import wrap
+
+    raw = anthropic.Anthropic(api_key=API_KEY, base_url=standin.base_url, max_retries=0)
+    untouched = anthropic.Anthropic(api_key=API_KEY, base_url=standin.base_url, max_retries=0)
+    assert wrap(raw, posthog_client=client) is raw
+    raw.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    raw.with_options(timeout=5).messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    untouched.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+
+    assert len(events("$ai_generation")) == 2
+    with pytest.raises(TypeError, match="anthropic.Anthropic"):
+        wrap(object(), posthog_client=client)
+
+
+def test_raw_responses_are_tracked_and_streaming_responses_left_alone(make_client, events):
+    llm = make_client()
+    raw = llm.messages.with_raw_response.create(model=MODEL, max_tokens=10, messages=HELLO)
+    with llm.messages.with_streaming_response.create(
+        model=MODEL, max_tokens=10, messages=HELLO
+    ) as response:
+        body = response.json()
+
+    assert raw.parse().content[0].text == body["content"][0]["text"]
+    props = only(events("$ai_generation"))  # the streamed body is the caller's to read
+    assert props["$ai_output_choices"][0]["content"][0]["text"] == body["content"][0]["text"]
+
+
+def test_calls_inside_a_span_join_its_trace(make_client, events, client):
+    llm = make_client()
+    with posthog_llm.span("answer the user", client=client) as outer:
+        llm.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+        with llm.messages.stream(model=MODEL, max_tokens=10, messages=HELLO) as stream:
+            stream.until_done()
+
+    generations = events("$ai_generation")
+    (trace,) = events("$ai_trace")
+    assert len(generations) == 2
+    for event in generations:
+        assert event["properties"]["$ai_trace_id"] == trace["properties"]["$ai_trace_id"]
+        assert event["properties"]["$ai_parent_id"] == outer.span_id
+
+
+async def test_async_calls_inside_a_span_join_its_trace(make_client, events, client):
+    from posthog_llm.integrations.anthropic import AsyncAnthropic
+
+    llm = make_client(AsyncAnthropic)
+    async with posthog_llm.span("async work", client=client) as outer:
+        await llm.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    await llm.close()
+
+    props = only(events("$ai_generation"))
+    assert props["$ai_parent_id"] == outer.span_id
+    assert props["$ai_trace_id"] == only(events("$ai_trace"))["$ai_trace_id"]
+
+
+def test_call_under_another_frameworks_generation_is_reported_once(make_client, events):
+    llm = make_client()
+    obs = open_observation(
+        "generation", trace_id="t-1", span_id="g-1", scope=make_scope(), framework="agents-sdk"
+    )
+    try:
+        llm.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    finally:
+        close_observation(obs)
+    llm.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+
+    props = only(events("$ai_generation"))  # only the call made after it closed
+    assert props["$ai_trace_id"] != "t-1" and "$ai_parent_id" not in props

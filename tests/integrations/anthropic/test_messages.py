@@ -1,0 +1,241 @@
+"""`messages.create` / `messages.parse`: properties, tokens, caching, tools, per-call arguments."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+anthropic = pytest.importorskip("anthropic")
+
+import posthog_llm  # noqa: E402
+import pydantic  # noqa: E402
+
+from .conftest import HELLO, MODEL, only  # noqa: E402
+
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+def test_create_becomes_one_generation(make_client, events, standin):
+    llm = make_client()
+    reply = llm.messages.create(
+        model=MODEL,
+        max_tokens=200,
+        system="You are terse.",
+        stop_sequences=["###"],
+        messages=HELLO,
+    )
+
+    assert isinstance(reply, anthropic.types.Message)
+    assert reply.content[0].text == "Echo: Tell me a fun fact about hedgehogs"
+    props = only(events("$ai_generation"))
+    assert props["$ai_model"] == MODEL
+    assert props["$ai_provider"] == "anthropic"
+    assert props["$ai_base_url"] == standin.base_url
+    assert props["$ai_input"] == [{"role": "system", "content": "You are terse."}, *HELLO]
+    assert props["$ai_output_choices"] == [
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Echo: Tell me a fun fact about hedgehogs"}],
+        }
+    ]
+    assert props["$ai_input_tokens"] == reply.usage.input_tokens
+    assert props["$ai_output_tokens"] == reply.usage.output_tokens
+    assert props["$ai_cache_read_input_tokens"] == 0
+    assert props["$ai_cache_creation_input_tokens"] == 0
+    assert props["$ai_model_parameters"] == {"max_tokens": 200, "stop_sequences": ["###"]}
+    assert props["$ai_stop_reason"] == "end_turn"
+    assert props["$ai_http_status"] == 200
+    assert props["$ai_stream"] is False
+    assert "$ai_web_search_count" not in props  # not reported: omitted, not 0
+    assert isinstance(props["$ai_latency"], float) and 0 < props["$ai_latency"] < 60
+    assert "$ai_is_error" not in props
+    uuid.UUID(props["$ai_trace_id"])
+
+
+def test_posthog_arguments_are_applied_and_never_sent(make_client, events, standin):
+    llm = make_client()
+    llm.messages.create(
+        model=MODEL,
+        max_tokens=50,
+        messages=HELLO,
+        posthog_distinct_id="user_123",
+        posthog_trace_id="trace_123",
+        posthog_session_id="session_9",
+        posthog_properties={"conversation_id": "abc123"},
+        posthog_groups={"company": "acme"},
+    )
+
+    sent = standin.last_request("/v1/messages")
+    assert not [key for key in sent["body"] if key.startswith("posthog")]
+    event = events("$ai_generation")[0]
+    props = event["properties"]
+    assert event["distinct_id"] == "user_123"
+    assert props["$ai_trace_id"] == "trace_123"
+    assert props["$ai_session_id"] == "session_9"
+    assert props["conversation_id"] == "abc123"
+    assert props["$groups"] == {"company": "acme"}
+    assert "$process_person_profile" not in props
+
+
+def test_prompt_caching_reports_writes_with_their_ttl_split_then_reads(make_client, events):
+    llm = make_client()
+    system = [
+        {
+            "type": "text",
+            "text": "A long style guide that is worth caching. " * 5,
+            "cache_control": {"type": "ephemeral", "ttl": "1h"},
+        }
+    ]
+    first = llm.messages.create(model=MODEL, max_tokens=50, system=system, messages=HELLO)
+    second = llm.messages.create(model=MODEL, max_tokens=50, system=system, messages=HELLO)
+
+    written, read = [e["properties"] for e in events("$ai_generation")]
+    assert first.usage.cache_creation_input_tokens > 0
+    assert written["$ai_cache_creation_input_tokens"] == first.usage.cache_creation_input_tokens
+    assert written["$ai_cache_creation_1h_input_tokens"] == first.usage.cache_creation_input_tokens
+    assert written["$ai_cache_creation_5m_input_tokens"] == 0
+    assert written["$ai_cache_read_input_tokens"] == 0
+    assert read["$ai_cache_read_input_tokens"] == second.usage.cache_read_input_tokens > 0
+    assert read["$ai_cache_creation_input_tokens"] == 0
+    # Anthropic's input_tokens exclude cache reads and writes; PostHog's cost model expects that.
+    assert read["$ai_input_tokens"] == second.usage.input_tokens
+
+
+def test_web_search_requests_are_counted(make_client, events):
+    llm = make_client()
+    llm.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=HELLO,
+        tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
+    )
+
+    props = only(events("$ai_generation"))
+    assert props["$ai_web_search_count"] == 1
+    assert props["$ai_tools"][0]["name"] == "web_search"
+
+
+def test_tool_use_and_thinking_blocks_in_the_output(make_client, events):
+    llm = make_client()
+    reply = llm.messages.create(
+        model=MODEL,
+        max_tokens=1024,
+        thinking={"type": "enabled", "budget_tokens": 512},
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "auto"},
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+    )
+
+    tool_use = reply.content[-1]
+    props = only(events("$ai_generation"))
+    assert props["$ai_tools"] == [WEATHER_TOOL]
+    assert props["$ai_model_parameters"] == {
+        "max_tokens": 1024,
+        "thinking": {"type": "enabled", "budget_tokens": 512},
+        "tool_choice": {"type": "auto"},
+    }
+    assert props["$ai_stop_reason"] == "tool_use"
+    assert props["$ai_output_choices"] == [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "The user said: Weather in Paris?"},
+                {
+                    "type": "function",
+                    "id": tool_use.id,
+                    "function": {"name": "get_weather", "arguments": tool_use.input},
+                },
+            ],
+        }
+    ]
+
+
+def test_tool_result_round_trip_keeps_block_content_in_the_input(make_client, events):
+    llm = make_client()
+    messages = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}],
+        },
+    ]
+    reply = llm.messages.create(model=MODEL, max_tokens=50, tools=[WEATHER_TOOL], messages=messages)
+
+    assert reply.content[0].text == "The tool returned: sunny"
+    props = only(events("$ai_generation"))
+    assert props["$ai_input"] == messages
+
+
+def test_parse_reports_the_structured_answer(make_client, events):
+    class Weather(pydantic.BaseModel):
+        city: str
+        degrees: int
+
+    llm = make_client()
+    reply = llm.messages.parse(model=MODEL, max_tokens=100, messages=HELLO, output_format=Weather)
+
+    assert reply.parsed_output == Weather(city=HELLO[0]["content"], degrees=1)
+    props = only(events("$ai_generation"))
+    text = props["$ai_output_choices"][0]["content"][0]["text"]
+    assert Weather.model_validate_json(text) == reply.parsed_output
+    assert props["$ai_input_tokens"] == reply.usage.input_tokens
+
+
+@pytest.mark.parametrize("where", ["call", "context", "client"])
+def test_privacy_mode_drops_prompt_and_answer(make_client, events, sink, where):
+    client = posthog_llm.Client(
+        destination=sink, flush_interval=0.05, privacy_mode=where == "client"
+    )
+    llm = make_client(posthog_client=client)
+    kwargs = {"posthog_privacy_mode": True} if where == "call" else {}
+    with posthog_llm.context(privacy_mode=True if where == "context" else None):
+        llm.messages.create(
+            model=MODEL, max_tokens=50, system="secret system", messages=HELLO, **kwargs
+        )
+    assert client.flush(5)
+    client.shutdown(5)
+
+    props = only(sink.named("$ai_generation"))
+    assert "$ai_input" not in props and "$ai_output_choices" not in props
+    assert props["$ai_output_tokens"] > 0
+    assert "hedgehogs" not in str(props) and "secret system" not in str(props)
+
+
+def test_bedrock_and_vertex_clients_report_as_anthropic(make_client, events, standin):
+    from posthog_llm.integrations.anthropic import AnthropicBedrock, AnthropicVertex
+
+    vertex = make_client(
+        AnthropicVertex,
+        api_key=None,
+        region="us-east5",
+        project_id="my-project",
+        access_token="ya29.vertex-access-token-SECRET",
+        base_url=standin.vertex_base_url,
+    )
+    bedrock = make_client(
+        AnthropicBedrock, api_key="bedrock-api-key-SECRET", aws_region="us-east-1"
+    )
+    vertex.messages.create(model=MODEL, max_tokens=50, messages=HELLO)
+    bedrock.messages.create(model="anthropic.claude-sonnet-4-6", max_tokens=50, messages=HELLO)
+
+    on_vertex, on_bedrock = [e["properties"] for e in events("$ai_generation")]
+    assert "publishers/anthropic/models" in standin.requests[0]["path"]
+    assert standin.requests[1]["path"] == "/model/anthropic.claude-sonnet-4-6/invoke"
+    assert on_vertex["$ai_provider"] == on_bedrock["$ai_provider"] == "anthropic"
+    assert on_vertex["$ai_model"] == MODEL
+    assert on_bedrock["$ai_model"] == "anthropic.claude-sonnet-4-6"
+    assert on_vertex["$ai_output_tokens"] > 0 and on_bedrock["$ai_output_tokens"] > 0
+    assert "SECRET" not in str(events())

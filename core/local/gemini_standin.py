@@ -23,7 +23,8 @@ What it answers:
   thinking budget is set, `cachedContentTokenCount` when `cachedContent` is named. The served
   model is a dated version (`modelVersion`: `gemini-2.5-flash` -> `gemini-2.5-flash-001`).
 - Errors on demand: a model named `error-<status>` answers that status with a Google-style
-  error body (`RESOURCE_EXHAUSTED` for 429...); `error-midstream` streams, then breaks off.
+  error body (`RESOURCE_EXHAUSTED` for 429...); `error-midstream` streams, then breaks off;
+  `error-key` answers 400 quoting the API key it was sent.
 - Every request is recorded in `server.requests`, newest last.
 """
 
@@ -87,6 +88,10 @@ class GeminiStandIn(LoopbackStandIn):
         if match:
             status = int(match.group(1))
             raise StandInError(status, f"The local stand-in answers {status} for model {model}.")
+        if model == "error-key":
+            # A proxy that quotes the key it rejected: the case secret scrubbing is for.
+            key = headers.get("x-goog-api-key") or headers.get("authorization", "")
+            raise StandInError(400, f"API key not valid: {key}")
         if method == "batchEmbedContents":
             items = body.get("requests") or []
             return (

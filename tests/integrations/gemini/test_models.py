@@ -1,0 +1,297 @@
+"""`models.generate_content` / `_stream` / `embed_content`, sync and `aio`, and chats."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+genai = pytest.importorskip("google.genai")
+
+import posthog_llm  # noqa: E402
+from google.genai import errors, types  # noqa: E402
+
+from .conftest import API_KEY, MODEL, only  # noqa: E402
+
+HEDGEHOGS = "Tell me a fun fact about hedgehogs"
+ECHO = "Echo: " + HEDGEHOGS
+
+
+def test_generate_content_becomes_one_generation(make_client, events, standin):
+    llm = make_client()
+    reply = llm.models.generate_content(
+        model=MODEL,
+        contents=HEDGEHOGS,
+        config=types.GenerateContentConfig(
+            system_instruction="You are terse.",
+            temperature=0.2,
+            max_output_tokens=100,
+            stop_sequences=["###"],
+            thinking_config=types.ThinkingConfig(thinking_budget=64),
+        ),
+    )
+
+    assert reply.text == ECHO
+    usage = reply.usage_metadata
+    props = only(events("$ai_generation"))
+    assert props["$ai_model"] == "gemini-2.5-flash-001"  # modelVersion: as served
+    assert props["$ai_provider"] == "gemini"
+    assert props["$ai_base_url"] == standin.url
+    assert props["$ai_input"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": HEDGEHOGS},
+    ]
+    assert props["$ai_output_choices"] == [{"role": "assistant", "content": ECHO}]
+    assert props["$ai_input_tokens"] == usage.prompt_token_count
+    assert props["$ai_output_tokens"] == usage.candidates_token_count
+    assert props["$ai_reasoning_tokens"] == usage.thoughts_token_count == 7
+    assert "$ai_cache_read_input_tokens" not in props  # not reported: omitted, not 0
+    assert props["$ai_model_parameters"] == {
+        "temperature": 0.2,
+        "max_output_tokens": 100,
+        "stop_sequences": ["###"],
+        "thinking": {"thinking_budget": 64},
+    }
+    assert props["$ai_stop_reason"] == "STOP"
+    assert props["$ai_http_status"] == 200
+    assert props["$ai_stream"] is False
+    assert "$ai_is_error" not in props
+    uuid.UUID(props["$ai_trace_id"])
+
+
+def test_contents_in_every_shape_become_role_content_messages(make_client, events):
+    llm = make_client()
+    llm.models.generate_content(model=MODEL, contents=["Describe", "this"])
+    llm.models.generate_content(
+        model=MODEL,
+        contents=[
+            types.Content(role="user", parts=[types.Part(text="Hi")]),
+            {"role": "model", "parts": [{"text": "Hello!"}]},
+            types.Content(
+                role="user",
+                parts=[
+                    types.Part(text="What is on this picture?"),
+                    types.Part.from_bytes(data=b"\x89PNG....", mime_type="image/png"),
+                ],
+            ),
+        ],
+    )
+    llm.models.generate_content(model=MODEL, contents=types.Part(text="a single part"))
+
+    loose, conversation, single = (e["properties"]["$ai_input"] for e in events("$ai_generation"))
+    assert loose == [{"role": "user", "content": "Describethis"}]
+    assert conversation == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is on this picture?"},
+                {"type": "image", "mime_type": "image/png"},
+            ],
+        },
+    ]
+    assert single == [{"role": "user", "content": "a single part"}]
+    assert "iVBOR" not in json.dumps(events())  # no image bytes in any event
+
+
+def test_function_calls_in_the_output_and_tools(make_client, events):
+    llm = make_client()
+    weather = types.FunctionDeclaration(
+        name="get_weather",
+        description="Weather for a city",
+        parameters={"type": "OBJECT", "properties": {"city": {"type": "STRING"}}},
+    )
+    reply = llm.models.generate_content(
+        model=MODEL,
+        contents="Weather in Paris?",
+        config={"tools": [types.Tool(function_declarations=[weather])]},
+    )
+
+    call = reply.function_calls[0]
+    props = only(events("$ai_generation"))
+    assert props["$ai_tools"][0]["function_declarations"][0]["name"] == "get_weather"
+    assert props["$ai_output_choices"] == [
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "function",
+                    "id": None,
+                    "function": {"name": "get_weather", "arguments": call.args},
+                }
+            ],
+        }
+    ]
+
+
+def test_stream_reports_once_with_text_usage_and_first_token(make_client, events):
+    llm = make_client()
+    stream = llm.models.generate_content_stream(model=MODEL, contents=HEDGEHOGS)
+    assert events("$ai_generation") == []
+    chunks = list(stream)
+
+    assert "".join(c.text for c in chunks) == ECHO
+    props = only(events("$ai_generation"))
+    assert props["$ai_stream"] is True
+    assert props["$ai_output_choices"] == [{"role": "assistant", "content": ECHO}]
+    assert props["$ai_output_tokens"] == chunks[-1].usage_metadata.candidates_token_count
+    assert props["$ai_model"] == "gemini-2.5-flash-001"
+    assert props["$ai_stop_reason"] == "STOP"
+    assert 0 < props["$ai_time_to_first_token"] <= props["$ai_latency"]
+
+
+def test_embed_content_becomes_an_embedding(make_client, events):
+    llm = make_client()
+    result = llm.models.embed_content(
+        model="text-embedding-004",
+        contents=["first text", "second text"],
+        config=types.EmbedContentConfig(output_dimensionality=8),
+        posthog_distinct_id="user_5",
+    )
+
+    assert len(result.embeddings) == 2
+    event = events("$ai_embedding")[0]
+    props = event["properties"]
+    assert event["distinct_id"] == "user_5"
+    assert props["$ai_model"] == "text-embedding-004"
+    assert props["$ai_provider"] == "gemini"
+    assert props["$ai_input"] == ["first text", "second text"]
+    assert props["$ai_embedding_input_count"] == 2
+    assert props["$ai_model_parameters"] == {"dimensions": 8}
+    assert "$ai_input_tokens" not in props  # the Gemini API does not report it
+
+
+def test_chats_are_tracked_through_the_models_calls(make_client, events):
+    llm = make_client()
+    chat = llm.chats.create(model=MODEL)
+    chat.send_message("first question")
+    for _ in chat.send_message_stream("second question"):
+        pass
+
+    first, second = (e["properties"] for e in events("$ai_generation"))
+    assert first["$ai_input"] == [{"role": "user", "content": "first question"}]
+    assert second["$ai_input"] == [
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "Echo: first question"},
+        {"role": "user", "content": "second question"},
+    ]
+    assert second["$ai_stream"] is True
+
+
+async def test_async_models_and_chats(make_client, events):
+    llm = make_client()
+    reply = await llm.aio.models.generate_content(model=MODEL, contents=HEDGEHOGS)
+    streamed = [
+        chunk.text
+        async for chunk in await llm.aio.models.generate_content_stream(
+            model=MODEL, contents=HEDGEHOGS
+        )
+    ]
+    await llm.aio.models.embed_content(model="text-embedding-004", contents="one text")
+    chat = llm.aio.chats.create(model=MODEL)
+    await chat.send_message("async chat")
+
+    assert reply.text == "".join(streamed) == ECHO
+    plain, stream, chatted = (e["properties"] for e in events("$ai_generation"))
+    assert plain["$ai_stream"] is False and stream["$ai_stream"] is True
+    assert plain["$ai_output_choices"] == stream["$ai_output_choices"]
+    assert chatted["$ai_input"] == [{"role": "user", "content": "async chat"}]
+    assert only(events("$ai_embedding"))["$ai_input"] == "one text"
+
+
+@pytest.mark.parametrize(
+    "status, error",
+    [(429, errors.ClientError), (500, errors.ServerError), (400, errors.ClientError)],
+)
+def test_api_errors_reach_the_caller_untouched_and_are_reported(make_client, events, status, error):
+    llm = make_client()
+    with pytest.raises(error) as caught:
+        llm.models.generate_content(model=f"error-{status}", contents=HEDGEHOGS)
+    with pytest.raises(error):
+        for _ in llm.models.generate_content_stream(model=f"error-{status}", contents=HEDGEHOGS):
+            pass
+
+    assert caught.value.code == status
+    for props in (e["properties"] for e in events("$ai_generation")):
+        assert props["$ai_is_error"] is True
+        assert props["$ai_http_status"] == status
+        assert props["$ai_error"].startswith(f"{error.__name__}: {status}")
+        assert "$ai_output_choices" not in props
+
+
+def test_api_key_never_reaches_an_event_and_posthog_arguments_never_reach_google(
+    make_client, events, standin
+):
+    llm = make_client()
+    llm.models.generate_content(
+        model=MODEL,
+        contents=HEDGEHOGS,
+        posthog_trace_id="trace_9",
+        posthog_properties={"team": "search"},
+        posthog_groups={"company": "acme"},
+    )
+    with pytest.raises(errors.ClientError) as caught:
+        llm.models.generate_content(model="error-key", contents="x")
+
+    assert API_KEY in str(caught.value)  # the caller sees what the server said ...
+    sent = standin.last_request(":generateContent")
+    assert sent["headers"]["x-goog-api-key"] == API_KEY
+    assert not [key for key in sent["body"] if "posthog" in key.lower()]
+    first = events("$ai_generation")[0]["properties"]
+    assert first["$ai_trace_id"] == "trace_9" and first["team"] == "search"
+    assert API_KEY not in json.dumps(events(), default=str)  # ... no event repeats it
+    assert "[redacted]" in events("$ai_generation")[1]["properties"]["$ai_error"]
+
+
+def test_privacy_mode_keeps_only_counts_and_error_type(make_client, events):
+    llm = make_client()
+    llm.models.generate_content(model=MODEL, contents=HEDGEHOGS, posthog_privacy_mode=True)
+    with posthog_llm.context(privacy_mode=True):
+        with pytest.raises(errors.ClientError):
+            llm.models.generate_content(model="error-429", contents=HEDGEHOGS)
+
+    ok, failed = (e["properties"] for e in events("$ai_generation"))
+    assert "hedgehogs" not in json.dumps([ok, failed])
+    assert ok["$ai_output_tokens"] > 0
+    assert failed["$ai_error"] == "ClientError" and failed["$ai_http_status"] == 429
+
+
+def test_vertex_mode_reports_vertex(make_client, events, standin):
+    llm = make_client(vertexai=True)
+    llm.models.generate_content(model=MODEL, contents=HEDGEHOGS)
+
+    assert "publishers/google/models" in standin.last_request(":generateContent")["path"]
+    assert only(events("$ai_generation"))["$ai_provider"] == "vertex"
+
+
+def test_wrap_existing_client(client, events, standin):
+    from posthog_llm.integrations.gemini import wrap
+
+    options = {"base_url": standin.base_url}
+    raw = genai.Client(api_key=API_KEY, http_options=options)
+    untouched = genai.Client(api_key=API_KEY, http_options=options)
+    assert wrap(raw, posthog_client=client) is raw
+    raw.models.generate_content(model=MODEL, contents="tracked")
+    untouched.models.generate_content(model=MODEL, contents="not tracked")
+
+    assert only(events("$ai_generation"))["$ai_input"] == [{"role": "user", "content": "tracked"}]
+    with pytest.raises(TypeError, match="google.genai.Client"):
+        wrap(object(), posthog_client=client)
+
+
+def test_calls_inside_a_span_join_its_trace(make_client, events, client):
+    llm = make_client()
+    with posthog_llm.span("answer", client=client) as outer:
+        llm.models.generate_content(model=MODEL, contents=HEDGEHOGS)
+        for _ in llm.models.generate_content_stream(model=MODEL, contents=HEDGEHOGS):
+            pass
+        llm.models.embed_content(model="text-embedding-004", contents="x")
+
+    trace_id = only(events("$ai_trace"))["$ai_trace_id"]
+    joined = events("$ai_generation") + events("$ai_embedding")
+    assert len(joined) == 3
+    for event in joined:
+        assert event["properties"]["$ai_trace_id"] == trace_id
+        assert event["properties"]["$ai_parent_id"] == outer.span_id

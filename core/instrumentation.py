@@ -96,6 +96,7 @@ __all__ = [
 ]
 
 # -- provider drop-ins: the generic tracked SDK call and the one usage normaliser ---------------
+from ._events import MODEL_PARAMETER_NAMES  # noqa: E402
 from ._tracked import (  # noqa: E402
     POSTHOG_ARGUMENTS,
     TrackedCall,
@@ -113,6 +114,7 @@ from ._tracked import (  # noqa: E402
 from ._usage import Usage, normalize_usage  # noqa: E402
 
 __all__ += [
+    "MODEL_PARAMETER_NAMES",
     "POSTHOG_ARGUMENTS",
     "TrackedCall",
     "TrackedKind",

@@ -11,9 +11,14 @@ it we subtract; Anthropic's and Bedrock's raw usage already excludes them, so th
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
-from posthog_llm._events import clean_base_url, provider_from_base_url
+from posthog_llm.instrumentation import (
+    Usage,
+    clean_base_url,
+    normalize_usage,
+    provider_from_base_url,
+)
 
 __all__ = [
     "Usage",
@@ -156,126 +161,30 @@ def is_anthropic_model(provider: str | None, model: str | None) -> bool:
     return "claude" in lowered or "anthropic" in lowered
 
 
-class Usage(NamedTuple):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    reasoning_tokens: int | None = None
-
-
-def _count(value: Any) -> int | None:
-    cls = type(value)
-    if cls is int:
-        return value
-    if value is None or cls is bool:
-        return None
-    # Bedrock streams counts as lists of per-chunk numbers.
-    if isinstance(value, (list, tuple)):
-        total = 0
-        for item in value:
-            item = _count(item)
-            if item is None:
-                return None
-            total += item
-        return total
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _get(source: Any, key: str) -> Any:
-    if type(source) is dict:  # the common case, without the slower Mapping check
-        return source.get(key)
-    if isinstance(source, Mapping):
-        return source.get(key)
-    return getattr(source, key, None)
-
-
-def _first_count(source: Any, *keys: str) -> int | None:
-    for key in keys:
-        value = _count(_get(source, key))
-        if value is not None:
-            return value
-    return None
-
-
 def _standard_usage(usage: Any, anthropic: bool) -> Usage | None:
     """LangChain's `UsageMetadata`: input_tokens counts every prompt token, cached or not."""
-    input_tokens = _count(_get(usage, "input_tokens"))
-    output_tokens = _count(_get(usage, "output_tokens"))
-    if input_tokens is None and output_tokens is None:
+    parsed = normalize_usage(usage)
+    if parsed.input_tokens is None and parsed.output_tokens is None:
         return None
-    input_details = _get(usage, "input_token_details") or {}
-    output_details = _get(usage, "output_token_details") or {}
-    cache_read = _count(_get(input_details, "cache_read"))
-    cache_creation = _count(_get(input_details, "cache_creation"))
-    if cache_creation is None:
-        # Newer langchain-anthropic splits cache writes by TTL.
-        parts = [
-            _count(_get(input_details, key))
-            for key in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
-        ]
-        if any(p is not None for p in parts):
-            cache_creation = sum(p or 0 for p in parts)
-    reasoning = _count(_get(output_details, "reasoning"))
-    if anthropic and input_tokens is not None:
-        input_tokens = max(0, input_tokens - (cache_read or 0) - (cache_creation or 0))
-    return Usage(input_tokens, output_tokens, cache_read, cache_creation, reasoning)
+    if anthropic and parsed.input_tokens is not None:
+        cached = (parsed.cache_read_input_tokens or 0) + (parsed.cache_creation_input_tokens or 0)
+        parsed = parsed._replace(input_tokens=max(0, parsed.input_tokens - cached))
+    return parsed
 
 
 def _raw_usage(usage: Any) -> Usage | None:
     """A provider's own usage block, as it sent it (no cache arithmetic needed).
 
     OpenAI (`prompt_tokens` include cached), Anthropic and Bedrock (input excludes cache),
-    Google (`prompt_token_count` includes cached content, like OpenAI), Ollama, IBM.
+    Google (`prompt_token_count` includes cached content, like OpenAI), Ollama, IBM: the core's
+    one normaliser reads them all.
     """
     if not isinstance(usage, Mapping) and not hasattr(usage, "__dict__"):
         return None
-    input_tokens = _first_count(
-        usage,
-        "input_tokens",
-        "prompt_tokens",
-        "prompt_token_count",
-        "inputTokens",
-        "inputTokenCount",
-        "prompt_eval_count",
-        "input_token_count",
-    )
-    output_tokens = _first_count(
-        usage,
-        "output_tokens",
-        "completion_tokens",
-        "candidates_token_count",
-        "outputTokens",
-        "outputTokenCount",
-        "eval_count",
-        "generated_token_count",
-    )
-    if input_tokens is None and output_tokens is None:
+    parsed = normalize_usage(usage)
+    if parsed.input_tokens is None and parsed.output_tokens is None:
         return None
-    cache_read = _first_count(
-        usage,
-        "cache_read_input_tokens",
-        "cached_content_token_count",
-        "cacheReadInputTokens",
-        "cacheReadInputTokenCount",
-    )
-    if cache_read is None:
-        cache_read = _count(_get(_get(usage, "prompt_tokens_details"), "cached_tokens"))
-    cache_creation = _first_count(
-        usage,
-        "cache_creation_input_tokens",
-        "cacheWriteInputTokens",
-        "cacheCreationInputTokenCount",
-        "cacheWriteInputTokenCount",
-    )
-    reasoning = _first_count(usage, "reasoning_tokens", "thoughts_token_count")
-    if reasoning is None:
-        reasoning = _count(_get(_get(usage, "completion_tokens_details"), "reasoning_tokens"))
-    return Usage(input_tokens, output_tokens, cache_read, cache_creation, reasoning)
+    return parsed
 
 
 def extract_usage(response: Any, provider: str | None, model: str | None) -> Usage:

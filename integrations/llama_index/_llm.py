@@ -10,9 +10,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from posthog_llm._events import (
+from posthog_llm.instrumentation import (
     MODEL_PARAMETER_NAMES,
     allowed_model_parameters,
+    normalize_usage,
     provider_from_base_url,
 )
 
@@ -367,39 +368,19 @@ def _first(source: Any, *keys: str) -> int | None:
     return None
 
 
+_USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "reasoning_tokens",
+)
+
+
 def _usage_from(source: Any) -> dict[str, int]:
-    """Token counts from a usage dict/object in any of the common providers' shapes."""
-    if source is None:
-        return {}
-    out: dict[str, int] = {}
-    value = _first(
-        source, "prompt_tokens", "input_tokens", "prompt_token_count", "prompt_eval_count"
-    )
-    if value is not None:
-        out["input_tokens"] = value
-    value = _first(
-        source, "completion_tokens", "output_tokens", "candidates_token_count", "eval_count"
-    )
-    if value is not None:
-        out["output_tokens"] = value
-    cache_read = _first(source, "cache_read_input_tokens", "cached_content_token_count")
-    if cache_read is None:
-        cache_read = _first(_get(source, "prompt_tokens_details"), "cached_tokens")
-    if cache_read is None:
-        cache_read = _first(_get(source, "input_tokens_details"), "cached_tokens")
-    if cache_read is not None:
-        out["cache_read_input_tokens"] = cache_read
-    cache_write = _first(source, "cache_creation_input_tokens")
-    if cache_write is not None:
-        out["cache_creation_input_tokens"] = cache_write
-    reasoning = _first(source, "reasoning_tokens", "thoughts_token_count")
-    if reasoning is None:
-        reasoning = _first(_get(source, "completion_tokens_details"), "reasoning_tokens")
-    if reasoning is None:
-        reasoning = _first(_get(source, "output_tokens_details"), "reasoning_tokens")
-    if reasoning is not None:
-        out["reasoning_tokens"] = reasoning
-    return out
+    """Token counts from a usage dict/object in any provider's shape (the core's normaliser)."""
+    usage = normalize_usage(source)
+    return {key: value for key, value in zip(_USAGE_KEYS, usage) if value is not None}
 
 
 def usage_of(response: Any) -> dict[str, int]:

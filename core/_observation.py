@@ -83,6 +83,9 @@ def open_observation(
     framework: str | None = None,
 ) -> Observation:
     """Make a new observation the current one; close it with `close_observation`."""
+    if scope.trace_id != trace_id:
+        # Work that joins this observation reads the trace id from its scope.
+        scope = scope.merged(Scope(trace_id=trace_id))
     obs = Observation(kind, trace_id, span_id, scope, framework, current_observation())
     _current.set(obs)
     return obs

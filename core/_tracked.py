@@ -27,7 +27,7 @@ from ._context import Scope, make_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
 from ._errors import error_text
 from ._events import clean_base_url, http_status_of
-from ._observation import current_observation
+from ._observation import GENERATION_KIND, current_observation
 
 __all__ = [
     "POSTHOG_ARGUMENTS",
@@ -307,18 +307,19 @@ def begin_call(
         if not emitter.enabled:
             return None
         observation = current_observation()
-        parent_id = None
-        if observation is not None:
-            if observation.kind == "generation" and observation.framework != tracker.framework:
-                return None  # another framework reports this model call already
+        if (
+            observation is not None
+            and observation.kind == GENERATION_KIND
+            and observation.framework != tracker.framework
+        ):
+            return None  # another framework reports this model call already: report it once
+        # The scope carries the open observation's trace id unless the context or the call
+        # names another trace; only a call in the observation's trace is its child.
         scope = emitter.scope(overrides)
-        explicit = overrides.trace_id if overrides is not None else None
-        if explicit is not None:
-            trace_id = str(explicit)
-        elif observation is not None:
-            trace_id, parent_id = observation.trace_id, observation.span_id
-        else:
-            trace_id = str(scope.trace_id) if scope.trace_id is not None else str(uuid.uuid4())
+        trace_id = str(scope.trace_id) if scope.trace_id is not None else str(uuid.uuid4())
+        parent_id = None
+        if observation is not None and trace_id == observation.trace_id:
+            parent_id = observation.span_id
         params = dict(kwargs)
         for name in kind.list_arguments:
             value = kwargs.get(name)

@@ -31,6 +31,7 @@ class AnthropicTracker(Tracker):
     """Per-client state, shared with the client's `copy()` / `with_options()` copies."""
 
     default_provider = "anthropic"
+    framework = "anthropic"
     # Anthropic's key or token, Bedrock's AWS credentials, Vertex's access token.
     secret_names = (
         "api_key",

@@ -26,6 +26,7 @@ class GeminiTracker(Tracker):
     """Per-client state. The "client" it is asked about is the SDK's `BaseApiClient`."""
 
     default_provider = "gemini"
+    framework = "gemini"
 
     def provider_name(self, client: Any) -> str:
         return "vertex" if getattr(client, "vertexai", False) else "gemini"

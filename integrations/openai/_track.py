@@ -39,6 +39,7 @@ class OpenAITracker(Tracker):
     """Per-client state, shared with the client's `copy()` / `with_options()` copies."""
 
     secret_names = ("api_key", "_azure_ad_token", "admin_api_key")
+    framework = "openai"  # a generation open under this name is our own: not skipped
 
     def __init__(self, emitter: Emitter, azure: bool) -> None:
         super().__init__(emitter)

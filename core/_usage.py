@@ -109,6 +109,19 @@ _CONTAINERS = (
 )
 
 
+def _view(source: Any) -> Any:
+    """A pydantic model's fields as a dict: many lookups of absent keys on the model itself would
+    each raise and catch an AttributeError inside pydantic, which dominated the cost."""
+    if source is None or type(source) is dict or isinstance(source, Mapping):
+        return source
+    if hasattr(type(source), "__pydantic_fields__"):
+        fields = getattr(source, "__dict__", None)
+        if type(fields) is dict:
+            extra = getattr(source, "__pydantic_extra__", None)
+            return {**fields, **extra} if extra else fields
+    return source
+
+
 def _get(source: Any, key: str) -> Any:
     if source is None:
         return None
@@ -148,13 +161,14 @@ def _first(source: Any, keys: tuple[str, ...]) -> int | None:
 
 def _detail(source: Any, paths: tuple[tuple[str, str], ...]) -> int | None:
     for block, key in paths:
-        value = _count(_get(_get(source, block), key))
+        value = _count(_get(_view(_get(source, block)), key))
         if value is not None:
             return value
     return None
 
 
 def _read(source: Any) -> Usage:
+    source = _view(source)
     input_tokens = _first(source, _INPUT)
     output_tokens = _first(source, _OUTPUT)
     cache_read = _first(source, _CACHE_READ)
@@ -162,19 +176,19 @@ def _read(source: Any) -> Usage:
         cache_read = _detail(source, _CACHE_READ_DETAILS)
     cache_write = _first(source, _CACHE_WRITE)
     # Anthropic's `cache_creation` object, or LangChain's `input_token_details`.
-    split_source = _get(source, "cache_creation")
+    split_source = _view(_get(source, "cache_creation"))
     if split_source is None or isinstance(split_source, (int, float)):
-        split_source = _get(source, "input_token_details")
+        split_source = _view(_get(source, "input_token_details"))
     write_5m = _count(_get(split_source, _TTL_5M))
     write_1h = _count(_get(split_source, _TTL_1H))
     if cache_write is None:
-        cache_write = _count(_get(_get(source, "input_token_details"), "cache_creation"))
+        cache_write = _count(_get(_view(_get(source, "input_token_details")), "cache_creation"))
     if cache_write is None and (write_5m is not None or write_1h is not None):
         cache_write = (write_5m or 0) + (write_1h or 0)
     reasoning = _first(source, _REASONING)
     if reasoning is None:
         reasoning = _detail(source, _REASONING_DETAILS)
-    web_search = _count(_get(_get(source, "server_tool_use"), "web_search_requests"))
+    web_search = _count(_get(_view(_get(source, "server_tool_use")), "web_search_requests"))
     return Usage(
         input_tokens,
         output_tokens,
@@ -197,6 +211,7 @@ def normalize_usage(raw: Any) -> Usage:
     usage = _read(raw)
     if usage.input_tokens is not None or usage.output_tokens is not None:
         return usage
+    raw = _view(raw)
     for key in _CONTAINERS:
         inner = _get(raw, key)
         if inner is None or inner is raw or isinstance(inner, (str, bytes, int, float, bool)):
@@ -205,7 +220,7 @@ def normalize_usage(raw: Any) -> Usage:
         if found.input_tokens is not None or found.output_tokens is not None:
             return found
         if key == "_raw_response":  # LlamaIndex's Gemini: raw -> _raw_response.usage_metadata
-            found = _read(_get(inner, "usage_metadata"))
+            found = _read(_get(_view(inner), "usage_metadata"))
             if found.input_tokens is not None or found.output_tokens is not None:
                 return found
     return usage

@@ -1,0 +1,329 @@
+"""Anthropic and Gemini benchmark: what tracking adds to one call over the plain SDK client.
+
+One run measures, side by side and interleaved round by round, for each provider:
+
+- the plain SDK client (`anthropic.Anthropic`, `google.genai.Client`);
+- the same client with an empty httpx event hook on requests and responses: the floor any
+  transport-level instrumentation pays before it does anything;
+- posthog-llm's drop-in (`posthog_llm.integrations.anthropic.Anthropic`, `...gemini.Client`);
+- PostHog's own wrapper (`posthog.ai.anthropic.Anthropic`, `posthog.ai.gemini.Client`).
+
+All talk to the loopback stand-ins (`posthog_llm.local.anthropic_standin`, `...gemini_standin`),
+and both trackers send to the same loopback capture sink; each server runs in its own process.
+Cost per call includes delivering the block's events (each block ends with the tracker's flush),
+so work pushed to a background thread is counted too. Plain and streamed calls.
+
+    python bench/bench_providers.py            # full run, writes bench/results/providers.md
+    python bench/bench_providers.py --quick    # fewer calls, same table
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CONTENDERS = ["sdk", "sdk + empty httpx hook", "posthog-llm", "posthog-python"]
+ANTHROPIC_KEY = "sk-ant-bench-not-a-real-key"
+GEMINI_KEY = "AIza-bench-not-a-real-key"
+PROMPT = "Tell me a fun fact about hedgehogs"
+ANTHROPIC_MODEL = "claude-sonnet-4-6"
+GEMINI_MODEL = "gemini-2.5-flash"
+
+
+def _serve(conn: Any, kind: str) -> None:
+    """Child process: the capture sink (bench/_sink.py) or one stand-in."""
+    if kind == "sink":
+        sys.path.insert(0, HERE)
+        from _sink import Sink
+
+        sink = Sink(count=True).start()
+        conn.send(sink.url)
+        while conn.recv() == "stats":
+            conn.send({"events": sink.events, "requests": sink.requests})
+        sink.close()
+        return
+    if kind == "anthropic":
+        from posthog_llm.local.anthropic_standin import AnthropicStandIn
+
+        standin: Any = AnthropicStandIn(max_recorded=10).start()
+    else:
+        from posthog_llm.local.gemini_standin import GeminiStandIn
+
+        standin = GeminiStandIn(max_recorded=10).start()
+    conn.send(standin.base_url)
+    conn.recv()
+    standin.close()
+
+
+class Servers:
+    """The sink and the two stand-ins, each in its own process."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conns: dict[str, Any] = {}
+        self.procs = []
+        for kind in ("sink", "anthropic", "gemini"):
+            conn, child = context.Pipe()
+            proc = context.Process(target=_serve, args=(child, kind), daemon=True)
+            proc.start()
+            self.conns[kind] = conn
+            self.procs.append(proc)
+        self.urls: dict[str, str] = {kind: conn.recv() for kind, conn in self.conns.items()}
+
+    def stats(self) -> dict[str, int]:
+        self.conns["sink"].send("stats")
+        return self.conns["sink"].recv()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.send("quit")
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+
+
+class Contender:
+    def __init__(self, name: str, llm: Any, flush: Callable[[], Any], stop: Callable[[], Any]):
+        self.name = name
+        self.llm = llm
+        self.flush = flush
+        self.stop = stop
+
+
+def _noop(*_: Any) -> None:
+    return None
+
+
+_HOOKS = {"request": [_noop], "response": [_noop]}
+
+
+def _trackers(servers: Servers) -> tuple[Any, Any]:
+    import posthog
+    from posthog_llm import Client
+
+    return Client(api_key="phc_bench", host=servers.urls["sink"]), posthog.Posthog(
+        "phc_bench", host=servers.urls["sink"]
+    )
+
+
+def anthropic_contender(name: str, servers: Servers, ours: Any, theirs: Any) -> Contender:
+    import anthropic
+
+    sdk: dict[str, Any] = {
+        "base_url": servers.urls["anthropic"],
+        "api_key": ANTHROPIC_KEY,
+        "max_retries": 0,
+    }
+    if name == "sdk":
+        return Contender(name, anthropic.Anthropic(**sdk), _noop, _noop)
+    if name == "sdk + empty httpx hook":
+        http_client = anthropic.DefaultHttpxClient(event_hooks=_HOOKS)
+        return Contender(name, anthropic.Anthropic(http_client=http_client, **sdk), _noop, _noop)
+    if name == "posthog-llm":
+        from posthog_llm.integrations.anthropic import Anthropic
+
+        llm = Anthropic(posthog_client=ours, **sdk)
+        return Contender(name, llm, lambda: ours.flush(timeout=300), _noop)
+    from posthog.ai.anthropic import Anthropic as PostHogAnthropic
+
+    return Contender(name, PostHogAnthropic(posthog_client=theirs, **sdk), theirs.flush, _noop)
+
+
+def gemini_contender(name: str, servers: Servers, ours: Any, theirs: Any) -> Contender:
+    from google import genai
+
+    options: dict[str, Any] = {"base_url": servers.urls["gemini"]}
+    if name == "sdk":
+        return Contender(name, genai.Client(api_key=GEMINI_KEY, http_options=options), _noop, _noop)
+    if name == "sdk + empty httpx hook":
+        hooked = {**options, "client_args": {"event_hooks": _HOOKS}}
+        return Contender(name, genai.Client(api_key=GEMINI_KEY, http_options=hooked), _noop, _noop)
+    if name == "posthog-llm":
+        from posthog_llm.integrations.gemini import Client as Gemini
+
+        llm = Gemini(api_key=GEMINI_KEY, http_options=options, posthog_client=ours)
+        return Contender(name, llm, lambda: ours.flush(timeout=300), _noop)
+    from posthog.ai.gemini import Client as PostHogGemini
+
+    llm = PostHogGemini(api_key=GEMINI_KEY, http_options=options, posthog_client=theirs)
+    return Contender(name, llm, theirs.flush, _noop)
+
+
+def anthropic_plain(llm: Any) -> None:
+    reply = llm.messages.create(
+        model=ANTHROPIC_MODEL,
+        max_tokens=200,
+        system="You are a helpful assistant.",
+        messages=[{"role": "user", "content": PROMPT}],
+    )
+    assert reply.content[0].text
+
+
+def anthropic_stream(llm: Any) -> None:
+    stream = llm.messages.create(
+        model=ANTHROPIC_MODEL,
+        max_tokens=200,
+        messages=[{"role": "user", "content": PROMPT}],
+        stream=True,
+    )
+    for _ in stream:
+        pass
+
+
+def gemini_plain(llm: Any) -> None:
+    reply = llm.models.generate_content(model=GEMINI_MODEL, contents=PROMPT)
+    assert reply.text
+
+
+def gemini_stream(llm: Any) -> None:
+    for _ in llm.models.generate_content_stream(model=GEMINI_MODEL, contents=PROMPT):
+        pass
+
+
+def measure(
+    call: Callable[[Any], None], contenders: list[Contender], calls: int, rounds: int
+) -> dict[str, tuple[float, float]]:
+    """Median (wall µs, CPU µs) per call of each contender, rounds interleaved.
+
+    A sample is `calls` calls plus the tracker's flush: delivering the events counts. CPU time
+    is this process's, all threads (the trackers' senders included).
+    """
+    samples: dict[str, list[tuple[float, float]]] = {c.name: [] for c in contenders}
+    for round_number in range(rounds + 1):
+        for contender in contenders:
+            n = calls if round_number else max(20, calls // 10)  # round 0 warms up
+            gc.collect()
+            start, cpu = time.perf_counter(), time.process_time()
+            for _ in range(n):
+                call(contender.llm)
+            contender.flush()
+            if round_number:
+                wall = (time.perf_counter() - start) / n * 1e6
+                samples[contender.name].append((wall, (time.process_time() - cpu) / n * 1e6))
+    return {
+        name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+        for name, values in samples.items()
+    }
+
+
+def _ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}x" if theirs > 0 else "n/a"
+
+
+def write_report(
+    path: str,
+    quick: bool,
+    results: dict[tuple[str, str], dict[str, tuple[float, float]]],
+    delivered: dict[str, int],
+    settings: dict[str, float],
+) -> None:
+    import anthropic
+    import posthog
+    from google.genai import version
+
+    lines = [
+        "# Anthropic and Gemini wrapper benchmark",
+        "",
+        f"`messages.create` and `models.generate_content(_stream)` against the loopback "
+        f"stand-ins; python {platform.python_version()}, {os.cpu_count()} cores, anthropic "
+        f"{anthropic.__version__}, google-genai {version.__version__}, posthog {posthog.VERSION}"
+        f"{' (--quick)' if quick else ''}. Both trackers send to one loopback capture sink; sink "
+        "and stand-ins each run in their own process.",
+        f"Per-call cost = median over {settings['rounds']:.0f} interleaved rounds of "
+        f"{settings['calls']:.0f} calls, each round ending with the tracker's flush, so "
+        "delivering the events is counted. Added = contender minus the plain SDK client. CPU = "
+        "this process's CPU time, all threads (background senders included). The empty httpx "
+        "hook row is the floor of transport-level instrumentation (a request and a response "
+        "hook that do nothing).",
+        "",
+        "| provider | call | contender | µs/call | added µs | added vs posthog-python | CPU µs/call | added CPU µs | added CPU vs posthog-python |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for (provider, mode), numbers in results.items():
+        base = numbers["sdk"]
+        theirs = [numbers["posthog-python"][i] - base[i] for i in (0, 1)]
+        for name in CONTENDERS:
+            cells = [f"{v:,.0f}" for v in numbers[name]]
+            row = [provider, mode, name, cells[0], "", "", cells[1], "", ""]
+            if name != "sdk":
+                added = [numbers[name][i] - base[i] for i in (0, 1)]
+                row[4], row[5] = f"{added[0]:+,.0f}", _ratio(added[0], theirs[0])
+                row[7], row[8] = f"{added[1]:+,.0f}", _ratio(added[1], theirs[1])
+            lines.append("| " + " | ".join(row) + " |")
+        ours = numbers["posthog-llm"]
+        verdicts.append(
+            f"{provider} {mode}: {_ratio(ours[0] - base[0], theirs[0])} wall, "
+            f"{_ratio(ours[1] - base[1], theirs[1])} CPU"
+        )
+    lines += [
+        "",
+        "Target: posthog-llm adds at most 1/3 of what posthog-python adds. Measured: "
+        + "; ".join(verdicts)
+        + ".",
+        "",
+        f"Sink totals for the whole run: {delivered['requests']:,} requests, "
+        f"{delivered['events']:,} events. Load average (1 min) at start / end: "
+        f"{settings['load_start']:.1f} / {os.getloadavg()[0]:.1f}; wall times move with other "
+        "work on the machine, CPU times much less.",
+        "",
+    ]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "providers.md"))
+    args = parser.parse_args()
+    calls, rounds = (100, 3) if args.quick else (300, 7)
+
+    load_start = os.getloadavg()[0]
+    servers = Servers()
+    try:
+        ours, theirs = _trackers(servers)
+        plan = [
+            (
+                "anthropic",
+                anthropic_contender,
+                (("plain", anthropic_plain), ("stream", anthropic_stream)),
+            ),
+            ("gemini", gemini_contender, (("plain", gemini_plain), ("stream", gemini_stream))),
+        ]
+        results = {}
+        for provider, make, calls_of in plan:
+            contenders = [make(name, servers, ours, theirs) for name in CONTENDERS]
+            for mode, call in calls_of:
+                print(f"{provider} {mode} ...", flush=True)
+                results[(provider, mode)] = measure(call, contenders, calls, rounds)
+                print({k: [round(x) for x in v] for k, v in results[(provider, mode)].items()})
+        ours.shutdown(5)
+        theirs.shutdown()
+        delivered = servers.stats()
+    finally:
+        servers.close()
+    write_report(
+        args.out,
+        args.quick,
+        results,
+        delivered,
+        {"calls": calls, "rounds": rounds, "load_start": load_start},
+    )
+
+
+if __name__ == "__main__":
+    main()

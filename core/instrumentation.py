@@ -43,15 +43,19 @@ from ._events import (
 )
 from ._observation import (
     GENERATION_KIND,
+    OUTSIDE,
     SPAN_KIND,
     TRACE_KIND,
+    UNKNOWN,
     Observation,
     activated,
     close_observation,
     current_observation,
     open_observation,
+    register_resolver,
 )
-from ._serialize import to_json_safe
+from ._optional import require
+from ._serialize import BASE64_PLACEHOLDER, TRUNCATION_MARKER, to_json_safe
 
 __all__ = [
     # shipping events
@@ -65,6 +69,9 @@ __all__ = [
     "make_scope",
     "current_scope",
     "to_json_safe",
+    "BASE64_PLACEHOLDER",
+    "TRUNCATION_MARKER",
+    "require",
     # event builders
     "GENERATION",
     "EMBEDDING",
@@ -93,6 +100,9 @@ __all__ = [
     "open_observation",
     "close_observation",
     "activated",
+    "register_resolver",
+    "UNKNOWN",
+    "OUTSIDE",
 ]
 
 # -- provider drop-ins: the generic tracked SDK call and the one usage normaliser ---------------

@@ -193,15 +193,19 @@ def gemini_stream(llm: Any) -> None:
 
 def measure(
     call: Callable[[Any], None], contenders: list[Contender], calls: int, rounds: int
-) -> dict[str, tuple[float, float]]:
-    """Median (wall µs, CPU µs) per call of each contender, rounds interleaved.
+) -> dict[str, tuple[float, float, float, float]]:
+    """Per contender: median (wall µs, CPU µs) per call, and the median over rounds of what it
+    added (wall, CPU) to the plain SDK measured in the same round.
 
     A sample is `calls` calls plus the tracker's flush: delivering the events counts. CPU time
-    is this process's, all threads (the trackers' senders included).
+    is this process's, all threads (the trackers' senders included). Rounds interleave the
+    contenders, in a rotating order, and the added cost is paired round by round, so load from
+    other work on the machine shifts both sides of each difference alike.
     """
     samples: dict[str, list[tuple[float, float]]] = {c.name: [] for c in contenders}
     for round_number in range(rounds + 1):
-        for contender in contenders:
+        shift = round_number % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
             n = calls if round_number else max(20, calls // 10)  # round 0 warms up
             gc.collect()
             start, cpu = time.perf_counter(), time.process_time()
@@ -211,8 +215,14 @@ def measure(
             if round_number:
                 wall = (time.perf_counter() - start) / n * 1e6
                 samples[contender.name].append((wall, (time.process_time() - cpu) / n * 1e6))
+    base = samples["sdk"]
     return {
-        name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+        name: (
+            statistics.median(w for w, _ in values),
+            statistics.median(c for _, c in values),
+            statistics.median(v[0] - b[0] for v, b in zip(values, base)),
+            statistics.median(v[1] - b[1] for v, b in zip(values, base)),
+        )
         for name, values in samples.items()
     }
 
@@ -224,7 +234,7 @@ def _ratio(ours: float, theirs: float) -> str:
 def write_report(
     path: str,
     quick: bool,
-    results: dict[tuple[str, str], dict[str, tuple[float, float]]],
+    results: dict[tuple[str, str], dict[str, tuple[float, float, float, float]]],
     delivered: dict[str, int],
     settings: dict[str, float],
 ) -> None:
@@ -242,7 +252,8 @@ def write_report(
         "and stand-ins each run in their own process.",
         f"Per-call cost = median over {settings['rounds']:.0f} interleaved rounds of "
         f"{settings['calls']:.0f} calls, each round ending with the tracker's flush, so "
-        "delivering the events is counted. Added = contender minus the plain SDK client. CPU = "
+        "delivering the events is counted. Added = contender minus the plain SDK client in the "
+        "same round (median over rounds; rounds rotate the order of the contenders). CPU = "
         "this process's CPU time, all threads (background senders included). The empty httpx "
         "hook row is the floor of transport-level instrumentation (a request and a response "
         "hook that do nothing).",
@@ -252,20 +263,18 @@ def write_report(
     ]
     verdicts = []
     for (provider, mode), numbers in results.items():
-        base = numbers["sdk"]
-        theirs = [numbers["posthog-python"][i] - base[i] for i in (0, 1)]
+        theirs = numbers["posthog-python"][2:]
         for name in CONTENDERS:
-            cells = [f"{v:,.0f}" for v in numbers[name]]
-            row = [provider, mode, name, cells[0], "", "", cells[1], "", ""]
+            wall, cpu, added_wall, added_cpu = numbers[name]
+            row = [provider, mode, name, f"{wall:,.0f}", "", "", f"{cpu:,.0f}", "", ""]
             if name != "sdk":
-                added = [numbers[name][i] - base[i] for i in (0, 1)]
-                row[4], row[5] = f"{added[0]:+,.0f}", _ratio(added[0], theirs[0])
-                row[7], row[8] = f"{added[1]:+,.0f}", _ratio(added[1], theirs[1])
+                row[4], row[5] = f"{added_wall:+,.0f}", _ratio(added_wall, theirs[0])
+                row[7], row[8] = f"{added_cpu:+,.0f}", _ratio(added_cpu, theirs[1])
             lines.append("| " + " | ".join(row) + " |")
-        ours = numbers["posthog-llm"]
+        ours = numbers["posthog-llm"][2:]
         verdicts.append(
-            f"{provider} {mode}: {_ratio(ours[0] - base[0], theirs[0])} wall, "
-            f"{_ratio(ours[1] - base[1], theirs[1])} CPU"
+            f"{provider} {mode}: {_ratio(ours[0], theirs[0])} wall, "
+            f"{_ratio(ours[1], theirs[1])} CPU"
         )
     lines += [
         "",
@@ -290,7 +299,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "providers.md"))
     args = parser.parse_args()
-    calls, rounds = (100, 3) if args.quick else (300, 7)
+    calls, rounds = (100, 4) if args.quick else (200, 15)
 
     load_start = os.getloadavg()[0]
     servers = Servers()

@@ -24,7 +24,7 @@ does. For a client built elsewhere use `wrap(client, posthog_client=...)`.
 
 from __future__ import annotations
 
-from posthog_llm._optional import require
+from posthog_llm.instrumentation import require
 
 require("anthropic", "anthropic")
 

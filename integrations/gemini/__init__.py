@@ -18,7 +18,7 @@ mode. Everything else is the SDK, untouched. For a client built elsewhere use
 
 from __future__ import annotations
 
-from posthog_llm._optional import require
+from posthog_llm.instrumentation import require
 
 require("google.genai", "gemini")
 

@@ -28,7 +28,7 @@ from the client's base URL (`azure` for the Azure clients).
 
 from __future__ import annotations
 
-from posthog_llm._optional import require
+from posthog_llm.instrumentation import require
 
 require("openai", "openai")
 

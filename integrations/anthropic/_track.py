@@ -57,10 +57,19 @@ def _not_raw_stream(call: TrackedCall, kwargs: dict[str, Any]) -> bool:
     return not (headers and headers.get("X-Stainless-Raw-Response") == "stream")
 
 
-try:  # the class `with_raw_response` returns has moved between SDK versions
-    from anthropic._response import APIResponse as _RawResponse
-except ImportError:  # pragma: no cover - older SDKs
-    from anthropic._legacy_response import LegacyAPIResponse as _RawResponse
+def _raw_response_class() -> Any:
+    # The class `with_raw_response` returns has moved between SDK versions.
+    try:
+        from anthropic._response import APIResponse
+
+        return APIResponse
+    except ImportError:  # pragma: no cover - older SDKs
+        from anthropic._legacy_response import LegacyAPIResponse
+
+        return LegacyAPIResponse
+
+
+_RawResponse = _raw_response_class()
 
 
 def _unwrap(result: Any) -> Any:

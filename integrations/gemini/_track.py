@@ -33,9 +33,7 @@ class GeminiTracker(Tracker):
 
     def base_url(self, client: Any) -> str | None:
         options = getattr(client, "_http_options", None)
-        self_url = getattr(options, "base_url", None)
-        holder = _URL(self_url)
-        return super().base_url(holder)
+        return super().base_url(_URL(getattr(options, "base_url", None)))
 
     def secrets(self, client: Any) -> list[str]:
         found = []

@@ -239,3 +239,11 @@ def test_bedrock_and_vertex_clients_report_as_anthropic(make_client, events, sta
     assert on_bedrock["$ai_model"] == "anthropic.claude-sonnet-4-6"
     assert on_vertex["$ai_output_tokens"] > 0 and on_bedrock["$ai_output_tokens"] > 0
     assert "SECRET" not in str(events())
+
+
+def test_demo_call_on_the_standin(standin, client, events):
+    from posthog_llm.local.anthropic_standin import demo_call
+
+    assert demo_call(standin, client, "hello demo") == "Echo: hello demo"
+    props = only(events("$ai_generation"))
+    assert props["$ai_input"][0] == {"role": "system", "content": "You are a local stand-in."}

@@ -295,3 +295,10 @@ def test_calls_inside_a_span_join_its_trace(make_client, events, client):
     for event in joined:
         assert event["properties"]["$ai_trace_id"] == trace_id
         assert event["properties"]["$ai_parent_id"] == outer.span_id
+
+
+def test_demo_call_on_the_standin(standin, client, events):
+    from posthog_llm.local.gemini_standin import demo_call
+
+    assert demo_call(standin, client, "hello demo") == "Echo: hello demo"
+    assert only(events("$ai_generation"))["$ai_provider"] == "gemini"

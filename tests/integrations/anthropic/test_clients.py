@@ -139,3 +139,26 @@ def test_call_under_another_frameworks_generation_is_reported_once(make_client, 
 
     props = only(events("$ai_generation"))  # only the call made after it closed
     assert props["$ai_trace_id"] != "t-1" and "$ai_parent_id" not in props
+
+
+def test_call_inside_a_langchain_step_joins_its_run(make_client, events, client):
+    pytest.importorskip("langchain_core")
+    from langchain_core.runnables import RunnableLambda
+    from posthog_llm.integrations.langchain import PostHogCallbackHandler
+
+    llm = make_client()
+
+    def ask(question: str) -> str:
+        reply = llm.messages.create(
+            model=MODEL, max_tokens=50, messages=[{"role": "user", "content": question}]
+        )
+        return str(reply.content[0].text)
+
+    step = RunnableLambda(ask).with_config(run_name="ask_claude")
+    assert step.invoke("hi", config={"callbacks": [PostHogCallbackHandler(client)]}) == "Echo: hi"
+
+    root = only(events("$ai_trace"))
+    generation = only(events("$ai_generation"))
+    assert root["$ai_span_name"] == "ask_claude"
+    assert generation["$ai_trace_id"] == root["$ai_trace_id"]
+    assert generation["$ai_parent_id"] == root["$ai_trace_id"]  # the lambda is the trace root

@@ -302,3 +302,29 @@ def test_demo_call_on_the_standin(standin, client, events):
 
     assert demo_call(standin, client, "hello demo") == "Echo: hello demo"
     assert only(events("$ai_generation"))["$ai_provider"] == "gemini"
+
+
+def test_call_inside_a_llama_index_tool_joins_its_trace(make_client, events, client):
+    pytest.importorskip("llama_index.core")
+    from llama_index.core.tools import FunctionTool
+    from posthog_llm.integrations import llama_index as posthog_li
+
+    llm = make_client()
+
+    def answer(question: str) -> str:
+        """Answer a question with Gemini."""
+        return str(llm.models.generate_content(model=MODEL, contents=question).text)
+
+    tool = FunctionTool.from_defaults(fn=answer, name="ask_gemini")
+    posthog_li.set_global_handler(client)
+    try:
+        assert tool.call(question="hi").raw_output == "Echo: hi"
+    finally:
+        posthog_li.remove_global_handler()
+
+    generation = only(events("$ai_generation"))
+    root = only(events("$ai_trace"))
+    assert root["$ai_framework"] == "llama-index"
+    assert generation["$ai_trace_id"] == root["$ai_trace_id"]
+    assert generation["$ai_parent_id"] == root["$ai_trace_id"]
+    assert generation["$ai_provider"] == "gemini" and "$ai_framework" not in generation

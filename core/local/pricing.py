@@ -55,6 +55,7 @@ class ModelPrice:
     cache_read: float | None = None
     cache_write: float | None = None
     provider: str | None = None
+    source: str | None = None  # where the price came from: "bundled 2025-10-01", a file, a package
 
 
 def _price(value: Any, what: str) -> float:
@@ -63,7 +64,9 @@ def _price(value: Any, what: str) -> float:
     return float(value)
 
 
-def _parse_models(data: Mapping[str, Any], origin: str) -> dict[str, ModelPrice]:
+def _parse_models(
+    data: Mapping[str, Any], origin: str, source: str | None = None
+) -> dict[str, ModelPrice]:
     models = data.get("models", data)
     if not isinstance(models, Mapping):
         raise ValueError(f"{origin}: 'models' must be an object of model name -> prices")
@@ -84,6 +87,7 @@ def _parse_models(data: Mapping[str, Any], origin: str) -> dict[str, ModelPrice]
             input=_price(entry["input"], f"{where} input"),
             output=_price(entry["output"], f"{where} output"),
             provider=str(provider).lower() if provider else None,
+            source=source or origin,
             **optional,
         )
     return out
@@ -107,9 +111,16 @@ def _candidates(model: str) -> list[str]:
 class PricingTable:
     """Model prices with snapshot-aware lookup. Build one with `load_pricing()`."""
 
-    def __init__(self, models: Mapping[str, ModelPrice], as_of: str | None = None) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, ModelPrice],
+        as_of: str | None = None,
+        source: str | None = None,
+    ) -> None:
         self.models = dict(models)
         self.as_of = as_of
+        # Where the table came from, for display: "bundled table (2025-10-01) + prices.json".
+        self.source = source or (f"bundled table ({as_of})" if as_of else "bundled table")
         # Longest names first, so "gpt-4o-mini-2024-07-18" finds "gpt-4o-mini", not "gpt-4o".
         self._by_length = sorted(self.models, key=len, reverse=True)
         self._cache: dict[str, tuple[str, ModelPrice] | None] = {}
@@ -175,12 +186,13 @@ class PricingTable:
             "output_cost_usd": round(output_cost, 10),
             "total_cost_usd": round(input_cost + output_cost, 10),
             "as_of": self.as_of,
+            "price_source": price.source,
         }
 
 
-def _read(source: PricingSource) -> tuple[dict[str, ModelPrice], str | None, bool]:
+def _read(source: PricingSource) -> tuple[dict[str, ModelPrice], str | None, bool, str]:
     if isinstance(source, PricingTable):
-        return dict(source.models), source.as_of, True
+        return dict(source.models), source.as_of, True, source.source
     if isinstance(source, Mapping):
         data, origin = source, "pricing"
     else:
@@ -195,13 +207,20 @@ def _read(source: PricingSource) -> tuple[dict[str, ModelPrice], str | None, boo
     if not isinstance(data, Mapping):
         raise ValueError(f"{origin}: expected a JSON object")
     as_of = data.get("as_of")
-    return _parse_models(data, origin), str(as_of) if as_of else None, bool(data.get("replace"))
+    label = os.path.basename(origin) if origin != "pricing" else "pricing= mapping"
+    return (
+        _parse_models(data, origin, label),
+        str(as_of) if as_of else None,
+        bool(data.get("replace")),
+        label,
+    )
 
 
 def _bundled() -> tuple[dict[str, ModelPrice], str | None]:
     text = resources.files(__package__).joinpath("pricing.json").read_text(encoding="utf-8")
     data = json.loads(text)
-    return _parse_models(data, "bundled pricing.json"), data.get("as_of")
+    as_of = data.get("as_of")
+    return _parse_models(data, "bundled pricing.json", f"bundled table ({as_of})"), as_of
 
 
 def load_pricing(source: PricingSource | None = None, *, use_env: bool = True) -> PricingTable:
@@ -215,6 +234,7 @@ def load_pricing(source: PricingSource | None = None, *, use_env: bool = True) -
     1.0
     """
     models, as_of = _bundled()
+    sources = [f"bundled table ({as_of})"]
     layers: list[PricingSource] = []
     env_path = os.environ.get(PRICING_ENV, "").strip() if use_env else ""
     if env_path:
@@ -222,12 +242,13 @@ def load_pricing(source: PricingSource | None = None, *, use_env: bool = True) -
     if source is not None:
         layers.append(source)
     for layer in layers:
-        extra, extra_as_of, replace = _read(layer)
+        extra, extra_as_of, replace, label = _read(layer)
         if replace:
-            models = {}
+            models, sources = {}, []
         models.update(extra)
+        sources.append(label)
         as_of = extra_as_of or as_of
-    return PricingTable(models, as_of)
+    return PricingTable(models, as_of, " + ".join(sources))
 
 
 _default_lock = threading.Lock()

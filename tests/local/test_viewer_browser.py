@@ -224,7 +224,12 @@ def test_viewer_trace_with_hostile_content_and_the_dashboard(
     assert not browser.find_elements(By.CSS_SELECTOR, "main img, main script")
 
     browser.find_element(By.ID, "nav-dashboard").click()
-    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart-svg")) == 3)
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart-svg")) == 8)
+    captions = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "figcaption")]
+    assert "Errors by model" in captions and "Estimated cost over time" in captions
+    per_model = browser.find_element(By.ID, "per-model").text
+    errors_by_model = per_model.split("Errors by model")[1].split()
+    assert errors_by_model[errors_by_model.index("claude-3-5-sonnet-202…") + 1] == "1"
     table = browser.find_element(By.ID, "models-table")
     assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 4
     assert "claude-3-5-sonnet-20241022" in table.text
@@ -243,7 +248,7 @@ def test_viewer_trace_with_hostile_content_and_the_dashboard(
     browser.find_element(By.ID, "nav-events").click()
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#events-table tbody tr")) == 6)
     browser.back()
-    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart-svg")) == 3)
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart-svg")) == 8)
     assert severe_console_messages(browser) == []
 
 

@@ -6,8 +6,8 @@ their turn (then get 503 with Retry-After); a body that alone exceeds it gets 41
 
 >>> budget = MemoryBudget(100)
 >>> r = Reservation(budget, timeout=0)
->>> r.grow(60); budget.used
-60
+>>> r.grow(10); budget.used   # a slot of half the budget
+50
 >>> r.release(); budget.used
 0
 """
@@ -16,32 +16,46 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 
 from ._ingest import BadRequest, parse_weight
 
 __all__ = ["DEFAULT_BUDGET_BYTES", "MemoryBudget", "Reservation", "parse_weight"]
 
-DEFAULT_BUDGET_BYTES = 128 * 1024 * 1024
+DEFAULT_BUDGET_BYTES = 96 * 1024 * 1024
 
 
 class MemoryBudget:
-    """Bytes that request threads may hold at once."""
+    """Bytes that request threads may hold at once.
+
+    Requests are admitted first come, first served, so a large honest body is not starved by a
+    stream of small ones.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
         self._cond = threading.Condition()
+        self._queue: deque[object] = deque()
 
-    def take(self, n: int, timeout: float) -> bool:
+    def take(self, n: int, timeout: float, *, queued: bool = True) -> bool:
         deadline = time.monotonic() + timeout
+        token = object()
         with self._cond:
-            while self.used + n > self.limit:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            self.used += n
-            return True
+            if queued:
+                self._queue.append(token)
+            try:
+                while self.used + n > self.limit or (queued and self._queue[0] is not token):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                self.used += n
+                return True
+            finally:
+                if queued:
+                    self._queue.remove(token)
+                    self._cond.notify_all()
 
     def give(self, n: int) -> None:
         with self._cond:
@@ -50,27 +64,39 @@ class MemoryBudget:
 
 
 class Reservation:
-    """One request's share of the budget; `grow` raises BadRequest (413 or 503) when refused."""
+    """One request's share of the budget: a slot of half of it, taken at the first `grow`.
+
+    Two slots keep memory bounded with no request ever waiting on another one's growth (no
+    deadlock); within its slot a request grows freely, past it `grow` raises BadRequest(413).
+    Waiting for a slot longer than `timeout` raises BadRequest(503).
+    """
 
     def __init__(self, budget: MemoryBudget, timeout: float = 10.0) -> None:
         self.budget = budget
         self.timeout = timeout
         self.held = 0
+        self.used = 0
 
     def grow(self, n: int) -> None:
         if n <= 0:
             return
-        if self.held + n > self.budget.limit:
+        slot = self.budget.limit // 2
+        if self.used + n > slot:
             raise BadRequest(
                 "body is too large or too deeply structured to decode within the collector's "
-                f"memory budget ({self.budget.limit // (1024 * 1024)} MB)",
+                f"memory budget ({slot // (1024 * 1024)} MB per request)",
                 status=413,
             )
-        if not self.budget.take(n, self.timeout):
-            raise BadRequest("the collector is busy decoding other requests; retry", status=503)
-        self.held += n
+        if not self.held:
+            if not self.budget.take(slot, self.timeout):
+                raise BadRequest(
+                    "the collector is busy decoding other requests; retry", status=503
+                )
+            self.held = slot
+        self.used += n
 
     def release(self) -> None:
         if self.held:
             self.budget.give(self.held)
             self.held = 0
+        self.used = 0

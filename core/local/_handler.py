@@ -337,6 +337,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 resets connections when 40 clients send at once
     app: App
 
     def server_bind(self) -> None:

@@ -210,9 +210,28 @@ def _mask(key: str) -> str:
     return key[:4] + "…" if len(key) > 8 else "…"
 
 
+def _return_large_buffers_to_the_os() -> None:
+    """Make glibc serve every buffer over 128 KiB with its own mapping, freed back at once.
+
+    By default glibc raises that threshold after each large free, so request bodies of mixed
+    sizes then come from the heap and fragment it: 40 concurrent clients left a 350 MB peak
+    instead of 125 MB. Only for the `serve` process, which is ours alone.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc (musl, …): nothing to tune
+
+
 def serve(args: Any) -> int:
     """`posthog-llm serve`: run until Ctrl+C. `args` has host, port, db, allow_remote, api_key."""
     db = getattr(args, "db", None) or default_db_path()
+    _return_large_buffers_to_the_os()
     max_mb = getattr(args, "max_body_mb", None)
     quiet = bool(getattr(args, "quiet", False))
 

@@ -236,26 +236,41 @@ class EventStore:
         """
         where: list[str] = []
         args: list[Any] = []
+        table = "trace_summaries"
         if search:
+            # Scan the narrow search table in start order, then fetch the page's summaries.
+            table = "trace_search"
             where.append("search LIKE ? ESCAPE '\\'")
             args.append(_like(search))
         if before is not None:
             where.append("(start < ? OR (start = ? AND trace_id < ?))")
             args.extend([before[0], before[0], before[1]])
-        sql = _SUMMARY_SELECT
+        sql = f"SELECT trace_id FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY start DESC, trace_id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        return [_summary(row) for row in self._conn.execute(sql, args)]
+        if not search:
+            sql = sql.replace(
+                "SELECT trace_id FROM", _SUMMARY_SELECT.replace("FROM trace_summaries", "FROM"), 1
+            )
+            return [_summary(row) for row in self._conn.execute(sql, args)]
+        ids = [row[0] for row in self._conn.execute(sql, args)]
+        found: dict[str, TraceSummary] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(f"{_SUMMARY_SELECT} WHERE trace_id IN ({marks})", chunk):
+                found[row[0]] = _summary(row)
+        return [found[i] for i in ids if i in found]
 
     def count_traces(self, search: str | None = None) -> int:
         """How many traces there are (matching `search`, when given)."""
         if search:
             row = self._conn.execute(
-                "SELECT COUNT(*) FROM trace_summaries WHERE search LIKE ? ESCAPE '\\'",
+                "SELECT COUNT(*) FROM trace_search WHERE search LIKE ? ESCAPE '\\'",
                 (_like(search),),
             ).fetchone()
         else:

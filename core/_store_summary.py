@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 # Bumped when the summary tables change shape: older stores are rebuilt once.
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 # Latency histogram bins are powers of this base (±5% around a bin's value).
 LATENCY_BIN_BASE = 1.1
 # A trace's search text and model list stay bounded however many spans it has.
@@ -70,6 +70,12 @@ CREATE TABLE IF NOT EXISTS trace_summaries (
     search TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS trace_summaries_start ON trace_summaries(start, trace_id);
+CREATE TABLE IF NOT EXISTS trace_search (
+    start TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    search TEXT NOT NULL,
+    PRIMARY KEY (start, trace_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage_minutes (
     minute INTEGER NOT NULL,
     model TEXT NOT NULL,
@@ -364,6 +370,7 @@ def update_summaries(conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) ->
                 chunk,
             ):
                 traces[existing[0]] = _from_row(existing)
+        old_starts = {trace_id: s.start for trace_id, s in traces.items()}
         for trace_id, event, distinct_id, timestamp, props in fresh:
             summary = traces.get(trace_id)
             if summary is None:
@@ -374,6 +381,16 @@ def update_summaries(conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) ->
             f"INSERT OR REPLACE INTO trace_summaries ({_SUMMARY_COLUMNS}) "
             f"VALUES ({','.join('?' * 16)})",
             [_to_row(trace_id, s) for trace_id, s in traces.items()],
+        )
+        # The search text, in its own narrow table ordered by start: a search reads it in
+        # order, sequentially, and counts matches without touching the wide summary rows.
+        conn.executemany(
+            "DELETE FROM trace_search WHERE start = ? AND trace_id = ?",
+            [(start, trace_id) for trace_id, start in old_starts.items()],
+        )
+        conn.executemany(
+            "INSERT INTO trace_search (start, trace_id, search) VALUES (?, ?, ?)",
+            [(s.start, trace_id, "\n".join(s.search)) for trace_id, s in traces.items()],
         )
     if usage:
         conn.executemany(_USAGE_UPSERT, [(*key, *values) for key, values in usage.items()])
@@ -398,7 +415,7 @@ def ensure_summaries(conn: sqlite3.Connection) -> bool:
         if _has_summaries(conn):
             conn.execute("COMMIT")
             return False
-        for table in ("trace_summaries", "usage_minutes", "usage_latency"):
+        for table in ("trace_summaries", "trace_search", "usage_minutes", "usage_latency"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
         for statement in _SCHEMA.split(";"):
             if statement.strip():

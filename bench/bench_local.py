@@ -20,6 +20,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from posthog_llm._store import EventStore  # noqa: E402
 from posthog_llm.local.server import start_server  # noqa: E402
@@ -32,10 +33,48 @@ def _get(url: str) -> tuple[float, bytes]:
     return time.perf_counter() - started, body
 
 
+def ingest_cost(traces: int = 5_000, batch: int = 100) -> tuple[float, float]:
+    """Events per second into a fresh store, with the summaries kept and with a bare INSERT."""
+    import random
+    import tempfile
+
+    import gen_store  # bench/ is on sys.path
+    from posthog_llm.destinations.sqlite import connect, insert_events
+
+    rng = random.Random(3)
+    gen_store.TOTAL[0] = traces
+    rows = [
+        r for n in range(traces) for r in gen_store.trace_rows(n, time.time() - 86400, 86000, rng)
+    ]
+    rates = []
+    with tempfile.TemporaryDirectory() as folder:
+        for kept in (True, False):
+            conn = connect(os.path.join(folder, f"ingest-{kept}.db"))
+            started = time.perf_counter()
+            for i in range(0, len(rows), batch):
+                chunk = rows[i : i + batch]
+                if kept:
+                    insert_events(conn, chunk)
+                else:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO events (uuid, event, distinct_id, timestamp, "
+                        "trace_id, properties, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        chunk,
+                    )
+                    conn.execute("COMMIT")
+            rates.append(len(rows) / (time.perf_counter() - started))
+            conn.close()
+    return rates[0], rates[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("db")
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument(
+        "--ingest", action="store_true", help="also measure what keeping summaries costs writers"
+    )
     args = parser.parse_args()
     with EventStore(args.db) as store:
         events, traces = store.count(), store.count_traces()
@@ -78,6 +117,13 @@ def main() -> int:
             continue
         ok = "" if target is None else ("ok" if median <= target else "OVER")
         print(f"| {label} | {median:.1f} | {worst:.1f} | {target or '-'} | {ok} |")
+    if args.ingest:
+        kept, bare = ingest_cost()
+        print("\nIngest, batches of 100 events (a Client's batch), fresh store:\n")
+        print("| insert | events/s |\n| --- | ---: |")
+        print(f"| events + trace summaries + usage roll-ups | {kept:,.0f} |")
+        print(f"| events only (bare INSERT, no summaries) | {bare:,.0f} |")
+        print(f"| ratio | {kept / bare:.2f} |")
     return 0
 
 

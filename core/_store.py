@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,7 +166,7 @@ class EventStore:
         event: str | None = None,
         since: str | None = None,
         newest_first: bool = False,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Generator[dict[str, Any], None, None]:
         """Events in time order, read lazily: constant memory however large the store is.
 
         `since` is an ISO 8601 UTC timestamp (as stored: `2025-01-30T12:00:00+00:00`).

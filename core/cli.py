@@ -19,7 +19,7 @@ import os
 import re
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any, NoReturn
 
 from ._errors import CommandError
@@ -122,7 +122,7 @@ def _cmd_events(args: argparse.Namespace) -> int:
         trace_id = args.trace
         if trace_id is not None:
             trace_id = _resolve_trace(store, trace_id, store.path)
-        rows = store.iter_events(
+        rows: Generator[dict[str, Any], None, None] = store.iter_events(
             limit=args.limit,
             trace_id=trace_id,
             event=_event_name(args.event or "") or None,

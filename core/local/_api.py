@@ -209,10 +209,10 @@ class Reader:
         """A page of trace summaries, newest first, with the total and the next page's cursor."""
         before = None
         if cursor:
-            start, bar, trace_id = cursor.partition("|")
+            after_start, bar, after_id = cursor.partition("|")
             if not bar:
                 raise BadRequest("cursor must be the next_cursor of a previous page")
-            before = (start, trace_id)
+            before = (after_start, after_id)
         with EventStore(self.db) as store:
             rows = store.traces(limit=limit, search=search or None, before=before)
             if before is None and len(rows) < limit:

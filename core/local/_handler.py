@@ -60,7 +60,8 @@ class Handler(BaseHTTPRequestHandler):
 
     @property
     def app(self) -> App:
-        return self.server.app  # type: ignore[attr-defined]
+        app: App = self.server.app  # type: ignore[attr-defined]
+        return app
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # http.server's access log is noise; capture requests are logged in _capture

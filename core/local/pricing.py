@@ -41,7 +41,7 @@ __all__ = [
 PRICING_ENV = "POSTHOG_LLM_PRICING"
 
 # A path to a JSON file, an already parsed table, or a PricingTable.
-PricingSource = Union[str, os.PathLike, Mapping[str, Any], "PricingTable"]
+PricingSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "PricingTable"]
 
 _PER_TOKENS = 1_000_000
 # What may follow a family name in a dated or tagged snapshot: "-2024-08-06", ":free", "@001".
@@ -149,8 +149,8 @@ class PricingTable:
         found = self._table_lookup(model)
         if self.package and (found is None or found[1].source in (None, _BUNDLED_SOURCE[0])):
             maintained = package_price(model)
-            exact = found is not None and found[0] in _candidates(model)
-            if maintained is not None and exact and maintained["name"] != found[0]:
+            exact = found[0] if found is not None and found[0] in _candidates(model) else None
+            if maintained is not None and exact is not None and maintained["name"] != exact:
                 # The table names this very model while the package matched another one (it
                 # prices gemini-1.5-flash-8b as gemini-1.5-flash): the exact name wins.
                 maintained = None

@@ -241,3 +241,16 @@ def test_forty_concurrent_bombs_keep_the_server_under_200_mb(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_under_allow_remote_a_stranger_is_refused_before_decompressing(db_path):
+    # Bound to all interfaces, asked only over loopback.
+    with start_server(db_path, host="0.0.0.0", allow_remote=True, api_key="phc_remote") as server:
+        url = f"http://127.0.0.1:{server.port}"
+        stranger = requests.post(
+            url + "/batch/", data=BOMB, headers={"Content-Encoding": "gzip"}, timeout=30
+        )
+        assert stranger.status_code == 401
+        keyed = gzip.compress(json.dumps({"api_key": "phc_remote", "batch": [_event()]}).encode())
+        assert requests.post(url + "/batch/", data=keyed, timeout=10).status_code == 200
+        assert server._app.budget.used == 0

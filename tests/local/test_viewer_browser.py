@@ -398,4 +398,33 @@ def test_viewer_pages_searches_and_opens_a_deep_trace_in_a_large_store(browser, 
         conn.close()
         wait(browser, lambda d: "late arrival" in d.find_element(By.ID, "trace-tree").text, 20)
         assert browser.find_element(By.ID, "trace-events").text == "2,001"
+
+        # The trace list and the header follow a new trace too.
+        browser.get(server.url + "/")
+        wait(browser, lambda d: d.find_element(By.ID, "trace-count").text == "200 of 3,001 traces")
+        conn = connect(db)
+        props = {"$ai_trace_id": "brand-new", "$ai_span_name": "just arrived"}
+        insert_events(
+            conn,
+            [
+                (
+                    "new-1",
+                    "$ai_trace",
+                    "u",
+                    "2099-01-02T00:00:00+00:00",
+                    "brand-new",
+                    json.dumps(props),
+                    0.0,
+                )
+            ],
+        )
+        conn.close()
+        wait(
+            browser,
+            lambda d: d.find_element(By.ID, "trace-count").text == "200 of 3,002 traces",
+            20,
+        )
+        wait(browser, lambda d: "3,002 traces" in d.find_element(By.ID, "info").text, 20)
+        first = browser.find_element(By.CSS_SELECTOR, "#traces-table tbody tr")
+        assert "just arrived" in first.text
         assert severe_console_messages(browser) == []

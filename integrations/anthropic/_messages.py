@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["build", "observe_event"]
 
-_UNSET = (anthropic.Omit, anthropic.NotGiven)
+# `Omit` is newer than `NotGiven` in the SDK; either marks an argument that was not given.
+_UNSET = tuple({getattr(anthropic, "Omit", anthropic.NotGiven), anthropic.NotGiven})
 _USAGE_FIELDS = Usage._fields
 
 

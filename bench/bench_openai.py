@@ -129,16 +129,19 @@ def call_stream(llm: Any) -> None:
 
 def measure(
     call: Any, contenders: list[Contender], calls: int, rounds: int
-) -> dict[str, tuple[float, float]]:
-    """Median (wall µs, CPU µs) per call of each contender, rounds interleaved.
+) -> dict[str, tuple[float, float, float, float]]:
+    """Per contender: median (wall µs, CPU µs) per call, and the median over rounds of what it
+    added (wall, CPU) to the plain openai client measured in the same round.
 
     A sample is `calls` completions plus the tracker's flush: delivering the events counts.
-    CPU time is this process's, all threads (the trackers' senders included); it shifts less
-    than wall time when other work shares the machine.
+    CPU time is this process's, all threads (the trackers' senders included). Rounds interleave
+    the contenders in a rotating order, and the added cost is paired round by round, so load
+    from other work on the machine shifts both sides of each difference alike.
     """
     samples: dict[str, list[tuple[float, float]]] = {c.name: [] for c in contenders}
     for round_number in range(rounds + 1):
-        for contender in contenders:
+        shift = round_number % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
             n = calls if round_number else max(20, calls // 10)  # round 0 warms up
             gc.collect()
             start, cpu = time.perf_counter(), time.process_time()
@@ -148,8 +151,14 @@ def measure(
             if round_number:
                 wall = (time.perf_counter() - start) / n * 1e6
                 samples[contender.name].append((wall, (time.process_time() - cpu) / n * 1e6))
+    base = samples["openai"]
     return {
-        name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+        name: (
+            statistics.median(w for w, _ in values),
+            statistics.median(c for _, c in values),
+            statistics.median(v[0] - b[0] for v, b in zip(values, base)),
+            statistics.median(v[1] - b[1] for v, b in zip(values, base)),
+        )
         for name, values in samples.items()
     }
 
@@ -161,7 +170,7 @@ def _ratio(ours: float, theirs: float) -> str:
 def write_report(
     path: str,
     quick: bool,
-    results: dict[str, dict[str, tuple[float, float]]],
+    results: dict[str, dict[str, tuple[float, float, float, float]]],
     delivered: dict[str, int],
     settings: dict[str, float],
 ) -> None:
@@ -177,7 +186,8 @@ def write_report(
         "loopback capture sink; sink and stand-in each run in their own process.",
         f"Per-call cost = median over {settings['rounds']} interleaved rounds of "
         f"{settings['calls']} calls, each round ending with the tracker's flush, so delivering the "
-        "events is counted. Added = contender minus the plain openai client. CPU = this "
+        "events is counted. Added = contender minus the plain openai client in the same round "
+        "(median over rounds; rounds rotate the order of the contenders). CPU = this "
         "process's CPU time, all threads (background senders included).",
         "",
         "| call | contender | µs/call | added µs | added vs posthog-python | CPU µs/call | added CPU µs | added CPU vs posthog-python |",
@@ -185,20 +195,17 @@ def write_report(
     ]
     verdicts = []
     for mode, numbers in results.items():
-        base = numbers["openai"]
-        theirs = [numbers["posthog-python"][i] - base[i] for i in (0, 1)]
+        theirs = numbers["posthog-python"][2:]
         for name in CONTENDERS:
-            cells = [f"{v:,.0f}" for v in numbers[name]]
-            row = [mode, name, cells[0], "", "", cells[1], "", ""]
+            wall, cpu, added_wall, added_cpu = numbers[name]
+            row = [mode, name, f"{wall:,.0f}", "", "", f"{cpu:,.0f}", "", ""]
             if name != "openai":
-                added = [numbers[name][i] - base[i] for i in (0, 1)]
-                row[3], row[4] = f"{added[0]:+,.0f}", _ratio(added[0], theirs[0])
-                row[6], row[7] = f"{added[1]:+,.0f}", _ratio(added[1], theirs[1])
+                row[3], row[4] = f"{added_wall:+,.0f}", _ratio(added_wall, theirs[0])
+                row[6], row[7] = f"{added_cpu:+,.0f}", _ratio(added_cpu, theirs[1])
             lines.append("| " + " | ".join(row) + " |")
-        ours = numbers["posthog-llm"]
+        ours = numbers["posthog-llm"][2:]
         verdicts.append(
-            f"{_ratio(ours[0] - base[0], theirs[0])} wall, "
-            f"{_ratio(ours[1] - base[1], theirs[1])} CPU ({mode})"
+            f"{_ratio(ours[0], theirs[0])} wall, {_ratio(ours[1], theirs[1])} CPU ({mode})"
         )
     lines += [
         "",
@@ -223,7 +230,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "openai.md"))
     args = parser.parse_args()
-    calls, rounds = (150, 3) if args.quick else (400, 9)
+    calls, rounds = (150, 4) if args.quick else (250, 15)
 
     load_start = os.getloadavg()[0]
     servers = Servers()

@@ -8,28 +8,64 @@
 
 from __future__ import annotations
 
-from ._client import DEFAULT_HOST, Client, get_client, set_client
-from ._context import Scope, context, current_scope
-from ._emit import Emitter, capture_internal_exceptions
-from ._events import (
-    EMBEDDING,
-    GENERATION,
-    SPAN,
-    TRACE,
-    embedding_properties,
-    generation_properties,
-    span_properties,
-    trace_properties,
-)
-from ._serialize import to_json_safe
-from ._store import EventStore, Trace, TraceSummary
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .destinations import (
-    Destination,
-    InMemoryDestination,
-    PostHogHTTPDestination,
-    SQLiteDestination,
-)
+
+# Public names are imported on first use (PEP 562), so `import posthog_llm` stays cheap and pulls
+# in no HTTP client, SQLite or framework until something needs it. To add a public name: one line
+# in _LAZY (name -> private module), the same import under TYPE_CHECKING (for type checkers and
+# IDEs) and the name in __all__; tests/test_import_cost.py checks that the three agree.
+_LAZY: dict[str, str] = {
+    "Client": "._client",
+    "get_client": "._client",
+    "set_client": "._client",
+    "DEFAULT_HOST": "._client",
+    "context": "._context",
+    "current_scope": "._context",
+    "Scope": "._context",
+    "Emitter": "._emit",
+    "capture_internal_exceptions": "._emit",
+    "GENERATION": "._events",
+    "EMBEDDING": "._events",
+    "SPAN": "._events",
+    "TRACE": "._events",
+    "generation_properties": "._events",
+    "embedding_properties": "._events",
+    "span_properties": "._events",
+    "trace_properties": "._events",
+    "to_json_safe": "._serialize",
+    "EventStore": "._store",
+    "Trace": "._store",
+    "TraceSummary": "._store",
+    "Destination": ".destinations",
+    "InMemoryDestination": ".destinations",
+    "PostHogHTTPDestination": ".destinations",
+    "SQLiteDestination": ".destinations",
+}
+
+if TYPE_CHECKING:
+    from ._client import DEFAULT_HOST, Client, get_client, set_client
+    from ._context import Scope, context, current_scope
+    from ._emit import Emitter, capture_internal_exceptions
+    from ._events import (
+        EMBEDDING,
+        GENERATION,
+        SPAN,
+        TRACE,
+        embedding_properties,
+        generation_properties,
+        span_properties,
+        trace_properties,
+    )
+    from ._serialize import to_json_safe
+    from ._store import EventStore, Trace, TraceSummary
+    from .destinations import (
+        Destination,
+        InMemoryDestination,
+        PostHogHTTPDestination,
+        SQLiteDestination,
+    )
 
 __all__ = [
     "__version__",
@@ -59,3 +95,18 @@ __all__ = [
     "PostHogHTTPDestination",
     "SQLiteDestination",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

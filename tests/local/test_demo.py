@@ -5,7 +5,6 @@ the package and its own dependencies) it runs the framework-free parts and exits
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -19,8 +18,9 @@ from typing import Any
 
 import posthog_llm
 import pytest
-from packaging.requirements import Requirement
 from posthog_llm import EMBEDDING, GENERATION, SPAN, TRACE, EventStore
+
+from tests.support.venvs import build_wheel, run, venv_with_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMEWORKS = ["langchain_core", "llama_index.core", "openai"]
@@ -317,74 +317,13 @@ def test_demo_without_extras_in_a_fresh_venv(tmp_path: Path) -> None:
 
 
 def _venv_without_extras(tmp_path: Path) -> Path:
-    """A venv holding the package built from this checkout and only its required dependencies.
-
-    pip installs the wheel, offline and without dependencies; the required ones (requests and
-    what it needs) are linked from this interpreter's environment, read from the wheel's own
-    metadata, so the venv has exactly what `pip install posthog-llm` brings and no framework.
-    """
-    wheels = tmp_path / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-          "-w", str(wheels), str(ROOT)])  # fmt: skip
-    (wheel,) = wheels.glob("posthog_llm-*.whl")
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
-    python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-          "--no-index", str(wheel)])  # fmt: skip
-    purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
-    deps = tmp_path / "deps"
-    deps.mkdir()
-    for top in _top_levels(_required_closure(str(wheel))):
-        (deps / top.name).symlink_to(top)
-    (Path(purelib.strip()) / "posthog_llm_test_deps.pth").write_text(str(deps) + "\n")
+    """`pip install posthog-llm` from this checkout: the package and its required dependencies."""
+    venv = venv_with_wheel(build_wheel(ROOT, tmp_path / "wheels"), tmp_path / "venv")
     # The venv really has no framework, and does have what the core needs.
     check = "import importlib.util as u, requests; print([m for m in %r if u.find_spec(m)])"
     tops = sorted({m.split(".")[0] for m in FRAMEWORKS})
-    assert _run([str(python), "-c", check % (tops,)]).strip() == "[]"
+    assert run([str(venv / "bin" / "python"), "-c", check % (tops,)]).strip() == "[]"
     return venv
-
-
-def _run(command: list[str]) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
-
-
-def _required_closure(wheel: str) -> set[str]:
-    """The distributions the wheel requires without extras, and theirs, recursively."""
-    import zipfile
-
-    with zipfile.ZipFile(wheel) as zf:
-        (meta,) = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
-        lines = zf.read(meta).decode().splitlines()
-    pending = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
-    seen: set[str] = set()
-    while pending:
-        requirement = Requirement(pending.pop())
-        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
-            continue
-        name = requirement.name.lower().replace("_", "-")
-        if name in seen:
-            continue
-        seen.add(name)
-        pending.extend(importlib.metadata.requires(requirement.name) or [])
-    return seen
-
-
-def _top_levels(distributions: set[str]) -> set[Path]:
-    """The top-level modules and packages these installed distributions put on sys.path."""
-    tops: set[Path] = set()
-    for name in distributions:
-        distribution = importlib.metadata.distribution(name)
-        for file in distribution.files or []:
-            first = Path(file).parts[0]
-            if first.endswith((".dist-info", ".data")) or first in ("..", "__pycache__"):
-                continue
-            if file.suffix in {".py", ".so", ".pyd"} or len(Path(file).parts) > 1:
-                tops.add(Path(str(distribution.locate_file(first))))
-    assert tops, distributions
-    return tops
 
 
 @needs_frameworks

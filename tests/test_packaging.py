@@ -171,3 +171,29 @@ def test_wheel_built_from_the_sdist_installs_and_runs(sdist: Path, tmp_path: Pat
     assert where.strip().startswith(str(venv)), where  # not this checkout
     listing = run([str(venv / "bin" / "posthog-llm"), "traces", "--db", str(db)], cwd=tmp_path)
     assert "from-the-sdist" in listing and "packaged" in listing
+
+
+# -- version floors --------------------------------------------------------------------------------
+
+
+def test_every_declared_floor_is_installed_by_the_minimum_versions_job() -> None:
+    """CI's second venv installs exactly the floors of pyproject.toml (see .ci/run)."""
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    script = str(ROOT / ".ci" / "min_versions.py")
+    extras = run([sys.executable, script, "extras"]).strip().split(",")
+    assert set(extras) == set(project["optional-dependencies"]) - {"all", "dev", "bench", "notebooks"}
+    assert {"langchain", "llama-index", "openai"} <= set(extras)
+    pins = dict(line.split("==") for line in run([sys.executable, script, "constraints"]).split())
+    declared = list(project["dependencies"])
+    for extra in extras:
+        declared += project["optional-dependencies"][extra]
+    for text in declared:
+        requirement = Requirement(text)
+        pin = pins[requirement.name.lower()]
+        # The floor itself satisfies the requirement (no `!=` or `<` that excludes it).
+        assert requirement.specifier.contains(pin), (text, pin)
+        assert f">={pin}" in str(requirement.specifier), (text, pin)
+    assert ".ci/min_versions.py constraints" in (ROOT / ".ci" / "run").read_text()

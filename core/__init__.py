@@ -3,7 +3,8 @@
 >>> import posthog_llm
 >>> client = posthog_llm.Client()          # PostHog with POSTHOG_API_KEY, else the local store
 >>> with posthog_llm.context(distinct_id="user_123"):
-...     pass                               # LangChain / LlamaIndex / OpenAI calls in here
+...     with posthog_llm.span("answer"):   # one trace for everything inside
+...         pass                           # LangChain / LlamaIndex / OpenAI calls in here
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ _LAZY: dict[str, str] = {
     "set_client": "._client",
     "DEFAULT_HOST": "._client",
     "context": "._context",
-    "current_scope": "._context",
-    "Scope": "._context",
-    "Emitter": "._emit",
-    "capture_internal_exceptions": "._emit",
+    "span": "._spans",
+    "Span": "._spans",
+    "observe": "._spans",
+    "capture_feedback": "._feedback",
+    "capture_metric": "._feedback",
     "GENERATION": "._events",
     "EMBEDDING": "._events",
     "SPAN": "._events",
@@ -34,7 +36,6 @@ _LAZY: dict[str, str] = {
     "embedding_properties": "._events",
     "span_properties": "._events",
     "trace_properties": "._events",
-    "to_json_safe": "._serialize",
     "EventStore": "._store",
     "Trace": "._store",
     "TraceSummary": "._store",
@@ -42,12 +43,22 @@ _LAZY: dict[str, str] = {
     "InMemoryDestination": ".destinations",
     "PostHogHTTPDestination": ".destinations",
     "SQLiteDestination": ".destinations",
+    # Integration plumbing lives in `posthog_llm.instrumentation`; these stay importable here for
+    # existing code, outside __all__.
+    "current_scope": "._context",
+    "Scope": "._context",
+    "Emitter": "._emit",
+    "capture_internal_exceptions": "._emit",
+    "to_json_safe": "._serialize",
 }
 
 if TYPE_CHECKING:
     from ._client import DEFAULT_HOST, Client, get_client, set_client
-    from ._context import Scope, context, current_scope
-    from ._emit import Emitter, capture_internal_exceptions
+    from ._context import Scope as Scope
+    from ._context import context
+    from ._context import current_scope as current_scope
+    from ._emit import Emitter as Emitter
+    from ._emit import capture_internal_exceptions as capture_internal_exceptions
     from ._events import (
         EMBEDDING,
         GENERATION,
@@ -58,7 +69,9 @@ if TYPE_CHECKING:
         span_properties,
         trace_properties,
     )
-    from ._serialize import to_json_safe
+    from ._feedback import capture_feedback, capture_metric
+    from ._serialize import to_json_safe as to_json_safe
+    from ._spans import Span, observe, span
     from ._store import EventStore, Trace, TraceSummary
     from .destinations import (
         Destination,
@@ -67,6 +80,7 @@ if TYPE_CHECKING:
         SQLiteDestination,
     )
 
+# What users call.
 __all__ = [
     "__version__",
     "Client",
@@ -74,10 +88,11 @@ __all__ = [
     "set_client",
     "DEFAULT_HOST",
     "context",
-    "current_scope",
-    "Scope",
-    "Emitter",
-    "capture_internal_exceptions",
+    "span",
+    "Span",
+    "observe",
+    "capture_feedback",
+    "capture_metric",
     "GENERATION",
     "EMBEDDING",
     "SPAN",
@@ -86,7 +101,6 @@ __all__ = [
     "embedding_properties",
     "span_properties",
     "trace_properties",
-    "to_json_safe",
     "EventStore",
     "Trace",
     "TraceSummary",
@@ -109,4 +123,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(_LAZY))

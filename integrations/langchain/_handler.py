@@ -9,46 +9,35 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from posthog_llm import Scope
-from posthog_llm._emit import Emitter, capture_internal_exceptions
-from posthog_llm._events import (
+from langchain_core.runnables.config import var_child_runnable_config
+from posthog_llm.instrumentation import (
     GENERATION,
+    GENERATION_KIND,
+    OUTSIDE,
     SPAN,
+    SPAN_KIND,
     TRACE,
-    allowed_model_parameters,
-    generation_properties,
-    http_status_of,
-    span_properties,
-    trace_properties,
+    TRACE_KIND,
+    UNKNOWN,
+    Emitter,
+    Scope,
+    capture_internal_exceptions,
+    close_observation,
+    current_observation,
+    open_observation,
+    register_resolver,
 )
 
-from ._messages import (
-    cap_strings,
-    long_texts,
-    messages_to_dicts,
-    output_choices,
-    prompts_to_dicts,
-    to_state,
-)
-from ._runs import CHAIN, CHAT, LLM, RETRIEVER, TOOL, Run, RunMap, Trace
-from ._usage import (
-    Usage,
-    base_url_of,
-    extract_usage,
-    normalise_provider,
-    requested_model,
-    served_model,
-    stop_reason,
-)
+from ._builders import generation_builder, span_builder, trace_builder
+from ._runs import CHAIN, CHAT, FRAMEWORK, LLM, RETRIEVER, TOOL, Run, RunMap, Trace
 
 __all__ = ["PostHogCallbackHandler"]
 
-FRAMEWORK = "langchain"
 _HIDDEN_TAG = "langsmith:hidden"  # LangGraph's internal plumbing (channel writes, branches)
 _perf_counter = time.perf_counter
 
@@ -146,18 +135,30 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         now = _perf_counter()
         known = self._runs.parent_of(parent_run_id) if parent_run_id is not None else None
         if known is None:
-            # A root (or a run whose parent this handler never saw): a new trace starts here.
+            # A root (or a run whose parent this handler never saw): a new trace starts here,
+            # unless it runs inside another integration's step or a user span: then it joins
+            # that trace as a span under it.
             overrides = _metadata_overrides(metadata)
             scope = self._emitter.scope(overrides)
+            outer = current_observation()
+            joined = outer is not None and scope.trace_id == outer.trace_id
             trace = Trace(
                 scope.trace_id or str(run_id),
                 run_id,
                 scope,
                 metadata.get("posthog_properties") if metadata else None,
             )
-            run = Run(kind, run_id, trace, None, name, serialized, inputs, now)
+            parent = outer.span_id if joined and outer is not None else None
+            run = Run(kind, run_id, trace, parent, name, serialized, inputs, now)
         else:
             trace, parent_span = known
+            outer = current_observation()
+            if outer is not None and outer.framework != FRAMEWORK:
+                # Someone else's span (a user span, a LlamaIndex step) opened inside the parent
+                # run is the nearer parent.
+                parent_run = self._runs.get(parent_run_id)  # type: ignore[arg-type]
+                if parent_run is not None and _opened_inside(outer, parent_run):
+                    parent_span = outer.span_id
             run = Run(kind, run_id, trace, parent_span, name, serialized, inputs, now)
             if tags and _HIDDEN_TAG in tags and kind == CHAIN:
                 run.hidden = True
@@ -168,6 +169,16 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 )
                 if (extra is not None and extra is not trace.properties_ref) or private:
                     run.scope = _run_scope(trace.scope, extra, private)
+        if not run.hidden:
+            run.obs = open_observation(
+                GENERATION_KIND
+                if kind in (CHAT, LLM)
+                else (TRACE_KIND if run.parent_span is None else SPAN_KIND),
+                trace_id=trace.trace_id,
+                span_id=str(run.span_id_for_children()),
+                scope=run.scope,
+                framework=FRAMEWORK,
+            )
         self._runs.add(run)
         return run
 
@@ -350,7 +361,11 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         end = _perf_counter()
         with capture_internal_exceptions():
             run = self._runs.pop(run_id)
-            if run is None or run.hidden:
+            if run is None:
+                return
+            if run.obs is not None:
+                close_observation(run.obs)
+            if run.hidden:
                 return
             inputs = kwargs.get("inputs")
             if inputs is not None:
@@ -359,7 +374,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             emitter = self._emitter
             if run.parent_span is None:
                 build = functools.partial(
-                    _trace_builder,
+                    trace_builder,
                     emitter,
                     run,
                     _snapshot(output),
@@ -370,7 +385,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 event = TRACE
             else:
                 build = functools.partial(
-                    _span_builder,
+                    span_builder,
                     emitter,
                     run,
                     _snapshot(output),
@@ -387,11 +402,13 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             run = self._runs.pop(run_id)
             if run is None:
                 return
+            if run.obs is not None:
+                close_observation(run.obs)
             emitter = self._emitter
             emitter.emit(
                 GENERATION,
                 functools.partial(
-                    _generation_builder,
+                    generation_builder,
                     emitter,
                     run,
                     response,
@@ -402,6 +419,35 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 run.scope,
                 trace_id=run.trace.trace_id,
             )
+
+
+# -- which run is executing here -----------------------------------------------------------------
+
+
+def _executing_run() -> Any:
+    """LangChain's own answer to "which run's code is running in this context".
+
+    Our hooks set the open observation when a run starts, but LangChain starts every run of a
+    batch in the caller's context before any of them executes, so the contextvar alone would put
+    work of the first input under the last one. LangChain's child config (set in the context each
+    run's code executes in) names the run exactly.
+    """
+    config = var_child_runnable_config.get()
+    if config is None:
+        return OUTSIDE
+    callbacks = config.get("callbacks")
+    parent_run_id = getattr(callbacks, "parent_run_id", None)
+    if parent_run_id is None:
+        return UNKNOWN
+    for handler in getattr(callbacks, "handlers", ()):
+        if isinstance(handler, PostHogCallbackHandler):
+            run = handler._runs.get(parent_run_id)
+            if run is not None and run.obs is not None:
+                return run.obs
+    return UNKNOWN
+
+
+register_resolver(FRAMEWORK, _executing_run)
 
 
 # -- hot-path helpers ------------------------------------------------------------------------------
@@ -415,6 +461,21 @@ def _snapshot(value: Any) -> Any:
     if cls is list:
         return value.copy()
     return value
+
+
+def _opened_inside(outer: Any, run: Run) -> bool:
+    """Whether observation `outer` was opened while `run` was the current observation."""
+    mine = run.obs
+    if mine is None or outer.trace_id != run.trace.trace_id:
+        return False
+    node = outer.parent
+    for _ in range(64):
+        if node is None:
+            return False
+        if node is mine:
+            return True
+        node = node.parent
+    return False
 
 
 def _metadata_overrides(metadata: Any) -> Scope | None:
@@ -453,220 +514,4 @@ def _run_scope(scope: Scope, extra: Any, private: bool) -> Scope:
             properties=dict(extra) if isinstance(extra, Mapping) else {},
             privacy_mode=True if private else None,
         )
-    )
-
-
-# -- builders: run on the sender's worker thread -----------------------------------------------
-
-
-def _safely(convert: Callable[..., Any], *args: Any) -> Any:
-    """One fact of an event: if reading it fails, the event goes out without it."""
-    with capture_internal_exceptions():
-        return convert(*args)
-    return None
-
-
-def _run_name(run: Run) -> str | None:
-    if run.name:
-        return str(run.name)
-    serialized = run.serialized
-    if isinstance(serialized, Mapping):
-        name = serialized.get("name")
-        if name:
-            return str(name)
-        ids = serialized.get("id")
-        if isinstance(ids, (list, tuple)) and ids:
-            return str(ids[-1])
-    return None
-
-
-def _control_flow(error: BaseException | None) -> bool:
-    """LangGraph's interrupts and hand-offs, and a consumer leaving a stream early."""
-    if error is None:
-        return False
-    if isinstance(error, GeneratorExit):
-        return True
-    return any(
-        cls.__name__ == "GraphBubbleUp" and cls.__module__.startswith("langgraph")
-        for cls in type(error).__mro__
-    )
-
-
-def _error_fields(
-    error: BaseException | None, privacy: bool
-) -> tuple[BaseException | str | None, int | None]:
-    if error is None:
-        return None, None
-    status = http_status_of(error)
-    # An exception's message can quote the prompt; in privacy mode only its class is kept.
-    return (type(error).__name__ if privacy else error), status
-
-
-def _latency(run: Run, end: float) -> float:
-    return end - run.start
-
-
-def _step_common(
-    emitter: Emitter, run: Run, output: Any, error: BaseException | None
-) -> tuple[bool, Any, Any, Any, int | None]:
-    privacy = emitter.privacy(run.scope)
-    if _control_flow(error):
-        interrupts = getattr(error, "args", None)
-        if interrupts and not isinstance(error, GeneratorExit):
-            output = {"__interrupt__": interrupts[0]}
-        error = None
-    err, status = _error_fields(error, privacy)
-    if privacy:
-        return privacy, None, None, err, status
-    return privacy, _safely(to_state, run.inputs), _safely(to_state, output), err, status
-
-
-def _span_builder(
-    emitter: Emitter,
-    run: Run,
-    output: Any,
-    error: BaseException | None,
-    end: float,
-    max_chars: int | None,
-) -> dict[str, Any]:
-    privacy, input_state, output_state, err, status = _step_common(emitter, run, output, error)
-    if max_chars is not None and not privacy:
-        input_state = cap_strings(input_state, max_chars)
-        output_state = cap_strings(output_state, max_chars)
-    if run.kind == CHAIN:
-        span_type = run.run_type if isinstance(run.run_type, str) and run.run_type else CHAIN
-    else:
-        span_type = run.kind
-    return span_properties(
-        trace_id=run.trace.trace_id,
-        span_id=run.run_id,
-        parent_id=run.parent_span,
-        span_name=_run_name(run),
-        input_state=input_state,
-        output_state=output_state,
-        latency=_latency(run, end),
-        error=err,
-        http_status=status,
-        framework=FRAMEWORK,
-        privacy_mode=privacy,
-        span_type=span_type,
-    )
-
-
-def _trace_builder(
-    emitter: Emitter,
-    run: Run,
-    output: Any,
-    error: BaseException | None,
-    end: float,
-    max_chars: int | None,
-) -> dict[str, Any]:
-    privacy, input_state, output_state, err, _ = _step_common(emitter, run, output, error)
-    trace = run.trace
-    sent_whole, trace.sent_whole = trace.sent_whole, None  # built last: stop collecting
-    if sent_whole and max_chars is not None and not privacy:
-        # The trace does not repeat in full a long text a generation of it already sent.
-        input_state = cap_strings(input_state, max_chars, sent_whole)
-        output_state = cap_strings(output_state, max_chars, sent_whole)
-    return trace_properties(
-        trace_id=run.trace.trace_id,
-        span_name=_run_name(run),
-        input_state=input_state,
-        output_state=output_state,
-        latency=_latency(run, end),
-        error=err,
-        framework=FRAMEWORK,
-        privacy_mode=privacy,
-    )
-
-
-def _model_parameters(params: Any, metadata: Any) -> dict[str, Any]:
-    model_parameters = allowed_model_parameters(params if isinstance(params, Mapping) else None)
-    if isinstance(metadata, Mapping):
-        # LangSmith's standard params fill in what a model's invocation params leave out.
-        for ls_key, key in (
-            ("ls_temperature", "temperature"),
-            ("ls_max_tokens", "max_tokens"),
-            ("ls_stop", "stop"),
-        ):
-            value = metadata.get(ls_key)
-            if value is not None and key not in model_parameters:
-                model_parameters[key] = value
-    return model_parameters
-
-
-def _tools(params: Any) -> Any:
-    if not isinstance(params, Mapping):
-        return None
-    tools = params.get("tools") or params.get("functions")
-    if not isinstance(tools, (list, tuple)):
-        return tools
-    # Remote MCP tool definitions carry the server's credentials in headers.
-    return [
-        {k: ("[REDACTED]" if k in ("headers", "authorization") else v) for k, v in tool.items()}
-        if isinstance(tool, Mapping) and tool.get("type") == "mcp"
-        else tool
-        for tool in tools
-    ]
-
-
-def _generation_builder(
-    emitter: Emitter,
-    run: Run,
-    response: Any,
-    error: BaseException | None,
-    end: float,
-    max_chars: int | None,
-) -> dict[str, Any]:
-    privacy = emitter.privacy(run.scope)
-    params = run.params if isinstance(run.params, Mapping) else {}
-    metadata = run.metadata if isinstance(run.metadata, Mapping) else {}
-    base_url = _safely(base_url_of, run.serialized, params)
-    provider = _safely(normalise_provider, metadata.get("ls_provider"), base_url)
-    model = (_safely(served_model, response) if response is not None else None) or _safely(
-        requested_model, params, metadata
-    )
-    usage = Usage()
-    if response is not None:
-        usage = _safely(extract_usage, response, provider, model) or usage
-    streamed = run.first_token is not None or params.get("stream") is True
-    finished = run.last_token if run.last_token is not None and error is None else end
-    if _control_flow(error):
-        error = None  # the consumer stopped reading a stream: not a failed call
-    err, status = _error_fields(error, privacy)
-    input_messages = output = None
-    if not privacy:
-        convert = messages_to_dicts if run.kind == CHAT else prompts_to_dicts
-        input_messages = _safely(convert, run.inputs)
-        if response is not None:
-            output = _safely(output_choices, response) or None
-        sent_whole = run.trace.sent_whole
-        if sent_whole is not None and max_chars is not None:
-            sent_whole.extend(_safely(long_texts, input_messages, max_chars) or ())
-            sent_whole.extend(_safely(long_texts, output, max_chars) or ())
-    return generation_properties(
-        trace_id=run.trace.trace_id,
-        span_id=run.run_id,
-        parent_id=run.parent_span,
-        span_name=_run_name(run),
-        model=model,
-        provider=provider,
-        base_url=base_url,
-        model_parameters=_safely(_model_parameters, params, metadata),
-        tools=_safely(_tools, params),
-        input=input_messages,
-        output_choices=output,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_input_tokens=usage.cache_read_input_tokens,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        latency=max(0.0, finished - run.start),
-        time_to_first_token=(run.first_token - run.start) if run.first_token is not None else None,
-        stream=streamed,
-        stop_reason=_safely(stop_reason, response) if response is not None else None,
-        http_status=status if error is not None else 200,
-        error=err,
-        framework=FRAMEWORK,
-        privacy_mode=privacy,
     )

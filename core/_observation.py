@@ -1,0 +1,143 @@
+"""The open observation: which span (or generation) the running code is inside.
+
+One contextvar shared by every integration and by `posthog_llm.span`, so work started inside
+another integration's step joins that trace with the innermost open span as its parent. It
+follows asyncio tasks and threads started with a copied context, like `posthog_llm.context`.
+
+A closed observation is skipped rather than trusted to have been reset: framework hooks do not
+always end in the context they started in (generators, callbacks on another thread), and a stale
+entry must never pull later, unrelated work into a finished trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from ._context import Scope
+
+__all__ = [
+    "Observation",
+    "current_observation",
+    "open_observation",
+    "close_observation",
+    "activated",
+    "register_resolver",
+    "UNKNOWN",
+    "OUTSIDE",
+    "TRACE_KIND",
+    "SPAN_KIND",
+    "GENERATION_KIND",
+]
+
+TRACE_KIND = "trace"
+SPAN_KIND = "span"
+GENERATION_KIND = "generation"
+
+
+class Observation:
+    """An open span, trace root or generation that nested work parents itself under.
+
+    `span_id` is what children use as `$ai_parent_id`; for a trace root it is the trace id.
+    """
+
+    __slots__ = ("kind", "trace_id", "span_id", "scope", "framework", "parent", "closed")
+
+    def __init__(
+        self,
+        kind: str,
+        trace_id: str,
+        span_id: str,
+        scope: Scope,
+        framework: str | None,
+        parent: Observation | None,
+    ) -> None:
+        self.kind = kind
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.scope = scope
+        self.framework = framework
+        self.parent = parent
+        self.closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Observation {self.kind} {self.span_id} of {self.trace_id} ({state})>"
+
+
+_current: ContextVar[Observation | None] = ContextVar("posthog_llm_observation", default=None)
+
+
+# A framework whose hooks cannot keep the contextvar exact (LangChain starts every run of a batch
+# in the caller's context before any of them runs) registers a resolver that reads the
+# framework's own notion of "the run executing here". It answers an open Observation, UNKNOWN (no
+# opinion: trust the contextvar) or OUTSIDE (no run of this framework is executing here).
+UNKNOWN: Any = object()
+OUTSIDE: Any = object()
+_resolvers: dict[str, Callable[[], Any]] = {}
+
+
+def register_resolver(framework: str, resolve: Callable[[], Any]) -> None:
+    """Let `framework` say which of its observations is current (see UNKNOWN, OUTSIDE)."""
+    _resolvers[framework] = resolve
+
+
+def current_observation() -> Observation | None:
+    """The innermost observation that is still open in this context, or None."""
+    obs = _current.get()
+    while obs is not None and obs.closed:
+        obs = obs.parent
+    if obs is None or obs.framework is None or not _resolvers:
+        return obs
+    resolve = _resolvers.get(obs.framework)
+    if resolve is None:
+        return obs
+    try:
+        answer = resolve()
+    except Exception:
+        return obs
+    if answer is OUTSIDE:
+        framework = obs.framework
+        while obs is not None and (obs.closed or obs.framework == framework):
+            obs = obs.parent
+        return obs
+    if isinstance(answer, Observation) and not answer.closed:
+        return answer
+    return obs
+
+
+def open_observation(
+    kind: str,
+    *,
+    trace_id: str,
+    span_id: str,
+    scope: Scope,
+    framework: str | None = None,
+) -> Observation:
+    """Make a new observation the current one; close it with `close_observation`."""
+    if scope.trace_id != trace_id:
+        # Work that joins this observation reads the trace id from its scope.
+        scope = scope.merged(Scope(trace_id=trace_id))
+    obs = Observation(kind, trace_id, span_id, scope, framework, current_observation())
+    _current.set(obs)
+    return obs
+
+
+def close_observation(obs: Observation) -> None:
+    """Mark `obs` closed; if it is current in this context, its parent becomes current again."""
+    obs.closed = True
+    if _current.get() is obs:
+        _current.set(current_observation())
+
+
+@contextmanager
+def activated(obs: Observation) -> Iterator[None]:
+    """`obs` is current for the block only (one step of a generator: the consumer's code between
+    steps must not run inside the generator's span)."""
+    token = _current.set(obs)
+    try:
+        yield
+    finally:
+        _current.reset(token)

@@ -1,8 +1,8 @@
 """`posthog-llm demo`: the whole product in a few seconds, offline and without any key.
 
 First, with nothing but the core package (`pip install posthog-llm`), a small app captured by
-hand: `client.capture()` with the `posthog_llm.*_properties` helpers, and nested
-`posthog_llm.span(...)` blocks where that API exists. Then three small apps, each captured by one
+hand: `client.capture()` with the `posthog_llm.*_properties` helpers, then nested
+`posthog_llm.span(...)` blocks. Then three small apps, each captured by one
 integration, into the local store:
 
 1. LangChain: `ChatPromptTemplate | chat model | StrOutputParser`, with a tool call and a
@@ -40,8 +40,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .. import _client as _client_module
-from .._client import Client, set_client
+from .._client import Client
 from .._context import context
 from .._events import (
     GENERATION,
@@ -52,6 +51,7 @@ from .._events import (
     trace_properties,
 )
 from .._optional import require
+from .._spans import span
 from .._store import EventStore, default_db_path
 from ..destinations import SQLiteDestination
 
@@ -289,34 +289,25 @@ def _manual_part(demo: _Demo) -> None:
 
 
 def _span_part(demo: _Demo) -> None:
-    """Nested `with posthog_llm.span(...)` blocks: the same tree, without building events."""
-    import posthog_llm
-
-    span: Any = getattr(posthog_llm, "span")  # noqa: B009 (newer API; the part is listed only when it exists)
+    """Nested `with posthog_llm.span(...)` blocks: the same kind of tree, without building events."""
     demo.out.line(demo.out.dim("    no framework: with posthog_llm.span(name, input=...) as s: ..."))
-    # posthog_llm.span ships through the default client: point it at the demo's for this part.
-    previous = _client_module._default_client
-    set_client(demo.client)
-    try:
-        trace_id = demo.trace_id("span", "posthog_llm.span: nested steps of your own code")
-        with demo.scope("demo-user-marie", trace_id):
-            city = "Lisbon"
-            demo.say("ask", f"Plan a rainy-day-proof afternoon in {city}.")
-            with span("plan_afternoon", input={"city": city}) as plan:
-                with span("get_weather", input={"city": city}) as weather:
-                    forecast = _WEATHER.get(city, "mild and cloudy")
-                    time.sleep(0.02)
-                    weather.set_output({"forecast": forecast})
-                demo.say("span", f"get_weather -> {forecast}")
-                with span("pick_places", input={"forecast": forecast}) as pick:
-                    places = ["Miradouro da Graça", "LX Factory", "a pastelaria in Belém"]
-                    time.sleep(0.02)
-                    pick.set_output({"places": places})
-                demo.say("span", f"pick_places -> {', '.join(places)}")
-                plan.set_output({"forecast": forecast, "places": places})
-            demo.say("trace", "plan_afternoon, with get_weather and pick_places inside it")
-    finally:
-        set_client(previous)
+    trace_id = demo.trace_id("span", "posthog_llm.span: nested steps of your own code")
+    with demo.scope("demo-user-marie", trace_id):
+        city = "Lisbon"
+        demo.say("ask", f"Plan a rainy-day-proof afternoon in {city}.")
+        with span("plan_afternoon", input={"city": city}, client=demo.client) as plan:
+            with span("get_weather", input={"city": city}, client=demo.client) as weather:
+                forecast = _WEATHER.get(city, "mild and cloudy")
+                time.sleep(0.02)
+                weather.set_output({"forecast": forecast})
+            demo.say("span", f"get_weather -> {forecast}")
+            with span("pick_places", input={"forecast": forecast}, client=demo.client) as pick:
+                places = ["Miradouro da Graça", "LX Factory", "a pastelaria in Belém"]
+                time.sleep(0.02)
+                pick.set_output({"places": places})
+            demo.say("span", f"pick_places -> {', '.join(places)}")
+            plan.set_output({"forecast": forecast, "places": places})
+        demo.say("trace", "plan_afternoon ($ai_trace), with get_weather and pick_places inside")
 
 
 # -- 1. LangChain ----------------------------------------------------------------------------------
@@ -677,14 +668,6 @@ _PARTS: list[tuple[str, str, Callable[[_Demo], None]]] = [
 ]
 
 
-def _parts() -> list[tuple[str, str, Callable[[_Demo], None]]]:
-    """The parts this version of the package can run (`posthog_llm.span` is newer)."""
-    import posthog_llm
-
-    has_span = hasattr(posthog_llm, "span")
-    return [p for p in _PARTS if p[2] is not _span_part or has_span]
-
-
 def _print_traces(demo: _Demo, db: str) -> None:
     from ..cli import _traces_table
 
@@ -768,7 +751,7 @@ def run_demo(args: argparse.Namespace) -> int:
         out.line(out.dim("(set POSTHOG_API_KEY to send them to PostHog as well)"))
 
     skipped = []
-    parts = _parts()
+    parts = _PARTS
     for number, (name, what, part) in enumerate(parts, 1):
         out.heading(f"{number}/{len(parts)}  {name}: {what}")
         try:

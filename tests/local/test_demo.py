@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import posthog_llm
 import pytest
 from posthog_llm import EMBEDDING, GENERATION, SPAN, TRACE, EventStore
 
@@ -24,7 +23,6 @@ from tests.support.venvs import build_wheel, run, venv_with_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMEWORKS = ["langchain_core", "llama_index.core", "openai"]
-HAS_SPAN = hasattr(posthog_llm, "span")
 
 
 def _installed(module: str) -> bool:
@@ -186,7 +184,7 @@ def test_demo_never_touched_the_network(demo_run: DemoRun) -> None:
 
 def test_demo_prints_every_stored_trace_as_a_tree(demo_run: DemoRun) -> None:
     trace_ids = demo_run.trace_ids()
-    assert len(trace_ids) == 6 + HAS_SPAN, trace_ids
+    assert len(trace_ids) == 7, trace_ids
     with EventStore(demo_run.db) as store:
         for trace_id in trace_ids:
             trace = store.trace(trace_id)
@@ -281,8 +279,7 @@ def test_demo_skips_a_missing_framework_and_runs_the_rest(tmp_path: Path) -> Non
     assert "pip install 'posthog-llm[llama-index]'" in run.stdout
     assert "pip install 'posthog-llm[all]' adds every part" in run.stdout
     suffixes = sorted(t.split("-", 2)[2] for t in run.trace_ids())
-    expected = ["langchain-stream", "langchain-tool-call", "manual", "openai"]
-    assert suffixes == sorted(expected + ["span"] * HAS_SPAN)
+    assert suffixes == ["langchain-stream", "langchain-tool-call", "manual", "openai", "span"]
 
 
 @needs_frameworks
@@ -308,7 +305,7 @@ def test_demo_without_extras_in_a_fresh_venv(tmp_path: Path) -> None:
     attempts = run.network_log.read_text() if run.network_log.exists() else ""
     assert attempts == ""
     suffixes = sorted(t.split("-", 2)[2] for t in run.trace_ids())
-    assert suffixes == sorted(["manual"] + ["span"] * HAS_SPAN)
+    assert suffixes == ["manual", "span"]
     events = run.trace_events("-manual")
     assert sorted(e["event"] for e in events) == sorted([TRACE, SPAN, GENERATION])
     with EventStore(run.db) as store:
@@ -337,7 +334,7 @@ def test_demo_in_process_leaves_no_global_handler(tmp_path: Path, capsys) -> Non
     handlers_before = (list(dispatcher.span_handlers), list(dispatcher.event_handlers))
     assert run_demo(argparse.Namespace(db=str(tmp_path / "in-process.db"))) == 0
     out = capsys.readouterr().out
-    assert f"Captured traces ({6 + HAS_SPAN})" in out
+    assert "Captured traces (7)" in out
     assert posthog_li.get_global_handler() is None
     assert get_global_handler() is None
     assert (list(dispatcher.span_handlers), list(dispatcher.event_handlers)) == handlers_before
@@ -359,9 +356,14 @@ def test_manual_capture_part_is_one_tree(demo_run: DemoRun) -> None:
     assert {e["distinct_id"] for e in events} == {"demo-user-marie"}
 
 
-@pytest.mark.skipif(not HAS_SPAN, reason="posthog_llm.span is not in this version")
 def test_span_part_nests_the_steps(demo_run: DemoRun) -> None:
     events = demo_run.trace_events("-span")
-    names = {_props(e).get("$ai_span_name") for e in events}
-    assert {"plan_afternoon", "get_weather", "pick_places"} <= names
+    (trace,) = _named(events, TRACE)
+    trace_id = _props(trace)["$ai_trace_id"]
+    assert _props(trace)["$ai_span_name"] == "plan_afternoon"
+    assert _props(trace)["$ai_output_state"]["forecast"] == "22°C and sunny"
+    spans = {_props(s)["$ai_span_name"]: _props(s) for s in _named(events, SPAN)}
+    assert set(spans) == {"get_weather", "pick_places"}
+    assert {s["$ai_parent_id"] for s in spans.values()} == {trace_id}
+    assert spans["get_weather"]["$ai_output_state"] == {"forecast": "22°C and sunny"}
     assert {e["distinct_id"] for e in events} == {"demo-user-marie"}

@@ -1,14 +1,23 @@
-"""Writes the tutorial notebooks of this folder, with outputs cleared.
+"""Writes the tutorial notebooks of this folder and runs them, so they are committed with their
+outputs (trace trees and plots show on GitHub).
 
 The notebooks are generated so that their code stays readable and reviewable here. After a
-change, run `python notebooks/build.py` and commit the .ipynb files with it; the test suite
-(tests/test_notebooks.py) executes every notebook top to bottom.
+change, run `python notebooks/build.py` (needs `pip install -e '.[all]'`; offline, about a
+minute) and commit the .ipynb files with it; `--no-execute` writes the sources with no outputs.
+The test suite (tests/test_notebooks.py) checks that the committed notebooks' cells are the ones
+written here and executes every notebook top to bottom.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
 import os
+import sys
+import tempfile
 import textwrap
+from collections.abc import Iterator
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -789,26 +798,89 @@ NOTEBOOKS = {
 }
 
 
-def build(folder: str = HERE) -> list[str]:
+def notebook(name: str) -> nbformat.NotebookNode:
+    """The notebook `name` as written here: its cells, no outputs."""
+    notebook = new_notebook(
+        cells=[nbformat.from_dict(cell) for cell in NOTEBOOKS[name]],  # fresh copies
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+    )
+    stem = name.removesuffix(".ipynb").replace("_", "-")
+    for number, cell in enumerate(notebook.cells):
+        cell.id = f"{stem}-{number}"  # stable ids: rebuilding gives no spurious diff
+    nbformat.validate(notebook)
+    return notebook
+
+
+@contextlib.contextmanager
+def _kernel_here() -> Iterator[str]:
+    """A scratch folder to run in, and a `python3` kernel that is this interpreter.
+
+    The notebooks' local store lands in the scratch folder (relative path `.posthog-llm/...`,
+    as a reader gets it), never in the repository.
+    """
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "POSTHOG_LLM_DB", "MPLBACKEND")}
+    with tempfile.TemporaryDirectory(prefix="posthog-llm-notebooks-") as scratch:
+        spec_dir = os.path.join(scratch, "jupyter", "kernels", "python3")
+        os.makedirs(spec_dir)
+        spec = {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        with open(os.path.join(spec_dir, "kernel.json"), "w") as fh:
+            json.dump(spec, fh)
+        os.environ["JUPYTER_PATH"] = os.path.join(scratch, "jupyter")
+        os.environ.pop("POSTHOG_LLM_DB", None)
+        os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend makes the PNGs
+        os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+        run_dir = os.path.join(scratch, "run")
+        os.makedirs(run_dir)
+        try:
+            yield run_dir
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def execute(notebook: nbformat.NotebookNode, cwd: str) -> None:
+    """Run every cell in a fresh kernel; raises nbclient's CellExecutionError when one fails."""
+    import nbclient
+
+    nbclient.NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=180,
+        record_timing=False,  # no timestamps in the committed files
+        resources={"metadata": {"path": cwd}},
+    ).execute()
+    notebook.metadata["kernelspec"]["display_name"] = "Python 3"
+
+
+def build(folder: str = HERE, *, run: bool = True) -> list[str]:
+    """Write every notebook into `folder`, executed (with outputs) unless `run` is False."""
     written = []
-    for name, cells in NOTEBOOKS.items():
-        notebook = new_notebook(
-            cells=cells,
-            metadata={
-                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                "language_info": {"name": "python"},
-            },
-        )
-        stem = name.removesuffix(".ipynb").replace("_", "-")
-        for number, cell in enumerate(notebook.cells):
-            cell.id = f"{stem}-{number}"  # stable ids: rebuilding gives no spurious diff
-        nbformat.validate(notebook)
-        path = os.path.join(folder, name)
-        nbformat.write(notebook, path)
-        written.append(path)
+    with contextlib.ExitStack() as stack:
+        cwd = stack.enter_context(_kernel_here()) if run else ""
+        for name in NOTEBOOKS:
+            nb = notebook(name)
+            if run:
+                print("running", name, flush=True)
+                execute(nb, cwd)
+            path = os.path.join(folder, name)
+            nbformat.write(nb, path)
+            written.append(path)
     return written
 
 
 if __name__ == "__main__":
-    for path in build():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-execute", action="store_true", help="write the cells, no outputs")
+    args = parser.parse_args()
+    for path in build(run=not args.no_execute):
         print("wrote", os.path.relpath(path))

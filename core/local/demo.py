@@ -669,7 +669,7 @@ _PARTS: list[tuple[str, str, Callable[[_Demo], None]]] = [
 
 
 def _print_traces(demo: _Demo, db: str) -> None:
-    from ..cli import _traces_table
+    from .._render import traces_table as _traces_table
 
     out = demo.out
     if not os.path.exists(db):  # nothing was ever written: no store to read
@@ -704,7 +704,7 @@ def _client_to_posthog() -> Client | None:
     """A client to PostHog when the environment has a key, else None."""
     if not (os.environ.get("POSTHOG_API_KEY") or os.environ.get("POSTHOG_PROJECT_API_KEY")):
         return None
-    from ..cli import CommandError
+    from .._command_error import CommandError
 
     try:
         return Client(flush_interval=0.2)
@@ -736,7 +736,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         local = SQLiteDestination(db)
     except (OSError, sqlite3.Error) as exc:
-        from ..cli import CommandError
+        from .._command_error import CommandError
 
         raise CommandError(f"cannot open the local store {db}: {exc}") from None
     destination: Any = local if posthog is None else _LocalAndPostHog(local, posthog)

@@ -73,7 +73,9 @@ def _specialist_input(data: Any) -> Any:
     # handoff gives the specialist's tool call an id of its own.
     data = handoff_filters.remove_all_tools(data)
     history = data.input_history
-    history = ({"role": "user", "content": history},) if isinstance(history, str) else tuple(history)
+    history = (
+        ({"role": "user", "content": history},) if isinstance(history, str) else tuple(history)
+    )
     return data.clone(input_history=history + ({"role": "user", "content": "Paris"},))
 
 

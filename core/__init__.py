@@ -3,7 +3,8 @@
 >>> import posthog_llm
 >>> client = posthog_llm.Client()          # PostHog with POSTHOG_API_KEY, else the local store
 >>> with posthog_llm.context(distinct_id="user_123"):
-...     pass                               # LangChain / LlamaIndex / OpenAI calls in here
+...     with posthog_llm.span("answer"):   # one trace for everything inside
+...         pass                           # LangChain / LlamaIndex / OpenAI calls in here
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from ._events import (
     span_properties,
     trace_properties,
 )
+from ._feedback import capture_feedback, capture_metric
 from ._serialize import to_json_safe
+from ._spans import Span, observe, span
 from ._store import EventStore, Trace, TraceSummary
 from ._version import __version__
 from .destinations import (
@@ -31,6 +34,8 @@ from .destinations import (
     SQLiteDestination,
 )
 
+# What users call. Integration plumbing (Emitter, Scope, capture_internal_exceptions, ...) lives in
+# `posthog_llm.instrumentation`; the names stay importable here for existing code.
 __all__ = [
     "__version__",
     "Client",
@@ -38,10 +43,11 @@ __all__ = [
     "set_client",
     "DEFAULT_HOST",
     "context",
-    "current_scope",
-    "Scope",
-    "Emitter",
-    "capture_internal_exceptions",
+    "span",
+    "Span",
+    "observe",
+    "capture_feedback",
+    "capture_metric",
     "GENERATION",
     "EMBEDDING",
     "SPAN",
@@ -50,7 +56,6 @@ __all__ = [
     "embedding_properties",
     "span_properties",
     "trace_properties",
-    "to_json_safe",
     "EventStore",
     "Trace",
     "TraceSummary",
@@ -59,3 +64,5 @@ __all__ = [
     "PostHogHTTPDestination",
     "SQLiteDestination",
 ]
+
+_ = (Scope, current_scope, Emitter, capture_internal_exceptions, to_json_safe)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ._context import EMPTY_SCOPE, current_scope
 from ._events import CONTENT_PROPERTIES
+from ._sampling import keep_trace
 from ._sender import BatchSender
 from ._serialize import MAX_EVENT_BYTES, fit_event, to_json_safe
 from .destinations import Destination, PostHogHTTPDestination, SQLiteDestination
@@ -104,6 +105,7 @@ class Client:
         destination: Destination | None = None,
         shutdown_timeout: float = 5.0,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        sample_rate: float = 1.0,
     ) -> None:
         _positive("flush_at", flush_at, integer=True)
         _positive("flush_interval", flush_interval)
@@ -113,6 +115,12 @@ class Client:
         _positive("max_retries", max_retries, integer=True, allow_zero=True)
         _positive("shutdown_timeout", shutdown_timeout, allow_zero=True)
         _positive("max_event_bytes", max_event_bytes, integer=True)
+        if (
+            isinstance(sample_rate, bool)
+            or not isinstance(sample_rate, (int, float))
+            or not 0.0 <= sample_rate <= 1.0
+        ):
+            raise ValueError(f"sample_rate must be a number from 0.0 to 1.0, got {sample_rate!r}")
         if before_send is not None and not callable(before_send):
             raise TypeError("before_send must be a callable taking and returning an event dict")
         if not isinstance(privacy_mode, bool):
@@ -134,6 +142,9 @@ class Client:
         self.disabled = disabled
         self.shutdown_timeout = shutdown_timeout
         self.max_event_bytes = max_event_bytes
+        self.sample_rate = float(sample_rate)
+        self._sampled_out = 0
+        self._sampled_lock = threading.Lock()
 
         if destination is None:
             if self.api_key or self.host:
@@ -209,6 +220,14 @@ class Client:
                     groups = {**scope.groups, **(groups or {})}
                 if scope.privacy_mode:
                     props = {k: v for k, v in props.items() if k not in CONTENT_PROPERTIES}
+            trace_id = props.get("$ai_trace_id")
+            if trace_id is not None:
+                if self.sample_rate < 1.0 and not self._sampled(trace_id):
+                    return None
+                if distinct_id is None:
+                    # The one anonymous-id rule: personless events of a trace share its id.
+                    distinct_id = trace_id
+                    props.setdefault("$process_person_profile", False)
             item = (
                 str(event),
                 None if distinct_id is None else str(distinct_id),
@@ -231,9 +250,12 @@ class Client:
         build: Callable[[], dict[str, Any]],
         groups: Mapping[str, Any] | None,
         privacy_mode: bool,
+        trace_id: str | None = None,
     ) -> str | None:
         """Queue an event whose properties are built later, on the worker thread."""
         if self.disabled:
+            return None
+        if trace_id is not None and self.sample_rate < 1.0 and not self._sampled(trace_id):
             return None
         event_uuid = str(_uuid.uuid4())
         item = (event, distinct_id, build, groups, time.time(), event_uuid, privacy_mode)
@@ -303,9 +325,19 @@ class Client:
 
     close = shutdown
 
+    def _sampled(self, trace_id: Any) -> bool:
+        """Whether a trace is kept under `sample_rate` (counts what is not)."""
+        if keep_trace(trace_id, self.sample_rate):
+            return True
+        with self._sampled_lock:
+            self._sampled_out += 1
+        return False
+
     def stats(self) -> dict[str, int]:
-        """Counters: queued, sent, dropped, retried, failed, filtered, batches."""
-        return self._sender.stats().as_dict()
+        """Counters: queued, sent, dropped, retried, failed, filtered, batches, sampled_out."""
+        counters = self._sender.stats().as_dict()
+        counters["sampled_out"] = self._sampled_out
+        return counters
 
     def __enter__(self) -> Client:
         return self

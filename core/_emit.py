@@ -12,14 +12,22 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 from ._client import Client, get_client
 from ._context import EMPTY_SCOPE, Scope, current_scope, make_scope
 from ._events import CONTENT_PROPERTIES
+from ._observation import current_observation
 from ._serialize import MAX_EVENT_BYTES, dumps, fit_event, to_json_safe
 
-__all__ = ["Emitter", "capture_internal_exceptions", "check_client", "PropertiesOrBuilder"]
+__all__ = [
+    "Emitter",
+    "capture_internal_exceptions",
+    "report_internal_error",
+    "safely",
+    "check_client",
+    "PropertiesOrBuilder",
+]
 
 log = logging.getLogger("posthog_llm")
 
@@ -55,6 +63,22 @@ def report_internal_error(exc: BaseException) -> None:
             hook(exc)
         except Exception:
             pass
+
+
+_T = TypeVar("_T")
+
+
+def safely(read: Callable[..., _T], *args: Any) -> _T | None:
+    """One fact of an event: if reading it fails, the event goes out without it.
+
+    >>> safely(int, "3"), safely(int, "three")
+    (3, None)
+    """
+    try:
+        return read(*args)
+    except Exception as exc:
+        report_internal_error(exc)
+        return None
 
 
 def check_client(client: Any) -> Any:
@@ -100,11 +124,18 @@ class Emitter:
         return self._client if self._client is not None else get_client()
 
     def scope(self, overrides: Scope | None = None) -> Scope:
-        """The scope for a new event or trace: defaults, then the active context, then overrides."""
+        """The scope for a new event or trace, innermost last: the integration's defaults, the
+        open observation's (the enclosing trace's identity and trace id), the active context, a
+        posthog-python client's context identity, then per-call overrides."""
         scope = self.defaults
+        obs = current_observation()
+        if obs is not None:
+            scope = scope.merged(obs.scope)
         ctx = current_scope()
         if ctx is not EMPTY_SCOPE:
             scope = scope.merged(ctx)
+        if self._client is not None and not isinstance(self._client, Client):
+            scope = _with_posthog_context(scope)
         if overrides is not None and overrides is not EMPTY_SCOPE:
             scope = scope.merged(overrides)
         return scope
@@ -138,13 +169,14 @@ class Emitter:
             client = self.client
             distinct_id = scope.distinct_id
             anonymous = distinct_id is None
+            tid = str(trace_id) if trace_id is not None else scope.trace_id
             if anonymous:
-                distinct_id = str(trace_id) if trace_id is not None else scope.trace_id
+                distinct_id = tid
             privacy = self.privacy(scope)
             build = functools.partial(_finish_properties, properties, scope, anonymous, privacy)
             groups = dict(scope.groups) if scope.groups else None
             if isinstance(client, Client):
-                client._capture_lazy(event, distinct_id, build, groups, privacy)
+                client._capture_lazy(event, distinct_id, build, groups, privacy, tid)
                 return
             props = _fit_for_foreign_client(build())
             if groups:
@@ -155,12 +187,32 @@ class Emitter:
             client.capture(event, **kwargs)
 
 
+def _with_posthog_context(scope: Scope) -> Scope:
+    """posthog-python's `identify_context` / `set_context_session`, beneath our own context."""
+    if scope.distinct_id is not None and scope.session_id is not None:
+        return scope
+    try:
+        from posthog import contexts
+    except Exception:
+        return scope
+    distinct_id = safely(contexts.get_context_distinct_id)
+    session_id = safely(contexts.get_context_session_id)
+    if distinct_id is None and session_id is None:
+        return scope
+    return Scope(
+        distinct_id=str(distinct_id) if distinct_id is not None else None,
+        session_id=str(session_id) if session_id is not None else None,
+    ).merged(scope)
+
+
 def _finish_properties(
     properties: PropertiesOrBuilder, scope: Scope, anonymous: bool, privacy: bool
 ) -> dict[str, Any]:
-    ai_props = properties() if callable(properties) else properties
-    props: dict[str, Any] = dict(scope.properties) if scope.properties else {}
-    props.update(ai_props)
+    props = properties() if callable(properties) else dict(properties)
+    if scope.properties:
+        # What the user passes wins over what we computed: this is how custom costs
+        # (`$ai_total_cost_usd`, ...) or a gateway's provider name reach PostHog.
+        props.update(scope.properties)
     if scope.session_id is not None and "$ai_session_id" not in props:
         props["$ai_session_id"] = scope.session_id
     if anonymous:

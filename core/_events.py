@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ._errors import error_text
 from ._version import __version__
 
 __all__ = [
@@ -18,12 +19,16 @@ __all__ = [
     "EMBEDDING",
     "SPAN",
     "TRACE",
+    "FEEDBACK",
+    "METRIC",
     "AI_EVENTS",
     "CONTENT_PROPERTIES",
     "generation_properties",
     "embedding_properties",
     "span_properties",
     "trace_properties",
+    "feedback_properties",
+    "metric_properties",
     "format_error",
     "http_status_of",
     "clean_base_url",
@@ -36,6 +41,8 @@ GENERATION = "$ai_generation"
 EMBEDDING = "$ai_embedding"
 SPAN = "$ai_span"
 TRACE = "$ai_trace"
+FEEDBACK = "$ai_feedback"
+METRIC = "$ai_metric"
 AI_EVENTS = frozenset({GENERATION, EMBEDDING, SPAN, TRACE})
 
 LIB_NAME = "posthog-llm"
@@ -94,13 +101,9 @@ def allowed_model_parameters(params: Mapping[str, Any] | None) -> dict[str, Any]
 
 
 def format_error(error: BaseException | str | None) -> str | None:
-    """`"ExceptionClass: message"` for an exception, the string itself otherwise."""
-    if error is None:
-        return None
-    if isinstance(error, BaseException):
-        message = str(error)
-        return f"{type(error).__name__}: {message}" if message else type(error).__name__
-    return str(error)
+    """`"ExceptionClass: message"` for an exception, the string itself otherwise (secrets
+    scrubbed; see `error_text`)."""
+    return error_text(error)
 
 
 def http_status_of(error: BaseException | None) -> int | None:
@@ -209,6 +212,7 @@ def _common(
     error: BaseException | str | None,
     is_error: bool | None,
     http_status: int | None,
+    privacy_mode: bool = False,
 ) -> None:
     props["$ai_lib"] = LIB_NAME
     props["$ai_lib_version"] = __version__
@@ -227,7 +231,7 @@ def _common(
         props["$ai_latency"] = max(0.0, float(latency))
     if error is not None or is_error:
         props["$ai_is_error"] = True
-        _put(props, "$ai_error", format_error(error))
+        _put(props, "$ai_error", error_text(error, privacy=privacy_mode))
         if http_status is None and isinstance(error, BaseException):
             http_status = http_status_of(error)
     elif is_error is False:
@@ -307,6 +311,7 @@ def generation_properties(
         error=error,
         is_error=is_error,
         http_status=http_status,
+        privacy_mode=privacy_mode,
     )
     _put(props, "$ai_model", model)
     _put(props, "$ai_provider", provider)
@@ -375,6 +380,7 @@ def embedding_properties(
         error=error,
         is_error=is_error,
         http_status=http_status,
+        privacy_mode=privacy_mode,
     )
     _put(props, "$ai_model", model)
     _put(props, "$ai_provider", provider)
@@ -419,6 +425,7 @@ def span_properties(
         error=error,
         is_error=is_error,
         http_status=http_status,
+        privacy_mode=privacy_mode,
     )
     _put(props, "$ai_span_type", span_type)
     if not privacy_mode:
@@ -454,11 +461,22 @@ def trace_properties(
         error=error,
         is_error=is_error,
         http_status=None,
+        privacy_mode=privacy_mode,
     )
     if not privacy_mode:
         _put(props, "$ai_input_state", input_state)
         _put(props, "$ai_output_state", output_state)
     return props
+
+
+def feedback_properties(*, trace_id: Any, text: str) -> dict[str, Any]:
+    """Properties of one `$ai_feedback` (a user's words about a trace)."""
+    return {"$ai_trace_id": str(trace_id), "$ai_feedback_text": text}
+
+
+def metric_properties(*, trace_id: Any, name: str, value: Any) -> dict[str, Any]:
+    """Properties of one `$ai_metric` (a named score about a trace)."""
+    return {"$ai_trace_id": str(trace_id), "$ai_metric_name": name, "$ai_metric_value": value}
 
 
 def strip_content(properties: dict[str, Any]) -> dict[str, Any]:

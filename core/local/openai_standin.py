@@ -314,7 +314,12 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _HTTPError(400, "you must provide a model parameter", code="missing_model")
             match = _ERROR_MODEL.match(model)
             if match:
-                raise _error_for_status(int(match.group(1)), model)
+                error = _error_for_status(int(match.group(1)), model)
+                if error.status == 401:
+                    # Like the real API once did: the rejected key is quoted in the message.
+                    auth = self.headers.get("Authorization") or self.headers.get("api-key") or ""
+                    error.message = f"{error.message} Key: {auth.removeprefix('Bearer ')}"
+                raise error
             if route == "/chat/completions":
                 self._chat(body, model)
             elif route == "/responses":

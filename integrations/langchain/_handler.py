@@ -14,15 +14,22 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from posthog_llm import Scope
-from posthog_llm._emit import Emitter, capture_internal_exceptions
-from posthog_llm._events import (
+from posthog_llm.instrumentation import (
     GENERATION,
+    GENERATION_KIND,
     SPAN,
+    SPAN_KIND,
     TRACE,
+    TRACE_KIND,
+    Emitter,
+    Scope,
     allowed_model_parameters,
+    capture_internal_exceptions,
+    close_observation,
+    current_observation,
     generation_properties,
     http_status_of,
+    open_observation,
     span_properties,
     trace_properties,
 )
@@ -146,18 +153,30 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         now = _perf_counter()
         known = self._runs.parent_of(parent_run_id) if parent_run_id is not None else None
         if known is None:
-            # A root (or a run whose parent this handler never saw): a new trace starts here.
+            # A root (or a run whose parent this handler never saw): a new trace starts here,
+            # unless it runs inside another integration's step or a user span: then it joins
+            # that trace as a span under it.
             overrides = _metadata_overrides(metadata)
             scope = self._emitter.scope(overrides)
+            outer = current_observation()
+            joined = outer is not None and scope.trace_id == outer.trace_id
             trace = Trace(
                 scope.trace_id or str(run_id),
                 run_id,
                 scope,
                 metadata.get("posthog_properties") if metadata else None,
             )
-            run = Run(kind, run_id, trace, None, name, serialized, inputs, now)
+            parent = outer.span_id if joined and outer is not None else None
+            run = Run(kind, run_id, trace, parent, name, serialized, inputs, now)
         else:
             trace, parent_span = known
+            outer = current_observation()
+            if outer is not None and outer.framework != FRAMEWORK:
+                # Someone else's span (a user span, a LlamaIndex step) opened inside the parent
+                # run is the nearer parent.
+                parent_run = self._runs.get(parent_run_id)  # type: ignore[arg-type]
+                if parent_run is not None and _opened_inside(outer, parent_run):
+                    parent_span = outer.span_id
             run = Run(kind, run_id, trace, parent_span, name, serialized, inputs, now)
             if tags and _HIDDEN_TAG in tags and kind == CHAIN:
                 run.hidden = True
@@ -168,6 +187,16 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 )
                 if (extra is not None and extra is not trace.properties_ref) or private:
                     run.scope = _run_scope(trace.scope, extra, private)
+        if not run.hidden:
+            run.obs = open_observation(
+                GENERATION_KIND
+                if kind in (CHAT, LLM)
+                else (TRACE_KIND if run.parent_span is None else SPAN_KIND),
+                trace_id=trace.trace_id,
+                span_id=str(run.span_id_for_children()),
+                scope=run.scope,
+                framework=FRAMEWORK,
+            )
         self._runs.add(run)
         return run
 
@@ -350,7 +379,11 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         end = _perf_counter()
         with capture_internal_exceptions():
             run = self._runs.pop(run_id)
-            if run is None or run.hidden:
+            if run is None:
+                return
+            if run.obs is not None:
+                close_observation(run.obs)
+            if run.hidden:
                 return
             inputs = kwargs.get("inputs")
             if inputs is not None:
@@ -387,6 +420,8 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             run = self._runs.pop(run_id)
             if run is None:
                 return
+            if run.obs is not None:
+                close_observation(run.obs)
             emitter = self._emitter
             emitter.emit(
                 GENERATION,
@@ -415,6 +450,21 @@ def _snapshot(value: Any) -> Any:
     if cls is list:
         return value.copy()
     return value
+
+
+def _opened_inside(outer: Any, run: Run) -> bool:
+    """Whether observation `outer` was opened while `run` was the current observation."""
+    mine = run.obs
+    if mine is None or outer.trace_id != run.trace.trace_id:
+        return False
+    node = outer.parent
+    for _ in range(64):
+        if node is None:
+            return False
+        if node is mine:
+            return True
+        node = node.parent
+    return False
 
 
 def _metadata_overrides(metadata: Any) -> Scope | None:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
-from posthog_llm import Scope
+from posthog_llm.instrumentation import Observation, Scope
 
 __all__ = ["Trace", "Run", "RunMap", "CHAIN", "TOOL", "RETRIEVER", "CHAT", "LLM"]
 
@@ -75,6 +75,7 @@ class Run:
         "first_token",
         "last_token",
         "scope",
+        "obs",
     )
 
     def __init__(
@@ -105,6 +106,7 @@ class Run:
         self.first_token: float | None = None
         self.last_token: float | None = None
         self.scope = trace.scope
+        self.obs: Observation | None = None  # open while the run runs, for nested work
 
     def span_id_for_children(self) -> Any:
         """What a child of this run uses as its `$ai_parent_id`."""
@@ -159,7 +161,7 @@ class RunMap:
             live[run.run_id] = run
             self._inserts += 1
             if len(live) > self.max_runs:
-                live.popitem(last=False)
+                _forget(live.popitem(last=False)[1])
                 self.evicted += 1
             if self._inserts & 63 == 0:
                 self._evict_old()
@@ -171,7 +173,7 @@ class RunMap:
             oldest = next(iter(live.values()))
             if oldest.start >= limit:
                 break
-            live.popitem(last=False)
+            _forget(live.popitem(last=False)[1])
             self.evicted += 1
 
     def pop(self, run_id: UUID) -> Run | None:
@@ -195,6 +197,12 @@ class RunMap:
         self._lock = threading.Lock()
         self._live = OrderedDict()
         self._ended = OrderedDict()
+
+
+def _forget(run: Run) -> None:
+    # An evicted run never ends: nothing may keep joining it.
+    if run.obs is not None:
+        run.obs.closed = True
 
 
 _live_maps: weakref.WeakSet[RunMap] = weakref.WeakSet()

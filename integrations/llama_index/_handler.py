@@ -24,16 +24,21 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from posthog_llm._emit import Emitter, report_internal_error
-from posthog_llm._events import (
-    EMBEDDING as EMBEDDING_EVENT,
-)
-from posthog_llm._events import (
+from posthog_llm.instrumentation import EMBEDDING as EMBEDDING_EVENT
+from posthog_llm.instrumentation import (
     GENERATION,
+    GENERATION_KIND,
     SPAN,
+    SPAN_KIND,
     TRACE,
+    TRACE_KIND,
+    Emitter,
+    close_observation,
+    current_observation,
     embedding_properties,
     generation_properties,
+    open_observation,
+    report_internal_error,
     span_properties,
     trace_properties,
 )
@@ -201,9 +206,17 @@ class PostHogLlamaIndexHandler:
             ):
                 spans[id_] = parent  # internal, or a repeat of its parent (`__call__` -> `call`)
             else:
-                spans[id_] = Node(
+                node = spans[id_] = Node(
                     id_, trace, kind, parent, parent.vis, instance, bound_args, tags, now
                 )
+                if k >= VISIBLE or k == LLM:
+                    node.obs = open_observation(
+                        SPAN_KIND if k >= VISIBLE else GENERATION_KIND,
+                        trace_id=trace.id,
+                        span_id=node.uid,
+                        scope=trace.scope,
+                        framework=FRAMEWORK,
+                    )
             trace.ids.append(id_)
             with self._lock:
                 trace.open += 1
@@ -239,10 +252,23 @@ class PostHogLlamaIndexHandler:
         batch = k == EMBEDDING and kind.name.rpartition(".")[2] in _BATCH_EMBEDDING_METHODS
         # The root span's uuid is the trace id, except for a batch embedding, whose own event
         # (with that uuid as span id) sits under the trace.
+        outer = current_observation()
+        if outer is not None and scope.trace_id == outer.trace_id:
+            # Inside another integration's step or a user span: join that trace. The root is
+            # sent as an `$ai_span` under it (or, for a bare call, only its own event is sent).
+            trace = Trace(outer.trace_id, id_, scope, emitter.privacy(scope), now)
+            if k >= VISIBLE:
+                trace.parent = outer.span_id
+                pvis: str | None = id_[-36:]
+            else:
+                pvis = outer.span_id
+                trace.emit = False
+            self._open_root(trace, id_, kind, instance, bound_args, tags, pvis, now)
+            return
         trace_id = scope.trace_id or (str(uuid.uuid4()) if batch else id_[-36:])
         trace = Trace(trace_id, id_, scope, emitter.privacy(scope), now)
         if k >= VISIBLE:
-            pvis: str | None = trace.id
+            pvis = trace.id
         elif batch:
             pvis = trace.id  # an index build: the batch embedding is the root we get
             trace.name = _index_build_name()
@@ -252,8 +278,32 @@ class PostHogLlamaIndexHandler:
         else:  # a bare LLM or embedding call: its own event is enough, like a direct SDK call
             pvis = None
             trace.emit = False
+        self._open_root(trace, id_, kind, instance, bound_args, tags, pvis, now)
+
+    def _open_root(
+        self,
+        trace: Trace,
+        id_: str,
+        kind: Kind,
+        instance: Any,
+        bound_args: Any,
+        tags: Any,
+        pvis: str | None,
+        now: float,
+    ) -> None:
+        k = kind.kind
         node = Node(id_, trace, kind, None, pvis, instance, bound_args, tags, now)
         node.vis = pvis
+        if k >= VISIBLE or k == LLM:
+            node.obs = open_observation(
+                (TRACE_KIND if trace.parent is None else SPAN_KIND)
+                if k >= VISIBLE
+                else GENERATION_KIND,
+                trace_id=trace.id,
+                span_id=pvis if k >= VISIBLE and pvis is not None else node.uid,
+                scope=trace.scope,
+                framework=FRAMEWORK,
+            )
         trace.kind = kind
         trace.args = bound_args
         trace.tags = tags
@@ -285,6 +335,8 @@ class PostHogLlamaIndexHandler:
         node = self._spans.get(id_)
         if node is None:
             return
+        if node.obs is not None and node.span_id == id_:
+            close_observation(node.obs)
         trace = node.trace
         if isinstance(result, _GENERATOR_TYPES):
             self._remember_stream(result, node, id_)
@@ -330,6 +382,8 @@ class PostHogLlamaIndexHandler:
         node = self._spans.get(id_)
         if node is None:
             return
+        if node.obs is not None and node.span_id == id_:
+            close_observation(node.obs)
         trace = node.trace
         if node.span_id != id_:
             self._release(trace)
@@ -611,7 +665,11 @@ class PostHogLlamaIndexHandler:
                 if entry is not None and entry.trace is trace:
                     frames.pop(key, None)
             trace.streams = None
-        if trace.emit or (trace.emit is None and trace.has_events):
+        if trace.parent is not None:
+            self._emitter.emit(
+                SPAN, functools.partial(_joined_root_event, trace), trace.scope, trace_id=trace.id
+            )
+        elif trace.emit or (trace.emit is None and trace.has_events):
             self._emitter.emit(
                 TRACE, functools.partial(_trace_event, trace), trace.scope, trace_id=trace.id
             )
@@ -755,6 +813,22 @@ def _trace_event(trace: Trace) -> dict[str, Any]:
         framework=FRAMEWORK,
         privacy_mode=privacy,
     )
+
+
+def _joined_root_event(trace: Trace) -> dict[str, Any]:
+    """The root of an operation that ran inside another trace, as an `$ai_span` of it."""
+    props = _trace_event(trace)
+    props.update(
+        span_properties(
+            trace_id=trace.id,
+            span_id=trace.key[-36:],
+            parent_id=trace.parent,
+            span_type=trace.kind.span_type if trace.kind is not None else None,
+            framework=FRAMEWORK,
+            privacy_mode=trace.privacy,
+        )
+    )
+    return props
 
 
 def _safe_output(value: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from posthog_llm._context import Scope
+from posthog_llm.instrumentation import Observation, Scope
 
 from ._spans import Kind
 
@@ -41,6 +41,7 @@ class Trace:
         "stream_output",
         "streams",
         "ids",
+        "parent",
     )
 
     def __init__(self, trace_id: str, key: str, scope: Scope, privacy: bool, now: float) -> None:
@@ -66,6 +67,9 @@ class Trace:
         self.stream_output: Any = None  # the response of a lazily run streamed LLM call
         self.streams: list[int] | None = None  # keys of generators its spans returned
         self.ids: list[str] = []  # its span ids, forgotten when the trace is sent
+        # Set when the root joined an enclosing trace (a user span, a LangChain step): the
+        # root is then sent as an `$ai_span` under this parent instead of as `$ai_trace`.
+        self.parent: str | None = None
 
 
 class Node:
@@ -88,6 +92,7 @@ class Node:
         "start",
         "gen",
         "emb",
+        "obs",
     )
 
     def __init__(
@@ -115,6 +120,7 @@ class Node:
         self.start = start
         self.gen: Gen | None = None
         self.emb: Emb | None = None
+        self.obs: Observation | None = None  # open while the step runs, for nested work
 
 
 class Gen:

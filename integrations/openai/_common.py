@@ -55,6 +55,7 @@ def generation(
     input_tokens, output_tokens, cached_tokens, reasoning_tokens = tokens
     return generation_properties(
         trace_id=call.trace_id,
+        parent_id=call.parent_id,
         model=model or requested_model(params),
         provider=call.provider_name(),
         base_url=base_url,

@@ -22,6 +22,7 @@ def build(call: Call) -> dict[str, Any]:
     model = getattr(result, "model", None) or requested_model(params)
     return embedding_properties(
         trace_id=call.trace_id,
+        parent_id=call.parent_id,
         model=model,
         provider=call.provider_name(),
         base_url=base_url,

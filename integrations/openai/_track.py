@@ -14,13 +14,17 @@ from typing import Any, NamedTuple
 
 import openai
 from openai._legacy_response import LegacyAPIResponse
-from posthog_llm._context import Scope, make_scope
-from posthog_llm._emit import Emitter, capture_internal_exceptions
-from posthog_llm._events import (
+from posthog_llm.instrumentation import (
     EMBEDDING,
     GENERATION,
+    GENERATION_KIND,
+    Emitter,
+    Scope,
+    capture_internal_exceptions,
     clean_base_url,
-    format_error,
+    current_observation,
+    error_text,
+    make_scope,
     provider_from_base_url,
 )
 
@@ -28,6 +32,8 @@ from . import _chat, _embeddings, _responses
 from ._streams import track_async_stream, track_stream
 
 __all__ = ["Tracker", "Call", "POSTHOG_ARGUMENTS", "run_sync", "run_async"]
+
+FRAMEWORK = "openai"
 
 # Removed from every tracked call before the SDK sees it. `posthog_provider_override` is also
 # accepted so code written for posthog.ai.openai keeps working.
@@ -100,6 +106,7 @@ class Call:
         "hide_usage",
         "reading",
         "done",
+        "parent_id",
     )
 
     def __init__(
@@ -117,6 +124,7 @@ class Call:
         self.params = params
         self.scope = scope
         self.trace_id = scope.trace_id or str(uuid.uuid4())
+        self.parent_id: str | None = None  # the open span this call runs inside, if any
         self.privacy = tracker.emitter.privacy(scope)
         self.provider = provider
         self.stream = params.get("stream") is True
@@ -223,7 +231,9 @@ class Call:
         return found
 
     def error_text(self) -> str | None:
-        return _scrub(format_error(self.error), self.secrets()) if self.error is not None else None
+        if self.error is None:
+            return None
+        return error_text(self.error, privacy=self.privacy, secrets=self.secrets())
 
 
 def _scrub(text: str | None, secrets: list[str]) -> str | None:
@@ -262,6 +272,9 @@ def begin(kind: Kind, client: Any, kwargs: dict[str, Any]) -> Call | None:
         emitter = tracker.emitter
         if not emitter.enabled:
             return None
+        outer = current_observation()
+        if outer is not None and outer.kind == GENERATION_KIND and outer.framework != FRAMEWORK:
+            return None  # another framework reports this model call already: report it once
         extra_headers = kwargs.get("extra_headers")
         if extra_headers and extra_headers.get(_RAW_RESPONSE_HEADER) == "stream":
             return None  # with_streaming_response: the body is the user's to read; not tracked
@@ -271,6 +284,8 @@ def begin(kind: Kind, client: Any, kwargs: dict[str, Any]) -> Call | None:
             if isinstance(value, list):
                 params[name] = list(value)  # the caller may append to it before the event is built
         call = Call(kind, client, tracker, params, emitter.scope(overrides), provider)
+        if outer is not None and call.trace_id == outer.trace_id:
+            call.parent_id = outer.span_id
         if call.stream and kind is CHAT:
             if "stream_options" not in kwargs or isinstance(
                 kwargs["stream_options"], (openai.Omit, openai.NotGiven)

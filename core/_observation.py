@@ -1,0 +1,109 @@
+"""The open observation: which span (or generation) the running code is inside.
+
+One contextvar shared by every integration and by `posthog_llm.span`, so work started inside
+another integration's step joins that trace with the innermost open span as its parent. It
+follows asyncio tasks and threads started with a copied context, like `posthog_llm.context`.
+
+A closed observation is skipped rather than trusted to have been reset: framework hooks do not
+always end in the context they started in (generators, callbacks on another thread), and a stale
+entry must never pull later, unrelated work into a finished trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from ._context import Scope
+
+__all__ = [
+    "Observation",
+    "current_observation",
+    "open_observation",
+    "close_observation",
+    "activated",
+    "TRACE_KIND",
+    "SPAN_KIND",
+    "GENERATION_KIND",
+]
+
+TRACE_KIND = "trace"
+SPAN_KIND = "span"
+GENERATION_KIND = "generation"
+
+
+class Observation:
+    """An open span, trace root or generation that nested work parents itself under.
+
+    `span_id` is what children use as `$ai_parent_id`; for a trace root it is the trace id.
+    """
+
+    __slots__ = ("kind", "trace_id", "span_id", "scope", "framework", "parent", "closed")
+
+    def __init__(
+        self,
+        kind: str,
+        trace_id: str,
+        span_id: str,
+        scope: Scope,
+        framework: str | None,
+        parent: Observation | None,
+    ) -> None:
+        self.kind = kind
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.scope = scope
+        self.framework = framework
+        self.parent = parent
+        self.closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Observation {self.kind} {self.span_id} of {self.trace_id} ({state})>"
+
+
+_current: ContextVar[Observation | None] = ContextVar("posthog_llm_observation", default=None)
+
+
+def current_observation() -> Observation | None:
+    """The innermost observation that is still open in this context, or None."""
+    obs = _current.get()
+    while obs is not None and obs.closed:
+        obs = obs.parent
+    return obs
+
+
+def open_observation(
+    kind: str,
+    *,
+    trace_id: str,
+    span_id: str,
+    scope: Scope,
+    framework: str | None = None,
+) -> Observation:
+    """Make a new observation the current one; close it with `close_observation`."""
+    if scope.trace_id != trace_id:
+        # Work that joins this observation reads the trace id from its scope.
+        scope = scope.merged(Scope(trace_id=trace_id))
+    obs = Observation(kind, trace_id, span_id, scope, framework, current_observation())
+    _current.set(obs)
+    return obs
+
+
+def close_observation(obs: Observation) -> None:
+    """Mark `obs` closed; if it is current in this context, its parent becomes current again."""
+    obs.closed = True
+    if _current.get() is obs:
+        _current.set(current_observation())
+
+
+@contextmanager
+def activated(obs: Observation) -> Iterator[None]:
+    """`obs` is current for the block only (one step of a generator: the consumer's code between
+    steps must not run inside the generator's span)."""
+    token = _current.set(obs)
+    try:
+        yield
+    finally:
+        _current.reset(token)

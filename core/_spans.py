@@ -1,0 +1,445 @@
+"""Spans for the user's own code: `posthog_llm.span(...)` and `@posthog_llm.observe`.
+
+A span with nothing open around it starts a trace and is sent as `$ai_trace`; inside another
+span (ours, or any integration's step) it is an `$ai_span` of that trace. While it is open, every
+integration's events made inside it join its trace with it as parent.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from ._context import Scope
+from ._emit import Emitter, capture_internal_exceptions
+from ._events import SPAN, TRACE, span_properties, trace_properties
+from ._observation import (
+    SPAN_KIND,
+    TRACE_KIND,
+    Observation,
+    activated,
+    close_observation,
+    current_observation,
+    open_observation,
+)
+
+__all__ = ["Span", "span", "observe"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_perf = time.perf_counter
+_default_emitter = Emitter(None)
+
+# A generator's output is what it yielded, kept up to about this many characters.
+MAX_COLLECTED_CHARS = 1_000_000
+MAX_COLLECTED_ITEMS = 10_000
+
+
+class Span:
+    """One span of the user's code. Use it through `posthog_llm.span(...)`.
+
+    >>> import posthog_llm
+    >>> with posthog_llm.span("retrieve", input={"q": "owls"}) as s:
+    ...     s.set_output(["doc-1", "doc-2"])
+    """
+
+    __slots__ = (
+        "name",
+        "_input",
+        "_output",
+        "_properties",
+        "_emitter",
+        "_obs",
+        "_parent_id",
+        "_start",
+        "_ended",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        input: Any = None,
+        properties: Mapping[str, Any] | None = None,
+        client: Any = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"span name must be a non-empty string, got {name!r}")
+        if properties is not None and not isinstance(properties, Mapping):
+            raise TypeError(f"properties must be a mapping, got {type(properties).__name__}")
+        self.name = name
+        self._input = _snapshot(input)
+        self._output: Any = None
+        self._properties: dict[str, Any] = dict(properties) if properties else {}
+        self._emitter = _default_emitter if client is None else Emitter(client)
+        self._obs: Observation | None = None
+        self._parent_id: str | None = None
+        self._start = 0.0
+        self._ended = False
+
+    # -- what the user calls ---------------------------------------------------------------------
+
+    @property
+    def trace_id(self) -> str | None:
+        """The id of the trace this span belongs to (for `capture_feedback`, links, logs)."""
+        return self._obs.trace_id if self._obs is not None else None
+
+    @property
+    def span_id(self) -> str | None:
+        return self._obs.span_id if self._obs is not None else None
+
+    def set_output(self, value: Any) -> None:
+        """What the span produced (`$ai_output_state`)."""
+        self._output = _snapshot(value)
+
+    def set_properties(self, properties: Mapping[str, Any]) -> None:
+        """Extra properties for this span's event (they win over computed ones)."""
+        if not isinstance(properties, Mapping):
+            raise TypeError(f"properties must be a mapping, got {type(properties).__name__}")
+        self._properties.update(properties)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> Span:
+        self.start(activate=True)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end(exc)
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end(exc)
+
+    def start(self, *, activate: bool) -> None:
+        """Open the span; with `activate`, code that runs next in this context is inside it."""
+        self._start = _perf()
+        with capture_internal_exceptions():
+            if not self._emitter.enabled:
+                return
+            parent = current_observation()
+            scope = self._emitter.scope()
+            if parent is not None and scope.trace_id in (None, parent.trace_id):
+                trace_id = parent.trace_id
+                span_id = str(uuid.uuid4())
+                self._parent_id = parent.span_id
+                kind = SPAN_KIND
+            else:
+                # A trace root: its span id is the trace id, which its children name as parent.
+                trace_id = span_id = scope.trace_id or str(uuid.uuid4())
+                kind = TRACE_KIND
+            scope = scope.merged(Scope(trace_id=trace_id))
+            if activate:
+                self._obs = open_observation(
+                    kind, trace_id=trace_id, span_id=span_id, scope=scope
+                )
+            else:
+                self._obs = Observation(kind, trace_id, span_id, scope, None, parent)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Close the span and send its event (once)."""
+        end = _perf()
+        obs = self._obs
+        if obs is None or self._ended:
+            return
+        self._ended = True
+        with capture_internal_exceptions():
+            close_observation(obs)
+            if isinstance(error, GeneratorExit):
+                error = None  # the consumer stopped reading a generator: not a failure
+            scope = obs.scope
+            if self._properties:
+                scope = scope.merged(Scope(properties=self._properties))
+            build = functools.partial(
+                _build,
+                obs,
+                self._parent_id,
+                self.name,
+                self._input,
+                self._output,
+                error,
+                end - self._start,
+                self._emitter.privacy(scope),
+            )
+            event = TRACE if obs.kind == TRACE_KIND else SPAN
+            self._emitter.emit(event, build, scope, trace_id=obs.trace_id)
+
+
+def _build(
+    obs: Observation,
+    parent_id: str | None,
+    name: str,
+    input: Any,
+    output: Any,
+    error: BaseException | None,
+    latency: float,
+    privacy: bool,
+) -> dict[str, Any]:
+    if obs.kind == TRACE_KIND:
+        return trace_properties(
+            trace_id=obs.trace_id,
+            span_name=name,
+            input_state=input,
+            output_state=output,
+            latency=latency,
+            error=error,
+            privacy_mode=privacy,
+        )
+    return span_properties(
+        trace_id=obs.trace_id,
+        span_id=obs.span_id,
+        parent_id=parent_id,
+        span_name=name,
+        input_state=input,
+        output_state=output,
+        latency=latency,
+        error=error,
+        privacy_mode=privacy,
+    )
+
+
+def _snapshot(value: Any) -> Any:
+    """A shallow copy of a dict or list, so later mutation does not rewrite what we report."""
+    cls = type(value)
+    if cls is dict or cls is list:
+        return value.copy()
+    return value
+
+
+def span(
+    name: str,
+    *,
+    input: Any = None,
+    properties: Mapping[str, Any] | None = None,
+    client: Any = None,
+) -> Span:
+    """A span around a block of the user's code, sync or async (`with` / `async with`).
+
+    With no span open around it, it starts a trace (`$ai_trace`); inside one it is an
+    `$ai_span`. An exception inside marks it as an error and propagates untouched.
+
+    >>> import posthog_llm
+    >>> with posthog_llm.span("answer", input={"question": "why?"}) as s:
+    ...     s.set_output("because")
+    """
+    return Span(name, input=input, properties=properties, client=client)
+
+
+# -- @observe ------------------------------------------------------------------------------------
+
+
+@overload
+def observe(func: _F) -> _F: ...
+
+
+@overload
+def observe(
+    func: None = None,
+    *,
+    name: str | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+    client: Any = None,
+) -> Callable[[_F], _F]: ...
+
+
+def observe(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+    client: Any = None,
+) -> Any:
+    """Run every call of a function inside a span named after it.
+
+    Works on plain functions, `async def`, generators and async generators. The input is the
+    bound arguments (without `self`/`cls`); the output is the return value, or what a generator
+    yielded.
+
+    >>> import posthog_llm
+    >>> @posthog_llm.observe
+    ... def answer(question: str) -> str:
+    ...     return "42"
+    >>> @posthog_llm.observe(name="lookup", capture_input=False)
+    ... async def lookup(key: str) -> str:
+    ...     return key
+    """
+    if func is None:
+        return functools.partial(
+            observe,
+            name=name,
+            capture_input=capture_input,
+            capture_output=capture_output,
+            client=client,
+        )
+    if not callable(func):
+        raise TypeError(f"observe() decorates a function, got {type(func).__name__}")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    span_name = name or getattr(func, "__qualname__", None) or getattr(func, "__name__", "span")
+    read_input = _input_reader(func) if capture_input else None
+
+    def new_span(args: Any, kwargs: Any) -> Span:
+        value = None
+        if read_input is not None:
+            with capture_internal_exceptions():
+                value = read_input(args, kwargs)
+        return Span(span_name, input=value, client=client)
+
+    if inspect.isasyncgenfunction(func):
+
+        @functools.wraps(func)
+        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            s = new_span(args, kwargs)
+            s.start(activate=False)
+            collected = _Collector() if capture_output else None
+            agen = func(*args, **kwargs)
+            error: BaseException | None = None
+            try:
+                while True:
+                    try:
+                        if s._obs is not None:
+                            with activated(s._obs):
+                                item = await agen.__anext__()
+                        else:
+                            item = await agen.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    if collected is not None:
+                        collected.add(item)
+                    yield item
+            except BaseException as exc:
+                error = None if isinstance(exc, GeneratorExit) else exc
+                raise
+            finally:
+                if collected is not None:
+                    s.set_output(collected.value())
+                await agen.aclose()
+                s.end(error)
+
+        return async_gen_wrapper
+
+    if inspect.isgeneratorfunction(func):
+
+        @functools.wraps(func)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            s = new_span(args, kwargs)
+            s.start(activate=False)
+            collected = _Collector() if capture_output else None
+            gen = func(*args, **kwargs)
+            error: BaseException | None = None
+            try:
+                while True:
+                    try:
+                        if s._obs is not None:
+                            with activated(s._obs):
+                                item = next(gen)
+                        else:
+                            item = next(gen)
+                    except StopIteration as stop:
+                        if collected is not None and stop.value is not None:
+                            collected.returned = stop.value
+                        break
+                    if collected is not None:
+                        collected.add(item)
+                    yield item
+            except BaseException as exc:
+                error = None if isinstance(exc, GeneratorExit) else exc
+                raise
+            finally:
+                if collected is not None:
+                    s.set_output(collected.value())
+                gen.close()
+                s.end(error)
+
+        return gen_wrapper
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            with new_span(args, kwargs) as s:
+                result = await func(*args, **kwargs)
+                if capture_output:
+                    s.set_output(result)
+                return result
+
+        return async_wrapper
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with new_span(args, kwargs) as s:
+            result = func(*args, **kwargs)
+            if capture_output:
+                s.set_output(result)
+            return result
+
+    return wrapper
+
+
+def _input_reader(func: Callable[..., Any]) -> Callable[[Any, Any], Any]:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        signature = None
+    params = list(signature.parameters) if signature is not None else []
+    skip = params[0] if params and params[0] in ("self", "cls") else None
+
+    def read(args: Any, kwargs: Any) -> Any:
+        if signature is None:
+            return {"args": list(args), "kwargs": dict(kwargs)}
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            return {"args": list(args), "kwargs": dict(kwargs)}
+        arguments = dict(bound.arguments)
+        if skip is not None:
+            arguments.pop(skip, None)
+        return arguments
+
+    return read
+
+
+class _Collector:
+    """What a generator yielded, up to a size limit; strings are joined."""
+
+    __slots__ = ("items", "chars", "dropped", "returned")
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.chars = 0
+        self.dropped = 0
+        self.returned: Any = None
+
+    def add(self, item: Any) -> None:
+        if self.chars >= MAX_COLLECTED_CHARS or len(self.items) >= MAX_COLLECTED_ITEMS:
+            self.dropped += 1
+            return
+        self.items.append(item)
+        self.chars += len(item) if isinstance(item, str) else 64
+
+    def value(self) -> Any:
+        items: Any = self.items
+        if items and all(isinstance(item, str) for item in items):
+            items = "".join(items)
+        if self.dropped:
+            marker = f"... [{self.dropped} more items not kept]"
+            items = items + marker if isinstance(items, str) else [*items, marker]
+        return items

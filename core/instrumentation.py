@@ -1,0 +1,96 @@
+"""The integration API: everything a framework integration may use from the core.
+
+Integrations (ours and third parties') import from here and from `posthog_llm`, never from the
+private `posthog_llm._*` modules, so the core can change inside without breaking them. The core
+owns every policy that must be the same in every integration: identity and overrides (`Emitter`),
+the open observation that joins work into one trace, error text, usage normalisation, and
+"a fact that cannot be read drops the fact, not the event" (`safely`).
+
+>>> from posthog_llm.instrumentation import Emitter, current_observation
+>>> emitter = Emitter(framework="my-framework")
+>>> current_observation() is None
+True
+"""
+
+from __future__ import annotations
+
+from ._context import Scope, current_scope, make_scope
+from ._emit import (
+    Emitter,
+    PropertiesOrBuilder,
+    capture_internal_exceptions,
+    check_client,
+    report_internal_error,
+    safely,
+)
+from ._errors import error_text, scrub_secrets
+from ._events import (
+    AI_EVENTS,
+    CONTENT_PROPERTIES,
+    EMBEDDING,
+    GENERATION,
+    SPAN,
+    TRACE,
+    allowed_model_parameters,
+    clean_base_url,
+    embedding_properties,
+    generation_properties,
+    http_status_of,
+    provider_from_base_url,
+    span_properties,
+    strip_content,
+    trace_properties,
+)
+from ._observation import (
+    GENERATION_KIND,
+    SPAN_KIND,
+    TRACE_KIND,
+    Observation,
+    activated,
+    close_observation,
+    current_observation,
+    open_observation,
+)
+from ._serialize import to_json_safe
+
+__all__ = [
+    # shipping events
+    "Emitter",
+    "PropertiesOrBuilder",
+    "check_client",
+    "capture_internal_exceptions",
+    "report_internal_error",
+    "safely",
+    "Scope",
+    "make_scope",
+    "current_scope",
+    "to_json_safe",
+    # event builders
+    "GENERATION",
+    "EMBEDDING",
+    "SPAN",
+    "TRACE",
+    "AI_EVENTS",
+    "CONTENT_PROPERTIES",
+    "generation_properties",
+    "embedding_properties",
+    "span_properties",
+    "trace_properties",
+    "strip_content",
+    "allowed_model_parameters",
+    "clean_base_url",
+    "provider_from_base_url",
+    "http_status_of",
+    # policies
+    "error_text",
+    "scrub_secrets",
+    # the open observation
+    "Observation",
+    "TRACE_KIND",
+    "SPAN_KIND",
+    "GENERATION_KIND",
+    "current_observation",
+    "open_observation",
+    "close_observation",
+    "activated",
+]

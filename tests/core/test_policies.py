@@ -1,0 +1,193 @@
+"""Policies the core owns for every integration: identity, overrides, sampling, feedback,
+metrics and error text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import posthog_llm
+import pytest
+from posthog_llm import Client, InMemoryDestination
+from posthog_llm.instrumentation import Emitter, error_text, scrub_secrets
+
+from tests.support.posthog_sink import PostHogSink
+
+
+def read(client: Client, sink: InMemoryDestination) -> list[dict[str, Any]]:
+    assert client.flush(5)
+    return sink.events
+
+
+# -- identity ---------------------------------------------------------------------------------------
+
+
+def test_manual_capture_of_a_trace_event_uses_the_trace_id_as_anonymous_id(
+    client: Client, sink: InMemoryDestination
+) -> None:
+    client.capture("$ai_generation", properties={"$ai_trace_id": "trace-1", "$ai_model": "m"})
+    client.capture("$ai_span", properties={"$ai_trace_id": "trace-1", "$ai_span_id": "s"})
+    client.capture("$ai_generation", distinct_id="user-1", properties={"$ai_trace_id": "trace-1"})
+    anonymous_a, anonymous_b, named = read(client, sink)
+    assert anonymous_a["distinct_id"] == anonymous_b["distinct_id"] == "trace-1"
+    assert anonymous_a["properties"]["$process_person_profile"] is False
+    assert named["distinct_id"] == "user-1"
+    assert "$process_person_profile" not in named["properties"]
+
+
+def test_posthog_python_context_identity_is_honoured() -> None:
+    posthog = pytest.importorskip("posthog")
+    from posthog import contexts
+
+    server = PostHogSink()
+    ph = posthog.Posthog("phc_test", host=server.host, sync_mode=True)
+    try:
+        emitter = Emitter(ph, framework="test")
+        with contexts.new_context():
+            contexts.identify_context("user-from-posthog")
+            contexts.set_context_session("session-9")
+            scope = emitter.scope()
+        assert scope.distinct_id == "user-from-posthog"
+        assert scope.session_id == "session-9"
+        with posthog_llm.context(distinct_id="ours-wins"), contexts.new_context():
+            contexts.identify_context("user-from-posthog")
+            assert emitter.scope().distinct_id == "ours-wins"
+    finally:
+        ph.shutdown()
+        server.close()
+
+
+# -- overrides -------------------------------------------------------------------------------------
+
+
+def test_ai_properties_the_user_passes_win_over_computed_ones(
+    client: Client, sink: InMemoryDestination
+) -> None:
+    posthog_llm.set_client(client)
+    with posthog_llm.context(properties={"$ai_total_cost_usd": 0.5, "$ai_provider": "gateway"}):
+        with posthog_llm.span("answer", properties={"$ai_span_name": "renamed"}):
+            pass
+    [event] = read(client, sink)
+    p = event["properties"]
+    assert p["$ai_total_cost_usd"] == 0.5
+    assert p["$ai_provider"] == "gateway"
+    assert p["$ai_span_name"] == "renamed"
+
+
+# -- sampling --------------------------------------------------------------------------------------
+
+
+def test_sample_rate_keeps_or_drops_whole_traces(sink: InMemoryDestination) -> None:
+    client = Client(destination=sink, flush_interval=0.05, sample_rate=0.5)
+    posthog_llm.set_client(client)
+    try:
+        for _ in range(200):
+            with posthog_llm.span("root"):
+                with posthog_llm.span("child"):
+                    pass
+        client.capture("$ai_generation", properties={"$ai_model": "no trace"})
+        events = read(client, sink)
+        by_trace: dict[str, int] = {}
+        for e in events:
+            tid = e["properties"].get("$ai_trace_id")
+            if tid is not None:
+                by_trace[tid] = by_trace.get(tid, 0) + 1
+        assert all(count == 2 for count in by_trace.values()), "a trace is kept whole or not at all"
+        assert 50 < len(by_trace) < 150
+        assert [e for e in events if "$ai_trace_id" not in e["properties"]], "no trace id: kept"
+        assert client.stats()["sampled_out"] == 2 * (200 - len(by_trace))
+    finally:
+        client.shutdown(5)
+
+
+def test_sampling_is_decided_by_trace_id_alone(sink: InMemoryDestination) -> None:
+    a = Client(destination=sink, sample_rate=0.3)
+    b = Client(destination=InMemoryDestination(), sample_rate=0.3)
+    try:
+        ids = [f"trace-{i}" for i in range(300)]
+        kept_a = [i for i in ids if a._sampled(i)]
+        kept_b = [i for i in ids if b._sampled(i)]
+        assert kept_a == kept_b and 30 < len(kept_a) < 150
+    finally:
+        a.shutdown(1)
+        b.shutdown(1)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5, "1", True])
+def test_sample_rate_is_checked_at_configuration(rate: Any, sink: InMemoryDestination) -> None:
+    with pytest.raises(ValueError, match="sample_rate"):
+        Client(destination=sink, sample_rate=rate)
+
+
+# -- feedback and metrics --------------------------------------------------------------------------
+
+
+def test_feedback_and_metric_events(client: Client, sink: InMemoryDestination) -> None:
+    posthog_llm.capture_feedback("trace-7", "Great answer!", distinct_id="user-1", client=client)
+    posthog_llm.capture_metric("trace-7", "helpfulness", 4, client=client)
+    feedback, metric = read(client, sink)
+    assert feedback["event"] == "$ai_feedback"
+    assert feedback["distinct_id"] == "user-1"
+    assert feedback["properties"]["$ai_trace_id"] == "trace-7"
+    assert feedback["properties"]["$ai_feedback_text"] == "Great answer!"
+    assert metric["event"] == "$ai_metric"
+    assert metric["distinct_id"] == "trace-7"  # anonymous: the trace's id
+    assert metric["properties"]["$ai_metric_name"] == "helpfulness"
+    assert metric["properties"]["$ai_metric_value"] == 4
+
+
+def test_feedback_through_a_posthog_python_client() -> None:
+    posthog = pytest.importorskip("posthog")
+    server = PostHogSink()
+    ph = posthog.Posthog("phc_test", host=server.host, sync_mode=True)
+    try:
+        posthog_llm.capture_feedback("trace-8", "meh", client=ph)
+        [event] = server.wait_for(1)
+        assert event["event"] == "$ai_feedback"
+        assert event["distinct_id"] == "trace-8"
+        assert event["properties"]["$ai_feedback_text"] == "meh"
+        assert event["properties"]["$process_person_profile"] is False
+    finally:
+        ph.shutdown()
+        server.close()
+
+
+def test_feedback_rejects_bad_arguments(client: Client) -> None:
+    with pytest.raises(ValueError):
+        posthog_llm.capture_feedback("", "text", client=client)
+    with pytest.raises(TypeError):
+        posthog_llm.capture_feedback("t", 3, client=client)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        posthog_llm.capture_metric("t", "", 1, client=client)
+    with pytest.raises(TypeError):
+        posthog_llm.capture_metric("t", "x", 1, client=object())
+
+
+# -- error text ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk-proj-abcdefghijklmnopqrstuvwxyz012345",
+        "sk-ant-api03-abcdefghijklmnopqrstuvwxyz",
+        "AIzaSyA1234567890abcdefghijklmnop",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig",
+        "x-api-key: 9f8e7d6c5b4a39281706",
+        "api_key=abcd1234efgh5678",
+        "?key=zyxwvutsrq987654",
+    ],
+)
+def test_error_text_scrubs_secrets(secret: str) -> None:
+    text = error_text(RuntimeError(f"request failed ({secret}) status 401"))
+    assert text is not None and text.startswith("RuntimeError: request failed (")
+    value = secret.split()[-1].split("=")[-1]
+    assert value not in text and "[redacted]" in text
+
+
+def test_error_text_scrubs_the_clients_own_secrets_and_keeps_type_under_privacy() -> None:
+    error = ValueError("rejected: my-custom-token-123456")
+    assert "my-custom-token-123456" not in (
+        error_text(error, secrets=["my-custom-token-123456"]) or ""
+    )
+    assert error_text(error, privacy=True) == "ValueError"
+    assert scrub_secrets("nothing secret here") == "nothing secret here"

@@ -1,0 +1,258 @@
+"""`posthog_llm.span` and `@posthog_llm.observe` on the user's own code."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import posthog_llm
+import pytest
+from posthog_llm import Client, InMemoryDestination
+
+
+@pytest.fixture
+def default(client: Client) -> Client:
+    posthog_llm.set_client(client)
+    return client
+
+
+def read(client: Client, sink: InMemoryDestination) -> list[dict[str, Any]]:
+    assert client.flush(5)
+    return sink.events
+
+
+def props(events: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    found = [e["properties"] for e in events if e["properties"].get("$ai_span_name") == name]
+    assert len(found) == 1, [e["properties"].get("$ai_span_name") for e in events]
+    return found[0]
+
+
+def test_a_span_with_nothing_open_is_a_trace(default: Client, sink: InMemoryDestination) -> None:
+    with posthog_llm.span("answer", input={"q": "why?"}, properties={"team": "a"}) as s:
+        s.set_output("because")
+        s.set_properties({"step": 1})
+        trace_id = s.trace_id
+    [event] = read(default, sink)
+    p = event["properties"]
+    assert event["event"] == "$ai_trace"
+    assert p["$ai_trace_id"] == trace_id
+    assert p["$ai_span_name"] == "answer"
+    assert p["$ai_input_state"] == {"q": "why?"}
+    assert p["$ai_output_state"] == "because"
+    assert p["team"] == "a" and p["step"] == 1
+    assert p["$ai_latency"] >= 0
+    assert "$ai_parent_id" not in p
+    assert event["distinct_id"] == trace_id
+    assert p["$process_person_profile"] is False
+
+
+def test_nested_spans_are_spans_of_the_outer_trace(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    with posthog_llm.span("outer") as outer:
+        with posthog_llm.span("middle") as middle:
+            with posthog_llm.span("inner"):
+                pass
+    events = read(default, sink)
+    assert [e["event"] for e in events] == ["$ai_span", "$ai_span", "$ai_trace"]
+    inner, mid = props(events, "inner"), props(events, "middle")
+    assert mid["$ai_parent_id"] == outer.trace_id
+    assert inner["$ai_parent_id"] == middle.span_id == mid["$ai_span_id"]
+    assert {e["properties"]["$ai_trace_id"] for e in events} == {outer.trace_id}
+
+
+def test_an_exception_marks_the_span_and_propagates_untouched(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    error = KeyError("missing sk-abcdefghijklmnopqrstuvwx")
+    with pytest.raises(KeyError) as raised:
+        with posthog_llm.span("lookup"):
+            raise error
+    assert raised.value is error
+    [event] = read(default, sink)
+    p = event["properties"]
+    assert p["$ai_is_error"] is True
+    assert p["$ai_error"].startswith("KeyError")
+    assert "sk-abcdefghijklmnopqrstuvwx" not in p["$ai_error"]
+
+
+def test_spans_follow_async_tasks(default: Client, sink: InMemoryDestination) -> None:
+    async def child(n: int) -> None:
+        async with posthog_llm.span(f"child-{n}"):
+            await asyncio.sleep(0)
+
+    async def main() -> str:
+        async with posthog_llm.span("root") as root:
+            await asyncio.gather(child(1), child(2))
+        assert root.trace_id is not None
+        return root.trace_id
+
+    trace_id = asyncio.run(main())
+    events = read(default, sink)
+    assert len(events) == 3
+    for n in (1, 2):
+        assert props(events, f"child-{n}")["$ai_parent_id"] == trace_id
+
+
+def test_span_rejects_bad_arguments_at_once() -> None:
+    with pytest.raises(ValueError):
+        posthog_llm.span("")
+    with pytest.raises(TypeError):
+        posthog_llm.span("x", properties=["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+def test_privacy_mode_keeps_the_error_type_only(default: Client, sink: InMemoryDestination) -> None:
+    with posthog_llm.context(privacy_mode=True):
+        with pytest.raises(ValueError):
+            with posthog_llm.span("secretive", input="my prompt"):
+                raise ValueError("the prompt said: my prompt")
+    [event] = read(default, sink)
+    p = event["properties"]
+    assert p["$ai_error"] == "ValueError"
+    assert "$ai_input_state" not in p
+
+
+# -- @observe --------------------------------------------------------------------------------------
+
+
+def test_observe_a_function(default: Client, sink: InMemoryDestination) -> None:
+    @posthog_llm.observe
+    def add(a: int, b: int = 2) -> int:
+        return a + b
+
+    assert add(1, b=5) == 6
+    [event] = read(default, sink)
+    p = event["properties"]
+    assert event["event"] == "$ai_trace"
+    assert p["$ai_span_name"].endswith("add")
+    assert p["$ai_input_state"] == {"a": 1, "b": 5}
+    assert p["$ai_output_state"] == 6
+
+
+def test_observe_with_options_and_methods(default: Client, sink: InMemoryDestination) -> None:
+    class Bot:
+        @posthog_llm.observe(name="reply", capture_output=False)
+        def reply(self, text: str) -> str:
+            return text.upper()
+
+        @posthog_llm.observe(capture_input=False)
+        def plan(self, text: str) -> list[str]:
+            return [self.reply(text)]
+
+    assert Bot().plan("hi") == ["HI"]
+    events = read(default, sink)
+    reply = props(events, "reply")
+    assert reply["$ai_input_state"] == {"text": "hi"}  # no `self`
+    assert "$ai_output_state" not in reply
+    plan = [e["properties"] for e in events if e["event"] == "$ai_trace"][0]
+    assert "$ai_input_state" not in plan
+    assert plan["$ai_output_state"] == ["HI"]
+    assert reply["$ai_parent_id"] == plan["$ai_trace_id"]
+
+
+def test_observe_async_functions(default: Client, sink: InMemoryDestination) -> None:
+    @posthog_llm.observe(name="fetch")
+    async def fetch(key: str) -> str:
+        await asyncio.sleep(0)
+        return key * 2
+
+    @posthog_llm.observe(name="main")
+    async def main() -> list[str]:
+        return list(await asyncio.gather(fetch("a"), fetch("b")))
+
+    assert asyncio.run(main()) == ["aa", "bb"]
+    events = read(default, sink)
+    fetches = [e["properties"] for e in events if e["properties"]["$ai_span_name"] == "fetch"]
+    root = props(events, "main")
+    assert sorted(f["$ai_output_state"] for f in fetches) == ["aa", "bb"]
+    assert all(f["$ai_parent_id"] == root["$ai_trace_id"] for f in fetches)
+
+
+def test_observe_generators_collects_what_was_yielded(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    @posthog_llm.observe(name="inner")
+    def inner() -> str:
+        return "x"
+
+    @posthog_llm.observe(name="tokens")
+    def tokens(n: int) -> Iterator[str]:
+        for i in range(n):
+            inner()  # runs inside the generator's span
+            yield str(i)
+
+    consumer_spans = []
+    for _ in tokens(3):
+        with posthog_llm.span("consumer") as c:  # the consumer is not inside the generator
+            consumer_spans.append(c.trace_id)
+    events = read(default, sink)
+    gen = props(events, "tokens")
+    assert gen["$ai_output_state"] == "012"
+    assert gen["$ai_input_state"] == {"n": 3}
+    inners = [e["properties"] for e in events if e["properties"]["$ai_span_name"] == "inner"]
+    assert len(inners) == 3
+    assert all(i["$ai_trace_id"] == gen["$ai_trace_id"] for i in inners)
+    assert gen["$ai_trace_id"] not in consumer_spans
+
+
+def test_observe_generator_closed_early_is_not_an_error(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    @posthog_llm.observe
+    def numbers() -> Iterator[int]:
+        yield from range(100)
+
+    gen = numbers()
+    assert next(gen) == 0
+    gen.close()
+    [event] = read(default, sink)
+    assert event["properties"]["$ai_output_state"] == [0]
+    assert "$ai_is_error" not in event["properties"]
+
+
+def test_observe_async_generators_and_errors(default: Client, sink: InMemoryDestination) -> None:
+    @posthog_llm.observe(name="stream")
+    async def stream() -> AsyncIterator[str]:
+        yield "a"
+        yield "b"
+        raise RuntimeError("stream broke")
+
+    async def main() -> list[str]:
+        got = []
+        with pytest.raises(RuntimeError, match="stream broke"):
+            async for item in stream():
+                got.append(item)
+        return got
+
+    assert asyncio.run(main()) == ["a", "b"]
+    [event] = read(default, sink)
+    p = event["properties"]
+    assert p["$ai_output_state"] == "ab"
+    assert p["$ai_is_error"] is True
+    assert p["$ai_error"] == "RuntimeError: stream broke"
+
+
+def test_observe_keeps_the_function_and_its_exception(default: Client) -> None:
+    @posthog_llm.observe
+    def fails() -> None:
+        """Docs."""
+        raise ZeroDivisionError("no")
+
+    assert fails.__doc__ == "Docs." and fails.__name__ == "fails"
+    with pytest.raises(ZeroDivisionError):
+        fails()
+
+
+def test_a_generator_output_is_capped(default: Client, sink: InMemoryDestination) -> None:
+    from posthog_llm import _spans
+
+    @posthog_llm.observe
+    def many() -> Iterator[int]:
+        yield from range(_spans.MAX_COLLECTED_ITEMS + 5)
+
+    assert sum(1 for _ in many()) == _spans.MAX_COLLECTED_ITEMS + 5
+    [event] = read(default, sink)
+    output = event["properties"]["$ai_output_state"]
+    assert len(output) == _spans.MAX_COLLECTED_ITEMS + 1
+    assert output[-1] == "... [5 more items not kept]"

@@ -1,0 +1,287 @@
+"""One trace per request: each integration nests inside the others and inside user spans."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from typing import Any
+
+import posthog_llm
+from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import tool
+from llama_index.core.tools import FunctionTool
+
+from .tree import Tree
+
+MESSAGES = [{"role": "user", "content": "Tell me about owls"}]
+
+
+def chat(openai_client: Any) -> str:
+    response = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    return str(response.choices[0].message.content)
+
+
+# -- OpenAI inside LangChain, LangChain inside OpenAI's caller's span -----------------------------
+
+
+def test_openai_call_inside_a_langchain_lambda_joins_the_chain(
+    handler: Any, openai_client: Any, events: Any
+) -> None:
+    step = RunnableLambda(lambda _: chat(openai_client)).with_config(run_name="ask_openai")
+    result = step.invoke({"q": 1}, config={"callbacks": [handler]})
+    assert isinstance(result, str) and result
+
+    tree = Tree(events())
+    root = tree.find("$ai_trace")
+    assert root["$ai_span_name"] == "ask_openai"
+    generation = tree.find("$ai_generation")
+    assert generation["$ai_framework"] if "$ai_framework" in generation else True
+    assert tree.parent_of(generation) == tree.trace_id  # the lambda is the root
+
+
+async def test_async_openai_call_inside_an_async_langchain_step_joins_it(
+    handler: Any, async_openai_client: Any, events: Any
+) -> None:
+    async def ask(_: Any) -> str:
+        response = await async_openai_client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES
+        )
+        return str(response.choices[0].message.content)
+
+    chain = RunnableLambda(lambda x: x).with_config(run_name="prepare") | RunnableLambda(
+        ask
+    ).with_config(run_name="ask_openai")
+    await chain.ainvoke({"q": 1}, config={"callbacks": [handler]})
+
+    tree = Tree(events())
+    step = tree.find("$ai_span", "ask_openai")
+    generation = tree.find("$ai_generation")
+    assert tree.parent_of(generation) == tree.span_id(step)
+
+
+# -- LlamaIndex and LangChain, both ways -----------------------------------------------------------
+
+
+def test_llama_index_query_inside_a_langchain_tool_joins_the_chain(
+    handler: Any, query_engine: Any, events: Any
+) -> None:
+    @tool
+    def search_notes(question: str) -> str:
+        """Search the notes."""
+        return str(query_engine.query(question))
+
+    chain = RunnableLambda(lambda x: x["question"]).with_config(run_name="route") | search_notes
+    chain.invoke({"question": "What do owls do?"}, config={"callbacks": [handler]})
+
+    tree = Tree(events())
+    assert tree.root["properties"]["$ai_framework"] == "langchain"
+    tool_span = tree.find("$ai_span", "search_notes")
+    query = [
+        e["properties"]
+        for e in tree.events
+        if e["properties"].get("$ai_framework") == "llama-index" and e["event"] == "$ai_span"
+        and tree.parent_of(e["properties"]) == tree.span_id(tool_span)
+    ]
+    assert len(query) == 1, "the LlamaIndex query is one span under the tool"
+    generation = tree.find("$ai_generation")
+    assert generation["$ai_framework"] == "llama-index"
+    assert tree.is_under(generation, query[0])
+    assert tree.is_under(generation, tool_span)
+
+
+def test_langchain_chain_inside_a_llama_index_query_joins_it(
+    handler: Any, query_engine: Any, events: Any
+) -> None:
+    chain = RunnableLambda(lambda x: x.upper()).with_config(run_name="shout")
+
+    with posthog_llm.span("request"):
+        # A LlamaIndex query whose post-processing calls a LangChain chain, inside the query's
+        # own span: the chain joins the query.
+        tool_fn = FunctionTool.from_defaults(
+            fn=lambda text: chain.invoke(text, config={"callbacks": [handler]}), name="shout"
+        )
+        response = query_engine.query("What do owls do?")
+        shouted = tool_fn.call(text=str(response))
+    assert shouted.raw_output == str(response).upper()
+
+    tree = Tree(events())
+    assert tree.root["properties"]["$ai_span_name"] == "request"
+    shout = tree.find("$ai_span", "shout")
+    assert shout["$ai_framework"] == "langchain"
+    tool_span = tree.find("$ai_span", "FunctionTool.call")
+    assert tree.parent_of(shout) == tree.span_id(tool_span)
+    assert tree.parent_of(tool_span) == tree.trace_id
+
+
+def test_langchain_chain_inside_a_llama_index_tool_joins_the_tool(
+    handler: Any, query_engine: Any, events: Any
+) -> None:
+    chain = RunnableLambda(lambda x: x.upper()).with_config(run_name="shout")
+    tool_fn = FunctionTool.from_defaults(
+        fn=lambda text: chain.invoke(text, config={"callbacks": [handler]}), name="shout"
+    )
+    assert tool_fn.call(text="owls").raw_output == "OWLS"
+
+    tree = Tree(events())
+    assert tree.root["properties"]["$ai_framework"] == "llama-index"
+    shout = tree.find("$ai_span", "shout")
+    assert shout["$ai_framework"] == "langchain"
+    assert tree.parent_of(shout) == tree.trace_id
+
+
+def test_langchain_chain_inside_a_llama_index_span_is_its_child(
+    handler: Any, query_engine: Any, events: Any, default_client: Any
+) -> None:
+    from llama_index.core.instrumentation import get_dispatcher
+
+    dispatcher = get_dispatcher("tests.cross")
+    chain = RunnableLambda(lambda x: x.upper()).with_config(run_name="shout")
+
+    class Pipeline:
+        @dispatcher.span
+        def run(self, text: str) -> str:
+            return str(chain.invoke(text, config={"callbacks": [handler]}))
+
+    with posthog_llm.span("request"):
+        query_engine.query("What do owls do?")
+        Pipeline().run("owls")
+
+    tree = Tree(events())
+    shout = tree.find("$ai_span", "shout")
+    assert shout["$ai_framework"] == "langchain"
+    assert tree.is_under(shout, tree.root["properties"])
+
+
+# -- everything inside a user span ------------------------------------------------------------------
+
+
+def test_every_integration_inside_one_user_span_is_one_trace(
+    handler: Any, query_engine: Any, openai_client: Any, events: Any
+) -> None:
+    chain = RunnableLambda(lambda x: x * 2).with_config(run_name="double")
+    with posthog_llm.span("request", input={"user": "u1"}) as request:
+        chain.invoke(21, config={"callbacks": [handler]})
+        query_engine.query("What do owls do?")
+        chat(openai_client)
+        request.set_output("done")
+
+    tree = Tree(events())
+    root = tree.root["properties"]
+    assert root["$ai_span_name"] == "request"
+    assert root["$ai_input_state"] == {"user": "u1"}
+    assert root["$ai_output_state"] == "done"
+    double = tree.find("$ai_span", "double")
+    assert tree.parent_of(double) == tree.trace_id
+    openai_generation = [
+        e["properties"]
+        for e in tree.events
+        if e["event"] == "$ai_generation" and e["properties"].get("$ai_framework") != "llama-index"
+    ]
+    assert len(openai_generation) == 1
+    assert tree.parent_of(openai_generation[0]) == tree.trace_id
+    llama_spans = [
+        e["properties"] for e in tree.events if e["properties"].get("$ai_framework") == "llama-index"
+    ]
+    assert llama_spans and all(tree.is_under(p, root) for p in llama_spans)
+
+
+def test_user_span_inside_a_langchain_step_parents_what_runs_inside_it(
+    handler: Any, openai_client: Any, events: Any
+) -> None:
+    inner_chain = RunnableLambda(lambda x: x + 1).with_config(run_name="increment")
+
+    def step(x: int) -> int:
+        with posthog_llm.span("my_code"):
+            chat(openai_client)
+            return int(inner_chain.invoke(x))  # config propagates from the running step
+
+    RunnableLambda(step).with_config(run_name="outer").invoke(1, config={"callbacks": [handler]})
+
+    tree = Tree(events())
+    mine = tree.find("$ai_span", "my_code")
+    assert tree.parent_of(mine) == tree.trace_id  # `outer` is the root
+    assert tree.parent_of(tree.find("$ai_generation")) == tree.span_id(mine)
+    assert tree.parent_of(tree.find("$ai_span", "increment")) == tree.span_id(mine)
+
+
+def test_user_span_inside_a_llama_index_step_joins_it(query_engine: Any, events: Any) -> None:
+    from llama_index.core.instrumentation import get_dispatcher
+
+    dispatcher = get_dispatcher("tests.cross")
+
+    class Pipeline:
+        @dispatcher.span
+        def run(self) -> str:
+            return str(query_engine.query("What do owls do?"))
+
+    @posthog_llm.observe
+    def outer() -> str:
+        with posthog_llm.span("mine"):
+            return Pipeline().run()
+
+    outer()
+    tree = Tree(events())
+    assert tree.root["properties"]["$ai_span_name"].endswith("outer")
+    mine = tree.find("$ai_span", "mine")
+    llama = [e["properties"] for e in tree.events if e["properties"].get("$ai_framework")]
+    assert llama and all(tree.is_under(p, mine) for p in llama)
+
+
+# -- async tasks and threads ------------------------------------------------------------------------
+
+
+async def test_gathered_tasks_inside_a_span_share_its_trace(
+    handler: Any, async_openai_client: Any, events: Any
+) -> None:
+    chain = RunnableLambda(lambda x: x * 2).with_config(run_name="double")
+
+    async def ask() -> str:
+        response = await async_openai_client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES
+        )
+        return str(response.choices[0].message.content)
+
+    async with posthog_llm.span("request"):
+        await asyncio.gather(chain.ainvoke(1, config={"callbacks": [handler]}), ask(), ask())
+
+    tree = Tree(events())
+    assert len([e for e in tree.events if e["event"] == "$ai_generation"]) == 2
+    assert tree.parent_of(tree.find("$ai_span", "double")) == tree.trace_id
+
+
+def test_threads_started_with_a_copied_context_join_the_span(
+    openai_client: Any, events: Any
+) -> None:
+    with posthog_llm.span("request"):
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(chat, openai_client))
+            for _ in range(3)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    tree = Tree(events())
+    generations = [e["properties"] for e in tree.events if e["event"] == "$ai_generation"]
+    assert len(generations) == 3
+    assert all(tree.parent_of(g) == tree.trace_id for g in generations)
+
+
+def test_work_after_a_span_ends_starts_its_own_trace(
+    handler: Any, openai_client: Any, events: Any
+) -> None:
+    with posthog_llm.span("first"):
+        chat(openai_client)
+    chat(openai_client)
+    traces = {e["properties"]["$ai_trace_id"] for e in events()}
+    assert len(traces) == 2
+
+
+def test_a_plain_thread_does_not_join_a_span(openai_client: Any, events: Any) -> None:
+    with posthog_llm.span("request"):
+        t = threading.Thread(target=chat, args=(openai_client,))
+        t.start()
+        t.join()
+    traces = {e["properties"]["$ai_trace_id"] for e in events()}
+    assert len(traces) == 2

@@ -1,0 +1,99 @@
+"""The core's policies hold in every integration: secret scrubbing, privacy-mode errors and
+user overrides of computed `$ai_*` properties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import posthog_llm
+import pytest
+from llama_index.core.base.llms.types import CompletionResponse
+from llama_index.core.llms import MockLLM
+from llama_index.core.llms.callbacks import llm_completion_callback
+from posthog_llm.integrations.langchain import PostHogCallbackHandler
+
+from tests.integrations.langchain.fakes import StatusError, model
+
+SECRET = "sk-proj-abcdefghijklmnopqrstuvwxyz0123"
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+class FailingLLM(MockLLM):
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        raise StatusError(f"upstream rejected key {SECRET} for: {prompt}", 401)
+
+
+def generation(events: list[dict[str, Any]]) -> dict[str, Any]:
+    found = [e["properties"] for e in events if e["event"] == "$ai_generation"]
+    assert len(found) == 1
+    return found[0]
+
+
+@pytest.mark.parametrize("privacy", [False, True])
+def test_langchain_errors(default_client: Any, events: Any, privacy: bool) -> None:
+    handler = PostHogCallbackHandler(default_client, privacy_mode=privacy)
+    llm = model(error=StatusError(f"bad key {SECRET} for prompt 'my secret plan'", 401))
+    with pytest.raises(StatusError):
+        llm.invoke("my secret plan", config={"callbacks": [handler]})
+    p = generation(events())
+    assert p["$ai_is_error"] is True and p["$ai_http_status"] == 401
+    assert SECRET not in p["$ai_error"]
+    if privacy:
+        assert p["$ai_error"] == "StatusError"
+    else:
+        assert p["$ai_error"].startswith("StatusError: bad key [redacted]")
+
+
+@pytest.mark.parametrize("privacy", [False, True])
+def test_llama_index_errors(default_client: Any, events: Any, privacy: bool) -> None:
+    from posthog_llm.integrations import llama_index as posthog_li
+
+    posthog_li.set_global_handler(default_client, privacy_mode=privacy)
+    try:
+        with pytest.raises(StatusError):
+            FailingLLM().complete("my secret plan")
+    finally:
+        posthog_li.remove_global_handler()
+    p = generation(events())
+    assert p["$ai_is_error"] is True
+    assert SECRET not in p["$ai_error"]
+    if privacy:
+        assert p["$ai_error"] == "StatusError"
+    else:
+        assert "[redacted]" in p["$ai_error"]
+
+
+@pytest.mark.parametrize("privacy", [False, True])
+def test_openai_errors(openai_client: Any, events: Any, privacy: bool) -> None:
+    with pytest.raises(openai.AuthenticationError) as raised:
+        openai_client.chat.completions.create(
+            model="error-401", messages=MESSAGES, posthog_privacy_mode=privacy
+        )
+    assert "sk-test-0123456789abcdefSECRET" in str(raised.value)  # the caller's error is untouched
+    p = generation(events())
+    assert p["$ai_http_status"] == 401
+    assert "sk-test-0123456789abcdefSECRET" not in p["$ai_error"]
+    if privacy:
+        assert p["$ai_error"] == "AuthenticationError"
+    else:
+        assert p["$ai_error"].startswith("AuthenticationError: ")
+
+
+def test_overrides_win_in_every_integration(
+    default_client: Any, query_engine: Any, openai_client: Any, events: Any
+) -> None:
+    handler = PostHogCallbackHandler(default_client, properties={"$ai_provider": "my-gateway"})
+    model().invoke("hi", config={"callbacks": [handler]})
+    openai_client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        posthog_properties={"$ai_total_cost_usd": 0.25, "$ai_provider": "my-gateway"},
+    )
+    with posthog_llm.context(properties={"$ai_provider": "my-gateway"}):
+        query_engine.query("owls?")
+    generations = [e["properties"] for e in events() if e["event"] == "$ai_generation"]
+    assert len(generations) == 3
+    assert {g["$ai_provider"] for g in generations} == {"my-gateway"}
+    assert [g["$ai_total_cost_usd"] for g in generations if "$ai_total_cost_usd" in g] == [0.25]

@@ -26,8 +26,11 @@ from agents.tracing import Span, Trace, TracingProcessor
 from . import _facts
 from ._kernel import (
     GENERATION,
+    GENERATION_KIND,
     SPAN,
+    SPAN_KIND,
     TRACE,
+    TRACE_KIND,
     Emitter,
     Scope,
     capture_internal_exceptions,
@@ -128,7 +131,7 @@ class PostHogTracingProcessor(TracingProcessor):
                     started=time.perf_counter(),
                 )
             run.observation = open_observation(
-                "span" if outer is not None else "trace",
+                SPAN_KIND if outer is not None else TRACE_KIND,
                 trace_id=run.trace_id,
                 span_id=run.root_id,
                 scope=scope,
@@ -187,7 +190,7 @@ class PostHogTracingProcessor(TracingProcessor):
             if kind == "agent":
                 entry.agent = data
             entry.observation = open_observation(
-                "generation" if kind in _MODEL_SPANS else "span",
+                GENERATION_KIND if kind in _MODEL_SPANS else SPAN_KIND,
                 trace_id=run.trace_id,
                 span_id=span.span_id,
                 scope=run.scope,

@@ -12,18 +12,17 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from posthog_llm import (
+from ._kernel import (
     EMBEDDING,
     GENERATION,
     SPAN,
     TRACE,
     embedding_properties,
+    error_text,
     generation_properties,
     span_properties,
     trace_properties,
 )
-
-from ._kernel import error_text
 from ._records import SpanRecord, is_ai_span
 
 __all__ = ["kind_of", "span_event", "trace_event", "distinct_id_of", "session_id_of"]

@@ -13,7 +13,6 @@ from collections import OrderedDict
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from posthog_llm import EMBEDDING, GENERATION, SPAN, TRACE
 
 from ._assemble import plan_trace
 from ._convert import (
@@ -24,7 +23,17 @@ from ._convert import (
     span_event,
     trace_event,
 )
-from ._kernel import Emitter, Scope, capture_internal_exceptions, current_scope, make_scope
+from ._kernel import (
+    EMBEDDING,
+    GENERATION,
+    SPAN,
+    TRACE,
+    Emitter,
+    Scope,
+    capture_internal_exceptions,
+    current_scope,
+    make_scope,
+)
 from ._records import AI_PREFIXES, SpanRecord, record_from_sdk_span
 
 __all__ = ["PostHogSpanProcessor"]

@@ -226,6 +226,7 @@ def otlp_events(request: Any) -> list[dict[str, Any]]:
             for rec in records
         )
         user = first_of(records, distinct_id_of)
+        session = first_of(records, convert.session_id_of)
 
         for rec, kind, parent_id in plan.spans:
             name, props = span_event(
@@ -233,7 +234,9 @@ def otlp_events(request: Any) -> list[dict[str, Any]]:
             )
             events.append(_event(name, props, rec.end_ns, user, trace_id))
         if plan.root is not None:
-            name, props = trace_event(plan.root, trace_id=trace_id, privacy=privacy)
+            name, props = trace_event(
+                plan.root, trace_id=trace_id, privacy=privacy, session_id=session
+            )
             events.append(_event(name, props, plan.root.end_ns, user, trace_id))
     return events
 

@@ -530,10 +530,13 @@ def span_event(
     parent_id: str,
     privacy: bool,
     framework: str | None = "opentelemetry",
+    session_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The event name and properties of one span (`kind` from `kind_of`, "" for a plain span)."""
+    """The event name and properties of one span (`kind` from `kind_of`, "" for a plain span).
+
+    `session_id` is the trace's (a span's own session attribute wins)."""
     attrs = rec.attributes
-    session_id = session_id_of(rec)
+    session_id = session_id_of(rec) or session_id
     error = _error(rec, privacy)
     common: dict[str, Any] = {
         "trace_id": trace_id,
@@ -584,7 +587,12 @@ def span_event(
 
 
 def trace_event(
-    rec: SpanRecord, *, trace_id: str, privacy: bool, framework: str | None = "opentelemetry"
+    rec: SpanRecord,
+    *,
+    trace_id: str,
+    privacy: bool,
+    framework: str | None = "opentelemetry",
+    session_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The `$ai_trace` of a trace whose local root is `rec`."""
     attrs = rec.attributes
@@ -599,7 +607,7 @@ def trace_event(
         error=error,
         is_error=True if error else None,
         framework=framework,
-        session_id=session_id_of(rec),
+        session_id=session_id_of(rec) or session_id,
         privacy_mode=privacy,
     )
 

@@ -20,6 +20,7 @@ from ._convert import (
     GENERATION_KIND,
     distinct_id_of,
     first_of,
+    session_id_of,
     span_event,
     trace_event,
 )
@@ -31,6 +32,7 @@ from ._kernel import (
     Emitter,
     Scope,
     capture_internal_exceptions,
+    current_observation,
     current_scope,
     make_scope,
 )
@@ -44,6 +46,7 @@ FRAMEWORK = "opentelemetry"
 MAX_OPEN_TRACES = 1000
 MAX_SPANS_PER_TRACE = 5000
 
+_EMPTY_SCOPE = Scope()
 _EVENT_OF = {GENERATION_KIND: GENERATION, EMBEDDING_KIND: EMBEDDING}
 
 
@@ -78,8 +81,8 @@ class PostHogSpanProcessor(SpanProcessor):
         self._emitter = Emitter(client, framework=FRAMEWORK, privacy_mode=privacy_mode)
         # trace id (int) -> spans of a trace known to hold AI work, in end order
         self._open: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
-        # trace id -> the scope active when its root started (only when one was active)
-        self._scopes: dict[int, Scope] = {}
+        # trace id -> (scope, open observation) when its root started, if either was set
+        self._starts: dict[int, tuple[Scope, Any]] = {}
         self._lock = threading.Lock()
 
     # -- SpanProcessor ---------------------------------------------------------------------
@@ -87,18 +90,14 @@ class PostHogSpanProcessor(SpanProcessor):
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         parent = span.parent
         if parent is not None and not parent.is_remote:
-            return
-        scope = current_scope()
-        if (
-            scope.distinct_id is None
-            and scope.session_id is None
-            and not scope.properties
-            and not scope.groups
-            and scope.privacy_mode is None
-        ):
-            return
+            return  # only a trace's local root decides its identity and parent
         with capture_internal_exceptions():
-            self._scopes[span.context.trace_id] = scope
+            outer = current_observation()
+            if outer is None and current_scope() == _EMPTY_SCOPE:
+                return
+            if len(self._starts) >= MAX_OPEN_TRACES:
+                self._starts.clear()  # roots that never end: forget rather than grow
+            self._starts[span.context.trace_id] = (self._emitter.scope(), outer)
 
     def on_end(self, span: ReadableSpan) -> None:
         with capture_internal_exceptions():
@@ -108,7 +107,7 @@ class PostHogSpanProcessor(SpanProcessor):
                 if not _is_ai(span):
                     parent = span.parent
                     if parent is None or parent.is_remote:
-                        self._scopes.pop(trace_key, None)
+                        self._starts.pop(trace_key, None)
                     return
                 with self._lock:
                     spans = self._open.setdefault(trace_key, [])
@@ -153,33 +152,55 @@ class PostHogSpanProcessor(SpanProcessor):
     def _send(self, trace_key: int, spans: list[ReadableSpan]) -> None:
         records = [record_from_sdk_span(s) for s in spans]
         plan = plan_trace(records)
-        scope = self._scopes.pop(trace_key, None)
+        started = self._starts.pop(trace_key, None)
         if plan is None or not self._emitter.enabled:
             return
+        scope, outer = started if started is not None else (self._emitter.scope(), None)
         user = first_of(records, distinct_id_of)
-        overrides = make_scope(distinct_id=user) if user is not None else None
-        base = self._emitter.scope(scope)
-        final = base.merged(overrides) if overrides is not None else base
-        privacy = self._emitter.privacy(final)
-        trace_id = plan.trace_id
+        session = first_of(records, session_id_of)
+        if user is not None or session is not None:  # a span's own attributes are most specific
+            scope = scope.merged(make_scope(distinct_id=user, session_id=session))
+        privacy = self._emitter.privacy(scope)
+        root = plan.root
         emit = self._emitter.emit
+        if outer is None:
+            trace_id = plan.trace_id
+            for rec, kind, parent_id in plan.spans:
+                emit(
+                    _EVENT_OF.get(kind, SPAN),
+                    _builder(rec, kind, trace_id, parent_id, privacy),
+                    scope,
+                    trace_id=trace_id,
+                )
+            if root is not None:
+                emit(TRACE, _trace_builder(root, trace_id, privacy), scope, trace_id=trace_id)
+            return
+        # Started inside another observation (posthog_llm.span, an Agents run ...): the whole
+        # OpenTelemetry trace joins it, its root as a span under the observation.
+        trace_id = outer.trace_id
+        stand_in = root.span_id if root is not None else outer.span_id
         for rec, kind, parent_id in plan.spans:
+            if rec is root:
+                parent_id = outer.span_id
+            elif parent_id == plan.trace_id:
+                parent_id = stand_in
             emit(
                 _EVENT_OF.get(kind, SPAN),
                 _builder(rec, kind, trace_id, parent_id, privacy),
-                final,
+                scope,
                 trace_id=trace_id,
             )
-        if plan.root is not None:
-            root = plan.root
+        if root is not None and not any(rec is root for rec, _, _ in plan.spans):
             emit(
-                TRACE,
-                lambda: trace_event(root, trace_id=trace_id, privacy=privacy, framework=FRAMEWORK)[
-                    1
-                ],
-                final,
-                trace_id=trace_id,
+                SPAN, _builder(root, "", trace_id, outer.span_id, privacy), scope, trace_id=trace_id
             )
+
+
+def _trace_builder(root: SpanRecord, trace_id: str, privacy: bool) -> Any:
+    def build() -> dict[str, Any]:
+        return trace_event(root, trace_id=trace_id, privacy=privacy, framework=FRAMEWORK)[1]
+
+    return build
 
 
 def _builder(rec: SpanRecord, kind: str, trace_id: str, parent_id: str, privacy: bool) -> Any:

@@ -45,12 +45,12 @@ def _proto() -> Any:
     return trace_service_pb2
 
 
-def _inflate(raw: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+def _inflate(raw: bytes, limit: int, wbits: int = 16 + zlib.MAX_WBITS) -> bytes:
+    inflater = zlib.decompressobj(wbits)
     try:
         out = inflater.decompress(raw, limit + 1)
     except zlib.error as exc:
-        raise BadRequest(f"body is not valid gzip: {exc}") from None
+        raise BadRequest(f"body is not valid compressed data: {exc}") from None
     if len(out) > limit or inflater.unconsumed_tail:
         raise BadRequest(f"decompressed body is larger than the {limit} byte limit", status=413)
     return out
@@ -89,6 +89,8 @@ def decode_otlp(raw: bytes, *, content_type: str, content_encoding: str, limit: 
     encoding = content_encoding.lower().strip()
     if encoding == "gzip" or raw[:2] == b"\x1f\x8b":
         raw = _inflate(raw, limit)
+    elif encoding == "deflate":
+        raw = _inflate(raw, limit, zlib.MAX_WBITS if raw[:1] == b"\x78" else -zlib.MAX_WBITS)
     elif encoding not in ("", "identity"):
         raise BadRequest(f"unsupported Content-Encoding {content_encoding!r} (use gzip)")
     request = pb.ExportTraceServiceRequest()
@@ -227,10 +229,14 @@ def otlp_events(request: Any) -> list[dict[str, Any]]:
         )
         user = first_of(records, distinct_id_of)
         session = first_of(records, convert.session_id_of)
-
         for rec, kind, parent_id in plan.spans:
             name, props = span_event(
-                rec, kind, trace_id=trace_id, parent_id=parent_id, privacy=privacy
+                rec,
+                kind,
+                trace_id=trace_id,
+                parent_id=parent_id,
+                privacy=privacy,
+                session_id=session,
             )
             events.append(_event(name, props, rec.end_ns, user, trace_id))
         if plan.root is not None:

@@ -11,9 +11,10 @@ entry must never pull later, unrelated work into a finished trace.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from ._context import Scope
 
@@ -23,6 +24,9 @@ __all__ = [
     "open_observation",
     "close_observation",
     "activated",
+    "register_resolver",
+    "UNKNOWN",
+    "OUTSIDE",
     "TRACE_KIND",
     "SPAN_KIND",
     "GENERATION_KIND",
@@ -66,11 +70,41 @@ class Observation:
 _current: ContextVar[Observation | None] = ContextVar("posthog_llm_observation", default=None)
 
 
+# A framework whose hooks cannot keep the contextvar exact (LangChain starts every run of a batch
+# in the caller's context before any of them runs) registers a resolver that reads the
+# framework's own notion of "the run executing here". It answers an open Observation, UNKNOWN (no
+# opinion: trust the contextvar) or OUTSIDE (no run of this framework is executing here).
+UNKNOWN: Any = object()
+OUTSIDE: Any = object()
+_resolvers: dict[str, Callable[[], Any]] = {}
+
+
+def register_resolver(framework: str, resolve: Callable[[], Any]) -> None:
+    """Let `framework` say which of its observations is current (see UNKNOWN, OUTSIDE)."""
+    _resolvers[framework] = resolve
+
+
 def current_observation() -> Observation | None:
     """The innermost observation that is still open in this context, or None."""
     obs = _current.get()
     while obs is not None and obs.closed:
         obs = obs.parent
+    if obs is None or obs.framework is None or not _resolvers:
+        return obs
+    resolve = _resolvers.get(obs.framework)
+    if resolve is None:
+        return obs
+    try:
+        answer = resolve()
+    except Exception:
+        return obs
+    if answer is OUTSIDE:
+        framework = obs.framework
+        while obs is not None and (obs.closed or obs.framework == framework):
+            obs = obs.parent
+        return obs
+    if isinstance(answer, Observation) and not answer.closed:
+        return answer
     return obs
 
 

@@ -43,13 +43,16 @@ from ._events import (
 )
 from ._observation import (
     GENERATION_KIND,
+    OUTSIDE,
     SPAN_KIND,
     TRACE_KIND,
+    UNKNOWN,
     Observation,
     activated,
     close_observation,
     current_observation,
     open_observation,
+    register_resolver,
 )
 from ._serialize import to_json_safe
 
@@ -93,4 +96,7 @@ __all__ = [
     "open_observation",
     "close_observation",
     "activated",
+    "register_resolver",
+    "UNKNOWN",
+    "OUTSIDE",
 ]

@@ -66,3 +66,17 @@ def posthog_server() -> Iterator[PostHogSink]:
     server = PostHogSink()
     yield server
     server.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_observation_left_open() -> Iterator[None]:
+    """Work that ended must not leave its span open: later, unrelated work would join it."""
+    from posthog_llm.instrumentation import current_observation
+
+    yield
+    left = current_observation()
+    if left is not None:
+        from posthog_llm._observation import _current
+
+        _current.set(None)
+        pytest.fail(f"an observation was left open after the test: {left!r} ({left.framework})")

@@ -14,13 +14,16 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables.config import var_child_runnable_config
 from posthog_llm.instrumentation import (
     GENERATION,
     GENERATION_KIND,
+    OUTSIDE,
     SPAN,
     SPAN_KIND,
     TRACE,
     TRACE_KIND,
+    UNKNOWN,
     Emitter,
     Scope,
     allowed_model_parameters,
@@ -30,6 +33,7 @@ from posthog_llm.instrumentation import (
     generation_properties,
     http_status_of,
     open_observation,
+    register_resolver,
     span_properties,
     trace_properties,
 )
@@ -437,6 +441,35 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 run.scope,
                 trace_id=run.trace.trace_id,
             )
+
+
+# -- which run is executing here -----------------------------------------------------------------
+
+
+def _executing_run() -> Any:
+    """LangChain's own answer to "which run's code is running in this context".
+
+    Our hooks set the open observation when a run starts, but LangChain starts every run of a
+    batch in the caller's context before any of them executes, so the contextvar alone would put
+    work of the first input under the last one. LangChain's child config (set in the context each
+    run's code executes in) names the run exactly.
+    """
+    config = var_child_runnable_config.get()
+    if config is None:
+        return OUTSIDE
+    callbacks = config.get("callbacks")
+    parent_run_id = getattr(callbacks, "parent_run_id", None)
+    if parent_run_id is None:
+        return UNKNOWN
+    for handler in getattr(callbacks, "handlers", ()):
+        if isinstance(handler, PostHogCallbackHandler):
+            run = handler._runs.get(parent_run_id)
+            if run is not None and run.obs is not None:
+                return run.obs
+    return UNKNOWN
+
+
+register_resolver(FRAMEWORK, _executing_run)
 
 
 # -- hot-path helpers ------------------------------------------------------------------------------

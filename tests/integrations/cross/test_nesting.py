@@ -285,3 +285,43 @@ def test_a_plain_thread_does_not_join_a_span(openai_client: Any, events: Any) ->
         t.join()
     traces = {e["properties"]["$ai_trace_id"] for e in events()}
     assert len(traces) == 2
+
+
+def test_each_input_of_a_langchain_batch_keeps_its_own_calls(
+    handler: Any, openai_client: Any, events: Any
+) -> None:
+    def ask(question: str) -> str:
+        response = openai_client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": question}]
+        )
+        return str(response.choices[0].message.content)
+
+    chain = RunnableLambda(lambda x: x).with_config(run_name="prepare") | RunnableLambda(
+        ask
+    ).with_config(run_name="ask")
+    questions = [f"question {i}" for i in range(4)]
+    chain.batch(questions, config={"callbacks": [handler]})
+
+    all_events = events()
+    traces = {e["properties"]["$ai_trace_id"] for e in all_events}
+    assert len(traces) == 4, "one trace per input"
+    for trace_id in traces:
+        tree = Tree([e for e in all_events if e["properties"]["$ai_trace_id"] == trace_id])
+        generation = tree.find("$ai_generation")
+        step = tree.find("$ai_span", "ask")
+        assert tree.parent_of(generation) == tree.span_id(step)
+        assert generation["$ai_input"][0]["content"] == tree.root["properties"]["$ai_input_state"]
+
+
+def test_a_chain_invoked_with_its_own_callbacks_inside_a_step_joins_the_step(
+    handler: Any, events: Any
+) -> None:
+    inner = RunnableLambda(lambda x: x + 1).with_config(run_name="inner")
+
+    def step(x: int) -> int:
+        return int(inner.invoke(x, config={"callbacks": [handler]}))  # no parent run passed
+
+    RunnableLambda(step).with_config(run_name="outer").invoke(1, config={"callbacks": [handler]})
+    tree = Tree(events())
+    assert tree.root["properties"]["$ai_span_name"] == "outer"
+    assert tree.parent_of(tree.find("$ai_span", "inner")) == tree.trace_id

@@ -76,7 +76,8 @@ def test_copies_of_a_config_share_the_handler(handler):
 def test_a_forked_child_starts_with_empty_run_state(handler, events):
     import os
 
-    handler.on_chain_start(None, {}, run_id=uuid.uuid4())
+    run_id = uuid.uuid4()
+    handler.on_chain_start(None, {}, run_id=run_id)
     handler._runs._lock.acquire()  # held by "another thread" at fork time
     try:
         pid = os.fork()
@@ -89,3 +90,4 @@ def test_a_forked_child_starts_with_empty_run_state(handler, events):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(handler._runs) == 1
+    handler.on_chain_end({}, run_id=run_id)

@@ -17,14 +17,14 @@ __all__ = ["SpanEvent", "SpanRecord", "record_from_sdk_span", "AI_PREFIXES", "is
 AI_PREFIXES = ("gen_ai.", "llm.", "ai.", "traceloop.", "openinference.")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SpanEvent:
     name: str
     attributes: Mapping[str, Any]
     time_ns: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SpanRecord:
     """A finished span: hex ids (32/16 digits), nanosecond times, plain attribute values."""
 

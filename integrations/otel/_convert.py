@@ -123,6 +123,8 @@ def _int(value: Any) -> int | None:
 
 def _json(value: Any) -> Any:
     """A JSON text attribute as its value; anything else (or unparsable text) unchanged."""
+    if value is None:
+        return None
     if isinstance(value, (bytes, bytearray)):
         value = bytes(value).decode("utf-8", "replace")
     if isinstance(value, str):

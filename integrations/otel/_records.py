@@ -14,6 +14,7 @@ __all__ = ["SpanEvent", "SpanRecord", "record_from_sdk_span", "AI_PREFIXES", "is
 
 # A span is AI work when a name or attribute key has one of these prefixes (GenAI semantic
 # conventions, OpenInference, Vercel AI SDK, OpenLLMetry), as PostHog's own exporter decides.
+_STATUS_ERROR = 2  # StatusCode.ERROR, in the SDK and in OTLP
 AI_PREFIXES = ("gen_ai.", "llm.", "ai.", "traceloop.", "openinference.")
 
 
@@ -59,12 +60,30 @@ def is_ai_span(name: str, attributes: Mapping[str, Any] | None) -> bool:
     return False
 
 
+def _plain_attributes(item: Any) -> dict[str, Any]:
+    """A span's or event's attributes as a plain dict.
+
+    The SDK's public view is a read-only proxy over `BoundedAttributes`, which takes a lock for
+    every key read (~0.7 µs a key); the conversion reads many keys. Its backing dict is copied
+    directly when it is there, else the public view.
+    """
+    bounded = getattr(item, "_attributes", None)
+    backing = getattr(bounded, "_dict", None)
+    if isinstance(backing, dict):
+        return dict(backing)
+    public = item.attributes
+    return dict(public) if public else {}
+
+
 def record_from_sdk_span(span: Any) -> SpanRecord:
     """A `SpanRecord` from an ended `opentelemetry.sdk.trace.ReadableSpan`."""
     ctx = span.context
     parent = span.parent
     status = span.status
     resource = getattr(span, "resource", None)
+    # As for attributes: the public `events` copies a locked list; read its deque when there.
+    backing = getattr(getattr(span, "_events", None), "_dq", None)
+    events = tuple(backing) if backing is not None else span.events
     return SpanRecord(
         trace_id=format(ctx.trace_id, "032x"),
         span_id=format(ctx.span_id, "016x"),
@@ -73,11 +92,11 @@ def record_from_sdk_span(span: Any) -> SpanRecord:
         name=span.name or "",
         start_ns=span.start_time or 0,
         end_ns=span.end_time or 0,
-        attributes=span.attributes or {},
-        events=tuple(
-            SpanEvent(e.name, e.attributes or {}, e.timestamp or 0) for e in span.events or ()
-        ),
-        is_error=status is not None and status.status_code.name == "ERROR",
+        attributes=_plain_attributes(span),
+        events=tuple(SpanEvent(e.name, _plain_attributes(e), e.timestamp or 0) for e in events)
+        if events
+        else (),
+        is_error=status is not None and status.status_code.value == _STATUS_ERROR,
         status_message=status.description if status is not None else None,
         resource=resource.attributes if resource is not None else {},
     )

@@ -23,7 +23,7 @@ __all__ = ["SpanFacts", "generation_props", "response_props", "span_props", "run
 FRAMEWORK = "openai-agents"  # $ai_framework, as PostHog's own Agents integration names it
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SpanFacts:
     """What the processor knew when a span ended (ids, timing, outcome), beside its data."""
 
@@ -167,7 +167,8 @@ def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         base_url=base_url,
         model_parameters=dict(config) if isinstance(config, Mapping) else None,
         tools=_tool_names(facts.agent_tools),
-        input=None if facts.privacy else _plain(data.input),
+        # Chat Completions input is already plain messages; the sender makes it JSON-safe.
+        input=None if facts.privacy else data.input,
         output_choices=output,
         stop_reason=stop_reason,
         **usage_of(data.usage),

@@ -66,7 +66,7 @@ class _Run:
     last_output: Any = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Open:
     started: float
     parent_id: str | None

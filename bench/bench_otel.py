@@ -218,6 +218,12 @@ def write_report(
         "request as `$ai_trace`, agent, chat, tool; the DB query is not between AI spans). "
         "plain = a request with two DB queries (3 spans, nothing sent by either).",
         "",
+        "Where the difference comes from: posthog-python converts nothing on the client; it "
+        "forwards the AI spans as OTLP protobuf (encoded in C) and PostHog's servers turn them "
+        "into events. posthog-llm converts on the client (which is what lets the same spans "
+        "land in the local store and viewer with no server) and pays its sender's per-event "
+        "cost (queue, JSON, size limit, gzip) for 4 events per trace.",
+        "",
         f"Sink totals for the whole run: {delivered['requests']:,} requests, "
         f"{delivered['bytes']:,} bytes. Load average (1 min) at start / end: "
         f"{settings['load_start']:.1f} / {os.getloadavg()[0]:.1f}; wall times move with other "

@@ -39,6 +39,12 @@ class SpanFacts:
 
 def _plain(value: Any) -> Any:
     """Pydantic models and other SDK objects as plain data."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, dict):  # before the Mapping check: ABC checks are slow
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         try:
@@ -47,12 +53,12 @@ def _plain(value: Any) -> Any:
             return str(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
     return value
 
 
 def _get(obj: Any, name: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name)
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
@@ -82,6 +88,8 @@ def usage_of(usage: Any) -> dict[str, int | None]:
     """Token counts from Agents usage (a dict or an OpenAI usage object); unknown -> None."""
     if usage is None:
         return {}
+    if isinstance(usage, dict):
+        return _dict_usage(usage)
     return {
         "input_tokens": _first(_count(usage, "input_tokens"), _count(usage, "prompt_tokens")),
         "output_tokens": _first(_count(usage, "output_tokens"), _count(usage, "completion_tokens")),
@@ -101,6 +109,49 @@ def usage_of(usage: Any) -> dict[str, int | None]:
             _count(usage, "completion_tokens_details", "reasoning_tokens"),
             _count(usage, "reasoning_tokens"),
         ),
+    }
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _dict_usage(usage: dict[str, Any]) -> dict[str, int | None]:
+    """`usage_of` for the dicts the SDK puts on its spans (the common case, kept cheap)."""
+    get = usage.get
+    input_details = get("input_tokens_details") or get("prompt_tokens_details") or {}
+    output_details = get("output_tokens_details") or get("completion_tokens_details") or {}
+    if not isinstance(input_details, dict):
+        input_details = _plain(input_details) or {}
+    if not isinstance(output_details, dict):
+        output_details = _plain(output_details) or {}
+
+    def pick(*values: Any) -> int | None:
+        for value in values:
+            number = _int(value)
+            if number is not None:
+                return number
+        return None
+
+    return {
+        "input_tokens": pick(get("input_tokens"), get("prompt_tokens")),
+        "output_tokens": pick(get("output_tokens"), get("completion_tokens")),
+        "cache_read_input_tokens": pick(
+            input_details.get("cached_tokens"),
+            get("cached_input_tokens"),
+            get("cache_read_input_tokens"),
+        ),
+        "cache_creation_input_tokens": pick(
+            get("cache_creation_input_tokens"),
+            get("cache_write_input_tokens"),
+            input_details.get("cache_write_tokens"),
+        ),
+        "reasoning_tokens": pick(output_details.get("reasoning_tokens"), get("reasoning_tokens")),
     }
 
 

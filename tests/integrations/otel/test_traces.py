@@ -229,3 +229,61 @@ def test_a_trace_whose_root_lives_elsewhere_is_sent_on_flush(client, events):
     gen = one(events("$ai_generation"))
     assert gen["$ai_parent_id"] == "0af7651916cd43dd8448eb211c80319c"
     assert len(events("$ai_trace")) == 1
+
+
+def test_openllmetry_and_vercel_ai_sdk_spans(tracer, events):
+    with tracer.start_as_current_span(
+        "joke_workflow.workflow",
+        attributes={
+            "traceloop.span.kind": "workflow",
+            "traceloop.entity.name": "joke_workflow",
+            "traceloop.entity.input": '{"topic": "owls"}',
+            "traceloop.entity.output": '"Owls are hoot."',
+        },
+    ):
+        with tracer.start_as_current_span(
+            "openai.chat",
+            attributes={
+                "llm.request.type": "chat",
+                "gen_ai.system": "OpenAI",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.prompt.0.role": "user",
+                "gen_ai.prompt.0.content": "Tell a joke about owls",
+                "gen_ai.completion.0.role": "assistant",
+                "gen_ai.completion.0.content": "Owls are hoot.",
+                "gen_ai.usage.prompt_tokens": 6,
+                "gen_ai.usage.completion_tokens": 4,
+            },
+        ):
+            pass
+    with tracer.start_as_current_span(
+        "ai.generateText",
+        attributes={"ai.model.id": "gpt-4o-mini", "ai.prompt": '{"prompt": "hi"}'},
+    ):
+        with tracer.start_as_current_span(
+            "ai.generateText.doGenerate",
+            attributes={
+                "ai.model.id": "gpt-4o-mini",
+                "ai.model.provider": "openai.chat",
+                "ai.prompt.messages": '[{"role": "user", "content": "hi"}]',
+                "ai.response.text": "hello",
+                "ai.usage.promptTokens": 3,
+                "ai.usage.completionTokens": 1,
+                "ai.response.finishReason": "stop",
+            },
+        ):
+            pass
+    traces = {e["properties"]["$ai_span_name"]: e["properties"] for e in events("$ai_trace")}
+    assert traces["joke_workflow"]["$ai_input_state"] == {"topic": "owls"}
+    assert traces["joke_workflow"]["$ai_output_state"] == "Owls are hoot."
+    assert set(traces) == {"joke_workflow", "ai.generateText"}
+    traceloop, vercel = (e["properties"] for e in events("$ai_generation"))
+    assert traceloop["$ai_provider"] == "openai"
+    assert traceloop["$ai_input"] == [{"role": "user", "content": "Tell a joke about owls"}]
+    assert (traceloop["$ai_input_tokens"], traceloop["$ai_output_tokens"]) == (6, 4)
+    assert vercel["$ai_model"] == "gpt-4o-mini"
+    assert vercel["$ai_provider"] == "openai"
+    assert vercel["$ai_input"] == [{"role": "user", "content": "hi"}]
+    assert vercel["$ai_output_choices"] == [{"role": "assistant", "content": "hello"}]
+    assert (vercel["$ai_input_tokens"], vercel["$ai_output_tokens"]) == (3, 1)
+    assert vercel["$ai_stop_reason"] == "stop"

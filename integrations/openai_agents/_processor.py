@@ -283,8 +283,8 @@ def _bind(function: Any, data: Any, facts: _facts.SpanFacts) -> Any:
 def _span_error(raw: Any, privacy: bool) -> str | None:
     """An Agents span error (`{"message", "data"}`) as `$ai_error` text, secrets scrubbed.
 
-    The SDK's message is a fixed phrase ("Error running tool"); the detail in `data` may quote
-    user content, so privacy mode keeps only the phrase.
+    The detail in `data` (and some messages) may quote user content: privacy mode leaves
+    what the kernel's policy keeps of the message alone.
     """
     if isinstance(raw, dict):
         message = str(raw.get("message") or "Error")
@@ -292,7 +292,7 @@ def _span_error(raw: Any, privacy: bool) -> str | None:
     else:
         message, data = str(raw), None
     if privacy or not isinstance(data, dict):
-        return error_text(message)
+        return error_text(message, privacy=privacy)
     detail = data.get("error") or data.get("message")
     text = f"{message}: {detail}" if detail else message
     return error_text(text)

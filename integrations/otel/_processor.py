@@ -51,9 +51,13 @@ _EVENT_OF = {GENERATION_KIND: GENERATION, EMBEDDING_KIND: EMBEDDING}
 
 
 def _is_ai(span: ReadableSpan) -> bool:
+    """The check every span pays: an AI prefix on its name or on an attribute key."""
     if span.name.startswith(AI_PREFIXES):
         return True
-    attributes = span.attributes
+    # The attributes' backing dict when there: the public view is a proxy over a locked mapping.
+    attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if attributes is None:
+        attributes = span.attributes
     if attributes:
         for key in attributes:
             if key.startswith(AI_PREFIXES):

@@ -54,7 +54,8 @@ from ._observation import (
     open_observation,
     register_resolver,
 )
-from ._serialize import to_json_safe
+from ._optional import require
+from ._serialize import BASE64_PLACEHOLDER, TRUNCATION_MARKER, to_json_safe
 
 __all__ = [
     # shipping events
@@ -68,6 +69,9 @@ __all__ = [
     "make_scope",
     "current_scope",
     "to_json_safe",
+    "BASE64_PLACEHOLDER",
+    "TRUNCATION_MARKER",
+    "require",
     # event builders
     "GENERATION",
     "EMBEDDING",

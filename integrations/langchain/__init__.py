@@ -19,7 +19,7 @@ Per run, LangChain config metadata overrides the handler's options: `posthog_dis
 
 from __future__ import annotations
 
-from posthog_llm._optional import require
+from posthog_llm.instrumentation import require
 
 require("langchain_core", "langchain")
 

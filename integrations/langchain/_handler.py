@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -26,40 +26,18 @@ from posthog_llm.instrumentation import (
     UNKNOWN,
     Emitter,
     Scope,
-    allowed_model_parameters,
     capture_internal_exceptions,
     close_observation,
     current_observation,
-    generation_properties,
-    http_status_of,
     open_observation,
     register_resolver,
-    span_properties,
-    trace_properties,
 )
 
-from ._messages import (
-    cap_strings,
-    long_texts,
-    messages_to_dicts,
-    output_choices,
-    prompts_to_dicts,
-    to_state,
-)
-from ._runs import CHAIN, CHAT, LLM, RETRIEVER, TOOL, Run, RunMap, Trace
-from ._usage import (
-    Usage,
-    base_url_of,
-    extract_usage,
-    normalise_provider,
-    requested_model,
-    served_model,
-    stop_reason,
-)
+from ._builders import generation_builder, span_builder, trace_builder
+from ._runs import CHAIN, CHAT, FRAMEWORK, LLM, RETRIEVER, TOOL, Run, RunMap, Trace
 
 __all__ = ["PostHogCallbackHandler"]
 
-FRAMEWORK = "langchain"
 _HIDDEN_TAG = "langsmith:hidden"  # LangGraph's internal plumbing (channel writes, branches)
 _perf_counter = time.perf_counter
 
@@ -396,7 +374,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             emitter = self._emitter
             if run.parent_span is None:
                 build = functools.partial(
-                    _trace_builder,
+                    trace_builder,
                     emitter,
                     run,
                     _snapshot(output),
@@ -407,7 +385,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 event = TRACE
             else:
                 build = functools.partial(
-                    _span_builder,
+                    span_builder,
                     emitter,
                     run,
                     _snapshot(output),
@@ -430,7 +408,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             emitter.emit(
                 GENERATION,
                 functools.partial(
-                    _generation_builder,
+                    generation_builder,
                     emitter,
                     run,
                     response,
@@ -536,220 +514,4 @@ def _run_scope(scope: Scope, extra: Any, private: bool) -> Scope:
             properties=dict(extra) if isinstance(extra, Mapping) else {},
             privacy_mode=True if private else None,
         )
-    )
-
-
-# -- builders: run on the sender's worker thread -----------------------------------------------
-
-
-def _safely(convert: Callable[..., Any], *args: Any) -> Any:
-    """One fact of an event: if reading it fails, the event goes out without it."""
-    with capture_internal_exceptions():
-        return convert(*args)
-    return None
-
-
-def _run_name(run: Run) -> str | None:
-    if run.name:
-        return str(run.name)
-    serialized = run.serialized
-    if isinstance(serialized, Mapping):
-        name = serialized.get("name")
-        if name:
-            return str(name)
-        ids = serialized.get("id")
-        if isinstance(ids, (list, tuple)) and ids:
-            return str(ids[-1])
-    return None
-
-
-def _control_flow(error: BaseException | None) -> bool:
-    """LangGraph's interrupts and hand-offs, and a consumer leaving a stream early."""
-    if error is None:
-        return False
-    if isinstance(error, GeneratorExit):
-        return True
-    return any(
-        cls.__name__ == "GraphBubbleUp" and cls.__module__.startswith("langgraph")
-        for cls in type(error).__mro__
-    )
-
-
-def _error_fields(
-    error: BaseException | None, privacy: bool
-) -> tuple[BaseException | str | None, int | None]:
-    if error is None:
-        return None, None
-    status = http_status_of(error)
-    # An exception's message can quote the prompt; in privacy mode only its class is kept.
-    return (type(error).__name__ if privacy else error), status
-
-
-def _latency(run: Run, end: float) -> float:
-    return end - run.start
-
-
-def _step_common(
-    emitter: Emitter, run: Run, output: Any, error: BaseException | None
-) -> tuple[bool, Any, Any, Any, int | None]:
-    privacy = emitter.privacy(run.scope)
-    if _control_flow(error):
-        interrupts = getattr(error, "args", None)
-        if interrupts and not isinstance(error, GeneratorExit):
-            output = {"__interrupt__": interrupts[0]}
-        error = None
-    err, status = _error_fields(error, privacy)
-    if privacy:
-        return privacy, None, None, err, status
-    return privacy, _safely(to_state, run.inputs), _safely(to_state, output), err, status
-
-
-def _span_builder(
-    emitter: Emitter,
-    run: Run,
-    output: Any,
-    error: BaseException | None,
-    end: float,
-    max_chars: int | None,
-) -> dict[str, Any]:
-    privacy, input_state, output_state, err, status = _step_common(emitter, run, output, error)
-    if max_chars is not None and not privacy:
-        input_state = cap_strings(input_state, max_chars)
-        output_state = cap_strings(output_state, max_chars)
-    if run.kind == CHAIN:
-        span_type = run.run_type if isinstance(run.run_type, str) and run.run_type else CHAIN
-    else:
-        span_type = run.kind
-    return span_properties(
-        trace_id=run.trace.trace_id,
-        span_id=run.run_id,
-        parent_id=run.parent_span,
-        span_name=_run_name(run),
-        input_state=input_state,
-        output_state=output_state,
-        latency=_latency(run, end),
-        error=err,
-        http_status=status,
-        framework=FRAMEWORK,
-        privacy_mode=privacy,
-        span_type=span_type,
-    )
-
-
-def _trace_builder(
-    emitter: Emitter,
-    run: Run,
-    output: Any,
-    error: BaseException | None,
-    end: float,
-    max_chars: int | None,
-) -> dict[str, Any]:
-    privacy, input_state, output_state, err, _ = _step_common(emitter, run, output, error)
-    trace = run.trace
-    sent_whole, trace.sent_whole = trace.sent_whole, None  # built last: stop collecting
-    if sent_whole and max_chars is not None and not privacy:
-        # The trace does not repeat in full a long text a generation of it already sent.
-        input_state = cap_strings(input_state, max_chars, sent_whole)
-        output_state = cap_strings(output_state, max_chars, sent_whole)
-    return trace_properties(
-        trace_id=run.trace.trace_id,
-        span_name=_run_name(run),
-        input_state=input_state,
-        output_state=output_state,
-        latency=_latency(run, end),
-        error=err,
-        framework=FRAMEWORK,
-        privacy_mode=privacy,
-    )
-
-
-def _model_parameters(params: Any, metadata: Any) -> dict[str, Any]:
-    model_parameters = allowed_model_parameters(params if isinstance(params, Mapping) else None)
-    if isinstance(metadata, Mapping):
-        # LangSmith's standard params fill in what a model's invocation params leave out.
-        for ls_key, key in (
-            ("ls_temperature", "temperature"),
-            ("ls_max_tokens", "max_tokens"),
-            ("ls_stop", "stop"),
-        ):
-            value = metadata.get(ls_key)
-            if value is not None and key not in model_parameters:
-                model_parameters[key] = value
-    return model_parameters
-
-
-def _tools(params: Any) -> Any:
-    if not isinstance(params, Mapping):
-        return None
-    tools = params.get("tools") or params.get("functions")
-    if not isinstance(tools, (list, tuple)):
-        return tools
-    # Remote MCP tool definitions carry the server's credentials in headers.
-    return [
-        {k: ("[REDACTED]" if k in ("headers", "authorization") else v) for k, v in tool.items()}
-        if isinstance(tool, Mapping) and tool.get("type") == "mcp"
-        else tool
-        for tool in tools
-    ]
-
-
-def _generation_builder(
-    emitter: Emitter,
-    run: Run,
-    response: Any,
-    error: BaseException | None,
-    end: float,
-    max_chars: int | None,
-) -> dict[str, Any]:
-    privacy = emitter.privacy(run.scope)
-    params = run.params if isinstance(run.params, Mapping) else {}
-    metadata = run.metadata if isinstance(run.metadata, Mapping) else {}
-    base_url = _safely(base_url_of, run.serialized, params)
-    provider = _safely(normalise_provider, metadata.get("ls_provider"), base_url)
-    model = (_safely(served_model, response) if response is not None else None) or _safely(
-        requested_model, params, metadata
-    )
-    usage = Usage()
-    if response is not None:
-        usage = _safely(extract_usage, response, provider, model) or usage
-    streamed = run.first_token is not None or params.get("stream") is True
-    finished = run.last_token if run.last_token is not None and error is None else end
-    if _control_flow(error):
-        error = None  # the consumer stopped reading a stream: not a failed call
-    err, status = _error_fields(error, privacy)
-    input_messages = output = None
-    if not privacy:
-        convert = messages_to_dicts if run.kind == CHAT else prompts_to_dicts
-        input_messages = _safely(convert, run.inputs)
-        if response is not None:
-            output = _safely(output_choices, response) or None
-        sent_whole = run.trace.sent_whole
-        if sent_whole is not None and max_chars is not None:
-            sent_whole.extend(_safely(long_texts, input_messages, max_chars) or ())
-            sent_whole.extend(_safely(long_texts, output, max_chars) or ())
-    return generation_properties(
-        trace_id=run.trace.trace_id,
-        span_id=run.run_id,
-        parent_id=run.parent_span,
-        span_name=_run_name(run),
-        model=model,
-        provider=provider,
-        base_url=base_url,
-        model_parameters=_safely(_model_parameters, params, metadata),
-        tools=_safely(_tools, params),
-        input=input_messages,
-        output_choices=output,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_input_tokens=usage.cache_read_input_tokens,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        latency=max(0.0, finished - run.start),
-        time_to_first_token=(run.first_token - run.start) if run.first_token is not None else None,
-        stream=streamed,
-        stop_reason=_safely(stop_reason, response) if response is not None else None,
-        http_status=status if error is not None else 200,
-        error=err,
-        framework=FRAMEWORK,
-        privacy_mode=privacy,
     )

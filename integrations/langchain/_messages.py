@@ -14,7 +14,7 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
-from posthog_llm._serialize import BASE64_PLACEHOLDER, TRUNCATION_MARKER
+from posthog_llm.instrumentation import BASE64_PLACEHOLDER, TRUNCATION_MARKER
 
 __all__ = [
     "message_to_dict",

@@ -16,9 +16,10 @@ from uuid import UUID
 
 from posthog_llm.instrumentation import Observation, Scope
 
-__all__ = ["Trace", "Run", "RunMap", "CHAIN", "TOOL", "RETRIEVER", "CHAT", "LLM"]
+__all__ = ["Trace", "Run", "RunMap", "CHAIN", "TOOL", "RETRIEVER", "CHAT", "LLM", "FRAMEWORK"]
 
 CHAIN, TOOL, RETRIEVER, CHAT, LLM = "chain", "tool", "retriever", "chat", "llm"
+FRAMEWORK = "langchain"
 
 
 class Trace:

@@ -20,7 +20,6 @@ import threading
 import time
 import types
 import uuid
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,30 +29,26 @@ from posthog_llm.instrumentation import (
     GENERATION_KIND,
     SPAN,
     SPAN_KIND,
-    TRACE,
     TRACE_KIND,
     Emitter,
     close_observation,
     current_observation,
-    embedding_properties,
-    generation_properties,
     open_observation,
     report_internal_error,
-    span_properties,
-    trace_properties,
 )
 
-from . import _llm, _spans
+from . import _spans
+from ._builders import embedding_event, generation_event, span_event
+from ._lifecycle import TraceLifecycle
 from ._records import Emb, Gen, Node, StreamFrame, Trace
-from ._spans import EMBEDDING, LLM, NOISE, VISIBLE, WORKFLOW, Kind
+from ._spans import EMBEDDING, FRAMEWORK, LLM, NOISE, VISIBLE, WORKFLOW, Kind
+from ._stream_tracking import MAX_STACK_WALK
 
 __all__ = ["PostHogLlamaIndexHandler", "FRAMEWORK"]
 
-FRAMEWORK = "llama-index"
 
 _NOISE = Kind(NOISE, None, "")
 _GENERATOR_TYPES = (types.GeneratorType, types.AsyncGeneratorType)
-_MAX_STACK_WALK = 64
 _BATCH_EMBEDDING_METHODS = frozenset({"get_text_embedding_batch", "aget_text_embedding_batch"})
 _INDEX_BUILDERS = frozenset(
     {
@@ -67,7 +62,7 @@ _INDEX_BUILDERS = frozenset(
 )
 
 
-class PostHogLlamaIndexHandler:
+class PostHogLlamaIndexHandler(TraceLifecycle):
     """Turns LlamaIndex queries, chats, agent runs, LLM and embedding calls into PostHog events.
 
     Usually created and registered by `posthog_li.set_global_handler(...)`:
@@ -358,7 +353,7 @@ class PostHogLlamaIndexHandler:
         elif k >= VISIBLE:
             self._emit(
                 SPAN,
-                functools.partial(_span_event, node, _spans.snapshot_result(k, result), None, now),
+                functools.partial(span_event, node, _spans.snapshot_result(k, result), None, now),
                 trace,
             )
         self._release(trace)
@@ -405,89 +400,9 @@ class PostHogLlamaIndexHandler:
             with self._lock:
                 trace.root_done = True
         elif node.kind.kind >= VISIBLE:
-            self._emit(SPAN, functools.partial(_span_event, node, None, err, now), trace)
+            self._emit(SPAN, functools.partial(span_event, node, None, err, now), trace)
         self._release(trace)
 
-    def _release(self, trace: Trace) -> None:
-        """One thing in the trace finished; send the trace when nothing is left open."""
-        with self._lock:
-            trace.open -= 1
-            if trace.open > 0 or not trace.root_done or trace.done:
-                return
-            if trace.awaiting:
-                # A stream the response carries is still unread (or being read elsewhere).
-                if self._live_streams(trace):
-                    return
-                trace.awaiting = False
-            trace.done = True
-        self._finish_trace(trace)
-
-    # -- streams -----------------------------------------------------------------------------
-
-    def _live_streams(self, trace: Trace) -> bool:
-        frames = self._frames
-        for key in trace.streams or ():
-            entry = frames.get(key)
-            if entry is not None and entry.trace is trace and entry.frame() is not None:
-                return True
-        return False
-
-    def _remember_stream(self, gen_obj: Any, node: Node, id_: str) -> None:
-        """Remember a generator a span returned, so lazily run work finds its trace."""
-        frame = getattr(gen_obj, "gi_frame", None) or getattr(gen_obj, "ag_frame", None)
-        if frame is None:
-            return
-        trace = node.trace
-        gen = None
-        if node.span_id == id_ and node.kind.kind == LLM:
-            gen = node.gen
-            if gen is None or gen.done:
-                return
-        frames = self._frames
-        key = id(frame)
-        known = frames.get(key)
-        if (
-            known is not None
-            and known.trace is trace
-            and known.gen is gen
-            and known.frame() is frame
-        ):
-            return  # the same generator handed up through nested spans
-        entry = StreamFrame(key, trace, node.vis, gen)
-
-        def forget(ref: Any, key: int = key) -> None:  # the generator was garbage collected
-            known = frames.get(key)
-            if known is not None and known.ref is ref:
-                frames.pop(key, None)
-
-        entry.ref = weakref.ref(gen_obj, forget)
-        if len(frames) >= self.max_pending:
-            self._trim(frames)
-        frames[key] = entry
-        if gen is not None:
-            gen.frame = key
-        else:
-            with self._lock:
-                if trace.streams is None:
-                    trace.streams = []
-                trace.streams.append(key)
-
-    def _stream_origin(self, want_gen: bool = False) -> StreamFrame | None:
-        """The remembered generator this code is running inside, if any (walks the stack)."""
-        frames = self._frames
-        frame: Any = sys._getframe(2)
-        for _ in range(_MAX_STACK_WALK):
-            if frame is None:
-                return None
-            entry = frames.get(id(frame))
-            if entry is not None and entry.frame() is frame:
-                if want_gen:
-                    if entry.gen is not None and not entry.gen.done:
-                        return entry
-                elif entry.gen is None:
-                    return entry
-            frame = frame.f_back
-        return None
 
     # -- events ------------------------------------------------------------------------------
 
@@ -618,7 +533,7 @@ class PostHogLlamaIndexHandler:
         else:
             if trace.root_done and gen.response is not None:
                 trace.stream_output = gen.response  # a lazily run stream: the trace's output
-            self._emit(GENERATION, functools.partial(_generation_event, gen), trace)
+            self._emit(GENERATION, functools.partial(generation_event, gen), trace)
         self._release(trace)
 
     def _on_embedding_start(self, event: Any) -> None:
@@ -642,107 +557,9 @@ class PostHogLlamaIndexHandler:
     ) -> None:
         self._emit(
             EMBEDDING_EVENT,
-            functools.partial(_embedding_event, emb, chunks, end_event, error, now),
+            functools.partial(embedding_event, emb, chunks, end_event, error, now),
             emb.trace,
         )
-
-    # -- sending -----------------------------------------------------------------------------
-
-    def _emit(self, event: str, builder: Callable[[], dict[str, Any]], trace: Trace) -> None:
-        trace.has_events = True
-        self._emitter.emit(event, builder, trace.scope, trace_id=trace.id)
-
-    def _finish_trace(self, trace: Trace) -> None:
-        self._traces.pop(trace.key, None)
-        spans = self._spans
-        for span_id in trace.ids:
-            spans.pop(span_id, None)
-        trace.ids = []
-        if trace.streams:
-            frames = self._frames
-            for key in trace.streams:  # the trace is sent: later lazy work starts its own
-                entry = frames.get(key)
-                if entry is not None and entry.trace is trace:
-                    frames.pop(key, None)
-            trace.streams = None
-        if trace.parent is not None:
-            self._emitter.emit(
-                SPAN, functools.partial(_joined_root_event, trace), trace.scope, trace_id=trace.id
-            )
-        elif trace.emit or (trace.emit is None and trace.has_events):
-            self._emitter.emit(
-                TRACE, functools.partial(_trace_event, trace), trace.scope, trace_id=trace.id
-            )
-
-    # -- eviction ----------------------------------------------------------------------------
-
-    def _evict(self, trace: Trace) -> None:
-        """Send a trace that waited too long (an abandoned stream) with what it has."""
-        with self._lock:
-            if trace.done:
-                self._traces.pop(trace.key, None)
-                return
-            trace.done = True
-        now = time.perf_counter()
-        for span_id, gen in list(self._gens.items()):
-            if gen.trace is trace:
-                self._gens.pop(span_id, None)
-                if not gen.done:
-                    gen.done = True
-                    gen.end = gen.last or now
-                    if gen.outer is None:
-                        self._emit(GENERATION, functools.partial(_generation_event, gen), trace)
-                    if trace.root_done and gen.outer is None and gen.response is not None:
-                        trace.stream_output = gen.response
-        if trace.end is None:
-            trace.end = now
-        for key, entry in list(self._frames.items()):
-            if entry.trace is trace:
-                self._frames.pop(key, None)
-        self._finish_trace(trace)
-
-    def _sweep(self, now: float) -> None:
-        self._last_sweep = now
-        after_root = self.stream_timeout  # streams or threads outliving a finished root
-        running = max(self.stream_timeout, self.open_trace_timeout)  # the root itself still open
-        stale = [
-            t
-            for t in list(self._traces.values())
-            if now - t.last > (after_root if t.root_done else running)
-        ]
-        for trace in stale:
-            self._evict(trace)
-
-    def _ensure_sweeper(self) -> None:
-        """A daemon thread sends abandoned streams' traces even when nothing else happens."""
-        with self._sweeper_lock:
-            if self._sweeper is not None and self._sweeper.is_alive():
-                return
-            thread = threading.Thread(
-                target=self._sweep_loop, name="posthog-llm-llama-index-sweeper", daemon=True
-            )
-            self._sweeper = thread
-            thread.start()
-
-    def _sweep_loop(self) -> None:
-        while self._on:
-            self._wake.wait(max(0.05, min(self.stream_timeout / 4, 5.0)))
-            if not self._on:
-                break
-            try:
-                self._sweep(time.perf_counter())
-            except Exception as exc:
-                report_internal_error(exc)
-            with self._sweeper_lock:
-                if not any(t.root_done for t in list(self._traces.values())):
-                    self._sweeper = None  # nothing outlives its root any more
-                    return
-
-    @staticmethod
-    def _trim(mapping: dict[Any, Any]) -> None:
-        """Drop the oldest tenth of a map that hit its bound."""
-        for key in list(mapping)[: max(1, len(mapping) // 10)]:
-            mapping.pop(key, None)
 
 
 _MISSING: Any = object()
@@ -752,7 +569,7 @@ def _index_build_name() -> str | None:
     """`VectorStoreIndex.from_documents` when a batch embedding runs inside an index build."""
     frame: Any = sys._getframe(3)
     name = None
-    for _ in range(_MAX_STACK_WALK):  # the outermost builder: from_documents, not its helpers
+    for _ in range(MAX_STACK_WALK):  # the outermost builder: from_documents, not its helpers
         if frame is None:
             break
         if frame.f_code.co_name in _INDEX_BUILDERS:
@@ -762,146 +579,3 @@ def _index_build_name() -> str | None:
                 name = f"{cls.__name__}.{frame.f_code.co_name}"
         frame = frame.f_back
     return name
-
-
-# -- builders: run on the sender's worker thread -------------------------------------------------
-
-
-def _latency(start: float, end: float | None) -> float | None:
-    return None if end is None else max(0.0, end - start)
-
-
-def _span_event(node: Node, result: Any, error: BaseException | None, end: float) -> dict[str, Any]:
-    trace = node.trace
-    kind = node.kind.kind
-    privacy = trace.privacy
-    return span_properties(
-        trace_id=trace.id,
-        span_id=node.uid,
-        parent_id=node.pvis,
-        span_name=node.kind.name,
-        span_type=node.kind.span_type,
-        input_state=None if privacy else _spans.span_input(kind, node.args, node.tags),
-        output_state=None if privacy or error else _spans.span_output(kind, result),
-        latency=_latency(node.start, end),
-        error=error,
-        framework=FRAMEWORK,
-        privacy_mode=privacy,
-    )
-
-
-def _trace_event(trace: Trace) -> dict[str, Any]:
-    kind = trace.kind
-    privacy = trace.privacy
-    input_state = output_state = None
-    if not privacy and kind is not None:
-        input_state = _spans.span_input(kind.kind, trace.args, trace.tags)
-        if trace.stream_output is not None:
-            output_state = _llm.output_text(trace.stream_output)
-        if output_state is None and trace.error is None:
-            output_state = _spans.span_output(kind.kind, trace.result)
-            if output_state is trace.result and output_state is not None:
-                text = _spans.text_of(output_state)
-                output_state = text if text is not None else _safe_output(output_state)
-    return trace_properties(
-        trace_id=trace.id,
-        span_name=trace.name or (kind.name if kind is not None else None),
-        input_state=input_state,
-        output_state=output_state,
-        latency=_latency(trace.start, trace.end),
-        error=trace.error,
-        framework=FRAMEWORK,
-        privacy_mode=privacy,
-    )
-
-
-def _joined_root_event(trace: Trace) -> dict[str, Any]:
-    """The root of an operation that ran inside another trace, as an `$ai_span` of it."""
-    props = _trace_event(trace)
-    props.update(
-        span_properties(
-            trace_id=trace.id,
-            span_id=trace.key[-36:],
-            parent_id=trace.parent,
-            span_type=trace.kind.span_type if trace.kind is not None else None,
-            framework=FRAMEWORK,
-            privacy_mode=trace.privacy,
-        )
-    )
-    return props
-
-
-def _safe_output(value: Any) -> Any:
-    # A streaming response object that nobody read: no text to show, and its repr says nothing.
-    return None if _spans.is_stream(value) else value
-
-
-def _generation_event(gen: Gen) -> dict[str, Any]:
-    trace = gen.trace
-    privacy = trace.privacy
-    response = gen.response
-    usage = _llm.usage_of(response)
-    if not usage and gen.inner is not None:
-        usage = _llm.usage_of(gen.inner)
-    model = _llm.model_of(
-        gen.instance, response if response is not None else gen.inner, gen.model_dict
-    )
-    stop = _llm.stop_reason_of(response) or _llm.stop_reason_of(gen.inner)
-    if privacy:
-        input_ = output = None
-    else:
-        input_ = (
-            _llm.messages_to_input(gen.messages) if gen.chat else _llm.prompt_to_input(gen.prompt)
-        )
-        output = _llm.response_to_output(response) if gen.error is None else None
-    params = _llm.model_parameters_of(gen.instance, gen.kwargs)
-    if gen.stream:
-        params["stream"] = True
-    end = gen.last if gen.stream and gen.last is not None else gen.end
-    return generation_properties(
-        trace_id=trace.id,
-        span_id=gen.uid,
-        parent_id=gen.parent,
-        span_name=gen.name,
-        model=model,
-        provider=_llm.provider_of(gen.instance),
-        base_url=_llm.base_url_of(gen.instance),
-        model_parameters=params,
-        tools=_llm.tools_of(gen.kwargs),
-        input=input_,
-        output_choices=output,
-        latency=_latency(gen.start, end),
-        time_to_first_token=_latency(gen.start, gen.first),
-        stream=gen.stream,
-        stop_reason=stop,
-        http_status=None if gen.error is not None else 200,
-        error=gen.error,
-        framework=FRAMEWORK,
-        privacy_mode=privacy,
-        **usage,
-    )
-
-
-def _embedding_event(
-    emb: Emb, chunks: Any, end_event: Any, error: BaseException | None, end: float
-) -> dict[str, Any]:
-    trace = emb.trace
-    privacy = trace.privacy
-    instance = emb.instance
-    return embedding_properties(
-        trace_id=trace.id,
-        span_id=emb.uid,
-        parent_id=emb.parent,
-        span_name=emb.name,
-        model=_llm.embedding_model_of(instance, emb.model_dict),
-        provider=_llm.provider_of(instance),
-        base_url=_llm.base_url_of(instance),
-        input=None if privacy or chunks is None else list(chunks),
-        input_count=None if chunks is None else len(chunks),
-        input_tokens=_llm.embedding_tokens_of(end_event) if end_event is not None else None,
-        latency=_latency(emb.start, end),
-        http_status=None if error is not None else 200,
-        error=error,
-        framework=FRAMEWORK,
-        privacy_mode=privacy,
-    )

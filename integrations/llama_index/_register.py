@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from posthog_llm._optional import require
+from posthog_llm.instrumentation import require
 
 require("llama_index.core.instrumentation", "llama-index")
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "FRAMEWORK",
     "NOISE",
     "LLM",
     "EMBEDDING",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 # Kinds. Everything >= VISIBLE is emitted as an `$ai_span` (or is the trace itself).
+FRAMEWORK = "llama-index"
+
 NOISE = 0
 LLM = 1
 EMBEDDING = 2

@@ -178,12 +178,12 @@ def test_missing_langchain_core_says_which_extra_to_install():
 def test_a_fact_that_cannot_be_read_is_left_out_not_the_event(
     handler, events, monkeypatch, _fail_on_swallowed_internal_errors
 ):
-    from posthog_llm.integrations.langchain import _handler
+    from posthog_llm.integrations.langchain import _builders
 
     def broken(*args):
         raise RuntimeError("unexpected message shape")
 
-    monkeypatch.setattr(_handler, "messages_to_dicts", broken)
+    monkeypatch.setattr(_builders, "messages_to_dicts", broken)
     chain().invoke({"question": "q"}, config={"callbacks": [handler]})
 
     (generation,) = events("$ai_generation")

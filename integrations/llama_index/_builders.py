@@ -1,0 +1,162 @@
+"""Event builders for LlamaIndex: they run on the sender's worker thread.
+
+The hooks record raw references in `_records`; these functions turn them into the properties of
+`$ai_trace`, `$ai_span`, `$ai_generation` and `$ai_embedding` events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from posthog_llm.instrumentation import (
+    embedding_properties,
+    generation_properties,
+    span_properties,
+    trace_properties,
+)
+
+from . import _llm, _spans
+from ._records import Emb, Gen, Node, Trace
+from ._spans import FRAMEWORK
+
+__all__ = ["span_event", "trace_event", "joined_root_event", "generation_event", "embedding_event"]
+
+
+def _latency(start: float, end: float | None) -> float | None:
+    return None if end is None else max(0.0, end - start)
+
+
+def span_event(node: Node, result: Any, error: BaseException | None, end: float) -> dict[str, Any]:
+    trace = node.trace
+    kind = node.kind.kind
+    privacy = trace.privacy
+    return span_properties(
+        trace_id=trace.id,
+        span_id=node.uid,
+        parent_id=node.pvis,
+        span_name=node.kind.name,
+        span_type=node.kind.span_type,
+        input_state=None if privacy else _spans.span_input(kind, node.args, node.tags),
+        output_state=None if privacy or error else _spans.span_output(kind, result),
+        latency=_latency(node.start, end),
+        error=error,
+        framework=FRAMEWORK,
+        privacy_mode=privacy,
+    )
+
+
+def trace_event(trace: Trace) -> dict[str, Any]:
+    kind = trace.kind
+    privacy = trace.privacy
+    input_state = output_state = None
+    if not privacy and kind is not None:
+        input_state = _spans.span_input(kind.kind, trace.args, trace.tags)
+        if trace.stream_output is not None:
+            output_state = _llm.output_text(trace.stream_output)
+        if output_state is None and trace.error is None:
+            output_state = _spans.span_output(kind.kind, trace.result)
+            if output_state is trace.result and output_state is not None:
+                text = _spans.text_of(output_state)
+                output_state = text if text is not None else _safe_output(output_state)
+    return trace_properties(
+        trace_id=trace.id,
+        span_name=trace.name or (kind.name if kind is not None else None),
+        input_state=input_state,
+        output_state=output_state,
+        latency=_latency(trace.start, trace.end),
+        error=trace.error,
+        framework=FRAMEWORK,
+        privacy_mode=privacy,
+    )
+
+
+def joined_root_event(trace: Trace) -> dict[str, Any]:
+    """The root of an operation that ran inside another trace, as an `$ai_span` of it."""
+    props = trace_event(trace)
+    props.update(
+        span_properties(
+            trace_id=trace.id,
+            span_id=trace.key[-36:],
+            parent_id=trace.parent,
+            span_type=trace.kind.span_type if trace.kind is not None else None,
+            framework=FRAMEWORK,
+            privacy_mode=trace.privacy,
+        )
+    )
+    return props
+
+
+def _safe_output(value: Any) -> Any:
+    # A streaming response object that nobody read: no text to show, and its repr says nothing.
+    return None if _spans.is_stream(value) else value
+
+
+def generation_event(gen: Gen) -> dict[str, Any]:
+    trace = gen.trace
+    privacy = trace.privacy
+    response = gen.response
+    usage = _llm.usage_of(response)
+    if not usage and gen.inner is not None:
+        usage = _llm.usage_of(gen.inner)
+    model = _llm.model_of(
+        gen.instance, response if response is not None else gen.inner, gen.model_dict
+    )
+    stop = _llm.stop_reason_of(response) or _llm.stop_reason_of(gen.inner)
+    if privacy:
+        input_ = output = None
+    else:
+        input_ = (
+            _llm.messages_to_input(gen.messages) if gen.chat else _llm.prompt_to_input(gen.prompt)
+        )
+        output = _llm.response_to_output(response) if gen.error is None else None
+    params = _llm.model_parameters_of(gen.instance, gen.kwargs)
+    if gen.stream:
+        params["stream"] = True
+    end = gen.last if gen.stream and gen.last is not None else gen.end
+    return generation_properties(
+        trace_id=trace.id,
+        span_id=gen.uid,
+        parent_id=gen.parent,
+        span_name=gen.name,
+        model=model,
+        provider=_llm.provider_of(gen.instance),
+        base_url=_llm.base_url_of(gen.instance),
+        model_parameters=params,
+        tools=_llm.tools_of(gen.kwargs),
+        input=input_,
+        output_choices=output,
+        latency=_latency(gen.start, end),
+        time_to_first_token=_latency(gen.start, gen.first),
+        stream=gen.stream,
+        stop_reason=stop,
+        http_status=None if gen.error is not None else 200,
+        error=gen.error,
+        framework=FRAMEWORK,
+        privacy_mode=privacy,
+        **usage,
+    )
+
+
+def embedding_event(
+    emb: Emb, chunks: Any, end_event: Any, error: BaseException | None, end: float
+) -> dict[str, Any]:
+    trace = emb.trace
+    privacy = trace.privacy
+    instance = emb.instance
+    return embedding_properties(
+        trace_id=trace.id,
+        span_id=emb.uid,
+        parent_id=emb.parent,
+        span_name=emb.name,
+        model=_llm.embedding_model_of(instance, emb.model_dict),
+        provider=_llm.provider_of(instance),
+        base_url=_llm.base_url_of(instance),
+        input=None if privacy or chunks is None else list(chunks),
+        input_count=None if chunks is None else len(chunks),
+        input_tokens=_llm.embedding_tokens_of(end_event) if end_event is not None else None,
+        latency=_latency(emb.start, end),
+        http_status=None if error is not None else 200,
+        error=error,
+        framework=FRAMEWORK,
+        privacy_mode=privacy,
+    )

@@ -19,12 +19,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-try:
-    import agents.tracing as _tracing
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "openai-agents is not installed; install it with: pip install 'posthog-llm[openai-agents]'"
-    ) from exc
+from posthog_llm.instrumentation import require
+
+_tracing = require("agents.tracing", "openai-agents")
 
 from ._processor import PostHogTracingProcessor  # noqa: E402
 

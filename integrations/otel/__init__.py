@@ -15,12 +15,9 @@ conversion serves `posthog-llm serve`'s OTLP endpoint (`/v1/traces`, `/i/v0/ai/o
 
 from __future__ import annotations
 
-try:
-    import opentelemetry.sdk.trace  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "opentelemetry-sdk is not installed; install it with: pip install 'posthog-llm[otel]'"
-    ) from exc
+from posthog_llm.instrumentation import require
+
+require("opentelemetry.sdk.trace", "otel")
 
 from ._processor import PostHogSpanProcessor  # noqa: E402
 

@@ -170,7 +170,8 @@ def _common(facts: SpanFacts) -> dict[str, Any]:
 
 
 def _chat_message(message: Any) -> Any:
-    message = _plain(message)
+    if not isinstance(message, dict):
+        message = _plain(message)
     if not isinstance(message, dict):
         return message
     out: dict[str, Any] = {
@@ -195,6 +196,20 @@ def _chat_message(message: Any) -> Any:
     return out
 
 
+_PROVIDERS: dict[str, str] = {}
+
+
+def _provider(base_url: Any) -> str:
+    """The provider a base URL names, remembered: a process talks to few base URLs."""
+    key = str(base_url)
+    provider = _PROVIDERS.get(key)
+    if provider is None:
+        provider = provider_from_base_url(key)
+        if len(_PROVIDERS) < 256:
+            _PROVIDERS[key] = provider
+    return provider
+
+
 def _tool_names(names: tuple[str, ...]) -> list[dict[str, Any]] | None:
     if not names:
         return None
@@ -214,7 +229,7 @@ def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     return generation_properties(
         span_name=data.model or "generation",
         model=data.model,
-        provider=provider_from_base_url(base_url) if base_url else "openai",
+        provider=_provider(base_url) if base_url else "openai",
         base_url=base_url,
         model_parameters=dict(config) if isinstance(config, Mapping) else None,
         tools=_tool_names(facts.agent_tools),

@@ -37,6 +37,7 @@ from ._kernel import (
     close_observation,
     current_observation,
     error_text,
+    make_scope,
     open_observation,
 )
 
@@ -109,6 +110,10 @@ class PostHogTracingProcessor(TracingProcessor):
         with capture_internal_exceptions():
             outer = current_observation()
             scope = self._emitter.scope()
+            trace_id = outer.trace_id if outer is not None else trace.trace_id
+            if scope.trace_id != trace_id:
+                # Set once here: every observation of the run carries it (no merge per span).
+                scope = scope.merged(make_scope(trace_id=trace_id))
             group_id = getattr(trace, "group_id", None)
             if outer is not None:
                 run = _Run(

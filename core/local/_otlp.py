@@ -5,7 +5,8 @@ the collector fills the local store: the request is decoded with OpenTelemetry's
 classes (`opentelemetry-proto`), its spans go through the same conversion as
 `posthog_llm.integrations.otel.PostHogSpanProcessor`, and the resulting `$ai_*` events are stored
 like any capture request (same api key rule). Each request is converted on its own: a span whose
-parent came in another request keeps that parent's id.
+parent came in another request keeps that parent's id; a trace seen with AI spans in an earlier
+request keeps that request's identity, and its root becomes the `$ai_trace` when it comes later.
 
 Privacy: a span or resource attribute `posthog.privacy_mode=true` stores the trace without
 prompts, outputs or error messages; error text is always scrubbed of api keys.
@@ -17,8 +18,9 @@ import base64
 import datetime as _dt
 import json
 import sqlite3
+import threading
 import zlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 from ._ingest import BadRequest
@@ -207,6 +209,21 @@ def _event(
     return event
 
 
+# AI traces seen lately, with the identity their first request carried: exporters send a
+# long trace over several requests, and its root (often a plain HTTP span) may come last.
+_recent: OrderedDict[str, tuple[str | None, str | None, bool]] = OrderedDict()
+_recent_lock = threading.Lock()
+_RECENT_TRACES = 10_000
+
+
+def _remember(trace_id: str, identity: tuple[str | None, str | None, bool]) -> None:
+    with _recent_lock:
+        _recent[trace_id] = identity
+        _recent.move_to_end(trace_id)
+        while len(_recent) > _RECENT_TRACES:
+            _recent.popitem(last=False)
+
+
 def otlp_events(request: Any) -> list[dict[str, Any]]:
     """PostHog events (`event`, `distinct_id`, `properties`, `timestamp`) for an OTLP export."""
     assemble, convert, _ = _conversion()
@@ -220,8 +237,15 @@ def otlp_events(request: Any) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for trace_id, records in by_trace.items():
         plan = plan_trace(records)
+        known = _recent.get(trace_id)
         if plan is None:
-            continue
+            if known is None:
+                continue
+            # An AI trace seen in an earlier request: its root (if it is here) is the trace.
+            plan = assemble.TracePlan(
+                trace_id=trace_id,
+                root=next((r for r in records if r.parent_id is None or r.parent_remote), None),
+            )
         privacy = any(
             rec.attributes.get(_PRIVACY_ATTRIBUTE) is True
             or rec.resource.get(_PRIVACY_ATTRIBUTE) is True
@@ -229,6 +253,11 @@ def otlp_events(request: Any) -> list[dict[str, Any]]:
         )
         user = first_of(records, distinct_id_of)
         session = first_of(records, convert.session_id_of)
+        if known is not None:  # the same identity as the trace's earlier requests
+            user = user if user is not None else known[0]
+            session = session if session is not None else known[1]
+            privacy = privacy or known[2]
+        _remember(trace_id, (user, session, privacy))
         for rec, kind, parent_id in plan.spans:
             name, props = span_event(
                 rec,

@@ -243,3 +243,30 @@ def test_a_collector_with_an_api_key_wants_it_on_otlp_too(db_path):
         accepted = requests.post(handle.url + "/v1/traces", data=body, headers=headers, timeout=10)
         assert accepted.status_code == 200
     assert len(stored(db_path)) == 4
+
+
+def test_a_trace_sent_over_several_requests_keeps_its_identity_and_gets_its_root(server, db_path):
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span("POST /ask", attributes={"http.method": "POST"}):
+        with tracer.start_as_current_span(
+            "chat", attributes={**CHAT, "posthog.distinct_id": "user_split"}
+        ):
+            pass
+    chat, root = memory.get_finished_spans()
+    # The chat span first (a batch exporter sends what has ended), the request span later.
+    for part in ([chat], [root]):
+        response = requests.post(
+            server.url + "/v1/traces",
+            data=encode_spans(part).SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+    events = stored(db_path)
+    assert sorted(e["event"] for e in events) == ["$ai_generation", "$ai_trace"]
+    assert {e["distinct_id"] for e in events} == {"user_split"}
+    trace = [e["properties"] for e in events if e["event"] == "$ai_trace"][0]
+    assert trace["$ai_span_name"] == "POST /ask"

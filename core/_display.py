@@ -6,20 +6,35 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
-from ._events import EMBEDDING, GENERATION
+from ._events import (
+    EMBEDDING,
+    GENERATION,
+    PROP_ERROR,
+    PROP_INPUT,
+    PROP_INPUT_STATE,
+    PROP_INPUT_TOKENS,
+    PROP_IS_ERROR,
+    PROP_LATENCY,
+    PROP_MODEL,
+    PROP_OUTPUT_CHOICES,
+    PROP_OUTPUT_STATE,
+    PROP_OUTPUT_TOKENS,
+)
 
 if TYPE_CHECKING:
-    from ._store import Trace
+    from ._trace_tree import Trace
 
 __all__ = ["trace_html"]
 
 _COLORS = {"trace": "#1d4aff", "span": "#6b7280", "generation": "#f54e00", "embedding": "#0a8a4a"}
 _CONTENT = (
-    ("input", "$ai_input"),
-    ("output", "$ai_output_choices"),
-    ("input state", "$ai_input_state"),
-    ("output state", "$ai_output_state"),
+    ("input", PROP_INPUT),
+    ("output", PROP_OUTPUT_CHOICES),
+    ("input state", PROP_INPUT_STATE),
+    ("output state", PROP_OUTPUT_STATE),
 )
+# Past this depth rows stop moving right (a 10,000-deep chain would be 180,000 px wide).
+_MAX_INDENT = 30
 
 
 def _short(value: Any, limit: int = 2000) -> str:
@@ -36,23 +51,25 @@ def trace_html(trace: Trace) -> str:
         props = node.properties
         color = _COLORS.get(node.kind, "#333")
         facts = []
-        model = props.get("$ai_model")
+        if depth > _MAX_INDENT:
+            facts.append(f"depth {depth}")
+        model = props.get(PROP_MODEL)
         if node.event.get("event") in (GENERATION, EMBEDDING) and model and model != node.name:
             facts.append(html.escape(str(model)))
-        if node.event.get("event") == EMBEDDING and props.get("$ai_output_tokens") is None:
-            if props.get("$ai_input_tokens") is not None:
-                facts.append(f"{props['$ai_input_tokens']} tokens")
-        elif (
-            props.get("$ai_input_tokens") is not None or props.get("$ai_output_tokens") is not None
-        ):
+        tokens_in, tokens_out = props.get(PROP_INPUT_TOKENS), props.get(PROP_OUTPUT_TOKENS)
+        if node.event.get("event") == EMBEDDING and tokens_out is None:
+            if tokens_in is not None:
+                facts.append(f"{html.escape(str(tokens_in))} tokens")
+        elif tokens_in is not None or tokens_out is not None:
+            shown_in = "?" if tokens_in is None else tokens_in
+            shown_out = "?" if tokens_out is None else tokens_out
+            facts.append(html.escape(f"{shown_in} → {shown_out} tokens"))
+        latency = props.get(PROP_LATENCY)
+        if isinstance(latency, (int, float)) and not isinstance(latency, bool):
+            facts.append(f"{latency * 1000:.1f} ms")
+        if props.get(PROP_IS_ERROR):
             facts.append(
-                f"{props.get('$ai_input_tokens', '?')} → {props.get('$ai_output_tokens', '?')} tokens"
-            )
-        if isinstance(props.get("$ai_latency"), (int, float)):
-            facts.append(f"{props['$ai_latency'] * 1000:.1f} ms")
-        if props.get("$ai_is_error"):
-            facts.append(
-                f"<b style='color:#c00'>{html.escape(str(props.get('$ai_error') or 'error'))}</b>"
+                f"<b style='color:#c00'>{html.escape(str(props.get(PROP_ERROR) or 'error'))}</b>"
             )
         details = "".join(
             f"<details><summary>{label}</summary><pre style='white-space:pre-wrap;margin:0'>"
@@ -60,8 +77,9 @@ def trace_html(trace: Trace) -> str:
             for label, key in _CONTENT
             if key in props
         )
+        indent = min(depth, _MAX_INDENT) * 18
         rows.append(
-            f"<div style='margin-left:{depth * 18}px;padding:2px 0;border-left:3px solid {color};"
+            f"<div style='margin-left:{indent}px;padding:2px 0;border-left:3px solid {color};"
             f"padding-left:6px'><span style='color:{color};font-weight:600'>{node.kind}</span> "
             f"{html.escape(node.name)} <span style='color:#666'>{' · '.join(facts)}</span>{details}</div>"
         )

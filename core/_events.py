@@ -488,3 +488,29 @@ def strip_content(properties: dict[str, Any]) -> dict[str, Any]:
 
 def iter_ai_keys(properties: Mapping[str, Any]) -> Iterable[str]:
     return (k for k in properties if k.startswith("$ai_"))
+
+
+# -- property names, for readers (the local store, command line, viewer and its API) -----------
+# Builders above spell them in place; readers take them from here so no other module does.
+PROP_TRACE_ID = "$ai_trace_id"
+PROP_SPAN_ID = "$ai_span_id"
+PROP_PARENT_ID = "$ai_parent_id"
+PROP_SPAN_NAME = "$ai_span_name"
+PROP_SESSION_ID = "$ai_session_id"
+PROP_MODEL = "$ai_model"
+PROP_PROVIDER = "$ai_provider"
+PROP_INPUT_TOKENS = "$ai_input_tokens"
+PROP_OUTPUT_TOKENS = "$ai_output_tokens"
+PROP_CACHE_READ_INPUT_TOKENS = "$ai_cache_read_input_tokens"
+PROP_CACHE_CREATION_INPUT_TOKENS = "$ai_cache_creation_input_tokens"
+PROP_TOTAL_COST_USD = "$ai_total_cost_usd"
+PROP_LATENCY = "$ai_latency"
+PROP_IS_ERROR = "$ai_is_error"
+PROP_ERROR = "$ai_error"
+PROP_STREAM = "$ai_stream"
+PROP_TIME_TO_FIRST_TOKEN = "$ai_time_to_first_token"
+PROP_INPUT = "$ai_input"
+PROP_OUTPUT_CHOICES = "$ai_output_choices"
+PROP_INPUT_STATE = "$ai_input_state"
+PROP_OUTPUT_STATE = "$ai_output_state"
+EVENT_PREFIX = "$ai_"

@@ -1,6 +1,8 @@
-"""Reading the local store: events, trace summaries and trace trees.
+"""Reading the local store: events, trace summaries and trace trees (the SQL side).
 
-Used by the `posthog-llm` command line, the local viewer and notebooks.
+Used by the `posthog-llm` command line, the local viewer and notebooks. Trace lists and search
+read the `trace_summaries` table that the SQLite destination keeps up to date on ingest;
+rendering is in `_render` (text) and `_display` (HTML).
 
 >>> from posthog_llm import EventStore
 >>> store = EventStore(".posthog-llm/events.db")     # doctest: +SKIP
@@ -12,14 +14,24 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._events import EMBEDDING, GENERATION, SPAN, TRACE
+from ._render import describe_node
+from ._store_summary import SUMMARY_VERSION, ensure_summaries
+from ._trace_tree import Trace, TraceNode, build_tree
 from .destinations.sqlite import DEFAULT_DB_PATH, connect
 
-__all__ = ["EventStore", "TraceSummary", "TraceNode", "Trace", "default_db_path"]
+__all__ = [
+    "EventStore",
+    "TraceSummary",
+    "TraceNode",
+    "Trace",
+    "build_tree",
+    "default_db_path",
+    "describe_node",
+]
 
 
 def default_db_path() -> str:
@@ -30,6 +42,12 @@ def default_db_path() -> str:
 
 def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with its own `%`, `_` and `\\` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 @dataclass
@@ -54,111 +72,47 @@ class TraceSummary:
         return dict(self.__dict__)
 
 
-@dataclass
-class TraceNode:
-    """One event of a trace, with its children."""
-
-    event: dict[str, Any]
-    children: list[TraceNode] = field(default_factory=list)
-
-    @property
-    def kind(self) -> str:
-        return str(self.event.get("event", "")).replace("$ai_", "")
-
-    @property
-    def properties(self) -> dict[str, Any]:
-        return self.event.get("properties") or {}
-
-    @property
-    def name(self) -> str:
-        props = self.properties
-        if self.event.get("event") in (GENERATION, EMBEDDING):
-            return str(props.get("$ai_span_name") or props.get("$ai_model") or self.kind)
-        return str(props.get("$ai_span_name") or self.kind)
-
-    def walk(self, depth: int = 0) -> Iterator[tuple[int, TraceNode]]:
-        yield depth, self
-        for child in self.children:
-            yield from child.walk(depth + 1)
+_SUMMARY_SELECT = (
+    "SELECT trace_id, start, events, generations, embeddings, spans, input_tokens, "
+    "output_tokens, trace_latency, max_latency, errors, trace_name, first_name, distinct_id, "
+    "models FROM trace_summaries"
+)
+_EVENT_SELECT = "SELECT uuid, event, distinct_id, timestamp, properties FROM events"
 
 
-@dataclass
-class Trace:
-    """A trace as a tree; `str(trace)` is the indented text form, `_repr_html_` shows it in Jupyter."""
-
-    trace_id: str
-    root: TraceNode
-    events: list[dict[str, Any]]
-
-    def to_text(self) -> str:
-        return "\n".join(describe_node(node, depth) for depth, node in self.root.walk())
-
-    __str__ = to_text
-
-    def _repr_html_(self) -> str:
-        from ._display import trace_html
-
-        return trace_html(self)
-
-
-def describe_node(node: TraceNode, depth: int) -> str:
-    """One line of the tree: kind, name, model, tokens, latency, error."""
-    props = node.properties
-    parts = [("  " * depth) + ("└─ " if depth else "") + node.kind, node.name]
-    if node.event.get("event") in (GENERATION, EMBEDDING):
-        model = props.get("$ai_model")
-        provider = props.get("$ai_provider")
-        if model and model != node.name:
-            parts.append(f"model={model}")
-        elif model:
-            parts[-1] = f"model={model}"
-        if provider:
-            parts.append(f"provider={provider}")
-    tokens_in, tokens_out = props.get("$ai_input_tokens"), props.get("$ai_output_tokens")
-    if node.event.get("event") == EMBEDDING and tokens_in is not None and tokens_out is None:
-        parts.append(f"tokens={tokens_in}")
-    elif tokens_in is not None or tokens_out is not None:
-        parts.append(
-            f"tokens={tokens_in if tokens_in is not None else '?'}→{tokens_out if tokens_out is not None else '?'}"
-        )
-    latency = _num(props.get("$ai_latency"))
-    if latency is not None:
-        parts.append(f"{latency * 1000:.1f}ms")
-    if props.get("$ai_stream"):
-        ttft = _num(props.get("$ai_time_to_first_token"))
-        parts.append("stream" + (f" ttft={ttft * 1000:.1f}ms" if ttft is not None else ""))
-    if props.get("$ai_is_error"):
-        parts.append(f"ERROR {props.get('$ai_error') or ''}".rstrip())
-    return "  ".join(parts)
-
-
-def build_tree(trace_id: str, events: list[dict[str, Any]]) -> TraceNode:
-    """Nest events by `$ai_parent_id`; orphans hang from the root so nothing is hidden."""
-    root_event = next((e for e in events if e.get("event") == TRACE), None)
-    if root_event is None:
-        root_event = {
-            "event": TRACE,
-            "properties": {"$ai_trace_id": trace_id, "$ai_span_name": "trace"},
-            "synthetic": True,
-        }
-    root = TraceNode(root_event)
-    nodes: dict[str, TraceNode] = {trace_id: root}
-    ordered = [e for e in events if e is not root_event]
-    for event in ordered:
-        props = event.get("properties") or {}
-        node = TraceNode(event)
-        span_id = props.get("$ai_span_id") or event.get("uuid")
-        if span_id and span_id not in nodes:
-            nodes[str(span_id)] = node
-        event["_node"] = node
-    for event in ordered:
-        node = event.pop("_node")
-        parent_id = (event.get("properties") or {}).get("$ai_parent_id")
-        parent = nodes.get(str(parent_id)) if parent_id is not None else None
-        if parent is None or parent is node:
-            parent = root
-        parent.children.append(node)
-    return root
+def _summary(row: tuple[Any, ...]) -> TraceSummary:
+    (
+        tid,
+        start,
+        events,
+        gens,
+        embs,
+        spans,
+        tin,
+        tout,
+        tlat,
+        mlat,
+        errs,
+        tname,
+        fname,
+        did,
+        models,
+    ) = row
+    return TraceSummary(
+        trace_id=tid,
+        name=tname or fname,
+        start=start or None,
+        events=int(events),
+        generations=int(gens),
+        embeddings=int(embs),
+        spans=int(spans),
+        input_tokens=int(tin),
+        output_tokens=int(tout),
+        latency=_num(tlat if tlat is not None else mlat),
+        errors=int(errs),
+        distinct_id=did,
+        models=list(json.loads(models)),
+    )
 
 
 class EventStore:
@@ -178,6 +132,8 @@ class EventStore:
                 raise FileNotFoundError(
                     f"{self.path} is not a posthog-llm database (no events table)"
                 )
+            if int(self._conn.execute("PRAGMA user_version").fetchone()[0]) < SUMMARY_VERSION:
+                ensure_summaries(self._conn)  # a store written by an older version: once
 
     def close(self) -> None:
         self._conn.close()
@@ -202,16 +158,20 @@ class EventStore:
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
-    def events(
+    def iter_events(
         self,
         *,
         limit: int | None = None,
         trace_id: str | None = None,
         event: str | None = None,
+        since: str | None = None,
         newest_first: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Events in time order (`{event, distinct_id, properties, timestamp, uuid}`)."""
-        sql = "SELECT uuid, event, distinct_id, timestamp, properties FROM events"
+    ) -> Generator[dict[str, Any], None, None]:
+        """Events in time order, read lazily: constant memory however large the store is.
+
+        `since` is an ISO 8601 UTC timestamp (as stored: `2025-01-30T12:00:00+00:00`).
+        """
+        sql = _EVENT_SELECT
         where: list[str] = []
         args: list[Any] = []
         if trace_id is not None:
@@ -220,87 +180,111 @@ class EventStore:
         if event is not None:
             where.append("event = ?")
             args.append(event)
+        if since is not None:
+            where.append("timestamp >= ?")
+            args.append(since)
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY timestamp " + ("DESC" if newest_first else "ASC") + ", rowid"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        return [self._row(r) for r in self._conn.execute(sql, args)]
+        cursor = self._conn.execute(sql, args)
+        try:
+            while True:
+                batch = cursor.fetchmany(500)
+                if not batch:
+                    return
+                for row in batch:
+                    yield self._row(row)
+        finally:
+            try:
+                cursor.close()
+            except sqlite3.ProgrammingError:  # the store was closed before the generator
+                pass
 
-    def traces(self, *, limit: int | None = 100, search: str | None = None) -> list[TraceSummary]:
-        """Trace summaries, newest first. `search` matches trace id, distinct id or model."""
-        args: list[Any] = []
-        having = ""
-        if search:
-            like = f"%{search}%"
-            having = (
-                " HAVING trace_id LIKE ? OR SUM(distinct_id LIKE ?) > 0"
-                " OR SUM(COALESCE(json_extract(properties, '$.\"$ai_model\"'), '') LIKE ?) > 0"
-                " OR SUM(COALESCE(json_extract(properties, '$.\"$ai_span_name\"'), '') LIKE ?) > 0"
+    def events(
+        self,
+        *,
+        limit: int | None = None,
+        trace_id: str | None = None,
+        event: str | None = None,
+        since: str | None = None,
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Events in time order (`{event, distinct_id, properties, timestamp, uuid}`)."""
+        return list(
+            self.iter_events(
+                limit=limit,
+                trace_id=trace_id,
+                event=event,
+                since=since,
+                newest_first=newest_first,
             )
-            args = [like, like, like, like]
-        sql = f"""
-            SELECT trace_id,
-                   MIN(timestamp) AS start,
-                   COUNT(*) AS events,
-                   SUM(event = '{GENERATION}'), SUM(event = '{EMBEDDING}'), SUM(event = '{SPAN}'),
-                   COALESCE(SUM(json_extract(properties, '$."$ai_input_tokens"')), 0),
-                   COALESCE(SUM(CASE WHEN event = '{GENERATION}'
-                       THEN json_extract(properties, '$."$ai_output_tokens"') END), 0),
-                   MAX(CASE WHEN event = '{TRACE}' THEN json_extract(properties, '$."$ai_latency"') END),
-                   MAX(json_extract(properties, '$."$ai_latency"')),
-                   SUM(COALESCE(json_extract(properties, '$."$ai_is_error"'), 0) IN (1, 'true')),
-                   MAX(CASE WHEN event = '{TRACE}' THEN json_extract(properties, '$."$ai_span_name"') END),
-                   MIN(json_extract(properties, '$."$ai_span_name"')),
-                   MAX(distinct_id),
-                   GROUP_CONCAT(DISTINCT json_extract(properties, '$."$ai_model"'))
-            FROM events
-            WHERE trace_id IS NOT NULL
-            GROUP BY trace_id
-            {having}
-            ORDER BY start DESC
+        )
+
+    def traces(
+        self,
+        *,
+        limit: int | None = 100,
+        search: str | None = None,
+        before: tuple[str, str] | None = None,
+    ) -> list[TraceSummary]:
+        """Trace summaries, newest first. `search` matches trace id, distinct id, name or model.
+
+        `before=(start, trace_id)` of the last row of a page gives the next page.
         """
+        where: list[str] = []
+        args: list[Any] = []
+        table = "trace_summaries"
+        if search:
+            # Scan the narrow search table in start order, then fetch the page's summaries.
+            table = "trace_search"
+            where.append("search LIKE ? ESCAPE '\\'")
+            args.append(_like(search))
+        if before is not None:
+            where.append("(start < ? OR (start = ? AND trace_id < ?))")
+            args.extend([before[0], before[0], before[1]])
+        sql = f"SELECT trace_id FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY start DESC, trace_id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        out = []
-        for row in self._conn.execute(sql, args):
-            (
-                trace_id,
-                start,
-                events,
-                gens,
-                embs,
-                spans,
-                tin,
-                tout,
-                trace_latency,
-                max_latency,
-                errors,
-                trace_name,
-                any_name,
-                distinct_id,
-                models,
-            ) = row
-            out.append(
-                TraceSummary(
-                    trace_id=trace_id,
-                    name=trace_name or any_name,
-                    start=start,
-                    events=int(events),
-                    generations=int(gens or 0),
-                    embeddings=int(embs or 0),
-                    spans=int(spans or 0),
-                    input_tokens=int(tin or 0),
-                    output_tokens=int(tout or 0),
-                    latency=_num(trace_latency if trace_latency is not None else max_latency),
-                    errors=int(errors or 0),
-                    distinct_id=distinct_id,
-                    models=sorted(m for m in (models or "").split(",") if m),
-                )
+        if not search:
+            sql = sql.replace(
+                "SELECT trace_id FROM", _SUMMARY_SELECT.replace("FROM trace_summaries", "FROM"), 1
             )
-        return out
+            return [_summary(row) for row in self._conn.execute(sql, args)]
+        ids = [row[0] for row in self._conn.execute(sql, args)]
+        found: dict[str, TraceSummary] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(f"{_SUMMARY_SELECT} WHERE trace_id IN ({marks})", chunk):
+                found[row[0]] = _summary(row)
+        return [found[i] for i in ids if i in found]
+
+    def count_traces(self, search: str | None = None) -> int:
+        """How many traces there are (matching `search`, when given)."""
+        if search:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM trace_search WHERE search LIKE ? ESCAPE '\\'",
+                (_like(search),),
+            ).fetchone()
+        else:
+            row = self._conn.execute("SELECT COUNT(*) FROM trace_summaries").fetchone()
+        return int(row[0])
+
+    def trace_ids_with_prefix(self, prefix: str, limit: int = 20) -> list[str]:
+        """Trace ids starting with `prefix` (at most `limit`), via the summary's primary key."""
+        rows = self._conn.execute(
+            "SELECT trace_id FROM trace_summaries WHERE trace_id >= ? AND trace_id < ? "
+            "ORDER BY trace_id LIMIT ?",
+            (prefix, prefix + "\U0010ffff", int(limit)),
+        )
+        return [r[0] for r in rows]
 
     def trace(self, trace_id: str) -> Trace | None:
         """The trace as a tree, or None when the store has no event of it."""
@@ -309,6 +293,6 @@ class EventStore:
             return None
         return Trace(trace_id=trace_id, root=build_tree(trace_id, events), events=events)
 
-
-def open_store(path: str | None) -> sqlite3.Connection:  # pragma: no cover - convenience
-    return connect(path or default_db_path(), create=False)
+    def connection(self) -> sqlite3.Connection:
+        """The underlying SQLite connection (read it, do not write through it)."""
+        return self._conn

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+from .._store_summary import ensure_summaries, update_summaries
 from ._base import RetryableError
 
 __all__ = ["SQLiteDestination", "connect", "ensure_schema", "DEFAULT_DB_PATH"]
@@ -51,6 +52,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_SCHEMA)
+            ensure_summaries(conn)  # trace summaries kept on ingest; built once for old stores
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
@@ -73,16 +75,38 @@ def event_row(raw: bytes) -> tuple[Any, ...]:
     )
 
 
+def _new_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows whose uuid is neither stored yet nor repeated earlier in the batch."""
+    seen: set[Any] = set()
+    uuids = [row[0] for row in rows if row[0] is not None]
+    for start in range(0, len(uuids), 500):
+        chunk = uuids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        seen.update(
+            r[0] for r in conn.execute(f"SELECT uuid FROM events WHERE uuid IN ({marks})", chunk)
+        )
+    fresh = []
+    for row in rows:
+        if row[0] is None or row[0] not in seen:
+            fresh.append(row)
+            if row[0] is not None:
+                seen.add(row[0])
+    return fresh
+
+
 def insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     # INSERT OR IGNORE on the uuid key: a batch retried after a lost answer is stored once.
+    # Only the rows that are new go into the trace summaries, in the same transaction.
     conn.execute("BEGIN IMMEDIATE")
     try:
+        new_rows = _new_rows(conn, rows)
         conn.executemany(
             "INSERT OR IGNORE INTO events "
             "(uuid, event, distinct_id, timestamp, trace_id, properties, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            new_rows,
         )
+        update_summaries(conn, new_rows)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -8,13 +8,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..destinations.sqlite import connect, event_row, insert_events
 from ._api import Reader
 from ._auth import bearer_token, is_loopback, key_matches
-from ._ingest import BadRequest, decode_body, key_of, normalize_event, split_payload
+from ._budget import DEFAULT_BUDGET_BYTES, MemoryBudget
+from ._ingest import BadRequest, decode_body, key_of, normalize_event, peek_keys, split_payload
 from ._static import load_static
 from .pricing import PricingTable
 
@@ -33,12 +35,17 @@ class App:
         max_body_bytes: int,
         pricing: PricingTable,
         log: Callable[[str], None] | None,
+        cors_origins: Iterable[str] = (),
+        budget_bytes: int | None = None,
     ) -> None:
         self.db = db
         self.api_key = api_key
         self.remote = not is_loopback(host)
         self.bound_host = host.strip("[]").lower()
         self.max_body_bytes = max_body_bytes
+        # Raw bodies, inflated bytes and parsed JSON of all requests at once stay within this.
+        self.budget = MemoryBudget(budget_bytes or max(DEFAULT_BUDGET_BYTES, 4 * max_body_bytes))
+        self.cors_origins = frozenset(o.strip().rstrip("/").lower() for o in cors_origins)
         self.reader = Reader(db, pricing)
         self.static = load_static()
         self.log = log
@@ -53,15 +60,52 @@ class App:
     def key_ok(self, key: str | None) -> bool:
         return key_matches(key, self.api_key)
 
-    def ingest(self, raw: bytes, *, headers: Any, query: dict[str, str]) -> int:
+    def origin_allowed(self, origin: str) -> bool:
+        """Whether a browser page from `origin` may post events: loopback, or --cors-origin."""
+        if "*" in self.cors_origins:
+            return True
+        name = origin.strip().rstrip("/").lower()
+        if name in self.cors_origins:
+            return True
+        host = urlsplit(name).hostname if "://" in name else None
+        return bool(host) and is_loopback(host or "")
+
+    def _authenticate_first(self, raw: bytes, headers: Any, query: dict[str, str]) -> None:
+        """With an api key configured, refuse a stranger before decompressing or parsing."""
+        outer = query.get("token") or query.get("api_key")
+        outer = outer or bearer_token(headers.get("Authorization") or "")
+        if outer:
+            keys = [outer]
+        else:
+            keys = peek_keys(
+                raw,
+                content_type=headers.get("Content-Type") or "",
+                content_encoding=headers.get("Content-Encoding") or "",
+                query=query,
+            )
+        if not keys or not all(self.key_ok(k) for k in keys):
+            raise BadRequest("invalid or missing project api key for this collector", status=401)
+
+    def ingest(
+        self,
+        raw: bytes,
+        *,
+        headers: Any,
+        query: dict[str, str],
+        reserve: Callable[[int], None] | None = None,
+    ) -> int:
         """Decode, check and store one capture request; returns the number of events."""
+        if self.api_key is not None:
+            self._authenticate_first(raw, headers, query)
         payload = decode_body(
             raw,
             content_type=headers.get("Content-Type") or "",
             content_encoding=headers.get("Content-Encoding") or "",
             query=query,
             limit=self.max_body_bytes,
+            reserve=reserve,
         )
+        del raw
         items, batch_key = split_payload(payload)
         request_key = batch_key or query.get("token") or query.get("api_key")
         if not request_key:
@@ -77,10 +121,17 @@ class App:
                 )
             events.append(normalize_event(item, now=now))
         if events:
-            rows = [
-                event_row(json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode())
-                for e in events
-            ]
+            try:
+                rows = [
+                    event_row(json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode())
+                    for e in events
+                ]
+            except UnicodeEncodeError:
+                # JSON's "\ud800" escapes decode to lone surrogates, which are not text.
+                raise BadRequest(
+                    "an event has a lone surrogate (like \\ud800) in a string; send valid "
+                    "UTF-16 pairs or replace it"
+                ) from None
             with self._lock:
                 insert_events(self._conn, rows)
                 self.stored += len(rows)

@@ -1,8 +1,9 @@
 """The HTTP side of `posthog-llm serve`: one request handler that routes SDK traffic to the
 collector and GETs to the viewer, and the threading server it runs in.
 
-SDK paths (capture, flags, remote config) answer CORS requests from any origin; viewer paths
-check the Host name on loopback and the project api key otherwise (see `_auth`).
+SDK paths (capture, flags, remote config) answer CORS requests from loopback origins and those
+given with --cors-origin; viewer paths check the Host name on loopback and the project api key
+otherwise (see `_auth`). Capture bodies are decoded within a shared memory budget (`_budget`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .._version import __version__
 from ._api import answer
 from ._app import App
 from ._auth import host_allowed, viewer_secret
+from ._budget import Reservation
 from ._ingest import BadRequest
 from ._otlp import OTLP_PATHS, receive_otlp
 from ._static import PAGE_HEADERS, is_page
@@ -59,7 +61,8 @@ class Handler(BaseHTTPRequestHandler):
 
     @property
     def app(self) -> App:
-        return self.server.app  # type: ignore[attr-defined]
+        app: App = self.server.app  # type: ignore[attr-defined]
+        return app
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # http.server's access log is noise; capture requests are logged in _capture
@@ -94,11 +97,27 @@ class Handler(BaseHTTPRequestHandler):
         self._json(status, {"type": "validation_error", "detail": message}, headers)
 
     def _cors(self) -> dict[str, str]:
+        origin = self.headers.get("Origin")
+        if origin is not None and not self.app.origin_allowed(origin):
+            return {"Vary": "Origin"}  # no CORS grant: the browser keeps the answer from the page
         return {
-            "Access-Control-Allow-Origin": self.headers.get("Origin") or "*",
+            "Access-Control-Allow-Origin": origin or "*",
             "Access-Control-Allow-Credentials": "true",
             "Vary": "Origin",
         }
+
+    def _write_allowed(self) -> bool:
+        """Whether this capture request may store events, as far as browsers are concerned.
+
+        A web page can post to localhost without any CORS preflight (a text/plain POST, an
+        image's GET), so the page's Origin is checked on the request itself: loopback pages
+        and --cors-origin ones only. Servers and SDKs outside browsers send no Origin.
+        """
+        origin = self.headers.get("Origin")
+        if origin is not None:
+            return self.app.origin_allowed(origin)
+        site = (self.headers.get("Sec-Fetch-Site") or "").lower()
+        return site != "cross-site" or "*" in self.app.cors_origins
 
     def _route(self) -> tuple[str, dict[str, str]]:
         parts = urlsplit(self.path)
@@ -106,8 +125,8 @@ class Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         return path, query
 
-    def _read_body(self) -> bytes | None:
-        """The request body, or None after answering 411/400/413 for it."""
+    def _read_body(self, reservation: Reservation | None = None) -> bytes | None:
+        """The request body, or None after answering 411/400/413/503 for it."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self.close_connection = True
             self._error(411, "send the body with a Content-Length (chunked bodies are not read)")
@@ -125,6 +144,14 @@ class Handler(BaseHTTPRequestHandler):
             self._drain(length)
             self._error(413, f"body of {length} bytes is larger than the {limit} byte limit")
             return None
+        if reservation is not None:
+            try:
+                reservation.grow(length)  # before reading: 40 clients cannot flood memory
+            except BadRequest as exc:
+                self._drain(length)
+                extra = {"Retry-After": "1"} if exc.status == 503 else {}
+                self._error(exc.status, str(exc), {**self._cors(), **extra})
+                return None
         return self.rfile.read(length)
 
     def _drain(self, length: int) -> None:
@@ -177,6 +204,12 @@ class Handler(BaseHTTPRequestHandler):
         if not is_sdk_path(path):
             self._error(404, f"no endpoint at {path}")
             return
+        origin = self.headers.get("Origin")
+        if origin is not None and not self.app.origin_allowed(origin):
+            self._error(
+                403, f"origin {origin!r} may not send events here (start with --cors-origin)"
+            )
+            return
         headers = self._cors()
         headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
         headers["Access-Control-Allow-Headers"] = (
@@ -188,8 +221,17 @@ class Handler(BaseHTTPRequestHandler):
     # -- capture -------------------------------------------------------------------------------
 
     def _capture_side(self, method: str, path: str, query: dict[str, str]) -> None:
+        reservation = Reservation(self.app.budget)
+        try:
+            self._capture(method, path, query, reservation)
+        finally:
+            reservation.release()
+
+    def _capture(
+        self, method: str, path: str, query: dict[str, str], reservation: Reservation
+    ) -> None:
         if method == "POST":
-            raw = self._read_body()
+            raw = self._read_body(reservation)
             if raw is None:
                 return
         elif "data" in query:  # posthog-js's GET fallback: ?data=<base64 JSON>
@@ -205,12 +247,25 @@ class Handler(BaseHTTPRequestHandler):
         if method not in ("GET", "POST"):
             self._error(405, f"{path} accepts POST")
             return
+        if not self._write_allowed():
+            origin = self.headers.get("Origin") or "a cross-site page"
+            if self.app.log:
+                self.app.log(f"{method} {path} -> 403: refused events from {origin}")
+            self._error(
+                403,
+                f"events from {origin!r} are not accepted: only pages on loopback origins may "
+                "post here unless the collector runs with --cors-origin ORIGIN",
+            )
+            return
         try:
-            count = self.app.ingest(raw, headers=self.headers, query=query)
+            count = self.app.ingest(
+                raw, headers=self.headers, query=query, reserve=reservation.grow
+            )
         except BadRequest as exc:
             if self.app.log:
                 self.app.log(f"{method} {path} -> {exc.status}: {exc}")
-            self._error(exc.status, str(exc), self._cors())
+            extra = {"Retry-After": "1"} if exc.status == 503 else {}
+            self._error(exc.status, str(exc), {**self._cors(), **extra})
             return
         except sqlite3.OperationalError as exc:
             self._error(503, f"the local store is busy: {exc}", {"Retry-After": "1"})
@@ -287,6 +342,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 resets connections when 40 clients send at once
     app: App
 
     def server_bind(self) -> None:

@@ -14,8 +14,10 @@ import binascii
 import datetime as _dt
 import json
 import math
+import re
 import uuid as _uuid
 import zlib
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,6 +29,8 @@ __all__ = [
     "key_of",
     "normalize_event",
     "parse_timestamp",
+    "parse_weight",
+    "peek_keys",
     "split_payload",
 ]
 
@@ -44,19 +48,56 @@ class BadRequest(Exception):
 # -- request bodies ----------------------------------------------------------------------------
 
 
-def _inflate(raw: bytes, limit: int, wbits: int) -> bytes:
-    """Decompress gzip/zlib members without ever holding more than `limit` bytes (zip bombs)."""
+_CHUNK = 1 << 20
+# How much of a body is unpacked to find its api key before the whole of it is.
+KEY_PEEK_BYTES = 64 * 1024
+
+
+class _Prefix(Exception):
+    """Internal: the first `limit` bytes were wanted and are here."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _inflate(
+    raw: bytes,
+    limit: int,
+    wbits: int,
+    reserve: Callable[[int], None] | None = None,
+    prefix: bool = False,
+) -> bytes:
+    """Decompress gzip/zlib members a megabyte at a time, never past `limit` (zip bombs).
+
+    Each megabyte is reserved with `reserve` before it is kept. With `prefix=True` the first
+    `limit` bytes are returned (raised as _Prefix) instead of refusing a larger body.
+    """
     out = bytearray()
     data = raw
     while data:
         inflater = zlib.decompressobj(wbits)
-        try:
-            out += inflater.decompress(data, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise BadRequest(f"body is not valid compressed data: {exc}") from None
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise BadRequest(f"decompressed body is larger than the {limit} byte limit", status=413)
+        pending = data
+        while True:
+            step = min(_CHUNK, limit + 1 - len(out))
+            try:
+                piece = inflater.decompress(pending, step)
+            except zlib.error as exc:
+                raise BadRequest(f"body is not valid compressed data: {exc}") from None
+            if reserve is not None:
+                reserve(2 * len(piece))  # the growing buffer, then its copy
+            out += piece
+            if len(out) > limit:
+                if prefix:
+                    raise _Prefix(bytes(out[:limit]))
+                raise BadRequest(
+                    f"decompressed body is larger than the {limit} byte limit", status=413
+                )
+            pending = inflater.unconsumed_tail
+            if inflater.eof or not pending:
+                break
         if not inflater.eof:
+            if prefix:
+                raise _Prefix(bytes(out))
             raise BadRequest("compressed body is truncated")
         data = inflater.unused_data.lstrip(b"\0")
     return bytes(out)
@@ -85,25 +126,17 @@ def _b64decode(text: str) -> bytes | None:
     return None
 
 
-def decode_body(
+def _unpack(
     raw: bytes,
     *,
-    content_type: str = "",
-    content_encoding: str = "",
-    query: dict[str, str] | None = None,
-    limit: int = DEFAULT_MAX_BODY_BYTES,
-) -> Any:
-    """The JSON value of a capture request body, however an SDK packed it.
-
-    Handles plain JSON, gzip (header, magic bytes or `?compression=gzip-js`), deflate, the
-    form body `data=<base64 JSON>` and bare base64 JSON (`?compression=base64`).
-
-    >>> decode_body(b'{"event": "e"}')
-    {'event': 'e'}
-    >>> decode_body(b"data=eyJldmVudCI6ICJlIn0%3D", content_type="application/x-www-form-urlencoded")
-    {'event': 'e'}
-    """
-    query = query or {}
+    content_type: str,
+    content_encoding: str,
+    query: dict[str, str],
+    limit: int,
+    reserve: Callable[[int], None] | None,
+    prefix: bool,
+) -> bytes:
+    """The JSON text of a body (decompressed, form and base64 layers removed)."""
     compression = query.get("compression", "").lower()
     encoding = content_encoding.lower().strip()
     if (
@@ -111,32 +144,117 @@ def decode_body(
         or compression in ("gzip", "gzip-js")
         or raw[:2] == b"\x1f\x8b"
     ):
-        raw = _inflate(raw, limit, 16 + zlib.MAX_WBITS)
+        raw = _inflate(raw, limit, 16 + zlib.MAX_WBITS, reserve, prefix)
     elif encoding == "deflate":
-        raw = _inflate(raw, limit, zlib.MAX_WBITS if raw[:1] == b"\x78" else -zlib.MAX_WBITS)
+        wbits = zlib.MAX_WBITS if raw[:1] == b"\x78" else -zlib.MAX_WBITS
+        raw = _inflate(raw, limit, wbits, reserve, prefix)
     elif encoding not in ("", "identity"):
         raise BadRequest(f"unsupported Content-Encoding {content_encoding!r} (use gzip)")
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise BadRequest("body is neither UTF-8 JSON nor gzip") from None
+    text = raw.strip()
     # curl -d sends JSON as application/x-www-form-urlencoded unless told otherwise.
     is_form = content_type.lower().startswith("application/x-www-form-urlencoded")
-    if text.startswith("data=") or (is_form and text[:1] not in ("{", "[")):
-        form = parse_qs(text, keep_blank_values=True)
+    if text.startswith(b"data=") or (is_form and text[:1] not in (b"{", b"[")):
+        try:
+            form = parse_qs(text.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise BadRequest("body is neither UTF-8 JSON nor gzip") from None
         if "data" not in form:
             raise BadRequest("form body has no data= field (posthog-js sends data=<base64 JSON>)")
-        text = form["data"][0].strip()
+        text = form["data"][0].strip().encode("utf-8")
+    if text[:1] and text[:1] not in b"{[":
+        # posthog-js `compression=base64` and older SDKs send base64-encoded JSON.
+        try:
+            decoded = _b64decode(text.decode("ascii"))
+        except UnicodeDecodeError:
+            decoded = None
+        if decoded is not None and decoded[:2] == b"\x1f\x8b":
+            decoded = _inflate(decoded, limit, 16 + zlib.MAX_WBITS, reserve, prefix)
+        if decoded is not None and decoded.lstrip()[:1] in (b"{", b"["):
+            return decoded
+    return text
+
+
+_KEY_PATTERN = re.compile(rb'"(?:api_key|token)"\s*:\s*"([^"\\]{1,512})"')
+
+
+def peek_keys(
+    raw: bytes,
+    *,
+    content_type: str = "",
+    content_encoding: str = "",
+    query: dict[str, str] | None = None,
+) -> list[str]:
+    """The api keys (`"api_key"`/`"token"` values) in the first 64 KiB of a body's JSON text.
+
+    Unpacks only that much, so a collector with an api key can refuse a stranger's body before
+    decompressing or parsing the whole of it. SDKs put the key first (posthog-python, our
+    Client) or in each event's first properties (posthog-js).
+    """
+    try:
+        head = _unpack(
+            raw,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            query=query or {},
+            limit=KEY_PEEK_BYTES,
+            reserve=None,
+            prefix=True,
+        )
+    except _Prefix as cut:
+        head = cut.data
+    return [m.decode("utf-8", "replace") for m in _KEY_PATTERN.findall(head[:KEY_PEEK_BYTES])]
+
+
+def decode_body(
+    raw: bytes,
+    *,
+    content_type: str = "",
+    content_encoding: str = "",
+    query: dict[str, str] | None = None,
+    limit: int = DEFAULT_MAX_BODY_BYTES,
+    reserve: Callable[[int], None] | None = None,
+) -> Any:
+    """The JSON value of a capture request body, however an SDK packed it.
+
+    Handles plain JSON, gzip (header, magic bytes or `?compression=gzip-js`), deflate, the
+    form body `data=<base64 JSON>` and bare base64 JSON (`?compression=base64`). With
+    `reserve`, each inflated megabyte and the parse's estimated memory are reserved first.
+
+    >>> decode_body(b'{"event": "e"}')
+    {'event': 'e'}
+    >>> decode_body(b"data=eyJldmVudCI6ICJlIn0%3D", content_type="application/x-www-form-urlencoded")
+    {'event': 'e'}
+    """
+    text = _unpack(
+        raw,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        query=query or {},
+        limit=limit,
+        reserve=reserve,
+        prefix=False,
+    )
     if not text:
         raise BadRequest('empty body: send a JSON event, a {"batch": [...]} object or a list')
-    if text[0] not in "{[":
-        # posthog-js `compression=base64` and older SDKs send base64-encoded JSON.
-        decoded = _b64decode(text)
-        if decoded is not None and decoded[:2] == b"\x1f\x8b":
-            decoded = _inflate(decoded, limit, 16 + zlib.MAX_WBITS)
-        if decoded is not None and decoded.lstrip()[:1] in (b"{", b"["):
-            return _loads(decoded, "base64-decoded body")
-    return _loads(text, "body")
+    if reserve is not None:
+        reserve(parse_weight(text))
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is neither UTF-8 JSON nor gzip") from None
+    return _loads(decoded, "body")
+
+
+def parse_weight(text: bytes) -> int:
+    """A generous estimate of the memory json.loads and storing need for this JSON text.
+
+    Python objects dwarf their JSON: `{}` is 2 bytes of text and ~64 bytes as a dict, so
+    containers, strings and separators are counted apart from the text itself.
+    """
+    # Measured: a body of long strings peaks near 8x its size on its way into the store (the
+    # text, the parsed value, the normalised event, its JSON and the row are alive at once).
+    containers = text.count(b"{") + text.count(b"[")
+    return 8 * len(text) + 72 * containers + 32 * text.count(b'"') + 16 * text.count(b",")
 
 
 # -- events ------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Union
 
+from ._prices_package import package_available, package_label, package_price
+
 __all__ = [
     "ModelPrice",
     "PricingTable",
@@ -39,7 +41,7 @@ __all__ = [
 PRICING_ENV = "POSTHOG_LLM_PRICING"
 
 # A path to a JSON file, an already parsed table, or a PricingTable.
-PricingSource = Union[str, os.PathLike, Mapping[str, Any], "PricingTable"]
+PricingSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "PricingTable"]
 
 _PER_TOKENS = 1_000_000
 # What may follow a family name in a dated or tagged snapshot: "-2024-08-06", ":free", "@001".
@@ -55,6 +57,7 @@ class ModelPrice:
     cache_read: float | None = None
     cache_write: float | None = None
     provider: str | None = None
+    source: str | None = None  # where the price came from: "bundled 2025-10-01", a file, a package
 
 
 def _price(value: Any, what: str) -> float:
@@ -63,7 +66,9 @@ def _price(value: Any, what: str) -> float:
     return float(value)
 
 
-def _parse_models(data: Mapping[str, Any], origin: str) -> dict[str, ModelPrice]:
+def _parse_models(
+    data: Mapping[str, Any], origin: str, source: str | None = None
+) -> dict[str, ModelPrice]:
     models = data.get("models", data)
     if not isinstance(models, Mapping):
         raise ValueError(f"{origin}: 'models' must be an object of model name -> prices")
@@ -84,6 +89,7 @@ def _parse_models(data: Mapping[str, Any], origin: str) -> dict[str, ModelPrice]
             input=_price(entry["input"], f"{where} input"),
             output=_price(entry["output"], f"{where} output"),
             provider=str(provider).lower() if provider else None,
+            source=source or origin,
             **optional,
         )
     return out
@@ -107,9 +113,23 @@ def _candidates(model: str) -> list[str]:
 class PricingTable:
     """Model prices with snapshot-aware lookup. Build one with `load_pricing()`."""
 
-    def __init__(self, models: Mapping[str, ModelPrice], as_of: str | None = None) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, ModelPrice],
+        as_of: str | None = None,
+        source: str | None = None,
+        *,
+        package: bool = False,
+    ) -> None:
         self.models = dict(models)
         self.as_of = as_of
+        # Where the table came from, for display: "bundled table (2025-10-01) + prices.json".
+        self.source = source or (f"bundled table ({as_of})" if as_of else "bundled table")
+        # The maintained genai-prices data, when installed: before the bundled table, after
+        # the user's own prices.
+        self.package = package and package_available()
+        if self.package:
+            self.source = f"{package_label()}, then {self.source}"
         # Longest names first, so "gpt-4o-mini-2024-07-18" finds "gpt-4o-mini", not "gpt-4o".
         self._by_length = sorted(self.models, key=len, reverse=True)
         self._cache: dict[str, tuple[str, ModelPrice] | None] = {}
@@ -118,25 +138,46 @@ class PricingTable:
         return f"<PricingTable {len(self.models)} models, as of {self.as_of}>"
 
     def lookup(self, model: str | None) -> tuple[str, ModelPrice] | None:
-        """`(table name, prices)` for a model name, or None when the table does not know it."""
+        """`(table name, prices)` for a model name, or None when no source knows it.
+
+        The user's prices first, then genai-prices (when installed), then the bundled table.
+        """
         if not model or not isinstance(model, str):
             return None
         if model in self._cache:
             return self._cache[model]
-        found = None
-        for name in _candidates(model):
-            if name in self.models:
-                found = (name, self.models[name])
-                break
-            for known in self._by_length:
-                if name.startswith(known) and name[len(known)] in _SNAPSHOT_SEPARATORS:
-                    found = (known, self.models[known])
-                    break
-            if found:
-                break
+        found = self._table_lookup(model)
+        if self.package and (found is None or found[1].source in (None, _BUNDLED_SOURCE[0])):
+            maintained = package_price(model)
+            exact = found[0] if found is not None and found[0] in _candidates(model) else None
+            if maintained is not None and exact is not None and maintained["name"] != exact:
+                # The table names this very model while the package matched another one (it
+                # prices gemini-1.5-flash-8b as gemini-1.5-flash): the exact name wins.
+                maintained = None
+            if maintained is not None:
+                found = (
+                    maintained["name"],
+                    ModelPrice(
+                        input=maintained["input"],
+                        output=maintained["output"],
+                        cache_read=maintained["cache_read"],
+                        cache_write=maintained["cache_write"],
+                        provider=maintained["provider"],
+                        source=package_label(),
+                    ),
+                )
         if len(self._cache) < 10_000:
             self._cache[model] = found
         return found
+
+    def _table_lookup(self, model: str) -> tuple[str, ModelPrice] | None:
+        for name in _candidates(model):
+            if name in self.models:
+                return (name, self.models[name])
+            for known in self._by_length:
+                if name.startswith(known) and name[len(known)] in _SNAPSHOT_SEPARATORS:
+                    return (known, self.models[known])
+        return None
 
     def estimate(
         self,
@@ -175,12 +216,13 @@ class PricingTable:
             "output_cost_usd": round(output_cost, 10),
             "total_cost_usd": round(input_cost + output_cost, 10),
             "as_of": self.as_of,
+            "price_source": price.source,
         }
 
 
-def _read(source: PricingSource) -> tuple[dict[str, ModelPrice], str | None, bool]:
+def _read(source: PricingSource) -> tuple[dict[str, ModelPrice], str | None, bool, str]:
     if isinstance(source, PricingTable):
-        return dict(source.models), source.as_of, True
+        return dict(source.models), source.as_of, True, source.source
     if isinstance(source, Mapping):
         data, origin = source, "pricing"
     else:
@@ -195,26 +237,46 @@ def _read(source: PricingSource) -> tuple[dict[str, ModelPrice], str | None, boo
     if not isinstance(data, Mapping):
         raise ValueError(f"{origin}: expected a JSON object")
     as_of = data.get("as_of")
-    return _parse_models(data, origin), str(as_of) if as_of else None, bool(data.get("replace"))
+    label = os.path.basename(origin) if origin != "pricing" else "pricing= mapping"
+    return (
+        _parse_models(data, origin, label),
+        str(as_of) if as_of else None,
+        bool(data.get("replace")),
+        label,
+    )
 
 
 def _bundled() -> tuple[dict[str, ModelPrice], str | None]:
     text = resources.files(__package__).joinpath("pricing.json").read_text(encoding="utf-8")
     data = json.loads(text)
-    return _parse_models(data, "bundled pricing.json"), data.get("as_of")
+    as_of = data.get("as_of")
+    _BUNDLED_SOURCE[0] = f"bundled table ({as_of})"
+    return _parse_models(data, "bundled pricing.json", _BUNDLED_SOURCE[0]), as_of
 
 
-def load_pricing(source: PricingSource | None = None, *, use_env: bool = True) -> PricingTable:
+# The bundled table's source label, as its prices carry it (set when the table is read).
+_BUNDLED_SOURCE: list[str | None] = [None]
+
+
+def load_pricing(
+    source: PricingSource | None = None,
+    *,
+    use_env: bool = True,
+    package: bool = True,
+) -> PricingTable:
     """The bundled table, updated by `$POSTHOG_LLM_PRICING` and then by `source`.
 
     A file or mapping adds or replaces models; with `"replace": true` it replaces the whole
-    table. Raises ValueError for a missing or malformed file.
+    table (and genai-prices is not consulted). With `package=True` (the default) and the
+    `genai-prices` package installed, its maintained prices come before the bundled table's.
+    Raises ValueError for a missing or malformed file.
 
     >>> table = load_pricing({"models": {"my-model": {"input": 1, "output": 2}}})
     >>> table.estimate("my-model", 1_000_000, 0)["total_cost_usd"]
     1.0
     """
     models, as_of = _bundled()
+    sources = [f"bundled table ({as_of})"]
     layers: list[PricingSource] = []
     env_path = os.environ.get(PRICING_ENV, "").strip() if use_env else ""
     if env_path:
@@ -222,12 +284,13 @@ def load_pricing(source: PricingSource | None = None, *, use_env: bool = True) -
     if source is not None:
         layers.append(source)
     for layer in layers:
-        extra, extra_as_of, replace = _read(layer)
+        extra, extra_as_of, replace, label = _read(layer)
         if replace:
-            models = {}
+            models, sources, package = {}, [], False
         models.update(extra)
+        sources.append(label)
         as_of = extra_as_of or as_of
-    return PricingTable(models, as_of)
+    return PricingTable(models, as_of, " + ".join(sources), package=package)
 
 
 _default_lock = threading.Lock()

@@ -18,12 +18,13 @@ Capture: `POST /batch/`, `/capture/`, `/e/`, `/i/v0/e/`, `/i/v0/ai/batch/` with 
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._store import default_db_path
@@ -121,12 +122,16 @@ def start_server(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     pricing: PricingSource | None = None,
     log: Callable[[str], None] | None = None,
+    cors_origins: Iterable[str] = (),
+    budget_bytes: int | None = None,
 ) -> ServerHandle:
     """Start the collector and viewer on a background thread; `port=0` picks a free port.
 
     Loopback only unless `allow_remote=True`, which also requires a project api key
     (`api_key` or `POSTHOG_API_KEY`); only events carrying that key are then accepted, and the
     viewer asks for it as an HTTP Basic password. An `api_key` given on loopback is enforced too.
+    Browser pages may post events from loopback origins and from `cors_origins` ("*": any).
+    `budget_bytes` bounds the memory all capture requests may use at once while decoding.
     Raises ServeError when it cannot start.
     """
     path = os.fspath(db) if db else default_db_path()
@@ -156,7 +161,14 @@ def start_server(
         raise ServeError(str(exc)) from None
     try:
         app = App(
-            path, api_key=key, host=host, max_body_bytes=max_body_bytes, pricing=table, log=log
+            path,
+            api_key=key,
+            host=host,
+            max_body_bytes=max_body_bytes,
+            pricing=table,
+            log=log,
+            cors_origins=cors_origins,
+            budget_bytes=budget_bytes,
         )
     except (OSError, sqlite3.Error) as exc:
         raise ServeError(f"cannot open the local store {path}: {exc}") from None
@@ -165,6 +177,11 @@ def start_server(
         server = server_class((host.strip("[]"), int(port)), Handler)
     except (OSError, OverflowError) as exc:
         app.close()
+        if getattr(exc, "errno", None) == errno.EADDRINUSE:
+            raise ServeError(
+                f"port {port} on {host} is already in use (another posthog-llm serve?); "
+                f"pick another with --port {int(port) + 1 if int(port) else 8011}"
+            ) from None
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
     server.app = app
@@ -193,9 +210,28 @@ def _mask(key: str) -> str:
     return key[:4] + "…" if len(key) > 8 else "…"
 
 
+def _return_large_buffers_to_the_os() -> None:
+    """Make glibc serve every buffer over 128 KiB with its own mapping, freed back at once.
+
+    By default glibc raises that threshold after each large free, so request bodies of mixed
+    sizes then come from the heap and fragment it: 40 concurrent clients left a 350 MB peak
+    instead of 125 MB. Only for the `serve` process, which is ours alone.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc (musl, …): nothing to tune
+
+
 def serve(args: Any) -> int:
     """`posthog-llm serve`: run until Ctrl+C. `args` has host, port, db, allow_remote, api_key."""
     db = getattr(args, "db", None) or default_db_path()
+    _return_large_buffers_to_the_os()
     max_mb = getattr(args, "max_body_mb", None)
     quiet = bool(getattr(args, "quiet", False))
 
@@ -214,6 +250,7 @@ def serve(args: Any) -> int:
             ),
             pricing=getattr(args, "pricing", None),
             log=None if quiet else log,
+            cors_origins=getattr(args, "cors_origin", None) or (),
         )
     except ServeError as exc:
         print(f"posthog-llm: error: {exc}", file=sys.stderr)

@@ -88,8 +88,8 @@ def test_show_prints_an_indented_tree(db, capsys):
     assert out[0].startswith("trace") and "RunnableSequence" in out[0]
     span_line = next(i for i, line in enumerate(out) if "ChatPromptTemplate" in line)
     gen_line = next(i for i, line in enumerate(out) if "gpt-4o-mini" in line)
-    indent = lambda s: len(s) - len(s.lstrip())  # noqa: E731
-    assert indent(out[gen_line]) > indent(out[span_line]) > 0
+    assert out[span_line].startswith("└─ span")
+    assert out[gen_line].startswith("   └─ generation")  # under the span, drawn as a tree
     assert "tokens=12→30" in out[gen_line] and "400.0ms" in out[gen_line]
     assert main(["show", "trace-2", "--db", db]) == 0
     assert "ERROR RuntimeError: rate limited" in capsys.readouterr().out
@@ -107,7 +107,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
         (["traces", "--db", "/definitely/not/here.db"], "no posthog-llm database"),
         (["show", "nope", "--db", "/definitely/not/here.db"], "no posthog-llm database"),
         (["frobnicate"], "invalid choice"),
-        (["traces", "--limit", "many"], "invalid int value"),
+        (["traces", "--limit", "many"], "expected a whole number"),
+        (["events", "--limit", "0"], "expected a number >= 1"),
+        (["events", "--since", "yesterday-ish", "--db", "/definitely/not/here.db"], "--since"),
     ],
 )
 def test_bad_arguments_give_one_line_and_nonzero_exit(args, needle):
@@ -169,3 +171,98 @@ def test_embedding_tokens_and_model_named_generation_render_once(tmp_path):
     assert "tokens=22" in text and "tokens=22→" not in text
     html = trace._repr_html_()
     assert html.count("gpt-x") == 1 and "posthog-llm-trace" in html
+
+
+def test_events_default_lines_are_readable_and_filter(db, capsys):
+    assert main(["events", "--db", db]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4
+    assert all(not line.startswith("{") for line in lines)
+    gen = next(line for line in lines if "gpt-4o-mini" in line)
+    assert "generation" in gen and "trace=trace-1" in gen and "tokens=12→30" in gen
+    assert main(["events", "--db", db, "--trace", "trace-2", "--json"]) == 0
+    (only,) = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(only)["properties"]["$ai_trace_id"] == "trace-2"
+    assert main(["events", "--db", db, "--event", "generation", "--limit", "1", "--json"]) == 0
+    (first,) = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(first)["event"] == "$ai_generation"
+    assert main(["events", "--db", db, "--event", "$ai_span", "--json"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
+    assert main(["events", "--db", db, "--since", "1h", "--json"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    assert main(["events", "--db", db, "--since", "2999-01-01"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no events match" in captured.err
+
+
+def test_parse_since_accepts_durations_and_iso_times():
+    import datetime as dt
+
+    from posthog_llm.cli import CommandError, parse_since
+
+    now = dt.datetime(2025, 1, 30, 12, 0, tzinfo=dt.timezone.utc)
+    assert parse_since("10m", now=now) == "2025-01-30T11:50:00+00:00"
+    assert parse_since("1d", now=now) == "2025-01-29T12:00:00+00:00"
+    assert parse_since("30s", now=now) == "2025-01-30T11:59:30+00:00"
+    assert parse_since("2025-01-30T14:00+02:00") == "2025-01-30T12:00:00+00:00"
+    assert parse_since("2025-01-30T12:00Z") == "2025-01-30T12:00:00+00:00"
+    with pytest.raises(CommandError, match="duration ago"):
+        parse_since("soon")
+
+
+def test_show_accepts_a_unique_prefix_and_explains_an_ambiguous_one(db, capsys):
+    assert main(["show", "trace-1"[:7], "--db", db]) == 0
+    assert "RunnableSequence" in capsys.readouterr().out
+    result = _cli("show", "trace-", "--db", db)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "'trace-' matches 2 traces" in line and "trace-1" in line
+
+
+def test_traces_search_without_match_says_so(db, capsys):
+    assert main(["traces", "--db", db, "--search", "no-such-thing"]) == 0
+    assert "no traces match 'no-such-thing'" in capsys.readouterr().out
+    assert main(["traces", "--db", db, "--search", "claude"]) == 0
+    out = capsys.readouterr().out
+    assert "trace-2" in out and "trace-1" not in out
+
+
+@pytest.mark.parametrize("command", ["events", "traces", "show", "serve", "demo"])
+def test_every_command_has_a_description_and_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and f"posthog-llm {command}" in text.split("examples:")[1]
+    description = text.split("\n\n")[1]
+    assert len(description.split()) >= 8  # a sentence, not just the usage line
+
+
+def test_events_piped_to_head_exits_quietly_on_a_large_store(tmp_path):
+    from posthog_llm.destinations.sqlite import connect, insert_events
+
+    path = str(tmp_path / "big.db")
+    conn = connect(path)
+    rows = [
+        (
+            f"u{i}",
+            "$ai_generation",
+            "d",
+            f"2025-01-01T00:00:{i % 60:02d}.{i:06d}+00:00",
+            f"t{i // 10}",
+            json.dumps({"$ai_trace_id": f"t{i // 10}", "$ai_model": "m", "$ai_input": "x" * 200}),
+            0.0,
+        )
+        for i in range(50_000)
+    ]
+    insert_events(conn, rows)
+    conn.close()
+    head = subprocess.run(
+        f"{sys.executable} -m posthog_llm events --db {path} | head -n 3",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert len(head.stdout.splitlines()) == 3
+    assert "Traceback" not in head.stderr and "BrokenPipe" not in head.stderr, head.stderr

@@ -127,7 +127,7 @@ def test_paths_without_trailing_slash_and_the_get_fallback(server, db_path):
     assert {"/batch", "/capture", "/e", "/i/v0/e", "/i/v0/ai/batch"} <= CAPTURE_PATHS
 
 
-def test_posthog_js_shape_flags_and_cors(server, db_path):
+def test_posthog_js_shape_flags_and_cors_from_a_loopback_page(server, db_path):
     # posthog-js: token and distinct_id inside properties, an offset instead of a timestamp.
     event = {
         "event": "$pageview",
@@ -136,20 +136,20 @@ def test_posthog_js_shape_flags_and_cors(server, db_path):
     }
     preflight = requests.options(
         server.url + "/e/",
-        headers={"Origin": "http://app.test", "Access-Control-Request-Method": "POST"},
+        headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"},
         timeout=10,
     )
     assert preflight.status_code == 204
-    assert preflight.headers["Access-Control-Allow-Origin"] == "http://app.test"
+    assert preflight.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     response = requests.post(
         server.url + "/e/",
         params={"compression": "gzip-js", "ip": "1"},
         data=gzip.compress(json.dumps([event]).encode()),
-        headers={"Origin": "http://app.test", "Content-Type": "text/plain"},
+        headers={"Origin": "http://localhost:3000", "Content-Type": "text/plain"},
         timeout=10,
     )
     assert response.status_code == 200
-    assert response.headers["Access-Control-Allow-Origin"] == "http://app.test"
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     flags = requests.post(server.url + "/flags/?v=2", json={"token": "phc_js"}, timeout=10)
     assert flags.status_code == 200 and flags.json()["featureFlags"] == {}
     config = requests.get(server.url + "/array/phc_js/config", timeout=10)

@@ -74,7 +74,7 @@ def test_bundled_table_is_dated_and_covers_the_common_models():
     ],
 )
 def test_snapshots_and_wrapped_names_match_their_family(model, family):
-    assert default_pricing().lookup(model)[0] == family
+    assert load_pricing(use_env=False, package=False).lookup(model)[0] == family
 
 
 @pytest.mark.parametrize("model", ["gpt-40", "gpt-4o2", "my-llama", "", None, "claude"])
@@ -199,3 +199,38 @@ def test_cost_is_never_sent_to_posthog(posthog_server):
     (event,) = posthog_server.events
     assert event["properties"]["$ai_model"] == "gpt-4o"
     assert not [k for k in event["properties"] if "cost" in k]
+
+
+def test_genai_prices_fills_in_models_the_bundled_table_lacks(monkeypatch):
+    pytest.importorskip("genai_prices")
+    table = load_pricing(use_env=False)
+    assert table.source.startswith("genai-prices ") and "bundled table" in table.source
+    cost = table.estimate("gpt-5.1", 1_000_000, 0)
+    assert cost is not None and cost["total_cost_usd"] == 1.25
+    assert cost["price_source"].startswith("genai-prices ")
+    # An exact bundled name the package would match to another model keeps its own price.
+    assert table.lookup("gemini-1.5-flash-8b")[1].input == 0.0375
+    # The user's own price wins over both.
+    mine = load_pricing({"models": {"gpt-5.1": {"input": 9, "output": 9}}}, use_env=False)
+    assert mine.estimate("gpt-5.1", 1_000_000, 0)["total_cost_usd"] == 9.0
+    # Turned off: back to the bundled table alone.
+    monkeypatch.setenv("POSTHOG_LLM_PRICES_PACKAGE", "0")
+    off = load_pricing(use_env=False)
+    assert off.estimate("gpt-5.1", 1000, 0) is None and off.source.startswith("bundled table")
+
+
+def test_where_a_price_came_from_is_in_the_api(server):
+    client = Client(api_key="phc_local_test", host=server.url, flush_interval=0.05)
+    client.capture(
+        "$ai_generation",
+        distinct_id="u",
+        properties={"$ai_trace_id": "src", "$ai_model": "gpt-4o", "$ai_input_tokens": 10},
+    )
+    assert client.flush(10)
+    client.shutdown(5)
+    info = requests.get(server.url + "/api/info", timeout=10).json()
+    assert "bundled table (" in info["pricing_source"]
+    node = requests.get(server.url + "/api/traces/src", timeout=10).json()["nodes"][1]
+    assert node["cost"]["source"] == "estimate" and node["cost"]["price_source"]
+    listed = requests.get(server.url + "/api/traces", timeout=10).json()
+    assert listed["pricing_source"] == info["pricing_source"]

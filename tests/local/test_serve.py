@@ -71,7 +71,9 @@ def test_cli_reports_a_port_in_use(tmp_path, capsys, db_path):
     with start_server(db_path) as running:
         code = main(["serve", "--port", str(running.port), "--db", str(tmp_path / "e.db")])
     assert code == 1
-    assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"port {running.port} on 127.0.0.1 is already in use" in err
+    assert f"--port {running.port + 1}" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

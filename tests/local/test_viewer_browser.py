@@ -224,7 +224,12 @@ def test_viewer_trace_with_hostile_content_and_the_dashboard(
     assert not browser.find_elements(By.CSS_SELECTOR, "main img, main script")
 
     browser.find_element(By.ID, "nav-dashboard").click()
-    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart-svg")) == 3)
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart-svg")) == 8)
+    captions = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "figcaption")]
+    assert "Errors by model" in captions and "Estimated cost over time" in captions
+    per_model = browser.find_element(By.ID, "per-model").text
+    errors_by_model = per_model.split("Errors by model")[1].split()
+    assert errors_by_model[errors_by_model.index("claude-3-5-sonnet-202…") + 1] == "1"
     table = browser.find_element(By.ID, "models-table")
     assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 4
     assert "claude-3-5-sonnet-20241022" in table.text
@@ -243,7 +248,7 @@ def test_viewer_trace_with_hostile_content_and_the_dashboard(
     browser.find_element(By.ID, "nav-events").click()
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#events-table tbody tr")) == 6)
     browser.back()
-    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart-svg")) == 3)
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart-svg")) == 8)
     assert severe_console_messages(browser) == []
 
 
@@ -331,3 +336,95 @@ def test_posthog_js_in_the_browser_delivers_to_the_collector(browser, server, db
     assert not [line for line in server_log if "-> 4" in line or "-> 5" in line]
     # The remote config and flags answers keep posthog-js free of console errors.
     assert severe_console_messages(browser) == []
+
+
+def test_viewer_pages_searches_and_opens_a_deep_trace_in_a_large_store(browser, tmp_path):
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from gen_store import generate  # the bench's generator, at a test's size
+    from posthog_llm.local.server import start_server
+
+    db = str(tmp_path / "large.db")
+    generate(db, traces=3_000, days=2, deep=2_000)
+    with start_server(db) as server:
+        browser.get(server.url + "/")
+        wait(
+            browser,
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#traces-table tbody tr")) == 200,
+        )
+        assert browser.find_element(By.ID, "trace-count").text == "200 of 3,001 traces"
+        browser.find_element(By.ID, "load-more").click()
+        wait(
+            browser,
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#traces-table tbody tr")) == 400,
+        )
+        assert browser.find_element(By.ID, "trace-count").text == "400 of 3,001 traces"
+        wait(browser, lambda d: "3,001 traces" in d.find_element(By.ID, "info").text)
+
+        search = browser.find_element(By.ID, "search")
+        search.send_keys("trace-000123")
+        wait(browser, lambda d: d.find_element(By.ID, "trace-count").text == "10 traces")
+        assert "search=trace-000123" in browser.current_url
+        browser.refresh()  # the search survives a reload: it is in the URL
+        wait(browser, lambda d: d.find_element(By.ID, "trace-count").text == "10 traces")
+        assert browser.find_element(By.ID, "search").get_attribute("value") == "trace-000123"
+
+        browser.get(server.url + "/trace/deep-chain")
+        tree = wait(browser, ec.presence_of_element_located((By.ID, "trace-tree")), timeout=60)
+        rows = tree.find_elements(By.CSS_SELECTOR, ".tree-row[data-kind]")
+        assert len(rows) == 2_001
+        last = rows[-1].get_attribute("textContent")
+        assert "level 1999" in last and "L2000" in last
+
+        # The open trace follows new events.
+        from posthog_llm.destinations.sqlite import connect, insert_events
+
+        conn = connect(db)
+        insert_events(
+            conn,
+            [
+                (
+                    "late-1",
+                    "$ai_span",
+                    "deep-user",
+                    "2099-01-01T00:00:00+00:00",
+                    "deep-chain",
+                    json.dumps({"$ai_trace_id": "deep-chain", "$ai_span_name": "late arrival"}),
+                    0.0,
+                )
+            ],
+        )
+        conn.close()
+        wait(browser, lambda d: "late arrival" in d.find_element(By.ID, "trace-tree").text, 20)
+        assert browser.find_element(By.ID, "trace-events").text == "2,001"
+
+        # The trace list and the header follow a new trace too.
+        browser.get(server.url + "/")
+        wait(browser, lambda d: d.find_element(By.ID, "trace-count").text == "200 of 3,001 traces")
+        conn = connect(db)
+        props = {"$ai_trace_id": "brand-new", "$ai_span_name": "just arrived"}
+        insert_events(
+            conn,
+            [
+                (
+                    "new-1",
+                    "$ai_trace",
+                    "u",
+                    "2099-01-02T00:00:00+00:00",
+                    "brand-new",
+                    json.dumps(props),
+                    0.0,
+                )
+            ],
+        )
+        conn.close()
+        wait(
+            browser,
+            lambda d: d.find_element(By.ID, "trace-count").text == "200 of 3,002 traces",
+            20,
+        )
+        wait(browser, lambda d: "3,002 traces" in d.find_element(By.ID, "info").text, 20)
+        first = browser.find_element(By.CSS_SELECTOR, "#traces-table tbody tr")
+        assert "just arrived" in first.text
+        assert severe_console_messages(browser) == []

@@ -151,9 +151,12 @@
       const el = document.getElementById("info");
       clear(el);
       append(el, [
-        fmtInt(info.events) + " events in ",
+        h("span", { id: "info-events", text: fmtInt(info.events) + " events" }),
+        " · ",
+        h("span", { id: "info-traces", text: fmtInt(info.traces) + " traces" }),
+        " in ",
         h("code", { text: info.db }),
-        info.pricing_as_of ? " · prices as of " + info.pricing_as_of : "",
+        info.pricing_source ? h("span", { class: "muted", title: "Where estimated prices come from", text: " · prices: " + info.pricing_source }) : "",
       ]);
     } catch (e) {
       /* the header line is optional */
@@ -182,6 +185,11 @@
       document.getElementById("nav-" + id).classList.toggle("active", id === name);
     }
   }
+
+  // The header's counts follow new events whatever page is shown.
+  setInterval(() => {
+    if (document.visibilityState === "visible") loadInfo();
+  }, 3000);
 
   function route() {
     routeToken += 1;
@@ -216,42 +224,89 @@
 
   // -- traces list ---------------------------------------------------------------------------
 
+  const PAGE = 200;
+
   function tracesPage(search) {
     document.title = "Traces · posthog-llm";
     const input = h("input", {
       type: "search",
       id: "search",
       class: "search",
-      placeholder: "Search trace id, distinct id or model…",
+      placeholder: "Search trace id, distinct id, span name or model…",
       "aria-label": "Search traces",
       autocomplete: "off",
       value: search,
     });
     const count = h("span", { class: "muted", id: "trace-count" });
     const body = h("div", { id: "traces-body" }, h("p", { class: "muted", text: "Loading…" }));
+    const more = h("button", { type: "button", id: "load-more", class: "load-more", text: "Load more" });
+    more.hidden = true;
     clear(app).appendChild(
-      h("section", { class: "page" }, h("div", { class: "toolbar" }, h("h1", { text: "Traces" }), input, count), body)
+      h("section", { class: "page" }, h("div", { class: "toolbar" }, h("h1", { text: "Traces" }), input, count), body, more)
     );
     const token = routeToken;
     let current = search;
-    const load = async () => {
-      const data = await api("/api/traces?limit=200&search=" + encodeURIComponent(current));
-      if (token !== routeToken) return;
-      count.textContent = data.traces.length + (data.traces.length === 1 ? " trace" : " traces");
-      clear(body).appendChild(data.traces.length ? tracesTable(data.traces) : emptyTraces(current));
+    let shown = [];
+    let total = 0;
+    let cursor = null;
+    const showCount = () => {
+      count.textContent = shown.length === total
+        ? fmtInt(total) + (total === 1 ? " trace" : " traces")
+        : fmtInt(shown.length) + " of " + fmtInt(total) + " traces";
+      more.hidden = !cursor;
     };
+    const render = () => {
+      clear(body).appendChild(shown.length ? tracesTable(shown) : emptyTraces(current));
+      showCount();
+    };
+    const query = (limit, after) =>
+      "/api/traces?limit=" + limit + "&search=" + encodeURIComponent(current) + (after ? "&cursor=" + encodeURIComponent(after) : "");
+    // The first pages are fetched again on each poll (new traces appear on top, open ones
+    // update); past 1000 loaded rows only the count is refreshed.
+    const load = async () => {
+      const wanted = Math.min(Math.max(PAGE, shown.length), 1000);
+      const searched = current;
+      const data = await api(query(wanted, null));
+      if (token !== routeToken || searched !== current) return;
+      total = data.total;
+      if (shown.length <= 1000) {
+        shown = data.traces;
+        cursor = data.next_cursor;
+        render();
+      } else {
+        showCount();
+      }
+    };
+    const loadMore = async () => {
+      if (!cursor) return;
+      more.disabled = true;
+      try {
+        const data = await api(query(PAGE, cursor));
+        if (token !== routeToken) return;
+        const seen = new Set(shown.map((t) => t.trace_id));
+        shown = shown.concat(data.traces.filter((t) => !seen.has(t.trace_id)));
+        total = data.total;
+        cursor = data.next_cursor;
+        render();
+      } finally {
+        more.disabled = false;
+      }
+    };
+    more.addEventListener("click", () => loadMore().catch(showError));
     let debounce = null;
     input.addEventListener("input", () => {
       clearTimeout(debounce);
       debounce = setTimeout(() => {
         current = input.value.trim();
+        shown = [];
+        cursor = null;
         const url = current ? "/?search=" + encodeURIComponent(current) : "/";
         history.replaceState(null, "", url);
         load().catch(showError);
       }, 200);
     });
     load().catch(showError);
-    keepFresh(load, 5);
+    keepFresh(load, 3);
   }
 
   function emptyTraces(search) {
@@ -307,12 +362,25 @@
       return;
     }
     if (token !== routeToken) return;
+    renderTrace(data, null);
+    // An open trace follows new events: re-drawn when its event count changes.
+    keepFresh(async () => {
+      const fresh = await api("/api/traces/" + encodeURIComponent(traceId));
+      if (token !== routeToken || fresh.events === data.events) return;
+      const current = document.querySelector(".tree-row.selected");
+      const uuid = current ? data.nodes[Number(current.dataset.index)].uuid : null;
+      data = fresh;
+      renderTrace(data, uuid);
+    }, 3);
+  }
+
+  function renderTrace(data, selectedUuid) {
     // A trace without a $ai_trace event (a bare OpenAI call) is named after its first event.
     const first = data.nodes[0];
     const title = first && first.synthetic && data.nodes[1] ? data.nodes[1].name : data.name || "trace";
     document.title = title + " · posthog-llm";
     const detail = h("aside", { class: "detail", id: "detail" });
-    const tree = traceTree(data, detail);
+    const tree = traceTree(data, detail, selectedUuid);
     const header = h(
       "div",
       { class: "trace-head" },
@@ -327,7 +395,7 @@
         fact("Duration", fmtDuration(isNum(data.start) && isNum(data.end) ? data.end - data.start : null)),
         fact("Tokens", fmtInt(data.input_tokens) + " → " + fmtInt(data.output_tokens)),
         fact("Est. cost", fmtCost(data.cost_usd)),
-        fact("Events", data.events),
+        fact("Events", h("span", { id: "trace-events", text: fmtInt(data.events) })),
         fact("Models", (data.models || []).join(", ") || "—")
       )
     );
@@ -348,12 +416,12 @@
     return bits.join(" · ");
   }
 
-  function traceTree(data, detail) {
+  function traceTree(data, detail, selectedUuid) {
     const nodes = data.nodes;
     const starts = nodes.map((n) => n.start).filter(isNum);
     const ends = nodes.map((n) => n.end).filter(isNum);
-    const t0 = starts.length ? Math.min(...starts) : 0;
-    const t1 = ends.length ? Math.max(...ends) : t0;
+    const t0 = starts.length ? starts.reduce((a, b) => Math.min(a, b)) : 0;
+    const t1 = ends.length ? ends.reduce((a, b) => Math.max(a, b)) : t0;
     const span = Math.max(t1 - t0, 1e-6);
     const collapsed = new Set();
     const rows = [];
@@ -375,15 +443,13 @@
 
     const hasChildren = (index) => index + 1 < nodes.length && nodes[index + 1].parent === index;
 
+    // Nodes come parent first, so one pass decides (linear even for a 10,000-deep chain).
     const refreshVisibility = () => {
+      const hidden = new Array(nodes.length).fill(false);
       nodes.forEach((node, index) => {
-        let parent = node.parent;
-        let hidden = false;
-        while (parent !== null && parent !== undefined) {
-          if (collapsed.has(parent)) hidden = true;
-          parent = nodes[parent].parent;
-        }
-        rows[index].hidden = hidden;
+        const parent = node.parent;
+        hidden[index] = parent !== null && parent !== undefined && (hidden[parent] || collapsed.has(parent));
+        rows[index].hidden = hidden[index];
       });
     };
 
@@ -406,7 +472,9 @@
         node.is_error ? h("span", { class: "err-pill", text: "error" }) : null,
         h("span", { class: "node-facts", text: nodeFacts(node) })
       );
-      label.style.paddingLeft = node.depth * 18 + 4 + "px";
+      // Past 30 levels the indent stops growing; the depth is shown instead.
+      label.style.paddingLeft = Math.min(node.depth, 30) * 18 + 4 + "px";
+      if (node.depth > 30) label.insertBefore(h("span", { class: "depth muted small", text: "L" + node.depth + " " }), label.children[1]);
       const bar = h("div", { class: "bar kind-" + node.kind + (node.is_error ? " is-error" : "") });
       if (isNum(node.start) && isNum(node.end)) {
         bar.style.left = ((node.start - t0) / span) * 100 + "%";
@@ -432,9 +500,10 @@
       h("div", { class: "tree-row tree-header" }, h("div", { class: "tree-label", text: "Span" }), h("div", { class: "lane" }, axis)),
       rows
     );
-    // Start on the first generation: that is what people usually came to read.
+    // Keep the row selected before a refresh; else start on the first generation.
+    const kept = selectedUuid ? nodes.findIndex((n) => n.uuid === selectedUuid) : -1;
     const first = nodes.findIndex((n) => n.kind === "generation");
-    select(first >= 0 ? first : 0);
+    select(kept >= 0 ? kept : first >= 0 ? first : 0);
     return container;
   }
 
@@ -511,7 +580,9 @@
     add("Cache read tokens", isNum(p.$ai_cache_read_input_tokens) ? fmtInt(p.$ai_cache_read_input_tokens) : null);
     add("Reasoning tokens", isNum(p.$ai_reasoning_tokens) ? fmtInt(p.$ai_reasoning_tokens) : null);
     if (node.cost) {
-      const source = node.cost.source === "estimate" ? " (estimate, " + node.cost.model + " prices" + (node.cost.as_of ? " as of " + node.cost.as_of : "") + ")" : " (sent with the event)";
+      const source = node.cost.source === "estimate"
+        ? " (estimate, " + node.cost.model + " prices from " + (node.cost.price_source || "the price table") + ")"
+        : " (sent with the event)";
       add("Cost", fmtCost(node.cost.total_cost_usd) + source);
     }
     add("HTTP status", p.$ai_http_status);
@@ -590,9 +661,18 @@
     const charts = h(
       "div",
       { class: "charts" },
-      chart("Average latency", data, models, color, "latency_avg", fmtDuration, "line"),
-      chart("Tokens (in + out)", data, models, color, "tokens", fmtInt, "bars"),
-      chart("Estimated cost", data, models, color, "cost_usd", fmtCost, "bars")
+      chart("Estimated cost over time", data, models, color, "cost_usd", fmtCost, "bars"),
+      chart("Tokens (in + out) over time", data, models, color, "tokens", fmtInt, "bars"),
+      chart("Average latency over time", data, models, color, "latency_avg", fmtDuration, "line"),
+      chart("Errors over time", data, models, color, "errors", fmtInt, "bars")
+    );
+    const perModel = h(
+      "div",
+      { class: "charts", id: "per-model" },
+      modelBars("Estimated cost by model", models, color, (m) => m.cost_usd, fmtCost),
+      modelBars("Tokens by model", models, color, (m) => m.input_tokens + m.output_tokens, fmtInt),
+      modelBars("Average latency by model", models, color, (m) => m.latency_avg, fmtDuration),
+      modelBars("Errors by model", models, color, (m) => m.errors, fmtInt)
     );
     const table = h(
       "table",
@@ -618,8 +698,8 @@
         )
       )
     );
-    const note = h("p", { class: "muted small", text: "One point or bar per " + fmtBucket(data.bucket_seconds) + ". Costs are estimates from the bundled price table" + (data.pricing_as_of ? " (as of " + data.pricing_as_of + ")" : "") + "; they are never sent to PostHog." });
-    return h("div", null, cards, legend, charts, table, note);
+    const note = h("p", { class: "muted small", text: "One point or bar per " + fmtBucket(data.bucket_seconds) + ". Costs are estimates from " + (data.pricing_source || "the bundled price table") + ", unless an event carried its own cost; they are never sent to PostHog." + (data.approximate_percentiles ? " p50/p95 are read from a latency histogram (±5%)." : "") });
+    return h("div", null, cards, legend, charts, perModel, table, note);
   }
 
   function fmtBucket(seconds) {
@@ -635,6 +715,27 @@
 
   function card(label, value) {
     return h("div", { class: "card" }, h("div", { class: "card-label", text: label }), h("div", { class: "card-value", text: value }));
+  }
+
+  // One horizontal bar per model: its total (or average) over the chosen range.
+  function modelBars(title, models, color, value, fmt) {
+    const W = 420, row = 22, L = 150, R = 70;
+    const H = Math.max(models.length, 1) * row + 8;
+    const values = models.map((m) => (isNum(value(m)) ? value(m) : null));
+    const max = values.reduce((a, v) => (isNum(v) ? Math.max(a, v) : a), 0);
+    const root = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart-svg bars-by-model", role: "img", "aria-label": title });
+    models.forEach((m, i) => {
+      const y = 4 + i * row;
+      const name = m.model.length > 22 ? m.model.slice(0, 21) + "…" : m.model;
+      root.appendChild(svg("text", { x: L - 6, y: y + 14, "text-anchor": "end", class: "axis-text", text: name }));
+      const v = values[i];
+      const width = isNum(v) && max ? Math.max(((W - L - R) * v) / max, v ? 1 : 0) : 0;
+      const rect = svg("rect", { x: L, y: y + 3, width, height: row - 8, fill: color(i) });
+      rect.appendChild(svg("title", { text: m.model + ": " + fmt(v) }));
+      root.appendChild(rect);
+      root.appendChild(svg("text", { x: L + width + 4, y: y + 14, class: "axis-text", text: fmt(v) }));
+    });
+    return h("figure", { class: "chart" }, h("figcaption", { text: title }), root);
   }
 
   // A small SVG chart: one line per model, or stacked bars per bucket.

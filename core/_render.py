@@ -1,0 +1,153 @@
+"""Text rendering of the local store's contents: trace trees, trace tables and event lines.
+
+Pure functions over the store's values; the SQL lives in `_store`, the HTML in `_display`.
+
+>>> from posthog_llm._trace_tree import build_tree
+>>> root = build_tree("t", [{"event": "$ai_span", "properties": {"$ai_span_name": "step"}}])
+>>> print(tree_text(root))
+trace  trace
+└─ span  step
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._events import (
+    EMBEDDING,
+    EVENT_PREFIX,
+    GENERATION,
+    PROP_ERROR,
+    PROP_INPUT_TOKENS,
+    PROP_IS_ERROR,
+    PROP_LATENCY,
+    PROP_MODEL,
+    PROP_OUTPUT_TOKENS,
+    PROP_PROVIDER,
+    PROP_SPAN_NAME,
+    PROP_STREAM,
+    PROP_TIME_TO_FIRST_TOKEN,
+    PROP_TRACE_ID,
+)
+
+if TYPE_CHECKING:
+    from ._store import TraceSummary
+    from ._trace_tree import TraceNode
+
+__all__ = ["describe_node", "event_line", "traces_table", "tree_text", "MAX_DRAWN_DEPTH"]
+
+# Deeper levels are not drawn one by one: a 10,000-deep chain would print ~100 MB of spaces.
+MAX_DRAWN_DEPTH = 24
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def describe_node(node: TraceNode, depth: int = 0) -> str:
+    """One line of the tree without its guides: kind, name, model, tokens, latency, error."""
+    props = node.properties
+    parts = [node.kind, node.name]
+    if node.event.get("event") in (GENERATION, EMBEDDING):
+        model = props.get(PROP_MODEL)
+        provider = props.get(PROP_PROVIDER)
+        if model and model != node.name:
+            parts.append(f"model={model}")
+        elif model:
+            parts[-1] = f"model={model}"
+        if provider:
+            parts.append(f"provider={provider}")
+    tokens_in, tokens_out = props.get(PROP_INPUT_TOKENS), props.get(PROP_OUTPUT_TOKENS)
+    if node.event.get("event") == EMBEDDING and tokens_in is not None and tokens_out is None:
+        parts.append(f"tokens={tokens_in}")
+    elif tokens_in is not None or tokens_out is not None:
+        shown_in = tokens_in if tokens_in is not None else "?"
+        shown_out = tokens_out if tokens_out is not None else "?"
+        parts.append(f"tokens={shown_in}→{shown_out}")
+    latency = _num(props.get(PROP_LATENCY))
+    if latency is not None:
+        parts.append(f"{latency * 1000:.1f}ms")
+    if props.get(PROP_STREAM):
+        ttft = _num(props.get(PROP_TIME_TO_FIRST_TOKEN))
+        parts.append("stream" + (f" ttft={ttft * 1000:.1f}ms" if ttft is not None else ""))
+    if props.get(PROP_IS_ERROR):
+        parts.append(f"ERROR {props.get(PROP_ERROR) or ''}".rstrip())
+    return "  ".join(parts)
+
+
+def _guides(lasts: Sequence[bool]) -> str:
+    """`│  ` / `   ` for each ancestor level, then `├─ ` or `└─ ` for the node itself."""
+    if not lasts:
+        return ""
+    if len(lasts) > MAX_DRAWN_DEPTH:
+        hidden = len(lasts) - MAX_DRAWN_DEPTH
+        head = f"┆ +{hidden} levels "
+        lasts = lasts[-MAX_DRAWN_DEPTH:]
+    else:
+        head = ""
+    body = "".join("   " if last else "│  " for last in lasts[:-1])
+    return head + body + ("└─ " if lasts[-1] else "├─ ")
+
+
+def tree_text(root: TraceNode) -> str:
+    """The trace as an indented tree with `├─`/`└─` guides, one line per event."""
+    return "\n".join(_guides(lasts) + describe_node(node) for _, node, lasts in root.walk_lines())
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def traces_table(rows: Iterable[TraceSummary]) -> str:
+    """Trace summaries as an aligned text table, as `posthog-llm traces` prints it."""
+    header = ("trace_id", "name", "start", "events", "gens", "in_tok", "out_tok", "latency")
+    table = [(*header, "errors")] + [
+        (
+            r.trace_id,
+            _cut(r.name or "", 28),
+            (r.start or "")[:19].replace("T", " "),
+            str(r.events),
+            str(r.generations),
+            str(r.input_tokens),
+            str(r.output_tokens),
+            "-" if r.latency is None else f"{r.latency:.3f}s",
+            str(r.errors),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table
+    )
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """One readable line per event: time, name, trace, model/name, tokens, latency, error."""
+    props = event.get("properties") or {}
+    name = str(event.get("event") or "")
+    shown = name[len(EVENT_PREFIX) :] if name.startswith(EVENT_PREFIX) else name
+    parts = [str(event.get("timestamp") or "-")[:23].replace("T", " "), f"{shown:<10}"]
+    trace_id = props.get(PROP_TRACE_ID)
+    parts.append(f"trace={_cut(str(trace_id), 24)}" if trace_id is not None else "trace=-")
+    label = props.get(PROP_MODEL) or props.get(PROP_SPAN_NAME)
+    if label:
+        parts.append(_cut(str(label), 40))
+    tokens_in, tokens_out = props.get(PROP_INPUT_TOKENS), props.get(PROP_OUTPUT_TOKENS)
+    if tokens_in is not None or tokens_out is not None:
+        parts.append(
+            f"tokens={tokens_in if tokens_in is not None else '?'}"
+            f"→{tokens_out if tokens_out is not None else '?'}"
+        )
+    latency = _num(props.get(PROP_LATENCY))
+    if latency is not None:
+        parts.append(f"{latency:.3f}s")
+    if props.get(PROP_IS_ERROR):
+        parts.append(_cut(f"ERROR {props.get(PROP_ERROR) or ''}".rstrip(), 80))
+    if not name.startswith(EVENT_PREFIX):
+        extra = {k: v for k, v in props.items() if not str(k).startswith("$")}
+        if extra:
+            parts.append(_cut(json.dumps(extra, ensure_ascii=False, default=str), 80))
+    parts.append(f"distinct_id={_cut(str(event.get('distinct_id')), 40)}")
+    return "  ".join(parts)

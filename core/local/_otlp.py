@@ -23,6 +23,7 @@ import zlib
 from collections import OrderedDict, defaultdict
 from typing import Any
 
+from ._auth import bearer_token
 from ._ingest import BadRequest
 
 __all__ = ["OTLP_PATHS", "receive_otlp", "decode_otlp", "otlp_events"]
@@ -288,6 +289,11 @@ def receive_otlp(handler: Any, method: str) -> None:
     content_type = headers.get("Content-Type") or ""
     app = handler.app
     try:
+        # With an api key configured, a stranger is refused before anything is decompressed.
+        if app.api_key is not None and not app.key_ok(
+            bearer_token(headers.get("Authorization") or "")
+        ):
+            raise BadRequest("invalid or missing project api key for this collector", status=401)
         request = decode_otlp(
             raw,
             content_type=content_type,

@@ -23,6 +23,7 @@ NEEDS = {
     "langchain.ipynb": ["langchain_core"],
     "llama_index.ipynb": ["llama_index.core"],
     "openai.ipynb": ["openai"],
+    "agents.ipynb": ["agents", "opentelemetry.sdk"],
     "explore.ipynb": ["pandas", "matplotlib", "openai", "langchain_core", "llama_index.core"],
 }
 TRACE_HTML = "posthog-llm-trace"
@@ -57,9 +58,9 @@ def _outputs(notebook: nbformat.NotebookNode) -> list[dict]:
     return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
 
 
-def test_there_are_the_four_notebooks() -> None:
+def test_there_are_the_notebooks() -> None:
     names = {p.name for p in PATHS}
-    assert {"langchain.ipynb", "llama_index.ipynb", "openai.ipynb", "explore.ipynb"} <= names
+    assert {"langchain.ipynb", "llama_index.ipynb", "openai.ipynb", "agents.ipynb", "explore.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])

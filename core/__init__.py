@@ -9,33 +9,78 @@
 
 from __future__ import annotations
 
-from ._client import DEFAULT_HOST, Client, get_client, set_client
-from ._context import Scope, context, current_scope
-from ._emit import Emitter, capture_internal_exceptions
-from ._events import (
-    EMBEDDING,
-    GENERATION,
-    SPAN,
-    TRACE,
-    embedding_properties,
-    generation_properties,
-    span_properties,
-    trace_properties,
-)
-from ._feedback import capture_feedback, capture_metric
-from ._serialize import to_json_safe
-from ._spans import Span, observe, span
-from ._store import EventStore, Trace, TraceSummary
-from ._version import __version__
-from .destinations import (
-    Destination,
-    InMemoryDestination,
-    PostHogHTTPDestination,
-    SQLiteDestination,
-)
+from typing import TYPE_CHECKING, Any
 
-# What users call. Integration plumbing (Emitter, Scope, capture_internal_exceptions, ...) lives in
-# `posthog_llm.instrumentation`; the names stay importable here for existing code.
+from ._version import __version__
+
+# Public names are imported on first use (PEP 562), so `import posthog_llm` stays cheap and pulls
+# in no HTTP client, SQLite or framework until something needs it. To add a public name: one line
+# in _LAZY (name -> private module), the same import under TYPE_CHECKING (for type checkers and
+# IDEs) and the name in __all__; tests/test_import_cost.py checks that the three agree.
+_LAZY: dict[str, str] = {
+    "Client": "._client",
+    "get_client": "._client",
+    "set_client": "._client",
+    "DEFAULT_HOST": "._client",
+    "context": "._context",
+    "span": "._spans",
+    "Span": "._spans",
+    "observe": "._spans",
+    "capture_feedback": "._feedback",
+    "capture_metric": "._feedback",
+    "GENERATION": "._events",
+    "EMBEDDING": "._events",
+    "SPAN": "._events",
+    "TRACE": "._events",
+    "generation_properties": "._events",
+    "embedding_properties": "._events",
+    "span_properties": "._events",
+    "trace_properties": "._events",
+    "EventStore": "._store",
+    "Trace": "._store",
+    "TraceSummary": "._store",
+    "Destination": ".destinations",
+    "InMemoryDestination": ".destinations",
+    "PostHogHTTPDestination": ".destinations",
+    "SQLiteDestination": ".destinations",
+    # Integration plumbing lives in `posthog_llm.instrumentation`; these stay importable here for
+    # existing code, outside __all__.
+    "current_scope": "._context",
+    "Scope": "._context",
+    "Emitter": "._emit",
+    "capture_internal_exceptions": "._emit",
+    "to_json_safe": "._serialize",
+}
+
+if TYPE_CHECKING:
+    from ._client import DEFAULT_HOST, Client, get_client, set_client
+    from ._context import Scope as Scope
+    from ._context import context
+    from ._context import current_scope as current_scope
+    from ._emit import Emitter as Emitter
+    from ._emit import capture_internal_exceptions as capture_internal_exceptions
+    from ._events import (
+        EMBEDDING,
+        GENERATION,
+        SPAN,
+        TRACE,
+        embedding_properties,
+        generation_properties,
+        span_properties,
+        trace_properties,
+    )
+    from ._feedback import capture_feedback, capture_metric
+    from ._serialize import to_json_safe as to_json_safe
+    from ._spans import Span, observe, span
+    from ._store import EventStore, Trace, TraceSummary
+    from .destinations import (
+        Destination,
+        InMemoryDestination,
+        PostHogHTTPDestination,
+        SQLiteDestination,
+    )
+
+# What users call.
 __all__ = [
     "__version__",
     "Client",
@@ -65,4 +110,17 @@ __all__ = [
     "SQLiteDestination",
 ]
 
-_ = (Scope, current_scope, Emitter, capture_internal_exceptions, to_json_safe)
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

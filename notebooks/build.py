@@ -1,14 +1,23 @@
-"""Writes the tutorial notebooks of this folder, with outputs cleared.
+"""Writes the tutorial notebooks of this folder and runs them, so they are committed with their
+outputs (trace trees and plots show on GitHub).
 
 The notebooks are generated so that their code stays readable and reviewable here. After a
-change, run `python notebooks/build.py` and commit the .ipynb files with it; the test suite
-(tests/test_notebooks.py) executes every notebook top to bottom.
+change, run `python notebooks/build.py` (needs `pip install -e '.[all]'`; offline, about a
+minute) and commit the .ipynb files with it; `--no-execute` writes the sources with no outputs.
+The test suite (tests/test_notebooks.py) checks that the committed notebooks' cells are the ones
+written here and executes every notebook top to bottom.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
 import os
+import sys
+import tempfile
 import textwrap
+from collections.abc import Iterator
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -781,34 +790,299 @@ EXPLORE = [
 ]
 
 
+# -- OpenAI Agents SDK and OpenTelemetry ------------------------------------------------------------
+
+AGENTS = [
+    md(
+        """
+        # Agents and OpenTelemetry → PostHog LLM analytics
+
+        Two ways agent frameworks reach posthog-llm:
+
+        - the **OpenAI Agents SDK**: `posthog_llm.integrations.openai_agents.instrument()` adds a
+          tracing processor, and every run becomes a trace of agents, turns, model calls, tool
+          calls and handoffs;
+        - **OpenTelemetry**: `PostHogSpanProcessor` turns spans that follow the GenAI semantic
+          conventions (PydanticAI, CrewAI, OpenLLMetry, OpenInference ...) into the same events.
+
+        Everything runs offline: the agents talk to a **local stand-in of OpenAI's API** (a
+        loopback server that echoes prompts deterministically — not a model, no API calls).
+
+        Needs `pip install 'posthog-llm[openai-agents,otel,notebooks]'`.
+        """
+    ),
+    md(SETUP_MD),
+    code(SETUP),
+    md(
+        """
+        ## 2. The Agents SDK on the local stand-in
+
+        With a real key you would leave the default client alone. Offline, we point the SDK at
+        the stand-in and switch off its own export of traces to OpenAI's dashboard.
+        `instrument()` adds posthog-llm's processor next to the SDK's own processors.
+        """
+    ),
+    code(
+        """
+        import openai
+        from agents import (
+            Agent, RunConfig, Runner, function_tool, handoff,
+            set_default_openai_api, set_default_openai_client, set_trace_processors,
+        )
+        from agents.extensions import handoff_filters
+        from agents.tracing import gen_trace_id
+        from posthog_llm.integrations import openai_agents as posthog_agents
+        from posthog_llm.local.openai_standin import OpenAIStandIn
+
+        standin = OpenAIStandIn().start()
+        print("local stand-in OpenAI endpoint at", standin.base_url, "— no real API calls")
+        set_default_openai_client(
+            openai.AsyncOpenAI(base_url=standin.base_url, api_key="sk-local"), use_for_tracing=False
+        )
+        set_default_openai_api("chat_completions")
+        set_trace_processors([])  # offline: no trace export to OpenAI
+
+        processor = posthog_agents.instrument(client, properties={"app": "weather-desk"})
+        """
+    ),
+    md(
+        """
+        ## 3. A triage agent hands off to a specialist who calls a tool
+
+        (The stand-in calls the first tool it is offered; the handoff filter gives the
+        specialist a fresh question so its tool call gets an id of its own.)
+        """
+    ),
+    code(
+        """
+        @function_tool
+        def get_weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+
+        def fresh_question(data):
+            data = handoff_filters.remove_all_tools(data)
+            history = data.input_history
+            history = ({"role": "user", "content": history},) if isinstance(history, str) else tuple(history)
+            return data.clone(input_history=history + ({"role": "user", "content": "Paris"},))
+
+
+        specialist = Agent(name="Specialist", instructions="Answer with get_weather.", tools=[get_weather])
+        triage = Agent(
+            name="Triage",
+            instructions="Route weather questions to the specialist.",
+            handoffs=[handoff(specialist, input_filter=fresh_question)],
+        )
+
+        agents_trace = gen_trace_id()
+        with posthog_llm.context(distinct_id="user_123"):
+            result = await Runner.run(  # Runner.run_sync outside Jupyter's event loop
+                triage,
+                "What is the weather in Paris?",
+                run_config=RunConfig(workflow_name="Weather desk", trace_id=agents_trace, group_id=f"chat-{RUN}"),
+            )
+        result.final_output
+        """
+    ),
+    code("show(agents_trace)"),
+    md(
+        """
+        ## 4. A run inside your own span
+
+        `posthog_llm.span(...)` around `Runner.run` makes the run a child of your span: one
+        trace for the whole request, the Agents run as a `$ai_span` in it.
+        """
+    ),
+    code(
+        """
+        with posthog_llm.span("handle request", input={"question": "Weather in Paris?"}, client=client) as request:
+            result = await Runner.run(triage, "What is the weather in Paris?")
+            request.set_output(result.final_output)
+        show(request.trace_id)
+        """
+    ),
+    md(
+        """
+        ## 5. OpenTelemetry spans
+
+        Any instrumentation that follows the OpenTelemetry GenAI semantic conventions produces
+        spans like these. The request span becomes the `$ai_trace`; a database span that is not
+        between AI spans stays out.
+        """
+    ),
+    code(
+        """
+        import json
+
+        from opentelemetry.sdk.trace import TracerProvider
+        from posthog_llm.integrations.otel import PostHogSpanProcessor
+
+        provider = TracerProvider()
+        provider.add_span_processor(PostHogSpanProcessor(client))
+        tracer = provider.get_tracer("notebook")
+
+        with tracer.start_as_current_span("POST /ask") as request_span:
+            with tracer.start_as_current_span(
+                "invoke_agent Weather",
+                attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Weather"},
+            ):
+                with tracer.start_as_current_span(
+                    "chat gpt-4o-mini",
+                    attributes={
+                        "gen_ai.operation.name": "chat",
+                        "gen_ai.provider.name": "openai",
+                        "gen_ai.request.model": "gpt-4o-mini",
+                        "gen_ai.usage.input_tokens": 21,
+                        "gen_ai.usage.output_tokens": 6,
+                        "gen_ai.input.messages": json.dumps(
+                            [{"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]}]
+                        ),
+                        "gen_ai.output.messages": json.dumps(
+                            [{"role": "assistant", "parts": [{"type": "text", "content": "Sunny."}]}]
+                        ),
+                    },
+                ):
+                    pass
+                with tracer.start_as_current_span(
+                    "execute_tool get_weather",
+                    attributes={
+                        "gen_ai.operation.name": "execute_tool",
+                        "gen_ai.tool.name": "get_weather",
+                        "gen_ai.tool.call.arguments": '{"city": "Paris"}',
+                        "gen_ai.tool.call.result": "sunny",
+                    },
+                ):
+                    pass
+            with tracer.start_as_current_span("SELECT history", attributes={"db.system": "sqlite"}):
+                pass
+
+        otel_trace = format(request_span.get_span_context().trace_id, "032x")
+        show(otel_trace)
+        """
+    ),
+    md(
+        """
+        ## 6. Spans from another process: OTLP into `posthog-llm serve`
+
+        The local collector also accepts OTLP/HTTP traces (protobuf or JSON) at `/v1/traces`
+        and at PostHog's `/i/v0/ai/otel`, through the same conversion. Point any OTLP exporter
+        (or posthog-python's own OpenTelemetry processor) at it:
+
+        ```python
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint="http://127.0.0.1:8010/v1/traces"))
+        )
+        ```
+        """
+    ),
+    md("## 7. Clean up"),
+    code(
+        """
+        posthog_agents.uninstrument()
+        provider.shutdown()
+        standin.close()
+        """
+    ),
+    md("## Next\n" + NEXT_LOCAL),
+]
+
+
 NOTEBOOKS = {
     "langchain.ipynb": LANGCHAIN,
     "llama_index.ipynb": LLAMA_INDEX,
     "openai.ipynb": OPENAI,
     "explore.ipynb": EXPLORE,
+    "agents.ipynb": AGENTS,
 }
 
 
-def build(folder: str = HERE) -> list[str]:
+def notebook(name: str) -> nbformat.NotebookNode:
+    """The notebook `name` as written here: its cells, no outputs."""
+    notebook = new_notebook(
+        cells=[nbformat.from_dict(cell) for cell in NOTEBOOKS[name]],  # fresh copies
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+    )
+    stem = name.removesuffix(".ipynb").replace("_", "-")
+    for number, cell in enumerate(notebook.cells):
+        cell.id = f"{stem}-{number}"  # stable ids: rebuilding gives no spurious diff
+    nbformat.validate(notebook)
+    return notebook
+
+
+@contextlib.contextmanager
+def _kernel_here() -> Iterator[str]:
+    """A scratch folder to run in, and a `python3` kernel that is this interpreter.
+
+    The notebooks' local store lands in the scratch folder (relative path `.posthog-llm/...`,
+    as a reader gets it), never in the repository.
+    """
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "POSTHOG_LLM_DB", "MPLBACKEND")}
+    with tempfile.TemporaryDirectory(prefix="posthog-llm-notebooks-") as scratch:
+        spec_dir = os.path.join(scratch, "jupyter", "kernels", "python3")
+        os.makedirs(spec_dir)
+        spec = {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        with open(os.path.join(spec_dir, "kernel.json"), "w") as fh:
+            json.dump(spec, fh)
+        os.environ["JUPYTER_PATH"] = os.path.join(scratch, "jupyter")
+        os.environ.pop("POSTHOG_LLM_DB", None)
+        os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend makes the PNGs
+        os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+        run_dir = os.path.join(scratch, "run")
+        os.makedirs(run_dir)
+        try:
+            yield run_dir
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def execute(notebook: nbformat.NotebookNode, cwd: str) -> None:
+    """Run every cell in a fresh kernel; raises nbclient's CellExecutionError when one fails."""
+    import nbclient
+
+    nbclient.NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=180,
+        record_timing=False,  # no timestamps in the committed files
+        resources={"metadata": {"path": cwd}},
+    ).execute()
+    notebook.metadata["kernelspec"]["display_name"] = "Python 3"
+
+
+def build(folder: str = HERE, *, run: bool = True) -> list[str]:
+    """Write every notebook into `folder`, executed (with outputs) unless `run` is False."""
     written = []
-    for name, cells in NOTEBOOKS.items():
-        notebook = new_notebook(
-            cells=cells,
-            metadata={
-                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                "language_info": {"name": "python"},
-            },
-        )
-        stem = name.removesuffix(".ipynb").replace("_", "-")
-        for number, cell in enumerate(notebook.cells):
-            cell.id = f"{stem}-{number}"  # stable ids: rebuilding gives no spurious diff
-        nbformat.validate(notebook)
-        path = os.path.join(folder, name)
-        nbformat.write(notebook, path)
-        written.append(path)
+    with contextlib.ExitStack() as stack:
+        cwd = stack.enter_context(_kernel_here()) if run else ""
+        for name in NOTEBOOKS:
+            nb = notebook(name)
+            if run:
+                print("running", name, flush=True)
+                execute(nb, cwd)
+            path = os.path.join(folder, name)
+            nbformat.write(nb, path)
+            written.append(path)
     return written
 
 
 if __name__ == "__main__":
-    for path in build():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-execute", action="store_true", help="write the cells, no outputs")
+    args = parser.parse_args()
+    for path in build(run=not args.no_execute):
         print("wrote", os.path.relpath(path))

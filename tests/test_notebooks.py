@@ -1,4 +1,5 @@
-"""Every notebook in notebooks/ runs top to bottom offline and shows a trace or a plot."""
+"""Every notebook in notebooks/ runs top to bottom offline and shows a trace or a plot; the
+committed notebooks carry those outputs, and their cells are the ones notebooks/build.py writes."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ NEEDS = {
     "langchain.ipynb": ["langchain_core"],
     "llama_index.ipynb": ["llama_index.core"],
     "openai.ipynb": ["openai"],
+    "agents.ipynb": ["agents", "opentelemetry.sdk"],
     "explore.ipynb": ["pandas", "matplotlib", "openai", "langchain_core", "llama_index.core"],
 }
 TRACE_HTML = "posthog-llm-trace"
@@ -56,18 +58,52 @@ def _outputs(notebook: nbformat.NotebookNode) -> list[dict]:
     return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
 
 
-def test_there_are_the_four_notebooks() -> None:
+def test_there_are_the_notebooks() -> None:
     names = {p.name for p in PATHS}
-    assert {"langchain.ipynb", "llama_index.ipynb", "openai.ipynb", "explore.ipynb"} <= names
+    assert {"langchain.ipynb", "llama_index.ipynb", "openai.ipynb", "agents.ipynb", "explore.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
-def test_committed_notebook_has_no_outputs(path: Path) -> None:
+def test_committed_notebook_shows_its_outputs(path: Path) -> None:
+    """Committed executed, top to bottom, so GitHub shows the traces and plots."""
     notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
+    counts = [c.execution_count for c in notebook.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: run it with notebooks/build.py"
+    _assert_shows_a_trace_or_plot(path.name, notebook)
+    # Nothing from the machine that built it: no absolute paths, no stderr noise, no timings.
+    text = path.read_text()
+    assert str(Path.home()) + "/" not in text and "/tmp/" not in text
+    outputs = _outputs(notebook)
+    assert not [o for o in outputs if o.get("name") == "stderr"]
+    assert not [c for c in notebook.cells if "execution" in c.get("metadata", {})]
+
+
+def _build_module():
+    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOKS / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_build_writes_exactly_the_committed_notebooks() -> None:
+    assert set(_build_module().NOTEBOOKS) == {p.name for p in PATHS}
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_committed_cells_are_the_ones_build_writes(path: Path) -> None:
+    """Edit notebooks/build.py, then run it: the .ipynb files are its output, never hand-edited."""
+    built = _build_module().notebook(path.name)
+    committed = nbformat.read(path, as_version=4)
+
+    def cells(notebook: nbformat.NotebookNode) -> list[tuple[str, str, str]]:
+        return [(c.get("id", ""), c.cell_type, c.source) for c in notebook.cells]
+
+    assert cells(committed) == cells(built), (
+        f"{path.name} differs from notebooks/build.py: run `python notebooks/build.py`"
+    )
+    assert committed.metadata["kernelspec"] == built.metadata["kernelspec"]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
@@ -84,16 +120,20 @@ def test_notebook_runs_and_shows_a_trace_or_plot(path: Path, kernel_env: Path) -
     )
     client.execute()  # raises CellExecutionError when a cell fails
 
+    _assert_shows_a_trace_or_plot(path.name, notebook)
+    assert os.path.exists(kernel_env / "events.db")
+
+
+def _assert_shows_a_trace_or_plot(name: str, notebook: nbformat.NotebookNode) -> None:
     outputs = _outputs(notebook)
     assert not [o for o in outputs if o.get("output_type") == "error"]
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     traces = [h for h in html if TRACE_HTML in h]
-    if path.name == "explore.ipynb":
+    if name == "explore.ipynb":
         assert len(images) >= 2, "explore.ipynb plots by model and over time"
         assert traces, "explore.ipynb shows the slowest trace"
     else:
-        assert traces, f"{path.name} shows no captured trace"
+        assert traces, f"{name} shows no captured trace"
         # Each displayed trace has at least one generation or embedding in it.
         assert all("generation" in h or "embedding" in h for h in traces)
-    assert os.path.exists(kernel_env / "events.db")

@@ -22,6 +22,7 @@ from ._app import App
 from ._auth import host_allowed, viewer_secret
 from ._budget import Reservation
 from ._ingest import BadRequest
+from ._otlp import OTLP_PATHS, receive_otlp
 from ._static import PAGE_HEADERS, is_page
 
 __all__ = ["CAPTURE_PATHS", "FLAGS_PATHS", "Handler", "Server", "Server6", "is_sdk_path"]
@@ -168,6 +169,9 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         try:
             path, query = self._route()
+            if path in OTLP_PATHS:  # OpenTelemetry traces (OTLP/HTTP): see _otlp
+                receive_otlp(self, method)
+                return
             if is_sdk_path(path):
                 self._capture_side(method, path, query)
             elif method in ("GET", "HEAD"):

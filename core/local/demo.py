@@ -1,6 +1,9 @@
 """`posthog-llm demo`: the whole product in a few seconds, offline and without any key.
 
-Three small apps run, each captured by one integration, into the local store:
+First, with nothing but the core package (`pip install posthog-llm`), a small app captured by
+hand: `client.capture()` with the `posthog_llm.*_properties` helpers, then nested
+`posthog_llm.span(...)` blocks. Then three small apps, each captured by one
+integration, into the local store:
 
 1. LangChain: `ChatPromptTemplate | chat model | StrOutputParser`, with a tool call and a
    streamed call (`PostHogCallbackHandler`).
@@ -15,7 +18,9 @@ OpenAI's REST API on the loopback interface, so nothing leaves the machine. With
 `OPENAI_API_KEY` set the OpenAI part calls the real API; with `POSTHOG_API_KEY` set the events
 also go to PostHog (`POSTHOG_HOST`, default PostHog US Cloud).
 
-A part whose framework is not installed is skipped with the `pip install` line that adds it.
+A part whose framework is not installed is skipped with the `pip install` line that adds it,
+and the demo still exits 0; `pip install 'posthog-llm[all]'` adds every part. A part that fails
+prints one line (the traceback only with POSTHOG_LLM_DEBUG=1) and the demo exits 1.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import json
 import os
 import re
 import shlex
+import sqlite3
 import sys
 import textwrap
 import time
@@ -36,8 +42,16 @@ from typing import Any
 
 from .._client import Client
 from .._context import context
-from .._events import TRACE, trace_properties
+from .._events import (
+    GENERATION,
+    SPAN,
+    TRACE,
+    generation_properties,
+    span_properties,
+    trace_properties,
+)
 from .._optional import require
+from .._spans import span
 from .._store import EventStore, default_db_path
 from ..destinations import SQLiteDestination
 
@@ -48,6 +62,7 @@ _OPENAI_CHAT_MODEL = "gpt-4o-mini"
 _OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
 _WORD = re.compile(r"\w+|[^\w\s]")
 _WIDTH = 100
+_ALL_EXTRAS = "pip install 'posthog-llm[all]'"
 
 
 # -- output ----------------------------------------------------------------------------------------
@@ -185,6 +200,114 @@ def _tokens(text: str) -> int:
 def _short(text: str, limit: int = 100) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- 0. No framework: manual capture and posthog_llm.span -------------------------------------------
+
+
+def _retrieve(question: str, documents: list[str], k: int = 2) -> list[str]:
+    """The documents sharing most words with the question (a keyword retriever)."""
+    wanted = set(re.findall(r"\w+", question.lower()))
+    ranked = sorted(
+        documents, key=lambda d: -len(wanted & set(re.findall(r"\w+", d.lower())))
+    )
+    return ranked[:k]
+
+
+def _manual_part(demo: _Demo) -> None:
+    """A retrieve-then-answer app instrumented by hand: three `client.capture()` calls."""
+    demo.out.line(
+        demo.out.dim(
+            "    no framework: client.capture() with posthog_llm.span_properties(), "
+            "generation_properties() and trace_properties()"
+        )
+    )
+    question = "Where do events go without a PostHog account?"
+    trace_id = demo.trace_id("manual", "Manual capture: a trace, a span and a generation")
+    started = time.perf_counter()
+    with demo.scope("demo-user-marie", trace_id):
+        demo.say("ask", question)
+
+        step = time.perf_counter()
+        documents = _retrieve(question, _DOCUMENTS)
+        time.sleep(0.02)  # a visible step on the timeline
+        demo.client.capture(
+            SPAN,
+            properties=span_properties(
+                trace_id=trace_id,
+                span_id=f"{trace_id}-retrieve",
+                span_name="retrieve_documents",
+                input_state={"query": question},
+                output_state={"documents": documents},
+                latency=time.perf_counter() - step,
+            ),
+        )
+        demo.say("span", f"retrieve_documents -> {len(documents)} documents ($ai_span)")
+
+        step = time.perf_counter()
+        context_text = "\n".join(documents)
+        messages = [
+            {"role": "system", "content": "Answer from the context only."},
+            {
+                "role": "user",
+                "content": f"---------------------\n{context_text}\n---------------------\n"
+                f"Query: {question}",
+            },
+        ]
+        time.sleep(0.05)  # the "model" call: quotes the best-matching sentence of its context
+        answer = _quote_best_sentence(str(messages[1]["content"]))
+        demo.client.capture(
+            GENERATION,
+            properties=generation_properties(
+                trace_id=trace_id,
+                span_id=f"{trace_id}-answer",
+                parent_id=trace_id,
+                span_name="answer",
+                model="demo-quoting-model",
+                provider="demo",
+                input=messages,
+                output_choices=[{"role": "assistant", "content": answer}],
+                input_tokens=sum(_tokens(str(m["content"])) for m in messages),
+                output_tokens=_tokens(answer),
+                latency=time.perf_counter() - step,
+                stop_reason="stop",
+            ),
+        )
+        demo.say("answer", f"{_short(answer, 200)} ($ai_generation)")
+
+        demo.client.capture(
+            TRACE,
+            properties=trace_properties(
+                trace_id=trace_id,
+                span_name="answer_from_documents",
+                input_state={"question": question},
+                output_state={"answer": answer},
+                latency=time.perf_counter() - started,
+            ),
+        )
+        demo.say("trace", "answer_from_documents, the root of both ($ai_trace)")
+
+
+def _span_part(demo: _Demo) -> None:
+    """Nested `with posthog_llm.span(...)` blocks: the same kind of tree, without building events."""
+    demo.out.line(demo.out.dim("    no framework: with posthog_llm.span(name, input=...) as s: ..."))
+    trace_id = demo.trace_id("span", "posthog_llm.span: nested steps of your own code")
+    with demo.scope("demo-user-marie", trace_id):
+        city = "Lisbon"
+        demo.say("ask", f"Plan a rainy-day-proof afternoon in {city}.")
+        with span("plan_afternoon", input={"city": city}, client=demo.client) as plan:
+            with span("get_weather", input={"city": city}, client=demo.client) as weather:
+                forecast = _WEATHER.get(city, "mild and cloudy")
+                time.sleep(0.02)
+                weather.set_output({"forecast": forecast})
+            demo.say("span", f"get_weather -> {forecast}")
+            with span("pick_places", input={"forecast": forecast}, client=demo.client) as pick:
+                places = ["Miradouro da Graça", "LX Factory", "a pastelaria in Belém"]
+                time.sleep(0.02)
+                pick.set_output({"places": places})
+            demo.say("span", f"pick_places -> {', '.join(places)}")
+            plan.set_output({"forecast": forecast, "places": places})
+        demo.say("trace", "plan_afternoon ($ai_trace), with get_weather and pick_places inside")
 
 
 # -- 1. LangChain ----------------------------------------------------------------------------------
@@ -526,6 +649,16 @@ def _openai_calls(demo: _Demo, openai_client: Any) -> None:
 
 _PARTS: list[tuple[str, str, Callable[[_Demo], None]]] = [
     (
+        "Manual capture",
+        "a trace, a span and a generation with client.capture(), no framework needed",
+        _manual_part,
+    ),
+    (
+        "posthog_llm.span",
+        "your own steps as nested spans, no framework needed",
+        _span_part,
+    ),
+    (
         "LangChain",
         "prompt | chat model | parser, with a tool call and a streamed call",
         _langchain_part,
@@ -536,9 +669,13 @@ _PARTS: list[tuple[str, str, Callable[[_Demo], None]]] = [
 
 
 def _print_traces(demo: _Demo, db: str) -> None:
-    from ..cli import _traces_table
+    from .._render import traces_table as _traces_table
 
     out = demo.out
+    if not os.path.exists(db):  # nothing was ever written: no store to read
+        out.heading("Captured traces")
+        out.line("no traces captured")
+        return
     order = {trace_id: n for n, (trace_id, _) in enumerate(demo.traces)}
     with EventStore(db) as store:
         trees = [(label, store.trace(trace_id)) for trace_id, label in demo.traces]
@@ -567,12 +704,26 @@ def _client_to_posthog() -> Client | None:
     """A client to PostHog when the environment has a key, else None."""
     if not (os.environ.get("POSTHOG_API_KEY") or os.environ.get("POSTHOG_PROJECT_API_KEY")):
         return None
-    from ..cli import CommandError
+    from .._command_error import CommandError
 
     try:
         return Client(flush_interval=0.2)
     except ValueError as exc:
         raise CommandError(f"cannot send to PostHog: {exc}") from None
+
+
+_EXTRAS = {"LangChain": "langchain", "LlamaIndex": "llama-index", "OpenAI": "openai"}
+
+
+def _extra_for(part: str) -> str:
+    extra = _EXTRAS.get(part)
+    return f"posthog-llm[{extra}]" if extra else "posthog-llm"
+
+
+def _debug_traceback() -> None:
+    """The current exception's traceback, on stderr, only when asked for."""
+    if os.environ.get("POSTHOG_LLM_DEBUG"):
+        traceback.print_exc()
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -582,7 +733,12 @@ def run_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     posthog = _client_to_posthog()
-    local = SQLiteDestination(db)
+    try:
+        local = SQLiteDestination(db)
+    except (OSError, sqlite3.Error) as exc:
+        from .._command_error import CommandError
+
+        raise CommandError(f"cannot open the local store {db}: {exc}") from None
     destination: Any = local if posthog is None else _LocalAndPostHog(local, posthog)
     client = Client(destination=destination, flush_interval=0.2)
     demo = _Demo(client, out)
@@ -595,22 +751,24 @@ def run_demo(args: argparse.Namespace) -> int:
         out.line(out.dim("(set POSTHOG_API_KEY to send them to PostHog as well)"))
 
     skipped = []
-    for number, (name, what, part) in enumerate(_PARTS, 1):
-        out.heading(f"{number}/{len(_PARTS)}  {name}: {what}")
+    parts = _PARTS
+    for number, (name, what, part) in enumerate(parts, 1):
+        out.heading(f"{number}/{len(parts)}  {name}: {what}")
         try:
             part(demo)
         except ImportError as exc:
+            skipped.append(name)
             if "install it with" in str(exc):  # our `require()`: the framework is missing
-                skipped.append(name)
                 out.line(f"    skipped: {exc}")
-            else:
-                demo.failed.append(name)
-                out.line(f"    FAILED: the {name} part could not import: {exc}")
-                traceback.print_exc()
-        except Exception:
+            else:  # installed, but too old or broken for this part
+                out.line(f"    skipped: {exc}")
+                out.line(f"    (upgrading may help: pip install -U {shlex.quote(_extra_for(name))})")
+            _debug_traceback()
+        except Exception as exc:
             demo.failed.append(name)
-            out.line(f"    FAILED: the {name} part raised an error (traceback on stderr)")
-            traceback.print_exc()
+            out.line(f"    FAILED: the {name} part raised {type(exc).__name__}: {_short(exc, 300)}")
+            out.line(out.dim("    (run with POSTHOG_LLM_DEBUG=1 to see the traceback)"))
+            _debug_traceback()
 
     delivered = client.flush(timeout=10)
     client.shutdown(timeout=5)
@@ -636,7 +794,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if demo.traces:
         out.line(f"    or: posthog-llm show {demo.traces[0][0]} --db {db_arg}")
     if skipped:
-        out.line(f"    skipped: {', '.join(skipped)} (install the extras named above to run them)")
+        out.heading("More")
+        out.line(f"    skipped: {', '.join(skipped)}")
+        out.line(f"    {_ALL_EXTRAS} adds every part (or one extra each, as named above)")
     out.line()
     out.line(out.dim(f"done in {time.perf_counter() - started:.1f} s"))
     return 1 if demo.failed else 0

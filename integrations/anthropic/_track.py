@@ -57,24 +57,31 @@ def _not_raw_stream(call: TrackedCall, kwargs: dict[str, Any]) -> bool:
     return not (headers and headers.get("X-Stainless-Raw-Response") == "stream")
 
 
-def _raw_response_class() -> Any:
-    # The class `with_raw_response` returns has moved between SDK versions.
+def _raw_response_classes() -> tuple[type, ...]:
+    # What `with_raw_response` returns has moved between SDK versions (the legacy class first,
+    # `APIResponse` later); both have a cached `parse()`.
+    found: list[type] = []
+    try:
+        from anthropic._legacy_response import LegacyAPIResponse
+
+        found.append(LegacyAPIResponse)
+    except ImportError:
+        pass
     try:
         from anthropic._response import APIResponse
 
-        return APIResponse
-    except ImportError:  # pragma: no cover - older SDKs
-        from anthropic._legacy_response import LegacyAPIResponse
+        found.append(APIResponse)
+    except ImportError:  # pragma: no cover - very old SDKs
+        pass
+    return tuple(found)
 
-        return LegacyAPIResponse
 
-
-_RawResponse = _raw_response_class()
+_RAW_RESPONSES = _raw_response_classes()
 
 
 def _unwrap(result: Any) -> Any:
     # with_raw_response: parse() is cached, so the user's own parse() gets this object.
-    return result.parse() if isinstance(result, _RawResponse) else result
+    return result.parse() if isinstance(result, _RAW_RESPONSES) else result
 
 
 MESSAGES = TrackedKind(

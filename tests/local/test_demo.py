@@ -1,9 +1,11 @@
 """`posthog-llm demo`: runs offline as a real subprocess, prints the trees it stored, and also
-sends every event to PostHog when a key is set."""
+sends every event to PostHog when a key is set. With no extras installed (a fresh venv with only
+the package and its own dependencies) it runs the framework-free parts and exits 0."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -15,12 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from posthog_llm import EMBEDDING, GENERATION, SPAN, TRACE, EventStore
 
-pytest.importorskip("langchain_core")
-pytest.importorskip("llama_index.core")
-pytest.importorskip("openai")
+from tests.support.venvs import build_wheel, run, venv_with_wheel
 
-from posthog_llm import EMBEDDING, GENERATION, SPAN, TRACE, EventStore  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+FRAMEWORKS = ["langchain_core", "llama_index.core", "openai"]
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+# The full demo needs every framework; the no-extras test below needs none of them.
+needs_frameworks = pytest.mark.skipif(
+    not all(_installed(m) for m in FRAMEWORKS), reason="needs posthog-llm[all]"
+)
 
 # Imported by the demo's interpreter (through PYTHONPATH) before anything else: every socket
 # connection and name lookup outside the loopback interface fails and is written to a log, and
@@ -96,7 +111,14 @@ class DemoRun:
             return store.events(trace_id=trace_id)
 
 
-def run_demo_process(tmp: Path, *, env: dict[str, str] | None = None, hide: str = "") -> DemoRun:
+def run_demo_process(
+    tmp: Path,
+    *,
+    env: dict[str, str] | None = None,
+    hide: str = "",
+    command: list[str] | None = None,
+) -> DemoRun:
+    """Run `posthog-llm demo` (by default `python -m posthog_llm demo` of this interpreter)."""
     guard_dir = tmp / "guard"
     guard_dir.mkdir(exist_ok=True)
     (guard_dir / "sitecustomize.py").write_text(_GUARD)
@@ -115,7 +137,7 @@ def run_demo_process(tmp: Path, *, env: dict[str, str] | None = None, hide: str 
     )
     db = str(tmp / "demo.db")
     result = subprocess.run(
-        [sys.executable, "-m", "posthog_llm", "demo", "--db", db],
+        [*(command or [sys.executable, "-m", "posthog_llm"]), "demo", "--db", db],
         capture_output=True,
         text=True,
         env=clean,
@@ -127,6 +149,8 @@ def run_demo_process(tmp: Path, *, env: dict[str, str] | None = None, hide: str 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    if not all(_installed(m) for m in FRAMEWORKS):
+        pytest.skip("the full demo needs posthog-llm[all]")
     yield run_demo_process(tmp_path_factory.mktemp("demo"))
 
 
@@ -160,7 +184,7 @@ def test_demo_never_touched_the_network(demo_run: DemoRun) -> None:
 
 def test_demo_prints_every_stored_trace_as_a_tree(demo_run: DemoRun) -> None:
     trace_ids = demo_run.trace_ids()
-    assert len(trace_ids) == 5, trace_ids
+    assert len(trace_ids) == 7, trace_ids
     with EventStore(demo_run.db) as store:
         for trace_id in trace_ids:
             trace = store.trace(trace_id)
@@ -233,6 +257,7 @@ def test_openai_chat_stream_and_embeddings(demo_run: DemoRun) -> None:
     assert _props(trace)["$ai_span_name"] == "hedgehog_cafe_copy"
 
 
+@needs_frameworks
 def test_demo_also_sends_to_posthog_when_a_key_is_set(tmp_path: Path, posthog_server) -> None:
     run = run_demo_process(
         tmp_path,
@@ -247,14 +272,58 @@ def test_demo_also_sends_to_posthog_when_a_key_is_set(tmp_path: Path, posthog_se
     assert f"{len(local)} events sent to PostHog at {posthog_server.host}" in run.stdout
 
 
+@needs_frameworks
 def test_demo_skips_a_missing_framework_and_runs_the_rest(tmp_path: Path) -> None:
     run = run_demo_process(tmp_path, hide="llama_index")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "pip install 'posthog-llm[llama-index]'" in run.stdout
+    assert "pip install 'posthog-llm[all]' adds every part" in run.stdout
     suffixes = sorted(t.split("-", 2)[2] for t in run.trace_ids())
-    assert suffixes == ["langchain-stream", "langchain-tool-call", "openai"]
+    assert suffixes == ["langchain-stream", "langchain-tool-call", "manual", "openai", "span"]
 
 
+@needs_frameworks
+def test_a_framework_too_old_for_a_part_is_skipped_without_a_traceback(tmp_path: Path) -> None:
+    # langchain-core imports, but a module the part needs does not: as with an old release.
+    run = run_demo_process(tmp_path, hide="langchain_core.tools")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "upgrading may help: pip install -U 'posthog-llm[langchain]'" in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr
+    assert not [t for t in run.trace_ids() if "langchain" in t]
+
+
+def test_demo_without_extras_in_a_fresh_venv(tmp_path: Path) -> None:
+    """`pip install posthog-llm` (no extras) and `posthog-llm demo`: the framework-free parts run."""
+    venv = _venv_without_extras(tmp_path)
+    run = run_demo_process(tmp_path, command=[str(venv / "bin" / "posthog-llm")])
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "Traceback" not in output
+    for extra in ("langchain", "llama-index", "openai"):
+        assert f"pip install 'posthog-llm[{extra}]'" in run.stdout
+    assert "pip install 'posthog-llm[all]' adds every part" in run.stdout
+    attempts = run.network_log.read_text() if run.network_log.exists() else ""
+    assert attempts == ""
+    suffixes = sorted(t.split("-", 2)[2] for t in run.trace_ids())
+    assert suffixes == ["manual", "span"]
+    events = run.trace_events("-manual")
+    assert sorted(e["event"] for e in events) == sorted([TRACE, SPAN, GENERATION])
+    with EventStore(run.db) as store:
+        trace = store.trace(run.trace_ids()[0])
+        assert trace is not None and trace.to_text() in run.stdout
+
+
+def _venv_without_extras(tmp_path: Path) -> Path:
+    """`pip install posthog-llm` from this checkout: the package and its required dependencies."""
+    venv = venv_with_wheel(build_wheel(ROOT, tmp_path / "wheels"), tmp_path / "venv")
+    # The venv really has no framework, and does have what the core needs.
+    check = "import importlib.util as u, requests; print([m for m in %r if u.find_spec(m)])"
+    tops = sorted({m.split(".")[0] for m in FRAMEWORKS})
+    assert run([str(venv / "bin" / "python"), "-c", check % (tops,)]).strip() == "[]"
+    return venv
+
+
+@needs_frameworks
 def test_demo_in_process_leaves_no_global_handler(tmp_path: Path, capsys) -> None:
     from llama_index.core.instrumentation import get_dispatcher
     from posthog_llm.integrations import llama_index as posthog_li
@@ -265,7 +334,36 @@ def test_demo_in_process_leaves_no_global_handler(tmp_path: Path, capsys) -> Non
     handlers_before = (list(dispatcher.span_handlers), list(dispatcher.event_handlers))
     assert run_demo(argparse.Namespace(db=str(tmp_path / "in-process.db"))) == 0
     out = capsys.readouterr().out
-    assert "Captured traces (5)" in out
+    assert "Captured traces (7)" in out
     assert posthog_li.get_global_handler() is None
     assert get_global_handler() is None
     assert (list(dispatcher.span_handlers), list(dispatcher.event_handlers)) == handlers_before
+
+
+def test_manual_capture_part_is_one_tree(demo_run: DemoRun) -> None:
+    events = demo_run.trace_events("-manual")
+    (trace,) = _named(events, TRACE)
+    (span,) = _named(events, SPAN)
+    (generation,) = _named(events, GENERATION)
+    trace_id = _props(trace)["$ai_trace_id"]
+    assert _props(trace)["$ai_span_name"] == "answer_from_documents"
+    assert _props(span)["$ai_span_name"] == "retrieve_documents"
+    assert _props(span)["$ai_parent_id"] == _props(generation)["$ai_parent_id"] == trace_id
+    assert _props(generation)["$ai_model"] == "demo-quoting-model"
+    assert _props(generation)["$ai_input_tokens"] > 0
+    # The "model" answers from the retrieved documents.
+    assert "local SQLite store" in json.dumps(_props(generation)["$ai_output_choices"])
+    assert {e["distinct_id"] for e in events} == {"demo-user-marie"}
+
+
+def test_span_part_nests_the_steps(demo_run: DemoRun) -> None:
+    events = demo_run.trace_events("-span")
+    (trace,) = _named(events, TRACE)
+    trace_id = _props(trace)["$ai_trace_id"]
+    assert _props(trace)["$ai_span_name"] == "plan_afternoon"
+    assert _props(trace)["$ai_output_state"]["forecast"] == "22°C and sunny"
+    spans = {_props(s)["$ai_span_name"]: _props(s) for s in _named(events, SPAN)}
+    assert set(spans) == {"get_weather", "pick_places"}
+    assert {s["$ai_parent_id"] for s in spans.values()} == {trace_id}
+    assert spans["get_weather"]["$ai_output_state"] == {"forecast": "22°C and sunny"}
+    assert {e["distinct_id"] for e in events} == {"demo-user-marie"}

@@ -1,0 +1,330 @@
+"""OTLP/HTTP traces for `posthog-llm serve`: `/v1/traces` and PostHog's `/i/v0/ai/otel`.
+
+An `OTLPSpanExporter` (protobuf or JSON) or posthog-python's OpenTelemetry exporter pointed at
+the collector fills the local store: the request is decoded with OpenTelemetry's own protobuf
+classes (`opentelemetry-proto`), its spans go through the same conversion as
+`posthog_llm.integrations.otel.PostHogSpanProcessor`, and the resulting `$ai_*` events are stored
+like any capture request (same api key rule). Each request is converted on its own: a span whose
+parent came in another request keeps that parent's id; a trace seen with AI spans in an earlier
+request keeps that request's identity, and its root becomes the `$ai_trace` when it comes later.
+
+Privacy: a span or resource attribute `posthog.privacy_mode=true` stores the trace without
+prompts, outputs or error messages; error text is always scrubbed of api keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import sqlite3
+import threading
+import zlib
+from collections import OrderedDict, defaultdict
+from typing import Any
+
+from ._auth import bearer_token
+from ._ingest import BadRequest
+
+__all__ = ["OTLP_PATHS", "receive_otlp", "decode_otlp", "otlp_events"]
+
+OTLP_PATHS = frozenset({"/v1/traces", "/i/v0/ai/otel"})
+
+_STATUS_ERROR = 2
+# OTLP span flags: bit 8 says whether bit 9 (the parent is remote) is known.
+_HAS_IS_REMOTE = 0x100
+_IS_REMOTE = 0x200
+_PRIVACY_ATTRIBUTE = "posthog.privacy_mode"
+
+
+def _proto() -> Any:
+    try:
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    except ImportError:
+        raise BadRequest(
+            "this collector cannot read OTLP: install it with pip install 'posthog-llm[otel]'",
+            status=501,
+        ) from None
+    return trace_service_pb2
+
+
+def _inflate(raw: bytes, limit: int, wbits: int = 16 + zlib.MAX_WBITS) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"body is not valid compressed data: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BadRequest(f"decompressed body is larger than the {limit} byte limit", status=413)
+    return out
+
+
+def _hex_ids_to_base64(value: Any) -> Any:
+    """OTLP/JSON writes trace and span ids as hex; protobuf's JSON parser expects base64."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key in (
+                "traceId",
+                "spanId",
+                "parentSpanId",
+                "trace_id",
+                "span_id",
+                "parent_span_id",
+            ):
+                if isinstance(item, str) and item:
+                    try:
+                        item = base64.b64encode(bytes.fromhex(item)).decode("ascii")
+                    except ValueError:
+                        raise BadRequest(f"{key} {item[:40]!r} is not hex") from None
+                out[key] = item
+            else:
+                out[key] = _hex_ids_to_base64(item)
+        return out
+    if isinstance(value, list):
+        return [_hex_ids_to_base64(item) for item in value]
+    return value
+
+
+def decode_otlp(raw: bytes, *, content_type: str, content_encoding: str, limit: int) -> Any:
+    """An `ExportTraceServiceRequest` from an OTLP/HTTP body (protobuf or JSON, maybe gzip)."""
+    pb = _proto()
+    encoding = content_encoding.lower().strip()
+    if encoding == "gzip" or raw[:2] == b"\x1f\x8b":
+        raw = _inflate(raw, limit)
+    elif encoding == "deflate":
+        raw = _inflate(raw, limit, zlib.MAX_WBITS if raw[:1] == b"\x78" else -zlib.MAX_WBITS)
+    elif encoding not in ("", "identity"):
+        raise BadRequest(f"unsupported Content-Encoding {content_encoding!r} (use gzip)")
+    request = pb.ExportTraceServiceRequest()
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "application/json" or (not kind and raw.lstrip()[:1] == b"{"):
+        from google.protobuf import json_format
+
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            raise BadRequest(f"OTLP/JSON body is not valid JSON: {exc}") from None
+        try:
+            json_format.ParseDict(_hex_ids_to_base64(payload), request, ignore_unknown_fields=True)
+        except json_format.ParseError as exc:
+            raise BadRequest(f"not an OTLP/JSON trace export: {exc}") from None
+        return request
+    if kind not in ("application/x-protobuf", "application/protobuf", ""):
+        raise BadRequest(
+            f"unsupported Content-Type {content_type!r}: send application/x-protobuf or "
+            "application/json",
+            status=415,
+        )
+    from google.protobuf.message import DecodeError
+
+    try:
+        request.ParseFromString(raw)
+    except DecodeError as exc:
+        raise BadRequest(f"not an OTLP protobuf trace export: {exc}") from None
+    return request
+
+
+def _value(any_value: Any) -> Any:
+    which = any_value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return [_value(v) for v in any_value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in any_value.kvlist_value.values}
+    if which == "bytes_value":
+        return base64.b64encode(any_value.bytes_value).decode("ascii")
+    return getattr(any_value, which)
+
+
+def _attributes(key_values: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in key_values}
+
+
+def _conversion() -> Any:
+    """The OpenTelemetry integration's conversion (pure Python; needs the `otel` extra)."""
+    try:
+        from posthog_llm.integrations.otel import _assemble, _convert, _records
+    except ImportError:
+        raise BadRequest(
+            "this collector cannot convert OTLP: install it with pip install 'posthog-llm[otel]'",
+            status=501,
+        ) from None
+    return _assemble, _convert, _records
+
+
+def _records(request: Any) -> list[Any]:
+    records_module = _conversion()[2]
+    SpanEvent, SpanRecord = records_module.SpanEvent, records_module.SpanRecord
+
+    records = []
+    for resource_spans in request.resource_spans:
+        resource = _attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                if len(span.trace_id) != 16 or len(span.span_id) != 8:
+                    continue  # invalid ids: nothing could link such a span
+                flags = span.flags
+                records.append(
+                    SpanRecord(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_id=span.parent_span_id.hex() or None,
+                        parent_remote=bool(flags & _HAS_IS_REMOTE and flags & _IS_REMOTE),
+                        name=span.name,
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
+                        attributes=_attributes(span.attributes),
+                        events=tuple(
+                            SpanEvent(e.name, _attributes(e.attributes), e.time_unix_nano)
+                            for e in span.events
+                        ),
+                        is_error=span.status.code == _STATUS_ERROR,
+                        status_message=span.status.message or None,
+                        resource=resource,
+                    )
+                )
+    return records
+
+
+def _iso(ns: int) -> str | None:
+    if ns <= 0:
+        return None
+    return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).isoformat()
+
+
+def _event(
+    name: str, props: dict[str, Any], end_ns: int, user: str | None, trace_id: str
+) -> dict[str, Any]:
+    if user is None:  # personless, one anonymous id per trace (as the SDK integrations do)
+        props["$process_person_profile"] = False
+    event: dict[str, Any] = {
+        "event": name,
+        "distinct_id": user if user is not None else trace_id,
+        "properties": props,
+    }
+    timestamp = _iso(end_ns)
+    if timestamp is not None:
+        event["timestamp"] = timestamp
+    return event
+
+
+# AI traces seen lately, with the identity their first request carried: exporters send a
+# long trace over several requests, and its root (often a plain HTTP span) may come last.
+_recent: OrderedDict[str, tuple[str | None, str | None, bool]] = OrderedDict()
+_recent_lock = threading.Lock()
+_RECENT_TRACES = 10_000
+
+
+def _remember(trace_id: str, identity: tuple[str | None, str | None, bool]) -> None:
+    with _recent_lock:
+        _recent[trace_id] = identity
+        _recent.move_to_end(trace_id)
+        while len(_recent) > _RECENT_TRACES:
+            _recent.popitem(last=False)
+
+
+def otlp_events(request: Any) -> list[dict[str, Any]]:
+    """PostHog events (`event`, `distinct_id`, `properties`, `timestamp`) for an OTLP export."""
+    assemble, convert, _ = _conversion()
+    plan_trace = assemble.plan_trace
+    distinct_id_of, first_of = convert.distinct_id_of, convert.first_of
+    span_event, trace_event = convert.span_event, convert.trace_event
+
+    by_trace: dict[str, list[Any]] = defaultdict(list)
+    for rec in _records(request):
+        by_trace[rec.trace_id].append(rec)
+    events: list[dict[str, Any]] = []
+    for trace_id, records in by_trace.items():
+        plan = plan_trace(records)
+        known = _recent.get(trace_id)
+        if plan is None:
+            if known is None:
+                continue
+            # An AI trace seen in an earlier request: its root (if it is here) is the trace.
+            plan = assemble.TracePlan(
+                trace_id=trace_id,
+                root=next((r for r in records if r.parent_id is None or r.parent_remote), None),
+            )
+        privacy = any(
+            rec.attributes.get(_PRIVACY_ATTRIBUTE) is True
+            or rec.resource.get(_PRIVACY_ATTRIBUTE) is True
+            for rec in records
+        )
+        user = first_of(records, distinct_id_of)
+        session = first_of(records, convert.session_id_of)
+        if known is not None:  # the same identity as the trace's earlier requests
+            user = user if user is not None else known[0]
+            session = session if session is not None else known[1]
+            privacy = privacy or known[2]
+        _remember(trace_id, (user, session, privacy))
+        for rec, kind, parent_id in plan.spans:
+            name, props = span_event(
+                rec,
+                kind,
+                trace_id=trace_id,
+                parent_id=parent_id,
+                privacy=privacy,
+                session_id=session,
+            )
+            events.append(_event(name, props, rec.end_ns, user, trace_id))
+        if plan.root is not None:
+            name, props = trace_event(
+                plan.root, trace_id=trace_id, privacy=privacy, session_id=session
+            )
+            events.append(_event(name, props, plan.root.end_ns, user, trace_id))
+    return events
+
+
+def receive_otlp(handler: Any, method: str) -> None:
+    """Answer one request to an OTLP path on `handler` (the collector's request handler)."""
+    if method != "POST":
+        handler._error(405, "OTLP/HTTP traces are POSTed (protobuf or JSON)")
+        return
+    raw = handler._read_body()
+    if raw is None:
+        return
+    headers = handler.headers
+    content_type = headers.get("Content-Type") or ""
+    app = handler.app
+    try:
+        # With an api key configured, a stranger is refused before anything is decompressed.
+        if app.api_key is not None and not app.key_ok(
+            bearer_token(headers.get("Authorization") or "")
+        ):
+            raise BadRequest("invalid or missing project api key for this collector", status=401)
+        request = decode_otlp(
+            raw,
+            content_type=content_type,
+            content_encoding=headers.get("Content-Encoding") or "",
+            limit=app.max_body_bytes,
+        )
+        events = otlp_events(request)
+        stored = 0
+        if events:
+            body = json.dumps({"batch": events}, ensure_ascii=False, default=str).encode("utf-8")
+            # The capture path stores them: the same normalising and api key rule as /batch/.
+            stored = app.ingest(
+                body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": headers.get("Authorization") or "",
+                },
+                query={},
+            )
+    except BadRequest as exc:
+        if app.log:
+            app.log(f"POST {handler.path} -> {exc.status}: {exc}")
+        handler._error(exc.status, str(exc))
+        return
+    except sqlite3.OperationalError as exc:
+        handler._error(503, f"the local store is busy: {exc}", {"Retry-After": "1"})
+        return
+    if app.log:
+        app.log(f"POST {handler.path} (OTLP) -> 200: stored {stored} event{'s' * (stored != 1)}")
+    if content_type.split(";", 1)[0].strip().lower() == "application/json":
+        handler._send(200, b"{}", "application/json")
+    else:
+        response = _proto().ExportTraceServiceResponse().SerializeToString()
+        handler._send(200, response, "application/x-protobuf")

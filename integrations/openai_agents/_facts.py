@@ -1,0 +1,425 @@
+"""Agents SDK span data -> `$ai_*` properties. Runs on the sender's worker thread.
+
+Everything here reads finished span data (the SDK does not change it after `on_span_end`);
+content is not even read in privacy mode.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._kernel import (
+    generation_properties,
+    provider_from_base_url,
+    span_properties,
+    trace_properties,
+)
+
+__all__ = ["SpanFacts", "generation_props", "response_props", "span_props", "run_props", "usage_of"]
+
+FRAMEWORK = "openai-agents"  # $ai_framework, as PostHog's own Agents integration names it
+
+
+@dataclass(slots=True)
+class SpanFacts:
+    """What the processor knew when a span ended (ids, timing, outcome), beside its data."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str
+    latency: float | None
+    error: str | None
+    session_id: str | None
+    privacy: bool
+    agent_tools: tuple[str, ...] = ()
+
+
+def _plain(value: Any) -> Any:
+    """Pydantic models and other SDK objects as plain data."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, dict):  # before the Mapping check: ABC checks are slow
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(exclude_none=True)
+        except Exception:  # a model that cannot dump itself keeps its text
+            return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _get(obj: Any, name: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name)
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _count(obj: Any, *path: str) -> int | None:
+    for name in path:
+        if obj is None:
+            return None
+        obj = _get(obj, name)
+    if obj is None or isinstance(obj, bool):
+        return None
+    try:
+        return int(obj)
+    except (TypeError, ValueError):
+        return None
+
+
+def _first(*values: int | None) -> int | None:
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
+def usage_of(usage: Any) -> dict[str, int | None]:
+    """Token counts from Agents usage (a dict or an OpenAI usage object); unknown -> None."""
+    if usage is None:
+        return {}
+    if isinstance(usage, dict):
+        return _dict_usage(usage)
+    return {
+        "input_tokens": _first(_count(usage, "input_tokens"), _count(usage, "prompt_tokens")),
+        "output_tokens": _first(_count(usage, "output_tokens"), _count(usage, "completion_tokens")),
+        "cache_read_input_tokens": _first(
+            _count(usage, "input_tokens_details", "cached_tokens"),
+            _count(usage, "prompt_tokens_details", "cached_tokens"),
+            _count(usage, "cached_input_tokens"),
+            _count(usage, "cache_read_input_tokens"),
+        ),
+        "cache_creation_input_tokens": _first(
+            _count(usage, "cache_creation_input_tokens"),
+            _count(usage, "cache_write_input_tokens"),
+            _count(usage, "input_tokens_details", "cache_write_tokens"),
+        ),
+        "reasoning_tokens": _first(
+            _count(usage, "output_tokens_details", "reasoning_tokens"),
+            _count(usage, "completion_tokens_details", "reasoning_tokens"),
+            _count(usage, "reasoning_tokens"),
+        ),
+    }
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _dict_usage(usage: dict[str, Any]) -> dict[str, int | None]:
+    """`usage_of` for the dicts the SDK puts on its spans (the common case, kept cheap)."""
+    get = usage.get
+    input_details = get("input_tokens_details") or get("prompt_tokens_details") or {}
+    output_details = get("output_tokens_details") or get("completion_tokens_details") or {}
+    if not isinstance(input_details, dict):
+        input_details = _plain(input_details) or {}
+    if not isinstance(output_details, dict):
+        output_details = _plain(output_details) or {}
+
+    def pick(*values: Any) -> int | None:
+        for value in values:
+            number = _int(value)
+            if number is not None:
+                return number
+        return None
+
+    return {
+        "input_tokens": pick(get("input_tokens"), get("prompt_tokens")),
+        "output_tokens": pick(get("output_tokens"), get("completion_tokens")),
+        "cache_read_input_tokens": pick(
+            input_details.get("cached_tokens"),
+            get("cached_input_tokens"),
+            get("cache_read_input_tokens"),
+        ),
+        "cache_creation_input_tokens": pick(
+            get("cache_creation_input_tokens"),
+            get("cache_write_input_tokens"),
+            input_details.get("cache_write_tokens"),
+        ),
+        "reasoning_tokens": pick(output_details.get("reasoning_tokens"), get("reasoning_tokens")),
+    }
+
+
+def _common(facts: SpanFacts) -> dict[str, Any]:
+    return {
+        "trace_id": facts.trace_id,
+        "span_id": facts.span_id,
+        "parent_id": facts.parent_id,
+        "latency": facts.latency,
+        "error": facts.error,
+        "is_error": True if facts.error else None,
+        "framework": FRAMEWORK,
+        "session_id": facts.session_id,
+        "privacy_mode": facts.privacy,
+    }
+
+
+def _chat_message(message: Any) -> Any:
+    if not isinstance(message, dict):
+        message = _plain(message)
+    if not isinstance(message, dict):
+        return message
+    out: dict[str, Any] = {
+        "role": message.get("role") or "assistant",
+        "content": message.get("content"),
+    }
+    calls = message.get("tool_calls")
+    if calls:
+        out["tool_calls"] = [
+            {
+                "type": "function",
+                "id": _get(call, "id"),
+                "function": {
+                    "name": _get(_get(call, "function"), "name"),
+                    "arguments": _get(_get(call, "function"), "arguments"),
+                },
+            }
+            for call in calls
+        ]
+    if message.get("refusal"):
+        out["refusal"] = message["refusal"]
+    return out
+
+
+_PROVIDERS: dict[str, str] = {}
+
+
+def _provider(base_url: Any) -> str:
+    """The provider a base URL names, remembered: a process talks to few base URLs."""
+    key = str(base_url)
+    provider = _PROVIDERS.get(key)
+    if provider is None:
+        provider = provider_from_base_url(key)
+        if len(_PROVIDERS) < 256:
+            _PROVIDERS[key] = provider
+    return provider
+
+
+def _tool_names(names: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    if not names:
+        return None
+    return [{"type": "function", "function": {"name": name}} for name in names]
+
+
+def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
+    """A Chat Completions model call (`GenerationSpanData`)."""
+    config = data.model_config or {}
+    base_url = config.get("base_url") if isinstance(config, Mapping) else None
+    output = None
+    if not facts.privacy and data.output:
+        output = [_chat_message(m) for m in data.output]
+    stop_reason = None
+    if data.output and any(_get(m, "tool_calls") for m in data.output):
+        stop_reason = "tool_calls"
+    return generation_properties(
+        span_name=data.model or "generation",
+        model=data.model,
+        provider=_provider(base_url) if base_url else "openai",
+        base_url=base_url,
+        model_parameters=dict(config) if isinstance(config, Mapping) else None,
+        tools=_tool_names(facts.agent_tools),
+        # Chat Completions input is already plain messages; the sender makes it JSON-safe.
+        input=None if facts.privacy else data.input,
+        output_choices=output,
+        stop_reason=stop_reason,
+        **usage_of(data.usage),
+        **_common(facts),
+    )
+
+
+_RESPONSE_PARAMETERS = (
+    "temperature",
+    "top_p",
+    "max_output_tokens",
+    "tool_choice",
+    "parallel_tool_calls",
+    "reasoning",
+    "truncation",
+    "service_tier",
+    "text",
+)
+
+
+def _response_input(data: Any, response: Any) -> list[Any]:
+    items: list[Any] = []
+    instructions = _get(response, "instructions")
+    if isinstance(instructions, str) and instructions:
+        items.append({"role": "system", "content": instructions})
+    raw = data.input
+    if isinstance(raw, str):
+        items.append({"role": "user", "content": raw})
+    elif isinstance(raw, (list, tuple)):
+        for item in raw:
+            plain = _plain(item)
+            if isinstance(plain, dict) and "role" in plain:
+                items.append({"role": plain.get("role"), "content": plain.get("content")})
+            else:
+                items.append(plain)
+    return items
+
+
+def _response_output(response: Any) -> tuple[list[dict[str, Any]], bool]:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for item in _get(response, "output") or ():
+        kind = _get(item, "type")
+        if kind == "message":
+            for part in _get(item, "content") or ():
+                if _get(part, "type") == "output_text":
+                    texts.append(str(_get(part, "text") or ""))
+        elif kind == "function_call":
+            calls.append(
+                {
+                    "type": "function",
+                    "id": _get(item, "call_id"),
+                    "function": {"name": _get(item, "name"), "arguments": _get(item, "arguments")},
+                }
+            )
+    if not texts and not calls:
+        return [], False
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+    if calls:
+        message["tool_calls"] = calls
+    return [message], bool(calls)
+
+
+def response_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
+    """A Responses API model call (`ResponseSpanData`)."""
+    response = data.response
+    output, called = _response_output(response) if response is not None else ([], False)
+    status = _get(response, "status")
+    stop_reason = None
+    if status == "completed":
+        stop_reason = "tool_calls" if called else "stop"
+    elif status:
+        reason = _get(_get(response, "incomplete_details"), "reason")
+        stop_reason = str(reason or status)
+    params = {name: _plain(_get(response, name)) for name in _RESPONSE_PARAMETERS}
+    tools = _get(response, "tools")
+    usage = data.usage if data.usage is not None else _get(response, "usage")
+    error = facts.error
+    failure = _get(response, "error")
+    if error is None and failure is not None:
+        error = str(_get(failure, "code") or "response failed")
+    props = dict(_common(facts))
+    props["error"], props["is_error"] = error, True if error else None
+    return generation_properties(
+        span_name=_get(response, "model") or "response",
+        model=_get(response, "model"),
+        provider="openai",
+        model_parameters=params,
+        tools=_plain(tools) if tools else _tool_names(facts.agent_tools),
+        input=None if facts.privacy else _response_input(data, response),
+        output_choices=None if facts.privacy or not output else output,
+        stop_reason=stop_reason,
+        **usage_of(usage),
+        **props,
+    )
+
+
+def _state(value: Any) -> Any:
+    """Tool input arrives as JSON text: keep it as data when it parses."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return _plain(value)
+
+
+def span_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
+    """Agents, turns, tools, handoffs, guardrails, MCP listings and custom spans."""
+    kind = data.type
+    name: str = kind
+    input_state: Any = None
+    output_state: Any = None
+    if kind == "agent":
+        name = data.name
+    elif kind == "turn":
+        name = f"{data.agent_name} turn {data.turn}"
+    elif kind == "function":
+        name, kind = data.name, "tool"
+        input_state, output_state = _state(data.input), _state(data.output)
+    elif kind == "handoff":
+        name = f"{data.from_agent} -> {data.to_agent}"
+        input_state, output_state = {"from_agent": data.from_agent}, {"to_agent": data.to_agent}
+    elif kind == "guardrail":
+        name = data.name
+        output_state = {"triggered": bool(data.triggered)}
+    elif kind == "mcp_tools":
+        name = f"mcp:{data.server}"
+        output_state = _plain(data.result)
+    elif kind == "custom":
+        name = data.name
+        input_state = _plain(data.data)
+    elif kind in ("speech", "transcription", "speech_group"):
+        input_state = None if kind == "transcription" else _state(getattr(data, "input", None))
+        output_state = _state(getattr(data, "output", None)) if kind == "transcription" else None
+    return span_properties(
+        span_name=str(name),
+        span_type=kind,
+        input_state=None if facts.privacy else input_state,
+        output_state=None if facts.privacy else output_state,
+        **_common(facts),
+    )
+
+
+def _run_states(privacy: bool, first_input: Any, last_output: Any) -> tuple[Any, Any]:
+    """What went into the run's first model call (system prompt left out) and came out last."""
+    if privacy:
+        return None, None
+    input_state = None
+    if first_input is not None:
+        plain = _plain(first_input)
+        if isinstance(plain, list):
+            plain = [m for m in plain if not (isinstance(m, dict) and m.get("role") == "system")]
+        input_state = plain
+    return input_state, (_plain(last_output) if last_output is not None else None)
+
+
+def run_props(
+    *,
+    trace_id: str,
+    span_id: str | None,
+    parent_id: str | None,
+    name: str,
+    latency: float | None,
+    error: str | None,
+    session_id: str | None,
+    privacy: bool,
+    first_input: Any,
+    last_output: Any,
+) -> dict[str, Any]:
+    """The whole run: its `$ai_trace`, or a `$ai_span` when it joined another observation
+    (`parent_id` given)."""
+    input_state, output_state = _run_states(privacy, first_input, last_output)
+    common: dict[str, Any] = {
+        "trace_id": trace_id,
+        "span_name": name,
+        "input_state": input_state,
+        "output_state": output_state,
+        "latency": latency,
+        "error": error,
+        "is_error": True if error else None,
+        "framework": FRAMEWORK,
+        "session_id": session_id,
+        "privacy_mode": privacy,
+    }
+    if parent_id is None:
+        return trace_properties(**common)
+    return span_properties(span_id=span_id, parent_id=parent_id, span_type="agent_run", **common)

@@ -1,0 +1,45 @@
+"""What the OpenAI Agents integration takes from the core: the kernel integration API only."""
+
+from __future__ import annotations
+
+from posthog_llm.instrumentation import (
+    GENERATION,
+    GENERATION_KIND,
+    SPAN,
+    SPAN_KIND,
+    TRACE,
+    TRACE_KIND,
+    Emitter,
+    Scope,
+    capture_internal_exceptions,
+    close_observation,
+    current_observation,
+    error_text,
+    generation_properties,
+    make_scope,
+    open_observation,
+    provider_from_base_url,
+    span_properties,
+    trace_properties,
+)
+
+__all__ = [
+    "GENERATION",
+    "GENERATION_KIND",
+    "SPAN",
+    "SPAN_KIND",
+    "TRACE",
+    "TRACE_KIND",
+    "Emitter",
+    "Scope",
+    "capture_internal_exceptions",
+    "close_observation",
+    "current_observation",
+    "error_text",
+    "generation_properties",
+    "make_scope",
+    "open_observation",
+    "provider_from_base_url",
+    "span_properties",
+    "trace_properties",
+]

@@ -1,0 +1,303 @@
+"""`PostHogTracingProcessor`: the Agents SDK's traces and spans as `$ai_*` events.
+
+The hooks run on the agent's own thread or event loop, so they only record ids, times and
+references; the events are built on the sender's worker thread (`_facts`). Every hook body runs
+inside one guard: a fault of ours is logged, never raised into the run.
+
+- An Agents trace is one `$ai_trace` (workflow name; group id as the session). When it starts
+  inside another observation (`posthog_llm.span(...)`, a LangChain run ...), it joins that trace
+  and the run becomes a `$ai_span` under it instead.
+- The task span (the run itself) is folded into the trace; its children hang from the trace.
+- Generation and response spans are open "generation" observations while the model is called,
+  so a tracked OpenAI client used by the SDK does not report the same call a second time.
+- An error on any span marks that span and the run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.tracing import Span, Trace, TracingProcessor
+
+from . import _facts
+from ._kernel import (
+    GENERATION,
+    GENERATION_KIND,
+    SPAN,
+    SPAN_KIND,
+    TRACE,
+    TRACE_KIND,
+    Emitter,
+    Scope,
+    capture_internal_exceptions,
+    close_observation,
+    current_observation,
+    error_text,
+    make_scope,
+    open_observation,
+)
+
+__all__ = ["PostHogTracingProcessor"]
+
+OBSERVATION_FRAMEWORK = "openai_agents"
+# Runs whose end never comes (a crashed worker) are forgotten oldest first beyond this many.
+MAX_OPEN_RUNS = 10_000
+MAX_OPEN_SPANS = 100_000
+
+_MODEL_SPANS = frozenset({"generation", "response"})
+
+
+@dataclass
+class _Run:
+    trace_id: str  # our $ai_trace_id
+    root_id: str  # the parent of the run's top-level spans
+    joined_parent: str | None  # the user's open observation, when the run joined one
+    scope: Scope
+    privacy: bool
+    session_id: str | None
+    started: float
+    observation: Any = None
+    task_ids: set[str] = field(default_factory=set)
+    error: str | None = None
+    first_input: Any = None
+    last_output: Any = None
+
+
+@dataclass(slots=True)
+class _Open:
+    started: float
+    parent_id: str | None
+    observation: Any = None
+    agent: Any = None  # an agent span's data: the SDK fills its tool list after the start
+
+
+class PostHogTracingProcessor(TracingProcessor):
+    """Registered with the Agents SDK by `instrument()`; see the module docs."""
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        distinct_id: Any = None,
+        privacy_mode: bool | None = None,
+        properties: Any = None,
+        groups: Any = None,
+    ) -> None:
+        if privacy_mode is not None and not isinstance(privacy_mode, bool):
+            raise TypeError(f"privacy_mode must be a bool, got {type(privacy_mode).__name__}")
+        self._emitter = Emitter(
+            client,
+            framework=_facts.FRAMEWORK,
+            distinct_id=distinct_id,
+            properties=properties,
+            groups=groups,
+            privacy_mode=privacy_mode,
+        )
+        self._runs: OrderedDict[str, _Run] = OrderedDict()
+        self._spans: dict[str, _Open] = {}
+        self._lock = threading.Lock()
+        self.active = True
+
+    # -- traces ------------------------------------------------------------------------------
+
+    def on_trace_start(self, trace: Trace) -> None:
+        if not self.active:
+            return
+        with capture_internal_exceptions():
+            outer = current_observation()
+            scope = self._emitter.scope()
+            trace_id = outer.trace_id if outer is not None else trace.trace_id
+            if scope.trace_id != trace_id:
+                # Set once here: every observation of the run carries it (no merge per span).
+                scope = scope.merged(make_scope(trace_id=trace_id))
+            group_id = getattr(trace, "group_id", None)
+            if outer is not None:
+                run = _Run(
+                    trace_id=outer.trace_id,
+                    root_id=trace.trace_id,
+                    joined_parent=outer.span_id,
+                    scope=scope,
+                    privacy=self._emitter.privacy(scope),
+                    session_id=str(group_id) if group_id else None,
+                    started=time.perf_counter(),
+                )
+            else:
+                run = _Run(
+                    trace_id=trace.trace_id,
+                    root_id=trace.trace_id,
+                    joined_parent=None,
+                    scope=scope,
+                    privacy=self._emitter.privacy(scope),
+                    session_id=str(group_id) if group_id else None,
+                    started=time.perf_counter(),
+                )
+            run.observation = open_observation(
+                SPAN_KIND if outer is not None else TRACE_KIND,
+                trace_id=run.trace_id,
+                span_id=run.root_id,
+                scope=scope,
+                framework=OBSERVATION_FRAMEWORK,
+            )
+            with self._lock:
+                self._runs[trace.trace_id] = run
+                if len(self._runs) > MAX_OPEN_RUNS:
+                    self._runs.popitem(last=False)
+
+    def on_trace_end(self, trace: Trace) -> None:
+        with capture_internal_exceptions():
+            with self._lock:
+                run = self._runs.pop(trace.trace_id, None)
+            if run is None:
+                return
+            if run.observation is not None:
+                close_observation(run.observation)
+            if not self.active or not self._emitter.enabled:
+                return
+            latency = time.perf_counter() - run.started
+            name = trace.name or "Agent workflow"
+            joined = run.joined_parent is not None
+
+            def build() -> dict[str, Any]:
+                return _facts.run_props(
+                    trace_id=run.trace_id,
+                    span_id=run.root_id if joined else None,
+                    parent_id=run.joined_parent,
+                    name=name,
+                    latency=latency,
+                    error=run.error,
+                    session_id=run.session_id,
+                    privacy=run.privacy,
+                    first_input=run.first_input,
+                    last_output=run.last_output,
+                )
+
+            self._emitter.emit(SPAN if joined else TRACE, build, run.scope, trace_id=run.trace_id)
+
+    # -- spans -------------------------------------------------------------------------------
+
+    def on_span_start(self, span: Span[Any]) -> None:
+        if not self.active:
+            return
+        with capture_internal_exceptions():
+            run = self._runs.get(span.trace_id)
+            if run is None:
+                return
+            data = span.span_data
+            kind = data.type
+            if kind == "task":
+                run.task_ids.add(span.span_id)
+                return
+            entry = _Open(started=time.perf_counter(), parent_id=span.parent_id)
+            if kind == "agent":
+                entry.agent = data
+            entry.observation = open_observation(
+                GENERATION_KIND if kind in _MODEL_SPANS else SPAN_KIND,
+                trace_id=run.trace_id,
+                span_id=span.span_id,
+                scope=run.scope,
+                framework=OBSERVATION_FRAMEWORK,
+            )
+            if len(self._spans) >= MAX_OPEN_SPANS:
+                self._spans.clear()  # abandoned spans: forget them rather than grow
+            self._spans[span.span_id] = entry
+
+    def on_span_end(self, span: Span[Any]) -> None:
+        with capture_internal_exceptions():
+            entry = self._spans.pop(span.span_id, None)
+            if entry is not None and entry.observation is not None:
+                close_observation(entry.observation)
+            run = self._runs.get(span.trace_id)
+            if run is None or entry is None or not self.active:
+                return
+            data = span.span_data
+            error = None
+            raw_error = span.error
+            if raw_error:
+                error = _span_error(raw_error, run.privacy)
+                if run.error is None:
+                    run.error = error
+            parent = span.parent_id
+            if parent is None or parent in run.task_ids:
+                parent = run.root_id
+            facts = _facts.SpanFacts(
+                trace_id=run.trace_id,
+                span_id=span.span_id,
+                parent_id=parent,
+                latency=time.perf_counter() - entry.started,
+                error=error,
+                session_id=run.session_id,
+                privacy=run.privacy,
+                agent_tools=self._agent_tools(entry) if data.type == "generation" else (),
+            )
+            kind = data.type
+            if kind == "generation":
+                if run.first_input is None:
+                    run.first_input = data.input
+                if data.output:
+                    run.last_output = data.output[-1]
+                event, build = GENERATION, _bind(_facts.generation_props, data, facts)
+            elif kind == "response":
+                if run.first_input is None:
+                    run.first_input = data.input
+                if data.response is not None:
+                    run.last_output = getattr(data.response, "output_text", None)
+                event, build = GENERATION, _bind(_facts.response_props, data, facts)
+            else:
+                event, build = SPAN, _bind(_facts.span_props, data, facts)
+            if self._emitter.enabled:
+                self._emitter.emit(event, build, run.scope, trace_id=run.trace_id)
+
+    def _agent_tools(self, entry: _Open) -> tuple[str, ...]:
+        """The function tools of the agent a model call belongs to (names only)."""
+        parent = entry.parent_id
+        for _ in range(8):  # generation -> turn -> agent; a few levels are plenty
+            if parent is None:
+                return ()
+            found = self._spans.get(parent)
+            if found is None:
+                return ()
+            if found.agent is not None:
+                return tuple(found.agent.tools or ())
+            parent = found.parent_id
+        return ()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self.force_flush()
+
+    def force_flush(self) -> None:
+        with capture_internal_exceptions():
+            client = self._emitter.client
+            flush = getattr(client, "flush", None)
+            if callable(flush):
+                flush()
+
+
+def _bind(function: Any, data: Any, facts: _facts.SpanFacts) -> Any:
+    def build() -> dict[str, Any]:
+        return function(data, facts)  # type: ignore[no-any-return]
+
+    return build
+
+
+def _span_error(raw: Any, privacy: bool) -> str | None:
+    """An Agents span error (`{"message", "data"}`) as `$ai_error` text, secrets scrubbed.
+
+    The detail in `data` (and some messages) may quote user content: privacy mode leaves
+    what the kernel's policy keeps of the message alone.
+    """
+    if isinstance(raw, dict):
+        message = str(raw.get("message") or "Error")
+        data = raw.get("data")
+    else:
+        message, data = str(raw), None
+    if privacy or not isinstance(data, dict):
+        return error_text(message, privacy=privacy)
+    detail = data.get("error") or data.get("message")
+    text = f"{message}: {detail}" if detail else message
+    return error_text(text)

@@ -1,0 +1,622 @@
+"""One span's `$ai_*` properties: GenAI semantic conventions, OpenInference, OpenLLMetry, Vercel.
+
+Pure functions over a `SpanRecord`; they run on the sender's worker thread (processor) or in
+the collector (OTLP), never on the instrumented code's hot path. Content is not even read in
+privacy mode, and error text always goes through the kernel's `error_text` (secrets scrubbed).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ._kernel import (
+    EMBEDDING,
+    GENERATION,
+    SPAN,
+    TRACE,
+    embedding_properties,
+    error_text,
+    generation_properties,
+    span_properties,
+    trace_properties,
+)
+from ._records import SpanRecord, is_ai_span
+
+__all__ = ["kind_of", "span_event", "trace_event", "distinct_id_of", "session_id_of"]
+
+GENERATION_KIND = "generation"
+EMBEDDING_KIND = "embedding"
+SPAN_KIND = "span"
+
+_GENERATION_OPS = frozenset({"chat", "text_completion", "completion", "generate_content"})
+_EMBEDDING_OPS = frozenset({"embeddings", "embedding"})
+_SPAN_TYPES = {
+    "execute_tool": "tool",
+    "invoke_agent": "agent",
+    "create_agent": "agent",
+    "TOOL": "tool",
+    "AGENT": "agent",
+    "CHAIN": "chain",
+    "RETRIEVER": "retriever",
+    "RERANKER": "reranker",
+    "GUARDRAIL": "guardrail",
+    "EVALUATOR": "evaluator",
+    "tool": "tool",
+    "agent": "agent",
+    "workflow": "workflow",
+    "task": "task",
+}
+# gen_ai.system / gen_ai.provider.name values -> PostHog's provider names.
+_PROVIDERS = {
+    "az.ai.openai": "azure",
+    "azure.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "aws.bedrock": "bedrock",
+    "gcp.gemini": "gemini",
+    "gcp.gen_ai": "gemini",
+    "gcp.vertex_ai": "vertex",
+    "google": "gemini",
+    "vertex_ai": "vertex",
+    "x_ai": "xai",
+    "mistral_ai": "mistral",
+}
+_VERCEL_GENERATION = re.compile(r"^ai\.\w+\.(doGenerate|doStream)$")
+_VERCEL_EMBEDDING = re.compile(r"^ai\.\w+\.doEmbed$")
+_INDEXED = re.compile(r"^(\d+)\.(.+)$")
+
+
+# -- what a span is ----------------------------------------------------------------------------
+
+
+def kind_of(rec: SpanRecord) -> str:
+    """ "generation", "embedding", "span" for AI work, "" for anything else."""
+    attrs = rec.attributes
+    op = attrs.get("gen_ai.operation.name")
+    if isinstance(op, str):
+        if op in _GENERATION_OPS:
+            return GENERATION_KIND
+        if op in _EMBEDDING_OPS:
+            return EMBEDDING_KIND
+        return SPAN_KIND
+    oi = attrs.get("openinference.span.kind")
+    if isinstance(oi, str):
+        upper = oi.upper()
+        if upper == "LLM":
+            return GENERATION_KIND
+        if upper == "EMBEDDING":
+            return EMBEDDING_KIND
+        return SPAN_KIND
+    request_type = attrs.get("llm.request.type")  # OpenLLMetry
+    if isinstance(request_type, str):
+        if request_type in ("chat", "completion"):
+            return GENERATION_KIND
+        if request_type in ("embedding", "embeddings"):
+            return EMBEDDING_KIND
+    if _VERCEL_GENERATION.match(rec.name):
+        return GENERATION_KIND
+    if _VERCEL_EMBEDDING.match(rec.name):
+        return EMBEDDING_KIND
+    if "gen_ai.request.model" in attrs or "gen_ai.response.model" in attrs:
+        return GENERATION_KIND
+    return SPAN_KIND if is_ai_span(rec.name, attrs) else ""
+
+
+def _first(attrs: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json(value: Any) -> Any:
+    """A JSON text attribute as its value; anything else (or unparsable text) unchanged."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("{", "[", '"'):
+            try:
+                return json.loads(text)
+            except ValueError:
+                return value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _indexed(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """`prefix.0.role`, `prefix.0.content`, ... as a list of dicts, in index order."""
+    items: dict[int, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        if not key.startswith(prefix):
+            continue
+        match = _INDEXED.match(key[len(prefix) :])
+        if match:
+            items.setdefault(int(match.group(1)), {})[match.group(2)] = value
+    return [items[i] for i in sorted(items)]
+
+
+# -- identity ----------------------------------------------------------------------------------
+
+
+def distinct_id_of(rec: SpanRecord) -> str | None:
+    value = _first(rec.attributes, "posthog.distinct_id", "user.id", "enduser.id")
+    return str(value) if value is not None else None
+
+
+def session_id_of(rec: SpanRecord) -> str | None:
+    value = _first(
+        rec.attributes, "gen_ai.conversation.id", "session.id", "$session_id", "posthog.session_id"
+    )
+    return str(value) if value is not None else None
+
+
+# -- facts -------------------------------------------------------------------------------------
+
+
+def _provider(attrs: Mapping[str, Any]) -> str | None:
+    value = _first(
+        attrs,
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "llm.provider",
+        "llm.system",
+        "ai.model.provider",
+    )
+    if not isinstance(value, str):
+        return None
+    name = value.lower()
+    name = _PROVIDERS.get(name, name)
+    return name.split(".", 1)[0] if name.endswith((".chat", ".completion", ".responses")) else name
+
+
+def _model(attrs: Mapping[str, Any]) -> str | None:
+    value = _first(
+        attrs,
+        "gen_ai.response.model",
+        "gen_ai.request.model",
+        "llm.model_name",
+        "embedding.model_name",
+        "ai.response.model",
+        "ai.model.id",
+    )
+    return str(value) if value is not None else None
+
+
+def _base_url(attrs: Mapping[str, Any]) -> str | None:
+    host = attrs.get("server.address")
+    if not isinstance(host, str) or not host:
+        return None
+    port = _int(attrs.get("server.port"))
+    loopback = host in ("localhost", "127.0.0.1", "::1")
+    scheme = "http" if loopback or port == 80 else "https"
+    shown = f"[{host}]" if ":" in host else host
+    if port is None or (scheme == "https" and port == 443) or (scheme == "http" and port == 80):
+        return f"{scheme}://{shown}"
+    return f"{scheme}://{shown}:{port}"
+
+
+_REQUEST_PARAMETERS = {
+    "gen_ai.request.temperature": "temperature",
+    "gen_ai.request.max_tokens": "max_tokens",
+    "gen_ai.request.top_p": "top_p",
+    "gen_ai.request.top_k": "top_k",
+    "gen_ai.request.frequency_penalty": "frequency_penalty",
+    "gen_ai.request.presence_penalty": "presence_penalty",
+    "gen_ai.request.stop_sequences": "stop",
+    "gen_ai.request.seed": "seed",
+    "gen_ai.request.choice.count": "n",
+    "gen_ai.request.encoding_formats": "encoding_format",
+    "gen_ai.embeddings.dimension.count": "dimensions",
+    "ai.settings.temperature": "temperature",
+    "ai.settings.maxOutputTokens": "max_tokens",
+    "ai.settings.topP": "top_p",
+}
+
+
+def _model_parameters(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    invocation = _json(attrs.get("llm.invocation_parameters"))
+    if isinstance(invocation, dict):
+        params.update(invocation)
+    for key, name in _REQUEST_PARAMETERS.items():
+        value = attrs.get(key)
+        if value is not None:
+            params[name] = list(value) if isinstance(value, tuple) else value
+    return params
+
+
+def _tools(attrs: Mapping[str, Any]) -> Any:
+    tools = _json(attrs.get("gen_ai.tool.definitions"))
+    if tools:
+        return tools
+    listed = [_json(t.get("tool.json_schema")) for t in _indexed(attrs, "llm.tools.")]
+    listed = [t for t in listed if t]
+    if listed:
+        return listed
+    tools = _json(attrs.get("ai.prompt.tools"))
+    return tools or None
+
+
+def _usage(attrs: Mapping[str, Any]) -> dict[str, int | None]:
+    def count(*keys: str) -> int | None:
+        return _int(_first(attrs, *keys))
+
+    return {
+        "input_tokens": count(
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.prompt_tokens",
+            "llm.token_count.prompt",
+            "ai.usage.inputTokens",
+            "ai.usage.promptTokens",
+        ),
+        "output_tokens": count(
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+            "llm.token_count.completion",
+            "ai.usage.outputTokens",
+            "ai.usage.completionTokens",
+        ),
+        "cache_read_input_tokens": count(
+            "gen_ai.usage.cache_read.input_tokens",
+            "gen_ai.usage.cache_read_input_tokens",
+            "llm.token_count.prompt_details.cache_read",
+            "ai.usage.cachedInputTokens",
+        ),
+        "cache_creation_input_tokens": count(
+            "gen_ai.usage.cache_creation.input_tokens",
+            "gen_ai.usage.cache_creation_input_tokens",
+            "llm.token_count.prompt_details.cache_write",
+        ),
+        "reasoning_tokens": count(
+            "gen_ai.usage.reasoning.output_tokens",
+            "gen_ai.usage.reasoning_tokens",
+            "llm.token_count.completion_details.reasoning",
+            "ai.usage.reasoningTokens",
+        ),
+    }
+
+
+def _stop_reason(attrs: Mapping[str, Any]) -> str | None:
+    reasons = attrs.get("gen_ai.response.finish_reasons")
+    if isinstance(reasons, (list, tuple)) and reasons:
+        return str(reasons[0])
+    if isinstance(reasons, str) and reasons:
+        return reasons
+    value = attrs.get("ai.response.finishReason")
+    return str(value) if value else None
+
+
+def _error(rec: SpanRecord, privacy: bool) -> str | None:
+    """`Type: message` from the exception event, status or `error.type`; None without an error."""
+    kind = message = None
+    for event in rec.events:
+        if event.name == "exception":
+            kind = event.attributes.get("exception.type")
+            message = event.attributes.get("exception.message")
+            break
+    error_type = rec.attributes.get("error.type")
+    if not rec.is_error and kind is None and error_type is None:
+        return None
+    kind = kind or error_type or "Error"
+    message = message or rec.status_message
+    if privacy or not message:
+        return error_text(str(kind), privacy=privacy)
+    text = str(message)
+    if not text.startswith(str(kind)):
+        text = f"{kind}: {text}"
+    return error_text(text, privacy=False)
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def _parts_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A semantic-conventions message (`role`, `parts`) as PostHog's `{"role", "content"}`."""
+    role = message.get("role") or "user"
+    parts = message.get("parts")
+    if not isinstance(parts, list):
+        return {"role": role, "content": message.get("content")}
+    content: list[Any] = []
+    texts: list[str] = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind in ("text", "reasoning"):
+            texts.append(str(part.get("content", "")))
+            content.append({"type": "text", "text": part.get("content", "")})
+        elif kind == "tool_call":
+            arguments = part.get("arguments")
+            content.append(
+                {
+                    "type": "function",
+                    "id": part.get("id"),
+                    "function": {
+                        "name": part.get("name"),
+                        "arguments": arguments
+                        if isinstance(arguments, str)
+                        else json.dumps(arguments),
+                    },
+                }
+            )
+        elif kind == "tool_call_response":
+            content.append(
+                {"type": "tool_result", "id": part.get("id"), "content": part.get("response")}
+            )
+        else:
+            content.append(part)
+    if len(texts) == len(content):
+        return {"role": role, "content": "".join(texts)}
+    return {"role": role, "content": content}
+
+
+def _messages(value: Any) -> list[dict[str, Any]] | None:
+    value = _json(value)
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        return None
+    return [
+        _parts_message(m) if isinstance(m, dict) else {"role": "user", "content": m} for m in value
+    ]
+
+
+def _openinference_messages(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]] | None:
+    found = _indexed(attrs, prefix)
+    if not found:
+        return None
+    out = []
+    for item in found:
+        message: dict[str, Any] = {
+            "role": item.get("message.role") or "user",
+            "content": item.get("message.content"),
+        }
+        calls = [
+            {
+                "type": "function",
+                "id": call.get("tool_call.id"),
+                "function": {
+                    "name": call.get("tool_call.function.name"),
+                    "arguments": call.get("tool_call.function.arguments"),
+                },
+            }
+            for call in _indexed(item, "message.tool_calls.")
+        ]
+        if calls:
+            message["tool_calls"] = calls
+        out.append(message)
+    return out
+
+
+_EVENT_ROLES = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+
+
+def _input(rec: SpanRecord) -> Any:
+    attrs = rec.attributes
+    messages = _messages(attrs.get("gen_ai.input.messages"))
+    if messages is not None:
+        system = _json(attrs.get("gen_ai.system_instructions"))
+        if system:
+            parts = system if isinstance(system, list) else [{"type": "text", "content": system}]
+            messages.insert(0, _parts_message({"role": "system", "parts": parts}))
+        return messages
+    indexed = _indexed(attrs, "gen_ai.prompt.")
+    if indexed:
+        return [{"role": m.get("role") or "user", "content": m.get("content")} for m in indexed]
+    from_events = [
+        {
+            "role": e.attributes.get("role") or _EVENT_ROLES[e.name],
+            "content": _json(e.attributes.get("content")),
+        }
+        for e in rec.events
+        if e.name in _EVENT_ROLES
+    ]
+    if from_events:
+        return from_events
+    for event in rec.events:
+        if event.name == "gen_ai.content.prompt" and "gen_ai.prompt" in event.attributes:
+            return _json(event.attributes["gen_ai.prompt"])
+    oi = _openinference_messages(attrs, "llm.input_messages.")
+    if oi is not None:
+        return oi
+    value = _first(attrs, "ai.prompt.messages", "ai.prompt", "gen_ai.prompt", "input.value")
+    return _json(value)
+
+
+def _output(rec: SpanRecord) -> Any:
+    attrs = rec.attributes
+    messages = _messages(attrs.get("gen_ai.output.messages"))
+    if messages is not None:
+        return messages
+    indexed = _indexed(attrs, "gen_ai.completion.")
+    if indexed:
+        return [
+            {"role": m.get("role") or "assistant", "content": m.get("content")} for m in indexed
+        ]
+    choices = []
+    for event in rec.events:
+        if event.name == "gen_ai.choice":
+            message = _json(event.attributes.get("message"))
+            if isinstance(message, dict):
+                choices.append({"role": message.get("role") or "assistant", **message})
+            elif "content" in event.attributes:
+                choices.append({"role": "assistant", "content": event.attributes["content"]})
+        elif event.name == "gen_ai.content.completion" and "gen_ai.completion" in event.attributes:
+            return _json(event.attributes["gen_ai.completion"])
+    if choices:
+        return choices
+    oi = _openinference_messages(attrs, "llm.output_messages.")
+    if oi is not None:
+        return oi
+    text = _first(attrs, "ai.response.text", "gen_ai.completion")
+    if text is not None:
+        return [{"role": "assistant", "content": _json(text)}]
+    value = attrs.get("output.value")
+    return None if value is None else [{"role": "assistant", "content": _json(value)}]
+
+
+def _state(attrs: Mapping[str, Any], *keys: str) -> Any:
+    value = _first(attrs, *keys)
+    return None if value is None else _json(value)
+
+
+def _input_state(attrs: Mapping[str, Any]) -> Any:
+    return _state(
+        attrs,
+        "gen_ai.tool.call.arguments",
+        "input.value",
+        "traceloop.entity.input",
+        "gen_ai.input.messages",
+        "ai.prompt",
+    )
+
+
+def _output_state(attrs: Mapping[str, Any]) -> Any:
+    return _state(
+        attrs,
+        "gen_ai.tool.call.result",
+        "output.value",
+        "traceloop.entity.output",
+        "gen_ai.output.messages",
+        "ai.response.text",
+    )
+
+
+def _span_name(rec: SpanRecord) -> str:
+    attrs = rec.attributes
+    name = _first(
+        attrs, "gen_ai.tool.name", "tool.name", "gen_ai.agent.name", "traceloop.entity.name"
+    )
+    if name is not None:
+        return str(name)
+    return rec.name or "span"
+
+
+def _span_type(attrs: Mapping[str, Any]) -> str | None:
+    for key in ("gen_ai.operation.name", "openinference.span.kind", "traceloop.span.kind"):
+        value = attrs.get(key)
+        if isinstance(value, str):
+            return _SPAN_TYPES.get(value, value.lower())
+    return None
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+def span_event(
+    rec: SpanRecord,
+    kind: str,
+    *,
+    trace_id: str,
+    parent_id: str,
+    privacy: bool,
+    framework: str | None = "opentelemetry",
+    session_id: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The event name and properties of one span (`kind` from `kind_of`, "" for a plain span).
+
+    `session_id` is the trace's (a span's own session attribute wins)."""
+    attrs = rec.attributes
+    session_id = session_id_of(rec) or session_id
+    error = _error(rec, privacy)
+    common: dict[str, Any] = {
+        "trace_id": trace_id,
+        "span_id": rec.span_id,
+        "parent_id": parent_id,
+        "latency": rec.latency,
+        "error": error,
+        "is_error": True if error else None,
+        "framework": framework,
+        "session_id": session_id,
+        "privacy_mode": privacy,
+    }
+    if kind == GENERATION_KIND:
+        return GENERATION, generation_properties(
+            span_name=rec.name or None,
+            model=_model(attrs),
+            provider=_provider(attrs),
+            base_url=_base_url(attrs),
+            model_parameters=_model_parameters(attrs),
+            tools=_tools(attrs),
+            input=None if privacy else _input(rec),
+            output_choices=None if privacy else _output(rec),
+            stop_reason=_stop_reason(attrs),
+            http_status=_int(attrs.get("http.response.status_code")),
+            **_usage(attrs),
+            **common,
+        )
+    if kind == EMBEDDING_KIND:
+        texts = [t.get("embedding.text") for t in _indexed(attrs, "embedding.embeddings.")]
+        return EMBEDDING, embedding_properties(
+            span_name=rec.name or None,
+            model=_model(attrs),
+            provider=_provider(attrs),
+            base_url=_base_url(attrs),
+            model_parameters=_model_parameters(attrs),
+            input=None if privacy or not texts else texts,
+            input_count=len(texts) or None,
+            input_tokens=_usage(attrs)["input_tokens"],
+            **common,
+        )
+    return SPAN, span_properties(
+        span_name=_span_name(rec),
+        span_type=_span_type(attrs),
+        input_state=None if privacy else _input_state(attrs),
+        output_state=None if privacy else _output_state(attrs),
+        **common,
+    )
+
+
+def trace_event(
+    rec: SpanRecord,
+    *,
+    trace_id: str,
+    privacy: bool,
+    framework: str | None = "opentelemetry",
+    session_id: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The `$ai_trace` of a trace whose local root is `rec`."""
+    attrs = rec.attributes
+    error = _error(rec, privacy)
+    name = _first(attrs, "gen_ai.agent.name", "traceloop.entity.name", "traceloop.workflow.name")
+    return TRACE, trace_properties(
+        trace_id=trace_id,
+        span_name=str(name) if name is not None else (rec.name or "trace"),
+        input_state=None if privacy else _input_state(attrs),
+        output_state=None if privacy else _output_state(attrs),
+        latency=rec.latency,
+        error=error,
+        is_error=True if error else None,
+        framework=framework,
+        session_id=session_id_of(rec) or session_id,
+        privacy_mode=privacy,
+    )
+
+
+def first_of(records: Iterable[SpanRecord], read: Any) -> Any:
+    for rec in records:
+        value = read(rec)
+        if value is not None:
+            return value
+    return None

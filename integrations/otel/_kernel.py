@@ -1,0 +1,39 @@
+"""What the OpenTelemetry integration takes from the core: the kernel integration API only."""
+
+from __future__ import annotations
+
+from posthog_llm.instrumentation import (
+    EMBEDDING,
+    GENERATION,
+    SPAN,
+    TRACE,
+    Emitter,
+    Scope,
+    capture_internal_exceptions,
+    current_observation,
+    current_scope,
+    embedding_properties,
+    error_text,
+    generation_properties,
+    make_scope,
+    span_properties,
+    trace_properties,
+)
+
+__all__ = [
+    "EMBEDDING",
+    "GENERATION",
+    "SPAN",
+    "TRACE",
+    "Emitter",
+    "Scope",
+    "capture_internal_exceptions",
+    "current_observation",
+    "current_scope",
+    "embedding_properties",
+    "error_text",
+    "generation_properties",
+    "make_scope",
+    "span_properties",
+    "trace_properties",
+]

@@ -1,0 +1,216 @@
+"""`PostHogSpanProcessor`: finished OpenTelemetry spans -> `$ai_*` events through our sender.
+
+Per span the hot path is one dictionary lookup and, until a trace shows AI work, one prefix check
+of the span's name and attribute keys. Spans of an AI trace are kept (references only) until the
+trace's local root ends; then the plan of `_assemble` decides which become events, and the
+events themselves are built on the sender's worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+from ._assemble import plan_trace
+from ._convert import (
+    EMBEDDING_KIND,
+    GENERATION_KIND,
+    distinct_id_of,
+    first_of,
+    session_id_of,
+    span_event,
+    trace_event,
+)
+from ._kernel import (
+    EMBEDDING,
+    GENERATION,
+    SPAN,
+    TRACE,
+    Emitter,
+    Scope,
+    capture_internal_exceptions,
+    current_observation,
+    current_scope,
+    make_scope,
+)
+from ._records import AI_PREFIXES, SpanRecord, record_from_sdk_span
+
+__all__ = ["PostHogSpanProcessor"]
+
+FRAMEWORK = "opentelemetry"
+# Traces whose root never ends (it lives in another process, or the processor was added midway)
+# are sent as they are once this many are open, oldest first: memory stays bounded.
+MAX_OPEN_TRACES = 1000
+MAX_SPANS_PER_TRACE = 5000
+
+_EMPTY_SCOPE = Scope()
+_EVENT_OF = {GENERATION_KIND: GENERATION, EMBEDDING_KIND: EMBEDDING}
+
+
+def _is_ai(span: ReadableSpan) -> bool:
+    """The check every span pays: an AI prefix on its name or on an attribute key."""
+    if span.name.startswith(AI_PREFIXES):
+        return True
+    # The attributes' backing dict when there: the public view is a proxy over a locked mapping.
+    attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if attributes is None:
+        attributes = span.attributes
+    if attributes:
+        for key in attributes:
+            if key.startswith(AI_PREFIXES):
+                return True
+    return False
+
+
+class PostHogSpanProcessor(SpanProcessor):
+    """Send AI spans as PostHog `$ai_*` events.
+
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> provider = TracerProvider()
+    >>> provider.add_span_processor(PostHogSpanProcessor())        # doctest: +SKIP
+
+    Spans following the OpenTelemetry GenAI semantic conventions (`gen_ai.*`), OpenInference
+    (`llm.*`, `openinference.span.kind`), OpenLLMetry (`traceloop.*`) and the Vercel AI SDK
+    (`ai.*`) become `$ai_generation`, `$ai_embedding` and `$ai_span`; each trace's root becomes
+    its `$ai_trace`. Traces without AI spans send nothing. `posthog_llm.context(...)` around
+    the code that starts a trace applies its identity and properties.
+    """
+
+    def __init__(self, client: Any = None, *, privacy_mode: bool | None = None) -> None:
+        if privacy_mode is not None and not isinstance(privacy_mode, bool):
+            raise TypeError(f"privacy_mode must be a bool, got {type(privacy_mode).__name__}")
+        self._emitter = Emitter(client, framework=FRAMEWORK, privacy_mode=privacy_mode)
+        # trace id (int) -> spans of a trace known to hold AI work, in end order
+        self._open: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
+        # trace id -> (scope, open observation) when its root started, if either was set
+        self._starts: dict[int, tuple[Scope, Any]] = {}
+        self._lock = threading.Lock()
+
+    # -- SpanProcessor ---------------------------------------------------------------------
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        parent = span.parent
+        if parent is not None and not parent.is_remote:
+            return  # only a trace's local root decides its identity and parent
+        with capture_internal_exceptions():
+            outer = current_observation()
+            if outer is None and current_scope() == _EMPTY_SCOPE:
+                return
+            if len(self._starts) >= MAX_OPEN_TRACES:
+                self._starts.clear()  # roots that never end: forget rather than grow
+            self._starts[span.context.trace_id] = (self._emitter.scope(), outer)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with capture_internal_exceptions():
+            trace_key = span.context.trace_id
+            spans = self._open.get(trace_key)
+            if spans is None:
+                if not _is_ai(span):
+                    parent = span.parent
+                    if parent is None or parent.is_remote:
+                        self._starts.pop(trace_key, None)
+                    return
+                with self._lock:
+                    spans = self._open.setdefault(trace_key, [])
+                    overflow = len(self._open) > MAX_OPEN_TRACES
+                if overflow:
+                    self._send_oldest()
+            spans.append(span)
+            parent = span.parent
+            if parent is None or parent.is_remote or len(spans) >= MAX_SPANS_PER_TRACE:
+                with self._lock:
+                    done = self._open.pop(trace_key, None)
+                if done:
+                    self._send(trace_key, done)
+
+    def shutdown(self) -> None:
+        self.force_flush()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Send traces still open (their roots have not ended) and flush the client."""
+        with capture_internal_exceptions():
+            while self._open:
+                self._send_oldest()
+            client = self._emitter.client
+            flush = getattr(client, "flush", None)
+            if callable(flush):
+                try:
+                    result = flush(timeout_millis / 1000.0)
+                except TypeError:  # posthog-python's flush() takes no timeout
+                    result = flush()
+                return result is not False
+        return True
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _send_oldest(self) -> None:
+        with self._lock:
+            if not self._open:
+                return
+            trace_key, spans = self._open.popitem(last=False)
+        self._send(trace_key, spans)
+
+    def _send(self, trace_key: int, spans: list[ReadableSpan]) -> None:
+        records = [record_from_sdk_span(s) for s in spans]
+        plan = plan_trace(records)
+        started = self._starts.pop(trace_key, None)
+        if plan is None or not self._emitter.enabled:
+            return
+        scope, outer = started if started is not None else (self._emitter.scope(), None)
+        user = first_of(records, distinct_id_of)
+        session = first_of(records, session_id_of)
+        if user is not None or session is not None:  # a span's own attributes are most specific
+            scope = scope.merged(make_scope(distinct_id=user, session_id=session))
+        privacy = self._emitter.privacy(scope)
+        root = plan.root
+        emit = self._emitter.emit
+        if outer is None:
+            trace_id = plan.trace_id
+            for rec, kind, parent_id in plan.spans:
+                emit(
+                    _EVENT_OF.get(kind, SPAN),
+                    _builder(rec, kind, trace_id, parent_id, privacy),
+                    scope,
+                    trace_id=trace_id,
+                )
+            if root is not None:
+                emit(TRACE, _trace_builder(root, trace_id, privacy), scope, trace_id=trace_id)
+            return
+        # Started inside another observation (posthog_llm.span, an Agents run ...): the whole
+        # OpenTelemetry trace joins it, its root as a span under the observation.
+        trace_id = outer.trace_id
+        stand_in = root.span_id if root is not None else outer.span_id
+        for rec, kind, parent_id in plan.spans:
+            if rec is root:
+                parent_id = outer.span_id
+            elif parent_id == plan.trace_id:
+                parent_id = stand_in
+            emit(
+                _EVENT_OF.get(kind, SPAN),
+                _builder(rec, kind, trace_id, parent_id, privacy),
+                scope,
+                trace_id=trace_id,
+            )
+        if root is not None and not any(rec is root for rec, _, _ in plan.spans):
+            emit(
+                SPAN, _builder(root, "", trace_id, outer.span_id, privacy), scope, trace_id=trace_id
+            )
+
+
+def _trace_builder(root: SpanRecord, trace_id: str, privacy: bool) -> Any:
+    def build() -> dict[str, Any]:
+        return trace_event(root, trace_id=trace_id, privacy=privacy, framework=FRAMEWORK)[1]
+
+    return build
+
+
+def _builder(rec: SpanRecord, kind: str, trace_id: str, parent_id: str, privacy: bool) -> Any:
+    def build() -> dict[str, Any]:
+        return span_event(
+            rec, kind, trace_id=trace_id, parent_id=parent_id, privacy=privacy, framework=FRAMEWORK
+        )[1]
+
+    return build

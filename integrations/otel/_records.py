@@ -1,0 +1,102 @@
+"""One finished span as plain facts, whether it came from the SDK or over OTLP.
+
+The conversion reads only `SpanRecord`s, so `PostHogSpanProcessor` and `posthog-llm serve`'s
+OTLP receiver turn the same span into the same events. No OpenTelemetry import here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SpanEvent", "SpanRecord", "record_from_sdk_span", "AI_PREFIXES", "is_ai_span"]
+
+# A span is AI work when a name or attribute key has one of these prefixes (GenAI semantic
+# conventions, OpenInference, Vercel AI SDK, OpenLLMetry), as PostHog's own exporter decides.
+_STATUS_ERROR = 2  # StatusCode.ERROR, in the SDK and in OTLP
+AI_PREFIXES = ("gen_ai.", "llm.", "ai.", "traceloop.", "openinference.")
+
+
+@dataclass(slots=True)
+class SpanEvent:
+    name: str
+    attributes: Mapping[str, Any]
+    time_ns: int = 0
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """A finished span: hex ids (32/16 digits), nanosecond times, plain attribute values."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: Mapping[str, Any]
+    events: Sequence[SpanEvent] = ()
+    is_error: bool = False
+    status_message: str | None = None
+    parent_remote: bool = False
+    resource: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def latency(self) -> float | None:
+        if not self.start_ns or not self.end_ns:
+            return None
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
+
+def is_ai_span(name: str, attributes: Mapping[str, Any] | None) -> bool:
+    """The check every span pays: a name or attribute key with an AI prefix."""
+    if name.startswith(AI_PREFIXES):
+        return True
+    if attributes:
+        for key in attributes:
+            if key.startswith(AI_PREFIXES):
+                return True
+    return False
+
+
+def _plain_attributes(item: Any) -> dict[str, Any]:
+    """A span's or event's attributes as a plain dict.
+
+    The SDK's public view is a read-only proxy over `BoundedAttributes`, which takes a lock for
+    every key read (~0.7 µs a key); the conversion reads many keys. Its backing dict is copied
+    directly when it is there, else the public view.
+    """
+    bounded = getattr(item, "_attributes", None)
+    backing = getattr(bounded, "_dict", None)
+    if isinstance(backing, dict):
+        return dict(backing)
+    public = item.attributes
+    return dict(public) if public else {}
+
+
+def record_from_sdk_span(span: Any) -> SpanRecord:
+    """A `SpanRecord` from an ended `opentelemetry.sdk.trace.ReadableSpan`."""
+    ctx = span.context
+    parent = span.parent
+    status = span.status
+    resource = getattr(span, "resource", None)
+    # As for attributes: the public `events` copies a locked list; read its deque when there.
+    backing = getattr(getattr(span, "_events", None), "_dq", None)
+    events = tuple(backing) if backing is not None else span.events
+    return SpanRecord(
+        trace_id=format(ctx.trace_id, "032x"),
+        span_id=format(ctx.span_id, "016x"),
+        parent_id=format(parent.span_id, "016x") if parent is not None else None,
+        parent_remote=bool(parent is not None and parent.is_remote),
+        name=span.name or "",
+        start_ns=span.start_time or 0,
+        end_ns=span.end_time or 0,
+        attributes=_plain_attributes(span),
+        events=tuple(SpanEvent(e.name, _plain_attributes(e), e.timestamp or 0) for e in events)
+        if events
+        else (),
+        is_error=status is not None and status.status_code.value == _STATUS_ERROR,
+        status_message=status.description if status is not None else None,
+        resource=resource.attributes if resource is not None else {},
+    )

@@ -1,0 +1,89 @@
+"""One trace across integrations: a user's span around a run, and our OpenAI drop-in used by the
+SDK (each model call reported once)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import posthog_llm
+import pytest
+from agents import Runner, set_default_openai_client
+from posthog_llm.integrations import openai_agents as posthog_agents
+from posthog_llm.integrations.openai import AsyncOpenAI
+
+from .conftest import API_KEY, by_name, make_agents
+
+pytestmark = pytest.mark.usefixtures("agents_sdk")
+
+
+def test_a_run_inside_a_users_span_is_a_child_of_it(client, events):
+    posthog_agents.instrument(client)
+    with posthog_llm.context(distinct_id="user_5"):
+        with posthog_llm.span("support request", client=client) as outer:
+            Runner.run_sync(make_agents(), "What is the weather in Paris?")
+    found = events()
+    (trace,) = events("$ai_trace")
+    assert trace["properties"]["$ai_span_name"] == "support request"
+    trace_id = trace["properties"]["$ai_trace_id"]
+    assert outer.trace_id == trace_id
+    assert {e["properties"]["$ai_trace_id"] for e in found} == {trace_id}
+    run = by_name(events("$ai_span"), "Agent workflow")
+    assert run["$ai_span_type"] == "agent_run"
+    assert run["$ai_parent_id"] == outer.span_id
+    triage = by_name(events("$ai_span"), "Triage")
+    assert triage["$ai_parent_id"] == run["$ai_span_id"]
+    assert {e["distinct_id"] for e in found} == {"user_5"}
+    ids = {e["properties"].get("$ai_span_id") for e in found} | {trace_id}
+    assert all(e["properties"].get("$ai_parent_id") in ids | {None} for e in found)
+
+
+async def test_an_async_run_inside_a_users_span_joins_it_too(client, events):
+    posthog_agents.instrument(client)
+    async with posthog_llm.span("async request", client=client):
+        await Runner.run(make_agents(), "What is the weather in Paris?")
+    assert posthog_llm.instrumentation.current_observation() is None  # nothing left open
+    found = events()
+    assert len(events("$ai_trace")) == 1
+    assert len({e["properties"]["$ai_trace_id"] for e in found}) == 1
+
+
+def test_the_sdk_calling_our_openai_drop_in_reports_each_model_call_once(
+    client, events, agents_sdk, api
+):
+    set_default_openai_client(
+        AsyncOpenAI(
+            base_url=agents_sdk.base_url, api_key=API_KEY, max_retries=0, posthog_client=client
+        ),
+        use_for_tracing=False,
+    )
+    posthog_agents.instrument(client)
+    Runner.run_sync(make_agents(), "What is the weather in Paris?")
+    generations = [e["properties"] for e in events("$ai_generation")]
+    assert len(generations) == 3, generations
+    assert {g["$ai_framework"] for g in generations} == {"openai-agents"}
+
+    # Without the Agents processor the drop-in reports the calls itself.
+    posthog_agents.uninstrument()
+    Runner.run_sync(make_agents(), "What is the weather in Paris?")
+    generations = [e["properties"] for e in events("$ai_generation")]
+    assert len(generations) == 6
+    assert sum(1 for g in generations if "$ai_framework" not in g) == 3
+
+
+def test_concurrent_runs_stay_apart(client, events):
+    posthog_agents.instrument(client)
+
+    async def main() -> None:
+        await asyncio.gather(
+            *(Runner.run(make_agents(), f"What is the weather in city {i}?") for i in range(4))
+        )
+
+    asyncio.run(main())
+    found = events()
+    traces = {e["properties"]["$ai_trace_id"] for e in events("$ai_trace")}
+    assert len(traces) == 4
+    for trace_id in traces:
+        mine = [e for e in found if e["properties"]["$ai_trace_id"] == trace_id]
+        assert len([e for e in mine if e["event"] == "$ai_generation"]) == 3
+        ids = {e["properties"].get("$ai_span_id") for e in mine} | {trace_id}
+        assert all(e["properties"].get("$ai_parent_id") in ids | {None} for e in mine)

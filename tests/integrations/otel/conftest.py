@@ -1,0 +1,47 @@
+"""Fixtures: a real OpenTelemetry SDK TracerProvider with PostHogSpanProcessor into memory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from posthog_llm import Client, InMemoryDestination  # noqa: E402
+from posthog_llm.integrations.otel import PostHogSpanProcessor  # noqa: E402
+
+
+@pytest.fixture
+def provider(client: Client) -> Iterator[TracerProvider]:
+    provider = TracerProvider()
+    provider.add_span_processor(PostHogSpanProcessor(client))
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def tracer(provider: TracerProvider) -> Any:
+    return provider.get_tracer("tests")
+
+
+@pytest.fixture
+def events(client: Client, sink: InMemoryDestination) -> Callable[..., list[dict[str, Any]]]:
+    def read(name: str | None = None) -> list[dict[str, Any]]:
+        assert client.flush(5)
+        return sink.named(name) if name else sink.events
+
+    return read
+
+
+def one(found: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(found) == 1, json.dumps(found, indent=1, default=str)[:3000]
+    return found[0]["properties"]
+
+
+def messages(*items: tuple[str, str]) -> str:
+    """GenAI semantic-conventions messages as the JSON text instrumentations put in attributes."""
+    return json.dumps([{"role": r, "parts": [{"type": "text", "content": c}]} for r, c in items])

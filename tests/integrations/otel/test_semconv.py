@@ -1,0 +1,205 @@
+"""Spans built with the real OpenTelemetry SDK, one per GenAI operation kind."""
+
+from __future__ import annotations
+
+import json
+
+from opentelemetry.trace import Status, StatusCode
+
+from .conftest import messages, one
+
+
+def test_an_agent_with_a_chat_call_and_a_tool_call(tracer, events):
+    with tracer.start_as_current_span(
+        "invoke_agent Weather",
+        attributes={
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": "Weather",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.conversation.id": "conv-7",
+        },
+    ) as agent:
+        with tracer.start_as_current_span(
+            "chat gpt-4o-mini",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+                "gen_ai.request.temperature": 0.2,
+                "gen_ai.request.max_tokens": 200,
+                "gen_ai.request.stop_sequences": ("END",),
+                "gen_ai.usage.input_tokens": 31,
+                "gen_ai.usage.output_tokens": 9,
+                "gen_ai.usage.cache_read.input_tokens": 12,
+                "gen_ai.response.finish_reasons": ("tool_calls",),
+                "gen_ai.system_instructions": json.dumps(
+                    [{"type": "text", "content": "You report the weather."}]
+                ),
+                "gen_ai.input.messages": messages(("user", "Weather in Paris?")),
+                "gen_ai.output.messages": json.dumps(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [
+                                {
+                                    "type": "tool_call",
+                                    "id": "call_1",
+                                    "name": "get_weather",
+                                    "arguments": {"city": "Paris"},
+                                }
+                            ],
+                            "finish_reason": "tool_call",
+                        }
+                    ]
+                ),
+                "gen_ai.tool.definitions": json.dumps(
+                    [{"type": "function", "name": "get_weather", "parameters": {}}]
+                ),
+                "server.address": "api.openai.com",
+                "server.port": 443,
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "execute_tool get_weather",
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": "get_weather",
+                "gen_ai.tool.call.id": "call_1",
+                "gen_ai.tool.call.arguments": '{"city": "Paris"}',
+                "gen_ai.tool.call.result": "sunny",
+            },
+        ):
+            pass
+        agent.set_attribute("output.value", "It is sunny in Paris.")
+
+    trace_id = format(agent.get_span_context().trace_id, "032x")
+    agent_id = format(agent.get_span_context().span_id, "016x")
+    found = events()
+    assert {e["properties"]["$ai_trace_id"] for e in found} == {trace_id}
+    trace = one(events("$ai_trace"))
+    assert trace["$ai_span_name"] == "Weather"
+    assert trace["$ai_output_state"] == "It is sunny in Paris."
+    assert trace["$ai_session_id"] == "conv-7"
+    gen = one(events("$ai_generation"))
+    assert gen["$ai_parent_id"] == trace_id  # the agent is the root: it is the trace
+    assert gen["$ai_model"] == "gpt-4o-mini-2024-07-18"
+    assert gen["$ai_provider"] == "openai"
+    assert gen["$ai_base_url"] == "https://api.openai.com"
+    assert gen["$ai_model_parameters"] == {"temperature": 0.2, "max_tokens": 200, "stop": ["END"]}
+    assert (gen["$ai_input_tokens"], gen["$ai_output_tokens"]) == (31, 9)
+    assert gen["$ai_cache_read_input_tokens"] == 12
+    assert gen["$ai_stop_reason"] == "tool_calls"
+    assert gen["$ai_input"] == [
+        {"role": "system", "content": "You report the weather."},
+        {"role": "user", "content": "Weather in Paris?"},
+    ]
+    assert gen["$ai_output_choices"] == [
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "function",
+                    "id": "call_1",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        }
+    ]
+    assert gen["$ai_tools"][0]["name"] == "get_weather"
+    assert gen["$ai_latency"] >= 0
+    tool = one(events("$ai_span"))
+    assert tool["$ai_span_name"] == "get_weather"
+    assert tool["$ai_span_type"] == "tool"
+    assert tool["$ai_input_state"] == {"city": "Paris"}
+    assert tool["$ai_output_state"] == "sunny"
+    assert tool["$ai_parent_id"] == trace_id
+    assert agent_id not in {e["properties"].get("$ai_span_id") for e in found}
+
+
+def test_text_completion_with_indexed_prompt_attributes_and_events(tracer, events):
+    with tracer.start_as_current_span("run"):
+        with tracer.start_as_current_span(
+            "text_completion davinci",
+            attributes={
+                "gen_ai.operation.name": "text_completion",
+                "gen_ai.system": "az.ai.openai",
+                "gen_ai.request.model": "davinci-002",
+                "gen_ai.usage.prompt_tokens": 4,
+                "gen_ai.usage.completion_tokens": 6,
+                "gen_ai.prompt.0.role": "user",
+                "gen_ai.prompt.0.content": "Say hi",
+                "gen_ai.completion.0.role": "assistant",
+                "gen_ai.completion.0.content": "hi there",
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "chat claude",
+            attributes={"gen_ai.operation.name": "chat", "gen_ai.system": "anthropic"},
+        ) as chat:
+            chat.add_event("gen_ai.user.message", {"content": "Hello"})
+            chat.add_event(
+                "gen_ai.choice",
+                {"index": 0, "finish_reason": "stop", "message": '{"content": "Hi!"}'},
+            )
+    completion, chat_gen = (e["properties"] for e in events("$ai_generation"))
+    assert completion["$ai_provider"] == "azure"
+    assert completion["$ai_input"] == [{"role": "user", "content": "Say hi"}]
+    assert completion["$ai_output_choices"] == [{"role": "assistant", "content": "hi there"}]
+    assert (completion["$ai_input_tokens"], completion["$ai_output_tokens"]) == (4, 6)
+    assert chat_gen["$ai_provider"] == "anthropic"
+    assert chat_gen["$ai_input"] == [{"role": "user", "content": "Hello"}]
+    assert chat_gen["$ai_output_choices"] == [{"role": "assistant", "content": "Hi!"}]
+    trace = one(events("$ai_trace"))
+    assert trace["$ai_span_name"] == "run"
+
+
+def test_embeddings_and_create_agent(tracer, events):
+    with tracer.start_as_current_span(
+        "create_agent Helper",
+        attributes={"gen_ai.operation.name": "create_agent", "gen_ai.agent.name": "Helper"},
+    ):
+        pass
+    with tracer.start_as_current_span("ingest"):
+        with tracer.start_as_current_span(
+            "embeddings text-embedding-3-small",
+            attributes={
+                "gen_ai.operation.name": "embeddings",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "text-embedding-3-small",
+                "gen_ai.usage.input_tokens": 8,
+                "gen_ai.embeddings.dimension.count": 256,
+            },
+        ):
+            pass
+    embedding = one(events("$ai_embedding"))
+    assert embedding["$ai_model"] == "text-embedding-3-small"
+    assert embedding["$ai_input_tokens"] == 8
+    assert embedding["$ai_model_parameters"] == {"dimensions": 256}
+    traces = sorted(e["properties"]["$ai_span_name"] for e in events("$ai_trace"))
+    assert traces == ["Helper", "ingest"]
+    assert not events("$ai_span")  # a root is its trace, not also a span
+
+
+def test_a_failed_call_is_an_error_with_its_exception_and_no_secret(tracer, events):
+    try:
+        with tracer.start_as_current_span(
+            "chat gpt-4o",
+            attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"},
+        ):
+            raise PermissionError("Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuv")
+    except PermissionError:
+        pass
+    with tracer.start_as_current_span(
+        "chat gpt-4o", attributes={"gen_ai.operation.name": "chat", "error.type": "timeout"}
+    ) as span:
+        span.set_status(Status(StatusCode.ERROR, "timed out after 30s"))
+    failed, timed_out = (e["properties"] for e in events("$ai_generation"))
+    assert failed["$ai_is_error"] is True
+    assert failed["$ai_error"].startswith("PermissionError: Incorrect API key provided:")
+    assert "sk-proj" not in failed["$ai_error"]
+    assert timed_out["$ai_error"] == "timeout: timed out after 30s"
+    traces = [e["properties"] for e in events("$ai_trace")]
+    assert all(t["$ai_is_error"] is True for t in traces)

@@ -1,0 +1,33 @@
+"""Configuration: bad arguments fail at construction, a missing SDK names the extra."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from posthog_llm.integrations.otel import PostHogSpanProcessor
+
+
+def test_bad_configuration_is_refused_at_construction():
+    with pytest.raises(TypeError, match="privacy_mode"):
+        PostHogSpanProcessor(privacy_mode="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="capture"):
+        PostHogSpanProcessor(client=object())
+
+
+@pytest.mark.parametrize(
+    ("blocked", "module", "extra"),
+    [
+        ("opentelemetry", "posthog_llm.integrations.otel", "otel"),
+        ("agents", "posthog_llm.integrations.openai_agents", "openai-agents"),
+    ],
+)
+def test_a_missing_framework_names_the_extra_to_install(blocked, module, extra):
+    # A fresh interpreter where the framework cannot be imported.
+    code = f"import sys\nsys.modules[{blocked!r}] = None\nimport {module}\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert f"pip install 'posthog-llm[{extra}]'" in result.stderr

@@ -1,0 +1,289 @@
+"""Which spans become events, identity, privacy, joining a user's span, OpenInference."""
+
+from __future__ import annotations
+
+import json
+
+import posthog_llm
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+from posthog_llm.integrations.otel import PostHogSpanProcessor
+
+from .conftest import messages, one
+
+CHAT = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}
+
+
+def test_a_trace_without_ai_spans_sends_nothing(tracer, events, client):
+    for _ in range(3):
+        with tracer.start_as_current_span("GET /health", attributes={"http.method": "GET"}):
+            with tracer.start_as_current_span("SELECT 1", attributes={"db.system": "sqlite"}):
+                pass
+    assert events() == []
+    stats = client.stats()
+    assert stats["queued"] == stats["sent"] == 0
+
+
+def test_non_ai_spans_count_only_between_ai_spans(tracer, events):
+    with tracer.start_as_current_span("POST /chat", attributes={"http.method": "POST"}) as root:
+        with tracer.start_as_current_span("auth"):  # above the AI work: not between
+            pass
+        with tracer.start_as_current_span(
+            "invoke_agent A", attributes={"gen_ai.operation.name": "invoke_agent"}
+        ) as agent:
+            with tracer.start_as_current_span("retrieve documents") as retrieve:
+                with tracer.start_as_current_span("chat gpt-4o-mini", attributes=CHAT) as chat:
+                    pass
+            with tracer.start_as_current_span("SELECT cache"):  # below, no AI under it
+                pass
+    trace_id = format(root.get_span_context().trace_id, "032x")
+
+    def hex_id(span) -> str:
+        return format(span.get_span_context().span_id, "016x")
+
+    trace = one(events("$ai_trace"))
+    assert trace["$ai_span_name"] == "POST /chat"  # the root is the trace
+    spans = {e["properties"]["$ai_span_name"]: e["properties"] for e in events("$ai_span")}
+    assert set(spans) == {"invoke_agent A", "retrieve documents"}
+    assert spans["invoke_agent A"]["$ai_parent_id"] == trace_id
+    assert spans["retrieve documents"]["$ai_parent_id"] == hex_id(agent)
+    assert "$ai_span_type" not in spans["retrieve documents"]
+    gen = one(events("$ai_generation"))
+    assert gen["$ai_parent_id"] == hex_id(retrieve)
+    assert gen["$ai_span_id"] == hex_id(chat)
+
+
+def test_openinference_spans(tracer, events):
+    with tracer.start_as_current_span(
+        "query",
+        attributes={
+            "openinference.span.kind": "CHAIN",
+            "input.value": '{"question": "why?"}',
+            "input.mime_type": "application/json",
+            "output.value": "because",
+            "session.id": "s-1",
+            "user.id": "user_oi",
+        },
+    ):
+        with tracer.start_as_current_span(
+            "OpenAI.chat",
+            attributes={
+                "openinference.span.kind": "LLM",
+                "llm.model_name": "gpt-4o",
+                "llm.provider": "openai",
+                "llm.invocation_parameters": '{"temperature": 0.5, "api_key": "sk-x"}',
+                "llm.input_messages.0.message.role": "system",
+                "llm.input_messages.0.message.content": "Be brief.",
+                "llm.input_messages.1.message.role": "user",
+                "llm.input_messages.1.message.content": "why?",
+                "llm.output_messages.0.message.role": "assistant",
+                "llm.output_messages.0.message.tool_calls.0.tool_call.id": "c1",
+                "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "lookup",
+                "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": "{}",
+                "llm.token_count.prompt": 11,
+                "llm.token_count.completion": 2,
+                "llm.token_count.prompt_details.cache_read": 3,
+                "llm.token_count.completion_details.reasoning": 1,
+                "llm.tools.0.tool.json_schema": '{"type": "function", "name": "lookup"}',
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "lookup",
+            attributes={
+                "openinference.span.kind": "TOOL",
+                "tool.name": "lookup",
+                "input.value": "{}",
+                "output.value": "42",
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "embed",
+            attributes={
+                "openinference.span.kind": "EMBEDDING",
+                "embedding.model_name": "text-embedding-3-small",
+                "embedding.embeddings.0.embedding.text": "why?",
+            },
+        ):
+            pass
+    found = events()
+    assert {e["distinct_id"] for e in found} == {"user_oi"}
+    assert {e["properties"]["$ai_session_id"] for e in found} == {"s-1"}
+    trace = one(events("$ai_trace"))
+    assert trace["$ai_input_state"] == {"question": "why?"}
+    assert trace["$ai_output_state"] == "because"
+    gen = one(events("$ai_generation"))
+    assert gen["$ai_model"] == "gpt-4o"
+    assert gen["$ai_model_parameters"] == {"temperature": 0.5}  # never the api key
+    assert gen["$ai_input"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "why?"},
+    ]
+    assert gen["$ai_output_choices"][0]["tool_calls"][0]["function"]["name"] == "lookup"
+    assert (gen["$ai_input_tokens"], gen["$ai_output_tokens"]) == (11, 2)
+    assert gen["$ai_cache_read_input_tokens"] == 3
+    assert gen["$ai_reasoning_tokens"] == 1
+    assert gen["$ai_tools"] == [{"type": "function", "name": "lookup"}]
+    tool = one(events("$ai_span"))
+    assert (tool["$ai_span_name"], tool["$ai_span_type"], tool["$ai_output_state"]) == (
+        "lookup",
+        "tool",
+        "42",
+    )
+    embedding = one(events("$ai_embedding"))
+    assert embedding["$ai_input"] == ["why?"]
+    assert embedding["$ai_embedding_input_count"] == 1
+
+
+def test_context_identity_and_privacy(tracer, events):
+    with posthog_llm.context(distinct_id="user_ctx", properties={"plan": "pro"}):
+        with tracer.start_as_current_span(
+            "chat", attributes={**CHAT, "gen_ai.input.messages": messages(("user", "secret plan"))}
+        ):
+            pass
+    with posthog_llm.context(privacy_mode=True):
+        with tracer.start_as_current_span(
+            "chat", attributes={**CHAT, "gen_ai.input.messages": messages(("user", "secret plan"))}
+        ) as span:
+            span.set_attribute("gen_ai.usage.input_tokens", 3)
+    first = [e for e in events() if "$process_person_profile" not in e["properties"]]
+    assert {e["distinct_id"] for e in first} == {"user_ctx"}
+    assert all(e["properties"]["plan"] == "pro" for e in first)
+    private = [e for e in events() if e["properties"].get("$process_person_profile") is False]
+    assert len(private) == 2
+    assert "secret plan" not in json.dumps(private)
+    assert any(e["properties"].get("$ai_input_tokens") == 3 for e in private)
+
+
+def test_privacy_mode_on_the_processor_drops_content_and_error_messages(client, events):
+    provider = TracerProvider()
+    provider.add_span_processor(PostHogSpanProcessor(client, privacy_mode=True))
+    tracer = provider.get_tracer("tests")
+    with pytest.raises(ValueError):
+        with tracer.start_as_current_span(
+            "execute_tool lookup",
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.call.arguments": '{"q": "my diagnosis"}',
+            },
+        ):
+            raise ValueError("the patient said: my diagnosis")
+    with tracer.start_as_current_span(
+        "chat", attributes={**CHAT, "gen_ai.output.messages": messages(("assistant", "diagnosis"))}
+    ):
+        pass
+    found = events()
+    assert len(found) == 3  # two traces (each root is its trace) and the chat generation
+    assert "diagnosis" not in json.dumps(found)
+    tool = [e["properties"] for e in found if e["event"] == "$ai_trace"][0]
+    assert tool["$ai_error"] == "ValueError"
+    assert "$ai_input_state" not in tool
+
+
+def test_otel_work_inside_a_users_span_joins_its_trace(tracer, events, client):
+    with posthog_llm.span("handle request", client=client) as outer:
+        with tracer.start_as_current_span(
+            "invoke_agent A", attributes={"gen_ai.operation.name": "invoke_agent"}
+        ) as agent:
+            with tracer.start_as_current_span("chat", attributes=CHAT):
+                pass
+    found = events()
+    assert {e["properties"]["$ai_trace_id"] for e in found} == {outer.trace_id}
+    (trace,) = events("$ai_trace")
+    assert trace["properties"]["$ai_span_name"] == "handle request"
+    agent_id = format(agent.get_span_context().span_id, "016x")
+    span = one(events("$ai_span"))
+    assert (span["$ai_span_id"], span["$ai_parent_id"]) == (agent_id, outer.span_id)
+    assert one(events("$ai_generation"))["$ai_parent_id"] == agent_id
+
+
+def test_a_trace_whose_root_lives_elsewhere_is_sent_on_flush(client, events):
+    provider = TracerProvider()
+    processor = PostHogSpanProcessor(client)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("tests")
+    remote = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    parent = set_span_in_context(NonRecordingSpan(remote))
+    with tracer.start_as_current_span("server work", context=parent):
+        pass  # a local root (remote parent), not AI: nothing
+    span = tracer.start_span("chat", context=parent, attributes=CHAT)
+    child = tracer.start_span(
+        "execute_tool t",
+        context=set_span_in_context(span),
+        attributes={"gen_ai.operation.name": "execute_tool"},
+    )
+    child.end()
+    assert events() == []  # waiting for the local root
+    assert processor.force_flush(5000)
+    tool = one(events("$ai_span"))
+    assert tool["$ai_trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert tool["$ai_parent_id"] == format(span.get_span_context().span_id, "016x")
+    span.end()
+    gen = one(events("$ai_generation"))
+    assert gen["$ai_parent_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert len(events("$ai_trace")) == 1
+
+
+def test_openllmetry_and_vercel_ai_sdk_spans(tracer, events):
+    with tracer.start_as_current_span(
+        "joke_workflow.workflow",
+        attributes={
+            "traceloop.span.kind": "workflow",
+            "traceloop.entity.name": "joke_workflow",
+            "traceloop.entity.input": '{"topic": "owls"}',
+            "traceloop.entity.output": '"Owls are hoot."',
+        },
+    ):
+        with tracer.start_as_current_span(
+            "openai.chat",
+            attributes={
+                "llm.request.type": "chat",
+                "gen_ai.system": "OpenAI",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.prompt.0.role": "user",
+                "gen_ai.prompt.0.content": "Tell a joke about owls",
+                "gen_ai.completion.0.role": "assistant",
+                "gen_ai.completion.0.content": "Owls are hoot.",
+                "gen_ai.usage.prompt_tokens": 6,
+                "gen_ai.usage.completion_tokens": 4,
+            },
+        ):
+            pass
+    with tracer.start_as_current_span(
+        "ai.generateText",
+        attributes={"ai.model.id": "gpt-4o-mini", "ai.prompt": '{"prompt": "hi"}'},
+    ):
+        with tracer.start_as_current_span(
+            "ai.generateText.doGenerate",
+            attributes={
+                "ai.model.id": "gpt-4o-mini",
+                "ai.model.provider": "openai.chat",
+                "ai.prompt.messages": '[{"role": "user", "content": "hi"}]',
+                "ai.response.text": "hello",
+                "ai.usage.promptTokens": 3,
+                "ai.usage.completionTokens": 1,
+                "ai.response.finishReason": "stop",
+            },
+        ):
+            pass
+    traces = {e["properties"]["$ai_span_name"]: e["properties"] for e in events("$ai_trace")}
+    assert traces["joke_workflow"]["$ai_input_state"] == {"topic": "owls"}
+    assert traces["joke_workflow"]["$ai_output_state"] == "Owls are hoot."
+    assert set(traces) == {"joke_workflow", "ai.generateText"}
+    traceloop, vercel = (e["properties"] for e in events("$ai_generation"))
+    assert traceloop["$ai_provider"] == "openai"
+    assert traceloop["$ai_input"] == [{"role": "user", "content": "Tell a joke about owls"}]
+    assert (traceloop["$ai_input_tokens"], traceloop["$ai_output_tokens"]) == (6, 4)
+    assert vercel["$ai_model"] == "gpt-4o-mini"
+    assert vercel["$ai_provider"] == "openai"
+    assert vercel["$ai_input"] == [{"role": "user", "content": "hi"}]
+    assert vercel["$ai_output_choices"] == [{"role": "assistant", "content": "hello"}]
+    assert (vercel["$ai_input_tokens"], vercel["$ai_output_tokens"]) == (3, 1)
+    assert vercel["$ai_stop_reason"] == "stop"

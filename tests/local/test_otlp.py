@@ -1,0 +1,272 @@
+"""`posthog-llm serve` receives OTLP/HTTP traces (protobuf and JSON) and stores `$ai_*` events."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import requests
+
+pytest.importorskip("opentelemetry.proto")
+pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+
+from google.protobuf import json_format  # noqa: E402
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans  # noqa: E402
+from opentelemetry.exporter.otlp.proto.http import Compression  # noqa: E402
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+    InMemorySpanExporter,
+)
+from posthog_llm import EventStore  # noqa: E402
+from posthog_llm.local.server import start_server  # noqa: E402
+
+CHAT = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.usage.input_tokens": 12,
+    "gen_ai.usage.output_tokens": 4,
+    "gen_ai.input.messages": json.dumps(
+        [{"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]}]
+    ),
+}
+
+
+def run_agent(provider: TracerProvider, **extra: object) -> None:
+    """An HTTP request with an agent, a chat call, a tool and a DB query inside."""
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span("POST /ask", attributes={"http.method": "POST", **extra}):
+        with tracer.start_as_current_span(
+            "invoke_agent Weather",
+            attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Weather"},
+        ):
+            with tracer.start_as_current_span("chat gpt-4o-mini", attributes=CHAT):
+                pass
+            with tracer.start_as_current_span(
+                "execute_tool get_weather",
+                attributes={
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": "get_weather",
+                    "gen_ai.tool.call.arguments": '{"city": "Paris"}',
+                },
+            ):
+                pass
+        with tracer.start_as_current_span("INSERT log", attributes={"db.system": "sqlite"}):
+            pass
+
+
+def stored(db_path: str) -> list[dict]:
+    with EventStore(db_path) as store:
+        return store.events()
+
+
+def shape(events: list[dict]) -> list[tuple]:
+    """What the conversion decided, without ids and times (for comparing two transports)."""
+    keep = ("$ai_span_name", "$ai_model", "$ai_input_tokens", "$ai_input", "$ai_input_state")
+    return sorted(
+        (e["event"], tuple(json.dumps(e["properties"].get(k)) for k in keep)) for e in events
+    )
+
+
+def check_agent_trace(events: list[dict]) -> None:
+    assert sorted(e["event"] for e in events) == [
+        "$ai_generation",
+        "$ai_span",
+        "$ai_span",
+        "$ai_trace",
+    ]
+    by_event = {e["event"]: e["properties"] for e in events}
+    trace = by_event["$ai_trace"]
+    assert trace["$ai_span_name"] == "POST /ask"
+    assert len(trace["$ai_trace_id"]) == 32
+    assert {e["properties"]["$ai_trace_id"] for e in events} == {trace["$ai_trace_id"]}
+    gen = by_event["$ai_generation"]
+    assert (gen["$ai_model"], gen["$ai_input_tokens"], gen["$ai_output_tokens"]) == (
+        "gpt-4o-mini",
+        12,
+        4,
+    )
+    assert gen["$ai_input"] == [{"role": "user", "content": "Weather in Paris?"}]
+    names = {e["properties"]["$ai_span_name"] for e in events if e["event"] == "$ai_span"}
+    assert names == {"Weather", "get_weather"}
+
+
+def test_an_otlp_protobuf_exporter_fills_the_store_and_the_viewer(server, db_path):
+    provider = TracerProvider()
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=server.url + "/v1/traces"))
+    )
+    run_agent(provider)
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+    events = stored(db_path)
+    check_agent_trace(events)
+    trace_id = events[0]["properties"]["$ai_trace_id"]
+    assert {e["distinct_id"] for e in events} == {trace_id}  # personless, one id per trace
+    listed = requests.get(server.url + "/api/traces", timeout=10).json()["traces"]
+    assert [t["trace_id"] for t in listed] == [trace_id]
+    detail = requests.get(f"{server.url}/api/traces/{trace_id}", timeout=10)
+    assert detail.status_code == 200
+    assert "get_weather" in detail.text
+
+
+def test_otlp_json_goes_through_the_same_conversion(server, db_path, tmp_path):
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    run_agent(provider)
+    spans = memory.get_finished_spans()
+
+    payload = json_format.MessageToDict(encode_spans(spans))
+    # OTLP/JSON spells ids in hex where protobuf's JSON mapping uses base64.
+    for resource_spans in payload["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for span in scope_spans["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()
+    response = requests.post(server.url + "/v1/traces", json=payload, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json() == {}
+    from_json = stored(db_path)
+    check_agent_trace(from_json)
+
+    other = start_server(str(tmp_path / "protobuf.db"))
+    try:
+        response = requests.post(
+            other.url + "/v1/traces",
+            data=encode_spans(spans).SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        assert response.headers["Content-Type"] == "application/x-protobuf"
+    finally:
+        other.close()
+    assert shape(stored(str(tmp_path / "protobuf.db"))) == shape(from_json)
+
+
+@pytest.mark.parametrize("compression", [Compression.Gzip, Compression.Deflate])
+def test_compressed_exports_at_posthogs_otel_path(server, db_path, compression):
+    provider = TracerProvider()
+    exporter = OTLPSpanExporter(endpoint=server.url + "/i/v0/ai/otel", compression=compression)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    run_agent(provider, **{"posthog.distinct_id": "user_otlp", "session.id": "s-9"})
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+    events = stored(db_path)
+    check_agent_trace(events)
+    assert {e["distinct_id"] for e in events} == {"user_otlp"}
+    assert {e["properties"]["$ai_session_id"] for e in events} == {"s-9"}
+
+
+def test_posthog_pythons_own_otel_processor_fills_the_local_store(server, db_path):
+    otel = pytest.importorskip("posthog.ai.otel")
+    provider = TracerProvider()
+    processor = otel.PostHogSpanProcessor(api_key="phc_local_test", host=server.url)
+    provider.add_span_processor(processor)
+    run_agent(provider)
+    assert processor.force_flush(10_000)
+    provider.shutdown()
+    events = stored(db_path)
+    # posthog-python sends only AI spans: the HTTP root never arrives, so there is no $ai_trace
+    # and the agent keeps its (unsent) parent's id; the viewer hangs it under the trace.
+    assert sorted(e["event"] for e in events) == ["$ai_generation", "$ai_span", "$ai_span"]
+    assert len({e["properties"]["$ai_trace_id"] for e in events}) == 1
+    trace_id = events[0]["properties"]["$ai_trace_id"]
+    listed = requests.get(server.url + "/api/traces", timeout=10).json()["traces"]
+    assert [t["trace_id"] for t in listed] == [trace_id]
+
+
+def test_privacy_attribute_and_secret_scrubbing(server, db_path):
+    provider = TracerProvider()
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=server.url + "/v1/traces"))
+    )
+    tracer = provider.get_tracer("tests")
+    with pytest.raises(RuntimeError):
+        with tracer.start_as_current_span("chat", attributes=CHAT):
+            raise RuntimeError("upstream refused Bearer sk-proj-abcdefghijklmnopqrstuvwx")
+    with pytest.raises(RuntimeError):
+        with tracer.start_as_current_span(
+            "chat", attributes={**CHAT, "posthog.privacy_mode": True}
+        ):
+            raise RuntimeError("the user asked about Paris")
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+    events = stored(db_path)
+    generations = [e["properties"] for e in events if e["event"] == "$ai_generation"]
+    scrubbed, private = sorted(generations, key=lambda p: "$ai_input" in p, reverse=True)
+    assert scrubbed["$ai_error"].startswith("RuntimeError: upstream refused Bearer")
+    assert "sk-proj" not in json.dumps(events)
+    assert private["$ai_error"] == "RuntimeError"
+    assert "$ai_input" not in private
+    assert private["$ai_input_tokens"] == 12
+    assert "Paris" not in json.dumps([e for e in events if e["properties"] is private])
+
+
+def test_bad_requests_are_refused_clearly(server, db_path):
+    url = server.url + "/v1/traces"
+    garbage = requests.post(
+        url, data=b"\xff\x00garbage", headers={"Content-Type": "application/x-protobuf"}, timeout=10
+    )
+    assert garbage.status_code == 400
+    assert "protobuf" in garbage.json()["detail"]
+    wrong_type = requests.post(url, data=b"x", headers={"Content-Type": "text/plain"}, timeout=10)
+    assert wrong_type.status_code == 415
+    bad_json = requests.post(url, json={"resourceSpans": "nope"}, timeout=10)
+    assert bad_json.status_code == 400
+    bad_id = requests.post(
+        url,
+        json={"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "01"}]}]}]},
+        timeout=10,
+    )
+    assert bad_id.status_code == 400
+    assert requests.get(url, timeout=10).status_code == 405
+    assert stored(db_path) == []
+
+
+def test_a_collector_with_an_api_key_wants_it_on_otlp_too(db_path):
+    with start_server(db_path, api_key="phc_right_key") as handle:
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        run_agent(provider)
+        body = encode_spans(memory.get_finished_spans()).SerializeToString()
+        headers = {"Content-Type": "application/x-protobuf"}
+        refused = requests.post(handle.url + "/v1/traces", data=body, headers=headers, timeout=10)
+        assert refused.status_code == 401
+        headers["Authorization"] = "Bearer phc_right_key"
+        accepted = requests.post(handle.url + "/v1/traces", data=body, headers=headers, timeout=10)
+        assert accepted.status_code == 200
+    assert len(stored(db_path)) == 4
+
+
+def test_a_trace_sent_over_several_requests_keeps_its_identity_and_gets_its_root(server, db_path):
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span("POST /ask", attributes={"http.method": "POST"}):
+        with tracer.start_as_current_span(
+            "chat", attributes={**CHAT, "posthog.distinct_id": "user_split"}
+        ):
+            pass
+    chat, root = memory.get_finished_spans()
+    # The chat span first (a batch exporter sends what has ended), the request span later.
+    for part in ([chat], [root]):
+        response = requests.post(
+            server.url + "/v1/traces",
+            data=encode_spans(part).SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+    events = stored(db_path)
+    assert sorted(e["event"] for e in events) == ["$ai_generation", "$ai_trace"]
+    assert {e["distinct_id"] for e in events} == {"user_split"}
+    trace = [e["properties"] for e in events if e["event"] == "$ai_trace"][0]
+    assert trace["$ai_span_name"] == "POST /ask"

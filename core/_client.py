@@ -17,7 +17,16 @@ from urllib.parse import urlsplit
 from ._context import EMPTY_SCOPE, current_scope
 from ._events import CONTENT_PROPERTIES
 from ._sender import BatchSender
-from ._serialize import MAX_EVENT_BYTES, fit_event, to_json_safe
+from ._sender_stats import RateLimitedWarning
+from ._serialize import (
+    MAX_AI_EVENT_BYTES,
+    MAX_EVENT_BYTES,
+    MAX_ID_CHARS,
+    estimate_size,
+    fit_event,
+    to_json_safe,
+)
+from ._spool import DEFAULT_SPOOL_MAX_BYTES, Spool, default_spool_dir, spool_path
 from .destinations import Destination, PostHogHTTPDestination, SQLiteDestination
 from .destinations.sqlite import DEFAULT_DB_PATH
 
@@ -70,6 +79,36 @@ def _iso(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
 
 
+# A timestamp that cannot be read is replaced by the capture time; the original is kept here.
+ORIGINAL_TIMESTAMP = "posthog_llm_invalid_timestamp"
+_invalid_warning = RateLimitedWarning(10.0)
+
+
+def _timestamp(value: Any, captured_at: float) -> tuple[str, Any]:
+    """ISO 8601 text for `value`, or (capture time, the original) when it cannot be read."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError("a bool is not a timestamp")
+        if isinstance(value, (int, float)):
+            return _iso(value), None
+        if isinstance(value, _dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=_dt.timezone.utc)
+            return value.isoformat(), None
+        if isinstance(value, _dt.date):
+            return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc).isoformat(), None
+        text = str(value).strip()
+        parsed = _dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=_dt.timezone.utc)
+        return parsed.isoformat(), None
+    except (TypeError, ValueError, OverflowError, OSError):
+        original = value if isinstance(value, (str, int, float)) else repr(value)
+        if isinstance(original, str) and len(original) > MAX_ID_CHARS:
+            original = original[:MAX_ID_CHARS]
+        return _iso(captured_at), original
+
+
 class Client:
     """Captures events and ships them in the background to PostHog or the local store.
 
@@ -104,6 +143,10 @@ class Client:
         destination: Destination | None = None,
         shutdown_timeout: float = 5.0,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        max_ai_event_bytes: int = MAX_AI_EVENT_BYTES,
+        spool: bool = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
     ) -> None:
         _positive("flush_at", flush_at, integer=True)
         _positive("flush_interval", flush_interval)
@@ -113,6 +156,10 @@ class Client:
         _positive("max_retries", max_retries, integer=True, allow_zero=True)
         _positive("shutdown_timeout", shutdown_timeout, allow_zero=True)
         _positive("max_event_bytes", max_event_bytes, integer=True)
+        _positive("max_ai_event_bytes", max_ai_event_bytes, integer=True)
+        _positive("spool_max_bytes", spool_max_bytes, integer=True)
+        if not isinstance(spool, bool):
+            raise TypeError(f"spool must be a bool, got {spool!r}")
         if before_send is not None and not callable(before_send):
             raise TypeError("before_send must be a callable taking and returning an event dict")
         if not isinstance(privacy_mode, bool):
@@ -134,6 +181,7 @@ class Client:
         self.disabled = disabled
         self.shutdown_timeout = shutdown_timeout
         self.max_event_bytes = max_event_bytes
+        self.max_ai_event_bytes = max_ai_event_bytes
 
         if destination is None:
             if self.api_key or self.host:
@@ -157,6 +205,14 @@ class Client:
                         path,
                     )
         self.destination = destination
+        # Events that cannot be delivered now wait on disk, one spool per (host, api key). The
+        # local store and custom destinations have none.
+        self.spool: Spool | None = None
+        if spool and not disabled and isinstance(destination, PostHogHTTPDestination):
+            base = os.fspath(spool_dir) if spool_dir else default_spool_dir()
+            self.spool = Spool(
+                spool_path(base, destination.host, destination.api_key), spool_max_bytes
+            )
         self._sender = BatchSender(
             destination,
             self._serialize,
@@ -166,8 +222,11 @@ class Client:
             max_queue_bytes=max_queue_bytes,
             timeout=timeout,
             max_retries=max_retries,
+            spool=self.spool,
+            estimate=_estimate_item,
         )
         _live_clients.add(self)
+        _register_exit_hooks()
 
     def __repr__(self) -> str:
         return f"<posthog_llm.Client to {self.destination.description}>"
@@ -191,6 +250,13 @@ class Client:
         if self.disabled:
             return None
         try:
+            event = event if type(event) is str else str(event)
+            if not event.strip():
+                self._sender.counters.add("invalid")
+                _invalid_warning.warn("posthog-llm: an event without a name was not captured")
+                return None
+            if len(event) > MAX_ID_CHARS:
+                event = event[:MAX_ID_CHARS]
             event_uuid = str(uuid) if uuid is not None else str(_uuid.uuid4())
             props = dict(properties) if properties else {}
             scope = current_scope()
@@ -209,9 +275,13 @@ class Client:
                     groups = {**scope.groups, **(groups or {})}
                 if scope.privacy_mode:
                     props = {k: v for k, v in props.items() if k not in CONTENT_PROPERTIES}
+            if distinct_id is not None:
+                distinct_id = str(distinct_id)
+                # An empty id makes PostHog refuse the whole batch: personless instead.
+                distinct_id = distinct_id[:MAX_ID_CHARS] if distinct_id.strip() else None
             item = (
-                str(event),
-                None if distinct_id is None else str(distinct_id),
+                event,
+                distinct_id,
                 props,
                 dict(groups) if groups else None,
                 timestamp if timestamp is not None else time.time(),
@@ -251,17 +321,14 @@ class Client:
             props["$groups"] = to_json_safe(groups)
         if distinct_id is None:
             distinct_id = props.pop("distinct_id", None)
+            if distinct_id is not None and not str(distinct_id).strip():
+                distinct_id = None
         if distinct_id is None:
             distinct_id = event_uuid
             props.setdefault("$process_person_profile", False)
-        if isinstance(timestamp, (int, float)):
-            timestamp = _iso(timestamp)
-        elif isinstance(timestamp, _dt.datetime):
-            if timestamp.tzinfo is None:
-                timestamp = timestamp.replace(tzinfo=_dt.timezone.utc)
-            timestamp = timestamp.isoformat()
-        else:
-            timestamp = str(timestamp)
+        timestamp, original = _timestamp(timestamp, time.time())
+        if original is not None:
+            props[ORIGINAL_TIMESTAMP] = original
         message: dict[str, Any] = {
             "event": event,
             "distinct_id": str(distinct_id),
@@ -278,7 +345,11 @@ class Client:
             if result is None:
                 return None
             message = to_json_safe(result)
-        return fit_event(message, self.max_event_bytes)
+            if isinstance(message, dict) and "event" in message:
+                # `event` first: destinations route `$ai_*` events by the first bytes.
+                message = {"event": message.pop("event"), **message}
+        limit = self.max_ai_event_bytes if event.startswith("$ai_") else self.max_event_bytes
+        return fit_event(message, limit)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -304,7 +375,8 @@ class Client:
     close = shutdown
 
     def stats(self) -> dict[str, int]:
-        """Counters: queued, sent, dropped, retried, failed, filtered, batches."""
+        """Counters: queued, sent, dropped, retried, failed, filtered, invalid, batches, spooled,
+        replayed, spool_dropped, spool_pending (see `SenderStats`)."""
         return self._sender.stats().as_dict()
 
     def __enter__(self) -> Client:
@@ -344,6 +416,14 @@ def set_client(client: Client | None) -> None:
         _default_client = client
 
 
+def _estimate_item(item: tuple[Any, ...]) -> int:
+    """Bytes a queued item will take once built (a nominal 2 KB for a lazy builder)."""
+    props = item[2]
+    if callable(props):
+        return 2048
+    return 200 + estimate_size(props)
+
+
 def _shutdown_all_at_exit() -> None:
     for client in list(_live_clients):
         try:
@@ -353,3 +433,37 @@ def _shutdown_all_at_exit() -> None:
 
 
 atexit.register(_shutdown_all_at_exit)
+
+_exit_hooks_registered = False
+_exit_hooks_lock = threading.Lock()
+
+
+def _register_exit_hooks() -> None:
+    """Deliver (or spool) at the exit of `multiprocessing` children too.
+
+    A child process ends with `os._exit`, so `atexit` never runs there; multiprocessing's own
+    finalizers do (for `Process` and `Pool` workers, fork and spawn alike). The registry is
+    cleared in a forked child, hence the after-fork re-registration.
+    """
+    global _exit_hooks_registered
+    with _exit_hooks_lock:
+        if _exit_hooks_registered:
+            return
+        _exit_hooks_registered = True
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, _shutdown_all_at_exit, exitpriority=10)
+    mp_util.register_after_fork(_after_fork_marker, _reregister_in_child)
+
+
+class _AfterForkMarker:
+    """A long-lived object for `multiprocessing.util.register_after_fork` (it keeps a weakref)."""
+
+
+_after_fork_marker = _AfterForkMarker()
+
+
+def _reregister_in_child(_: Any) -> None:
+    global _exit_hooks_registered
+    _exit_hooks_registered = False
+    _register_exit_hooks()

@@ -103,7 +103,7 @@ def _timestamp(value: Any, captured_at: float) -> tuple[str, Any]:
             parsed = parsed.replace(tzinfo=_dt.timezone.utc)
         return parsed.isoformat(), None
     except (TypeError, ValueError, OverflowError, OSError):
-        original = value if isinstance(value, (str, int, float)) else repr(value)
+        original = value if isinstance(value, str) else repr(value)
         if isinstance(original, str) and len(original) > MAX_ID_CHARS:
             original = original[:MAX_ID_CHARS]
         return _iso(captured_at), original

@@ -296,7 +296,7 @@ class BatchSender:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is pending within `timeout` seconds, then stop the worker.
 
-        Returns whether everything was delivered. Returns by the deadline even if the
+        Returns whether every event of this client was delivered. Returns by the deadline even if the
         destination is down or stalls; what is left then goes to the spool (the time to write
         it to disk comes on top), or is lost without one.
         """
@@ -320,6 +320,9 @@ class BatchSender:
             log.debug("posthog-llm: closing the destination failed", exc_info=True)
         if self.spool is not None:
             self.spool.close()
+        # True only when every event this sender ever accepted was delivered (or filtered).
+        lost = self.counters.snapshot()
+        delivered = delivered and not (lost["failed"] or lost["dropped"] or lost["spool_dropped"])
         self._shutdown_result = delivered
         return delivered
 
@@ -481,7 +484,8 @@ class BatchSender:
             if self.spool is not None and self.policy.should_wait():
                 self._spool_batch(batch, "the endpoint is down")
             else:
-                self._deliver(batch, retry=True)
+                # While the endpoint is down, a batch is a probe: one attempt, then the spool.
+                self._deliver(batch, retry=not (self.spool is not None and self.policy.is_down))
             self._drain()
             if self._abort.is_set() or self._flush_requested > self._flush_done:
                 break
@@ -504,10 +508,11 @@ class BatchSender:
             if probe_failed and self.spool is not None:
                 self._spool_batch(batch, "the endpoint is down")
                 continue
-            self._deliver(batch, retry=True)
+            self._deliver(batch, retry=not (self.spool is not None and self.policy.is_down))
             probe_failed = self.policy.should_wait()
         if not probe_failed:
-            while not self._abort.is_set() and self._drain_spool(max_batches=1):
+            retry = not self.policy.is_down
+            while not self._abort.is_set() and self._drain_spool(max_batches=1, retry=retry):
                 pass
         after = self.counters.snapshot()
         lost = sum(after[k] - before[k] for k in ("failed", "dropped", "spool_dropped"))
@@ -573,7 +578,7 @@ class BatchSender:
             reasons[-1] if reasons else "unknown error",
         )
 
-    def _drain_spool(self, max_batches: int) -> bool:
+    def _drain_spool(self, max_batches: int, *, retry: bool = False) -> bool:
         """Send up to `max_batches` batches from the spool; True while there may be more."""
         spool = self.spool
         if spool is None or self.policy.should_wait() or self._abort.is_set():
@@ -595,9 +600,10 @@ class BatchSender:
                 return False
             ids = {id(data): row_id for row_id, data in rows}
             batch = [data for _, data in rows]
-            # Spooled events had their retries: one attempt, then the spool waits (backing off).
+            # In the background, spooled events get one attempt, then the spool waits (backing
+            # off); a flush retries them like fresh events.
             outcome = self.policy.send(
-                batch, deadline=self._deadline, abort=self._abort, retry=False
+                batch, deadline=self._deadline, abort=self._abort, retry=retry
             )
             self.counters.add("replayed", len(outcome.delivered))
             done = [ids[id(d)] for d in outcome.delivered + outcome.rejected]

@@ -450,10 +450,43 @@ def _register_exit_hooks() -> None:
         if _exit_hooks_registered:
             return
         _exit_hooks_registered = True
+    import multiprocessing
     import multiprocessing.util as mp_util
 
     mp_util.Finalize(None, _shutdown_all_at_exit, exitpriority=10)
     mp_util.register_after_fork(_after_fork_marker, _reregister_in_child)
+    if multiprocessing.parent_process() is not None:
+        _deliver_on_sigterm()
+
+
+def _deliver_on_sigterm() -> None:
+    """In a multiprocessing child, deliver (or spool) before a SIGTERM ends the process.
+
+    `Pool.terminate()` (also what `with Pool() as pool:` does on exit) ends its workers with
+    SIGTERM, which runs no finalizer. Only when the signal has its default disposition, and only
+    in a child: our handler shuts the clients down, restores the default and re-sends the signal,
+    so the process still ends by SIGTERM.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            for client in list(_live_clients):
+                try:
+                    client.shutdown(min(client.shutdown_timeout, 2.0))
+                except Exception:
+                    pass
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError, AttributeError):
+        pass  # not the main thread, or no SIGTERM here
 
 
 class _AfterForkMarker:

@@ -421,7 +421,7 @@ def _estimate_item(item: tuple[Any, ...]) -> int:
     props = item[2]
     if callable(props):
         return 2048
-    return 200 + estimate_size(props)
+    return 200 + estimate_size(props) if isinstance(props, dict) else 2048
 
 
 def _shutdown_all_at_exit() -> None:

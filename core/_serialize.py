@@ -253,27 +253,28 @@ def _size(value: Any) -> int:
     return len(_encode(value))
 
 
-def estimate_size(value: Any, budget: int = 256) -> int:
-    """A cheap estimate of the JSON size of `value`, looking at no more than `budget` nodes."""
-    total = 0
-    stack = [value]
-    seen = 0
-    while stack and seen < budget:
-        item = stack.pop()
-        seen += 1
-        cls = type(item)
+def estimate_size(props: Mapping[str, Any]) -> int:
+    """A cheap estimate of the JSON size of an event's properties (three levels deep at most).
+
+    Strings are what make events large (prompts, outputs); everything else counts a little.
+    """
+    total = 64
+    for value in props.values():
+        cls = type(value)
         if cls is str:
-            total += len(item) + 3
-        elif cls is dict:
-            total += 2 + 4 * len(item)
-            for key, v in item.items():
-                total += len(key) if type(key) is str else 8
-                stack.append(v)
-        elif cls is list or cls is tuple:
-            total += 2 + len(item)
-            stack.extend(item[:budget])
+            total += len(value)
+        elif cls is list or cls is tuple or cls is dict:
+            for item in value.values() if cls is dict else value[:64]:
+                kind = type(item)
+                if kind is str:
+                    total += len(item)
+                elif kind is dict:
+                    for leaf in item.values():
+                        total += len(leaf) if type(leaf) is str else 16
+                else:
+                    total += 16
         else:
-            total += 8
+            total += 16
     return total
 
 

@@ -250,6 +250,51 @@ def run(duration: float, outage: float, rate: float, verbose: bool = True) -> di
     return result
 
 
+def sigkill_loss(rate: float, seconds: float, endpoint_down: bool) -> dict[str, Any]:
+    """SIGKILL a capturer after `seconds`; a new process replays the spool: what was lost?"""
+    import signal
+
+    work = tempfile.mkdtemp(prefix="posthog-llm-kill-")
+    env = {**os.environ, "POSTHOG_LLM_SPOOL_DIR": os.path.join(work, "spool")}
+    log_path = os.path.join(work, "captured.txt")
+    sink = FaultyPostHog(fault_rate=0.0)
+    if endpoint_down:
+        sink.down()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CAPTURER, sink.host, "3600", str(rate), log_path], env=env
+    )
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if endpoint_down:
+        sink.up()
+    replay = subprocess.run(
+        [sys.executable, "-c", CAPTURER, sink.host, "0", str(rate), log_path, "flush"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert replay.returncode == 0, replay.stderr
+    time.sleep(0.5)
+    with open(log_path) as f:
+        captured = {line.strip() for line in f if line.strip()}
+    from posthog_llm._spool import Spool, spool_path
+
+    # Rows the killed process was retrying stay leased to it for a while, then any sender
+    # replays them: they are late, not lost.
+    spool = Spool(spool_path(env["POSTHOG_LLM_SPOOL_DIR"], sink.host, "phc_soak"))
+    leased = spool.pending()
+    lost = len(captured - set(sink.received)) - leased
+    sink.close()
+    return {
+        "endpoint": "down" if endpoint_down else "up",
+        "captured": len(captured),
+        "lost": lost,
+        "in_spool_until_lease_expires": leased,
+        "lost_ms_of_traffic": round(lost / rate * 1000),
+    }
+
+
 def _table(r: dict[str, Any]) -> str:
     faults = ", ".join(f"{k} {v}" for k, v in sorted(r["faults"].items()))
     rss = r["rss_first_mb"]
@@ -278,7 +323,34 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="events per second")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON only")
+    parser.add_argument(
+        "--sigkill", action="store_true", help="measure what a SIGKILL loses (up and down)"
+    )
     args = parser.parse_args()
+    if args.sigkill:
+        rows = []
+        for down in (False, True):
+            for seconds in (3.0, 8.0, 20.0):
+                row = sigkill_loss(args.rate, seconds, down)
+                row["killed_after_s"] = seconds
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr)
+        lines = [
+            f"SIGKILL of a process capturing {args.rate:.0f} events/s (1 KB inputs, default "
+            "settings); a new process for the same host and key replays the spool.",
+            "",
+            "| endpoint | killed after s | captured | lost | lost, in ms of traffic | "
+            "in the spool, replayed once the dead process's lease expires |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in rows:
+            lines.append(
+                f"| {row['endpoint']} | {row['killed_after_s']:.0f} | {row['captured']:,} | "
+                f"{row['lost']} | {row['lost_ms_of_traffic']} | "
+                f"{row['in_spool_until_lease_expires']} |"
+            )
+        print("\n".join(lines))
+        return
     duration = args.duration or (60.0 if args.quick else 600.0)
     outage = args.outage if args.outage is not None else (20.0 if args.quick else 300.0)
     result = run(duration, outage, args.rate, verbose=not args.json)

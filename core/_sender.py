@@ -131,6 +131,8 @@ class BatchSender:
     def _after_fork_in_child(self) -> None:
         # The parent's queue belongs to the parent (it will send it); the child starts empty,
         # with fresh locks (a lock held at fork time would never be released here).
+        if self.spool is not None:
+            self.spool.after_fork_in_child()
         self._init_state()
 
     def stats(self) -> SenderStats:
@@ -488,16 +490,20 @@ class BatchSender:
             if self.spool is not None and self.policy.should_wait():
                 self._spool_batch(batch, "the endpoint is down")
             else:
-                # While the endpoint is down, a batch is a probe: one attempt, then the spool.
-                self._deliver(batch, retry=not (self.spool is not None and self.policy.is_down))
+                self._deliver(batch)
             self._drain()
             if self._abort.is_set() or self._flush_requested > self._flush_done:
                 break
         return next_tick
 
     def _full_pass(self) -> bool:
-        """Flush: everything in memory, then the spool; True when all of it was delivered."""
+        """Flush: everything in memory, then the spool; True when all of it was delivered.
+
+        With a spool, retries are spool replays: the pass waits out short backoffs (a
+        Retry-After, the first seconds of an outage) for up to `_RETRY_BUDGET_WITH_SPOOL`.
+        """
         before = self.counters.snapshot()
+        started = time.monotonic()
         # A flush tries the endpoint now, even while it is considered down.
         if self.policy.should_wait():
             self.policy.down_until = 0.0
@@ -512,12 +518,17 @@ class BatchSender:
             if probe_failed and self.spool is not None:
                 self._spool_batch(batch, "the endpoint is down")
                 continue
-            self._deliver(batch, retry=not (self.spool is not None and self.policy.is_down))
+            self._deliver(batch)
             probe_failed = self.policy.should_wait()
-        if not probe_failed:
-            retry = not self.policy.is_down
-            while not self._abort.is_set() and self._drain_spool(max_batches=1, retry=retry):
-                pass
+        while self.spool is not None and not self._abort.is_set():
+            if self.policy.should_wait():
+                wait = self.policy.down_until - time.monotonic()
+                if time.monotonic() + wait - started > _RETRY_BUDGET_WITH_SPOOL:
+                    break
+                if self._abort.wait(max(0.0, wait)):
+                    break
+            if not self._drain_spool(max_batches=1) and not self.policy.should_wait():
+                break
         after = self.counters.snapshot()
         lost = sum(after[k] - before[k] for k in ("failed", "dropped", "spool_dropped"))
         if lost or not self._queue_is_empty():
@@ -554,8 +565,14 @@ class BatchSender:
             self.counters.add("failed", len(batch))
         self._finish(len(batch))
 
-    def _deliver(self, batch: list[bytes], *, retry: bool) -> None:
-        outcome = self.policy.send(batch, deadline=self._deadline, abort=self._abort, retry=retry)
+    def _deliver(self, batch: list[bytes]) -> None:
+        """Send one batch from memory. With a spool, a failed attempt goes straight to the spool
+        (and the spool retries it, backing off): a process killed during an outage then loses
+        only what it captured in the last flush interval. Without one, the batch is retried
+        here."""
+        outcome = self.policy.send(
+            batch, deadline=self._deadline, abort=self._abort, retry=self.spool is None
+        )
         with self._inflight_lock:
             if self._inflight is not batch:
                 return  # a shutdown deadline took the batch (and spooled it)
@@ -563,7 +580,9 @@ class BatchSender:
         self._settle(outcome)
         if outcome.undelivered:
             self.policy.mark_down(self.policy.take_retry_after())
-            if not self._to_spool(outcome.undelivered, "; ".join(outcome.reasons[-1:])):
+            if self._to_spool(outcome.undelivered, "; ".join(outcome.reasons[-1:])):
+                self.counters.add("retried", len(outcome.undelivered))  # by the spool, later
+            else:
                 self._give_up(outcome.undelivered, outcome.reasons)
         elif outcome.delivered:
             self.policy.mark_up()
@@ -582,7 +601,7 @@ class BatchSender:
             reasons[-1] if reasons else "unknown error",
         )
 
-    def _drain_spool(self, max_batches: int, *, retry: bool = False) -> bool:
+    def _drain_spool(self, max_batches: int) -> bool:
         """Send up to `max_batches` batches from the spool; True while there may be more."""
         spool = self.spool
         if spool is None or self.policy.should_wait() or self._abort.is_set():
@@ -607,10 +626,9 @@ class BatchSender:
                 return False
             ids = {id(data): row_id for row_id, data in rows}
             batch = [data for _, data in rows]
-            # In the background, spooled events get one attempt, then the spool waits (backing
-            # off); a flush retries them like fresh events.
+            # One attempt, then the spool waits (backing off).
             outcome = self.policy.send(
-                batch, deadline=self._deadline, abort=self._abort, retry=retry
+                batch, deadline=self._deadline, abort=self._abort, retry=False
             )
             self.counters.add("replayed", len(outcome.delivered))
             done = [ids[id(d)] for d in outcome.delivered + outcome.rejected]
@@ -623,6 +641,7 @@ class BatchSender:
             except Exception as exc:
                 log.warning("posthog-llm: could not update the spool %s: %s", spool.path, exc)
             if back:
+                self.counters.add("retried", len(back))
                 self.policy.mark_down(self.policy.take_retry_after())
                 return False
             self.policy.mark_up()

@@ -60,6 +60,12 @@ class Spool:
 
     # -- connection ----------------------------------------------------------------------------
 
+    def after_fork_in_child(self) -> None:
+        """A fresh lock and no connection: the parent's may be held or in use at fork time."""
+        self._lock = threading.Lock()
+        self._conn = None
+        self._pid = os.getpid()
+
     def exists(self) -> bool:
         return os.path.exists(self.path)
 

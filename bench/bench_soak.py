@@ -197,7 +197,7 @@ def run(duration: float, outage: float, rate: float, verbose: bool = True) -> di
         )
 
     first = start(first_ends)
-    rss: list[float] = []
+    rss: list[tuple[float, float]] = []  # (seconds, MB) of the first capturing process
     second: subprocess.Popen[str] | None = None
     state = "up"
     while True:
@@ -215,7 +215,7 @@ def run(duration: float, outage: float, rate: float, verbose: bool = True) -> di
             second = start(duration - now, "flush")
         value = _rss_mb(first.pid) if first.poll() is None else None
         if value is not None and now > 5:
-            rss.append(value)
+            rss.append((now, value))
         if second is not None and second.poll() is not None and state == "back":
             break
         time.sleep(0.25)
@@ -241,7 +241,7 @@ def run(duration: float, outage: float, rate: float, verbose: bool = True) -> di
         "unexplained_duplicates": len(unexplained),
         "requests": sink.requests,
         "faults": dict(sink.faults),
-        "rss_first_mb": [round(min(rss), 1), round(max(rss), 1)] if rss else None,
+        "rss_first_mb": _rss_summary(rss),
         "rss_samples": len(rss),
         "first_stats": first_err.strip().splitlines()[-1:] if first_err else [],
         "second_stats": second_err.strip().splitlines()[-1:] if second_err else [],
@@ -295,6 +295,20 @@ def sigkill_loss(rate: float, seconds: float, endpoint_down: bool) -> dict[str, 
     }
 
 
+def _rss_summary(samples: list[tuple[float, float]]) -> dict[str, float] | None:
+    """Median RSS over the first and the last fifth of the process's life, and the peak."""
+    if len(samples) < 10:
+        return None
+    fifth = max(1, len(samples) // 5)
+    first = sorted(v for _, v in samples[:fifth])
+    last = sorted(v for _, v in samples[-fifth:])
+    return {
+        "early": round(first[len(first) // 2], 1),
+        "late": round(last[len(last) // 2], 1),
+        "peak": round(max(v for _, v in samples), 1),
+    }
+
+
 def _table(r: dict[str, Any]) -> str:
     faults = ", ".join(f"{k} {v}" for k, v in sorted(r["faults"].items()))
     rss = r["rss_first_mb"]
@@ -306,14 +320,46 @@ def _table(r: dict[str, Any]) -> str:
             f"takes over (python {sys.version.split()[0]}, {os.cpu_count()} cores).",
             "",
             "| captured | delivered | lost | duplicates (all from stored-then-dropped) | "
-            "requests | faults injected | RSS of the first process MB (min / max) |",
+            "requests | faults injected | RSS of the first process MB (early / late / peak) |",
             "|---|---|---|---|---|---|---|",
             f"| {r['captured']:,} | {r['delivered_unique']:,} | {r['lost']} | "
             f"{r['duplicates']} ({'yes' if r['unexplained_duplicates'] == 0 else 'NO'}) | "
             f"{r['requests']:,} | {faults} | "
-            f"{f'{rss[0]:.0f} / {rss[1]:.0f}' if rss else 'n/a'} |",
+            f"{_rss_text(rss)} |",
         ]
     )
+
+
+def _sigkill_table(rate: float) -> str:
+    rows = []
+    for down in (False, True):
+        for seconds in (3.0, 8.0, 20.0):
+            row = sigkill_loss(rate, seconds, down)
+            row["killed_after_s"] = seconds
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    lines = [
+        f"SIGKILL of a process capturing {rate:.0f} events/s (1 KB inputs, default settings), "
+        "with PostHog up, or down since the process started; then a new process for the same "
+        "host and key replays the spool.",
+        "",
+        "| endpoint | killed after s | captured | lost | lost, in ms of traffic | "
+        "in the spool, replayed once the dead process's lease expires |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['endpoint']} | {row['killed_after_s']:.0f} | {row['captured']:,} | "
+            f"{row['lost']} | {row['lost_ms_of_traffic']} | "
+            f"{row['in_spool_until_lease_expires']} |"
+        )
+    return "\n".join(lines)
+
+
+def _rss_text(rss: dict[str, float] | None) -> str:
+    if not rss:
+        return "n/a"
+    return f"{rss['early']:.0f} / {rss['late']:.0f} / {rss['peak']:.0f}"
 
 
 def main() -> None:
@@ -328,28 +374,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.sigkill:
-        rows = []
-        for down in (False, True):
-            for seconds in (3.0, 8.0, 20.0):
-                row = sigkill_loss(args.rate, seconds, down)
-                row["killed_after_s"] = seconds
-                rows.append(row)
-                print(json.dumps(row), file=sys.stderr)
-        lines = [
-            f"SIGKILL of a process capturing {args.rate:.0f} events/s (1 KB inputs, default "
-            "settings); a new process for the same host and key replays the spool.",
-            "",
-            "| endpoint | killed after s | captured | lost | lost, in ms of traffic | "
-            "in the spool, replayed once the dead process's lease expires |",
-            "|---|---|---|---|---|---|",
-        ]
-        for row in rows:
-            lines.append(
-                f"| {row['endpoint']} | {row['killed_after_s']:.0f} | {row['captured']:,} | "
-                f"{row['lost']} | {row['lost_ms_of_traffic']} | "
-                f"{row['in_spool_until_lease_expires']} |"
-            )
-        print("\n".join(lines))
+        print(_sigkill_table(args.rate))
         return
     duration = args.duration or (60.0 if args.quick else 600.0)
     outage = args.outage if args.outage is not None else (20.0 if args.quick else 300.0)
@@ -361,9 +386,11 @@ def main() -> None:
     print(table)
     print(json.dumps(result), file=sys.stderr)
     if not args.quick and args.duration is None:
+        kill = _sigkill_table(args.rate)
+        print(kill)
         os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
         with open(os.path.join(HERE, "results", "soak.md"), "w") as f:
-            f.write(table + "\n")
+            f.write(table + "\n\n" + kill + "\n")
 
 
 if __name__ == "__main__":

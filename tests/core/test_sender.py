@@ -262,3 +262,33 @@ def test_large_events_beyond_the_byte_bound_are_delivered_not_dropped(posthog_se
     stats = client.stats()
     assert stats["dropped"] == 0 and stats["spool_pending"] == 0
     client.shutdown(1)
+
+
+def test_unbuilt_large_events_are_bounded_by_bytes_behind_a_stalled_endpoint(posthog_server):
+    # 100 KB prompts while every request stalls: memory stays under the byte bound (estimated
+    # for events not built yet, exact for built ones); what does not fit waits in the spool.
+    posthog_server.behaviour = lambda n: ("stall", 3)
+    client = _client(posthog_server, max_queue_bytes=4_000_000, timeout=2, flush_at=10)
+    prompt = "lorem ipsum dolor sit amet " * 4_000
+    sender = client._sender
+    peak = 0
+    for i in range(600):
+        client.capture("$ai_generation", distinct_id="u", properties={"$ai_input": prompt, "i": i})
+        peak = max(peak, sender._queue_bytes + sender._backlog_bytes)
+    assert peak <= 2 * 4_000_000 + 200_000
+    assert len(sender._queue) < 100  # not 600 references to 100 KB prompts
+    stats = client.stats()
+    assert stats["dropped"] == 0 and stats["spooled"] > 0
+    client.shutdown(0.5)
+
+
+def test_queue_full_without_a_spool_drops_and_counts_the_newest():
+    client = Client(destination=Blocked(), max_queue_bytes=300_000, flush_at=5, flush_interval=30)
+    prompt = "lorem ipsum dolor sit amet " * 4_000
+    results = [
+        client.capture("e", distinct_id="u", properties={"p": prompt, "i": i}) for i in range(50)
+    ]
+    sender = client._sender
+    assert sender._backlog_bytes <= 300_000 and sender._queue_bytes <= 300_000
+    assert client.stats()["dropped"] > 0 and results[0] is not None
+    client.shutdown(0.2)

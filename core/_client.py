@@ -6,6 +6,7 @@ import atexit
 import datetime as _dt
 import logging
 import os
+import re
 import threading
 import time
 import uuid as _uuid
@@ -81,6 +82,10 @@ def _iso(ts: float) -> str:
 
 # A timestamp that cannot be read is replaced by the capture time; the original is kept here.
 ORIGINAL_TIMESTAMP = "posthog_llm_invalid_timestamp"
+# ISO 8601 text that older `datetime.fromisoformat` refuses (e.g. 4-digit fractions on 3.10).
+_ISO_LIKE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+)
 _invalid_warning = RateLimitedWarning(10.0)
 
 
@@ -98,6 +103,12 @@ def _timestamp(value: Any, captured_at: float) -> tuple[str, Any]:
         if isinstance(value, _dt.date):
             return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc).isoformat(), None
         text = str(value).strip()
+        if _ISO_LIKE.match(text) and not text[:4] == "0000":
+            try:
+                _dt.datetime.fromisoformat(text[:19])
+            except ValueError:
+                raise ValueError(text) from None
+            return text, None
         parsed = _dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=_dt.timezone.utc)
@@ -354,9 +365,11 @@ class Client:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Deliver every event captured so far. Returns True when all were delivered.
+        """Deliver every event captured so far, and the spooled ones.
 
-        Always returns by `timeout` seconds, also when PostHog is down or stalls.
+        True only when all of them were delivered; False when some wait in the spool (PostHog is
+        down) or were refused. Always returns by `timeout` seconds, also when PostHog is down or
+        stalls; it never waits out an outage (the spool does, in the background).
         """
         try:
             return self._sender.flush(timeout)
@@ -365,7 +378,11 @@ class Client:
             return False
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush within `timeout` seconds (default `shutdown_timeout`) and stop the worker."""
+        """Flush within `timeout` seconds (default `shutdown_timeout`) and stop the worker.
+
+        What is still undelivered then goes to the spool, for the next client with the same host
+        and api key. True only when every event of this client was delivered.
+        """
         try:
             return self._sender.shutdown(self.shutdown_timeout if timeout is None else timeout)
         except Exception:

@@ -103,14 +103,13 @@ class BatchSender:
             retry_budget=_RETRY_BUDGET_WITH_SPOOL if self.spool is not None else None,
         )
         self._queue: deque[tuple[Any, int]] = deque()
-        self._queue_bytes = 0
-        self._last_estimate = _NOMINAL_ITEM_BYTES
+        # Estimated bytes of one queued (unbuilt) item: a running average of sampled estimates.
+        self._item_bytes = _NOMINAL_ITEM_BYTES
         self._estimate_turn = 0
         self._backlog: deque[bytes] = deque()
         self._backlog_bytes = 0
         self._backlog_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._count_lock = threading.Lock()
         self._progress = threading.Condition(threading.RLock())
         self._wake = threading.Event()
         self._abort = threading.Event()
@@ -123,8 +122,6 @@ class BatchSender:
         self._flush_requested = 0
         self._flush_done = 0
         self._flush_ok = True
-        self._accepted = 0
-        self._finished = 0  # accepted items that were sent, failed, filtered, spooled or dropped
         self._inflight: list[bytes] | None = None
         self._inflight_lock = threading.Lock()
 
@@ -134,6 +131,11 @@ class BatchSender:
         if self.spool is not None:
             self.spool.after_fork_in_child()
         self._init_state()
+
+    @property
+    def queued_bytes_estimate(self) -> int:
+        """Estimated bytes of the events queued but not built yet."""
+        return len(self._queue) * self._item_bytes
 
     def stats(self) -> SenderStats:
         values = self.counters.snapshot()
@@ -157,16 +159,17 @@ class BatchSender:
             self.counters.add("dropped")
             return False
         queue = self._queue
-        size = self._last_estimate
-        if len(queue) >= self.flush_at and self._estimate is not None:
-            # Only a queue that is backing up pays for an estimate, and only one item in four
-            # (the others count the last estimate): it bounds the memory held by events not
-            # built yet (100 KB prompts behind a stalled endpoint) at a fraction of a microsecond.
-            self._estimate_turn = turn = (self._estimate_turn + 1) & 3
-            if not turn:
-                size = self._last_estimate = self._estimate(item)
+        waiting = len(queue)
+        turn = self._estimate_turn
+        self._estimate_turn = (turn + 1) & 7
+        if not turn and self._estimate is not None:
+            # One item in eight is estimated (a fraction of a microsecond on average), and the
+            # bound counts every queued item at that size: it rises at once and falls slowly, so
+            # 100 KB prompts behind a stalled endpoint are bounded by bytes, not only by count.
+            estimate = self._estimate(item)
+            self._item_bytes = max(estimate, (self._item_bytes + estimate) // 2)
         if self._thread is not None and (
-            len(queue) >= self.help_threshold or self._queue_bytes + size > self.max_queue_bytes
+            waiting >= self.help_threshold or waiting * self._item_bytes > self.max_queue_bytes
         ):
             return self._build_here(item)
         if len(queue) >= self.max_queue_size:
@@ -178,10 +181,7 @@ class BatchSender:
                 "posthog-llm queue is full (%d events): dropping new events", self.max_queue_size
             )
             return False
-        with self._count_lock:
-            queue.append((item, size))
-            self._queue_bytes += size
-            self._accepted += 1
+        queue.append(item)
         if self._thread is None:
             self._start()
         elif len(queue) >= self.flush_at and not self._wake.is_set():
@@ -212,12 +212,8 @@ class BatchSender:
         their size is unknown; built ones are bytes, bounded by `max_queue_bytes`. This costs the
         caller CPU only while the worker cannot keep up, and never waits on the network.
         """
-        with self._count_lock:
-            self._accepted += 1
         data = self._build(item)
-        if data is None:
-            self._finish(1)
-        elif not self._store_built(data):
+        if data is not None and not self._store_built(data):
             self._overflow([data])
         if not self._wake.is_set():
             self._wake.set()
@@ -238,7 +234,6 @@ class BatchSender:
             self._warning.warn(
                 "posthog-llm buffer is full (%d bytes): dropping new events", self.max_queue_bytes
             )
-        self._finish(len(events))
 
     def _to_spool(self, events: list[bytes], why: str) -> bool:
         """Write events to the spool; False when there is none (or it cannot be written)."""
@@ -343,7 +338,7 @@ class BatchSender:
             self._backlog_bytes = 0
         while self._queue:
             try:
-                item, _ = self._queue.popleft()
+                item = self._queue.popleft()
             except IndexError:
                 break
             data = self._build(item)
@@ -369,11 +364,6 @@ class BatchSender:
 
     # -- worker side ---------------------------------------------------------------------------
 
-    def _finish(self, count: int) -> None:
-        with self._progress:
-            self._finished += count
-            self._progress.notify_all()
-
     def _drain(self) -> None:
         """Build queued items into the byte-bounded backlog, one batch's worth at a time.
 
@@ -384,24 +374,17 @@ class BatchSender:
         queue = self._queue
         backlog = self._backlog
         target = self._batch_target()
-        skipped = 0
         overflow: list[bytes] = []
         while queue:
             if len(backlog) >= target or self._backlog_bytes >= self._build_ahead_bytes:
                 break
             try:
-                item, size = queue.popleft()
+                item = queue.popleft()
             except IndexError:
                 break
-            with self._count_lock:
-                self._queue_bytes -= size
             data = self._build(item)
-            if data is None:
-                skipped += 1
-            elif not self._store_built(data):
+            if data is not None and not self._store_built(data):
                 overflow.append(data)
-        if skipped:
-            self._finish(skipped)
         if overflow:
             self._overflow(overflow)
 
@@ -563,7 +546,6 @@ class BatchSender:
             self._inflight = None
         if not self._to_spool(batch, why):
             self.counters.add("failed", len(batch))
-        self._finish(len(batch))
 
     def _deliver(self, batch: list[bytes]) -> None:
         """Send one batch from memory. With a spool, a failed attempt goes straight to the spool
@@ -586,7 +568,6 @@ class BatchSender:
                 self._give_up(outcome.undelivered, outcome.reasons)
         elif outcome.delivered:
             self.policy.mark_up()
-        self._finish(len(batch))
 
     def _settle(self, outcome: Outcome) -> None:
         if outcome.rejected:

@@ -6,7 +6,6 @@ import atexit
 import datetime as _dt
 import logging
 import os
-import re
 import threading
 import time
 import uuid as _uuid
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ._context import EMPTY_SCOPE, current_scope
 from ._events import CONTENT_PROPERTIES
+from ._exit_hooks import register_exit_hooks
 from ._sender import BatchSender
 from ._sender_stats import RateLimitedWarning
 from ._serialize import (
@@ -28,6 +28,7 @@ from ._serialize import (
     to_json_safe,
 )
 from ._spool import DEFAULT_SPOOL_MAX_BYTES, Spool, default_spool_dir, spool_path
+from ._timestamps import ORIGINAL_TIMESTAMP, event_timestamp
 from .destinations import Destination, PostHogHTTPDestination, SQLiteDestination
 from .destinations.sqlite import DEFAULT_DB_PATH
 
@@ -76,48 +77,7 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
     return value
 
 
-def _iso(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
-
-
-# A timestamp that cannot be read is replaced by the capture time; the original is kept here.
-ORIGINAL_TIMESTAMP = "posthog_llm_invalid_timestamp"
-# ISO 8601 text that older `datetime.fromisoformat` refuses (e.g. 4-digit fractions on 3.10).
-_ISO_LIKE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
-)
 _invalid_warning = RateLimitedWarning(10.0)
-
-
-def _timestamp(value: Any, captured_at: float) -> tuple[str, Any]:
-    """ISO 8601 text for `value`, or (capture time, the original) when it cannot be read."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError("a bool is not a timestamp")
-        if isinstance(value, (int, float)):
-            return _iso(value), None
-        if isinstance(value, _dt.datetime):
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=_dt.timezone.utc)
-            return value.isoformat(), None
-        if isinstance(value, _dt.date):
-            return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc).isoformat(), None
-        text = str(value).strip()
-        if _ISO_LIKE.match(text) and not text[:4] == "0000":
-            try:
-                _dt.datetime.fromisoformat(text[:19])
-            except ValueError:
-                raise ValueError(text) from None
-            return text, None
-        parsed = _dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=_dt.timezone.utc)
-        return parsed.isoformat(), None
-    except (TypeError, ValueError, OverflowError, OSError):
-        original = value if isinstance(value, str) else repr(value)
-        if isinstance(original, str) and len(original) > MAX_ID_CHARS:
-            original = original[:MAX_ID_CHARS]
-        return _iso(captured_at), original
 
 
 class Client:
@@ -237,7 +197,7 @@ class Client:
             estimate=_estimate_item,
         )
         _live_clients.add(self)
-        _register_exit_hooks()
+        register_exit_hooks(_shutdown_all_at_exit)
 
     def __repr__(self) -> str:
         return f"<posthog_llm.Client to {self.destination.description}>"
@@ -337,7 +297,7 @@ class Client:
         if distinct_id is None:
             distinct_id = event_uuid
             props.setdefault("$process_person_profile", False)
-        timestamp, original = _timestamp(timestamp, time.time())
+        timestamp, original = event_timestamp(timestamp, time.time())
         if original is not None:
             props[ORIGINAL_TIMESTAMP] = original
         message: dict[str, Any] = {
@@ -441,79 +401,13 @@ def _estimate_item(item: tuple[Any, ...]) -> int:
     return 200 + estimate_size(props) if isinstance(props, dict) else 2048
 
 
-def _shutdown_all_at_exit() -> None:
+def _shutdown_all_at_exit(cap: float | None = None) -> None:
     for client in list(_live_clients):
         try:
-            client.shutdown(client.shutdown_timeout)
+            timeout = client.shutdown_timeout
+            client.shutdown(timeout if cap is None else min(timeout, cap))
         except Exception:
             pass
 
 
 atexit.register(_shutdown_all_at_exit)
-
-_exit_hooks_registered = False
-_exit_hooks_lock = threading.Lock()
-
-
-def _register_exit_hooks() -> None:
-    """Deliver (or spool) at the exit of `multiprocessing` children too.
-
-    A child process ends with `os._exit`, so `atexit` never runs there; multiprocessing's own
-    finalizers do (for `Process` and `Pool` workers, fork and spawn alike). The registry is
-    cleared in a forked child, hence the after-fork re-registration.
-    """
-    global _exit_hooks_registered
-    with _exit_hooks_lock:
-        if _exit_hooks_registered:
-            return
-        _exit_hooks_registered = True
-    import multiprocessing
-    import multiprocessing.util as mp_util
-
-    mp_util.Finalize(None, _shutdown_all_at_exit, exitpriority=10)
-    mp_util.register_after_fork(_after_fork_marker, _reregister_in_child)
-    if multiprocessing.parent_process() is not None:
-        _deliver_on_sigterm()
-
-
-def _deliver_on_sigterm() -> None:
-    """In a multiprocessing child, deliver (or spool) before a SIGTERM ends the process.
-
-    `Pool.terminate()` (also what `with Pool() as pool:` does on exit) ends its workers with
-    SIGTERM, which runs no finalizer. Only when the signal has its default disposition, and only
-    in a child: our handler shuts the clients down, restores the default and re-sends the signal,
-    so the process still ends by SIGTERM.
-    """
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return
-
-        def on_sigterm(signum: int, frame: Any) -> None:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            for client in list(_live_clients):
-                try:
-                    client.shutdown(min(client.shutdown_timeout, 2.0))
-                except Exception:
-                    pass
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        signal.signal(signal.SIGTERM, on_sigterm)
-    except (ValueError, OSError, AttributeError):
-        pass  # not the main thread, or no SIGTERM here
-
-
-class _AfterForkMarker:
-    """A long-lived object for `multiprocessing.util.register_after_fork` (it keeps a weakref)."""
-
-
-_after_fork_marker = _AfterForkMarker()
-
-
-def _reregister_in_child(_: Any) -> None:
-    global _exit_hooks_registered
-    _exit_hooks_registered = False
-    _register_exit_hooks()

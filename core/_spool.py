@@ -84,6 +84,10 @@ class Spool:
                 conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
+                # The spool is read and written in order: a small page cache is enough, and the
+                # WAL file is trimmed after checkpoints.
+                conn.execute("PRAGMA cache_size = -1024")
+                conn.execute("PRAGMA journal_size_limit = 8388608")
                 conn.executescript(_SCHEMA)
                 break
             except sqlite3.OperationalError as exc:
@@ -172,14 +176,22 @@ class Spool:
                     total += size
                 out: list[tuple[int, bytes]] = []
                 if ids:
-                    marks = ",".join("?" * len(ids))
+                    # Fixed statements (no IN list of varying length): each distinct SQL text
+                    # would be prepared and cached, and with thousands of placeholders that
+                    # cache alone grows the process by megabytes. Under the write lock, the
+                    # unleased rows between the first and last id are exactly those selected.
+                    until = now + lease
+                    first, last = ids[0], ids[-1]
                     conn.execute(
-                        f"UPDATE events SET lease = ? WHERE id IN ({marks})", (now + lease, *ids)
+                        "UPDATE events SET lease = ? WHERE id BETWEEN ? AND ? AND lease < ?",
+                        (until, first, last, now),
                     )
                     out = [
                         (row_id, bytes(data))
                         for row_id, data in conn.execute(
-                            f"SELECT id, data FROM events WHERE id IN ({marks}) ORDER BY id", ids
+                            "SELECT id, data FROM events WHERE id BETWEEN ? AND ? AND lease = ? "
+                            "ORDER BY id",
+                            (first, last, until),
                         )
                     ]
                 conn.execute("COMMIT")
@@ -190,25 +202,28 @@ class Spool:
 
     def ack(self, ids: Sequence[int]) -> None:
         """Delete delivered (or permanently rejected) events."""
-        self._by_ids("DELETE FROM events WHERE id IN ({})", ids)
+        self._by_ids("DELETE FROM events WHERE id = ?", ids)
+        with self._lock:
+            conn = self._connection()
+            if not conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
+                conn.execute("PRAGMA incremental_vacuum")  # an emptied spool gives its pages back
 
     def release(self, ids: Sequence[int]) -> None:
         """Give claimed events back, for the next attempt by any sender."""
-        self._by_ids("UPDATE events SET lease = 0 WHERE id IN ({})", ids)
+        self._by_ids("UPDATE events SET lease = 0 WHERE id = ?", ids)
 
     def _by_ids(self, sql: str, ids: Sequence[int]) -> None:
         if not ids:
             return
         with self._lock:
             conn = self._connection()
-            for start in range(0, len(ids), 500):
-                chunk = list(ids[start : start + 500])
-                conn.execute(sql.format(",".join("?" * len(chunk))), chunk)
-            if (
-                sql.startswith("DELETE")
-                and not conn.execute("SELECT 1 FROM events LIMIT 1").fetchone()
-            ):
-                conn.execute("PRAGMA incremental_vacuum")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, [(row_id,) for row_id in ids])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def pending(self) -> int:
         """Events in the spool (leased or not)."""

@@ -16,9 +16,20 @@ from urllib.parse import urlsplit
 
 from ._context import EMPTY_SCOPE, current_scope
 from ._events import CONTENT_PROPERTIES
+from ._exit_hooks import register_exit_hooks
 from ._sampling import keep_trace
 from ._sender import BatchSender
-from ._serialize import MAX_EVENT_BYTES, fit_event, to_json_safe
+from ._sender_stats import RateLimitedWarning
+from ._serialize import (
+    MAX_AI_EVENT_BYTES,
+    MAX_EVENT_BYTES,
+    MAX_ID_CHARS,
+    estimate_size,
+    fit_event,
+    to_json_safe,
+)
+from ._spool import DEFAULT_SPOOL_MAX_BYTES, Spool, default_spool_dir, spool_path
+from ._timestamps import ORIGINAL_TIMESTAMP, event_timestamp
 from .destinations import Destination, PostHogHTTPDestination, SQLiteDestination
 from .destinations.sqlite import DEFAULT_DB_PATH
 
@@ -67,8 +78,7 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
     return value
 
 
-def _iso(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
+_invalid_warning = RateLimitedWarning(10.0)
 
 
 class Client:
@@ -106,6 +116,10 @@ class Client:
         shutdown_timeout: float = 5.0,
         max_event_bytes: int = MAX_EVENT_BYTES,
         sample_rate: float = 1.0,
+        max_ai_event_bytes: int = MAX_AI_EVENT_BYTES,
+        spool: bool = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
     ) -> None:
         _positive("flush_at", flush_at, integer=True)
         _positive("flush_interval", flush_interval)
@@ -121,6 +135,10 @@ class Client:
             or not 0.0 <= sample_rate <= 1.0
         ):
             raise ValueError(f"sample_rate must be a number from 0.0 to 1.0, got {sample_rate!r}")
+        _positive("max_ai_event_bytes", max_ai_event_bytes, integer=True)
+        _positive("spool_max_bytes", spool_max_bytes, integer=True)
+        if not isinstance(spool, bool):
+            raise TypeError(f"spool must be a bool, got {spool!r}")
         if before_send is not None and not callable(before_send):
             raise TypeError("before_send must be a callable taking and returning an event dict")
         if not isinstance(privacy_mode, bool):
@@ -145,6 +163,7 @@ class Client:
         self.sample_rate = float(sample_rate)
         self._sampled_out = 0
         self._sampled_lock = threading.Lock()
+        self.max_ai_event_bytes = max_ai_event_bytes
 
         if destination is None:
             if self.api_key or self.host:
@@ -168,6 +187,14 @@ class Client:
                         path,
                     )
         self.destination = destination
+        # Events that cannot be delivered now wait on disk, one spool per (host, api key). The
+        # local store and custom destinations have none.
+        self.spool: Spool | None = None
+        if spool and not disabled and isinstance(destination, PostHogHTTPDestination):
+            base = os.fspath(spool_dir) if spool_dir else default_spool_dir()
+            self.spool = Spool(
+                spool_path(base, destination.host, destination.api_key), spool_max_bytes
+            )
         self._sender = BatchSender(
             destination,
             self._serialize,
@@ -177,8 +204,11 @@ class Client:
             max_queue_bytes=max_queue_bytes,
             timeout=timeout,
             max_retries=max_retries,
+            spool=self.spool,
+            estimate=_estimate_item,
         )
         _live_clients.add(self)
+        register_exit_hooks(_shutdown_all_at_exit)
 
     def __repr__(self) -> str:
         return f"<posthog_llm.Client to {self.destination.description}>"
@@ -202,6 +232,13 @@ class Client:
         if self.disabled:
             return None
         try:
+            event = event if type(event) is str else str(event)
+            if not event.strip():
+                self._sender.counters.add("invalid")
+                _invalid_warning.warn("posthog-llm: an event without a name was not captured")
+                return None
+            if len(event) > MAX_ID_CHARS:
+                event = event[:MAX_ID_CHARS]
             event_uuid = str(uuid) if uuid is not None else str(_uuid.uuid4())
             props = dict(properties) if properties else {}
             scope = current_scope()
@@ -220,17 +257,21 @@ class Client:
                     groups = {**scope.groups, **(groups or {})}
                 if scope.privacy_mode:
                     props = {k: v for k, v in props.items() if k not in CONTENT_PROPERTIES}
+            if distinct_id is not None:
+                distinct_id = str(distinct_id)
+                # An empty id makes PostHog refuse the whole batch: personless instead.
+                distinct_id = distinct_id[:MAX_ID_CHARS] if distinct_id.strip() else None
             trace_id = props.get("$ai_trace_id")
             if trace_id is not None:
                 if self.sample_rate < 1.0 and not self._sampled(trace_id):
                     return None
                 if distinct_id is None:
                     # The one anonymous-id rule: personless events of a trace share its id.
-                    distinct_id = trace_id
+                    distinct_id = str(trace_id)[:MAX_ID_CHARS]
                     props.setdefault("$process_person_profile", False)
             item = (
-                str(event),
-                None if distinct_id is None else str(distinct_id),
+                event,
+                distinct_id,
                 props,
                 dict(groups) if groups else None,
                 timestamp if timestamp is not None else time.time(),
@@ -273,17 +314,14 @@ class Client:
             props["$groups"] = to_json_safe(groups)
         if distinct_id is None:
             distinct_id = props.pop("distinct_id", None)
+            if distinct_id is not None and not str(distinct_id).strip():
+                distinct_id = None
         if distinct_id is None:
             distinct_id = event_uuid
             props.setdefault("$process_person_profile", False)
-        if isinstance(timestamp, (int, float)):
-            timestamp = _iso(timestamp)
-        elif isinstance(timestamp, _dt.datetime):
-            if timestamp.tzinfo is None:
-                timestamp = timestamp.replace(tzinfo=_dt.timezone.utc)
-            timestamp = timestamp.isoformat()
-        else:
-            timestamp = str(timestamp)
+        timestamp, original = event_timestamp(timestamp, time.time())
+        if original is not None:
+            props[ORIGINAL_TIMESTAMP] = original
         message: dict[str, Any] = {
             "event": event,
             "distinct_id": str(distinct_id),
@@ -300,14 +338,20 @@ class Client:
             if result is None:
                 return None
             message = to_json_safe(result)
-        return fit_event(message, self.max_event_bytes)
+            if isinstance(message, dict) and "event" in message:
+                # `event` first: destinations route `$ai_*` events by the first bytes.
+                message = {"event": message.pop("event"), **message}
+        limit = self.max_ai_event_bytes if event.startswith("$ai_") else self.max_event_bytes
+        return fit_event(message, limit)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Deliver every event captured so far. Returns True when all were delivered.
+        """Deliver every event captured so far, and the spooled ones.
 
-        Always returns by `timeout` seconds, also when PostHog is down or stalls.
+        True only when all of them were delivered; False when some wait in the spool (PostHog is
+        down) or were refused. Always returns by `timeout` seconds, also when PostHog is down or
+        stalls; it never waits out an outage (the spool does, in the background).
         """
         try:
             return self._sender.flush(timeout)
@@ -316,7 +360,11 @@ class Client:
             return False
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush within `timeout` seconds (default `shutdown_timeout`) and stop the worker."""
+        """Flush within `timeout` seconds (default `shutdown_timeout`) and stop the worker.
+
+        What is still undelivered then goes to the spool, for the next client with the same host
+        and api key. True only when every event of this client was delivered.
+        """
         try:
             return self._sender.shutdown(self.shutdown_timeout if timeout is None else timeout)
         except Exception:
@@ -334,7 +382,8 @@ class Client:
         return False
 
     def stats(self) -> dict[str, int]:
-        """Counters: queued, sent, dropped, retried, failed, filtered, batches, sampled_out."""
+        """Counters: queued, sent, dropped, retried, failed, filtered, invalid, batches, spooled,
+        replayed, spool_dropped, spool_pending (see `SenderStats`), and sampled_out."""
         counters = self._sender.stats().as_dict()
         counters["sampled_out"] = self._sampled_out
         return counters
@@ -376,10 +425,19 @@ def set_client(client: Client | None) -> None:
         _default_client = client
 
 
-def _shutdown_all_at_exit() -> None:
+def _estimate_item(item: tuple[Any, ...]) -> int:
+    """Bytes a queued item will take once built (a nominal 2 KB for a lazy builder)."""
+    props = item[2]
+    if callable(props):
+        return 2048
+    return 200 + estimate_size(props) if isinstance(props, dict) else 2048
+
+
+def _shutdown_all_at_exit(cap: float | None = None) -> None:
     for client in list(_live_clients):
         try:
-            client.shutdown(client.shutdown_timeout)
+            timeout = client.shutdown_timeout
+            client.shutdown(timeout if cap is None else min(timeout, cap))
         except Exception:
             pass
 

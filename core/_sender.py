@@ -1,24 +1,30 @@
-"""One background worker per client: a bounded queue, batching, retries, flush and shutdown.
+"""One background worker per client: a bounded queue, batching, flush, shutdown and the spool.
 
-The caller's thread only appends to a deque. The worker turns queued items into JSON bytes
-(building, serializing and truncating off the caller's thread), groups them into batches by count
-and bytes, and hands each batch to a destination, retrying with backoff when that is worth it.
+The caller's thread only appends to a deque (or, when the worker is far behind, builds the event
+itself: backpressure instead of loss). The worker turns queued items into JSON bytes, groups
+them into batches by count and bytes, and hands each batch to the delivery policy
+(`_delivery`). What cannot be delivered now goes to the disk spool (`_spool`) when there is
+one, and the worker drains the spool in the background once the endpoint answers again.
+
+Like OpenTelemetry's batch processor: bounded queue, `flush`/`shutdown(timeout)` that always
+return, a fresh worker after `fork`, and the destination protocol as the exporter seam.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from .destinations import BatchTooLargeError, Destination, PermanentError, RetryableError
+from ._delivery import DeliveryPolicy, Outcome
+from ._sender_stats import Counters, RateLimitedWarning, SenderStats
+from ._spool import Spool
+from .destinations import Destination
 
 __all__ = ["BatchSender", "SenderStats"]
 
@@ -28,49 +34,26 @@ _live_senders: weakref.WeakSet[BatchSender] = weakref.WeakSet()
 
 # Batch size while catching up; PostHog accepts batches of this size (bodies up to 20 MB).
 _CATCH_UP_BATCH = 2_000
+# How long a sender holds spooled events it is sending before another may take them.
+_SPOOL_LEASE = 60.0
+# Seconds with a spool before a failing batch is spooled instead of retried further.
+_RETRY_BUDGET_WITH_SPOOL = 5.0
+# Nominal size of a queued item whose size is not estimated (short queue, or lazy builder).
+_NOMINAL_ITEM_BYTES = 1024
 
 
-@dataclass(frozen=True)
-class SenderStats:
-    """Counters since the client started (or since a fork, in the child)."""
+def _report(exc: BaseException) -> None:
+    # Imported here: `_emit` imports the client, which imports this module.
+    from ._emit import report_internal_error
 
-    queued: int
-    sent: int
-    dropped: int
-    retried: int
-    failed: int
-    filtered: int
-    batches: int
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-class _RateLimitedWarning:
-    """Log at most one warning per interval, with the count of what happened meanwhile."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._last = 0.0
-        self._suppressed = 0
-
-    def warn(self, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last < self.interval and self._last:
-            self._suppressed += 1
-            return
-        suppressed, self._suppressed, self._last = self._suppressed, 0, now
-        if suppressed:
-            message += " (%d similar messages suppressed)"
-            args = (*args, suppressed)
-        log.warning(message, *args)
+    report_internal_error(exc)
 
 
 class BatchSender:
     """Ships items to a destination from one daemon thread.
 
     `process(item)` turns a queued item into the event's JSON bytes, or None to drop it
-    (`before_send`). It runs on the worker thread.
+    (`before_send`). It runs on the worker thread (or the caller's, under backpressure).
     """
 
     def __init__(
@@ -86,9 +69,12 @@ class BatchSender:
         timeout: float = 10.0,
         max_retries: int = 6,
         warn_interval: float = 10.0,
+        spool: Spool | None = None,
+        estimate: Callable[[Any], int] | None = None,
     ) -> None:
         self.destination = destination
         self._process = process
+        self._estimate = estimate
         self.flush_at = flush_at
         self.flush_interval = flush_interval
         self.max_queue_size = max_queue_size
@@ -96,50 +82,73 @@ class BatchSender:
         self.max_batch_bytes = max_batch_bytes
         self.timeout = timeout
         self.max_retries = max_retries
-        self._warning = _RateLimitedWarning(warn_interval)
+        self.spool = spool
+        self._warning = RateLimitedWarning(warn_interval)
+        self._spool_warning = RateLimitedWarning(warn_interval)
         self._init_state()
         _live_senders.add(self)
+        if spool is not None and spool.exists():
+            # Events left by an earlier process (or one that is down now): replay them.
+            self._start()
 
     # -- state ---------------------------------------------------------------------------------
 
     def _init_state(self) -> None:
-        self._queue: deque[Any] = deque()
+        self.counters = Counters()
+        self.policy = DeliveryPolicy(
+            self.destination,
+            self.counters,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            retry_budget=_RETRY_BUDGET_WITH_SPOOL if self.spool is not None else None,
+        )
+        self._queue: deque[tuple[Any, int]] = deque()
+        # Estimated bytes of one queued (unbuilt) item: a running average of sampled estimates.
+        self._item_bytes = _NOMINAL_ITEM_BYTES
+        self._estimate_turn = 0
         self._backlog: deque[bytes] = deque()
         self._backlog_bytes = 0
         self._backlog_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._progress = threading.Condition(threading.Lock())
+        self._progress = threading.Condition(threading.RLock())
         self._wake = threading.Event()
         self._abort = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._stopping = False
         self._closed = False
+        self._shutdown_result: bool | None = None
         self._deadline: float | None = None
-        self._flush_waiters = 0
-        self._accepted = 0
-        self._finished = 0  # accepted items that were sent, failed, filtered or dropped late
-        self._sent = 0
-        self._dropped = 0
-        self._retried = 0
-        self._failed = 0
-        self._filtered = 0
-        self._batches = 0
+        self._flush_requested = 0
+        self._flush_done = 0
+        self._flush_ok = True
+        self._inflight: list[bytes] | None = None
+        self._inflight_lock = threading.Lock()
 
     def _after_fork_in_child(self) -> None:
         # The parent's queue belongs to the parent (it will send it); the child starts empty,
         # with fresh locks (a lock held at fork time would never be released here).
+        if self.spool is not None:
+            self.spool.after_fork_in_child()
         self._init_state()
 
+    @property
+    def queued_bytes_estimate(self) -> int:
+        """Estimated bytes of the events queued but not built yet."""
+        return len(self._queue) * self._item_bytes
+
     def stats(self) -> SenderStats:
+        values = self.counters.snapshot()
+        pending = 0
+        if self.spool is not None:
+            try:
+                pending = self.spool.pending()
+            except Exception:
+                pending = -1
         return SenderStats(
             queued=len(self._queue) + len(self._backlog),
-            sent=self._sent,
-            dropped=self._dropped,
-            retried=self._retried,
-            failed=self._failed,
-            filtered=self._filtered,
-            batches=self._batches,
+            spool_pending=pending,
+            **values,
         )
 
     # -- caller side ---------------------------------------------------------------------------
@@ -147,20 +156,32 @@ class BatchSender:
     def enqueue(self, item: Any) -> bool:
         """Queue one item; False when it was dropped because the queue is full or closed."""
         if self._closed:
-            self._dropped += 1
+            self.counters.add("dropped")
             return False
         queue = self._queue
-        if len(queue) >= self.help_threshold and self._thread is not None:
+        waiting = len(queue)
+        turn = self._estimate_turn
+        self._estimate_turn = (turn + 1) & 7
+        if not turn and self._estimate is not None:
+            # One item in eight is estimated (a fraction of a microsecond on average), and the
+            # bound counts every queued item at that size: it rises at once and falls slowly, so
+            # 100 KB prompts behind a stalled endpoint are bounded by bytes, not only by count.
+            estimate = self._estimate(item)
+            self._item_bytes = max(estimate, (self._item_bytes + estimate) // 2)
+        if self._thread is not None and (
+            waiting >= self.help_threshold or waiting * self._item_bytes > self.max_queue_bytes
+        ):
             return self._build_here(item)
         if len(queue) >= self.max_queue_size:
+            if self.spool is not None:
+                return self._build_here(item)
             # Drop the newest: what is already queued is older and closer to being sent.
-            self._dropped += 1
+            self.counters.add("dropped")
             self._warning.warn(
                 "posthog-llm queue is full (%d events): dropping new events", self.max_queue_size
             )
             return False
         queue.append(item)
-        self._accepted += 1
         if self._thread is None:
             self._start()
         elif len(queue) >= self.flush_at and not self._wake.is_set():
@@ -171,26 +192,29 @@ class BatchSender:
     def help_threshold(self) -> int:
         return max(self.flush_at, self.max_queue_size // 4)
 
+    def _build(self, item: Any) -> bytes | None:
+        """Build one event; a builder that raises is reported and counted as failed."""
+        try:
+            data = self._process(item)
+        except Exception as exc:
+            log.warning("posthog-llm: could not build an event; it was skipped (%r)", exc)
+            _report(exc)
+            self.counters.add("failed")
+            return None
+        if data is None:
+            self.counters.add("filtered")
+        return data
+
     def _build_here(self, item: Any) -> bool:
         """The worker is far behind: build this event on the caller's thread.
 
         Backpressure instead of loss. Unbuilt items hold references to the caller's objects and
         their size is unknown; built ones are bytes, bounded by `max_queue_bytes`. This costs the
-        caller CPU only while the worker cannot keep up, and never waits on I/O.
+        caller CPU only while the worker cannot keep up, and never waits on the network.
         """
-        self._accepted += 1
-        try:
-            data = self._process(item)
-        except Exception:
-            log.exception("posthog-llm: could not build an event; it was skipped")
-            data = None
-        if data is None:
-            self._filtered += 1
-            self._finish(1)
-        elif not self._store_built(data):
-            self._dropped += 1
-            self._warn_buffer_full()
-            self._finish(1)
+        data = self._build(item)
+        if data is not None and not self._store_built(data):
+            self._overflow([data])
         if not self._wake.is_set():
             self._wake.set()
         return data is not None
@@ -203,10 +227,34 @@ class BatchSender:
             self._backlog_bytes += len(data)
             return True
 
-    def _warn_buffer_full(self) -> None:
-        self._warning.warn(
-            "posthog-llm buffer is full (%d bytes): dropping new events", self.max_queue_bytes
-        )
+    def _overflow(self, events: list[bytes]) -> None:
+        """Built events beyond the byte bound: to the spool, or dropped without one."""
+        if not self._to_spool(events, "the in-memory buffer is full"):
+            self.counters.add("dropped", len(events))
+            self._warning.warn(
+                "posthog-llm buffer is full (%d bytes): dropping new events", self.max_queue_bytes
+            )
+
+    def _to_spool(self, events: list[bytes], why: str) -> bool:
+        """Write events to the spool; False when there is none (or it cannot be written)."""
+        if self.spool is None or not events:
+            return False
+        try:
+            dropped = self.spool.put(events)
+        except Exception as exc:
+            log.warning("posthog-llm: could not write to the spool %s: %s", self.spool.path, exc)
+            return False
+        self.counters.add("spooled", len(events))
+        log.debug("posthog-llm: spooled %d events (%s)", len(events), why)
+        if dropped:
+            self.counters.add("spool_dropped", dropped)
+            self._spool_warning.warn(
+                "posthog-llm spool is full (%d bytes at %s): dropped the %d oldest spooled events",
+                self.spool.max_bytes,
+                self.spool.path,
+                dropped,
+            )
+        return True
 
     def _start(self) -> None:
         with self._lock:
@@ -217,34 +265,31 @@ class BatchSender:
             thread.start()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Send everything queued so far; True when all of it was delivered (or filtered).
+        """Deliver everything queued so far, spooled events included.
 
-        Always returns by `timeout` seconds (None: wait as long as it takes).
+        True when all of it was delivered (or filtered); False when some could not be (it is
+        in the spool, if there is one). Never waits out an outage: one attempt at the endpoint,
+        then it returns. Always returns by `timeout` seconds (None: as long as the attempt takes).
         """
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        target = self._accepted
-        if self._finished >= target:
-            return self._queue_is_empty()
+        if self._closed:
+            return bool(self._shutdown_result) and self._queue_is_empty()
         if self._thread is None or not self._thread.is_alive():
-            if self._closed:
-                return False
             self._thread = None
             self._start()
         with self._progress:
-            self._flush_waiters += 1
-        try:
-            self._wake.set()
-            with self._progress:
-                while self._finished < target:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return False
-                    self._progress.wait(0.5 if remaining is None else min(remaining, 0.5))
-                    self._wake.set()
-            return True
-        finally:
-            with self._progress:
-                self._flush_waiters -= 1
+            self._flush_requested += 1
+            generation = self._flush_requested
+        self._wake.set()
+        with self._progress:
+            while self._flush_done < generation:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._progress.wait(0.5 if remaining is None else min(remaining, 0.5))
+                if self._thread is None or not self._thread.is_alive():
+                    return False
+            return self._flush_ok
 
     def _queue_is_empty(self) -> bool:
         return not self._queue and not self._backlog
@@ -252,11 +297,12 @@ class BatchSender:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is pending within `timeout` seconds, then stop the worker.
 
-        Returns whether everything was delivered; returns by the deadline even if the
-        destination is down or stalls (the worker is a daemon thread and gives up its retries).
+        Returns whether every event of this client was delivered. Returns by the deadline even if the
+        destination is down or stalls; what is left then goes to the spool (the time to write
+        it to disk comes on top), or is lost without one.
         """
         if self._closed:
-            return self._queue_is_empty()
+            return bool(self._shutdown_result)
         start = time.monotonic()
         self._deadline = None if timeout is None else start + max(0.0, timeout)
         self._stopping = True
@@ -266,29 +312,57 @@ class BatchSender:
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            remaining = (
-                None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-            )
-            thread.join(remaining if remaining is None else min(remaining, 0.2) + 0.05)
+            thread.join(0.25 if delivered else 0.1)
+        if not delivered:
+            self._save_what_is_left()
         try:
             self.destination.close()
         except Exception:
             log.debug("posthog-llm: closing the destination failed", exc_info=True)
-        if not delivered:
-            pending = len(self._queue) + len(self._backlog)
-            log.warning(
-                "posthog-llm shut down with %d events not delivered to %s",
-                max(pending, self._accepted - self._finished),
-                self.destination.description,
-            )
+        if self.spool is not None:
+            self.spool.close()
+        # True only when every event this sender ever accepted was delivered (or filtered).
+        lost = self.counters.snapshot()
+        delivered = delivered and not (lost["failed"] or lost["dropped"] or lost["spool_dropped"])
+        self._shutdown_result = delivered
         return delivered
 
-    # -- worker side ---------------------------------------------------------------------------
+    def _save_what_is_left(self) -> None:
+        """At a shutdown deadline: spool the in-flight batch and everything still in memory."""
+        with self._inflight_lock:
+            inflight, self._inflight = self._inflight, None
+        left: list[bytes] = list(inflight or [])
+        with self._backlog_lock:
+            while self._backlog:
+                left.append(self._backlog.popleft())
+            self._backlog_bytes = 0
+        while self._queue:
+            try:
+                item = self._queue.popleft()
+            except IndexError:
+                break
+            data = self._build(item)
+            if data is not None:
+                left.append(data)
+        if not left:
+            return
+        if self._to_spool(left, "shutdown deadline reached"):
+            log.warning(
+                "posthog-llm shut down with %d events not delivered to %s; they are in the spool "
+                "%s and will be sent by the next client for this host and key",
+                len(left),
+                self.destination.description,
+                self.spool.path if self.spool else "",
+            )
+        else:
+            self.counters.add("failed", len(left))
+            log.warning(
+                "posthog-llm shut down with %d events not delivered to %s",
+                len(left),
+                self.destination.description,
+            )
 
-    def _finish(self, count: int) -> None:
-        with self._progress:
-            self._finished += count
-            self._progress.notify_all()
+    # -- worker side ---------------------------------------------------------------------------
 
     def _drain(self) -> None:
         """Build queued items into the byte-bounded backlog, one batch's worth at a time.
@@ -300,27 +374,19 @@ class BatchSender:
         queue = self._queue
         backlog = self._backlog
         target = self._batch_target()
-        filtered = dropped = 0
+        overflow: list[bytes] = []
         while queue:
             if len(backlog) >= target or self._backlog_bytes >= self._build_ahead_bytes:
                 break
-            item = queue.popleft()
             try:
-                data = self._process(item)
-            except Exception:
-                log.exception("posthog-llm: could not build an event; it was skipped")
-                data = None
-            if data is None:
-                filtered += 1
-                continue
-            if not self._store_built(data):
-                dropped += 1
-        if filtered or dropped:
-            self._filtered += filtered
-            self._dropped += dropped
-            if dropped:
-                self._warn_buffer_full()
-            self._finish(filtered + dropped)
+                item = queue.popleft()
+            except IndexError:
+                break
+            data = self._build(item)
+            if data is not None and not self._store_built(data):
+                overflow.append(data)
+        if overflow:
+            self._overflow(overflow)
 
     @property
     def _build_ahead_bytes(self) -> int:
@@ -338,9 +404,9 @@ class BatchSender:
             return max(self.flush_at, _CATCH_UP_BATCH)
         return self.flush_at
 
-    def _take_batch(self) -> list[bytes]:
+    def _take_batch(self, target: int | None = None) -> list[bytes]:
         backlog = self._backlog
-        target = self._batch_target()
+        target = target or self._batch_target()
         batch: list[bytes] = []
         size = 0
         with self._backlog_lock:
@@ -351,6 +417,10 @@ class BatchSender:
                 size += len(data)
                 batch.append(data)
             self._backlog_bytes -= size
+            # In flight from here on: a shutdown deadline can still save it.
+            if batch:
+                with self._inflight_lock:
+                    self._inflight = batch
         return batch
 
     def _run(self) -> None:
@@ -361,35 +431,97 @@ class BatchSender:
             if self._pid != os.getpid():
                 return
             try:
-                self._let_burst_pass(next_tick + self.flush_interval)
-                self._drain()
-                while self._backlog:
-                    now = time.monotonic()
-                    tick = now >= next_tick
-                    if not (
-                        tick
-                        or self._flush_waiters
-                        or self._stopping
-                        or len(self._backlog) + len(self._queue) >= self.flush_at
-                        or self._backlog_bytes >= self.max_batch_bytes
-                    ):
-                        break
-                    if tick:
-                        # One timed delivery per interval: events that arrive while it is being
-                        # sent wait for a full batch or the next tick, instead of going out a
-                        # few at a time in a loop that lasts as long as the traffic does.
-                        next_tick = now + self.flush_interval
-                    self._deliver(self._take_batch())
-                    self._drain()
-                    if self._abort.is_set():
-                        break
-            except Exception:
+                requested = self._flush_requested
+                if requested > self._flush_done:
+                    ok = self._full_pass()
+                    with self._progress:
+                        self._flush_done = max(self._flush_done, requested)
+                        self._flush_ok = ok
+                        self._progress.notify_all()
+                else:
+                    next_tick = self._regular_round(next_tick)
+                    self._drain_spool(max_batches=4)
+            except Exception as exc:
                 log.exception("posthog-llm: the sender hit an unexpected error")
+                _report(exc)
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + self.flush_interval
             if self._closed and (self._abort.is_set() or self._queue_is_empty()):
                 return
+
+    def _regular_round(self, next_tick: float) -> float:
+        """Send (or, while the endpoint is down, spool) what is due; returns the next tick."""
+        self._let_burst_pass(next_tick + self.flush_interval)
+        self._drain()
+        while self._backlog:
+            now = time.monotonic()
+            tick = now >= next_tick
+            if not (
+                tick
+                or self._flush_requested > self._flush_done
+                or len(self._backlog) + len(self._queue) >= self.flush_at
+                or self._backlog_bytes >= self._build_ahead_bytes
+            ):
+                break
+            if tick:
+                # One timed delivery per interval: events that arrive while it is being
+                # sent wait for a full batch or the next tick, instead of going out a
+                # few at a time in a loop that lasts as long as the traffic does.
+                next_tick = now + self.flush_interval
+            batch = self._take_batch()
+            if self.spool is not None and self.policy.should_wait():
+                self._spool_batch(batch, "the endpoint is down")
+            else:
+                self._deliver(batch)
+            self._drain()
+            if self._abort.is_set() or self._flush_requested > self._flush_done:
+                break
+        return next_tick
+
+    def _full_pass(self) -> bool:
+        """Flush: everything in memory, then the spool; True when all of it was delivered.
+
+        With a spool, retries are spool replays: the pass waits out short backoffs (a
+        Retry-After, the first seconds of an outage) for up to `_RETRY_BUDGET_WITH_SPOOL`.
+        """
+        before = self.counters.snapshot()
+        started = time.monotonic()
+        # A flush tries the endpoint now, even while it is considered down.
+        if self.policy.should_wait():
+            self.policy.down_until = 0.0
+        probe_failed = False
+        while not self._abort.is_set():
+            self._drain()
+            batch = self._take_batch()
+            if not batch:
+                if not self._queue:
+                    break
+                continue
+            if probe_failed and self.spool is not None:
+                self._spool_batch(batch, "the endpoint is down")
+                continue
+            self._deliver(batch)
+            probe_failed = self.policy.should_wait()
+        while self.spool is not None and not self._abort.is_set():
+            if self.policy.should_wait():
+                wait = self.policy.down_until - time.monotonic()
+                if time.monotonic() + wait - started > _RETRY_BUDGET_WITH_SPOOL:
+                    break
+                if self._abort.wait(max(0.0, wait)):
+                    break
+            if not self._drain_spool(max_batches=1) and not self.policy.should_wait():
+                break
+        after = self.counters.snapshot()
+        lost = sum(after[k] - before[k] for k in ("failed", "dropped", "spool_dropped"))
+        if lost or not self._queue_is_empty():
+            return False
+        if self.spool is not None:
+            try:
+                return self.spool.pending() == 0
+            except Exception:
+                return False
+        return after["spooled"] == before["spooled"]
 
     def _let_burst_pass(self, deadline: float) -> None:
         """While a burst is still arriving, wait (bounded) before serializing.
@@ -399,7 +531,7 @@ class BatchSender:
         as soon as a flush or shutdown asks for delivery.
         """
         high_water = self.help_threshold // 2
-        while not (self._flush_waiters or self._stopping):
+        while not (self._flush_requested > self._flush_done or self._stopping):
             before = len(self._queue)
             if before >= high_water or time.monotonic() >= deadline:
                 return
@@ -407,64 +539,95 @@ class BatchSender:
             if len(self._queue) - before < 16:
                 return
 
-    def _request_timeout(self) -> float:
-        if self._deadline is None:
-            return self.timeout
-        return max(0.05, min(self.timeout, self._deadline - time.monotonic()))
+    def _spool_batch(self, batch: list[bytes], why: str) -> None:
+        with self._inflight_lock:
+            if self._inflight is not batch:
+                return  # taken (and spooled) by a shutdown deadline
+            self._inflight = None
+        if not self._to_spool(batch, why):
+            self.counters.add("failed", len(batch))
 
     def _deliver(self, batch: list[bytes]) -> None:
-        attempt = 0
-        while True:
-            if self._abort.is_set():
-                self._give_up(batch, "shutdown deadline reached")
-                return
-            try:
-                self.destination.send(batch, timeout=self._request_timeout())
-            except BatchTooLargeError as exc:
-                if len(batch) == 1:
-                    self._give_up(batch, str(exc))
-                    return
-                half = len(batch) // 2
-                self._deliver(batch[:half])
-                self._deliver(batch[half:])
-                return
-            except PermanentError as exc:
-                self._give_up(batch, str(exc))
-                return
-            except RetryableError as exc:
-                attempt += 1
-                if attempt > self.max_retries:
-                    self._give_up(batch, f"{exc} (after {self.max_retries} retries)")
-                    return
-                self._retried += len(batch)
-                delay = exc.retry_after
-                if delay is None:
-                    delay = min(30.0, 0.25 * (2 ** (attempt - 1))) * random.uniform(0.5, 1.0)
-                delay = min(delay, 60.0)
-                if self._deadline is not None:
-                    delay = min(delay, max(0.0, self._deadline - time.monotonic()))
-                log.debug("posthog-llm: retrying a batch in %.2fs: %s", delay, exc)
-                if self._abort.wait(delay):
-                    continue
-                continue
-            except Exception as exc:
-                log.exception("posthog-llm: the destination raised unexpectedly")
-                self._give_up(batch, f"{type(exc).__name__}: {exc}")
-                return
-            self._sent += len(batch)
-            self._batches += 1
-            self._finish(len(batch))
-            return
+        """Send one batch from memory. With a spool, a failed attempt goes straight to the spool
+        (and the spool retries it, backing off): a process killed during an outage then loses
+        only what it captured in the last flush interval. Without one, the batch is retried
+        here."""
+        outcome = self.policy.send(
+            batch, deadline=self._deadline, abort=self._abort, retry=self.spool is None
+        )
+        with self._inflight_lock:
+            if self._inflight is not batch:
+                return  # a shutdown deadline took the batch (and spooled it)
+            self._inflight = None
+        self._settle(outcome)
+        if outcome.undelivered:
+            self.policy.mark_down(self.policy.take_retry_after())
+            if self._to_spool(outcome.undelivered, "; ".join(outcome.reasons[-1:])):
+                self.counters.add("retried", len(outcome.undelivered))  # by the spool, later
+            else:
+                self._give_up(outcome.undelivered, outcome.reasons)
+        elif outcome.delivered:
+            self.policy.mark_up()
 
-    def _give_up(self, batch: list[bytes], reason: str) -> None:
-        self._failed += len(batch)
+    def _settle(self, outcome: Outcome) -> None:
+        if outcome.rejected:
+            self._give_up(outcome.rejected, outcome.reasons)
+
+    def _give_up(self, events: list[bytes], reasons: list[str]) -> None:
+        self.counters.add("failed", len(events))
         self._warning.warn(
             "posthog-llm: dropped a batch of %d events for %s: %s",
-            len(batch),
+            len(events),
             self.destination.description,
-            reason,
+            reasons[-1] if reasons else "unknown error",
         )
-        self._finish(len(batch))
+
+    def _drain_spool(self, max_batches: int) -> bool:
+        """Send up to `max_batches` batches from the spool; True while there may be more."""
+        spool = self.spool
+        if spool is None or self.policy.should_wait() or self._abort.is_set():
+            return False
+        try:
+            if not spool.has_claimable():
+                return False
+        except Exception as exc:
+            log.warning("posthog-llm: could not read the spool %s: %s", spool.path, exc)
+            return False
+        more = False
+        for _ in range(max_batches):
+            try:
+                # Large batches: a spool that fills during an outage drains quickly after it.
+                rows = spool.claim(
+                    max(self.flush_at, _CATCH_UP_BATCH), self.max_batch_bytes, _SPOOL_LEASE
+                )
+            except Exception as exc:
+                log.warning("posthog-llm: could not read the spool %s: %s", spool.path, exc)
+                return False
+            if not rows:
+                return False
+            ids = {id(data): row_id for row_id, data in rows}
+            batch = [data for _, data in rows]
+            # One attempt, then the spool waits (backing off).
+            outcome = self.policy.send(
+                batch, deadline=self._deadline, abort=self._abort, retry=False
+            )
+            self.counters.add("replayed", len(outcome.delivered))
+            done = [ids[id(d)] for d in outcome.delivered + outcome.rejected]
+            back = [ids[id(d)] for d in outcome.undelivered]
+            if outcome.rejected:
+                self._give_up(outcome.rejected, outcome.reasons)
+            try:
+                spool.ack(done)
+                spool.release(back)
+            except Exception as exc:
+                log.warning("posthog-llm: could not update the spool %s: %s", spool.path, exc)
+            if back:
+                self.counters.add("retried", len(back))
+                self.policy.mark_down(self.policy.take_retry_after())
+                return False
+            self.policy.mark_up()
+            more = True
+        return more
 
 
 def _reinit_after_fork() -> None:

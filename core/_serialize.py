@@ -21,6 +21,10 @@ from typing import Any
 
 __all__ = [
     "MAX_EVENT_BYTES",
+    "MAX_AI_EVENT_BYTES",
+    "MAX_ID_CHARS",
+    "estimate_size",
+    "repair_text",
     "TRUNCATION_MARKER",
     "BASE64_PLACEHOLDER",
     "to_json_safe",
@@ -30,6 +34,10 @@ __all__ = [
 
 # PostHog answers 413 above ~1 MB per event; keep a margin for the batch envelope.
 MAX_EVENT_BYTES = 900_000
+# `$ai_*` events go to PostHog's AI intake, which takes 8 MiB per event (posthog-python 7.x).
+MAX_AI_EVENT_BYTES = 8 * 1024 * 1024 - 16 * 1024
+# Longer distinct ids and event names are cut: PostHog refuses them, and they are never useful.
+MAX_ID_CHARS = 200
 TRUNCATION_MARKER = "…[truncated by posthog-llm]"
 BASE64_PLACEHOLDER = "[base64 data removed by posthog-llm]"
 _MAX_DEPTH = 64
@@ -212,60 +220,215 @@ def dumps(value: Any) -> str:
 
 
 # Properties trimmed first when an event is too large: content, never ids or usage.
-_CONTENT_FIRST = (
-    "$ai_input",
-    "$ai_output_choices",
-    "$ai_input_state",
-    "$ai_output_state",
-    "$ai_tools",
-    "$ai_error",
+_CONTENT_FIRST = frozenset(
+    {
+        "$ai_input",
+        "$ai_output_choices",
+        "$ai_input_state",
+        "$ai_output_state",
+        "$ai_tools",
+        "$ai_error",
+    }
 )
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Below this many bytes a property is not worth cutting: it is removed instead.
+_MIN_CUT = 256
+REMOVED_PROPERTIES = "posthog_llm_removed_properties"
 
 
-def _shrink(value: Any, limit: int) -> Any:
-    """Cut every string longer than `limit` characters and every list longer than `limit` items."""
-    if isinstance(value, str):
-        if len(value) > limit:
-            return value[:limit] + TRUNCATION_MARKER
+def repair_text(text: str) -> str:
+    """Replace lone surrogates (which UTF-8 cannot encode) with U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _encode(value: Any) -> bytes:
+    text = dumps(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return repair_text(text).encode("utf-8")
+
+
+def _size(value: Any) -> int:
+    return len(_encode(value))
+
+
+def estimate_size(props: Mapping[str, Any]) -> int:
+    """A cheap estimate of the JSON size of an event's properties (three levels deep at most).
+
+    Strings are what make events large (prompts, outputs); everything else counts a little.
+    """
+    total = 64
+    for value in props.values():
+        cls = type(value)
+        if cls is str:
+            total += len(value)
+        elif cls is list or cls is tuple or cls is dict:
+            for item in value.values() if cls is dict else value[:64]:
+                kind = type(item)
+                if kind is str:
+                    total += len(item)
+                elif kind is dict:
+                    for leaf in item.values():
+                        total += len(leaf) if type(leaf) is str else 16
+                else:
+                    total += 16
+        else:
+            total += 16
+    return total
+
+
+def _cut_string(value: str, budget: int) -> str:
+    """`value` cut (with the marker) so that its JSON takes about `budget` bytes at most."""
+    keep = max(0, budget - len(TRUNCATION_MARKER.encode()) - 2)
+    cut = value[:keep] + TRUNCATION_MARKER
+    for _ in range(4):
+        size = _size(cut)
+        if size <= budget or keep == 0:
+            break
+        # Multi-byte characters or escapes: shrink in proportion, a few times at most.
+        keep = max(0, int(keep * budget / size) - 8)
+        cut = value[:keep] + TRUNCATION_MARKER
+    return cut
+
+
+def _cut(value: Any, budget: int, size: int) -> Any:
+    """`value` (of JSON size `size`) cut to about `budget` bytes; linear in the value's size."""
+    if size <= budget:
         return value
+    if isinstance(value, str):
+        return _cut_string(value, budget)
     if isinstance(value, list):
-        items = [_shrink(v, limit) for v in value[: max(limit, 1)]]
-        if len(value) > max(limit, 1):
-            items.append(f"{TRUNCATION_MARKER} {len(value) - len(items)} more items")
-        return items
+        out: list[Any] = []
+        used = 2
+        for index, item in enumerate(value):
+            item_size = _size(item) + 1
+            if used + item_size <= budget:
+                out.append(item)
+                used += item_size
+                continue
+            room = budget - used - 64
+            if room >= _MIN_CUT and isinstance(item, (str, list, dict)):
+                out.append(_cut(item, room, item_size))
+                index += 1
+            if index < len(value):
+                out.append(f"{TRUNCATION_MARKER} {len(value) - index} more items")
+            return out
+        return out
     if isinstance(value, dict):
-        return {k: _shrink(v, limit) for k, v in value.items()}
-    return value
+        result: dict[str, Any] = {}
+        used = 2
+        items = list(value.items())
+        for key, item in items:
+            item_size = _size(key) + _size(item) + 2
+            if used + item_size <= budget:
+                result[key] = item
+                used += item_size
+                continue
+            room = budget - used - _size(key) - 64
+            if room >= _MIN_CUT and isinstance(item, (str, list, dict)):
+                result[key] = _cut(item, room, item_size)
+            elif room >= 0:
+                result[key] = TRUNCATION_MARKER
+            return result
+        return result
+    return TRUNCATION_MARKER
+
+
+def _water_level(sizes: list[int], budget: int) -> float:
+    """The largest cap L with sum(min(s, L)) <= budget (infinite when everything fits)."""
+    if sum(sizes) <= budget:
+        return float("inf")
+    ordered = sorted(sizes)
+    spent = 0
+    count = len(ordered)
+    for index, size in enumerate(ordered):
+        left = count - index
+        if spent + size * left > budget:
+            return max(0.0, (budget - spent) / left)
+        spent += size
+    return float("inf")
 
 
 def fit_event(event: dict[str, Any], max_bytes: int = MAX_EVENT_BYTES) -> bytes:
-    """Serialize a JSON-safe event dict, truncating content until it fits in `max_bytes`.
+    """Serialize a JSON-safe event dict, truncating it until it fits in `max_bytes`.
 
-    The event is never dropped: content fields are shortened with a visible marker, then other
-    large properties, and as a last resort replaced by the marker alone.
+    Never drops the event and never fails: lone surrogates become U+FFFD; too-long event names
+    and distinct ids are cut; then content properties are cut (largest first, with a visible
+    marker), then other large properties, and small ones are removed (their count is kept in
+    `posthog_llm_removed_properties`). Linear in the event's size, whatever its shape; the
+    result is always under `max_bytes`.
     """
-    data = dumps(event).encode("utf-8")
+    for name in ("event", "distinct_id"):
+        value = event.get(name)
+        if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+            event = dict(event)
+            event[name] = value[:MAX_ID_CHARS]
+    text = dumps(event)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = repair_text(text).encode("utf-8")
+        if len(data) > max_bytes:
+            event = json.loads(data)  # the repaired text, parsed back once
     if len(data) <= max_bytes:
         return data
+    event = dict(event)
     props: dict[str, Any] = dict(event.get("properties") or {})
-    event = dict(event, properties=props)
-    by_size = sorted(props, key=lambda k: len(dumps(props[k])), reverse=True)
-    order = [k for k in _CONTENT_FIRST if k in props] + [
-        k for k in by_size if k not in _CONTENT_FIRST
-    ]
-    limit = 100_000
-    while limit >= 64:
-        for key in order:
-            props[key] = _shrink(props[key], limit)
-        data = dumps(event).encode("utf-8")
+    event["properties"] = {}
+    envelope = _size(event) + 64  # room for the count of removed properties
+    sizes = {k: _size(k) + _size(v) + 2 for k, v in props.items()}
+    target = max_bytes - envelope
+    for _ in range(4):
+        trimmed, removed = _fit_properties(props, sizes, target)
+        if removed:
+            trimmed[REMOVED_PROPERTIES] = removed
+        event["properties"] = trimmed
+        data = _encode(event)
         if len(data) <= max_bytes:
             return data
-        limit //= 4
-    for key in order:
-        if key.startswith("$ai_") and key not in _CONTENT_FIRST:
+        target -= len(data) - max_bytes + max(64, target // 50)
+    # Unreachable in practice; the guarantee holds anyway: ids and a marker only.
+    event["properties"] = {
+        k: v
+        for k, v in props.items()
+        if k in ("$ai_trace_id", "$ai_parent_id", "$ai_span_id") and _size(v) < 512
+    }
+    event["properties"]["posthog_llm_truncated"] = TRUNCATION_MARKER
+    return _encode(event)
+
+
+def _fit_properties(
+    props: dict[str, Any], sizes: dict[str, int], target: int
+) -> tuple[dict[str, Any], int]:
+    """Properties cut to about `target` bytes: content first, then custom, then other `$ai_*`."""
+    groups = (
+        [k for k in props if k in _CONTENT_FIRST],
+        [k for k in props if not k.startswith("$ai_")],
+        [k for k in props if k.startswith("$ai_") and k not in _CONTENT_FIRST],
+    )
+    out = dict(props)
+    total = sum(sizes.values())
+    removed = 0
+    for group in groups:
+        if total <= target or not group:
             continue
-        props[key] = TRUNCATION_MARKER
-        data = dumps(event).encode("utf-8")
-        if len(data) <= max_bytes:
-            return data
-    return data
+        rest = total - sum(sizes[k] for k in group)
+        budget = target - rest
+        level = _water_level([sizes[k] for k in group], max(0, budget))
+        if level >= _MIN_CUT:
+            for key in group:
+                if sizes[key] > level:
+                    cut_to = int(level) - _size(key) - 2
+                    out[key] = _cut(props[key], cut_to, sizes[key] - _size(key) - 2)
+            total = rest + sum(min(sizes[k], int(level)) for k in group)
+            continue
+        # Too many properties for each to keep something useful: remove the largest first,
+        # then shorten nothing further in this group.
+        for key in sorted(group, key=sizes.__getitem__, reverse=True):
+            if total <= target:
+                break
+            del out[key]
+            total -= sizes[key]
+            removed += 1
+    return out, removed

@@ -42,6 +42,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator
     for name in ("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY", "POSTHOG_HOST", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("POSTHOG_LLM_DB", str(tmp_path / "default-events.db"))
+    # The disk spool of PostHog clients goes under tmp too, never the user's cache.
+    monkeypatch.setenv("POSTHOG_LLM_SPOOL_DIR", str(tmp_path / "spool"))
     posthog_llm.set_client(None)
     yield
     posthog_llm.set_client(None)

@@ -20,7 +20,15 @@ class BatchTooLargeError(Exception):
 
 
 class PermanentError(Exception):
-    """The batch will never be accepted (other 4xx): drop it."""
+    """The batch will never be accepted (other 4xx): drop it.
+
+    `status` is the HTTP status when there is one: a 400 for a batch of several events is
+    bisected by the sender to find the events the endpoint refuses.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @runtime_checkable
@@ -28,7 +36,11 @@ class Destination(Protocol):
     """Receives batches of events, each already serialized to compact JSON bytes.
 
     `send` raises one of the errors above on failure and returns normally on success. It is only
-    ever called from the sender's worker thread.
+    ever called from the sender's worker thread (or, for what is left at shutdown, the caller's).
+
+    A destination may also define `lane(event: bytes) -> str`: the sender then never mixes events
+    of different lanes in one `send` (the PostHog destination sends `$ai_*` events to another
+    endpoint).
     """
 
     description: str

@@ -1,17 +1,41 @@
-"""PostHog's capture API: `POST {host}/batch/` over one keep-alive session."""
+"""PostHog's capture API over one keep-alive session.
+
+`$ai_*` events go to `POST {host}/i/v0/ai/batch/`, PostHog's LLM-analytics intake (8 MiB per
+event), as posthog-python 7.x sends them; other events to `POST {host}/batch/` (~1 MB per event).
+Both take the same body: `{"api_key", "batch": [...], "sent_at"}`.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import gzip as _gzip
 import json
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ._base import BatchTooLargeError, PermanentError, RetryableError
 
-__all__ = ["PostHogHTTPDestination"]
+if TYPE_CHECKING:
+    import requests
+
+__all__ = ["PostHogHTTPDestination", "AI_LANE", "EVENTS_LANE", "is_ai_event"]
+
+AI_LANE = "ai"
+EVENTS_LANE = "events"
+_AI_PREFIX = b'{"event":"$ai_'
+_EVENT_PREFIX = b'{"event":"'
+
+
+def is_ai_event(data: bytes) -> bool:
+    """Whether a serialized event is an `$ai_*` event (the client writes `event` first)."""
+    if data.startswith(_AI_PREFIX):
+        return True
+    if data.startswith(_EVENT_PREFIX):
+        return False
+    try:
+        return str(json.loads(data).get("event", "")).startswith("$ai_")
+    except Exception:
+        return False
 
 _RETRY_STATUSES = frozenset({408, 429})
 
@@ -39,13 +63,20 @@ class PostHogHTTPDestination:
         self.api_key = api_key
         self.host = host.rstrip("/")
         self.url = self.host + "/batch/"
+        self.ai_url = self.host + "/i/v0/ai/batch/"
         self.gzip = gzip
         self.description = f"PostHog at {self.host}"
         self._session: requests.Session | None = None
         self._prefix = b'{"api_key":' + json.dumps(api_key).encode() + b',"batch":['
 
+    def lane(self, event: bytes) -> str:
+        return AI_LANE if is_ai_event(event) else EVENTS_LANE
+
     def _get_session(self) -> requests.Session:
         if self._session is None:
+            # Imported on first use: `import posthog_llm` stays light for local-store users.
+            import requests
+
             session = requests.Session()
             session.headers["User-Agent"] = f"posthog-llm/{__version__}"
             self._session = session
@@ -56,6 +87,10 @@ class PostHogHTTPDestination:
         return self._prefix + b",".join(events) + b'],"sent_at":"' + sent_at.encode() + b'"}'
 
     def send(self, events: list[bytes], *, timeout: float) -> None:
+        """POST one batch; the sender never mixes lanes, so the first event picks the URL."""
+        import requests
+
+        url = self.ai_url if events and is_ai_event(events[0]) else self.url
         data = self.body(events)
         headers = {"Content-Type": "application/json"}
         if self.gzip:
@@ -64,8 +99,8 @@ class PostHogHTTPDestination:
             data = _gzip.compress(data, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
-            response = self._get_session().post(
-                self.url, data=data, headers=headers, timeout=timeout
+            response: Any = self._get_session().post(
+                url, data=data, headers=headers, timeout=timeout
             )
         except requests.RequestException as exc:
             # The connection may be half-dead: start a fresh one on the next try.
@@ -74,14 +109,14 @@ class PostHogHTTPDestination:
         status = response.status_code
         if 200 <= status < 300:
             return
-        detail = f"HTTP {status} from {self.url}: {response.text[:200]!r}"
+        detail = f"HTTP {status} from {url}: {response.text[:200]!r}"
         if status == 413:
             raise BatchTooLargeError(detail)
         if status in _RETRY_STATUSES or status >= 500:
             raise RetryableError(
                 detail, retry_after=_retry_after(response.headers.get("Retry-After"))
             )
-        raise PermanentError(detail)
+        raise PermanentError(detail, status=status)
 
     def close(self) -> None:
         session, self._session = self._session, None

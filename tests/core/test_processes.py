@@ -128,3 +128,72 @@ def test_retried_batch_is_stored_once(tmp_path):
     dest.close()
     with EventStore(tmp_path / "once.db") as store:
         assert store.count() == 1
+
+
+_MP_CODE = """
+import multiprocessing as mp
+import sys
+from posthog_llm import Client
+
+HOST = sys.argv[2]
+client = None
+
+
+def _client():
+    global client
+    if client is None:
+        client = Client(api_key="phc_mp", host=HOST, flush_interval=60)
+    return client
+
+
+def work(i):
+    # no flush, no shutdown: the child must deliver (or spool) at its exit
+    _client().capture("$ai_span", distinct_id="child", properties={"i": i})
+    return i
+
+
+def run_process(start):
+    for i in range(start, start + 150):
+        work(i)
+
+
+if __name__ == "__main__":
+    method, kind = sys.argv[1], sys.argv[3]
+    ctx = mp.get_context(method)
+    if method == "fork":
+        _client()  # made in the parent, inherited by the children
+    if kind == "process":
+        procs = [ctx.Process(target=run_process, args=(k * 150,)) for k in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+            assert p.exitcode == 0
+    elif kind == "pool":
+        pool = ctx.Pool(2)
+        pool.map(work, range(300), chunksize=10)
+        pool.close()
+        pool.join()
+    else:  # the pool's context manager terminates its workers
+        with ctx.Pool(2) as pool:
+            pool.map(work, range(300), chunksize=10)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("kind", ["process", "pool", "pool-with"])
+def test_multiprocessing_children_deliver_at_exit(posthog_server, tmp_path, method, kind):
+    if method == "fork" and not hasattr(os, "fork"):
+        pytest.skip("fork is POSIX only")
+    script = tmp_path / "mp_script.py"
+    script.write_text(_MP_CODE)
+    result = subprocess.run(
+        [sys.executable, str(script), method, posthog_server.host, kind],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    events = posthog_server.wait_for(300, timeout=10)
+    assert sorted(e["properties"]["i"] for e in events) == list(range(300))

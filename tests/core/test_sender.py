@@ -41,7 +41,7 @@ def test_batches_are_gzipped_and_carry_the_api_key(posthog_server):
     ]
     assert client.flush(10)
     assert sorted(_uuids(posthog_server)) == sorted(uuids)
-    assert all(r["path"] == "/batch/" for r in posthog_server.requests)
+    assert all(r["path"] == "/i/v0/ai/batch/" for r in posthog_server.requests)
     assert all(r["headers"].get("Content-Encoding") == "gzip" for r in posthog_server.requests)
     assert {e["api_key"] for e in posthog_server.events} == {"phc_test"}
     assert max(Counter(r["bytes"] > 0 for r in posthog_server.requests).values()) >= 3
@@ -240,19 +240,59 @@ def test_a_worker_far_behind_makes_the_caller_build_events_instead_of_dropping()
     results = [client.capture("e", distinct_id="u", properties={"i": i}) for i in range(1000)]
     assert all(results)  # nothing dropped: past the threshold the caller built them
     assert client.stats()["dropped"] == 0
-    assert sender._accepted - sender._finished == 1000  # all pending: queued or in flight
+    in_flight = len(sender._inflight or [])
+    assert client.stats()["queued"] + in_flight == 1000  # all pending: unbuilt, built or sending
     assert len(sender._queue) <= sender.help_threshold  # unbuilt items stay bounded
     assert sender._backlog  # the rest was built by the caller
     client.shutdown(0.2)
 
 
-def test_large_events_beyond_the_byte_bound_are_delivered_not_dropped(sink):
-    # 50 events of ~100 KB queued while the worker waits: 5 MB in all, 5x the byte bound. They
-    # are built one batch at a time as they are sent, so none is dropped.
-    client = Client(destination=sink, max_queue_bytes=1_000_000, flush_at=5, flush_interval=30)
+def test_large_events_beyond_the_byte_bound_are_delivered_not_dropped(posthog_server):
+    # 50 events of ~100 KB captured in a tight loop: 5 MB in all, 5x the byte bound. Memory stays
+    # bounded (the rest waits in the disk spool) and every event is delivered.
+    client = _client(posthog_server, max_queue_bytes=1_000_000, flush_at=5, flush_interval=30)
     text = "lorem ipsum dolor sit amet " * 4_000
-    for i in range(50):
+    uuids = [
         client.capture("$ai_generation", distinct_id="u", properties={"$ai_input": text, "i": i})
+        for i in range(50)
+    ]
+    sender = client._sender
+    # Built events: exact bytes. Unbuilt ones: a sampled estimate, a few events of slack.
+    assert sender._backlog_bytes <= 1_000_000
+    assert sender.queued_bytes_estimate <= 1_000_000 + 4 * 110_000
     assert client.flush(20)
-    assert len(sink.events) == 50 and client.stats()["dropped"] == 0
+    assert sorted(_uuids(posthog_server)) == sorted(uuids)
+    stats = client.stats()
+    assert stats["dropped"] == 0 and stats["spool_pending"] == 0
     client.shutdown(1)
+
+
+def test_unbuilt_large_events_are_bounded_by_bytes_behind_a_stalled_endpoint(posthog_server):
+    # 100 KB prompts while every request stalls: memory stays under the byte bound (estimated
+    # for events not built yet, exact for built ones); what does not fit waits in the spool.
+    posthog_server.behaviour = lambda n: ("stall", 3)
+    client = _client(posthog_server, max_queue_bytes=4_000_000, timeout=2, flush_at=10)
+    prompt = "lorem ipsum dolor sit amet " * 4_000
+    sender = client._sender
+    peak = 0
+    for i in range(600):
+        client.capture("$ai_generation", distinct_id="u", properties={"$ai_input": prompt, "i": i})
+        peak = max(peak, sender.queued_bytes_estimate + sender._backlog_bytes)
+    assert peak <= 2 * 4_000_000 + 200_000
+    assert len(sender._queue) < 100  # not 600 references to 100 KB prompts
+    stats = client.stats()
+    assert stats["dropped"] == 0 and stats["spooled"] > 0
+    client.shutdown(0.5)
+
+
+def test_queue_full_without_a_spool_drops_and_counts_the_newest():
+    client = Client(destination=Blocked(), max_queue_bytes=300_000, flush_at=5, flush_interval=30)
+    prompt = "lorem ipsum dolor sit amet " * 4_000
+    results = [
+        client.capture("e", distinct_id="u", properties={"p": prompt, "i": i}) for i in range(50)
+    ]
+    sender = client._sender
+    assert sender._backlog_bytes <= 300_000
+    assert sender.queued_bytes_estimate <= 300_000 + 110_000  # one event of slack
+    assert client.stats()["dropped"] > 0 and results[0] is not None
+    client.shutdown(0.2)

@@ -124,3 +124,42 @@ def test_many_large_custom_properties_are_cut_too():
     data = fit_event(event, 900_000)
     assert len(data) <= 900_000
     assert TRUNCATION_MARKER in json.loads(data)["properties"]["k0"]
+
+
+def test_truncation_is_fast_for_40000_small_properties_and_fits():
+    props = {f"key_{i}": f"value {i}" for i in range(40_000)}
+    props["$ai_trace_id"] = "t"
+    data = fit_event({"event": "e", "distinct_id": "u", "properties": props}, 100_000)
+    assert len(data) <= 100_000
+    parsed = json.loads(data)["properties"]
+    assert parsed["$ai_trace_id"] == "t"
+    assert parsed["posthog_llm_removed_properties"] > 0
+
+
+def test_huge_distinct_id_and_event_name_are_cut_by_fit_event():
+    event = {"event": "n" * 50_000_000, "distinct_id": "d" * 50_000_000, "properties": {}}
+    data = fit_event(event, 900_000)
+    parsed = json.loads(data)
+    assert len(parsed["event"]) == 200 and len(parsed["distinct_id"]) == 200
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        {"$ai_input": [{"role": "user", "content": "é" * 100} for _ in range(50_000)]},
+        {"deep": {"a": [["q" * 1_000] * 100] * 100}},
+        {"many": ["x" * 10] * 300_000},
+        {"$ai_input": "\ud800" * 1_000_000},
+        {f"k{i}": "z" * 200_000 for i in range(10)} | {"$ai_model": "m" * 2_000_000},
+        {"esc": '"\\\n\x00' * 300_000},
+    ],
+)
+def test_fit_event_result_is_always_under_the_limit(props):
+    data = fit_event({"event": "e", "distinct_id": "u", "properties": props}, 900_000)
+    assert len(data) <= 900_000
+    json.loads(data)  # still valid JSON
+
+
+def test_lone_surrogates_become_replacement_characters():
+    data = fit_event({"event": "e", "distinct_id": "u", "properties": {"s": "a\ud800b"}})
+    assert json.loads(data)["properties"]["s"] == "a\ufffdb"

@@ -18,13 +18,20 @@ class PostHogSink:
     """Records accepted events. `behaviour(request_number) -> action` picks a failure per request.
 
     Actions: "ok", ("status", code, headers), "drop" (close without answering),
-    ("stall", seconds) (sleep, then answer 200 without recording).
+    ("stall", seconds) (sleep, then answer 200 without recording), "store_then_drop" (record the
+    events, then close without answering: the client retries what was stored).
+
+    `rejects(event) -> bool` answers 400 for a whole batch holding any such event, as PostHog's
+    capture does for an invalid event. Paths: `/batch/`, `/capture/`, `/e/`, `/i/v0/e/` and
+    `/i/v0/ai/batch/` (PostHog's AI intake) all take the same bodies; `requests[i]["path"]`
+    tells which one was used.
     """
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.behaviour: Callable[[int], Any] = lambda n: "ok"
+        self.rejects: Callable[[dict[str, Any]], bool] | None = None
         self._lock = threading.Lock()
         sink = self
 
@@ -70,10 +77,21 @@ class PostHogSink:
                 batch = body.get("batch") if isinstance(body, dict) else None
                 if batch is None:
                     batch = [body]
+                rejects = sink.rejects
+                if rejects is not None and any(rejects(e) for e in batch):
+                    self._answer(400, {}, b'{"error":"invalid event"}')
+                    return
                 with sink._lock:
                     for event in batch:
                         event.setdefault("api_key", body.get("api_key"))
                         sink.events.append(event)
+                if action == "store_then_drop":
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(2)
+                    except OSError:
+                        pass
+                    return
                 self._answer(200, {}, b'{"status":1}')
 
             def _answer(self, code: int, headers: dict[str, str], body: bytes = b"{}") -> None:

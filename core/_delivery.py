@@ -1,0 +1,225 @@
+"""Delivery policy: one batch to the destination, with retries, splitting, bisection and backoff.
+
+The queue and the worker (`_sender`) decide *what* to send and *when*; this module decides how
+one batch is attempted and what became of each event: delivered, rejected for good, or not
+deliverable now (for the spool). It also keeps the endpoint's up/down state, so that during an
+outage batches go straight to the spool and only one probe at a time knocks on the door.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ._sender_stats import Counters
+from .destinations import BatchTooLargeError, Destination, PermanentError, RetryableError
+
+__all__ = ["DeliveryPolicy", "Outcome"]
+
+log = logging.getLogger("posthog_llm")
+
+# Requests spent isolating the offenders of one batch answered with 400: enough for a few bad
+# events in a batch of thousands (each costs about 2*log2(n) requests), bounded whatever happens.
+_MAX_BISECT_REQUESTS = 64
+_MAX_DOWN_BACKOFF = 30.0
+
+
+@dataclass
+class Outcome:
+    """What became of one batch."""
+
+    delivered: list[bytes] = field(default_factory=list)
+    rejected: list[bytes] = field(default_factory=list)
+    undelivered: list[bytes] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+class DeliveryPolicy:
+    """Attempts batches on a destination and keeps the endpoint's up/down state."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        counters: Counters,
+        *,
+        timeout: float,
+        max_retries: int,
+        retry_budget: float | None,
+    ) -> None:
+        self.destination = destination
+        self.counters = counters
+        self.timeout = timeout
+        self.max_retries = max_retries
+        # With a spool, a batch is retried for at most this many seconds, then spooled: the spool
+        # waits out an outage, not the worker.
+        self.retry_budget = retry_budget
+        lane = getattr(destination, "lane", None)
+        self._lane: Callable[[bytes], str] | None = lane if callable(lane) else None
+        self.reset()
+
+    def reset(self) -> None:
+        self.down_until = 0.0
+        self._backoff = 0.0
+        self._last_retry_after: float | None = None
+
+    # -- endpoint state ------------------------------------------------------------------------
+
+    @property
+    def is_down(self) -> bool:
+        return self._backoff > 0
+
+    def should_wait(self) -> bool:
+        """True while the endpoint is down and its next probe is not due yet."""
+        return self._backoff > 0 and time.monotonic() < self.down_until
+
+    def mark_down(self, retry_after: float | None = None) -> None:
+        self._backoff = min(_MAX_DOWN_BACKOFF, max(1.0, self._backoff * 2))
+        wait = max(self._backoff * random.uniform(0.5, 1.0), retry_after or 0.0)
+        self.down_until = time.monotonic() + min(wait, 60.0)
+
+    def mark_up(self) -> None:
+        self._backoff = 0.0
+        self.down_until = 0.0
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def send(
+        self,
+        batch: list[bytes],
+        *,
+        deadline: float | None,
+        abort: threading.Event,
+        retry: bool = True,
+    ) -> Outcome:
+        """Attempt `batch` (split by lane); never raises."""
+        outcome = Outcome()
+        for group in self._by_lane(batch):
+            if outcome.undelivered or abort.is_set():
+                # The endpoint just failed: do not knock again with the rest of the batch.
+                outcome.undelivered.extend(group)
+                continue
+            self._send_group(group, outcome, deadline, abort, retry)
+        return outcome
+
+    def _by_lane(self, batch: list[bytes]) -> list[list[bytes]]:
+        if self._lane is None or len(batch) < 2:
+            return [batch]
+        lanes: dict[str, list[bytes]] = {}
+        for data in batch:
+            lanes.setdefault(self._lane(data), []).append(data)
+        return list(lanes.values())
+
+    def _timeout(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.timeout
+        return max(0.05, min(self.timeout, deadline - time.monotonic()))
+
+    def _send_group(
+        self,
+        group: list[bytes],
+        outcome: Outcome,
+        deadline: float | None,
+        abort: threading.Event,
+        retry: bool,
+    ) -> None:
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            if abort.is_set():
+                outcome.undelivered.extend(group)
+                outcome.reasons.append("shutdown deadline reached")
+                return
+            try:
+                self.destination.send(group, timeout=self._timeout(deadline))
+            except BatchTooLargeError as exc:
+                if len(group) == 1:
+                    outcome.rejected.extend(group)
+                    outcome.reasons.append(str(exc))
+                    return
+                half = len(group) // 2
+                self._send_group(group[:half], outcome, deadline, abort, retry)
+                self._send_group(group[half:], outcome, deadline, abort, retry)
+                return
+            except PermanentError as exc:
+                if len(group) > 1 and exc.status == 400:
+                    self._bisect(group, outcome, deadline, abort, [_MAX_BISECT_REQUESTS])
+                else:
+                    outcome.rejected.extend(group)
+                    outcome.reasons.append(str(exc))
+                return
+            except RetryableError as exc:
+                attempt += 1
+                delay = exc.retry_after
+                if delay is None:
+                    delay = min(30.0, 0.25 * (2 ** (attempt - 1))) * random.uniform(0.5, 1.0)
+                delay = min(delay, 60.0)
+                now = time.monotonic()
+                if (
+                    not retry
+                    or attempt > self.max_retries
+                    or (self.retry_budget is not None and now + delay - started > self.retry_budget)
+                    or (deadline is not None and now + delay > deadline)
+                ):
+                    outcome.undelivered.extend(group)
+                    outcome.reasons.append(f"{exc} (after {attempt - 1} retries)")
+                    self._last_retry_after = exc.retry_after
+                    return
+                self.counters.add("retried", len(group))
+                log.debug("posthog-llm: retrying a batch in %.2fs: %s", delay, exc)
+                abort.wait(delay)
+                continue
+            except Exception as exc:
+                log.exception("posthog-llm: the destination raised unexpectedly")
+                outcome.rejected.extend(group)
+                outcome.reasons.append(f"{type(exc).__name__}: {exc}")
+                return
+            outcome.delivered.extend(group)
+            self.counters.add("sent", len(group))
+            self.counters.add("batches")
+            return
+
+    def take_retry_after(self) -> float | None:
+        value, self._last_retry_after = self._last_retry_after, None
+        return value
+
+    def _bisect(
+        self,
+        group: list[bytes],
+        outcome: Outcome,
+        deadline: float | None,
+        abort: threading.Event,
+        budget: list[int],
+    ) -> None:
+        """The endpoint refused `group` (400): find the events it refuses, in bounded requests."""
+        if len(group) == 1:
+            outcome.rejected.extend(group)
+            outcome.reasons.append("refused by the endpoint (HTTP 400)")
+            return
+        half = len(group) // 2
+        for part in (group[:half], group[half:]):
+            if budget[0] <= 0 or abort.is_set():
+                # Out of requests: what is not isolated yet is given up with the offenders.
+                outcome.rejected.extend(part)
+                outcome.reasons.append("refused by the endpoint (HTTP 400), not isolated")
+                continue
+            budget[0] -= 1
+            try:
+                self.destination.send(part, timeout=self._timeout(deadline))
+            except PermanentError as exc:
+                if exc.status == 400:
+                    self._bisect(part, outcome, deadline, abort, budget)
+                else:
+                    outcome.rejected.extend(part)
+                    outcome.reasons.append(str(exc))
+                continue
+            except Exception:
+                # Anything else (a retryable failure mid-bisection) goes the normal way.
+                self._send_group(part, outcome, deadline, abort, True)
+                continue
+            outcome.delivered.extend(part)
+            self.counters.add("sent", len(part))
+            self.counters.add("batches")

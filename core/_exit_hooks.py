@@ -1,0 +1,89 @@
+"""Delivery at process exit where `atexit` does not run: multiprocessing children.
+
+A child process ends with `os._exit`, so `atexit` never runs there; multiprocessing's own
+finalizers do (for `Process` and `Pool` workers, fork and spawn alike). Their registry is cleared
+in a forked child, hence the after-fork re-registration. `Pool.terminate()` (also what
+`with Pool() as pool:` does on exit) ends its workers with SIGTERM, which runs no finalizer:
+there, and only when SIGTERM has its default disposition, a handler shuts the clients down,
+restores the default and re-sends the signal, so the process still ends by SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["register_exit_hooks"]
+
+# Seconds a SIGTERM'd child may spend delivering (or spooling) before it ends.
+_SIGTERM_BUDGET = 2.0
+
+_lock = threading.Lock()
+_registered = False
+_shutdown_all: Callable[[float | None], None] | None = None
+
+
+def register_exit_hooks(shutdown_all: Callable[[float | None], None]) -> None:
+    """Run `shutdown_all(cap)` at the exit of this process, multiprocessing children included.
+
+    `cap` bounds each client's shutdown timeout (None: its own `shutdown_timeout`).
+    """
+    global _registered, _shutdown_all
+    with _lock:
+        _shutdown_all = shutdown_all
+        if _registered:
+            return
+        _registered = True
+    import multiprocessing
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, _at_exit, exitpriority=10)
+    mp_util.register_after_fork(_after_fork_marker, _reregister_in_child)
+    if multiprocessing.parent_process() is not None:
+        _deliver_on_sigterm()
+
+
+def _at_exit() -> None:
+    if _shutdown_all is not None:
+        _shutdown_all(None)
+
+
+def _deliver_on_sigterm() -> None:
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if _shutdown_all is not None:
+                try:
+                    _shutdown_all(_SIGTERM_BUDGET)
+                except Exception:
+                    pass
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError, AttributeError):
+        pass  # not the main thread, or no SIGTERM on this platform
+
+
+class _AfterForkMarker:
+    """A long-lived object for `multiprocessing.util.register_after_fork` (it keeps a weakref)."""
+
+
+_after_fork_marker = _AfterForkMarker()
+
+
+def _reregister_in_child(_: Any) -> None:
+    global _registered
+    with _lock:
+        _registered = False
+        shutdown_all = _shutdown_all
+    if shutdown_all is not None:
+        register_exit_hooks(shutdown_all)

@@ -1,0 +1,244 @@
+"""The durable spool: events that could not be delivered yet, in one SQLite file per endpoint.
+
+One spool per (host, api key), in a folder named by a hash of the pair (the key is never written
+in clear). Several processes share it: a sender *claims* rows with a lease before sending them
+(`BEGIN IMMEDIATE` serialises the claims), deletes them once delivered, and releases them when
+the endpoint failed. A process killed while holding a lease loses nothing: the lease expires and
+another sender takes the rows again. SQLite in WAL mode with `synchronous=NORMAL` keeps every
+committed row across a crash of the process (only a power loss can take the last commits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+
+__all__ = ["Spool", "default_spool_dir", "spool_path", "DEFAULT_SPOOL_MAX_BYTES"]
+
+DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    data BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    lease REAL NOT NULL DEFAULT 0
+);
+"""
+
+
+def default_spool_dir() -> str:
+    """`POSTHOG_LLM_SPOOL_DIR`, else `$XDG_CACHE_HOME/posthog-llm/spool` (`~/.cache/...`)."""
+    explicit = os.environ.get("POSTHOG_LLM_SPOOL_DIR", "").strip()
+    if explicit:
+        return os.path.expanduser(explicit)
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
+    return os.path.join(cache, "posthog-llm", "spool")
+
+
+def spool_path(base: str, host: str, api_key: str) -> str:
+    """The spool file of one (host, api key) pair under `base`."""
+    digest = hashlib.sha256(f"{host.rstrip('/')}\n{api_key}".encode()).hexdigest()[:32]
+    return os.path.join(base, digest, "spool.db")
+
+
+class Spool:
+    """Thread-safe, process-shared queue of serialized events on disk, oldest first."""
+
+    def __init__(self, path: str, max_bytes: int = DEFAULT_SPOOL_MAX_BYTES) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def after_fork_in_child(self) -> None:
+        """A fresh lock and no connection: the parent's may be held or in use at fork time."""
+        self._lock = threading.Lock()
+        self._conn = None
+        self._pid = os.getpid()
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        # A connection must not cross a fork: the child opens its own.
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=30.0, check_same_thread=False, isolation_level=None
+        )
+        conn.execute("PRAGMA busy_timeout = 30000")
+        for attempt in range(50):
+            try:
+                # auto_vacuum only takes effect on a new file; it lets an emptied spool shrink.
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                # The spool is read and written in order: a small page cache is enough, and the
+                # WAL file is trimmed after checkpoints.
+                conn.execute("PRAGMA cache_size = -1024")
+                conn.execute("PRAGMA journal_size_limit = 8388608")
+                conn.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None and self._pid == os.getpid():
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def put(self, events: Sequence[bytes]) -> int:
+        """Append events (newest last); returns how many of the oldest were dropped to fit."""
+        if not events:
+            return 0
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO events (data, size) VALUES (?, ?)",
+                    [(sqlite3.Binary(e), len(e)) for e in events],
+                )
+                dropped = self._enforce_limit(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return dropped
+
+    def _used_bytes(self, conn: sqlite3.Connection) -> int:
+        # Pages in use, not a SUM over rows: O(1) whatever the spool holds.
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    def _enforce_limit(self, conn: sqlite3.Connection) -> int:
+        used = self._used_bytes(conn)
+        if used <= self.max_bytes:
+            return 0
+        # Free a tenth more than needed, so a full spool does not delete on every put.
+        excess = used - int(self.max_bytes * 0.9)
+        freed = dropped = 0
+        last_id = None
+        for row_id, size in conn.execute("SELECT id, size FROM events ORDER BY id"):
+            freed += size + 32  # row overhead
+            dropped += 1
+            last_id = row_id
+            if freed >= excess:
+                break
+        if last_id is not None:
+            conn.execute("DELETE FROM events WHERE id <= ?", (last_id,))
+        return dropped
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def claim(self, max_count: int, max_bytes: int, lease: float) -> list[tuple[int, bytes]]:
+        """Lease up to `max_count` events (and about `max_bytes`), oldest first."""
+        if not self.exists():
+            return []
+        now = time.time()
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = conn.execute(
+                    "SELECT id, size FROM events WHERE lease < ? ORDER BY id LIMIT ?",
+                    (now, max_count),
+                ).fetchall()
+                ids: list[int] = []
+                total = 0
+                for row_id, size in rows:
+                    if ids and total + size > max_bytes:
+                        break
+                    ids.append(row_id)
+                    total += size
+                out: list[tuple[int, bytes]] = []
+                if ids:
+                    # Fixed statements (no IN list of varying length): each distinct SQL text
+                    # would be prepared and cached, and with thousands of placeholders that
+                    # cache alone grows the process by megabytes. Under the write lock, the
+                    # unleased rows between the first and last id are exactly those selected.
+                    until = now + lease
+                    first, last = ids[0], ids[-1]
+                    conn.execute(
+                        "UPDATE events SET lease = ? WHERE id BETWEEN ? AND ? AND lease < ?",
+                        (until, first, last, now),
+                    )
+                    out = [
+                        (row_id, bytes(data))
+                        for row_id, data in conn.execute(
+                            "SELECT id, data FROM events WHERE id BETWEEN ? AND ? AND lease = ? "
+                            "ORDER BY id",
+                            (first, last, until),
+                        )
+                    ]
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return out
+
+    def ack(self, ids: Sequence[int]) -> None:
+        """Delete delivered (or permanently rejected) events."""
+        self._by_ids("DELETE FROM events WHERE id = ?", ids)
+        with self._lock:
+            conn = self._connection()
+            if not conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
+                conn.execute("PRAGMA incremental_vacuum")  # an emptied spool gives its pages back
+
+    def release(self, ids: Sequence[int]) -> None:
+        """Give claimed events back, for the next attempt by any sender."""
+        self._by_ids("UPDATE events SET lease = 0 WHERE id = ?", ids)
+
+    def _by_ids(self, sql: str, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, [(row_id,) for row_id in ids])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def pending(self) -> int:
+        """Events in the spool (leased or not)."""
+        if not self.exists():
+            return 0
+        with self._lock:
+            return int(self._connection().execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def has_claimable(self) -> bool:
+        if not self.exists():
+            return False
+        with self._lock:
+            row = (
+                self._connection()
+                .execute("SELECT 1 FROM events WHERE lease < ? LIMIT 1", (time.time(),))
+                .fetchone()
+            )
+            return row is not None

@@ -1,0 +1,287 @@
+"""The disk spool: nothing is lost while PostHog is down, across restarts and processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+
+import pytest
+from posthog_llm import Client, InMemoryDestination
+from posthog_llm._spool import Spool, default_spool_dir, spool_path
+
+
+def _client(server, **kw) -> Client:
+    kw.setdefault("flush_interval", 0.05)
+    return Client(api_key="phc_spool", host=server.host, **kw)
+
+
+def _down(server) -> None:
+    server.behaviour = lambda n: ("status", 503)
+
+
+def _up(server) -> None:
+    server.behaviour = lambda n: "ok"
+
+
+# -- the spool itself ----------------------------------------------------------------------------
+
+
+def test_spool_claims_oldest_first_and_leases_exclude_other_senders(tmp_path):
+    spool = Spool(str(tmp_path / "s" / "spool.db"))
+    assert spool.claim(10, 1 << 20, 60) == [] and spool.pending() == 0
+    spool.put([b"a", b"b", b"c"])
+    spool.put([b"d"])
+    other = Spool(spool.path)  # another sender (same file, own connection)
+    first = spool.claim(2, 1 << 20, 60)
+    assert [data for _, data in first] == [b"a", b"b"]
+    assert [data for _, data in other.claim(10, 1 << 20, 60)] == [b"c", b"d"]
+    assert spool.claim(10, 1 << 20, 60) == []  # everything is leased
+    spool.release([first[1][0]])
+    spool.ack([first[0][0]])
+    assert [data for _, data in other.claim(10, 1 << 20, 60)] == [b"b"]
+    assert spool.pending() == 3
+
+
+def test_an_expired_lease_makes_events_claimable_again(tmp_path):
+    spool = Spool(str(tmp_path / "spool.db"))
+    spool.put([b"x"])
+    assert spool.claim(10, 1 << 20, lease=0.05)
+    assert spool.claim(10, 1 << 20, 60) == []
+    time.sleep(0.1)  # the holder died: its lease runs out
+    assert [d for _, d in spool.claim(10, 1 << 20, 60)] == [b"x"]
+
+
+def test_a_full_spool_drops_the_oldest(tmp_path):
+    spool = Spool(str(tmp_path / "spool.db"), max_bytes=200_000)
+    dropped = 0
+    for i in range(100):
+        dropped += spool.put([json.dumps({"i": i, "pad": "p" * 4_000}).encode()])
+    assert dropped > 0 and spool.pending() == 100 - dropped
+    rows = spool.claim(1_000, 1 << 30, 60)
+    assert [json.loads(d)["i"] for _, d in rows] == list(range(dropped, 100))  # newest kept
+    assert os.path.getsize(spool.path) < 600_000
+
+
+def test_default_location_and_one_spool_per_host_and_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("POSTHOG_LLM_SPOOL_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_spool_dir() == str(tmp_path / "cache" / "posthog-llm" / "spool")
+    monkeypatch.setenv("POSTHOG_LLM_SPOOL_DIR", str(tmp_path / "mine"))
+    assert default_spool_dir() == str(tmp_path / "mine")
+    a = spool_path("/b", "https://us.i.posthog.com", "phc_secret")
+    assert a == spool_path("/b", "https://us.i.posthog.com/", "phc_secret")
+    assert a != spool_path("/b", "https://us.i.posthog.com", "phc_other")
+    assert a != spool_path("/b", "https://eu.i.posthog.com", "phc_secret")
+    assert "phc_secret" not in a
+
+
+# -- the client with a spool ---------------------------------------------------------------------
+
+
+def test_events_are_spooled_while_down_and_replayed_by_a_later_client(posthog_server, tmp_path):
+    _down(posthog_server)
+    first = _client(posthog_server)
+    uuids = [first.capture("$ai_span", distinct_id="u", properties={"i": i}) for i in range(200)]
+    assert first.flush(10) is False  # nothing delivered: False, not True
+    stats = first.stats()
+    assert stats["spooled"] == 200 and stats["spool_pending"] == 200 and stats["failed"] == 0
+    assert first.shutdown(2) is False
+    assert posthog_server.events == []
+    key_files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "spool") for f in fs]
+    assert key_files and all("phc_spool" not in p for p in key_files)
+    assert all(b"phc_spool" not in open(p, "rb").read() for p in key_files)
+
+    _up(posthog_server)
+    second = _client(posthog_server)  # same host and key: replays the spool, oldest first
+    assert second.flush(10) is True
+    got = [e["uuid"] for e in posthog_server.events]
+    assert got == uuids  # original uuids, in capture order, each once
+    assert second.stats()["replayed"] == 200 and second.stats()["spool_pending"] == 0
+    second.shutdown(2)
+
+
+def test_the_spool_drains_in_the_background_when_the_endpoint_comes_back(posthog_server):
+    _down(posthog_server)
+    client = _client(posthog_server)
+    uuids = {client.capture("e", distinct_id="u", properties={"i": i}) for i in range(50)}
+    assert client.flush(5) is False
+    _up(posthog_server)
+    events = posthog_server.wait_for(50, timeout=15)  # no flush: the worker probes and drains
+    assert {e["uuid"] for e in events} == uuids and len(events) == 50
+    assert client.stats()["spool_pending"] == 0
+    assert client.flush(5) is True
+    client.shutdown(1)
+
+
+def test_retries_exhausted_go_to_the_spool_not_lost(posthog_server):
+    posthog_server.behaviour = lambda n: "drop" if n < 2 else "ok"
+    client = _client(posthog_server)
+    uuids = [client.capture("e", distinct_id="u") for _ in range(20)]
+    assert client.flush(10)  # failed twice: spooled, then replayed within the flush
+    assert client.stats()["spooled"] == 20 and client.stats()["replayed"] == 20
+    assert sorted(e["uuid"] for e in posthog_server.events) == sorted(uuids)
+    assert client.stats()["failed"] == 0
+    client.shutdown(1)
+
+
+def test_a_full_spool_drops_oldest_counts_and_warns_once(posthog_server, caplog):
+    caplog.set_level(logging.WARNING, logger="posthog_llm")
+    _down(posthog_server)
+    client = _client(posthog_server, spool_max_bytes=150_000)
+    for i in range(300):
+        client.capture("e", distinct_id="u", properties={"i": i, "pad": "lorem ipsum " * 200})
+        if i % 50 == 49:
+            client.flush(2)
+    assert client.flush(2) is False
+    stats = client.stats()
+    assert stats["spool_dropped"] > 0
+    assert stats["spool_pending"] == 300 - stats["spool_dropped"]
+    warnings = [r for r in caplog.records if "spool is full" in r.getMessage()]
+    assert len(warnings) == 1
+    _up(posthog_server)
+    assert client.flush(10)
+    received = sorted(e["properties"]["i"] for e in posthog_server.events)
+    assert received == list(range(300 - len(received), 300))  # the newest were kept
+    client.shutdown(1)
+
+
+def test_spool_can_be_turned_off(posthog_server, tmp_path):
+    _down(posthog_server)
+    client = _client(posthog_server, spool=False, max_retries=0)
+    client.capture("e", distinct_id="u")
+    assert client.flush(5) is False
+    assert client.stats()["failed"] == 1 and client.stats()["spooled"] == 0
+    assert not (tmp_path / "spool").exists()
+    client.shutdown(1)
+
+
+def test_local_and_custom_destinations_have_no_spool(tmp_path):
+    assert Client(db=tmp_path / "e.db").spool is None
+    assert Client(destination=InMemoryDestination()).spool is None
+
+
+def test_spool_dir_argument_wins(posthog_server, tmp_path):
+    client = _client(posthog_server, spool_dir=tmp_path / "here")
+    assert client.spool is not None and client.spool.path.startswith(str(tmp_path / "here"))
+    client.shutdown(1)
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+def _run(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_the_spool_survives_a_process_restart(posthog_server):
+    """A process captures while PostHog is down and exits; the next process delivers."""
+    _down(posthog_server)
+    code = """
+        import json, sys
+        from posthog_llm import Client
+        client = Client(api_key="phc_restart", host=sys.argv[1], flush_interval=0.05,
+                        shutdown_timeout=3)
+        uuids = [client.capture("$ai_generation", distinct_id="u", properties={"i": i})
+                 for i in range(300)]
+        print(json.dumps(uuids))
+        # no flush: the exit hook spools what it cannot deliver
+    """
+    first = _run(code, posthog_server.host)
+    assert first.returncode == 0, first.stderr
+    uuids = json.loads(first.stdout)
+    assert posthog_server.events == []
+    _up(posthog_server)
+    second = _run(
+        """
+        import sys
+        from posthog_llm import Client
+        client = Client(api_key="phc_restart", host=sys.argv[1])
+        assert client.flush(20), client.stats()
+        """,
+        posthog_server.host,
+    )
+    assert second.returncode == 0, second.stderr
+    assert [e["uuid"] for e in posthog_server.events] == uuids
+
+
+def test_processes_sharing_a_spool_never_send_an_event_twice(posthog_server, tmp_path):
+    _down(posthog_server)
+    seed = _client(posthog_server)
+    uuids = [seed.capture("e", distinct_id="u", properties={"i": i}) for i in range(3_000)]
+    assert seed.shutdown(5) is False
+    _up(posthog_server)
+    code = """
+        import sys
+        from posthog_llm import Client
+        client = Client(api_key="phc_spool", host=sys.argv[1], flush_at=100)
+        client.flush(30)
+        client.shutdown(5)
+    """
+    env = {**os.environ}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), posthog_server.host],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    counts = Counter(e["uuid"] for e in posthog_server.events)
+    assert set(counts) == set(uuids)
+    assert max(counts.values()) == 1  # three processes drained it, none twice
+
+
+@pytest.mark.skipif(not hasattr(os, "kill"), reason="POSIX signals")
+def test_sigkill_loses_only_what_was_in_memory(posthog_server):
+    """While PostHog is down, a SIGKILL loses at most the events not spooled yet."""
+    import signal
+
+    _down(posthog_server)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import sys, time
+                from posthog_llm import Client
+                client = Client(api_key="phc_kill", host=sys.argv[1], flush_interval=0.1)
+                for i in range(100_000):
+                    client.capture("e", distinct_id="u", properties={"i": i})
+                    print(i, flush=True)
+                    time.sleep(0.002)
+                """
+            ),
+            posthog_server.host,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    last = -1
+    deadline = time.monotonic() + 12  # past the first batch's retry budget
+    while time.monotonic() < deadline:
+        last = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    captured = last + 1
+    spool = Spool(spool_path(os.environ["POSTHOG_LLM_SPOOL_DIR"], posthog_server.host, "phc_kill"))
+    kept = spool.pending()
+    # Lost: about one flush interval plus the batch being retried, never the whole outage.
+    assert captured > 1_000
+    assert captured - kept < 0.5 * captured

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 # Extras that are tooling or aggregates, not integrations: no floors are checked for them.
 NOT_CHECKED = {"all", "dev", "bench", "notebooks"}
-# What the first pass runs besides the integration tests (test_otlp: `serve` on the proto floor).
+# What the first pass runs besides the integration tests: test_otlp for `serve` on the
+# opentelemetry-proto floor, test_pricing for the price package's floor.
 # The spool and soak tests are left out: a minute of SQLite and fault injection that exercises
 # no floor the sender and delivery tests do not (requests is the core's only dependency).
 FIRST_PASS_TESTS = [
@@ -35,6 +36,7 @@ FIRST_PASS_TESTS = [
     "--ignore=tests/core/test_soak.py",
     "tests/test_import_cost.py",
     "tests/local/test_otlp.py",
+    "tests/local/test_pricing.py",
 ]
 _FLOOR = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(.*)$")
 

@@ -21,22 +21,26 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from posthog_llm.local.posthog_sink import PostHogSink
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAULTS = ("5xx", "429", "drop", "stall", "stored_then_dropped")
 
 
 class FaultyPostHog:
-    """Loopback PostHog capture endpoint failing `fault_rate` of requests; `down()`/`up()`."""
+    """Loopback PostHog capture endpoint failing `fault_rate` of requests; `down()`/`up()`.
+
+    The package's `PostHogSink`, with a behaviour that draws one of FAULTS for `fault_rate` of
+    requests, and a record of every uuid it stored.
+    """
 
     def __init__(self, fault_rate: float = 0.3, stall: float = 2.0, seed: int = 7) -> None:
         self.fault_rate = fault_rate
@@ -45,86 +49,45 @@ class FaultyPostHog:
         self.received: Counter[str] = Counter()
         self.stored_then_dropped: set[str] = set()
         self.faults: Counter[str] = Counter()
-        self.requests = 0
         self._lock = threading.Lock()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.host = f"http://127.0.0.1:{self.port}"
-        self._server: ThreadingHTTPServer | None = None
-        self.up()
+        self._sink = PostHogSink(keep=False, behaviour=self._behaviour, on_batch=self._stored)
+        self.port = self._sink.port
+        self.host = self._sink.host
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        sink = self
+    @property
+    def requests(self) -> int:
+        return self._sink.request_count
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def _behaviour(self, number: int) -> Any:
+        with self._lock:
+            roll = self.random.random()
+        if roll >= self.fault_rate:
+            return "ok"
+        fault = FAULTS[int(roll / self.fault_rate * len(FAULTS))]
+        with self._lock:
+            self.faults[fault] += 1
+        return {
+            "5xx": ("status", 503),
+            "429": ("status", 429, {"Retry-After": "1"}),
+            "drop": "drop",
+            # A stalled request that ends in a 503: nothing stored.
+            "stall": ("stall", self.stall, 503),
+            "stored_then_dropped": "store_then_drop",
+        }[fault]
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                import gzip
-
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with sink._lock:
-                    sink.requests += 1
-                    roll = sink.random.random()
-                fault = None
-                if roll < sink.fault_rate:
-                    fault = FAULTS[int(roll / sink.fault_rate * len(FAULTS))]
-                    with sink._lock:
-                        sink.faults[fault] += 1
-                if fault == "5xx":
-                    return self._answer(503)
-                if fault == "429":
-                    return self._answer(429, {"Retry-After": "1"})
-                if fault == "drop":
-                    return self._drop()
-                if fault == "stall":
-                    time.sleep(sink.stall)
-                    return self._answer(503)
-                body = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-                uuids = [e["uuid"] for e in body["batch"]]
-                with sink._lock:
-                    sink.received.update(uuids)
-                    if fault == "stored_then_dropped":
-                        sink.stored_then_dropped.update(uuids)
-                if fault == "stored_then_dropped":
-                    return self._drop()
-                self._answer(200, body=b'{"status":1}')
-
-            def _drop(self) -> None:
-                self.close_connection = True
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-            def _answer(
-                self, code: int, headers: dict[str, str] | None = None, body: bytes = b"{}"
-            ) -> None:
-                self.send_response(code)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
+    def _stored(self, batch: list[dict[str, Any]], dropped: bool) -> None:
+        uuids = [e["uuid"] for e in batch]
+        with self._lock:
+            self.received.update(uuids)
+            if dropped:
+                self.stored_then_dropped.update(uuids)
 
     def up(self) -> None:
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._sink.up()
 
     def down(self) -> None:
         """The endpoint goes away: connections are refused until `up()`."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        self._sink.down()
 
     def close(self) -> None:
         self.down()

@@ -30,6 +30,7 @@ __all__ = [
     "to_json_safe",
     "dumps",
     "fit_event",
+    "encode_plain_event",
 ]
 
 # PostHog answers 413 above ~1 MB per event; keep a margin for the batch envelope.
@@ -239,6 +240,49 @@ REMOVED_PROPERTIES = "posthog_llm_removed_properties"
 def repair_text(text: str) -> str:
     """Replace lone surrogates (which UTF-8 cannot encode) with U+FFFD."""
     return _SURROGATE.sub("\ufffd", text)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# In the JSON of a plain event, what `to_json_safe` would have changed: a string it scrubs (a data
+# URL or a long base64 blob), or a dict key json writes differently from `to_json_safe` (True,
+# False, None, NaN and infinite floats). A match only sends the event down the exact slow path.
+_DATA_URL_IN_JSON = re.compile(r'"data:[\w.+-]+/[\w.+-]+;base64,', re.IGNORECASE)
+_BLOB_IN_JSON = re.compile(r'"[A-Za-z0-9+/=_-]{1024,}"')
+_ODD_KEYS = ('"true":', '"false":', '"null":', '"NaN":', 'Infinity":')
+
+
+def encode_plain_event(event: dict[str, Any], max_bytes: int) -> bytes | None:
+    """The event's JSON in one C-encoder pass when it holds plain JSON values only, else None.
+
+    The bytes are exactly `fit_event(to_json_safe(event), max_bytes)`'s when this returns them:
+    anything the conversion would change (other types, NaN, cycles, deep nesting, base64, odd
+    keys, lone surrogates, an oversized event or id) returns None for the exact, slower path.
+    """
+    for name in ("event", "distinct_id"):
+        value = event.get(name)
+        if type(value) is not str or len(value) > MAX_ID_CHARS:
+            return None
+    try:
+        text = _ENCODER.encode(event)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    # Nesting deeper than `_MAX_DEPTH` is cut by `to_json_safe`; fewer brackets than that
+    # anywhere in the text (strings included) proves it is not.
+    if text.count("[") + text.count("{") > _MAX_DEPTH:
+        return None
+    # Cheap substring tests first: every data URL ends its prefix with "64,".
+    if "64," in text and _DATA_URL_IN_JSON.search(text):
+        return None
+    if len(text) > 1024 and _BLOB_IN_JSON.search(text):
+        return None
+    for key in _ODD_KEYS:
+        if key in text:
+            return None
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return data if len(data) <= max_bytes else None
 
 
 def _encode(value: Any) -> bytes:

@@ -165,7 +165,8 @@ class Emitter:
         Anonymous events (no distinct id in scope) use the trace id as distinct id and are
         personless, so every event of one trace belongs to the same anonymous id.
         """
-        with capture_internal_exceptions():
+        # try/except rather than the context manager: nothing to set up on the hot path.
+        try:
             client = self._client if self._client is not None else get_client()
             distinct_id = scope.distinct_id
             anonymous = distinct_id is None
@@ -185,6 +186,8 @@ class Emitter:
             if groups:
                 kwargs["groups"] = groups
             client.capture(event, **kwargs)
+        except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
+            report_internal_error(exc)
 
 
 def _with_posthog_context(scope: Scope) -> Scope:

@@ -181,6 +181,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 span_id=str(run.span_id_for_children()),
                 scope=run.scope,
                 framework=FRAMEWORK,
+                parent=outer,
             )
         self._runs.add(run)
         return run

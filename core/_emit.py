@@ -230,7 +230,8 @@ def _fit_for_foreign_client(props: dict[str, Any]) -> dict[str, Any]:
     """posthog-python drops events with values it cannot serialize or over ~1 MB: fix both."""
     import json
 
-    safe = to_json_safe(props)
+    safe: dict[str, Any] = to_json_safe(props)
     if len(dumps(safe)) <= MAX_EVENT_BYTES:
         return safe
-    return json.loads(fit_event({"properties": safe}))["properties"]
+    fitted: dict[str, Any] = json.loads(fit_event({"properties": safe}))["properties"]
+    return fitted

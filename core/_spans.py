@@ -293,7 +293,9 @@ def observe(
         raise TypeError(f"observe() decorates a function, got {type(func).__name__}")
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"name must be a non-empty string, got {name!r}")
-    span_name = name or getattr(func, "__qualname__", None) or getattr(func, "__name__", "span")
+    span_name: str = str(
+        name or getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or "span"
+    )
     read_input = _input_reader(func) if capture_input else None
 
     def new_span(args: Any, kwargs: Any) -> Span:

@@ -183,7 +183,8 @@ class LoopbackStandIn:
         with self._lock:
             for request in reversed(self.requests):
                 if path_part in request["path"]:
-                    return request
+                    found: dict[str, Any] = request
+                    return found
         raise LookupError(f"no request to a path containing {path_part!r} was recorded")
 
     def next_id(self, prefix: str) -> str:

@@ -444,7 +444,7 @@ def _langchain_part(demo: _Demo) -> None:
             arguments = ", ".join(f"{k}={v!r}" for k, v in call["args"].items())
             demo.say("tool", f"{call['name']}({arguments}) -> {result.content}")
             messages.append(result)
-        return (model | StrOutputParser()).invoke(messages, config)
+        return str((model | StrOutputParser()).invoke(messages, config))
 
     assistant = RunnableLambda(weather_assistant).with_config(run_name="weather_assistant")
     question = "Do I need an umbrella in Paris today?"
@@ -766,7 +766,7 @@ def run_demo(args: argparse.Namespace) -> int:
             _debug_traceback()
         except Exception as exc:
             demo.failed.append(name)
-            out.line(f"    FAILED: the {name} part raised {type(exc).__name__}: {_short(exc, 300)}")
+            out.line(f"    FAILED: the {name} part raised {type(exc).__name__}: {_short(str(exc), 300)}")
             out.line(out.dim("    (run with POSTHOG_LLM_DEBUG=1 to see the traceback)"))
             _debug_traceback()
 

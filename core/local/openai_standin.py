@@ -87,7 +87,7 @@ _ERROR_TYPES = {
 }
 
 
-class ReceivedRequest(dict):
+class ReceivedRequest(dict[str, Any]):
     """One recorded request: `method`, `path`, `query` (dict of lists), `headers` (lower-case names), `body` (JSON or None)."""
 
     @property

@@ -81,7 +81,9 @@ _RAW_RESPONSES = _raw_response_classes()
 
 def _unwrap(result: Any) -> Any:
     # with_raw_response: parse() is cached, so the user's own parse() gets this object.
-    return result.parse() if isinstance(result, _RAW_RESPONSES) else result
+    if isinstance(result, _RAW_RESPONSES):
+        return result.parse()  # type: ignore[attr-defined]
+    return result
 
 
 MESSAGES = TrackedKind(

@@ -315,7 +315,9 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 run.metadata = metadata
                 run.params = kwargs.get("invocation_params")
 
-    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_new_token(  # type: ignore[override]  # every argument but run_id is unused
+        self, token: str, *, run_id: UUID, **kwargs: Any
+    ) -> None:
         run = self._runs.get(run_id)
         if run is not None:
             now = _perf_counter()

@@ -49,7 +49,7 @@ def _role(message: BaseMessage) -> str:
         return role
     if kind in ("chat", "ChatMessageChunk"):  # ChatMessage carries its own role
         role = message.role  # type: ignore[attr-defined]
-        return _ROLES.get(role, role)
+        return str(_ROLES.get(role, role))
     if kind.endswith("MessageChunk"):  # "AIMessageChunk" -> "ai"
         kind = kind[: -len("MessageChunk")].lower()
     return _ROLES.get(kind, kind)

@@ -377,13 +377,13 @@ _USAGE_KEYS = (
 )
 
 
-def _usage_from(source: Any) -> dict[str, int]:
+def _usage_from(source: Any) -> dict[str, Any]:
     """Token counts from a usage dict/object in any provider's shape (the core's normaliser)."""
     usage = normalize_usage(source)
     return {key: value for key, value in zip(_USAGE_KEYS, usage) if value is not None}
 
 
-def usage_of(response: Any) -> dict[str, int]:
+def usage_of(response: Any) -> dict[str, Any]:
     """Usage from `response.raw` (dict or object) or `response.additional_kwargs`."""
     if response is None:
         return {}

@@ -11,7 +11,7 @@ from posthog_llm.instrumentation import require
 
 require("llama_index.core.instrumentation", "llama-index")
 
-from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
+from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]  # noqa: E402
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
 from llama_index.core.instrumentation.span import BaseSpan  # noqa: E402
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler  # noqa: E402

@@ -96,7 +96,8 @@ def _load() -> list[tuple[type, frozenset[str], int]]:
 
     def get(module: str, name: str) -> type | None:
         try:
-            return getattr(importlib.import_module(module), name)
+            found: type | None = getattr(importlib.import_module(module), name)
+            return found
         except Exception:
             return None
 
@@ -263,7 +264,7 @@ def snapshot_result(kind: int, result: Any) -> Any:
     return result
 
 
-class _NodeSnapshot(list):
+class _NodeSnapshot(list[Any]):
     """(node, score) pairs captured when a retriever or reranker returned."""
 
 

@@ -113,7 +113,8 @@ def _tool_call(tool_call: Any) -> dict[str, Any]:
     function = getattr(tool_call, "function", None)
     if function is not None:
         return function_call(tool_call.id, function.name, function.arguments)
-    return as_dict(tool_call)  # custom tools keep their own shape
+    shape: dict[str, Any] = as_dict(tool_call)  # custom tools keep their own shape
+    return shape
 
 
 def _accumulate(pieces: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], str | None]:

@@ -84,7 +84,7 @@ def _first(*values: int | None) -> int | None:
     return None
 
 
-def usage_of(usage: Any) -> dict[str, int | None]:
+def usage_of(usage: Any) -> dict[str, Any]:
     """Token counts from Agents usage (a dict or an OpenAI usage object); unknown -> None."""
     if usage is None:
         return {}
@@ -121,7 +121,7 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _dict_usage(usage: dict[str, Any]) -> dict[str, int | None]:
+def _dict_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """`usage_of` for the dicts the SDK puts on its spans (the common case, kept cheap)."""
     get = usage.get
     input_details = get("input_tokens_details") or get("prompt_tokens_details") or {}

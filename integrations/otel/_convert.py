@@ -253,7 +253,7 @@ def _tools(attrs: Mapping[str, Any]) -> Any:
     return tools or None
 
 
-def _usage(attrs: Mapping[str, Any]) -> dict[str, int | None]:
+def _usage(attrs: Mapping[str, Any]) -> dict[str, Any]:
     def count(*keys: str) -> int | None:
         return _int(_first(attrs, *keys))
 

@@ -24,6 +24,7 @@ pytest.importorskip("selenium")
 
 from posthog_llm import EventStore  # noqa: E402
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
@@ -75,7 +76,10 @@ def browser(tmp_path, monkeypatch) -> Iterator[webdriver.Chrome]:
 
 
 def wait(driver, condition, timeout: float = 15):
-    return WebDriverWait(driver, timeout).until(condition)
+    # The viewer re-renders live while events arrive: an element read mid-refresh goes stale.
+    return WebDriverWait(
+        driver, timeout, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(condition)
 
 
 def png_pixels(path: str) -> tuple[int, int, list[bytes]]:

@@ -19,8 +19,11 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
+_orjson: Any
 try:  # A fast encoder for the one-pass path; the stdlib encoder does the same job without it.
-    import orjson as _orjson
+    import orjson as _orjson_module
+
+    _orjson = _orjson_module
 except ImportError:  # pragma: no cover - orjson is a dependency, but an optional speed-up here
     _orjson = None
 

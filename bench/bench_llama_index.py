@@ -1,7 +1,8 @@
 """LlamaIndex benchmark: what tracing adds to a query engine over a VectorStoreIndex.
 
 One run measures, interleaved round by round in one process: the bare query engine,
-posthog-llm's `set_global_handler`, and OpenInference's LlamaIndex instrumentation
+a no-op span and event handler on the root dispatcher (LlamaIndex's own dispatch cost, the
+floor for any tracer registered there), posthog-llm's `set_global_handler`, and OpenInference's LlamaIndex instrumentation
 (`openinference-instrumentation-llama-index`) exporting to OpenTelemetry's
 `InMemorySpanExporter`, once through a `SimpleSpanProcessor` and once through a
 `BatchSpanProcessor`. Both tracers register on LlamaIndex's root dispatcher, so each contender
@@ -35,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-CONTENDERS = ["bare", "posthog-llm", "openinference (simple)", "openinference (batch)"]
+CONTENDERS = ["bare", "no-op handler", "posthog-llm", "openinference (simple)", "openinference (batch)"]
 QUESTION = "How long do cats sleep?"
 
 
@@ -71,9 +72,24 @@ class Contender:
         self.provider: Any = None
         self.exporter: Any = None
         self.instrumentor: Any = None
+        self.noop: tuple[Any, Any] | None = None
 
     def install(self) -> None:
         if self.name == "bare":
+            return
+        if self.name == "no-op handler":
+            from llama_index.core.instrumentation import get_dispatcher
+            from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+            from llama_index.core.instrumentation.span_handlers import NullSpanHandler
+
+            class NoOpEvents(BaseEventHandler):
+                def handle(self, event: Any, **kwargs: Any) -> None:
+                    return None
+
+            self.noop = (NullSpanHandler(), NoOpEvents())
+            dispatcher = get_dispatcher()
+            dispatcher.add_span_handler(self.noop[0])
+            dispatcher.add_event_handler(self.noop[1])
             return
         if self.name == "posthog-llm":
             from posthog_llm import Client
@@ -103,6 +119,14 @@ class Contender:
             self.provider.force_flush()
 
     def remove(self) -> None:
+        if self.noop is not None:
+            from llama_index.core.instrumentation import get_dispatcher
+
+            dispatcher = get_dispatcher()
+            spans, events = self.noop
+            dispatcher.span_handlers = [h for h in dispatcher.span_handlers if h is not spans]
+            dispatcher.event_handlers = [h for h in dispatcher.event_handlers if h is not events]
+            self.noop = None
         if self.name == "posthog-llm":
             from posthog_llm.integrations import llama_index as posthog_li
 
@@ -127,30 +151,40 @@ def run_block(engine: Any, streaming: bool, calls: int) -> None:
                 pass
 
 
-def time_block(engine: Any, contender: Contender, streaming: bool, calls: int) -> float:
-    """Seconds per query for `calls` queries plus delivering what they produced."""
+def time_block(
+    engine: Any, contender: Contender, streaming: bool, calls: int
+) -> tuple[float, float]:
+    """Seconds per query: (wall time of the queries plus delivering what they produced, CPU time
+    of the calling thread during the queries only: what the application's thread pays)."""
     contender.install()
     try:
         gc.collect()
         start = time.perf_counter()
+        cpu = time.thread_time()
         run_block(engine, streaming, calls)
+        cpu = time.thread_time() - cpu
         contender.flush()
-        return (time.perf_counter() - start) / calls
+        return (time.perf_counter() - start) / calls, cpu / calls
     finally:
         contender.remove()
 
 
 def measure(
     engine: Any, contenders: list[Contender], streaming: bool, calls: int, rounds: int
-) -> dict[str, float]:
-    """Median µs per query of each contender, rounds interleaved so drift hits all alike."""
-    samples: dict[str, list[float]] = {c.name: [] for c in contenders}
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median µs per query of each contender (with delivery; caller CPU), rounds interleaved so
+    drift hits all alike."""
+    samples: dict[str, list[tuple[float, float]]] = {c.name: [] for c in contenders}
     for c in contenders:  # warm-up: imports, first connections, caches
         time_block(engine, c, streaming, max(20, calls // 10))
     for _ in range(rounds):
         for c in contenders:
-            samples[c.name].append(time_block(engine, c, streaming, calls) * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
+            wall, cpu = time_block(engine, c, streaming, calls)
+            samples[c.name].append((wall * 1e6, cpu * 1e6))
+    return (
+        {name: statistics.median(w for w, _ in values) for name, values in samples.items()},
+        {name: statistics.median(c for _, c in values) for name, values in samples.items()},
+    )
 
 
 # -- the loopback sink, in its own process --------------------------------------------------------
@@ -234,28 +268,46 @@ def measure_memory(sink_url: str, queries: int) -> dict[str, Any]:
 # -- report ---------------------------------------------------------------------------------------
 
 
-def table(results: dict[str, float]) -> tuple[list[str], dict[str, float]]:
-    bare = results["bare"]
+def table(
+    results: dict[str, float], caller: dict[str, float]
+) -> tuple[list[str], dict[str, float], dict[str, float]]:
+    bare, bare_cpu = results["bare"], caller["bare"]
     added = {name: value - bare for name, value in results.items()}
+    added_cpu = {name: value - bare_cpu for name, value in caller.items()}
+    floor, floor_cpu = added["no-op handler"], added_cpu["no-op handler"]
     lines = [
-        "| contender | µs per query | added over bare | × bare |",
-        "|---|---:|---:|---:|",
+        "| contender | µs per query | added over bare | × no-op handler's added | caller CPU µs "
+        "| added | × no-op handler's added |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in CONTENDERS:
-        value = results[name]
-        extra = "—" if name == "bare" else f"{added[name]:+,.0f} µs"
-        lines.append(f"| {name} | {value:,.0f} | {extra} | {value / bare:.2f} |")
-    return lines, added
+        if name == "bare":
+            lines.append(f"| {name} | {results[name]:,.0f} | — | | {caller[name]:,.0f} | — | |")
+            continue
+        lines.append(
+            f"| {name} | {results[name]:,.0f} | {added[name]:+,.0f} µs | "
+            f"{_ratio(added[name], floor)} | {caller[name]:,.0f} | {added_cpu[name]:+,.0f} µs | "
+            f"{_ratio(added_cpu[name], floor_cpu)} |"
+        )
+    return lines, added, added_cpu
 
 
-def verdict(added: dict[str, float]) -> tuple[str, bool]:
+def _ratio(value: float, floor: float) -> str:
+    return f"{value / floor:.2f}" if floor > 0 else "n/a"
+
+
+def verdict(added: dict[str, float], added_cpu: dict[str, float]) -> tuple[str, bool]:
     oi = min(added["openinference (simple)"], added["openinference (batch)"])
     ours = added["posthog-llm"]
     ratio = ours / oi if oi > 0 else float("inf")
     ok = ratio <= 0.5
+    floor = added_cpu["no-op handler"]
+    caller = added_cpu["posthog-llm"] / floor if floor > 0 else float("inf")
     return (
         f"posthog-llm adds {ours:,.0f} µs per query, {ratio:.2f}× what OpenInference adds at its "
-        f"cheapest ({oi:,.0f} µs). Target ≤ 0.50×: {'met' if ok else 'NOT met'}.",
+        f"cheapest ({oi:,.0f} µs). Target ≤ 0.50×: {'met' if ok else 'NOT met'}. On the calling "
+        f"thread it adds {added_cpu['posthog-llm']:,.0f} µs of CPU, {caller:.2f}× what a no-op "
+        f"handler adds ({floor:,.0f} µs). Target ≤ 2×: {'met' if caller <= 2 else 'NOT met'}.",
         ok,
     )
 
@@ -289,10 +341,10 @@ def main() -> None:
     finally:
         sink.close()
 
-    plain_lines, plain_added = table(plain)
-    stream_lines, stream_added = table(streamed)
-    plain_verdict, plain_ok = verdict(plain_added)
-    stream_verdict, stream_ok = verdict(stream_added)
+    plain_lines, plain_added, plain_cpu = table(*plain)
+    stream_lines, stream_added, stream_cpu = table(*streamed)
+    plain_verdict, plain_ok = verdict(plain_added, plain_cpu)
+    stream_verdict, stream_ok = verdict(stream_added, stream_cpu)
     marks = {int(k): v for k, v in memory["marks"].items()}
     first, last = memory["first"], memory["queries"]
 
@@ -316,7 +368,10 @@ def main() -> None:
         "own process (real HTTP, gzip); OpenInference exports to OpenTelemetry's "
         "`InMemorySpanExporter`. Each timed block ends with the tracer's flush, so background work "
         "is counted. The tracers register on the same dispatcher, so each one is installed, "
-        "measured and removed in turn.",
+        "measured and removed in turn. *caller CPU* is the CPU time of the calling thread during "
+        "the queries (no delivery): what the application's own thread pays. The no-op handler "
+        "row is a span handler and an event handler on the root dispatcher that do nothing: "
+        "LlamaIndex's own dispatch cost.",
         "",
         "## `engine.query(...)`",
         "",

@@ -8,7 +8,6 @@ import logging
 import os
 import threading
 import time
-import uuid as _uuid
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 from ._context import EMPTY_SCOPE, current_scope
 from ._events import CONTENT_PROPERTIES
 from ._exit_hooks import register_exit_hooks
+from ._ids import uuid4_str
 from ._sampling import keep_trace
 from ._sender import BatchSender
 from ._sender_stats import RateLimitedWarning
@@ -24,6 +24,7 @@ from ._serialize import (
     MAX_AI_EVENT_BYTES,
     MAX_EVENT_BYTES,
     MAX_ID_CHARS,
+    encode_plain_event,
     estimate_size,
     fit_event,
     to_json_safe,
@@ -239,7 +240,7 @@ class Client:
                 return None
             if len(event) > MAX_ID_CHARS:
                 event = event[:MAX_ID_CHARS]
-            event_uuid = str(uuid) if uuid is not None else str(_uuid.uuid4())
+            event_uuid = str(uuid) if uuid is not None else uuid4_str()
             props = dict(properties) if properties else {}
             scope = current_scope()
             if scope is not EMPTY_SCOPE:
@@ -292,30 +293,41 @@ class Client:
         groups: Mapping[str, Any] | None,
         privacy_mode: bool,
         trace_id: str | None = None,
-    ) -> str | None:
-        """Queue an event whose properties are built later, on the worker thread."""
+    ) -> bool:
+        """Queue an event whose properties (and uuid) are made later, on the worker thread.
+
+        The caller only records references and a timestamp; False when it was not queued.
+        """
         if self.disabled:
-            return None
+            return False
         if trace_id is not None and self.sample_rate < 1.0 and not self._sampled(trace_id):
-            return None
-        event_uuid = str(_uuid.uuid4())
-        item = (event, distinct_id, build, groups, time.time(), event_uuid, privacy_mode)
-        return event_uuid if self._sender.enqueue(item) else None
+            return False
+        return self._sender.enqueue(
+            (event, distinct_id, build, groups, time.time(), None, privacy_mode)
+        )
 
     def _serialize(self, item: tuple[Any, ...]) -> bytes | None:
-        """Worker side: build, clean, filter and size one queued event."""
+        """Worker side: build, clean, filter and size one queued event.
+
+        Plain JSON values (what the integrations' builders make) go to bytes in one C-encoder
+        pass; anything else takes the exact path (`to_json_safe`, then `fit_event`).
+        """
         event, distinct_id, props, groups, timestamp, event_uuid, privacy_mode = item
+        if event_uuid is None:
+            event_uuid = uuid4_str()
+        # `props` is ours to change: a builder's fresh dict, or the copy `capture` made.
         if callable(props):
             props = props()
         if self.privacy_mode or privacy_mode:
             props = {k: v for k, v in props.items() if k not in CONTENT_PROPERTIES}
-        props = to_json_safe(props)
         if groups:
-            props["$groups"] = to_json_safe(groups)
+            props["$groups"] = groups
         if distinct_id is None:
             distinct_id = props.pop("distinct_id", None)
-            if distinct_id is not None and not str(distinct_id).strip():
-                distinct_id = None
+            if distinct_id is not None:
+                distinct_id = to_json_safe(distinct_id)
+                if not str(distinct_id).strip():
+                    distinct_id = None
         if distinct_id is None:
             distinct_id = event_uuid
             props.setdefault("$process_person_profile", False)
@@ -329,19 +341,25 @@ class Client:
             "timestamp": timestamp,
             "uuid": event_uuid,
         }
-        if self.before_send is not None:
-            try:
-                result = self.before_send(message)
-            except Exception:
-                log.exception("posthog-llm: before_send raised; the event was sent unchanged")
-                result = message
-            if result is None:
-                return None
-            message = to_json_safe(result)
-            if isinstance(message, dict) and "event" in message:
-                # `event` first: destinations route `$ai_*` events by the first bytes.
-                message = {"event": message.pop("event"), **message}
         limit = self.max_ai_event_bytes if event.startswith("$ai_") else self.max_event_bytes
+        if self.before_send is None:
+            data = encode_plain_event(message, limit)
+            if data is not None:
+                return data
+            message["properties"] = to_json_safe(props)
+            return fit_event(message, limit)
+        message["properties"] = to_json_safe(props)
+        try:
+            result = self.before_send(message)
+        except Exception:
+            log.exception("posthog-llm: before_send raised; the event was sent unchanged")
+            result = message
+        if result is None:
+            return None
+        message = to_json_safe(result)
+        if isinstance(message, dict) and "event" in message:
+            # `event` first: destinations route `$ai_*` events by the first bytes.
+            message = {"event": message.pop("event"), **message}
         return fit_event(message, limit)
 
     # -- lifecycle -----------------------------------------------------------------------------

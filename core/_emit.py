@@ -165,17 +165,18 @@ class Emitter:
         Anonymous events (no distinct id in scope) use the trace id as distinct id and are
         personless, so every event of one trace belongs to the same anonymous id.
         """
-        with capture_internal_exceptions():
-            client = self.client
+        # try/except rather than the context manager: nothing to set up on the hot path.
+        try:
+            client = self._client if self._client is not None else get_client()
             distinct_id = scope.distinct_id
             anonymous = distinct_id is None
             tid = str(trace_id) if trace_id is not None else scope.trace_id
             if anonymous:
                 distinct_id = tid
-            privacy = self.privacy(scope)
+            privacy = True if scope.privacy_mode else bool(getattr(client, "privacy_mode", False))
             build = functools.partial(_finish_properties, properties, scope, anonymous, privacy)
             groups = dict(scope.groups) if scope.groups else None
-            if isinstance(client, Client):
+            if type(client) is Client or isinstance(client, Client):
                 client._capture_lazy(event, distinct_id, build, groups, privacy, tid)
                 return
             props = _fit_for_foreign_client(build())
@@ -185,6 +186,8 @@ class Emitter:
             if groups:
                 kwargs["groups"] = groups
             client.capture(event, **kwargs)
+        except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
+            report_internal_error(exc)
 
 
 def _with_posthog_context(scope: Scope) -> Scope:

@@ -115,12 +115,19 @@ def open_observation(
     span_id: str,
     scope: Scope,
     framework: str | None = None,
+    parent: Any = UNKNOWN,
 ) -> Observation:
-    """Make a new observation the current one; close it with `close_observation`."""
+    """Make a new observation the current one; close it with `close_observation`.
+
+    `parent`: the caller's `current_observation()` when it has just read it (saves reading it
+    again on a hot path); by default it is read here.
+    """
     if scope.trace_id != trace_id:
         # Work that joins this observation reads the trace id from its scope.
         scope = scope.merged(Scope(trace_id=trace_id))
-    obs = Observation(kind, trace_id, span_id, scope, framework, current_observation())
+    if parent is UNKNOWN:
+        parent = current_observation()
+    obs = Observation(kind, trace_id, span_id, scope, framework, parent)
     _current.set(obs)
     return obs
 

@@ -168,8 +168,10 @@ class BatchSender:
             # 100 KB prompts behind a stalled endpoint are bounded by bytes, not only by count.
             estimate = self._estimate(item)
             self._item_bytes = max(estimate, (self._item_bytes + estimate) // 2)
+        # `waiting >= help_threshold`, spelled out: no call or allocation on the common path.
         if self._thread is not None and (
-            waiting >= self.help_threshold or waiting * self._item_bytes > self.max_queue_bytes
+            (waiting >= self.flush_at and waiting >= self.max_queue_size >> 2)
+            or waiting * self._item_bytes > self.max_queue_bytes
         ):
             return self._build_here(item)
         if len(queue) >= self.max_queue_size:

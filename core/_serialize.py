@@ -19,6 +19,14 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
+_orjson: Any
+try:  # A fast encoder for the one-pass path; the stdlib encoder does the same job without it.
+    import orjson as _orjson_module
+
+    _orjson = _orjson_module
+except ImportError:  # pragma: no cover - orjson is a dependency, but an optional speed-up here
+    _orjson = None
+
 __all__ = [
     "MAX_EVENT_BYTES",
     "MAX_AI_EVENT_BYTES",
@@ -30,6 +38,7 @@ __all__ = [
     "to_json_safe",
     "dumps",
     "fit_event",
+    "encode_plain_event",
 ]
 
 # PostHog answers 413 above ~1 MB per event; keep a margin for the batch envelope.
@@ -239,6 +248,85 @@ REMOVED_PROPERTIES = "posthog_llm_removed_properties"
 def repair_text(text: str) -> str:
     """Replace lone surrogates (which UTF-8 cannot encode) with U+FFFD."""
     return _SURROGATE.sub("\ufffd", text)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# In the JSON of a plain event, what `to_json_safe` would have changed: a string it scrubs (a data
+# URL or a long base64 blob), or a dict key json writes differently from `to_json_safe` (True,
+# False, None, NaN and infinite floats). A match only sends the event down the exact slow path.
+_DATA_URL_IN_JSON = re.compile(r'"data:[\w.+-]+/[\w.+-]+;base64,', re.IGNORECASE)
+_BLOB_IN_JSON = re.compile(r'"[A-Za-z0-9+/=_-]{1024,}"')
+_ODD_KEYS = ('"true":', '"false":', '"null":', '"NaN":', 'Infinity":')
+
+
+# orjson hands every subclass of a builtin (str-like enums, OrderedDict...), dataclass and date
+# to `default` (none: it raises), so those take the exact path; NaN and infinities it writes as
+# null, so an event with a null is re-encoded by the stdlib encoder, which refuses them.
+_ORJSON_OPTIONS = (
+    (
+        _orjson.OPT_PASSTHROUGH_SUBCLASS
+        | _orjson.OPT_PASSTHROUGH_DATETIME
+        | _orjson.OPT_PASSTHROUGH_DATACLASS
+    )
+    if _orjson is not None
+    else 0
+)
+_DATA_URL_IN_BYTES = re.compile(rb'"data:[^"/]+/[^";]+;base64,', re.IGNORECASE)
+_BLOB_IN_BYTES = re.compile(rb'"[A-Za-z0-9+/=_-]{1024,}"')
+
+
+def encode_plain_event(event: dict[str, Any], max_bytes: int) -> bytes | None:
+    """The event's JSON in one pass when it holds plain JSON values only, else None.
+
+    When this returns bytes they hold exactly what `fit_event(to_json_safe(event), max_bytes)`
+    holds: anything the conversion would change (other types, NaN, cycles, deep nesting, base64,
+    odd keys, lone surrogates, an oversized event or id) returns None for the exact, slower path.
+    """
+    for name in ("event", "distinct_id"):
+        value = event.get(name)
+        if type(value) is not str or len(value) > MAX_ID_CHARS:
+            return None
+    if _orjson is not None:
+        try:
+            data = _orjson.dumps(event, option=_ORJSON_OPTIONS)
+        except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+            return None
+        if b"null" not in data:
+            return data if _plain_bytes(data, max_bytes) else None
+    return _encode_plain_stdlib(event, max_bytes)
+
+
+def _plain_bytes(data: bytes, max_bytes: int) -> bool:
+    """No nesting deeper than `to_json_safe` keeps, no string it scrubs, not too large."""
+    if len(data) > max_bytes or data.count(b"[") + data.count(b"{") > _MAX_DEPTH:
+        return False
+    if b"64," in data and _DATA_URL_IN_BYTES.search(data):
+        return False
+    return not (len(data) > 1024 and _BLOB_IN_BYTES.search(data))
+
+
+def _encode_plain_stdlib(event: dict[str, Any], max_bytes: int) -> bytes | None:
+    try:
+        text = _ENCODER.encode(event)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    # Nesting deeper than `_MAX_DEPTH` is cut by `to_json_safe`; fewer brackets than that
+    # anywhere in the text (strings included) proves it is not.
+    if text.count("[") + text.count("{") > _MAX_DEPTH:
+        return None
+    # Cheap substring tests first: every data URL ends its prefix with "64,".
+    if "64," in text and _DATA_URL_IN_JSON.search(text):
+        return None
+    if len(text) > 1024 and _BLOB_IN_JSON.search(text):
+        return None
+    for key in _ODD_KEYS:
+        if key in text:
+            return None
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return data if len(data) <= max_bytes else None
 
 
 def _encode(value: Any) -> bytes:

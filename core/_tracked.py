@@ -18,7 +18,6 @@ through `capture_internal_exceptions`.
 from __future__ import annotations
 
 import time
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, NamedTuple
@@ -27,6 +26,7 @@ from ._context import Scope, make_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
 from ._errors import error_text
 from ._events import clean_base_url, http_status_of
+from ._ids import uuid4_str
 from ._observation import GENERATION_KIND, current_observation
 
 __all__ = [
@@ -316,7 +316,7 @@ def begin_call(
         # The scope carries the open observation's trace id unless the context or the call
         # names another trace; only a call in the observation's trace is its child.
         scope = emitter.scope(overrides)
-        trace_id = str(scope.trace_id) if scope.trace_id is not None else str(uuid.uuid4())
+        trace_id = str(scope.trace_id) if scope.trace_id is not None else uuid4_str()
         parent_id = None
         if observation is not None and trace_id == observation.trace_id:
             parent_id = observation.span_id

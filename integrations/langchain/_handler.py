@@ -142,8 +142,12 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             scope = self._emitter.scope(overrides)
             outer = current_observation()
             joined = outer is not None and scope.trace_id == outer.trace_id
+            trace_id = scope.trace_id or str(run_id)
+            if scope.trace_id != trace_id:
+                # Once per trace: the observations of its runs then share this scope as is.
+                scope = scope.merged(Scope(trace_id=trace_id))
             trace = Trace(
-                scope.trace_id or str(run_id),
+                trace_id,
                 run_id,
                 scope,
                 metadata.get("posthog_properties") if metadata else None,
@@ -178,6 +182,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 span_id=str(run.span_id_for_children()),
                 scope=run.scope,
                 framework=FRAMEWORK,
+                parent=outer,
             )
         self._runs.add(run)
         return run

@@ -1,0 +1,127 @@
+"""The hot path's shortcuts give exactly what the general path gives."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import json
+import os
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import pytest
+from posthog_llm import _serialize
+from posthog_llm._ids import uuid4_str
+from posthog_llm._serialize import (
+    BASE64_PLACEHOLDER,
+    MAX_EVENT_BYTES,
+    encode_plain_event,
+    fit_event,
+    to_json_safe,
+)
+
+
+class Color(str, enum.Enum):
+    RED = "red"
+
+
+def _event(props: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {
+        "event": "$ai_span",
+        "distinct_id": "user-1",
+        "properties": props,
+        "timestamp": "2025-01-30T00:00:00+00:00",
+        "uuid": "0e4d1a1c-8a5c-4d0c-9a8e-3d2f1f0b9c11",
+        **fields,
+    }
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+PLAIN = [
+    {"$ai_input": [{"role": "user", "content": 'Hi é 日本 "quoted" \\ back'}], "n": 3, "f": 0.5},
+    {"$ai_input_state": {"1": True, "x": None, "nested": {"a": [1, 2.5e-7, 1e16]}}},
+    {"text": "word " * 50_000},
+    {"data": "see data:image/png;base64, in prose"},
+    {"tuple": (1, "a")},
+    {"none": None, "unicode_key_é": "\u2028 \x7f \x01 tab\t"},
+]
+CONVERTED = [
+    {"when": _dt.datetime(2025, 1, 30, 12, 0)},
+    {"ids": {3, 1, 2}},
+    {"x": float("nan")},
+    {"inf": float("-inf")},
+    {"keys": {True: 1, None: 2, 1.5: 3, 7: 4, float("inf"): 5}},
+    {"ordered": OrderedDict(a=1)},
+    {"enum": Color.RED},
+    {"image": "data:image/png;base64," + "iVBORw0KGgo" * 20},
+    {"blob": "QUFB" * 400},
+    {"deep": _nested(80)},
+    {"surrogate": "bad \ud800 text"},
+    {"big": "x" * (MAX_EVENT_BYTES + 10)},
+]
+
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both one-pass encoders: orjson, and the stdlib's when orjson is not installed."""
+    if request.param == "stdlib":
+        monkeypatch.setattr(_serialize, "_orjson", None)
+    else:
+        assert _serialize._orjson is not None
+    return str(request.param)
+
+
+@pytest.mark.parametrize("props", PLAIN + CONVERTED)
+def test_the_one_pass_encoding_equals_the_general_path(encoder: str, props: dict[str, Any]) -> None:
+    expected = fit_event(to_json_safe(_event(props)), MAX_EVENT_BYTES)
+    fast = encode_plain_event(_event(props), MAX_EVENT_BYTES)
+    if props in PLAIN:
+        assert fast is not None
+    if fast is not None:
+        # Same JSON (orjson may spell a float differently, e.g. 1e16 for 1e+16).
+        assert json.loads(fast) == json.loads(expected)
+        if encoder == "stdlib":
+            assert fast == expected
+    assert json.loads(expected)["event"] == "$ai_span"
+
+
+def test_scrubbed_strings_and_odd_keys_take_the_general_path(encoder: str) -> None:
+    event = _event({"image": "data:image/png;base64," + "A" * 100, "k": {False: 1}})
+    assert encode_plain_event(event, MAX_EVENT_BYTES) is None
+    props = json.loads(fit_event(to_json_safe(event)))["properties"]
+    assert props["image"].endswith(BASE64_PLACEHOLDER) and props["k"] == {"False": 1}
+
+
+def test_long_ids_take_the_general_path(encoder: str) -> None:
+    assert encode_plain_event(_event({}, distinct_id="u" * 300), MAX_EVENT_BYTES) is None
+
+
+def test_uuid4_strings_are_version_4_and_unique() -> None:
+    ids = [uuid4_str() for _ in range(2_000)]
+    assert len(set(ids)) == len(ids)
+    parsed = uuid.UUID(ids[-1])
+    assert parsed.version == 4 and str(parsed) == ids[-1]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    uuid4_str()  # the pool now holds ids the child must not reuse
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.write(write, uuid4_str().encode())
+        os._exit(0)
+    os.close(write)
+    child_id = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(read)
+    parent_next = [uuid4_str() for _ in range(300)]
+    assert uuid.UUID(child_id).version == 4
+    assert child_id not in parent_next

@@ -29,7 +29,7 @@ NOT_CHECKED = {"all", "dev", "bench", "notebooks"}
 # What the first pass runs besides the integration tests: test_otlp for `serve` on the
 # opentelemetry-proto floor, test_pricing for the price package's floor.
 # The spool and soak tests are left out: a minute of SQLite and fault injection that exercises
-# no floor the sender and delivery tests do not (requests is the core's only dependency).
+# no floor the sender and delivery tests do not (requests and orjson are the core's only dependencies).
 FIRST_PASS_TESTS = [
     "tests/core",
     "--ignore=tests/core/test_spool.py",

@@ -36,7 +36,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-CONTENDERS = ["bare", "no-op handler", "posthog-llm", "openinference (simple)", "openinference (batch)"]
+CONTENDERS = [
+    "bare",
+    "no-op handler",
+    "posthog-llm",
+    "openinference (simple)",
+    "openinference (batch)",
+]
 QUESTION = "How long do cats sleep?"
 
 

@@ -228,9 +228,7 @@ def write_report(
     lines += [
         "",
         "Targets: posthog-llm adds at most 1/3 of what posthog-python adds, and at most 2x what "
-        "the empty httpx hook adds. Measured: "
-        + "; ".join(verdicts)
-        + ".",
+        "the empty httpx hook adds. Measured: " + "; ".join(verdicts) + ".",
         "",
         f"Sink totals for the whole run: {delivered['requests']:,} requests, "
         f"{delivered['events']:,} events. Load average (1 min) at start / end: "

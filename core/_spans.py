@@ -146,9 +146,7 @@ class Span:
                 kind = TRACE_KIND
             scope = scope.merged(Scope(trace_id=trace_id))
             if activate:
-                self._obs = open_observation(
-                    kind, trace_id=trace_id, span_id=span_id, scope=scope
-                )
+                self._obs = open_observation(kind, trace_id=trace_id, span_id=span_id, scope=scope)
             else:
                 self._obs = Observation(kind, trace_id, span_id, scope, None, parent)
 

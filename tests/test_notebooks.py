@@ -60,7 +60,13 @@ def _outputs(notebook: nbformat.NotebookNode) -> list[dict]:
 
 def test_there_are_the_notebooks() -> None:
     names = {p.name for p in PATHS}
-    assert {"langchain.ipynb", "llama_index.ipynb", "openai.ipynb", "agents.ipynb", "explore.ipynb"} <= names
+    assert {
+        "langchain.ipynb",
+        "llama_index.ipynb",
+        "openai.ipynb",
+        "agents.ipynb",
+        "explore.ipynb",
+    } <= names
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])

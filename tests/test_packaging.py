@@ -60,7 +60,9 @@ def test_wheel_contains_every_package_folder_and_no_bare_core(tmp_path):
         for p in (ROOT / "core").rglob("*")
         if p.is_file() and p.suffix in {".html", ".css", ".js", ".json", ".svg"}
     ]
-    assert static and not set(static) - set(names), f"data files missing: {set(static) - set(names)}"
+    assert static and not set(static) - set(names), (
+        f"data files missing: {set(static) - set(names)}"
+    )
     assert not [n for n in names if n.startswith(("core/", "integrations/"))]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "posthog-llm = posthog_llm.cli:" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -37,6 +37,7 @@ def is_ai_event(data: bytes) -> bool:
     except Exception:
         return False
 
+
 _RETRY_STATUSES = frozenset({408, 429})
 
 

@@ -89,9 +89,7 @@ class Reservation:
             )
         if not self.held:
             if not self.budget.take(slot, self.timeout):
-                raise BadRequest(
-                    "the collector is busy decoding other requests; retry", status=503
-                )
+                raise BadRequest("the collector is busy decoding other requests; retry", status=503)
             self.held = slot
         self.used += n
 

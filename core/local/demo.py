@@ -208,9 +208,7 @@ def _short(text: str, limit: int = 100) -> str:
 def _retrieve(question: str, documents: list[str], k: int = 2) -> list[str]:
     """The documents sharing most words with the question (a keyword retriever)."""
     wanted = set(re.findall(r"\w+", question.lower()))
-    ranked = sorted(
-        documents, key=lambda d: -len(wanted & set(re.findall(r"\w+", d.lower())))
-    )
+    ranked = sorted(documents, key=lambda d: -len(wanted & set(re.findall(r"\w+", d.lower()))))
     return ranked[:k]
 
 
@@ -290,7 +288,9 @@ def _manual_part(demo: _Demo) -> None:
 
 def _span_part(demo: _Demo) -> None:
     """Nested `with posthog_llm.span(...)` blocks: the same kind of tree, without building events."""
-    demo.out.line(demo.out.dim("    no framework: with posthog_llm.span(name, input=...) as s: ..."))
+    demo.out.line(
+        demo.out.dim("    no framework: with posthog_llm.span(name, input=...) as s: ...")
+    )
     trace_id = demo.trace_id("span", "posthog_llm.span: nested steps of your own code")
     with demo.scope("demo-user-marie", trace_id):
         city = "Lisbon"
@@ -762,11 +762,15 @@ def run_demo(args: argparse.Namespace) -> int:
                 out.line(f"    skipped: {exc}")
             else:  # installed, but too old or broken for this part
                 out.line(f"    skipped: {exc}")
-                out.line(f"    (upgrading may help: pip install -U {shlex.quote(_extra_for(name))})")
+                out.line(
+                    f"    (upgrading may help: pip install -U {shlex.quote(_extra_for(name))})"
+                )
             _debug_traceback()
         except Exception as exc:
             demo.failed.append(name)
-            out.line(f"    FAILED: the {name} part raised {type(exc).__name__}: {_short(str(exc), 300)}")
+            out.line(
+                f"    FAILED: the {name} part raised {type(exc).__name__}: {_short(str(exc), 300)}"
+            )
             out.line(out.dim("    (run with POSTHOG_LLM_DEBUG=1 to see the traceback)"))
             _debug_traceback()
 

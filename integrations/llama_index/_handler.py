@@ -403,7 +403,6 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             self._emit(SPAN, functools.partial(span_event, node, None, err, now), trace)
         self._release(trace)
 
-
     # -- events ------------------------------------------------------------------------------
 
     def handle(self, event: Any, **kwargs: Any) -> None:

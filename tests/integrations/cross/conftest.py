@@ -61,22 +61,22 @@ def standin() -> Iterator[OpenAIStandIn]:
 def openai_client(standin: OpenAIStandIn, default_client: Client) -> Any:
     from posthog_llm.integrations.openai import OpenAI
 
-    return OpenAI(api_key=API_KEY, base_url=standin.base_url, max_retries=0,
-                  posthog_client=default_client)
+    return OpenAI(
+        api_key=API_KEY, base_url=standin.base_url, max_retries=0, posthog_client=default_client
+    )
 
 
 @pytest.fixture
 def async_openai_client(standin: OpenAIStandIn, default_client: Client) -> Any:
     from posthog_llm.integrations.openai import AsyncOpenAI
 
-    return AsyncOpenAI(api_key=API_KEY, base_url=standin.base_url, max_retries=0,
-                       posthog_client=default_client)
+    return AsyncOpenAI(
+        api_key=API_KEY, base_url=standin.base_url, max_retries=0, posthog_client=default_client
+    )
 
 
 @pytest.fixture
-def events(
-    default_client: Client, sink: InMemoryDestination
-) -> Callable[[], list[dict[str, Any]]]:
+def events(default_client: Client, sink: InMemoryDestination) -> Callable[[], list[dict[str, Any]]]:
     def read() -> list[dict[str, Any]]:
         assert default_client.flush(5)
         return sink.events

@@ -80,7 +80,8 @@ def test_llama_index_query_inside_a_langchain_tool_joins_the_chain(
     query = [
         e["properties"]
         for e in tree.events
-        if e["properties"].get("$ai_framework") == "llama-index" and e["event"] == "$ai_span"
+        if e["properties"].get("$ai_framework") == "llama-index"
+        and e["event"] == "$ai_span"
         and tree.parent_of(e["properties"]) == tree.span_id(tool_span)
     ]
     assert len(query) == 1, "the LlamaIndex query is one span under the tool"
@@ -181,7 +182,9 @@ def test_every_integration_inside_one_user_span_is_one_trace(
     assert len(openai_generation) == 1
     assert tree.parent_of(openai_generation[0]) == tree.trace_id
     llama_spans = [
-        e["properties"] for e in tree.events if e["properties"].get("$ai_framework") == "llama-index"
+        e["properties"]
+        for e in tree.events
+        if e["properties"].get("$ai_framework") == "llama-index"
     ]
     assert llama_spans and all(tree.is_under(p, root) for p in llama_spans)
 

@@ -34,7 +34,9 @@ class Tree:
             if e["event"] == event
             and (name_part is None or name_part in (e["properties"].get("$ai_span_name") or ""))
         ]
-        assert len(found) == 1, f"{event} {name_part!r}: {len(found)} found in {_names(self.events)}"
+        assert len(found) == 1, (
+            f"{event} {name_part!r}: {len(found)} found in {_names(self.events)}"
+        )
         return found[0]["properties"]
 
     def span_id(self, props: dict[str, Any]) -> str:

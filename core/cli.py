@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(
         sub,
         "demo",
-        "run the offline demo: LangChain, LlamaIndex and OpenAI calls",
+        "run the offline demo: manual capture, spans, LangChain, LlamaIndex, OpenAI, Anthropic, Gemini",
         "Run an offline demo that captures traces into the local store with whatever "
         "integrations are installed, then prints them.",
         "  posthog-llm demo\n  posthog-llm demo --db /tmp/demo.db && posthog-llm serve --db /tmp/demo.db",

@@ -647,6 +647,76 @@ def _openai_calls(demo: _Demo, openai_client: Any) -> None:
 
 # -- reporting -------------------------------------------------------------------------------------
 
+
+def _anthropic_part(demo: _Demo) -> None:
+    require("anthropic", "anthropic")
+    trace_id = demo.trace_id("anthropic", "Anthropic: messages.create")
+    question = "Name one thing hedgehogs like to eat."
+    with (
+        demo.scope("demo-user-linus", trace_id),
+        span("claude_snack_idea", input=question, client=demo.client) as step,
+    ):
+        demo.say("ask", question)
+        if os.environ.get("ANTHROPIC_API_KEY"):
+            from posthog_llm.integrations.anthropic import Anthropic
+
+            demo.out.line(demo.out.dim("    ANTHROPIC_API_KEY is set: calling the real API"))
+            claude = Anthropic(posthog_client=demo.client, max_retries=1, timeout=30.0)
+            try:
+                reply = claude.messages.create(
+                    model="claude-haiku-4-5",
+                    max_tokens=100,
+                    messages=[{"role": "user", "content": question}],
+                )
+            finally:
+                claude.close()
+            text = "".join(getattr(block, "text", "") for block in reply.content)
+        else:
+            from .anthropic_standin import AnthropicStandIn, demo_call
+
+            standin = AnthropicStandIn().start()
+            demo.out.line(
+                f"    local stand-in Anthropic endpoint at {standin.base_url} — no real API calls"
+            )
+            try:
+                text = demo_call(standin, demo.client, question)
+            finally:
+                standin.close()
+        step.set_output(text)
+        demo.say("answer", _short(text))
+
+
+def _gemini_part(demo: _Demo) -> None:
+    require("google.genai", "gemini")
+    trace_id = demo.trace_id("gemini", "Gemini: models.generate_content")
+    question = "Name one place hedgehogs like to sleep."
+    with (
+        demo.scope("demo-user-linus", trace_id),
+        span("gemini_nap_spot", input=question, client=demo.client) as step,
+    ):
+        demo.say("ask", question)
+        key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
+        if key:
+            from posthog_llm.integrations.gemini import Client as GeminiClient
+
+            demo.out.line(demo.out.dim("    GEMINI_API_KEY is set: calling the real API"))
+            gemini = GeminiClient(api_key=key, posthog_client=demo.client)
+            text = gemini.models.generate_content(model="gemini-2.5-flash", contents=question).text
+        else:
+            from .gemini_standin import GeminiStandIn, demo_call
+
+            standin = GeminiStandIn().start()
+            demo.out.line(
+                f"    local stand-in Gemini endpoint at {standin.base_url} — no real API calls"
+            )
+            try:
+                text = demo_call(standin, demo.client, question)
+            finally:
+                standin.close()
+        step.set_output(text)
+        demo.say("answer", _short(text or ""))
+
+
 _PARTS: list[tuple[str, str, Callable[[_Demo], None]]] = [
     (
         "Manual capture",
@@ -665,6 +735,8 @@ _PARTS: list[tuple[str, str, Callable[[_Demo], None]]] = [
     ),
     ("LlamaIndex", "a query over a small VectorStoreIndex", _llama_index_part),
     ("OpenAI", "chat, a stream and embeddings with the drop-in OpenAI client", _openai_part),
+    ("Anthropic", "messages.create with the drop-in Anthropic client", _anthropic_part),
+    ("Gemini", "models.generate_content with the drop-in Gemini client", _gemini_part),
 ]
 
 
@@ -712,7 +784,13 @@ def _client_to_posthog() -> Client | None:
         raise CommandError(f"cannot send to PostHog: {exc}") from None
 
 
-_EXTRAS = {"LangChain": "langchain", "LlamaIndex": "llama-index", "OpenAI": "openai"}
+_EXTRAS = {
+    "LangChain": "langchain",
+    "LlamaIndex": "llama-index",
+    "OpenAI": "openai",
+    "Anthropic": "anthropic",
+    "Gemini": "gemini",
+}
 
 
 def _extra_for(part: str) -> str:

@@ -182,9 +182,21 @@ def test_demo_never_touched_the_network(demo_run: DemoRun) -> None:
     assert urls and all(re.match(r"http://127\.0\.0\.1:\d+/v1$", str(u)) for u in urls), urls
 
 
+def test_demo_calls_anthropic_and_gemini_on_labelled_stand_ins(demo_run: DemoRun) -> None:
+    assert "local stand-in Anthropic endpoint at http://127.0.0.1:" in demo_run.stdout
+    assert "local stand-in Gemini endpoint at http://127.0.0.1:" in demo_run.stdout
+    for suffix, provider in (("-anthropic", "anthropic"), ("-gemini", "gemini")):
+        events = demo_run.trace_events(suffix)
+        generations = [_props(e) for e in events if e["event"] == GENERATION]
+        assert len(generations) == 1, events
+        assert generations[0]["$ai_provider"] == provider
+        assert generations[0]["$ai_input_tokens"] > 0
+        assert any(e["event"] == TRACE for e in events)
+
+
 def test_demo_prints_every_stored_trace_as_a_tree(demo_run: DemoRun) -> None:
     trace_ids = demo_run.trace_ids()
-    assert len(trace_ids) == 7, trace_ids
+    assert len(trace_ids) == 9, trace_ids
     with EventStore(demo_run.db) as store:
         for trace_id in trace_ids:
             trace = store.trace(trace_id)
@@ -279,7 +291,15 @@ def test_demo_skips_a_missing_framework_and_runs_the_rest(tmp_path: Path) -> Non
     assert "pip install 'posthog-llm[llama-index]'" in run.stdout
     assert "pip install 'posthog-llm[all]' adds every part" in run.stdout
     suffixes = sorted(t.split("-", 2)[2] for t in run.trace_ids())
-    assert suffixes == ["langchain-stream", "langchain-tool-call", "manual", "openai", "span"]
+    assert suffixes == [
+        "anthropic",
+        "gemini",
+        "langchain-stream",
+        "langchain-tool-call",
+        "manual",
+        "openai",
+        "span",
+    ]
 
 
 @needs_frameworks
@@ -334,7 +354,7 @@ def test_demo_in_process_leaves_no_global_handler(tmp_path: Path, capsys) -> Non
     handlers_before = (list(dispatcher.span_handlers), list(dispatcher.event_handlers))
     assert run_demo(argparse.Namespace(db=str(tmp_path / "in-process.db"))) == 0
     out = capsys.readouterr().out
-    assert "Captured traces (7)" in out
+    assert "Captured traces (9)" in out
     assert posthog_li.get_global_handler() is None
     assert get_global_handler() is None
     assert (list(dispatcher.span_handlers), list(dispatcher.event_handlers)) == handlers_before

@@ -991,12 +991,117 @@ AGENTS = [
 ]
 
 
+PROVIDERS = [
+    md(
+        """
+        # Anthropic and Gemini → PostHog LLM analytics
+
+        Swap `anthropic.Anthropic` for `posthog_llm.integrations.anthropic.Anthropic` and
+        `google.genai.Client` for `posthog_llm.integrations.gemini.Client`, pass
+        `posthog_client`, and every message, stream and generation becomes a PostHog
+        `$ai_generation`. This notebook runs offline against **local stand-ins of both APIs**
+        (loopback servers that echo prompts deterministically — not models, and no API calls).
+
+        Needs `pip install 'posthog-llm[anthropic,gemini,notebooks]'`.
+        """
+    ),
+    md(SETUP_MD),
+    code(SETUP),
+    md(
+        """
+        ## 2. Anthropic
+
+        With a real key you would write `Anthropic(posthog_client=client)` (the key from
+        `ANTHROPIC_API_KEY`) and leave out `base_url`. The `posthog_*` arguments are optional and
+        removed before the request is sent.
+        """
+    ),
+    code(
+        """
+        from posthog_llm.integrations.anthropic import Anthropic
+        from posthog_llm.local.anthropic_standin import AnthropicStandIn
+
+        anthropic_standin = AnthropicStandIn().start()
+        print("local stand-in Anthropic endpoint at", anthropic_standin.base_url, "— no real API calls")
+        claude = Anthropic(
+            base_url=anthropic_standin.base_url, api_key="sk-ant-local", posthog_client=client
+        )
+
+        claude_trace = f"anthropic-{RUN}"
+        reply = claude.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=200,
+            system="You are a friendly copywriter.",
+            messages=[{"role": "user", "content": "A tagline for a hedgehog café, please."}],
+            posthog_distinct_id="user_123",
+            posthog_trace_id=claude_trace,
+        )
+        with claude.messages.stream(
+            model="claude-haiku-4-5",
+            max_tokens=200,
+            messages=[{"role": "user", "content": "Now a welcome sign for the café."}],
+            posthog_distinct_id="user_123",
+            posthog_trace_id=claude_trace,
+        ) as stream:
+            for text in stream.text_stream:
+                print(text, end="", flush=True)
+        """
+    ),
+    code("show(claude_trace)"),
+    md(
+        """
+        ## 3. Gemini
+
+        With a real key you would write `Client(api_key=..., posthog_client=client)` and leave
+        out `http_options`. `posthog_llm.span(...)` groups the two calls into one trace of
+        your own.
+        """
+    ),
+    code(
+        """
+        from posthog_llm.integrations.gemini import Client as GeminiClient
+        from posthog_llm.local.gemini_standin import GeminiStandIn
+
+        gemini_standin = GeminiStandIn().start()
+        print("local stand-in Gemini endpoint at", gemini_standin.base_url, "— no real API calls")
+        gemini = GeminiClient(
+            api_key="local-key", http_options={"base_url": gemini_standin.base_url},
+            posthog_client=client,
+        )
+
+        with posthog_llm.context(distinct_id="user_123"):
+            with posthog_llm.span("cafe_copy", client=client) as copy:
+                tagline = gemini.models.generate_content(
+                    model="gemini-2.5-flash", contents="A tagline for a hedgehog café."
+                ).text
+                sign = "".join(
+                    chunk.text or ""
+                    for chunk in gemini.models.generate_content_stream(
+                        model="gemini-2.5-flash", contents="A welcome sign for the café."
+                    )
+                )
+                copy.set_output({"tagline": tagline, "sign": sign})
+        gemini_trace = copy.trace_id
+        """
+    ),
+    code("show(gemini_trace)"),
+    code(
+        """
+        anthropic_standin.close()
+        gemini_standin.close()
+        """
+    ),
+    md(NEXT_LOCAL),
+]
+
+
 NOTEBOOKS = {
     "langchain.ipynb": LANGCHAIN,
     "llama_index.ipynb": LLAMA_INDEX,
     "openai.ipynb": OPENAI,
     "explore.ipynb": EXPLORE,
     "agents.ipynb": AGENTS,
+    "providers.ipynb": PROVIDERS,
 }
 
 

@@ -24,6 +24,7 @@ NEEDS = {
     "llama_index.ipynb": ["llama_index.core"],
     "openai.ipynb": ["openai"],
     "agents.ipynb": ["agents", "opentelemetry.sdk"],
+    "providers.ipynb": ["anthropic", "google.genai"],
     "explore.ipynb": ["pandas", "matplotlib", "openai", "langchain_core", "llama_index.core"],
 }
 TRACE_HTML = "posthog-llm-trace"

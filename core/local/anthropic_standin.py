@@ -10,7 +10,7 @@ and echo the prompt. It is **not** a model: label its output as coming from a lo
 >>> import anthropic
 >>> with AnthropicStandIn() as server:                                  # doctest: +SKIP
 ...     client = anthropic.Anthropic(base_url=server.base_url, api_key="sk-ant-local")
-...     reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=100,
+...     reply = client.messages.create(model="claude-haiku-4-5", max_tokens=100,
 ...                                    messages=[{"role": "user", "content": "hello"}])
 ...     reply.content[0].text
 'Echo: hello'
@@ -560,7 +560,7 @@ def demo_call(standin: AnthropicStandIn, client: Any, prompt: str) -> str:
     )
     try:
         reply = llm.messages.create(
-            model="claude-sonnet-4-5",
+            model="claude-haiku-4-5",
             max_tokens=200,
             system="You are a local stand-in.",
             messages=[{"role": "user", "content": prompt}],

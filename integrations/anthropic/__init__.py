@@ -6,7 +6,7 @@ Swap the client class and pass `posthog_client`; optionally pass `posthog_*` arg
 >>> from posthog_llm.integrations.anthropic import Anthropic
 >>> client = Anthropic(api_key="sk-ant-...", posthog_client=Client())      # doctest: +SKIP
 >>> reply = client.messages.create(
-...     model="claude-sonnet-4-5",
+...     model="claude-haiku-4-5",
 ...     max_tokens=200,
 ...     messages=[{"role": "user", "content": "Tell me a fun fact about hedgehogs"}],
 ...     posthog_distinct_id="user_123",                 # optional, as are the ones below

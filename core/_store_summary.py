@@ -40,6 +40,9 @@ __all__ = [
     "update_summaries",
     "latency_bin_value",
     "timestamp_epoch",
+    "as_number",
+    "as_count",
+    "is_truthy",
 ]
 
 # Bumped when the summary tables change shape: older stores are rebuilt once.
@@ -137,7 +140,8 @@ _SUMMARY_COLUMNS = (
 )
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A finite number from a stored property (numbers or numeric strings), else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -151,12 +155,14 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _count(value: Any) -> int | None:
-    number = _number(value)
+def as_count(value: Any) -> int | None:
+    """A non-negative whole count from a stored property, else None."""
+    number = as_number(value)
     return int(number) if number is not None and number >= 0 else None
 
 
-def _truthy(value: Any) -> bool:
+def is_truthy(value: Any) -> bool:
+    """Whether a stored flag (True, 1 or "true") is set."""
     return value is True or value == 1 or (isinstance(value, str) and value.lower() == "true")
 
 
@@ -274,10 +280,10 @@ def _add_event(
     summary.generations += event == GENERATION
     summary.embeddings += event == EMBEDDING
     summary.spans += event == SPAN
-    summary.input_tokens += _count(props.get(PROP_INPUT_TOKENS)) or 0
+    summary.input_tokens += as_count(props.get(PROP_INPUT_TOKENS)) or 0
     if event == GENERATION:
-        summary.output_tokens += _count(props.get(PROP_OUTPUT_TOKENS)) or 0
-    latency = _number(props.get(PROP_LATENCY))
+        summary.output_tokens += as_count(props.get(PROP_OUTPUT_TOKENS)) or 0
+    latency = as_number(props.get(PROP_LATENCY))
     summary.max_latency = _max(summary.max_latency, latency)
     name = props.get(PROP_SPAN_NAME)
     name = name if isinstance(name, str) else None
@@ -285,7 +291,7 @@ def _add_event(
         summary.trace_latency = _max(summary.trace_latency, latency)
         summary.trace_name = _max(summary.trace_name, name)
     summary.first_name = _min(summary.first_name, name)
-    summary.errors += _truthy(props.get(PROP_IS_ERROR))
+    summary.errors += is_truthy(props.get(PROP_IS_ERROR))
     if isinstance(distinct_id, str):
         summary.distinct_id = _max(summary.distinct_id, distinct_id)
         _add_search(summary, distinct_id)
@@ -314,13 +320,13 @@ def _usage_delta(
     row = usage.get(key)
     if row is None:
         row = usage[key] = [0.0] * len(_USAGE_COLUMNS)
-    tokens_in = _count(props.get(PROP_INPUT_TOKENS))
-    tokens_out = _count(props.get(PROP_OUTPUT_TOKENS))
+    tokens_in = as_count(props.get(PROP_INPUT_TOKENS))
+    tokens_out = as_count(props.get(PROP_OUTPUT_TOKENS))
     row[0] += 1
-    row[1] += _truthy(props.get(PROP_IS_ERROR))
+    row[1] += is_truthy(props.get(PROP_IS_ERROR))
     row[2] += tokens_in or 0
     row[3] += tokens_out or 0
-    explicit = _number(props.get(PROP_TOTAL_COST_USD))
+    explicit = as_number(props.get(PROP_TOTAL_COST_USD))
     if explicit is not None:
         row[9] += 1
         row[10] += explicit
@@ -328,9 +334,9 @@ def _usage_delta(
         row[4] += 1
         row[5] += tokens_in or 0
         row[6] += tokens_out or 0
-        row[7] += _count(props.get(PROP_CACHE_READ_INPUT_TOKENS)) or 0
-        row[8] += _count(props.get(PROP_CACHE_CREATION_INPUT_TOKENS)) or 0
-    latency = _number(props.get(PROP_LATENCY))
+        row[7] += as_count(props.get(PROP_CACHE_READ_INPUT_TOKENS)) or 0
+        row[8] += as_count(props.get(PROP_CACHE_CREATION_INPUT_TOKENS)) or 0
+    latency = as_number(props.get(PROP_LATENCY))
     if latency is not None:
         row[11] += latency
         row[12] += 1

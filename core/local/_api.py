@@ -33,7 +33,7 @@ from .._events import (
     PROP_TOTAL_COST_USD,
 )
 from .._store import EventStore, TraceNode
-from .._store_summary import latency_bin_value
+from .._store_summary import as_count, as_number, is_truthy, latency_bin_value
 from .._version import __version__
 from ..destinations.sqlite import connect
 from ._ingest import BadRequest, iso, parse_timestamp
@@ -76,29 +76,6 @@ _USAGE_SQL = (
     + ", ".join(_prop(p) for p in (*_COST_PROPS, PROP_LATENCY, PROP_IS_ERROR))
     + f" FROM events WHERE event IN ('{GENERATION}', '{EMBEDDING}')"
 )
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
-def _count(value: Any) -> int | None:
-    number = _number(value)
-    return int(number) if number is not None and number >= 0 else None
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or value == 1 or (isinstance(value, str) and value.lower() == "true")
 
 
 def _epoch(timestamp: Any) -> float | None:
@@ -161,15 +138,15 @@ class Reader:
         explicit_total: Any = None,
     ) -> dict[str, Any] | None:
         """The event's own `$ai_total_cost_usd` when it has one, else the table's estimate."""
-        total = _number(explicit_total)
+        total = as_number(explicit_total)
         if total is not None:
             return {"total_cost_usd": total, "source": "event"}
         estimate = self.pricing.estimate(
             model if isinstance(model, str) else None,
-            _count(input_tokens),
-            _count(output_tokens),
-            _count(cache_read),
-            cache_write_tokens=_count(cache_write),
+            as_count(input_tokens),
+            as_count(output_tokens),
+            as_count(cache_read),
+            cache_write_tokens=as_count(cache_write),
             provider=provider if isinstance(provider, str) else None,
         )
         if estimate is not None:
@@ -246,7 +223,7 @@ class Reader:
     def _node(self, node: TraceNode, depth: int, parent: int | None) -> dict[str, Any]:
         event, props = node.event, node.properties
         end = _epoch(event.get("timestamp"))
-        latency = _number(props.get(PROP_LATENCY))
+        latency = as_number(props.get(PROP_LATENCY))
         start = end - latency if end is not None and latency is not None else end
         cost = None
         if event.get("event") in (GENERATION, EMBEDDING):
@@ -264,7 +241,7 @@ class Reader:
             "start": start,
             "end": end,
             "latency": latency,
-            "is_error": _truthy(props.get(PROP_IS_ERROR)),
+            "is_error": is_truthy(props.get(PROP_IS_ERROR)),
             "cost": cost,
             "properties": props,
         }
@@ -295,9 +272,11 @@ class Reader:
             "end": max(ends) if ends else None,
             "events": len(trace.events),
             "distinct_id": distinct_ids[0] if distinct_ids else None,
-            "input_tokens": sum(_count(n["properties"].get(PROP_INPUT_TOKENS)) or 0 for n in usage),
+            "input_tokens": sum(
+                as_count(n["properties"].get(PROP_INPUT_TOKENS)) or 0 for n in usage
+            ),
             "output_tokens": sum(
-                _count(n["properties"].get(PROP_OUTPUT_TOKENS)) or 0
+                as_count(n["properties"].get(PROP_OUTPUT_TOKENS)) or 0
                 for n in usage
                 if n["event"] == GENERATION
             ),
@@ -419,15 +398,18 @@ class Reader:
             series = m["series"]
             m["calls"] += 1
             series["calls"][i] += 1
-            if _truthy(row.is_error):
+            if is_truthy(row.is_error):
                 m["errors"] += 1
                 series["errors"][i] += 1
-            latency = _number(row.latency)
+            latency = as_number(row.latency)
             if latency is not None:
                 latencies[name].append(latency)
                 series["latency_sum"][i] += latency
                 series["latency_n"][i] += 1
-            tokens_in, tokens_out = _count(row.input_tokens) or 0, _count(row.output_tokens) or 0
+            tokens_in, tokens_out = (
+                as_count(row.input_tokens) or 0,
+                as_count(row.output_tokens) or 0,
+            )
             m["input_tokens"] += tokens_in
             m["output_tokens"] += tokens_out
             series["tokens"][i] += tokens_in + tokens_out
@@ -545,7 +527,7 @@ def answer(reader: Reader, path: str, query: dict[str, str], *, remote: bool = F
             raise BadRequest(f"no trace {trace_id!r}", status=404)
         return trace
     if path == "/api/stats":
-        hours = _number(query.get("hours")) if query.get("hours") else None
+        hours = as_number(query.get("hours")) if query.get("hours") else None
         return reader.stats(hours if hours and hours > 0 else None)
     if path == "/api/events":
         limit = _int_arg(query, "limit", 100, 1, 1000)

@@ -29,7 +29,6 @@ __all__ = [
     "trace_properties",
     "feedback_properties",
     "metric_properties",
-    "format_error",
     "http_status_of",
     "clean_base_url",
     "provider_from_base_url",
@@ -98,12 +97,6 @@ def allowed_model_parameters(params: Mapping[str, Any] | None) -> dict[str, Any]
     if not params:
         return {}
     return {k: v for k, v in params.items() if k in MODEL_PARAMETER_NAMES and v is not None}
-
-
-def format_error(error: BaseException | str | None) -> str | None:
-    """`"ExceptionClass: message"` for an exception, the string itself otherwise (secrets
-    scrubbed; see `error_text`)."""
-    return error_text(error)
 
 
 def http_status_of(error: BaseException | None) -> int | None:

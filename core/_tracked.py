@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from ._context import Scope, make_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
-from ._errors import error_text
+from ._errors import error_text, scrub_secrets
 from ._events import clean_base_url, http_status_of
 from ._ids import uuid4_str
 from ._observation import GENERATION_KIND, current_observation
@@ -109,8 +109,7 @@ class Tracker:
         if urls is None or urls[0] is not raw:
             cleaned = clean_base_url(raw)
             if cleaned:
-                for secret in self.secrets(client):
-                    cleaned = cleaned.replace(secret, "[redacted]")
+                cleaned = scrub_secrets(cleaned, self.secrets(client))
             urls = self._urls = (raw, cleaned)
         return urls[1]
 

@@ -68,14 +68,12 @@ def _control_flow(error: BaseException | None) -> bool:
     )
 
 
-def _error_fields(
-    error: BaseException | None, privacy: bool
-) -> tuple[BaseException | str | None, int | None]:
+def _error_fields(error: BaseException | None) -> tuple[BaseException | None, int | None]:
+    # What `$ai_error` may say (scrubbed; only the type under privacy mode) is the core's
+    # `error_text` policy, applied by the builders.
     if error is None:
         return None, None
-    status = http_status_of(error)
-    # An exception's message can quote the prompt; in privacy mode only its class is kept.
-    return (type(error).__name__ if privacy else error), status
+    return error, http_status_of(error)
 
 
 def _latency(run: Run, end: float) -> float:
@@ -91,7 +89,7 @@ def _step_common(
         if interrupts and not isinstance(error, GeneratorExit):
             output = {"__interrupt__": interrupts[0]}
         error = None
-    err, status = _error_fields(error, privacy)
+    err, status = _error_fields(error)
     if privacy:
         return privacy, None, None, err, status
     return privacy, safely(to_state, run.inputs), safely(to_state, output), err, status
@@ -209,7 +207,7 @@ def generation_builder(
     finished = run.last_token if run.last_token is not None and error is None else end
     if _control_flow(error):
         error = None  # the consumer stopped reading a stream: not a failed call
-    err, status = _error_fields(error, privacy)
+    err, status = _error_fields(error)
     input_messages = output = None
     if not privacy:
         convert = messages_to_dicts if run.kind == CHAT else prompts_to_dicts

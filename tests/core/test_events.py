@@ -7,9 +7,9 @@ from posthog_llm import (
     span_properties,
     trace_properties,
 )
+from posthog_llm._errors import error_text
 from posthog_llm._events import (
     clean_base_url,
-    format_error,
     http_status_of,
     provider_from_base_url,
     strip_content,
@@ -81,7 +81,7 @@ def test_error_fields_from_exception():
     assert props["$ai_is_error"] is True
     assert props["$ai_error"] == "RateLimited: slow down"
     assert props["$ai_http_status"] == 429
-    assert format_error(ValueError()) == "ValueError"
+    assert error_text(ValueError()) == "ValueError"
     assert http_status_of(ValueError("x")) is None
 
 

@@ -80,6 +80,8 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
 
 
 _invalid_warning = RateLimitedWarning(10.0)
+# The event name of a queued item that holds several events of one trace (`_capture_lazy_many`).
+_MANY = "$posthog_llm_many"
 
 
 class Client:
@@ -289,7 +291,7 @@ class Client:
         self,
         event: str,
         distinct_id: str | None,
-        build: Callable[[], dict[str, Any]],
+        build: Callable[[], Any],
         groups: Mapping[str, Any] | None,
         privacy_mode: bool,
         trace_id: str | None = None,
@@ -306,7 +308,34 @@ class Client:
             (event, distinct_id, build, groups, time.time(), None, privacy_mode)
         )
 
-    def _serialize(self, item: tuple[Any, ...]) -> bytes | None:
+    def _capture_lazy_many(
+        self,
+        distinct_id: str | None,
+        build: Callable[[], list[tuple[str, dict[str, Any]]]],
+        groups: Mapping[str, Any] | None,
+        privacy_mode: bool,
+        trace_id: str | None = None,
+    ) -> bool:
+        """Queue the events of one trace as one item: `build()` makes `(event, properties)`
+        pairs on the worker thread. False when it was not queued."""
+        return self._capture_lazy(_MANY, distinct_id, build, groups, privacy_mode, trace_id)
+
+    def _serialize(self, item: tuple[Any, ...]) -> bytes | list[bytes] | None:
+        if item[0] is _MANY:
+            _, distinct_id, build, groups, timestamp, _, privacy_mode = item
+            built = [
+                self._serialize_one(
+                    (event, distinct_id, props, groups, timestamp, None, privacy_mode)
+                )
+                for event, props in build()
+            ]
+            kept = [data for data in built if data is not None]
+            if len(kept) < len(built):
+                self._sender.counters.add("filtered", len(built) - len(kept))
+            return kept
+        return self._serialize_one(item)
+
+    def _serialize_one(self, item: tuple[Any, ...]) -> bytes | None:
         """Worker side: build, clean, filter and size one queued event.
 
         Plain JSON values (what the integrations' builders make) go to bytes in one C-encoder

@@ -168,26 +168,74 @@ class Emitter:
         # try/except rather than the context manager: nothing to set up on the hot path.
         try:
             client = self._client if self._client is not None else get_client()
-            distinct_id = scope.distinct_id
-            anonymous = distinct_id is None
-            tid = str(trace_id) if trace_id is not None else scope.trace_id
-            if anonymous:
-                distinct_id = tid
-            privacy = True if scope.privacy_mode else bool(getattr(client, "privacy_mode", False))
+            distinct_id, anonymous, tid, privacy, groups = _identity(client, scope, trace_id)
             build = functools.partial(_finish_properties, properties, scope, anonymous, privacy)
-            groups = dict(scope.groups) if scope.groups else None
             if type(client) is Client or isinstance(client, Client):
                 client._capture_lazy(event, distinct_id, build, groups, privacy, tid)
                 return
-            props = _fit_for_foreign_client(build())
-            if groups:
-                props["$groups"] = groups
-            kwargs: dict[str, Any] = {"distinct_id": distinct_id, "properties": props}
-            if groups:
-                kwargs["groups"] = groups
-            client.capture(event, **kwargs)
+            _capture_foreign(client, event, distinct_id, build(), groups)
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
+
+    def emit_many(
+        self,
+        build: Callable[[], list[tuple[str, dict[str, Any]]]],
+        scope: Scope,
+        *,
+        trace_id: Any = None,
+    ) -> None:
+        """Ship several events of one trace, built together later. Never raises.
+
+        `build()` returns `(event name, properties)` pairs; with our own `Client` it runs once
+        on the worker thread, so a whole trace costs the caller one queued item (the
+        OpenTelemetry processor hands over a finished trace this way). The events share the
+        scope's identity, exactly as if each had gone through `emit`.
+        """
+        try:
+            client = self._client if self._client is not None else get_client()
+            distinct_id, anonymous, tid, privacy, groups = _identity(client, scope, trace_id)
+
+            def finish() -> list[tuple[str, dict[str, Any]]]:
+                return [
+                    (event, _finish_properties(props, scope, anonymous, privacy))
+                    for event, props in build()
+                ]
+
+            if type(client) is Client or isinstance(client, Client):
+                client._capture_lazy_many(distinct_id, finish, groups, privacy, tid)
+                return
+            for event, props in finish():
+                _capture_foreign(client, event, distinct_id, props, groups)
+        except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
+            report_internal_error(exc)
+
+
+def _identity(
+    client: Any, scope: Scope, trace_id: Any
+) -> tuple[Any, bool, Any, bool, dict[str, Any] | None]:
+    """(distinct id, anonymous, trace id, privacy, groups) of the events of one scope.
+
+    Anonymous events (no distinct id in scope) use the trace id as distinct id."""
+    distinct_id = scope.distinct_id
+    anonymous = distinct_id is None
+    tid = str(trace_id) if trace_id is not None else scope.trace_id
+    if anonymous:
+        distinct_id = tid
+    privacy = True if scope.privacy_mode else bool(getattr(client, "privacy_mode", False))
+    groups = dict(scope.groups) if scope.groups else None
+    return distinct_id, anonymous, tid, privacy, groups
+
+
+def _capture_foreign(
+    client: Any, event: str, distinct_id: Any, props: dict[str, Any], groups: Any
+) -> None:
+    """Hand one built event to a posthog-python client."""
+    props = _fit_for_foreign_client(props)
+    kwargs: dict[str, Any] = {"distinct_id": distinct_id, "properties": props}
+    if groups:
+        props["$groups"] = groups
+        kwargs["groups"] = groups
+    client.capture(event, **kwargs)
 
 
 def _with_posthog_context(scope: Scope) -> Scope:

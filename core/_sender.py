@@ -52,14 +52,14 @@ def _report(exc: BaseException) -> None:
 class BatchSender:
     """Ships items to a destination from one daemon thread.
 
-    `process(item)` turns a queued item into the event's JSON bytes, or None to drop it
-    (`before_send`). It runs on the worker thread (or the caller's, under backpressure).
+    `process(item)` turns a queued item into the event's JSON bytes (a list of them for an
+    item that holds several events), or None to drop it (`before_send`). It runs on the worker thread (or the caller's, under backpressure).
     """
 
     def __init__(
         self,
         destination: Destination,
-        process: Callable[[Any], bytes | None],
+        process: Callable[[Any], bytes | list[bytes] | None],
         *,
         flush_at: int = 250,
         flush_interval: float = 0.5,
@@ -194,18 +194,21 @@ class BatchSender:
     def help_threshold(self) -> int:
         return max(self.flush_at, self.max_queue_size // 4)
 
-    def _build(self, item: Any) -> bytes | None:
-        """Build one event; a builder that raises is reported and counted as failed."""
+    def _build(self, item: Any) -> list[bytes]:
+        """Build one queued item: its event, or the events of an item that holds several.
+
+        A builder that raises is reported and counted as failed."""
         try:
             data = self._process(item)
         except Exception as exc:
             log.warning("posthog-llm: could not build an event; it was skipped (%r)", exc)
             _report(exc)
             self.counters.add("failed")
-            return None
+            return []
         if data is None:
             self.counters.add("filtered")
-        return data
+            return []
+        return data if isinstance(data, list) else [data]
 
     def _build_here(self, item: Any) -> bool:
         """The worker is far behind: build this event on the caller's thread.
@@ -214,12 +217,13 @@ class BatchSender:
         their size is unknown; built ones are bytes, bounded by `max_queue_bytes`. This costs the
         caller CPU only while the worker cannot keep up, and never waits on the network.
         """
-        data = self._build(item)
-        if data is not None and not self._store_built(data):
-            self._overflow([data])
+        built = self._build(item)
+        overflow = [data for data in built if not self._store_built(data)]
+        if overflow:
+            self._overflow(overflow)
         if not self._wake.is_set():
             self._wake.set()
-        return data is not None
+        return bool(built)
 
     def _store_built(self, data: bytes) -> bool:
         with self._backlog_lock:
@@ -343,9 +347,7 @@ class BatchSender:
                 item = self._queue.popleft()
             except IndexError:
                 break
-            data = self._build(item)
-            if data is not None:
-                left.append(data)
+            left.extend(self._build(item))
         if not left:
             return
         if self._to_spool(left, "shutdown deadline reached"):
@@ -384,9 +386,9 @@ class BatchSender:
                 item = queue.popleft()
             except IndexError:
                 break
-            data = self._build(item)
-            if data is not None and not self._store_built(data):
-                overflow.append(data)
+            for data in self._build(item):
+                if not self._store_built(data):
+                    overflow.append(data)
         if overflow:
             self._overflow(overflow)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._kernel import (
@@ -66,6 +66,12 @@ _PROVIDERS = {
 _VERCEL_GENERATION = re.compile(r"^ai\.\w+\.(doGenerate|doStream)$")
 _VERCEL_EMBEDDING = re.compile(r"^ai\.\w+\.doEmbed$")
 _INDEXED = re.compile(r"^(\d+)\.(.+)$")
+
+_loads: Callable[[str], Any]
+try:
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is a dependency; the stdlib is the fallback
+    _loads = json.loads
 
 
 # -- what a span is ----------------------------------------------------------------------------
@@ -131,9 +137,12 @@ def _json(value: Any) -> Any:
         text = value.strip()
         if text[:1] in ("{", "[", '"'):
             try:
-                return json.loads(text)
+                return _loads(text)
             except ValueError:
-                return value
+                try:  # what the C parser refuses (NaN, integers over 64 bits) the stdlib reads
+                    return json.loads(text)
+                except ValueError:
+                    return value
     if isinstance(value, tuple):
         return list(value)
     return value
@@ -154,15 +163,17 @@ def _indexed(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
 # -- identity ----------------------------------------------------------------------------------
 
 
+USER_KEYS = ("posthog.distinct_id", "user.id", "enduser.id")
+SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "$session_id", "posthog.session_id")
+
+
 def distinct_id_of(rec: SpanRecord) -> str | None:
-    value = _first(rec.attributes, "posthog.distinct_id", "user.id", "enduser.id")
+    value = _first(rec.attributes, *USER_KEYS)
     return str(value) if value is not None else None
 
 
 def session_id_of(rec: SpanRecord) -> str | None:
-    value = _first(
-        rec.attributes, "gen_ai.conversation.id", "session.id", "$session_id", "posthog.session_id"
-    )
+    value = _first(rec.attributes, *SESSION_KEYS)
     return str(value) if value is not None else None
 
 
@@ -245,51 +256,75 @@ def _tools(attrs: Mapping[str, Any]) -> Any:
     tools = _json(attrs.get("gen_ai.tool.definitions"))
     if tools:
         return tools
-    listed = [_json(t.get("tool.json_schema")) for t in _indexed(attrs, "llm.tools.")]
-    listed = [t for t in listed if t]
-    if listed:
-        return listed
+    if "llm.tools.0.tool.json_schema" in attrs:  # OpenInference numbers its tools from 0
+        listed = [_json(t.get("tool.json_schema")) for t in _indexed(attrs, "llm.tools.")]
+        listed = [t for t in listed if t]
+        if listed:
+            return listed
     tools = _json(attrs.get("ai.prompt.tools"))
     return tools or None
 
 
-def _usage(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    def count(*keys: str) -> int | None:
-        return _int(_first(attrs, *keys))
-
-    return {
-        "input_tokens": count(
+_USAGE_KEYS = (
+    (
+        "input_tokens",
+        (
             "gen_ai.usage.input_tokens",
             "gen_ai.usage.prompt_tokens",
             "llm.token_count.prompt",
             "ai.usage.inputTokens",
             "ai.usage.promptTokens",
         ),
-        "output_tokens": count(
+    ),
+    (
+        "output_tokens",
+        (
             "gen_ai.usage.output_tokens",
             "gen_ai.usage.completion_tokens",
             "llm.token_count.completion",
             "ai.usage.outputTokens",
             "ai.usage.completionTokens",
         ),
-        "cache_read_input_tokens": count(
+    ),
+    (
+        "cache_read_input_tokens",
+        (
             "gen_ai.usage.cache_read.input_tokens",
             "gen_ai.usage.cache_read_input_tokens",
             "llm.token_count.prompt_details.cache_read",
             "ai.usage.cachedInputTokens",
         ),
-        "cache_creation_input_tokens": count(
+    ),
+    (
+        "cache_creation_input_tokens",
+        (
             "gen_ai.usage.cache_creation.input_tokens",
             "gen_ai.usage.cache_creation_input_tokens",
             "llm.token_count.prompt_details.cache_write",
         ),
-        "reasoning_tokens": count(
+    ),
+    (
+        "reasoning_tokens",
+        (
             "gen_ai.usage.reasoning.output_tokens",
             "gen_ai.usage.reasoning_tokens",
             "llm.token_count.completion_details.reasoning",
             "ai.usage.reasoningTokens",
         ),
-    }
+    ),
+)
+
+
+def _usage(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    usage: dict[str, Any] = {}
+    for name, keys in _USAGE_KEYS:
+        value = None
+        for key in keys:
+            value = attrs.get(key)
+            if value is not None and value != "":
+                break
+        usage[name] = _int(value)
+    return usage
 
 
 def _stop_reason(attrs: Mapping[str, Any]) -> str | None:

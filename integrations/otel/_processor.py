@@ -8,6 +8,7 @@ events themselves are built on the sender's worker thread.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -15,20 +16,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from ._assemble import plan_trace
-from ._convert import (
-    EMBEDDING_KIND,
-    GENERATION_KIND,
-    distinct_id_of,
-    first_of,
-    session_id_of,
-    span_event,
-    trace_event,
-)
+from ._convert import SESSION_KEYS, USER_KEYS, span_event, trace_event
 from ._kernel import (
-    EMBEDDING,
-    GENERATION,
-    SPAN,
-    TRACE,
     Emitter,
     Scope,
     capture_internal_exceptions,
@@ -36,7 +25,7 @@ from ._kernel import (
     current_scope,
     make_scope,
 )
-from ._records import AI_PREFIXES, SpanRecord, record_from_sdk_span
+from ._records import AI_PREFIXES, SpanRecord, attributes_of, record_from_sdk_span
 
 __all__ = ["PostHogSpanProcessor"]
 
@@ -47,17 +36,13 @@ MAX_OPEN_TRACES = 1000
 MAX_SPANS_PER_TRACE = 5000
 
 _EMPTY_SCOPE = Scope()
-_EVENT_OF = {GENERATION_KIND: GENERATION, EMBEDDING_KIND: EMBEDDING}
 
 
 def _is_ai(span: ReadableSpan) -> bool:
     """The check every span pays: an AI prefix on its name or on an attribute key."""
     if span.name.startswith(AI_PREFIXES):
         return True
-    # The attributes' backing dict when there: the public view is a proxy over a locked mapping.
-    attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
-    if attributes is None:
-        attributes = span.attributes
+    attributes = attributes_of(span)
     if attributes:
         for key in attributes:
             if key.startswith(AI_PREFIXES):
@@ -154,63 +139,83 @@ class PostHogSpanProcessor(SpanProcessor):
         self._send(trace_key, spans)
 
     def _send(self, trace_key: int, spans: list[ReadableSpan]) -> None:
-        records = [record_from_sdk_span(s) for s in spans]
-        plan = plan_trace(records)
+        """Hand a finished trace to the client as one item; it is converted on the worker."""
         started = self._starts.pop(trace_key, None)
-        if plan is None or not self._emitter.enabled:
+        if not self._emitter.enabled:
             return
         scope, outer = started if started is not None else (self._emitter.scope(), None)
-        user = first_of(records, distinct_id_of)
-        session = first_of(records, session_id_of)
+        user, session = _identity(spans)
         if user is not None or session is not None:  # a span's own attributes are most specific
             scope = scope.merged(make_scope(distinct_id=user, session_id=session))
         privacy = self._emitter.privacy(scope)
-        root = plan.root
-        emit = self._emitter.emit
-        if outer is None:
-            trace_id = plan.trace_id
-            for rec, kind, parent_id in plan.spans:
-                emit(
-                    _EVENT_OF.get(kind, SPAN),
-                    _builder(rec, kind, trace_id, parent_id, privacy),
-                    scope,
-                    trace_id=trace_id,
-                )
-            if root is not None:
-                emit(TRACE, _trace_builder(root, trace_id, privacy), scope, trace_id=trace_id)
-            return
-        # Started inside another observation (posthog_llm.span, an Agents run ...): the whole
-        # OpenTelemetry trace joins it, its root as a span under the observation.
-        trace_id = outer.trace_id
-        stand_in = root.span_id if root is not None else outer.span_id
+        trace_id = outer.trace_id if outer is not None else format(trace_key, "032x")
+        self._emitter.emit_many(
+            functools.partial(_trace_events, spans, outer, privacy), scope, trace_id=trace_id
+        )
+
+
+def _identity(spans: list[ReadableSpan]) -> tuple[str | None, str | None]:
+    """The trace's distinct id and session id from its spans' attributes (first set wins)."""
+    user = session = None
+    for span in spans:
+        attributes = attributes_of(span)
+        if not attributes:
+            continue
+        if user is None:
+            user = _first_text(attributes, USER_KEYS)
+        if session is None:
+            session = _first_text(attributes, SESSION_KEYS)
+        if user is not None and session is not None:
+            break
+    return user, session
+
+
+def _first_text(attributes: Any, keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = attributes.get(key)
+        if value is not None and value != "":
+            return str(value)
+    return None
+
+
+def _trace_events(
+    spans: list[ReadableSpan], outer: Any, privacy: bool
+) -> list[tuple[str, dict[str, Any]]]:
+    """Worker side: the `$ai_*` events of one finished trace."""
+    trace_hex = format(spans[0].context.trace_id, "032x")
+    records = [record_from_sdk_span(s, trace_hex) for s in spans]
+    plan = plan_trace(records)
+    if plan is None:
+        return []
+    root = plan.root
+    events: list[tuple[str, dict[str, Any]]] = []
+    if outer is None:
+        trace_id = plan.trace_id
         for rec, kind, parent_id in plan.spans:
-            if rec is root:
-                parent_id = outer.span_id
-            elif parent_id == plan.trace_id:
-                parent_id = stand_in
-            emit(
-                _EVENT_OF.get(kind, SPAN),
-                _builder(rec, kind, trace_id, parent_id, privacy),
-                scope,
-                trace_id=trace_id,
+            events.append(_span_event(rec, kind, trace_id, parent_id, privacy))
+        if root is not None:
+            events.append(
+                trace_event(root, trace_id=trace_id, privacy=privacy, framework=FRAMEWORK)
             )
-        if root is not None and not any(rec is root for rec, _, _ in plan.spans):
-            emit(
-                SPAN, _builder(root, "", trace_id, outer.span_id, privacy), scope, trace_id=trace_id
-            )
+        return events
+    # Started inside another observation (posthog_llm.span, an Agents run ...): the whole
+    # OpenTelemetry trace joins it, its root as a span under the observation.
+    trace_id = outer.trace_id
+    stand_in = root.span_id if root is not None else outer.span_id
+    for rec, kind, parent_id in plan.spans:
+        if rec is root:
+            parent_id = outer.span_id
+        elif parent_id == plan.trace_id:
+            parent_id = stand_in
+        events.append(_span_event(rec, kind, trace_id, parent_id, privacy))
+    if root is not None and not any(rec is root for rec, _, _ in plan.spans):
+        events.append(_span_event(root, "", trace_id, outer.span_id, privacy))
+    return events
 
 
-def _trace_builder(root: SpanRecord, trace_id: str, privacy: bool) -> Any:
-    def build() -> dict[str, Any]:
-        return trace_event(root, trace_id=trace_id, privacy=privacy, framework=FRAMEWORK)[1]
-
-    return build
-
-
-def _builder(rec: SpanRecord, kind: str, trace_id: str, parent_id: str, privacy: bool) -> Any:
-    def build() -> dict[str, Any]:
-        return span_event(
-            rec, kind, trace_id=trace_id, parent_id=parent_id, privacy=privacy, framework=FRAMEWORK
-        )[1]
-
-    return build
+def _span_event(
+    rec: SpanRecord, kind: str, trace_id: str, parent_id: str, privacy: bool
+) -> tuple[str, dict[str, Any]]:
+    return span_event(
+        rec, kind, trace_id=trace_id, parent_id=parent_id, privacy=privacy, framework=FRAMEWORK
+    )

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-__all__ = ["SpanEvent", "SpanRecord", "record_from_sdk_span", "AI_PREFIXES", "is_ai_span"]
+__all__ = [
+    "SpanEvent",
+    "SpanRecord",
+    "record_from_sdk_span",
+    "attributes_of",
+    "AI_PREFIXES",
+    "is_ai_span",
+]
 
 # A span is AI work when a name or attribute key has one of these prefixes (GenAI semantic
 # conventions, OpenInference, Vercel AI SDK, OpenLLMetry), as PostHog's own exporter decides.
 _STATUS_ERROR = 2  # StatusCode.ERROR, in the SDK and in OTLP
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 AI_PREFIXES = ("gen_ai.", "llm.", "ai.", "traceloop.", "openinference.")
 
 
@@ -60,43 +69,48 @@ def is_ai_span(name: str, attributes: Mapping[str, Any] | None) -> bool:
     return False
 
 
-def _plain_attributes(item: Any) -> dict[str, Any]:
-    """A span's or event's attributes as a plain dict.
+def attributes_of(item: Any) -> Mapping[str, Any] | None:
+    """A span's or event's attributes, read without copying (the caller must not change them).
 
     The SDK's public view is a read-only proxy over `BoundedAttributes`, which takes a lock for
-    every key read (~0.7 µs a key); the conversion reads many keys. Its backing dict is copied
-    directly when it is there, else the public view.
+    every key read (~0.7 µs a key); its backing dict is used when it is there. An ended span's
+    attributes no longer change.
     """
-    bounded = getattr(item, "_attributes", None)
-    backing = getattr(bounded, "_dict", None)
+    backing = getattr(getattr(item, "_attributes", None), "_dict", None)
     if isinstance(backing, dict):
-        return dict(backing)
-    public = item.attributes
-    return dict(public) if public else {}
+        return backing
+    public: Mapping[str, Any] | None = item.attributes
+    return public
 
 
-def record_from_sdk_span(span: Any) -> SpanRecord:
-    """A `SpanRecord` from an ended `opentelemetry.sdk.trace.ReadableSpan`."""
+def record_from_sdk_span(span: Any, trace_hex: str | None = None) -> SpanRecord:
+    """A `SpanRecord` from an ended `opentelemetry.sdk.trace.ReadableSpan`.
+
+    The record shares the span's attributes (an ended span's attributes no longer change) and
+    takes `trace_hex`, the trace id in hex, when the caller already has it.
+    """
     ctx = span.context
     parent = span.parent
     status = span.status
     resource = getattr(span, "resource", None)
     # As for attributes: the public `events` copies a locked list; read its deque when there.
     backing = getattr(getattr(span, "_events", None), "_dq", None)
-    events = tuple(backing) if backing is not None else span.events
+    events = backing if backing is not None else span.events
     return SpanRecord(
-        trace_id=format(ctx.trace_id, "032x"),
+        trace_id=trace_hex or format(ctx.trace_id, "032x"),
         span_id=format(ctx.span_id, "016x"),
         parent_id=format(parent.span_id, "016x") if parent is not None else None,
-        parent_remote=bool(parent is not None and parent.is_remote),
+        parent_remote=parent is not None and parent.is_remote,
         name=span.name or "",
         start_ns=span.start_time or 0,
         end_ns=span.end_time or 0,
-        attributes=_plain_attributes(span),
-        events=tuple(SpanEvent(e.name, _plain_attributes(e), e.timestamp or 0) for e in events)
+        attributes=attributes_of(span) or _NO_ATTRIBUTES,
+        events=tuple(
+            SpanEvent(e.name, attributes_of(e) or _NO_ATTRIBUTES, e.timestamp or 0) for e in events
+        )
         if events
         else (),
         is_error=status is not None and status.status_code.value == _STATUS_ERROR,
         status_message=status.description if status is not None else None,
-        resource=resource.attributes if resource is not None else {},
+        resource=resource.attributes if resource is not None else _NO_ATTRIBUTES,
     )

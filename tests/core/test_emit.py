@@ -116,3 +116,73 @@ def test_posthog_module_is_accepted_as_in_the_product_doc(posthog_server, monkey
         if posthog.default_client is not None:
             posthog.default_client.shutdown()
         posthog.default_client = None
+
+
+def _trace_of_three() -> list[tuple[str, dict]]:
+    return [
+        ("$ai_generation", generation_properties(trace_id="tr", span_id="g", input="hi")),
+        ("$ai_span", span_properties(trace_id="tr", span_id="s")),
+        ("$ai_trace", {"$ai_trace_id": "tr", "$ai_span_name": "root"}),
+    ]
+
+
+def test_emit_many_ships_a_whole_trace_as_one_item_built_later(client, sink):
+    emitter = Emitter(client, properties={"team": "a"})
+    built = []
+
+    def build():
+        built.append(True)
+        return _trace_of_three()
+
+    with posthog_llm.context(distinct_id="u1", session_id="s1"):
+        scope = emitter.scope()
+    emitter.emit_many(build, scope, trace_id="tr")
+    assert client.stats()["queued"] == 1 and not built  # one item, nothing built yet
+    client.flush(5)
+    assert len(built) == 1
+    assert [e["event"] for e in sink.events] == ["$ai_generation", "$ai_span", "$ai_trace"]
+    assert {e["distinct_id"] for e in sink.events} == {"u1"}
+    assert all(e["properties"]["team"] == "a" for e in sink.events)
+    assert all(e["properties"]["$ai_session_id"] == "s1" for e in sink.events)
+    assert len({e["uuid"] for e in sink.events}) == 3
+
+
+def test_emit_many_counts_what_before_send_drops_and_honours_privacy(sink):
+    def drop_spans(event):
+        return None if event["event"] == "$ai_span" else event
+
+    client = posthog_llm.Client(destination=sink, before_send=drop_spans, privacy_mode=True)
+    try:
+        emitter = Emitter(client)
+        emitter.emit_many(_trace_of_three, emitter.scope(), trace_id="tr")
+        client.flush(5)
+        assert [e["event"] for e in sink.events] == ["$ai_generation", "$ai_trace"]
+        assert "$ai_input" not in sink.events[0]["properties"]
+        assert {e["distinct_id"] for e in sink.events} == {"tr"}  # anonymous: the trace id
+        assert client.stats()["filtered"] == 1
+    finally:
+        client.shutdown(5)
+
+
+def test_emit_many_with_a_posthog_python_client(posthog_server):
+    posthog = pytest.importorskip("posthog")
+    ph = posthog.Posthog("phc_test", host=posthog_server.host, sync_mode=True)
+    emitter = Emitter(ph, framework="test")
+    emitter.emit_many(_trace_of_three, emitter.scope(), trace_id="tr")
+    ph.flush()
+    events = posthog_server.wait_for(3)
+    assert sorted(e["event"] for e in events) == ["$ai_generation", "$ai_span", "$ai_trace"]
+    assert {e["distinct_id"] for e in events} == {"tr"}
+
+
+@pytest.mark.allow_internal_errors
+def test_emit_many_with_a_failing_builder_counts_it_and_keeps_going(client, sink):
+    emitter = Emitter(client)
+
+    def broken():
+        raise RuntimeError("builder bug")
+
+    emitter.emit_many(broken, emitter.scope(), trace_id="t")
+    emitter.emit_many(_trace_of_three, emitter.scope(), trace_id="tr")
+    client.flush(5)
+    assert len(sink.events) == 3 and client.stats()["failed"] == 1

@@ -260,7 +260,7 @@ _ODD_KEYS = ('"true":', '"false":', '"null":', '"NaN":', 'Infinity":')
 
 
 # orjson hands every subclass of a builtin (str-like enums, OrderedDict...), dataclass and date
-# to `default` (none: it raises), so those take the exact path; NaN and infinities it writes as
+# to `default` (`_plain_str`: plain str subclasses only; the rest raise and take the exact path); NaN and infinities it writes as
 # null, so an event with a null is re-encoded by the stdlib encoder, which refuses them.
 _ORJSON_OPTIONS = (
     (
@@ -273,6 +273,21 @@ _ORJSON_OPTIONS = (
 )
 _DATA_URL_IN_BYTES = re.compile(rb'"data:[^"/]+/[^";]+;base64,', re.IGNORECASE)
 _BLOB_IN_BYTES = re.compile(rb'"[A-Za-z0-9+/=_-]{1024,}"')
+
+
+def _plain_str(value: Any) -> str:
+    """orjson's `default`: a str subclass as `to_json_safe` writes it (`str(value)`).
+
+    LangChain's `TextAccessor` (what `StrOutputParser` returns) is one; without this every
+    chain's output would leave the one-pass path. Anything else (str enums included, which
+    `to_json_safe` writes as their value) raises, and the event takes the exact path. The
+    strings it returns are checked like every other by `_plain_bytes`.
+    """
+    if isinstance(value, str) and not isinstance(value, enum.Enum):
+        text = str(value)
+        if type(text) is str:
+            return text
+    raise TypeError
 
 
 def encode_plain_event(event: dict[str, Any], max_bytes: int) -> bytes | None:
@@ -288,7 +303,7 @@ def encode_plain_event(event: dict[str, Any], max_bytes: int) -> bytes | None:
             return None
     if _orjson is not None:
         try:
-            data = _orjson.dumps(event, option=_ORJSON_OPTIONS)
+            data = _orjson.dumps(event, default=_plain_str, option=_ORJSON_OPTIONS)
         except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
             return None
         if b"null" not in data:

@@ -26,6 +26,10 @@ class Color(str, enum.Enum):
     RED = "red"
 
 
+class Text(str):
+    """A plain str subclass, like LangChain's `TextAccessor` (what `StrOutputParser` returns)."""
+
+
 def _event(props: dict[str, Any], **fields: Any) -> dict[str, Any]:
     return {
         "event": "$ai_span",
@@ -51,6 +55,7 @@ PLAIN = [
     {"data": "see data:image/png;base64, in prose"},
     {"tuple": (1, "a")},
     {"none": None, "unicode_key_é": "\u2028 \x7f \x01 tab\t"},
+    {"$ai_output_state": Text("Owls eat mice."), "nested": [Text("a"), {"b": Text("c")}]},
 ]
 CONVERTED = [
     {"when": _dt.datetime(2025, 1, 30, 12, 0)},
@@ -61,6 +66,9 @@ CONVERTED = [
     {"ordered": OrderedDict(a=1)},
     {"enum": Color.RED},
     {"image": "data:image/png;base64," + "iVBORw0KGgo" * 20},
+    {"image_text": Text("data:image/png;base64," + "iVBORw0KGgo" * 20)},
+    {"blob_text": Text("QUFB" * 400)},
+    {"text_key": {Text("k"): 1}},
     {"blob": "QUFB" * 400},
     {"deep": _nested(80)},
     {"surrogate": "bad \ud800 text"},

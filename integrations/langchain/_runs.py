@@ -11,6 +11,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -77,6 +78,13 @@ class Run:
         "last_token",
         "scope",
         "obs",
+        # Set by the end hook: what `__call__` hands the builder on the worker thread.
+        "builder",
+        "emitter",
+        "output",
+        "error",
+        "end",
+        "max_chars",
     )
 
     def __init__(
@@ -108,6 +116,23 @@ class Run:
         self.last_token: float | None = None
         self.scope = trace.scope
         self.obs: Observation | None = None  # open while the run runs, for nested work
+        self.builder: Callable[..., dict[str, Any]] | None = None
+        self.emitter: Any = None
+        self.output: Any = None
+        self.error: BaseException | None = None
+        self.end = start
+        self.max_chars: int | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        """The event's properties (on the worker): the ended run is its own builder.
+
+        One object per event instead of a `functools.partial` and its argument tuple: fewer
+        allocations on the caller and fewer objects for the garbage collector while queued.
+        """
+        builder = self.builder
+        if builder is None:
+            raise RuntimeError("the run has not ended")
+        return builder(self.emitter, self, self.output, self.error, self.end, self.max_chars)
 
     def span_id_for_children(self) -> Any:
         """What a child of this run uses as its `$ai_parent_id`."""

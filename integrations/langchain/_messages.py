@@ -221,9 +221,17 @@ def output_choices(response: Any) -> list[Any]:
 
 def to_state(value: Any, depth: int = 0) -> Any:
     """A chain's input or output with messages, prompts and documents made readable."""
-    if value is None or isinstance(value, (str, int, float, bool)):
+    cls = type(value)
+    # Exact builtins first: most state is plain dicts, lists and strings.
+    if cls is str or value is None or cls is int or cls is float or cls is bool:
         return value
     if depth > _MAX_STATE_DEPTH:
+        return value
+    if cls is dict:
+        return {k: to_state(v, depth + 1) for k, v in value.items()}
+    if cls is list:
+        return [to_state(v, depth + 1) for v in value]
+    if isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, BaseMessage):
         return message_to_dict(value)
@@ -255,7 +263,8 @@ def cap_strings(
     With `sent_whole`, only strings contained in one of those texts are cut: their whole text
     is already in a generation of the same trace.
     """
-    if isinstance(value, str):
+    cls = type(value)
+    if cls is str or isinstance(value, str):
         if len(value) <= max_chars:
             return value
         if sent_whole is None:
@@ -267,9 +276,9 @@ def cap_strings(
         return f"{value[:max_chars]}{TRUNCATION_MARKER[:-1]}: {note}]"
     if depth > _MAX_STATE_DEPTH * 2:
         return value
-    if isinstance(value, dict):
+    if cls is dict or isinstance(value, dict):
         return {k: cap_strings(v, max_chars, sent_whole, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
+    if cls is list or isinstance(value, list):
         return [cap_strings(v, max_chars, sent_whole, depth + 1) for v in value]
     return value
 

@@ -161,8 +161,17 @@ def is_anthropic_model(provider: str | None, model: str | None) -> bool:
     return "claude" in lowered or "anthropic" in lowered
 
 
+# `UsageMetadata` without token details: read directly, the rest by the core's normaliser.
+_PLAIN_USAGE_KEYS = frozenset({"input_tokens", "output_tokens", "total_tokens"})
+
+
 def _standard_usage(usage: Any, anthropic: bool) -> Usage | None:
     """LangChain's `UsageMetadata`: input_tokens counts every prompt token, cached or not."""
+    if type(usage) is dict and usage.keys() <= _PLAIN_USAGE_KEYS:
+        input_tokens, output_tokens = usage.get("input_tokens"), usage.get("output_tokens")
+        if type(input_tokens) is int and type(output_tokens) is int:
+            # What `normalize_usage` reads from these keys; no cache counts to subtract.
+            return Usage(input_tokens, output_tokens)
     parsed = normalize_usage(usage)
     if parsed.input_tokens is None and parsed.output_tokens is None:
         return None

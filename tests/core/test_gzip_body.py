@@ -37,7 +37,9 @@ def test_gzip_body_is_gzip_that_the_stdlib_reads(compressor: str) -> None:
     assert len(packed) < len(text) // 3
 
 
-def test_a_large_prompt_arrives_whole_with_either_compressor(posthog_server, compressor: str) -> None:
+def test_a_large_prompt_arrives_whole_with_either_compressor(
+    posthog_server, compressor: str
+) -> None:
     prompt = " ".join(f"w{(i * 7919) % 5003}" for i in range(40_000))
     client = Client(api_key="phc_test", host=posthog_server.host, flush_interval=0.05)
     client.capture("$ai_generation", distinct_id="u", properties={"$ai_input": prompt})

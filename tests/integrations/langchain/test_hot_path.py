@@ -127,3 +127,17 @@ def test_plain_usage_is_read_as_the_normaliser_reads_it(
         )
         expected = expected._replace(input_tokens=max(0, expected.input_tokens - cached))
     assert _usage._standard_usage(usage, anthropic) == expected
+
+
+def test_a_traces_scope_gets_its_id_as_a_merge_would_give_it() -> None:
+    from posthog_llm.instrumentation import Scope
+    from posthog_llm.integrations.langchain._handler import _with_trace_id
+
+    for scope in (
+        Scope(),
+        Scope(distinct_id="u", session_id="s", properties={"a": 1}, groups={"g": "x"}),
+        Scope(trace_id="old", privacy_mode=True),
+    ):
+        made = _with_trace_id(scope, "t-1")
+        assert made == scope.merged(Scope(trace_id="t-1"))
+        assert made.trace_id == "t-1" and scope.trace_id != "t-1"

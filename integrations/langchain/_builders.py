@@ -46,7 +46,7 @@ def _run_name(run: Run) -> str | None:
     if run.name:
         return str(run.name)
     serialized = run.serialized
-    if isinstance(serialized, Mapping):
+    if type(serialized) is dict or isinstance(serialized, Mapping):
         name = serialized.get("name")
         if name:
             return str(name)
@@ -158,8 +158,10 @@ def trace_builder(
 
 
 def _model_parameters(params: Any, metadata: Any) -> dict[str, Any]:
-    model_parameters = allowed_model_parameters(params if isinstance(params, Mapping) else None)
-    if isinstance(metadata, Mapping):
+    model_parameters = allowed_model_parameters(
+        params if (type(params) is dict or isinstance(params, Mapping)) else None
+    )
+    if type(metadata) is dict or isinstance(metadata, Mapping):
         # LangSmith's standard params fill in what a model's invocation params leave out.
         for ls_key, key in (
             ("ls_temperature", "temperature"),
@@ -173,7 +175,7 @@ def _model_parameters(params: Any, metadata: Any) -> dict[str, Any]:
 
 
 def _tools(params: Any) -> Any:
-    if not isinstance(params, Mapping):
+    if not (type(params) is dict or isinstance(params, Mapping)):
         return None
     tools = params.get("tools") or params.get("functions")
     if not isinstance(tools, (list, tuple)):
@@ -181,7 +183,7 @@ def _tools(params: Any) -> Any:
     # Remote MCP tool definitions carry the server's credentials in headers.
     return [
         {k: ("[REDACTED]" if k in ("headers", "authorization") else v) for k, v in tool.items()}
-        if isinstance(tool, Mapping) and tool.get("type") == "mcp"
+        if (type(tool) is dict or isinstance(tool, Mapping)) and tool.get("type") == "mcp"
         else tool
         for tool in tools
     ]
@@ -260,8 +262,10 @@ def generation_builder(
     max_chars: int | None,
 ) -> dict[str, Any]:
     privacy = emitter.privacy(run.scope)
-    params = run.params if isinstance(run.params, Mapping) else {}
-    metadata = run.metadata if isinstance(run.metadata, Mapping) else {}
+    params = run.params if (type(run.params) is dict or isinstance(run.params, Mapping)) else {}
+    metadata = (
+        run.metadata if (type(run.metadata) is dict or isinstance(run.metadata, Mapping)) else {}
+    )
     # One guard for the group, and one per fact only when something in it fails: the policy
     # (a fact that cannot be read is left out, not the event) at the cost of one `try`.
     try:

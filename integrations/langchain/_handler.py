@@ -522,11 +522,17 @@ def _metadata_overrides(metadata: Any) -> Scope | None:
 def _with_trace_id(scope: Scope, trace_id: str) -> Scope:
     """`scope.merged(Scope(trace_id=trace_id))`, once per trace, without building two frozen
     dataclasses (their `__init__` goes through `object.__setattr__` per field: ~2 µs)."""
+    if not _SCOPE_HAS_DICT:
+        return scope.merged(Scope(trace_id=trace_id))
     copy = object.__new__(Scope)
     fields = copy.__dict__
     fields.update(scope.__dict__)
     fields["trace_id"] = trace_id
     return copy
+
+
+# The shortcut above copies the dataclass's instance dict; a Scope with slots takes the merge.
+_SCOPE_HAS_DICT = hasattr(Scope(), "__dict__")
 
 
 def _run_scope(scope: Scope, extra: Any, private: bool) -> Scope:

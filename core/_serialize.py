@@ -303,7 +303,7 @@ def encode_plain_event(event: dict[str, Any], max_bytes: int) -> bytes | None:
             return None
     if _orjson is not None:
         try:
-            data = _orjson.dumps(event, default=_plain_str, option=_ORJSON_OPTIONS)
+            data: bytes = _orjson.dumps(event, default=_plain_str, option=_ORJSON_OPTIONS)
         except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
             return None
         if len(data) > max_bytes:

@@ -18,7 +18,7 @@ from ._base import BatchTooLargeError, PermanentError, RetryableError
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["PostHogHTTPDestination", "AI_LANE", "EVENTS_LANE", "is_ai_event"]
+__all__ = ["PostHogHTTPDestination", "AI_LANE", "EVENTS_LANE", "is_ai_event", "gzip_body"]
 
 AI_LANE = "ai"
 EVENTS_LANE = "events"

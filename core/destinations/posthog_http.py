@@ -8,8 +8,8 @@ Both take the same body: `{"api_key", "batch": [...], "sent_at"}`.
 from __future__ import annotations
 
 import datetime as _dt
-import gzip as _gzip
 import json
+import zlib
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
@@ -18,7 +18,7 @@ from ._base import BatchTooLargeError, PermanentError, RetryableError
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["PostHogHTTPDestination", "AI_LANE", "EVENTS_LANE", "is_ai_event"]
+__all__ = ["PostHogHTTPDestination", "AI_LANE", "EVENTS_LANE", "is_ai_event", "gzip_body"]
 
 AI_LANE = "ai"
 EVENTS_LANE = "events"
@@ -39,6 +39,25 @@ def is_ai_event(data: bytes) -> bool:
 
 
 _RETRY_STATUSES = frozenset({408, 429})
+
+# gzip container (what `Content-Encoding: gzip` means), written by the compressor in one pass.
+_GZIP_WBITS = 31
+_deflate: Any
+try:  # ISA-L's deflate: 3-4x cheaper than zlib's level 1 on prompts, no larger (`[fast]` extra)
+    from isal import isal_zlib as _isal_zlib
+
+    _deflate = _isal_zlib
+except ImportError:
+    _deflate = zlib
+
+
+def gzip_body(data: bytes) -> bytes:
+    """`data` gzipped at level 1: CPU on the user's machine is the scarcer resource here.
+
+    With `isal` installed, ISA-L's deflate; else the stdlib's zlib. Both write the same wire
+    format (RFC 1952), which PostHog accepts.
+    """
+    return bytes(_deflate.compress(data, 1, _GZIP_WBITS))
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -85,7 +104,18 @@ class PostHogHTTPDestination:
 
     def body(self, events: list[bytes]) -> bytes:
         sent_at = _dt.datetime.now(_dt.timezone.utc).isoformat()
-        return self._prefix + b",".join(events) + b'],"sent_at":"' + sent_at.encode() + b'"}'
+        # One join: the events are copied once (a 200 KB prompt is not copied three times).
+        parts = [self._prefix]
+        for data in events:
+            parts.append(data)
+            parts.append(b",")
+        if events:
+            parts[-1] = b'],"sent_at":"'
+        else:
+            parts.append(b'],"sent_at":"')
+        parts.append(sent_at.encode())
+        parts.append(b'"}')
+        return b"".join(parts)
 
     def send(self, events: list[bytes], *, timeout: float) -> None:
         """POST one batch; the sender never mixes lanes, so the first event picks the URL."""
@@ -96,8 +126,8 @@ class PostHogHTTPDestination:
         headers = {"Content-Type": "application/json"}
         if self.gzip:
             # Level 1: about 5x cheaper than the default level 6 on large prompts, for ~40% more
-            # bytes. CPU on the user's machine is the scarcer resource here.
-            data = _gzip.compress(data, compresslevel=1)
+            # bytes.
+            data = gzip_body(data)
             headers["Content-Encoding"] = "gzip"
         try:
             response: Any = self._get_session().post(

@@ -46,7 +46,7 @@ def _run_name(run: Run) -> str | None:
     if run.name:
         return str(run.name)
     serialized = run.serialized
-    if isinstance(serialized, Mapping):
+    if type(serialized) is dict or isinstance(serialized, Mapping):
         name = serialized.get("name")
         if name:
             return str(name)
@@ -92,7 +92,10 @@ def _step_common(
     err, status = _error_fields(error)
     if privacy:
         return privacy, None, None, err, status
-    return privacy, safely(to_state, run.inputs), safely(to_state, output), err, status
+    try:  # one guard for both; one each only when one of them fails
+        return privacy, to_state(run.inputs), to_state(output), err, status
+    except Exception:
+        return privacy, safely(to_state, run.inputs), safely(to_state, output), err, status
 
 
 def span_builder(
@@ -113,7 +116,7 @@ def span_builder(
         span_type = run.kind
     return span_properties(
         trace_id=run.trace.trace_id,
-        span_id=run.run_id,
+        span_id=run.span_str or run.run_id,
         parent_id=run.parent_span,
         span_name=_run_name(run),
         input_state=input_state,
@@ -155,8 +158,10 @@ def trace_builder(
 
 
 def _model_parameters(params: Any, metadata: Any) -> dict[str, Any]:
-    model_parameters = allowed_model_parameters(params if isinstance(params, Mapping) else None)
-    if isinstance(metadata, Mapping):
+    model_parameters = allowed_model_parameters(
+        params if (type(params) is dict or isinstance(params, Mapping)) else None
+    )
+    if type(metadata) is dict or isinstance(metadata, Mapping):
         # LangSmith's standard params fill in what a model's invocation params leave out.
         for ls_key, key in (
             ("ls_temperature", "temperature"),
@@ -170,7 +175,7 @@ def _model_parameters(params: Any, metadata: Any) -> dict[str, Any]:
 
 
 def _tools(params: Any) -> Any:
-    if not isinstance(params, Mapping):
+    if not (type(params) is dict or isinstance(params, Mapping)):
         return None
     tools = params.get("tools") or params.get("functions")
     if not isinstance(tools, (list, tuple)):
@@ -178,10 +183,74 @@ def _tools(params: Any) -> Any:
     # Remote MCP tool definitions carry the server's credentials in headers.
     return [
         {k: ("[REDACTED]" if k in ("headers", "authorization") else v) for k, v in tool.items()}
-        if isinstance(tool, Mapping) and tool.get("type") == "mcp"
+        if (type(tool) is dict or isinstance(tool, Mapping)) and tool.get("type") == "mcp"
         else tool
         for tool in tools
     ]
+
+
+def _facts(run: Run, response: Any, params: Mapping[str, Any], metadata: Mapping[str, Any]) -> Any:
+    """A generation's facts read directly: the common case, where none of them fails."""
+    base_url = base_url_of(run.serialized, params)
+    provider = normalise_provider(metadata.get("ls_provider"), base_url)
+    model = (served_model(response) if response is not None else None) or requested_model(
+        params, metadata
+    )
+    usage = (extract_usage(response, provider, model) if response is not None else None) or Usage()
+    return (
+        base_url,
+        provider,
+        model,
+        usage,
+        _model_parameters(params, metadata),
+        _tools(params),
+        stop_reason(response) if response is not None else None,
+    )
+
+
+def _facts_safely(
+    run: Run, response: Any, params: Mapping[str, Any], metadata: Mapping[str, Any]
+) -> Any:
+    """The same facts one by one: one that cannot be read is left out, not the others."""
+    base_url = safely(base_url_of, run.serialized, params)
+    provider = safely(normalise_provider, metadata.get("ls_provider"), base_url)
+    model = (safely(served_model, response) if response is not None else None) or safely(
+        requested_model, params, metadata
+    )
+    usage = (
+        safely(extract_usage, response, provider, model) if response is not None else None
+    ) or Usage()
+    return (
+        base_url,
+        provider,
+        model,
+        usage,
+        safely(_model_parameters, params, metadata),
+        safely(_tools, params),
+        safely(stop_reason, response) if response is not None else None,
+    )
+
+
+def _content(run: Run, response: Any, max_chars: int | None, collect: bool) -> Any:
+    """Input messages, output choices and their long texts, read directly."""
+    convert = messages_to_dicts if run.kind == CHAT else prompts_to_dicts
+    input_messages = convert(run.inputs)
+    output = (output_choices(response) or None) if response is not None else None
+    texts: list[str] = []
+    if collect and max_chars is not None:
+        texts = long_texts(input_messages, max_chars) + long_texts(output, max_chars)
+    return input_messages, output, texts
+
+
+def _content_safely(run: Run, response: Any, max_chars: int | None, collect: bool) -> Any:
+    convert = messages_to_dicts if run.kind == CHAT else prompts_to_dicts
+    input_messages = safely(convert, run.inputs)
+    output = (safely(output_choices, response) or None) if response is not None else None
+    texts: list[str] = []
+    if collect and max_chars is not None:
+        texts.extend(safely(long_texts, input_messages, max_chars) or ())
+        texts.extend(safely(long_texts, output, max_chars) or ())
+    return input_messages, output, texts
 
 
 def generation_builder(
@@ -193,16 +262,17 @@ def generation_builder(
     max_chars: int | None,
 ) -> dict[str, Any]:
     privacy = emitter.privacy(run.scope)
-    params = run.params if isinstance(run.params, Mapping) else {}
-    metadata = run.metadata if isinstance(run.metadata, Mapping) else {}
-    base_url = safely(base_url_of, run.serialized, params)
-    provider = safely(normalise_provider, metadata.get("ls_provider"), base_url)
-    model = (safely(served_model, response) if response is not None else None) or safely(
-        requested_model, params, metadata
+    params = run.params if (type(run.params) is dict or isinstance(run.params, Mapping)) else {}
+    metadata = (
+        run.metadata if (type(run.metadata) is dict or isinstance(run.metadata, Mapping)) else {}
     )
-    usage = Usage()
-    if response is not None:
-        usage = safely(extract_usage, response, provider, model) or usage
+    # One guard for the group, and one per fact only when something in it fails: the policy
+    # (a fact that cannot be read is left out, not the event) at the cost of one `try`.
+    try:
+        facts = _facts(run, response, params, metadata)
+    except Exception:
+        facts = _facts_safely(run, response, params, metadata)
+    base_url, provider, model, usage, model_parameters, tools, stop = facts
     streamed = run.first_token is not None or params.get("stream") is True
     finished = run.last_token if run.last_token is not None and error is None else end
     if _control_flow(error):
@@ -210,24 +280,24 @@ def generation_builder(
     err, status = _error_fields(error)
     input_messages = output = None
     if not privacy:
-        convert = messages_to_dicts if run.kind == CHAT else prompts_to_dicts
-        input_messages = safely(convert, run.inputs)
-        if response is not None:
-            output = safely(output_choices, response) or None
         sent_whole = run.trace.sent_whole
-        if sent_whole is not None and max_chars is not None:
-            sent_whole.extend(safely(long_texts, input_messages, max_chars) or ())
-            sent_whole.extend(safely(long_texts, output, max_chars) or ())
+        collect = sent_whole is not None
+        try:
+            input_messages, output, texts = _content(run, response, max_chars, collect)
+        except Exception:
+            input_messages, output, texts = _content_safely(run, response, max_chars, collect)
+        if sent_whole is not None and texts:
+            sent_whole.extend(texts)
     return generation_properties(
         trace_id=run.trace.trace_id,
-        span_id=run.run_id,
+        span_id=run.span_str or run.run_id,
         parent_id=run.parent_span,
         span_name=_run_name(run),
         model=model,
         provider=provider,
         base_url=base_url,
-        model_parameters=safely(_model_parameters, params, metadata),
-        tools=safely(_tools, params),
+        model_parameters=model_parameters,
+        tools=tools,
         input=input_messages,
         output_choices=output,
         input_tokens=usage.input_tokens,
@@ -238,7 +308,7 @@ def generation_builder(
         latency=max(0.0, finished - run.start),
         time_to_first_token=(run.first_token - run.start) if run.first_token is not None else None,
         stream=streamed,
-        stop_reason=safely(stop_reason, response) if response is not None else None,
+        stop_reason=stop,
         http_status=status if error is not None else 200,
         error=err,
         framework=FRAMEWORK,

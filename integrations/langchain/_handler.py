@@ -7,7 +7,6 @@ builder that `Emitter.emit` hands to our client, which runs it on its worker thr
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -26,11 +25,11 @@ from posthog_llm.instrumentation import (
     UNKNOWN,
     Emitter,
     Scope,
-    capture_internal_exceptions,
     close_observation,
     current_observation,
     open_observation,
     register_resolver,
+    report_internal_error,
 )
 
 from ._builders import generation_builder, span_builder, trace_builder
@@ -145,7 +144,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             trace_id = scope.trace_id or str(run_id)
             if scope.trace_id != trace_id:
                 # Once per trace: the observations of its runs then share this scope as is.
-                scope = scope.merged(Scope(trace_id=trace_id))
+                scope = _with_trace_id(scope, trace_id)
             trace = Trace(
                 trace_id,
                 run_id,
@@ -174,12 +173,17 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 if (extra is not None and extra is not trace.properties_ref) or private:
                     run.scope = _run_scope(trace.scope, extra, private)
         if not run.hidden:
+            if run.parent_span is None:
+                span_id = trace.trace_id
+            else:
+                # Made once here; the builder reuses it for `$ai_span_id` on the worker.
+                span_id = run.span_str = str(run_id)
             run.obs = open_observation(
                 GENERATION_KIND
                 if kind in (CHAT, LLM)
                 else (TRACE_KIND if run.parent_span is None else SPAN_KIND),
                 trace_id=trace.trace_id,
-                span_id=str(run.span_id_for_children()),
+                span_id=span_id,
                 scope=run.scope,
                 framework=FRAMEWORK,
                 parent=outer,
@@ -200,7 +204,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
     ) -> None:
         if not self._emitter.enabled:
             return
-        with capture_internal_exceptions():
+        try:
             run = self._start(
                 CHAIN,
                 serialized,
@@ -213,6 +217,8 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             )
             if run is not None:
                 run.run_type = kwargs.get("run_type")
+        except Exception as exc:
+            report_internal_error(exc)
 
     def on_tool_start(
         self,
@@ -228,7 +234,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
     ) -> None:
         if not self._emitter.enabled:
             return
-        with capture_internal_exceptions():
+        try:
             self._start(
                 TOOL,
                 serialized,
@@ -239,6 +245,8 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 metadata,
                 kwargs.get("name"),
             )
+        except Exception as exc:
+            report_internal_error(exc)
 
     def on_retriever_start(
         self,
@@ -253,7 +261,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
     ) -> None:
         if not self._emitter.enabled:
             return
-        with capture_internal_exceptions():
+        try:
             self._start(
                 RETRIEVER,
                 serialized,
@@ -264,6 +272,8 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 metadata,
                 kwargs.get("name"),
             )
+        except Exception as exc:
+            report_internal_error(exc)
 
     def on_chat_model_start(
         self,
@@ -278,7 +288,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
     ) -> None:
         if not self._emitter.enabled:
             return
-        with capture_internal_exceptions():
+        try:
             # Copy the lists: agents append to the same history list after the call.
             rows = [list(row) for row in messages] if messages else messages
             run = self._start(
@@ -287,6 +297,8 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             if run is not None:
                 run.metadata = metadata
                 run.params = kwargs.get("invocation_params")
+        except Exception as exc:
+            report_internal_error(exc)
 
     def on_llm_start(
         self,
@@ -301,7 +313,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
     ) -> None:
         if not self._emitter.enabled:
             return
-        with capture_internal_exceptions():
+        try:
             run = self._start(
                 LLM,
                 serialized,
@@ -315,6 +327,8 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             if run is not None:
                 run.metadata = metadata
                 run.params = kwargs.get("invocation_params")
+        except Exception as exc:
+            report_internal_error(exc)
 
     def on_llm_new_token(  # type: ignore[override]  # every argument but run_id is unused
         self, token: str, *, run_id: UUID, **kwargs: Any
@@ -366,12 +380,14 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         self, run_id: UUID, output: Any, error: BaseException | None, kwargs: dict[str, Any]
     ) -> None:
         end = _perf_counter()
-        with capture_internal_exceptions():
+        try:
             run = self._runs.pop(run_id)
             if run is None:
                 return
-            if run.obs is not None:
-                close_observation(run.obs)
+            obs = run.obs
+            if obs is not None:
+                run.obs = None  # nothing joins an ended run: let the observation go
+                close_observation(obs)
             if run.hidden:
                 return
             inputs = kwargs.get("inputs")
@@ -379,53 +395,41 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 # Streamed chains start with a placeholder and deliver their input at the end.
                 run.inputs = _snapshot(inputs)
             emitter = self._emitter
+            run.emitter = emitter
+            run.output = _snapshot(output)
+            run.error = error
+            run.end = end
+            run.max_chars = self.max_span_state_chars
             if run.parent_span is None:
-                build = functools.partial(
-                    trace_builder,
-                    emitter,
-                    run,
-                    _snapshot(output),
-                    error,
-                    end,
-                    self.max_span_state_chars,
-                )
+                run.builder = trace_builder
                 event = TRACE
             else:
-                build = functools.partial(
-                    span_builder,
-                    emitter,
-                    run,
-                    _snapshot(output),
-                    error,
-                    end,
-                    self.max_span_state_chars,
-                )
+                run.builder = span_builder
                 event = SPAN
-            emitter.emit(event, build, run.scope, trace_id=run.trace.trace_id)
+            emitter.emit(event, run, run.scope, trace_id=run.trace.trace_id)
+        except Exception as exc:
+            report_internal_error(exc)
 
     def _end_generation(self, run_id: UUID, response: Any, error: BaseException | None) -> None:
         end = _perf_counter()
-        with capture_internal_exceptions():
+        try:
             run = self._runs.pop(run_id)
             if run is None:
                 return
-            if run.obs is not None:
-                close_observation(run.obs)
+            obs = run.obs
+            if obs is not None:
+                run.obs = None
+                close_observation(obs)
             emitter = self._emitter
-            emitter.emit(
-                GENERATION,
-                functools.partial(
-                    generation_builder,
-                    emitter,
-                    run,
-                    response,
-                    error,
-                    end,
-                    self.max_span_state_chars,
-                ),
-                run.scope,
-                trace_id=run.trace.trace_id,
-            )
+            run.emitter = emitter
+            run.builder = generation_builder
+            run.output = response
+            run.error = error
+            run.end = end
+            run.max_chars = self.max_span_state_chars
+            emitter.emit(GENERATION, run, run.scope, trace_id=run.trace.trace_id)
+        except Exception as exc:
+            report_internal_error(exc)
 
 
 # -- which run is executing here -----------------------------------------------------------------
@@ -513,6 +517,22 @@ def _metadata_overrides(metadata: Any) -> Scope | None:
         groups=dict(groups) if isinstance(groups, Mapping) else {},
         privacy_mode=bool(privacy) if privacy is not None else None,
     )
+
+
+def _with_trace_id(scope: Scope, trace_id: str) -> Scope:
+    """`scope.merged(Scope(trace_id=trace_id))`, once per trace, without building two frozen
+    dataclasses (their `__init__` goes through `object.__setattr__` per field: ~2 µs)."""
+    if not _SCOPE_HAS_DICT:
+        return scope.merged(Scope(trace_id=trace_id))
+    copy = object.__new__(Scope)
+    fields = copy.__dict__
+    fields.update(scope.__dict__)
+    fields["trace_id"] = trace_id
+    return copy
+
+
+# The shortcut above copies the dataclass's instance dict; a Scope with slots takes the merge.
+_SCOPE_HAS_DICT = hasattr(Scope(), "__dict__")
 
 
 def _run_scope(scope: Scope, extra: Any, private: bool) -> Scope:

@@ -63,22 +63,26 @@ def _part(part: Any) -> Any:
     """One content block in OpenAI's form, with binary data replaced."""
     if isinstance(part, str):
         return {"type": "text", "text": part}
-    if not isinstance(part, Mapping):
+    if not (type(part) is dict or isinstance(part, Mapping)):
         return part
     kind = part.get("type")
     if kind == "text":
         return {"type": "text", "text": part.get("text", "")}
     if kind == "image_url":
         image = part.get("image_url")
-        url = image.get("url") if isinstance(image, Mapping) else image
+        url = image.get("url") if (type(image) is dict or isinstance(image, Mapping)) else image
         if isinstance(url, str) and url.startswith("data:") and "," in url:
             url = url[: url.index(",")] + "," + BASE64_PLACEHOLDER
         out = dict(part)
-        out["image_url"] = {**image, "url": url} if isinstance(image, Mapping) else {"url": url}
+        out["image_url"] = (
+            {**image, "url": url}
+            if (type(image) is dict or isinstance(image, Mapping))
+            else {"url": url}
+        )
         return out
     if kind == "image":
         source = part.get("source")
-        if isinstance(source, Mapping):  # Anthropic's own format
+        if type(source) is dict or isinstance(source, Mapping):  # Anthropic's own format
             if source.get("type") == "base64":
                 return {
                     "type": "image_url",
@@ -97,9 +101,9 @@ def _part(part: Any) -> Any:
         for key, value in part.items():
             if key in ("base64", "data") and isinstance(value, str):
                 value = BASE64_PLACEHOLDER
-            elif isinstance(value, Mapping) and "data" in value:
+            elif (type(value) is dict or isinstance(value, Mapping)) and "data" in value:
                 value = {**value, "data": BASE64_PLACEHOLDER}
-            elif isinstance(value, Mapping) and "file_data" in value:
+            elif (type(value) is dict or isinstance(value, Mapping)) and "file_data" in value:
                 value = {**value, "file_data": BASE64_PLACEHOLDER}
             out[key] = value
         return out
@@ -114,10 +118,14 @@ def _content(content: Any, *, drop_tool_use: bool = False) -> Any:
             _part(part)
             for part in content
             if not (
-                drop_tool_use and isinstance(part, Mapping) and part.get("type") in _TOOL_USE_BLOCKS
+                drop_tool_use
+                and (type(part) is dict or isinstance(part, Mapping))
+                and part.get("type") in _TOOL_USE_BLOCKS
             )
         ]
-        if parts and all(isinstance(p, Mapping) and p.get("type") == "text" for p in parts):
+        if parts and all(
+            (type(p) is dict or isinstance(p, Mapping)) and p.get("type") == "text" for p in parts
+        ):
             if len(parts) == 1:
                 return parts[0]["text"]
         return parts
@@ -138,7 +146,7 @@ def _tool_calls(message: BaseMessage) -> list[dict[str, Any]]:
     for call in list(getattr(message, "tool_calls", None) or ()) + list(
         getattr(message, "invalid_tool_calls", None) or ()
     ):
-        if not isinstance(call, Mapping):
+        if not (type(call) is dict or isinstance(call, Mapping)):
             continue
         calls.append(
             {
@@ -158,7 +166,7 @@ def message_to_dict(message: Any) -> Any:
     {'role': 'user', 'content': 'hi'}
     """
     if not isinstance(message, BaseMessage):
-        if isinstance(message, Mapping) and "role" in message:
+        if (type(message) is dict or isinstance(message, Mapping)) and "role" in message:
             return dict(message)
         if isinstance(message, (tuple, list)) and len(message) == 2 and isinstance(message[0], str):
             return {"role": _ROLES.get(message[0], message[0]), "content": _content(message[1])}
@@ -221,9 +229,17 @@ def output_choices(response: Any) -> list[Any]:
 
 def to_state(value: Any, depth: int = 0) -> Any:
     """A chain's input or output with messages, prompts and documents made readable."""
-    if value is None or isinstance(value, (str, int, float, bool)):
+    cls = type(value)
+    # Exact builtins first: most state is plain dicts, lists and strings.
+    if cls is str or value is None or cls is int or cls is float or cls is bool:
         return value
     if depth > _MAX_STATE_DEPTH:
+        return value
+    if cls is dict:
+        return {k: to_state(v, depth + 1) for k, v in value.items()}
+    if cls is list:
+        return [to_state(v, depth + 1) for v in value]
+    if isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, BaseMessage):
         return message_to_dict(value)
@@ -237,7 +253,7 @@ def to_state(value: Any, depth: int = 0) -> Any:
         if value.metadata:
             out["metadata"] = value.metadata
         return out
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         return {k: to_state(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_state(v, depth + 1) for v in value]
@@ -255,36 +271,51 @@ def cap_strings(
     With `sent_whole`, only strings contained in one of those texts are cut: their whole text
     is already in a generation of the same trace.
     """
-    if isinstance(value, str):
+    cls = type(value)
+    if cls is str or isinstance(value, str):
         if len(value) <= max_chars:
             return value
         if sent_whole is None:
             note = f"{len(value):,} characters in all"
-        elif any(value in text for text in sent_whole):
+        elif any(_within(value, text) for text in sent_whole):
             note = f"{len(value):,} characters in all, sent whole in this trace's generation"
         else:
             return value
         return f"{value[:max_chars]}{TRUNCATION_MARKER[:-1]}: {note}]"
     if depth > _MAX_STATE_DEPTH * 2:
         return value
-    if isinstance(value, dict):
+    if cls is dict or isinstance(value, dict):
         return {k: cap_strings(v, max_chars, sent_whole, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
+    if cls is list or isinstance(value, list):
         return [cap_strings(v, max_chars, sent_whole, depth + 1) for v in value]
     return value
+
+
+def _within(value: str, text: str) -> bool:
+    """`value in text`; for texts of the same length (the usual case: the prompt itself) a
+    comparison, not a substring search (~100x cheaper on a 200 KB prompt)."""
+    if len(value) == len(text):
+        return value == text
+    return value in text
 
 
 def long_texts(messages: Any, min_chars: int) -> list[str]:
     """The texts of at least `min_chars` in converted messages (`{"role", "content"}` dicts)."""
     found: list[str] = []
     for message in messages or ():
-        content = message.get("content") if isinstance(message, Mapping) else None
+        content = (
+            message.get("content")
+            if (type(message) is dict or isinstance(message, Mapping))
+            else None
+        )
         if isinstance(content, str):
             if len(content) >= min_chars:
                 found.append(content)
         elif isinstance(content, list):
             for part in content:
-                text = part.get("text") if isinstance(part, Mapping) else None
+                text = (
+                    part.get("text") if (type(part) is dict or isinstance(part, Mapping)) else None
+                )
                 if isinstance(text, str) and len(text) >= min_chars:
                     found.append(text)
     return found

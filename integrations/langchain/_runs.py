@@ -11,6 +11,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -77,6 +78,14 @@ class Run:
         "last_token",
         "scope",
         "obs",
+        "span_str",
+        # Set by the end hook: what `__call__` hands the builder on the worker thread.
+        "builder",
+        "emitter",
+        "output",
+        "error",
+        "end",
+        "max_chars",
     )
 
     def __init__(
@@ -108,6 +117,24 @@ class Run:
         self.last_token: float | None = None
         self.scope = trace.scope
         self.obs: Observation | None = None  # open while the run runs, for nested work
+        self.span_str: str | None = None  # str(run_id), made once when a visible child starts
+        self.builder: Callable[..., dict[str, Any]] | None = None
+        self.emitter: Any = None
+        self.output: Any = None
+        self.error: BaseException | None = None
+        self.end = start
+        self.max_chars: int | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        """The event's properties (on the worker): the ended run is its own builder.
+
+        One object per event instead of a `functools.partial` and its argument tuple: fewer
+        allocations on the caller and fewer objects for the garbage collector while queued.
+        """
+        builder = self.builder
+        if builder is None:
+            raise RuntimeError("the run has not ended")
+        return builder(self.emitter, self, self.output, self.error, self.end, self.max_chars)
 
     def span_id_for_children(self) -> Any:
         """What a child of this run uses as its `$ai_parent_id`."""
@@ -132,8 +159,8 @@ class RunMap:
         self.max_age = max_age
         self.max_ended = max_ended
         self.evicted = 0
-        self._live: OrderedDict[UUID, Run] = OrderedDict()
-        self._ended: OrderedDict[UUID, tuple[Trace, Any]] = OrderedDict()
+        self._live: OrderedDict[Any, Run] = OrderedDict()
+        self._ended: OrderedDict[Any, tuple[Trace, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._inserts = 0
         _live_maps.add(self)
@@ -147,19 +174,23 @@ class RunMap:
 
     def get(self, run_id: UUID) -> Run | None:
         # A plain read is atomic under the GIL; no lock on the per-token path.
-        return self._live.get(run_id)
+        return self._live.get(run_id.int if type(run_id) is UUID else run_id)
 
     def parent_of(self, parent_run_id: UUID) -> tuple[Trace, Any] | None:
         """The trace and `$ai_parent_id` for a child of `parent_run_id`, if it is known."""
-        parent = self._live.get(parent_run_id)
+        key = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
+        parent = self._live.get(key)
         if parent is not None:
             return parent.trace, parent.span_id_for_children()
-        return self._ended.get(parent_run_id)
+        return self._ended.get(key)
 
     def add(self, run: Run) -> None:
         live = self._live
+        run_id = run.run_id
+        # Keyed by the UUID's integer: `UUID.__hash__` is Python code, `int.__hash__` is not.
+        key = run_id.int if type(run_id) is UUID else run_id
         with self._lock:
-            live[run.run_id] = run
+            live[key] = run
             self._inserts += 1
             if len(live) > self.max_runs:
                 _forget(live.popitem(last=False)[1])
@@ -178,11 +209,12 @@ class RunMap:
             self.evicted += 1
 
     def pop(self, run_id: UUID) -> Run | None:
+        key = run_id.int if type(run_id) is UUID else run_id
         with self._lock:
-            run = self._live.pop(run_id, None)
+            run = self._live.pop(key, None)
             if run is not None and run.kind not in (CHAT, LLM):
                 ended = self._ended
-                ended[run_id] = (run.trace.light(), run.span_id_for_children())
+                ended[key] = (run.trace.light(), run.span_id_for_children())
                 if len(ended) > self.max_ended:
                     ended.popitem(last=False)
             return run

@@ -102,11 +102,11 @@ def normalise_provider(ls_provider: Any, base_url: str | None) -> str | None:
 def base_url_of(serialized: Any, invocation_params: Any) -> str | None:
     """The endpoint a chat model talks to, without credentials."""
     sources = []
-    if isinstance(serialized, Mapping):
+    if type(serialized) is dict or isinstance(serialized, Mapping):
         kwargs = serialized.get("kwargs")
-        if isinstance(kwargs, Mapping):
+        if type(kwargs) is dict or isinstance(kwargs, Mapping):
             sources.append(kwargs)
-    if isinstance(invocation_params, Mapping):
+    if type(invocation_params) is dict or isinstance(invocation_params, Mapping):
         sources.append(invocation_params)
     for source in sources:
         for key in _BASE_URL_KEYS:
@@ -117,12 +117,12 @@ def base_url_of(serialized: Any, invocation_params: Any) -> str | None:
 
 
 def requested_model(invocation_params: Any, metadata: Any) -> str | None:
-    if isinstance(invocation_params, Mapping):
+    if type(invocation_params) is dict or isinstance(invocation_params, Mapping):
         for key in ("model", "model_name", "model_id", "deployment_name", "azure_deployment"):
             value = invocation_params.get(key)
             if isinstance(value, str) and value:
                 return value
-    if isinstance(metadata, Mapping):
+    if type(metadata) is dict or isinstance(metadata, Mapping):
         value = metadata.get("ls_model_name")
         if isinstance(value, str) and value:
             return value
@@ -140,13 +140,13 @@ def served_model(response: Any) -> str | None:
         message = getattr(generation, "message", None)
         metadata = getattr(message, "response_metadata", None)
         for source in (metadata, getattr(generation, "generation_info", None)):
-            if isinstance(source, Mapping):
+            if type(source) is dict or isinstance(source, Mapping):
                 for key in ("model_name", "model", "model_id"):
                     value = source.get(key)
                     if isinstance(value, str) and value:
                         return value
     llm_output = getattr(response, "llm_output", None)
-    if isinstance(llm_output, Mapping):
+    if type(llm_output) is dict or isinstance(llm_output, Mapping):
         for key in ("model_name", "model", "model_id"):
             value = llm_output.get(key)
             if isinstance(value, str) and value:
@@ -161,8 +161,17 @@ def is_anthropic_model(provider: str | None, model: str | None) -> bool:
     return "claude" in lowered or "anthropic" in lowered
 
 
+# `UsageMetadata` without token details: read directly, the rest by the core's normaliser.
+_PLAIN_USAGE_KEYS = frozenset({"input_tokens", "output_tokens", "total_tokens"})
+
+
 def _standard_usage(usage: Any, anthropic: bool) -> Usage | None:
     """LangChain's `UsageMetadata`: input_tokens counts every prompt token, cached or not."""
+    if type(usage) is dict and usage.keys() <= _PLAIN_USAGE_KEYS:
+        input_tokens, output_tokens = usage.get("input_tokens"), usage.get("output_tokens")
+        if type(input_tokens) is int and type(output_tokens) is int:
+            # What `normalize_usage` reads from these keys; no cache counts to subtract.
+            return Usage(input_tokens, output_tokens)
     parsed = normalize_usage(usage)
     if parsed.input_tokens is None and parsed.output_tokens is None:
         return None
@@ -179,7 +188,7 @@ def _raw_usage(usage: Any) -> Usage | None:
     Google (`prompt_token_count` includes cached content, like OpenAI), Ollama, IBM: the core's
     one normaliser reads them all.
     """
-    if not isinstance(usage, Mapping) and not hasattr(usage, "__dict__"):
+    if not (type(usage) is dict or isinstance(usage, Mapping)) and not hasattr(usage, "__dict__"):
         return None
     parsed = normalize_usage(usage)
     if parsed.input_tokens is None and parsed.output_tokens is None:
@@ -206,7 +215,7 @@ def extract_usage(response: Any, provider: str | None, model: str | None) -> Usa
             fallback = _metadata_usage(getattr(message, "response_metadata", None))
         if fallback is None:
             info = getattr(generation, "generation_info", None)
-            if isinstance(info, Mapping):
+            if type(info) is dict or isinstance(info, Mapping):
                 if info.get("usage_metadata"):
                     fallback = _raw_usage(info["usage_metadata"])
                 if fallback is None:
@@ -214,7 +223,7 @@ def extract_usage(response: Any, provider: str | None, model: str | None) -> Usa
     if fallback is not None:
         return fallback
     llm_output = getattr(response, "llm_output", None)
-    if isinstance(llm_output, Mapping):
+    if type(llm_output) is dict or isinstance(llm_output, Mapping):
         for key in ("token_usage", "usage", "usage_metadata"):
             block = llm_output.get(key)
             if block:
@@ -225,7 +234,7 @@ def extract_usage(response: Any, provider: str | None, model: str | None) -> Usa
 
 
 def _metadata_usage(metadata: Any) -> Usage | None:
-    if not isinstance(metadata, Mapping) or not metadata:
+    if not (type(metadata) is dict or isinstance(metadata, Mapping)) or not metadata:
         return None
     for key in ("token_usage", "usage", "usage_metadata", "amazon-bedrock-invocationMetrics"):
         block = metadata.get(key)
@@ -246,7 +255,7 @@ def stop_reason(response: Any) -> str | None:
             getattr(message, "response_metadata", None),
             getattr(generation, "generation_info", None),
         ):
-            if isinstance(source, Mapping):
+            if type(source) is dict or isinstance(source, Mapping):
                 for key in ("finish_reason", "stop_reason", "done_reason", "stopReason"):
                     value = source.get(key)
                     if value is not None:

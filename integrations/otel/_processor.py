@@ -1,9 +1,9 @@
 """`PostHogSpanProcessor`: finished OpenTelemetry spans -> `$ai_*` events through our sender.
 
 Per span the hot path is one dictionary lookup and, until a trace shows AI work, one prefix check
-of the span's name and attribute keys. Spans of an AI trace are kept (references only) until the
-trace's local root ends; then the plan of `_assemble` decides which become events, and the
-events themselves are built on the sender's worker thread.
+of the span's name and attribute keys. Spans of an AI trace are kept as records (their ids, times
+and the SDK's own attribute dict) until the trace's local root ends; the finished trace is then
+one queued item, and the plan of `_assemble` and the events are made on the sender's worker.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ class PostHogSpanProcessor(SpanProcessor):
         if privacy_mode is not None and not isinstance(privacy_mode, bool):
             raise TypeError(f"privacy_mode must be a bool, got {type(privacy_mode).__name__}")
         self._emitter = Emitter(client, framework=FRAMEWORK, privacy_mode=privacy_mode)
-        # trace id (int) -> spans of a trace known to hold AI work, in end order
-        self._open: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
+        # trace id (int) -> records of the spans of a trace known to hold AI work, in end order
+        self._open: OrderedDict[int, list[SpanRecord]] = OrderedDict()
         # trace id -> (scope, open observation) when its root started, if either was set
         self._starts: dict[int, tuple[Scope, Any]] = {}
         self._lock = threading.Lock()
@@ -103,7 +103,10 @@ class PostHogSpanProcessor(SpanProcessor):
                     overflow = len(self._open) > MAX_OPEN_TRACES
                 if overflow:
                     self._send_oldest()
-            spans.append(span)
+            # The span as a record at once: what the conversion reads, a few objects instead of
+            # the SDK's dozen kept alive until the trace is sent (the garbage collector's full
+            # passes over queued traces were the largest cost of a burst).
+            spans.append(record_from_sdk_span(span))
             parent = span.parent
             if parent is None or parent.is_remote or len(spans) >= MAX_SPANS_PER_TRACE:
                 with self._lock:
@@ -138,27 +141,27 @@ class PostHogSpanProcessor(SpanProcessor):
             trace_key, spans = self._open.popitem(last=False)
         self._send(trace_key, spans)
 
-    def _send(self, trace_key: int, spans: list[ReadableSpan]) -> None:
+    def _send(self, trace_key: int, records: list[SpanRecord]) -> None:
         """Hand a finished trace to the client as one item; it is converted on the worker."""
         started = self._starts.pop(trace_key, None)
         if not self._emitter.enabled:
             return
         scope, outer = started if started is not None else (self._emitter.scope(), None)
-        user, session = _identity(spans)
+        user, session = _identity(records)
         if user is not None or session is not None:  # a span's own attributes are most specific
             scope = scope.merged(make_scope(distinct_id=user, session_id=session))
         privacy = self._emitter.privacy(scope)
         trace_id = outer.trace_id if outer is not None else format(trace_key, "032x")
         self._emitter.emit_many(
-            functools.partial(_trace_events, spans, outer, privacy), scope, trace_id=trace_id
+            functools.partial(_trace_events, records, outer, privacy), scope, trace_id=trace_id
         )
 
 
-def _identity(spans: list[ReadableSpan]) -> tuple[str | None, str | None]:
+def _identity(records: list[SpanRecord]) -> tuple[str | None, str | None]:
     """The trace's distinct id and session id from its spans' attributes (first set wins)."""
     user = session = None
-    for span in spans:
-        attributes = attributes_of(span)
+    for rec in records:
+        attributes = rec.attributes
         if not attributes:
             continue
         if user is None:
@@ -179,11 +182,9 @@ def _first_text(attributes: Any, keys: tuple[str, ...]) -> str | None:
 
 
 def _trace_events(
-    spans: list[ReadableSpan], outer: Any, privacy: bool
+    records: list[SpanRecord], outer: Any, privacy: bool
 ) -> list[tuple[str, dict[str, Any]]]:
     """Worker side: the `$ai_*` events of one finished trace."""
-    trace_hex = format(spans[0].context.trace_id, "032x")
-    records = [record_from_sdk_span(s, trace_hex) for s in spans]
     plan = plan_trace(records)
     if plan is None:
         return []

@@ -16,6 +16,7 @@ from posthog_llm.instrumentation import (
     error_text,
     generation_properties,
     make_scope,
+    report_internal_error,
     span_properties,
     trace_properties,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "error_text",
     "generation_properties",
     "make_scope",
+    "report_internal_error",
     "span_properties",
     "trace_properties",
 ]

@@ -24,8 +24,9 @@ from ._kernel import (
     current_observation,
     current_scope,
     make_scope,
+    report_internal_error,
 )
-from ._records import AI_PREFIXES, SpanRecord, attributes_of, record_from_sdk_span
+from ._records import AI_PREFIXES, SpanRecord, record_from_sdk_span
 
 __all__ = ["PostHogSpanProcessor"]
 
@@ -42,7 +43,10 @@ def _is_ai(span: ReadableSpan) -> bool:
     """The check every span pays: an AI prefix on its name or on an attribute key."""
     if span.name.startswith(AI_PREFIXES):
         return True
-    attributes = attributes_of(span)
+    # The backing dict when there (as `attributes_of`, inlined: this runs for every span).
+    attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if attributes is None:
+        attributes = span.attributes
     if attributes:
         for key in attributes:
             if key.startswith(AI_PREFIXES):
@@ -89,7 +93,8 @@ class PostHogSpanProcessor(SpanProcessor):
             self._starts[span.context.trace_id] = (self._emitter.scope(), outer)
 
     def on_end(self, span: ReadableSpan) -> None:
-        with capture_internal_exceptions():
+        # try/except rather than the context manager: this runs for every span of the process.
+        try:
             trace_key = span.context.trace_id
             spans = self._open.get(trace_key)
             if spans is None:
@@ -113,6 +118,8 @@ class PostHogSpanProcessor(SpanProcessor):
                     done = self._open.pop(trace_key, None)
                 if done:
                     self._send(trace_key, done)
+        except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
+            report_internal_error(exc)
 
     def shutdown(self) -> None:
         self.force_flush()

@@ -177,19 +177,41 @@ def time_block(
 
 def measure(
     engine: Any, contenders: list[Contender], streaming: bool, calls: int, rounds: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Median µs per query of each contender (with delivery; caller CPU), rounds interleaved so
-    drift hits all alike."""
+) -> tuple[dict[str, float], dict[str, float], dict[str, tuple[float, float]]]:
+    """Per contender: median µs per query (with delivery), median caller CPU µs per query, and
+    the interquartile range of its caller CPU added over bare.
+
+    Rounds are interleaved and rotate the order of the contenders, so drift and what one
+    contender leaves behind (garbage, warm caches) hit all alike. *Added* is measured per round
+    against bare in the same round (paired), then the median is taken over rounds: the floor
+    (a no-op handler) is ~1 % of a query, so only paired differences over many rounds resolve it.
+    """
     samples: dict[str, list[tuple[float, float]]] = {c.name: [] for c in contenders}
     for c in contenders:  # warm-up: imports, first connections, caches
         time_block(engine, c, streaming, max(20, calls // 10))
-    for _ in range(rounds):
-        for c in contenders:
+    for r in range(rounds):
+        k = r % len(contenders)
+        for c in contenders[k:] + contenders[:k]:
             wall, cpu = time_block(engine, c, streaming, calls)
             samples[c.name].append((wall * 1e6, cpu * 1e6))
+    bare = samples["bare"]
+    spread: dict[str, tuple[float, float]] = {}
+    added_wall: dict[str, float] = {}
+    added_cpu: dict[str, float] = {}
+    for name, values in samples.items():
+        walls = [w - b for (w, _), (b, _) in zip(values, bare)]
+        cpus = [c - b for (_, c), (_, b) in zip(values, bare)]
+        added_wall[name] = statistics.median(walls)
+        added_cpu[name] = statistics.median(cpus)
+        q = statistics.quantiles(cpus, n=4) if len(cpus) > 1 else [cpus[0]] * 3
+        spread[name] = (q[0], q[2])
+    base_wall = statistics.median(w for w, _ in bare)
+    base_cpu = statistics.median(c for _, c in bare)
+    # Reported as bare + paired added, so "added over bare" in the table is the paired median.
     return (
-        {name: statistics.median(w for w, _ in values) for name, values in samples.items()},
-        {name: statistics.median(c for _, c in values) for name, values in samples.items()},
+        {name: base_wall + added_wall[name] for name in samples},
+        {name: base_cpu + added_cpu[name] for name in samples},
+        spread,
     )
 
 
@@ -275,7 +297,7 @@ def measure_memory(sink_url: str, queries: int) -> dict[str, Any]:
 
 
 def table(
-    results: dict[str, float], caller: dict[str, float]
+    results: dict[str, float], caller: dict[str, float], spread: dict[str, tuple[float, float]]
 ) -> tuple[list[str], dict[str, float], dict[str, float]]:
     bare, bare_cpu = results["bare"], caller["bare"]
     added = {name: value - bare for name, value in results.items()}
@@ -283,16 +305,17 @@ def table(
     floor, floor_cpu = added["no-op handler"], added_cpu["no-op handler"]
     lines = [
         "| contender | µs per query | added over bare | × no-op handler's added | caller CPU µs "
-        "| added | × no-op handler's added |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| added | interquartile range of added | × no-op handler's added |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in CONTENDERS:
         if name == "bare":
-            lines.append(f"| {name} | {results[name]:,.0f} | — | | {caller[name]:,.0f} | — | |")
+            lines.append(f"| {name} | {results[name]:,.0f} | — | | {caller[name]:,.0f} | — | | |")
             continue
         lines.append(
             f"| {name} | {results[name]:,.0f} | {added[name]:+,.0f} µs | "
             f"{_ratio(added[name], floor)} | {caller[name]:,.0f} | {added_cpu[name]:+,.0f} µs | "
+            f"{spread[name][0]:+,.0f} … {spread[name][1]:+,.0f} | "
             f"{_ratio(added_cpu[name], floor_cpu)} |"
         )
     return lines, added, added_cpu
@@ -323,7 +346,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer queries, same table")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "llama_index.md"))
     args = parser.parse_args()
-    calls, rounds, memory_queries = (100, 5, 2_000) if args.quick else (300, 9, 10_000)
+    calls, rounds, memory_queries = (60, 10, 2_000) if args.quick else (100, 30, 10_000)
 
     import llama_index.core
     import openinference.instrumentation.llama_index as oi_module
@@ -363,7 +386,8 @@ def main() -> None:
         "# LlamaIndex: added cost per query",
         "",
         f"`python bench/bench_llama_index.py{' --quick' if args.quick else ''}` — "
-        f"{calls} queries × {rounds} interleaved rounds per contender, median; "
+        f"{calls} queries × {rounds} interleaved rounds per contender (order rotated each round), "
+        "added cost = median over rounds of contender minus bare in the same round; "
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, llama-index-core {llama_index.core.__version__}, "
         f"openinference-instrumentation-llama-index {oi_version}, posthog-llm {__version__}.",
@@ -377,7 +401,9 @@ def main() -> None:
         "measured and removed in turn. *caller CPU* is the CPU time of the calling thread during "
         "the queries (no delivery): what the application's own thread pays. The no-op handler "
         "row is a span handler and an event handler on the root dispatcher that do nothing: "
-        "LlamaIndex's own dispatch cost.",
+        "LlamaIndex's own dispatch cost. That floor is ~1 % of a query and a single round's "
+        "difference moves by more than the floor itself, hence many short rounds, paired "
+        "differences and the interquartile range column: read the ratio against it.",
         "",
         "## `engine.query(...)`",
         "",

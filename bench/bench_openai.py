@@ -190,6 +190,31 @@ def _ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}x" if theirs > 0 else "n/a"
 
 
+# Written by hand from the profiles (issue 14); the numbers above are this run's.
+NOTES = """## Profile (caller side)
+
+*Floor.* The empty httpx hook adds two calls of an empty function per request: its true cost is
+a few µs, inside one round's noise (the interquartile range column), so its median comes out
+anywhere between about −10 and +20 µs and any ratio to it is unstable. Read the added caller
+CPU in µs next to it.
+
+*Streams.* Of posthog-llm's added caller CPU on `stream=True`, ~105 µs is the SDK itself: the
+wrapper asks for the usage chunk (`stream_options={"include_usage": True}`, hidden from the
+caller again) so the event has token counts, and the plain client given the same option pays
+those ~105 µs too (measured side by side, 20 paired rounds). The rest is per chunk (the tracked
+iterator times the SDK's own work and notes plain values from the chunk; 11 chunks here) and per
+call (`begin_call`: scope, trace id, a `TrackedCall`; the finalizer that ends an abandoned
+stream; queuing the event).
+
+What was done: the chunk observer runs inline in the tracked iterator (no helper call per
+chunk); `succeed`/`fail`/`finish` guard with try/except instead of a context-manager object per
+call; pooled uuids are made from one hex pass over the random block. Not done: requesting no
+usage chunk (the events would lose stream token counts), or keeping SDK chunk objects instead
+of plain values (less work per chunk, but each stream would then leave ~50 objects for the
+garbage collector until the worker builds the event).
+"""
+
+
 def write_report(
     path: str,
     quick: bool,
@@ -257,6 +282,7 @@ def write_report(
         f"{settings['load_start']:.1f} / {os.getloadavg()[0]:.1f}; wall times move with other "
         "work on the machine, CPU times much less.",
         "",
+        NOTES,
     ]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:

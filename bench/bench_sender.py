@@ -173,13 +173,21 @@ def main() -> None:
     n = 5_000 if args.quick else 20_000
     rows = []
     for kind in ("posthog-llm", "posthog-python"):
-        sink = Sink(count=True).start()
-        res = run_one(kind, "burst", sink.url, n)
-        time.sleep(0.5)
-        res["delivered"] = sink.events - 1  # minus the warm-up event
-        res["drops"] = n - res["delivered"]
-        res["events_per_s"] = res["delivered"] / res["flush_s"]
-        sink.close()
+        bursts = []
+        # posthog-llm's burst takes a second: three of them, and the one with the median
+        # capture cost is reported (one burst moves by ±20 % with other work on the machine).
+        for _ in range(3 if kind == "posthog-llm" else 1):
+            sink = Sink(count=True).start()
+            res = run_one(kind, "burst", sink.url, n)
+            time.sleep(0.5)
+            res["delivered"] = sink.events - 1  # minus the warm-up event
+            res["drops"] = n - res["delivered"]
+            res["events_per_s"] = res["delivered"] / res["flush_s"]
+            sink.close()
+            bursts.append(res)
+        bursts.sort(key=lambda r: r["capture_us"])
+        res = bursts[len(bursts) // 2]
+        res["bursts"] = len(bursts)
         down = run_one(kind, "down", _dead_host(), n)
         rows.append((kind, res, down))
         print(kind, json.dumps(res), json.dumps(down), file=sys.stderr)
@@ -188,7 +196,8 @@ def main() -> None:
     theirs = rows[1][1]
     lines = [
         f"Burst of {n:,} `$ai_generation` events with 1 KB inputs, default settings, loopback sink "
-        f"(python {sys.version.split()[0]}, {os.cpu_count()} cores).",
+        f"(python {sys.version.split()[0]}, {os.cpu_count()} cores). posthog-llm: the median "
+        f"of {ours['bursts']} bursts by capture cost (each in a fresh process).",
         "",
         "| client | capture µs/event | capture CPU µs/event (calling thread) | delivered events/s | delivered | drops | peak RSS MB | endpoint down: RSS 1 s / 3 s after burst MB | endpoint down: `shutdown(timeout=2)` s |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -177,19 +177,44 @@ def time_block(
 
 def measure(
     engine: Any, contenders: list[Contender], streaming: bool, calls: int, rounds: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Median µs per query of each contender (with delivery; caller CPU), rounds interleaved so
-    drift hits all alike."""
+) -> tuple[dict[str, float], dict[str, float], dict[str, tuple[float, float, float]]]:
+    """Per contender: median µs per query (with delivery), median caller CPU µs per query, and
+    the interquartile range of its caller CPU added over bare.
+
+    Rounds are interleaved and rotate the order of the contenders, so drift and what one
+    contender leaves behind (garbage, warm caches) hit all alike. *Added* is measured per round
+    against bare in the same round (paired), then the median is taken over rounds: the floor
+    (a no-op handler) is ~1 % of a query, so only paired differences over many rounds resolve it.
+    """
     samples: dict[str, list[tuple[float, float]]] = {c.name: [] for c in contenders}
     for c in contenders:  # warm-up: imports, first connections, caches
         time_block(engine, c, streaming, max(20, calls // 10))
-    for _ in range(rounds):
-        for c in contenders:
+    for r in range(rounds):
+        k = r % len(contenders)
+        for c in contenders[k:] + contenders[:k]:
             wall, cpu = time_block(engine, c, streaming, calls)
             samples[c.name].append((wall * 1e6, cpu * 1e6))
+    bare = samples["bare"]
+    spread: dict[str, tuple[float, float, float]] = {}
+    bare_min = min(c for _, c in bare)
+    added_wall: dict[str, float] = {}
+    added_cpu: dict[str, float] = {}
+    for name, values in samples.items():
+        walls = [w - b for (w, _), (b, _) in zip(values, bare)]
+        cpus = [c - b for (_, c), (_, b) in zip(values, bare)]
+        added_wall[name] = statistics.median(walls)
+        added_cpu[name] = statistics.median(cpus)
+        q = statistics.quantiles(cpus, n=4) if len(cpus) > 1 else [cpus[0]] * 3
+        # Second estimate, robust to rounds slowed by other work on the machine: each
+        # contender's quietest round against bare's quietest.
+        spread[name] = (q[0], q[2], min(c for _, c in values) - bare_min)
+    base_wall = statistics.median(w for w, _ in bare)
+    base_cpu = statistics.median(c for _, c in bare)
+    # Reported as bare + paired added, so "added over bare" in the table is the paired median.
     return (
-        {name: statistics.median(w for w, _ in values) for name, values in samples.items()},
-        {name: statistics.median(c for _, c in values) for name, values in samples.items()},
+        {name: base_wall + added_wall[name] for name in samples},
+        {name: base_cpu + added_cpu[name] for name in samples},
+        spread,
     )
 
 
@@ -271,49 +296,104 @@ def measure_memory(sink_url: str, queries: int) -> dict[str, Any]:
     return result
 
 
+# What the calling thread pays, and why (issue 14). Written by hand from the profiles; the
+# numbers above are this run's, the ones below from the profiling runs (same machine).
+NOTES = """## Method and profile (caller side)
+
+*Why paired rounds.* The no-op handler's floor is ~1 % of a query (~10-15 µs of ~1,300), while
+one round's difference moves by ±20-30 µs. Earlier runs used a fixed contender order and 9 long
+rounds: OpenInference's leftovers (instrumented, then removed) slowed the next *bare* block, so
+the floor came out negative. Now the order rotates every round, every difference is taken
+against bare in the same round, and the median of 30 short rounds is reported with its
+interquartile range.
+
+*How profiled.* py-spy at 2 kHz on the calling thread of 3,000 streamed queries; cProfile of a
+replay of one query's 42 hook calls (14 span enters, 14 exits, 14 events) into the handlers;
+`gc.callbacks` for collections; counts of objects the garbage collector tracks before/after a
+block with the worker held back.
+
+| top entry (before) | what it was | what was done |
+|---|---|---|
+| `open_observation` → `Scope.merged` | every visible span and LLM call (4 per query) merged `Scope(trace_id=...)` into the trace's scope: two frozen-dataclass inits each | the trace's scope gets its trace id once, at the root |
+| objects kept alive until the worker builds (99 per query) | each kept span held LlamaIndex's `BoundArguments`, and with it a fresh `inspect.Signature`, its `Parameter`s and mappings | spans keep the arguments mapping only (68 per query) |
+| `functools.partial` per event | a partial and its argument tuple per span, generation, embedding and trace event | the records (`Node`, `Gen`, `Emb`, `Trace`) are their own builders |
+| `Observation`s kept by nodes | a closed observation stayed referenced by its node until the trace was sent | released when closed |
+| forwarding layers | dispatcher → `_SpanHandler` → handler hook → handler internals | one Python call fewer per hook |
+| `_stream_origin` (streamed) | a stack walk at each LLM call start inside a streamed query | skipped when no remembered generator belongs to an LLM call |
+
+Replaying the 42 hook calls of one query in a tight loop: 81 → 66 µs of CPU (a no-op handler:
+9 µs). In a real query the same code costs about twice that (LlamaIndex's own work between the
+hooks leaves caches cold): a variant whose queue drops every event adds ~140 µs. The rest is the
+garbage collector: bare LlamaIndex is allocation-neutral per query (no collection in 500
+queries), while the references posthog-llm holds for the worker (~70 objects per query) trigger
+a gen-0 collection every ~10 queries (~90 µs each) and a gen-1 every ~125 (~520 µs); with
+collection disabled in every contender posthog-llm adds ~155 µs instead of ~210.
+
+Target ≤ 2× the no-op handler means ≤ ~25 µs for 42 hooks, ≤ 0.6 µs per hook in a real query,
+recording included. Per-span trace bookkeeping (open counts under a lock, the span map, the
+observations other integrations join) plus references held for the worker do not fit in that;
+it would take a different design (an append-only log of raw hook calls, the trace tree rebuilt
+on the worker), not attempted here.
+"""
+
+
 # -- report ---------------------------------------------------------------------------------------
 
 
 def table(
-    results: dict[str, float], caller: dict[str, float]
-) -> tuple[list[str], dict[str, float], dict[str, float]]:
+    results: dict[str, float],
+    caller: dict[str, float],
+    spread: dict[str, tuple[float, float, float]],
+) -> tuple[list[str], dict[str, float], dict[str, float], dict[str, float]]:
     bare, bare_cpu = results["bare"], caller["bare"]
     added = {name: value - bare for name, value in results.items()}
     added_cpu = {name: value - bare_cpu for name, value in caller.items()}
     floor, floor_cpu = added["no-op handler"], added_cpu["no-op handler"]
     lines = [
         "| contender | µs per query | added over bare | × no-op handler's added | caller CPU µs "
-        "| added | × no-op handler's added |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| added | interquartile range of added | × no-op handler's added "
+        "| added, quietest rounds | × no-op handler's |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in CONTENDERS:
         if name == "bare":
-            lines.append(f"| {name} | {results[name]:,.0f} | — | | {caller[name]:,.0f} | — | |")
+            lines.append(
+                f"| {name} | {results[name]:,.0f} | — | | {caller[name]:,.0f} | — | | | — | |"
+            )
             continue
         lines.append(
             f"| {name} | {results[name]:,.0f} | {added[name]:+,.0f} µs | "
             f"{_ratio(added[name], floor)} | {caller[name]:,.0f} | {added_cpu[name]:+,.0f} µs | "
-            f"{_ratio(added_cpu[name], floor_cpu)} |"
+            f"{spread[name][0]:+,.0f} … {spread[name][1]:+,.0f} | "
+            f"{_ratio(added_cpu[name], floor_cpu)} | {spread[name][2]:+,.0f} µs | "
+            f"{_ratio(spread[name][2], spread['no-op handler'][2])} |"
         )
-    return lines, added, added_cpu
+    quiet = {name: value[2] for name, value in spread.items()}
+    return lines, added, added_cpu, quiet
 
 
 def _ratio(value: float, floor: float) -> str:
     return f"{value / floor:.2f}" if floor > 0 else "n/a"
 
 
-def verdict(added: dict[str, float], added_cpu: dict[str, float]) -> tuple[str, bool]:
+def verdict(
+    added: dict[str, float], added_cpu: dict[str, float], quiet: dict[str, float]
+) -> tuple[str, bool]:
     oi = min(added["openinference (simple)"], added["openinference (batch)"])
     ours = added["posthog-llm"]
     ratio = ours / oi if oi > 0 else float("inf")
     ok = ratio <= 0.5
     floor = added_cpu["no-op handler"]
     caller = added_cpu["posthog-llm"] / floor if floor > 0 else float("inf")
+    quiet_floor = quiet["no-op handler"]
+    quiet_ratio = quiet["posthog-llm"] / quiet_floor if quiet_floor > 0 else float("inf")
+    met = caller <= 2 and quiet_ratio <= 2
     return (
         f"posthog-llm adds {ours:,.0f} µs per query, {ratio:.2f}× what OpenInference adds at its "
         f"cheapest ({oi:,.0f} µs). Target ≤ 0.50×: {'met' if ok else 'NOT met'}. On the calling "
         f"thread it adds {added_cpu['posthog-llm']:,.0f} µs of CPU, {caller:.2f}× what a no-op "
-        f"handler adds ({floor:,.0f} µs). Target ≤ 2×: {'met' if caller <= 2 else 'NOT met'}.",
+        f"handler adds ({floor:,.0f} µs); quietest rounds: {quiet['posthog-llm']:,.0f} µs, "
+        f"{quiet_ratio:.2f}× ({quiet_floor:,.0f} µs). Target ≤ 2×: {'met' if met else 'NOT met'}.",
         ok,
     )
 
@@ -323,7 +403,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer queries, same table")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "llama_index.md"))
     args = parser.parse_args()
-    calls, rounds, memory_queries = (100, 5, 2_000) if args.quick else (300, 9, 10_000)
+    calls, rounds, memory_queries = (60, 10, 2_000) if args.quick else (100, 30, 10_000)
 
     import llama_index.core
     import openinference.instrumentation.llama_index as oi_module
@@ -347,10 +427,10 @@ def main() -> None:
     finally:
         sink.close()
 
-    plain_lines, plain_added, plain_cpu = table(*plain)
-    stream_lines, stream_added, stream_cpu = table(*streamed)
-    plain_verdict, plain_ok = verdict(plain_added, plain_cpu)
-    stream_verdict, stream_ok = verdict(stream_added, stream_cpu)
+    plain_lines, plain_added, plain_cpu, plain_quiet = table(*plain)
+    stream_lines, stream_added, stream_cpu, stream_quiet = table(*streamed)
+    plain_verdict, plain_ok = verdict(plain_added, plain_cpu, plain_quiet)
+    stream_verdict, stream_ok = verdict(stream_added, stream_cpu, stream_quiet)
     marks = {int(k): v for k, v in memory["marks"].items()}
     first, last = memory["first"], memory["queries"]
 
@@ -363,7 +443,8 @@ def main() -> None:
         "# LlamaIndex: added cost per query",
         "",
         f"`python bench/bench_llama_index.py{' --quick' if args.quick else ''}` — "
-        f"{calls} queries × {rounds} interleaved rounds per contender, median; "
+        f"{calls} queries × {rounds} interleaved rounds per contender (order rotated each round), "
+        "added cost = median over rounds of contender minus bare in the same round; "
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, llama-index-core {llama_index.core.__version__}, "
         f"openinference-instrumentation-llama-index {oi_version}, posthog-llm {__version__}.",
@@ -377,7 +458,11 @@ def main() -> None:
         "measured and removed in turn. *caller CPU* is the CPU time of the calling thread during "
         "the queries (no delivery): what the application's own thread pays. The no-op handler "
         "row is a span handler and an event handler on the root dispatcher that do nothing: "
-        "LlamaIndex's own dispatch cost.",
+        "LlamaIndex's own dispatch cost. That floor is ~1 % of a query and a single round's "
+        "difference moves by more than the floor itself, hence many short rounds, paired "
+        "differences and the interquartile range column: read the ratio against it. When other "
+        "work slows some rounds (wide ranges), the quietest-round columns (each contender's "
+        "fastest round against bare's fastest) are the steadier estimate.",
         "",
         "## `engine.query(...)`",
         "",
@@ -400,6 +485,7 @@ def main() -> None:
         f"Sink totals for the whole run: {delivered['requests']:,} requests, "
         f"{delivered['events']:,} events, {delivered['bytes'] / 1e6:.1f} MB on the wire.",
         "",
+        NOTES,
     ]
     report = "\n".join(lines)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -74,14 +74,24 @@ def worker(kind: str, scenario: str, host: str, n: int) -> dict:
     client, capture, flush, shutdown = _make(kind, host)
     capture("$ai_generation", distinct_id="warmup", properties=_properties(0))
     flush()
+    tenth = max(1, n // 10)
+    marks = []
     start = time.perf_counter()
+    cpu = time.thread_time()
     for i, props in enumerate(events):
+        if i % tenth == 0:
+            marks.append(time.perf_counter())
         capture("$ai_generation", distinct_id=f"user-{i % 100}", properties=props)
+    cpu = time.thread_time() - cpu
     captured = time.perf_counter()
+    marks.append(captured)
     result = {
         "kind": kind,
         "scenario": scenario,
         "capture_us": (captured - start) / n * 1e6,
+        "capture_cpu_us": cpu / n * 1e6,
+        # Wall µs per event in each tenth of the burst: shows when the worker starts competing.
+        "tenths_us": [(b - a) / tenth * 1e6 for a, b in zip(marks, marks[1:])],
         "rss_after_capture_mb": _rss_mb() - base_rss,
     }
     if scenario == "burst":
@@ -105,6 +115,26 @@ def worker(kind: str, scenario: str, host: str, n: int) -> dict:
     result["shutdown_s"] = time.perf_counter() - t0 if returned else None
     result["peak_rss_mb"] = _peak_rss_mb()
     return result
+
+
+# Written by hand from the profiles (issue 14); the numbers above are this run's.
+NOTES = """## Profile of `capture` (calling thread)
+
+In a tight loop with the worker idle `capture` costs ~1.6 µs: copying the properties (the caller
+may reuse its dict), the event's uuid (returned to the caller), reading the context, the queue
+item, and one estimate of the event's size in eight (for the byte bound). In the burst it costs
+~2.6 µs of the calling thread's CPU: the retained copies make the garbage collector run (~0.25
+µs per event) and the worker's building on the other core cools the caches. The wall time is
+higher because of the worker: for the first ~60 % of the burst the worker waits (it starts
+building at half the help threshold, 12,500 queued events) and `capture` runs at ~2.5-3 µs per
+event; once it builds, the two threads share the GIL and the last tenths run at 6-10 µs per
+event.
+
+What was done: the uuid pool is filled from one hex pass over the random block (0.73 → 0.59 µs
+per id); the event name and distinct id are checked with `isspace()` instead of `strip()`
+copies, and a distinct id that is already a string is not converted again. Left for the worker
+side (not in this change): yielding the GIL to the caller while a burst is still arriving.
+"""
 
 
 def _dead_host() -> str:
@@ -143,13 +173,21 @@ def main() -> None:
     n = 5_000 if args.quick else 20_000
     rows = []
     for kind in ("posthog-llm", "posthog-python"):
-        sink = Sink(count=True).start()
-        res = run_one(kind, "burst", sink.url, n)
-        time.sleep(0.5)
-        res["delivered"] = sink.events - 1  # minus the warm-up event
-        res["drops"] = n - res["delivered"]
-        res["events_per_s"] = res["delivered"] / res["flush_s"]
-        sink.close()
+        bursts = []
+        # posthog-llm's burst takes a second: three of them, and the one with the median
+        # capture cost is reported (one burst moves by ±20 % with other work on the machine).
+        for _ in range(3 if kind == "posthog-llm" else 1):
+            sink = Sink(count=True).start()
+            res = run_one(kind, "burst", sink.url, n)
+            time.sleep(0.5)
+            res["delivered"] = sink.events - 1  # minus the warm-up event
+            res["drops"] = n - res["delivered"]
+            res["events_per_s"] = res["delivered"] / res["flush_s"]
+            sink.close()
+            bursts.append(res)
+        bursts.sort(key=lambda r: r["capture_us"])
+        res = bursts[len(bursts) // 2]
+        res["bursts"] = len(bursts)
         down = run_one(kind, "down", _dead_host(), n)
         rows.append((kind, res, down))
         print(kind, json.dumps(res), json.dumps(down), file=sys.stderr)
@@ -158,23 +196,34 @@ def main() -> None:
     theirs = rows[1][1]
     lines = [
         f"Burst of {n:,} `$ai_generation` events with 1 KB inputs, default settings, loopback sink "
-        f"(python {sys.version.split()[0]}, {os.cpu_count()} cores).",
+        f"(python {sys.version.split()[0]}, {os.cpu_count()} cores). posthog-llm: the median "
+        f"of {ours['bursts']} bursts by capture cost (each in a fresh process).",
         "",
-        "| client | capture µs/event | delivered events/s | delivered | drops | peak RSS MB | endpoint down: RSS 1 s / 3 s after burst MB | endpoint down: `shutdown(timeout=2)` s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| client | capture µs/event | capture CPU µs/event (calling thread) | delivered events/s | delivered | drops | peak RSS MB | endpoint down: RSS 1 s / 3 s after burst MB | endpoint down: `shutdown(timeout=2)` s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, res, down in rows:
         shutdown = (
             "did not return in 30 s" if down["shutdown_s"] is None else f"{down['shutdown_s']:.2f}"
         )
         lines.append(
-            f"| {kind} | {res['capture_us']:.1f} | {res['events_per_s']:,.0f} | {res['delivered']:,} | "
+            f"| {kind} | {res['capture_us']:.1f} | {res['capture_cpu_us']:.1f} | {res['events_per_s']:,.0f} | {res['delivered']:,} | "
             f"{res['drops']:,} | {res['peak_rss_mb']:.0f} | {down['rss_down_mb']:.0f} / {down['rss_down_later_mb']:.0f} | {shutdown} |"
         )
     lines += [
         "",
         f"Ratios (posthog-llm / posthog-python): capture cost {ours['capture_us'] / theirs['capture_us']:.2f}x "
         f"(target <= 0.33), delivered events/s {ours['events_per_s'] / theirs['events_per_s']:.1f}x (target >= 2).",
+        "",
+        f"posthog-llm `capture`: {ours['capture_us']:.1f} µs/event wall, {ours['capture_cpu_us']:.1f} µs "
+        f"CPU of the calling thread (target <= 3 µs). The wall figure includes the time the caller "
+        "waits for the GIL while the sender's worker builds events during the burst (it starts "
+        "when the queue reaches half its help threshold); the CPU figure is what `capture` itself "
+        "costs the caller. Wall µs/event per tenth of the burst: "
+        + ", ".join(f"{x:.1f}" for x in ours["tenths_us"])
+        + ".",
+        "",
+        NOTES,
     ]
     table = "\n".join(lines)
     print(table)

@@ -236,7 +236,7 @@ class Client:
             return None
         try:
             event = event if type(event) is str else str(event)
-            if not event.strip():
+            if not event or event.isspace():
                 self._sender.counters.add("invalid")
                 _invalid_warning.warn("posthog-llm: an event without a name was not captured")
                 return None
@@ -254,16 +254,20 @@ class Client:
                     props = {**scope.properties, **props}
                 if scope.session_id is not None:
                     props.setdefault("$ai_session_id", scope.session_id)
-                if scope.trace_id is not None and str(event).startswith("$ai_"):
+                if scope.trace_id is not None and event.startswith("$ai_"):
                     props.setdefault("$ai_trace_id", scope.trace_id)
                 if scope.groups:
                     groups = {**scope.groups, **(groups or {})}
                 if scope.privacy_mode:
                     props = {k: v for k, v in props.items() if k not in CONTENT_PROPERTIES}
             if distinct_id is not None:
-                distinct_id = str(distinct_id)
+                if type(distinct_id) is not str:
+                    distinct_id = str(distinct_id)
                 # An empty id makes PostHog refuse the whole batch: personless instead.
-                distinct_id = distinct_id[:MAX_ID_CHARS] if distinct_id.strip() else None
+                if not distinct_id or distinct_id.isspace():
+                    distinct_id = None
+                elif len(distinct_id) > MAX_ID_CHARS:
+                    distinct_id = distinct_id[:MAX_ID_CHARS]
             trace_id = props.get("$ai_trace_id")
             if trace_id is not None:
                 if self.sample_rate < 1.0 and not self._sampled(trace_id):

@@ -17,16 +17,22 @@ _BATCH = 256
 _pool: deque[str] = deque()
 
 
+# RFC 4122: version 4 in the high nibble of byte 6, variant 10xx in the top bits of byte 8.
+_VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))
+_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
+
+
 def _refill() -> None:
     raw = bytearray(os.urandom(16 * _BATCH))
-    ids = []
-    for i in range(0, 16 * _BATCH, 16):
-        # RFC 4122: version 4 in the high nibble of byte 6, variant 10xx in byte 8.
-        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40
-        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80
-        h = raw[i : i + 16].hex()
-        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    _pool.extend(ids)
+    raw[6::16] = raw[6::16].translate(_VERSION)
+    raw[8::16] = raw[8::16].translate(_VARIANT)
+    h = raw.hex()  # one pass over all ids, then slices of it
+    _pool.extend(
+        [
+            f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+            for i in range(0, 32 * _BATCH, 32)
+        ]
+    )
 
 
 def uuid4_str() -> str:

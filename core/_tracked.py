@@ -203,7 +203,9 @@ class TrackedCall:
 
     def succeed(self, result: Any, elapsed: float) -> Any:
         """Record the SDK's result; returns what the caller gets (streams come back tracked)."""
-        with capture_internal_exceptions():
+        # try/except rather than `capture_internal_exceptions()`: the same guard, without a
+        # context-manager object per call on the caller's thread.
+        try:
             unwrap = self.kind.unwrap
             parsed = unwrap(result) if unwrap is not None else result
             if self.stream:
@@ -215,20 +217,24 @@ class TrackedCall:
             self.result = parsed
             self.latency = elapsed
             self._emit()
+        except Exception as exc:
+            report_internal_error(exc)
         return result
 
     def fail(self, error: BaseException, elapsed: float) -> None:
-        with capture_internal_exceptions():
+        try:
             self.error = error
             self.latency = elapsed
             self._emit()
+        except Exception as exc:
+            report_internal_error(exc)
 
     def finish(self, error: BaseException | None = None) -> None:
         """End of a stream (exhausted, closed early, failed or dropped): send the event once."""
         if self.done:
             return
         self.done = True
-        with capture_internal_exceptions():
+        try:
             self.error = error
             self.latency = self.request_latency + self.busy
             if self.ttft is not None:
@@ -236,6 +242,8 @@ class TrackedCall:
             self.tracker.emitter.emit(
                 self.kind.event, self.properties, self.scope, trace_id=self.trace_id
             )
+        except Exception as exc:
+            report_internal_error(exc)
 
     def _emit(self) -> None:
         self.done = True
@@ -428,14 +436,6 @@ def track_async_sdk_stream(stream: Any, call: TrackedCall) -> Any:
     return stream
 
 
-def _show(observe: Callable[[TrackedCall, Any], bool], call: TrackedCall, chunk: Any) -> bool:
-    try:
-        return bool(observe(call, chunk))
-    except Exception as exc:  # our bug must not cost the caller a chunk
-        report_internal_error(exc)
-        return True
-
-
 def track_iterator(inner: Iterator[Any], call: TrackedCall) -> Iterator[Any]:
     """A generator yielding `inner`'s chunks (those `observe` shows) and reporting at the end."""
     observe = call.kind.observe
@@ -457,8 +457,15 @@ def track_iterator(inner: Iterator[Any], call: TrackedCall) -> Iterator[Any]:
                 raise
             call.busy += _perf() - started
             call.reading = False
-            if observe is None or _show(observe, call, chunk):
-                yield chunk
+            if observe is not None:
+                try:  # inline rather than a helper call: this runs once per chunk
+                    show = observe(call, chunk)
+                except Exception as exc:  # our bug must not cost the caller a chunk
+                    report_internal_error(exc)
+                    show = True
+                if not show:
+                    continue
+            yield chunk
     finally:
         call.reading = False
         call.finish()  # closed or dropped before the end: a no-op when already sent
@@ -484,8 +491,15 @@ async def track_async_iterator(inner: AsyncIterator[Any], call: TrackedCall) -> 
                 raise
             call.busy += _perf() - started
             call.reading = False
-            if observe is None or _show(observe, call, chunk):
-                yield chunk
+            if observe is not None:
+                try:  # inline rather than a helper call: this runs once per chunk
+                    show = observe(call, chunk)
+                except Exception as exc:  # our bug must not cost the caller a chunk
+                    report_internal_error(exc)
+                    show = True
+                if not show:
+                    continue
+            yield chunk
     finally:
         call.reading = False
         call.finish()

@@ -6,7 +6,7 @@ The hooks record raw references in `_records`; these functions turn them into th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from posthog_llm.instrumentation import (
     embedding_properties,
@@ -16,8 +16,10 @@ from posthog_llm.instrumentation import (
 )
 
 from . import _llm, _spans
-from ._records import Emb, Gen, Node, Trace
 from ._spans import FRAMEWORK
+
+if TYPE_CHECKING:  # the records call these builders: no import cycle at run time
+    from ._records import Emb, Gen, Node, Trace
 
 __all__ = ["span_event", "trace_event", "joined_root_event", "generation_event", "embedding_event"]
 

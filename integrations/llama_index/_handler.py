@@ -14,7 +14,6 @@ the sender's worker thread (`Emitter.emit`).
 
 from __future__ import annotations
 
-import functools
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from posthog_llm.instrumentation import (
     SPAN_KIND,
     TRACE_KIND,
     Emitter,
+    Scope,
     close_observation,
     current_observation,
     open_observation,
@@ -38,7 +38,6 @@ from posthog_llm.instrumentation import (
 )
 
 from . import _spans
-from ._builders import embedding_event, generation_event, span_event
 from ._lifecycle import TraceLifecycle
 from ._records import Emb, Gen, Node, StreamFrame, Trace
 from ._spans import EMBEDDING, FRAMEWORK, LLM, NOISE, VISIBLE, WORKFLOW, Kind
@@ -190,7 +189,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         if parent is not None:
             trace = parent.trace
             if instance is not None:
-                kind = self._kind_of(instance, id_)
+                kind = self._kinds.get((type(instance), id_[:-37])) or self._kind_of(instance, id_)
             elif parent.kind.kind == WORKFLOW and parent.span_id == parent_id:
                 kind = _spans.step_kind(id_[:-37])
             else:
@@ -202,7 +201,15 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
                 spans[id_] = parent  # internal, or a repeat of its parent (`__call__` -> `call`)
             else:
                 node = spans[id_] = Node(
-                    id_, trace, kind, parent, parent.vis, instance, bound_args, tags, now
+                    id_,
+                    trace,
+                    kind,
+                    parent,
+                    parent.vis,
+                    instance,
+                    _spans.call_arguments(bound_args),
+                    tags,
+                    now,
                 )
                 if k >= VISIBLE or k == LLM:
                     node.obs = open_observation(
@@ -227,7 +234,8 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         origin = self._stream_origin() if parent_id is None and self._frames else None
         if origin is not None and not origin.trace.done:
             trace = origin.trace
-            spans[id_] = Node(id_, trace, kind, None, origin.vis, instance, bound_args, tags, now)
+            args = _spans.call_arguments(bound_args)
+            spans[id_] = Node(id_, trace, kind, None, origin.vis, instance, args, tags, now)
             trace.ids.append(id_)
             with self._lock:
                 trace.open += 1
@@ -261,6 +269,10 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             self._open_root(trace, id_, kind, instance, bound_args, tags, pvis, now)
             return
         trace_id = scope.trace_id or (str(uuid.uuid4()) if batch else id_[-36:])
+        if scope.trace_id != trace_id:
+            # Once per trace: its observations (and work that joins them) read the trace id
+            # from this scope, so `open_observation` has nothing to merge per span.
+            scope = scope.merged(Scope(trace_id=trace_id))
         trace = Trace(trace_id, id_, scope, emitter.privacy(scope), now)
         if k >= VISIBLE:
             pvis = trace.id
@@ -287,6 +299,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         now: float,
     ) -> None:
         k = kind.kind
+        bound_args = _spans.call_arguments(bound_args)
         node = Node(id_, trace, kind, None, pvis, instance, bound_args, tags, now)
         node.vis = pvis
         if k >= VISIBLE or k == LLM:
@@ -332,6 +345,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             return
         if node.obs is not None and node.span_id == id_:
             close_observation(node.obs)
+            node.obs = None  # nested work looks it up through the contextvar, not the node
         trace = node.trace
         if isinstance(result, _GENERATOR_TYPES):
             self._remember_stream(result, node, id_)
@@ -351,11 +365,9 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             if waiting:  # something outlives the root: make sure it cannot wait forever
                 self._ensure_sweeper()
         elif k >= VISIBLE:
-            self._emit(
-                SPAN,
-                functools.partial(span_event, node, _spans.snapshot_result(k, result), None, now),
-                trace,
-            )
+            node.result = _spans.snapshot_result(k, result)
+            node.end = now
+            self._emit(SPAN, node, trace)
         self._release(trace)
 
     def span_drop(
@@ -379,6 +391,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             return
         if node.obs is not None and node.span_id == id_:
             close_observation(node.obs)
+            node.obs = None  # nested work looks it up through the contextvar, not the node
         trace = node.trace
         if node.span_id != id_:
             self._release(trace)
@@ -400,7 +413,9 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             with self._lock:
                 trace.root_done = True
         elif node.kind.kind >= VISIBLE:
-            self._emit(SPAN, functools.partial(span_event, node, None, err, now), trace)
+            node.error = err
+            node.end = now
+            self._emit(SPAN, node, trace)
         self._release(trace)
 
     # -- events ------------------------------------------------------------------------------
@@ -532,7 +547,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         else:
             if trace.root_done and gen.response is not None:
                 trace.stream_output = gen.response  # a lazily run stream: the trace's output
-            self._emit(GENERATION, functools.partial(generation_event, gen), trace)
+            self._emit(GENERATION, gen, trace)
         self._release(trace)
 
     def _on_embedding_start(self, event: Any) -> None:
@@ -554,11 +569,11 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
     def _emit_embedding(
         self, emb: Emb, chunks: Any, end_event: Any, error: BaseException | None, now: float
     ) -> None:
-        self._emit(
-            EMBEDDING_EVENT,
-            functools.partial(embedding_event, emb, chunks, end_event, error, now),
-            emb.trace,
-        )
+        emb.chunks = chunks
+        emb.end_event = end_event
+        emb.error = error
+        emb.end = now
+        self._emit(EMBEDDING_EVENT, emb, emb.trace)
 
 
 _MISSING: Any = object()

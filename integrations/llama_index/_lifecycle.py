@@ -7,7 +7,6 @@ thread started inside it). Abandoned work is evicted after `stream_timeout` /
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +14,6 @@ from typing import Any
 
 from posthog_llm.instrumentation import GENERATION, SPAN, TRACE, Emitter, report_internal_error
 
-from ._builders import generation_event, joined_root_event, trace_event
 from ._records import Node, Trace
 from ._stream_tracking import StreamTracking
 
@@ -68,13 +66,9 @@ class TraceLifecycle(StreamTracking):
                     frames.pop(key, None)
             trace.streams = None
         if trace.parent is not None:
-            self._emitter.emit(
-                SPAN, functools.partial(joined_root_event, trace), trace.scope, trace_id=trace.id
-            )
+            self._emitter.emit(SPAN, trace, trace.scope, trace_id=trace.id)
         elif trace.emit or (trace.emit is None and trace.has_events):
-            self._emitter.emit(
-                TRACE, functools.partial(trace_event, trace), trace.scope, trace_id=trace.id
-            )
+            self._emitter.emit(TRACE, trace, trace.scope, trace_id=trace.id)
 
     def _evict(self, trace: Trace) -> None:
         """Send a trace that waited too long (an abandoned stream) with what it has."""
@@ -91,7 +85,7 @@ class TraceLifecycle(StreamTracking):
                     gen.done = True
                     gen.end = gen.last or now
                     if gen.outer is None:
-                        self._emit(GENERATION, functools.partial(generation_event, gen), trace)
+                        self._emit(GENERATION, gen, trace)
                     if trace.root_done and gen.outer is None and gen.response is not None:
                         trace.stream_output = gen.response
         if trace.end is None:

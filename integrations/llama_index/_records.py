@@ -1,4 +1,10 @@
-"""Raw facts the hooks record: plain slotted objects, no conversion on the caller's thread."""
+"""Raw facts the hooks record: plain slotted objects, no conversion on the caller's thread.
+
+A record that ends in an event is its own builder: calling it (on the sender's worker thread)
+makes the event's properties. Queuing the record itself, rather than a `functools.partial`
+around it, keeps the hot path to one reference per event and leaves the garbage collector fewer
+objects to track while events wait for the worker.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from typing import Any
 
 from posthog_llm.instrumentation import Observation, Scope
 
+from . import _builders
 from ._spans import Kind
 
 __all__ = ["Trace", "Node", "Gen", "Emb", "StreamFrame"]
@@ -71,6 +78,12 @@ class Trace:
         # root is then sent as an `$ai_span` under this parent instead of as `$ai_trace`.
         self.parent: str | None = None
 
+    def __call__(self) -> dict[str, Any]:
+        """The `$ai_trace` event, or the `$ai_span` of a root that joined another trace."""
+        if self.parent is not None:
+            return _builders.joined_root_event(self)
+        return _builders.trace_event(self)
+
 
 class Node:
     """An instrumented span we keep: the root, a visible step, an LLM or embedding call.
@@ -93,6 +106,9 @@ class Node:
         "gen",
         "emb",
         "obs",
+        "result",
+        "error",
+        "end",
     )
 
     def __init__(
@@ -121,6 +137,13 @@ class Node:
         self.gen: Gen | None = None
         self.emb: Emb | None = None
         self.obs: Observation | None = None  # open while the step runs, for nested work
+        self.result: Any = None  # how the step ended (set once, just before its event is queued)
+        self.error: BaseException | None = None
+        self.end: float | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        """The step's `$ai_span` event."""
+        return _builders.span_event(self, self.result, self.error, self.end)
 
 
 class Gen:
@@ -182,11 +205,27 @@ class Gen:
         self.done = False
         self.frame: int | None = None  # key of the stream generator this call returned
 
+    def __call__(self) -> dict[str, Any]:
+        """The call's `$ai_generation` event."""
+        return _builders.generation_event(self)
+
 
 class Emb:
     """One embedding call (a batch is one call per Start/End pair)."""
 
-    __slots__ = ("uid", "name", "trace", "parent", "instance", "model_dict", "start")
+    __slots__ = (
+        "uid",
+        "name",
+        "trace",
+        "parent",
+        "instance",
+        "model_dict",
+        "start",
+        "chunks",
+        "end_event",
+        "error",
+        "end",
+    )
 
     def __init__(self, node: Node, model_dict: Any, start: float) -> None:
         self.uid = node.uid
@@ -196,6 +235,14 @@ class Emb:
         self.instance = node.instance
         self.model_dict = model_dict
         self.start = start
+        self.chunks: Any = None  # how the call ended (set once, just before its event is queued)
+        self.end_event: Any = None
+        self.error: BaseException | None = None
+        self.end: float | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        """The call's `$ai_embedding` event."""
+        return _builders.embedding_event(self, self.chunks, self.end_event, self.error, self.end)
 
 
 class StreamFrame:

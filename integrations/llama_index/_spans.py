@@ -26,6 +26,7 @@ __all__ = [
     "span_input",
     "span_output",
     "snapshot_result",
+    "call_arguments",
     "text_of",
     "is_stream",
 ]
@@ -269,7 +270,11 @@ class _NodeSnapshot(list[Any]):
 
 
 def _arguments(bound_args: Any) -> dict[str, Any]:
-    arguments = getattr(bound_args, "arguments", None)
+    # The hooks keep `BoundArguments.arguments` (see `call_arguments`); a BoundArguments is
+    # read the same way.
+    arguments = (
+        bound_args if isinstance(bound_args, Mapping) else getattr(bound_args, "arguments", None)
+    )
     if not isinstance(arguments, Mapping):
         return {}
     out: dict[str, Any] = {}
@@ -283,6 +288,13 @@ def _arguments(bound_args: Any) -> dict[str, Any]:
             continue
         out[key] = value
     return out
+
+
+def call_arguments(bound_args: Any) -> Any:
+    """Hot path: what a span's input is made from. The arguments mapping, not the
+    BoundArguments around it, which holds a fresh `inspect.Signature` per call."""
+    arguments = getattr(bound_args, "arguments", None)
+    return arguments if arguments is not None else bound_args
 
 
 def span_input(kind: int, bound_args: Any, tags: Mapping[str, Any] | None) -> Any:

@@ -85,6 +85,14 @@ class StreamTracking:
     def _stream_origin(self, want_gen: bool = False) -> StreamFrame | None:
         """The remembered generator this code is running inside, if any (walks the stack)."""
         frames = self._frames
+        if want_gen and len(frames) <= 16:
+            # Usually no remembered generator belongs to an LLM call (a streamed query's
+            # response generators do not): a glance at a few entries saves the stack walk.
+            for entry in list(frames.values()):  # a copy: other threads add and remove
+                if entry.gen is not None and not entry.gen.done:
+                    break
+            else:
+                return None
         frame: Any = sys._getframe(2)
         for _ in range(MAX_STACK_WALK):
             if frame is None:

@@ -28,7 +28,9 @@ def _latency(start: float, end: float | None) -> float | None:
     return None if end is None else max(0.0, end - start)
 
 
-def span_event(node: Node, result: Any, error: BaseException | None, end: float) -> dict[str, Any]:
+def span_event(
+    node: Node, result: Any, error: BaseException | None, end: float | None
+) -> dict[str, Any]:
     trace = node.trace
     kind = node.kind.kind
     privacy = trace.privacy
@@ -140,7 +142,7 @@ def generation_event(gen: Gen) -> dict[str, Any]:
 
 
 def embedding_event(
-    emb: Emb, chunks: Any, end_event: Any, error: BaseException | None, end: float
+    emb: Emb, chunks: Any, end_event: Any, error: BaseException | None, end: float | None
 ) -> dict[str, Any]:
     trace = emb.trace
     privacy = trace.privacy

@@ -88,8 +88,8 @@ class StreamTracking:
         if want_gen and len(frames) <= 16:
             # Usually no remembered generator belongs to an LLM call (a streamed query's
             # response generators do not): a glance at a few entries saves the stack walk.
-            for entry in list(frames.values()):  # a copy: other threads add and remove
-                if entry.gen is not None and not entry.gen.done:
+            for remembered in list(frames.values()):  # a copy: other threads add and remove
+                if remembered.gen is not None and not remembered.gen.done:
                     break
             else:
                 return None

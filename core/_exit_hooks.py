@@ -6,6 +6,12 @@ in a forked child, hence the after-fork re-registration. `Pool.terminate()` (als
 `with Pool() as pool:` does on exit) ends its workers with SIGTERM, which runs no finalizer:
 there, and only when SIGTERM has its default disposition, a handler shuts the clients down,
 restores the default and re-sends the signal, so the process still ends by SIGTERM.
+
+The handler runs wherever the main thread was interrupted, possibly inside our own code holding
+one of its locks: it delivers from a separate thread and waits for it at most its budget, so it
+can never deadlock the process (a `Pool.terminate()` would then wait for it forever). When the
+signal arrives while the exit hook is already delivering, it lets that finish (it is bounded by
+the clients' shutdown timeouts) and the process ends normally.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ _SIGTERM_BUDGET = 2.0
 _lock = threading.Lock()
 _registered = False
 _shutdown_all: Callable[[float | None], None] | None = None
+_exiting = False  # the exit hook is delivering
 
 
 def register_exit_hooks(shutdown_all: Callable[[float | None], None]) -> None:
@@ -46,8 +53,30 @@ def register_exit_hooks(shutdown_all: Callable[[float | None], None]) -> None:
 
 
 def _at_exit() -> None:
+    global _exiting
+    _exiting = True
     if _shutdown_all is not None:
         _shutdown_all(None)
+
+
+def _deliver_within(budget: float) -> None:
+    """Shut the clients down from a helper thread, waiting for it at most `budget` (+1) s."""
+    shutdown_all = _shutdown_all
+    if shutdown_all is None:
+        return
+
+    def deliver() -> None:
+        try:
+            shutdown_all(budget)
+        except Exception:
+            pass
+
+    helper = threading.Thread(target=deliver, name="posthog-llm-sigterm", daemon=True)
+    try:
+        helper.start()
+        helper.join(budget + 1.0)
+    except Exception:
+        pass
 
 
 def _deliver_on_sigterm() -> None:
@@ -61,11 +90,9 @@ def _deliver_on_sigterm() -> None:
 
         def on_sigterm(signum: int, frame: Any) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            if _shutdown_all is not None:
-                try:
-                    _shutdown_all(_SIGTERM_BUDGET)
-                except Exception:
-                    pass
+            if _exiting:
+                return  # interrupted the exit hook's delivery: let it finish, then exit
+            _deliver_within(_SIGTERM_BUDGET)
             os.kill(os.getpid(), signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, on_sigterm)
@@ -81,9 +108,10 @@ _after_fork_marker = _AfterForkMarker()
 
 
 def _reregister_in_child(_: Any) -> None:
-    global _registered
+    global _registered, _exiting
     with _lock:
         _registered = False
+        _exiting = False
         shutdown_all = _shutdown_all
     if shutdown_all is not None:
         register_exit_hooks(shutdown_all)

@@ -197,3 +197,52 @@ def test_multiprocessing_children_deliver_at_exit(posthog_server, tmp_path, meth
     assert result.returncode == 0, result.stderr
     events = posthog_server.wait_for(300, timeout=10)
     assert sorted(e["properties"]["i"] for e in events) == list(range(300))
+
+
+_SIGTERM_INSIDE_CODE = """
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from posthog_llm import Client
+
+
+def child(host):
+    client = Client(api_key="phc_mp", host=host, flush_interval=60)
+    # SIGTERM while our own code holds the sender's lock, its worker not started yet (as when
+    # Pool.terminate() lands while the exit hook starts the worker to deliver): the handler,
+    # which needs that lock to deliver, must not wait for it forever.
+    with client._sender._lock:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+
+
+if __name__ == "__main__":
+    process = mp.get_context(sys.argv[1]).Process(target=child, args=(sys.argv[2],))
+    started = time.monotonic()
+    process.start()
+    process.join(20)
+    print(process.exitcode, round(time.monotonic() - started, 1))
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_sigterm_inside_our_own_locked_code_ends_the_child_within_its_budget(
+    posthog_server, tmp_path, method
+):
+    if method == "fork" and not hasattr(os, "fork"):
+        pytest.skip("fork is POSIX only")
+    script = tmp_path / "sigterm_script.py"
+    script.write_text(_SIGTERM_INSIDE_CODE)
+    result = subprocess.run(
+        [sys.executable, str(script), method, posthog_server.host],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    exitcode, seconds = result.stdout.split()
+    assert exitcode == "-15"  # still ended by SIGTERM, not left hanging (None)
+    assert float(seconds) < 15

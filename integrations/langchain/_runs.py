@@ -112,7 +112,7 @@ class Run:
         self.last_token: float | None = None
         self.scope = trace.scope
         self.obs: Observation | None = None  # open while the run runs, for nested work
-        self.span_str: str | None = None  # str(run_id), made at the start of a visible child
+        self.span_str: str | None = None  # str(run_id), made when first needed: `span_id()`
         self.builder: Callable[..., dict[str, Any]] | None = None
         self.emitter: Any = None
         self.output: Any = None
@@ -132,12 +132,14 @@ class Run:
         return builder(self.emitter, self, self.output, self.error, self.end, self.max_chars)
 
     def span_id(self) -> Any:
-        """The run's id, as LangChain gave it (`str()` of it is the `$ai_span_id`)."""
-        if self.span_str is not None:
-            return self.span_str
-        if self.run_id is None and type(self.key) is int:
-            return UUID(int=self.key)
-        return self.run_id
+        """The run's id as a string (its `$ai_span_id`), made once, when first asked for."""
+        span = self.span_str
+        if span is None:
+            run_id = self.run_id
+            if run_id is None and type(self.key) is int:
+                run_id = UUID(int=self.key)
+            span = self.span_str = str(run_id)
+        return span
 
     def span_id_for_children(self) -> Any:
         """What a child of this run uses as its `$ai_parent_id`."""
@@ -145,7 +147,7 @@ class Run:
             return self.trace.trace_id
         if self.hidden:
             return self.parent_span
-        return self.span_str if self.span_str is not None else self.span_id()
+        return self.span_id()
 
 
 class RunMap:

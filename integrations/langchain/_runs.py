@@ -187,7 +187,7 @@ class RunMap:
 
     def parent_of(self, parent_run_id: UUID) -> tuple[Trace, Any] | None:
         """The trace and `$ai_parent_id` for a child of `parent_run_id`, if it is known."""
-        key = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
+        key: Any = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
         parent = self._live.get(key)
         if parent is not None:
             return parent.trace, parent.span_id_for_children()

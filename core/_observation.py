@@ -41,26 +41,35 @@ class Observation:
     """An open span, trace root or generation that nested work parents itself under.
 
     `span_id` is what children use as `$ai_parent_id`; for a trace root it is the trace id.
+    It may be given as any object whose `str()` is the id (LangChain's run UUID): it is turned
+    into a string the first time someone reads it, and most observations are never read.
     """
 
-    __slots__ = ("kind", "trace_id", "span_id", "scope", "framework", "parent", "closed")
+    __slots__ = ("kind", "trace_id", "_span_id", "scope", "framework", "parent", "closed")
 
     def __init__(
         self,
         kind: str,
         trace_id: str,
-        span_id: str,
+        span_id: Any,
         scope: Scope,
         framework: str | None,
         parent: Observation | None,
     ) -> None:
         self.kind = kind
         self.trace_id = trace_id
-        self.span_id = span_id
+        self._span_id = span_id
         self.scope = scope
         self.framework = framework
         self.parent = parent
         self.closed = False
+
+    @property
+    def span_id(self) -> str:
+        span_id = self._span_id
+        if type(span_id) is not str:
+            span_id = self._span_id = str(span_id)
+        return span_id
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -112,13 +121,14 @@ def open_observation(
     kind: str,
     *,
     trace_id: str,
-    span_id: str,
+    span_id: Any,
     scope: Scope,
     framework: str | None = None,
     parent: Any = UNKNOWN,
 ) -> Observation:
     """Make a new observation the current one; close it with `close_observation`.
 
+    `span_id`: a string, or an object whose `str()` is the id (made only if it is read).
     `parent`: the caller's `current_observation()` when it has just read it (saves reading it
     again on a hot path); by default it is read here.
     """
@@ -136,7 +146,12 @@ def close_observation(obs: Observation) -> None:
     """Mark `obs` closed; if it is current in this context, its parent becomes current again."""
     obs.closed = True
     if _current.get() is obs:
-        _current.set(current_observation())
+        # The nearest open ancestor, as stored: every read of `current_observation()` asks its
+        # framework's resolver again, so resolving here as well would only be paid twice.
+        parent = obs.parent
+        while parent is not None and parent.closed:
+            parent = parent.parent
+        _current.set(parent)
 
 
 @contextmanager

@@ -116,7 +116,7 @@ def span_builder(
         span_type = run.kind
     return span_properties(
         trace_id=run.trace.trace_id,
-        span_id=run.span_str or run.run_id,
+        span_id=run.span_id(),
         parent_id=run.parent_span,
         span_name=_run_name(run),
         input_state=input_state,
@@ -290,7 +290,7 @@ def generation_builder(
             sent_whole.extend(texts)
     return generation_properties(
         trace_id=run.trace.trace_id,
-        span_id=run.span_str or run.run_id,
+        span_id=run.span_id(),
         parent_id=run.parent_span,
         span_name=_run_name(run),
         model=model,

@@ -173,11 +173,9 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 if (extra is not None and extra is not trace.properties_ref) or private:
                     run.scope = _run_scope(trace.scope, extra, private)
         if not run.hidden:
-            if run.parent_span is None:
-                span_id = trace.trace_id
-            else:
-                # Made once here; the builder reuses it for `$ai_span_id` on the worker.
-                span_id = run.span_str = str(run_id)
+            # A child's span id is its run id: the observation turns it into a string only if
+            # nested work reads it, the builder does on the worker (`Run.span_id`).
+            span_id = trace.trace_id if run.parent_span is None else run_id
             run.obs = open_observation(
                 GENERATION_KIND
                 if kind in (CHAT, LLM)

@@ -26,36 +26,27 @@ FRAMEWORK = "langchain"
 class Trace:
     """What every run of one trace shares: its id, its root and who it belongs to."""
 
-    __slots__ = ("trace_id", "root_id", "scope", "properties_ref", "sent_whole", "_light")
+    __slots__ = ("trace_id", "root_key", "scope", "properties_ref", "sent_whole")
 
     def __init__(
         self,
         trace_id: str,
-        root_id: UUID,
+        root_id: Any,
         scope: Scope,
         properties_ref: Any,
-        keeps_texts: bool = True,
     ) -> None:
         self.trace_id = trace_id
-        self.root_id = root_id
+        # The root run's key in the run map (what the memory of ended runs is keyed by).
+        self.root_key = _key(root_id)
         self.scope = scope
         # The root's `posthog_properties` metadata object: children inherit the very same
         # object, so an identity check tells whether a child added properties of its own.
         self.properties_ref = properties_ref
         # Long texts that generations of this trace sent whole (filled by their builders on
         # the worker; the trace's own event, built last, then does not repeat them in full).
-        # None when not collecting: a light copy, or after the trace's own event was built.
-        self.sent_whole: list[str] | None = [] if keeps_texts else None
-        self._light: Trace | None = None
-
-    def light(self) -> Trace:
-        """The same trace without collected texts, for the memory of ended runs."""
-        light = self._light
-        if light is None:
-            light = self._light = Trace(
-                self.trace_id, self.root_id, self.scope, self.properties_ref, keeps_texts=False
-            )
-        return light
+        # None once the trace's own event was built (or its root was forgotten): nothing
+        # would read them any more.
+        self.sent_whole: list[str] | None = []
 
 
 class Run:
@@ -63,6 +54,7 @@ class Run:
 
     __slots__ = (
         "kind",
+        "key",
         "run_id",
         "trace",
         "parent_span",
@@ -100,7 +92,10 @@ class Run:
         start: float,
     ) -> None:
         self.kind = kind
-        self.run_id = run_id
+        # The run map's key; LangChain's UUID object itself is not kept (one object fewer per
+        # run for the garbage collector while the event waits in the queue): `span_id()`.
+        self.key = _key(run_id)
+        self.run_id = None if type(run_id) is UUID else run_id
         self.trace = trace
         # The `$ai_parent_id` of this run's event: None for the root, the trace id for a direct
         # child of the root, else the nearest visible ancestor's run id.
@@ -117,7 +112,7 @@ class Run:
         self.last_token: float | None = None
         self.scope = trace.scope
         self.obs: Observation | None = None  # open while the run runs, for nested work
-        self.span_str: str | None = None  # str(run_id), made once when a visible child starts
+        self.span_str: str | None = None  # str(run_id), made when first needed: `span_id()`
         self.builder: Callable[..., dict[str, Any]] | None = None
         self.emitter: Any = None
         self.output: Any = None
@@ -136,13 +131,23 @@ class Run:
             raise RuntimeError("the run has not ended")
         return builder(self.emitter, self, self.output, self.error, self.end, self.max_chars)
 
+    def span_id(self) -> Any:
+        """The run's id as a string (its `$ai_span_id`), made once, when first asked for."""
+        span = self.span_str
+        if span is None:
+            run_id = self.run_id
+            if run_id is None and type(self.key) is int:
+                run_id = UUID(int=self.key)
+            span = self.span_str = str(run_id)
+        return span
+
     def span_id_for_children(self) -> Any:
         """What a child of this run uses as its `$ai_parent_id`."""
         if self.parent_span is None:
             return self.trace.trace_id
         if self.hidden:
             return self.parent_span
-        return self.run_id
+        return self.span_id()
 
 
 class RunMap:
@@ -160,7 +165,11 @@ class RunMap:
         self.max_ended = max_ended
         self.evicted = 0
         self._live: OrderedDict[Any, Run] = OrderedDict()
-        self._ended: OrderedDict[Any, tuple[Trace, Any]] = OrderedDict()
+        # Ended run's key -> its Trace when the span its children use can be told from the key
+        # (the root: the trace id; a visible run: its own UUID), else (Trace, span). Ended
+        # entries live long enough to reach the collector's oldest generation, so the common
+        # case adds no object of its own (the Trace is shared by the whole trace).
+        self._ended: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._inserts = 0
         _live_maps.add(self)
@@ -178,17 +187,20 @@ class RunMap:
 
     def parent_of(self, parent_run_id: UUID) -> tuple[Trace, Any] | None:
         """The trace and `$ai_parent_id` for a child of `parent_run_id`, if it is known."""
-        key = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
+        key: Any = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
         parent = self._live.get(key)
         if parent is not None:
             return parent.trace, parent.span_id_for_children()
-        return self._ended.get(key)
+        ended = self._ended.get(key)
+        if ended is None or type(ended) is tuple:
+            return ended
+        if key == ended.root_key:
+            return ended, ended.trace_id
+        return ended, UUID(int=key)
 
     def add(self, run: Run) -> None:
         live = self._live
-        run_id = run.run_id
-        # Keyed by the UUID's integer: `UUID.__hash__` is Python code, `int.__hash__` is not.
-        key = run_id.int if type(run_id) is UUID else run_id
+        key = run.key
         with self._lock:
             live[key] = run
             self._inserts += 1
@@ -214,7 +226,12 @@ class RunMap:
             run = self._live.pop(key, None)
             if run is not None and run.kind not in (CHAT, LLM):
                 ended = self._ended
-                ended[key] = (run.trace.light(), run.span_id_for_children())
+                if run.parent_span is None or (
+                    not run.hidden and run.run_id is None and type(key) is int
+                ):
+                    ended[key] = run.trace  # parent_of() tells the span from the key
+                else:
+                    ended[key] = (run.trace, run.span_id_for_children())
                 if len(ended) > self.max_ended:
                     ended.popitem(last=False)
             return run
@@ -236,6 +253,15 @@ def _forget(run: Run) -> None:
     # An evicted run never ends: nothing may keep joining it.
     if run.obs is not None:
         run.obs.closed = True
+    if run.parent_span is None:
+        # Its trace's own event will never be built: stop collecting texts for it (the memory
+        # of ended runs may keep the Trace a while longer).
+        run.trace.sent_whole = None
+
+
+def _key(run_id: Any) -> Any:
+    # Keyed by the UUID's integer: `UUID.__hash__` is Python code, `int.__hash__` is not.
+    return run_id.int if type(run_id) is UUID else run_id
 
 
 _live_maps: weakref.WeakSet[RunMap] = weakref.WeakSet()

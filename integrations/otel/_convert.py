@@ -163,17 +163,15 @@ def _indexed(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
 # -- identity ----------------------------------------------------------------------------------
 
 
-USER_KEYS = ("posthog.distinct_id", "user.id", "enduser.id")
-SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "$session_id", "posthog.session_id")
-
-
 def distinct_id_of(rec: SpanRecord) -> str | None:
-    value = _first(rec.attributes, *USER_KEYS)
+    value = _first(rec.attributes, "posthog.distinct_id", "user.id", "enduser.id")
     return str(value) if value is not None else None
 
 
 def session_id_of(rec: SpanRecord) -> str | None:
-    value = _first(rec.attributes, *SESSION_KEYS)
+    value = _first(
+        rec.attributes, "gen_ai.conversation.id", "session.id", "$session_id", "posthog.session_id"
+    )
     return str(value) if value is not None else None
 
 

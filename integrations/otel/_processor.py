@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from ._assemble import plan_trace
-from ._convert import SESSION_KEYS, USER_KEYS, span_event, trace_event
+from ._convert import distinct_id_of, first_of, session_id_of, span_event, trace_event
 from ._kernel import (
     Emitter,
     Scope,
@@ -154,7 +154,8 @@ class PostHogSpanProcessor(SpanProcessor):
         if not self._emitter.enabled:
             return
         scope, outer = started if started is not None else (self._emitter.scope(), None)
-        user, session = _identity(records)
+        user = first_of(records, distinct_id_of)
+        session = first_of(records, session_id_of)
         if user is not None or session is not None:  # a span's own attributes are most specific
             scope = scope.merged(make_scope(distinct_id=user, session_id=session))
         privacy = self._emitter.privacy(scope)
@@ -162,30 +163,6 @@ class PostHogSpanProcessor(SpanProcessor):
         self._emitter.emit_many(
             functools.partial(_trace_events, records, outer, privacy), scope, trace_id=trace_id
         )
-
-
-def _identity(records: list[SpanRecord]) -> tuple[str | None, str | None]:
-    """The trace's distinct id and session id from its spans' attributes (first set wins)."""
-    user = session = None
-    for rec in records:
-        attributes = rec.attributes
-        if not attributes:
-            continue
-        if user is None:
-            user = _first_text(attributes, USER_KEYS)
-        if session is None:
-            session = _first_text(attributes, SESSION_KEYS)
-        if user is not None and session is not None:
-            break
-    return user, session
-
-
-def _first_text(attributes: Any, keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        value = attributes.get(key)
-        if value is not None and value != "":
-            return str(value)
-    return None
 
 
 def _trace_events(

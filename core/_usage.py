@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["Usage", "normalize_usage", "EMPTY_USAGE"]
+__all__ = ["Usage", "normalize_usage", "EMPTY_USAGE", "whole_number"]
 
 
 class Usage(NamedTuple):
@@ -128,6 +128,22 @@ def _get(source: Any, key: str) -> Any:
     if type(source) is dict or isinstance(source, Mapping):
         return source.get(key)
     return getattr(source, key, None)
+
+
+def whole_number(value: Any) -> int | None:
+    """An integer from a count, status code or port that may come as a number or as text.
+
+    None for a missing value, a bool, or anything `int()` refuses.
+
+    >>> whole_number("31"), whole_number(9.0), whole_number(True), whole_number("n/a")
+    (31, 9, None, None)
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _count(value: Any) -> int | None:

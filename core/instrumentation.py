@@ -121,7 +121,7 @@ from ._tracked import (  # noqa: E402
     track_iterator,
     track_sdk_stream,
 )
-from ._usage import Usage, normalize_usage  # noqa: E402
+from ._usage import Usage, normalize_usage, whole_number  # noqa: E402
 
 __all__ += [
     "MODEL_PARAMETER_NAMES",
@@ -139,4 +139,5 @@ __all__ += [
     "track_async_sdk_stream",
     "Usage",
     "normalize_usage",
+    "whole_number",
 ]

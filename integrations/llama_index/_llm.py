@@ -15,6 +15,7 @@ from posthog_llm.instrumentation import (
     allowed_model_parameters,
     normalize_usage,
     provider_from_base_url,
+    whole_number,
 )
 
 __all__ = [
@@ -351,18 +352,9 @@ def tools_of(call_kwargs: Mapping[str, Any] | None) -> list[Any] | None:
 # -- usage and stop reason ---------------------------------------------------------------------
 
 
-def _int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _first(source: Any, *keys: str) -> int | None:
     for key in keys:
-        value = _int(_get(source, key))
+        value = whole_number(_get(source, key))
         if value is not None:
             return value
     return None
@@ -447,7 +439,7 @@ def embedding_tokens_of(end_event: Any) -> int | None:
     subclass with a `usage` (dict or object, OpenAI's `prompt_tokens`/`total_tokens`) or a
     `token_count` attribute.
     """
-    count = _int(getattr(end_event, "token_count", None))
+    count = whole_number(getattr(end_event, "token_count", None))
     if count is not None:
         return count
     usage = getattr(end_event, "usage", None)

@@ -16,6 +16,7 @@ from ._kernel import (
     provider_from_base_url,
     span_properties,
     trace_properties,
+    whole_number,
 )
 
 __all__ = ["SpanFacts", "generation_props", "response_props", "span_props", "run_props", "usage_of"]
@@ -112,15 +113,6 @@ def usage_of(usage: Any) -> dict[str, Any]:
     }
 
 
-def _int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _dict_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """`usage_of` for the dicts the SDK puts on its spans (the common case, kept cheap)."""
     get = usage.get
@@ -133,7 +125,7 @@ def _dict_usage(usage: dict[str, Any]) -> dict[str, Any]:
 
     def pick(*values: Any) -> int | None:
         for value in values:
-            number = _int(value)
+            number = whole_number(value)
             if number is not None:
                 return number
         return None

@@ -21,6 +21,7 @@ from posthog_llm.instrumentation import (
     provider_from_base_url,
     span_properties,
     trace_properties,
+    whole_number,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "provider_from_base_url",
     "span_properties",
     "trace_properties",
+    "whole_number",
 ]

@@ -22,6 +22,7 @@ from ._kernel import (
     generation_properties,
     span_properties,
     trace_properties,
+    whole_number,
 )
 from ._records import SpanRecord, is_ai_span
 
@@ -118,15 +119,6 @@ def _first(attrs: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
-def _int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _json(value: Any) -> Any:
     """A JSON text attribute as its value; anything else (or unparsable text) unchanged."""
     if value is None:
@@ -211,7 +203,7 @@ def _base_url(attrs: Mapping[str, Any]) -> str | None:
     host = attrs.get("server.address")
     if not isinstance(host, str) or not host:
         return None
-    port = _int(attrs.get("server.port"))
+    port = whole_number(attrs.get("server.port"))
     loopback = host in ("localhost", "127.0.0.1", "::1")
     scheme = "http" if loopback or port == 80 else "https"
     shown = f"[{host}]" if ":" in host else host
@@ -321,7 +313,7 @@ def _usage(attrs: Mapping[str, Any]) -> dict[str, Any]:
             value = attrs.get(key)
             if value is not None and value != "":
                 break
-        usage[name] = _int(value)
+        usage[name] = whole_number(value)
     return usage
 
 
@@ -595,7 +587,7 @@ def span_event(
             input=None if privacy else _input(rec),
             output_choices=None if privacy else _output(rec),
             stop_reason=_stop_reason(attrs),
-            http_status=_int(attrs.get("http.response.status_code")),
+            http_status=whole_number(attrs.get("http.response.status_code")),
             **_usage(attrs),
             **common,
         )

@@ -19,6 +19,7 @@ from posthog_llm.instrumentation import (
     report_internal_error,
     span_properties,
     trace_properties,
+    whole_number,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "report_internal_error",
     "span_properties",
     "trace_properties",
+    "whole_number",
 ]

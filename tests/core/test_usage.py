@@ -5,7 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace as ns
 
 import pytest
-from posthog_llm.instrumentation import Usage, generation_properties, normalize_usage
+from posthog_llm.instrumentation import (
+    Usage,
+    generation_properties,
+    normalize_usage,
+    whole_number,
+)
 
 
 @pytest.mark.parametrize(
@@ -142,3 +147,8 @@ def test_unknown_counts_are_omitted_and_the_cache_write_split_needs_both_halves(
     ):
         assert absent not in props
     assert not Usage() and usage
+
+
+def test_whole_number_reads_counts_given_as_numbers_or_text():
+    assert [whole_number(v) for v in (31, "31", 9.0, " 7 ")] == [31, 31, 9, 7]
+    assert [whole_number(v) for v in (None, True, False, "n/a", "", [1])] == [None] * 6

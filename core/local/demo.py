@@ -581,10 +581,7 @@ def _openai_part(demo: _Demo) -> None:
     else:
         from .openai_standin import OpenAIStandIn
 
-        standin = OpenAIStandIn(latency=0.04, chunk_delay=0.004).start()
-        demo.out.line(
-            f"    local stand-in OpenAI endpoint at {standin.base_url} — no real API calls"
-        )
+        standin = _started_standin(demo, OpenAIStandIn(latency=0.04, chunk_delay=0.004), "OpenAI")
         openai_client = OpenAI(
             base_url=standin.base_url, api_key="sk-local-standin", posthog_client=demo.client
         )
@@ -594,6 +591,30 @@ def _openai_part(demo: _Demo) -> None:
         openai_client.close()
         if standin is not None:
             standin.close()
+
+
+def _started_standin(demo: _Demo, standin: Any, provider: str) -> Any:
+    """Start a loopback stand-in of `provider`'s API and say so: no real API is called."""
+    standin.start()
+    demo.out.line(
+        f"    local stand-in {provider} endpoint at {standin.base_url} — no real API calls"
+    )
+    return standin
+
+
+def _ask_standin(
+    demo: _Demo,
+    standin: Any,
+    provider: str,
+    demo_call: Callable[[Any, Any, str], str],
+    question: str,
+) -> str:
+    """One tracked call on a stand-in started for it (`demo_call` of its module)."""
+    _started_standin(demo, standin, provider)
+    try:
+        return demo_call(standin, demo.client, question)
+    finally:
+        standin.close()
 
 
 def _openai_calls(demo: _Demo, openai_client: Any) -> None:
@@ -674,14 +695,7 @@ def _anthropic_part(demo: _Demo) -> None:
         else:
             from .anthropic_standin import AnthropicStandIn, demo_call
 
-            standin = AnthropicStandIn().start()
-            demo.out.line(
-                f"    local stand-in Anthropic endpoint at {standin.base_url} — no real API calls"
-            )
-            try:
-                text = demo_call(standin, demo.client, question)
-            finally:
-                standin.close()
+            text = _ask_standin(demo, AnthropicStandIn(), "Anthropic", demo_call, question)
         step.set_output(text)
         demo.say("answer", _short(text))
 
@@ -705,14 +719,7 @@ def _gemini_part(demo: _Demo) -> None:
         else:
             from .gemini_standin import GeminiStandIn, demo_call
 
-            standin = GeminiStandIn().start()
-            demo.out.line(
-                f"    local stand-in Gemini endpoint at {standin.base_url} — no real API calls"
-            )
-            try:
-                text = demo_call(standin, demo.client, question)
-            finally:
-                standin.close()
+            text = _ask_standin(demo, GeminiStandIn(), "Gemini", demo_call, question)
         step.set_output(text)
         demo.say("answer", _short(text or ""))
 

@@ -17,6 +17,7 @@ through `capture_internal_exceptions`.
 
 from __future__ import annotations
 
+import functools
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -42,6 +43,7 @@ __all__ = [
     "track_iterator",
     "track_async_iterator",
     "secrets_of",
+    "track_copies",
 ]
 
 # Removed from every tracked call before the SDK sees it. `posthog_provider_override` is also
@@ -57,6 +59,31 @@ POSTHOG_ARGUMENTS = (
 )
 
 _perf = time.perf_counter
+
+
+def track_copies(client: Any, instrument: Callable[[Any], None]) -> None:
+    """Make `client.copy()` and `client.with_options()` return clients that are tracked too.
+
+    The SDKs build a new client of the same class for other options; `instrument(copied)` gives
+    it the same tracking. An entry in the instance's `__dict__` shadows the class's method, so
+    other clients are untouched.
+    """
+    state = client.__dict__
+    cls = type(client)
+    for name in ("copy", "with_options"):
+        state[name] = _tracked_copy(getattr(cls, name), client, instrument)
+
+
+def _tracked_copy(method: Any, client: Any, instrument: Callable[[Any], None]) -> Any:
+    @functools.wraps(method)
+    def copy(*args: Any, **kwargs: Any) -> Any:
+        copied = method(client, *args, **kwargs)
+        instrument(copied)
+        return copied
+
+    return copy
+
+
 _READ_AS_IS = (str, bytes, list, tuple, dict)
 
 

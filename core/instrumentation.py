@@ -118,6 +118,7 @@ from ._tracked import (  # noqa: E402
     secrets_of,
     track_async_iterator,
     track_async_sdk_stream,
+    track_copies,
     track_iterator,
     track_sdk_stream,
 )
@@ -133,6 +134,7 @@ __all__ += [
     "run_tracked",
     "run_tracked_async",
     "secrets_of",
+    "track_copies",
     "track_iterator",
     "track_async_iterator",
     "track_sdk_stream",

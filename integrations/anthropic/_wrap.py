@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, TypeVar
 
 import anthropic
-from posthog_llm.instrumentation import Emitter
+from posthog_llm.instrumentation import Emitter, track_copies
 
 from ._track import AnthropicTracker, TrackedAsyncMessages, TrackedMessages
 
@@ -50,16 +49,4 @@ def instrument(client: Any, tracker: AnthropicTracker) -> None:
     state["_posthog_llm"] = tracker
     sync = isinstance(client, _SYNC)
     state["messages"] = (TrackedMessages if sync else TrackedAsyncMessages)(client)
-    cls = type(client)
-    state["copy"] = _tracked_copy(cls.copy, client, tracker)
-    state["with_options"] = _tracked_copy(cls.with_options, client, tracker)
-
-
-def _tracked_copy(method: Any, client: Any, tracker: AnthropicTracker) -> Any:
-    @functools.wraps(method)
-    def copy(*args: Any, **kwargs: Any) -> Any:
-        copied = method(client, *args, **kwargs)
-        instrument(copied, tracker)
-        return copied
-
-    return copy
+    track_copies(client, lambda copied: instrument(copied, tracker))

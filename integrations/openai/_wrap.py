@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, TypeVar
 
 import openai
 from openai.lib.azure import BaseAzureClient
-from posthog_llm.instrumentation import Emitter
+from posthog_llm.instrumentation import Emitter, track_copies
 
 from ._resources import (
     TrackedAsyncChat,
@@ -62,17 +61,4 @@ def instrument(client: Any, tracker: OpenAITracker) -> None:
     state["chat"] = (TrackedChat if sync else TrackedAsyncChat)(client)
     state["responses"] = (TrackedResponses if sync else TrackedAsyncResponses)(client)
     state["embeddings"] = (TrackedEmbeddings if sync else TrackedAsyncEmbeddings)(client)
-    # with_options()/copy() build a new client of the same class: give it the same tracker.
-    cls = type(client)
-    state["copy"] = _tracked_copy(cls.copy, client, tracker)
-    state["with_options"] = _tracked_copy(cls.with_options, client, tracker)
-
-
-def _tracked_copy(method: Any, client: Any, tracker: OpenAITracker) -> Any:
-    @functools.wraps(method)
-    def copy(*args: Any, **kwargs: Any) -> Any:
-        copied = method(client, *args, **kwargs)
-        instrument(copied, tracker)
-        return copied
-
-    return copy
+    track_copies(client, lambda copied: instrument(copied, tracker))

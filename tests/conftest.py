@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import posthog_llm
 import pytest
@@ -60,6 +61,18 @@ def client(sink: InMemoryDestination) -> Iterator[Client]:
     c = Client(destination=sink, flush_interval=0.05)
     yield c
     c.shutdown(timeout=5)
+
+
+@pytest.fixture
+def events(client: Client, sink: InMemoryDestination) -> Callable[..., list[dict[str, Any]]]:
+    """`events()` flushes the client and returns every event; `events("$ai_generation")` only
+    those."""
+
+    def read(name: str | None = None) -> list[dict[str, Any]]:
+        assert client.flush(5)
+        return sink.named(name) if name else sink.events
+
+    return read
 
 
 @pytest.fixture

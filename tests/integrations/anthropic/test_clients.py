@@ -11,7 +11,9 @@ anthropic = pytest.importorskip("anthropic")
 import posthog_llm  # noqa: E402
 from posthog_llm.instrumentation import close_observation, make_scope, open_observation  # noqa: E402
 
-from .conftest import API_KEY, HELLO, MODEL, only  # noqa: E402
+from tests.support.events import only  # noqa: E402
+
+from .conftest import API_KEY, HELLO, MODEL  # noqa: E402
 
 
 @pytest.mark.parametrize(

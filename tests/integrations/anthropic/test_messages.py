@@ -12,7 +12,9 @@ anthropic = pytest.importorskip("anthropic")
 import posthog_llm  # noqa: E402
 import pydantic  # noqa: E402
 
-from .conftest import HELLO, MODEL, only  # noqa: E402
+from tests.support.events import only  # noqa: E402
+
+from .conftest import HELLO, MODEL  # noqa: E402
 
 WEATHER_TOOL = {
     "name": "get_weather",

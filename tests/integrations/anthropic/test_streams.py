@@ -8,7 +8,9 @@ import pytest
 
 anthropic = pytest.importorskip("anthropic")
 
-from .conftest import HELLO, MODEL, only  # noqa: E402
+from tests.support.events import only  # noqa: E402
+
+from .conftest import HELLO, MODEL  # noqa: E402
 
 ECHO = "Echo: Tell me a fun fact about hedgehogs"
 

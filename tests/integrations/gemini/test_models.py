@@ -12,7 +12,9 @@ genai = pytest.importorskip("google.genai")
 import posthog_llm  # noqa: E402
 from google.genai import errors, types  # noqa: E402
 
-from .conftest import API_KEY, MODEL, only  # noqa: E402
+from tests.support.events import only  # noqa: E402
+
+from .conftest import API_KEY, MODEL  # noqa: E402
 
 HEDGEHOGS = "Tell me a fun fact about hedgehogs"
 ECHO = "Echo: " + HEDGEHOGS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 
 pytest.importorskip("openai")
 
-from posthog_llm import Client, InMemoryDestination  # noqa: E402
+from posthog_llm import Client  # noqa: E402
 from posthog_llm.local.openai_standin import OpenAIStandIn  # noqa: E402
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
@@ -39,20 +38,3 @@ def make_client(standin: OpenAIStandIn, client: Client) -> Callable[..., Any]:
         return cls(**kwargs)
 
     return make
-
-
-@pytest.fixture
-def events(client: Client, sink: InMemoryDestination) -> Callable[..., list[dict[str, Any]]]:
-    """`events()` flushes and returns every event; `events("$ai_generation")` only those."""
-
-    def read(name: str | None = None) -> list[dict[str, Any]]:
-        assert client.flush(5)
-        return sink.named(name) if name else sink.events
-
-    return read
-
-
-def only(found: list[dict[str, Any]]) -> dict[str, Any]:
-    """The properties of the one event in `found`."""
-    assert len(found) == 1, json.dumps(found, indent=1)[:3000]
-    return found[0]["properties"]

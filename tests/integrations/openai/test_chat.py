@@ -12,7 +12,7 @@ import posthog_llm  # noqa: E402
 import pydantic  # noqa: E402
 from posthog_llm.integrations.openai import OpenAI  # noqa: E402
 
-from .conftest import only  # noqa: E402
+from tests.support.events import only  # noqa: E402
 
 HELLO = [{"role": "user", "content": "Tell me a fun fact about hedgehogs"}]
 WEATHER_TOOL = {

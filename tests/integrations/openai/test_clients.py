@@ -21,7 +21,9 @@ from posthog_llm.integrations.openai import (  # noqa: E402
 )
 from posthog_llm.local.openai_standin import OpenAIStandIn  # noqa: E402
 
-from .conftest import API_KEY, only  # noqa: E402
+from tests.support.events import only  # noqa: E402
+
+from .conftest import API_KEY  # noqa: E402
 
 HELLO = [{"role": "user", "content": "hello from a test"}]
 

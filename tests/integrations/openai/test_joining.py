@@ -9,7 +9,7 @@ pytest.importorskip("openai")
 import posthog_llm  # noqa: E402
 from posthog_llm.instrumentation import close_observation, make_scope, open_observation  # noqa: E402
 
-from .conftest import only  # noqa: E402
+from tests.support.events import only  # noqa: E402
 
 HELLO = [{"role": "user", "content": "hello"}]
 

@@ -8,7 +8,7 @@ openai = pytest.importorskip("openai")
 
 import pydantic  # noqa: E402
 
-from .conftest import only  # noqa: E402
+from tests.support.events import only  # noqa: E402
 
 WEATHER = {
     "type": "function",

@@ -11,7 +11,7 @@ openai = pytest.importorskip("openai")
 
 from posthog_llm.local.openai_standin import OpenAIStandIn  # noqa: E402
 
-from .conftest import only  # noqa: E402
+from tests.support.events import only  # noqa: E402
 
 HELLO = [{"role": "user", "content": "one two three four five six"}]
 

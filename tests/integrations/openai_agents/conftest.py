@@ -4,7 +4,7 @@ to OpenAI switched off (no network), and a triage agent that hands off to a spec
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +21,6 @@ from agents import (  # noqa: E402
     set_trace_processors,
 )
 from agents.extensions import handoff_filters  # noqa: E402
-from posthog_llm import Client, InMemoryDestination  # noqa: E402
 from posthog_llm.integrations import openai_agents as posthog_agents  # noqa: E402
 from posthog_llm.local.openai_standin import OpenAIStandIn  # noqa: E402
 
@@ -51,15 +50,6 @@ def agents_sdk(standin: OpenAIStandIn, api: str) -> Iterator[OpenAIStandIn]:
     yield standin
     posthog_agents.uninstrument()
     set_trace_processors([])
-
-
-@pytest.fixture
-def events(client: Client, sink: InMemoryDestination) -> Callable[..., list[dict[str, Any]]]:
-    def read(name: str | None = None) -> list[dict[str, Any]]:
-        assert client.flush(5)
-        return sink.named(name) if name else sink.events
-
-    return read
 
 
 @function_tool

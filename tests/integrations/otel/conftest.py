@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("opentelemetry.sdk")
 
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from posthog_llm import Client, InMemoryDestination  # noqa: E402
+from posthog_llm import Client  # noqa: E402
 from posthog_llm.integrations.otel import PostHogSpanProcessor  # noqa: E402
 
 
@@ -26,20 +26,6 @@ def provider(client: Client) -> Iterator[TracerProvider]:
 @pytest.fixture
 def tracer(provider: TracerProvider) -> Any:
     return provider.get_tracer("tests")
-
-
-@pytest.fixture
-def events(client: Client, sink: InMemoryDestination) -> Callable[..., list[dict[str, Any]]]:
-    def read(name: str | None = None) -> list[dict[str, Any]]:
-        assert client.flush(5)
-        return sink.named(name) if name else sink.events
-
-    return read
-
-
-def one(found: list[dict[str, Any]]) -> dict[str, Any]:
-    assert len(found) == 1, json.dumps(found, indent=1, default=str)[:3000]
-    return found[0]["properties"]
 
 
 def messages(*items: tuple[str, str]) -> str:

@@ -6,7 +6,9 @@ import json
 
 from opentelemetry.trace import Status, StatusCode
 
-from .conftest import messages, one
+from tests.support.events import only
+
+from .conftest import messages
 
 
 def test_an_agent_with_a_chat_call_and_a_tool_call(tracer, events):
@@ -78,11 +80,11 @@ def test_an_agent_with_a_chat_call_and_a_tool_call(tracer, events):
     agent_id = format(agent.get_span_context().span_id, "016x")
     found = events()
     assert {e["properties"]["$ai_trace_id"] for e in found} == {trace_id}
-    trace = one(events("$ai_trace"))
+    trace = only(events("$ai_trace"))
     assert trace["$ai_span_name"] == "Weather"
     assert trace["$ai_output_state"] == "It is sunny in Paris."
     assert trace["$ai_session_id"] == "conv-7"
-    gen = one(events("$ai_generation"))
+    gen = only(events("$ai_generation"))
     assert gen["$ai_parent_id"] == trace_id  # the agent is the root: it is the trace
     assert gen["$ai_model"] == "gpt-4o-mini-2024-07-18"
     assert gen["$ai_provider"] == "openai"
@@ -109,7 +111,7 @@ def test_an_agent_with_a_chat_call_and_a_tool_call(tracer, events):
     ]
     assert gen["$ai_tools"][0]["name"] == "get_weather"
     assert gen["$ai_latency"] >= 0
-    tool = one(events("$ai_span"))
+    tool = only(events("$ai_span"))
     assert tool["$ai_span_name"] == "get_weather"
     assert tool["$ai_span_type"] == "tool"
     assert tool["$ai_input_state"] == {"city": "Paris"}
@@ -152,7 +154,7 @@ def test_text_completion_with_indexed_prompt_attributes_and_events(tracer, event
     assert chat_gen["$ai_provider"] == "anthropic"
     assert chat_gen["$ai_input"] == [{"role": "user", "content": "Hello"}]
     assert chat_gen["$ai_output_choices"] == [{"role": "assistant", "content": "Hi!"}]
-    trace = one(events("$ai_trace"))
+    trace = only(events("$ai_trace"))
     assert trace["$ai_span_name"] == "run"
 
 
@@ -174,7 +176,7 @@ def test_embeddings_and_create_agent(tracer, events):
             },
         ):
             pass
-    embedding = one(events("$ai_embedding"))
+    embedding = only(events("$ai_embedding"))
     assert embedding["$ai_model"] == "text-embedding-3-small"
     assert embedding["$ai_input_tokens"] == 8
     assert embedding["$ai_model_parameters"] == {"dimensions": 256}

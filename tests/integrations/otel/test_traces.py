@@ -10,7 +10,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from posthog_llm.integrations.otel import PostHogSpanProcessor
 
-from .conftest import messages, one
+from tests.support.events import only
+
+from .conftest import messages
 
 CHAT = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}
 
@@ -42,14 +44,14 @@ def test_non_ai_spans_count_only_between_ai_spans(tracer, events):
     def hex_id(span) -> str:
         return format(span.get_span_context().span_id, "016x")
 
-    trace = one(events("$ai_trace"))
+    trace = only(events("$ai_trace"))
     assert trace["$ai_span_name"] == "POST /chat"  # the root is the trace
     spans = {e["properties"]["$ai_span_name"]: e["properties"] for e in events("$ai_span")}
     assert set(spans) == {"invoke_agent A", "retrieve documents"}
     assert spans["invoke_agent A"]["$ai_parent_id"] == trace_id
     assert spans["retrieve documents"]["$ai_parent_id"] == hex_id(agent)
     assert "$ai_span_type" not in spans["retrieve documents"]
-    gen = one(events("$ai_generation"))
+    gen = only(events("$ai_generation"))
     assert gen["$ai_parent_id"] == hex_id(retrieve)
     assert gen["$ai_span_id"] == hex_id(chat)
 
@@ -111,10 +113,10 @@ def test_openinference_spans(tracer, events):
     found = events()
     assert {e["distinct_id"] for e in found} == {"user_oi"}
     assert {e["properties"]["$ai_session_id"] for e in found} == {"s-1"}
-    trace = one(events("$ai_trace"))
+    trace = only(events("$ai_trace"))
     assert trace["$ai_input_state"] == {"question": "why?"}
     assert trace["$ai_output_state"] == "because"
-    gen = one(events("$ai_generation"))
+    gen = only(events("$ai_generation"))
     assert gen["$ai_model"] == "gpt-4o"
     assert gen["$ai_model_parameters"] == {"temperature": 0.5}  # never the api key
     assert gen["$ai_input"] == [
@@ -126,13 +128,13 @@ def test_openinference_spans(tracer, events):
     assert gen["$ai_cache_read_input_tokens"] == 3
     assert gen["$ai_reasoning_tokens"] == 1
     assert gen["$ai_tools"] == [{"type": "function", "name": "lookup"}]
-    tool = one(events("$ai_span"))
+    tool = only(events("$ai_span"))
     assert (tool["$ai_span_name"], tool["$ai_span_type"], tool["$ai_output_state"]) == (
         "lookup",
         "tool",
         "42",
     )
-    embedding = one(events("$ai_embedding"))
+    embedding = only(events("$ai_embedding"))
     assert embedding["$ai_input"] == ["why?"]
     assert embedding["$ai_embedding_input_count"] == 1
 
@@ -194,9 +196,9 @@ def test_otel_work_inside_a_users_span_joins_its_trace(tracer, events, client):
     (trace,) = events("$ai_trace")
     assert trace["properties"]["$ai_span_name"] == "handle request"
     agent_id = format(agent.get_span_context().span_id, "016x")
-    span = one(events("$ai_span"))
+    span = only(events("$ai_span"))
     assert (span["$ai_span_id"], span["$ai_parent_id"]) == (agent_id, outer.span_id)
-    assert one(events("$ai_generation"))["$ai_parent_id"] == agent_id
+    assert only(events("$ai_generation"))["$ai_parent_id"] == agent_id
 
 
 def test_a_trace_whose_root_lives_elsewhere_is_sent_on_flush(client, events):
@@ -222,11 +224,11 @@ def test_a_trace_whose_root_lives_elsewhere_is_sent_on_flush(client, events):
     child.end()
     assert events() == []  # waiting for the local root
     assert processor.force_flush(5000)
-    tool = one(events("$ai_span"))
+    tool = only(events("$ai_span"))
     assert tool["$ai_trace_id"] == "0af7651916cd43dd8448eb211c80319c"
     assert tool["$ai_parent_id"] == format(span.get_span_context().span_id, "016x")
     span.end()
-    gen = one(events("$ai_generation"))
+    gen = only(events("$ai_generation"))
     assert gen["$ai_parent_id"] == "0af7651916cd43dd8448eb211c80319c"
     assert len(events("$ai_trace")) == 1
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import multiprocessing
 import os
 import platform
 import statistics
@@ -30,54 +29,12 @@ import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _servers import Servers  # noqa: E402
+
 CONTENDERS = ["bare", "posthog-llm", "posthog-python"]
 SYSTEM = "You route questions to the right specialist."
 QUESTION = "What is the weather in Paris?"
-
-
-def _serve(conn: Any, kind: str) -> None:
-    if kind == "sink":
-        sys.path.insert(0, HERE)
-        from _sink import Sink
-
-        sink = Sink(count=True).start()
-        conn.send(sink.url)
-        while conn.recv() == "stats":
-            conn.send({"events": sink.events, "requests": sink.requests})
-        sink.close()
-    else:
-        from posthog_llm.local.openai_standin import OpenAIStandIn
-
-        standin = OpenAIStandIn(max_recorded=10).start()
-        conn.send(standin.base_url)
-        conn.recv()
-        standin.close()
-
-
-class Servers:
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conns, self.procs = {}, []
-        for kind in ("sink", "openai"):
-            conn, child = context.Pipe()
-            proc = context.Process(target=_serve, args=(child, kind), daemon=True)
-            proc.start()
-            self.conns[kind] = conn
-            self.procs.append(proc)
-        self.sink_url: str = self.conns["sink"].recv()
-        self.openai_url: str = self.conns["openai"].recv()
-
-    def stats(self) -> dict[str, int]:
-        self.conns["sink"].send("stats")
-        return self.conns["sink"].recv()
-
-    def close(self) -> None:
-        for conn in self.conns.values():
-            conn.send("quit")
-        for proc in self.procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
 
 
 class Contender:
@@ -305,15 +262,15 @@ def main() -> None:
     runs, real_runs, rounds = (100, 20, 3) if args.quick else (500, 60, 7)
 
     load_start = os.getloadavg()[0]
-    servers = Servers()
+    servers = Servers("sink", "openai")
     try:
-        contenders = [make_contender(name, servers.sink_url) for name in CONTENDERS]
+        contenders = [make_contender(name, servers.urls["sink"]) for name in CONTENDERS]
         results = {}
         print("spans ...", flush=True)
         results["spans"] = measure(run_spans, contenders, runs, rounds)
         print({k: [round(x) for x in v] for k, v in results["spans"].items()}, flush=True)
         print("run ...", flush=True)
-        results["run"] = measure(make_run(servers.openai_url), contenders, real_runs, rounds)
+        results["run"] = measure(make_run(servers.urls["openai"]), contenders, real_runs, rounds)
         print({k: [round(x) for x in v] for k, v in results["run"].items()}, flush=True)
         for c in contenders:
             c.stop()

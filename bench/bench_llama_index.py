@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import multiprocessing
 import os
 import platform
 import statistics
@@ -35,6 +34,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+from _servers import Servers  # noqa: E402
 
 CONTENDERS = [
     "bare",
@@ -218,41 +218,6 @@ def measure(
     )
 
 
-# -- the loopback sink, in its own process --------------------------------------------------------
-
-
-def _serve_sink(conn: Any) -> None:
-    """Child process: run `bench/_sink.py`'s Sink, answer "stats" requests until told to stop."""
-    from _sink import Sink
-
-    sink = Sink(count=True).start()
-    conn.send(sink.url)
-    while conn.recv() == "stats":
-        conn.send({"events": sink.events, "requests": sink.requests, "bytes": sink.bytes})
-    sink.close()
-
-
-class SinkProcess:
-    """The sink's HTTP work runs in another process, so it does not compete with the queries."""
-
-    def __init__(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve_sink, args=(child,), daemon=True)
-        self._proc.start()
-        self.url: str = self._conn.recv()
-
-    def stats(self) -> dict[str, int]:
-        self._conn.send("stats")
-        return self._conn.recv()
-
-    def close(self) -> None:
-        self._conn.send("stop")
-        self._proc.join(10)
-        if self._proc.is_alive():
-            self._proc.kill()
-
-
 # -- memory over many queries, in a subprocess ----------------------------------------------------
 
 MEMORY_CHILD = """
@@ -410,9 +375,9 @@ def main() -> None:
     from posthog_llm import __version__
 
     engine, streaming_engine = make_engines()
-    sink = SinkProcess()
+    servers = Servers("sink")
     try:
-        contenders = [Contender(name, sink.url) for name in CONTENDERS]
+        contenders = [Contender(name, servers.urls["sink"]) for name in CONTENDERS]
         print(f"query engine: {calls} queries x {rounds} rounds per contender ...", flush=True)
         plain = measure(engine, contenders, False, calls, rounds)
         print(f"streamed query engine: {calls} queries x {rounds} rounds ...", flush=True)
@@ -422,10 +387,10 @@ def main() -> None:
         print(
             f"memory: {memory_queries:,} queries with posthog-llm in a subprocess ...", flush=True
         )
-        memory = measure_memory(sink.url, memory_queries)
-        delivered = sink.stats()
+        memory = measure_memory(servers.urls["sink"], memory_queries)
+        delivered = servers.stats()
     finally:
-        sink.close()
+        servers.close()
 
     plain_lines, plain_added, plain_cpu, plain_quiet = table(*plain)
     stream_lines, stream_added, stream_cpu, stream_quiet = table(*streamed)

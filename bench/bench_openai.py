@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import multiprocessing
 import os
 import platform
 import statistics
@@ -26,6 +25,8 @@ import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _servers import Servers  # noqa: E402
 
 CONTENDERS = ["openai", "openai + empty httpx hook", "posthog-llm", "posthog-python"]
 MESSAGES = [
@@ -33,56 +34,6 @@ MESSAGES = [
     {"role": "user", "content": "Tell me a fun fact about hedgehogs"},
 ]
 OPENAI_KEY = "sk-bench-not-a-real-key"
-
-
-def _serve(conn: Any, kind: str) -> None:
-    """Child process: the capture sink (bench/_sink.py) or the OpenAI stand-in."""
-    if kind == "sink":
-        sys.path.insert(0, HERE)
-        from _sink import Sink
-
-        sink = Sink(count=True).start()
-        conn.send(sink.url)
-        while conn.recv() == "stats":
-            conn.send({"events": sink.events, "requests": sink.requests})
-        sink.close()
-    else:
-        from posthog_llm.local.openai_standin import OpenAIStandIn
-
-        standin = OpenAIStandIn(max_recorded=10).start()
-        conn.send(standin.base_url)
-        conn.recv()
-        standin.close()
-
-
-class Servers:
-    """The sink and the stand-in, each in its own process: their work competes neither with the
-    measured process nor with each other (a sink busy parsing a batch must not stall OpenAI)."""
-
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conns = {}
-        self.procs = []
-        for kind in ("sink", "openai"):
-            conn, child = context.Pipe()
-            proc = context.Process(target=_serve, args=(child, kind), daemon=True)
-            proc.start()
-            self.conns[kind] = conn
-            self.procs.append(proc)
-        self.sink_url: str = self.conns["sink"].recv()
-        self.openai_url: str = self.conns["openai"].recv()
-
-    def stats(self) -> dict[str, int]:
-        self.conns["sink"].send("stats")
-        return self.conns["sink"].recv()
-
-    def close(self) -> None:
-        for conn in self.conns.values():
-            conn.send("quit")
-        for proc in self.procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
 
 
 class Contender:
@@ -94,7 +45,7 @@ class Contender:
 
 
 def make_contender(name: str, servers: Servers) -> Contender:
-    sdk = {"base_url": servers.openai_url, "api_key": OPENAI_KEY, "max_retries": 0}
+    sdk = {"base_url": servers.urls["openai"], "api_key": OPENAI_KEY, "max_retries": 0}
     if name == "openai":
         import openai
 
@@ -116,14 +67,14 @@ def make_contender(name: str, servers: Servers) -> Contender:
         from posthog_llm import Client
         from posthog_llm.integrations.openai import OpenAI
 
-        client = Client(api_key="phc_bench", host=servers.sink_url)
+        client = Client(api_key="phc_bench", host=servers.urls["sink"])
         llm = OpenAI(posthog_client=client, **sdk)
         return Contender(name, llm, lambda: client.flush(timeout=300), lambda: client.shutdown(5))
     if name == "posthog-python":
         import posthog
         from posthog.ai.openai import OpenAI as PostHogOpenAI
 
-        client = posthog.Posthog("phc_bench", host=servers.sink_url)
+        client = posthog.Posthog("phc_bench", host=servers.urls["sink"])
         llm = PostHogOpenAI(posthog_client=client, **sdk)
         return Contender(name, llm, client.flush, client.shutdown)
     raise ValueError(name)
@@ -306,7 +257,7 @@ def main() -> None:
     calls, rounds = (50, 12) if args.quick else (80, 40)
 
     load_start = os.getloadavg()[0]
-    servers = Servers()
+    servers = Servers("sink", "openai")
     try:
         contenders = [make_contender(name, servers) for name in CONTENDERS]
         results = {}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import multiprocessing
 import os
 import platform
 import statistics
@@ -31,6 +30,9 @@ import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _servers import Servers  # noqa: E402
+
 CONTENDERS = ["bare", "posthog-llm", "posthog-python"]
 
 CHAT = {
@@ -62,17 +64,6 @@ TOOL = {
 AGENT = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Weather"}
 HTTP = {"http.request.method": "POST", "url.path": "/ask", "http.response.status_code": 200}
 DB = {"db.system": "postgresql", "db.query.text": "SELECT 1"}
-
-
-def _serve(conn: Any) -> None:
-    sys.path.insert(0, HERE)
-    from _sink import Sink
-
-    sink = Sink(count=True).start()
-    conn.send(sink.url)
-    while conn.recv() == "stats":
-        conn.send({"events": sink.events, "requests": sink.requests, "bytes": sink.bytes})
-    sink.close()
 
 
 class Contender:
@@ -251,11 +242,8 @@ def main() -> None:
     traces, rounds = (300, 3) if args.quick else (2000, 9)
 
     load_start = os.getloadavg()[0]
-    context = multiprocessing.get_context("spawn")
-    conn, child = context.Pipe()
-    proc = context.Process(target=_serve, args=(child,), daemon=True)
-    proc.start()
-    sink_url = conn.recv()
+    servers = Servers("sink")
+    sink_url = servers.urls["sink"]
     try:
         contenders = [make_contender(name, sink_url) for name in CONTENDERS]
         results = {}
@@ -265,13 +253,9 @@ def main() -> None:
             print({k: [round(x, 1) for x in v] for k, v in results[mode].items()}, flush=True)
         for c in contenders:
             c.stop()
-        conn.send("stats")
-        delivered = conn.recv()
+        delivered = servers.stats()
     finally:
-        conn.send("quit")
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
+        servers.close()
     write_report(
         args.out,
         args.quick,

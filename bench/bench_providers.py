@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import multiprocessing
 import os
 import platform
 import statistics
@@ -31,6 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _servers import Servers  # noqa: E402
 
 CONTENDERS = ["sdk", "sdk + empty httpx hook", "posthog-llm", "posthog-python"]
 ANTHROPIC_KEY = "sk-ant-bench-not-a-real-key"
@@ -38,59 +39,6 @@ GEMINI_KEY = "AIza-bench-not-a-real-key"
 PROMPT = "Tell me a fun fact about hedgehogs"
 ANTHROPIC_MODEL = "claude-sonnet-4-6"
 GEMINI_MODEL = "gemini-2.5-flash"
-
-
-def _serve(conn: Any, kind: str) -> None:
-    """Child process: the capture sink (bench/_sink.py) or one stand-in."""
-    if kind == "sink":
-        sys.path.insert(0, HERE)
-        from _sink import Sink
-
-        sink = Sink(count=True).start()
-        conn.send(sink.url)
-        while conn.recv() == "stats":
-            conn.send({"events": sink.events, "requests": sink.requests})
-        sink.close()
-        return
-    if kind == "anthropic":
-        from posthog_llm.local.anthropic_standin import AnthropicStandIn
-
-        standin: Any = AnthropicStandIn(max_recorded=10).start()
-    else:
-        from posthog_llm.local.gemini_standin import GeminiStandIn
-
-        standin = GeminiStandIn(max_recorded=10).start()
-    conn.send(standin.base_url)
-    conn.recv()
-    standin.close()
-
-
-class Servers:
-    """The sink and the two stand-ins, each in its own process."""
-
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conns: dict[str, Any] = {}
-        self.procs = []
-        for kind in ("sink", "anthropic", "gemini"):
-            conn, child = context.Pipe()
-            proc = context.Process(target=_serve, args=(child, kind), daemon=True)
-            proc.start()
-            self.conns[kind] = conn
-            self.procs.append(proc)
-        self.urls: dict[str, str] = {kind: conn.recv() for kind, conn in self.conns.items()}
-
-    def stats(self) -> dict[str, int]:
-        self.conns["sink"].send("stats")
-        return self.conns["sink"].recv()  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        for conn in self.conns.values():
-            conn.send("quit")
-        for proc in self.procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
 
 
 class Contender:
@@ -362,7 +310,7 @@ def main() -> None:
     calls, rounds = (40, 12) if args.quick else (60, 36)
 
     load_start = os.getloadavg()[0]
-    servers = Servers()
+    servers = Servers("sink", "anthropic", "gemini")
     try:
         ours, theirs = _trackers(servers)
         plan = [

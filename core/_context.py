@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Scope", "context", "current_scope"]
+__all__ = ["Scope", "context", "current_scope", "with_trace_id"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,18 @@ class Scope:
 
 def _first(a: Any, b: Any) -> Any:
     return a if a is not None else b
+
+
+def with_trace_id(scope: Scope, trace_id: str) -> Scope:
+    """`scope.merged(Scope(trace_id=trace_id))` for a hot path (once per trace): a copy of the
+    frozen dataclass's fields, not two `__init__`s through `object.__setattr__` (~2 µs)."""
+    if scope.trace_id == trace_id:
+        return scope
+    copy = object.__new__(Scope)
+    fields = copy.__dict__  # Scope (above) has no slots; its test compares with the merge
+    fields.update(scope.__dict__)
+    fields["trace_id"] = trace_id
+    return copy
 
 
 EMPTY_SCOPE = Scope()

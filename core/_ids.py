@@ -8,6 +8,7 @@ starts with an empty pool, so it never repeats its parent's ids.
 
 from __future__ import annotations
 
+import binascii
 import os
 from collections import deque
 
@@ -22,17 +23,23 @@ _VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))
 _VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
 
 
+# One pool's ids as text: hex digits go into a template that already holds the dashes, one
+# strided copy per digit position (32 C-level copies for all 256 ids instead of 256 f-strings:
+# ~0.16 µs per id instead of ~0.55), and one `split` cuts it into strings.
+_WIDTH = 37  # 36 characters and a space
+_TEMPLATE = (b"-" * 36 + b" ") * _BATCH
+_DIGITS = [p for p in range(36) if p not in (8, 13, 18, 23)]
+
+
 def _refill() -> None:
     raw = bytearray(os.urandom(16 * _BATCH))
     raw[6::16] = raw[6::16].translate(_VERSION)
     raw[8::16] = raw[8::16].translate(_VARIANT)
-    h = raw.hex()  # one pass over all ids, then slices of it
-    _pool.extend(
-        [
-            f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
-            for i in range(0, 32 * _BATCH, 32)
-        ]
-    )
+    digits = binascii.hexlify(raw)
+    text = bytearray(_TEMPLATE)
+    for index, position in enumerate(_DIGITS):
+        text[position::_WIDTH] = digits[index::32]
+    _pool.extend(text.decode("ascii").split())
 
 
 def uuid4_str() -> str:

@@ -106,6 +106,8 @@ class BatchSender:
         # Estimated bytes of one queued (unbuilt) item: a running average of sampled estimates.
         self._item_bytes = _NOMINAL_ITEM_BYTES
         self._estimate_turn = 0
+        # `enqueue` takes its one-comparison path below this queue length (`_update_fast_limit`).
+        self._fast_limit = 0
         self._backlog: deque[bytes] = deque()
         self._backlog_bytes = 0
         self._backlog_lock = threading.Lock()
@@ -155,25 +157,57 @@ class BatchSender:
 
     def enqueue(self, item: Any) -> bool:
         """Queue one item; False when it was dropped because the queue is full or closed."""
-        if self._closed:
-            self.counters.add("dropped")
-            return False
         queue = self._queue
         waiting = len(queue)
         turn = self._estimate_turn
         self._estimate_turn = (turn + 1) & 7
-        if not turn and self._estimate is not None:
-            # One item in eight is estimated (a fraction of a microsecond on average), and the
-            # bound counts every queued item at that size: it rises at once and falls slowly, so
-            # 100 KB prompts behind a stalled endpoint are bounded by bytes, not only by count.
+        if not turn:
+            self._estimate_item(item)
+        # Below every bound (the common path): one comparison, the append, and a wake-up for
+        # the worker once a batch is waiting.
+        if waiting < self._fast_limit and not self._closed:
+            queue.append(item)
+            if waiting + 1 >= self.flush_at and not self._wake.is_set():
+                self._wake.set()
+            return True
+        return self._enqueue_bounded(item, waiting)
+
+    def enqueue_several(self, item: Any, events: int) -> bool:
+        """`enqueue` for an item that builds into about `events` events: the worker is woken
+        once the queue holds a batch's worth of events rather than of items."""
+        queued = self.enqueue(item)
+        if queued and len(self._queue) * events >= self.flush_at and not self._wake.is_set():
+            self._wake.set()
+        return queued
+
+    def _estimate_item(self, item: Any) -> None:
+        # One item in eight is estimated (a fraction of a microsecond on average), and the
+        # bound counts every queued item at that size: it rises at once and falls slowly, so
+        # 100 KB prompts behind a stalled endpoint are bounded by bytes, not only by count.
+        if self._estimate is not None:
             estimate = self._estimate(item)
             self._item_bytes = max(estimate, (self._item_bytes + estimate) // 2)
-        # `waiting >= help_threshold`, spelled out: no call or allocation on the common path.
+        self._update_fast_limit()
+
+    def _update_fast_limit(self) -> None:
+        """Queue length below which `enqueue` needs no other check (0 until the worker runs)."""
+        if self._thread is None:
+            self._fast_limit = 0
+            return
+        by_bytes = self.max_queue_bytes // max(1, self._item_bytes) + 1
+        self._fast_limit = min(self.help_threshold, self.max_queue_size, by_bytes)
+
+    def _enqueue_bounded(self, item: Any, waiting: int) -> bool:
+        if self._closed:
+            self.counters.add("dropped")
+            return False
+        # The worker is far behind (by count or bytes): build here (backpressure).
         if self._thread is not None and (
             (waiting >= self.flush_at and waiting >= self.max_queue_size >> 2)
             or waiting * self._item_bytes > self.max_queue_bytes
         ):
             return self._build_here(item)
+        queue = self._queue
         if len(queue) >= self.max_queue_size:
             if self.spool is not None:
                 return self._build_here(item)
@@ -269,6 +303,7 @@ class BatchSender:
             thread = threading.Thread(target=self._run, name="posthog-llm-sender", daemon=True)
             self._thread = thread
             thread.start()
+            self._update_fast_limit()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver everything queued so far, spooled events included.
@@ -378,9 +413,10 @@ class BatchSender:
         queue = self._queue
         backlog = self._backlog
         target = self._batch_target()
+        ahead = self._build_ahead_bytes
         overflow: list[bytes] = []
         while queue:
-            if len(backlog) >= target or self._backlog_bytes >= self._build_ahead_bytes:
+            if len(backlog) >= target or self._backlog_bytes >= ahead:
                 break
             try:
                 item = queue.popleft()
@@ -509,10 +545,14 @@ class BatchSender:
             probe_failed = self.policy.should_wait()
         while self.spool is not None and not self._abort.is_set():
             if self.policy.should_wait():
-                wait = self.policy.down_until - time.monotonic()
-                if time.monotonic() + wait - started > _RETRY_BUDGET_WITH_SPOOL:
+                resume = self.policy.down_until
+                # Everything here is already on disk: wait only for a retry that can happen
+                # within the budget and before a shutdown's deadline (never wait just to give up).
+                if resume - started > _RETRY_BUDGET_WITH_SPOOL or (
+                    self._deadline is not None and resume >= self._deadline
+                ):
                     break
-                if self._abort.wait(max(0.0, wait)):
+                if self._abort.wait(max(0.0, resume - time.monotonic())):
                     break
             if not self._drain_spool(max_batches=1) and not self.policy.should_wait():
                 break
@@ -531,10 +571,13 @@ class BatchSender:
         """While a burst is still arriving, wait (bounded) before serializing.
 
         Serializing on this thread competes with the caller for the GIL; deferring it until the
-        burst is over keeps `capture()` cheap. The wait ends at `deadline`, at half a queue, or
-        as soon as a flush or shutdown asks for delivery.
+        burst is over keeps `capture()` cheap. The wait ends at `deadline`, at three quarters of
+        the help threshold (a queued event holds one container for the garbage collector, so
+        waiting costs little; measured: 2.8 instead of 3.6 µs per `capture` in a 20,000-event
+        burst, which starts the worker at half), or as soon as a flush or shutdown asks for
+        delivery.
         """
-        high_water = self.help_threshold // 2
+        high_water = self.help_threshold * 3 // 4
         while not (self._flush_requested > self._flush_done or self._stopping):
             before = len(self._queue)
             if before >= high_water or time.monotonic() >= deadline:

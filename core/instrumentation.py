@@ -14,7 +14,7 @@ True
 
 from __future__ import annotations
 
-from ._context import Scope, current_scope, make_scope
+from ._context import EMPTY_SCOPE, Scope, current_scope, make_scope, with_trace_id
 from ._emit import (
     Emitter,
     PropertiesOrBuilder,
@@ -66,8 +66,10 @@ __all__ = [
     "report_internal_error",
     "safely",
     "Scope",
+    "EMPTY_SCOPE",
     "make_scope",
     "current_scope",
+    "with_trace_id",
     "to_json_safe",
     "BASE64_PLACEHOLDER",
     "TRUNCATION_MARKER",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +100,14 @@ class PostHogHTTPDestination:
 
             session = requests.Session()
             session.headers["User-Agent"] = f"posthog-llm/{__version__}"
+            # requests reads the proxy and CA-bundle environment variables (and ~/.netrc) again
+            # for every request, ~0.3 ms of a ~1.2 ms request: read them once, here (a session
+            # is made again after a failed request, so a changed environment is picked up then).
+            session.proxies.update(requests.utils.get_environ_proxies(self.url))
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if bundle:
+                session.verify = bundle
+            session.trust_env = False
             self._session = session
         return self._session
 

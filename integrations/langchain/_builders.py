@@ -287,7 +287,10 @@ def generation_builder(
         except Exception:
             input_messages, output, texts = _content_safely(run, response, max_chars, collect)
         if sent_whole is not None and texts:
-            sent_whole.extend(texts)
+            if isinstance(sent_whole, list):
+                sent_whole.extend(texts)
+            else:
+                run.trace.sent_whole = texts  # the first long texts of this trace
     return generation_properties(
         trace_id=run.trace.trace_id,
         span_id=run.span_id(),

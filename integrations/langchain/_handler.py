@@ -30,10 +30,21 @@ from posthog_llm.instrumentation import (
     open_observation,
     register_resolver,
     report_internal_error,
+    with_trace_id,
 )
 
 from ._builders import generation_builder, span_builder, trace_builder
-from ._runs import CHAIN, CHAT, FRAMEWORK, LLM, RETRIEVER, TOOL, Run, RunMap, Trace
+from ._runs import (
+    CHAIN,
+    CHAT,
+    FRAMEWORK,
+    LLM,
+    RETRIEVER,
+    TOOL,
+    Run,
+    RunMap,
+    Trace,
+)
 
 __all__ = ["PostHogCallbackHandler"]
 
@@ -132,7 +143,16 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         name: Any,
     ) -> Run | None:
         now = _perf_counter()
-        known = self._runs.parent_of(parent_run_id) if parent_run_id is not None else None
+        runs = self._runs
+        if parent_run_id is None:
+            known = parent_run = None
+        else:
+            parent_key = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
+            parent_run = runs._live.get(parent_key)
+            if parent_run is not None:
+                known = parent_run.trace, parent_run.span_id_for_children()
+            else:
+                known = runs.parent_of(parent_run_id)
         if known is None:
             # A root (or a run whose parent this handler never saw): a new trace starts here,
             # unless it runs inside another integration's step or a user span: then it joins
@@ -142,9 +162,9 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             outer = current_observation()
             joined = outer is not None and scope.trace_id == outer.trace_id
             trace_id = scope.trace_id or str(run_id)
-            if scope.trace_id != trace_id:
-                # Once per trace: the observations of its runs then share this scope as is.
-                scope = _with_trace_id(scope, trace_id)
+            # The trace keeps the scope as resolved (with no overrides: the handler's own, shared
+            # by every trace): events name their trace id themselves, and the memory of ended
+            # runs then keeps no per-trace scope alive. Observations get one with the trace id.
             trace = Trace(
                 trace_id,
                 run_id,
@@ -153,16 +173,31 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             )
             parent = outer.span_id if joined and outer is not None else None
             run = Run(kind, run_id, trace, parent, name, serialized, inputs, now)
+            # The root's observation is opened here, in the caller's context, so the contexts
+            # its steps run in (copies of this one) see it; which step is executing there is
+            # LangChain's resolver's answer (`_executing_run`), not the contextvar's.
+            opened = True
         else:
             trace, parent_span = known
-            outer = current_observation()
-            if outer is not None and outer.framework != FRAMEWORK:
-                # Someone else's span (a user span, a LlamaIndex step) opened inside the parent
-                # run is the nearer parent.
-                parent_run = self._runs.get(parent_run_id)  # type: ignore[arg-type]
-                if parent_run is not None and _opened_inside(outer, parent_run):
-                    parent_span = outer.span_id
+            if (
+                parent_run is not None
+                and not parent_run.asked
+                and var_child_runnable_config.get() is not None
+            ):
+                # The common case, without asking the resolver: the step runs in a context
+                # LangChain made for its (live) parent, a copy of the one its trace's root
+                # started in, and nothing nested in the parent asked for its observation, so no
+                # one else's span can have been opened inside it.
+                outer = _SEEN
+            else:
+                outer = current_observation()
+                if outer is not None and outer.framework != FRAMEWORK and parent_run is not None:
+                    # Someone else's span (a user span, a LlamaIndex step) opened inside the
+                    # parent run is the nearer parent.
+                    if _opened_inside(outer, parent_run):
+                        parent_span = outer.span_id
             run = Run(kind, run_id, trace, parent_span, name, serialized, inputs, now)
+            run.parent_key = parent_key
             if tags and _HIDDEN_TAG in tags and kind == CHAIN:
                 run.hidden = True
             if metadata:
@@ -172,7 +207,11 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 )
                 if (extra is not None and extra is not trace.properties_ref) or private:
                     run.scope = _run_scope(trace.scope, extra, private)
-        if not run.hidden:
+            # A child opens an observation only where no observation of its trace is visible
+            # (a thread started without the caller's context): elsewhere its observation is
+            # made when something nested asks for it (`RunMap.observation`).
+            opened = outer is None or (outer is not _SEEN and outer.trace_id != trace.trace_id)
+        if opened and not run.hidden:
             # A child's span id is its run id: the observation turns it into a string only if
             # nested work reads it, the builder does on the worker (`Run.span_id`).
             span_id = trace.trace_id if run.parent_span is None else run_id
@@ -182,11 +221,12 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 else (TRACE_KIND if run.parent_span is None else SPAN_KIND),
                 trace_id=trace.trace_id,
                 span_id=span_id,
-                scope=run.scope,
+                scope=with_trace_id(run.scope, trace.trace_id),
                 framework=FRAMEWORK,
                 parent=outer,
             )
-        self._runs.add(run)
+            run.own_obs = True
+        runs.add(run)
         return run
 
     def on_chain_start(
@@ -385,7 +425,10 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             obs = run.obs
             if obs is not None:
                 run.obs = None  # nothing joins an ended run: let the observation go
-                close_observation(obs)
+                if run.own_obs:
+                    close_observation(obs)
+                else:
+                    obs.closed = True
             if run.hidden:
                 return
             inputs = kwargs.get("inputs")
@@ -417,7 +460,10 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             obs = run.obs
             if obs is not None:
                 run.obs = None
-                close_observation(obs)
+                if run.own_obs:
+                    close_observation(obs)
+                else:
+                    obs.closed = True
             emitter = self._emitter
             run.emitter = emitter
             run.builder = generation_builder
@@ -450,13 +496,22 @@ def _executing_run() -> Any:
         return UNKNOWN
     for handler in getattr(callbacks, "handlers", ()):
         if isinstance(handler, PostHogCallbackHandler):
-            run = handler._runs.get(parent_run_id)
-            if run is not None and run.obs is not None:
-                return run.obs
+            runs = handler._runs
+            run = runs.get(parent_run_id)
+            if run is not None:
+                # From now on a step starting under this run asks too: something nested in
+                # it may have opened a span its steps belong under.
+                run.asked = True
+                obs = run.obs
+                return obs if obs is not None else runs.observation(run)
     return UNKNOWN
 
 
 register_resolver(FRAMEWORK, _executing_run)
+
+
+# A stand-in for "an observation of this trace is visible here" when it was not read.
+_SEEN: Any = object()
 
 
 # -- hot-path helpers ------------------------------------------------------------------------------
@@ -515,22 +570,6 @@ def _metadata_overrides(metadata: Any) -> Scope | None:
         groups=dict(groups) if isinstance(groups, Mapping) else {},
         privacy_mode=bool(privacy) if privacy is not None else None,
     )
-
-
-def _with_trace_id(scope: Scope, trace_id: str) -> Scope:
-    """`scope.merged(Scope(trace_id=trace_id))`, once per trace, without building two frozen
-    dataclasses (their `__init__` goes through `object.__setattr__` per field: ~2 µs)."""
-    if not _SCOPE_HAS_DICT:
-        return scope.merged(Scope(trace_id=trace_id))
-    copy = object.__new__(Scope)
-    fields = copy.__dict__
-    fields.update(scope.__dict__)
-    fields["trace_id"] = trace_id
-    return copy
-
-
-# The shortcut above copies the dataclass's instance dict; a Scope with slots takes the merge.
-_SCOPE_HAS_DICT = hasattr(Scope(), "__dict__")
 
 
 def _run_scope(scope: Scope, extra: Any, private: bool) -> Scope:

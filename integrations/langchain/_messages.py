@@ -269,8 +269,11 @@ def cap_strings(
     """`value` (as made by `to_state`) with strings over `max_chars` cut, with a marker.
 
     With `sent_whole`, only strings contained in one of those texts are cut: their whole text
-    is already in a generation of the same trace.
+    is already in a generation of the same trace. `value` itself when nothing is that long
+    (the usual case: a look is cheaper than a copy).
     """
+    if depth == 0 and not _has_long_string(value, max_chars, 0):
+        return value
     cls = type(value)
     if cls is str or isinstance(value, str):
         if len(value) <= max_chars:
@@ -289,6 +292,31 @@ def cap_strings(
     if cls is list or isinstance(value, list):
         return [cap_strings(v, max_chars, sent_whole, depth + 1) for v in value]
     return value
+
+
+def _has_long_string(value: Any, max_chars: int, depth: int) -> bool:
+    """Whether `cap_strings` would look at a string of `value` (same walk, same limits)."""
+    cls = type(value)
+    if cls is str or isinstance(value, str):
+        return len(value) > max_chars
+    if depth > _MAX_STATE_DEPTH * 2:
+        return False
+    if cls is dict or isinstance(value, dict):
+        items: Any = value.values()
+    elif cls is list or isinstance(value, list):
+        items = value
+    else:
+        return False
+    depth += 1
+    for item in items:  # a loop, not any(<generator>): half the cost on small states
+        kind = type(item)
+        if kind is str:
+            if len(item) > max_chars:
+                return True
+        elif kind is not int and kind is not float and item is not None and kind is not bool:
+            if _has_long_string(item, max_chars, depth):
+                return True
+    return False
 
 
 def _within(value: str, text: str) -> bool:

@@ -6,18 +6,34 @@ conversion happens later in the event builder, on the sender's worker thread.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from posthog_llm.instrumentation import Observation, Scope
+from posthog_llm.instrumentation import (
+    GENERATION_KIND,
+    SPAN_KIND,
+    Observation,
+    Scope,
+    with_trace_id,
+)
 
-__all__ = ["Trace", "Run", "RunMap", "CHAIN", "TOOL", "RETRIEVER", "CHAT", "LLM", "FRAMEWORK"]
+__all__ = [
+    "Trace",
+    "Run",
+    "RunMap",
+    "CHAIN",
+    "TOOL",
+    "RETRIEVER",
+    "CHAT",
+    "LLM",
+    "FRAMEWORK",
+]
 
 CHAIN, TOOL, RETRIEVER, CHAT, LLM = "chain", "tool", "retriever", "chat", "llm"
 FRAMEWORK = "langchain"
@@ -45,8 +61,9 @@ class Trace:
         # Long texts that generations of this trace sent whole (filled by their builders on
         # the worker; the trace's own event, built last, then does not repeat them in full).
         # None once the trace's own event was built (or its root was forgotten): nothing
-        # would read them any more.
-        self.sent_whole: list[str] | None = []
+        # would read them any more. An empty tuple until the first one: most traces have none,
+        # and a list per trace would be one more object for the collector while it is queued.
+        self.sent_whole: list[str] | tuple[()] | None = ()
 
 
 class Run:
@@ -70,6 +87,9 @@ class Run:
         "last_token",
         "scope",
         "obs",
+        "own_obs",
+        "asked",
+        "parent_key",
         "span_str",
         # Set by the end hook: what `__call__` hands the builder on the worker thread.
         "builder",
@@ -111,7 +131,13 @@ class Run:
         self.first_token: float | None = None
         self.last_token: float | None = None
         self.scope = trace.scope
-        self.obs: Observation | None = None  # open while the run runs, for nested work
+        # The run's observation, for work nested in it: opened (`own_obs`) by a root, or by a
+        # run that starts where no observation of its trace is visible; for other runs made
+        # only when nested work asks LangChain's resolver which run is executing.
+        self.obs: Observation | None = None
+        self.own_obs = False
+        self.asked = False  # whether LangChain's resolver named this run as executing
+        self.parent_key: Any = None  # the parent run's key in the run map (None: a root)
         self.span_str: str | None = None  # str(run_id), made when first needed: `span_id()`
         self.builder: Callable[..., dict[str, Any]] | None = None
         self.emitter: Any = None
@@ -137,8 +163,12 @@ class Run:
         if span is None:
             run_id = self.run_id
             if run_id is None and type(self.key) is int:
-                run_id = UUID(int=self.key)
-            span = self.span_str = str(run_id)
+                # What `str(UUID(int=key))` gives, without building the UUID (Python code).
+                h = f"{self.key:032x}"
+                span = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            else:
+                span = str(run_id)
+            self.span_str = span
         return span
 
     def span_id_for_children(self) -> Any:
@@ -162,17 +192,33 @@ class RunMap:
     def __init__(self, max_runs: int = 10_000, max_age: float = 3600.0, max_ended: int = 1_000):
         self.max_runs = max_runs
         self.max_age = max_age
-        self.max_ended = max_ended
         self.evicted = 0
-        self._live: OrderedDict[Any, Run] = OrderedDict()
+        # Plain dicts (insertion-ordered: the oldest live run comes first), changed without
+        # the lock on the common path: one dict operation is atomic under the GIL, and the
+        # lock is only taken to evict. An `OrderedDict` costs twice as much per operation.
+        self._live: dict[Any, Run] = {}
         # Ended run's key -> its Trace when the span its children use can be told from the key
         # (the root: the trace id; a visible run: its own UUID), else (Trace, span). Ended
         # entries live long enough to reach the collector's oldest generation, so the common
-        # case adds no object of its own (the Trace is shared by the whole trace).
-        self._ended: OrderedDict[Any, Any] = OrderedDict()
+        # case adds no object of its own (the Trace is shared by the whole trace). The ring
+        # holds their keys in the order they ended: the slot a new one takes names the oldest.
+        self._ended: dict[Any, Any] = {}
+        self._ring: list[Any] = [None] * max(1, max_ended)
+        self._turns = itertools.count()
         self._lock = threading.Lock()
         self._inserts = 0
         _live_maps.add(self)
+
+    @property
+    def max_ended(self) -> int:
+        """How many ended runs are remembered for children that start after them."""
+        return len(self._ring)
+
+    @max_ended.setter
+    def max_ended(self, value: int) -> None:
+        with self._lock:
+            self._ring = [None] * max(1, int(value))
+            self._ended = {}
 
     def __len__(self) -> int:
         return len(self._live)
@@ -184,6 +230,42 @@ class RunMap:
     def get(self, run_id: UUID) -> Run | None:
         # A plain read is atomic under the GIL; no lock on the per-token path.
         return self._live.get(run_id.int if type(run_id) is UUID else run_id)
+
+    def observation(self, run: Run) -> Observation:
+        """`run`'s observation, made now (with those of its ancestors) if nothing asked before.
+
+        Most runs are never asked: only work nested in a run (a provider call in a tool, a user
+        span, a child run's start) reads it, through LangChain's resolver."""
+        if run.obs is not None:
+            return run.obs
+        pending: list[Run] = []
+        node: Run | None = run
+        while node is not None and node.obs is None and len(pending) < 256:
+            pending.append(node)
+            key = node.parent_key
+            node = self._live.get(key) if key is not None else None
+        parent = node.obs if node is not None else None
+        for member in reversed(pending):
+            trace = member.trace
+            if member.hidden:
+                # LangGraph's plumbing: what runs inside it belongs to its visible ancestor.
+                span: Any = member.parent_span
+            elif member.parent_span is None:
+                span = trace.trace_id
+            else:
+                span = member.span_str
+                if span is None:
+                    span = member.run_id if member.run_id is not None else UUID(int=member.key)
+            made = member.obs = Observation(
+                GENERATION_KIND if member.kind in (CHAT, LLM) else SPAN_KIND,
+                trace.trace_id,
+                span,
+                with_trace_id(member.scope, trace.trace_id),
+                FRAMEWORK,
+                parent,
+            )
+            parent = made
+        return made  # `run` is pending[0], made last
 
     def parent_of(self, parent_run_id: UUID) -> tuple[Trace, Any] | None:
         """The trace and `$ai_parent_id` for a child of `parent_run_id`, if it is known."""
@@ -200,53 +282,69 @@ class RunMap:
 
     def add(self, run: Run) -> None:
         live = self._live
-        key = run.key
-        with self._lock:
-            live[key] = run
-            self._inserts += 1
-            if len(live) > self.max_runs:
-                _forget(live.popitem(last=False)[1])
-                self.evicted += 1
-            if self._inserts & 63 == 0:
+        live[run.key] = run
+        self._inserts += 1  # a hint for when to look at ages: a lost update does no harm
+        if len(live) > self.max_runs or not self._inserts & 63:
+            with self._lock:
+                while len(live) > self.max_runs:
+                    self._evict_oldest()
                 self._evict_old()
+
+    def _evict_oldest(self) -> bool:
+        live = self._live
+        try:
+            key = next(iter(live))
+        except (StopIteration, RuntimeError):  # empty, or changed by another thread: later
+            return False
+        run = live.pop(key, None)
+        if run is not None:
+            _forget(run)
+            self.evicted += 1
+        return True
 
     def _evict_old(self) -> None:
         limit = time.perf_counter() - self.max_age
         live = self._live
         while live:
-            oldest = next(iter(live.values()))
-            if oldest.start >= limit:
-                break
-            _forget(live.popitem(last=False)[1])
-            self.evicted += 1
+            try:
+                oldest = next(iter(live.values()))
+            except (StopIteration, RuntimeError):
+                return
+            if oldest.start >= limit or not self._evict_oldest():
+                return
 
     def pop(self, run_id: UUID) -> Run | None:
         key = run_id.int if type(run_id) is UUID else run_id
-        with self._lock:
-            run = self._live.pop(key, None)
-            if run is not None and run.kind not in (CHAT, LLM):
-                ended = self._ended
-                if run.parent_span is None or (
-                    not run.hidden and run.run_id is None and type(key) is int
-                ):
-                    ended[key] = run.trace  # parent_of() tells the span from the key
-                else:
-                    ended[key] = (run.trace, run.span_id_for_children())
-                if len(ended) > self.max_ended:
-                    ended.popitem(last=False)
-            return run
+        run = self._live.pop(key, None)
+        if run is not None and run.kind not in (CHAT, LLM):
+            ended = self._ended
+            if run.parent_span is None or (
+                not run.hidden and run.run_id is None and type(key) is int
+            ):
+                ended[key] = run.trace  # parent_of() tells the span from the key
+            else:
+                ended[key] = (run.trace, run.span_id_for_children())
+            ring = self._ring
+            slot = next(self._turns) % len(ring)  # `next` on a count is atomic under the GIL
+            oldest = ring[slot]
+            ring[slot] = key
+            if oldest is not None and oldest != key:
+                ended.pop(oldest, None)
+        return run
 
     def clear(self) -> None:
         with self._lock:
-            self._live.clear()
-            self._ended.clear()
+            self._live = {}
+            self._ended = {}
+            self._ring = [None] * len(self._ring)
 
     def _after_fork_in_child(self) -> None:
         # A lock held by another thread at fork time would never be released in the child,
         # and the parent's runs end in the parent: start empty.
         self._lock = threading.Lock()
-        self._live = OrderedDict()
-        self._ended = OrderedDict()
+        self._live = {}
+        self._ended = {}
+        self._ring = [None] * len(self._ring)
 
 
 def _forget(run: Run) -> None:

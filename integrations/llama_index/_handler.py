@@ -8,8 +8,10 @@ How the facts arrive (llama-index-core 0.14, `llama_index.core.instrumentation`)
 - a streamed LLM call's span ends when it returns the generator; its End event comes later,
   when the consumer has read the stream.
 
-The hooks only record references and times. Properties are built by zero-argument builders on
-the sender's worker thread (`Emitter.emit`).
+The hooks only append what they are handed, and a timestamp, to their trace's log (`_records`).
+Once per trace, at its root, the handler works out identity and opens the one observation that
+nested work joins (`_nesting`); when the trace is complete, the whole log is queued as one item
+and `_replay` rebuilds its spans and events on the sender's worker thread.
 """
 
 from __future__ import annotations
@@ -22,32 +24,50 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from posthog_llm.instrumentation import EMBEDDING as EMBEDDING_EVENT
 from posthog_llm.instrumentation import (
-    GENERATION,
     GENERATION_KIND,
-    SPAN,
     SPAN_KIND,
     TRACE_KIND,
     Emitter,
     Scope,
-    close_observation,
     current_observation,
     open_observation,
     report_internal_error,
+    require,
+    with_trace_id,
 )
 
-from . import _spans
-from ._lifecycle import TraceLifecycle
-from ._records import Emb, Gen, Node, StreamFrame, Trace
-from ._spans import EMBEDDING, FRAMEWORK, LLM, NOISE, VISIBLE, WORKFLOW, Kind
-from ._stream_tracking import MAX_STACK_WALK
+require("llama_index.core.instrumentation", "llama-index")
+
+from llama_index.core.base.response.schema import Response as _RESPONSE  # noqa: E402
+from llama_index.core.schema import NodeWithScore  # noqa: E402
+
+from . import _nesting, _spans  # noqa: E402
+from ._lifecycle import TraceLifecycle  # noqa: E402
+from ._records import (  # noqa: E402
+    CHAT_START,
+    COMPLETION_START,
+    DROP,
+    EMBEDDING_END,
+    EMBEDDING_START,
+    ENTER,
+    EXIT,
+    INNER,
+    LAZY,
+    LLM_END,
+    LLM_ERROR,
+    Inner,
+    Trace,
+)
+from ._replay import KINDS, kind_of, root_kind  # noqa: E402
+from ._spans import COUNTED, EMBEDDING, FRAMEWORK, LLM, NOISE, VISIBLE, Kind  # noqa: E402
+from ._stream_tracking import MAX_STACK_WALK  # noqa: E402
 
 __all__ = ["PostHogLlamaIndexHandler", "FRAMEWORK"]
 
-
-_NOISE = Kind(NOISE, None, "")
-_GENERATOR_TYPES = (types.GeneratorType, types.AsyncGeneratorType)
+_perf_counter = time.perf_counter
+_GENERATOR_TYPES = frozenset({types.GeneratorType, types.AsyncGeneratorType})
+_NODE_TYPES = frozenset({NodeWithScore})  # retrieved and reranked nodes
 _BATCH_EMBEDDING_METHODS = frozenset({"get_text_embedding_batch", "aget_text_embedding_batch"})
 _INDEX_BUILDERS = frozenset(
     {
@@ -103,16 +123,19 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         )
         self._on = True
         self._lock = threading.Lock()
-        self._spans: dict[str, Node] = {}  # open span id -> its Node or nearest kept ancestor
+        # span id (open, or of an unsent trace) -> its trace (`Inner` for an internal span)
+        self._spans: dict[str, Trace | Inner] = {}
         self._traces: dict[str, Trace] = {}  # root span id -> open trace
-        self._gens: dict[str, Gen] = {}  # LLM span id -> generation waiting for its End event
-        self._frames: dict[int, StreamFrame] = {}  # id(generator frame) -> where it came from
-        self._kinds: dict[tuple[type, str], Kind] = {}
+        # LLM span id -> (its trace, slot): see `_replay.gen_slot`
+        self._gens: dict[str, tuple[Trace, list[Any]]] = {}
+        self._frames: dict[int, Any] = {}  # id(generator frame) -> StreamFrame
         self._event_routes: dict[type, Callable[[Any], None] | None] = {}
+        self._plain_embedding_ends: frozenset[type] = frozenset()
         self._last_sweep = time.perf_counter()
         self._sweeper: threading.Thread | None = None
         self._sweeper_lock = threading.Lock()
         self._wake = threading.Event()
+        _nesting.watch(self)
 
     def __repr__(self) -> str:
         return f"<PostHogLlamaIndexHandler {'on' if self._on else 'off'}>"
@@ -150,19 +173,11 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             self._gens.clear()
             self._frames.clear()
 
-    # -- spans -------------------------------------------------------------------------------
-
-    def _kind_of(self, instance: Any, span_id: str) -> Kind:
-        key = (type(instance), span_id[:-37])
-        kind = self._kinds.get(key)
-        if kind is None:
-            kind = _spans.classify(instance, key[1])
-            if len(self._kinds) < 4096:
-                self._kinds[key] = kind
-        return kind
-
-    # The four hooks below are called by LlamaIndex's dispatcher, which swallows whatever they
-    # raise without a word: each one guards itself and reports (debug log) instead.
+    # -- span hooks ----------------------------------------------------------------------------
+    # Called by LlamaIndex's dispatcher, which swallows whatever they raise without a word: the
+    # public hooks guard themselves and report (debug log) instead; `_register`'s span handler
+    # forwards to them. They run ~40 times per query: a dict lookup, an append to the trace's
+    # log, nothing else, except once per trace at its root.
 
     def span_enter(
         self,
@@ -173,79 +188,140 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         tags: Any = None,
         **kwargs: Any,
     ) -> None:
-        if not self._on:
-            return
-        try:
-            self._enter(id_, bound_args, instance, parent_id, tags)
-        except Exception as exc:
-            report_internal_error(exc)
+        if self._on:
+            try:
+                self._enter(id_, bound_args, instance, parent_id, tags)
+            except Exception as exc:
+                report_internal_error(exc)
+
+    def span_exit(
+        self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any
+    ) -> None:
+        if self._on:
+            try:
+                self._exit(id_, instance, result)
+            except Exception as exc:
+                report_internal_error(exc)
+
+    def span_drop(
+        self,
+        id_: str,
+        bound_args: Any,
+        instance: Any = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self._on:
+            try:
+                self._drop(id_, err)
+            except Exception as exc:
+                report_internal_error(exc)
 
     def _enter(
         self, id_: str, bound_args: Any, instance: Any, parent_id: str | None, tags: Any
     ) -> None:
-        now = time.perf_counter()
         spans = self._spans
-        parent = spans.get(parent_id) if parent_id is not None else None
-        if parent is not None:
-            trace = parent.trace
-            if instance is not None:
-                kind = self._kinds.get((type(instance), id_[:-37])) or self._kind_of(instance, id_)
-            elif parent.kind.kind == WORKFLOW and parent.span_id == parent_id:
-                kind = _spans.step_kind(id_[:-37])
-            else:
-                kind = _NOISE
-            k = kind.kind
-            if k == NOISE or (
-                k >= VISIBLE and parent.instance is instance and parent.kind.kind == k
-            ):
-                spans[id_] = parent  # internal, or a repeat of its parent (`__call__` -> `call`)
-            else:
-                node = spans[id_] = Node(
-                    id_,
-                    trace,
-                    kind,
-                    parent,
-                    parent.vis,
-                    instance,
-                    _spans.call_arguments(bound_args),
-                    tags,
-                    now,
-                )
-                if k >= VISIBLE or k == LLM:
-                    node.obs = open_observation(
-                        SPAN_KIND if k >= VISIBLE else GENERATION_KIND,
-                        trace_id=trace.id,
-                        span_id=node.uid,
-                        scope=trace.scope,
-                        framework=FRAMEWORK,
-                    )
-            trace.ids.append(id_)
-            with self._lock:
-                trace.open += 1
-            trace.last = now
+        entry = spans.get(parent_id)  # type: ignore[arg-type]  # None is never a key
+        if entry is None:
+            self._root(id_, bound_args, instance, parent_id, tags)
             return
+        trace: Trace = entry.trace if type(entry) is Inner else entry  # type: ignore[assignment]
+        # The arguments mapping, not the BoundArguments around it (which holds a fresh
+        # inspect.Signature per call). LLM and embedding calls: none, their events carry what
+        # their builders read.
+        args = None
+        if instance is not None:
+            kind = (KINDS.get((type(instance), id_[:-37])) or kind_of(instance, id_)).kind
+            if not kind:  # internal: only where it sits, nothing kept
+                spans[id_] = trace.inner  # type: ignore[assignment]  # None once sent: a miss
+                trace.log += (INNER, id_, parent_id, _perf_counter())
+                trace.opened.append(id_)
+                return
+            if kind >= VISIBLE:
+                args = getattr(bound_args, "arguments", bound_args)
+                if kind in COUNTED:
+                    args = _spans.light_arguments(kind, args)
+        else:
+            args = getattr(bound_args, "arguments", bound_args)
+        spans[id_] = trace
+        trace.log += (ENTER, id_, parent_id, instance, args, tags, _perf_counter())
+        trace.opened.append(id_)
+
+    def _exit(self, id_: str, instance: Any, result: Any) -> None:
+        # Ended spans stay resolvable until their trace is sent: a thread or task started inside
+        # a span may open its first child after the span ended (a streamed chat's writer thread).
+        entry = self._spans.get(id_)
+        if entry is None:
+            return
+        kind = type(result)
+        if type(entry) is Inner:
+            trace = entry.trace
+            if kind in _GENERATOR_TYPES:
+                self._remember_stream(result, trace, id_, instance, True)
+        else:
+            trace = entry  # type: ignore[assignment]
+            if kind is _RESPONSE:
+                # A query's or synthesizer's Response: its text is all its event reads; its
+                # source nodes need not stay alive until the worker runs.
+                if type(result.response) is str:
+                    result = result.response
+            elif kind is list:
+                if result and type(result[0]) in _NODE_TYPES:
+                    result = self._snapshot(id_, instance, result)
+            elif kind in _GENERATOR_TYPES:
+                self._remember_stream(result, trace, id_, instance)
+            trace.log += (EXIT, id_, result, _perf_counter())
+        trace.closed.append(None)
+        if trace.root_done or id_ == trace.key:
+            self._closed(trace, id_)
+
+    def _drop(self, id_: str, err: BaseException | None) -> None:
+        entry = self._spans.get(id_)
+        if entry is None:
+            return
+        if isinstance(entry, Inner):
+            trace = entry.trace
+        else:
+            trace = entry
+            trace.log += (DROP, id_, err, _perf_counter())
+            if self._gens.pop(id_, None) is not None:
+                trace.closed.append(None)  # its LLM call ends with it
+        trace.closed.append(None)
+        if trace.root_done or id_ == trace.key:
+            self._closed(trace, id_)
+
+    @staticmethod
+    def _snapshot(id_: str, instance: Any, result: list[Any]) -> Any:
+        """Retrieved and reranked nodes: (node, score) copied now, scores may change later."""
+        if instance is None:
+            return result
+        return _spans.snapshot_result(kind_of(instance, id_).kind, result)
+
+    # -- roots (once per trace) ----------------------------------------------------------------
+
+    def _root(
+        self, id_: str, bound_args: Any, instance: Any, parent_id: str | None, tags: Any
+    ) -> None:
+        now = _perf_counter()
+        spans = self._spans
         if len(spans) >= self.max_open_spans:
             self._trim(spans)
-        if instance is not None:
-            kind = self._kind_of(instance, id_)
-        else:  # a decorated function: its qualified name, without `<locals>`
-            kind = Kind(NOISE, None, id_[:-37].replace(".<locals>", ""))
+        args = getattr(bound_args, "arguments", bound_args)
         # A span without parent may be work a returned generator runs lazily (a streamed query).
         origin = self._stream_origin() if parent_id is None and self._frames else None
         if origin is not None and not origin.trace.done:
             trace = origin.trace
-            args = _spans.call_arguments(bound_args)
-            spans[id_] = Node(id_, trace, kind, None, origin.vis, instance, args, tags, now)
-            trace.ids.append(id_)
+            spans[id_] = trace
+            trace.log += (LAZY, id_, origin.origin, instance, args, tags, now)
+            trace.opened.append(id_)
             with self._lock:
-                trace.open += 1
                 trace.awaiting = False
             trace.last = now
             return
-        self._start_trace(id_, kind, instance, bound_args, tags, now)
+        self._start_trace(id_, root_kind(instance, id_), instance, args, tags, now)
 
     def _start_trace(
-        self, id_: str, kind: Kind, instance: Any, bound_args: Any, tags: Any, now: float
+        self, id_: str, kind: Kind, instance: Any, args: Any, tags: Any, now: float
     ) -> None:
         emitter = self._emitter
         if not emitter.enabled:
@@ -259,65 +335,50 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         if outer is not None and scope.trace_id == outer.trace_id:
             # Inside another integration's step or a user span: join that trace. The root is
             # sent as an `$ai_span` under it (or, for a bare call, only its own event is sent).
-            trace = Trace(outer.trace_id, id_, scope, emitter.privacy(scope), now)
+            trace = Trace(outer.trace_id, id_, scope, emitter.privacy(scope), kind, now)
             if k >= VISIBLE:
                 trace.parent = outer.span_id
-                pvis: str | None = id_[-36:]
+                trace.pvis = id_[-36:]
             else:
-                pvis = outer.span_id
+                trace.pvis = outer.span_id
                 trace.emit = False
-            self._open_root(trace, id_, kind, instance, bound_args, tags, pvis, now)
+            self._open_root(trace, id_, instance, args, tags, now)
             return
         trace_id = scope.trace_id or (str(uuid.uuid4()) if batch else id_[-36:])
-        if scope.trace_id != trace_id:
-            # Once per trace: its observations (and work that joins them) read the trace id
-            # from this scope, so `open_observation` has nothing to merge per span.
-            scope = scope.merged(Scope(trace_id=trace_id))
-        trace = Trace(trace_id, id_, scope, emitter.privacy(scope), now)
+        trace = Trace(trace_id, id_, scope, emitter.privacy(scope), kind, now)
         if k >= VISIBLE:
-            pvis = trace.id
+            trace.pvis = trace.id
         elif batch:
-            pvis = trace.id  # an index build: the batch embedding is the root we get
+            trace.pvis = trace.id  # an index build: the batch embedding is the root we get
             trace.name = _index_build_name()
         elif k == NOISE:
-            pvis = trace.id
+            trace.pvis = trace.id
             trace.emit = None
         else:  # a bare LLM or embedding call: its own event is enough, like a direct SDK call
-            pvis = None
             trace.emit = False
-        self._open_root(trace, id_, kind, instance, bound_args, tags, pvis, now)
+        self._open_root(trace, id_, instance, args, tags, now)
 
     def _open_root(
-        self,
-        trace: Trace,
-        id_: str,
-        kind: Kind,
-        instance: Any,
-        bound_args: Any,
-        tags: Any,
-        pvis: str | None,
-        now: float,
+        self, trace: Trace, id_: str, instance: Any, args: Any, tags: Any, now: float
     ) -> None:
-        k = kind.kind
-        bound_args = _spans.call_arguments(bound_args)
-        node = Node(id_, trace, kind, None, pvis, instance, bound_args, tags, now)
-        node.vis = pvis
+        k = trace.kind.kind
+        args = _spans.light_arguments(k, args)
         if k >= VISIBLE or k == LLM:
-            node.obs = open_observation(
+            # The trace's one observation: nested work finds the span it runs in through it,
+            # and reads the trace id from its scope. That scope is the observation's alone
+            # (the queued trace keeps the identity scope, often shared by many traces).
+            trace.obs = open_observation(
                 (TRACE_KIND if trace.parent is None else SPAN_KIND)
                 if k >= VISIBLE
                 else GENERATION_KIND,
                 trace_id=trace.id,
-                span_id=pvis if k >= VISIBLE and pvis is not None else node.uid,
-                scope=trace.scope,
+                span_id=trace.pvis if k >= VISIBLE and trace.pvis is not None else id_[-36:],
+                scope=scope_of(trace),
                 framework=FRAMEWORK,
             )
-        trace.kind = kind
-        trace.args = bound_args
-        trace.tags = tags
-        trace.open = 1
-        trace.ids.append(id_)
-        self._spans[id_] = node
+        trace.log += (ENTER, id_, None, instance, args, tags, now)
+        trace.opened.append(id_)
+        self._spans[id_] = trace
         traces = self._traces
         if len(traces) >= self.max_open_traces:
             oldest = next(iter(traces.values()), None)
@@ -327,98 +388,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         if now - self._last_sweep > 1.0:
             self._sweep(now)
 
-    def span_exit(
-        self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any
-    ) -> None:
-        if not self._on:
-            return
-        try:
-            self._exit(id_, result)
-        except Exception as exc:
-            report_internal_error(exc)
-
-    def _exit(self, id_: str, result: Any) -> None:
-        # Ended spans stay resolvable until their trace is sent: a thread or task started inside
-        # a span may open its first child after the span ended (a streamed chat's writer thread).
-        node = self._spans.get(id_)
-        if node is None:
-            return
-        if node.obs is not None and node.span_id == id_:
-            close_observation(node.obs)
-            node.obs = None  # nested work looks it up through the contextvar, not the node
-        trace = node.trace
-        if isinstance(result, _GENERATOR_TYPES):
-            self._remember_stream(result, node, id_)
-        if node.span_id != id_:  # an internal span
-            self._release(trace)
-            return
-        now = time.perf_counter()
-        k = node.kind.kind
-        if id_ == trace.key:
-            trace.result = _spans.snapshot_result(k, result)
-            trace.end = now
-            with self._lock:
-                trace.root_done = True
-                if trace.streams and self._live_streams(trace):
-                    trace.awaiting = True  # the response is a stream nobody has read yet
-                waiting = trace.awaiting or trace.open > 1
-            if waiting:  # something outlives the root: make sure it cannot wait forever
-                self._ensure_sweeper()
-        elif k >= VISIBLE:
-            node.result = _spans.snapshot_result(k, result)
-            node.end = now
-            self._emit(SPAN, node, trace)
-        self._release(trace)
-
-    def span_drop(
-        self,
-        id_: str,
-        bound_args: Any,
-        instance: Any = None,
-        err: BaseException | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if not self._on:
-            return
-        try:
-            self._drop(id_, err)
-        except Exception as exc:
-            report_internal_error(exc)
-
-    def _drop(self, id_: str, err: BaseException | None) -> None:
-        node = self._spans.get(id_)
-        if node is None:
-            return
-        if node.obs is not None and node.span_id == id_:
-            close_observation(node.obs)
-            node.obs = None  # nested work looks it up through the contextvar, not the node
-        trace = node.trace
-        if node.span_id != id_:
-            self._release(trace)
-            return
-        now = time.perf_counter()
-        gen = node.gen
-        if gen is not None and not gen.done:
-            self._gens.pop(id_, None)
-            gen.error = err
-            gen.end = now
-            self._finish_gen(gen)
-        emb = node.emb
-        if emb is not None:
-            node.emb = None
-            self._emit_embedding(emb, None, None, err, now)
-        if id_ == trace.key:
-            trace.error = err
-            trace.end = now
-            with self._lock:
-                trace.root_done = True
-        elif node.kind.kind >= VISIBLE:
-            node.error = err
-            node.end = now
-            self._emit(SPAN, node, trace)
-        self._release(trace)
-
-    # -- events ------------------------------------------------------------------------------
+    # -- events --------------------------------------------------------------------------------
 
     def handle(self, event: Any, **kwargs: Any) -> None:
         if not self._on:
@@ -451,6 +421,9 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         sparse_end = getattr(emb_events, "SparseEmbeddingEndEvent", None)
         if sparse_end is not None:
             routes.append((sparse_end, self._on_embedding_end))
+        self._plain_embedding_ends = frozenset(
+            c for c in (emb_events.EmbeddingEndEvent, sparse_end) if c is not None
+        )
         route = None
         for event_cls, handler in routes:
             if issubclass(cls, event_cls):
@@ -460,123 +433,103 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             self._event_routes[cls] = route
         return route
 
+    # Events are logged as the few facts the builders read, not the event objects (each one a
+    # pydantic model with its own dicts and sets for the collector to track while queued).
+
     def _on_chat_start(self, event: Any) -> None:
-        self._start_gen(event, True, list(event.messages), None)
+        # The messages are copied now: chat engines append to the same history list later.
+        self._llm_start(event, CHAT_START, list(event.messages))
 
     def _on_completion_start(self, event: Any) -> None:
-        self._start_gen(event, False, None, event.prompt)
+        self._llm_start(event, COMPLETION_START, event.prompt)
 
-    def _start_gen(self, event: Any, chat: bool, messages: Any, prompt: Any) -> None:
+    def _llm_start(self, event: Any, tag: int, sent: Any) -> None:
         span_id = event.span_id
-        node = self._spans.get(span_id) if span_id is not None else None
-        if node is None or node.span_id != span_id:
+        trace = self._spans.get(span_id) if span_id is not None else None
+        if type(trace) is not Trace:  # not ours, or an internal span
             return
-        now = time.perf_counter()
-        gen = Gen(node, chat, messages, prompt, event.additional_kwargs, event.model_dict, now)
-        # A CustomLLM's chat() calls complete(): fold the inner call into the outer one.
-        parent = node.parent
-        while parent is not None and parent.kind.kind == LLM:
-            outer = parent.gen
-            if outer is not None and not outer.done:
-                gen.outer = outer
-                break
-            parent = parent.parent
-        if gen.outer is None and self._frames:
+        slot: list[Any] = [
+            None,
+            None,
+            None,
+            None,
+            None,
+            event.additional_kwargs,
+            event.model_dict,
+        ]
+        if self._frames:
             # astream_chat() runs stream_chat() lazily, from inside the generator it returned.
-            origin = self._stream_origin(want_gen=True)
-            if origin is not None and origin.gen is not None:
-                gen.outer = origin.gen
-        node.gen = gen
+            origin = self._stream_origin(llm=True)
+            if origin is not None and origin.trace is trace:
+                slot[4] = origin.origin
         gens = self._gens
         if len(gens) >= self.max_pending:
             self._trim(gens)
-        gens[span_id] = gen
-        trace = node.trace
-        with self._lock:
-            trace.open += 1
-        trace.last = now
+        gens[span_id] = (trace, slot)
+        trace.log += (tag, span_id, _perf_counter(), slot, sent)
+        trace.opened.append(span_id)
 
     def _on_progress(self, event: Any) -> None:
-        gen = self._gens.get(event.span_id)
-        if gen is None:
+        entry = self._gens.get(event.span_id)
+        if entry is None:
             return
-        now = time.perf_counter()
-        if gen.first is None:
-            gen.first = now
-            gen.stream = True
-        gen.last = now
-        gen.response = event.response
-        gen.trace.last = now
+        now = _perf_counter()
+        trace, slot = entry
+        if slot[0] is None:
+            slot[0] = now
+        slot[1] = now
+        slot[2] = event.response
+        trace.last = now
 
     def _on_llm_end(self, event: Any) -> None:
-        gen = self._gens.pop(event.span_id, None)
-        if gen is None or gen.done:
-            return
-        gen.end = time.perf_counter()
-        if event.response is not None:
-            gen.response = event.response
-        self._finish_gen(gen)
+        span_id = event.span_id
+        self._llm_done(span_id, self._gens.pop(span_id, None), LLM_END, event.response)
 
     def _on_exception(self, event: Any) -> None:
         # Sent when a streamed LLM call fails (or its consumer closes it) mid-stream.
-        gen = self._gens.pop(event.span_id, None) if event.span_id else None
-        if gen is None or gen.done:
-            return
-        gen.end = time.perf_counter()
-        if not isinstance(event.exception, GeneratorExit):
-            gen.error = event.exception
-        self._finish_gen(gen)
+        span_id = event.span_id
+        entry = self._gens.pop(span_id, None) if span_id else None
+        self._llm_done(span_id, entry, LLM_ERROR, event.exception)
 
-    def _finish_gen(self, gen: Gen) -> None:
-        gen.done = True
-        trace = gen.trace
-        key = gen.frame
-        if key is not None:
-            gen.frame = None
-            entry = self._frames.get(key)
-            if entry is not None and entry.gen is gen:
+    def _llm_done(
+        self, span_id: str, entry: tuple[Trace, list[Any]] | None, tag: int, outcome: Any
+    ) -> None:
+        if entry is None:
+            return
+        trace, slot = entry
+        key = slot[3]
+        if key is not None:  # the stream it returned is read: lazy work no longer joins it
+            frame = self._frames.get(key)
+            if frame is not None and frame.origin == span_id:
                 self._frames.pop(key, None)
-        outer = gen.outer
-        if outer is not None:
-            if gen.response is not None:
-                outer.inner = gen.response
-            if gen.error is not None and outer.error is None:
-                outer.error = gen.error
-            if gen.stream:
-                outer.stream = True
-        else:
-            if trace.root_done and gen.response is not None:
-                trace.stream_output = gen.response  # a lazily run stream: the trace's output
-            self._emit(GENERATION, gen, trace)
-        self._release(trace)
+        trace.log += (tag, span_id, _perf_counter(), slot, outcome)
+        trace.closed.append(None)
+        if trace.root_done:
+            self._settle(trace)
 
     def _on_embedding_start(self, event: Any) -> None:
         span_id = event.span_id
-        node = self._spans.get(span_id) if span_id is not None else None
-        if node is None or node.span_id != span_id:
-            return
-        node.emb = Emb(node, event.model_dict, time.perf_counter())
+        trace = self._spans.get(span_id) if span_id is not None else None
+        if type(trace) is Trace:
+            trace.log += (EMBEDDING_START, span_id, _perf_counter(), event.model_dict, None)
 
     def _on_embedding_end(self, event: Any) -> None:
         span_id = event.span_id
-        node = self._spans.get(span_id) if span_id is not None else None
-        if node is None or node.span_id != span_id or node.emb is None:
-            return
-        emb = node.emb
-        node.emb = None
-        self._emit_embedding(emb, event.chunks, event, None, time.perf_counter())
-
-    def _emit_embedding(
-        self, emb: Emb, chunks: Any, end_event: Any, error: BaseException | None, now: float
-    ) -> None:
-        emb.chunks = chunks
-        emb.end_event = end_event
-        emb.error = error
-        emb.end = now
-        self._emit(EMBEDDING_EVENT, emb, emb.trace)
+        trace = self._spans.get(span_id) if span_id is not None else None
+        if type(trace) is Trace:
+            # LlamaIndex's own end events carry no usage: only a subclass (an integration
+            # reporting tokens) is kept for the builder to read.
+            extra = None if type(event) in self._plain_embedding_ends else event
+            trace.log += (EMBEDDING_END, span_id, _perf_counter(), event.chunks, extra)
 
 
 _MISSING: Any = object()
+
+
+def scope_of(trace: Trace) -> Scope:
+    """The trace's scope with its trace id, for observations (built once per trace)."""
+    scope = trace.scope
+    return with_trace_id(scope, trace.id)
 
 
 def _index_build_name() -> str | None:

@@ -9,55 +9,77 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
-from posthog_llm.instrumentation import GENERATION, SPAN, TRACE, Emitter, report_internal_error
+from posthog_llm.instrumentation import Emitter, close_observation, report_internal_error
 
-from ._records import Node, Trace
+from . import _nesting
+from ._records import EXIT, SPENT, TIME_AT, WIDTH, Inner, Trace
 from ._stream_tracking import StreamTracking
 
 __all__ = ["TraceLifecycle"]
 
+# A trace whose log holds only its root's two entries (a NOISE root with nothing inside).
+_ROOT_ONLY = WIDTH[0] + WIDTH[EXIT]
+
 
 class TraceLifecycle(StreamTracking):
-    """Mixin of `PostHogLlamaIndexHandler`: open traces, their release, eviction and sending."""
+    """Mixin of `PostHogLlamaIndexHandler`: open traces, their completion, eviction, sending."""
 
     stream_timeout: float
     open_trace_timeout: float
     _on: bool
     _emitter: Emitter
-    _spans: dict[str, Node]
+    _spans: dict[str, Trace | Inner]
     _traces: dict[str, Trace]
     _sweeper: threading.Thread | None
     _sweeper_lock: threading.Lock
     _wake: threading.Event
     _last_sweep: float
 
-    def _release(self, trace: Trace) -> None:
-        """One thing in the trace finished; send the trace when nothing is left open."""
+    def _closed(self, trace: Trace, id_: str) -> None:
+        """Something in a trace whose root ended was closed, or the root itself."""
+        if id_ != trace.key:
+            self._settle(trace)
+            return
+        obs = trace.obs
+        if obs is not None:
+            close_observation(obs)
+        complete = False
         with self._lock:
-            trace.open -= 1
-            if trace.open > 0 or not trace.root_done or trace.done:
-                return
+            trace.root_done = True
+            if trace.streams and self._live_streams(trace):
+                trace.awaiting = True  # the response is a stream nobody has read yet
+            elif not trace.done and len(trace.opened) == len(trace.closed):
+                trace.done = complete = True  # the common case: nothing outlives the root
+        if complete:
+            self._finish_trace(trace)
+        elif not self._settle(trace):  # something outlives the root: it cannot wait forever
+            self._ensure_sweeper()
+
+    def _settle(self, trace: Trace) -> bool:
+        """Send the trace if nothing in it is open any more; True when it is sent (or was)."""
+        with self._lock:
+            if trace.done:
+                return True
+            if not trace.root_done or len(trace.opened) != len(trace.closed):
+                return False
             if trace.awaiting:
                 # A stream the response carries is still unread (or being read elsewhere).
                 if self._live_streams(trace):
-                    return
+                    return False
                 trace.awaiting = False
             trace.done = True
         self._finish_trace(trace)
-
-    def _emit(self, event: str, builder: Callable[[], dict[str, Any]], trace: Trace) -> None:
-        trace.has_events = True
-        self._emitter.emit(event, builder, trace.scope, trace_id=trace.id)
+        return True
 
     def _finish_trace(self, trace: Trace) -> None:
         self._traces.pop(trace.key, None)
         spans = self._spans
-        for span_id in trace.ids:
+        for span_id in trace.opened:  # span ids (and LLM calls' span ids again)
             spans.pop(span_id, None)
-        trace.ids = []
+        # Freed now rather than when the worker has built the trace: fewer objects for the
+        # collector to track (and promote) while the trace waits in the queue.
+        trace.opened = trace.closed = SPENT
         if trace.streams:
             frames = self._frames
             for key in trace.streams:  # the trace is sent: later lazy work starts its own
@@ -65,10 +87,14 @@ class TraceLifecycle(StreamTracking):
                 if entry is not None and entry.trace is trace:
                     frames.pop(key, None)
             trace.streams = None
-        if trace.parent is not None:
-            self._emitter.emit(SPAN, trace, trace.scope, trace_id=trace.id)
-        elif trace.emit or (trace.emit is None and trace.has_events):
-            self._emitter.emit(TRACE, trace, trace.scope, trace_id=trace.id)
+        if trace.nested is not None:
+            _nesting.close_nested(trace)
+        trace.inner = None  # its internal spans are forgotten: no cycle left
+        trace.obs = None  # closed: nested work no longer finds it through the trace
+        if trace.emit is None and len(trace.log) <= _ROOT_ONLY:
+            return  # an internal function called on its own: nothing to send
+        # One queued item per trace: the worker rebuilds its spans and events from the log.
+        self._emitter.emit_many(trace, trace.scope, trace_id=trace.id)
 
     def _evict(self, trace: Trace) -> None:
         """Send a trace that waited too long (an abandoned stream) with what it has."""
@@ -77,21 +103,13 @@ class TraceLifecycle(StreamTracking):
                 self._traces.pop(trace.key, None)
                 return
             trace.done = True
-        now = time.perf_counter()
-        for span_id, gen in list(self._gens.items()):
-            if gen.trace is trace:
-                self._gens.pop(span_id, None)
-                if not gen.done:
-                    gen.done = True
-                    gen.end = gen.last or now
-                    if gen.outer is None:
-                        self._emit(GENERATION, gen, trace)
-                    if trace.root_done and gen.outer is None and gen.response is not None:
-                        trace.stream_output = gen.response
-        if trace.end is None:
-            trace.end = now
-        for key, entry in list(self._frames.items()):
-            if entry.trace is trace:
+        trace.evicted = time.perf_counter()
+        gens = self._gens
+        for span_id, entry in list(gens.items()):
+            if entry[0] is trace:
+                gens.pop(span_id, None)
+        for key, frame in list(self._frames.items()):
+            if frame.trace is trace:
                 self._frames.pop(key, None)
         self._finish_trace(trace)
 
@@ -103,12 +121,18 @@ class TraceLifecycle(StreamTracking):
             t
             for t in list(self._traces.values())
             if now - t.last > (after_root if t.root_done else running)
+            and now - _last_logged(t) > (after_root if t.root_done else running)
         ]
         for trace in stale:
             self._evict(trace)
 
     def _ensure_sweeper(self) -> None:
         """A daemon thread sends abandoned streams' traces even when nothing else happens."""
+        if self._sweeper is not None:
+            # Running (every streamed query comes here): no lock, no `is_alive()`. A sweeper
+            # that is about to stop clears this first and then looks for waiting traces again,
+            # so the trace that brought us here is never left without one.
+            return
         with self._sweeper_lock:
             if self._sweeper is not None and self._sweeper.is_alive():
                 return
@@ -128,6 +152,21 @@ class TraceLifecycle(StreamTracking):
             except Exception as exc:
                 report_internal_error(exc)
             with self._sweeper_lock:
+                self._sweeper = None
                 if not any(t.root_done for t in list(self._traces.values())):
-                    self._sweeper = None  # nothing outlives its root any more
-                    return
+                    return  # nothing outlives its root any more
+                self._sweeper = threading.current_thread()
+
+
+def _last_logged(trace: Trace) -> float:
+    """Time of the log's last entry (the hooks keep no separate "last activity" per hook)."""
+    log = trace.log
+    i, n, last = 0, len(log), trace.start
+    while i < n:
+        tag = log[i]
+        width = WIDTH[tag]
+        if i + width > n:
+            break
+        last = log[i + TIME_AT[tag]]
+        i += width
+    return float(last)

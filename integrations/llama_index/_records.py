@@ -1,9 +1,12 @@
-"""Raw facts the hooks record: plain slotted objects, no conversion on the caller's thread.
+"""What the hooks record, and the objects the worker rebuilds from it.
 
-A record that ends in an event is its own builder: calling it (on the sender's worker thread)
-makes the event's properties. Queuing the record itself, rather than a `functools.partial`
-around it, keeps the hot path to one reference per event and leaves the garbage collector fewer
-objects to track while events wait for the worker.
+The calling thread keeps one `Trace` per root operation with an append-only hook log: each
+dispatcher hook adds a few flat values (a tag, the references LlamaIndex handed over and a
+`perf_counter` timestamp) to `Trace.log`. Flat values rather than a tuple per hook: the log grows
+by references only, so a query leaves the garbage collector no new objects to track per hook.
+
+`Node`, `Gen` and `Emb` are made from the log on the sender's worker thread (`_replay`); each one
+that ends in an event is handed to its builder in `_builders`.
 """
 
 from __future__ import annotations
@@ -12,17 +15,55 @@ from typing import Any
 
 from posthog_llm.instrumentation import Observation, Scope
 
-from . import _builders
 from ._spans import Kind
 
-__all__ = ["Trace", "Node", "Gen", "Emb", "StreamFrame"]
+__all__ = [
+    "Trace",
+    "Node",
+    "Gen",
+    "Emb",
+    "StreamFrame",
+    "Inner",
+    "SPENT",
+    "ENTER",
+    "LAZY",
+    "INNER",
+    "EXIT",
+    "DROP",
+    "CHAT_START",
+    "COMPLETION_START",
+    "LLM_END",
+    "LLM_ERROR",
+    "EMBEDDING_START",
+    "EMBEDDING_END",
+    "WIDTH",
+    "TIME_AT",
+]
+
+# Log entries: a tag, then a fixed number of values (WIDTH[tag] counts the tag).
+ENTER = 0  # span id, parent span id, instance, arguments mapping, tags, time
+LAZY = 1  # same, for a span a returned generator ran later: parent = the span that returned it
+INNER = 2  # span id, parent span id, time: an internal span (`_query`, `split_text` ...)
+EXIT = 3  # span id, result, time
+DROP = 4  # span id, error, time
+# Events: the event, time, the LLM call's slot (see `_replay.gen_slot`), copied chat messages.
+CHAT_START = 5
+COMPLETION_START = 6
+LLM_END = 7
+LLM_ERROR = 8  # an ExceptionEvent: a streamed call failed or its consumer closed it
+EMBEDDING_START = 9
+EMBEDDING_END = 10
+WIDTH = (7, 7, 4, 4, 4, 5, 5, 5, 5, 5, 5)
+TIME_AT = (6, 6, 3, 3, 3, 2, 2, 2, 2, 2, 2)  # where the entry's timestamp is
 
 
 class Trace:
-    """One root operation (query, chat turn, agent run ...) and what is still open in it.
+    """One root operation (query, chat turn, agent run ...): its hook log and what is open.
 
-    Nothing a Trace references points back to it, so a finished trace is freed by reference
-    counting alone: no work left for the cycle collector on a busy query path.
+    The caller's thread appends to `log`, `opened` (span ids entered, LLM calls started) and
+    `closed` (spans ended, LLM calls finished); the trace is complete when its root has ended
+    and both have the same length. List appends need no lock; lengths are read under the
+    handler's lock only when the trace may be complete.
     """
 
     __slots__ = (
@@ -31,62 +72,96 @@ class Trace:
         "scope",
         "privacy",
         "kind",
-        "args",
-        "tags",
+        "pvis",
         "name",
         "emit",
+        "parent",
         "start",
-        "end",
         "last",
-        "result",
-        "error",
-        "open",
+        "log",
+        "opened",
+        "closed",
         "root_done",
         "awaiting",
         "done",
-        "has_events",
-        "stream_output",
+        "evicted",
         "streams",
-        "ids",
-        "parent",
+        "obs",
+        "nested",
+        "inner",
+        # Filled on the worker by the replay, read by the builders.
+        "args",
+        "tags",
+        "end",
+        "result",
+        "error",
+        "stream_output",
     )
 
-    def __init__(self, trace_id: str, key: str, scope: Scope, privacy: bool, now: float) -> None:
+    def __init__(
+        self, trace_id: str, key: str, scope: Scope, privacy: bool, kind: Kind, now: float
+    ) -> None:
         self.id = trace_id
         self.key = key  # the root span id: unique even when the user reuses a trace id
-        self.scope = scope
+        self.scope = scope  # identity (its trace id may be unset: `id` is the trace's)
         self.privacy = privacy
-        self.kind: Kind | None = None  # the root span's kind, arguments and tags
-        self.args: Any = None
-        self.tags: Any = None
+        self.kind = kind  # the root span's kind
+        self.pvis: str | None = None  # the root's `$ai_parent_id` for what runs inside it
         self.name: str | None = None
         self.emit: bool | None = True  # None: only when something inside was emitted
-        self.start = now
-        self.end: float | None = None
-        self.last = now
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.open = 0
-        self.root_done = False
-        self.awaiting = False
-        self.done = False
-        self.has_events = False
-        self.stream_output: Any = None  # the response of a lazily run streamed LLM call
-        self.streams: list[int] | None = None  # keys of generators its spans returned
-        self.ids: list[str] = []  # its span ids, forgotten when the trace is sent
         # Set when the root joined an enclosing trace (a user span, a LangChain step): the
         # root is then sent as an `$ai_span` under this parent instead of as `$ai_trace`.
         self.parent: str | None = None
+        self.start = now
+        self.last = now  # latest stream progress (the sweeper also reads the log's last time)
+        self.log: list[Any] = []
+        self.opened: list[Any] = []
+        self.closed: list[Any] = []
+        self.root_done = False
+        self.awaiting = False  # the root returned a stream nobody has started reading
+        self.done = False
+        self.evicted: float | None = None  # sent before it completed (abandoned stream ...)
+        self.streams: list[int] | None = None  # keys of generators its spans returned
+        self.obs: Observation | None = None  # the root's observation, for nested work
+        self.nested: Any = None  # `_nesting.Resolved`: observations made for nested work
+        # What the span map holds for this trace's internal spans (their exits and drops are
+        # only counted). Refers back to the trace: the cycle is cut when the trace is sent.
+        self.inner: Inner | None = Inner(self)
+        self.args: Any = None
+        self.tags: Any = None
+        self.end: float | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.stream_output: Any = None  # the response of a lazily run streamed LLM call
 
-    def __call__(self) -> dict[str, Any]:
-        """The `$ai_trace` event, or the `$ai_span` of a root that joined another trace."""
-        if self.parent is not None:
-            return _builders.joined_root_event(self)
-        return _builders.trace_event(self)
+    def __call__(self) -> list[tuple[str, dict[str, Any]]]:
+        """The trace's events, rebuilt from its log: the builder the worker runs."""
+        from ._replay import replay  # the replay reads these records: imported when it runs
+
+        return replay(self)
+
+
+class _Spent(list[Any]):
+    """What a sent trace's `opened` and `closed` become: a late hook's append is a no-op."""
+
+    def append(self, item: Any) -> None:
+        return None
+
+
+SPENT = _Spent()
+
+
+class Inner:
+    """The span map's entry for an internal span: which trace it is in, nothing kept."""
+
+    __slots__ = ("trace",)
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
 
 
 class Node:
-    """An instrumented span we keep: the root, a visible step, an LLM or embedding call.
+    """A span the worker keeps: the root, a visible step, an LLM or embedding call.
 
     Internal spans are not given a Node: they map to their nearest kept ancestor.
     """
@@ -105,7 +180,6 @@ class Node:
         "start",
         "gen",
         "emb",
-        "obs",
         "result",
         "error",
         "end",
@@ -136,14 +210,9 @@ class Node:
         self.start = start
         self.gen: Gen | None = None
         self.emb: Emb | None = None
-        self.obs: Observation | None = None  # open while the step runs, for nested work
-        self.result: Any = None  # how the step ended (set once, just before its event is queued)
+        self.result: Any = None
         self.error: BaseException | None = None
         self.end: float | None = None
-
-    def __call__(self) -> dict[str, Any]:
-        """The step's `$ai_span` event."""
-        return _builders.span_event(self, self.result, self.error, self.end)
 
 
 class Gen:
@@ -170,7 +239,6 @@ class Gen:
         "outer",
         "stream",
         "done",
-        "frame",
     )
 
     def __init__(
@@ -203,29 +271,12 @@ class Gen:
         self.outer: Gen | None = None
         self.stream = False
         self.done = False
-        self.frame: int | None = None  # key of the stream generator this call returned
-
-    def __call__(self) -> dict[str, Any]:
-        """The call's `$ai_generation` event."""
-        return _builders.generation_event(self)
 
 
 class Emb:
     """One embedding call (a batch is one call per Start/End pair)."""
 
-    __slots__ = (
-        "uid",
-        "name",
-        "trace",
-        "parent",
-        "instance",
-        "model_dict",
-        "start",
-        "chunks",
-        "end_event",
-        "error",
-        "end",
-    )
+    __slots__ = ("uid", "name", "trace", "parent", "instance", "model_dict", "start")
 
     def __init__(self, node: Node, model_dict: Any, start: float) -> None:
         self.uid = node.uid
@@ -235,27 +286,19 @@ class Emb:
         self.instance = node.instance
         self.model_dict = model_dict
         self.start = start
-        self.chunks: Any = None  # how the call ended (set once, just before its event is queued)
-        self.end_event: Any = None
-        self.error: BaseException | None = None
-        self.end: float | None = None
-
-    def __call__(self) -> dict[str, Any]:
-        """The call's `$ai_embedding` event."""
-        return _builders.embedding_event(self, self.chunks, self.end_event, self.error, self.end)
 
 
 class StreamFrame:
     """A generator returned by a span: work it runs lazily belongs to that span's trace."""
 
-    __slots__ = ("ref", "key", "trace", "vis", "gen")
+    __slots__ = ("ref", "key", "trace", "origin", "llm")
 
-    def __init__(self, key: int, trace: Trace, vis: str | None, gen: Gen | None) -> None:
+    def __init__(self, key: int, trace: Trace, origin: str, llm: bool) -> None:
         self.ref: Any = None  # weak reference to the generator
         self.key = key  # id() of the generator's frame
         self.trace = trace
-        self.vis = vis
-        self.gen = gen
+        self.origin = origin  # the span that returned it
+        self.llm = llm  # returned by an LLM call (its End event comes when it is read)
 
     def frame(self) -> Any:
         g = self.ref()

@@ -25,12 +25,8 @@ _installed: tuple[PostHogLlamaIndexHandler, Any, Any] | None = None
 
 
 class _SpanHandler(BaseSpanHandler[BaseSpan]):
-    """Forwards span hooks to a PostHogLlamaIndexHandler (keeps no spans of its own).
-
-    The hooks run ~40 times per query, so they go straight to the handler's internals with the
-    same guard as its public hooks (off: nothing; our error: reported, never raised), one
-    Python call fewer each.
-    """
+    """Forwards span hooks to a PostHogLlamaIndexHandler (keeps no spans of its own); the
+    handler's hooks hold the guard (off: nothing; our error: reported, never raised)."""
 
     handler: Any = None
 
@@ -47,22 +43,12 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
         tags: Any = None,
         **kwargs: Any,
     ) -> None:
-        handler = self.handler
-        if handler._on:
-            try:
-                handler._enter(id_, bound_args, instance, parent_id, tags)
-            except Exception as exc:
-                report_internal_error(exc)
+        self.handler.span_enter(id_, bound_args, instance, parent_id, tags)
 
     def span_exit(
         self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any
     ) -> None:
-        handler = self.handler
-        if handler._on:
-            try:
-                handler._exit(id_, result)
-            except Exception as exc:
-                report_internal_error(exc)
+        self.handler.span_exit(id_, bound_args, instance, result)
 
     def span_drop(
         self,

@@ -26,6 +26,8 @@ __all__ = [
     "span_input",
     "span_output",
     "snapshot_result",
+    "light_arguments",
+    "COUNTED",
     "call_arguments",
     "text_of",
     "is_stream",
@@ -88,11 +90,12 @@ _llm_types: tuple[type, ...] = ()
 _embedding_types: tuple[type, ...] = ()
 _workflow_types: tuple[type, ...] = ()
 _agent_types: tuple[type, ...] = ()
+_text_node_type: Any = None
 
 
 def _load() -> list[tuple[type, frozenset[str], int]]:
     """Import the base classes once; a missing optional module just drops its rule."""
-    global _rules, _llm_types, _embedding_types, _workflow_types, _agent_types
+    global _rules, _llm_types, _embedding_types, _workflow_types, _agent_types, _text_node_type
     import importlib
 
     def get(module: str, name: str) -> type | None:
@@ -184,6 +187,7 @@ def _load() -> list[tuple[type, frozenset[str], int]]:
         )
         if c is not None
     )
+    _text_node_type = get("llama_index.core.schema", "TextNode")
     _rules = rules
     return rules
 
@@ -245,8 +249,17 @@ def _query_text(value: Any) -> Any:
 
 def _nodes(snapshot: Any) -> list[dict[str, Any]]:
     out = []
-    for node, score in snapshot:
-        item: dict[str, Any] = {"id": getattr(node, "node_id", None)}
+    for entry in snapshot:
+        if len(entry) == 3:  # a plain text node, read when the step ended
+            node_id, text, score = entry
+            item: dict[str, Any] = {"id": node_id}
+            if score is not None:
+                item["score"] = score
+            item["text"] = text
+            out.append(item)
+            continue
+        node, score = entry
+        item = {"id": getattr(node, "node_id", None)}
         if score is not None:
             item["score"] = score
         get_content = getattr(node, "get_content", None)
@@ -259,10 +272,23 @@ def _nodes(snapshot: Any) -> list[dict[str, Any]]:
 
 
 def snapshot_result(kind: int, result: Any) -> Any:
-    """Hot path: copy what may change after the span ends (node lists, scores)."""
+    """Hot path: copy what may change after the span ends (node lists, scores).
+
+    A plain `TextNode` is read at once (its id and text: what `get_content()` gives without
+    metadata), so the node itself need not stay alive until the worker builds the event."""
     if kind in (RETRIEVE, POSTPROCESS) and isinstance(result, list):
-        return _NodeSnapshot((getattr(n, "node", n), getattr(n, "score", None)) for n in result)
+        if _rules is None:
+            _load()
+        return _NodeSnapshot(_node_entry(n, _text_node_type) for n in result)
     return result
+
+
+def _node_entry(item: Any, text_node: Any) -> tuple[Any, ...]:
+    node = getattr(item, "node", item)
+    score = getattr(item, "score", None)
+    if type(node) is text_node:
+        return (node.id_, node.text, score)
+    return (node, score)
 
 
 class _NodeSnapshot(list[Any]):
@@ -297,21 +323,49 @@ def call_arguments(bound_args: Any) -> Any:
     return arguments if arguments is not None else bound_args
 
 
+class _Count(int):
+    """How many items a list argument had: all its span's input reads of it."""
+
+    __slots__ = ()  # no instance dict: nothing for the garbage collector to track
+
+
+# Kinds whose input only counts one list argument, and which argument.
+COUNTED = {SYNTHESIZE: "nodes", POSTPROCESS: "nodes", EMBEDDING: "texts"}
+
+
+def light_arguments(kind: int, args: Any) -> Any:
+    """Hot path: the arguments with a counted list replaced by its length, so the nodes (or
+    texts) need not stay alive until the worker builds the event."""
+    key = COUNTED.get(kind)
+    if key is None or type(args) is not dict:
+        return args
+    value = args.get(key)
+    if type(value) is not list and type(value) is not tuple:
+        return args
+    light = dict(args)
+    light[key] = _Count(len(value))
+    return light
+
+
+def _count(value: Any) -> int:
+    return int(value) if isinstance(value, _Count) else len(value or ())
+
+
 def span_input(kind: int, bound_args: Any, tags: Mapping[str, Any] | None) -> Any:
     args = _arguments(bound_args)
     if kind == EMBEDDING:  # an index build: say how much, not every text again
         texts = args.get("texts")
-        return {"texts": len(texts)} if isinstance(texts, (list, tuple)) else None
+        return {"texts": _count(texts)} if isinstance(texts, (list, tuple, _Count)) else None
     if kind in (QUERY, RETRIEVE, SUB_QUESTION, QUERY_TRANSFORM):
         for key in ("str_or_query_bundle", "query_bundle", "query", "query_str", "str_or_query"):
             if key in args:
                 return _query_text(args[key])
     if kind == SYNTHESIZE:
-        return {"query": _query_text(args.get("query")), "nodes": len(args.get("nodes") or ())}
+        return {"query": _query_text(args.get("query")), "nodes": _count(args.get("nodes"))}
     if kind == POSTPROCESS:
         return {
             "query": _query_text(args.get("query_bundle")),
-            "nodes": len(args.get("nodes") or ()),
+            "nodes": _count(args.get("nodes")),
         }
     if kind == CHAT:
         return args.get("message", args)

@@ -26,7 +26,14 @@ from ._kernel import (
 )
 from ._records import SpanRecord, is_ai_span
 
-__all__ = ["kind_of", "span_event", "trace_event", "distinct_id_of", "session_id_of"]
+__all__ = [
+    "kind_of",
+    "span_event",
+    "trace_event",
+    "distinct_id_of",
+    "session_id_of",
+    "IDENTITY_KEYS",
+]
 
 GENERATION_KIND = "generation"
 EMBEDDING_KIND = "embedding"
@@ -102,10 +109,11 @@ def kind_of(rec: SpanRecord) -> str:
             return GENERATION_KIND
         if request_type in ("embedding", "embeddings"):
             return EMBEDDING_KIND
-    if _VERCEL_GENERATION.match(rec.name):
-        return GENERATION_KIND
-    if _VERCEL_EMBEDDING.match(rec.name):
-        return EMBEDDING_KIND
+    if rec.name.startswith("ai."):  # the Vercel AI SDK's span names (the regexes cost more)
+        if _VERCEL_GENERATION.match(rec.name):
+            return GENERATION_KIND
+        if _VERCEL_EMBEDDING.match(rec.name):
+            return EMBEDDING_KIND
     if "gen_ai.request.model" in attrs or "gen_ai.response.model" in attrs:
         return GENERATION_KIND
     return SPAN_KIND if is_ai_span(rec.name, attrs) else ""
@@ -155,15 +163,19 @@ def _indexed(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
 # -- identity ----------------------------------------------------------------------------------
 
 
+_USER_KEYS = ("posthog.distinct_id", "user.id", "enduser.id")
+_SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "$session_id", "posthog.session_id")
+# Any of these on a span: it may carry the trace's identity (one set test per span first).
+IDENTITY_KEYS = frozenset(_USER_KEYS + _SESSION_KEYS)
+
+
 def distinct_id_of(rec: SpanRecord) -> str | None:
-    value = _first(rec.attributes, "posthog.distinct_id", "user.id", "enduser.id")
+    value = _first(rec.attributes, *_USER_KEYS)
     return str(value) if value is not None else None
 
 
 def session_id_of(rec: SpanRecord) -> str | None:
-    value = _first(
-        rec.attributes, "gen_ai.conversation.id", "session.id", "$session_id", "posthog.session_id"
-    )
+    value = _first(rec.attributes, *_SESSION_KEYS)
     return str(value) if value is not None else None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from posthog_llm.instrumentation import (
     EMBEDDING,
+    EMPTY_SCOPE,
     GENERATION,
     SPAN,
     TRACE,
@@ -23,6 +24,7 @@ from posthog_llm.instrumentation import (
 )
 
 __all__ = [
+    "EMPTY_SCOPE",
     "EMBEDDING",
     "GENERATION",
     "SPAN",

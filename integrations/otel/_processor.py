@@ -16,8 +16,16 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from ._assemble import plan_trace
-from ._convert import distinct_id_of, first_of, session_id_of, span_event, trace_event
+from ._convert import (
+    IDENTITY_KEYS,
+    distinct_id_of,
+    first_of,
+    session_id_of,
+    span_event,
+    trace_event,
+)
 from ._kernel import (
+    EMPTY_SCOPE,
     Emitter,
     Scope,
     capture_internal_exceptions,
@@ -35,8 +43,6 @@ FRAMEWORK = "opentelemetry"
 # are sent as they are once this many are open, oldest first: memory stays bounded.
 MAX_OPEN_TRACES = 1000
 MAX_SPANS_PER_TRACE = 5000
-
-_EMPTY_SCOPE = Scope()
 
 
 def _is_ai(span: ReadableSpan) -> bool:
@@ -84,13 +90,20 @@ class PostHogSpanProcessor(SpanProcessor):
         parent = span.parent
         if parent is not None and not parent.is_remote:
             return  # only a trace's local root decides its identity and parent
-        with capture_internal_exceptions():
+        # try/except rather than the context manager: this runs for every trace's root.
+        try:
             outer = current_observation()
-            if outer is None and current_scope() == _EMPTY_SCOPE:
-                return
+            if outer is None:
+                scope = current_scope()
+                # By identity first (the scope outside any `posthog_llm.context(...)`): a
+                # dataclass comparison of every field costs ~1 µs per trace.
+                if scope is EMPTY_SCOPE or scope == EMPTY_SCOPE:
+                    return
             if len(self._starts) >= MAX_OPEN_TRACES:
                 self._starts.clear()  # roots that never end: forget rather than grow
             self._starts[span.context.trace_id] = (self._emitter.scope(), outer)
+        except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
+            report_internal_error(exc)
 
     def on_end(self, span: ReadableSpan) -> None:
         # try/except rather than the context manager: this runs for every span of the process.
@@ -111,7 +124,8 @@ class PostHogSpanProcessor(SpanProcessor):
             # The span as a record at once: what the conversion reads, a few objects instead of
             # the SDK's dozen kept alive until the trace is sent (the garbage collector's full
             # passes over queued traces were the largest cost of a burst).
-            spans.append(record_from_sdk_span(span))
+            # The trace id's hex is made once per trace (the first record's).
+            spans.append(record_from_sdk_span(span, spans[0].trace_id if spans else None))
             parent = span.parent
             if parent is None or parent.is_remote or len(spans) >= MAX_SPANS_PER_TRACE:
                 with self._lock:
@@ -154,8 +168,10 @@ class PostHogSpanProcessor(SpanProcessor):
         if not self._emitter.enabled:
             return
         scope, outer = started if started is not None else (self._emitter.scope(), None)
-        user = first_of(records, distinct_id_of)
-        session = first_of(records, session_id_of)
+        user = session = None
+        if any(not IDENTITY_KEYS.isdisjoint(rec.attributes) for rec in records):
+            user = first_of(records, distinct_id_of)
+            session = first_of(records, session_id_of)
         if user is not None or session is not None:  # a span's own attributes are most specific
             scope = scope.merged(make_scope(distinct_id=user, session_id=session))
         privacy = self._emitter.privacy(scope)

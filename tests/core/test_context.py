@@ -53,3 +53,19 @@ def test_context_rejects_bad_types_at_configuration_time():
     with pytest.raises(TypeError, match="privacy_mode"):
         with posthog_llm.context(privacy_mode="yes"):
             pass
+
+
+def test_with_trace_id_is_the_merge_it_stands_for():
+    from posthog_llm.instrumentation import Scope, make_scope, with_trace_id
+
+    for scope in (
+        Scope(),
+        make_scope(distinct_id="u", trace_id="old", properties={"a": 1}, privacy_mode=True),
+        make_scope(session_id="s", groups={"company": "acme"}),
+    ):
+        merged = scope.merged(Scope(trace_id="t-1"))
+        copied = with_trace_id(scope, "t-1")
+        assert copied == merged and copied.trace_id == "t-1"
+        assert scope.trace_id != "t-1"  # the original is left as it was
+    already = Scope(trace_id="t-1")
+    assert with_trace_id(already, "t-1") is already

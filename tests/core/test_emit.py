@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import posthog_llm
 import pytest
 from posthog_llm import Emitter, generation_properties, span_properties
@@ -186,3 +188,22 @@ def test_emit_many_with_a_failing_builder_counts_it_and_keeps_going(client, sink
     emitter.emit_many(_trace_of_three, emitter.scope(), trace_id="tr")
     client.flush(5)
     assert len(sink.events) == 3 and client.stats()["failed"] == 1
+
+
+def test_queued_traces_wake_the_worker_by_the_events_they_hold(sink):
+    # Counted as one item each, these two traces would wait for eight traces or the 60 s tick.
+    client = posthog_llm.Client(destination=sink, flush_at=8, flush_interval=60)
+    try:
+        emitter = Emitter(client)
+
+        def four_events():
+            return _trace_of_three() + [("$ai_span", {"$ai_span_name": "extra"})]
+
+        emitter.emit_many(four_events, emitter.scope(), trace_id="t1")
+        emitter.emit_many(four_events, emitter.scope(), trace_id="t2")
+        deadline = time.monotonic() + 10
+        while len(sink.events) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(sink.events) == 8  # delivered without a flush
+    finally:
+        client.shutdown(5)

@@ -11,12 +11,13 @@ from collections import OrderedDict
 from typing import Any
 
 import pytest
-from posthog_llm import _serialize
+from posthog_llm import Client, InMemoryDestination, _serialize
+from posthog_llm._client import _iso_utc
 from posthog_llm._ids import uuid4_str
 from posthog_llm._serialize import (
     BASE64_PLACEHOLDER,
     MAX_EVENT_BYTES,
-    encode_plain_event,
+    encode_plain_message,
     fit_event,
     to_json_safe,
 )
@@ -58,8 +59,8 @@ PLAIN = [
     {"$ai_output_state": Text("Owls eat mice."), "nested": [Text("a"), {"b": Text("c")}]},
     {"$ai_input": [{"role": "user", "content": "word " * 10_000}], "none": None, "n": [1, 2.5]},
 ]
-# Plain for orjson, whose values are checked where they are when the byte scans cannot tell (the
-# stdlib path declines them: more brackets than `to_json_safe`'s depth, a data URL's prefix).
+# Plain for orjson, whose values are checked where they are (the stdlib path, which scans the
+# JSON text, declines them: more brackets than `to_json_safe`'s depth, a data URL's prefix).
 PLAIN_VALUES = [
     {"brackets": [[{"a": [1]}]] * 40, "text": "[{" * 5_000},
     {"prose_about_urls": "see data:image/png;base64, here " * 1_000},
@@ -102,7 +103,7 @@ def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.parametrize("props", PLAIN + PLAIN_VALUES + CONVERTED)
 def test_the_one_pass_encoding_equals_the_general_path(encoder: str, props: dict[str, Any]) -> None:
     expected = fit_event(to_json_safe(_event(props)), MAX_EVENT_BYTES)
-    fast = encode_plain_event(_event(props), MAX_EVENT_BYTES)
+    fast = encode_plain_message(_event(props), MAX_EVENT_BYTES)
     if props in PLAIN or (props in PLAIN_VALUES and encoder == "orjson"):
         assert fast is not None
     if fast is not None:
@@ -115,20 +116,42 @@ def test_the_one_pass_encoding_equals_the_general_path(encoder: str, props: dict
 
 def test_scrubbed_strings_and_odd_keys_take_the_general_path(encoder: str) -> None:
     event = _event({"image": "data:image/png;base64," + "A" * 100, "k": {False: 1}})
-    assert encode_plain_event(event, MAX_EVENT_BYTES) is None
+    assert encode_plain_message(event, MAX_EVENT_BYTES) is None
     props = json.loads(fit_event(to_json_safe(event)))["properties"]
     assert props["image"].endswith(BASE64_PLACEHOLDER) and props["k"] == {"False": 1}
 
 
 def test_long_ids_take_the_general_path(encoder: str) -> None:
-    assert encode_plain_event(_event({}, distinct_id="u" * 300), MAX_EVENT_BYTES) is None
+    assert encode_plain_message(_event({}, distinct_id="u" * 300), MAX_EVENT_BYTES) is None
 
 
 def test_uuid4_strings_are_version_4_and_unique() -> None:
     ids = [uuid4_str() for _ in range(2_000)]
     assert len(set(ids)) == len(ids)
-    parsed = uuid.UUID(ids[-1])
-    assert parsed.version == 4 and str(parsed) == ids[-1]
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+
+
+def test_event_timestamps_are_the_text_datetime_writes() -> None:
+    moments = [1.0, 1.5, 1_700_000_000.0, 1_700_000_000.0000005, 1_700_000_000.9999996]
+    moments += [1_764_500_000 + i * 0.123457 for i in range(2_000)]
+    for moment in moments:
+        expected = _dt.datetime.fromtimestamp(moment, _dt.timezone.utc).isoformat()
+        assert _iso_utc(moment) == expected
+
+
+def test_captured_properties_are_a_copy_without_private_keys() -> None:
+    sink = InMemoryDestination()
+    client = Client(destination=sink)
+    props: dict[str, Any] = {"$ai_model": "m", "$ai_input": [{"role": "user", "content": "hi"}]}
+    client.capture("$ai_generation", distinct_id="u", properties=props, timestamp=1.5)
+    props["$ai_model"] = "changed after capture"
+    props["later"] = True
+    assert client.shutdown(timeout=5)
+    (event,) = sink.events
+    assert event["properties"] == {"$ai_model": "m", "$ai_input": props["$ai_input"]}
+    assert event["timestamp"] == "1970-01-01T00:00:01.500000+00:00"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -119,6 +119,28 @@ def test_the_spool_drains_in_the_background_when_the_endpoint_comes_back(posthog
     client.shutdown(1)
 
 
+def test_shutdown_waits_for_a_retry_due_before_its_deadline(posthog_server):
+    posthog_server.behaviour = lambda n: ("status", 429, {"Retry-After": "1"}) if n == 0 else "ok"
+    client = _client(posthog_server)
+    uuids = [client.capture("e", distinct_id="u", properties={"i": i}) for i in range(10)]
+    start = time.monotonic()
+    assert client.shutdown(4) is True  # spooled at the 429, replayed a second later
+    assert time.monotonic() - start >= 0.9
+    assert sorted(e["uuid"] for e in posthog_server.events) == sorted(uuids)
+
+
+def test_shutdown_does_not_wait_for_a_retry_due_after_its_deadline(posthog_server):
+    posthog_server.behaviour = lambda n: ("status", 429, {"Retry-After": "3"})
+    client = _client(posthog_server)
+    for i in range(10):
+        client.capture("e", distinct_id="u", properties={"i": i})
+    start = time.monotonic()
+    assert client.shutdown(2) is False
+    # Everything is on disk and the next try is after the deadline: returns now, not at it.
+    assert time.monotonic() - start < 1.5
+    assert client.stats()["spool_pending"] == 10 and posthog_server.events == []
+
+
 def test_retries_exhausted_go_to_the_spool_not_lost(posthog_server):
     posthog_server.behaviour = lambda n: "drop" if n < 2 else "ok"
     client = _client(posthog_server)

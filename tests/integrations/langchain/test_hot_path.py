@@ -129,15 +129,22 @@ def test_plain_usage_is_read_as_the_normaliser_reads_it(
     assert _usage._standard_usage(usage, anthropic) == expected
 
 
-def test_a_traces_scope_gets_its_id_as_a_merge_would_give_it() -> None:
-    from posthog_llm.instrumentation import Scope
-    from posthog_llm.integrations.langchain._handler import _with_trace_id
+def test_span_ids_are_the_run_ids_as_uuid_text() -> None:
+    import uuid
 
-    for scope in (
-        Scope(),
-        Scope(distinct_id="u", session_id="s", properties={"a": 1}, groups={"g": "x"}),
-        Scope(trace_id="old", privacy_mode=True),
-    ):
-        made = _with_trace_id(scope, "t-1")
-        assert made == scope.merged(Scope(trace_id="t-1"))
-        assert made.trace_id == "t-1" and scope.trace_id != "t-1"
+    from posthog_llm.instrumentation import Scope
+    from posthog_llm.integrations.langchain._runs import Run, Trace
+
+    for run_id in (uuid.uuid4(), uuid.UUID(int=0), uuid.UUID(int=2**128 - 1), "not-a-uuid"):
+        run = Run("chain", run_id, Trace("t", run_id, Scope(), None), "t", None, None, None, 0.0)
+        assert run.span_id() == str(run_id)
+
+
+def test_states_without_long_strings_are_not_copied_to_be_capped() -> None:
+    from posthog_llm.integrations.langchain._messages import cap_strings
+
+    small = {"a": ["x" * 10, {"b": 1.5, "c": None}], "d": True}
+    assert cap_strings(small, 10) is small
+    long = {"a": ["x" * 11, {"b": 1}]}
+    capped = cap_strings(long, 10)
+    assert capped is not long and capped["a"][0].startswith("x" * 10) and capped["a"][1] == {"b": 1}

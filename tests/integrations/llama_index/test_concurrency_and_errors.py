@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import threading
 from collections import defaultdict
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,25 @@ async def test_failing_async_query_reraises(index, handler, client, sink):
     (trace,) = by_event(events(client, sink), "$ai_trace")
     assert trace["$ai_error"] == "TimeoutError: slow provider"
     assert handler.pending()["traces"] == 0
+
+
+@pytest.mark.allow_internal_errors
+def test_an_event_that_cannot_be_built_leaves_the_rest_of_its_trace(index, handler, client, sink):
+    # A whole trace is built on the worker in one pass: one event failing there (here an LLM
+    # whose parameter cannot be read) must not cost the trace's other events.
+    class BrokenParameters(type(Settings.llm)):  # type: ignore[misc]
+        @property
+        def additional_kwargs(self) -> dict[str, Any]:
+            raise RuntimeError("unreadable")
+
+    Settings.llm = BrokenParameters()
+    assert str(index.as_query_engine().query("cats?")) == ANSWER
+    evts = events(client, sink)
+    assert by_event(evts, "$ai_generation") == []
+    (trace,) = by_event(evts, "$ai_trace")
+    assert trace["$ai_output_state"] == ANSWER
+    assert sorted(s["$ai_span_type"] for s in by_event(evts, "$ai_span")) == [
+        "retrieve",
+        "synthesize",
+    ]
+    assert len(by_event(evts, "$ai_embedding")) == 1

@@ -289,3 +289,32 @@ def test_openllmetry_and_vercel_ai_sdk_spans(tracer, events):
     assert vercel["$ai_output_choices"] == [{"role": "assistant", "content": "hello"}]
     assert (vercel["$ai_input_tokens"], vercel["$ai_output_tokens"]) == (3, 1)
     assert vercel["$ai_stop_reason"] == "stop"
+
+
+def test_records_read_from_the_sdk_fields_equal_those_read_through_its_properties():
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+    from posthog_llm.integrations.otel._records import _record_from_public, record_from_sdk_span
+
+    ended = []
+
+    class Keep(SpanProcessor):
+        def on_end(self, span):
+            ended.append(span)
+
+    provider = TracerProvider()
+    provider.add_span_processor(Keep())
+    tracer = provider.get_tracer("test")
+    parent = SpanContext(trace_id=7, span_id=9, is_remote=True, trace_flags=TraceFlags(1))
+    with tracer.start_as_current_span(
+        "remote child", context=set_span_in_context(NonRecordingSpan(parent))
+    ):
+        with tracer.start_as_current_span("chat", attributes=CHAT) as span:
+            span.add_event("exception", {"exception.type": "ValueError"})
+            span.set_status(Status(StatusCode.ERROR, "boom"))
+    records = [record_from_sdk_span(span) for span in ended]
+    assert records == [_record_from_public(span, None) for span in ended]
+    chat, child = records
+    assert chat.is_error and chat.status_message == "boom"
+    assert chat.events[0].name == "exception" and chat.attributes["gen_ai.request.model"]
+    assert child.parent_remote and child.parent_id == f"{9:016x}" and child.trace_id == f"{7:032x}"

@@ -1,0 +1,120 @@
+"""Which LlamaIndex span nested work runs in, worked out only when something asks.
+
+A trace opens one observation, at its root. Work from another integration started inside one of
+its spans (an OpenAI drop-in call made by a LlamaIndex LLM, a `posthog_llm.span`, a LangChain
+chain inside a tool) reads `current_observation()`, which finds the root's observation and asks
+this module's resolver: LlamaIndex's own active span id says which span is running here, and the
+trace's log says which kept span (a visible step or an LLM call) it belongs to. The hooks pay
+nothing for this; only the reader does.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from posthog_llm.instrumentation import (
+    GENERATION_KIND,
+    OUTSIDE,
+    SPAN_KIND,
+    UNKNOWN,
+    Observation,
+    register_resolver,
+)
+
+from ._records import Inner, Trace
+from ._replay import Tree
+from ._spans import FRAMEWORK, LLM, VISIBLE
+
+if TYPE_CHECKING:
+    from ._handler import PostHogLlamaIndexHandler
+
+__all__ = ["watch", "close_nested"]
+
+_handlers: weakref.WeakSet[PostHogLlamaIndexHandler] = weakref.WeakSet()
+_lock = threading.Lock()
+_active: Any = None  # LlamaIndex's ContextVar of the running span id, imported on first use
+
+
+class Resolved:
+    """What the resolver worked out for one trace: its span tree so far, observations made."""
+
+    __slots__ = ("tree", "observations")
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.observations: dict[str, Observation] = {}
+
+
+def watch(handler: PostHogLlamaIndexHandler) -> None:
+    """Let the resolver look at `handler`'s open traces (registered once per process)."""
+    with _lock:
+        if not _handlers:
+            register_resolver(FRAMEWORK, _resolve)
+        _handlers.add(handler)
+
+
+def _resolve() -> Any:
+    global _active
+    if _active is None:
+        from llama_index.core.instrumentation.span import active_span_id
+
+        _active = active_span_id
+    span_id = _active.get()
+    if span_id is None:
+        return OUTSIDE
+    for handler in list(_handlers):
+        entry = handler._spans.get(span_id)
+        if entry is not None:
+            return _observation(entry.trace if isinstance(entry, Inner) else entry, span_id)
+    return OUTSIDE
+
+
+def _observation(trace: Trace, span_id: str) -> Any:
+    with _lock:
+        if trace.done:
+            return OUTSIDE
+        resolved = trace.nested
+        if resolved is None:
+            resolved = trace.nested = Resolved(Tree(trace))
+        tree = resolved.tree
+        tree.feed()
+        node = tree.spans.get(span_id)
+        while node is not None and node is not tree.root:
+            k = node.kind.kind
+            if k >= VISIBLE or k == LLM:
+                break
+            node = node.parent
+        if node is None:
+            return UNKNOWN
+        if node is tree.root:
+            root = trace.obs
+            return root if root is not None and not root.closed else UNKNOWN
+        obs = resolved.observations.get(node.span_id)
+        if obs is None:
+            obs = resolved.observations[node.span_id] = Observation(
+                SPAN_KIND if node.kind.kind >= VISIBLE else GENERATION_KIND,
+                trace.id,
+                node.uid,
+                trace.obs.scope if trace.obs is not None else _scope_of(trace),
+                FRAMEWORK,
+                trace.obs,
+            )
+        return obs
+
+
+def _scope_of(trace: Trace) -> Any:
+    from ._handler import scope_of  # the handler imports this module
+
+    return scope_of(trace)
+
+
+def close_nested(trace: Trace) -> None:
+    """The trace is sent: the observations made for nested work are closed."""
+    with _lock:
+        resolved = trace.nested
+        trace.nested = None
+    if resolved is not None:
+        for obs in resolved.observations.values():
+            obs.closed = True

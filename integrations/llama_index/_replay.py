@@ -1,0 +1,358 @@
+"""The worker's side: a trace's hook log turned back into spans, calls and `$ai_*` events.
+
+The hooks only appended what LlamaIndex handed over (`_records`); here, on the sender's worker
+thread, the log is read in order: which spans people recognise (`_spans.classify`), the nearest
+kept ancestor of every internal span, LLM calls folded into the call that made them, embeddings,
+errors, and the events in the order they happened, the trace's own event last.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from posthog_llm.instrumentation import (
+    EMBEDDING as EMBEDDING_EVENT,
+)
+from posthog_llm.instrumentation import (
+    GENERATION,
+    SPAN,
+    TRACE,
+    report_internal_error,
+)
+
+from . import _builders, _spans
+from ._records import (
+    CHAT_START,
+    COMPLETION_START,
+    DROP,
+    EMBEDDING_START,
+    EXIT,
+    INNER,
+    LAZY,
+    LLM_END,
+    LLM_ERROR,
+    WIDTH,
+    Emb,
+    Gen,
+    Node,
+    Trace,
+)
+from ._spans import LLM, NOISE, VISIBLE, WORKFLOW, Kind
+
+__all__ = [
+    "replay",
+    "Tree",
+    "kind_of",
+    "root_kind",
+    "KINDS",
+    "NOISE_KIND",
+]
+
+_NOISE = Kind(NOISE, None, "")
+NOISE_KIND = _NOISE
+# (class, `Class.method`) -> Kind; the hooks read it directly (one lookup per span).
+KINDS: dict[tuple[type, str], Kind] = {}
+_kinds = KINDS
+
+
+def kind_of(instance: Any, span_id: str) -> Kind:
+    """Kind of a span on `instance` (cached per class and `Class.method`)."""
+    key = (type(instance), span_id[:-37])
+    kind = _kinds.get(key)
+    if kind is None:
+        kind = _spans.classify(instance, key[1])
+        if len(_kinds) < 4096:
+            _kinds[key] = kind
+    return kind
+
+
+def root_kind(instance: Any, span_id: str) -> Kind:
+    """Kind of a span with no kept parent: a decorated function is named by its qualified name,
+    without `<locals>`."""
+    if instance is not None:
+        return kind_of(instance, span_id)
+    return Kind(NOISE, None, span_id[:-37].replace(".<locals>", ""))
+
+
+class Tree:
+    """The kept spans of one trace, built from the log's span entries.
+
+    Used by the replay on the worker, and by `_nesting` on the caller when work from another
+    integration asks which span it runs in (fed incrementally: `pos` is how far it has read).
+    """
+
+    __slots__ = ("trace", "spans", "root", "pos")
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.spans: dict[str, Node] = {}  # span id -> its Node, or the nearest kept ancestor
+        self.root: Node | None = None
+        self.pos = 0
+
+    def enter(
+        self,
+        id_: str,
+        parent_id: Any,
+        instance: Any,
+        args: Any,
+        tags: Any,
+        now: float,
+        lazy: bool,
+    ) -> None:
+        trace = self.trace
+        spans = self.spans
+        if id_ == trace.key:
+            node = Node(id_, trace, trace.kind, None, trace.pvis, instance, args, tags, now)
+            node.vis = trace.pvis
+            spans[id_] = self.root = node
+            return
+        parent = spans.get(parent_id) if parent_id is not None else None
+        if lazy and (parent is None or parent.kind.kind != LLM):
+            # Work a returned generator ran after its span ended (a streamed query's LLM call):
+            # under the visible ancestor of the span that returned the generator.
+            pvis = parent.vis if parent is not None else trace.pvis
+            kind = root_kind(instance, id_)
+            spans[id_] = Node(id_, trace, kind, None, pvis, instance, args, tags, now)
+            return
+        if parent is None:
+            return
+        # A lazily run call inside an LLM call's stream (astream_chat running stream_chat) is
+        # that call's child, so its facts fold into it like any nested LLM call.
+        if instance is not None:
+            kind = kind_of(instance, id_)
+        elif parent.kind.kind == WORKFLOW and parent.span_id == parent_id:
+            kind = _spans.step_kind(id_[:-37])
+        else:
+            kind = _NOISE
+        k = kind.kind
+        if k == NOISE or (k >= VISIBLE and parent.instance is instance and parent.kind.kind == k):
+            spans[id_] = parent  # internal, or a repeat of its parent (`__call__` -> `call`)
+            return
+        spans[id_] = Node(id_, trace, kind, parent, parent.vis, instance, args, tags, now)
+
+    def inner(self, id_: str, parent_id: str) -> None:
+        """An internal span: it maps to its parent's kept span."""
+        parent = self.spans.get(parent_id)
+        if parent is not None:
+            self.spans[id_] = parent
+
+    def feed(self) -> None:
+        """Read the span entries the log has gained since the last call."""
+        log = self.trace.log
+        i, n = self.pos, len(log)
+        while i < n:
+            tag = log[i]
+            if tag <= LAZY:
+                self.enter(
+                    log[i + 1], log[i + 2], log[i + 3], log[i + 4], log[i + 5], 0.0, tag == LAZY
+                )
+            elif tag == INNER:
+                self.inner(log[i + 1], log[i + 2])
+            i += WIDTH[tag]
+        self.pos = i
+
+
+def replay(trace: Trace) -> list[tuple[str, dict[str, Any]]]:
+    """The events of one finished trace (`Trace.__call__`, on the sender's worker thread)."""
+    return _Run(trace).run()
+
+
+class _Run:
+    __slots__ = ("trace", "tree", "gens", "out", "root_done", "has_events")
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.tree = Tree(trace)
+        self.gens: dict[str, Gen] = {}
+        self.out: list[tuple[str, dict[str, Any]]] = []
+        self.root_done = False
+        self.has_events = False
+
+    def run(self) -> list[tuple[str, dict[str, Any]]]:
+        trace = self.trace
+        log = trace.log
+        enter = self.tree.enter
+        i, n = 0, len(log)
+        while i < n:
+            tag = log[i]
+            try:
+                if tag <= LAZY:
+                    enter(
+                        log[i + 1],
+                        log[i + 2],
+                        log[i + 3],
+                        log[i + 4],
+                        log[i + 5],
+                        log[i + 6],
+                        tag == LAZY,
+                    )
+                    if log[i + 1] == trace.key:
+                        trace.args = log[i + 4]
+                        trace.tags = log[i + 5]
+                elif tag == INNER:
+                    self.tree.inner(log[i + 1], log[i + 2])
+                elif tag == EXIT:
+                    self._exit(log[i + 1], log[i + 2], log[i + 3])
+                elif tag == DROP:
+                    self._drop(log[i + 1], log[i + 2], log[i + 3])
+                else:
+                    self._event(tag, log[i + 1], log[i + 2], log[i + 3], log[i + 4])
+            except Exception as exc:
+                report_internal_error(exc)
+            i += WIDTH[tag]
+        if trace.evicted is not None:
+            self._evicted(trace.evicted)
+        if trace.parent is not None:
+            self._emit(SPAN, _builders.joined_root_event, trace)
+        elif trace.emit or (trace.emit is None and self.has_events):
+            self._emit(TRACE, _builders.trace_event, trace)
+        return self.out
+
+    def _emit(self, event: str, build: Any, *args: Any) -> None:
+        self.has_events = True
+        try:
+            self.out.append((event, build(*args)))
+        except Exception as exc:  # this event is lost, not the rest of the trace
+            report_internal_error(exc)
+
+    def _exit(self, id_: str, result: Any, now: float) -> None:
+        node = self.tree.spans.get(id_)
+        if node is None or node.span_id != id_:
+            return
+        self._end(node, id_, result, None, now)
+
+    def _drop(self, id_: str, err: Any, now: float) -> None:
+        node = self.tree.spans.get(id_)
+        if node is None or node.span_id != id_:
+            return
+        gen = node.gen
+        if gen is not None and not gen.done:
+            self.gens.pop(id_, None)
+            gen.error = err
+            gen.end = now
+            self._finish_gen(gen)
+        emb = node.emb
+        if emb is not None:
+            node.emb = None
+            self._emit(EMBEDDING_EVENT, _builders.embedding_event, emb, None, None, err, now)
+        self._end(node, id_, None, err, now)
+
+    def _end(self, node: Any, id_: str, result: Any, err: Any, now: float) -> None:
+        """The root ends the trace; a visible span becomes its `$ai_span` event."""
+        trace = self.trace
+        if id_ == trace.key:
+            if err is None:
+                trace.result = result
+            else:
+                trace.error = err
+            trace.end = now
+            self.root_done = True
+        elif node.kind.kind >= VISIBLE:
+            if err is None:
+                node.result = result
+            else:
+                node.error = err
+            node.end = now
+            self._emit(SPAN, _builders.span_event, node, result, err, now)
+
+    def _event(self, tag: int, span_id: Any, now: float, value: Any, extra: Any) -> None:
+        if tag <= COMPLETION_START:  # value: the call's slot, extra: messages or prompt
+            node = self.tree.spans.get(span_id) if span_id is not None else None
+            if node is None or node.span_id != span_id:
+                return
+            chat = tag == CHAT_START
+            slot = value
+            gen = Gen(
+                node,
+                chat,
+                extra if chat else None,
+                None if chat else extra,
+                slot[5],
+                slot[6],
+                now,
+            )
+            # A CustomLLM's chat() calls complete(): fold the inner call into the outer one.
+            parent = node.parent
+            while parent is not None and parent.kind.kind == LLM:
+                outer = parent.gen
+                if outer is not None and not outer.done:
+                    gen.outer = outer
+                    break
+                parent = parent.parent
+            if gen.outer is None and slot[4] is not None:
+                # Run lazily inside the stream another LLM call returned: folds into that call.
+                origin = self.tree.spans.get(slot[4])
+                outer = origin.gen if origin is not None else None
+                if outer is not None and not outer.done:
+                    gen.outer = outer
+            node.gen = gen
+            self.gens[span_id] = gen
+            gen_slot(gen, slot)
+        elif tag <= LLM_ERROR:  # value: the call's slot, extra: its response or exception
+            ended = self.gens.pop(span_id, None) if span_id else None
+            if ended is None or ended.done:
+                return
+            gen = ended
+            gen_slot(gen, value)
+            gen.end = now
+            if tag == LLM_END:
+                if extra is not None:
+                    gen.response = extra
+            elif not isinstance(extra, GeneratorExit):
+                gen.error = extra
+            self._finish_gen(gen)
+        else:  # embeddings. Start: value = model_dict; end: value = chunks, extra = the event
+            node = self.tree.spans.get(span_id) if span_id is not None else None
+            if node is None or node.span_id != span_id:
+                return
+            if tag == EMBEDDING_START:
+                node.emb = Emb(node, value, now)
+            elif node.emb is not None:
+                emb = node.emb
+                node.emb = None
+                self._emit(EMBEDDING_EVENT, _builders.embedding_event, emb, value, extra, None, now)
+
+    def _finish_gen(self, gen: Gen) -> None:
+        gen.done = True
+        outer = gen.outer
+        if outer is not None:
+            if gen.response is not None:
+                outer.inner = gen.response
+            if gen.error is not None and outer.error is None:
+                outer.error = gen.error
+            if gen.stream:
+                outer.stream = True
+            return
+        if self.root_done and gen.response is not None:
+            self.trace.stream_output = gen.response  # a lazily run stream: the trace's output
+        self._emit(GENERATION, _builders.generation_event, gen)
+
+    def _evicted(self, now: float) -> None:
+        """The trace waited too long (an abandoned stream): send what it has."""
+        trace = self.trace
+        for gen in list(self.gens.values()):
+            if gen.done:
+                continue
+            gen.done = True
+            gen.end = gen.last or now
+            if gen.outer is None:
+                self._emit(GENERATION, _builders.generation_event, gen)
+                if self.root_done and gen.response is not None:
+                    trace.stream_output = gen.response
+        self.gens.clear()
+        if trace.end is None:
+            trace.end = now
+
+
+def gen_slot(gen: Gen, slot: Any) -> None:
+    """What the hooks keep in one small list per LLM call: [first chunk time, last chunk time,
+    last response, key of the stream frame it returned, the LLM call whose stream it ran in,
+    the Start event's additional kwargs, its model dict]."""
+    if slot is None:
+        return
+    first = slot[0]
+    if first is not None:
+        gen.first = first
+        gen.stream = True
+        gen.last = slot[1]
+        gen.response = slot[2]

@@ -1,0 +1,75 @@
+"""Work from elsewhere inside a LlamaIndex span joins it as a child: the trace opens one
+observation, and nested work finds the span it runs in only when it asks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("llama_index.core")
+
+import posthog_llm  # noqa: E402
+from llama_index.core import Settings  # noqa: E402
+from llama_index.core.base.llms.types import CompletionResponse  # noqa: E402
+from llama_index.core.llms.callbacks import llm_completion_callback  # noqa: E402
+from llama_index.core.tools import FunctionTool  # noqa: E402
+
+from .fakes import ANSWER, UsageLLM, events  # noqa: E402
+
+
+class InstrumentedLLM(UsageLLM):
+    """An LLM whose call runs the user's own instrumented code (a provider SDK call would)."""
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        with posthog_llm.span("inside_llm"):
+            pass
+        return CompletionResponse(text=ANSWER)
+
+
+def by_event(evts: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e["properties"] for e in evts if e["event"] == name]
+
+
+@pytest.fixture
+def default_client(client: Any) -> Any:
+    posthog_llm.set_client(client)
+    return client
+
+
+def test_user_span_inside_an_llm_call_is_a_child_of_its_generation(
+    index, handler, default_client, sink
+):
+    Settings.llm = InstrumentedLLM()
+    assert str(index.as_query_engine().query("cats?")) == ANSWER
+    evts = events(default_client, sink)
+    (trace,) = by_event(evts, "$ai_trace")
+    (gen,) = by_event(evts, "$ai_generation")
+    (inside,) = [s for s in by_event(evts, "$ai_span") if s["$ai_span_name"] == "inside_llm"]
+    assert inside["$ai_trace_id"] == trace["$ai_trace_id"] == gen["$ai_trace_id"]
+    assert inside["$ai_parent_id"] == gen["$ai_span_id"]
+
+
+def test_user_span_inside_a_tool_is_its_child_and_work_after_it_is_not(
+    settings, handler, default_client, sink
+):
+    def shout(text: str) -> str:
+        with posthog_llm.span("inside_tool"):
+            return text.upper()
+
+    tool = FunctionTool.from_defaults(fn=shout, name="shout")
+    with posthog_llm.span("request"):
+        assert tool.call(text="owls").raw_output == "OWLS"
+        with posthog_llm.span("after_tool"):
+            pass
+    evts = events(default_client, sink)
+    spans = {s["$ai_span_name"]: s for s in by_event(evts, "$ai_span")}
+    (request,) = by_event(evts, "$ai_trace")
+    assert request["$ai_span_name"] == "request"
+    tool_span = spans["FunctionTool.call"]
+    assert tool_span["$ai_parent_id"] == request["$ai_trace_id"]
+    assert spans["inside_tool"]["$ai_parent_id"] == tool_span["$ai_span_id"]
+    # Once the tool has returned, the user's code is no longer inside any LlamaIndex span.
+    assert spans["after_tool"]["$ai_parent_id"] == request["$ai_trace_id"]
+    assert handler.pending()["traces"] == 0

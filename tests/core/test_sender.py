@@ -117,10 +117,10 @@ def test_flush_and_shutdown_return_by_their_deadline_when_the_endpoint_stalls(po
         client.capture("e", distinct_id="u")
     start = time.monotonic()
     assert client.flush(0.5) is False
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 1.5  # the stall is 5 s and the request timeout 30 s
     start = time.monotonic()
     client.shutdown(1.0)
-    assert time.monotonic() - start < 1.6
+    assert time.monotonic() - start < 2.5
 
 
 def _dead_port() -> int:

@@ -247,19 +247,11 @@ class RunMap:
         parent = node.obs if node is not None else None
         for member in reversed(pending):
             trace = member.trace
-            if member.hidden:
-                # LangGraph's plumbing: what runs inside it belongs to its visible ancestor.
-                span: Any = member.parent_span
-            elif member.parent_span is None:
-                span = trace.trace_id
-            else:
-                span = member.span_str
-                if span is None:
-                    span = member.run_id if member.run_id is not None else UUID(int=member.key)
             made = member.obs = Observation(
                 GENERATION_KIND if member.kind in (CHAT, LLM) else SPAN_KIND,
                 trace.trace_id,
-                span,
+                # A hidden run (LangGraph's plumbing) stands for its visible ancestor.
+                member.span_id_for_children(),
                 with_trace_id(member.scope, trace.trace_id),
                 FRAMEWORK,
                 parent,

@@ -29,7 +29,6 @@ from posthog_llm.instrumentation import (
     SPAN_KIND,
     TRACE_KIND,
     Emitter,
-    Scope,
     current_observation,
     open_observation,
     report_internal_error,
@@ -373,7 +372,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
                 else GENERATION_KIND,
                 trace_id=trace.id,
                 span_id=trace.pvis if k >= VISIBLE and trace.pvis is not None else id_[-36:],
-                scope=scope_of(trace),
+                scope=with_trace_id(trace.scope, trace.id),
                 framework=FRAMEWORK,
             )
         trace.log += (ENTER, id_, None, instance, args, tags, now)
@@ -524,12 +523,6 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
 
 
 _MISSING: Any = object()
-
-
-def scope_of(trace: Trace) -> Scope:
-    """The trace's scope with its trace id, for observations (built once per trace)."""
-    scope = trace.scope
-    return with_trace_id(scope, trace.id)
 
 
 def _index_build_name() -> str | None:

@@ -21,6 +21,7 @@ from posthog_llm.instrumentation import (
     UNKNOWN,
     Observation,
     register_resolver,
+    with_trace_id,
 )
 
 from ._records import Inner, Trace
@@ -97,17 +98,11 @@ def _observation(trace: Trace, span_id: str) -> Any:
                 SPAN_KIND if node.kind.kind >= VISIBLE else GENERATION_KIND,
                 trace.id,
                 node.uid,
-                trace.obs.scope if trace.obs is not None else _scope_of(trace),
+                trace.obs.scope if trace.obs is not None else with_trace_id(trace.scope, trace.id),
                 FRAMEWORK,
                 trace.obs,
             )
         return obs
-
-
-def _scope_of(trace: Trace) -> Any:
-    from ._handler import scope_of  # the handler imports this module
-
-    return scope_of(trace)
 
 
 def close_nested(trace: Trace) -> None:

@@ -136,18 +136,23 @@ class Tree:
         if parent is not None:
             self.spans[id_] = parent
 
+    def read(self, log: list[Any], i: int, tag: int) -> None:
+        """Take the span entry (`ENTER`, `LAZY` or `INNER`) at `log[i]`."""
+        if tag == INNER:
+            self.inner(log[i + 1], log[i + 2])
+        else:
+            self.enter(
+                log[i + 1], log[i + 2], log[i + 3], log[i + 4], log[i + 5], log[i + 6], tag == LAZY
+            )
+
     def feed(self) -> None:
         """Read the span entries the log has gained since the last call."""
         log = self.trace.log
         i, n = self.pos, len(log)
         while i < n:
             tag = log[i]
-            if tag <= LAZY:
-                self.enter(
-                    log[i + 1], log[i + 2], log[i + 3], log[i + 4], log[i + 5], 0.0, tag == LAZY
-                )
-            elif tag == INNER:
-                self.inner(log[i + 1], log[i + 2])
+            if tag <= INNER:
+                self.read(log, i, tag)
             i += WIDTH[tag]
         self.pos = i
 
@@ -171,26 +176,16 @@ class _Run:
     def run(self) -> list[tuple[str, dict[str, Any]]]:
         trace = self.trace
         log = trace.log
-        enter = self.tree.enter
+        read = self.tree.read
         i, n = 0, len(log)
         while i < n:
             tag = log[i]
             try:
-                if tag <= LAZY:
-                    enter(
-                        log[i + 1],
-                        log[i + 2],
-                        log[i + 3],
-                        log[i + 4],
-                        log[i + 5],
-                        log[i + 6],
-                        tag == LAZY,
-                    )
-                    if log[i + 1] == trace.key:
+                if tag <= INNER:
+                    read(log, i, tag)
+                    if tag != INNER and log[i + 1] == trace.key:
                         trace.args = log[i + 4]
                         trace.tags = log[i + 5]
-                elif tag == INNER:
-                    self.tree.inner(log[i + 1], log[i + 2])
                 elif tag == EXIT:
                     self._exit(log[i + 1], log[i + 2], log[i + 3])
                 elif tag == DROP:

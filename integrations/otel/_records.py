@@ -99,14 +99,19 @@ def record_from_sdk_span(span: Any, trace_hex: str | None = None) -> SpanRecord:
         name = span._name
         start_ns = span._start_time
         end_ns = span._end_time
-        events = span._events
-    except AttributeError:
-        return _record_from_public(span, trace_hex)
-    attributes = getattr(span._attributes, "_dict", None)
-    if type(attributes) is not dict:
-        attributes = attributes_of(span)
-    # As for attributes: the public `events` copies a locked list; read its deque when there.
-    events = getattr(events, "_dq", events)
+        # As for attributes: the public `events` copies a locked list; read its deque.
+        events = getattr(span._events, "_dq", span._events)
+    except AttributeError:  # another ReadableSpan: its public properties
+        ctx = span.context
+        parent = span.parent
+        status = span.status
+        resource = getattr(span, "resource", None)
+        name = span.name
+        start_ns = span.start_time
+        end_ns = span.end_time
+        events = getattr(getattr(span, "_events", None), "_dq", None)
+        if events is None:
+            events = span.events
     return SpanRecord(
         trace_hex or f"{ctx.trace_id:032x}",
         f"{ctx.span_id:016x}",
@@ -114,40 +119,14 @@ def record_from_sdk_span(span: Any, trace_hex: str | None = None) -> SpanRecord:
         name or "",
         start_ns or 0,
         end_ns or 0,
-        attributes or _NO_ATTRIBUTES,
-        _events_of(events) if events else (),
+        attributes_of(span) or _NO_ATTRIBUTES,
+        tuple(
+            SpanEvent(e.name, attributes_of(e) or _NO_ATTRIBUTES, e.timestamp or 0) for e in events
+        )
+        if events
+        else (),
         status is not None and status.status_code.value == _STATUS_ERROR,
         status.description if status is not None else None,
         parent is not None and parent.is_remote,
         resource.attributes if resource is not None else _NO_ATTRIBUTES,
-    )
-
-
-def _events_of(events: Any) -> tuple[SpanEvent, ...]:
-    return tuple(
-        SpanEvent(e.name, attributes_of(e) or _NO_ATTRIBUTES, e.timestamp or 0) for e in events
-    )
-
-
-def _record_from_public(span: Any, trace_hex: str | None) -> SpanRecord:
-    """`record_from_sdk_span` through the public `ReadableSpan` properties only."""
-    ctx = span.context
-    parent = span.parent
-    status = span.status
-    resource = getattr(span, "resource", None)
-    backing = getattr(getattr(span, "_events", None), "_dq", None)
-    events = backing if backing is not None else span.events
-    return SpanRecord(
-        trace_id=trace_hex or format(ctx.trace_id, "032x"),
-        span_id=format(ctx.span_id, "016x"),
-        parent_id=format(parent.span_id, "016x") if parent is not None else None,
-        parent_remote=parent is not None and parent.is_remote,
-        name=span.name or "",
-        start_ns=span.start_time or 0,
-        end_ns=span.end_time or 0,
-        attributes=attributes_of(span) or _NO_ATTRIBUTES,
-        events=_events_of(events) if events else (),
-        is_error=status is not None and status.status_code.value == _STATUS_ERROR,
-        status_message=status.description if status is not None else None,
-        resource=resource.attributes if resource is not None else _NO_ATTRIBUTES,
     )

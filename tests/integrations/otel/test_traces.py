@@ -294,9 +294,20 @@ def test_openllmetry_and_vercel_ai_sdk_spans(tracer, events):
 def test_records_read_from_the_sdk_fields_equal_those_read_through_its_properties():
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.trace import Status, StatusCode
-    from posthog_llm.integrations.otel._records import _record_from_public, record_from_sdk_span
+    from posthog_llm.integrations.otel._records import record_from_sdk_span
 
     ended = []
+
+    class PublicOnly:
+        """A ReadableSpan seen through its public properties only (another SDK's span)."""
+
+        def __init__(self, span):
+            self.span = span
+
+        def __getattr__(self, name):
+            if name.startswith("_"):
+                raise AttributeError(name)
+            return getattr(self.span, name)
 
     class Keep(SpanProcessor):
         def on_end(self, span):
@@ -313,7 +324,7 @@ def test_records_read_from_the_sdk_fields_equal_those_read_through_its_propertie
             span.add_event("exception", {"exception.type": "ValueError"})
             span.set_status(Status(StatusCode.ERROR, "boom"))
     records = [record_from_sdk_span(span) for span in ended]
-    assert records == [_record_from_public(span, None) for span in ended]
+    assert records == [record_from_sdk_span(PublicOnly(span)) for span in ended]
     chat, child = records
     assert chat.is_error and chat.status_message == "boom"
     assert chat.events[0].name == "exception" and chat.attributes["gen_ai.request.model"]

@@ -269,11 +269,10 @@ def cap_strings(
     """`value` (as made by `to_state`) with strings over `max_chars` cut, with a marker.
 
     With `sent_whole`, only strings contained in one of those texts are cut: their whole text
-    is already in a generation of the same trace. `value` itself when nothing is that long
-    (the usual case: a look is cheaper than a copy).
+    is already in a generation of the same trace. Copy on write: a dict or list is copied only
+    when something in it was cut, so `value` itself comes back when nothing was (the usual
+    case: one walk, no copy).
     """
-    if depth == 0 and not _has_long_string(value, max_chars, 0):
-        return value
     cls = type(value)
     if cls is str or isinstance(value, str):
         if len(value) <= max_chars:
@@ -288,35 +287,26 @@ def cap_strings(
     if depth > _MAX_STATE_DEPTH * 2:
         return value
     if cls is dict or isinstance(value, dict):
-        return {k: cap_strings(v, max_chars, sent_whole, depth + 1) for k, v in value.items()}
-    if cls is list or isinstance(value, list):
-        return [cap_strings(v, max_chars, sent_whole, depth + 1) for v in value]
-    return value
-
-
-def _has_long_string(value: Any, max_chars: int, depth: int) -> bool:
-    """Whether `cap_strings` would look at a string of `value` (same walk, same limits)."""
-    cls = type(value)
-    if cls is str or isinstance(value, str):
-        return len(value) > max_chars
-    if depth > _MAX_STATE_DEPTH * 2:
-        return False
-    if cls is dict or isinstance(value, dict):
-        items: Any = value.values()
+        items: Any = value.items()
     elif cls is list or isinstance(value, list):
-        items = value
+        items = enumerate(value)
     else:
-        return False
+        return value
+    copy: Any = None
     depth += 1
-    for item in items:  # a loop, not any(<generator>): half the cost on small states
+    for key, item in items:  # a loop with inline checks: no call for the usual small values
         kind = type(item)
         if kind is str:
-            if len(item) > max_chars:
-                return True
-        elif kind is not int and kind is not float and item is not None and kind is not bool:
-            if _has_long_string(item, max_chars, depth):
-                return True
-    return False
+            if len(item) <= max_chars:
+                continue
+        elif kind is int or kind is float or kind is bool or item is None:
+            continue
+        capped = cap_strings(item, max_chars, sent_whole, depth)
+        if capped is not item:
+            if copy is None:
+                copy = dict(value) if isinstance(value, dict) else list(value)
+            copy[key] = capped
+    return value if copy is None else copy
 
 
 def _within(value: str, text: str) -> bool:

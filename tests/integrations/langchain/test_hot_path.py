@@ -148,3 +148,4 @@ def test_states_without_long_strings_are_not_copied_to_be_capped() -> None:
     long = {"a": ["x" * 11, {"b": 1}]}
     capped = cap_strings(long, 10)
     assert capped is not long and capped["a"][0].startswith("x" * 10) and capped["a"][1] == {"b": 1}
+    assert long == {"a": ["x" * 11, {"b": 1}]}  # copied where cut, the original left as it was

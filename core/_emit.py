@@ -178,28 +178,24 @@ class Emitter:
 
     def emit_many(
         self,
-        build: Callable[[], list[tuple[str, dict[str, Any]]]],
+        build: Callable[[], list[Any]],
         scope: Scope,
         *,
         trace_id: Any = None,
     ) -> None:
         """Ship several events of one trace, built together later. Never raises.
 
-        `build()` returns `(event name, properties)` pairs; with our own `Client` it runs once
-        on the worker thread, so a whole trace costs the caller one queued item (the
-        OpenTelemetry processor hands over a finished trace this way). The events share the
-        scope's identity, exactly as if each had gone through `emit`.
+        `build()` returns `(event name, properties)` pairs, or `(event name, properties, scope)`
+        triples for an event whose own scope adds properties or privacy to the trace's (a step
+        with its own metadata); with our own `Client` it runs once on the worker thread, so a
+        whole trace costs the caller one queued item (the OpenTelemetry processor and the
+        LangChain handler hand over finished traces this way). The events share the scope's
+        identity, exactly as if each had gone through `emit`.
         """
         try:
             client = self._client if self._client is not None else get_client()
             distinct_id, anonymous, tid, privacy, groups = _identity(client, scope, trace_id)
-
-            def finish() -> list[tuple[str, dict[str, Any]]]:
-                return [
-                    (event, _finish_properties(props, scope, anonymous, privacy))
-                    for event, props in build()
-                ]
-
+            finish = _FinishMany(build, scope, anonymous, privacy, client)
             if type(client) is Client or isinstance(client, Client):
                 client._capture_lazy_many(distinct_id, finish, groups, privacy, tid)
                 return
@@ -293,6 +289,39 @@ def _finish_properties(
         for key in CONTENT_PROPERTIES:
             props.pop(key, None)
     return props
+
+
+class _FinishMany:
+    """`emit_many`'s finishing step: the built events with the scope's policies applied."""
+
+    __slots__ = ("build", "scope", "anonymous", "privacy", "client")
+
+    def __init__(
+        self,
+        build: Callable[[], list[Any]],
+        scope: Scope,
+        anonymous: bool,
+        privacy: bool,
+        client: Any,
+    ) -> None:
+        self.build = build
+        self.scope = scope
+        self.anonymous = anonymous
+        self.privacy = privacy
+        self.client = client
+
+    def __call__(self) -> list[tuple[str, dict[str, Any]]]:
+        scope, anonymous, privacy = self.scope, self.anonymous, self.privacy
+        finished = []
+        for item in self.build():
+            if len(item) == 2 or item[2] is None or item[2] is scope:
+                event, props = item[0], item[1]
+                finished.append((event, _finish_properties(props, scope, anonymous, privacy)))
+                continue
+            event, props, own = item
+            own_privacy = True if own.privacy_mode else privacy
+            finished.append((event, _finish_properties(props, own, anonymous, own_privacy)))
+        return finished
 
 
 def _fit_for_foreign_client(props: dict[str, Any]) -> dict[str, Any]:

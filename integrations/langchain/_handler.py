@@ -2,7 +2,8 @@
 
 The hooks run on the user's thread (or event loop) for every step of every chain, so they only
 record references and a timestamp. Messages, usage and state are converted in a zero-argument
-builder that `Emitter.emit` hands to our client, which runs it on its worker thread.
+replay of the trace's log that `Emitter.emit_many` hands to our client once the trace's last open
+run has ended, and which runs on its worker thread.
 """
 
 from __future__ import annotations
@@ -37,13 +38,18 @@ from ._builders import generation_builder, span_builder, trace_builder
 from ._runs import (
     CHAIN,
     CHAT,
+    END,
+    END_WIDTH,
     FRAMEWORK,
     LLM,
     RETRIEVER,
+    START_WIDTH,
     TOOL,
-    Run,
+    Hidden,
     RunMap,
     Trace,
+    key_of,
+    replay,
 )
 
 __all__ = ["PostHogCallbackHandler"]
@@ -98,6 +104,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             privacy_mode=privacy_mode,
         )
         self._runs = RunMap()
+        self._runs.on_trace_done = self._hand_over
 
     def __repr__(self) -> str:
         return f"<PostHogCallbackHandler runs={len(self._runs)}>"
@@ -129,105 +136,162 @@ class PostHogCallbackHandler(BaseCallbackHandler):
     def max_run_age(self, value: float) -> None:
         self._runs.max_age = float(value)
 
-    # -- starts: record raw facts only -----------------------------------------------------------
+    # -- starts: append raw facts to the trace's log -------------------------------------------
 
     def _start(
         self,
         kind: str,
         serialized: Any,
         inputs: Any,
-        run_id: UUID,
-        parent_run_id: UUID | None,
+        run_id: Any,
+        parent_run_id: Any,
         tags: Any,
         metadata: Any,
         name: Any,
-    ) -> Run | None:
+        extra1: Any,
+        extra2: Any,
+    ) -> None:
         now = _perf_counter()
-        runs = self._runs
+        key = run_id.int if type(run_id) is UUID else run_id
         if parent_run_id is None:
-            known = parent_run = None
+            self._start_trace(
+                kind, key, run_id, serialized, inputs, metadata, name, extra1, extra2, now
+            )
+            return
+        runs = self._runs
+        parent_key = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
+        trace = runs._live.get(parent_key)
+        parent_span = None
+        late = False
+        if type(trace) is not Trace:
+            if trace is None:
+                # The parent ended already (a late child), or this handler never saw it.
+                trace = runs.ended(parent_key)
+                if trace is None:
+                    self._start_trace(
+                        kind, key, run_id, serialized, inputs, metadata, name, extra1, extra2, now
+                    )
+                    return
+                late = True
+            if type(trace) is Hidden:
+                # LangGraph's plumbing stands for its visible ancestor.
+                parent_key, parent_span, trace = trace.parent_key, trace.parent_span, trace.trace
+        asked = trace.asked
+        if not late and (asked is None or parent_key not in asked):
+            # The common case, without asking the resolver: the step runs in a context
+            # LangChain made for its (live) parent, a copy of the one its trace's root started
+            # in, and nothing nested in the parent asked for its observation, so no one else's
+            # span can have been opened inside it.
+            outer = _SEEN if var_child_runnable_config.get() is not None else current_observation()
         else:
-            parent_key = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
-            parent_run = runs._live.get(parent_key)
-            if parent_run is not None:
-                known = parent_run.trace, parent_run.span_id_for_children()
-            else:
-                known = runs.parent_of(parent_run_id)
-        if known is None:
-            # A root (or a run whose parent this handler never saw): a new trace starts here,
-            # unless it runs inside another integration's step or a user span: then it joins
-            # that trace as a span under it.
-            overrides = _metadata_overrides(metadata)
-            scope = self._emitter.scope(overrides)
             outer = current_observation()
-            joined = outer is not None and scope.trace_id == outer.trace_id
-            trace_id = scope.trace_id or str(run_id)
-            # The trace keeps the scope as resolved (with no overrides: the handler's own, shared
-            # by every trace): events name their trace id themselves, and the memory of ended
-            # runs then keeps no per-trace scope alive. Observations get one with the trace id.
-            trace = Trace(
-                trace_id,
-                run_id,
-                scope,
-                metadata.get("posthog_properties") if metadata else None,
-            )
-            parent = outer.span_id if joined and outer is not None else None
-            run = Run(kind, run_id, trace, parent, name, serialized, inputs, now)
-            # The root's observation is opened here, in the caller's context, so the contexts
-            # its steps run in (copies of this one) see it; which step is executing there is
-            # LangChain's resolver's answer (`_executing_run`), not the contextvar's.
-            opened = True
-        else:
-            trace, parent_span = known
             if (
-                parent_run is not None
-                and not parent_run.asked
-                and var_child_runnable_config.get() is not None
+                outer is not None
+                and outer.framework != FRAMEWORK
+                and not late
+                and _opened_inside(outer, trace, parent_key)
             ):
-                # The common case, without asking the resolver: the step runs in a context
-                # LangChain made for its (live) parent, a copy of the one its trace's root
-                # started in, and nothing nested in the parent asked for its observation, so no
-                # one else's span can have been opened inside it.
-                outer = _SEEN
-            else:
-                outer = current_observation()
-                if outer is not None and outer.framework != FRAMEWORK and parent_run is not None:
-                    # Someone else's span (a user span, a LlamaIndex step) opened inside the
-                    # parent run is the nearer parent.
-                    if _opened_inside(outer, parent_run):
-                        parent_span = outer.span_id
-            run = Run(kind, run_id, trace, parent_span, name, serialized, inputs, now)
-            run.parent_key = parent_key
-            if tags and _HIDDEN_TAG in tags and kind == CHAIN:
-                run.hidden = True
-            if metadata:
-                extra = metadata.get("posthog_properties")
-                private = (
-                    metadata.get("posthog_privacy_mode") is True and not trace.scope.privacy_mode
-                )
-                if (extra is not None and extra is not trace.properties_ref) or private:
-                    run.scope = _run_scope(trace.scope, extra, private)
-            # A child opens an observation only where no observation of its trace is visible
-            # (a thread started without the caller's context): elsewhere its observation is
-            # made when something nested asks for it (`RunMap.observation`).
-            opened = outer is None or (outer is not _SEEN and outer.trace_id != trace.trace_id)
-        if opened and not run.hidden:
-            # A child's span id is its run id: the observation turns it into a string only if
-            # nested work reads it, the builder does on the worker (`Run.span_id`).
-            span_id = trace.trace_id if run.parent_span is None else run_id
-            run.obs = open_observation(
-                GENERATION_KIND
-                if kind in (CHAT, LLM)
-                else (TRACE_KIND if run.parent_span is None else SPAN_KIND),
-                trace_id=trace.trace_id,
-                span_id=span_id,
-                scope=with_trace_id(run.scope, trace.trace_id),
-                framework=FRAMEWORK,
-                parent=outer,
+                # Someone else's span (a user span, a LlamaIndex step) opened inside the parent
+                # run is the nearer parent.
+                parent_span = outer.span_id
+        if tags and kind == CHAIN and _HIDDEN_TAG in tags:
+            runs.add(key, Hidden(trace, parent_key, parent_span, now))
+            return
+        scope = None
+        if metadata:
+            extra = metadata.get("posthog_properties")
+            private = metadata.get("posthog_privacy_mode") is True and not trace.scope.privacy_mode
+            if (extra is not None and extra is not trace.properties_ref) or private:
+                scope = _run_scope(trace.scope, extra, private)
+        if outer is None or (outer is not _SEEN and outer.trace_id != trace.trace_id):
+            # No observation of this trace is visible here (a thread started without the
+            # caller's context): this step opens its own. Elsewhere a step's observation is
+            # made only when something nested asks for it (`RunMap.observation`).
+            made = trace.observations
+            if made is None:
+                made = trace.observations = {}
+            made[key] = (
+                open_observation(
+                    GENERATION_KIND if kind in (CHAT, LLM) else SPAN_KIND,
+                    trace_id=trace.trace_id,
+                    span_id=run_id,
+                    scope=with_trace_id(scope or trace.scope, trace.trace_id),
+                    framework=FRAMEWORK,
+                    parent=outer,
+                ),
+                True,
             )
-            run.own_obs = True
-        runs.add(run)
-        return run
+        record = (
+            kind,
+            key,
+            parent_key,
+            parent_span,
+            name,
+            serialized,
+            inputs,
+            now,
+            extra1,
+            extra2,
+            scope,
+        )
+        if late:
+            with self._runs.handover_lock:  # the trace may be handing its log over right now
+                trace.open.add(key)
+                trace.log.extend(record)
+        else:
+            trace.open.add(key)
+            trace.log.extend(record)
+        runs.add(key, trace)
+
+    def _start_trace(
+        self,
+        kind: str,
+        key: Any,
+        run_id: Any,
+        serialized: Any,
+        inputs: Any,
+        metadata: Any,
+        name: Any,
+        extra1: Any,
+        extra2: Any,
+        now: float,
+    ) -> None:
+        """A root (or a run whose parent this handler never saw): a new trace starts here,
+        unless it runs inside another integration's step or a user span: then it joins that
+        trace as a span under it."""
+        scope = self._emitter.scope(_metadata_overrides(metadata))
+        outer = current_observation()
+        joined = outer is not None and scope.trace_id == outer.trace_id
+        trace_id = scope.trace_id or str(run_id)
+        # The trace keeps the scope as resolved (with no overrides: the handler's own, shared by
+        # every trace); observations get one with the trace id.
+        trace = Trace(
+            trace_id,
+            key,
+            scope,
+            metadata.get("posthog_properties") if metadata else None,
+            joined,
+        )
+        parent_span = outer.span_id if joined and outer is not None else None
+        # The root's observation is opened here, in the caller's context, so the contexts its
+        # steps run in (copies of this one) see it; which step is executing there is
+        # LangChain's resolver's answer (`_executing_run`), not the contextvar's.
+        trace.root_obs = open_observation(
+            GENERATION_KIND
+            if kind in (CHAT, LLM)
+            else (TRACE_KIND if parent_span is None else SPAN_KIND),
+            trace_id=trace_id,
+            span_id=trace_id if parent_span is None else run_id,
+            scope=with_trace_id(scope, trace_id),
+            framework=FRAMEWORK,
+            parent=outer,
+        )
+        trace.open.add(key)
+        # `extend`, never `+=`: that would store the list back and could undo a hand-over.
+        trace.log.extend(
+            (kind, key, None, parent_span, name, serialized, inputs, now, extra1, extra2, None)
+        )
+        self._runs.add(key, trace)
 
     def on_chain_start(
         self,
@@ -243,7 +307,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         if not self._emitter.enabled:
             return
         try:
-            run = self._start(
+            self._start(
                 CHAIN,
                 serialized,
                 _snapshot(inputs),
@@ -252,9 +316,9 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 tags,
                 metadata,
                 kwargs.get("name"),
+                kwargs.get("run_type"),
+                None,
             )
-            if run is not None:
-                run.run_type = kwargs.get("run_type")
         except Exception as exc:
             report_internal_error(exc)
 
@@ -282,6 +346,8 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 tags,
                 metadata,
                 kwargs.get("name"),
+                None,
+                None,
             )
         except Exception as exc:
             report_internal_error(exc)
@@ -309,6 +375,8 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 tags,
                 metadata,
                 kwargs.get("name"),
+                None,
+                None,
             )
         except Exception as exc:
             report_internal_error(exc)
@@ -329,12 +397,18 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         try:
             # Copy the lists: agents append to the same history list after the call.
             rows = [list(row) for row in messages] if messages else messages
-            run = self._start(
-                CHAT, serialized, rows, run_id, parent_run_id, tags, metadata, kwargs.get("name")
+            self._start(
+                CHAT,
+                serialized,
+                rows,
+                run_id,
+                parent_run_id,
+                tags,
+                metadata,
+                kwargs.get("name"),
+                metadata,
+                kwargs.get("invocation_params"),
             )
-            if run is not None:
-                run.metadata = metadata
-                run.params = kwargs.get("invocation_params")
         except Exception as exc:
             report_internal_error(exc)
 
@@ -352,7 +426,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         if not self._emitter.enabled:
             return
         try:
-            run = self._start(
+            self._start(
                 LLM,
                 serialized,
                 list(prompts) if prompts else prompts,
@@ -361,24 +435,29 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 tags,
                 metadata,
                 kwargs.get("name"),
+                metadata,
+                kwargs.get("invocation_params"),
             )
-            if run is not None:
-                run.metadata = metadata
-                run.params = kwargs.get("invocation_params")
         except Exception as exc:
             report_internal_error(exc)
 
     def on_llm_new_token(  # type: ignore[override]  # every argument but run_id is unused
         self, token: str, *, run_id: UUID, **kwargs: Any
     ) -> None:
-        run = self._runs.get(run_id)
-        if run is not None:
+        key = run_id.int if type(run_id) is UUID else run_id
+        trace = self._runs._live.get(key)
+        if type(trace) is Trace:
             now = _perf_counter()
-            if run.first_token is None:
-                run.first_token = now
-            run.last_token = now
+            tokens = trace.tokens
+            if tokens is None:
+                tokens = trace.tokens = {}
+            times = tokens.get(key)
+            if times is None:
+                tokens[key] = [now, now]
+            else:
+                times[1] = now
 
-    # -- ends: pop the run and hand a builder to the emitter -------------------------------------
+    # -- ends: log the end; the trace's last open run hands the log over -------------------------
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end_step(run_id, outputs, None, kwargs)
@@ -399,11 +478,11 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         self._end_step(run_id, None, error, kwargs)
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end_generation(run_id, response, None)
+        self._end(run_id, response, None, None, False)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         # Streams that fail or are abandoned pass what they produced so far.
-        self._end_generation(run_id, kwargs.get("response"), error)
+        self._end(run_id, kwargs.get("response"), error, None, False)
 
     # Agent actions and finishes arrive with the agent chain's own run id. They are steps of
     # that chain, not runs: the chain's span (with its real input and output) comes from its
@@ -417,63 +496,147 @@ class PostHogCallbackHandler(BaseCallbackHandler):
     def _end_step(
         self, run_id: UUID, output: Any, error: BaseException | None, kwargs: dict[str, Any]
     ) -> None:
+        inputs = kwargs.get("inputs")
+        # Streamed chains start with a placeholder and deliver their input at the end.
+        self._end(
+            run_id,
+            _snapshot(output),
+            error,
+            _snapshot(inputs) if inputs is not None else None,
+            True,
+        )
+
+    def _end(
+        self, run_id: Any, output: Any, error: BaseException | None, inputs: Any, remember: bool
+    ) -> None:
         end = _perf_counter()
         try:
-            run = self._runs.pop(run_id)
-            if run is None:
+            key = run_id.int if type(run_id) is UUID else run_id
+            runs = self._runs
+            trace = runs._live.pop(key, None)
+            if trace is None:
                 return
-            obs = run.obs
-            if obs is not None:
-                run.obs = None  # nothing joins an ended run: let the observation go
-                if run.own_obs:
+            if type(trace) is not Trace:
+                runs.remember_ended(key, trace)  # a hidden run: its late children attach above
+                return
+            # Nothing joins an ended run: its observation is closed and let go.
+            if key == trace.root_key:
+                obs = trace.root_obs
+                if obs is not None:
+                    trace.root_obs = None
                     close_observation(obs)
-                else:
-                    obs.closed = True
-            if run.hidden:
-                return
-            inputs = kwargs.get("inputs")
-            if inputs is not None:
-                # Streamed chains start with a placeholder and deliver their input at the end.
-                run.inputs = _snapshot(inputs)
-            emitter = self._emitter
-            run.emitter = emitter
-            run.output = _snapshot(output)
-            run.error = error
-            run.end = end
-            run.max_chars = self.max_span_state_chars
-            if run.parent_span is None:
-                run.builder = trace_builder
-                event = TRACE
-            else:
-                run.builder = span_builder
-                event = SPAN
-            emitter.emit(event, run, run.scope, trace_id=run.trace.trace_id)
+            elif trace.observations is not None:
+                made = trace.observations.pop(key, None)
+                if made is not None:
+                    if made[1]:
+                        close_observation(made[0])
+                    else:
+                        made[0].closed = True
+            if remember:
+                runs.remember_ended(key, trace)
+            trace.log.extend((END, key, output, error, end, inputs))
+            still_open = trace.open
+            still_open.discard(key)
+            if not still_open:
+                self._hand_over(trace)
+            elif len(trace.log) > _SPILL_AT:
+                self._spill(trace)
         except Exception as exc:
             report_internal_error(exc)
 
-    def _end_generation(self, run_id: UUID, response: Any, error: BaseException | None) -> None:
-        end = _perf_counter()
-        try:
-            run = self._runs.pop(run_id)
-            if run is None:
+    def _hand_over(self, trace: Trace) -> None:
+        """Queue a trace's log once none of its runs is open (all ended, or evicted)."""
+        with self._runs.handover_lock:
+            log = trace.log
+            if trace.open or not log:
                 return
-            obs = run.obs
-            if obs is not None:
-                run.obs = None
-                if run.own_obs:
-                    close_observation(obs)
-                else:
-                    obs.closed = True
-            emitter = self._emitter
-            run.emitter = emitter
-            run.builder = generation_builder
-            run.output = response
-            run.error = error
-            run.end = end
-            run.max_chars = self.max_span_state_chars
-            emitter.emit(GENERATION, run, run.scope, trace_id=run.trace.trace_id)
-        except Exception as exc:
-            report_internal_error(exc)
+            trace.log = []
+        self._emitter.emit_many(
+            _Replay(trace, log, self._emitter, self.max_span_state_chars),
+            trace.scope,
+            trace_id=trace.trace_id,
+        )
+
+    def _spill(self, trace: Trace) -> None:
+        """A long trace hands over what ended so far; the starts of open runs stay in its log."""
+        with self._runs.handover_lock:
+            log = trace.log
+            n = len(log)
+            if n <= _SPILL_AT:
+                return
+            still_open = trace.open
+            carried: list[Any] = []
+            i = 0
+            while i < n:
+                if log[i] is END:
+                    i += END_WIDTH
+                    continue
+                if log[i + 1] in still_open:
+                    carried += log[i : i + START_WIDTH]
+                i += START_WIDTH
+            trace.log = carried
+            # Records appended while the log was read belong to the next part too.
+            carried += log[n:]
+            del log[n:]
+        self._emitter.emit_many(
+            _Replay(trace, log, self._emitter, self.max_span_state_chars),
+            trace.scope,
+            trace_id=trace.trace_id,
+        )
+
+    def _observation_of(self, run_id: Any) -> Any:
+        """The observation of live run `run_id` (made now if none was), or None."""
+        key = key_of(run_id)
+        trace = self._runs._live.get(key)
+        if trace is None:
+            return None
+        if type(trace) is Hidden:
+            key, trace = trace.parent_key, trace.trace
+        asked = trace.asked
+        if asked is None:
+            asked = trace.asked = set()
+        # From now on a step starting under this run asks too: something nested in it may
+        # have opened a span its steps belong under.
+        asked.add(key)
+        return self._runs.observation(trace, key)
+
+
+class _Replay:
+    """Worker side: a handed-over log as `(event, properties[, scope])` for `emit_many`."""
+
+    __slots__ = ("trace", "log", "emitter", "max_chars")
+
+    def __init__(self, trace: Trace, log: list[Any], emitter: Any, max_chars: int | None):
+        self.trace = trace
+        self.log = log
+        self.emitter = emitter
+        self.max_chars = max_chars
+
+    def __call__(self) -> list[Any]:
+        trace = self.trace
+        base = trace.scope
+        events: list[Any] = []
+        for run in replay(trace, self.log, self.emitter, self.max_chars, _BUILDERS):
+            builder = run.builder
+            try:
+                props = run()
+            except Exception as exc:  # one event is lost, not its trace's others
+                report_internal_error(exc)
+                continue
+            event = (
+                GENERATION
+                if builder is generation_builder
+                else (TRACE if builder is trace_builder else SPAN)
+            )
+            scope = run.scope
+            events.append((event, props) if scope is base else (event, props, scope))
+        return events
+
+
+_BUILDERS = (trace_builder, span_builder, generation_builder)
+# Log entries after which a trace that is still running hands over what ended so far (a long
+# agent run would otherwise keep every step's references until its end).
+_SPILL_AT = 4096
 
 
 # -- which run is executing here -----------------------------------------------------------------
@@ -496,14 +659,9 @@ def _executing_run() -> Any:
         return UNKNOWN
     for handler in getattr(callbacks, "handlers", ()):
         if isinstance(handler, PostHogCallbackHandler):
-            runs = handler._runs
-            run = runs.get(parent_run_id)
-            if run is not None:
-                # From now on a step starting under this run asks too: something nested in
-                # it may have opened a span its steps belong under.
-                run.asked = True
-                obs = run.obs
-                return obs if obs is not None else runs.observation(run)
+            obs = handler._observation_of(parent_run_id)
+            if obs is not None:
+                return obs
     return UNKNOWN
 
 
@@ -527,10 +685,16 @@ def _snapshot(value: Any) -> Any:
     return value
 
 
-def _opened_inside(outer: Any, run: Run) -> bool:
-    """Whether observation `outer` was opened while `run` was the current observation."""
-    mine = run.obs
-    if mine is None or outer.trace_id != run.trace.trace_id:
+def _opened_inside(outer: Any, trace: Trace, parent_key: Any) -> bool:
+    """Whether observation `outer` was opened while run `parent_key` was the current one."""
+    if outer.trace_id != trace.trace_id:
+        return False
+    if parent_key == trace.root_key:
+        mine = trace.root_obs
+    else:
+        made = trace.observations.get(parent_key) if trace.observations else None
+        mine = made[0] if made is not None else None
+    if mine is None:
         return False
     node = outer.parent
     for _ in range(64):

@@ -1,7 +1,9 @@
-"""Run bookkeeping: what a hook records, and a bounded map that forgets abandoned runs.
+"""Run bookkeeping: a log per trace on the caller, turned into runs on the worker.
 
-Hooks store raw references and a `perf_counter()` timestamp here and nothing else; all
-conversion happens later in the event builder, on the sender's worker thread.
+The hooks append each run's start and end to its trace's log as flat values (references and a
+`perf_counter()` timestamp, no object per run) and keep one entry per live run in a bounded
+map. When the last open run of a trace ends, the log is queued as one item; on the sender's
+worker, `replay` turns it into `Run`s for the event builders.
 """
 
 from __future__ import annotations
@@ -27,55 +29,127 @@ __all__ = [
     "Trace",
     "Run",
     "RunMap",
+    "Hidden",
     "CHAIN",
     "TOOL",
     "RETRIEVER",
     "CHAT",
     "LLM",
     "FRAMEWORK",
+    "END",
+    "START_WIDTH",
+    "END_WIDTH",
+    "key_of",
+    "key_text",
 ]
 
 CHAIN, TOOL, RETRIEVER, CHAT, LLM = "chain", "tool", "retriever", "chat", "llm"
 FRAMEWORK = "langchain"
 
+# The log's records. A start: (kind, key, parent key, parent span, name, serialized, inputs,
+# start time, extra 1, extra 2, scope), where the parent span is None unless it is given (a
+# root's outer span, someone else's span opened inside the parent, a parent that already left
+# the log) and the extras are the chain's run type, or a model's metadata and invocation params.
+# An end: (END, key, output, error, end time, inputs given at the end or None).
+START_WIDTH = 11
+END_WIDTH = 6
+END: Any = object()
+
 
 class Trace:
-    """What every run of one trace shares: its id, its root and who it belongs to."""
+    """One trace's log and what every run of it shares: its id, its root and who it is for.
 
-    __slots__ = ("trace_id", "root_key", "scope", "properties_ref", "sent_whole")
+    Appends to `log` and changes to `open` are single C-level operations (atomic under the GIL),
+    so concurrent steps of one trace need no lock; handing the log over takes the handler's lock.
+    """
+
+    __slots__ = (
+        "trace_id",
+        "root_key",
+        "joined",
+        "scope",
+        "properties_ref",
+        "sent_whole",
+        "log",
+        "open",
+        "root_obs",
+        "observations",
+        "asked",
+        "tokens",
+    )
 
     def __init__(
         self,
         trace_id: str,
-        root_id: Any,
+        root_key: Any,
         scope: Scope,
         properties_ref: Any,
+        joined: bool = False,
     ) -> None:
         self.trace_id = trace_id
-        # The root run's key in the run map (what the memory of ended runs is keyed by).
-        self.root_key = _key(root_id)
+        # The root run's key in the run map.
+        self.root_key = root_key
+        # Whether the root joined someone else's trace (its children then name its own span).
+        self.joined = joined
         self.scope = scope
         # The root's `posthog_properties` metadata object: children inherit the very same
         # object, so an identity check tells whether a child added properties of its own.
         self.properties_ref = properties_ref
         # Long texts that generations of this trace sent whole (filled by their builders on
         # the worker; the trace's own event, built last, then does not repeat them in full).
-        # None once the trace's own event was built (or its root was forgotten): nothing
-        # would read them any more. An empty tuple until the first one: most traces have none,
-        # and a list per trace would be one more object for the collector while it is queued.
+        # None once the trace's own event was built (or its root was forgotten). An empty
+        # tuple until the first one: most traces have none.
         self.sent_whole: list[str] | tuple[()] | None = ()
+        self.log: list[Any] = []
+        self.open: set[Any] = set()
+        self.root_obs: Observation | None = None
+        # The rare paths, made when first needed: observations of steps that nested work asked
+        # about (key -> (observation, opened here)), the steps it asked about, token times.
+        self.observations: dict[Any, tuple[Observation, bool]] | None = None
+        self.asked: set[Any] | None = None
+        self.tokens: dict[Any, list[float]] | None = None
+
+    def span_for_children_of(self, key: Any) -> str:
+        """`$ai_parent_id` of a child of run `key` when its start is no longer in the log."""
+        if key == self.root_key and not self.joined:
+            return self.trace_id
+        return key_text(key)
+
+    def start_record(self, key: Any) -> int:
+        """Where run `key`'s start is in the log (-1 if it is not): the rare paths only."""
+        log = self.log
+        i, n = 0, len(log)
+        while i < n:
+            tag = log[i]
+            if tag is END:
+                i += END_WIDTH
+                continue
+            if log[i + 1] == key:
+                return i
+            i += START_WIDTH
+        return -1
+
+
+class Hidden:
+    """A live LangGraph plumbing run: not reported; its children attach to its parent."""
+
+    __slots__ = ("trace", "parent_key", "parent_span", "start")
+
+    def __init__(self, trace: Trace, parent_key: Any, parent_span: Any, start: float) -> None:
+        self.trace = trace
+        self.parent_key = parent_key
+        self.parent_span = parent_span
+        self.start = start
 
 
 class Run:
-    """One LangChain run between its start and end hooks."""
+    """One LangChain run rebuilt from its trace's log on the worker: what the builders read."""
 
     __slots__ = (
         "kind",
         "key",
-        "run_id",
         "trace",
         "parent_span",
-        "hidden",
         "name",
         "serialized",
         "inputs",
@@ -86,12 +160,7 @@ class Run:
         "first_token",
         "last_token",
         "scope",
-        "obs",
-        "own_obs",
-        "asked",
-        "parent_key",
         "span_str",
-        # Set by the end hook: what `__call__` hands the builder on the worker thread.
         "builder",
         "emitter",
         "output",
@@ -103,7 +172,7 @@ class Run:
     def __init__(
         self,
         kind: str,
-        run_id: UUID,
+        key: Any,
         trace: Trace,
         parent_span: Any,
         name: Any,
@@ -112,15 +181,10 @@ class Run:
         start: float,
     ) -> None:
         self.kind = kind
-        # The run map's key; LangChain's UUID object itself is not kept (one object fewer per
-        # run for the garbage collector while the event waits in the queue): `span_id()`.
-        self.key = _key(run_id)
-        self.run_id = None if type(run_id) is UUID else run_id
+        self.key = key
         self.trace = trace
-        # The `$ai_parent_id` of this run's event: None for the root, the trace id for a direct
-        # child of the root, else the nearest visible ancestor's run id.
+        # `$ai_parent_id`: None for the trace's root (its children use the trace id).
         self.parent_span = parent_span
-        self.hidden = False
         self.name = name
         self.serialized = serialized
         self.inputs = inputs
@@ -131,14 +195,7 @@ class Run:
         self.first_token: float | None = None
         self.last_token: float | None = None
         self.scope = trace.scope
-        # The run's observation, for work nested in it: opened (`own_obs`) by a root, or by a
-        # run that starts where no observation of its trace is visible; for other runs made
-        # only when nested work asks LangChain's resolver which run is executing.
-        self.obs: Observation | None = None
-        self.own_obs = False
-        self.asked = False  # whether LangChain's resolver named this run as executing
-        self.parent_key: Any = None  # the parent run's key in the run map (None: a root)
-        self.span_str: str | None = None  # str(run_id), made when first needed: `span_id()`
+        self.span_str: str | None = None
         self.builder: Callable[..., dict[str, Any]] | None = None
         self.emitter: Any = None
         self.output: Any = None
@@ -147,41 +204,101 @@ class Run:
         self.max_chars: int | None = None
 
     def __call__(self) -> dict[str, Any]:
-        """The event's properties (on the worker): the ended run is its own builder.
-
-        One object per event instead of a `functools.partial` and its argument tuple: fewer
-        allocations on the caller and fewer objects for the garbage collector while queued.
-        """
+        """The event's properties (on the worker)."""
         builder = self.builder
         if builder is None:
             raise RuntimeError("the run has not ended")
         return builder(self.emitter, self, self.output, self.error, self.end, self.max_chars)
 
-    def span_id(self) -> Any:
+    def span_id(self) -> str:
         """The run's id as a string (its `$ai_span_id`), made once, when first asked for."""
         span = self.span_str
         if span is None:
-            run_id = self.run_id
-            if run_id is None and type(self.key) is int:
-                # What `str(UUID(int=key))` gives, without building the UUID (Python code).
-                h = f"{self.key:032x}"
-                span = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-            else:
-                span = str(run_id)
-            self.span_str = span
+            span = self.span_str = key_text(self.key)
         return span
 
-    def span_id_for_children(self) -> Any:
+    def span_id_for_children(self) -> str:
         """What a child of this run uses as its `$ai_parent_id`."""
         if self.parent_span is None:
             return self.trace.trace_id
-        if self.hidden:
-            return self.parent_span
         return self.span_id()
 
 
+def key_of(run_id: Any) -> Any:
+    # Keyed by the UUID's integer: `UUID.__hash__` is Python code, `int.__hash__` is not.
+    return run_id.int if type(run_id) is UUID else run_id
+
+
+def key_text(key: Any) -> str:
+    """The run id as text: what `str(UUID(int=key))` gives, without building the UUID."""
+    if type(key) is int:
+        h = f"{key:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return str(key)
+
+
+def replay(
+    trace: Trace, log: list[Any], emitter: Any, max_chars: int | None, builders: Any
+) -> list[Run]:
+    """The runs of a handed-over log that ended in it, in the order they ended (worker side).
+
+    `builders`: (trace, span, generation) builder functions. Runs that started but did not
+    end in this log (evicted, or carried over to the next log) are left out.
+    """
+    trace_builder, span_builder, generation_builder = builders
+    runs: dict[Any, Run] = {}
+    ended: list[Run] = []
+    tokens = trace.tokens
+    i, n = 0, len(log)
+    while i < n:
+        if log[i] is END:
+            run = runs.get(log[i + 1])
+            if run is not None and run.builder is None:
+                run.output = log[i + 2]
+                run.error = log[i + 3]
+                run.end = log[i + 4]
+                if log[i + 5] is not None:
+                    run.inputs = log[i + 5]
+                run.emitter = emitter
+                run.max_chars = max_chars
+                if run.kind == CHAT or run.kind == LLM:
+                    run.builder = generation_builder
+                elif run.parent_span is None:
+                    run.builder = trace_builder
+                else:
+                    run.builder = span_builder
+                ended.append(run)
+            i += END_WIDTH
+            continue
+        kind, key, parent_key, parent_span, name, serialized, inputs, start, x1, x2, scope = log[
+            i : i + START_WIDTH
+        ]
+        if parent_span is None and parent_key is not None:
+            parent = runs.get(parent_key)
+            parent_span = (
+                parent.span_id_for_children()
+                if parent is not None
+                else trace.span_for_children_of(parent_key)
+            )
+        run = Run(kind, key, trace, parent_span, name, serialized, inputs, start)
+        if kind == CHAT or kind == LLM:
+            run.metadata = x1
+            run.params = x2
+            if tokens is not None:
+                times = tokens.get(key)
+                if times is not None:
+                    run.first_token, run.last_token = times
+        else:
+            run.run_type = x1
+        if scope is not None:
+            run.scope = scope
+        runs[key] = run
+        i += START_WIDTH
+    return ended
+
+
 class RunMap:
-    """Live runs by run id, bounded in size and age, safe across threads.
+    """Live runs by key (their trace, or a `Hidden`), bounded in size and age, thread safe.
 
     Runs that never end (a stream nobody consumes, a process that interrupts a graph and
     forgets it) are evicted oldest first once there are more than `max_runs` of them or they
@@ -195,18 +312,19 @@ class RunMap:
         self.evicted = 0
         # Plain dicts (insertion-ordered: the oldest live run comes first), changed without
         # the lock on the common path: one dict operation is atomic under the GIL, and the
-        # lock is only taken to evict. An `OrderedDict` costs twice as much per operation.
-        self._live: dict[Any, Run] = {}
-        # Ended run's key -> its Trace when the span its children use can be told from the key
-        # (the root: the trace id; a visible run: its own UUID), else (Trace, span). Ended
-        # entries live long enough to reach the collector's oldest generation, so the common
-        # case adds no object of its own (the Trace is shared by the whole trace). The ring
-        # holds their keys in the order they ended: the slot a new one takes names the oldest.
+        # lock is only taken to evict.
+        self._live: dict[Any, Any] = {}
+        # Ended run's key -> its Trace (a visible run) or its Hidden entry. The ring holds their
+        # keys in the order they ended: the slot a new one takes names the oldest.
         self._ended: dict[Any, Any] = {}
         self._ring: list[Any] = [None] * max(1, max_ended)
         self._turns = itertools.count()
         self._lock = threading.Lock()
+        # Taken to hand a trace's log over (never while holding it: eviction hands over too).
+        self.handover_lock = threading.Lock()
         self._inserts = 0
+        # Called with a trace whose runs were all evicted or ended (set by the handler).
+        self.on_trace_done: Callable[[Trace], None] | None = None
         _live_maps.add(self)
 
     @property
@@ -227,54 +345,69 @@ class RunMap:
     def ended_count(self) -> int:
         return len(self._ended)
 
-    def get(self, run_id: UUID) -> Run | None:
-        # A plain read is atomic under the GIL; no lock on the per-token path.
-        return self._live.get(run_id.int if type(run_id) is UUID else run_id)
+    def get(self, run_id: Any) -> Any:
+        """The live entry of a run: its Trace, or a Hidden; None when it is not live."""
+        return self._live.get(key_of(run_id))
 
-    def observation(self, run: Run) -> Observation:
-        """`run`'s observation, made now (with those of its ancestors) if nothing asked before.
+    def ended(self, key: Any) -> Any:
+        return self._ended.get(key)
+
+    def remember_ended(self, key: Any, entry: Any) -> None:
+        self._ended[key] = entry
+        ring = self._ring
+        slot = next(self._turns) % len(ring)  # `next` on a count is atomic under the GIL
+        oldest = ring[slot]
+        ring[slot] = key
+        if oldest is not None and oldest != key:
+            self._ended.pop(oldest, None)
+
+    def observation(self, trace: Trace, key: Any) -> Observation | None:
+        """Run `key`'s observation, made now (with its ancestors') if nothing asked before.
 
         Most runs are never asked: only work nested in a run (a provider call in a tool, a user
         span, a child run's start) reads it, through LangChain's resolver."""
-        if run.obs is not None:
-            return run.obs
-        pending: list[Run] = []
-        node: Run | None = run
-        while node is not None and node.obs is None and len(pending) < 256:
-            pending.append(node)
-            key = node.parent_key
-            node = self._live.get(key) if key is not None else None
-        parent = node.obs if node is not None else None
-        for member in reversed(pending):
-            trace = member.trace
-            made = member.obs = Observation(
-                GENERATION_KIND if member.kind in (CHAT, LLM) else SPAN_KIND,
+        if key == trace.root_key:
+            return trace.root_obs
+        made = trace.observations
+        if made is None:
+            made = trace.observations = {}
+        pending: list[tuple[Any, int]] = []
+        parent: Observation | None = None
+        node = key
+        while len(pending) < 256:
+            hit = made.get(node)
+            if hit is not None:
+                parent = hit[0]
+                break
+            if node == trace.root_key:
+                parent = trace.root_obs
+                break
+            at = trace.start_record(node)
+            if at < 0:
+                break
+            pending.append((node, at))
+            node = trace.log[at + 2]
+            if node is None:
+                break
+        log = trace.log
+        for member, at in reversed(pending):
+            scope = log[at + 10] or trace.scope
+            obs = Observation(
+                GENERATION_KIND if log[at] in (CHAT, LLM) else SPAN_KIND,
                 trace.trace_id,
-                # A hidden run (LangGraph's plumbing) stands for its visible ancestor.
-                member.span_id_for_children(),
-                with_trace_id(member.scope, trace.trace_id),
+                key_text(member),
+                with_trace_id(scope, trace.trace_id),
                 FRAMEWORK,
                 parent,
             )
-            parent = made
-        return made  # `run` is pending[0], made last
+            made[member] = (obs, False)
+            parent = obs
+        hit = made.get(key)
+        return hit[0] if hit is not None else parent
 
-    def parent_of(self, parent_run_id: UUID) -> tuple[Trace, Any] | None:
-        """The trace and `$ai_parent_id` for a child of `parent_run_id`, if it is known."""
-        key: Any = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
-        parent = self._live.get(key)
-        if parent is not None:
-            return parent.trace, parent.span_id_for_children()
-        ended = self._ended.get(key)
-        if ended is None or type(ended) is tuple:
-            return ended
-        if key == ended.root_key:
-            return ended, ended.trace_id
-        return ended, UUID(int=key)
-
-    def add(self, run: Run) -> None:
+    def add(self, key: Any, entry: Any) -> None:
         live = self._live
-        live[run.key] = run
+        live[key] = entry
         self._inserts += 1  # a hint for when to look at ages: a lost update does no harm
         if len(live) > self.max_runs or not self._inserts & 63:
             with self._lock:
@@ -288,41 +421,48 @@ class RunMap:
             key = next(iter(live))
         except (StopIteration, RuntimeError):  # empty, or changed by another thread: later
             return False
-        run = live.pop(key, None)
-        if run is not None:
-            _forget(run)
+        entry = live.pop(key, None)
+        if entry is not None:
             self.evicted += 1
+            self._forget(key, entry)
         return True
+
+    def _start_of(self, key: Any, entry: Any) -> float | None:
+        if type(entry) is Hidden:
+            return entry.start
+        at = entry.start_record(key)
+        return entry.log[at + 7] if at >= 0 else None
 
     def _evict_old(self) -> None:
         limit = time.perf_counter() - self.max_age
         live = self._live
         while live:
             try:
-                oldest = next(iter(live.values()))
+                key, entry = next(iter(live.items()))
             except (StopIteration, RuntimeError):
                 return
-            if oldest.start >= limit or not self._evict_oldest():
+            start = self._start_of(key, entry)
+            if (start is not None and start >= limit) or not self._evict_oldest():
                 return
 
-    def pop(self, run_id: UUID) -> Run | None:
-        key = run_id.int if type(run_id) is UUID else run_id
-        run = self._live.pop(key, None)
-        if run is not None and run.kind not in (CHAT, LLM):
-            ended = self._ended
-            if run.parent_span is None or (
-                not run.hidden and run.run_id is None and type(key) is int
-            ):
-                ended[key] = run.trace  # parent_of() tells the span from the key
-            else:
-                ended[key] = (run.trace, run.span_id_for_children())
-            ring = self._ring
-            slot = next(self._turns) % len(ring)  # `next` on a count is atomic under the GIL
-            oldest = ring[slot]
-            ring[slot] = key
-            if oldest is not None and oldest != key:
-                ended.pop(oldest, None)
-        return run
+    def _forget(self, key: Any, entry: Any) -> None:
+        # An evicted run never ends: nothing may keep joining it.
+        if type(entry) is Hidden:
+            return
+        trace: Trace = entry
+        if key == trace.root_key:
+            if trace.root_obs is not None:
+                trace.root_obs.closed = True
+            # Its trace's own event will never be built: stop collecting texts for it.
+            trace.sent_whole = None
+        elif trace.observations:
+            hit = trace.observations.pop(key, None)
+            if hit is not None:
+                hit[0].closed = True
+        trace.open.discard(key)
+        if not trace.open and self.on_trace_done is not None:
+            # What of the trace did end is still delivered.
+            self.on_trace_done(trace)
 
     def clear(self) -> None:
         with self._lock:
@@ -334,24 +474,10 @@ class RunMap:
         # A lock held by another thread at fork time would never be released in the child,
         # and the parent's runs end in the parent: start empty.
         self._lock = threading.Lock()
+        self.handover_lock = threading.Lock()
         self._live = {}
         self._ended = {}
         self._ring = [None] * len(self._ring)
-
-
-def _forget(run: Run) -> None:
-    # An evicted run never ends: nothing may keep joining it.
-    if run.obs is not None:
-        run.obs.closed = True
-    if run.parent_span is None:
-        # Its trace's own event will never be built: stop collecting texts for it (the memory
-        # of ended runs may keep the Trace a while longer).
-        run.trace.sent_whole = None
-
-
-def _key(run_id: Any) -> Any:
-    # Keyed by the UUID's integer: `UUID.__hash__` is Python code, `int.__hash__` is not.
-    return run_id.int if type(run_id) is UUID else run_id
 
 
 _live_maps: weakref.WeakSet[RunMap] = weakref.WeakSet()

@@ -98,7 +98,7 @@ def test_an_evicted_root_stops_collecting_texts_for_its_trace(handler):
     handler.max_runs = 1
     root, other = uuid.uuid4(), uuid.uuid4()
     handler.on_chain_start(None, {}, run_id=root, name="Root")
-    trace = handler._runs.get(root).trace
+    trace = handler._runs.get(root)  # a live run's entry is its trace
     assert trace.sent_whole is not None and not trace.sent_whole  # collecting, none yet
     handler.on_chain_start(None, {}, run_id=other, name="Other")  # evicts the root
     assert handler._runs.get(root) is None

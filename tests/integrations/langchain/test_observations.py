@@ -74,15 +74,17 @@ def test_steps_that_nothing_asks_about_get_no_observation(handler: Any) -> None:
     seen: list[Any] = []
 
     def look(x: int) -> int:
-        seen.append([run.obs for run in handler._runs._live.values()])
+        (trace,) = {id(entry): entry for entry in handler._runs._live.values()}.values()
+        seen.append((trace.root_obs, dict(trace.observations or {})))
         return x
 
     chain = RunnableLambda(lambda x: x).with_config(run_name="a") | RunnableLambda(look)
     chain.invoke(1, config={"callbacks": [handler]})
-    (observations,) = seen
+    ((root, steps),) = seen
     # The root has one (it is what nested work finds first); the first step never had
-    # anything nested in it, so none was made for it.
-    assert observations[0] is not None
+    # anything nested in it, so none was made for it (nor for the step running now).
+    assert root is not None
+    assert steps == {}
     assert len(handler._runs._live) == 0
 
 

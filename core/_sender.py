@@ -106,6 +106,9 @@ class BatchSender:
         # Estimated bytes of one queued (unbuilt) item: a running average of sampled estimates.
         self._item_bytes = _NOMINAL_ITEM_BYTES
         self._estimate_turn = 0
+        # Events beyond one per item that `enqueue_several` queued (ever): a burst is measured in
+        # events, so a trace queued as one item counts as the events it builds into.
+        self._extra_events = 0
         # `enqueue` takes its one-comparison path below this queue length (`_update_fast_limit`).
         self._fast_limit = 0
         self._backlog: deque[bytes] = deque()
@@ -176,6 +179,7 @@ class BatchSender:
         """`enqueue` for an item that builds into about `events` events: the worker is woken
         once the queue holds a batch's worth of events rather than of items."""
         queued = self.enqueue(item)
+        self._extra_events += events - 1  # a hint: a lost update only shortens a burst wait
         if queued and len(self._queue) * events >= self.flush_at and not self._wake.is_set():
             self._wake.set()
         return queued
@@ -583,8 +587,9 @@ class BatchSender:
             before = len(self._queue)
             if before >= high_water or time.monotonic() >= deadline:
                 return
+            extra = self._extra_events
             time.sleep(0.002)
-            if len(self._queue) - before < 16:
+            if len(self._queue) - before + self._extra_events - extra < 16:
                 return
 
     def _spool_batch(self, batch: list[bytes], why: str) -> None:

@@ -460,22 +460,22 @@ class PostHogCallbackHandler(BaseCallbackHandler):
     # -- ends: log the end; the trace's last open run hands the log over -------------------------
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end_step(run_id, outputs, None, kwargs)
+        self._end(run_id, outputs, None, kwargs.get("inputs"), True)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end_step(run_id, None, error, kwargs)
+        self._end(run_id, None, error, kwargs.get("inputs"), True)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end_step(run_id, output, None, kwargs)
+        self._end(run_id, output, None, kwargs.get("inputs"), True)
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end_step(run_id, None, error, kwargs)
+        self._end(run_id, None, error, kwargs.get("inputs"), True)
 
     def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end_step(run_id, documents, None, kwargs)
+        self._end(run_id, documents, None, kwargs.get("inputs"), True)
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end_step(run_id, None, error, kwargs)
+        self._end(run_id, None, error, kwargs.get("inputs"), True)
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(run_id, response, None, None, False)
@@ -493,22 +493,12 @@ class PostHogCallbackHandler(BaseCallbackHandler):
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
         return None
 
-    def _end_step(
-        self, run_id: UUID, output: Any, error: BaseException | None, kwargs: dict[str, Any]
-    ) -> None:
-        inputs = kwargs.get("inputs")
-        # Streamed chains start with a placeholder and deliver their input at the end.
-        self._end(
-            run_id,
-            _snapshot(output),
-            error,
-            _snapshot(inputs) if inputs is not None else None,
-            True,
-        )
-
     def _end(
-        self, run_id: Any, output: Any, error: BaseException | None, inputs: Any, remember: bool
+        self, run_id: Any, output: Any, error: BaseException | None, inputs: Any, step: bool
     ) -> None:
+        """Log a run's end. A step (not a model call) keeps copies of its state, is remembered
+        for children that start after it, and may be handed its input only now (streamed
+        chains start with a placeholder)."""
         end = _perf_counter()
         try:
             key = run_id.int if type(run_id) is UUID else run_id
@@ -532,8 +522,11 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                         close_observation(made[0])
                     else:
                         made[0].closed = True
-            if remember:
+            if step:
                 runs.remember_ended(key, trace)
+                output = _snapshot(output)
+                if inputs is not None:
+                    inputs = _snapshot(inputs)
             trace.log.extend((END, key, output, error, end, inputs))
             still_open = trace.open
             still_open.discard(key)

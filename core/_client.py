@@ -348,13 +348,13 @@ class Client:
     def _capture_lazy_many(
         self,
         distinct_id: str | None,
-        build: Callable[[], list[tuple[str, dict[str, Any]]]],
+        build: Callable[[], list[tuple[str, dict[str, Any], float | None]]],
         groups: Mapping[str, Any] | None,
         privacy_mode: bool,
         trace_id: str | None = None,
     ) -> bool:
-        """Queue the events of one trace as one item: `build()` makes `(event, properties)`
-        pairs on the worker thread. False when it was not queued."""
+        """Queue the events of one trace as one item: `build()` makes `(event, properties,
+        time or None)` on the worker thread. False when it was not queued."""
         return self._capture_lazy(
             _MANY, distinct_id, build, groups, privacy_mode, trace_id, _EVENTS_PER_TRACE
         )
@@ -367,9 +367,15 @@ class Client:
         if event is _MANY:
             built = [
                 self._serialize_one(
-                    name, distinct_id, fields, groups, timestamp, None, privacy_mode
+                    name,
+                    distinct_id,
+                    fields,
+                    groups,
+                    timestamp if when is None else when,
+                    None,
+                    privacy_mode,
                 )
-                for name, fields in props()
+                for name, fields, when in props()
             ]
             kept = [data for data in built if data is not None]
             if len(kept) < len(built):

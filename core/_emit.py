@@ -185,9 +185,10 @@ class Emitter:
     ) -> None:
         """Ship several events of one trace, built together later. Never raises.
 
-        `build()` returns `(event name, properties)` pairs, or `(event name, properties, scope)`
-        triples for an event whose own scope adds properties or privacy to the trace's (a step
-        with its own metadata); with our own `Client` it runs once on the worker thread, so a
+        `build()` returns `(event name, properties)` pairs; a third item is the event's own
+        scope (None: the trace's), when it adds properties or privacy to the trace's (a step
+        with its own metadata); a fourth the event's own time (`time.time()` seconds; None: when
+        the trace was queued). With our own `Client` it runs once on the worker thread, so a
         whole trace costs the caller one queued item (the OpenTelemetry processor and the
         LangChain handler hand over finished traces this way). The events share the scope's
         identity, exactly as if each had gone through `emit`.
@@ -199,7 +200,7 @@ class Emitter:
             if type(client) is Client or isinstance(client, Client):
                 client._capture_lazy_many(distinct_id, finish, groups, privacy, tid)
                 return
-            for event, props in finish():
+            for event, props, _ in finish():
                 _capture_foreign(client, event, distinct_id, props, groups)
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
@@ -310,17 +311,19 @@ class _FinishMany:
         self.privacy = privacy
         self.client = client
 
-    def __call__(self) -> list[tuple[str, dict[str, Any]]]:
+    def __call__(self) -> list[tuple[str, dict[str, Any], float | None]]:
+        """`(event, properties, own time or None)` for each built event."""
         scope, anonymous, privacy = self.scope, self.anonymous, self.privacy
         finished = []
         for item in self.build():
-            if len(item) == 2 or item[2] is None or item[2] is scope:
-                event, props = item[0], item[1]
-                finished.append((event, _finish_properties(props, scope, anonymous, privacy)))
-                continue
-            event, props, own = item
-            own_privacy = True if own.privacy_mode else privacy
-            finished.append((event, _finish_properties(props, own, anonymous, own_privacy)))
+            own = item[2] if len(item) > 2 else None
+            when = item[3] if len(item) > 3 else None
+            if own is None or own is scope:
+                props = _finish_properties(item[1], scope, anonymous, privacy)
+            else:
+                own_privacy = True if own.privacy_mode else privacy
+                props = _finish_properties(item[1], own, anonymous, own_privacy)
+            finished.append((item[0], props, when))
         return finished
 
 

@@ -595,19 +595,26 @@ class PostHogCallbackHandler(BaseCallbackHandler):
 
 
 class _Replay:
-    """Worker side: a handed-over log as `(event, properties[, scope])` for `emit_many`."""
+    """Worker side: a handed-over log as `(event, properties, scope, time)` for `emit_many`.
 
-    __slots__ = ("trace", "log", "emitter", "max_chars")
+    Each event keeps the wall-clock time its run ended: the log's `perf_counter` times are
+    placed on the wall clock read once when the log was handed over.
+    """
+
+    __slots__ = ("trace", "log", "emitter", "max_chars", "wall", "perf")
 
     def __init__(self, trace: Trace, log: list[Any], emitter: Any, max_chars: int | None):
         self.trace = trace
         self.log = log
         self.emitter = emitter
         self.max_chars = max_chars
+        self.wall = time.time()
+        self.perf = _perf_counter()
 
     def __call__(self) -> list[Any]:
         trace = self.trace
         base = trace.scope
+        offset = self.wall - self.perf
         events: list[Any] = []
         for run in replay(trace, self.log, self.emitter, self.max_chars, _BUILDERS):
             builder = run.builder
@@ -622,7 +629,7 @@ class _Replay:
                 else (TRACE if builder is trace_builder else SPAN)
             )
             scope = run.scope
-            events.append((event, props) if scope is base else (event, props, scope))
+            events.append((event, props, None if scope is base else scope, run.end + offset))
         return events
 
 

@@ -94,6 +94,7 @@ class TraceLifecycle(StreamTracking):
         if trace.emit is None and len(trace.log) <= _ROOT_ONLY:
             return  # an internal function called on its own: nothing to send
         # One queued item per trace: the worker rebuilds its spans and events from the log.
+        trace.wall_offset = time.time() - time.perf_counter()
         self._emitter.emit_many(trace, trace.scope, trace_id=trace.id)
 
     def _evict(self, trace: Trace) -> None:

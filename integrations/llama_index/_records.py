@@ -96,6 +96,9 @@ class Trace:
         "result",
         "error",
         "stream_output",
+        # Set when the trace is handed over: `time.time() - perf_counter()` then, which places
+        # the log's `perf_counter` times on the wall clock (each event's own time).
+        "wall_offset",
     )
 
     def __init__(
@@ -133,8 +136,9 @@ class Trace:
         self.result: Any = None
         self.error: BaseException | None = None
         self.stream_output: Any = None  # the response of a lazily run streamed LLM call
+        self.wall_offset: float | None = None
 
-    def __call__(self) -> list[tuple[str, dict[str, Any]]]:
+    def __call__(self) -> list[Any]:
         """The trace's events, rebuilt from its log: the builder the worker runs."""
         from ._replay import replay  # the replay reads these records: imported when it runs
 

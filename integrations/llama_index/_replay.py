@@ -157,7 +157,7 @@ class Tree:
         self.pos = i
 
 
-def replay(trace: Trace) -> list[tuple[str, dict[str, Any]]]:
+def replay(trace: Trace) -> list[Any]:
     """The events of one finished trace (`Trace.__call__`, on the sender's worker thread)."""
     return _Run(trace).run()
 
@@ -169,11 +169,11 @@ class _Run:
         self.trace = trace
         self.tree = Tree(trace)
         self.gens: dict[str, Gen] = {}
-        self.out: list[tuple[str, dict[str, Any]]] = []
+        self.out: list[Any] = []
         self.root_done = False
         self.has_events = False
 
-    def run(self) -> list[tuple[str, dict[str, Any]]]:
+    def run(self) -> list[Any]:
         trace = self.trace
         log = trace.log
         read = self.tree.read
@@ -198,17 +198,21 @@ class _Run:
         if trace.evicted is not None:
             self._evicted(trace.evicted)
         if trace.parent is not None:
-            self._emit(SPAN, _builders.joined_root_event, trace)
+            self._emit(SPAN, trace.end, _builders.joined_root_event, trace)
         elif trace.emit or (trace.emit is None and self.has_events):
-            self._emit(TRACE, _builders.trace_event, trace)
+            self._emit(TRACE, trace.end, _builders.trace_event, trace)
         return self.out
 
-    def _emit(self, event: str, build: Any, *args: Any) -> None:
+    def _emit(self, event: str, at: float | None, build: Any, *args: Any) -> None:
+        """Build one event; `at`: its `perf_counter` time (it is sent at that wall time)."""
         self.has_events = True
         try:
-            self.out.append((event, build(*args)))
+            props = build(*args)
         except Exception as exc:  # this event is lost, not the rest of the trace
             report_internal_error(exc)
+            return
+        offset = self.trace.wall_offset
+        self.out.append((event, props, None, None if at is None or offset is None else at + offset))
 
     def _exit(self, id_: str, result: Any, now: float) -> None:
         node = self.tree.spans.get(id_)
@@ -229,7 +233,7 @@ class _Run:
         emb = node.emb
         if emb is not None:
             node.emb = None
-            self._emit(EMBEDDING_EVENT, _builders.embedding_event, emb, None, None, err, now)
+            self._emit(EMBEDDING_EVENT, now, _builders.embedding_event, emb, None, None, err, now)
         self._end(node, id_, None, err, now)
 
     def _end(self, node: Any, id_: str, result: Any, err: Any, now: float) -> None:
@@ -248,7 +252,7 @@ class _Run:
             else:
                 node.error = err
             node.end = now
-            self._emit(SPAN, _builders.span_event, node, result, err, now)
+            self._emit(SPAN, now, _builders.span_event, node, result, err, now)
 
     def _event(self, tag: int, span_id: Any, now: float, value: Any, extra: Any) -> None:
         if tag <= COMPLETION_START:  # value: the call's slot, extra: messages or prompt
@@ -305,7 +309,9 @@ class _Run:
             elif node.emb is not None:
                 emb = node.emb
                 node.emb = None
-                self._emit(EMBEDDING_EVENT, _builders.embedding_event, emb, value, extra, None, now)
+                self._emit(
+                    EMBEDDING_EVENT, now, _builders.embedding_event, emb, value, extra, None, now
+                )
 
     def _finish_gen(self, gen: Gen) -> None:
         gen.done = True
@@ -320,7 +326,7 @@ class _Run:
             return
         if self.root_done and gen.response is not None:
             self.trace.stream_output = gen.response  # a lazily run stream: the trace's output
-        self._emit(GENERATION, _builders.generation_event, gen)
+        self._emit(GENERATION, gen.end, _builders.generation_event, gen)
 
     def _evicted(self, now: float) -> None:
         """The trace waited too long (an abandoned stream): send what it has."""
@@ -331,7 +337,7 @@ class _Run:
             gen.done = True
             gen.end = gen.last or now
             if gen.outer is None:
-                self._emit(GENERATION, _builders.generation_event, gen)
+                self._emit(GENERATION, gen.end, _builders.generation_event, gen)
                 if self.root_done and gen.response is not None:
                     trace.stream_output = gen.response
         self.gens.clear()

@@ -183,21 +183,20 @@ class PostHogSpanProcessor(SpanProcessor):
 
 def _trace_events(
     records: list[SpanRecord], outer: Any, privacy: bool
-) -> list[tuple[str, dict[str, Any]]]:
-    """Worker side: the `$ai_*` events of one finished trace."""
+) -> list[tuple[str, dict[str, Any], None, float | None]]:
+    """Worker side: the `$ai_*` events of one finished trace, each at its span's end time."""
     plan = plan_trace(records)
     if plan is None:
         return []
     root = plan.root
-    events: list[tuple[str, dict[str, Any]]] = []
+    events: list[tuple[str, dict[str, Any], None, float | None]] = []
     if outer is None:
         trace_id = plan.trace_id
         for rec, kind, parent_id in plan.spans:
             events.append(_span_event(rec, kind, trace_id, parent_id, privacy))
         if root is not None:
-            events.append(
-                trace_event(root, trace_id=trace_id, privacy=privacy, framework=FRAMEWORK)
-            )
+            name, props = trace_event(root, trace_id=trace_id, privacy=privacy, framework=FRAMEWORK)
+            events.append((name, props, None, _ended_at(root)))
         return events
     # Started inside another observation (posthog_llm.span, an Agents run ...): the whole
     # OpenTelemetry trace joins it, its root as a span under the observation.
@@ -216,7 +215,13 @@ def _trace_events(
 
 def _span_event(
     rec: SpanRecord, kind: str, trace_id: str, parent_id: str, privacy: bool
-) -> tuple[str, dict[str, Any]]:
-    return span_event(
+) -> tuple[str, dict[str, Any], None, float | None]:
+    name, props = span_event(
         rec, kind, trace_id=trace_id, parent_id=parent_id, privacy=privacy, framework=FRAMEWORK
     )
+    return name, props, None, _ended_at(rec)
+
+
+def _ended_at(rec: SpanRecord) -> float | None:
+    """The span's end as `time.time()` seconds: the time its event carries."""
+    return rec.end_ns / 1e9 if rec.end_ns else None

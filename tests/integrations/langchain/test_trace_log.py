@@ -7,6 +7,7 @@ evicted before it ends, a trace long enough to hand over in parts, and a builder
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -123,3 +124,19 @@ def test_a_step_with_its_own_properties_keeps_them_in_the_shared_hand_over(handl
     sent = _by_name(events())
     assert sent["Step"]["team"] == "b" and sent["Step"]["step"] is True
     assert sent["Root"]["team"] == "a" and "step" not in sent["Root"]
+
+
+def test_each_event_keeps_the_time_its_run_ended(handler, events):
+    from datetime import datetime
+
+    root, step = uuid.uuid4(), uuid.uuid4()
+    _start(handler, root, None, "Root")
+    _start(handler, step, root, "Step")
+    handler.on_chain_end({}, run_id=step)
+    time.sleep(0.3)
+    handler.on_chain_end({}, run_id=root)
+
+    sent = {e["properties"].get("$ai_span_name"): e for e in events()}
+    ended = {name: datetime.fromisoformat(e["timestamp"]) for name, e in sent.items()}
+    gap = (ended["Root"] - ended["Step"]).total_seconds()
+    assert 0.25 <= gap < 5  # the step's event is not stamped with its trace's hand-over time

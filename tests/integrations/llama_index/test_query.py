@@ -186,3 +186,25 @@ def test_query_engine_built_before_registration_is_captured(index, client, sink)
     evts = events(client, sink)
     assert len(by_event(evts, "$ai_trace")) == 1
     assert len(by_event(evts, "$ai_generation")) == 1
+
+
+def test_each_event_carries_the_time_its_step_ended(index, documents, handler, client, sink):
+    import time
+    from datetime import datetime
+
+    started = time.time()
+    index.as_query_engine().query("How long do cats sleep?")
+    finished = time.time()
+
+    evts = events(client, sink)
+    at = {
+        (e["event"], e["properties"].get("$ai_span_name")): datetime.fromisoformat(
+            e["timestamp"]
+        ).timestamp()
+        for e in evts
+    }
+    (trace_at,) = (t for (event, _), t in at.items() if event == "$ai_trace")
+    retrieve_at = at[("$ai_span", "VectorIndexRetriever.retrieve")]
+    (generation_at,) = (t for (event, _), t in at.items() if event == "$ai_generation")
+    # In the order the steps ended (retrieval, the LLM call, the query), within the call.
+    assert started - 0.001 <= retrieve_at < generation_at < trace_at <= finished + 0.001

@@ -329,3 +329,21 @@ def test_records_read_from_the_sdk_fields_equal_those_read_through_its_propertie
     assert chat.is_error and chat.status_message == "boom"
     assert chat.events[0].name == "exception" and chat.attributes["gen_ai.request.model"]
     assert child.parent_remote and child.parent_id == f"{9:016x}" and child.trace_id == f"{7:032x}"
+
+
+def test_each_event_carries_its_span_end_time(tracer, events):
+    import time
+    from datetime import datetime
+
+    agent_attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "A"}
+    with tracer.start_as_current_span("invoke_agent A", attributes=agent_attrs) as agent:
+        with tracer.start_as_current_span("chat gpt-4o-mini", attributes=CHAT):
+            pass
+        time.sleep(0.3)
+
+    sent = events()
+    at = {e["event"]: datetime.fromisoformat(e["timestamp"]) for e in sent}
+    assert set(at) == {"$ai_generation", "$ai_trace"}
+    gap = (at["$ai_trace"] - at["$ai_generation"]).total_seconds()
+    assert 0.25 <= gap < 5  # not the time the trace was queued, for every event alike
+    assert abs(at["$ai_trace"].timestamp() - agent.end_time / 1e9) < 0.01

@@ -444,18 +444,21 @@ class PostHogCallbackHandler(BaseCallbackHandler):
     def on_llm_new_token(  # type: ignore[override]  # every argument but run_id is unused
         self, token: str, *, run_id: UUID, **kwargs: Any
     ) -> None:
-        key = run_id.int if type(run_id) is UUID else run_id
-        trace = self._runs._live.get(key)
-        if type(trace) is Trace:
-            now = _perf_counter()
-            tokens = trace.tokens
-            if tokens is None:
-                tokens = trace.tokens = {}
-            times = tokens.get(key)
-            if times is None:
-                tokens[key] = [now, now]
-            else:
-                times[1] = now
+        try:
+            key = run_id.int if type(run_id) is UUID else run_id
+            trace = self._runs._live.get(key)
+            if type(trace) is Trace:
+                now = _perf_counter()
+                tokens = trace.tokens
+                if tokens is None:
+                    tokens = trace.tokens = {}
+                times = tokens.get(key)
+                if times is None:
+                    tokens[key] = [now, now]
+                else:
+                    times[1] = now
+        except Exception as exc:
+            report_internal_error(exc)
 
     # -- ends: log the end; the trace's last open run hands the log over -------------------------
 

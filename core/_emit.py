@@ -196,7 +196,7 @@ class Emitter:
         try:
             client = self._client if self._client is not None else get_client()
             distinct_id, anonymous, tid, privacy, groups = _identity(client, scope, trace_id)
-            finish = _FinishMany(build, scope, anonymous, privacy, client)
+            finish = _FinishMany(build, scope, anonymous, privacy)
             if type(client) is Client or isinstance(client, Client):
                 client._capture_lazy_many(distinct_id, finish, groups, privacy, tid)
                 return
@@ -295,21 +295,15 @@ def _finish_properties(
 class _FinishMany:
     """`emit_many`'s finishing step: the built events with the scope's policies applied."""
 
-    __slots__ = ("build", "scope", "anonymous", "privacy", "client")
+    __slots__ = ("build", "scope", "anonymous", "privacy")
 
     def __init__(
-        self,
-        build: Callable[[], list[Any]],
-        scope: Scope,
-        anonymous: bool,
-        privacy: bool,
-        client: Any,
+        self, build: Callable[[], list[Any]], scope: Scope, anonymous: bool, privacy: bool
     ) -> None:
         self.build = build
         self.scope = scope
         self.anonymous = anonymous
         self.privacy = privacy
-        self.client = client
 
     def __call__(self) -> list[tuple[str, dict[str, Any], float | None]]:
         """`(event, properties, own time or None)` for each built event."""

@@ -39,7 +39,6 @@ from ._runs import (
     CHAIN,
     CHAT,
     END,
-    END_WIDTH,
     FRAMEWORK,
     LLM,
     RETRIEVER,
@@ -50,6 +49,7 @@ from ._runs import (
     Trace,
     key_of,
     replay,
+    start_positions,
 )
 
 __all__ = ["PostHogCallbackHandler"]
@@ -547,11 +547,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             if trace.open or not log:
                 return
             trace.log = []
-        self._emitter.emit_many(
-            _Replay(trace, log, self._emitter, self.max_span_state_chars),
-            trace.scope,
-            trace_id=trace.trace_id,
-        )
+        self._queue(trace, log)
 
     def _spill(self, trace: Trace) -> None:
         """A long trace hands over what ended so far; the starts of open runs stay in its log."""
@@ -562,18 +558,17 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 return
             still_open = trace.open
             carried: list[Any] = []
-            i = 0
-            while i < n:
-                if log[i] is END:
-                    i += END_WIDTH
-                    continue
-                if log[i + 1] in still_open:
-                    carried += log[i : i + START_WIDTH]
-                i += START_WIDTH
+            for at in start_positions(log, n):
+                if log[at + 1] in still_open:
+                    carried += log[at : at + START_WIDTH]
             trace.log = carried
             # Records appended while the log was read belong to the next part too.
             carried += log[n:]
             del log[n:]
+        self._queue(trace, log)
+
+    def _queue(self, trace: Trace, log: list[Any]) -> None:
+        """One queued item: the worker replays `log` into the trace's events."""
         self._emitter.emit_many(
             _Replay(trace, log, self._emitter, self.max_span_state_chars),
             trace.scope,
@@ -604,20 +599,19 @@ class _Replay:
     placed on the wall clock read once when the log was handed over.
     """
 
-    __slots__ = ("trace", "log", "emitter", "max_chars", "wall", "perf")
+    __slots__ = ("trace", "log", "emitter", "max_chars", "wall_offset")
 
     def __init__(self, trace: Trace, log: list[Any], emitter: Any, max_chars: int | None):
         self.trace = trace
         self.log = log
         self.emitter = emitter
         self.max_chars = max_chars
-        self.wall = time.time()
-        self.perf = _perf_counter()
+        self.wall_offset = time.time() - _perf_counter()
 
     def __call__(self) -> list[Any]:
         trace = self.trace
         base = trace.scope
-        offset = self.wall - self.perf
+        offset = self.wall_offset
         events: list[Any] = []
         for run in replay(trace, self.log, self.emitter, self.max_chars, _BUILDERS):
             builder = run.builder

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -39,6 +39,7 @@ __all__ = [
     "END",
     "START_WIDTH",
     "END_WIDTH",
+    "start_positions",
     "key_of",
     "key_text",
 ]
@@ -118,15 +119,9 @@ class Trace:
     def start_record(self, key: Any) -> int:
         """Where run `key`'s start is in the log (-1 if it is not): the rare paths only."""
         log = self.log
-        i, n = 0, len(log)
-        while i < n:
-            tag = log[i]
-            if tag is END:
-                i += END_WIDTH
-                continue
-            if log[i + 1] == key:
-                return i
-            i += START_WIDTH
+        for at in start_positions(log, len(log)):
+            if log[at + 1] == key:
+                return at
         return -1
 
 
@@ -222,6 +217,18 @@ class Run:
         if self.parent_span is None:
             return self.trace.trace_id
         return self.span_id()
+
+
+def start_positions(log: list[Any], n: int) -> Iterator[int]:
+    """Where each start record is among the first `n` entries of a log (the rare paths; the
+    worker's `replay` reads both kinds of record in one loop of its own)."""
+    i = 0
+    while i < n:
+        if log[i] is END:
+            i += END_WIDTH
+        else:
+            yield i
+            i += START_WIDTH
 
 
 def key_of(run_id: Any) -> Any:

@@ -65,6 +65,8 @@ class DeliveryPolicy:
         self.down_until = 0.0
         self._backoff = 0.0
         self._last_retry_after: float | None = None
+        # The last batch was delivered: the endpoint is answering (not merely not known down).
+        self.answering = False
 
     # -- endpoint state ------------------------------------------------------------------------
 
@@ -77,11 +79,13 @@ class DeliveryPolicy:
         return self._backoff > 0 and time.monotonic() < self.down_until
 
     def mark_down(self, retry_after: float | None = None) -> None:
+        self.answering = False
         self._backoff = min(_MAX_DOWN_BACKOFF, max(1.0, self._backoff * 2))
         wait = max(self._backoff * random.uniform(0.5, 1.0), retry_after or 0.0)
         self.down_until = time.monotonic() + min(wait, 60.0)
 
     def mark_up(self) -> None:
+        self.answering = True
         self._backoff = 0.0
         self.down_until = 0.0
 

@@ -3,8 +3,9 @@
 The caller's thread only appends to a deque (or, when the worker is far behind, builds the event
 itself: backpressure instead of loss). The worker turns queued items into JSON bytes, groups
 them into batches by count and bytes, and hands each batch to the delivery policy
-(`_delivery`). What cannot be delivered now goes to the disk spool (`_spool`) when there is
-one, and the worker drains the spool in the background once the endpoint answers again.
+(`_delivery`); with more waiting, a second request may be out at once (`_second_request`).
+What cannot be delivered now goes to the disk spool (`_spool`) when there is one, and the
+worker drains the spool in the background once the endpoint answers again.
 
 Like OpenTelemetry's batch processor: bounded queue, `flush`/`shutdown(timeout)` that always
 return, a fresh worker after `fork`, and the destination protocol as the exporter seam.
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._delivery import DeliveryPolicy, Outcome
+from ._second_request import SecondRequest
 from ._sender_stats import Counters, RateLimitedWarning, SenderStats
 from ._spool import Spool
 from .destinations import Destination
@@ -127,8 +129,12 @@ class BatchSender:
         self._flush_requested = 0
         self._flush_done = 0
         self._flush_ok = True
-        self._inflight: list[bytes] | None = None
+        # Batches taken from the backlog and not settled yet (two while a second request is out).
+        self._inflight: list[list[bytes]] = []
         self._inflight_lock = threading.Lock()
+        self._second: SecondRequest | None = None
+        if getattr(self.destination, "concurrent_requests", 1) > 1:
+            self._second = SecondRequest(self._deliver_guarded)
 
     def _after_fork_in_child(self) -> None:
         # The parent's queue belongs to the parent (it will send it); the child starts empty,
@@ -355,6 +361,8 @@ class BatchSender:
         self._closed = True
         self._abort.set()
         self._wake.set()
+        if self._second is not None:
+            self._second.stop()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(0.25 if delivered else 0.1)
@@ -375,8 +383,8 @@ class BatchSender:
     def _save_what_is_left(self) -> None:
         """At a shutdown deadline: spool the in-flight batch and everything still in memory."""
         with self._inflight_lock:
-            inflight, self._inflight = self._inflight, None
-        left: list[bytes] = list(inflight or [])
+            inflight, self._inflight = self._inflight, []
+        left: list[bytes] = [data for batch in inflight for data in batch]
         with self._backlog_lock:
             while self._backlog:
                 left.append(self._backlog.popleft())
@@ -464,7 +472,7 @@ class BatchSender:
             # In flight from here on: a shutdown deadline can still save it.
             if batch:
                 with self._inflight_lock:
-                    self._inflight = batch
+                    self._inflight.append(batch)
         return batch
 
     def _run(self) -> None:
@@ -517,7 +525,7 @@ class BatchSender:
             if self.spool is not None and self.policy.should_wait():
                 self._spool_batch(batch, "the endpoint is down")
             else:
-                self._deliver(batch)
+                self._send(batch)
             self._drain()
             if self._abort.is_set() or self._flush_requested > self._flush_done:
                 break
@@ -545,8 +553,10 @@ class BatchSender:
             if probe_failed and self.spool is not None:
                 self._spool_batch(batch, "the endpoint is down")
                 continue
-            self._deliver(batch)
+            self._send(batch)
             probe_failed = self.policy.should_wait()
+        if self._second is not None:
+            self._second.wait_idle()
         while self.spool is not None and not self._abort.is_set():
             if self.policy.should_wait():
                 resume = self.policy.down_until
@@ -592,13 +602,43 @@ class BatchSender:
             if len(self._queue) - before + self._extra_events - extra < 16:
                 return
 
-    def _spool_batch(self, batch: list[bytes], why: str) -> None:
+    def _settling(self, batch: list[bytes]) -> bool:
+        """Take `batch` out of the in-flight list; False if a shutdown deadline took it first."""
         with self._inflight_lock:
-            if self._inflight is not batch:
-                return  # taken (and spooled) by a shutdown deadline
-            self._inflight = None
+            for i, taken in enumerate(self._inflight):
+                if taken is batch:
+                    del self._inflight[i]
+                    return True
+            return False
+
+    def _spool_batch(self, batch: list[bytes], why: str) -> None:
+        if not self._settling(batch):
+            return  # taken (and spooled) by a shutdown deadline
         if not self._to_spool(batch, why):
             self.counters.add("failed", len(batch))
+
+    def _send(self, batch: list[bytes]) -> None:
+        """Deliver `batch`: on the helper thread when more is waiting and it is free, else here.
+
+        Only while the endpoint is answering: one that is failing gets one request at a time
+        (and its batches reach the spool in the order they were captured).
+        """
+        second = self._second
+        if (
+            second is not None
+            and self.policy.answering
+            and (self._backlog or self._queue)
+            and second.try_hand(batch)
+        ):
+            return
+        self._deliver(batch)
+
+    def _deliver_guarded(self, batch: list[bytes]) -> None:
+        try:
+            self._deliver(batch)
+        except Exception as exc:
+            log.exception("posthog-llm: the sender hit an unexpected error")
+            _report(exc)
 
     def _deliver(self, batch: list[bytes]) -> None:
         """Send one batch from memory. With a spool, a failed attempt goes straight to the spool
@@ -608,10 +648,8 @@ class BatchSender:
         outcome = self.policy.send(
             batch, deadline=self._deadline, abort=self._abort, retry=self.spool is None
         )
-        with self._inflight_lock:
-            if self._inflight is not batch:
-                return  # a shutdown deadline took the batch (and spooled it)
-            self._inflight = None
+        if not self._settling(batch):
+            return  # a shutdown deadline took the batch (and spooled it)
         self._settle(outcome)
         if outcome.undelivered:
             self.policy.mark_down(self.policy.take_retry_after())

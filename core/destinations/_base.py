@@ -35,8 +35,11 @@ class PermanentError(Exception):
 class Destination(Protocol):
     """Receives batches of events, each already serialized to compact JSON bytes.
 
-    `send` raises one of the errors above on failure and returns normally on success. It is only
-    ever called from the sender's worker thread (or, for what is left at shutdown, the caller's).
+    `send` raises one of the errors above on failure and returns normally on success. It is
+    called from the sender's worker thread (or, for what is left at shutdown, the caller's), one
+    call at a time, unless the destination sets `concurrent_requests = 2`: then the sender may
+    keep a second call running on a helper thread (the PostHog destination does, so one
+    request's wait overlaps the compression of the next).
 
     A destination may also define `lane(event: bytes) -> str`: the sender then never mixes events
     of different lanes in one `send` (the PostHog destination sends `$ai_*` events to another

@@ -80,6 +80,10 @@ def _retry_after(value: str | None) -> float | None:
 class PostHogHTTPDestination:
     """Sends batches to PostHog Cloud or a self-hosted PostHog (or `posthog-llm serve`)."""
 
+    # The sender may have two requests out at once: the endpoint's handling of one overlaps
+    # the compression of the next (the session's connection pool gives each its connection).
+    concurrent_requests = 2
+
     def __init__(self, api_key: str, host: str, *, gzip: bool = True) -> None:
         self.api_key = api_key
         self.host = host.rstrip("/")

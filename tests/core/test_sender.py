@@ -240,7 +240,7 @@ def test_a_worker_far_behind_makes_the_caller_build_events_instead_of_dropping()
     results = [client.capture("e", distinct_id="u", properties={"i": i}) for i in range(1000)]
     assert all(results)  # nothing dropped: past the threshold the caller built them
     assert client.stats()["dropped"] == 0
-    in_flight = len(sender._inflight or [])
+    in_flight = sum(len(batch) for batch in sender._inflight)
     assert client.stats()["queued"] + in_flight == 1000  # all pending: unbuilt, built or sending
     assert len(sender._queue) <= sender.help_threshold  # unbuilt items stay bounded
     # The rest was built (by the caller, past the threshold): waiting as bytes in the backlog,

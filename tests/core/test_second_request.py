@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
 
+import pytest
 from posthog_llm import Client
 
 
@@ -99,3 +101,28 @@ def test_both_batches_in_flight_at_a_shutdown_deadline_are_spooled_and_replayed(
     delivered = Counter(e["uuid"] for e in posthog_server.events)
     assert sorted(delivered) == sorted(uuids) and set(delivered.values()) == {1}
     second.shutdown(1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_child_gets_its_own_helper_thread():
+    destination = Overlapping(2)
+    client = Client(destination=destination, flush_at=50, flush_interval=30)
+    _capture(client, 5000)
+    assert client.flush(10) is True and destination.peak == 2  # the parent's helper ran
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's helper thread does not exist here
+        try:
+            os.close(read_fd)
+            destination.peak = 0
+            destination.events = []
+            _capture(client, 5000)
+            ok = client.flush(10)
+            os.write(write_fd, f"{ok}|{destination.peak}|{len(destination.events)}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_fd) as f:
+        assert f.read() == "True|2|5000"
+    client.shutdown(1)

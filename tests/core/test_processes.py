@@ -11,6 +11,8 @@ import time
 import pytest
 from posthog_llm import Client, EventStore, InMemoryDestination
 
+from ._forking import in_forked_child
+
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **env}
@@ -62,22 +64,15 @@ def test_forked_child_gets_a_fresh_worker_and_none_of_the_parent_queue(tmp_path)
     client = Client(destination=sink, flush_interval=30)  # parent events stay queued
     for _ in range(5):
         client.capture("parent", distinct_id="p")
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child
-        try:
-            os.close(read_fd)
-            queued_at_start = client.stats()["queued"]
-            client.capture("child", distinct_id="c")
-            ok = client.flush(5)
-            names = [e["event"] for e in sink.events]
-            os.write(write_fd, f"{queued_at_start}|{ok}|{','.join(names)}".encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    os.waitpid(pid, 0)
-    with os.fdopen(read_fd) as f:
-        queued_at_start, ok, names = f.read().split("|")
+
+    def child() -> str:
+        queued_at_start = client.stats()["queued"]
+        client.capture("child", distinct_id="c")
+        ok = client.flush(5)
+        names = [e["event"] for e in sink.events]
+        return f"{queued_at_start}|{ok}|{','.join(names)}"
+
+    queued_at_start, ok, names = in_forked_child(child).split("|")
     assert queued_at_start == "0"
     assert ok == "True"
     assert names == "child"  # the parent's five events were not sent by the child

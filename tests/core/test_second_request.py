@@ -10,6 +10,8 @@ from collections import Counter
 import pytest
 from posthog_llm import Client
 
+from ._forking import in_forked_child
+
 
 class Overlapping:
     """A destination that takes a while per batch and records how many calls ran at once."""
@@ -109,20 +111,13 @@ def test_a_forked_child_gets_its_own_helper_thread():
     client = Client(destination=destination, flush_at=50, flush_interval=30)
     _capture(client, 5000)
     assert client.flush(10) is True and destination.peak == 2  # the parent's helper ran
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: the parent's helper thread does not exist here
-        try:
-            os.close(read_fd)
-            destination.peak = 0
-            destination.events = []
-            _capture(client, 5000)
-            ok = client.flush(10)
-            os.write(write_fd, f"{ok}|{destination.peak}|{len(destination.events)}".encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    os.waitpid(pid, 0)
-    with os.fdopen(read_fd) as f:
-        assert f.read() == "True|2|5000"
+
+    def child() -> str:  # the parent's helper thread does not exist here
+        destination.peak = 0
+        destination.events = []
+        _capture(client, 5000)
+        ok = client.flush(10)
+        return f"{ok}|{destination.peak}|{len(destination.events)}"
+
+    assert in_forked_child(child) == "True|2|5000"
     client.shutdown(1)

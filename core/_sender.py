@@ -381,7 +381,7 @@ class BatchSender:
         return delivered
 
     def _save_what_is_left(self) -> None:
-        """At a shutdown deadline: spool the in-flight batch and everything still in memory."""
+        """At a shutdown deadline: spool the batches in flight and everything still in memory."""
         with self._inflight_lock:
             inflight, self._inflight = self._inflight, []
         left: list[bytes] = [data for batch in inflight for data in batch]

@@ -207,10 +207,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             # No observation of this trace is visible here (a thread started without the
             # caller's context): this step opens its own. Elsewhere a step's observation is
             # made only when something nested asks for it (`RunMap.observation`).
-            made = trace.observations
-            if made is None:
-                made = trace.observations = {}
-            made[key] = (
+            trace.observation_map()[key] = (
                 open_observation(
                     GENERATION_KIND if kind in (CHAT, LLM) else SPAN_KIND,
                     trace_id=trace.trace_id,

@@ -110,6 +110,13 @@ class Trace:
         self.asked: set[Any] | None = None
         self.tokens: dict[Any, list[float]] | None = None
 
+    def observation_map(self) -> dict[Any, tuple[Observation, bool]]:
+        """`observations`, made on first use (most traces never need it)."""
+        made = self.observations
+        if made is None:
+            made = self.observations = {}
+        return made
+
     def span_for_children_of(self, key: Any) -> str:
         """`$ai_parent_id` of a child of run `key` when its start is no longer in the log."""
         if key == self.root_key and not self.joined:
@@ -375,9 +382,7 @@ class RunMap:
         span, a child run's start) reads it, through LangChain's resolver."""
         if key == trace.root_key:
             return trace.root_obs
-        made = trace.observations
-        if made is None:
-            made = trace.observations = {}
+        made = trace.observation_map()
         pending: list[tuple[Any, int]] = []
         parent: Observation | None = None
         node = key

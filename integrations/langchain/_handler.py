@@ -394,18 +394,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         try:
             # Copy the lists: agents append to the same history list after the call.
             rows = [list(row) for row in messages] if messages else messages
-            self._start(
-                CHAT,
-                serialized,
-                rows,
-                run_id,
-                parent_run_id,
-                tags,
-                metadata,
-                kwargs.get("name"),
-                metadata,
-                kwargs.get("invocation_params"),
-            )
+            self._start_model(CHAT, serialized, rows, run_id, parent_run_id, tags, metadata, kwargs)
         except Exception as exc:
             report_internal_error(exc)
 
@@ -423,20 +412,37 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         if not self._emitter.enabled:
             return
         try:
-            self._start(
-                LLM,
-                serialized,
-                list(prompts) if prompts else prompts,
-                run_id,
-                parent_run_id,
-                tags,
-                metadata,
-                kwargs.get("name"),
-                metadata,
-                kwargs.get("invocation_params"),
+            inputs = list(prompts) if prompts else prompts
+            self._start_model(
+                LLM, serialized, inputs, run_id, parent_run_id, tags, metadata, kwargs
             )
         except Exception as exc:
             report_internal_error(exc)
+
+    def _start_model(
+        self,
+        kind: str,
+        serialized: Any,
+        inputs: Any,
+        run_id: Any,
+        parent_run_id: Any,
+        tags: Any,
+        metadata: Any,
+        kwargs: dict[str, Any],
+    ) -> None:
+        """A chat or text model's start: its metadata and invocation params go with it."""
+        self._start(
+            kind,
+            serialized,
+            inputs,
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kwargs.get("name"),
+            metadata,
+            kwargs.get("invocation_params"),
+        )
 
     def on_llm_new_token(  # type: ignore[override]  # every argument but run_id is unused
         self, token: str, *, run_id: UUID, **kwargs: Any

@@ -74,13 +74,14 @@ def test_posthog_gets_the_next_batch_while_it_is_still_answering_the_last(postho
     posthog_server.behaviour = slow
     client = Client(api_key="phc_test", host=posthog_server.host, flush_at=100, flush_interval=30)
     _capture(client, 400)
-    started = time.monotonic()
     assert client.flush(10) is True
-    took = time.monotonic() - started
-    # Four stalled requests, two at a time: about 0.6 s, where one at a time takes 1.2 s.
+    # Each request is answered 0.3 s after it arrives. One at a time, arrivals are at least 0.3 s
+    # apart; a request that arrives sooner went out while the one before was still unanswered.
+    # Judged by arrival order, not by the total time, which a loaded machine stretches.
     assert len(arrivals) == 4
-    assert min(b - a for a, b in zip(arrivals, arrivals[1:])) < 0.15
-    assert took < 1.1, took
+    assert min(b - a for a, b in zip(arrivals, arrivals[1:])) < 0.25
+    # Never three at once: a third request waits until one of the two before it is answered.
+    assert min(c - a for a, c in zip(arrivals, arrivals[2:])) >= 0.29
     client.shutdown(1)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "http_status_of",
     "clean_base_url",
     "provider_from_base_url",
+    "provider_name",
     "allowed_model_parameters",
     "strip_content",
 ]
@@ -155,13 +156,75 @@ _PROVIDER_HOSTS: tuple[tuple[str, str], ...] = (
     ("x.ai", "xai"),
     ("cohere.com", "cohere"),
     ("cohere.ai", "cohere"),
-    ("generativelanguage.googleapis.com", "google"),
+    ("generativelanguage.googleapis.com", "gemini"),
     ("aiplatform.googleapis.com", "vertex"),
     ("bedrock", "bedrock"),
     ("amazonaws.com", "bedrock"),
     ("huggingface.co", "huggingface"),
     ("cerebras.ai", "cerebras"),
 )
+
+
+# How frameworks spell a provider (LangSmith's `ls_provider` and class names, LlamaIndex's
+# package names, OpenTelemetry's `gen_ai.provider.name` / `gen_ai.system`) -> the name
+# posthog-python's own wrappers send. One provider is one value in PostHog's breakdowns,
+# whichever integration reported it; names not listed are kept, lower-cased.
+_PROVIDER_ALIASES = {
+    # Azure OpenAI and Azure AI Inference
+    "azure_openai": "azure",
+    "azureopenai": "azure",
+    "azure_ai": "azure",
+    "azure_inference": "azure",
+    "azureaichatcompletionsmodel": "azure",
+    "az.ai.openai": "azure",
+    "azure.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    # Google: the Gemini API, and Vertex AI ("vertex", as the Gemini wrapper in Vertex mode)
+    "google": "gemini",
+    "google_genai": "gemini",
+    "googlegenerativeai": "gemini",
+    "gcp.gemini": "gemini",
+    "gcp.gen_ai": "gemini",
+    "google_vertexai": "vertex",
+    "vertexai": "vertex",
+    "vertex_ai": "vertex",
+    "gcp.vertex_ai": "vertex",
+    # Claude on Vertex is labelled by its model's maker, as posthog-python's Anthropic wrapper does
+    "google_anthropic_vertex": "anthropic",
+    # AWS Bedrock
+    "amazon_bedrock": "bedrock",
+    "bedrock_converse": "bedrock",
+    "bedrockconverse": "bedrock",
+    "aws": "bedrock",
+    "aws.bedrock": "bedrock",
+    # others spelled more than one way
+    "openai_like": "openai",
+    "mistralai": "mistral",
+    "mistral_ai": "mistral",
+    "x_ai": "xai",
+    "togetherai": "together",
+    "voyageai": "voyage",
+    "huggingface_api": "huggingface",
+    "text_embeddings_inference": "huggingface",
+}
+
+
+def provider_name(value: Any) -> str | None:
+    """PostHog's name for a provider as a framework spells it; None when there is none.
+
+    >>> provider_name("google_genai")
+    'gemini'
+    >>> provider_name("Azure_OpenAI")
+    'azure'
+    >>> provider_name("groq")
+    'groq'
+    """
+    if not isinstance(value, str):
+        return None
+    key = value.strip().lower()
+    if not key:
+        return None
+    return _PROVIDER_ALIASES.get(key, key)
 
 
 def provider_from_base_url(url: Any, default: str = "openai") -> str:

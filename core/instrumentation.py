@@ -37,6 +37,7 @@ from ._events import (
     generation_properties,
     http_status_of,
     provider_from_base_url,
+    provider_name,
     span_properties,
     strip_content,
     trace_properties,
@@ -89,6 +90,7 @@ __all__ = [
     "allowed_model_parameters",
     "clean_base_url",
     "provider_from_base_url",
+    "provider_name",
     "http_status_of",
     # policies
     "error_text",

@@ -18,6 +18,7 @@ from posthog_llm.instrumentation import (
     clean_base_url,
     normalize_usage,
     provider_from_base_url,
+    provider_name,
 )
 
 __all__ = [
@@ -30,43 +31,6 @@ __all__ = [
     "stop_reason",
     "is_anthropic_model",
 ]
-
-# LangSmith `ls_provider` values (and class-name fallbacks) -> PostHog provider names.
-_PROVIDER_ALIASES = {
-    "openai": "openai",
-    "azure": "azure",
-    "azure_openai": "azure",
-    "azureopenai": "azure",
-    "azure_ai": "azure",
-    "azureaichatcompletionsmodel": "azure",
-    "anthropic": "anthropic",
-    "google": "google",
-    "google_genai": "google",
-    "googlegenerativeai": "google",
-    "google_vertexai": "google",
-    "vertexai": "google",
-    "vertex": "google",
-    "google_anthropic_vertex": "google",
-    "gemini": "google",
-    "bedrock": "bedrock",
-    "amazon_bedrock": "bedrock",
-    "bedrock_converse": "bedrock",
-    "bedrockconverse": "bedrock",
-    "aws": "bedrock",
-    "ollama": "ollama",
-    "mistral": "mistral",
-    "mistralai": "mistral",
-    "groq": "groq",
-    "deepseek": "deepseek",
-    "xai": "xai",
-    "fireworks": "fireworks",
-    "together": "together",
-    "cohere": "cohere",
-    "huggingface": "huggingface",
-    "perplexity": "perplexity",
-    "openrouter": "openrouter",
-    "cerebras": "cerebras",
-}
 
 # Where chat model classes keep their endpoint (serialized kwargs or invocation params).
 _BASE_URL_KEYS = (
@@ -84,14 +48,11 @@ def normalise_provider(ls_provider: Any, base_url: str | None) -> str | None:
     """PostHog's provider name; OpenAI-compatible endpoints are named by their host.
 
     >>> normalise_provider("google_genai", None)
-    'google'
+    'gemini'
     >>> normalise_provider("openai", "https://api.groq.com/openai/v1")
     'groq'
     """
-    provider = None
-    if isinstance(ls_provider, str) and ls_provider:
-        key = ls_provider.strip().lower()
-        provider = _PROVIDER_ALIASES.get(key, key)
+    provider = provider_name(ls_provider)
     if base_url and provider in (None, "openai", "azure"):
         guess = provider_from_base_url(base_url, default=provider or "openai")
         if guess != "local":

@@ -15,6 +15,7 @@ from posthog_llm.instrumentation import (
     allowed_model_parameters,
     normalize_usage,
     provider_from_base_url,
+    provider_name,
     whole_number,
 )
 
@@ -32,41 +33,6 @@ __all__ = [
     "tools_of",
     "embedding_tokens_of",
 ]
-
-# `llama_index.llms.<package>` (or `.embeddings.<package>`) -> PostHog provider name.
-_PACKAGE_PROVIDERS = {
-    "openai": "openai",
-    "openai_like": "openai",
-    "azure_openai": "azure",
-    "azure_inference": "azure",
-    "anthropic": "anthropic",
-    "bedrock": "bedrock",
-    "bedrock_converse": "bedrock",
-    "gemini": "google",
-    "google_genai": "google",
-    "vertex": "vertex",
-    "ollama": "ollama",
-    "groq": "groq",
-    "mistralai": "mistral",
-    "cohere": "cohere",
-    "huggingface": "huggingface",
-    "huggingface_api": "huggingface",
-    "text_embeddings_inference": "huggingface",
-    "deepseek": "deepseek",
-    "together": "together",
-    "togetherai": "together",
-    "openrouter": "openrouter",
-    "fireworks": "fireworks",
-    "perplexity": "perplexity",
-    "litellm": "litellm",
-    "vllm": "vllm",
-    "llama_cpp": "llama_cpp",
-    "nvidia": "nvidia",
-    "cerebras": "cerebras",
-    "xai": "xai",
-    "voyageai": "voyage",
-    "fastembed": "fastembed",
-}
 
 # OpenAI-compatible packages: the base URL says who really serves the model.
 _OPENAI_COMPATIBLE = frozenset({"openai", "openai_like", "litellm", "vllm"})
@@ -108,7 +74,7 @@ class _ClassFacts:
             parts = module.split(".")
             if len(parts) >= 3 and parts[0] == "llama_index" and parts[1] in ("llms", "embeddings"):
                 self.package = parts[2]
-                self.provider = _PACKAGE_PROVIDERS.get(parts[2], parts[2])
+                self.provider = provider_name(parts[2])
                 break
 
 

@@ -20,6 +20,7 @@ from ._kernel import (
     embedding_properties,
     error_text,
     generation_properties,
+    provider_name,
     span_properties,
     trace_properties,
     whole_number,
@@ -56,20 +57,6 @@ _SPAN_TYPES = {
     "agent": "agent",
     "workflow": "workflow",
     "task": "task",
-}
-# gen_ai.system / gen_ai.provider.name values -> PostHog's provider names.
-_PROVIDERS = {
-    "az.ai.openai": "azure",
-    "azure.ai.openai": "azure",
-    "azure.ai.inference": "azure",
-    "aws.bedrock": "bedrock",
-    "gcp.gemini": "gemini",
-    "gcp.gen_ai": "gemini",
-    "gcp.vertex_ai": "vertex",
-    "google": "gemini",
-    "vertex_ai": "vertex",
-    "x_ai": "xai",
-    "mistral_ai": "mistral",
 }
 _VERCEL_GENERATION = re.compile(r"^ai\.\w+\.(doGenerate|doStream)$")
 _VERCEL_EMBEDDING = re.compile(r"^ai\.\w+\.doEmbed$")
@@ -191,11 +178,12 @@ def _provider(attrs: Mapping[str, Any]) -> str | None:
         "llm.system",
         "ai.model.provider",
     )
-    if not isinstance(value, str):
+    name = provider_name(value)
+    if name is None:
         return None
-    name = value.lower()
-    name = _PROVIDERS.get(name, name)
-    return name.split(".", 1)[0] if name.endswith((".chat", ".completion", ".responses")) else name
+    if name.endswith((".chat", ".completion", ".responses")):  # the Vercel AI SDK's "openai.chat"
+        name = provider_name(name.split(".", 1)[0])
+    return name
 
 
 def _model(attrs: Mapping[str, Any]) -> str | None:

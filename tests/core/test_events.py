@@ -12,6 +12,7 @@ from posthog_llm._events import (
     clean_base_url,
     http_status_of,
     provider_from_base_url,
+    provider_name,
     strip_content,
 )
 
@@ -117,11 +118,34 @@ def test_span_parent_defaults_to_trace_and_trace_has_no_parent():
         ("https://openrouter.ai/api/v1", "openrouter"),
         ("http://localhost:11434/v1", "ollama"),
         ("http://127.0.0.1:8000/v1", "local"),
+        ("https://generativelanguage.googleapis.com/v1beta", "gemini"),
+        ("https://us-central1-aiplatform.googleapis.com/v1", "vertex"),
         (None, "openai"),
     ],
 )
 def test_provider_from_base_url(url, provider):
     assert provider_from_base_url(url) == provider
+
+
+@pytest.mark.parametrize(
+    "spellings,name",
+    [
+        # LangChain's ls_provider, LlamaIndex's package, OpenTelemetry's gen_ai.provider.name
+        (["google_genai", "gemini", "google", "gcp.gemini", "gcp.gen_ai"], "gemini"),
+        (["google_vertexai", "vertex", "vertex_ai", "gcp.vertex_ai"], "vertex"),
+        (["azure_openai", "azure_inference", "az.ai.openai", "azure.ai.inference"], "azure"),
+        (["amazon_bedrock", "bedrock_converse", "aws.bedrock"], "bedrock"),
+        (["mistralai", "mistral_ai", "Mistral"], "mistral"),
+        (["google_anthropic_vertex", "anthropic", " Anthropic "], "anthropic"),
+    ],
+)
+def test_every_spelling_of_a_provider_is_one_posthog_name(spellings, name):
+    assert {provider_name(s) for s in spellings} == {name}
+
+
+def test_an_unknown_provider_is_kept_and_no_provider_is_none():
+    assert provider_name("SomeNewLab") == "somenewlab"
+    assert provider_name("") is None and provider_name("  ") is None and provider_name(3) is None
 
 
 def test_clean_base_url_removes_credentials_and_query():

@@ -119,6 +119,9 @@ def fake_llm(module: str, name: str = "Fake", **attrs):
         (fake_llm("llama_index.llms.anthropic.base", "Anthropic"), "anthropic"),
         (fake_llm("llama_index.llms.azure_openai.base", "AzureOpenAI"), "azure"),
         (fake_llm("llama_index.llms.openai.base", "OpenAI"), "openai"),
+        (fake_llm("llama_index.llms.google_genai.base", "GoogleGenAI"), "gemini"),
+        (fake_llm("llama_index.llms.vertex.base", "Vertex"), "vertex"),
+        (fake_llm("llama_index.embeddings.voyageai.base", "VoyageEmbedding"), "voyage"),
         (
             fake_llm(
                 "llama_index.llms.openai_like.base",

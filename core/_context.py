@@ -89,13 +89,28 @@ def make_scope(
     if privacy_mode is not None and not isinstance(privacy_mode, bool):
         raise TypeError(f"privacy_mode must be a bool, got {type(privacy_mode).__name__}")
     return Scope(
-        distinct_id=None if distinct_id is None else str(distinct_id),
-        trace_id=None if trace_id is None else str(trace_id),
-        session_id=None if session_id is None else str(session_id),
+        distinct_id=id_text(distinct_id),
+        trace_id=id_text(trace_id),
+        session_id=id_text(session_id),
         properties=dict(properties) if properties else {},
         groups=dict(groups) if groups else {},
         privacy_mode=privacy_mode,
     )
+
+
+def id_text(value: Any) -> str | None:
+    """An id as text, or None when there is none: an empty or blank id counts as not given.
+
+    PostHog refuses a whole batch over one empty distinct id, so `distinct_id=user.id or ""`
+    must make events personless, not lose them.
+
+    >>> id_text(42), id_text("  "), id_text(None)
+    ('42', None, None)
+    """
+    if value is None:
+        return None
+    text = value if type(value) is str else str(value)
+    return text if text and not text.isspace() else None
 
 
 @contextlib.contextmanager

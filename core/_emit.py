@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, Union
 
 from ._client import Client, get_client
-from ._context import EMPTY_SCOPE, Scope, current_scope, make_scope
+from ._context import EMPTY_SCOPE, Scope, current_scope, id_text, make_scope
 from ._events import CONTENT_PROPERTIES
 from ._observation import current_observation
 from ._serialize import MAX_EVENT_BYTES, dumps, fit_event, to_json_safe
@@ -213,7 +213,7 @@ def _identity(
 
     Anonymous events (no distinct id in scope) use the trace id as distinct id."""
     distinct_id = scope.distinct_id
-    anonymous = distinct_id is None
+    anonymous = not distinct_id  # a Scope built by hand may still hold ""
     tid = str(trace_id) if trace_id is not None else scope.trace_id
     if anonymous:
         distinct_id = tid
@@ -246,10 +246,7 @@ def _with_posthog_context(scope: Scope) -> Scope:
     session_id = safely(contexts.get_context_session_id)
     if distinct_id is None and session_id is None:
         return scope
-    return Scope(
-        distinct_id=str(distinct_id) if distinct_id is not None else None,
-        session_id=str(session_id) if session_id is not None else None,
-    ).merged(scope)
+    return Scope(distinct_id=id_text(distinct_id), session_id=id_text(session_id)).merged(scope)
 
 
 class _Finish:

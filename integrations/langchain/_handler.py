@@ -28,6 +28,7 @@ from posthog_llm.instrumentation import (
     Scope,
     close_observation,
     current_observation,
+    make_scope,
     open_observation,
     register_resolver,
     report_internal_error,
@@ -726,12 +727,13 @@ def _metadata_overrides(metadata: Any) -> Scope | None:
         and privacy is None
     ):
         return None
-    return Scope(
-        distinct_id=None if distinct_id is None else str(distinct_id),
-        trace_id=None if trace_id is None else str(trace_id),
-        session_id=None if session_id is None else str(session_id),
-        properties=dict(properties) if isinstance(properties, Mapping) else {},
-        groups=dict(groups) if isinstance(groups, Mapping) else {},
+    # Metadata is read at run time, so what make_scope would refuse is left out, not raised.
+    return make_scope(
+        distinct_id=distinct_id,
+        trace_id=trace_id,
+        session_id=session_id,
+        properties=properties if isinstance(properties, Mapping) else None,
+        groups=groups if isinstance(groups, Mapping) else None,
         privacy_mode=bool(privacy) if privacy is not None else None,
     )
 

@@ -22,6 +22,27 @@ def test_anonymous_trace_shares_one_distinct_id_and_is_personless(client, sink):
     assert all(e["properties"]["$process_person_profile"] is False for e in sink.events)
 
 
+def test_an_empty_or_blank_id_counts_as_not_given(posthog_server):
+    # PostHog refuses a whole batch over one empty distinct id; the loopback server does too.
+    posthog_server.rejects = lambda e: not e["distinct_id"].strip()
+    client = posthog_llm.Client(api_key="phc_test", host=posthog_server.host, flush_interval=30)
+    anonymous = Emitter(client, distinct_id="", session_id=" ")
+    with posthog_llm.context(distinct_id="  "):
+        scope = anonymous.scope()
+    anonymous.emit("$ai_span", span_properties(trace_id="t1", span_id="s1"), scope, trace_id="t1")
+    # An empty id given nearer the call does not override a real one given further out.
+    known = Emitter(client, distinct_id="user_1")
+    scope = known.scope(make_scope(distinct_id="", trace_id=""))
+    known.emit("$ai_span", span_properties(trace_id="t2", span_id="s2"), scope, trace_id="t2")
+    assert client.flush(5) is True
+    first, second = posthog_server.events
+    assert first["distinct_id"] == "t1" and first["properties"]["$process_person_profile"] is False
+    assert "$ai_session_id" not in first["properties"]
+    assert second["distinct_id"] == "user_1"
+    assert client.stats()["failed"] == 0
+    client.shutdown(1)
+
+
 def test_precedence_defaults_then_context_then_overrides(client, sink):
     emitter = Emitter(
         client, distinct_id="default", properties={"a": "default", "b": "default"}, session_id="s0"

@@ -72,6 +72,33 @@ def test_run_metadata_overrides_context_which_overrides_the_handler(client, even
     }
 
 
+def test_an_empty_distinct_id_makes_the_trace_personless_not_refused(posthog_server):
+    # `distinct_id=user.id or ""` for a logged-out user: PostHog refuses a whole batch over one
+    # empty id (the loopback server too), so such a trace is sent personless.
+    posthog_server.rejects = lambda e: not e["distinct_id"]
+    client = Client(api_key="phc_test", host=posthog_server.host, flush_interval=30)
+    blank = PostHogCallbackHandler(client, distinct_id="")
+    chain().invoke({"question": "q"}, config={"callbacks": [blank]})
+    known = PostHogCallbackHandler(client, distinct_id="user_1")
+    metadata = {"posthog_distinct_id": " "}  # does not override the handler's real id
+    chain().invoke({"question": "q"}, config={"callbacks": [known], "metadata": metadata})
+    with posthog_llm.context(distinct_id=""):
+        chain().invoke({"question": "q"}, config={"callbacks": [PostHogCallbackHandler(client)]})
+    assert client.flush(5) is True
+
+    traces: dict[str, list] = {}
+    for event in posthog_server.events:
+        traces.setdefault(event["properties"]["$ai_trace_id"], []).append(event)
+    owners = []
+    for trace_id, sent in traces.items():
+        (owner,) = {e["distinct_id"] for e in sent}
+        personless = all(e["properties"].get("$process_person_profile") is False for e in sent)
+        owners.append("anonymous" if owner == trace_id and personless else owner)
+        assert len(sent) == 4
+    assert sorted(owners) == ["anonymous", "anonymous", "user_1"]
+    client.shutdown(1)
+
+
 def test_properties_of_a_single_step(handler, events):
     step = model().with_config(metadata={"posthog_properties": {"step": "answer"}})
     chain(step).invoke({"question": "q"}, config={"callbacks": [handler]})

@@ -84,6 +84,7 @@ MODEL_PARAMETER_NAMES = frozenset(
         "thinking",
         "verbosity",
         "service_tier",
+        "output_config",
         "dimensions",
         "encoding_format",
         "context_window",

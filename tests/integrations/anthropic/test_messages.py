@@ -201,6 +201,20 @@ def test_parse_reports_the_structured_answer(make_client, events):
     assert props["$ai_input_tokens"] == reply.usage.input_tokens
 
 
+@pytest.mark.skipif(
+    "output_config"
+    not in inspect.signature(anthropic.resources.messages.Messages.create).parameters,
+    reason="this anthropic SDK has no output_config",
+)
+def test_output_config_is_a_model_parameter(make_client, events):
+    llm = make_client()
+    llm.messages.create(
+        model=MODEL, max_tokens=100, messages=HELLO, output_config={"effort": "low"}
+    )
+    props = only(events("$ai_generation"))
+    assert props["$ai_model_parameters"] == {"max_tokens": 100, "output_config": {"effort": "low"}}
+
+
 @pytest.mark.parametrize("where", ["call", "context", "client"])
 def test_privacy_mode_drops_prompt_and_answer(make_client, events, sink, where):
     client = posthog_llm.Client(

@@ -25,10 +25,10 @@ ClientT = TypeVar("ClientT", openai.OpenAI, openai.AsyncOpenAI)
 _STATE = "_posthog_llm"
 
 
-def wrap(client: ClientT, posthog_client: Any = None) -> ClientT:
-    """Track `client`'s chat, responses and embeddings calls; returns the same client.
+def wrap(existing_client: ClientT, posthog_client: Any = None) -> ClientT:
+    """Track `existing_client`'s chat, responses and embeddings calls; returns the same client.
 
-    `client` is an `openai.OpenAI`, `AsyncOpenAI`, `AzureOpenAI` or `AsyncAzureOpenAI` you
+    `existing_client` is an `openai.OpenAI`, `AsyncOpenAI`, `AzureOpenAI` or `AsyncAzureOpenAI` you
     already built. `posthog_client` is a `posthog_llm.Client`, a posthog-python client (or the
     `posthog` module), or None for posthog-llm's default client. Copies made with
     `client.with_options(...)` are tracked the same way. Wrapping twice only swaps the
@@ -40,6 +40,7 @@ def wrap(client: ClientT, posthog_client: Any = None) -> ClientT:
     >>> client.chat.completions.create(model="gpt-4o-mini", messages=[...],
     ...                                posthog_distinct_id="user_123")  # doctest: +SKIP
     """
+    client = existing_client
     if not isinstance(client, (openai.OpenAI, openai.AsyncOpenAI)):
         raise TypeError(
             "wrap() takes an openai.OpenAI, AsyncOpenAI, AzureOpenAI or AsyncAzureOpenAI client, "

@@ -164,7 +164,7 @@ def test_wrap_an_existing_client_in_place(standin, client, events):
 
 async def test_wrap_async_client(standin, client, events):
     plain = openai.AsyncOpenAI(base_url=standin.base_url, api_key=API_KEY, max_retries=0)
-    wrap(plain, posthog_client=client)
+    wrap(existing_client=plain, posthog_client=client)  # the names the docs give
     await plain.embeddings.create(model="text-embedding-3-small", input="x")
     await plain.close()
     assert len(events("$ai_embedding")) == 1

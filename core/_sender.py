@@ -535,7 +535,8 @@ class BatchSender:
         """Flush: everything in memory, then the spool; True when all of it was delivered.
 
         With a spool, retries are spool replays: the pass waits out short backoffs (a
-        Retry-After, the first seconds of an outage) for up to `_RETRY_BUDGET_WITH_SPOOL`.
+        Retry-After, the first seconds of an outage) while the endpoint has delivered a batch
+        within the last `_RETRY_BUDGET_WITH_SPOOL` seconds.
         """
         before = self.counters.snapshot()
         started = time.monotonic()
@@ -557,18 +558,25 @@ class BatchSender:
             probe_failed = self.policy.should_wait()
         if self._second is not None:
             self._second.wait_idle()
+        # Counted from the last batch delivered: an outage is not waited out, but a failure
+        # late in a long replay (the backlog an outage left) is.
+        progress = started
         while self.spool is not None and not self._abort.is_set():
             if self.policy.should_wait():
                 resume = self.policy.down_until
                 # Everything here is already on disk: wait only for a retry that can happen
                 # within the budget and before a shutdown's deadline (never wait just to give up).
-                if resume - started > _RETRY_BUDGET_WITH_SPOOL or (
+                if resume - progress > _RETRY_BUDGET_WITH_SPOOL or (
                     self._deadline is not None and resume >= self._deadline
                 ):
                     break
                 if self._abort.wait(max(0.0, resume - time.monotonic())):
                     break
-            if not self._drain_spool(max_batches=1) and not self.policy.should_wait():
+            replayed = self.counters.get("replayed")
+            more = self._drain_spool(max_batches=1)
+            if self.counters.get("replayed") > replayed:
+                progress = time.monotonic()
+            if not more and not self.policy.should_wait():
                 break
         after = self.counters.snapshot()
         lost = sum(after[k] - before[k] for k in ("failed", "dropped", "spool_dropped"))

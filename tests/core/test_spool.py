@@ -146,6 +146,34 @@ def test_shutdown_does_not_wait_for_a_retry_due_after_its_deadline(posthog_serve
     assert client.stats()["spool_pending"] == 10 and posthog_server.events == []
 
 
+def test_a_flush_replaying_a_long_backlog_rides_out_a_failure_late_in_it(
+    posthog_server, monkeypatch
+):
+    # The flush gives up on an endpoint that has not delivered anything for this long, not on one
+    # that fails once after delivering for longer than it: a backlog left by an outage then
+    # drains within the flush instead of staying on disk for some later process.
+    monkeypatch.setattr("posthog_llm._sender._RETRY_BUDGET_WITH_SPOOL", 2.0)
+    _down(posthog_server)
+    client = _client(posthog_server, flush_interval=30)
+    uuids = [client.capture("e", distinct_id="u", properties={"i": i}) for i in range(24_000)]
+    assert client.flush(5) is False
+    assert client.stats()["spool_pending"] == 24_000
+    replays: list[int] = []
+
+    def one_failure(number: int):
+        replays.append(number)
+        return ("status", 503) if len(replays) == 10 else "ok"
+
+    posthog_server.delay = 0.25  # every answer
+    posthog_server.behaviour = one_failure
+    # Batches of 2,000 answered in 0.25 s each: the failure comes ~2.25 s into the replay.
+    assert client.flush(30) is True
+    assert len(replays) == 13
+    assert sorted(e["uuid"] for e in posthog_server.events) == sorted(uuids)
+    assert client.stats()["spool_pending"] == 0
+    client.shutdown(1)
+
+
 def test_retries_exhausted_go_to_the_spool_not_lost(posthog_server):
     posthog_server.behaviour = lambda n: "drop" if n < 2 else "ok"
     client = _client(posthog_server)

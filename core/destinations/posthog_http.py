@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import threading
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +82,9 @@ class PostHogHTTPDestination:
     """Sends batches to PostHog Cloud or a self-hosted PostHog (or `posthog-llm serve`)."""
 
     # The sender may have two requests out at once: the endpoint's handling of one overlaps
-    # the compression of the next (the session's connection pool gives each its connection).
+    # the compression of the next. Each sending thread has its own session, so a failed request
+    # that closes its session never closes the connection of the other request in flight (and a
+    # forked child's worker never reuses its parent's connection).
     concurrent_requests = 2
 
     def __init__(self, api_key: str, host: str, *, gzip: bool = True) -> None:
@@ -91,14 +94,18 @@ class PostHogHTTPDestination:
         self.ai_url = self.host + "/i/v0/ai/batch/"
         self.gzip = gzip
         self.description = f"PostHog at {self.host}"
-        self._session: requests.Session | None = None
+        self._local = threading.local()  # this thread's session
+        # Every thread's, for close(). No lock (list appends and removes are atomic): one held
+        # by another thread at a fork would never be released in the child.
+        self._sessions: list[requests.Session] = []
         self._prefix = b'{"api_key":' + json.dumps(api_key).encode() + b',"batch":['
 
     def lane(self, event: bytes) -> str:
         return AI_LANE if is_ai_event(event) else EVENTS_LANE
 
     def _get_session(self) -> requests.Session:
-        if self._session is None:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
             # Imported on first use: `import posthog_llm` stays light for local-store users.
             import requests
 
@@ -112,8 +119,9 @@ class PostHogHTTPDestination:
             if bundle:
                 session.verify = bundle
             session.trust_env = False
-            self._session = session
-        return self._session
+            self._local.session = session
+            self._sessions.append(session)
+        return session
 
     def body(self, events: list[bytes]) -> bytes:
         sent_at = _dt.datetime.now(_dt.timezone.utc).isoformat()
@@ -147,8 +155,8 @@ class PostHogHTTPDestination:
                 url, data=data, headers=headers, timeout=timeout
             )
         except requests.RequestException as exc:
-            # The connection may be half-dead: start a fresh one on the next try.
-            self.close()
+            # The connection may be half-dead: this thread starts a fresh one on the next try.
+            self._drop_session()
             raise RetryableError(f"{type(exc).__name__}: {exc}") from None
         status = response.status_code
         if 200 <= status < 300:
@@ -162,10 +170,25 @@ class PostHogHTTPDestination:
             )
         raise PermanentError(detail, status=status)
 
-    def close(self) -> None:
-        session, self._session = self._session, None
+    def _drop_session(self) -> None:
+        session = getattr(self._local, "session", None)
+        self._local.session = None
         if session is not None:
             try:
-                session.close()
-            except Exception:
+                self._sessions.remove(session)
+            except ValueError:  # close() took it
                 pass
+            _close_quietly(session)
+
+    def close(self) -> None:
+        sessions, self._sessions = self._sessions, []
+        self._local = threading.local()
+        for session in sessions:
+            _close_quietly(session)
+
+
+def _close_quietly(session: requests.Session) -> None:
+    try:
+        session.close()
+    except Exception:
+        pass

@@ -123,7 +123,12 @@ class PostHogSink:
                     sink.bytes += len(raw)
                     if sink.keep:
                         sink.requests.append(
-                            {"path": self.path, "headers": dict(self.headers), "bytes": len(raw)}
+                            {
+                                "path": self.path,
+                                "headers": dict(self.headers),
+                                "bytes": len(raw),
+                                "client": self.client_address,  # which connection
+                            }
                         )
                 action = sink.behaviour(number)
                 if sink.delay:

@@ -1,4 +1,5 @@
-"""The HTTP destination reads the proxy environment once, when it makes its session."""
+"""The HTTP destination's sessions: the proxy environment is read once, when a session is made,
+and each sending thread has its own."""
 
 from __future__ import annotations
 
@@ -54,3 +55,46 @@ def test_requests_go_through_the_proxy_set_in_the_environment(
         "POST http://posthog.example/batch/",
     ]
     destination.close()
+
+
+def test_a_failed_request_closes_only_its_own_threads_connection(posthog_server):
+    # The sender's worker and its second-request helper send through one destination. A request
+    # that fails drops its session; the other thread's connection stays open for its next one.
+    posthog_server.behaviour = lambda n: "drop" if n == 1 else "ok"
+    destination = PostHogHTTPDestination("phc_test", posthog_server.host)
+    event = b'{"event":"e","distinct_id":"u","properties":{},"uuid":"u1"}'
+    outcomes: list[str] = []
+
+    def send() -> None:
+        try:
+            destination.send([event], timeout=5)
+            outcomes.append("ok")
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+
+    def in_thread(target) -> None:
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+
+    worker_ready = threading.Event()
+    worker_go = threading.Event()
+
+    def worker() -> None:  # two requests, with the other thread's failure between them
+        send()
+        worker_ready.set()
+        worker_go.wait(5)
+        send()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    worker_ready.wait(5)
+    in_thread(send)  # the helper's request: the connection is dropped
+    worker_go.set()
+    thread.join()
+    destination.close()
+
+    assert outcomes == ["ok", "RetryableError", "ok"]
+    first, failed, second = (r["client"] for r in posthog_server.requests)
+    assert second == first  # the worker's connection was kept alive
+    assert failed != first

@@ -141,6 +141,12 @@ class BatchSender:
         # with fresh locks (a lock held at fork time would never be released here).
         if self.spool is not None:
             self.spool.after_fork_in_child()
+        after_fork = getattr(self.destination, "after_fork_in_child", None)
+        if after_fork is not None:
+            try:
+                after_fork()
+            except Exception:
+                log.debug("posthog-llm: resetting the destination after fork failed", exc_info=True)
         self._init_state()
 
     @property

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import threading
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -82,9 +81,7 @@ class PostHogHTTPDestination:
     """Sends batches to PostHog Cloud or a self-hosted PostHog (or `posthog-llm serve`)."""
 
     # The sender may have two requests out at once: the endpoint's handling of one overlaps
-    # the compression of the next. Each sending thread has its own session, so a failed request
-    # that closes its session never closes the connection of the other request in flight (and a
-    # forked child's worker never reuses its parent's connection).
+    # the compression of the next (the session's connection pool gives each its connection).
     concurrent_requests = 2
 
     def __init__(self, api_key: str, host: str, *, gzip: bool = True) -> None:
@@ -94,18 +91,14 @@ class PostHogHTTPDestination:
         self.ai_url = self.host + "/i/v0/ai/batch/"
         self.gzip = gzip
         self.description = f"PostHog at {self.host}"
-        self._local = threading.local()  # this thread's session
-        # Every thread's, for close(). No lock (list appends and removes are atomic): one held
-        # by another thread at a fork would never be released in the child.
-        self._sessions: list[requests.Session] = []
+        self._session: requests.Session | None = None
         self._prefix = b'{"api_key":' + json.dumps(api_key).encode() + b',"batch":['
 
     def lane(self, event: bytes) -> str:
         return AI_LANE if is_ai_event(event) else EVENTS_LANE
 
     def _get_session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
+        if self._session is None:
             # Imported on first use: `import posthog_llm` stays light for local-store users.
             import requests
 
@@ -119,9 +112,8 @@ class PostHogHTTPDestination:
             if bundle:
                 session.verify = bundle
             session.trust_env = False
-            self._local.session = session
-            self._sessions.append(session)
-        return session
+            self._session = session
+        return self._session
 
     def body(self, events: list[bytes]) -> bytes:
         sent_at = _dt.datetime.now(_dt.timezone.utc).isoformat()
@@ -155,8 +147,9 @@ class PostHogHTTPDestination:
                 url, data=data, headers=headers, timeout=timeout
             )
         except requests.RequestException as exc:
-            # The connection may be half-dead: this thread starts a fresh one on the next try.
-            self._drop_session()
+            # The connection may be half-dead: the next request starts a fresh session. This one
+            # is let go, not closed: the other request in flight may be using it.
+            self._session = None
             raise RetryableError(f"{type(exc).__name__}: {exc}") from None
         status = response.status_code
         if 200 <= status < 300:
@@ -170,25 +163,15 @@ class PostHogHTTPDestination:
             )
         raise PermanentError(detail, status=status)
 
-    def _drop_session(self) -> None:
-        session = getattr(self._local, "session", None)
-        self._local.session = None
-        if session is not None:
-            try:
-                self._sessions.remove(session)
-            except ValueError:  # close() took it
-                pass
-            _close_quietly(session)
+    def after_fork_in_child(self) -> None:
+        """A forked child makes its own connections: the parent's stay the parent's (two
+        processes writing requests on one keep-alive socket would mix their answers)."""
+        self._session = None
 
     def close(self) -> None:
-        sessions, self._sessions = self._sessions, []
-        self._local = threading.local()
-        for session in sessions:
-            _close_quietly(session)
-
-
-def _close_quietly(session: requests.Session) -> None:
-    try:
-        session.close()
-    except Exception:
-        pass
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                session.close()
+            except Exception:
+                pass

@@ -1,14 +1,18 @@
-"""The HTTP destination's sessions: the proxy environment is read once, when a session is made,
-and each sending thread has its own."""
+"""The HTTP destination's session: the proxy environment is read once, when it is made, and a
+forked child never uses its parent's connections."""
 
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 
 import pytest
+from posthog_llm import Client
 from posthog_llm.destinations.posthog_http import PostHogHTTPDestination
+
+from ._forking import in_forked_child
 
 
 class _Proxy(http.server.BaseHTTPRequestHandler):
@@ -57,44 +61,31 @@ def test_requests_go_through_the_proxy_set_in_the_environment(
     destination.close()
 
 
-def test_a_failed_request_closes_only_its_own_threads_connection(posthog_server):
-    # The sender's worker and its second-request helper send through one destination. A request
-    # that fails drops its session; the other thread's connection stays open for its next one.
-    posthog_server.behaviour = lambda n: "drop" if n == 1 else "ok"
-    destination = PostHogHTTPDestination("phc_test", posthog_server.host)
-    event = b'{"event":"e","distinct_id":"u","properties":{},"uuid":"u1"}'
-    outcomes: list[str] = []
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_child_opens_its_own_connection(posthog_server):
+    # A web server that creates its client before forking workers: a worker reusing the parent's
+    # keep-alive socket would write its requests on the same connection as the parent.
+    client = Client(api_key="phc_test", host=posthog_server.host, flush_interval=30)
+    client.capture("parent", distinct_id="u")
+    assert client.flush(5) is True
 
-    def send() -> None:
-        try:
-            destination.send([event], timeout=5)
-            outcomes.append("ok")
-        except Exception as exc:
-            outcomes.append(type(exc).__name__)
+    def child() -> str:
+        client.capture("child", distinct_id="u")
+        return str(client.flush(5))
 
-    def in_thread(target) -> None:
-        thread = threading.Thread(target=target)
-        thread.start()
-        thread.join()
+    assert in_forked_child(child) == "True"
+    client.capture("parent again", distinct_id="u")
+    assert client.flush(5) is True
+    client.shutdown(1)
 
-    worker_ready = threading.Event()
-    worker_go = threading.Event()
+    by_event = {r["event"]: r["client"] for r in _requests_by_event(posthog_server)}
+    assert by_event["child"] != by_event["parent"]
+    assert by_event["parent again"] == by_event["parent"]  # the parent keeps its connection
 
-    def worker() -> None:  # two requests, with the other thread's failure between them
-        send()
-        worker_ready.set()
-        worker_go.wait(5)
-        send()
 
-    thread = threading.Thread(target=worker)
-    thread.start()
-    worker_ready.wait(5)
-    in_thread(send)  # the helper's request: the connection is dropped
-    worker_go.set()
-    thread.join()
-    destination.close()
-
-    assert outcomes == ["ok", "RetryableError", "ok"]
-    first, failed, second = (r["client"] for r in posthog_server.requests)
-    assert second == first  # the worker's connection was kept alive
-    assert failed != first
+def _requests_by_event(server) -> list[dict]:
+    """Each request's connection, named by the one event it carried."""
+    return [
+        {"event": event["event"], "client": request["client"]}
+        for request, event in zip(server.requests, server.events)
+    ]

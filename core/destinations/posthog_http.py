@@ -147,9 +147,10 @@ class PostHogHTTPDestination:
                 url, data=data, headers=headers, timeout=timeout
             )
         except requests.RequestException as exc:
-            # The connection may be half-dead: the next request starts a fresh session. This one
-            # is let go, not closed: the other request in flight may be using it.
-            self._session = None
+            # The connection may be half-dead: start a fresh one on the next try. Closing the
+            # session closes its idle connections only; one the other request in flight is
+            # using is closed when that request hands it back.
+            self.close()
             raise RetryableError(f"{type(exc).__name__}: {exc}") from None
         status = response.status_code
         if 200 <= status < 300:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._context import EMPTY_SCOPE, current_scope
+from ._context import EMPTY_SCOPE, current_scope, id_text
 from ._events import CONTENT_PROPERTIES
 from ._exit_hooks import register_exit_hooks
 from ._ids import uuid4_str
@@ -289,12 +289,9 @@ class Client:
                 if scope.privacy_mode:
                     props = {k: v for k, v in props.items() if k not in CONTENT_PROPERTIES}
             if distinct_id is not None:
-                if type(distinct_id) is not str:
-                    distinct_id = str(distinct_id)
                 # An empty id makes PostHog refuse the whole batch: personless instead.
-                if not distinct_id or distinct_id.isspace():
-                    distinct_id = None
-                elif len(distinct_id) > MAX_ID_CHARS:
+                distinct_id = id_text(distinct_id)
+                if distinct_id is not None and len(distinct_id) > MAX_ID_CHARS:
                     distinct_id = distinct_id[:MAX_ID_CHARS]
             trace_id = props.get("$ai_trace_id")
             if trace_id is not None:

@@ -578,11 +578,9 @@ class BatchSender:
                     break
                 if self._abort.wait(max(0.0, resume - time.monotonic())):
                     break
-            replayed = self.counters.get("replayed")
-            more = self._drain_spool(max_batches=1)
-            if self.counters.get("replayed") > replayed:
+            if self._drain_spool(max_batches=1):  # a batch was answered for good
                 progress = time.monotonic()
-            if not more and not self.policy.should_wait():
+            elif not self.policy.should_wait():
                 break
         after = self.counters.snapshot()
         lost = sum(after[k] - before[k] for k in ("failed", "dropped", "spool_dropped"))

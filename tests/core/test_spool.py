@@ -95,7 +95,9 @@ def test_events_are_spooled_while_down_and_replayed_by_a_later_client(posthog_se
     assert posthog_server.events == []
     key_files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "spool") for f in fs]
     assert key_files and all("phc_spool" not in p for p in key_files)
-    assert all(b"phc_spool" not in open(p, "rb").read() for p in key_files)
+    for path in key_files:
+        with open(path, "rb") as f:
+            assert b"phc_spool" not in f.read()
 
     _up(posthog_server)
     second = _client(posthog_server)  # same host and key: replays the spool, oldest first

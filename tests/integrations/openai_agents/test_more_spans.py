@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
 from agents import (
@@ -73,3 +75,72 @@ def test_custom_spans_carry_their_data(client, events):
     span = by_name(events("$ai_span"), "load documents")
     assert (span["$ai_span_type"], span["$ai_input_state"]) == ("custom", {"count": 3})
     assert events("$ai_trace")[0]["properties"]["$ai_span_name"] == "Nightly job"
+
+
+def test_an_mcp_servers_tool_listing_and_its_tool_call_are_spans(client, events):
+    mcp_types = pytest.importorskip("mcp.types")
+    from agents.mcp import MCPServer
+
+    class WeatherServer(MCPServer):  # an MCP server in this process: no subprocess, no network
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[str, Any]] = []
+
+        @property
+        def name(self) -> str:
+            return "weather-mcp"
+
+        async def connect(self) -> None:
+            pass
+
+        async def cleanup(self) -> None:
+            pass
+
+        async def list_tools(self, *args: Any, **kwargs: Any) -> list[Any]:
+            schema = {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            }
+            return [mcp_types.Tool(name="get_weather", description="Weather.", inputSchema=schema)]
+
+        async def call_tool(self, tool_name: str, arguments: Any, *args: Any, **kw: Any) -> Any:
+            self.calls.append((tool_name, arguments))
+            text = mcp_types.TextContent(type="text", text="sunny in Paris")
+            return mcp_types.CallToolResult(content=[text])
+
+        async def list_prompts(self, *args: Any, **kwargs: Any) -> Any:
+            return mcp_types.ListPromptsResult(prompts=[])
+
+        async def get_prompt(self, *args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    server = WeatherServer()
+    posthog_agents.instrument(client)
+    agent = Agent(name="Forecaster", instructions="Use your tools.", mcp_servers=[server])
+    result = asyncio.run(Runner.run(agent, "Weather in Paris?"))
+
+    assert server.calls and server.calls[0][0] == "get_weather"
+    assert "sunny in Paris" in str(result.final_output)
+    # The SDK lists the server's tools before each model call: two turns, two listings.
+    listings = [
+        e["properties"]
+        for e in events("$ai_span")
+        if e["properties"]["$ai_span_name"] == "mcp:weather-mcp"
+    ]
+    assert len(listings) == 2
+    for listing in listings:
+        assert listing["$ai_span_type"] == "mcp_tools"
+        assert listing["$ai_output_state"] == ["get_weather"]
+    tool = by_name(events("$ai_span"), "get_weather")
+    assert tool["$ai_span_type"] == "tool"
+    assert "sunny in Paris" in json.dumps(tool["$ai_output_state"])
+    trace_ids = {e["properties"]["$ai_trace_id"] for e in events()}
+    assert len(trace_ids) == 1  # the listing, the tool call and the model calls: one trace
+    # Each listing sits in the run that asked for it: in its turn (newer SDKs), in the agent's
+    # span or at the top of the trace (older ones).
+    (trace_id,) = trace_ids
+    names = {e["properties"].get("$ai_span_id"): e["properties"]["$ai_span_name"] for e in events()}
+    for listing in listings:
+        parent = listing["$ai_parent_id"]
+        assert parent == trace_id or names[parent].startswith("Forecaster")

@@ -6,11 +6,13 @@ The hooks record raw references in `_records`; these functions turn them into th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from posthog_llm.instrumentation import (
     embedding_properties,
     generation_properties,
+    safely,
     span_properties,
     trace_properties,
 )
@@ -20,6 +22,8 @@ from ._spans import FRAMEWORK
 
 if TYPE_CHECKING:  # the records call these builders: no import cycle at run time
     from ._records import Emb, Gen, Node, Trace
+
+_T = TypeVar("_T")
 
 __all__ = ["span_event", "trace_event", "joined_root_event", "generation_event", "embedding_event"]
 
@@ -95,25 +99,54 @@ def _safe_output(value: Any) -> Any:
     return None if _spans.is_stream(value) else value
 
 
+def _read(read: Callable[..., _T], *args: Any) -> _T:
+    return read(*args)
+
+
+def _generation_facts(gen: Gen, privacy: bool, read: Any = _read) -> tuple[Any, ...]:
+    """A generation's facts: read directly (the common case), or each through `safely`."""
+    response = gen.response
+    usage = read(_llm.usage_of, response)
+    if not usage and gen.inner is not None:
+        usage = read(_llm.usage_of, gen.inner)
+    model = read(
+        _llm.model_of, gen.instance, response if response is not None else gen.inner, gen.model_dict
+    )
+    stop = read(_llm.stop_reason_of, response) or read(_llm.stop_reason_of, gen.inner)
+    input_ = output = None
+    if not privacy:
+        input_ = read(_generation_input, gen)
+        if gen.error is None:
+            output = read(_llm.response_to_output, response)
+    return (
+        usage,
+        model,
+        stop,
+        input_,
+        output,
+        read(_llm.model_parameters_of, gen.instance, gen.kwargs),
+        read(_llm.provider_of, gen.instance),
+        read(_llm.base_url_of, gen.instance),
+        read(_llm.tools_of, gen.kwargs),
+    )
+
+
+def _generation_input(gen: Gen) -> Any:
+    return _llm.messages_to_input(gen.messages) if gen.chat else _llm.prompt_to_input(gen.prompt)
+
+
 def generation_event(gen: Gen) -> dict[str, Any]:
     trace = gen.trace
     privacy = trace.privacy
-    response = gen.response
-    usage = _llm.usage_of(response)
-    if not usage and gen.inner is not None:
-        usage = _llm.usage_of(gen.inner)
-    model = _llm.model_of(
-        gen.instance, response if response is not None else gen.inner, gen.model_dict
-    )
-    stop = _llm.stop_reason_of(response) or _llm.stop_reason_of(gen.inner)
-    if privacy:
-        input_ = output = None
-    else:
-        input_ = (
-            _llm.messages_to_input(gen.messages) if gen.chat else _llm.prompt_to_input(gen.prompt)
-        )
-        output = _llm.response_to_output(response) if gen.error is None else None
-    params = _llm.model_parameters_of(gen.instance, gen.kwargs)
+    # One guard for the group, and one per fact only when something in it fails: the policy
+    # (a fact that cannot be read is left out, not the event) at the cost of one `try`.
+    try:
+        facts = _generation_facts(gen, privacy)
+    except Exception:
+        facts = _generation_facts(gen, privacy, safely)
+    usage, model, stop, input_, output, params, provider, base_url, tools = facts
+    if params is None:
+        params = {}
     if gen.stream:
         params["stream"] = True
     end = gen.last if gen.stream and gen.last is not None else gen.end
@@ -123,10 +156,10 @@ def generation_event(gen: Gen) -> dict[str, Any]:
         parent_id=gen.parent,
         span_name=gen.name,
         model=model,
-        provider=_llm.provider_of(gen.instance),
-        base_url=_llm.base_url_of(gen.instance),
+        provider=provider,
+        base_url=base_url,
         model_parameters=params,
-        tools=_llm.tools_of(gen.kwargs),
+        tools=tools,
         input=input_,
         output_choices=output,
         latency=_latency(gen.start, end),
@@ -137,7 +170,17 @@ def generation_event(gen: Gen) -> dict[str, Any]:
         error=gen.error,
         framework=FRAMEWORK,
         privacy_mode=privacy,
-        **usage,
+        **(usage or {}),
+    )
+
+
+def _embedding_facts(emb: Emb, end_event: Any, read: Any = _read) -> tuple[Any, ...]:
+    instance = emb.instance
+    return (
+        read(_llm.embedding_model_of, instance, emb.model_dict),
+        read(_llm.provider_of, instance),
+        read(_llm.base_url_of, instance),
+        read(_llm.embedding_tokens_of, end_event) if end_event is not None else None,
     )
 
 
@@ -146,18 +189,21 @@ def embedding_event(
 ) -> dict[str, Any]:
     trace = emb.trace
     privacy = trace.privacy
-    instance = emb.instance
+    try:
+        model, provider, base_url, tokens = _embedding_facts(emb, end_event)
+    except Exception:
+        model, provider, base_url, tokens = _embedding_facts(emb, end_event, safely)
     return embedding_properties(
         trace_id=trace.id,
         span_id=emb.uid,
         parent_id=emb.parent,
         span_name=emb.name,
-        model=_llm.embedding_model_of(instance, emb.model_dict),
-        provider=_llm.provider_of(instance),
-        base_url=_llm.base_url_of(instance),
+        model=model,
+        provider=provider,
+        base_url=base_url,
         input=None if privacy or chunks is None else list(chunks),
         input_count=None if chunks is None else len(chunks),
-        input_tokens=_llm.embedding_tokens_of(end_event) if end_event is not None else None,
+        input_tokens=tokens,
         latency=_latency(emb.start, end),
         http_status=None if error is not None else 200,
         error=error,

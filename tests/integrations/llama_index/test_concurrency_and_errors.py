@@ -149,9 +149,9 @@ async def test_failing_async_query_reraises(index, handler, client, sink):
 
 
 @pytest.mark.allow_internal_errors
-def test_an_event_that_cannot_be_built_leaves_the_rest_of_its_trace(index, handler, client, sink):
-    # A whole trace is built on the worker in one pass: one event failing there (here an LLM
-    # whose parameter cannot be read) must not cost the trace's other events.
+def test_a_fact_that_cannot_be_read_drops_that_fact_not_the_event(index, handler, client, sink):
+    # An LLM whose parameters cannot be read: its generation goes out without them, with
+    # everything else it has (the kernel's rule in every integration), and the trace is whole.
     class BrokenParameters(type(Settings.llm)):  # type: ignore[misc]
         @property
         def additional_kwargs(self) -> dict[str, Any]:
@@ -159,9 +159,16 @@ def test_an_event_that_cannot_be_built_leaves_the_rest_of_its_trace(index, handl
 
     Settings.llm = BrokenParameters()
     assert str(index.as_query_engine().query("cats?")) == ANSWER
+    Settings.llm.complete("dogs?")  # a direct call: its own trace
     evts = events(client, sink)
-    assert by_event(evts, "$ai_generation") == []
-    (trace,) = by_event(evts, "$ai_trace")
+    generations = by_event(evts, "$ai_generation")
+    assert len(generations) == 2
+    for generation in generations:
+        assert "$ai_model_parameters" not in generation
+        assert generation["$ai_output_choices"]  # the facts that could be read are all there
+        assert generation["$ai_input"]
+        assert generation["$ai_http_status"] == 200
+    (trace,) = by_event(evts, "$ai_trace")  # the query's; the direct call is a generation alone
     assert trace["$ai_output_state"] == ANSWER
     assert sorted(s["$ai_span_type"] for s in by_event(evts, "$ai_span")) == [
         "retrieve",

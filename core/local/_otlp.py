@@ -21,10 +21,13 @@ import sqlite3
 import threading
 import zlib
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from ._auth import bearer_token
-from ._ingest import BadRequest
+from ._budget import Reservation
+from ._ingest import BadRequest, parse_weight
+from ._ingest import _inflate as inflate
 
 __all__ = ["OTLP_PATHS", "receive_otlp", "decode_otlp", "otlp_events"]
 
@@ -35,6 +38,9 @@ _STATUS_ERROR = 2
 _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
 _PRIVACY_ATTRIBUTE = "posthog.privacy_mode"
+# Memory per byte of an OTLP protobuf body while it is parsed and converted (upb messages,
+# span records, events): protobuf is denser than JSON, whose weight `parse_weight` estimates.
+_PROTOBUF_WEIGHT = 12
 
 
 def _proto() -> Any:
@@ -46,17 +52,6 @@ def _proto() -> Any:
             status=501,
         ) from None
     return trace_service_pb2
-
-
-def _inflate(raw: bytes, limit: int, wbits: int = 16 + zlib.MAX_WBITS) -> bytes:
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(raw, limit + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"body is not valid compressed data: {exc}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise BadRequest(f"decompressed body is larger than the {limit} byte limit", status=413)
-    return out
 
 
 def _hex_ids_to_base64(value: Any) -> Any:
@@ -86,19 +81,37 @@ def _hex_ids_to_base64(value: Any) -> Any:
     return value
 
 
-def decode_otlp(raw: bytes, *, content_type: str, content_encoding: str, limit: int) -> Any:
-    """An `ExportTraceServiceRequest` from an OTLP/HTTP body (protobuf or JSON, maybe gzip)."""
+def decode_otlp(
+    raw: bytes,
+    *,
+    content_type: str,
+    content_encoding: str,
+    limit: int,
+    reserve: Callable[[int], None] | None = None,
+) -> Any:
+    """An `ExportTraceServiceRequest` from an OTLP/HTTP body (protobuf or JSON, maybe gzip).
+
+    With `reserve` (the collector's memory budget), each inflated megabyte and the parse's
+    estimated memory are reserved first, as for capture bodies: a small compressed body cannot
+    make the collector build gigabytes of objects.
+    """
     pb = _proto()
     encoding = content_encoding.lower().strip()
     if encoding == "gzip" or raw[:2] == b"\x1f\x8b":
-        raw = _inflate(raw, limit)
+        raw = inflate(raw, limit, 16 + zlib.MAX_WBITS, reserve)
     elif encoding == "deflate":
-        raw = _inflate(raw, limit, zlib.MAX_WBITS if raw[:1] == b"\x78" else -zlib.MAX_WBITS)
+        wbits = zlib.MAX_WBITS if raw[:1] == b"\x78" else -zlib.MAX_WBITS
+        raw = inflate(raw, limit, wbits, reserve)
     elif encoding not in ("", "identity"):
         raise BadRequest(f"unsupported Content-Encoding {content_encoding!r} (use gzip)")
     request = pb.ExportTraceServiceRequest()
     kind = content_type.split(";", 1)[0].strip().lower()
-    if kind == "application/json" or (not kind and raw.lstrip()[:1] == b"{"):
+    is_json = kind == "application/json" or (not kind and raw.lstrip()[:1] == b"{")
+    if reserve is not None:
+        # The parsed request, its records and their events: JSON weighs as on the capture path;
+        # protobuf is denser than JSON, so each byte counts for more.
+        reserve(parse_weight(raw) if is_json else _PROTOBUF_WEIGHT * len(raw))
+    if is_json:
         from google.protobuf import json_format
 
         try:
@@ -282,11 +295,31 @@ def receive_otlp(handler: Any, method: str) -> None:
     if method != "POST":
         handler._error(405, "OTLP/HTTP traces are POSTed (protobuf or JSON)")
         return
-    raw = handler._read_body()
-    if raw is None:
+    reservation = Reservation(handler.app.budget)
+    try:
+        stored = _receive(handler, reservation)
+    finally:
+        reservation.release()
+    if stored is None:
         return
+    app = handler.app
+    if app.log:
+        app.log(f"POST {handler.path} (OTLP) -> 200: stored {stored} event{'s' * (stored != 1)}")
+    content_type = handler.headers.get("Content-Type") or ""
+    if content_type.split(";", 1)[0].strip().lower() == "application/json":
+        handler._send(200, b"{}", "application/json")
+    else:
+        response = _proto().ExportTraceServiceResponse().SerializeToString()
+        handler._send(200, response, "application/x-protobuf")
+
+
+def _receive(handler: Any, reservation: Reservation) -> int | None:
+    """Decode, convert and store one OTLP body; the events stored, or None after an error
+    answer. Memory comes from the collector's budget, as for capture bodies."""
+    raw = handler._read_body(reservation)
+    if raw is None:
+        return None
     headers = handler.headers
-    content_type = headers.get("Content-Type") or ""
     app = handler.app
     try:
         # With an api key configured, a stranger is refused before anything is decompressed.
@@ -294,16 +327,29 @@ def receive_otlp(handler: Any, method: str) -> None:
             bearer_token(headers.get("Authorization") or "")
         ):
             raise BadRequest("invalid or missing project api key for this collector", status=401)
+        if not handler._write_allowed():  # the capture paths' rule for browser pages
+            origin = headers.get("Origin") or "a cross-site page"
+            raise BadRequest(
+                f"traces from {origin!r} are not accepted: only pages on loopback origins may "
+                "post here unless the collector runs with --cors-origin ORIGIN",
+                status=403,
+            )
         request = decode_otlp(
             raw,
-            content_type=content_type,
+            content_type=headers.get("Content-Type") or "",
             content_encoding=headers.get("Content-Encoding") or "",
             limit=app.max_body_bytes,
+            reserve=reservation.grow,
         )
+        del raw
         events = otlp_events(request)
+        del request
+        # The parsed request is gone: its share of the budget goes back before storing.
+        reservation.release()
         stored = 0
         if events:
             body = json.dumps({"batch": events}, ensure_ascii=False, default=str).encode("utf-8")
+            del events
             # The capture path stores them: the same normalising and api key rule as /batch/.
             stored = app.ingest(
                 body,
@@ -312,19 +358,15 @@ def receive_otlp(handler: Any, method: str) -> None:
                     "Authorization": headers.get("Authorization") or "",
                 },
                 query={},
+                reserve=reservation.grow,
             )
     except BadRequest as exc:
         if app.log:
             app.log(f"POST {handler.path} -> {exc.status}: {exc}")
-        handler._error(exc.status, str(exc))
-        return
+        extra = {"Retry-After": "1"} if exc.status == 503 else {}
+        handler._error(exc.status, str(exc), extra or None)
+        return None
     except sqlite3.OperationalError as exc:
         handler._error(503, f"the local store is busy: {exc}", {"Retry-After": "1"})
-        return
-    if app.log:
-        app.log(f"POST {handler.path} (OTLP) -> 200: stored {stored} event{'s' * (stored != 1)}")
-    if content_type.split(";", 1)[0].strip().lower() == "application/json":
-        handler._send(200, b"{}", "application/json")
-    else:
-        response = _proto().ExportTraceServiceResponse().SerializeToString()
-        handler._send(200, response, "application/x-protobuf")
+        return None
+    return int(stored)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 
 import pytest
@@ -270,3 +271,41 @@ def test_a_trace_sent_over_several_requests_keeps_its_identity_and_gets_its_root
     assert {e["distinct_id"] for e in events} == {"user_split"}
     trace = [e["properties"] for e in events if e["event"] == "$ai_trace"][0]
     assert trace["$ai_span_name"] == "POST /ask"
+
+
+@pytest.mark.parametrize("path", ["/v1/traces", "/i/v0/ai/otel"])
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-protobuf"])
+def test_a_compression_bomb_is_refused_within_the_memory_budget(
+    server, db_path, path, content_type
+):
+    # 20 KB on the wire, 20 MB inflated: parsed and converted whole it took the collector from
+    # 40 MB to 1.5 GB; the capture paths' budget now refuses it before it is parsed.
+    inflated = b'{"resourceSpans": [], "padding": "' + b"a" * 20_000_000 + b'"}'
+    if content_type != "application/json":
+        inflated = b"\x0a" + b"\x00" * 19_999_999
+    response = requests.post(
+        server.url + path,
+        data=gzip.compress(inflated, 9),
+        headers={"Content-Type": content_type, "Content-Encoding": "gzip"},
+        timeout=60,
+    )
+    assert response.status_code == 413, response.text
+    assert "memory budget" in response.json()["detail"]
+    assert stored(db_path) == []
+
+
+def test_browser_pages_on_other_origins_may_not_post_traces(server, db_path):
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    run_agent(provider)
+    body = encode_spans(memory.get_finished_spans()).SerializeToString()
+    headers = {"Content-Type": "application/x-protobuf", "Origin": "https://evil.example"}
+    refused = requests.post(server.url + "/v1/traces", data=body, headers=headers, timeout=10)
+    assert refused.status_code == 403
+    assert "evil.example" in refused.json()["detail"]
+    assert stored(db_path) == []
+    headers["Origin"] = "http://localhost:3000"  # a page on loopback, as on the capture paths
+    accepted = requests.post(server.url + "/v1/traces", data=body, headers=headers, timeout=10)
+    assert accepted.status_code == 200
+    assert len(stored(db_path)) == 4

@@ -54,6 +54,7 @@ _MAX_REPR = 2_000
 
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
 _BASE64_BLOB = re.compile(r"^[A-Za-z0-9+/=_-]{1024,}$")
+_BASE64_MIN_SYMBOLS = 32
 
 
 def _scrub_str(value: str) -> str:
@@ -62,7 +63,14 @@ def _scrub_str(value: str) -> str:
     if value.startswith("data:") and _DATA_URL.match(value):
         head = value[: value.index(",")]
         return f"{head},{BASE64_PLACEHOLDER}"
-    if len(value) >= 1024 and " " not in value[:1024] and _BASE64_BLOB.match(value):
+    if (
+        len(value) >= 1024
+        and " " not in (head := value[:1024])
+        # Base64 of binary data uses most of its 64 symbols within a few hundred characters;
+        # a long run of a few letters (`"a" * n`, a hex digest) is text, cut by size if at all.
+        and len(set(head)) >= _BASE64_MIN_SYMBOLS
+        and _BASE64_BLOB.match(value)
+    ):
         return BASE64_PLACEHOLDER
     return value
 

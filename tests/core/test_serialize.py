@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import decimal
 import enum
 import json
+import random
 import uuid
 
 import pytest
+from posthog_llm import Client, InMemoryDestination
 from posthog_llm._serialize import (
     BASE64_PLACEHOLDER,
     TRUNCATION_MARKER,
@@ -81,7 +84,7 @@ def test_shared_references_are_not_cycles():
 
 def test_base64_images_are_replaced():
     image = "data:image/png;base64," + "iVBORw0KGgo" * 500
-    blob = "A" * 5000
+    blob = base64.b64encode(random.Random(7).randbytes(4000)).decode()  # an audio clip, say
     safe = to_json_safe(
         {
             "content": [{"type": "image_url", "image_url": {"url": image}}],
@@ -92,6 +95,23 @@ def test_base64_images_are_replaced():
     assert safe["content"][0]["image_url"]["url"] == "data:image/png;base64," + BASE64_PLACEHOLDER
     assert safe["raw"] == BASE64_PLACEHOLDER
     assert safe["text"] == "a " * 3000  # ordinary text is kept
+
+
+def test_a_long_run_of_a_few_letters_is_text_not_base64():
+    # Only [A-Za-z0-9+/=_-] and no space, but not the spread of symbols base64 of data has.
+    assert to_json_safe({"x": "a" * 5000, "digest": "0123456789abcdef" * 100}) == {
+        "x": "a" * 5000,
+        "digest": "0123456789abcdef" * 100,
+    }
+    client = Client(destination=(sink := InMemoryDestination()))
+    client.capture("$ai_generation", distinct_id="u", properties={"$ai_input": "x" * 3_000_000})
+    client.capture("big", distinct_id="u", properties={"x": "a" * 2_000_000})
+    assert client.flush(10)
+    generation, big = sink.events
+    assert generation["properties"]["$ai_input"] == "x" * 3_000_000  # within the AI event limit
+    assert big["properties"]["x"].startswith("a" * 1000)  # cut to fit, with the visible marker
+    assert big["properties"]["x"].endswith(TRUNCATION_MARKER)
+    client.shutdown(1)
 
 
 def test_oversized_event_is_truncated_not_dropped():

@@ -7,7 +7,7 @@ are streams, how a raw response is unwrapped, and the `stream_options` we ask fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import openai
@@ -80,9 +80,13 @@ def _prepare_chat(call: TrackedCall, kwargs: dict[str, Any]) -> bool:
         return False
     if call.stream:
         options = kwargs.get("stream_options")
-        if "stream_options" not in kwargs or isinstance(options, _UNSET):
-            # Ask for usage in the last chunk; that extra chunk is hidden from the caller.
-            kwargs["stream_options"] = {"include_usage": True}
+        if options is None or isinstance(options, _UNSET):
+            options = {}
+        # Ask for usage in the last chunk unless the caller said either way (`{}`, None or other
+        # options alone say nothing); that extra chunk is hidden from the caller. A copy: the
+        # caller's dict may be reused for other calls.
+        if isinstance(options, Mapping) and "include_usage" not in options:
+            kwargs["stream_options"] = {**options, "include_usage": True}
             call.hide_usage = True
     return True
 

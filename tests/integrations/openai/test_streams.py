@@ -61,6 +61,28 @@ def test_caller_stream_options_are_left_alone(make_client, events, standin, incl
     assert props["$ai_output_choices"][0]["content"].startswith("Echo:")
 
 
+@pytest.mark.parametrize("options", [{}, None, {"include_obfuscation": False}])
+def test_stream_options_that_say_nothing_of_usage_still_get_it(
+    make_client, events, standin, options
+):
+    # `{}`, None or other options alone do not ask for usage, nor refuse it.
+    llm = make_client()
+    given = None if options is None else dict(options)
+    stream = llm.chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, stream=True, stream_options=given
+    )
+    chunks = list(stream)
+
+    assert all(chunk.choices for chunk in chunks)  # the usage chunk stays hidden
+    assert standin.last_request().body["stream_options"] == {
+        **(options or {}),
+        "include_usage": True,
+    }
+    assert given == options  # the caller's dict is not changed
+    props = only(events("$ai_generation"))
+    assert props["$ai_output_tokens"] == 8 and props["$ai_input_tokens"] > 0
+
+
 def test_early_break_and_close_sends_exactly_one_event(make_client, events):
     llm = make_client()
     stream = llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)

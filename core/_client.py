@@ -112,6 +112,44 @@ def _iso_utc(timestamp: float) -> str:
     return f"{text}.{micro:06d}+00:00" if micro else f"{text}+00:00"
 
 
+_PRICED_EVENTS = frozenset({"$ai_generation", "$ai_embedding"})
+_COSTS = ("$ai_input_cost_usd", "$ai_output_cost_usd", "$ai_total_cost_usd")
+
+
+def _int_or_zero(value: Any) -> int:
+    return value if type(value) is int and value > 0 else 0
+
+
+def _add_estimated_cost(props: dict[str, Any]) -> None:
+    """The pricing table's estimate as `$ai_*_cost_usd`, unless the event carries a cost (or
+    a price) of its own, or its model or tokens are unknown to the table."""
+    if any(key in props for key in _COSTS) or "$ai_input_token_price" in props:
+        return
+    model = props.get("$ai_model")
+    if type(model) is not str or not model:
+        return
+    from .local.pricing import estimate_cost  # only for clients that opted in
+
+    try:
+        cost = estimate_cost(
+            model,
+            _int_or_zero(props.get("$ai_input_tokens")),
+            _int_or_zero(props.get("$ai_output_tokens")),
+            _int_or_zero(props.get("$ai_cache_read_input_tokens")),
+            cache_write_tokens=_int_or_zero(props.get("$ai_cache_creation_input_tokens")),
+            provider=props.get("$ai_provider") if type(props.get("$ai_provider")) is str else None,
+        )
+    except Exception as exc:  # a pricing file that cannot be read: the event goes without
+        from ._emit import report_internal_error  # `_emit` imports this module
+
+        report_internal_error(exc)
+        return
+    if cost is not None:
+        props["$ai_input_cost_usd"] = cost["input_cost_usd"]
+        props["$ai_output_cost_usd"] = cost["output_cost_usd"]
+        props["$ai_total_cost_usd"] = cost["total_cost_usd"]
+
+
 class Client:
     """Captures events and ships them in the background to PostHog or the local store.
 
@@ -151,6 +189,7 @@ class Client:
         spool: bool = True,
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        send_estimated_cost: bool = False,
     ) -> None:
         _positive("flush_at", flush_at, integer=True)
         _positive("flush_interval", flush_interval)
@@ -174,6 +213,8 @@ class Client:
             raise TypeError("before_send must be a callable taking and returning an event dict")
         if not isinstance(privacy_mode, bool):
             raise TypeError(f"privacy_mode must be a bool, got {privacy_mode!r}")
+        if not isinstance(send_estimated_cost, bool):
+            raise TypeError(f"send_estimated_cost must be a bool, got {send_estimated_cost!r}")
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ValueError("api_key must be a non-empty string")
         if host is not None and not isinstance(host, str):
@@ -195,6 +236,10 @@ class Client:
         self._sampled_out = 0
         self._sampled_lock = threading.Lock()
         self.max_ai_event_bytes = max_ai_event_bytes
+        # Opt-in: the local pricing table's estimate goes out with each generation and
+        # embedding that carries no cost of its own (PostHog then uses it instead of pricing
+        # the event itself).
+        self.send_estimated_cost = send_estimated_cost
 
         if destination is None:
             if self.api_key or self.host:
@@ -404,6 +449,8 @@ class Client:
             props = props()
         if self.privacy_mode or privacy_mode:
             props = {k: v for k, v in props.items() if k not in CONTENT_PROPERTIES}
+        if self.send_estimated_cost and event in _PRICED_EVENTS:
+            _add_estimated_cost(props)
         if groups:
             props["$groups"] = groups
         if distinct_id is None:

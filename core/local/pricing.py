@@ -9,7 +9,8 @@ named by `POSTHOG_LLM_PRICING=path.json` or passed as `pricing=`:
 
     {"models": {"my-finetune": {"input": 1.0, "output": 2.0, "cache_read": 0.5}}}
 
-The estimate is never added to captured events: PostHog prices events itself.
+The estimate is not added to captured events (PostHog prices events itself) unless the client
+opted in with `Client(send_estimated_cost=True)`.
 
 >>> cost = estimate_cost("gpt-4o-2024-08-06", input_tokens=1000, output_tokens=500)
 >>> cost["model"], cost["total_cost_usd"]

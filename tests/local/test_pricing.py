@@ -7,7 +7,7 @@ import json
 
 import pytest
 import requests
-from posthog_llm import Client
+from posthog_llm import Client, InMemoryDestination
 from posthog_llm.local.pricing import (
     PRICING_ENV,
     default_pricing,
@@ -187,7 +187,7 @@ def test_cost_sent_by_the_user_wins_over_the_estimate(server):
     assert node["cost"] == {"total_cost_usd": 0.5, "source": "event"}
 
 
-def test_cost_is_never_sent_to_posthog(posthog_server):
+def test_cost_is_not_sent_to_posthog_unless_the_user_opts_in(posthog_server, tmp_path, monkeypatch):
     client = Client(api_key="phc_x", host=posthog_server.host, flush_interval=0.05)
     client.capture(
         "$ai_generation",
@@ -199,6 +199,39 @@ def test_cost_is_never_sent_to_posthog(posthog_server):
     (event,) = posthog_server.events
     assert event["properties"]["$ai_model"] == "gpt-4o"
     assert not [k for k in event["properties"] if "cost" in k]
+
+    # Opted in: the table's estimate (the user's own prices first) goes with each generation
+    # and embedding that has no cost of its own; PostHog then uses it instead of its own.
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"models": {"my-finetune": {"input": 2.0, "output": 8.0}}}')
+    monkeypatch.setenv("POSTHOG_LLM_PRICING", str(prices))
+    opted = Client(
+        api_key="phc_x", host=posthog_server.host, flush_interval=0.05, send_estimated_cost=True
+    )
+    usage = {"$ai_input_tokens": 1_000_000, "$ai_output_tokens": 500_000}
+    opted.capture(
+        "$ai_generation", distinct_id="u", properties={"$ai_model": "my-finetune", **usage}
+    )
+    opted.capture(
+        "$ai_generation",
+        distinct_id="u",
+        properties={"$ai_model": "my-finetune", "$ai_total_cost_usd": 0.5, **usage},
+    )
+    opted.capture("$ai_generation", distinct_id="u", properties={"$ai_model": "unknown-x", **usage})
+    opted.capture("$ai_span", distinct_id="u", properties={"$ai_model": "my-finetune", **usage})
+    assert opted.flush(10)
+    opted.shutdown(5)
+    estimated, own, unknown, span = [e["properties"] for e in posthog_server.events[1:]]
+    assert (
+        estimated["$ai_input_cost_usd"],
+        estimated["$ai_output_cost_usd"],
+        estimated["$ai_total_cost_usd"],
+    ) == (2.0, 4.0, 6.0)
+    assert own["$ai_total_cost_usd"] == 0.5 and "$ai_input_cost_usd" not in own  # theirs wins
+    assert not [k for k in unknown if "cost" in k]  # no price: no guess
+    assert not [k for k in span if "cost" in k]  # spans are not priced
+    with pytest.raises(TypeError, match="send_estimated_cost"):
+        Client(destination=InMemoryDestination(), send_estimated_cost="yes")  # type: ignore[arg-type]
 
 
 def test_genai_prices_fills_in_models_the_bundled_table_lacks(monkeypatch):

@@ -1000,7 +1000,9 @@ PROVIDERS = [
         `google.genai.Client` for `posthog_llm.integrations.gemini.Client`, pass
         `posthog_client`, and every message, stream and generation becomes a PostHog
         `$ai_generation`. This notebook runs offline against **local stand-ins of both APIs**
-        (loopback servers that echo prompts deterministically — not models, and no API calls).
+        (loopback servers that echo prompts deterministically — not models, and no API calls),
+        or against the real APIs when `ANTHROPIC_API_KEY` / `GEMINI_API_KEY` (or
+        `GOOGLE_API_KEY`) is set.
 
         Needs `pip install 'posthog-llm[anthropic,gemini,notebooks]'`.
         """
@@ -1011,21 +1013,28 @@ PROVIDERS = [
         """
         ## 2. Anthropic
 
-        With a real key you would write `Anthropic(posthog_client=client)` (the key from
-        `ANTHROPIC_API_KEY`) and leave out `base_url`. The `posthog_*` arguments are optional and
-        removed before the request is sent.
+        With `ANTHROPIC_API_KEY` set this is `Anthropic(posthog_client=client)` against the real
+        API; without it, the same client pointed at the stand-in with `base_url`. The
+        `posthog_*` arguments are optional and removed before the request is sent.
         """
     ),
     code(
         """
+        import os
+
         from posthog_llm.integrations.anthropic import Anthropic
         from posthog_llm.local.anthropic_standin import AnthropicStandIn
 
-        anthropic_standin = AnthropicStandIn().start()
-        print("local stand-in Anthropic endpoint at", anthropic_standin.base_url, "— no real API calls")
-        claude = Anthropic(
-            base_url=anthropic_standin.base_url, api_key="sk-ant-local", posthog_client=client
-        )
+        anthropic_standin = None
+        if os.environ.get("ANTHROPIC_API_KEY"):
+            print("ANTHROPIC_API_KEY is set: calling the real Anthropic API")
+            claude = Anthropic(posthog_client=client)
+        else:
+            anthropic_standin = AnthropicStandIn().start()
+            print("local stand-in Anthropic endpoint at", anthropic_standin.base_url, "— no real API calls")
+            claude = Anthropic(
+                base_url=anthropic_standin.base_url, api_key="sk-ant-local", posthog_client=client
+            )
 
         claude_trace = f"anthropic-{RUN}"
         reply = claude.messages.create(
@@ -1052,9 +1061,10 @@ PROVIDERS = [
         """
         ## 3. Gemini
 
-        With a real key you would write `Client(api_key=..., posthog_client=client)` and leave
-        out `http_options`. `posthog_llm.span(...)` groups the two calls into one trace of
-        your own.
+        With `GEMINI_API_KEY` (or `GOOGLE_API_KEY`) set this is
+        `Client(api_key=..., posthog_client=client)` against the real API; without it, the same
+        client pointed at the stand-in with `http_options`. `posthog_llm.span(...)` groups the
+        two calls into one trace of your own.
         """
     ),
     code(
@@ -1062,12 +1072,18 @@ PROVIDERS = [
         from posthog_llm.integrations.gemini import Client as GeminiClient
         from posthog_llm.local.gemini_standin import GeminiStandIn
 
-        gemini_standin = GeminiStandIn().start()
-        print("local stand-in Gemini endpoint at", gemini_standin.base_url, "— no real API calls")
-        gemini = GeminiClient(
-            api_key="local-key", http_options={"base_url": gemini_standin.base_url},
-            posthog_client=client,
-        )
+        gemini_standin = None
+        gemini_key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
+        if gemini_key:
+            print("a Gemini API key is set: calling the real Gemini API")
+            gemini = GeminiClient(api_key=gemini_key, posthog_client=client)
+        else:
+            gemini_standin = GeminiStandIn().start()
+            print("local stand-in Gemini endpoint at", gemini_standin.base_url, "— no real API calls")
+            gemini = GeminiClient(
+                api_key="local-key", http_options={"base_url": gemini_standin.base_url},
+                posthog_client=client,
+            )
 
         with posthog_llm.context(distinct_id="user_123"):
             with posthog_llm.span("cafe_copy", client=client) as copy:
@@ -1087,8 +1103,9 @@ PROVIDERS = [
     code("show(gemini_trace)"),
     code(
         """
-        anthropic_standin.close()
-        gemini_standin.close()
+        for standin in (anthropic_standin, gemini_standin):
+            if standin is not None:
+                standin.close()
         """
     ),
     md(NEXT_LOCAL),
@@ -1121,6 +1138,18 @@ def notebook(name: str) -> nbformat.NotebookNode:
     return notebook
 
 
+# Keys that switch a notebook from its stand-in to a real API.
+API_KEYS = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "POSTHOG_API_KEY",
+    "POSTHOG_PROJECT_API_KEY",
+    "POSTHOG_HOST",
+)
+
+
 @contextlib.contextmanager
 def _kernel_here() -> Iterator[str]:
     """A scratch folder to run in, and a `python3` kernel that is this interpreter.
@@ -1128,7 +1157,7 @@ def _kernel_here() -> Iterator[str]:
     The notebooks' local store lands in the scratch folder (relative path `.posthog-llm/...`,
     as a reader gets it), never in the repository.
     """
-    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "POSTHOG_LLM_DB", "MPLBACKEND")}
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "POSTHOG_LLM_DB", "MPLBACKEND", *API_KEYS)}
     with tempfile.TemporaryDirectory(prefix="posthog-llm-notebooks-") as scratch:
         spec_dir = os.path.join(scratch, "jupyter", "kernels", "python3")
         os.makedirs(spec_dir)
@@ -1142,6 +1171,8 @@ def _kernel_here() -> Iterator[str]:
         os.environ["JUPYTER_PATH"] = os.path.join(scratch, "jupyter")
         os.environ.pop("POSTHOG_LLM_DB", None)
         os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend makes the PNGs
+        for key in API_KEYS:  # the committed outputs come from the stand-ins, offline
+            os.environ.pop(key, None)
         os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         run_dir = os.path.join(scratch, "run")
         os.makedirs(run_dir)

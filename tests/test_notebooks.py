@@ -52,6 +52,8 @@ def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("POSTHOG_LLM_DB", str(tmp_path / "events.db"))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend makes PNGs
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    for key in _build_module().API_KEYS:  # offline: the stand-ins, whatever keys are set
+        monkeypatch.delenv(key, raising=False)
     return tmp_path
 
 
@@ -144,3 +146,36 @@ def _assert_shows_a_trace_or_plot(name: str, notebook: nbformat.NotebookNode) ->
         assert traces, f"{name} shows no captured trace"
         # Each displayed trace has at least one generation or embedding in it.
         assert all("generation" in h or "embedding" in h for h in traces)
+
+
+def test_providers_notebook_calls_the_apis_its_keys_open(
+    kernel_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the keys set the notebook builds its clients for the real APIs; the SDKs' own base
+    # URL variables point those at loopback stand-ins here, so nothing leaves the machine.
+    for module in NEEDS["providers.ipynb"]:
+        if not _installed(module):
+            pytest.skip(f"providers.ipynb needs {module}")
+    from posthog_llm.local.anthropic_standin import AnthropicStandIn
+    from posthog_llm.local.gemini_standin import GeminiStandIn
+
+    notebook = nbformat.read(NOTEBOOKS / "providers.ipynb", as_version=4)
+    with AnthropicStandIn() as anthropic, GeminiStandIn() as gemini:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-notebook-test")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", anthropic.base_url)
+        monkeypatch.setenv("GEMINI_API_KEY", "AIza-notebook-test")
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
+        nbclient.NotebookClient(
+            notebook,
+            kernel_name="python3",
+            timeout=120,
+            resources={"metadata": {"path": str(kernel_env)}},
+        ).execute()
+        sent = anthropic.last_request("/messages")["headers"]
+        assert "sk-ant-notebook-test" in (sent.get("x-api-key") or sent.get("authorization"))
+        assert gemini.requests
+    text = "".join(o.get("text", "") for o in _outputs(notebook))
+    assert "ANTHROPIC_API_KEY is set: calling the real Anthropic API" in text
+    assert "a Gemini API key is set: calling the real Gemini API" in text
+    assert "no real API calls" not in text
+    _assert_shows_a_trace_or_plot("providers.ipynb", notebook)

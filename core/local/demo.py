@@ -709,11 +709,14 @@ def _gemini_part(demo: _Demo) -> None:
         span("gemini_nap_spot", input=question, client=demo.client) as step,
     ):
         demo.say("ask", question)
-        key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
-        if key:
+        variable = next(
+            (v for v in ("GEMINI_API_KEY", "GOOGLE_API_KEY") if os.environ.get(v)), None
+        )
+        if variable is not None:
             from posthog_llm.integrations.gemini import Client as GeminiClient
 
-            demo.out.line(demo.out.dim("    GEMINI_API_KEY is set: calling the real API"))
+            key = os.environ[variable]
+            demo.out.line(demo.out.dim(f"    {variable} is set: calling the real API"))
             gemini = GeminiClient(api_key=key, posthog_client=demo.client)
             text = gemini.models.generate_content(model="gemini-2.5-flash", contents=question).text
         else:

@@ -126,7 +126,8 @@ def run_demo_process(
     clean = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("POSTHOG_", "OPENAI_")) and k not in ("PYTHONPATH",)
+        if not k.startswith(("POSTHOG_", "OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_"))
+        and k not in ("PYTHONPATH",)
     }
     clean.update(
         PYTHONPATH=str(guard_dir),
@@ -282,6 +283,43 @@ def test_demo_also_sends_to_posthog_when_a_key_is_set(tmp_path: Path, posthog_se
     assert {e["uuid"] for e in received} == {e["uuid"] for e in local}
     assert {e["api_key"] for e in received} == {"phc_demo_test"}
     assert f"{len(local)} events sent to PostHog at {posthog_server.host}" in run.stdout
+
+
+@needs_frameworks
+def test_with_provider_keys_set_the_demo_calls_the_apis_they_open(tmp_path: Path) -> None:
+    # The keys switch each provider part from its stand-in to the API; the SDKs' own base URL
+    # variables point those "real" APIs at loopback stand-ins here, so nothing leaves.
+    from posthog_llm.local.anthropic_standin import AnthropicStandIn
+    from posthog_llm.local.gemini_standin import GeminiStandIn
+    from posthog_llm.local.openai_standin import OpenAIStandIn
+
+    with OpenAIStandIn() as openai, AnthropicStandIn() as anthropic, GeminiStandIn() as gemini:
+        run = run_demo_process(
+            tmp_path,
+            env={
+                "OPENAI_API_KEY": "sk-demo-test",
+                "OPENAI_BASE_URL": openai.base_url,
+                "ANTHROPIC_API_KEY": "sk-ant-demo-test",
+                "ANTHROPIC_BASE_URL": anthropic.base_url,
+                "GOOGLE_API_KEY": "AIza-demo-test",
+                "GOOGLE_GEMINI_BASE_URL": gemini.base_url,
+            },
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "OPENAI_API_KEY is set: calling the real OpenAI API" in run.stdout
+        assert "ANTHROPIC_API_KEY is set: calling the real API" in run.stdout
+        assert "GOOGLE_API_KEY is set: calling the real API" in run.stdout
+        assert "stand-in" not in run.stdout.lower()
+        sent = openai.last_request("/chat/completions")["headers"]["authorization"]
+        assert sent == "Bearer sk-demo-test"
+        assert anthropic.last_request("/messages")
+        assert gemini.requests
+        openai_url = openai.base_url
+    assert not run.network_log.exists() or run.network_log.read_text() == ""
+    generations = [e["properties"] for e in run.events() if e["event"] == "$ai_generation"]
+    assert {"anthropic", "gemini"} <= {g.get("$ai_provider") for g in generations}
+    # The OpenAI client the demo built from the environment: the base URL it was given.
+    assert openai_url in {g.get("$ai_base_url") for g in generations}
 
 
 @needs_frameworks

@@ -328,3 +328,70 @@ def test_a_chain_invoked_with_its_own_callbacks_inside_a_step_joins_the_step(
     tree = Tree(events())
     assert tree.root["properties"]["$ai_span_name"] == "outer"
     assert tree.parent_of(tree.find("$ai_span", "inner")) == tree.trace_id
+
+
+# -- OpenAI inside LlamaIndex, and LlamaIndex async ------------------------------------------------
+
+
+def test_openai_call_inside_a_llama_index_tool_joins_the_tool(
+    query_engine: Any, openai_client: Any, events: Any
+) -> None:
+    ask = FunctionTool.from_defaults(fn=lambda topic: chat(openai_client), name="ask_openai")
+    assert ask.call(topic="owls").raw_output
+
+    tree = Tree(events())
+    tool_span = tree.root["properties"]
+    assert tool_span["$ai_framework"] == "llama-index"
+    generation = tree.find("$ai_generation")  # the drop-in's: the tool itself sends none
+    assert generation["$ai_model"].startswith("gpt-4o-mini")
+    assert tree.parent_of(generation) == tree.trace_id  # the tool is the trace's root
+    assert generation["$ai_trace_id"] == tool_span["$ai_trace_id"]
+
+
+async def test_async_openai_call_inside_an_async_llama_index_tool_joins_it(
+    query_engine: Any, async_openai_client: Any, events: Any
+) -> None:
+    async def ask(topic: str) -> str:
+        response = await async_openai_client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES
+        )
+        return str(response.choices[0].message.content)
+
+    tool_fn = FunctionTool.from_defaults(async_fn=ask, name="ask_openai")
+    with posthog_llm.span("request"):
+        assert (await tool_fn.acall(topic="owls")).raw_output
+
+    tree = Tree(events())
+    assert tree.root["properties"]["$ai_span_name"] == "request"
+    generation = tree.find("$ai_generation")
+    tool_span = tree.find("$ai_span", "FunctionTool.acall")
+    assert tree.parent_of(generation) == tree.span_id(tool_span)
+    assert tree.parent_of(tool_span) == tree.trace_id
+
+
+async def test_async_llama_index_query_inside_an_async_langchain_step_joins_it(
+    handler: Any, query_engine: Any, events: Any
+) -> None:
+    async def search(question: str) -> str:
+        return str(await query_engine.aquery(question))
+
+    chain = RunnableLambda(lambda x: x["question"]).with_config(run_name="route") | RunnableLambda(
+        search
+    ).with_config(run_name="search_notes")
+    assert await chain.ainvoke({"question": "What do owls do?"}, config={"callbacks": [handler]})
+
+    tree = Tree(events())
+    assert tree.root["properties"]["$ai_framework"] == "langchain"
+    step = tree.find("$ai_span", "search_notes")
+    query = [
+        e["properties"]
+        for e in tree.events
+        if e["properties"].get("$ai_framework") == "llama-index"
+        and e["event"] == "$ai_span"
+        and tree.parent_of(e["properties"]) == tree.span_id(step)
+    ]
+    assert len(query) == 1, "the LlamaIndex query is one span under the step"
+    generation = tree.find("$ai_generation")
+    assert generation["$ai_framework"] == "llama-index"
+    assert tree.is_under(generation, query[0])
+    assert len({e["properties"]["$ai_trace_id"] for e in tree.events}) == 1

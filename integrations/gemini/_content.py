@@ -96,8 +96,10 @@ def _part(part: Any) -> dict[str, Any] | None:
 
 
 def _content_of(parts: list[dict[str, Any]]) -> Any:
-    if parts and all(p["type"] == "text" for p in parts):
-        return "".join(p["text"] for p in parts)
+    # One text part is the message's text; several stay apart (`contents=["a", "b"]` is two
+    # texts the model reads as such, not "ab").
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return parts[0]["text"]
     return parts
 
 

@@ -82,7 +82,13 @@ def test_contents_in_every_shape_become_role_content_messages(make_client, event
     llm.models.generate_content(model=MODEL, contents=types.Part(text="a single part"))
 
     loose, conversation, single = (e["properties"]["$ai_input"] for e in events("$ai_generation"))
-    assert loose == [{"role": "user", "content": "Describethis"}]
+    # Two loose texts are one user message of two parts, kept apart (not "Describethis").
+    assert loose == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Describe"}, {"type": "text", "text": "this"}],
+        }
+    ]
     assert conversation == [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Hello!"},
@@ -243,6 +249,7 @@ def test_api_key_never_reaches_an_event_and_posthog_arguments_never_reach_google
     assert not [key for key in sent["body"] if "posthog" in key.lower()]
     first = events("$ai_generation")[0]["properties"]
     assert first["$ai_trace_id"] == "trace_9" and first["team"] == "search"
+    assert first["$groups"] == {"company": "acme"}
     assert API_KEY not in json.dumps(events(), default=str)  # ... no event repeats it
     assert "[redacted]" in events("$ai_generation")[1]["properties"]["$ai_error"]
 
@@ -330,3 +337,24 @@ def test_call_inside_a_llama_index_tool_joins_its_trace(make_client, events, cli
     assert generation["$ai_trace_id"] == root["$ai_trace_id"]
     assert generation["$ai_parent_id"] == root["$ai_trace_id"]
     assert generation["$ai_provider"] == "gemini" and "$ai_framework" not in generation
+
+
+def test_cached_content_tokens_and_a_per_call_distinct_id(make_client, events, standin):
+    llm = make_client()
+    reply = llm.models.generate_content(
+        model=MODEL,
+        contents=HEDGEHOGS,
+        config=types.GenerateContentConfig(cached_content="cachedContents/hedgehog-facts"),
+        posthog_distinct_id="user_42",
+    )
+    cached = reply.usage_metadata.cached_content_token_count
+    assert cached  # the stand-in reports cachedContentTokenCount, as Gemini does
+    (event,) = events("$ai_generation")
+    assert event["distinct_id"] == "user_42"
+    props = event["properties"]
+    assert props["$ai_cache_read_input_tokens"] == cached
+    # Gemini's promptTokenCount includes the cached tokens, as PostHog's input tokens do.
+    assert props["$ai_input_tokens"] == reply.usage_metadata.prompt_token_count
+    assert standin.last_request(":generateContent")["body"]["cachedContent"] == (
+        "cachedContents/hedgehog-facts"
+    )

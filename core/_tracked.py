@@ -26,7 +26,13 @@ from typing import Any, NamedTuple
 from ._context import Scope, make_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
 from ._errors import error_text, scrub_secrets
-from ._events import clean_base_url, http_status_of
+from ._events import (
+    EMBEDDING,
+    clean_base_url,
+    embedding_properties,
+    generation_properties,
+    http_status_of,
+)
 from ._ids import uuid4_str
 from ._observation import GENERATION_KIND, current_observation
 
@@ -281,16 +287,56 @@ class TrackedCall:
     # -- for the builders (worker thread for our Client) ------------------------------------------
 
     def properties(self) -> dict[str, Any]:
-        return self.kind.build(self)
+        """The event's properties from the provider's builder; if it cannot read what it needs
+        (a response or client of an unexpected shape), the facts the call itself holds, so the
+        event still goes out without the ones that could not be read."""
+        try:
+            return self.kind.build(self)
+        except Exception as exc:
+            report_internal_error(exc)
+            return self._fallback_properties()
+
+    def _fallback_properties(self) -> dict[str, Any]:
+        model = self.params.get("model")
+        build = embedding_properties if self.kind.event == EMBEDDING else generation_properties
+        error = self.error_text()
+        return build(
+            trace_id=self.trace_id,
+            parent_id=self.parent_id,
+            model=model if isinstance(model, str) else None,
+            provider=self.provider_name(),
+            base_url=self.base_url(),
+            latency=self.latency,
+            http_status=self.http_status(),
+            error=error,
+            is_error=True if error else None,
+            privacy_mode=self.privacy,
+        )
+
+    # A fact about the client that cannot be read is left out (and reported), not the event.
 
     def base_url(self) -> str | None:
-        return self.tracker.base_url(self.client)
+        try:
+            return self.tracker.base_url(self.client)
+        except Exception as exc:
+            report_internal_error(exc)
+            return None
 
     def provider_name(self) -> str:
-        return self.provider or self.tracker.provider_name(self.client)
+        if self.provider:
+            return self.provider
+        try:
+            return self.tracker.provider_name(self.client)
+        except Exception as exc:
+            report_internal_error(exc)
+            return self.tracker.default_provider
 
     def secrets(self) -> list[str]:
-        return self.tracker.secrets(self.client)
+        try:
+            return self.tracker.secrets(self.client)
+        except Exception as exc:
+            report_internal_error(exc)
+            return []
 
     def error_text(self) -> str | None:
         """`$ai_error` for the call's exception: secrets scrubbed, only the type under privacy."""

@@ -39,8 +39,17 @@ def _fail_on_swallowed_internal_errors(request: pytest.FixtureRequest) -> Iterat
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:
-    """No test sees the developer's PostHog key, and the default client writes under tmp."""
-    for name in ("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY", "POSTHOG_HOST", "OPENAI_API_KEY"):
+    """No test sees the developer's PostHog or provider keys (no real API is ever called), and
+    the default client writes under tmp."""
+    for name in (
+        "POSTHOG_API_KEY",
+        "POSTHOG_PROJECT_API_KEY",
+        "POSTHOG_HOST",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("POSTHOG_LLM_DB", str(tmp_path / "default-events.db"))
     # The disk spool of PostHog clients goes under tmp too, never the user's cache.

@@ -155,6 +155,25 @@ def test_responses_parse(make_client, events):
     assert props["$ai_output_choices"][0]["content"] == parsed.output_text
 
 
+async def test_async_responses_parse(make_client, events):
+    from posthog_llm.integrations.openai import AsyncOpenAI
+
+    llm = make_client(AsyncOpenAI)
+    parsed = await llm.responses.parse(
+        model="gpt-4o-mini", input="hedgehog", text_format=Animal, posthog_distinct_id="user_7"
+    )
+    assert parsed.output_parsed == Animal(name="hedgehog", legs=1)
+    (event,) = events("$ai_generation")
+    assert event["distinct_id"] == "user_7"
+    props = event["properties"]
+    assert props["$ai_model_parameters"]["text"] == {
+        "format": {"type": "json_schema", "name": "Animal"}
+    }
+    assert props["$ai_output_choices"][0]["content"] == parsed.output_text
+    assert props["$ai_input"] == [{"role": "user", "content": "hedgehog"}]
+    await llm.close()
+
+
 def test_embeddings(make_client, events, standin):
     llm = make_client()
     result = llm.embeddings.create(

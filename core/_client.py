@@ -112,6 +112,8 @@ def _iso_utc(timestamp: float) -> str:
     return f"{text}.{micro:06d}+00:00" if micro else f"{text}+00:00"
 
 
+# Where `capture` keeps properties given as something other than a mapping.
+NOT_A_MAPPING = "posthog_llm_properties"
 _PRICED_EVENTS = frozenset({"$ai_generation", "$ai_embedding"})
 _COSTS = ("$ai_input_cost_usd", "$ai_output_cost_usd", "$ai_total_cost_usd")
 
@@ -148,6 +150,21 @@ def _add_estimated_cost(props: dict[str, Any]) -> None:
         props["$ai_input_cost_usd"] = cost["input_cost_usd"]
         props["$ai_output_cost_usd"] = cost["output_cost_usd"]
         props["$ai_total_cost_usd"] = cost["total_cost_usd"]
+
+
+def _properties_copy(properties: Any) -> dict[str, Any]:
+    """A copy of `properties`; what is not a mapping is kept whole under one key (the event is
+    never dropped for its content), with a warning."""
+    try:
+        return dict(properties)
+    except (TypeError, ValueError):
+        _invalid_warning.warn(
+            "posthog-llm: capture(properties=...) takes a mapping, got %s; it was sent as the "
+            "property %r",
+            type(properties).__name__,
+            NOT_A_MAPPING,
+        )
+        return {NOT_A_MAPPING: properties}
 
 
 class Client:
@@ -316,7 +333,7 @@ class Client:
             if len(event) > MAX_ID_CHARS:
                 event = event[:MAX_ID_CHARS]
             event_uuid = str(uuid) if uuid is not None else uuid4_str()
-            props = dict(properties) if properties else {}
+            props = _properties_copy(properties) if properties else {}
             scope = current_scope()
             if scope is not EMPTY_SCOPE:
                 # Manual capture inside `posthog_llm.context(...)` gets the same identity as

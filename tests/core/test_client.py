@@ -80,6 +80,17 @@ def test_capture_never_raises_on_hostile_properties(client, sink):
     assert sink.events[0]["properties"]["n"] == "NaN"
 
 
+def test_properties_that_are_not_a_mapping_are_kept_not_the_event_dropped(client, sink, caplog):
+    assert client.capture("w", distinct_id="u", properties="not a dict")  # type: ignore[arg-type]
+    assert client.capture("l", distinct_id="u", properties=[1, 2, 3])  # type: ignore[arg-type]
+    assert client.flush(5)
+    assert [e["properties"].get("posthog_llm_properties") for e in sink.events] == [
+        "not a dict",
+        [1, 2, 3],
+    ]
+    assert "takes a mapping" in caplog.text
+
+
 def test_caller_mutating_properties_later_does_not_change_the_event(client, sink):
     props = {"a": 1}
     client.capture("e", distinct_id="u", properties=props)

@@ -18,6 +18,7 @@ __all__ = [
     "EMBEDDING",
     "VISIBLE",
     "QUERY",
+    "CUSTOM",
     "WORKFLOW",
     "STEP",
     "Kind",
@@ -52,6 +53,7 @@ STEP = 18
 INGESTION = 19
 SELECTOR = 20
 QUERY_TRANSFORM = 21
+CUSTOM = 22  # a method of the user's own code under `@dispatcher.span`
 
 _SPAN_TYPES = {
     QUERY: "query",
@@ -66,7 +68,12 @@ _SPAN_TYPES = {
     INGESTION: "ingestion",
     SELECTOR: "selector",
     QUERY_TRANSFORM: "query_transform",
+    CUSTOM: "custom",
 }
+# Packages whose instrumented methods are LlamaIndex's own machinery, not the user's code.
+_LIBRARY_PACKAGES = frozenset(
+    {"llama_index", "llama_parse", "llama_cloud", "llama_cloud_services", "workflows"}
+)
 
 # Workflow-agent bookkeeping steps that say nothing a user would look for.
 _QUIET_STEPS = frozenset(
@@ -214,7 +221,20 @@ def classify(instance: Any, name: str) -> Kind:
             if kind == POSTPROCESS and "rerank" not in cls_name.lower():
                 span_type = "postprocess"  # a filter or transform, not a reranker
             return Kind(kind, span_type, display)
+    if _is_users_own(instance, method):
+        return Kind(CUSTOM, _SPAN_TYPES[CUSTOM], name)
     return Kind(NOISE, None, name)
+
+
+def _is_users_own(instance: Any, method: str) -> bool:
+    """Whether the instrumented method was written outside LlamaIndex: a span the user put
+    on their own code with `@dispatcher.span` is one they want to see (an inherited LlamaIndex
+    method of the user's subclass is not)."""
+    function = getattr(type(instance), method, None)
+    module = getattr(function, "__module__", None)
+    if not isinstance(module, str) or not module:
+        return False
+    return module.partition(".")[0] not in _LIBRARY_PACKAGES
 
 
 def step_kind(name: str) -> Kind:

@@ -146,12 +146,30 @@ def test_langchain_chain_inside_a_llama_index_span_is_its_child(
 
     with posthog_llm.span("request"):
         query_engine.query("What do owls do?")
-        Pipeline().run("owls")
+        assert Pipeline().run("owls") == "OWLS"
 
     tree = Tree(events())
     shout = tree.find("$ai_span", "shout")
     assert shout["$ai_framework"] == "langchain"
-    assert tree.is_under(shout, tree.root["properties"])
+    # The user's own `@dispatcher.span` is a span of the trace, and the innermost open one.
+    pipeline = tree.find("$ai_span", "Pipeline.run")
+    assert (pipeline["$ai_framework"], pipeline["$ai_span_type"]) == ("llama-index", "custom")
+    assert pipeline["$ai_input_state"] == {"text": "owls"}
+    assert pipeline["$ai_output_state"] == "OWLS"
+    assert tree.parent_of(pipeline) == tree.trace_id
+    assert tree.parent_of(shout) == tree.span_id(pipeline)
+
+    # With nothing open, the user's span is the trace and the chain its child.
+    Pipeline().run("bats")
+    (trace,) = [e for e in events() if e["event"] == "$ai_trace" and "Pipeline" in str(e)]
+    assert trace["properties"]["$ai_span_name"] == "Pipeline.run"
+    (bats,) = [
+        e["properties"]
+        for e in events()
+        if e["properties"].get("$ai_span_name") == "shout"
+        and e["properties"]["$ai_trace_id"] == trace["properties"]["$ai_trace_id"]
+    ]
+    assert bats["$ai_parent_id"] == trace["properties"]["$ai_trace_id"]
 
 
 # -- everything inside a user span ------------------------------------------------------------------

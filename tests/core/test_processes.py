@@ -194,6 +194,34 @@ def test_multiprocessing_children_deliver_at_exit(posthog_server, tmp_path, meth
     assert sorted(e["properties"]["i"] for e in events) == list(range(300))
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("kind", ["process", "pool"])
+def test_multiprocessing_children_spool_at_exit_while_posthog_is_down(
+    posthog_server, tmp_path, method, kind
+):
+    if method == "fork" and not hasattr(os, "fork"):
+        pytest.skip("fork is POSIX only")
+    posthog_server.behaviour = lambda n: ("status", 503)  # down for the children's whole life
+    script = tmp_path / "mp_script.py"
+    script.write_text(_MP_CODE)
+    result = subprocess.run(
+        [sys.executable, str(script), method, posthog_server.host, kind],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert posthog_server.events == []
+    # PostHog is back: a later client for the same host and key replays what the children left.
+    posthog_server.behaviour = lambda n: "ok"
+    later = Client(api_key="phc_mp", host=posthog_server.host, flush_interval=0.05)
+    assert later.flush(20) is True
+    later.shutdown(5)
+    events = posthog_server.wait_for(300, timeout=10)
+    assert sorted(e["properties"]["i"] for e in events) == list(range(300))
+
+
 _SIGTERM_INSIDE_CODE = """
 import multiprocessing as mp
 import os

@@ -11,7 +11,8 @@ The handler runs wherever the main thread was interrupted, possibly inside our o
 one of its locks: it delivers from a separate thread and waits for it at most its budget, so it
 can never deadlock the process (a `Pool.terminate()` would then wait for it forever). When the
 signal arrives while the exit hook is already delivering, it lets that finish (it is bounded by
-the clients' shutdown timeouts) and the process ends normally.
+the clients' shutdown timeouts) and the process ends normally; the signal is sent again after a
+grace period, so a process that is somehow still there then ends by it all the same.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ __all__ = ["register_exit_hooks"]
 
 # Seconds a SIGTERM'd child may spend delivering (or spooling) before it ends.
 _SIGTERM_BUDGET = 2.0
+# Seconds after a SIGTERM that interrupted the exit hook before the signal is sent again: the
+# hook is bounded by the clients' shutdown timeouts (5 s by default).
+_EXIT_HOOK_GRACE = 15.0
 
 _lock = threading.Lock()
 _registered = False
@@ -55,8 +59,11 @@ def register_exit_hooks(shutdown_all: Callable[[float | None], None]) -> None:
 def _at_exit() -> None:
     global _exiting
     _exiting = True
-    if _shutdown_all is not None:
-        _shutdown_all(None)
+    try:
+        if _shutdown_all is not None:
+            _shutdown_all(None)
+    finally:
+        _exiting = False
 
 
 def _deliver_within(budget: float) -> None:
@@ -79,6 +86,17 @@ def _deliver_within(budget: float) -> None:
         pass
 
 
+def _resend_later(delay: float) -> None:
+    import signal
+
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.daemon = True
+    try:
+        timer.start()
+    except Exception:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _deliver_on_sigterm() -> None:
     import signal
 
@@ -91,7 +109,11 @@ def _deliver_on_sigterm() -> None:
         def on_sigterm(signum: int, frame: Any) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             if _exiting:
-                return  # interrupted the exit hook's delivery: let it finish, then exit
+                # Interrupted the exit hook's delivery: let it finish and the process end; the
+                # signal is sent again should the process still be there after the hook's own
+                # bound, so a SIGTERM is never lost (`Pool.terminate()` would wait forever).
+                _resend_later(_EXIT_HOOK_GRACE)
+                return
             _deliver_within(_SIGTERM_BUDGET)
             os.kill(os.getpid(), signal.SIGTERM)
 

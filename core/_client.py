@@ -80,6 +80,7 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
 
 
 _invalid_warning = RateLimitedWarning(10.0)
+_properties_warning = RateLimitedWarning(10.0)
 # The event name of a queued item that holds several events of one trace (`_capture_lazy_many`).
 _MANY = "$posthog_llm_many"
 # What such an item counts for when the worker decides to wake (a trace of the OpenTelemetry
@@ -158,7 +159,7 @@ def _properties_copy(properties: Any) -> dict[str, Any]:
     try:
         return dict(properties)
     except (TypeError, ValueError):
-        _invalid_warning.warn(
+        _properties_warning.warn(
             "posthog-llm: capture(properties=...) takes a mapping, got %s; it was sent as the "
             "property %r",
             type(properties).__name__,

@@ -49,7 +49,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["AnthropicStandIn", "StandInError", "LoopbackStandIn", "demo_call"]
+__all__ = ["AnthropicStandIn", "StandInError", "LoopbackStandIn"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PIECE = re.compile(r"\s*\S+")
@@ -545,26 +545,3 @@ def _start(index: int, block: dict[str, Any]) -> dict[str, Any]:
 
 def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
     return {"type": "content_block_delta", "index": index, "delta": delta}
-
-
-def demo_call(standin: AnthropicStandIn, client: Any, prompt: str) -> str:
-    """One tracked Anthropic call on the stand-in (for the demo): returns the reply text.
-
-    `client` is a `posthog_llm.Client` (or a posthog-python client); requires the `anthropic`
-    extra. The reply is the stand-in's echo, not a model's answer.
-    """
-    from posthog_llm.integrations.anthropic import Anthropic
-
-    llm = Anthropic(
-        base_url=standin.base_url, api_key="sk-ant-local-standin", posthog_client=client
-    )
-    try:
-        reply = llm.messages.create(
-            model="claude-haiku-4-5",
-            max_tokens=200,
-            system="You are a local stand-in.",
-            messages=[{"role": "user", "content": prompt}],
-        )
-    finally:
-        llm.close()
-    return "".join(getattr(block, "text", "") for block in reply.content)

@@ -602,6 +602,39 @@ def _started_standin(demo: _Demo, standin: Any, provider: str) -> Any:
     return standin
 
 
+def anthropic_standin_call(standin: Any, client: Any, prompt: str) -> str:
+    """One tracked Anthropic call on the stand-in: returns the reply text (the stand-in's echo,
+    not a model's answer). `client` is a `posthog_llm.Client` or a posthog-python client."""
+    from posthog_llm.integrations.anthropic import Anthropic
+
+    llm = Anthropic(
+        base_url=standin.base_url, api_key="sk-ant-local-standin", posthog_client=client
+    )
+    try:
+        reply = llm.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=200,
+            system="You are a local stand-in.",
+            messages=[{"role": "user", "content": prompt}],
+        )
+    finally:
+        llm.close()
+    return "".join(getattr(block, "text", "") for block in reply.content)
+
+
+def gemini_standin_call(standin: Any, client: Any, prompt: str) -> str:
+    """One tracked Gemini call on the stand-in: returns the reply text (the stand-in's echo)."""
+    from posthog_llm.integrations.gemini import Client
+
+    llm = Client(
+        api_key="local-standin-key",
+        http_options={"base_url": standin.base_url},
+        posthog_client=client,
+    )
+    reply = llm.models.generate_content(model="gemini-2.5-flash", contents=prompt)
+    return reply.text or ""
+
+
 def _ask_standin(
     demo: _Demo,
     standin: Any,
@@ -693,9 +726,11 @@ def _anthropic_part(demo: _Demo) -> None:
                 claude.close()
             text = "".join(getattr(block, "text", "") for block in reply.content)
         else:
-            from .anthropic_standin import AnthropicStandIn, demo_call
+            from .anthropic_standin import AnthropicStandIn
 
-            text = _ask_standin(demo, AnthropicStandIn(), "Anthropic", demo_call, question)
+            text = _ask_standin(
+                demo, AnthropicStandIn(), "Anthropic", anthropic_standin_call, question
+            )
         step.set_output(text)
         demo.say("answer", _short(text))
 
@@ -720,9 +755,9 @@ def _gemini_part(demo: _Demo) -> None:
             gemini = GeminiClient(api_key=key, posthog_client=demo.client)
             text = gemini.models.generate_content(model="gemini-2.5-flash", contents=question).text
         else:
-            from .gemini_standin import GeminiStandIn, demo_call
+            from .gemini_standin import GeminiStandIn
 
-            text = _ask_standin(demo, GeminiStandIn(), "Gemini", demo_call, question)
+            text = _ask_standin(demo, GeminiStandIn(), "Gemini", gemini_standin_call, question)
         step.set_output(text)
         demo.say("answer", _short(text or ""))
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from .anthropic_standin import LoopbackStandIn, StandInError, example_for, pieces, tokens
 
-__all__ = ["GeminiStandIn", "demo_call"]
+__all__ = ["GeminiStandIn"]
 
 _ROUTE = re.compile(
     r"models/([^/:]+):(generateContent|streamGenerateContent|batchEmbedContents|embedContent)$"
@@ -236,20 +236,3 @@ def _vector(text: str, dimensions: int = 8) -> list[float]:
     raw = [struct.unpack_from(">h", digest, 2 * i)[0] / 32768 for i in range(dimensions)]
     norm = sum(v * v for v in raw) ** 0.5 or 1.0
     return [v / norm for v in raw]
-
-
-def demo_call(standin: GeminiStandIn, client: Any, prompt: str) -> str:
-    """One tracked Gemini call on the stand-in (for the demo): returns the reply text.
-
-    `client` is a `posthog_llm.Client` (or a posthog-python client); requires the `gemini`
-    extra. The reply is the stand-in's echo, not a model's answer.
-    """
-    from posthog_llm.integrations.gemini import Client
-
-    llm = Client(
-        api_key="local-standin-key",
-        http_options={"base_url": standin.base_url},
-        posthog_client=client,
-    )
-    reply = llm.models.generate_content(model="gemini-2.5-flash", contents=prompt)
-    return reply.text or ""

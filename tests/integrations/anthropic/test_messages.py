@@ -268,7 +268,7 @@ def test_bedrock_and_vertex_clients_report_as_anthropic(make_client, events, sta
 
 
 def test_demo_call_on_the_standin(standin, client, events):
-    from posthog_llm.local.anthropic_standin import demo_call
+    from posthog_llm.local.demo import anthropic_standin_call as demo_call
 
     assert demo_call(standin, client, "hello demo") == "Echo: hello demo"
     props = only(events("$ai_generation"))

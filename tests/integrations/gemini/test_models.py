@@ -307,7 +307,7 @@ def test_calls_inside_a_span_join_its_trace(make_client, events, client):
 
 
 def test_demo_call_on_the_standin(standin, client, events):
-    from posthog_llm.local.gemini_standin import demo_call
+    from posthog_llm.local.demo import gemini_standin_call as demo_call
 
     assert demo_call(standin, client, "hello demo") == "Echo: hello demo"
     assert only(events("$ai_generation"))["$ai_provider"] == "gemini"

@@ -147,3 +147,40 @@ __all__ += [
     "normalize_usage",
     "whole_number",
 ]
+
+# -- OpenTelemetry-style spans: one finished span as plain facts, and its `$ai_*` events ----------
+# (the OpenTelemetry span processor and `posthog-llm serve`'s OTLP endpoint share them)
+from ._span_assemble import TracePlan, plan_trace  # noqa: E402
+from ._span_convert import (  # noqa: E402
+    IDENTITY_KEYS,
+    distinct_id_of,
+    first_of,
+    session_id_of,
+    span_event,
+    trace_event,
+)
+from ._span_records import (  # noqa: E402
+    AI_PREFIXES,
+    SpanEvent,
+    SpanRecord,
+    attributes_of,
+    is_ai_span,
+    record_from_sdk_span,
+)
+
+__all__ += [
+    "SpanRecord",
+    "SpanEvent",
+    "AI_PREFIXES",
+    "attributes_of",
+    "is_ai_span",
+    "record_from_sdk_span",
+    "TracePlan",
+    "plan_trace",
+    "span_event",
+    "trace_event",
+    "IDENTITY_KEYS",
+    "distinct_id_of",
+    "session_id_of",
+    "first_of",
+]

@@ -156,15 +156,10 @@ def _attributes(key_values: Any) -> dict[str, Any]:
 
 
 def _conversion() -> Any:
-    """The OpenTelemetry integration's conversion (pure Python; needs the `otel` extra)."""
-    try:
-        from posthog_llm.integrations.otel import _assemble, _convert, _records
-    except ImportError:
-        raise BadRequest(
-            "this collector cannot convert OTLP: install it with pip install 'posthog-llm[otel]'",
-            status=501,
-        ) from None
-    return _assemble, _convert, _records
+    """The core's span conversion, which the OpenTelemetry span processor uses too."""
+    from .. import _span_assemble, _span_convert, _span_records
+
+    return _span_assemble, _span_convert, _span_records
 
 
 def _records(request: Any) -> list[Any]:

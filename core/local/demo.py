@@ -642,7 +642,7 @@ def _ask_standin(
     demo_call: Callable[[Any, Any, str], str],
     question: str,
 ) -> str:
-    """One tracked call on a stand-in started for it (`demo_call` of its module)."""
+    """One tracked call on a stand-in started for it (`anthropic_standin_call`, ...)."""
     _started_standin(demo, standin, provider)
     try:
         return demo_call(standin, demo.client, question)

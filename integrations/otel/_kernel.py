@@ -1,47 +1,49 @@
-"""What the OpenTelemetry integration takes from the core: the kernel integration API only."""
+"""What the OpenTelemetry integration takes from the core: the kernel integration API only.
+
+The conversion itself (span records, the GenAI, OpenInference, OpenLLMetry and Vercel AI SDK
+conventions, a trace's plan) is the core's: `posthog-llm serve` turns OTLP into the same events.
+"""
 
 from __future__ import annotations
 
 from posthog_llm.instrumentation import (
-    EMBEDDING,
+    AI_PREFIXES,
     EMPTY_SCOPE,
-    GENERATION,
-    SPAN,
-    TRACE,
+    IDENTITY_KEYS,
     Emitter,
     Scope,
+    SpanRecord,
     capture_internal_exceptions,
     current_observation,
     current_scope,
-    embedding_properties,
-    error_text,
-    generation_properties,
+    distinct_id_of,
+    first_of,
     make_scope,
-    provider_name,
+    plan_trace,
+    record_from_sdk_span,
     report_internal_error,
-    span_properties,
-    trace_properties,
-    whole_number,
+    session_id_of,
+    span_event,
+    trace_event,
 )
 
 __all__ = [
+    "AI_PREFIXES",
     "EMPTY_SCOPE",
-    "EMBEDDING",
-    "GENERATION",
-    "SPAN",
-    "TRACE",
+    "IDENTITY_KEYS",
     "Emitter",
     "Scope",
+    "SpanRecord",
     "capture_internal_exceptions",
     "current_observation",
     "current_scope",
-    "embedding_properties",
-    "error_text",
-    "generation_properties",
+    "distinct_id_of",
+    "first_of",
     "make_scope",
-    "provider_name",
+    "plan_trace",
+    "record_from_sdk_span",
     "report_internal_error",
-    "span_properties",
-    "trace_properties",
-    "whole_number",
+    "session_id_of",
+    "span_event",
+    "trace_event",
 ]

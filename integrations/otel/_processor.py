@@ -3,7 +3,7 @@
 Per span the hot path is one dictionary lookup and, until a trace shows AI work, one prefix check
 of the span's name and attribute keys. Spans of an AI trace are kept as records (their ids, times
 and the SDK's own attribute dict) until the trace's local root ends; the finished trace is then
-one queued item, and the plan of `_assemble` and the events are made on the sender's worker.
+one queued item, and the trace's plan and events are made on the sender's worker.
 """
 
 from __future__ import annotations
@@ -15,26 +15,26 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from ._assemble import plan_trace
-from ._convert import (
+from ._kernel import (
+    AI_PREFIXES,
+    EMPTY_SCOPE,
     IDENTITY_KEYS,
+    Emitter,
+    Scope,
+    SpanRecord,
+    capture_internal_exceptions,
+    current_observation,
+    current_scope,
     distinct_id_of,
     first_of,
+    make_scope,
+    plan_trace,
+    record_from_sdk_span,
+    report_internal_error,
     session_id_of,
     span_event,
     trace_event,
 )
-from ._kernel import (
-    EMPTY_SCOPE,
-    Emitter,
-    Scope,
-    capture_internal_exceptions,
-    current_observation,
-    current_scope,
-    make_scope,
-    report_internal_error,
-)
-from ._records import AI_PREFIXES, SpanRecord, record_from_sdk_span
 
 __all__ = ["PostHogSpanProcessor"]
 

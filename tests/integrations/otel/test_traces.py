@@ -294,7 +294,7 @@ def test_openllmetry_and_vercel_ai_sdk_spans(tracer, events):
 def test_records_read_from_the_sdk_fields_equal_those_read_through_its_properties():
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.trace import Status, StatusCode
-    from posthog_llm.integrations.otel._records import record_from_sdk_span
+    from posthog_llm.instrumentation import record_from_sdk_span
 
     ended = []
 

@@ -12,20 +12,20 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._kernel import (
+from ._errors import error_text
+from ._events import (
     EMBEDDING,
     GENERATION,
     SPAN,
     TRACE,
     embedding_properties,
-    error_text,
     generation_properties,
     provider_name,
     span_properties,
     trace_properties,
-    whole_number,
 )
-from ._records import SpanRecord, is_ai_span
+from ._span_records import SpanRecord, is_ai_span
+from ._usage import whole_number
 
 __all__ = [
     "kind_of",
@@ -33,6 +33,7 @@ __all__ = [
     "trace_event",
     "distinct_id_of",
     "session_id_of",
+    "first_of",
     "IDENTITY_KEYS",
 ]
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ._convert import EMBEDDING_KIND, GENERATION_KIND, kind_of
-from ._records import SpanRecord
+from ._span_convert import EMBEDDING_KIND, GENERATION_KIND, kind_of
+from ._span_records import SpanRecord
 
 __all__ = ["TracePlan", "plan_trace"]
 

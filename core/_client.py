@@ -153,19 +153,16 @@ def _add_estimated_cost(props: dict[str, Any]) -> None:
         props["$ai_total_cost_usd"] = cost["total_cost_usd"]
 
 
-def _properties_copy(properties: Any) -> dict[str, Any]:
-    """A copy of `properties`; what is not a mapping is kept whole under one key (the event is
-    never dropped for its content), with a warning."""
-    try:
-        return dict(properties)
-    except (TypeError, ValueError):
-        _properties_warning.warn(
-            "posthog-llm: capture(properties=...) takes a mapping, got %s; it was sent as the "
-            "property %r",
-            type(properties).__name__,
-            NOT_A_MAPPING,
-        )
-        return {NOT_A_MAPPING: properties}
+def _not_a_mapping(properties: Any) -> dict[str, Any]:
+    """Properties that are not a mapping, kept whole under one key (the event is never dropped
+    for its content), with a warning."""
+    _properties_warning.warn(
+        "posthog-llm: capture(properties=...) takes a mapping, got %s; it was sent as the "
+        "property %r",
+        type(properties).__name__,
+        NOT_A_MAPPING,
+    )
+    return {NOT_A_MAPPING: properties}
 
 
 class Client:
@@ -334,7 +331,13 @@ class Client:
             if len(event) > MAX_ID_CHARS:
                 event = event[:MAX_ID_CHARS]
             event_uuid = str(uuid) if uuid is not None else uuid4_str()
-            props = _properties_copy(properties) if properties else {}
+            if properties:
+                try:  # inline: `capture` is the hot path, and a try costs nothing here
+                    props = dict(properties)
+                except (TypeError, ValueError):
+                    props = _not_a_mapping(properties)
+            else:
+                props = {}
             scope = current_scope()
             if scope is not EMPTY_SCOPE:
                 # Manual capture inside `posthog_llm.context(...)` gets the same identity as

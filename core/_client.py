@@ -119,28 +119,28 @@ _PRICED_EVENTS = frozenset({"$ai_generation", "$ai_embedding"})
 _COSTS = ("$ai_input_cost_usd", "$ai_output_cost_usd", "$ai_total_cost_usd")
 
 
-def _int_or_zero(value: Any) -> int:
-    return value if type(value) is int and value > 0 else 0
-
-
 def _add_estimated_cost(props: dict[str, Any]) -> None:
     """The pricing table's estimate as `$ai_*_cost_usd`, unless the event carries a cost (or
-    a price) of its own, or its model or tokens are unknown to the table."""
+    a price) of its own, or its model or tokens are unknown to the table. Token counts are
+    read as the local viewer reads them for its own estimate (`as_count`)."""
     if any(key in props for key in _COSTS) or "$ai_input_token_price" in props:
         return
     model = props.get("$ai_model")
     if type(model) is not str or not model:
         return
-    from .local.pricing import estimate_cost  # only for clients that opted in
+    # Only for clients that opted in.
+    from ._store_summary import as_count
+    from .local.pricing import estimate_cost
 
+    provider = props.get("$ai_provider")
     try:
         cost = estimate_cost(
             model,
-            _int_or_zero(props.get("$ai_input_tokens")),
-            _int_or_zero(props.get("$ai_output_tokens")),
-            _int_or_zero(props.get("$ai_cache_read_input_tokens")),
-            cache_write_tokens=_int_or_zero(props.get("$ai_cache_creation_input_tokens")),
-            provider=props.get("$ai_provider") if type(props.get("$ai_provider")) is str else None,
+            as_count(props.get("$ai_input_tokens")),
+            as_count(props.get("$ai_output_tokens")),
+            as_count(props.get("$ai_cache_read_input_tokens")),
+            cache_write_tokens=as_count(props.get("$ai_cache_creation_input_tokens")),
+            provider=provider if type(provider) is str else None,
         )
     except Exception as exc:  # a pricing file that cannot be read: the event goes without
         from ._emit import report_internal_error  # `_emit` imports this module

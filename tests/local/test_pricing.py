@@ -219,9 +219,10 @@ def test_cost_is_not_sent_to_posthog_unless_the_user_opts_in(posthog_server, tmp
     )
     opted.capture("$ai_generation", distinct_id="u", properties={"$ai_model": "unknown-x", **usage})
     opted.capture("$ai_span", distinct_id="u", properties={"$ai_model": "my-finetune", **usage})
+    opted.capture("$ai_generation", distinct_id="u", properties={"$ai_model": "my-finetune"})
     assert opted.flush(10)
     opted.shutdown(5)
-    estimated, own, unknown, span = [e["properties"] for e in posthog_server.events[1:]]
+    estimated, own, unknown, span, no_tokens = [e["properties"] for e in posthog_server.events[1:]]
     assert (
         estimated["$ai_input_cost_usd"],
         estimated["$ai_output_cost_usd"],
@@ -230,6 +231,7 @@ def test_cost_is_not_sent_to_posthog_unless_the_user_opts_in(posthog_server, tmp
     assert own["$ai_total_cost_usd"] == 0.5 and "$ai_input_cost_usd" not in own  # theirs wins
     assert not [k for k in unknown if "cost" in k]  # no price: no guess
     assert not [k for k in span if "cost" in k]  # spans are not priced
+    assert not [k for k in no_tokens if "cost" in k]  # no token counts: no estimate, not 0
     with pytest.raises(TypeError, match="send_estimated_cost"):
         Client(destination=InMemoryDestination(), send_estimated_cost="yes")  # type: ignore[arg-type]
 

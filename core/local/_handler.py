@@ -119,6 +119,16 @@ class Handler(BaseHTTPRequestHandler):
         site = (self.headers.get("Sec-Fetch-Site") or "").lower()
         return site != "cross-site" or "*" in self.app.cors_origins
 
+    def write_refusal(self, what: str) -> str | None:
+        """Why a cross-origin page may not post `what` here, or None when it may."""
+        if self._write_allowed():
+            return None
+        origin = self.headers.get("Origin") or "a cross-site page"
+        return (
+            f"{what} from {origin!r} are not accepted: only pages on loopback origins may post "
+            "here unless the collector runs with --cors-origin ORIGIN"
+        )
+
     def _route(self) -> tuple[str, dict[str, str]]:
         parts = urlsplit(self.path)
         path = "/" + parts.path.strip("/")
@@ -247,15 +257,11 @@ class Handler(BaseHTTPRequestHandler):
         if method not in ("GET", "POST"):
             self._error(405, f"{path} accepts POST")
             return
-        if not self._write_allowed():
-            origin = self.headers.get("Origin") or "a cross-site page"
+        refusal = self.write_refusal("events")
+        if refusal is not None:
             if self.app.log:
-                self.app.log(f"{method} {path} -> 403: refused events from {origin}")
-            self._error(
-                403,
-                f"events from {origin!r} are not accepted: only pages on loopback origins may "
-                "post here unless the collector runs with --cors-origin ORIGIN",
-            )
+                self.app.log(f"{method} {path} -> 403: {refusal}")
+            self._error(403, refusal)
             return
         try:
             count = self.app.ingest(

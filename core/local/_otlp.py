@@ -322,13 +322,9 @@ def _receive(handler: Any, reservation: Reservation) -> int | None:
             bearer_token(headers.get("Authorization") or "")
         ):
             raise BadRequest("invalid or missing project api key for this collector", status=401)
-        if not handler._write_allowed():  # the capture paths' rule for browser pages
-            origin = headers.get("Origin") or "a cross-site page"
-            raise BadRequest(
-                f"traces from {origin!r} are not accepted: only pages on loopback origins may "
-                "post here unless the collector runs with --cors-origin ORIGIN",
-                status=403,
-            )
+        refusal = handler.write_refusal("traces")  # the capture paths' rule for browser pages
+        if refusal is not None:
+            raise BadRequest(refusal, status=403)
         request = decode_otlp(
             raw,
             content_type=headers.get("Content-Type") or "",

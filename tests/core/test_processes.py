@@ -175,21 +175,26 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-@pytest.mark.parametrize("kind", ["process", "pool", "pool-with"])
-def test_multiprocessing_children_deliver_at_exit(posthog_server, tmp_path, method, kind):
-    if method == "fork" and not hasattr(os, "fork"):
-        pytest.skip("fork is POSIX only")
+def _run_children(tmp_path, method: str, host: str, kind: str) -> None:
+    """Run `_MP_CODE`: 300 events captured in children that neither flush nor shut down."""
     script = tmp_path / "mp_script.py"
     script.write_text(_MP_CODE)
     result = subprocess.run(
-        [sys.executable, str(script), method, posthog_server.host, kind],
+        [sys.executable, str(script), method, host, kind],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("kind", ["process", "pool", "pool-with"])
+def test_multiprocessing_children_deliver_at_exit(posthog_server, tmp_path, method, kind):
+    if method == "fork" and not hasattr(os, "fork"):
+        pytest.skip("fork is POSIX only")
+    _run_children(tmp_path, method, posthog_server.host, kind)
     events = posthog_server.wait_for(300, timeout=10)
     assert sorted(e["properties"]["i"] for e in events) == list(range(300))
 
@@ -202,16 +207,7 @@ def test_multiprocessing_children_spool_at_exit_while_posthog_is_down(
     if method == "fork" and not hasattr(os, "fork"):
         pytest.skip("fork is POSIX only")
     posthog_server.behaviour = lambda n: ("status", 503)  # down for the children's whole life
-    script = tmp_path / "mp_script.py"
-    script.write_text(_MP_CODE)
-    result = subprocess.run(
-        [sys.executable, str(script), method, posthog_server.host, kind],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
+    _run_children(tmp_path, method, posthog_server.host, kind)
     assert posthog_server.events == []
     # PostHog is back: a later client for the same host and key replays what the children left.
     posthog_server.behaviour = lambda n: "ok"

@@ -63,6 +63,23 @@ async def test_async_openai_call_inside_an_async_langchain_step_joins_it(
 # -- LlamaIndex and LangChain, both ways -----------------------------------------------------------
 
 
+def _assert_one_llama_index_query_with_its_generation_under(tree: Tree, step: Any) -> Any:
+    """The LlamaIndex query is one span under `step`, its generation under it; returns that
+    generation."""
+    query = [
+        e["properties"]
+        for e in tree.events
+        if e["properties"].get("$ai_framework") == "llama-index"
+        and e["event"] == "$ai_span"
+        and tree.parent_of(e["properties"]) == tree.span_id(step)
+    ]
+    assert len(query) == 1, "the LlamaIndex query is one span under the LangChain step"
+    generation = tree.find("$ai_generation")
+    assert generation["$ai_framework"] == "llama-index"
+    assert tree.is_under(generation, query[0])
+    return generation
+
+
 def test_llama_index_query_inside_a_langchain_tool_joins_the_chain(
     handler: Any, query_engine: Any, events: Any
 ) -> None:
@@ -77,17 +94,7 @@ def test_llama_index_query_inside_a_langchain_tool_joins_the_chain(
     tree = Tree(events())
     assert tree.root["properties"]["$ai_framework"] == "langchain"
     tool_span = tree.find("$ai_span", "search_notes")
-    query = [
-        e["properties"]
-        for e in tree.events
-        if e["properties"].get("$ai_framework") == "llama-index"
-        and e["event"] == "$ai_span"
-        and tree.parent_of(e["properties"]) == tree.span_id(tool_span)
-    ]
-    assert len(query) == 1, "the LlamaIndex query is one span under the tool"
-    generation = tree.find("$ai_generation")
-    assert generation["$ai_framework"] == "llama-index"
-    assert tree.is_under(generation, query[0])
+    generation = _assert_one_llama_index_query_with_its_generation_under(tree, tool_span)
     assert tree.is_under(generation, tool_span)
 
 
@@ -401,15 +408,5 @@ async def test_async_llama_index_query_inside_an_async_langchain_step_joins_it(
     tree = Tree(events())
     assert tree.root["properties"]["$ai_framework"] == "langchain"
     step = tree.find("$ai_span", "search_notes")
-    query = [
-        e["properties"]
-        for e in tree.events
-        if e["properties"].get("$ai_framework") == "llama-index"
-        and e["event"] == "$ai_span"
-        and tree.parent_of(e["properties"]) == tree.span_id(step)
-    ]
-    assert len(query) == 1, "the LlamaIndex query is one span under the step"
-    generation = tree.find("$ai_generation")
-    assert generation["$ai_framework"] == "llama-index"
-    assert tree.is_under(generation, query[0])
+    _assert_one_llama_index_query_with_its_generation_under(tree, step)
     assert len({e["properties"]["$ai_trace_id"] for e in tree.events}) == 1

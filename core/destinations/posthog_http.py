@@ -12,9 +12,11 @@ import json
 import os
 import zlib
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .._version import __version__
 from ._base import BatchTooLargeError, PermanentError, RetryableError
+from ._connections import NETWORK_ERRORS, ConnectionPool
 
 if TYPE_CHECKING:
     import requests
@@ -61,6 +63,11 @@ def gzip_body(data: bytes) -> bytes:
     return bytes(_deflate.compress(data, 1, _GZIP_WBITS))
 
 
+def _path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -92,6 +99,9 @@ class PostHogHTTPDestination:
         self.gzip = gzip
         self.description = f"PostHog at {self.host}"
         self._session: requests.Session | None = None
+        # Set on the first request: `http.client` connections when no proxy applies to the
+        # host, else None (the requests session, which knows proxies). `False` until decided.
+        self._pool: ConnectionPool | None | bool = False
         self._prefix = b'{"api_key":' + json.dumps(api_key).encode() + b',"batch":['
 
     def lane(self, event: bytes) -> str:
@@ -130,10 +140,24 @@ class PostHogHTTPDestination:
         parts.append(b'"}')
         return b"".join(parts)
 
+    def _get_pool(self) -> ConnectionPool | None:
+        pool = self._pool
+        if pool is False:
+            # Imported on first use: `import posthog_llm` stays light for local-store users.
+            import requests
+
+            # The proxy environment, read as requests reads it (`*_PROXY`, `NO_PROXY`).
+            proxies = requests.utils.get_environ_proxies(self.url)
+            direct = requests.utils.select_proxy(self.url, proxies) is None
+            pool = self._pool = (
+                ConnectionPool(self.host, user_agent=f"posthog-llm/{__version__}")
+                if direct
+                else None
+            )
+        return pool if isinstance(pool, ConnectionPool) else None
+
     def send(self, events: list[bytes], *, timeout: float) -> None:
         """POST one batch; the sender never mixes lanes, so the first event picks the URL."""
-        import requests
-
         url = self.ai_url if events and is_ai_event(events[0]) else self.url
         data = self.body(events)
         headers = {"Content-Type": "application/json"}
@@ -142,6 +166,32 @@ class PostHogHTTPDestination:
             # bytes.
             data = gzip_body(data)
             headers["Content-Encoding"] = "gzip"
+        pool = self._get_pool()
+        if pool is not None:
+            try:
+                # The host may carry a path (a self-hosted PostHog behind a prefix).
+                status, retry_after, content = pool.post(_path_of(url), data, headers, timeout)
+            except NETWORK_ERRORS as exc:
+                # The connection may be half-dead: the next try starts a fresh one.
+                pool.close()
+                raise RetryableError(f"{type(exc).__name__}: {exc}") from None
+            text = content[:400].decode("utf-8", "replace")
+        else:
+            status, retry_after, text = self._send_with_requests(url, data, headers, timeout)
+        if 200 <= status < 300:
+            return
+        detail = f"HTTP {status} from {url}: {text[:200]!r}"
+        if status == 413:
+            raise BatchTooLargeError(detail)
+        if status in _RETRY_STATUSES or status >= 500:
+            raise RetryableError(detail, retry_after=_retry_after(retry_after))
+        raise PermanentError(detail, status=status)
+
+    def _send_with_requests(
+        self, url: str, data: bytes, headers: dict[str, str], timeout: float
+    ) -> tuple[int, str | None, str]:
+        import requests
+
         try:
             response: Any = self._get_session().post(
                 url, data=data, headers=headers, timeout=timeout
@@ -152,24 +202,18 @@ class PostHogHTTPDestination:
             # using is closed when that request hands it back.
             self.close()
             raise RetryableError(f"{type(exc).__name__}: {exc}") from None
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        detail = f"HTTP {status} from {url}: {response.text[:200]!r}"
-        if status == 413:
-            raise BatchTooLargeError(detail)
-        if status in _RETRY_STATUSES or status >= 500:
-            raise RetryableError(
-                detail, retry_after=_retry_after(response.headers.get("Retry-After"))
-            )
-        raise PermanentError(detail, status=status)
+        return response.status_code, response.headers.get("Retry-After"), response.text
 
     def after_fork_in_child(self) -> None:
         """A forked child makes its own connections: the parent's stay the parent's (two
         processes writing requests on one keep-alive socket would mix their answers)."""
         self._session = None
+        if isinstance(self._pool, ConnectionPool):
+            self._pool.forget()
 
     def close(self) -> None:
+        if isinstance(self._pool, ConnectionPool):
+            self._pool.close()
         session, self._session = self._session, None
         if session is not None:
             try:

@@ -1,0 +1,204 @@
+"""The PostHog destination's own keep-alive connections (`http.client`, no proxy): reuse, a
+connection the server closed, TLS verification as requests does it, and hosts with a path."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from posthog_llm.destinations import PostHogHTTPDestination, RetryableError
+from posthog_llm.destinations._connections import ConnectionPool
+
+EVENT = b'{"event":"$ai_span","distinct_id":"u","properties":{"$ai_trace_id":"t"}}'
+
+
+def _read_request(conn: socket.socket) -> tuple[str, dict[str, str], bytes] | None:
+    """One HTTP/1.1 request from `conn` (None when the client closed it)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        body += conn.recv(65536)
+    return lines[0], headers, body
+
+
+class _RawServer:
+    """A loopback HTTP server written on sockets, so a test decides exactly when a kept-alive
+    connection is closed. `answer(connection_number, request_number_on_it)` returns "ok",
+    "close after" (answer, then close without saying so) or "hang up" (close, no answer)."""
+
+    def __init__(
+        self, answer: Callable[[int, int], str], tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.answer = answer
+        self.tls = tls
+        self.requests: list[tuple[int, str, dict[str, str], bytes]] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            number = self.connections
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn, number), daemon=True).start()
+
+    def _handle(self, conn: socket.socket, number: int) -> None:
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            for nth in range(100):
+                request = _read_request(conn)
+                if request is None:
+                    return
+                what = self.answer(number, nth)
+                if what == "hang up":
+                    return
+                self.requests.append((number, *request))
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 12\r\n\r\n" + b'{"status":1}'
+                )
+                if what == "close after":
+                    return
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., _RawServer]]:
+    made: list[_RawServer] = []
+
+    def make(answer: Callable[[int, int], str], tls: ssl.SSLContext | None = None) -> _RawServer:
+        server = _RawServer(answer, tls)
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.close()
+
+
+def _events(server: _RawServer) -> list[dict]:
+    return [json.loads(gzip.decompress(body))["batch"][0] for *_, body in server.requests]
+
+
+def test_batches_share_one_kept_alive_connection(raw_server):
+    server = raw_server(lambda conn, nth: "ok")
+    destination = PostHogHTTPDestination("phc_key", f"http://127.0.0.1:{server.port}")
+    for _ in range(3):
+        destination.send([EVENT], timeout=5)
+    assert [number for number, *_ in server.requests] == [0, 0, 0]
+    assert server.connections == 1
+    first_line, headers = server.requests[0][1], server.requests[0][2]
+    assert first_line == "POST /i/v0/ai/batch/ HTTP/1.1"
+    assert headers["user-agent"].startswith("posthog-llm/")
+    assert headers["content-encoding"] == "gzip"
+    assert _events(server)[0]["event"] == "$ai_span"
+    destination.close()
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        # A server's keep-alive timeout closes the idle connection between two batches.
+        lambda conn, nth: "close after",
+        # The server closes the kept-alive connection just as the next request arrives: the
+        # request is sent once more, on a new connection.
+        lambda conn, nth: "hang up" if nth == 1 else "ok",
+    ],
+    ids=["closed while idle", "hung up on the next request"],
+)
+def test_a_kept_alive_connection_the_server_closed_is_replaced_without_an_error(raw_server, second):
+    server = raw_server(second)
+    destination = PostHogHTTPDestination("phc_key", f"http://127.0.0.1:{server.port}")
+    destination.send([EVENT], timeout=5)
+    destination.send([EVENT], timeout=5)
+    assert [number for number, *_ in server.requests] == [0, 1]
+    destination.close()
+
+
+def test_a_new_connection_the_server_hangs_up_on_is_a_retryable_error(raw_server):
+    server = raw_server(lambda conn, nth: "hang up")
+    destination = PostHogHTTPDestination("phc_key", f"http://127.0.0.1:{server.port}")
+    with pytest.raises(RetryableError, match="RemoteDisconnected|ConnectionReset"):
+        destination.send([EVENT], timeout=5)
+    assert server.connections == 1  # not repeated: nothing was kept alive
+    destination.close()
+
+
+def test_nothing_listening_is_a_retryable_error():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    destination = PostHogHTTPDestination("phc_key", f"http://127.0.0.1:{port}")
+    with pytest.raises(RetryableError, match="ConnectionRefused"):
+        destination.send([EVENT], timeout=5)
+
+
+def test_a_host_with_a_path_keeps_it(raw_server):
+    # A self-hosted PostHog behind a path prefix on a reverse proxy.
+    server = raw_server(lambda conn, nth: "ok")
+    destination = PostHogHTTPDestination("phc_key", f"http://127.0.0.1:{server.port}/posthog/")
+    destination.send([b'{"event":"signup","distinct_id":"u","properties":{}}'], timeout=5)
+    destination.send([EVENT], timeout=5)
+    assert [line for _, line, *_ in server.requests] == [
+        "POST /posthog/batch/ HTTP/1.1",
+        "POST /posthog/i/v0/ai/batch/ HTTP/1.1",
+    ]
+
+
+def test_https_verifies_the_certificate_against_the_ca_bundle_in_the_environment(
+    raw_server, tmp_path, monkeypatch
+):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    server = raw_server(lambda conn, nth: "ok", tls=server_tls)
+    url = f"https://127.0.0.1:{server.port}"
+
+    # An unknown CA (certifi's bundle does not hold the test CA): refused, as requests would.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    untrusting = PostHogHTTPDestination("phc_key", url)
+    with pytest.raises(RetryableError, match="SSLCertVerificationError|SSLError"):
+        untrusting.send([EVENT], timeout=5)
+    assert server.requests == []
+
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    trusting = PostHogHTTPDestination("phc_key", url)
+    trusting.send([EVENT], timeout=5)
+    trusting.send([EVENT], timeout=5)
+    assert [number for number, *_ in server.requests] == [1, 1]  # one TLS connection, kept
+    assert _events(server)[0]["properties"]["$ai_trace_id"] == "t"
+    trusting.close()
+
+
+def test_the_pool_refuses_what_is_not_an_http_url():
+    with pytest.raises(ValueError, match="not an http"):
+        ConnectionPool("ftp://example.com", user_agent="x")

@@ -92,10 +92,17 @@ def _step_common(
     err, status = _error_fields(error)
     if privacy:
         return privacy, None, None, err, status
+    memo = run.memo
     try:  # one guard for both; one each only when one of them fails
-        return privacy, to_state(run.inputs), to_state(output), err, status
+        return privacy, to_state(run.inputs, 0, memo), to_state(output, 0, memo), err, status
     except Exception:
-        return privacy, safely(to_state, run.inputs), safely(to_state, output), err, status
+        return (
+            privacy,
+            safely(to_state, run.inputs, 0, memo),
+            safely(to_state, output, 0, memo),
+            err,
+            status,
+        )
 
 
 def span_builder(
@@ -233,9 +240,11 @@ def _facts_safely(
 
 def _content(run: Run, response: Any, max_chars: int | None, collect: bool) -> Any:
     """Input messages, output choices and their long texts, read directly."""
-    convert = messages_to_dicts if run.kind == CHAT else prompts_to_dicts
-    input_messages = convert(run.inputs)
-    output = (output_choices(response) or None) if response is not None else None
+    memo = run.memo
+    input_messages = (
+        messages_to_dicts(run.inputs, memo) if run.kind == CHAT else prompts_to_dicts(run.inputs)
+    )
+    output = (output_choices(response, memo) or None) if response is not None else None
     texts: list[str] = []
     if collect and max_chars is not None:
         texts = long_texts(input_messages, max_chars) + long_texts(output, max_chars)
@@ -243,9 +252,13 @@ def _content(run: Run, response: Any, max_chars: int | None, collect: bool) -> A
 
 
 def _content_safely(run: Run, response: Any, max_chars: int | None, collect: bool) -> Any:
-    convert = messages_to_dicts if run.kind == CHAT else prompts_to_dicts
-    input_messages = safely(convert, run.inputs)
-    output = (safely(output_choices, response) or None) if response is not None else None
+    memo = run.memo
+    input_messages = (
+        safely(messages_to_dicts, run.inputs, memo)
+        if run.kind == CHAT
+        else safely(prompts_to_dicts, run.inputs)
+    )
+    output = (safely(output_choices, response, memo) or None) if response is not None else None
     texts: list[str] = []
     if collect and max_chars is not None:
         texts.extend(safely(long_texts, input_messages, max_chars) or ())

@@ -196,14 +196,31 @@ def message_to_dict(message: Any) -> Any:
     return out
 
 
-def messages_to_dicts(messages: Any) -> list[Any]:
+def converted(message: Any, memo: dict[int, Any] | None) -> Any:
+    """`message_to_dict(message)`, made once per message within one replay of a trace (`memo`):
+    a prompt's output messages are the model's input, and the model's reply is the parser's.
+
+    The memo keeps the message with its dict, so an id is never taken for another object's.
+    """
+    if memo is None:
+        return message_to_dict(message)
+    key = id(message)
+    seen = memo.get(key)
+    if seen is not None and seen[0] is message:
+        return seen[1]
+    out = message_to_dict(message)
+    memo[key] = (message, out)
+    return out
+
+
+def messages_to_dicts(messages: Any, memo: dict[int, Any] | None = None) -> list[Any]:
     """`on_chat_model_start`'s messages (one list per prompt) as one flat list."""
     out: list[Any] = []
     for row in messages or ():
         if isinstance(row, (list, tuple)):
-            out.extend(message_to_dict(m) for m in row)
+            out.extend(converted(m, memo) for m in row)
         else:
-            out.append(message_to_dict(row))
+            out.append(converted(row, memo))
     return out
 
 
@@ -214,21 +231,22 @@ def prompts_to_dicts(prompts: Any) -> list[dict[str, Any]]:
     return [{"role": "user", "content": p} for p in prompts or ()]
 
 
-def output_choices(response: Any) -> list[Any]:
+def output_choices(response: Any, memo: dict[int, Any] | None = None) -> list[Any]:
     """Every candidate of an `LLMResult` as an assistant message."""
     choices: list[Any] = []
     for candidates in getattr(response, "generations", None) or ():
         for generation in candidates or ():
             message = getattr(generation, "message", None)
             if message is not None:
-                choices.append(message_to_dict(message))
+                choices.append(converted(message, memo))
             else:
                 choices.append({"role": "assistant", "content": getattr(generation, "text", "")})
     return choices
 
 
-def to_state(value: Any, depth: int = 0) -> Any:
-    """A chain's input or output with messages, prompts and documents made readable."""
+def to_state(value: Any, depth: int = 0, memo: dict[int, Any] | None = None) -> Any:
+    """A chain's input or output with messages, prompts and documents made readable (`memo`:
+    see `converted`)."""
     cls = type(value)
     # Exact builtins first: most state is plain dicts, lists and strings.
     if cls is str or value is None or cls is int or cls is float or cls is bool:
@@ -236,17 +254,17 @@ def to_state(value: Any, depth: int = 0) -> Any:
     if depth > _MAX_STATE_DEPTH:
         return value
     if cls is dict:
-        return {k: to_state(v, depth + 1) for k, v in value.items()}
+        return {k: to_state(v, depth + 1, memo) for k, v in value.items()}
     if cls is list:
-        return [to_state(v, depth + 1) for v in value]
+        return [to_state(v, depth + 1, memo) for v in value]
     if isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, BaseMessage):
-        return message_to_dict(value)
+        return converted(value, memo)
     if isinstance(value, PromptValue):
         messages = getattr(value, "messages", None)
         if messages is not None:
-            return [message_to_dict(m) for m in messages]
+            return [converted(m, memo) for m in messages]
         return value.to_string()
     if isinstance(value, Document):
         out: dict[str, Any] = {"page_content": value.page_content}
@@ -254,9 +272,9 @@ def to_state(value: Any, depth: int = 0) -> Any:
             out["metadata"] = value.metadata
         return out
     if type(value) is dict or isinstance(value, Mapping):
-        return {k: to_state(v, depth + 1) for k, v in value.items()}
+        return {k: to_state(v, depth + 1, memo) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_state(v, depth + 1) for v in value]
+        return [to_state(v, depth + 1, memo) for v in value]
     return value
 
 

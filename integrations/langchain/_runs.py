@@ -169,6 +169,7 @@ class Run:
         "error",
         "end",
         "max_chars",
+        "memo",
     )
 
     def __init__(
@@ -204,6 +205,8 @@ class Run:
         self.error: BaseException | None = None
         self.end = start
         self.max_chars: int | None = None
+        # Messages converted so far in this replay, shared by its runs (`converted`).
+        self.memo: dict[int, Any] | None = None
 
     def __call__(self) -> dict[str, Any]:
         """The event's properties (on the worker)."""
@@ -261,6 +264,7 @@ def replay(
     """
     trace_builder, span_builder, generation_builder = builders
     runs: dict[Any, Run] = {}
+    memo: dict[int, Any] = {}
     ended: list[Run] = []
     tokens = trace.tokens
     i, n = 0, len(log)
@@ -306,6 +310,7 @@ def replay(
             run.run_type = x1
         if scope is not None:
             run.scope = scope
+        run.memo = memo
         runs[key] = run
         i += START_WIDTH
     return ended

@@ -93,10 +93,10 @@ def test_a_state_that_cannot_be_read_leaves_the_other_state_of_the_span(
 ) -> None:
     real = _builders.to_state
 
-    def picky(value: Any) -> Any:
+    def picky(value: Any, *args: Any) -> Any:
         if isinstance(value, dict) and "question" in value:
             raise RuntimeError("cannot read the input")
-        return real(value)
+        return real(value, *args)
 
     monkeypatch.setattr(_builders, "to_state", picky)
     chain(_model()).invoke({"question": "q"}, config={"callbacks": [handler]})
@@ -149,3 +149,31 @@ def test_states_without_long_strings_are_not_copied_to_be_capped() -> None:
     capped = cap_strings(long, 10)
     assert capped is not long and capped["a"][0].startswith("x" * 10) and capped["a"][1] == {"b": 1}
     assert long == {"a": ["x" * 11, {"b": 1}]}  # copied where cut, the original left as it was
+
+
+def test_a_message_is_converted_once_per_replay_and_each_event_reads_it_whole(
+    handler: Any, events: Any
+) -> None:
+    # The prompt's output messages are the model's input, its reply the parser's input: one
+    # conversion each, shared by the events of the trace.
+    chain(_model()).invoke({"question": "q"}, config={"callbacks": [handler]})
+    (generation,) = events("$ai_generation")
+    spans = {e["properties"]["$ai_span_name"]: e["properties"] for e in events("$ai_span")}
+    prompt_out = spans["ChatPromptTemplate"]["$ai_output_state"]
+    assert prompt_out == generation["properties"]["$ai_input"]
+    assert prompt_out[-1] == {"role": "user", "content": "q"}
+    parser_in = spans["StrOutputParser"]["$ai_input_state"]
+    assert [parser_in] == generation["properties"]["$ai_output_choices"]
+
+
+def test_the_conversion_memo_never_answers_for_another_object_with_the_same_id() -> None:
+    from langchain_core.messages import AIMessage, HumanMessage
+    from posthog_llm.integrations.langchain._messages import converted
+
+    memo: dict[int, Any] = {}
+    first = HumanMessage("first")
+    assert converted(first, memo) is converted(first, memo)  # made once
+    other = AIMessage("other")
+    memo[id(other)] = (first, {"role": "user", "content": "first"})  # an id taken over
+    assert converted(other, memo) == {"role": "assistant", "content": "other"}
+    assert converted(first, None) is not converted(first, None)  # no memo: made each time

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import threading
 import zlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -102,6 +103,7 @@ class PostHogHTTPDestination:
         # Set on the first request: `http.client` connections when no proxy applies to the
         # host, else None (the requests session, which knows proxies). `False` until decided.
         self._pool: ConnectionPool | None | bool = False
+        self._pool_lock = threading.Lock()
         self._prefix = b'{"api_key":' + json.dumps(api_key).encode() + b',"batch":['
 
     def lane(self, event: bytes) -> str:
@@ -143,18 +145,23 @@ class PostHogHTTPDestination:
     def _get_pool(self) -> ConnectionPool | None:
         pool = self._pool
         if pool is False:
-            # Imported on first use: `import posthog_llm` stays light for local-store users.
-            import requests
-
-            # The proxy environment, read as requests reads it (`*_PROXY`, `NO_PROXY`).
-            proxies = requests.utils.get_environ_proxies(self.url)
-            direct = requests.utils.select_proxy(self.url, proxies) is None
-            pool = self._pool = (
-                ConnectionPool(self.host, user_agent=f"posthog-llm/{__version__}")
-                if direct
-                else None
-            )
+            # The first two requests may start together (the worker and its helper thread).
+            with self._pool_lock:
+                pool = self._pool
+                if pool is False:
+                    pool = self._pool = self._direct_pool()
         return pool if isinstance(pool, ConnectionPool) else None
+
+    def _direct_pool(self) -> ConnectionPool | None:
+        """Our own connections, or None when a proxy applies to the host (read as requests
+        reads the environment: `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`)."""
+        # Imported on first use: `import posthog_llm` stays light for local-store users.
+        import requests
+
+        proxies = requests.utils.get_environ_proxies(self.url)
+        if requests.utils.select_proxy(self.url, proxies) is not None:
+            return None
+        return ConnectionPool(self.host, user_agent=f"posthog-llm/{__version__}")
 
     def send(self, events: list[bytes], *, timeout: float) -> None:
         """POST one batch; the sender never mixes lanes, so the first event picks the URL."""
@@ -208,6 +215,7 @@ class PostHogHTTPDestination:
         """A forked child makes its own connections: the parent's stay the parent's (two
         processes writing requests on one keep-alive socket would mix their answers)."""
         self._session = None
+        self._pool_lock = threading.Lock()
         if isinstance(self._pool, ConnectionPool):
             self._pool.forget()
 

@@ -100,8 +100,8 @@ class ConnectionPool:
 
     def post(
         self, path: str, body: bytes, headers: dict[str, str], timeout: float
-    ) -> tuple[int, str | None, bytes]:
-        """POST `body`; the answer's status, its `Retry-After` header and its body.
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """POST `body`; the answer's status, headers and body.
 
         Raises one of `NETWORK_ERRORS` when no answer came.
         """
@@ -126,7 +126,7 @@ class ConnectionPool:
             conn.close()
         else:
             self._give_back(conn, generation)
-        return response.status, response.getheader("Retry-After"), content
+        return response.status, response.headers, content
 
     def close(self) -> None:
         """Close the idle connections; one in use is closed when its request is over."""

@@ -13,7 +13,7 @@ import os
 import threading
 import zlib
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from .._version import __version__
 from ._base import BatchTooLargeError, PermanentError, RetryableError
@@ -43,6 +43,9 @@ def is_ai_event(data: bytes) -> bool:
 
 
 _RETRY_STATUSES = frozenset({408, 429})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 3
+_MAX_REDIRECT_ORIGINS = 4
 
 # gzip container (what `Content-Encoding: gzip` means), written by the compressor in one pass.
 _GZIP_WBITS = 31
@@ -104,6 +107,7 @@ class PostHogHTTPDestination:
         # host, else None (the requests session, which knows proxies). `False` until decided.
         self._pool: ConnectionPool | None | bool = False
         self._pool_lock = threading.Lock()
+        self._redirect_pools: dict[str, ConnectionPool] = {}
         self._prefix = b'{"api_key":' + json.dumps(api_key).encode() + b',"batch":['
 
     def lane(self, event: bytes) -> str:
@@ -175,14 +179,7 @@ class PostHogHTTPDestination:
             headers["Content-Encoding"] = "gzip"
         pool = self._get_pool()
         if pool is not None:
-            try:
-                # The host may carry a path (a self-hosted PostHog behind a prefix).
-                status, retry_after, content = pool.post(_path_of(url), data, headers, timeout)
-            except NETWORK_ERRORS as exc:
-                # The connection may be half-dead: the next try starts a fresh one.
-                pool.close()
-                raise RetryableError(f"{type(exc).__name__}: {exc}") from None
-            text = content[:400].decode("utf-8", "replace")
+            status, retry_after, text = self._post_direct(pool, url, data, headers, timeout)
         else:
             status, retry_after, text = self._send_with_requests(url, data, headers, timeout)
         if 200 <= status < 300:
@@ -193,6 +190,47 @@ class PostHogHTTPDestination:
         if status in _RETRY_STATUSES or status >= 500:
             raise RetryableError(detail, retry_after=_retry_after(retry_after))
         raise PermanentError(detail, status=status)
+
+    def _post_direct(
+        self, pool: ConnectionPool, url: str, data: bytes, headers: dict[str, str], timeout: float
+    ) -> tuple[int, str | None, str]:
+        """POST over our own connections, following redirects with the same POST and body (a
+        host that moved, or http sent on to https): requests would turn a 301 or 302 into a
+        GET and lose the batch."""
+        for _ in range(_MAX_REDIRECTS + 1):
+            try:
+                # The host may carry a path (a self-hosted PostHog behind a prefix).
+                status, answer, content = pool.post(_path_of(url), data, headers, timeout)
+            except NETWORK_ERRORS as exc:
+                # The connection may be half-dead: the next try starts a fresh one.
+                pool.close()
+                raise RetryableError(f"{type(exc).__name__}: {exc}") from None
+            location = answer.get("Location")
+            if status not in _REDIRECTS or not location:
+                return status, answer.get("Retry-After"), content[:400].decode("utf-8", "replace")
+            target = urljoin(url, location)
+            try:
+                pool = self._pool_for(target)
+            except ValueError:  # not http(s): not followed
+                return status, None, f"redirected to {location!r}"
+            url = target
+        return status, None, f"more than {_MAX_REDIRECTS} redirects"
+
+    def _pool_for(self, url: str) -> ConnectionPool:
+        """The connections to `url`'s origin: a redirect's target keeps its own."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        home = urlsplit(self.host)
+        if origin == f"{home.scheme}://{home.netloc}" and isinstance(self._pool, ConnectionPool):
+            return self._pool
+        with self._pool_lock:
+            pool = self._redirect_pools.get(origin)
+            if pool is None:
+                if len(self._redirect_pools) >= _MAX_REDIRECT_ORIGINS:
+                    self._redirect_pools.popitem()[1].close()
+                pool = ConnectionPool(origin, user_agent=f"posthog-llm/{__version__}")
+                self._redirect_pools[origin] = pool
+            return pool
 
     def _send_with_requests(
         self, url: str, data: bytes, headers: dict[str, str], timeout: float
@@ -216,12 +254,14 @@ class PostHogHTTPDestination:
         processes writing requests on one keep-alive socket would mix their answers)."""
         self._session = None
         self._pool_lock = threading.Lock()
-        if isinstance(self._pool, ConnectionPool):
-            self._pool.forget()
+        for pool in (self._pool, *self._redirect_pools.values()):
+            if isinstance(pool, ConnectionPool):
+                pool.forget()
 
     def close(self) -> None:
-        if isinstance(self._pool, ConnectionPool):
-            self._pool.close()
+        for pool in (self._pool, *self._redirect_pools.values()):
+            if isinstance(pool, ConnectionPool):
+                pool.close()
         session, self._session = self._session, None
         if session is not None:
             try:

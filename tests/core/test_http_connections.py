@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from posthog_llm.destinations import PostHogHTTPDestination, RetryableError
+from posthog_llm.destinations import PermanentError, PostHogHTTPDestination, RetryableError
 from posthog_llm.destinations._connections import ConnectionPool
 
 EVENT = b'{"event":"$ai_span","distinct_id":"u","properties":{"$ai_trace_id":"t"}}'
@@ -37,7 +37,8 @@ def _read_request(conn: socket.socket) -> tuple[str, dict[str, str], bytes] | No
 class _RawServer:
     """A loopback HTTP server written on sockets, so a test decides exactly when a kept-alive
     connection is closed. `answer(connection_number, request_number_on_it)` returns "ok",
-    "close after" (answer, then close without saying so) or "hang up" (close, no answer)."""
+    "close after" (answer, then close without saying so), "hang up" (close, no answer) or
+    "redirect <status> <location>"."""
 
     def __init__(
         self, answer: Callable[[int, int], str], tls: ssl.SSLContext | None = None
@@ -72,6 +73,13 @@ class _RawServer:
                 if what == "hang up":
                     return
                 self.requests.append((number, *request))
+                if what.startswith("redirect "):  # "redirect 308 <location>"
+                    _, status, location = what.split(" ", 2)
+                    conn.sendall(
+                        f"HTTP/1.1 {status} Moved\r\nLocation: {location}\r\n"
+                        "Content-Length: 0\r\n\r\n".encode()
+                    )
+                    continue
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: 12\r\n\r\n" + b'{"status":1}'
@@ -202,3 +210,40 @@ def test_https_verifies_the_certificate_against_the_ca_bundle_in_the_environment
 def test_the_pool_refuses_what_is_not_an_http_url():
     with pytest.raises(ValueError, match="not an http"):
         ConnectionPool("ftp://example.com", user_agent="x")
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_followed_with_the_same_post_and_body(raw_server, status):
+    # requests would turn a 301 or 302 into a GET and lose the batch.
+    target = raw_server(lambda conn, nth: "ok")
+    moved = raw_server(
+        lambda conn, nth: f"redirect {status} http://127.0.0.1:{target.port}/i/v0/ai/batch/"
+    )
+    destination = PostHogHTTPDestination("phc_key", f"http://127.0.0.1:{moved.port}")
+    destination.send([EVENT], timeout=5)
+    destination.send([EVENT], timeout=5)
+    assert [line for _, line, *_ in target.requests] == ["POST /i/v0/ai/batch/ HTTP/1.1"] * 2
+    assert [e["event"] for e in _events(target)] == ["$ai_span", "$ai_span"]
+    destination.close()
+
+
+def test_a_relative_redirect_stays_on_the_host(raw_server):
+    server = raw_server(lambda conn, nth: "redirect 308 /moved/batch/" if nth % 2 == 0 else "ok")
+    destination = PostHogHTTPDestination("phc_key", f"http://127.0.0.1:{server.port}")
+    destination.send([EVENT], timeout=5)
+    assert [line for _, line, *_ in server.requests] == [
+        "POST /i/v0/ai/batch/ HTTP/1.1",
+        "POST /moved/batch/ HTTP/1.1",
+    ]
+    assert len(server.requests[1][3]) == len(server.requests[0][3])  # the body went along
+
+
+@pytest.mark.parametrize(
+    "location, message", [("/i/v0/ai/batch/", "more than 3 redirects"), ("ftp://x/", "ftp")]
+)
+def test_a_redirect_loop_or_a_redirect_off_http_is_refused(raw_server, location, message):
+    server = raw_server(lambda conn, nth: f"redirect 308 {location}")
+    destination = PostHogHTTPDestination("phc_key", f"http://127.0.0.1:{server.port}")
+    with pytest.raises(PermanentError, match=message):
+        destination.send([EVENT], timeout=5)
+    assert len(server.requests) == (4 if location.startswith("/") else 1)

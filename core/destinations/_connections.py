@@ -27,7 +27,13 @@ NETWORK_ERRORS = (OSError, http.client.HTTPException)
 
 # A connection the server closed while it sat idle fails on its next request in one of these
 # ways, before any answer: that request is sent again once, on a new connection.
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+_STALE = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ssl.SSLEOFError,  # a TLS connection closed without a close_notify
+    ssl.SSLZeroReturnError,
+)
 
 # Two requests are in flight at most (the sender's worker and its second-request helper).
 _MAX_IDLE = 2

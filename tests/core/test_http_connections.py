@@ -178,13 +178,22 @@ def test_a_host_with_a_path_keeps_it(raw_server):
     ]
 
 
-def test_https_verifies_the_certificate_against_the_ca_bundle_in_the_environment(
-    raw_server, tmp_path, monkeypatch
-):
+@pytest.fixture
+def test_ca(tmp_path) -> tuple[ssl.SSLContext, str]:
+    """A server TLS context with a certificate for 127.0.0.1, and the file of its test CA."""
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    return server_tls, str(bundle)
+
+
+def test_https_verifies_the_certificate_against_the_ca_bundle_in_the_environment(
+    raw_server, test_ca, monkeypatch
+):
+    server_tls, bundle = test_ca
     server = raw_server(lambda conn, nth: "ok", tls=server_tls)
     url = f"https://127.0.0.1:{server.port}"
 
@@ -196,15 +205,30 @@ def test_https_verifies_the_certificate_against_the_ca_bundle_in_the_environment
         untrusting.send([EVENT], timeout=5)
     assert server.requests == []
 
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
     trusting = PostHogHTTPDestination("phc_key", url)
     trusting.send([EVENT], timeout=5)
     trusting.send([EVENT], timeout=5)
     assert [number for number, *_ in server.requests] == [1, 1]  # one TLS connection, kept
     assert _events(server)[0]["properties"]["$ai_trace_id"] == "t"
     trusting.close()
+
+
+@pytest.mark.parametrize("second", ["close after", "hang up"])
+def test_a_kept_alive_tls_connection_the_server_closed_is_replaced(
+    raw_server, test_ca, monkeypatch, second
+):
+    server_tls, bundle = test_ca
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("CURL_CA_BUNDLE", bundle)  # read when REQUESTS_CA_BUNDLE is not set
+    server = raw_server(
+        lambda conn, nth: second if nth == int(second == "hang up") else "ok", tls=server_tls
+    )
+    destination = PostHogHTTPDestination("phc_key", f"https://127.0.0.1:{server.port}")
+    destination.send([EVENT], timeout=5)
+    destination.send([EVENT], timeout=5)
+    assert [number for number, *_ in server.requests] == [0, 1]
+    destination.close()
 
 
 def test_the_pool_refuses_what_is_not_an_http_url():

@@ -129,7 +129,7 @@ def _json(value: Any) -> Any:
             except ValueError:
                 try:  # what the C parser refuses (NaN, integers over 64 bits) the stdlib reads
                     return json.loads(text)
-                except ValueError:
+                except (ValueError, RecursionError):  # nested deeper than a message can be
                     return value
     if isinstance(value, tuple):
         return list(value)
@@ -165,6 +165,18 @@ def distinct_id_of(rec: SpanRecord) -> str | None:
 def session_id_of(rec: SpanRecord) -> str | None:
     value = _first(rec.attributes, *_SESSION_KEYS)
     return str(value) if value is not None else None
+
+
+PRIVACY_ATTRIBUTE = "posthog.privacy_mode"
+
+
+def privacy_requested(records: Iterable[SpanRecord]) -> bool:
+    """Whether a span or its resource asks for its trace without content
+    (`posthog.privacy_mode=true`): no prompts, outputs or error messages."""
+    return any(
+        rec.attributes.get(PRIVACY_ATTRIBUTE) is True or rec.resource.get(PRIVACY_ATTRIBUTE) is True
+        for rec in records
+    )
 
 
 # -- facts -------------------------------------------------------------------------------------

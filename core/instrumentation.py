@@ -155,6 +155,7 @@ from ._span_convert import (  # noqa: E402
     IDENTITY_KEYS,
     distinct_id_of,
     first_of,
+    privacy_requested,
     session_id_of,
     span_event,
     trace_event,
@@ -183,4 +184,5 @@ __all__ += [
     "distinct_id_of",
     "session_id_of",
     "first_of",
+    "privacy_requested",
 ]

@@ -24,6 +24,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from .._emit import report_internal_error
 from ._auth import bearer_token
 from ._budget import Reservation
 from ._ingest import BadRequest, parse_weight
@@ -37,7 +38,6 @@ _STATUS_ERROR = 2
 # OTLP span flags: bit 8 says whether bit 9 (the parent is remote) is known.
 _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
-_PRIVACY_ATTRIBUTE = "posthog.privacy_mode"
 # Memory per byte of an OTLP protobuf body while it is parsed and converted (upb messages,
 # span records, events): protobuf is denser than JSON, whose weight `parse_weight` estimates.
 _PROTOBUF_WEIGHT = 12
@@ -118,6 +118,8 @@ def decode_otlp(
             payload = json.loads(raw)
         except ValueError as exc:
             raise BadRequest(f"OTLP/JSON body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise BadRequest('an OTLP/JSON trace export is a JSON object ({"resourceSpans": ...})')
         try:
             json_format.ParseDict(_hex_ids_to_base64(payload), request, ignore_unknown_fields=True)
         except json_format.ParseError as exc:
@@ -255,11 +257,7 @@ def otlp_events(request: Any) -> list[dict[str, Any]]:
                 trace_id=trace_id,
                 root=next((r for r in records if r.parent_id is None or r.parent_remote), None),
             )
-        privacy = any(
-            rec.attributes.get(_PRIVACY_ATTRIBUTE) is True
-            or rec.resource.get(_PRIVACY_ATTRIBUTE) is True
-            for rec in records
-        )
+        privacy = convert.privacy_requested(records)
         user = first_of(records, distinct_id_of)
         session = first_of(records, convert.session_id_of)
         if known is not None:  # the same identity as the trace's earlier requests
@@ -268,19 +266,27 @@ def otlp_events(request: Any) -> list[dict[str, Any]]:
             privacy = privacy or known[2]
         _remember(trace_id, (user, session, privacy))
         for rec, kind, parent_id in plan.spans:
-            name, props = span_event(
-                rec,
-                kind,
-                trace_id=trace_id,
-                parent_id=parent_id,
-                privacy=privacy,
-                session_id=session,
-            )
+            try:
+                name, props = span_event(
+                    rec,
+                    kind,
+                    trace_id=trace_id,
+                    parent_id=parent_id,
+                    privacy=privacy,
+                    session_id=session,
+                )
+            except Exception as exc:  # one span's event is lost, not the request's others
+                report_internal_error(exc)
+                continue
             events.append(_event(name, props, rec.end_ns, user, trace_id))
         if plan.root is not None:
-            name, props = trace_event(
-                plan.root, trace_id=trace_id, privacy=privacy, session_id=session
-            )
+            try:
+                name, props = trace_event(
+                    plan.root, trace_id=trace_id, privacy=privacy, session_id=session
+                )
+            except Exception as exc:
+                report_internal_error(exc)
+                continue
             events.append(_event(name, props, plan.root.end_ns, user, trace_id))
     return events
 

@@ -29,6 +29,7 @@ from ._kernel import (
     first_of,
     make_scope,
     plan_trace,
+    privacy_requested,
     record_from_sdk_span,
     report_internal_error,
     session_id_of,
@@ -188,15 +189,22 @@ def _trace_events(
     plan = plan_trace(records)
     if plan is None:
         return []
+    privacy = privacy or privacy_requested(records)  # `posthog.privacy_mode` on a span
     root = plan.root
     events: list[tuple[str, dict[str, Any], None, float | None]] = []
     if outer is None:
         trace_id = plan.trace_id
         for rec, kind, parent_id in plan.spans:
-            events.append(_span_event(rec, kind, trace_id, parent_id, privacy))
+            _add_span_event(events, rec, kind, trace_id, parent_id, privacy)
         if root is not None:
-            name, props = trace_event(root, trace_id=trace_id, privacy=privacy, framework=FRAMEWORK)
-            events.append((name, props, None, _ended_at(root)))
+            try:
+                name, props = trace_event(
+                    root, trace_id=trace_id, privacy=privacy, framework=FRAMEWORK
+                )
+            except Exception as exc:  # the trace's event is lost, not its spans'
+                report_internal_error(exc)
+            else:
+                events.append((name, props, None, _ended_at(root)))
         return events
     # Started inside another observation (posthog_llm.span, an Agents run ...): the whole
     # OpenTelemetry trace joins it, its root as a span under the observation.
@@ -207,19 +215,29 @@ def _trace_events(
             parent_id = outer.span_id
         elif parent_id == plan.trace_id:
             parent_id = stand_in
-        events.append(_span_event(rec, kind, trace_id, parent_id, privacy))
+        _add_span_event(events, rec, kind, trace_id, parent_id, privacy)
     if root is not None and not any(rec is root for rec, _, _ in plan.spans):
-        events.append(_span_event(root, "", trace_id, outer.span_id, privacy))
+        _add_span_event(events, root, "", trace_id, outer.span_id, privacy)
     return events
 
 
-def _span_event(
-    rec: SpanRecord, kind: str, trace_id: str, parent_id: str, privacy: bool
-) -> tuple[str, dict[str, Any], None, float | None]:
-    name, props = span_event(
-        rec, kind, trace_id=trace_id, parent_id=parent_id, privacy=privacy, framework=FRAMEWORK
-    )
-    return name, props, None, _ended_at(rec)
+def _add_span_event(
+    events: list[tuple[str, dict[str, Any], None, float | None]],
+    rec: SpanRecord,
+    kind: str,
+    trace_id: str,
+    parent_id: str,
+    privacy: bool,
+) -> None:
+    """Append one span's event; a span that cannot be converted loses its event only."""
+    try:
+        name, props = span_event(
+            rec, kind, trace_id=trace_id, parent_id=parent_id, privacy=privacy, framework=FRAMEWORK
+        )
+    except Exception as exc:
+        report_internal_error(exc)
+        return
+    events.append((name, props, None, _ended_at(rec)))
 
 
 def _ended_at(rec: SpanRecord) -> float | None:

@@ -309,3 +309,38 @@ def test_browser_pages_on_other_origins_may_not_post_traces(server, db_path):
     accepted = requests.post(server.url + "/v1/traces", data=body, headers=headers, timeout=10)
     assert accepted.status_code == 200
     assert len(stored(db_path)) == 4
+
+
+def test_a_span_nested_too_deep_to_parse_loses_no_event_of_the_request(server, db_path):
+    provider = TracerProvider()
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=server.url + "/v1/traces"))
+    )
+    tracer = provider.get_tracer("tests")
+    for deep in (False, True):
+        with tracer.start_as_current_span(
+            "invoke_agent A", attributes={"gen_ai.operation.name": "invoke_agent"}
+        ):
+            nested = {"gen_ai.input.messages": "[" * 3000 + "]" * 3000} if deep else {}
+            with tracer.start_as_current_span("chat", attributes={**CHAT, **nested}):
+                pass
+    assert provider.force_flush(10_000)  # one request, both traces: answered 200
+    provider.shutdown()
+    assert sorted(e["event"] for e in stored(db_path)) == [
+        "$ai_generation",
+        "$ai_generation",
+        "$ai_trace",
+        "$ai_trace",
+    ]
+
+
+@pytest.mark.parametrize("body", [b"null", b"1", b"[]", b'"x"'])
+def test_json_that_is_not_an_object_is_a_bad_request(server, db_path, body):
+    answer = requests.post(
+        server.url + "/v1/traces",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert answer.status_code == 400
+    assert "JSON object" in answer.json()["detail"]

@@ -347,3 +347,50 @@ def test_each_event_carries_its_span_end_time(tracer, events):
     gap = (at["$ai_trace"] - at["$ai_generation"]).total_seconds()
     assert 0.25 <= gap < 5  # not the time the trace was queued, for every event alike
     assert abs(at["$ai_trace"].timestamp() - agent.end_time / 1e9) < 0.01
+
+
+@pytest.mark.parametrize("where", ["span", "resource"])
+def test_the_privacy_attribute_on_a_span_or_its_resource_drops_content(client, events, where):
+    from opentelemetry.sdk.resources import Resource
+
+    flag = {"posthog.privacy_mode": True}
+    provider = TracerProvider(resource=Resource.create(flag if where == "resource" else {}))
+    provider.add_span_processor(PostHogSpanProcessor(client))
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span(
+        "invoke_agent A",
+        attributes={"gen_ai.operation.name": "invoke_agent", **(flag if where == "span" else {})},
+    ):
+        with tracer.start_as_current_span(
+            "chat",
+            attributes={
+                **CHAT,
+                "gen_ai.input.messages": messages(("user", "secret question")),
+                "gen_ai.output.messages": messages(("assistant", "secret reply")),
+            },
+        ):
+            pass
+    provider.shutdown()
+    found = events()
+    assert sorted(e["event"] for e in found) == ["$ai_generation", "$ai_trace"]
+    assert "secret" not in json.dumps(found)
+    (generation,) = [e["properties"] for e in found if e["event"] == "$ai_generation"]
+    assert generation["$ai_model"] == CHAT["gen_ai.request.model"]  # the rest stays
+
+
+def test_a_span_nested_too_deep_to_parse_loses_no_event_of_its_trace(tracer, events):
+    with tracer.start_as_current_span(
+        "invoke_agent A", attributes={"gen_ai.operation.name": "invoke_agent"}
+    ):
+        with tracer.start_as_current_span("chat ok", attributes=CHAT):
+            pass
+        with tracer.start_as_current_span(
+            "chat deep", attributes={**CHAT, "gen_ai.input.messages": "[" * 3000 + "]" * 3000}
+        ):
+            pass
+    found = events()
+    assert sorted(e["properties"].get("$ai_span_name") for e in found) == [
+        "chat deep",
+        "chat ok",
+        "invoke_agent A",
+    ]

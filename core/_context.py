@@ -7,12 +7,16 @@ Built on contextvars, so it follows asyncio tasks and threads started with a cop
 from __future__ import annotations
 
 import contextlib
+import logging
+import uuid
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Scope", "context", "current_scope", "with_trace_id"]
+
+log = logging.getLogger("posthog_llm")
 
 
 @dataclass(frozen=True)
@@ -81,21 +85,92 @@ def make_scope(
     groups: Mapping[str, Any] | None = None,
     privacy_mode: bool | None = None,
 ) -> Scope:
-    """A Scope from user-given values; ids are turned into strings, mappings are validated."""
-    if properties is not None and not isinstance(properties, Mapping):
-        raise TypeError(f"properties must be a mapping, got {type(properties).__name__}")
-    if groups is not None and not isinstance(groups, Mapping):
-        raise TypeError(f"groups must be a mapping, got {type(groups).__name__}")
+    """A Scope from user-given values, checked: a wrong type is a `TypeError` that names it.
+
+    Ids are strings, ints or UUIDs (made text); property and group names are strings; a group's
+    key is a string, an int or a UUID.
+
+    >>> make_scope(distinct_id=["u1"])
+    Traceback (most recent call last):
+    TypeError: distinct_id must be a string, an int or a UUID, got list: ['u1']
+    """
     if privacy_mode is not None and not isinstance(privacy_mode, bool):
         raise TypeError(f"privacy_mode must be a bool, got {type(privacy_mode).__name__}")
     return Scope(
-        distinct_id=id_text(distinct_id),
-        trace_id=id_text(trace_id),
-        session_id=id_text(session_id),
-        properties=dict(properties) if properties else {},
-        groups=dict(groups) if groups else {},
+        distinct_id=_checked_id("distinct_id", distinct_id),
+        trace_id=_checked_id("trace_id", trace_id),
+        session_id=_checked_id("session_id", session_id),
+        properties=_checked_names("properties", properties, keys=False),
+        groups=_checked_names("groups", groups, keys=True),
         privacy_mode=privacy_mode,
     )
+
+
+def lenient_scope(
+    *,
+    distinct_id: Any = None,
+    trace_id: Any = None,
+    session_id: Any = None,
+    properties: Any = None,
+    groups: Any = None,
+    privacy_mode: Any = None,
+) -> Scope:
+    """`make_scope` for values read while the user's code runs (a LangChain run's metadata): a
+    value it would refuse is left out, never raised into that code."""
+    fields = {
+        "distinct_id": distinct_id,
+        "trace_id": trace_id,
+        "session_id": session_id,
+        "properties": properties,
+        "groups": groups,
+        "privacy_mode": privacy_mode,
+    }
+    try:
+        return make_scope(**fields)
+    except TypeError:
+        pass
+    kept = {}
+    for name, value in fields.items():
+        try:
+            make_scope(**{name: value})
+        except TypeError as exc:
+            log.debug("posthog-llm: left out %s (%s)", name, exc)
+            continue
+        kept[name] = value
+    return make_scope(**kept)
+
+
+_ID_TYPES = (str, int, uuid.UUID)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, _ID_TYPES) and not isinstance(value, bool)
+
+
+def _checked_id(name: str, value: Any) -> str | None:
+    if value is None or _is_id(value):
+        return id_text(value)
+    raise TypeError(
+        f"{name} must be a string, an int or a UUID, got {type(value).__name__}: {value!r:.60}"
+    )
+
+
+def _checked_names(name: str, value: Any, *, keys: bool) -> dict[str, Any]:
+    """A copy of a properties or groups mapping, its names (and for groups, keys) checked."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
+    copy = dict(value)
+    for key, item in copy.items():
+        if type(key) is not str and not isinstance(key, str):
+            raise TypeError(f"{name} names must be strings, got {type(key).__name__}: {key!r:.60}")
+        if keys and not _is_id(item):
+            raise TypeError(
+                f"groups[{key!r}] must be the group's key (a string, an int or a UUID), got "
+                f"{type(item).__name__}"
+            )
+    return copy
 
 
 def id_text(value: Any) -> str | None:

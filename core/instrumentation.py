@@ -14,7 +14,14 @@ True
 
 from __future__ import annotations
 
-from ._context import EMPTY_SCOPE, Scope, current_scope, make_scope, with_trace_id
+from ._context import (
+    EMPTY_SCOPE,
+    Scope,
+    current_scope,
+    lenient_scope,
+    make_scope,
+    with_trace_id,
+)
 from ._emit import (
     Emitter,
     PropertiesOrBuilder,
@@ -69,6 +76,7 @@ __all__ = [
     "Scope",
     "EMPTY_SCOPE",
     "make_scope",
+    "lenient_scope",
     "current_scope",
     "with_trace_id",
     "to_json_safe",

@@ -28,7 +28,7 @@ from posthog_llm.instrumentation import (
     Scope,
     close_observation,
     current_observation,
-    make_scope,
+    lenient_scope,
     open_observation,
     register_resolver,
     report_internal_error,
@@ -728,12 +728,12 @@ def _metadata_overrides(metadata: Any) -> Scope | None:
     ):
         return None
     # Metadata is read at run time, so what make_scope would refuse is left out, not raised.
-    return make_scope(
+    return lenient_scope(
         distinct_id=distinct_id,
         trace_id=trace_id,
         session_id=session_id,
-        properties=properties if isinstance(properties, Mapping) else None,
-        groups=groups if isinstance(groups, Mapping) else None,
+        properties=properties,
+        groups=groups,
         privacy_mode=bool(privacy) if privacy is not None else None,
     )
 

@@ -69,3 +69,27 @@ def test_with_trace_id_is_the_merge_it_stands_for():
         assert scope.trace_id != "t-1"  # the original is left as it was
     already = Scope(trace_id="t-1")
     assert with_trace_id(already, "t-1") is already
+
+
+def test_ids_and_names_of_the_wrong_type_are_refused_with_their_name():
+    import uuid
+
+    import pytest
+    from posthog_llm.instrumentation import lenient_scope, make_scope
+
+    for bad in (["u1"], {"user": 1}, object(), True, 1.5):
+        with pytest.raises(TypeError, match="distinct_id must be a string, an int or a UUID"):
+            posthog_llm.context(distinct_id=bad).__enter__()
+    with pytest.raises(TypeError, match="session_id"):
+        make_scope(session_id=("a",))
+    with pytest.raises(TypeError, match="properties names must be strings"):
+        make_scope(properties={1: "a"})
+    with pytest.raises(TypeError, match=r"groups\['company'\]"):
+        make_scope(groups={"company": None})
+    key = uuid.uuid4()
+    scope = make_scope(distinct_id=42, trace_id=key, groups={"company": 7, "team": key})
+    assert (scope.distinct_id, scope.trace_id) == ("42", str(key))
+    assert dict(scope.groups) == {"company": 7, "team": key}
+    # Read while the user's code runs: what would be refused is left out, the rest kept.
+    lenient = lenient_scope(distinct_id=["u1"], session_id="s1", groups={"company": None})
+    assert (lenient.distinct_id, lenient.session_id, dict(lenient.groups)) == (None, "s1", {})

@@ -176,3 +176,18 @@ def test_privacy_mode_for_a_single_step(handler, events):
     assert generation["$ai_input_tokens"] == 25
     (trace,) = [e["properties"] for e in sent if e["event"] == "$ai_trace"]
     assert trace["$ai_input_state"] == {"question": "visible question"}
+
+
+def test_run_metadata_of_the_wrong_type_is_left_out_and_the_run_still_reported(handler, events):
+    metadata = {
+        "posthog_distinct_id": ["not", "an", "id"],
+        "posthog_session_id": "run-session",
+        "posthog_groups": {"team": None},
+    }
+    chain().invoke({"question": "q"}, config={"callbacks": [handler], "metadata": metadata})
+    sent = events()
+    assert len(sent) == 4
+    trace_id = sent[0]["properties"]["$ai_trace_id"]
+    assert {e["distinct_id"] for e in sent} == {trace_id}  # personless: the id was left out
+    assert {e["properties"]["$ai_session_id"] for e in sent} == {"run-session"}
+    assert all("$groups" not in e["properties"] for e in sent)

@@ -136,3 +136,10 @@ def test_bad_configuration_is_refused_at_instrument_time():
         posthog_agents.instrument(client=object())
     with pytest.raises(TypeError, match="properties"):
         posthog_agents.instrument(properties=["not", "a", "mapping"])  # type: ignore[arg-type]
+    # What could only be a mistake is not turned into its text as an id or a name.
+    with pytest.raises(TypeError, match="distinct_id must be a string, an int or a UUID"):
+        posthog_agents.instrument(distinct_id=["a"])
+    with pytest.raises(TypeError, match="properties names must be strings"):
+        posthog_agents.instrument(properties={1: "a"})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match=r"groups\['company'\]"):
+        posthog_agents.instrument(groups={"company": None})

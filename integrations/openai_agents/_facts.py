@@ -86,11 +86,25 @@ def _first(*values: int | None) -> int | None:
 
 
 def usage_of(usage: Any) -> dict[str, Any]:
-    """Token counts from Agents usage (a dict or an OpenAI usage object); unknown -> None."""
+    """Token counts from Agents usage (a dict or an OpenAI usage object); unknown -> None.
+
+    The SDK records zeros when the provider reported no usage (a Chat Completions stream
+    without `include_usage`): no count above zero means none is known, so none is sent.
+    """
     if usage is None:
         return {}
     if isinstance(usage, dict):
-        return _dict_usage(usage)
+        counts = _dict_usage(usage)
+        total = whole_number(usage.get("total_tokens"))
+    else:
+        counts = _object_usage(usage)
+        total = _count(usage, "total_tokens")
+    if not total and not any(counts.values()):
+        return {}
+    return counts
+
+
+def _object_usage(usage: Any) -> dict[str, Any]:
     return {
         "input_tokens": _first(_count(usage, "input_tokens"), _count(usage, "prompt_tokens")),
         "output_tokens": _first(_count(usage, "output_tokens"), _count(usage, "completion_tokens")),
@@ -212,12 +226,12 @@ def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     """A Chat Completions model call (`GenerationSpanData`)."""
     config = data.model_config or {}
     base_url = config.get("base_url") if isinstance(config, Mapping) else None
-    output = None
-    if not facts.privacy and data.output:
-        output = [_chat_message(m) for m in data.output]
-    stop_reason = None
-    if data.output and any(_get(m, "tool_calls") for m in data.output):
-        stop_reason = "tool_calls"
+    response = _response_dump(data.output)
+    if response is not None:
+        output, stop_reason = _dump_output(response, facts.privacy)
+    else:
+        output, stop_reason = _chat_output(data.output, facts.privacy)
+    usage = data.usage if data.usage is not None else _get(response, "usage")
     return generation_properties(
         span_name=data.model or "generation",
         model=data.model,
@@ -229,7 +243,7 @@ def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         input=None if facts.privacy else data.input,
         output_choices=output,
         stop_reason=stop_reason,
-        **usage_of(data.usage),
+        **usage_of(usage),
         **_common(facts),
     )
 
@@ -265,15 +279,21 @@ def _response_input(data: Any, response: Any) -> list[Any]:
     return items
 
 
+def _message_texts(item: Any) -> list[str]:
+    """The text parts of a Responses output item (none unless it is a message)."""
+    if _get(item, "type") != "message":
+        return []
+    parts = _get(item, "content") or ()
+    return [str(_get(part, "text") or "") for part in parts if _get(part, "type") == "output_text"]
+
+
 def _response_output(response: Any) -> tuple[list[dict[str, Any]], bool]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for item in _get(response, "output") or ():
         kind = _get(item, "type")
         if kind == "message":
-            for part in _get(item, "content") or ():
-                if _get(part, "type") == "output_text":
-                    texts.append(str(_get(part, "text") or ""))
+            texts.extend(_message_texts(item))
         elif kind == "function_call":
             calls.append(
                 {
@@ -290,17 +310,55 @@ def _response_output(response: Any) -> tuple[list[dict[str, Any]], bool]:
     return [message], bool(calls)
 
 
+def _response_stop_reason(response: Any, called: bool) -> str | None:
+    status = _get(response, "status")
+    if status == "completed":
+        return "tool_calls" if called else "stop"
+    if status:
+        reason = _get(_get(response, "incomplete_details"), "reason")
+        return str(reason or status)
+    return None
+
+
+def _response_dump(output: Any) -> Any:
+    """The Responses-style `Response` a generation span holds instead of chat messages, or None.
+
+    A streamed Chat Completions call goes through the SDK's Responses adapter, and the SDK
+    records `[final_response.model_dump()]` as the generation's output.
+    """
+    if isinstance(output, (list, tuple)) and len(output) == 1:
+        output = output[0]
+    if _get(output, "object") == "response" and isinstance(_get(output, "output"), (list, tuple)):
+        return output
+    return None
+
+
+def _response_text(response: Any) -> str:
+    """A Response's output text, as `Response.output_text` reads it (also from its dump)."""
+    return "".join(text for item in _get(response, "output") or () for text in _message_texts(item))
+
+
+def _dump_output(response: Any, privacy: bool) -> tuple[list[dict[str, Any]] | None, str | None]:
+    output, called = _response_output(response)
+    # The adapter's Response keeps the status of the stream's start (none): the tool calls
+    # still tell, as they do for a call that was not streamed.
+    stop_reason = _response_stop_reason(response, called) or ("tool_calls" if called else None)
+    return (None if privacy or not output else output), stop_reason
+
+
+def _chat_output(messages: Any, privacy: bool) -> tuple[list[Any] | None, str | None]:
+    if not messages:
+        return None, None
+    output = None if privacy else [_chat_message(m) for m in messages]
+    called = any(_get(m, "tool_calls") for m in messages)
+    return output, "tool_calls" if called else None
+
+
 def response_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     """A Responses API model call (`ResponseSpanData`)."""
     response = data.response
     output, called = _response_output(response) if response is not None else ([], False)
-    status = _get(response, "status")
-    stop_reason = None
-    if status == "completed":
-        stop_reason = "tool_calls" if called else "stop"
-    elif status:
-        reason = _get(_get(response, "incomplete_details"), "reason")
-        stop_reason = str(reason or status)
+    stop_reason = _response_stop_reason(response, called)
     params = {name: _plain(_get(response, name)) for name in _RESPONSE_PARAMETERS}
     tools = _get(response, "tools")
     usage = data.usage if data.usage is not None else _get(response, "usage")
@@ -381,7 +439,18 @@ def _run_states(privacy: bool, first_input: Any, last_output: Any) -> tuple[Any,
         if isinstance(plain, list):
             plain = [m for m in plain if not (isinstance(m, dict) and m.get("role") == "system")]
         input_state = plain
-    return input_state, (_plain(last_output) if last_output is not None else None)
+    return input_state, _run_output(last_output)
+
+
+def _run_output(last_output: Any) -> Any:
+    """The run's final output; a streamed Chat Completions call left a whole `Response` dump
+    there, of which the text is what a run via the Responses API reports."""
+    if last_output is None:
+        return None
+    response = _response_dump(last_output)
+    if response is not None:
+        return _response_text(response)
+    return _plain(last_output)
 
 
 def run_props(

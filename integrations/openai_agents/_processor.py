@@ -7,7 +7,9 @@ inside one guard: a fault of ours is logged, never raised into the run.
 - An Agents trace is one `$ai_trace` (workflow name; group id as the session). When it starts
   inside another observation (`posthog_llm.span(...)`, a LangChain run ...), it joins that trace
   and the run becomes a `$ai_span` under it instead.
-- The task span (the run itself) is folded into the trace; its children hang from the trace.
+- The trace's top-level task span (the run itself) is folded into the trace; its children hang
+  from the trace. A task span nested inside another span (an agent run as a tool) is folded
+  into that span, so the inner run stays under the tool that ran it.
 - Generation and response spans are open "generation" observations while the model is called,
   so a tracked OpenAI client used by the SDK does not report the same call a second time.
 - An error on any span marks that span and the run.
@@ -61,10 +63,17 @@ class _Run:
     session_id: str | None
     started: float
     observation: Any = None
-    task_ids: set[str] = field(default_factory=set)
+    # A folded task span -> the parent its children get instead (the root, or the span it runs in).
+    folded: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     first_input: Any = None
     last_output: Any = None
+
+    def parent_of(self, sdk_parent: str | None) -> str:
+        """Our parent id for a span whose SDK parent is `sdk_parent` (folded tasks skipped)."""
+        if sdk_parent is None:
+            return self.root_id
+        return self.folded.get(sdk_parent, sdk_parent)
 
 
 @dataclass(slots=True)
@@ -189,7 +198,7 @@ class PostHogTracingProcessor(TracingProcessor):
             data = span.span_data
             kind = data.type
             if kind == "task":
-                run.task_ids.add(span.span_id)
+                run.folded[span.span_id] = run.parent_of(span.parent_id)
                 return
             entry = _Open(started=time.perf_counter(), parent_id=span.parent_id)
             if kind == "agent":
@@ -220,13 +229,10 @@ class PostHogTracingProcessor(TracingProcessor):
                 error = _span_error(raw_error, run.privacy)
                 if run.error is None:
                     run.error = error
-            parent = span.parent_id
-            if parent is None or parent in run.task_ids:
-                parent = run.root_id
             facts = _facts.SpanFacts(
                 trace_id=run.trace_id,
                 span_id=span.span_id,
-                parent_id=parent,
+                parent_id=run.parent_of(span.parent_id),
                 latency=time.perf_counter() - entry.started,
                 error=error,
                 session_id=run.session_id,

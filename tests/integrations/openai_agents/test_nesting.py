@@ -1,5 +1,5 @@
-"""One trace across integrations: a user's span around a run, and our OpenAI drop-in used by the
-SDK (each model call reported once)."""
+"""One trace across integrations and runs: a user's span around a run, an agent run as another's
+tool, and our OpenAI drop-in used by the SDK (each model call reported once)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 import posthog_llm
 import pytest
-from agents import Runner, set_default_openai_client
+from agents import Agent, Runner, set_default_openai_client
 from posthog_llm.integrations import openai_agents as posthog_agents
 from posthog_llm.integrations.openai import AsyncOpenAI
 
@@ -87,3 +87,28 @@ def test_concurrent_runs_stay_apart(client, events):
         assert len([e for e in mine if e["event"] == "$ai_generation"]) == 3
         ids = {e["properties"].get("$ai_span_id") for e in mine} | {trace_id}
         assert all(e["properties"].get("$ai_parent_id") in ids | {None} for e in mine)
+
+
+def test_an_agent_run_as_a_tool_stays_under_the_tool_that_ran_it(client, events):
+    posthog_agents.instrument(client)
+    inner = make_agents()
+    ask = inner.as_tool(tool_name="ask_weather_desk", tool_description="Ask the weather desk.")
+    outer = Agent(name="Concierge", instructions="Use your tools.", tools=[ask])
+    Runner.run_sync(outer, "What is the weather in Paris?")
+
+    found = events()
+    (trace,) = events("$ai_trace")
+    trace_id = trace["properties"]["$ai_trace_id"]
+    spans = events("$ai_span")
+    concierge, tool = by_name(spans, "Concierge"), by_name(spans, "ask_weather_desk")
+    assert concierge["$ai_parent_id"] == trace_id  # the run's own task: folded into the trace
+    # The inner run's task is folded into the tool span that ran it, not into the trace.
+    triage, specialist = by_name(spans, "Triage"), by_name(spans, "Specialist")
+    assert triage["$ai_parent_id"] == specialist["$ai_parent_id"] == tool["$ai_span_id"]
+    assert by_name(spans, "get_weather")["$ai_trace_id"] == trace_id
+    assert not [s for s in spans if s["properties"]["$ai_span_type"] == "task"]
+    # The outer call, three inner calls, the outer answer: all in the one trace, tree whole.
+    assert len(events("$ai_generation")) == 5
+    ids = {e["properties"].get("$ai_span_id") for e in found} | {trace_id}
+    assert all(e["properties"].get("$ai_parent_id") in ids | {None} for e in found)
+    assert "sunny in Paris" in str(trace["properties"]["$ai_output_state"])

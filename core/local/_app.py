@@ -17,6 +17,7 @@ from ._api import Reader
 from ._auth import bearer_token, is_loopback, key_matches
 from ._budget import DEFAULT_BUDGET_BYTES, MemoryBudget
 from ._ingest import BadRequest, decode_body, key_of, normalize_event, peek_keys, split_payload
+from ._otlp_hold import HeldTraces
 from ._static import load_static
 from .pricing import PricingTable
 
@@ -37,6 +38,7 @@ class App:
         log: Callable[[str], None] | None,
         cors_origins: Iterable[str] = (),
         budget_bytes: int | None = None,
+        otlp_hold_seconds: float = 10.0,
     ) -> None:
         self.db = db
         self.api_key = api_key
@@ -52,8 +54,21 @@ class App:
         self._conn = connect(db)
         self._lock = threading.Lock()
         self.stored = 0
+        # OTLP spans of AI traces whose root has not come yet (see `_otlp_hold`), and the thread
+        # that stores them when their hold is over.
+        self.otlp_held = HeldTraces(otlp_hold_seconds)
+        self.otlp_flusher: threading.Thread | None = None
+        self.closing = threading.Event()
 
     def close(self) -> None:
+        """Store the held OTLP traces, then close the store."""
+        self.closing.set()
+        if self.otlp_flusher is not None:
+            self.otlp_flusher.join(5)
+        if len(self.otlp_held):
+            from ._otlp import flush_held
+
+            flush_held(self, everything=True)
         with self._lock:
             self._conn.close()
 

@@ -4,9 +4,12 @@ An `OTLPSpanExporter` (protobuf or JSON) or posthog-python's OpenTelemetry expor
 the collector fills the local store: the request is decoded with OpenTelemetry's own protobuf
 classes (`opentelemetry-proto`), its spans go through the same conversion as
 `posthog_llm.integrations.otel.PostHogSpanProcessor`, and the resulting `$ai_*` events are stored
-like any capture request (same api key rule). Each request is converted on its own: a span whose
-parent came in another request keeps that parent's id; a trace seen with AI spans in an earlier
-request keeps that request's identity, and its root becomes the `$ai_trace` when it comes later.
+like any capture request (same api key rule). An exporter sends spans as they end, so a trace's
+root often comes in a later request than its steps: the spans of an AI trace are held until its
+root comes, or until `hold_seconds` pass without a new span of it (`_otlp_hold`), and the trace
+is converted whole. A trace whose root never comes (posthog-python's exporter forwards AI spans
+only) gets a stand-in root named after its first top-level span. A root that comes after its
+trace was converted keeps the identity the trace had, and becomes its `$ai_trace`.
 
 Privacy: a span or resource attribute `posthog.privacy_mode=true` stores the trace without
 prompts, outputs or error messages; error text is always scrubbed of api keys.
@@ -15,6 +18,7 @@ prompts, outputs or error messages; error text is always scrubbed of api keys.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as _dt
 import json
 import sqlite3
@@ -29,6 +33,7 @@ from ._auth import bearer_token
 from ._budget import Reservation
 from ._ingest import BadRequest, parse_weight
 from ._ingest import _inflate as inflate
+from ._otlp_hold import HeldTraces
 
 __all__ = ["OTLP_PATHS", "receive_otlp", "decode_otlp", "otlp_events"]
 
@@ -235,59 +240,113 @@ def _remember(trace_id: str, identity: tuple[str | None, str | None, bool]) -> N
             _recent.popitem(last=False)
 
 
-def otlp_events(request: Any) -> list[dict[str, Any]]:
-    """PostHog events (`event`, `distinct_id`, `properties`, `timestamp`) for an OTLP export."""
-    assemble, convert, _ = _conversion()
-    plan_trace = assemble.plan_trace
-    distinct_id_of, first_of = convert.distinct_id_of, convert.first_of
-    span_event, trace_event = convert.span_event, convert.trace_event
+def otlp_events(
+    request: Any, held: HeldTraces | None = None, authorization: str = ""
+) -> list[dict[str, Any]]:
+    """PostHog events (`event`, `distinct_id`, `properties`, `timestamp`) for an OTLP export.
 
+    With `held`, the spans of an AI trace whose root is not in the request are held there (with
+    the request's `authorization`) instead, and a held trace whose root comes is converted whole.
+    """
+    plan_trace = _conversion()[0].plan_trace
     by_trace: dict[str, list[Any]] = defaultdict(list)
     for rec in _records(request):
         by_trace[rec.trace_id].append(rec)
     events: list[dict[str, Any]] = []
     for trace_id, records in by_trace.items():
-        plan = plan_trace(records)
-        known = _recent.get(trace_id)
-        if plan is None:
-            if known is None:
+        if held is not None:
+            records = held.take(trace_id) + records
+            if not _has_root(records) and plan_trace(records) is not None:
+                for pushed in held.put(trace_id, records, authorization):
+                    events.extend(trace_events(pushed[0], pushed[1], rootless=True))
                 continue
-            # An AI trace seen in an earlier request: its root (if it is here) is the trace.
-            plan = assemble.TracePlan(
+        events.extend(trace_events(trace_id, records))
+    return events
+
+
+def _has_root(records: list[Any]) -> bool:
+    return any(r.parent_id is None or r.parent_remote for r in records)
+
+
+def _with_stand_in_root(trace_id: str, records: list[Any]) -> list[Any]:
+    """A root for spans whose own never came: the parent of the earliest top-level span, named
+    after that span and spanning the whole trace; other top-level spans hang under it."""
+    ids = {r.span_id for r in records}
+    orphans = [r for r in records if r.parent_id is not None and r.parent_id not in ids]
+    if not orphans or _has_root(records):
+        return records
+    first = min(orphans, key=lambda r: r.start_ns)
+    root_id = first.parent_id
+    SpanRecord = _conversion()[2].SpanRecord
+    root = SpanRecord(
+        trace_id=trace_id,
+        span_id=root_id,
+        parent_id=None,
+        name=first.name,
+        start_ns=min(r.start_ns for r in records),
+        end_ns=max(r.end_ns for r in records),
+        attributes={},
+        resource=first.resource,
+    )
+    kept = [
+        dataclasses.replace(r, parent_id=root_id) if r in orphans and r.parent_id != root_id else r
+        for r in records
+    ]
+    return [*kept, root]
+
+
+def trace_events(
+    trace_id: str, records: list[Any], *, rootless: bool = False
+) -> list[dict[str, Any]]:
+    """The events of one trace's records (`rootless`: its root will not come)."""
+    assemble, convert, _ = _conversion()
+    plan_trace = assemble.plan_trace
+    distinct_id_of, first_of = convert.distinct_id_of, convert.first_of
+    span_event, trace_event = convert.span_event, convert.trace_event
+    if rootless and trace_id not in _recent:  # converted before: its root came, or will
+        records = _with_stand_in_root(trace_id, records)
+    events: list[dict[str, Any]] = []
+    plan = plan_trace(records)
+    known = _recent.get(trace_id)
+    if plan is None:
+        if known is None:
+            return events
+        # An AI trace seen in an earlier request: its root (if it is here) is the trace.
+        plan = assemble.TracePlan(
+            trace_id=trace_id,
+            root=next((r for r in records if r.parent_id is None or r.parent_remote), None),
+        )
+    privacy = convert.privacy_requested(records)
+    user = first_of(records, distinct_id_of)
+    session = first_of(records, convert.session_id_of)
+    if known is not None:  # the same identity as the trace's earlier requests
+        user = user if user is not None else known[0]
+        session = session if session is not None else known[1]
+        privacy = privacy or known[2]
+    _remember(trace_id, (user, session, privacy))
+    for rec, kind, parent_id in plan.spans:
+        try:
+            name, props = span_event(
+                rec,
+                kind,
                 trace_id=trace_id,
-                root=next((r for r in records if r.parent_id is None or r.parent_remote), None),
+                parent_id=parent_id,
+                privacy=privacy,
+                session_id=session,
             )
-        privacy = convert.privacy_requested(records)
-        user = first_of(records, distinct_id_of)
-        session = first_of(records, convert.session_id_of)
-        if known is not None:  # the same identity as the trace's earlier requests
-            user = user if user is not None else known[0]
-            session = session if session is not None else known[1]
-            privacy = privacy or known[2]
-        _remember(trace_id, (user, session, privacy))
-        for rec, kind, parent_id in plan.spans:
-            try:
-                name, props = span_event(
-                    rec,
-                    kind,
-                    trace_id=trace_id,
-                    parent_id=parent_id,
-                    privacy=privacy,
-                    session_id=session,
-                )
-            except Exception as exc:  # one span's event is lost, not the request's others
-                report_internal_error(exc)
-                continue
-            events.append(_event(name, props, rec.end_ns, user, trace_id))
-        if plan.root is not None:
-            try:
-                name, props = trace_event(
-                    plan.root, trace_id=trace_id, privacy=privacy, session_id=session
-                )
-            except Exception as exc:
-                report_internal_error(exc)
-                continue
-            events.append(_event(name, props, plan.root.end_ns, user, trace_id))
+        except Exception as exc:  # one span's event is lost, not the request's others
+            report_internal_error(exc)
+            continue
+        events.append(_event(name, props, rec.end_ns, user, trace_id))
+    if plan.root is not None:
+        try:
+            name, props = trace_event(
+                plan.root, trace_id=trace_id, privacy=privacy, session_id=session
+            )
+        except Exception as exc:
+            report_internal_error(exc)
+            return events
+        events.append(_event(name, props, plan.root.end_ns, user, trace_id))
     return events
 
 
@@ -339,24 +398,14 @@ def _receive(handler: Any, reservation: Reservation) -> int | None:
             reserve=reservation.grow,
         )
         del raw
-        events = otlp_events(request)
+        authorization = headers.get("Authorization") or ""
+        events = otlp_events(request, app.otlp_held, authorization)
         del request
+        if len(app.otlp_held):
+            _start_flusher(app)
         # The parsed request is gone: its share of the budget goes back before storing.
         reservation.release()
-        stored = 0
-        if events:
-            body = json.dumps({"batch": events}, ensure_ascii=False, default=str).encode("utf-8")
-            del events
-            # The capture path stores them: the same normalising and api key rule as /batch/.
-            stored = app.ingest(
-                body,
-                headers={
-                    "Content-Type": "application/json",
-                    "Authorization": headers.get("Authorization") or "",
-                },
-                query={},
-                reserve=reservation.grow,
-            )
+        stored = _store(app, events, authorization, reservation.grow) if events else 0
     except BadRequest as exc:
         if app.log:
             app.log(f"POST {handler.path} -> {exc.status}: {exc}")
@@ -367,3 +416,55 @@ def _receive(handler: Any, reservation: Reservation) -> int | None:
         handler._error(503, f"the local store is busy: {exc}", {"Retry-After": "1"})
         return None
     return int(stored)
+
+
+def _store(
+    app: Any,
+    events: list[dict[str, Any]],
+    authorization: str,
+    reserve: Callable[[int], None] | None = None,
+) -> int:
+    """Store converted events through the capture path: its normalising and api key rule."""
+    body = json.dumps({"batch": events}, ensure_ascii=False, default=str).encode("utf-8")
+    del events
+    stored: int = app.ingest(
+        body,
+        headers={"Content-Type": "application/json", "Authorization": authorization},
+        query={},
+        reserve=reserve,
+    )
+    return stored
+
+
+def flush_held(app: Any, *, everything: bool = False) -> int:
+    """Convert and store the held traces that are due (all of them with `everything`, when the
+    collector stops); returns the events stored."""
+    stored = 0
+    for trace_id, records, authorization in app.otlp_held.due(everything=everything):
+        try:
+            events = trace_events(trace_id, records, rootless=True)
+            if events:
+                stored += _store(app, events, authorization)
+        except Exception as exc:  # a held trace that cannot be stored is reported, not fatal
+            if app.log:
+                app.log(f"OTLP: could not store trace {trace_id}: {exc}")
+    return stored
+
+
+_flusher_lock = threading.Lock()
+
+
+def _start_flusher(app: Any) -> None:
+    """The thread that stores held traces once their hold is over (one per collector, started
+    when the first trace is held)."""
+    with _flusher_lock:
+        if app.otlp_flusher is not None:
+            return
+        interval = max(0.02, min(1.0, app.otlp_held.hold_seconds / 4))
+
+        def run() -> None:
+            while not app.closing.wait(interval):
+                flush_held(app)
+
+        app.otlp_flusher = threading.Thread(target=run, name="posthog-llm-otlp-hold", daemon=True)
+        app.otlp_flusher.start()

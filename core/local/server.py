@@ -124,6 +124,7 @@ def start_server(
     log: Callable[[str], None] | None = None,
     cors_origins: Iterable[str] = (),
     budget_bytes: int | None = None,
+    otlp_hold_seconds: float = 10.0,
 ) -> ServerHandle:
     """Start the collector and viewer on a background thread; `port=0` picks a free port.
 
@@ -132,6 +133,8 @@ def start_server(
     viewer asks for it as an HTTP Basic password. An `api_key` given on loopback is enforced too.
     Browser pages may post events from loopback origins and from `cors_origins` ("*": any).
     `budget_bytes` bounds the memory all capture requests may use at once while decoding.
+    `otlp_hold_seconds`: how long OTLP spans of an AI trace wait for its root after the trace's
+    last span came (then the trace is stored with a stand-in root).
     Raises ServeError when it cannot start.
     """
     path = os.fspath(db) if db else default_db_path()
@@ -140,6 +143,12 @@ def start_server(
         raise ServeError(
             f"max_body_bytes must be a positive number of bytes, got {max_body_bytes!r}"
         )
+    if (
+        not isinstance(otlp_hold_seconds, (int, float))
+        or isinstance(otlp_hold_seconds, bool)
+        or not otlp_hold_seconds >= 0
+    ):
+        raise ServeError(f"otlp_hold_seconds must be a number >= 0, got {otlp_hold_seconds!r}")
     loopback = is_loopback(host)
     if not loopback and not allow_remote:
         raise ServeError(
@@ -169,6 +178,7 @@ def start_server(
             log=log,
             cors_origins=cors_origins,
             budget_bytes=budget_bytes,
+            otlp_hold_seconds=otlp_hold_seconds,
         )
     except (OSError, sqlite3.Error) as exc:
         raise ServeError(f"cannot open the local store {path}: {exc}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import time
 
 import pytest
 import requests
@@ -34,6 +35,24 @@ CHAT = {
         [{"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]}]
     ),
 }
+
+
+@pytest.fixture
+def server(db_path, server_log):
+    """The collector, holding a trace whose root has not come for 0.3 s (10 s by default)."""
+    handle = start_server(db_path, log=server_log.append, otlp_hold_seconds=0.3)
+    yield handle
+    handle.close()
+
+
+def stored_when_ready(db_path: str, count: int, timeout: float = 10.0) -> list[dict]:
+    """The store's events once there are `count` of them (held traces are stored later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = stored(db_path)
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
 
 
 def run_agent(provider: TracerProvider, **extra: object) -> None:
@@ -172,12 +191,22 @@ def test_posthog_pythons_own_otel_processor_fills_the_local_store(server, db_pat
     run_agent(provider)
     assert processor.force_flush(10_000)
     provider.shutdown()
-    events = stored(db_path)
-    # posthog-python sends only AI spans: the HTTP root never arrives, so there is no $ai_trace
-    # and the agent keeps its (unsent) parent's id; the viewer hangs it under the trace.
-    assert sorted(e["event"] for e in events) == ["$ai_generation", "$ai_span", "$ai_span"]
+    # posthog-python sends only AI spans: the HTTP root never comes. Once the hold is over the
+    # trace is stored with a stand-in root named after its top-level span, so it has its
+    # `$ai_trace` and every parent id names an event of the trace.
+    events = stored_when_ready(db_path, 4)
+    assert sorted(e["event"] for e in events) == [
+        "$ai_generation",
+        "$ai_span",
+        "$ai_span",
+        "$ai_trace",
+    ]
     assert len({e["properties"]["$ai_trace_id"] for e in events}) == 1
     trace_id = events[0]["properties"]["$ai_trace_id"]
+    (trace,) = [e["properties"] for e in events if e["event"] == "$ai_trace"]
+    assert trace["$ai_span_name"] == "invoke_agent Weather"
+    ids = {trace_id} | {e["properties"].get("$ai_span_id") for e in events}
+    assert all(e["properties"]["$ai_parent_id"] in ids for e in events if e["event"] != "$ai_trace")
     listed = requests.get(server.url + "/api/traces", timeout=10).json()["traces"]
     assert [t["trace_id"] for t in listed] == [trace_id]
 
@@ -344,3 +373,63 @@ def test_json_that_is_not_an_object_is_a_bad_request(server, db_path, body):
     )
     assert answer.status_code == 400
     assert "JSON object" in answer.json()["detail"]
+
+
+def test_a_trace_whose_root_comes_later_is_converted_whole_with_the_roots_identity(server, db_path):
+    # The identity is on the request span, which ends (and is exported) last; a DB query sits
+    # between the agent and its model call.
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span(
+        "POST /ask", attributes={"user.id": "u-42", "gen_ai.conversation.id": "conv-1"}
+    ):
+        with tracer.start_as_current_span(
+            "invoke_agent Weather", attributes={"gen_ai.operation.name": "invoke_agent"}
+        ):
+            with tracer.start_as_current_span("SELECT docs", attributes={"db.system": "sqlite"}):
+                with tracer.start_as_current_span("chat", attributes=CHAT):
+                    pass
+    *steps, root = memory.get_finished_spans()
+    for part in (steps, [root]):  # what a batch exporter does when the trace spans two batches
+        answer = requests.post(
+            server.url + "/v1/traces",
+            data=encode_spans(part).SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=10,
+        )
+        assert answer.status_code == 200
+    events = stored(db_path)
+    assert sorted((e["event"], e["properties"].get("$ai_span_name")) for e in events) == [
+        ("$ai_generation", "chat"),
+        ("$ai_span", "SELECT docs"),
+        ("$ai_span", "invoke_agent Weather"),
+        ("$ai_trace", "POST /ask"),
+    ]
+    assert {e["distinct_id"] for e in events} == {"u-42"}
+    assert {e["properties"].get("$ai_session_id") for e in events} == {"conv-1"}
+    trace_id = events[0]["properties"]["$ai_trace_id"]
+    (agent,) = [e for e in events if e["properties"].get("$ai_span_name") == "invoke_agent Weather"]
+    assert agent["properties"]["$ai_parent_id"] == trace_id
+
+
+def test_held_traces_are_stored_when_the_collector_stops(db_path):
+    handle = start_server(db_path, otlp_hold_seconds=3600)
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("tests").start_as_current_span("POST /ask"):
+        with provider.get_tracer("tests").start_as_current_span("chat", attributes=CHAT):
+            pass
+    chat, _ = memory.get_finished_spans()
+    answer = requests.post(
+        handle.url + "/v1/traces",
+        data=encode_spans([chat]).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    assert stored(db_path) == []  # held: its root may still come
+    handle.close()
+    assert sorted(e["event"] for e in stored(db_path)) == ["$ai_generation", "$ai_trace"]

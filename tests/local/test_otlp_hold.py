@@ -1,0 +1,35 @@
+"""The collector's hold on AI traces whose root has not come: bounded, oldest out first."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from posthog_llm.local._otlp_hold import HeldTraces
+from posthog_llm.local.server import ServeError, start_server
+
+
+def test_a_held_trace_is_due_after_its_last_span_and_taken_once():
+    held = HeldTraces(hold_seconds=0.05)
+    held.put("a", [1, 2], "auth-a")
+    held.put("b", [3], "auth-b")
+    assert held.due() == []  # both just came
+    held.put("a", [1, 2, 4], "auth-a")  # a new span of "a": its hold starts again
+    time.sleep(0.06)
+    assert [trace for trace, _, _ in held.due()] == ["b", "a"]  # by last arrival
+    assert held.due() == [] and len(held) == 0
+    held.put("c", [5], "")
+    assert held.take("c") == [5] and held.take("c") == []
+
+
+def test_over_the_bound_the_trace_held_longest_makes_room():
+    held = HeldTraces(hold_seconds=60, max_spans=3)
+    assert held.put("a", [1, 2], "x") == []
+    assert held.put("b", [3, 4], "y") == [("a", [1, 2], "x")]
+    assert [trace for trace, _, _ in held.due(everything=True)] == ["b"]
+
+
+@pytest.mark.parametrize("bad", [-1, "10", None, True])
+def test_the_hold_must_be_a_number_of_seconds(tmp_path, bad):
+    with pytest.raises(ServeError, match="otlp_hold_seconds"):
+        start_server(str(tmp_path / "e.db"), otlp_hold_seconds=bad)

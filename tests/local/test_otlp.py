@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -53,6 +54,18 @@ def stored_when_ready(db_path: str, count: int, timeout: float = 10.0) -> list[d
         if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.05)
+
+
+def post_spans(url: str, spans: Any) -> requests.Response:
+    """One OTLP protobuf export of `spans` to the collector at `url`, answered 200."""
+    response = requests.post(
+        url + "/v1/traces",
+        data=encode_spans(spans).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response
 
 
 def run_agent(provider: TracerProvider, **extra: object) -> None:
@@ -156,13 +169,7 @@ def test_otlp_json_goes_through_the_same_conversion(server, db_path, tmp_path):
 
     other = start_server(str(tmp_path / "protobuf.db"))
     try:
-        response = requests.post(
-            other.url + "/v1/traces",
-            data=encode_spans(spans).SerializeToString(),
-            headers={"Content-Type": "application/x-protobuf"},
-            timeout=10,
-        )
-        assert response.status_code == 200
+        response = post_spans(other.url, spans)
         assert response.headers["Content-Type"] == "application/x-protobuf"
     finally:
         other.close()
@@ -288,13 +295,7 @@ def test_a_trace_sent_over_several_requests_keeps_its_identity_and_gets_its_root
     chat, root = memory.get_finished_spans()
     # The chat span first (a batch exporter sends what has ended), the request span later.
     for part in ([chat], [root]):
-        response = requests.post(
-            server.url + "/v1/traces",
-            data=encode_spans(part).SerializeToString(),
-            headers={"Content-Type": "application/x-protobuf"},
-            timeout=10,
-        )
-        assert response.status_code == 200
+        post_spans(server.url, part)
     events = stored(db_path)
     assert sorted(e["event"] for e in events) == ["$ai_generation", "$ai_trace"]
     assert {e["distinct_id"] for e in events} == {"user_split"}
@@ -393,13 +394,7 @@ def test_a_trace_whose_root_comes_later_is_converted_whole_with_the_roots_identi
                     pass
     *steps, root = memory.get_finished_spans()
     for part in (steps, [root]):  # what a batch exporter does when the trace spans two batches
-        answer = requests.post(
-            server.url + "/v1/traces",
-            data=encode_spans(part).SerializeToString(),
-            headers={"Content-Type": "application/x-protobuf"},
-            timeout=10,
-        )
-        assert answer.status_code == 200
+        post_spans(server.url, part)
     events = stored(db_path)
     assert sorted((e["event"], e["properties"].get("$ai_span_name")) for e in events) == [
         ("$ai_generation", "chat"),
@@ -423,13 +418,7 @@ def test_held_traces_are_stored_when_the_collector_stops(db_path):
         with provider.get_tracer("tests").start_as_current_span("chat", attributes=CHAT):
             pass
     chat, _ = memory.get_finished_spans()
-    answer = requests.post(
-        handle.url + "/v1/traces",
-        data=encode_spans([chat]).SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
-        timeout=10,
-    )
-    assert answer.status_code == 200
+    post_spans(handle.url, [chat])
     assert stored(db_path) == []  # held: its root may still come
     handle.close()
     assert sorted(e["event"] for e in stored(db_path)) == ["$ai_generation", "$ai_trace"]

@@ -179,6 +179,7 @@ _PROVIDER_ALIASES = {
     "azureaichatcompletionsmodel": "azure",
     "az.ai.openai": "azure",
     "azure.ai.openai": "azure",
+    "az.ai.inference": "azure",  # the GenAI conventions' older spelling of the next
     "azure.ai.inference": "azure",
     # Google: the Gemini API, and Vertex AI ("vertex", as the Gemini wrapper in Vertex mode)
     "google": "gemini",

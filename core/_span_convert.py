@@ -25,7 +25,7 @@ from ._events import (
     trace_properties,
 )
 from ._span_records import SpanRecord, is_ai_span
-from ._usage import whole_number
+from ._usage import token_count, whole_number
 
 __all__ = [
     "kind_of",
@@ -265,6 +265,29 @@ def _tools(attrs: Mapping[str, Any]) -> Any:
         if listed:
             return listed
     tools = _json(attrs.get("ai.prompt.tools"))
+    if tools:
+        return tools
+    return _openllmetry_tools(attrs)
+
+
+def _openllmetry_tools(attrs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """`llm.request.functions.N.name` / `.description` / `.parameters` (JSON text) in the flat
+    `{"type": "function", "name", ...}` shape `gen_ai.tool.definitions` has; a function without
+    a name is not a definition, and parameters that are not a JSON object are left out."""
+    if "llm.request.functions.0.name" not in attrs:  # one lookup before scanning every key
+        return None
+    tools = []
+    for item in _indexed(attrs, "llm.request.functions."):
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            continue
+        tool: dict[str, Any] = {"type": "function", "name": name}
+        if item.get("description"):
+            tool["description"] = str(item["description"])
+        parameters = _json(item.get("parameters"))
+        if isinstance(parameters, dict):
+            tool["parameters"] = parameters
+        tools.append(tool)
     return tools or None
 
 
@@ -326,18 +349,38 @@ def _usage(attrs: Mapping[str, Any]) -> dict[str, Any]:
             value = attrs.get(key)
             if value is not None and value != "":
                 break
-        usage[name] = whole_number(value)
+        usage[name] = token_count(value)
     return usage
 
 
-def _stop_reason(attrs: Mapping[str, Any]) -> str | None:
+def _stop_reason(rec: SpanRecord, output_messages: Any) -> str | None:
+    """The first finish reason the span states, from the newest convention to the oldest.
+
+    `output_messages` is `gen_ai.output.messages` already parsed (None in privacy mode, where
+    that content is not read)."""
+    attrs = rec.attributes
     reasons = attrs.get("gen_ai.response.finish_reasons")
     if isinstance(reasons, (list, tuple)) and reasons:
         return str(reasons[0])
     if isinstance(reasons, str) and reasons:
         return reasons
     value = attrs.get("ai.response.finishReason")
-    return str(value) if value else None
+    if value:
+        return str(value)
+    if isinstance(output_messages, dict):
+        output_messages = [output_messages]
+    if isinstance(output_messages, list) and output_messages:
+        last = output_messages[-1]
+        if isinstance(last, dict) and last.get("finish_reason"):
+            return str(last["finish_reason"])
+    if "gen_ai.completion.0.finish_reason" in attrs:  # one lookup before scanning every key
+        for choice in _indexed(attrs, "gen_ai.completion."):
+            if choice.get("finish_reason"):
+                return str(choice["finish_reason"])
+    for event in rec.events:
+        if event.name == "gen_ai.choice" and event.attributes.get("finish_reason"):
+            return str(event.attributes["finish_reason"])
+    return None
 
 
 def _error(rec: SpanRecord, privacy: bool) -> str | None:
@@ -404,8 +447,12 @@ def _parts_message(message: Mapping[str, Any]) -> dict[str, Any]:
     return {"role": role, "content": content}
 
 
-def _messages(value: Any) -> list[dict[str, Any]] | None:
+def _messages(value: Any, role: str) -> list[dict[str, Any]] | None:
+    """Semantic-conventions messages; plain text (not JSON) is kept as one message of `role`
+    rather than lost."""
     value = _json(value)
+    if isinstance(value, str):
+        return [{"role": role, "content": value}] if value.strip() else None
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
@@ -452,7 +499,7 @@ _EVENT_ROLES = {
 
 def _input(rec: SpanRecord) -> Any:
     attrs = rec.attributes
-    messages = _messages(attrs.get("gen_ai.input.messages"))
+    messages = _messages(attrs.get("gen_ai.input.messages"), "user")
     if messages is not None:
         system = _json(attrs.get("gen_ai.system_instructions"))
         if system:
@@ -482,9 +529,10 @@ def _input(rec: SpanRecord) -> Any:
     return _json(value)
 
 
-def _output(rec: SpanRecord) -> Any:
+def _output(rec: SpanRecord, output_messages: Any) -> Any:
+    """The span's output; `output_messages` is `gen_ai.output.messages` already parsed."""
     attrs = rec.attributes
-    messages = _messages(attrs.get("gen_ai.output.messages"))
+    messages = _messages(output_messages, "assistant")
     if messages is not None:
         return messages
     indexed = _indexed(attrs, "gen_ai.completion.")
@@ -590,6 +638,8 @@ def span_event(
         "privacy_mode": privacy,
     }
     if kind == GENERATION_KIND:
+        # Parsed once: both the output and the stop reason read it.
+        output_messages = None if privacy else _json(attrs.get("gen_ai.output.messages"))
         return GENERATION, generation_properties(
             span_name=rec.name or None,
             model=_model(attrs),
@@ -598,8 +648,8 @@ def span_event(
             model_parameters=_model_parameters(attrs),
             tools=_tools(attrs),
             input=None if privacy else _input(rec),
-            output_choices=None if privacy else _output(rec),
-            stop_reason=_stop_reason(attrs),
+            output_choices=None if privacy else _output(rec, output_messages),
+            stop_reason=_stop_reason(rec, output_messages),
             http_status=whole_number(attrs.get("http.response.status_code")),
             **_usage(attrs),
             **common,

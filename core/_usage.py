@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["Usage", "normalize_usage", "EMPTY_USAGE", "whole_number"]
+__all__ = ["Usage", "normalize_usage", "EMPTY_USAGE", "whole_number", "token_count"]
 
 
 class Usage(NamedTuple):
@@ -146,10 +146,21 @@ def whole_number(value: Any) -> int | None:
         return None
 
 
+def token_count(value: Any) -> int | None:
+    """A token count from a number or text: a negative one is a bug upstream, not a count, so
+    unknown (None), like a missing one.
+
+    >>> token_count("12"), token_count(-5), token_count(0)
+    (12, None, 0)
+    """
+    count = whole_number(value)
+    return count if count is not None and count >= 0 else None
+
+
 def _count(value: Any) -> int | None:
     cls = type(value)
     if cls is int:
-        return value  # type: ignore[no-any-return]
+        return value if value >= 0 else None  # type: ignore[no-any-return]
     if value is None or cls is bool:
         return None
     if isinstance(value, (list, tuple)):  # Bedrock streams counts as per-chunk lists
@@ -161,8 +172,8 @@ def _count(value: Any) -> int | None:
             total += counted
         return total
     if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
+        return int(value) if value >= 0 else None
+    if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
     return None
 

@@ -152,3 +152,13 @@ def test_unknown_counts_are_omitted_and_the_cache_write_split_needs_both_halves(
 def test_whole_number_reads_counts_given_as_numbers_or_text():
     assert [whole_number(v) for v in (31, "31", 9.0, " 7 ")] == [31, 31, 9, 7]
     assert [whole_number(v) for v in (None, True, False, "n/a", "", [1])] == [None] * 6
+
+
+def test_a_negative_count_is_unknown_in_every_usage_shape():
+    from posthog_llm._usage import token_count
+
+    usage = normalize_usage({"prompt_tokens": -3, "completion_tokens": 5})
+    assert (usage.input_tokens, usage.output_tokens) == (None, 5)
+    usage = normalize_usage({"input_tokens": -1.0, "output_tokens": 2.0})
+    assert (usage.input_tokens, usage.output_tokens) == (None, 2)
+    assert [token_count(v) for v in ("12", -5, 0, "x", True)] == [12, None, 0, None, None]

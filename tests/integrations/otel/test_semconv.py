@@ -10,6 +10,8 @@ from tests.support.events import only
 
 from .conftest import messages
 
+CHAT = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}
+
 
 def test_an_agent_with_a_chat_call_and_a_tool_call(tracer, events):
     with tracer.start_as_current_span(
@@ -205,3 +207,113 @@ def test_a_failed_call_is_an_error_with_its_exception_and_no_secret(tracer, even
     assert timed_out["$ai_error"] == "timeout: timed out after 30s"
     traces = [e["properties"] for e in events("$ai_trace")]
     assert all(t["$ai_is_error"] is True for t in traces)
+
+
+def generations(events) -> dict[str, dict]:
+    return {e["properties"]["$ai_span_name"]: e["properties"] for e in events("$ai_generation")}
+
+
+def test_the_stop_reason_is_read_wherever_a_convention_puts_it(tracer, events):
+    last = {"role": "assistant", "parts": [{"type": "text", "content": "hi"}]}
+    output = json.dumps(
+        [{**last, "finish_reason": "tool_call"}, {**last, "finish_reason": "length"}]
+    )
+    with tracer.start_as_current_span(
+        "messages", attributes={**CHAT, "gen_ai.output.messages": output}
+    ):
+        pass
+    with tracer.start_as_current_span(
+        "indexed",
+        attributes={
+            **CHAT,
+            "gen_ai.completion.0.role": "assistant",
+            "gen_ai.completion.0.content": "hi",
+            "gen_ai.completion.0.finish_reason": "stop",
+        },
+    ):
+        pass
+    with tracer.start_as_current_span("event", attributes=CHAT) as span:
+        span.add_event("gen_ai.choice", {"index": 0, "finish_reason": "content_filter"})
+    with tracer.start_as_current_span(
+        "both",  # the span-level attribute wins over a message's
+        attributes={
+            **CHAT,
+            "gen_ai.response.finish_reasons": ("stop",),
+            "gen_ai.output.messages": output,
+        },
+    ):
+        pass
+    found = generations(events)
+    assert {name: p.get("$ai_stop_reason") for name, p in found.items()} == {
+        "messages": "length",
+        "indexed": "stop",
+        "event": "content_filter",
+        "both": "stop",
+    }
+
+
+def test_openllmetry_function_definitions_are_the_tools(tracer, events):
+    with tracer.start_as_current_span(
+        "openai.chat",
+        attributes={
+            "llm.request.type": "chat",
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "llm.request.functions.0.name": "get_weather",
+            "llm.request.functions.0.description": "Weather in a city",
+            "llm.request.functions.0.parameters": '{"type": "object", "properties": {}}',
+            "llm.request.functions.1.name": "now",
+            "llm.request.functions.1.parameters": "not json",  # the fact dropped, not the tool
+            "llm.request.functions.2.description": "no name: not a definition",
+        },
+    ):
+        pass
+    assert only(events("$ai_generation"))["$ai_tools"] == [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {}},
+        },
+        {"type": "function", "name": "now"},
+    ]
+
+
+def test_a_negative_token_count_is_left_out(tracer, events):
+    with tracer.start_as_current_span(
+        "chat",
+        attributes={**CHAT, "gen_ai.usage.input_tokens": -5, "gen_ai.usage.output_tokens": 0},
+    ):
+        pass
+    with tracer.start_as_current_span(
+        "embeddings",
+        attributes={"gen_ai.operation.name": "embeddings", "gen_ai.usage.input_tokens": "-1"},
+    ):
+        pass
+    gen = only(events("$ai_generation"))
+    assert "$ai_input_tokens" not in gen
+    assert gen["$ai_output_tokens"] == 0  # a reported 0 stays
+    assert "$ai_input_tokens" not in only(events("$ai_embedding"))
+
+
+def test_the_older_azure_ai_inference_provider_value_is_azure(tracer, events):
+    with tracer.start_as_current_span(
+        "chat", attributes={**CHAT, "gen_ai.system": "az.ai.inference"}
+    ):
+        pass
+    assert only(events("$ai_generation"))["$ai_provider"] == "azure"
+
+
+def test_messages_that_are_plain_text_are_kept_as_one_message(tracer, events):
+    with tracer.start_as_current_span(
+        "chat",
+        attributes={
+            **CHAT,
+            "gen_ai.input.messages": "What is the weather in Paris?",
+            "gen_ai.output.messages": "Sunny.",
+        },
+    ):
+        pass
+    gen = only(events("$ai_generation"))
+    assert gen["$ai_input"] == [{"role": "user", "content": "What is the weather in Paris?"}]
+    assert gen["$ai_output_choices"] == [{"role": "assistant", "content": "Sunny."}]

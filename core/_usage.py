@@ -160,7 +160,7 @@ def token_count(value: Any) -> int | None:
 def _count(value: Any) -> int | None:
     cls = type(value)
     if cls is int:
-        return value if value >= 0 else None  # type: ignore[no-any-return]
+        return value if value >= 0 else None
     if value is None or cls is bool:
         return None
     if isinstance(value, (list, tuple)):  # Bedrock streams counts as per-chunk lists

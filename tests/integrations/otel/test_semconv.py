@@ -209,6 +209,12 @@ def test_a_failed_call_is_an_error_with_its_exception_and_no_secret(tracer, even
     assert all(t["$ai_is_error"] is True for t in traces)
 
 
+def ended(tracer, name: str, attributes: dict) -> None:
+    """One span with `attributes`, started and ended."""
+    with tracer.start_as_current_span(name, attributes=attributes):
+        pass
+
+
 def generations(events) -> dict[str, dict]:
     return {e["properties"]["$ai_span_name"]: e["properties"] for e in events("$ai_generation")}
 
@@ -218,31 +224,28 @@ def test_the_stop_reason_is_read_wherever_a_convention_puts_it(tracer, events):
     output = json.dumps(
         [{**last, "finish_reason": "tool_call"}, {**last, "finish_reason": "length"}]
     )
-    with tracer.start_as_current_span(
-        "messages", attributes={**CHAT, "gen_ai.output.messages": output}
-    ):
-        pass
-    with tracer.start_as_current_span(
+    ended(tracer, "messages", {**CHAT, "gen_ai.output.messages": output})
+    ended(
+        tracer,
         "indexed",
-        attributes={
+        {
             **CHAT,
             "gen_ai.completion.0.role": "assistant",
             "gen_ai.completion.0.content": "hi",
             "gen_ai.completion.0.finish_reason": "stop",
         },
-    ):
-        pass
+    )
     with tracer.start_as_current_span("event", attributes=CHAT) as span:
         span.add_event("gen_ai.choice", {"index": 0, "finish_reason": "content_filter"})
-    with tracer.start_as_current_span(
-        "both",  # the span-level attribute wins over a message's
-        attributes={
+    ended(
+        tracer,
+        "both",
+        {
             **CHAT,
             "gen_ai.response.finish_reasons": ("stop",),
             "gen_ai.output.messages": output,
         },
-    ):
-        pass
+    )
     found = generations(events)
     assert {name: p.get("$ai_stop_reason") for name, p in found.items()} == {
         "messages": "length",
@@ -253,9 +256,10 @@ def test_the_stop_reason_is_read_wherever_a_convention_puts_it(tracer, events):
 
 
 def test_openllmetry_function_definitions_are_the_tools(tracer, events):
-    with tracer.start_as_current_span(
+    ended(
+        tracer,
         "openai.chat",
-        attributes={
+        {
             "llm.request.type": "chat",
             "gen_ai.system": "openai",
             "gen_ai.request.model": "gpt-4o",
@@ -266,8 +270,7 @@ def test_openllmetry_function_definitions_are_the_tools(tracer, events):
             "llm.request.functions.1.parameters": "not json",  # the fact dropped, not the tool
             "llm.request.functions.2.description": "no name: not a definition",
         },
-    ):
-        pass
+    )
     assert only(events("$ai_generation"))["$ai_tools"] == [
         {
             "type": "function",
@@ -280,16 +283,14 @@ def test_openllmetry_function_definitions_are_the_tools(tracer, events):
 
 
 def test_a_negative_token_count_is_left_out(tracer, events):
-    with tracer.start_as_current_span(
-        "chat",
-        attributes={**CHAT, "gen_ai.usage.input_tokens": -5, "gen_ai.usage.output_tokens": 0},
-    ):
-        pass
-    with tracer.start_as_current_span(
+    ended(
+        tracer, "chat", {**CHAT, "gen_ai.usage.input_tokens": -5, "gen_ai.usage.output_tokens": 0}
+    )
+    ended(
+        tracer,
         "embeddings",
-        attributes={"gen_ai.operation.name": "embeddings", "gen_ai.usage.input_tokens": "-1"},
-    ):
-        pass
+        {"gen_ai.operation.name": "embeddings", "gen_ai.usage.input_tokens": "-1"},
+    )
     gen = only(events("$ai_generation"))
     assert "$ai_input_tokens" not in gen
     assert gen["$ai_output_tokens"] == 0  # a reported 0 stays
@@ -297,23 +298,20 @@ def test_a_negative_token_count_is_left_out(tracer, events):
 
 
 def test_the_older_azure_ai_inference_provider_value_is_azure(tracer, events):
-    with tracer.start_as_current_span(
-        "chat", attributes={**CHAT, "gen_ai.system": "az.ai.inference"}
-    ):
-        pass
+    ended(tracer, "chat", {**CHAT, "gen_ai.system": "az.ai.inference"})
     assert only(events("$ai_generation"))["$ai_provider"] == "azure"
 
 
 def test_messages_that_are_plain_text_are_kept_as_one_message(tracer, events):
-    with tracer.start_as_current_span(
+    ended(
+        tracer,
         "chat",
-        attributes={
+        {
             **CHAT,
             "gen_ai.input.messages": "What is the weather in Paris?",
             "gen_ai.output.messages": "Sunny.",
         },
-    ):
-        pass
+    )
     gen = only(events("$ai_generation"))
     assert gen["$ai_input"] == [{"role": "user", "content": "What is the weather in Paris?"}]
     assert gen["$ai_output_choices"] == [{"role": "assistant", "content": "Sunny."}]

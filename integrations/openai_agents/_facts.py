@@ -36,6 +36,10 @@ class SpanFacts:
     session_id: str | None
     privacy: bool
     agent_tools: tuple[str, ...] = ()
+    # A failed model call: the status its exception carries, and the HTTP request it sent
+    # (the model it asked for, which a failed Responses call records nowhere else).
+    http_status: int | None = None
+    failed_request: Any = None
 
 
 def _plain(value: Any) -> Any:
@@ -243,6 +247,7 @@ def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         input=None if facts.privacy else data.input,
         output_choices=output,
         stop_reason=stop_reason,
+        http_status=facts.http_status,
         **usage_of(usage),
         **_common(facts),
     )
@@ -261,7 +266,8 @@ _RESPONSE_PARAMETERS = (
 )
 
 
-def _response_input(data: Any, response: Any) -> list[Any]:
+def _response_input(data: Any, response: Any) -> list[Any] | None:
+    """The call's messages; None when the SDK recorded none (a failed call records no input)."""
     items: list[Any] = []
     instructions = _get(response, "instructions")
     if isinstance(instructions, str) and instructions:
@@ -276,24 +282,27 @@ def _response_input(data: Any, response: Any) -> list[Any]:
                 items.append({"role": plain.get("role"), "content": plain.get("content")})
             else:
                 items.append(plain)
-    return items
+    return items or None
 
 
-def _message_texts(item: Any) -> list[str]:
-    """The text parts of a Responses output item (none unless it is a message)."""
+def _message_texts(item: Any, part_type: str = "output_text", field: str = "text") -> list[str]:
+    """The text (or refusal) parts of a Responses output item (none unless it is a message)."""
     if _get(item, "type") != "message":
         return []
     parts = _get(item, "content") or ()
-    return [str(_get(part, "text") or "") for part in parts if _get(part, "type") == "output_text"]
+    return [str(_get(part, field) or "") for part in parts if _get(part, "type") == part_type]
 
 
 def _response_output(response: Any) -> tuple[list[dict[str, Any]], bool]:
     texts: list[str] = []
+    refusals: list[str] = []
     calls: list[dict[str, Any]] = []
     for item in _get(response, "output") or ():
         kind = _get(item, "type")
         if kind == "message":
             texts.extend(_message_texts(item))
+            # Kept as a Chat Completions message keeps it (`refusal` beside `content`).
+            refusals.extend(_message_texts(item, "refusal", "refusal"))
         elif kind == "function_call":
             calls.append(
                 {
@@ -302,11 +311,14 @@ def _response_output(response: Any) -> tuple[list[dict[str, Any]], bool]:
                     "function": {"name": _get(item, "name"), "arguments": _get(item, "arguments")},
                 }
             )
-    if not texts and not calls:
+    refusal = "".join(refusals)
+    if not texts and not calls and not refusal:
         return [], False
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         message["tool_calls"] = calls
+    if refusal:
+        message["refusal"] = refusal
     return [message], bool(calls)
 
 
@@ -368,18 +380,33 @@ def response_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         error = str(_get(failure, "code") or "response failed")
     props = dict(_common(facts))
     props["error"], props["is_error"] = error, True if error else None
+    # The served model; a call that failed has no response, only the model it asked for.
+    model = _get(response, "model") or _requested_model(facts.failed_request)
     return generation_properties(
-        span_name=_get(response, "model") or "response",
-        model=_get(response, "model"),
+        span_name=model or "response",
+        model=model,
         provider="openai",
         model_parameters=params,
         tools=_plain(tools) if tools else _tool_names(facts.agent_tools),
         input=None if facts.privacy else _response_input(data, response),
         output_choices=None if facts.privacy or not output else output,
         stop_reason=stop_reason,
+        http_status=facts.http_status,
         **usage_of(usage),
         **props,
     )
+
+
+def _requested_model(request: Any) -> str | None:
+    """The `model` of the JSON body an HTTP request sent (an `httpx.Request`), if it reads."""
+    if request is None:
+        return None
+    try:
+        body = json.loads(request.content)  # a streamed body that was not read raises
+    except Exception:
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) and model else None
 
 
 def _state(value: Any) -> Any:
@@ -410,7 +437,9 @@ def span_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         input_state, output_state = {"from_agent": data.from_agent}, {"to_agent": data.to_agent}
     elif kind == "guardrail":
         name = data.name
-        output_state = {"triggered": bool(data.triggered)}
+        # A guardrail that raised has no verdict: its `triggered` is only the SDK's default.
+        if data.triggered or not facts.error:
+            output_state = {"triggered": bool(data.triggered)}
     elif kind == "mcp_tools":
         name = f"mcp:{data.server}"
         output_state = _plain(data.result)
@@ -450,7 +479,20 @@ def _run_output(last_output: Any) -> Any:
     response = _response_dump(last_output)
     if response is not None:
         return _response_text(response)
-    return _plain(last_output)
+    plain = _plain(last_output)
+    if isinstance(plain, dict) and "role" in plain:
+        # A Chat Completions message: its text, as the other two paths report it.
+        return _chat_text(plain.get("content"))
+    return plain
+
+
+def _chat_text(content: Any) -> str:
+    """A chat message's content as text (`Response.output_text` gives "" for no text)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(_get(part, "text") or "") for part in content)
+    return ""
 
 
 def run_props(

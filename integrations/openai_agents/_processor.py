@@ -12,15 +12,19 @@ inside one guard: a fault of ours is logged, never raised into the run.
   into that span, so the inner run stays under the tool that ran it.
 - Generation and response spans are open "generation" observations while the model is called,
   so a tracked OpenAI client used by the SDK does not report the same call a second time.
-- An error on any span marks that span and the run.
+- An error on any span marks that span and the run. A tripped guardrail is an error of its
+  own span (the SDK marks only the turn or agent it stopped), and so is a guardrail that
+  raised (the SDK marks neither: read from the exception its span closes on).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from agents.tracing import Span, Trace, TracingProcessor
@@ -39,6 +43,7 @@ from ._kernel import (
     close_observation,
     current_observation,
     error_text,
+    http_status_of,
     make_scope,
     open_observation,
 )
@@ -51,6 +56,12 @@ MAX_OPEN_RUNS = 10_000
 MAX_OPEN_SPANS = 100_000
 
 _MODEL_SPANS = frozenset({"generation", "response"})
+# `$ai_error` of a tripped guardrail. Its span data does not say whether it guarded the input
+# or the output, so not the SDK's exception name; the text is the SDK's own for the run.
+TRIPWIRE_ERROR = "GuardrailTripwireTriggered: Guardrail tripwire triggered"
+# Calls between the SDK's `with` holding a span and this processor's `on_span_end`
+# (`__exit__` -> `finish` -> the SDK's processor list -> here), with room for a wrapper or two.
+_EXIT_DEPTH = 8
 
 
 @dataclass
@@ -223,12 +234,18 @@ class PostHogTracingProcessor(TracingProcessor):
             if run is None or entry is None or not self.active:
                 return
             data = span.span_data
+            kind = data.type
             error = None
             raw_error = span.error
             if raw_error:
                 error = _span_error(raw_error, run.privacy)
-                if run.error is None:
-                    run.error = error
+            failure = None
+            if (raw_error and kind in _MODEL_SPANS) or kind == "guardrail":
+                failure = _closing_exception()
+            if kind == "guardrail" and error is None:
+                error = _guardrail_error(data, failure, run.privacy)
+            if error and run.error is None:
+                run.error = error
             facts = _facts.SpanFacts(
                 trace_id=run.trace_id,
                 span_id=span.span_id,
@@ -237,9 +254,11 @@ class PostHogTracingProcessor(TracingProcessor):
                 error=error,
                 session_id=run.session_id,
                 privacy=run.privacy,
-                agent_tools=self._agent_tools(entry) if data.type == "generation" else (),
+                agent_tools=self._agent_tools(entry) if kind == "generation" else (),
             )
-            kind = data.type
+            if failure is not None and kind in _MODEL_SPANS:
+                facts.http_status = http_status_of(failure)
+                facts.failed_request = _request_of(failure)
             if kind == "generation":
                 if run.first_input is None:
                     run.first_input = data.input
@@ -289,6 +308,47 @@ def _bind(function: Any, data: Any, facts: _facts.SpanFacts) -> Any:
         return function(data, facts)  # type: ignore[no-any-return]
 
     return build
+
+
+def _closing_exception() -> Exception | None:
+    """The exception the span now ending is closed by, if it is unwinding through its `with`.
+
+    The SDK ends a span in `Span.__exit__`, which does not record the exception: while it
+    runs, that exception is the one being handled. It is only taken when its traceback starts
+    a few calls above this hook (in the frame holding the span's `with`), never an older one
+    the whole run happens to run inside (a run started in a user's `except` block).
+    Cancellation (not an `Exception`) is not a failure of the span.
+    """
+    error = sys.exc_info()[1]
+    if not isinstance(error, Exception) or error.__traceback__ is None:
+        return None
+    head = error.__traceback__.tb_frame
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(_EXIT_DEPTH):
+        if frame is None:
+            return None
+        if frame is head:
+            return error
+        frame = frame.f_back
+    return None
+
+
+def _request_of(failure: Exception) -> Any:
+    """The HTTP request a failed call sent, if its exception keeps it (openai's and httpx's
+    do; httpx's property raises when it has none)."""
+    try:
+        return getattr(failure, "request", None)
+    except Exception:
+        return None
+
+
+def _guardrail_error(data: Any, failure: Exception | None, privacy: bool) -> str | None:
+    """A guardrail span's own `$ai_error`: its tripwire, or the exception its function raised."""
+    if data.triggered:
+        return TRIPWIRE_ERROR
+    if failure is not None:
+        return error_text(failure, privacy=privacy)
+    return None
 
 
 def _span_error(raw: Any, privacy: bool) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-from agents import Runner, TracingProcessor, function_tool
+from agents import Agent, Runner, TracingProcessor, function_tool
 from agents.tracing import get_trace_provider
 from posthog_llm import context
 from posthog_llm.integrations import openai_agents as posthog_agents
@@ -51,6 +51,19 @@ def test_a_failing_model_call_marks_the_generation_and_the_trace(client, events)
     assert trace["properties"]["$ai_is_error"] is True
     (generation,) = events("$ai_generation")
     assert generation["properties"]["$ai_is_error"] is True
+
+
+@pytest.mark.parametrize("privacy", [False, True])
+def test_a_failed_call_keeps_the_model_it_asked_for_and_its_http_status(client, events, privacy):
+    posthog_agents.instrument(client, privacy_mode=privacy)
+    with pytest.raises(openai.RateLimitError):
+        Runner.run_sync(Agent(name="Solo", instructions="Be brief.", model="error-429"), "hello")
+    (generation,) = [e["properties"] for e in events("$ai_generation")]
+    assert generation["$ai_is_error"] is True
+    assert generation["$ai_model"] == generation["$ai_span_name"] == "error-429"
+    assert generation["$ai_http_status"] == 429
+    # The SDK records no input for a failed Responses call: none, not an empty list.
+    assert generation.get("$ai_input") != []
 
 
 def test_privacy_mode_keeps_structure_and_drops_content(client, events):

@@ -50,6 +50,43 @@ def test_guardrails_are_spans_and_a_tripwire_marks_the_run(client, events):
         if e["properties"]["$ai_span_name"] == "no_secrets"
     ][1]
     assert tripped["$ai_output_state"] == {"triggered": True}
+    # The SDK marks the turn it stopped; the guardrail that tripped is marked too.
+    assert tripped["$ai_is_error"] is True
+    assert tripped["$ai_error"].startswith("GuardrailTripwireTriggered")
+    assert "$ai_is_error" not in passed
+
+
+@input_guardrail
+def broken_guardrail(ctx, agent, text) -> GuardrailFunctionOutput:  # type: ignore[no-untyped-def]
+    raise ValueError(f"moderation service down for {text}")
+
+
+@pytest.mark.parametrize("privacy", [False, True])
+def test_a_guardrail_that_raised_is_an_error_not_a_pass(client, events, privacy):
+    # The SDK records nothing on the guardrail's span: its `triggered` stays at the default.
+    posthog_agents.instrument(client, privacy_mode=privacy)
+    agent = Agent(name="Guarded", instructions="Answer.", input_guardrails=[broken_guardrail])
+    with pytest.raises(ValueError):
+        Runner.run_sync(agent, "hello")
+    span = by_name(events("$ai_span"), "broken_guardrail")
+    assert span["$ai_is_error"] is True
+    assert "$ai_output_state" not in span  # no verdict, rather than "not triggered"
+    if privacy:
+        assert span["$ai_error"] == "ValueError"
+    else:
+        assert span["$ai_error"] == "ValueError: moderation service down for hello"
+    assert events("$ai_trace")[0]["properties"]["$ai_is_error"] is True
+
+
+def test_a_run_inside_an_except_block_is_not_marked_by_that_exception(client, events):
+    posthog_agents.instrument(client)
+    try:
+        raise KeyError("the user's own, already handled")
+    except KeyError:
+        Runner.run_sync(_guarded(), "hello")
+    found = events()
+    assert not [e for e in found if "$ai_is_error" in e["properties"]], found
+    assert by_name(events("$ai_span"), "no_secrets")["$ai_output_state"] == {"triggered": False}
 
 
 def test_a_streamed_run_is_reported_like_any_other(client, events):

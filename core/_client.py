@@ -19,6 +19,7 @@ from ._exit_hooks import register_exit_hooks
 from ._ids import uuid4_str
 from ._sampling import keep_trace
 from ._sender import BatchSender
+from ._sender import _report as report_build_error
 from ._sender_stats import RateLimitedWarning
 from ._serialize import (
     MAX_AI_EVENT_BYTES,
@@ -428,21 +429,32 @@ class Client:
             return self._serialize_one(event, distinct_id, item, groups, timestamp, event_uuid)
         event, distinct_id, props, groups, timestamp, event_uuid, privacy_mode = item
         if event is _MANY:
-            built = [
-                self._serialize_one(
-                    name,
-                    distinct_id,
-                    fields,
-                    groups,
-                    timestamp if when is None else when,
-                    None,
-                    privacy_mode,
-                )
-                for name, fields, when in props()
-            ]
-            kept = [data for data in built if data is not None]
-            if len(kept) < len(built):
-                self._sender.counters.add("filtered", len(built) - len(kept))
+            kept: list[bytes] = []
+            filtered = failed = 0
+            for name, fields, when in props():
+                try:
+                    data = self._serialize_one(
+                        name,
+                        distinct_id,
+                        fields,
+                        groups,
+                        timestamp if when is None else when,
+                        None,
+                        privacy_mode,
+                    )
+                except Exception as exc:  # one event of the trace is lost, not the others
+                    log.warning("posthog-llm: could not build an event; it was skipped (%r)", exc)
+                    report_build_error(exc)
+                    failed += 1
+                    continue
+                if data is None:
+                    filtered += 1
+                else:
+                    kept.append(data)
+            if filtered:
+                self._sender.counters.add("filtered", filtered)
+            if failed:
+                self._sender.counters.add("failed", failed)
             return kept
         return self._serialize_one(
             event, distinct_id, props, groups, timestamp, event_uuid, privacy_mode

@@ -111,16 +111,23 @@ def _convert(value: Any, scrub: bool, seen: set[int], depth: int) -> Any:
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if depth > _MAX_DEPTH:
         return "[max depth reached]"
-    if isinstance(value, (dict, list, tuple, set, frozenset)) or _is_container_like(value):
-        key = id(value)
-        if key in seen:
-            return "[cycle]"
-        seen.add(key)
-        try:
-            return _convert_container(value, scrub, seen, depth + 1)
-        finally:
-            seen.discard(key)
-    return _convert_scalar(value, scrub, seen, depth)
+    try:
+        if isinstance(value, (dict, list, tuple, set, frozenset)) or _is_container_like(value):
+            key = id(value)
+            if key in seen:
+                return "[cycle]"
+            seen.add(key)
+            try:
+                return _convert_container(value, scrub, seen, depth + 1)
+            finally:
+                seen.discard(key)
+        return _convert_scalar(value, scrub, seen, depth)
+    except RecursionError:
+        raise  # cut by depth above; a deeper recursion is not this value's doing
+    except Exception:
+        # A value whose very attribute lookups raise (werkzeug's LocalProxy outside a request
+        # raises RuntimeError even from `isinstance`): its text, never the whole event.
+        return _safe_repr(value)
 
 
 def _is_container_like(value: Any) -> bool:

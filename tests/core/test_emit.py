@@ -187,6 +187,19 @@ def test_emit_many_counts_what_before_send_drops_and_honours_privacy(sink):
         client.shutdown(5)
 
 
+@pytest.mark.allow_internal_errors
+def test_an_event_of_a_trace_that_cannot_be_built_loses_only_itself(client, sink):
+    def build():
+        one, two, three = _trace_of_three()
+        return [one, (None, two[1]), three]  # a builder's bug in the middle event
+
+    emitter = Emitter(client)
+    emitter.emit_many(build, emitter.scope(), trace_id="tr")
+    client.flush(5)
+    assert [e["event"] for e in sink.events] == ["$ai_generation", "$ai_trace"]
+    assert client.stats()["failed"] == 1
+
+
 def test_emit_many_with_a_posthog_python_client(posthog_server):
     posthog = pytest.importorskip("posthog")
     ph = posthog.Posthog("phc_test", host=posthog_server.host, sync_mode=True)

@@ -183,3 +183,21 @@ def test_fit_event_result_is_always_under_the_limit(props):
 def test_lone_surrogates_become_replacement_characters():
     data = fit_event({"event": "e", "distinct_id": "u", "properties": {"s": "a\ud800b"}})
     assert json.loads(data)["properties"]["s"] == "a\ufffdb"
+
+
+class _OutsideRequest:
+    """Like werkzeug's LocalProxy outside a request: every attribute lookup raises, even the
+    `__class__` that `isinstance` reads."""
+
+    def __getattribute__(self, name: str) -> object:
+        if name in ("__repr__", "__reduce_ex__"):
+            return object.__getattribute__(self, name)
+        raise RuntimeError("Working outside of request context.")
+
+    def __repr__(self) -> str:
+        return "<LocalProxy unbound>"
+
+
+def test_a_value_whose_attributes_raise_becomes_its_text_not_an_error():
+    value = {"user": _OutsideRequest(), "q": "hello"}
+    assert to_json_safe(value) == {"user": "<LocalProxy unbound>", "q": "hello"}

@@ -103,18 +103,20 @@ def allowed_model_parameters(params: Mapping[str, Any] | None) -> dict[str, Any]
 
 
 def http_status_of(error: BaseException | None) -> int | None:
-    """The HTTP status an exception carries (openai, anthropic, httpx, requests), if any."""
+    """The HTTP status an exception carries, if any: openai, anthropic, httpx and requests
+    (`status_code`), google-genai and urllib (`code`), or its response's (aiohttp's `status`)."""
     if error is None:
         return None
-    for attr in ("status_code", "http_status", "status"):
+    for attr in ("status_code", "http_status", "status", "code"):
         value = getattr(error, attr, None)
-        if isinstance(value, int) and 100 <= value <= 599:
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
             return value
     response = getattr(error, "response", None)
     if response is not None:
-        value = getattr(response, "status_code", None)
-        if isinstance(value, int) and 100 <= value <= 599:
-            return value
+        for attr in ("status_code", "status"):
+            value = getattr(response, attr, None)
+            if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+                return value
     return None
 
 

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, NamedTuple
 
-from ._context import Scope, make_scope
+from ._context import Scope, lenient_scope, make_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
 from ._errors import error_text, scrub_secrets
 from ._events import (
@@ -35,6 +35,7 @@ from ._events import (
 )
 from ._ids import uuid4_str
 from ._observation import GENERATION_KIND, current_observation
+from ._sender_stats import RateLimitedWarning
 
 __all__ = [
     "POSTHOG_ARGUMENTS",
@@ -380,8 +381,9 @@ def begin_call(
         if given.get("privacy_mode") is False:
             # Per call, privacy can only be switched on; False leaves context and client in charge.
             del given["privacy_mode"]
-        # A wrong type here is the caller's bug: say so now rather than drop the event later.
-        overrides = make_scope(**given)
+        # Read while the user's code runs: a value of the wrong type is left out (and said once
+        # in a while), never raised into the call, which goes out as asked.
+        overrides = _call_overrides(given)
     with capture_internal_exceptions():
         emitter = tracker.emitter
         if not emitter.enabled:
@@ -404,13 +406,33 @@ def begin_call(
         for name in kind.list_arguments:
             value = kwargs.get(name)
             if isinstance(value, list):
-                params[name] = list(value)  # the caller may append to it before the event is built
+                # The caller may append to the list, or edit a message in it, before the event
+                # is built: the list and its messages as they were sent.
+                params[name] = [dict(item) if type(item) is dict else item for item in value]
         call = TrackedCall(kind, client, tracker, params, scope, provider, trace_id, parent_id)
         prepare = kind.prepare
         if prepare is not None and not prepare(call, kwargs):
             return None
         return call
     return None
+
+
+_argument_warning = RateLimitedWarning(60.0)
+
+
+def _call_overrides(given: dict[str, Any]) -> Scope:
+    try:
+        return make_scope(**given)
+    except TypeError:
+        pass
+    refused = []
+    for name, value in given.items():
+        try:
+            make_scope(**{name: value})
+        except TypeError as exc:
+            refused.append(str(exc))
+    _argument_warning.warn("posthog-llm: posthog_* arguments left out: %s", "; ".join(refused))
+    return lenient_scope(**given)
 
 
 def _is_iterator(value: Any) -> bool:

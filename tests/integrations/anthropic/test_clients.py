@@ -66,11 +66,13 @@ def test_error_under_privacy_mode_keeps_only_type_and_status(make_client, events
     assert "$ai_input" not in props
 
 
-def test_wrong_posthog_argument_type_is_the_callers_error(make_client, standin):
+def test_a_posthog_argument_of_the_wrong_type_is_left_out_and_the_call_made(
+    make_client, standin, events
+):
     llm = make_client()
-    with pytest.raises(TypeError):
-        llm.messages.create(model=MODEL, max_tokens=10, messages=HELLO, posthog_properties=[1])
-    assert not standin.requests
+    llm.messages.create(model=MODEL, max_tokens=10, messages=HELLO, posthog_properties=[1])
+    assert len(standin.requests) == 1
+    assert len(events("$ai_generation")) == 1
 
 
 def test_wrap_existing_client_and_its_copies(client, events, standin):

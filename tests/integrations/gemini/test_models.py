@@ -229,6 +229,24 @@ def test_api_errors_reach_the_caller_untouched_and_are_reported(make_client, eve
         assert "$ai_output_choices" not in props
 
 
+async def test_async_errors_carry_their_http_status(make_client, events):
+    # Under client.aio, google-genai sends through aiohttp when it is installed: the error's
+    # status is its own `code` (the response is aiohttp's, with `status`, not `status_code`).
+    llm = make_client()
+    with pytest.raises(errors.ClientError):
+        await llm.aio.models.generate_content(model="error-429", contents=HEDGEHOGS)
+    with pytest.raises(errors.ServerError):
+        async for _ in await llm.aio.models.generate_content_stream(
+            model="error-500", contents=HEDGEHOGS
+        ):
+            pass
+    with pytest.raises(errors.ServerError):
+        await llm.aio.models.embed_content(model="error-503", contents="one text")
+    statuses = [e["properties"]["$ai_http_status"] for e in events("$ai_generation")]
+    assert statuses == [429, 500]  # the refused stream is not a 200
+    assert only(events("$ai_embedding"))["$ai_http_status"] == 503
+
+
 def test_api_key_never_reaches_an_event_and_posthog_arguments_never_reach_google(
     make_client, events, standin
 ):

@@ -312,8 +312,32 @@ def test_default_client_is_used_without_posthog_client(standin, client, sink):
     assert len(sink.named("$ai_generation")) == 1
 
 
-def test_wrong_posthog_properties_type_is_reported_before_the_request(make_client, standin):
+def test_a_posthog_argument_of_the_wrong_type_is_left_out_not_raised(
+    make_client, standin, events, caplog
+):
+    # The call goes out as asked; the bad value is left out (and said in the log), the rest of
+    # the call's overrides are kept.
     llm = make_client()
-    with pytest.raises(TypeError, match="properties must be a mapping"):
-        llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, posthog_properties=["x"])
-    assert len(standin.requests) == 0
+    reply = llm.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=HELLO,
+        posthog_properties=["x"],
+        posthog_privacy_mode="yes",
+        posthog_distinct_id="user-7",
+    )
+    assert reply.choices[0].message.content
+    assert len(standin.requests) == 1
+    (event,) = events("$ai_generation")
+    assert event["distinct_id"] == "user-7"
+    assert "$ai_input" in event["properties"]  # "yes" is not privacy mode
+    assert "properties must be a mapping" in caplog.text
+
+
+def test_the_messages_are_recorded_as_sent_even_if_the_caller_edits_them_after(make_client, events):
+    llm = make_client()
+    messages = [{"role": "user", "content": "what was sent"}]
+    llm.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    messages[0]["content"] = "edited after the call"
+    messages.append({"role": "user", "content": "appended after the call"})
+    (event,) = events("$ai_generation")
+    assert event["properties"]["$ai_input"] == [{"role": "user", "content": "what was sent"}]

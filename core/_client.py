@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+import uuid as _uuid
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -95,6 +96,18 @@ _META = "\x00posthog_llm_event"
 # Timestamps (seconds since the epoch) formatted by `_iso_utc`: up to the year 9999.
 _MAX_FAST_TIMESTAMP = 253_402_300_799.0
 _second_text: tuple[int, str] = (-1, "")
+
+
+def _valid_uuid(value: Any) -> str:
+    """A caller's uuid as PostHog's canonical text; one that is not a uuid is replaced by a new
+    one (PostHog refuses a batch over an invalid uuid), with a warning."""
+    if isinstance(value, _uuid.UUID):
+        return str(value)
+    try:
+        return str(_uuid.UUID(str(value)))
+    except ValueError:
+        _invalid_warning.warn("posthog-llm: uuid %r is not a uuid; the event got a new one", value)
+        return uuid4_str()
 
 
 def _iso_utc(timestamp: float) -> str:
@@ -324,14 +337,14 @@ class Client:
         if self.disabled:
             return None
         try:
-            event = event if type(event) is str else str(event)
+            event = event if type(event) is str else ("" if event is None else str(event))
             if not event or event.isspace():
                 self._sender.counters.add("invalid")
                 _invalid_warning.warn("posthog-llm: an event without a name was not captured")
                 return None
             if len(event) > MAX_ID_CHARS:
                 event = event[:MAX_ID_CHARS]
-            event_uuid = str(uuid) if uuid is not None else uuid4_str()
+            event_uuid = _valid_uuid(uuid) if uuid is not None else uuid4_str()
             if properties:
                 try:  # inline: `capture` is the hot path, and a try costs nothing here
                     props = dict(properties)

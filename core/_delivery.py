@@ -22,9 +22,11 @@ __all__ = ["DeliveryPolicy", "Outcome"]
 
 log = logging.getLogger("posthog_llm")
 
-# Requests spent isolating the offenders of one batch answered with 400: enough for a few bad
-# events in a batch of thousands (each costs about 2*log2(n) requests), bounded whatever happens.
-_MAX_BISECT_REQUESTS = 64
+# Requests spent isolating the offenders of one batch answered with 400: each costs about
+# 2*log2(n) requests, so a quarter of the batch's size (at least 64) isolates ~10 bad events in
+# the 2,000-event batches a spool replay or a catch-up sends (64 alone lost ~1,400 good events
+# of such a batch), and stays bounded when every event is bad.
+_MIN_BISECT_REQUESTS = 64
 _MAX_DOWN_BACKOFF = 30.0
 
 
@@ -150,7 +152,8 @@ class DeliveryPolicy:
                 return
             except PermanentError as exc:
                 if len(group) > 1 and exc.status == 400:
-                    self._bisect(group, outcome, deadline, abort, [_MAX_BISECT_REQUESTS])
+                    budget = max(_MIN_BISECT_REQUESTS, len(group) // 4)
+                    self._bisect(group, outcome, deadline, abort, [budget])
                 else:
                     outcome.rejected.extend(group)
                     outcome.reasons.append(str(exc))

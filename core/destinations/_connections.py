@@ -155,7 +155,15 @@ class ConnectionPool:
 def _exchange(
     conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]
 ) -> http.client.HTTPResponse:
-    conn.request("POST", path, body=body, headers=headers)
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError) as exc:
+        # The server may have answered before reading the whole body and closed (a proxy's
+        # 413 from Content-Length alone): its answer, when there is one, is the outcome.
+        try:
+            return conn.getresponse()
+        except Exception:
+            raise exc from None
     return conn.getresponse()
 
 

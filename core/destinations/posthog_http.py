@@ -7,13 +7,14 @@ Both take the same body: `{"api_key", "batch": [...], "sent_at"}`.
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import json
 import os
 import threading
 import zlib
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from .._version import __version__
 from ._base import BatchTooLargeError, PermanentError, RetryableError
@@ -67,6 +68,18 @@ def gzip_body(data: bytes) -> bytes:
     return bytes(_deflate.compress(data, 1, _GZIP_WBITS))
 
 
+def _split_userinfo(host: str) -> tuple[str, str | None]:
+    """`host` as it may be shown (no password), and the basic-auth header its userinfo asks for."""
+    parts = urlsplit(host)
+    if parts.username is None and parts.password is None:
+        return host, None
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    netloc = parts.netloc.rpartition("@")[2]
+    shown = parts._replace(netloc=f"{parts.username}:***@{netloc}").geturl()
+    return shown, f"Basic {token}"
+
+
 def _path_of(url: str) -> str:
     parts = urlsplit(url)
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -101,7 +114,10 @@ class PostHogHTTPDestination:
         self.url = self.host + "/batch/"
         self.ai_url = self.host + "/i/v0/ai/batch/"
         self.gzip = gzip
-        self.description = f"PostHog at {self.host}"
+        # A self-hosted PostHog behind HTTP basic auth: `https://user:password@host`. Requests
+        # carry the credentials as a header; logs and messages never show the password.
+        shown, self._basic_auth = _split_userinfo(self.host)
+        self.description = f"PostHog at {shown}"
         self._session: requests.Session | None = None
         # Set on the first request: `http.client` connections when no proxy applies to the
         # host, else None (the requests session, which knows proxies). `False` until decided.
@@ -184,7 +200,7 @@ class PostHogHTTPDestination:
             status, retry_after, text = self._send_with_requests(url, data, headers, timeout)
         if 200 <= status < 300:
             return
-        detail = f"HTTP {status} from {url}: {text[:200]!r}"
+        detail = f"HTTP {status} from {_split_userinfo(url)[0]}: {text[:200]!r}"
         if status == 413:
             raise BatchTooLargeError(detail)
         if status in _RETRY_STATUSES or status >= 500:
@@ -197,6 +213,8 @@ class PostHogHTTPDestination:
         """POST over our own connections, following redirects with the same POST and body (a
         host that moved, or http sent on to https): requests would turn a 301 or 302 into a
         GET and lose the batch."""
+        if self._basic_auth is not None:
+            headers = {**headers, "Authorization": self._basic_auth}
         for _ in range(_MAX_REDIRECTS + 1):
             try:
                 # The host may carry a path (a self-hosted PostHog behind a prefix).
@@ -213,6 +231,8 @@ class PostHogHTTPDestination:
                 pool = self._pool_for(target)
             except ValueError:  # not http(s): not followed
                 return status, None, f"redirected to {location!r}"
+            if pool is not self._pool:  # the credentials are for the configured host only
+                headers = {k: v for k, v in headers.items() if k != "Authorization"}
             url = target
         return status, None, f"more than {_MAX_REDIRECTS} redirects"
 

@@ -39,3 +39,26 @@ def test_names_and_ids_are_sent_as_given_apart_from_the_length_cap(
     by_name = {e["event"]: e for e in sink.events}
     assert by_name[" spaced event "]["distinct_id"] == " user "
     assert by_name["long id"]["distinct_id"] == "d" * 200
+
+
+def test_an_event_named_none_is_not_captured_as_the_text_none(
+    client: Client, sink: InMemoryDestination
+) -> None:
+    assert client.capture(None, distinct_id="u") is None  # type: ignore[arg-type]
+    assert client.flush(5)
+    assert sink.events == [] and client.stats()["invalid"] == 1
+
+
+def test_a_uuid_that_is_not_one_is_replaced_and_a_real_one_kept(
+    client: Client, sink: InMemoryDestination
+) -> None:
+    import uuid
+
+    given = uuid.uuid4()
+    assert client.capture("kept", distinct_id="u", uuid=given) == str(given)
+    assert client.capture("upper", distinct_id="u", uuid=str(given).upper()) == str(given)
+    replaced = client.capture("replaced", distinct_id="u", uuid="zzz")
+    assert replaced is not None and replaced != "zzz"
+    assert client.flush(5)
+    uuids = {e["event"]: e["uuid"] for e in sink.events}
+    assert uuids["kept"] == str(given) and uuids["replaced"] == str(uuid.UUID(replaced))

@@ -163,6 +163,18 @@ def test_a_400_batch_is_bisected_to_isolate_the_offenders(posthog_server, caplog
     client.shutdown(1)
 
 
+def test_a_large_batch_with_several_bad_events_loses_only_those(posthog_server):
+    # 2,000 events in one batch (a spool replay or a catch-up sends such batches), 10 refused.
+    posthog_server.rejects = lambda e: e["properties"].get("poison") is True
+    client = _client(posthog_server, flush_at=2000, flush_interval=30)
+    for i in range(2000):
+        client.capture("e", distinct_id="u", properties={"i": i, "poison": i % 200 == 0})
+    client.flush(30)
+    assert client.stats()["sent"] == 1990 and client.stats()["failed"] == 10
+    assert len(posthog_server.events) == 1990
+    client.shutdown(1)
+
+
 def test_flush_is_false_when_nothing_was_delivered(posthog_server):
     posthog_server.behaviour = lambda n: ("status", 400)
     client = _client(posthog_server)

@@ -3,6 +3,7 @@ connection the server closed, TLS verification as requests does it, and hosts wi
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import socket
@@ -11,7 +12,12 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from posthog_llm.destinations import PermanentError, PostHogHTTPDestination, RetryableError
+from posthog_llm.destinations import (
+    BatchTooLargeError,
+    PermanentError,
+    PostHogHTTPDestination,
+    RetryableError,
+)
 from posthog_llm.destinations._connections import ConnectionPool
 
 EVENT = b'{"event":"$ai_span","distinct_id":"u","properties":{"$ai_trace_id":"t"}}'
@@ -271,3 +277,51 @@ def test_a_redirect_loop_or_a_redirect_off_http_is_refused(raw_server, location,
     with pytest.raises(PermanentError, match=message):
         destination.send([EVENT], timeout=5)
     assert len(server.requests) == (4 if location.startswith("/") else 1)
+
+
+def test_a_413_sent_before_the_body_was_read_is_the_answer_not_a_network_error():
+    # A proxy refuses a batch from its Content-Length alone and closes the connection: writing
+    # the rest of the body fails, and the 413 it already sent is what counts (the sender then
+    # splits the batch) rather than a broken pipe (retried as it is, again and again).
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(4096)
+        conn.sendall(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        conn.close()
+
+    threading.Thread(target=refuse, daemon=True).start()
+    destination = PostHogHTTPDestination(
+        "phc_key", f"http://127.0.0.1:{listener.getsockname()[1]}", gzip=False
+    )
+    big = b'{"event":"$ai_span","distinct_id":"u","properties":{"x":"' + b"y" * 8_000_000 + b'"}}'
+    try:
+        with pytest.raises(BatchTooLargeError, match="413"):
+            destination.send([big], timeout=10)
+    finally:
+        listener.close()
+
+
+def test_credentials_in_the_host_are_sent_as_basic_auth_and_never_shown(raw_server):
+    # A self-hosted PostHog behind HTTP basic auth, configured as https://user:password@host.
+    other = raw_server(lambda conn, nth: "ok")
+    server = raw_server(
+        lambda conn, nth: "ok" if nth == 0 else f"redirect 307 http://127.0.0.1:{other.port}/x/"
+    )
+    destination = PostHogHTTPDestination(
+        "phc_key", f"http://admin:s3cret%40pw@127.0.0.1:{server.port}"
+    )
+    destination.send([EVENT], timeout=5)
+    expected = "Basic " + base64.b64encode(b"admin:s3cret@pw").decode()
+    assert server.requests[0][2]["authorization"] == expected
+    assert "s3cret" not in destination.description and "admin:***@" in destination.description
+    destination.send([EVENT], timeout=5)  # redirected to another host: no credentials there
+    assert "authorization" not in other.requests[0][2]

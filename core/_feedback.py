@@ -12,6 +12,15 @@ from ._events import FEEDBACK, METRIC, feedback_properties, metric_properties
 __all__ = ["capture_feedback", "capture_metric"]
 
 
+def _capture_is_off(client: Any) -> bool:
+    """With capture turned off (`Client(disabled=True)`), spans have no trace id: feedback on
+    one is nothing to send, not an error in the caller's code."""
+    target = check_client(client)
+    if target is None:
+        target = get_client()
+    return bool(getattr(target, "disabled", False))
+
+
 def _trace_id(trace_id: Any) -> str:
     if trace_id is None or (isinstance(trace_id, str) and not trace_id.strip()):
         raise ValueError("trace_id must be the id of a trace, got an empty value")
@@ -40,6 +49,8 @@ def capture_feedback(
     >>> import posthog_llm
     >>> posthog_llm.capture_feedback("trace_123", "Great answer!", distinct_id="user_123")  # doctest: +SKIP
     """
+    if _capture_is_off(client):
+        return None
     tid = _trace_id(trace_id)
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
@@ -54,6 +65,8 @@ def capture_metric(
     >>> import posthog_llm
     >>> posthog_llm.capture_metric("trace_123", "helpfulness", 4, distinct_id="user_123")  # doctest: +SKIP
     """
+    if _capture_is_off(client):
+        return None
     tid = _trace_id(trace_id)
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name must be a non-empty string, got {name!r}")

@@ -162,6 +162,15 @@ def test_feedback_rejects_bad_arguments(client: Client) -> None:
         posthog_llm.capture_metric("t", "x", 1, client=object())
 
 
+def test_feedback_on_a_span_while_capture_is_off_is_nothing_not_an_error() -> None:
+    off = Client(disabled=True)
+    with posthog_llm.span("answer", client=off) as span:
+        span.set_output("42")
+    assert span.trace_id is None  # nothing was traced
+    assert posthog_llm.capture_feedback(span.trace_id, "Great answer!", client=off) is None
+    assert posthog_llm.capture_metric(span.trace_id, "helpfulness", 4, client=off) is None
+
+
 # -- error text ------------------------------------------------------------------------------------
 
 

@@ -380,6 +380,10 @@ def test_viewer_pages_searches_and_opens_a_deep_trace_in_a_large_store(browser, 
         assert len(rows) == 2_001
         last = rows[-1].get_attribute("textContent")
         assert "level 1999" in last and "L2000" in last
+        # Deep rows keep their names inside the label column, not over the timeline.
+        label = rows[-1].find_element(By.CSS_SELECTOR, ".tree-label")
+        name = rows[-1].find_element(By.CSS_SELECTOR, ".node-name")
+        assert name.location["x"] + 20 < label.location["x"] + label.size["width"]
 
         # The open trace follows new events.
         from posthog_llm.destinations.sqlite import connect, insert_events

@@ -7,6 +7,8 @@
   const KIND_COLORS = { trace: "#1d4aff", span: "#6b7280", generation: "#f54e00", embedding: "#0a8a4a" };
   const PALETTE = ["#1d4aff", "#f54e00", "#0a8a4a", "#9b51e0", "#f9bd2b", "#00a6c8", "#d6336c", "#7a5c00", "#5c7080"];
   const SVG_NS = "http://www.w3.org/2000/svg";
+  // Tree indent levels that fit the label column (18 px each) before the depth is written instead.
+  const MAX_INDENT = 12;
   const app = document.getElementById("app");
   let refreshTimer = null;
   let routeToken = 0;
@@ -472,9 +474,10 @@
         node.is_error ? h("span", { class: "err-pill", text: "error" }) : null,
         h("span", { class: "node-facts", text: nodeFacts(node) })
       );
-      // Past 30 levels the indent stops growing; the depth is shown instead.
-      label.style.paddingLeft = Math.min(node.depth, 30) * 18 + 4 + "px";
-      if (node.depth > 30) label.insertBefore(h("span", { class: "depth muted small", text: "L" + node.depth + " " }), label.children[1]);
+      // Past MAX_INDENT levels the indent stops growing (it must leave the label column room
+      // for the name); the depth is shown instead.
+      label.style.paddingLeft = Math.min(node.depth, MAX_INDENT) * 18 + 4 + "px";
+      if (node.depth > MAX_INDENT) label.insertBefore(h("span", { class: "depth muted small", text: "L" + node.depth + " " }), label.children[1]);
       const bar = h("div", { class: "bar kind-" + node.kind + (node.is_error ? " is-error" : "") });
       if (isNum(node.start) && isNum(node.end)) {
         bar.style.left = ((node.start - t0) / span) * 100 + "%";

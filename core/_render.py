@@ -11,6 +11,7 @@ trace  trace
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -123,12 +124,28 @@ def traces_table(rows: Iterable[TraceSummary]) -> str:
     )
 
 
+def _time_column(value: Any) -> str:
+    """A stored timestamp in UTC, to the millisecond, as one fixed-width column.
+
+    >>> _time_column("2025-01-30T14:00:00.5+02:00"), _time_column("2025-01-30T12:00:00Z")
+    ('2025-01-30 12:00:00.500', '2025-01-30 12:00:00.000')
+    """
+    text = str(value or "-")
+    try:
+        moment = _dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        return text[:23].replace("T", " ")  # not ISO 8601: shown as stored
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(_dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
 def event_line(event: dict[str, Any]) -> str:
     """One readable line per event: time, name, trace, model/name, tokens, latency, error."""
     props = event.get("properties") or {}
     name = str(event.get("event") or "")
     shown = name[len(EVENT_PREFIX) :] if name.startswith(EVENT_PREFIX) else name
-    parts = [str(event.get("timestamp") or "-")[:23].replace("T", " "), f"{shown:<10}"]
+    parts = [_time_column(event.get("timestamp")), f"{shown:<10}"]
     trace_id = props.get(PROP_TRACE_ID)
     parts.append(f"trace={_cut(str(trace_id), 24)}" if trace_id is not None else "trace=-")
     label = props.get(PROP_MODEL) or props.get(PROP_SPAN_NAME)

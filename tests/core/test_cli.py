@@ -266,3 +266,16 @@ def test_events_piped_to_head_exits_quietly_on_a_large_store(tmp_path):
     )
     assert len(head.stdout.splitlines()) == 3
     assert "Traceback" not in head.stderr and "BrokenPipe" not in head.stderr, head.stderr
+
+
+def test_the_events_time_column_is_utc_to_the_millisecond_whatever_was_stored(tmp_path, capsys):
+    path = str(tmp_path / "times.db")
+    client = Client(db=path)
+    for stamp in ("2025-01-30T12:00:00Z", "2025-01-30T14:00:00.5+02:00"):
+        client.capture(
+            "$ai_generation", distinct_id="u", properties={"$ai_model": "m"}, timestamp=stamp
+        )
+    assert client.shutdown(5)
+    assert main(["events", "--db", path]) == 0
+    times = sorted(line[:23] for line in capsys.readouterr().out.strip().splitlines())
+    assert times == ["2025-01-30 12:00:00.000", "2025-01-30 12:00:00.500"]

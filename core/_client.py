@@ -82,6 +82,7 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
 
 
 _invalid_warning = RateLimitedWarning(10.0)
+_uuid_warning = RateLimitedWarning(10.0)
 _properties_warning = RateLimitedWarning(10.0)
 # The event name of a queued item that holds several events of one trace (`_capture_lazy_many`).
 _MANY = "$posthog_llm_many"
@@ -106,7 +107,7 @@ def _valid_uuid(value: Any) -> str:
     try:
         return str(_uuid.UUID(str(value)))
     except ValueError:
-        _invalid_warning.warn("posthog-llm: uuid %r is not a uuid; the event got a new one", value)
+        _uuid_warning.warn("posthog-llm: uuid %r is not a uuid; the event got a new one", value)
         return uuid4_str()
 
 

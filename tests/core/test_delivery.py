@@ -118,8 +118,12 @@ def test_good_timestamps_are_kept(sink):
     client.shutdown(1)
 
 
-def test_an_empty_event_name_is_rejected_with_one_warning_and_counted(sink, caplog):
+def test_an_empty_event_name_is_rejected_with_one_warning_and_counted(sink, caplog, monkeypatch):
     caplog.set_level(logging.WARNING, logger="posthog_llm")
+    # The warning's rate limit is process-wide: a test before this one may have used it up.
+    from posthog_llm import _client
+
+    monkeypatch.setattr(_client, "_invalid_warning", _client.RateLimitedWarning(10.0))
     client = Client(destination=sink, flush_interval=0.05)
     assert client.capture("", distinct_id="u") is None
     assert client.capture("   ", distinct_id="u") is None

@@ -11,7 +11,7 @@ import functools
 import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -306,68 +306,92 @@ def observe(
     if inspect.isasyncgenfunction(func):
 
         @functools.wraps(func)
-        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            # No `yield from` for async generators: theirs is driven by hand, passing on what the
+            # consumer sends, throws in or closes, so it behaves as it does undecorated.
             s = new_span(args, kwargs)
             s.start(activate=False)
-            collected = _Collector() if capture_output else None
+            obs = s._obs
+            collected = _Collector() if capture_output and obs is not None else None
             agen = func(*args, **kwargs)
             error: BaseException | None = None
             try:
+                step: Awaitable[Any] = agen.__anext__()
                 while True:
                     try:
-                        if s._obs is not None:
-                            with activated(s._obs):
-                                item = await agen.__anext__()
+                        if obs is not None:
+                            with activated(obs):
+                                item = await step
                         else:
-                            item = await agen.__anext__()
+                            item = await step
                     except StopAsyncIteration:
                         break
                     if collected is not None:
                         collected.add(item)
-                    yield item
+                    try:
+                        sent = yield item
+                    except BaseException as exc:
+                        thrown = exc  # handled below, outside this handler (no added __context__)
+                    else:
+                        step = agen.__anext__() if sent is None else agen.asend(sent)
+                        continue
+                    if isinstance(thrown, GeneratorExit):  # aclose(): close theirs, then stop
+                        if obs is not None:
+                            with activated(obs):
+                                await agen.aclose()
+                        else:
+                            await agen.aclose()
+                        raise thrown
+                    # Raised at our `yield`, it gained this frame in its traceback: drop that, so
+                    # it reaches their generator as the consumer threw it.
+                    tb = thrown.__traceback__
+                    if tb is not None and tb.tb_frame is inspect.currentframe():
+                        thrown.__traceback__ = tb.tb_next
+                    step = agen.athrow(thrown)
+                    del thrown, tb
             except BaseException as exc:
                 error = None if isinstance(exc, GeneratorExit) else exc
                 raise
             finally:
-                if collected is not None:
-                    s.set_output(collected.value())
-                await agen.aclose()
-                s.end(error)
+                try:
+                    if collected is not None:
+                        s.set_output(collected.value())
+                    await agen.aclose()  # a no-op when it has finished
+                finally:
+                    s.end(error)
 
         return async_gen_wrapper
 
     if inspect.isgeneratorfunction(func):
 
         @functools.wraps(func)
-        def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
             s = new_span(args, kwargs)
             s.start(activate=False)
-            collected = _Collector() if capture_output else None
+            obs = s._obs
             gen = func(*args, **kwargs)
+            if obs is None:
+                # Nothing will be sent: hand the generator over as it is.
+                return (yield from gen)
+            collected = _Collector() if capture_output else None
             error: BaseException | None = None
             try:
-                while True:
-                    try:
-                        if s._obs is not None:
-                            with activated(s._obs):
-                                item = next(gen)
-                        else:
-                            item = next(gen)
-                    except StopIteration as stop:
-                        if collected is not None and stop.value is not None:
-                            collected.returned = stop.value
-                        break
-                    if collected is not None:
-                        collected.add(item)
-                    yield item
+                # `yield from` passes send, throw and close through and returns the return value;
+                # the step object runs each step inside the span and keeps what was yielded.
+                result = yield from _Steps(gen, obs, collected)
+                if collected is not None and result is not None:
+                    collected.returned = result
+                return result
             except BaseException as exc:
                 error = None if isinstance(exc, GeneratorExit) else exc
                 raise
             finally:
-                if collected is not None:
-                    s.set_output(collected.value())
-                gen.close()
-                s.end(error)
+                try:
+                    if collected is not None:
+                        s.set_output(collected.value())
+                    gen.close()  # a no-op when it has finished
+                finally:
+                    s.end(error)
 
         return gen_wrapper
 
@@ -443,3 +467,46 @@ class _Collector:
             marker = f"... [{self.dropped} more items not kept]"
             items = items + marker if isinstance(items, str) else [*items, marker]
         return items
+
+
+class _Steps:
+    """The user's generator, each step of it run inside its span, what it yields collected.
+
+    The wrapper delegates to this with `yield from`, which calls `send`, `throw` and `close` here
+    as the consumer calls them on the wrapper (and reads the return value from StopIteration).
+    """
+
+    __slots__ = ("gen", "obs", "collected")
+
+    def __init__(self, gen: Generator[Any, Any, Any], obs: Observation, collected: Any) -> None:
+        self.gen = gen
+        self.obs = obs
+        self.collected: _Collector | None = collected
+
+    def __iter__(self) -> _Steps:
+        return self
+
+    def __next__(self) -> Any:
+        with activated(self.obs):
+            item = next(self.gen)
+        if self.collected is not None:
+            self.collected.add(item)
+        return item
+
+    def send(self, value: Any) -> Any:
+        with activated(self.obs):
+            item = self.gen.send(value)
+        if self.collected is not None:
+            self.collected.add(item)
+        return item
+
+    def throw(self, *exc: Any) -> Any:
+        with activated(self.obs):
+            item = self.gen.throw(*exc)
+        if self.collected is not None:
+            self.collected.add(item)
+        return item
+
+    def close(self) -> None:
+        with activated(self.obs):
+            self.gen.close()

@@ -313,10 +313,14 @@ def test_default_client_is_used_without_posthog_client(standin, client, sink):
 
 
 def test_a_posthog_argument_of_the_wrong_type_is_left_out_not_raised(
-    make_client, standin, events, caplog
+    make_client, standin, events, caplog, monkeypatch
 ):
     # The call goes out as asked; the bad value is left out (and said in the log), the rest of
-    # the call's overrides are kept.
+    # the call's overrides are kept. The warning's rate limit is process-wide: start afresh.
+    from posthog_llm import _tracked
+    from posthog_llm._sender_stats import RateLimitedWarning
+
+    monkeypatch.setattr(_tracked, "_argument_warning", RateLimitedWarning(60.0))
     llm = make_client()
     reply = llm.chat.completions.create(
         model="gpt-4o-mini",

@@ -134,7 +134,12 @@ class GeminiStandIn(LoopbackStandIn):
         out_parts: list[dict[str, Any]]
         if declarations and function_response is None:
             declaration = declarations[0]
-            schema = declaration.get("parameters") or declaration.get("parametersJsonSchema") or {}
+            schema = (
+                declaration.get("parameters")
+                or declaration.get("parametersJsonSchema")
+                or declaration.get("parameters_json_schema")  # as some SDK versions write it
+                or {}
+            )
             args = example_for(_lower_types(schema), schema, text or "example")
             out_parts = [{"functionCall": {"name": declaration.get("name"), "args": args}}]
         else:

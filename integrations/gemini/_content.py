@@ -6,7 +6,7 @@ objects or dicts, pydantic types — and is normalised to role/content messages 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from posthog_llm.instrumentation import (
@@ -177,11 +177,24 @@ def _tools(config: Any) -> list[Any] | None:
     out = []
     for tool in tools:
         if callable(tool) and not hasattr(tool, "model_dump"):
-            # A Python function for automatic function calling: its name and description.
-            out.append({"name": getattr(tool, "__name__", str(tool)), "description": tool.__doc__})
+            out.append(_function_tool(tool))
         else:
             out.append(_plain(tool))
     return out
+
+
+def _function_tool(tool: Callable[..., Any]) -> Any:
+    """A Python function for automatic function calling, as the declaration the SDK makes of it
+    (its name, description and parameter schema); its name and description if that fails."""
+    try:
+        from google.genai import types
+
+        declare = getattr(types.FunctionDeclaration, "from_callable_with_api_option", None)
+        if declare is not None:
+            return _plain(declare(callable=tool))
+    except Exception:  # a signature the SDK cannot declare: the fact left out, not the tool
+        pass
+    return {"name": getattr(tool, "__name__", str(tool)), "description": tool.__doc__}
 
 
 # -- the response ------------------------------------------------------------------------------

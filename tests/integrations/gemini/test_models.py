@@ -104,6 +104,26 @@ def test_contents_in_every_shape_become_role_content_messages(make_client, event
     assert "iVBOR" not in json.dumps(events())  # no image bytes in any event
 
 
+def test_a_python_function_as_a_tool_is_recorded_with_its_parameters(make_client, events):
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        return "sunny"
+
+    llm = make_client()
+    llm.models.generate_content(
+        model=MODEL,
+        contents="Weather in Paris?",
+        config=types.GenerateContentConfig(
+            tools=[get_weather],
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        ),
+    )
+    (tool,) = only(events("$ai_generation"))["$ai_tools"]
+    assert (tool["name"], tool["description"]) == ("get_weather", "Weather for a city.")
+    schema = tool.get("parameters_json_schema") or tool.get("parameters")
+    assert "city" in json.dumps(schema)
+
+
 def test_function_calls_in_the_output_and_tools(make_client, events):
     llm = make_client()
     weather = types.FunctionDeclaration(

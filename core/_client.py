@@ -58,6 +58,7 @@ def _env(*names: str) -> str | None:
 def _check_host(host: str) -> str:
     try:
         parts = urlsplit(host)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:

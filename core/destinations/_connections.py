@@ -128,6 +128,11 @@ class ConnectionPool:
         except BaseException:
             conn.close()
             raise
+        if 100 <= response.status < 200:
+            # An interim answer (103 Early Hints) that http.client hands over as if final: the
+            # final answer is still to come on this connection, which no request may reuse.
+            conn.close()
+            raise http.client.HTTPException(f"interim answer {response.status} with no final one")
         if response.will_close:
             conn.close()
         else:
@@ -169,9 +174,17 @@ def _exchange(
 
 def _closed_by_peer(sock: Any) -> bool:
     """Whether an idle keep-alive socket is readable: the server closed it (or broke the
-    protocol); either way it cannot carry another request."""
+    protocol); either way it cannot carry another request. `poll` where there is one: `select`
+    refuses descriptors above 1024, common in busy servers."""
     try:
+        if _poll is not None:
+            poller = _poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+_poll = getattr(select, "poll", None)

@@ -14,7 +14,7 @@ import os
 import threading
 import zlib
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from .._version import __version__
 from ._base import BatchTooLargeError, PermanentError, RetryableError
@@ -81,8 +81,36 @@ def _split_userinfo(host: str) -> tuple[str, str | None]:
 
 
 def _path_of(url: str) -> str:
+    """The request target; characters HTTP cannot carry as they are (a non-ASCII path prefix)
+    are percent-encoded, as requests does."""
     parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return target if target.isascii() and " " not in target else quote(target, safe=_URL_SAFE)
+
+
+_URL_SAFE = "/?&=%:@!$'()*+,;~[]"
+
+
+def _origin(parts: Any) -> tuple[str, str | None, int | None]:
+    """Scheme, host and port: what tells two URLs apart as origins (not their userinfo)."""
+    return parts.scheme, parts.hostname, _port(parts)
+
+
+def _port(parts: Any) -> int | None:
+    try:
+        port: int | None = parts.port
+    except ValueError:
+        return None
+    return port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+def _same_host(home: Any, target: Any) -> bool:
+    """Whether a redirect stays with the configured host: same origin, or its http -> https."""
+    if home.hostname != target.hostname:
+        return False
+    if home.scheme == "http" and target.scheme == "https":
+        return _port(home) == 80 and _port(target) == 443 or _port(home) == _port(target)
+    return _origin(home) == _origin(target)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -223,15 +251,19 @@ class PostHogHTTPDestination:
                 # The connection may be half-dead: the next try starts a fresh one.
                 pool.close()
                 raise RetryableError(f"{type(exc).__name__}: {exc}") from None
+            except (ValueError, UnicodeError) as exc:  # a URL http.client cannot send
+                raise PermanentError(f"cannot send to {_split_userinfo(url)[0]}: {exc}") from None
             location = answer.get("Location")
             if status not in _REDIRECTS or not location:
                 return status, answer.get("Retry-After"), content[:400].decode("utf-8", "replace")
-            target = urljoin(url, location)
             try:
+                target = urljoin(url, location)
                 pool = self._pool_for(target)
-            except ValueError:  # not http(s): not followed
+            except ValueError:  # not http(s), or not a URL: not followed
                 return status, None, f"redirected to {location!r}"
-            if pool is not self._pool:  # the credentials are for the configured host only
+            if not _same_host(urlsplit(self.host), urlsplit(target)):
+                # The credentials are for the configured host only (an http -> https hop on
+                # it keeps them, as requests does).
                 headers = {k: v for k, v in headers.items() if k != "Authorization"}
             url = target
         return status, None, f"more than {_MAX_REDIRECTS} redirects"
@@ -239,10 +271,11 @@ class PostHogHTTPDestination:
     def _pool_for(self, url: str) -> ConnectionPool:
         """The connections to `url`'s origin: a redirect's target keeps its own."""
         parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        home = urlsplit(self.host)
-        if origin == f"{home.scheme}://{home.netloc}" and isinstance(self._pool, ConnectionPool):
+        if _origin(parts) == _origin(urlsplit(self.host)) and isinstance(
+            self._pool, ConnectionPool
+        ):
             return self._pool
+        origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         with self._pool_lock:
             pool = self._redirect_pools.get(origin)
             if pool is None:

@@ -12,6 +12,8 @@ def test_bad_host_raises_value_error_naming_host():
         Client(api_key="phc_x", host="us.i.posthog.com")
     with pytest.raises(ValueError, match="host"):
         Client(api_key="phc_x", host="ftp://example.com")
+    with pytest.raises(ValueError, match="host"):  # a port that is not a number
+        Client(api_key="phc_x", host="http://localhost:abc")
 
 
 def test_bad_numbers_raise_at_construction():

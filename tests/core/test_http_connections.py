@@ -79,6 +79,10 @@ class _RawServer:
                 if what == "hang up":
                     return
                 self.requests.append((number, *request))
+                if what == "early hints":  # an interim 103, then the final answer
+                    conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    continue
                 if what.startswith("redirect "):  # "redirect 308 <location>"
                     _, status, location = what.split(" ", 2)
                     conn.sendall(
@@ -325,3 +329,26 @@ def test_credentials_in_the_host_are_sent_as_basic_auth_and_never_shown(raw_serv
     assert "s3cret" not in destination.description and "admin:***@" in destination.description
     destination.send([EVENT], timeout=5)  # redirected to another host: no credentials there
     assert "authorization" not in other.requests[0][2]
+
+
+def test_an_interim_answer_never_settles_a_batch_or_the_next(raw_server):
+    # http.client hands over a 103 as if it were the answer; the final one is still on the wire.
+    server = raw_server(lambda conn, nth: "early hints" if conn == 0 else "ok")
+    destination = PostHogHTTPDestination("phc_key", f"http://127.0.0.1:{server.port}")
+    with pytest.raises(RetryableError, match="interim answer 103"):
+        destination.send([EVENT], timeout=5)
+    destination.send([EVENT], timeout=5)  # a new connection, its own answer
+    assert [number for number, *_ in server.requests] == [0, 1]
+
+
+def test_a_redirect_back_to_the_host_keeps_its_credentials_and_odd_paths_are_encoded(
+    raw_server,
+):
+    server = raw_server(
+        lambda conn, nth: f"redirect 308 http://127.0.0.1:{server.port}/new/" if nth == 0 else "ok"
+    )
+    destination = PostHogHTTPDestination("phc_key", f"http://me:pw@127.0.0.1:{server.port}/pré fix")
+    destination.send([EVENT], timeout=5)
+    lines = [line for _, line, *_ in server.requests]
+    assert lines == ["POST /pr%C3%A9%20fix/i/v0/ai/batch/ HTTP/1.1", "POST /new/ HTTP/1.1"]
+    assert server.requests[1][2]["authorization"] == server.requests[0][2]["authorization"]

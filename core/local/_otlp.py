@@ -9,7 +9,8 @@ root often comes in a later request than its steps: the spans of an AI trace are
 root comes, or until `hold_seconds` pass without a new span of it (`_otlp_hold`), and the trace
 is converted whole. A trace whose root never comes (posthog-python's exporter forwards AI spans
 only) gets a stand-in root named after its first top-level span. A root that comes after its
-trace was converted keeps the identity the trace had, and becomes its `$ai_trace`.
+trace was converted keeps the identity the trace had; it becomes the trace's `$ai_trace` unless
+a stand-in already is.
 
 Privacy: a span or resource attribute `posthog.privacy_mode=true` stores the trace without
 prompts, outputs or error messages; error text is always scrubbed of api keys.
@@ -227,12 +228,13 @@ def _event(
 
 # AI traces seen lately, with the identity their first request carried: exporters send a
 # long trace over several requests, and its root (often a plain HTTP span) may come last.
-_recent: OrderedDict[str, tuple[str | None, str | None, bool]] = OrderedDict()
+# The last flag: the trace was stored with a stand-in root (its `$ai_trace` is sent).
+_recent: OrderedDict[str, tuple[str | None, str | None, bool, bool]] = OrderedDict()
 _recent_lock = threading.Lock()
 _RECENT_TRACES = 10_000
 
 
-def _remember(trace_id: str, identity: tuple[str | None, str | None, bool]) -> None:
+def _remember(trace_id: str, identity: tuple[str | None, str | None, bool, bool]) -> None:
     with _recent_lock:
         _recent[trace_id] = identity
         _recent.move_to_end(trace_id)
@@ -255,13 +257,33 @@ def otlp_events(
     events: list[dict[str, Any]] = []
     for trace_id, records in by_trace.items():
         if held is not None:
-            records = held.take(trace_id) + records
-            if not _has_root(records) and plan_trace(records) is not None:
-                for pushed in held.put(trace_id, records, authorization):
-                    events.extend(trace_events(pushed[0], pushed[1], rootless=True))
+            released, pushed = held.merge(
+                trace_id,
+                records,
+                authorization,
+                # Held while an AI trace waits for its root: a span with no parent at all (one
+                # whose parent is in another service does not end this service's trace).
+                lambda rs: not any(r.parent_id is None for r in rs) and plan_trace(rs) is not None,
+            )
+            for trace, held_records, _ in pushed:
+                events.extend(trace_events(trace, held_records, rootless=True))
+            if released is None:
                 continue
+            records = released
         events.extend(trace_events(trace_id, records))
     return events
+
+
+def _joined_across_services(records: list[Any]) -> list[Any]:
+    """A span whose parent is in another service is a root there (the in-process processor sees
+    only its own service), but when that parent reached the collector too, it is its child."""
+    if not any(r.parent_remote for r in records):
+        return records
+    ids = {r.span_id for r in records}
+    return [
+        dataclasses.replace(r, parent_remote=False) if r.parent_remote and r.parent_id in ids else r
+        for r in records
+    ]
 
 
 def _has_root(records: list[Any]) -> bool:
@@ -277,6 +299,7 @@ def _with_stand_in_root(trace_id: str, records: list[Any]) -> list[Any]:
         return records
     first = min(orphans, key=lambda r: r.start_ns)
     root_id = first.parent_id
+    orphan_ids = {id(r) for r in orphans}  # by identity: `in` on the list compared dataclasses
     SpanRecord = _conversion()[2].SpanRecord
     root = SpanRecord(
         trace_id=trace_id,
@@ -289,7 +312,9 @@ def _with_stand_in_root(trace_id: str, records: list[Any]) -> list[Any]:
         resource=first.resource,
     )
     kept = [
-        dataclasses.replace(r, parent_id=root_id) if r in orphans and r.parent_id != root_id else r
+        dataclasses.replace(r, parent_id=root_id)
+        if id(r) in orphan_ids and r.parent_id != root_id
+        else r
         for r in records
     ]
     return [*kept, root]
@@ -303,8 +328,12 @@ def trace_events(
     plan_trace = assemble.plan_trace
     distinct_id_of, first_of = convert.distinct_id_of, convert.first_of
     span_event, trace_event = convert.span_event, convert.trace_event
+    records = _joined_across_services(records)
+    stood_in = False
     if rootless and trace_id not in _recent:  # converted before: its root came, or will
-        records = _with_stand_in_root(trace_id, records)
+        with_root = _with_stand_in_root(trace_id, records)
+        stood_in = with_root is not records
+        records = with_root
     events: list[dict[str, Any]] = []
     plan = plan_trace(records)
     known = _recent.get(trace_id)
@@ -323,7 +352,8 @@ def trace_events(
         user = user if user is not None else known[0]
         session = session if session is not None else known[1]
         privacy = privacy or known[2]
-    _remember(trace_id, (user, session, privacy))
+        stood_in = stood_in or known[3]
+    _remember(trace_id, (user, session, privacy, stood_in))
     for rec, kind, parent_id in plan.spans:
         try:
             name, props = span_event(
@@ -338,7 +368,9 @@ def trace_events(
             report_internal_error(exc)
             continue
         events.append(_event(name, props, rec.end_ns, user, trace_id))
-    if plan.root is not None:
+    # A root that comes after its trace was stored with a stand-in: that is the trace's one
+    # `$ai_trace` already.
+    if plan.root is not None and not (known is not None and known[3]):
         try:
             name, props = trace_event(
                 plan.root, trace_id=trace_id, privacy=privacy, session_id=session

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["HeldTraces"]
@@ -30,7 +31,7 @@ Held = tuple[str, list[Any], str]
 class HeldTraces:
     """Records by trace id, with when each trace last got a span; bounded by `max_spans`."""
 
-    def __init__(self, hold_seconds: float, *, max_spans: int = 50_000) -> None:
+    def __init__(self, hold_seconds: float, *, max_spans: int = 10_000) -> None:
         self.hold_seconds = hold_seconds
         self.max_spans = max_spans
         self._traces: OrderedDict[str, tuple[list[Any], str, float]] = OrderedDict()
@@ -49,6 +50,25 @@ class HeldTraces:
             self._spans -= len(held[0])
             return held[0]
 
+    def merge(
+        self,
+        trace_id: str,
+        records: list[Any],
+        authorization: str,
+        keep: Callable[[list[Any]], bool],
+    ) -> tuple[list[Any] | None, list[Held]]:
+        """Add `records` to what is held of `trace_id`, atomically (two requests may bring spans
+        of one trace at once). When `keep(all records)` the trace stays held: returns None and
+        the traces that had to make room; else it is released: returns all its records."""
+        with self._lock:
+            previous = self._traces.pop(trace_id, None)
+            if previous is not None:
+                self._spans -= len(previous[0])
+                records = previous[0] + records
+            if not keep(records):
+                return records, []
+            return None, self._hold(trace_id, records, authorization)
+
     def put(self, trace_id: str, records: list[Any], authorization: str) -> list[Held]:
         """Hold `records` (all of the trace's so far); returns the traces that had to make room
         (the longest held first), to be converted now."""
@@ -56,14 +76,19 @@ class HeldTraces:
             previous = self._traces.pop(trace_id, None)
             if previous is not None:
                 self._spans -= len(previous[0])
-            self._traces[trace_id] = (records, authorization, time.monotonic())
-            self._spans += len(records)
-            pushed: list[Held] = []
-            while self._spans > self.max_spans and len(self._traces) > 1:
-                oldest, (old_records, old_auth, _) = self._traces.popitem(last=False)
-                self._spans -= len(old_records)
-                pushed.append((oldest, old_records, old_auth))
-            return pushed
+            return self._hold(trace_id, records, authorization)
+
+    def _hold(self, trace_id: str, records: list[Any], authorization: str) -> list[Held]:
+        """(Under the lock.) Hold `records`; over the bound, the traces held longest make room,
+        the newest one too when it alone is over the bound."""
+        self._traces[trace_id] = (records, authorization, time.monotonic())
+        self._spans += len(records)
+        pushed: list[Held] = []
+        while self._spans > self.max_spans and self._traces:
+            oldest, (old_records, old_auth, _) = self._traces.popitem(last=False)
+            self._spans -= len(old_records)
+            pushed.append((oldest, old_records, old_auth))
+        return pushed
 
     def due(self, *, everything: bool = False) -> list[Held]:
         """The traces without a new span for `hold_seconds` (all of them with `everything`)."""

@@ -422,3 +422,55 @@ def test_held_traces_are_stored_when_the_collector_stops(db_path):
     assert stored(db_path) == []  # held: its root may still come
     handle.close()
     assert sorted(e["event"] for e in stored(db_path)) == ["$ai_generation", "$ai_trace"]
+
+
+def test_a_root_after_the_hold_adds_no_second_trace_and_services_join_in_one(db_path):
+    handle = start_server(db_path, otlp_hold_seconds=0.2)
+    try:
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        tracer = provider.get_tracer("tests")
+        with tracer.start_as_current_span("POST /ask"):
+            with tracer.start_as_current_span("chat", attributes=CHAT):
+                pass
+        chat, root = memory.get_finished_spans()
+        post_spans(handle.url, [chat])
+        stored_when_ready(db_path, 2)  # stored with a stand-in root once the hold is over
+        post_spans(handle.url, [root])  # the real root, late
+        time.sleep(0.3)
+        assert [e["event"] for e in stored(db_path)].count("$ai_trace") == 1
+    finally:
+        handle.close()
+
+
+def test_a_trace_across_two_services_is_one_tree_under_the_first_services_root(server, db_path):
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("service-a")
+    with tracer.start_as_current_span("POST /ask") as root_span:
+        with tracer.start_as_current_span("chat", attributes=CHAT) as chat_span:
+            called_from = chat_span.get_span_context()
+    # Service B gets the call with the trace context in its headers: its entry span's parent
+    # is remote.
+    remote = set_span_in_context(
+        NonRecordingSpan(
+            SpanContext(called_from.trace_id, called_from.span_id, True, TraceFlags(1))
+        )
+    )
+    with tracer.start_as_current_span("POST /tool", context=remote):
+        with tracer.start_as_current_span("chat b", attributes=CHAT):
+            pass
+    spans = {s.name: s for s in memory.get_finished_spans()}
+    post_spans(server.url, [spans["chat"]])
+    post_spans(server.url, [spans["chat b"], spans["POST /tool"]])
+    post_spans(server.url, [spans["POST /ask"]])
+    events = {e["properties"].get("$ai_span_name"): e for e in stored(db_path)}
+    assert [e["event"] for e in events.values()].count("$ai_trace") == 1
+    assert events["POST /ask"]["event"] == "$ai_trace"
+    tool = events["POST /tool"]["properties"]
+    assert tool["$ai_parent_id"] == format(called_from.span_id, "016x")
+    assert root_span.get_span_context().trace_id == called_from.trace_id

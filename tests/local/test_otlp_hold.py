@@ -27,6 +27,16 @@ def test_over_the_bound_the_trace_held_longest_makes_room():
     assert held.put("a", [1, 2], "x") == []
     assert held.put("b", [3, 4], "y") == [("a", [1, 2], "x")]
     assert [trace for trace, _, _ in held.due(everything=True)] == ["b"]
+    assert held.put("c", [1, 2, 3, 4], "z") == [("c", [1, 2, 3, 4], "z")]  # alone over it
+
+
+def test_merge_adds_to_what_is_held_and_releases_it_whole():
+    held = HeldTraces(hold_seconds=60)
+    waiting = lambda records: "root" not in records  # noqa: E731
+    assert held.merge("t", ["a"], "", waiting) == (None, [])
+    assert held.merge("t", ["b"], "", waiting) == (None, [])  # both kept, neither replaced
+    assert held.merge("t", ["root"], "", waiting) == (["a", "b", "root"], [])
+    assert len(held) == 0
 
 
 @pytest.mark.parametrize("bad", [-1, "10", None, True])

@@ -17,7 +17,7 @@ from ._api import Reader
 from ._auth import bearer_token, is_loopback, key_matches
 from ._budget import DEFAULT_BUDGET_BYTES, MemoryBudget
 from ._ingest import BadRequest, decode_body, key_of, normalize_event, peek_keys, split_payload
-from ._otlp_hold import HeldTraces
+from ._otlp_hold import HeldTraces, record_weight
 from ._static import load_static
 from .pricing import PricingTable
 
@@ -56,7 +56,7 @@ class App:
         self.stored = 0
         # OTLP spans of AI traces whose root has not come yet (see `_otlp_hold`), and the thread
         # that stores them when their hold is over.
-        self.otlp_held = HeldTraces(otlp_hold_seconds)
+        self.otlp_held = HeldTraces(otlp_hold_seconds, weigh=record_weight)
         self.otlp_flusher: threading.Thread | None = None
         self.closing = threading.Event()
 

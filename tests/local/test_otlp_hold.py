@@ -43,3 +43,11 @@ def test_merge_adds_to_what_is_held_and_releases_it_whole():
 def test_the_hold_must_be_a_number_of_seconds(tmp_path, bad):
     with pytest.raises(ServeError, match="otlp_hold_seconds"):
         start_server(str(tmp_path / "e.db"), otlp_hold_seconds=bad)
+
+
+def test_the_hold_is_bounded_in_bytes_too():
+    held = HeldTraces(hold_seconds=60, max_bytes=1_000, weigh=len)
+    assert held.put("a", ["x" * 600], "") == []
+    assert held.put("b", ["y" * 600], "") == [("a", ["x" * 600], "")]  # 1,200 bytes: a goes
+    assert held.put("c", ["z" * 2_000], "") == [("b", ["y" * 600], ""), ("c", ["z" * 2_000], "")]
+    assert len(held) == 0

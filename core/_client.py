@@ -19,8 +19,7 @@ from ._events import CONTENT_PROPERTIES
 from ._exit_hooks import register_exit_hooks
 from ._ids import uuid4_str
 from ._sampling import keep_trace
-from ._sender import BatchSender
-from ._sender import _report as report_build_error
+from ._sender import BatchSender, report_skipped_event
 from ._sender_stats import RateLimitedWarning
 from ._serialize import (
     MAX_AI_EVENT_BYTES,
@@ -458,8 +457,7 @@ class Client:
                         privacy_mode,
                     )
                 except Exception as exc:  # one event of the trace is lost, not the others
-                    log.warning("posthog-llm: could not build an event; it was skipped (%r)", exc)
-                    report_build_error(exc)
+                    report_skipped_event(exc)
                     failed += 1
                     continue
                 if data is None:

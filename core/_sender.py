@@ -28,7 +28,7 @@ from ._sender_stats import Counters, RateLimitedWarning, SenderStats
 from ._spool import Spool
 from .destinations import Destination
 
-__all__ = ["BatchSender", "SenderStats"]
+__all__ = ["BatchSender", "SenderStats", "report_skipped_event"]
 
 log = logging.getLogger("posthog_llm")
 
@@ -49,6 +49,12 @@ def _report(exc: BaseException) -> None:
     from ._emit import report_internal_error
 
     report_internal_error(exc)
+
+
+def report_skipped_event(exc: BaseException) -> None:
+    """An event that could not be built: said in the log and reported (the caller counts it)."""
+    log.warning("posthog-llm: could not build an event; it was skipped (%r)", exc)
+    _report(exc)
 
 
 class BatchSender:
@@ -251,8 +257,7 @@ class BatchSender:
         try:
             data = self._process(item)
         except Exception as exc:
-            log.warning("posthog-llm: could not build an event; it was skipped (%r)", exc)
-            _report(exc)
+            report_skipped_event(exc)
             self.counters.add("failed")
             return []
         if data is None:

@@ -114,9 +114,11 @@ def lenient_scope(
     properties: Any = None,
     groups: Any = None,
     privacy_mode: Any = None,
+    refused: list[str] | None = None,
 ) -> Scope:
-    """`make_scope` for values read while the user's code runs (a LangChain run's metadata): a
-    value it would refuse is left out, never raised into that code."""
+    """`make_scope` for values read while the user's code runs (a LangChain run's metadata, a
+    wrapper call's `posthog_*` arguments): a value it would refuse is left out, never raised
+    into that code; why goes into `refused` when given."""
     fields = {
         "distinct_id": distinct_id,
         "trace_id": trace_id,
@@ -135,6 +137,8 @@ def lenient_scope(
             make_scope(**{name: value})
         except TypeError as exc:
             log.debug("posthog-llm: left out %s (%s)", name, exc)
+            if refused is not None:
+                refused.append(str(exc))
             continue
         kept[name] = value
     return make_scope(**kept)

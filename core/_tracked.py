@@ -23,7 +23,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, NamedTuple
 
-from ._context import Scope, lenient_scope, make_scope
+from ._context import Scope, lenient_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
 from ._errors import error_text, scrub_secrets
 from ._events import (
@@ -421,18 +421,11 @@ _argument_warning = RateLimitedWarning(60.0)
 
 
 def _call_overrides(given: dict[str, Any]) -> Scope:
-    try:
-        return make_scope(**given)
-    except TypeError:
-        pass
-    refused = []
-    for name, value in given.items():
-        try:
-            make_scope(**{name: value})
-        except TypeError as exc:
-            refused.append(str(exc))
-    _argument_warning.warn("posthog-llm: posthog_* arguments left out: %s", "; ".join(refused))
-    return lenient_scope(**given)
+    refused: list[str] = []
+    scope = lenient_scope(**given, refused=refused)
+    if refused:
+        _argument_warning.warn("posthog-llm: posthog_* arguments left out: %s", "; ".join(refused))
+    return scope
 
 
 def _is_iterator(value: Any) -> bool:

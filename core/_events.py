@@ -107,16 +107,20 @@ def http_status_of(error: BaseException | None) -> int | None:
     (`status_code`), google-genai and urllib (`code`), or its response's (aiohttp's `status`)."""
     if error is None:
         return None
-    for attr in ("status_code", "http_status", "status", "code"):
-        value = getattr(error, attr, None)
+    status = _status_among(error, ("status_code", "http_status", "status", "code"))
+    if status is None:
+        response = getattr(error, "response", None)
+        if response is not None:
+            status = _status_among(response, ("status_code", "status"))
+    return status
+
+
+def _status_among(source: Any, names: tuple[str, ...]) -> int | None:
+    """The first of `source`'s attributes `names` that holds an HTTP status code."""
+    for name in names:
+        value = getattr(source, name, None)
         if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
             return value
-    response = getattr(error, "response", None)
-    if response is not None:
-        for attr in ("status_code", "status"):
-            value = getattr(response, attr, None)
-            if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
-                return value
     return None
 
 

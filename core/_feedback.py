@@ -12,13 +12,10 @@ from ._events import FEEDBACK, METRIC, feedback_properties, metric_properties
 __all__ = ["capture_feedback", "capture_metric"]
 
 
-def _capture_is_off(client: Any) -> bool:
-    """With capture turned off (`Client(disabled=True)`), spans have no trace id: feedback on
-    one is nothing to send, not an error in the caller's code."""
-    target = check_client(client)
-    if target is None:
-        target = get_client()
-    return bool(getattr(target, "disabled", False))
+def _target(client: Any) -> Any:
+    """The client to send through: the one given (checked), else the default one."""
+    checked = check_client(client)
+    return checked if checked is not None else get_client()
 
 
 def _trace_id(trace_id: Any) -> str:
@@ -27,9 +24,7 @@ def _trace_id(trace_id: Any) -> str:
     return str(trace_id)
 
 
-def _send(event: str, trace_id: str, props: dict[str, Any], distinct_id: Any, client: Any) -> Any:
-    client = check_client(client)
-    target = client if client is not None else get_client()
+def _send(event: str, trace_id: str, props: dict[str, Any], distinct_id: Any, target: Any) -> Any:
     if isinstance(target, Client):
         # Our client applies the context and the anonymous-id rule (the trace id) itself.
         return target.capture(event, distinct_id=distinct_id, properties=props)
@@ -49,12 +44,14 @@ def capture_feedback(
     >>> import posthog_llm
     >>> posthog_llm.capture_feedback("trace_123", "Great answer!", distinct_id="user_123")  # doctest: +SKIP
     """
-    if _capture_is_off(client):
+    target = _target(client)
+    if getattr(target, "disabled", False):
+        # Capture is off, so spans have no trace id: nothing to send, not the caller's error.
         return None
     tid = _trace_id(trace_id)
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
-    return _send(FEEDBACK, tid, feedback_properties(trace_id=tid, text=text), distinct_id, client)
+    return _send(FEEDBACK, tid, feedback_properties(trace_id=tid, text=text), distinct_id, target)
 
 
 def capture_metric(
@@ -65,10 +62,11 @@ def capture_metric(
     >>> import posthog_llm
     >>> posthog_llm.capture_metric("trace_123", "helpfulness", 4, distinct_id="user_123")  # doctest: +SKIP
     """
-    if _capture_is_off(client):
+    target = _target(client)
+    if getattr(target, "disabled", False):  # as in `capture_feedback`
         return None
     tid = _trace_id(trace_id)
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name must be a non-empty string, got {name!r}")
     props = metric_properties(trace_id=tid, name=name, value=value)
-    return _send(METRIC, tid, props, distinct_id, client)
+    return _send(METRIC, tid, props, distinct_id, target)

@@ -19,7 +19,7 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ConnectionPool", "NETWORK_ERRORS"]
+__all__ = ["ConnectionPool", "NETWORK_ERRORS", "url_origin"]
 
 # What a failed exchange raises: socket errors, timeouts and TLS errors are OSErrors; a
 # malformed or cut-short answer is an HTTPException.
@@ -37,6 +37,17 @@ _STALE = (
 
 # Two requests are in flight at most (the sender's worker and its second-request helper).
 _MAX_IDLE = 2
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def url_origin(url: str) -> tuple[str, str | None, int | None]:
+    """Scheme, host and port (the scheme's own when none is written) of `url`: what tells two
+    URLs apart as origins, their userinfo and path aside. A port that is not a number raises
+    ValueError."""
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme)
 
 
 def tls_context() -> ssl.SSLContext:
@@ -62,12 +73,12 @@ class ConnectionPool:
     """
 
     def __init__(self, origin: str, *, user_agent: str) -> None:
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        scheme, host, port = url_origin(origin)
+        if scheme not in ("http", "https") or not host or port is None:
             raise ValueError(f"not an http(s) URL: {origin!r}")
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname
-        self.port = parts.port or (443 if self.https else 80)
+        self.https = scheme == "https"
+        self.host = host
+        self.port = port
         self.user_agent = user_agent
         self._context: ssl.SSLContext | None = None
         self._idle: list[http.client.HTTPConnection] = []

@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from .._version import __version__
 from ._base import BatchTooLargeError, PermanentError, RetryableError
-from ._connections import NETWORK_ERRORS, ConnectionPool
+from ._connections import NETWORK_ERRORS, ConnectionPool, url_origin
 
 if TYPE_CHECKING:
     import requests
@@ -43,6 +43,7 @@ def is_ai_event(data: bytes) -> bool:
         return False
 
 
+_USER_AGENT = f"posthog-llm/{__version__}"
 _RETRY_STATUSES = frozenset({408, 429})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 3
@@ -91,26 +92,15 @@ def _path_of(url: str) -> str:
 _URL_SAFE = "/?&=%:@!$'()*+,;~[]"
 
 
-def _origin(parts: Any) -> tuple[str, str | None, int | None]:
-    """Scheme, host and port: what tells two URLs apart as origins (not their userinfo)."""
-    return parts.scheme, parts.hostname, _port(parts)
-
-
-def _port(parts: Any) -> int | None:
-    try:
-        port: int | None = parts.port
-    except ValueError:
-        return None
-    return port or {"http": 80, "https": 443}.get(parts.scheme)
-
-
-def _same_host(home: Any, target: Any) -> bool:
-    """Whether a redirect stays with the configured host: same origin, or its http -> https."""
-    if home.hostname != target.hostname:
+def _same_host(home: tuple[str, Any, Any], target: tuple[str, Any, Any]) -> bool:
+    """Whether a redirect (origins as `url_origin` gives them) stays with the configured host:
+    the same origin, or its http -> https (as requests keeps credentials for)."""
+    if home == target:
+        return True
+    (home_scheme, home_host, home_port), (scheme, host, port) = home, target
+    if home_host != host or (home_scheme, scheme) != ("http", "https"):
         return False
-    if home.scheme == "http" and target.scheme == "https":
-        return _port(home) == 80 and _port(target) == 443 or _port(home) == _port(target)
-    return _origin(home) == _origin(target)
+    return (home_port, port) == (80, 443) or home_port == port
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -139,6 +129,7 @@ class PostHogHTTPDestination:
     def __init__(self, api_key: str, host: str, *, gzip: bool = True) -> None:
         self.api_key = api_key
         self.host = host.rstrip("/")
+        self._home = url_origin(self.host)
         self.url = self.host + "/batch/"
         self.ai_url = self.host + "/i/v0/ai/batch/"
         self.gzip = gzip
@@ -151,7 +142,7 @@ class PostHogHTTPDestination:
         # host, else None (the requests session, which knows proxies). `False` until decided.
         self._pool: ConnectionPool | None | bool = False
         self._pool_lock = threading.Lock()
-        self._redirect_pools: dict[str, ConnectionPool] = {}
+        self._redirect_pools: dict[tuple[str, Any, Any], ConnectionPool] = {}
         self._prefix = b'{"api_key":' + json.dumps(api_key).encode() + b',"batch":['
 
     def lane(self, event: bytes) -> str:
@@ -163,7 +154,7 @@ class PostHogHTTPDestination:
             import requests
 
             session = requests.Session()
-            session.headers["User-Agent"] = f"posthog-llm/{__version__}"
+            session.headers["User-Agent"] = _USER_AGENT
             # requests reads the proxy and CA-bundle environment variables (and ~/.netrc) again
             # for every request, ~0.3 ms of a ~1.2 ms request: read them once, here (a session
             # is made again after a failed request, so a changed environment is picked up then).
@@ -209,7 +200,7 @@ class PostHogHTTPDestination:
         proxies = requests.utils.get_environ_proxies(self.url)
         if requests.utils.select_proxy(self.url, proxies) is not None:
             return None
-        return ConnectionPool(self.host, user_agent=f"posthog-llm/{__version__}")
+        return ConnectionPool(self.host, user_agent=_USER_AGENT)
 
     def send(self, events: list[bytes], *, timeout: float) -> None:
         """POST one batch; the sender never mixes lanes, so the first event picks the URL."""
@@ -261,7 +252,7 @@ class PostHogHTTPDestination:
                 pool = self._pool_for(target)
             except ValueError:  # not http(s), or not a URL: not followed
                 return status, None, f"redirected to {location!r}"
-            if not _same_host(urlsplit(self.host), urlsplit(target)):
+            if not _same_host(self._home, url_origin(target)):
                 # The credentials are for the configured host only (an http -> https hop on
                 # it keeps them, as requests does).
                 headers = {k: v for k, v in headers.items() if k != "Authorization"}
@@ -270,18 +261,15 @@ class PostHogHTTPDestination:
 
     def _pool_for(self, url: str) -> ConnectionPool:
         """The connections to `url`'s origin: a redirect's target keeps its own."""
-        parts = urlsplit(url)
-        if _origin(parts) == _origin(urlsplit(self.host)) and isinstance(
-            self._pool, ConnectionPool
-        ):
+        origin = url_origin(url)
+        if origin == self._home and isinstance(self._pool, ConnectionPool):
             return self._pool
-        origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         with self._pool_lock:
             pool = self._redirect_pools.get(origin)
             if pool is None:
                 if len(self._redirect_pools) >= _MAX_REDIRECT_ORIGINS:
                     self._redirect_pools.popitem()[1].close()
-                pool = ConnectionPool(origin, user_agent=f"posthog-llm/{__version__}")
+                pool = ConnectionPool(url, user_agent=_USER_AGENT)  # it reads the origin only
                 self._redirect_pools[origin] = pool
             return pool
 

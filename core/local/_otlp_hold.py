@@ -9,8 +9,8 @@ exporter that never sends the root, such as posthog-python's, which forwards AI 
 then the whole trace goes through the conversion at once, as the in-process processor's does.
 
 >>> held = HeldTraces(hold_seconds=10.0)
->>> held.put("trace-1", [], "")
-[]
+>>> held.merge("trace-1", ["a span"], "", keep=lambda records: True)
+(None, [])
 """
 
 from __future__ import annotations
@@ -76,12 +76,6 @@ class HeldTraces:
             self._bytes -= held[3]
         return held
 
-    def take(self, trace_id: str) -> list[Any]:
-        """The held records of `trace_id` (removed), or an empty list."""
-        with self._lock:
-            held = self._pop(trace_id)
-            return held[0] if held is not None else []
-
     def merge(
         self,
         trace_id: str,
@@ -102,14 +96,6 @@ class HeldTraces:
             if not keep(records):
                 return records, []
             return None, self._hold(trace_id, records, authorization, weight)
-
-    def put(self, trace_id: str, records: list[Any], authorization: str) -> list[Held]:
-        """Hold `records` (all of the trace's so far); returns the traces that had to make room
-        (the longest held first), to be converted now."""
-        weight = self._weight(records)
-        with self._lock:
-            self._pop(trace_id)
-            return self._hold(trace_id, records, authorization, weight)
 
     def _hold(
         self, trace_id: str, records: list[Any], authorization: str, weight: int

@@ -9,25 +9,38 @@ from posthog_llm.local._otlp_hold import HeldTraces
 from posthog_llm.local.server import ServeError, start_server
 
 
+def hold(held: HeldTraces, trace_id: str, records: list, authorization: str = "") -> list:
+    """Add spans that do not end the trace; the traces that had to make room."""
+    released, pushed = held.merge(trace_id, records, authorization, keep=lambda rs: True)
+    assert released is None
+    return pushed
+
+
+def release(held: HeldTraces, trace_id: str) -> list:
+    """What is held of a trace, taken out (as when its root comes)."""
+    released, _ = held.merge(trace_id, [], "", keep=lambda rs: False)
+    return released
+
+
 def test_a_held_trace_is_due_after_its_last_span_and_taken_once():
     held = HeldTraces(hold_seconds=0.05)
-    held.put("a", [1, 2], "auth-a")
-    held.put("b", [3], "auth-b")
+    hold(held, "a", [1, 2], "auth-a")
+    hold(held, "b", [3], "auth-b")
     assert held.due() == []  # both just came
-    held.put("a", [1, 2, 4], "auth-a")  # a new span of "a": its hold starts again
+    hold(held, "a", [4], "auth-a")  # a new span of "a": its hold starts again
     time.sleep(0.06)
     assert [trace for trace, _, _ in held.due()] == ["b", "a"]  # by last arrival
     assert held.due() == [] and len(held) == 0
-    held.put("c", [5], "")
-    assert held.take("c") == [5] and held.take("c") == []
+    hold(held, "c", [5])
+    assert release(held, "c") == [5] and release(held, "c") == []
 
 
 def test_over_the_bound_the_trace_held_longest_makes_room():
     held = HeldTraces(hold_seconds=60, max_spans=3)
-    assert held.put("a", [1, 2], "x") == []
-    assert held.put("b", [3, 4], "y") == [("a", [1, 2], "x")]
+    assert hold(held, "a", [1, 2], "x") == []
+    assert hold(held, "b", [3, 4], "y") == [("a", [1, 2], "x")]
     assert [trace for trace, _, _ in held.due(everything=True)] == ["b"]
-    assert held.put("c", [1, 2, 3, 4], "z") == [("c", [1, 2, 3, 4], "z")]  # alone over it
+    assert hold(held, "c", [1, 2, 3, 4], "z") == [("c", [1, 2, 3, 4], "z")]  # alone over it
 
 
 def test_merge_adds_to_what_is_held_and_releases_it_whole():
@@ -47,7 +60,7 @@ def test_the_hold_must_be_a_number_of_seconds(tmp_path, bad):
 
 def test_the_hold_is_bounded_in_bytes_too():
     held = HeldTraces(hold_seconds=60, max_bytes=1_000, weigh=len)
-    assert held.put("a", ["x" * 600], "") == []
-    assert held.put("b", ["y" * 600], "") == [("a", ["x" * 600], "")]  # 1,200 bytes: a goes
-    assert held.put("c", ["z" * 2_000], "") == [("b", ["y" * 600], ""), ("c", ["z" * 2_000], "")]
+    assert hold(held, "a", ["x" * 600]) == []
+    assert hold(held, "b", ["y" * 600]) == [("a", ["x" * 600], "")]  # 1,200 bytes: a goes
+    assert hold(held, "c", ["z" * 2_000]) == [("b", ["y" * 600], ""), ("c", ["z" * 2_000], "")]
     assert len(held) == 0

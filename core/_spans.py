@@ -268,8 +268,8 @@ def observe(
     """Run every call of a function inside a span named after it.
 
     Works on plain functions, `async def`, generators and async generators. The input is the
-    bound arguments (without `self`/`cls`); the output is the return value, or what a generator
-    yielded.
+    arguments by parameter name, defaults included (without `self`/`cls`); the output is the
+    return value, or what a generator yielded.
 
     >>> import posthog_llm
     >>> @posthog_llm.observe
@@ -425,6 +425,15 @@ def _input_reader(func: Callable[..., Any]) -> Callable[[Any, Any], Any]:
         signature = None
     params = list(signature.parameters) if signature is not None else []
     skip = params[0] if params and params[0] in ("self", "cls") else None
+    variadic = (
+        {
+            param.name
+            for param in signature.parameters.values()
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+        }
+        if signature is not None
+        else set()
+    )
 
     def read(args: Any, kwargs: Any) -> Any:
         if signature is None:
@@ -433,7 +442,12 @@ def _input_reader(func: Callable[..., Any]) -> Callable[[Any, Any], Any]:
             bound = signature.bind(*args, **kwargs)
         except TypeError:
             return {"args": list(args), "kwargs": dict(kwargs)}
-        arguments = dict(bound.arguments)
+        # A parameter left at its default is as much the call's input as one passed; an empty
+        # `*args` or `**kwargs` is not.
+        bound.apply_defaults()
+        arguments = {
+            key: value for key, value in bound.arguments.items() if key not in variadic or value
+        }
         if skip is not None:
             arguments.pop(skip, None)
         return arguments

@@ -130,6 +130,26 @@ def test_observe_a_function(default: Client, sink: InMemoryDestination) -> None:
     assert p["$ai_output_state"] == 6
 
 
+def test_observe_records_parameters_left_at_their_defaults(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    @posthog_llm.observe(name="search")
+    def search(query: str, *extra: str, limit: int = 3, **options: object) -> int:
+        return limit
+
+    assert search("cats") == 3
+    assert search("dogs", "more", limit=5, fuzzy=True) == 5
+    first, second = read(default, sink)
+    # Empty `*extra` and `**options` say nothing; a default the function ran with does.
+    assert first["properties"]["$ai_input_state"] == {"query": "cats", "limit": 3}
+    assert second["properties"]["$ai_input_state"] == {
+        "query": "dogs",
+        "extra": ["more"],
+        "limit": 5,
+        "options": {"fuzzy": True},
+    }
+
+
 def test_observe_with_options_and_methods(default: Client, sink: InMemoryDestination) -> None:
     class Bot:
         @posthog_llm.observe(name="reply", capture_output=False)

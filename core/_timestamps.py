@@ -6,7 +6,7 @@ import datetime as _dt
 import re
 from typing import Any
 
-__all__ = ["ORIGINAL_TIMESTAMP", "event_timestamp"]
+__all__ = ["ORIGINAL_TIMESTAMP", "event_timestamp", "utc_text"]
 
 _MAX_ORIGINAL_CHARS = 200
 
@@ -56,3 +56,22 @@ def event_timestamp(value: Any, captured_at: float) -> tuple[str, Any]:
         if isinstance(original, str) and len(original) > _MAX_ORIGINAL_CHARS:
             original = original[:_MAX_ORIGINAL_CHARS]
         return _iso(captured_at), original
+
+
+def utc_text(value: Any) -> Any:
+    """ISO 8601 text in UTC, so that stored timestamps sort and compare as text in time order.
+
+    What is not ISO 8601 text comes back as it is.
+
+    >>> utc_text("2025-01-30T14:00:00.5+02:00"), utc_text("2025-01-30T12:00:00Z")
+    ('2025-01-30T12:00:00.500000+00:00', '2025-01-30T12:00:00+00:00')
+    """
+    if not isinstance(value, str) or value.endswith("+00:00"):
+        return value  # what our own client writes: already the stored form
+    try:
+        parsed = _dt.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        return value
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_dt.timezone.utc)
+    return parsed.astimezone(_dt.timezone.utc).isoformat()

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from .._store_summary import ensure_summaries, update_summaries
+from .._timestamps import utc_text
 from ._base import RetryableError
 
 __all__ = ["SQLiteDestination", "connect", "ensure_schema", "DEFAULT_DB_PATH"]
@@ -68,7 +69,8 @@ def event_row(raw: bytes) -> tuple[Any, ...]:
         event.get("uuid"),
         event.get("event"),
         event.get("distinct_id"),
-        event.get("timestamp"),
+        # In UTC: the store orders and filters events by this text.
+        utc_text(event.get("timestamp")),
         props.get("$ai_trace_id"),
         json.dumps(props, ensure_ascii=False, separators=(",", ":")),
         time.time(),

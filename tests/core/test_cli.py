@@ -279,3 +279,25 @@ def test_the_events_time_column_is_utc_to_the_millisecond_whatever_was_stored(tm
     assert main(["events", "--db", path]) == 0
     times = sorted(line[:23] for line in capsys.readouterr().out.strip().splitlines())
     assert times == ["2025-01-30 12:00:00.000", "2025-01-30 12:00:00.500"]
+
+
+def test_events_are_listed_in_time_order_whatever_offset_they_were_stored_with(tmp_path, capsys):
+    path = str(tmp_path / "offsets.db")
+    client = Client(db=path)
+    # In time order a (10:30Z), b (11:00Z), c (11:00:00.25Z); as stored text, the reverse.
+    stamps = {
+        "c": "2025-01-30T11:00:00.250+00:00",
+        "b": "2025-01-30T11:00:00Z",
+        "a": "2025-01-30T13:30:00+03:00",
+    }
+    for name, stamp in stamps.items():
+        client.capture(
+            "$ai_span", distinct_id="u", properties={"$ai_span_name": name}, timestamp=stamp
+        )
+    assert client.shutdown(5)
+    assert main(["events", "--db", path, "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [e["properties"]["$ai_span_name"] for e in events] == ["a", "b", "c"]
+    assert main(["events", "--db", path, "--json", "--since", "2025-01-30T10:45:00+00:00"]) == 0
+    later = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [e["properties"]["$ai_span_name"] for e in later] == ["b", "c"]

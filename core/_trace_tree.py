@@ -92,9 +92,15 @@ def build_tree(trace_id: str, events: list[dict[str, Any]]) -> TraceNode:
     """Nest events by `$ai_parent_id`; orphans and cycles hang from the root so nothing is hidden."""
     root_event = next((e for e in events if e.get("event") == TRACE), None)
     if root_event is None:
+        # Named as the store's trace list names it: the least of its events' span names.
+        names = [
+            name
+            for e in events
+            if isinstance(name := (e.get("properties") or {}).get(PROP_SPAN_NAME), str) and name
+        ]
         root_event = {
             "event": TRACE,
-            "properties": {PROP_TRACE_ID: trace_id, PROP_SPAN_NAME: "trace"},
+            "properties": {PROP_TRACE_ID: trace_id, PROP_SPAN_NAME: min(names, default="trace")},
             "synthetic": True,
         }
     root = TraceNode(root_event)

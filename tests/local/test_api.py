@@ -6,6 +6,7 @@ import urllib.parse
 
 import pytest
 import requests
+from posthog_llm import SPAN, Client, span_properties
 
 from .conftest import XSS
 
@@ -138,3 +139,17 @@ def test_stored_content_is_returned_verbatim_as_json(server, sample_traces):
         .headers["Content-Type"]
         .startswith("application/json")
     )
+
+
+def test_a_trace_without_a_root_event_has_the_same_name_in_the_list_and_its_detail(server):
+    client = Client(api_key="phc_local_test", host=server.url, flush_interval=0.05)
+    for name in ("rerank", "fetch"):
+        client.capture(
+            SPAN,
+            distinct_id="u",
+            properties=span_properties(trace_id="rootless-1", span_id=name, span_name=name),
+        )
+    assert client.shutdown(5)
+    [listed] = get(server, "/api/traces").json()["traces"]
+    detail = get(server, "/api/traces/rootless-1").json()
+    assert listed["name"] == detail["name"] == detail["nodes"][0]["name"] == "fetch"

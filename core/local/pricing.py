@@ -216,7 +216,8 @@ class PricingTable:
             "input_cost_usd": round(input_cost, 10),
             "output_cost_usd": round(output_cost, 10),
             "total_cost_usd": round(input_cost + output_cost, 10),
-            "as_of": self.as_of,
+            # The package's prices are dated by its version (the source), not the table's date.
+            "as_of": None if self.package and price.source == package_label() else self.as_of,
             "price_source": price.source,
         }
 
@@ -327,7 +328,9 @@ def estimate_cost(
 
     `input_tokens` counts cached tokens too, except for `provider="anthropic"` (Anthropic
     reports them apart), as in PostHog's `$ai_input_tokens`. Returns
-    `{"model", "provider", "input_cost_usd", "output_cost_usd", "total_cost_usd", "as_of"}`.
+    `{"model", "provider", "input_cost_usd", "output_cost_usd", "total_cost_usd", "as_of",
+    "price_source"}`: `as_of` is the price table's date, None when the price came from the
+    genai-prices package (its version, in `price_source`, dates it).
 
     >>> estimate_cost("claude-3-5-haiku-20241022", 1_000_000, 1_000_000)["total_cost_usd"]
     4.8

@@ -15,6 +15,9 @@ inside one guard: a fault of ours is logged, never raised into the run.
 - An error on any span marks that span and the run. A tripped guardrail is an error of its
   own span (the SDK marks only the turn or agent it stopped), and so is a guardrail that
   raised (the SDK marks neither: read from the exception its span closes on).
+- A model's refusal (`ModelRefusalError`, raised after its model call ended) marks the turn
+  and the agent it ends, and the run: read from the exception they close on, as for a
+  guardrail (older SDK versions mark nothing; newer ones only the agent, generically).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from agents import ModelRefusalError
 from agents.tracing import Span, Trace, TracingProcessor
 
 from . import _facts
@@ -56,6 +60,8 @@ MAX_OPEN_RUNS = 10_000
 MAX_OPEN_SPANS = 100_000
 
 _MODEL_SPANS = frozenset({"generation", "response"})
+# Spans a refusal ends (the turn it happened in, if the SDK makes turn spans, and its agent).
+_REFUSAL_SPANS = frozenset({"turn", "agent"})
 # `$ai_error` of a tripped guardrail. Its span data does not say whether it guarded the input
 # or the output, so not the SDK's exception name; the text is the SDK's own for the run.
 TRIPWIRE_ERROR = "GuardrailTripwireTriggered: Guardrail tripwire triggered"
@@ -244,6 +250,10 @@ class PostHogTracingProcessor(TracingProcessor):
                 failure = _closing_exception()
             if kind == "guardrail" and error is None:
                 error = _guardrail_error(data, failure, run.privacy)
+            elif kind in _REFUSAL_SPANS and error is None:
+                refusal = _closing_exception()
+                if isinstance(refusal, ModelRefusalError):
+                    error = error_text(refusal, privacy=run.privacy)
             if error and run.error is None:
                 run.error = error
             facts = _facts.SpanFacts(

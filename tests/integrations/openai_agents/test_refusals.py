@@ -17,6 +17,8 @@ import openai
 import pytest
 from agents import (
     Agent,
+    ModelRefusalError,
+    RunConfig,
     Runner,
     set_default_openai_api,
     set_default_openai_client,
@@ -24,7 +26,7 @@ from agents import (
 )
 from posthog_llm.integrations import openai_agents as posthog_agents
 
-from .conftest import API_KEY
+from .conftest import API_KEY, by_name
 
 REFUSAL = "I can't help with that."
 
@@ -124,3 +126,52 @@ def test_a_refusal_is_kept_like_a_chat_completions_message_keeps_it(client, even
     assert generation["$ai_output_choices"] == [
         {"role": "assistant", "content": None, "refusal": REFUSAL}
     ]
+
+
+def _refused_run(api: str, run_config: RunConfig | None = None) -> None:
+    """The run, which must end in the SDK's own refusal error, untouched by the processor."""
+    agent = Agent(name="Solo", instructions="Answer.", model="gpt-4o-mini")
+
+    async def streamed() -> None:
+        result = Runner.run_streamed(agent, "hi", run_config=run_config)
+        async for _ in result.stream_events():
+            pass
+
+    with pytest.raises(ModelRefusalError, match="I can't help with that"):
+        if api == "chat_completions":
+            asyncio.run(streamed())
+        else:
+            Runner.run_sync(agent, "hi", run_config=run_config)
+
+
+@pytest.mark.parametrize("privacy", [False, True])
+@pytest.mark.usefixtures("refusing_sdk")
+def test_a_refusal_marks_the_turn_it_ended_and_the_trace(client, events, api, privacy):
+    posthog_agents.instrument(client, privacy_mode=privacy)
+    _refused_run(api)
+    refused = "ModelRefusalError"
+    if not privacy:
+        refused += f": Model refused to produce output: {REFUSAL}"
+    spans = events("$ai_span")
+    turn = by_name(spans, "Solo turn 1")
+    assert (turn.get("$ai_is_error"), turn.get("$ai_error")) == (True, refused)
+    assert by_name(spans, "Solo")["$ai_is_error"] is True
+    (trace,) = [e["properties"] for e in events("$ai_trace")]
+    assert (trace.get("$ai_is_error"), trace.get("$ai_error")) == (True, refused)
+    (generation,) = [e["properties"] for e in events("$ai_generation")]
+    assert "$ai_is_error" not in generation  # the call itself answered
+    if privacy:
+        assert REFUSAL not in str(events())
+
+
+@pytest.mark.usefixtures("refusing_sdk")
+def test_without_turn_spans_a_refusal_marks_the_agent_and_the_trace(client, events, api):
+    posthog_agents.instrument(client)
+    _refused_run(api, RunConfig(tracing={"include_task_and_turn_spans": False}))
+    assert not [e for e in events("$ai_span") if e["properties"]["$ai_span_type"] == "turn"]
+    agent = by_name(events("$ai_span"), "Solo")
+    assert agent["$ai_is_error"] is True
+    assert REFUSAL in agent["$ai_error"]
+    (trace,) = [e["properties"] for e in events("$ai_trace")]
+    assert trace["$ai_is_error"] is True
+    assert trace["$ai_error"] == agent["$ai_error"]

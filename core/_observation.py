@@ -23,6 +23,7 @@ __all__ = [
     "current_observation",
     "open_observation",
     "close_observation",
+    "report_to_trace",
     "activated",
     "register_resolver",
     "UNKNOWN",
@@ -43,9 +44,21 @@ class Observation:
     `span_id` is what children use as `$ai_parent_id`; for a trace root it is the trace id.
     It may be given as any object whose `str()` is the id (LangChain's run UUID): it is turned
     into a string the first time someone reads it, and most observations are never read.
+    `error` and `session_id`: what work that joined a trace root reported to it
+    (`report_to_trace`), for the root's own event; None when nothing was.
     """
 
-    __slots__ = ("kind", "trace_id", "_span_id", "scope", "framework", "parent", "closed")
+    __slots__ = (
+        "kind",
+        "trace_id",
+        "_span_id",
+        "scope",
+        "framework",
+        "parent",
+        "closed",
+        "error",
+        "session_id",
+    )
 
     def __init__(
         self,
@@ -63,6 +76,8 @@ class Observation:
         self.framework = framework
         self.parent = parent
         self.closed = False
+        self.error: str | None = None
+        self.session_id: str | None = None
 
     @property
     def span_id(self) -> str:
@@ -152,6 +167,29 @@ def close_observation(obs: Observation) -> None:
         while parent is not None and parent.closed:
             parent = parent.parent
         _current.set(parent)
+
+
+def report_to_trace(
+    obs: Observation, *, error: str | None = None, session_id: str | None = None
+) -> None:
+    """Tell the trace `obs` belongs to what work that joined it found out, for the trace's event.
+
+    For a framework whose own root joined an enclosing trace (and so sends no `$ai_trace`):
+    `error` (`error_text` of a failure inside, already in the right privacy) marks the trace,
+    as an error on any span marks its trace; `session_id` becomes its `$ai_session_id` when the
+    trace has none of its own. The first report of each wins. The root is the nearest trace
+    observation above `obs` (or `obs` itself); `posthog_llm.span` and `@observe` send what was
+    reported to it, an exception through their own block still winning.
+    """
+    root: Observation | None = obs
+    while root is not None and root.kind != TRACE_KIND:
+        root = root.parent
+    if root is None:
+        return
+    if error and root.error is None:
+        root.error = error
+    if session_id and root.session_id is None:
+        root.session_id = session_id
 
 
 @contextmanager

@@ -164,6 +164,10 @@ class Span:
             scope = obs.scope
             if self._properties:
                 scope = scope.merged(Scope(properties=self._properties))
+            # What joined work reported to this trace root (`report_to_trace`).
+            reported: BaseException | str | None = error if error is not None else obs.error
+            if obs.session_id is not None and scope.session_id is None:
+                scope = scope.merged(Scope(session_id=obs.session_id))
             build = functools.partial(
                 _build,
                 obs,
@@ -171,7 +175,7 @@ class Span:
                 self.name,
                 self._input,
                 self._output,
-                error,
+                reported,
                 end - self._start,
                 self._emitter.privacy(scope),
             )
@@ -185,7 +189,7 @@ def _build(
     name: str,
     input: Any,
     output: Any,
-    error: BaseException | None,
+    error: BaseException | str | None,
     latency: float,
     privacy: bool,
 ) -> dict[str, Any]:

@@ -61,6 +61,7 @@ from ._observation import (
     current_observation,
     open_observation,
     register_resolver,
+    report_to_trace,
 )
 from ._optional import require
 from ._serialize import BASE64_PLACEHOLDER, TRUNCATION_MARKER, to_json_safe
@@ -111,6 +112,7 @@ __all__ = [
     "current_observation",
     "open_observation",
     "close_observation",
+    "report_to_trace",
     "activated",
     "register_resolver",
     "UNKNOWN",

@@ -77,6 +77,33 @@ def test_an_exception_marks_the_span_and_propagates_untouched(
     assert "sk-abcdefghijklmnopqrstuvwx" not in p["$ai_error"]
 
 
+def test_what_joined_work_reports_reaches_the_trace_root_only(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    from posthog_llm.instrumentation import current_observation, report_to_trace
+
+    with posthog_llm.span("request"):
+        with posthog_llm.span("step"):
+            joined = current_observation()
+            assert joined is not None
+            report_to_trace(joined, error="ToolError: it broke", session_id="chat-1")
+            report_to_trace(joined, error="Later: ignored", session_id="chat-2")  # first wins
+    with posthog_llm.context(session_id="mine"):
+        with pytest.raises(KeyError):
+            with posthog_llm.span("own"):
+                own = current_observation()
+                assert own is not None
+                report_to_trace(own, error="ToolError: it broke", session_id="theirs")
+                raise KeyError("own failure")
+    events = read(default, sink)
+    request, step, mine = props(events, "request"), props(events, "step"), props(events, "own")
+    assert (request["$ai_is_error"], request["$ai_error"]) == (True, "ToolError: it broke")
+    assert request["$ai_session_id"] == "chat-1"
+    assert "$ai_is_error" not in step and "$ai_session_id" not in step  # the trace only
+    # The span's own exception and the user's own session win over what was reported.
+    assert mine["$ai_error"].startswith("KeyError") and mine["$ai_session_id"] == "mine"
+
+
 def test_spans_follow_async_tasks(default: Client, sink: InMemoryDestination) -> None:
     async def child(n: int) -> None:
         async with posthog_llm.span(f"child-{n}"):

@@ -6,7 +6,8 @@ inside one guard: a fault of ours is logged, never raised into the run.
 
 - An Agents trace is one `$ai_trace` (workflow name; group id as the session). When it starts
   inside another observation (`posthog_llm.span(...)`, a LangChain run ...), it joins that trace
-  and the run becomes a `$ai_span` under it instead.
+  and the run becomes a `$ai_span` under it instead; the run's error and group id are then
+  reported to the trace it joined (`report_to_trace`), whose root event carries them.
 - The trace's top-level task span (the run itself) is folded into the trace; its children hang
   from the trace. A task span nested inside another span (an agent run as a tool) is folded
   into that span, so the inner run stays under the tool that ran it.
@@ -42,6 +43,7 @@ from ._kernel import (
     TRACE,
     TRACE_KIND,
     Emitter,
+    Observation,
     Scope,
     capture_internal_exceptions,
     close_observation,
@@ -50,6 +52,7 @@ from ._kernel import (
     http_status_of,
     make_scope,
     open_observation,
+    report_to_trace,
 )
 
 __all__ = ["PostHogTracingProcessor"]
@@ -75,6 +78,7 @@ class _Run:
     trace_id: str  # our $ai_trace_id
     root_id: str  # the parent of the run's top-level spans
     joined_parent: str | None  # the user's open observation, when the run joined one
+    joined: Observation | None  # that observation itself (None when the run is its own trace)
     scope: Scope
     privacy: bool
     session_id: str | None
@@ -146,6 +150,7 @@ class PostHogTracingProcessor(TracingProcessor):
                     trace_id=outer.trace_id,
                     root_id=trace.trace_id,
                     joined_parent=outer.span_id,
+                    joined=outer,
                     scope=scope,
                     privacy=self._emitter.privacy(scope),
                     session_id=str(group_id) if group_id else None,
@@ -156,6 +161,7 @@ class PostHogTracingProcessor(TracingProcessor):
                     trace_id=trace.trace_id,
                     root_id=trace.trace_id,
                     joined_parent=None,
+                    joined=None,
                     scope=scope,
                     privacy=self._emitter.privacy(scope),
                     session_id=str(group_id) if group_id else None,
@@ -183,6 +189,8 @@ class PostHogTracingProcessor(TracingProcessor):
                 close_observation(run.observation)
             if not self.active or not self._emitter.enabled:
                 return
+            if run.joined is not None:
+                report_to_trace(run.joined, error=run.error, session_id=run.session_id)
             latency = time.perf_counter() - run.started
             name = trace.name or "Agent workflow"
             joined = run.joined_parent is not None

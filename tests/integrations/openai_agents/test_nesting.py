@@ -7,11 +7,12 @@ import asyncio
 
 import posthog_llm
 import pytest
-from agents import Agent, Runner, set_default_openai_client
+from agents import Agent, RunConfig, Runner, set_default_openai_client
 from posthog_llm.integrations import openai_agents as posthog_agents
 from posthog_llm.integrations.openai import AsyncOpenAI
 
 from .conftest import API_KEY, by_name, make_agents
+from .test_errors_privacy import broken_weather
 
 pytestmark = pytest.mark.usefixtures("agents_sdk")
 
@@ -35,6 +36,37 @@ def test_a_run_inside_a_users_span_is_a_child_of_it(client, events):
     assert {e["distinct_id"] for e in found} == {"user_5"}
     ids = {e["properties"].get("$ai_span_id") for e in found} | {trace_id}
     assert all(e["properties"].get("$ai_parent_id") in ids | {None} for e in found)
+
+
+def test_a_joined_runs_error_and_group_id_reach_the_users_trace(client, events):
+    posthog_agents.instrument(client)
+    with posthog_llm.span("support request", client=client):
+        # The tool's failure goes back to the model: nothing raises through the user's span.
+        Runner.run_sync(
+            make_agents(tools=[broken_weather]),
+            "What is the weather in Paris?",
+            run_config=RunConfig(group_id="conversation-7"),
+        )
+    found = events()
+    (trace,) = [e["properties"] for e in events("$ai_trace")]
+    run = by_name(events("$ai_span"), "Agent workflow")
+    tool = by_name(events("$ai_span"), "broken_weather")
+    assert trace["$ai_is_error"] is True
+    assert trace["$ai_error"] == run["$ai_error"] == tool["$ai_error"]
+    assert "sk-live-abcdefghijklmnop1234" not in trace["$ai_error"]
+    assert {e["properties"].get("$ai_session_id") for e in found} == {"conversation-7"}
+
+
+def test_a_users_own_session_stays_on_the_trace_a_run_joins(client, events):
+    posthog_agents.instrument(client)
+    with posthog_llm.context(session_id="chat-42"):
+        with posthog_llm.span("support request", client=client):
+            Runner.run_sync(
+                make_agents(), "Weather in Paris?", run_config=RunConfig(group_id="conversation-7")
+            )
+    (trace,) = [e["properties"] for e in events("$ai_trace")]
+    assert trace["$ai_session_id"] == "chat-42"
+    assert "$ai_is_error" not in trace
 
 
 async def test_an_async_run_inside_a_users_span_joins_it_too(client, events):

@@ -40,6 +40,7 @@ class SpanFacts:
     # (the model it asked for, which a failed Responses call records nowhere else).
     http_status: int | None = None
     failed_request: Any = None
+    stream: bool | None = None  # made through the model's streaming call; None: not known
 
 
 def _plain(value: Any) -> Any:
@@ -248,6 +249,7 @@ def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         output_choices=output,
         stop_reason=stop_reason,
         http_status=facts.http_status,
+        stream=facts.stream,
         **usage_of(usage),
         **_common(facts),
     )
@@ -392,6 +394,7 @@ def response_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         output_choices=None if facts.privacy or not output else output,
         stop_reason=stop_reason,
         http_status=facts.http_status,
+        stream=facts.stream,
         **usage_of(usage),
         **props,
     )

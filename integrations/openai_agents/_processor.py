@@ -13,6 +13,10 @@ inside one guard: a fault of ours is logged, never raised into the run.
   into that span, so the inner run stays under the tool that ran it.
 - Generation and response spans are open "generation" observations while the model is called,
   so a tracked OpenAI client used by the SDK does not report the same call a second time.
+- A model call made through the SDK's `Model.stream_response` (a streamed run) is
+  `$ai_stream: true`, one through `get_response` false: read from the calls the span starts in.
+  Its time to first token is not known here: the SDK tells a processor only when a model
+  span starts and ends, and records no first-chunk time on it.
 - An error on any span marks that span and the run. A tripped guardrail is an error of its
   own span (the SDK marks only the turn or agent it stopped), and so is a guardrail that
   raised (the SDK marks neither: read from the exception its span closes on).
@@ -68,6 +72,11 @@ _REFUSAL_SPANS = frozenset({"turn", "agent"})
 # `$ai_error` of a tripped guardrail. Its span data does not say whether it guarded the input
 # or the output, so not the SDK's exception name; the text is the SDK's own for the run.
 TRIPWIRE_ERROR = "GuardrailTripwireTriggered: Guardrail tripwire triggered"
+# Calls between a model's `with` opening its span and `on_span_start` (`__enter__` -> `start`
+# -> the SDK's processor list -> here), with room for a wrapper or two.
+_ENTER_DEPTH = 8
+# The SDK's `Model` interface: the method a model call's span is opened in says if it streams.
+_MODEL_METHODS = {"stream_response": True, "get_response": False}
 # Calls between the SDK's `with` holding a span and this processor's `on_span_end`
 # (`__exit__` -> `finish` -> the SDK's processor list -> here), with room for a wrapper or two.
 _EXIT_DEPTH = 8
@@ -103,6 +112,7 @@ class _Open:
     parent_id: str | None
     observation: Any = None
     agent: Any = None  # an agent span's data: the SDK fills its tool list after the start
+    stream: bool | None = None  # a model call: streamed or not, when known
 
 
 class PostHogTracingProcessor(TracingProcessor):
@@ -228,6 +238,8 @@ class PostHogTracingProcessor(TracingProcessor):
             entry = _Open(started=time.perf_counter(), parent_id=span.parent_id)
             if kind == "agent":
                 entry.agent = data
+            elif kind in _MODEL_SPANS:
+                entry.stream = _streamed_call()
             entry.observation = open_observation(
                 GENERATION_KIND if kind in _MODEL_SPANS else SPAN_KIND,
                 trace_id=run.trace_id,
@@ -273,6 +285,7 @@ class PostHogTracingProcessor(TracingProcessor):
                 session_id=run.session_id,
                 privacy=run.privacy,
                 agent_tools=self._agent_tools(entry) if kind == "generation" else (),
+                stream=entry.stream,
             )
             if failure is not None and kind in _MODEL_SPANS:
                 facts.http_status = http_status_of(failure)
@@ -326,6 +339,20 @@ def _bind(function: Any, data: Any, facts: _facts.SpanFacts) -> Any:
         return function(data, facts)  # type: ignore[no-any-return]
 
     return build
+
+
+def _streamed_call() -> bool | None:
+    """Whether the model span now starting is opened in `Model.stream_response` (True) or
+    `Model.get_response` (False): the nearest of the two among the calls that started it."""
+    frame: FrameType | None = sys._getframe(2)  # above this and `on_span_start`
+    for _ in range(_ENTER_DEPTH):
+        if frame is None:
+            return None
+        streamed = _MODEL_METHODS.get(frame.f_code.co_name)
+        if streamed is not None:
+            return streamed
+        frame = frame.f_back
+    return None
 
 
 def _closing_exception() -> Exception | None:

@@ -111,3 +111,14 @@ def test_usage_that_is_all_zeros_is_unknown_and_a_real_count_is_kept():
     answered = {**zeros, "output_tokens": 7}
     assert _facts.usage_of(answered)["input_tokens"] == 0  # a real count beside it: kept
     assert _facts.usage_of(answered)["output_tokens"] == 7
+
+
+@with_the_sdk
+def test_streamed_calls_are_streams_and_plain_calls_are_not(client, events, api):
+    posthog_agents.instrument(client)
+    assert _plain_then_streamed(_with_usage()) == ANSWER
+    generations = [e["properties"] for e in events("$ai_generation")]
+    assert [g.get("$ai_stream") for g in generations] == [False] * 3 + [True] * 3
+    # The SDK tells a tracing processor nothing between a call's start and end: no first-token
+    # time is known, and none is made up.
+    assert not any("$ai_time_to_first_token" in g for g in generations)

@@ -10,7 +10,8 @@ returns it; calling it again replaces the previous one, so nothing is reported t
 One Agents trace becomes one `$ai_trace` (its group id as `$ai_session_id`); agent and turn
 spans, tool calls, handoffs, guardrails and MCP tool listings become `$ai_span`; model calls
 (Chat Completions and Responses) become `$ai_generation`. `posthog_llm.context(...)` around a
-run applies its identity; a run inside another observation (`posthog_llm.span(...)`) joins it.
+run applies its identity; a run inside another observation (`posthog_llm.span(...)`) joins it,
+and its error and group id reach that trace's event.
 """
 
 from __future__ import annotations

@@ -122,6 +122,9 @@ class BatchSender:
         self._backlog: deque[bytes] = deque()
         self._backlog_bytes = 0
         self._backlog_lock = threading.Lock()
+        # Held while queued items are built into the backlog: a shutdown deadline that saves
+        # what is left waits for the build in progress, and none starts after it.
+        self._drain_lock = threading.Lock()
         self._lock = threading.Lock()
         self._progress = threading.Condition(threading.RLock())
         self._wake = threading.Event()
@@ -396,16 +399,18 @@ class BatchSender:
         with self._inflight_lock:
             inflight, self._inflight = self._inflight, []
         left: list[bytes] = [data for batch in inflight for data in batch]
-        with self._backlog_lock:
-            while self._backlog:
-                left.append(self._backlog.popleft())
-            self._backlog_bytes = 0
-        while self._queue:
-            try:
-                item = self._queue.popleft()
-            except IndexError:
-                break
-            left.extend(self._build(item))
+        # The worker finishes the item it is building (into the backlog) and builds no more.
+        with self._drain_lock:
+            with self._backlog_lock:
+                while self._backlog:
+                    left.append(self._backlog.popleft())
+                self._backlog_bytes = 0
+            while self._queue:
+                try:
+                    item = self._queue.popleft()
+                except IndexError:
+                    break
+                left.extend(self._build(item))
         if not left:
             return
         if self._to_spool(left, "shutdown deadline reached"):
@@ -438,18 +443,23 @@ class BatchSender:
         target = self._batch_target()
         ahead = self._build_ahead_bytes
         overflow: list[bytes] = []
-        while queue:
-            if len(backlog) >= target or self._backlog_bytes >= ahead:
-                break
-            try:
-                item = queue.popleft()
-            except IndexError:
-                break
-            for data in self._build(item):
-                if not self._store_built(data):
-                    overflow.append(data)
-        if overflow:
-            self._overflow(overflow)
+        with self._drain_lock:
+            # After a shutdown deadline, what is left is `_save_what_is_left`'s: an item built
+            # here now would land in a backlog that was already saved, and be lost.
+            if self._abort.is_set():
+                return
+            while queue:
+                if len(backlog) >= target or self._backlog_bytes >= ahead:
+                    break
+                try:
+                    item = queue.popleft()
+                except IndexError:
+                    break
+                for data in self._build(item):
+                    if not self._store_built(data):
+                        overflow.append(data)
+            if overflow:
+                self._overflow(overflow)
 
     @property
     def _build_ahead_bytes(self) -> int:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 
@@ -342,3 +343,33 @@ def test_sigkill_loses_only_what_was_in_memory(posthog_server):
     # Lost: about one flush interval plus the batch being retried, never the whole outage.
     assert captured > 1_000
     assert captured - kept < 0.5 * captured
+
+
+def test_a_request_answered_while_shutdown_saves_what_is_left_loses_nothing(posthog_server):
+    # The worker's request is held until `shutdown`, past its deadline, is spooling what is
+    # left (building queued events on the calling thread); back from the request, the worker
+    # must not build queued events into a backlog that was already saved.
+    answer = threading.Event()
+    posthog_server.behaviour = lambda n: "ok" if n or answer.wait(20) else "ok"
+    main = threading.current_thread()
+    saved = []
+
+    def slow_on_shutdown(event: dict) -> dict:
+        if threading.current_thread() is main:
+            answer.set()
+            saved.append(1)
+            if len(saved) < 200:
+                time.sleep(0.001)  # the worker, back from its request, has the GIL meanwhile
+        return event
+
+    client = _client(posthog_server, flush_at=50, before_send=slow_on_shutdown)
+    # The first request takes a catch-up batch (2,000 events); the rest wait in the queue.
+    uuids = {client.capture("e", distinct_id="u", properties={"i": i}) for i in range(6_000)}
+    deadline = time.monotonic() + 10
+    while not posthog_server.requests and time.monotonic() < deadline:
+        time.sleep(0.01)  # the first request is out, and held
+    assert client.shutdown(0.2) is False
+    spooled = Spool(client.spool.path).claim(10_000, 1 << 30, 60)
+    kept = {json.loads(data)["uuid"] for _, data in spooled}
+    received = {e["uuid"] for e in posthog_server.events}
+    assert uuids <= kept | received, f"lost {len(uuids - kept - received)}"

@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from .._version import __version__
@@ -138,11 +138,12 @@ class PostHogHTTPDestination:
         shown, self._basic_auth = _split_userinfo(self.host)
         self.description = f"PostHog at {shown}"
         self._session: requests.Session | None = None
-        # Set on the first request: `http.client` connections when no proxy applies to the
-        # host, else None (the requests session, which knows proxies). `False` until decided.
-        self._pool: ConnectionPool | None | bool = False
-        self._pool_lock = threading.Lock()
-        self._redirect_pools: dict[tuple[str, Any, Any], ConnectionPool] = {}
+        # How each origin is reached, decided on its first request: our own `http.client`
+        # connections, or, when a proxy applies to it, the proxies requests should use (the
+        # requests session speaks to proxies). The configured host's origin, then the origins
+        # redirects lead to (a few at most).
+        self._transports: dict[tuple[str, Any, Any], ConnectionPool | _Proxied] = {}
+        self._transport_lock = threading.Lock()
         self._prefix = b'{"api_key":' + json.dumps(api_key).encode() + b',"batch":['
 
     def lane(self, event: bytes) -> str:
@@ -156,9 +157,8 @@ class PostHogHTTPDestination:
             session = requests.Session()
             session.headers["User-Agent"] = _USER_AGENT
             # requests reads the proxy and CA-bundle environment variables (and ~/.netrc) again
-            # for every request, ~0.3 ms of a ~1.2 ms request: read them once, here (a session
-            # is made again after a failed request, so a changed environment is picked up then).
-            session.proxies.update(requests.utils.get_environ_proxies(self.url))
+            # for every request, ~0.3 ms of a ~1.2 ms request: read them once, here, and each
+            # origin's proxies once (`_new_transport`).
             bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
             if bundle:
                 session.verify = bundle
@@ -181,26 +181,34 @@ class PostHogHTTPDestination:
         parts.append(b'"}')
         return b"".join(parts)
 
-    def _get_pool(self) -> ConnectionPool | None:
-        pool = self._pool
-        if pool is False:
+    def _transport_for(self, url: str) -> ConnectionPool | _Proxied:
+        """How to reach `url`'s origin (ValueError when it is not an http(s) URL)."""
+        origin = url_origin(url)
+        transport = self._transports.get(origin)
+        if transport is None:
             # The first two requests may start together (the worker and its helper thread).
-            with self._pool_lock:
-                pool = self._pool
-                if pool is False:
-                    pool = self._pool = self._direct_pool()
-        return pool if isinstance(pool, ConnectionPool) else None
+            with self._transport_lock:
+                transport = self._transports.get(origin)
+                if transport is None:
+                    if len(self._transports) > _MAX_REDIRECT_ORIGINS:
+                        old = self._transports.pop(
+                            next(iter(self._transports.keys() - {self._home}))
+                        )
+                        if isinstance(old, ConnectionPool):
+                            old.close()
+                    transport = self._transports[origin] = self._new_transport(url)
+        return transport
 
-    def _direct_pool(self) -> ConnectionPool | None:
-        """Our own connections, or None when a proxy applies to the host (read as requests
-        reads the environment: `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`)."""
+    def _new_transport(self, url: str) -> ConnectionPool | _Proxied:
+        """Our own connections, or the proxies to use when one applies to `url` (read as
+        requests reads the environment: `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`)."""
         # Imported on first use: `import posthog_llm` stays light for local-store users.
         import requests
 
-        proxies = requests.utils.get_environ_proxies(self.url)
-        if requests.utils.select_proxy(self.url, proxies) is not None:
-            return None
-        return ConnectionPool(self.host, user_agent=_USER_AGENT)
+        proxies = requests.utils.get_environ_proxies(url)
+        if requests.utils.select_proxy(url, proxies) is not None:
+            return _Proxied(proxies)
+        return ConnectionPool(url, user_agent=_USER_AGENT)  # it reads the origin only
 
     def send(self, events: list[bytes], *, timeout: float) -> None:
         """POST one batch; the sender never mixes lanes, so the first event picks the URL."""
@@ -212,11 +220,7 @@ class PostHogHTTPDestination:
             # bytes.
             data = gzip_body(data)
             headers["Content-Encoding"] = "gzip"
-        pool = self._get_pool()
-        if pool is not None:
-            status, retry_after, text = self._post_direct(pool, url, data, headers, timeout)
-        else:
-            status, retry_after, text = self._send_with_requests(url, data, headers, timeout)
+        status, retry_after, text = self._post(url, data, headers, timeout)
         if 200 <= status < 300:
             return
         detail = f"HTTP {status} from {_split_userinfo(url)[0]}: {text[:200]!r}"
@@ -226,30 +230,29 @@ class PostHogHTTPDestination:
             raise RetryableError(detail, retry_after=_retry_after(retry_after))
         raise PermanentError(detail, status=status)
 
-    def _post_direct(
-        self, pool: ConnectionPool, url: str, data: bytes, headers: dict[str, str], timeout: float
+    def _post(
+        self, url: str, data: bytes, headers: dict[str, str], timeout: float
     ) -> tuple[int, str | None, str]:
-        """POST over our own connections, following redirects with the same POST and body (a
-        host that moved, or http sent on to https): requests would turn a 301 or 302 into a
-        GET and lose the batch."""
+        """POST, following redirects with the same POST and body (a host that moved, or http
+        sent on to https): requests would turn a 301 or 302 into a GET and lose the batch.
+        Each hop goes the way its origin is reached: directly, or through its proxy."""
         if self._basic_auth is not None:
             headers = {**headers, "Authorization": self._basic_auth}
+        try:
+            transport = self._transport_for(url)
+        except ValueError as exc:
+            raise PermanentError(f"cannot send to {_split_userinfo(url)[0]}: {exc}") from None
         for _ in range(_MAX_REDIRECTS + 1):
-            try:
-                # The host may carry a path (a self-hosted PostHog behind a prefix).
-                status, answer, content = pool.post(_path_of(url), data, headers, timeout)
-            except NETWORK_ERRORS as exc:
-                # The connection may be half-dead: the next try starts a fresh one.
-                pool.close()
-                raise RetryableError(f"{type(exc).__name__}: {exc}") from None
-            except (ValueError, UnicodeError) as exc:  # a URL http.client cannot send
-                raise PermanentError(f"cannot send to {_split_userinfo(url)[0]}: {exc}") from None
-            location = answer.get("Location")
+            if isinstance(transport, ConnectionPool):
+                status, answer = self._post_direct(transport, url, data, headers, timeout)
+            else:
+                status, answer = self._post_with_requests(transport, url, data, headers, timeout)
+            location = answer.location
             if status not in _REDIRECTS or not location:
-                return status, answer.get("Retry-After"), content[:400].decode("utf-8", "replace")
+                return status, answer.retry_after, answer.text
             try:
                 target = urljoin(url, location)
-                pool = self._pool_for(target)
+                transport = self._transport_for(target)
             except ValueError:  # not http(s), or not a URL: not followed
                 return status, None, f"redirected to {location!r}"
             if not _same_host(self._home, url_origin(target)):
@@ -259,53 +262,85 @@ class PostHogHTTPDestination:
             url = target
         return status, None, f"more than {_MAX_REDIRECTS} redirects"
 
-    def _pool_for(self, url: str) -> ConnectionPool:
-        """The connections to `url`'s origin: a redirect's target keeps its own."""
-        origin = url_origin(url)
-        if origin == self._home and isinstance(self._pool, ConnectionPool):
-            return self._pool
-        with self._pool_lock:
-            pool = self._redirect_pools.get(origin)
-            if pool is None:
-                if len(self._redirect_pools) >= _MAX_REDIRECT_ORIGINS:
-                    self._redirect_pools.popitem()[1].close()
-                pool = ConnectionPool(url, user_agent=_USER_AGENT)  # it reads the origin only
-                self._redirect_pools[origin] = pool
-            return pool
+    @staticmethod
+    def _post_direct(
+        pool: ConnectionPool, url: str, data: bytes, headers: dict[str, str], timeout: float
+    ) -> tuple[int, _Answer]:
+        try:
+            # The host may carry a path (a self-hosted PostHog behind a prefix).
+            status, answer, content = pool.post(_path_of(url), data, headers, timeout)
+        except NETWORK_ERRORS as exc:
+            # The connection may be half-dead: the next try starts a fresh one.
+            pool.close()
+            raise RetryableError(f"{type(exc).__name__}: {exc}") from None
+        except (ValueError, UnicodeError) as exc:  # a URL http.client cannot send
+            raise PermanentError(f"cannot send to {_split_userinfo(url)[0]}: {exc}") from None
+        return status, _Answer(
+            answer.get("Location"),
+            answer.get("Retry-After"),
+            content[:400].decode("utf-8", "replace"),
+        )
 
-    def _send_with_requests(
-        self, url: str, data: bytes, headers: dict[str, str], timeout: float
-    ) -> tuple[int, str | None, str]:
+    def _post_with_requests(
+        self, proxied: _Proxied, url: str, data: bytes, headers: dict[str, str], timeout: float
+    ) -> tuple[int, _Answer]:
         import requests
 
         try:
             response: Any = self._get_session().post(
-                url, data=data, headers=headers, timeout=timeout
+                url,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                proxies=proxied.proxies,
+                allow_redirects=False,  # followed by `_post`, with the same POST
             )
         except requests.RequestException as exc:
             # The connection may be half-dead: start a fresh one on the next try. Closing the
             # session closes its idle connections only; one the other request in flight is
             # using is closed when that request hands it back.
-            self.close()
+            self._close_session()
             raise RetryableError(f"{type(exc).__name__}: {exc}") from None
-        return response.status_code, response.headers.get("Retry-After"), response.text
+        return response.status_code, _Answer(
+            response.headers.get("Location"),
+            response.headers.get("Retry-After"),
+            response.text[:400],
+        )
 
     def after_fork_in_child(self) -> None:
         """A forked child makes its own connections: the parent's stay the parent's (two
         processes writing requests on one keep-alive socket would mix their answers)."""
         self._session = None
-        self._pool_lock = threading.Lock()
-        for pool in (self._pool, *self._redirect_pools.values()):
-            if isinstance(pool, ConnectionPool):
-                pool.forget()
+        self._transport_lock = threading.Lock()
+        for transport in self._transports.values():
+            if isinstance(transport, ConnectionPool):
+                transport.forget()
 
     def close(self) -> None:
-        for pool in (self._pool, *self._redirect_pools.values()):
-            if isinstance(pool, ConnectionPool):
-                pool.close()
+        for transport in list(self._transports.values()):
+            if isinstance(transport, ConnectionPool):
+                transport.close()
+        self._close_session()
+
+    def _close_session(self) -> None:
         session, self._session = self._session, None
         if session is not None:
             try:
                 session.close()
             except Exception:
                 pass
+
+
+class _Proxied:
+    """An origin reached through a proxy, by the requests session."""
+
+    __slots__ = ("proxies",)
+
+    def __init__(self, proxies: dict[str, str]) -> None:
+        self.proxies = proxies
+
+
+class _Answer(NamedTuple):
+    location: str | None
+    retry_after: str | None
+    text: str

@@ -19,14 +19,25 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
     """A forward proxy that answers every request itself and remembers its request line."""
 
     seen: list[str] = []
+    # Answers to give before the 200s, in turn: `(status, location)`.
+    redirects: list[tuple[int, str]] = []
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.seen.append(f"{self.command} {self.path}")
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.seen.append(f"{self.command} {self.path} {len(body)}")
+        if self.redirects:
+            status, location = self.redirects.pop(0)
+            self.send_response(status)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
+
+    do_GET = do_POST
 
     def log_message(self, *args: object) -> None:
         pass
@@ -38,6 +49,7 @@ def proxy() -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     _Proxy.seen = []
+    _Proxy.redirects = []
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
@@ -54,10 +66,47 @@ def test_requests_go_through_the_proxy_set_in_the_environment(
     destination = PostHogHTTPDestination("phc_key", "http://posthog.example")
     destination.send([b'{"event":"$ai_span","properties":{}}'], timeout=5)
     destination.send([b'{"event":"custom","properties":{}}'], timeout=5)
-    assert _Proxy.seen == [
+    assert [line.rsplit(" ", 1)[0] for line in _Proxy.seen] == [
         "POST http://posthog.example/i/v0/ai/batch/",
         "POST http://posthog.example/batch/",
     ]
+    destination.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_through_the_proxy_is_followed_with_the_same_post(
+    proxy: str, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    # requests would follow a 301 or 302 as a GET without the body: the batch lost, or
+    # counted as sent if the new location answers the GET.
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    _Proxy.redirects = [(status, "http://posthog.example/moved/batch/")]
+    destination = PostHogHTTPDestination("phc_key", "http://posthog.example", gzip=False)
+    destination.send([b'{"event":"custom","properties":{}}'], timeout=5)
+    first, second = _Proxy.seen
+    assert first.startswith("POST http://posthog.example/batch/ ")
+    assert second == "POST http://posthog.example/moved/batch/ " + first.rsplit(" ", 1)[1]
+    destination.close()
+
+
+def test_a_redirect_to_an_origin_behind_the_proxy_goes_through_it(
+    proxy: str, posthog_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The configured host is reached directly (NO_PROXY); the origin it redirects to is not.
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.delenv("no_proxy", raising=False)
+    posthog_server.behaviour = lambda n: (
+        ("status", 308, {"Location": "http://posthog.example/batch/"}) if n == 0 else "ok"
+    )
+    destination = PostHogHTTPDestination("phc_key", posthog_server.host)
+    destination.send([b'{"event":"custom","properties":{}}'], timeout=5)
+    assert [line.rsplit(" ", 1)[0] for line in _Proxy.seen] == [
+        "POST http://posthog.example/batch/"
+    ]
+    assert posthog_server.requests[0]["path"] == "/batch/"
     destination.close()
 
 

@@ -93,6 +93,7 @@ class BatchSender:
         self.spool = spool
         self._warning = RateLimitedWarning(warn_interval)
         self._spool_warning = RateLimitedWarning(warn_interval)
+        self._failing_warning = RateLimitedWarning(warn_interval)
         self._init_state()
         _live_senders.add(self)
         if spool is not None and spool.exists():
@@ -682,6 +683,7 @@ class BatchSender:
             self.policy.mark_down(self.policy.take_retry_after())
             if self._to_spool(outcome.undelivered, "; ".join(outcome.reasons[-1:])):
                 self.counters.add("retried", len(outcome.undelivered))  # by the spool, later
+                self._warn_failing(len(outcome.undelivered), outcome.reasons)
             else:
                 self._give_up(outcome.undelivered, outcome.reasons)
         elif outcome.delivered:
@@ -698,6 +700,18 @@ class BatchSender:
             len(events),
             self.destination.description,
             reasons[-1] if reasons else "unknown error",
+        )
+
+    def _warn_failing(self, count: int, reasons: list[str]) -> None:
+        """Say why delivery fails (an endpoint that never answers, a certificate that is not
+        trusted), though nothing is lost: what was not delivered waits in the spool."""
+        self._failing_warning.warn(
+            "posthog-llm: could not deliver %d events to %s (%s); they wait in the spool %s "
+            "and are sent once it answers",
+            count,
+            self.destination.description,
+            reasons[-1] if reasons else "unknown error",
+            self.spool.path if self.spool is not None else "",
         )
 
     def _drain_spool(self, max_batches: int) -> bool:
@@ -740,6 +754,7 @@ class BatchSender:
             except Exception as exc:
                 log.warning("posthog-llm: could not update the spool %s: %s", spool.path, exc)
             if back:
+                self._warn_failing(len(back), outcome.reasons)
                 self.counters.add("retried", len(back))
                 self.policy.mark_down(self.policy.take_retry_after())
                 return False

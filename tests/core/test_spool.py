@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -373,3 +374,20 @@ def test_a_request_answered_while_shutdown_saves_what_is_left_loses_nothing(post
     kept = {json.loads(data)["uuid"] for _, data in spooled}
     received = {e["uuid"] for e in posthog_server.events}
     assert uuids <= kept | received, f"lost {len(uuids - kept - received)}"
+
+
+def test_an_endpoint_that_cannot_be_reached_is_named_in_a_warning(caplog, tmp_path):
+    # Nothing is lost (it waits in the spool), but the user is told why nothing arrives.
+    caplog.set_level(logging.WARNING, logger="posthog_llm")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: connections to it are refused
+    client = Client(api_key="phc_x", host=f"http://127.0.0.1:{port}", spool_dir=str(tmp_path))
+    for i in range(5):
+        client.capture("e", distinct_id="u", properties={"i": i})
+    assert client.flush(2) is False
+    assert client.flush(2) is False
+    [warning] = [r.getMessage() for r in caplog.records if "could not deliver" in r.getMessage()]
+    assert f"127.0.0.1:{port}" in warning and "Connection" in warning and "spool" in warning
+    assert client.stats()["spool_pending"] == 5
+    client.shutdown(1)

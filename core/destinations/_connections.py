@@ -14,8 +14,10 @@ from __future__ import annotations
 import http.client
 import os
 import select
+import socket
 import ssl
 import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -120,25 +122,39 @@ class ConnectionPool:
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
         """POST `body`; the answer's status, headers and body.
 
-        Raises one of `NETWORK_ERRORS` when no answer came.
+        `timeout` bounds each wait for the server; the whole exchange is bounded too (twice
+        that, plus the body's time at 64 KB/s), so an answer trickled a byte at a time cannot
+        hold the sender. Raises one of `NETWORK_ERRORS` when no answer came.
         """
         headers = {"User-Agent": self.user_agent, **headers}
         conn, reused, generation = self._take(timeout)
+        watch = _watchdog.watch(conn, 2 * timeout + len(body) / 65_536)
         try:
             try:
                 response = _exchange(conn, path, body, headers)
             except _STALE:
-                if not reused:
+                if not reused or watch.expired:
                     raise
                 # Closed by the server between our check and the request: once more, on a
                 # new connection.
                 conn.close()
-                conn = self._new(timeout)
+                conn = watch.conn = self._new(timeout)
                 response = _exchange(conn, path, body, headers)
             content = response.read()
-        except BaseException:
+        except BaseException as exc:
             conn.close()
+            if watch.expired and isinstance(exc, Exception):
+                raise TimeoutError(
+                    f"no whole answer within {watch.seconds:.0f} s ({type(exc).__name__})"
+                ) from None
             raise
+        finally:
+            _watchdog.release(watch)
+        if watch.expired:
+            # Cut short: what was read may look whole (headers ended by the cut, a body read
+            # to the end of the connection), so it is never taken for the server's answer.
+            conn.close()
+            raise TimeoutError(f"no whole answer within {watch.seconds:.0f} s")
         if 100 <= response.status < 200:
             # An interim answer (103 Early Hints) that http.client hands over as if final: the
             # final answer is still to come on this connection, which no request may reuse.
@@ -166,6 +182,73 @@ class ConnectionPool:
         self._idle = []
         self._lock = threading.Lock()
         self._generation += 1
+
+
+class _Watch:
+    __slots__ = ("conn", "deadline", "seconds", "expired")
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+        self.conn = conn
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+
+
+class _Watchdog:
+    """One thread that cuts a request's connection at its deadline.
+
+    A socket timeout bounds each wait for the server, not the exchange: a server (or a
+    middlebox) that sends a byte now and then would hold the sender, and every event queued
+    behind it, for as long as it likes.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._watches: set[_Watch] = set()
+        self._pid = -1  # no thread in this process yet
+
+    def watch(self, conn: http.client.HTTPConnection, seconds: float) -> _Watch:
+        watch = _Watch(conn, seconds)
+        with self._cond:
+            if self._pid != os.getpid():  # first use, or a forked child: no thread here
+                self._pid = os.getpid()
+                self._watches = set()
+                threading.Thread(
+                    target=self._run, name="posthog-llm-deadlines", daemon=True
+                ).start()
+            self._watches.add(watch)
+            self._cond.notify()
+        return watch
+
+    def release(self, watch: _Watch) -> None:
+        with self._cond:
+            self._watches.discard(watch)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                if not self._watches:
+                    self._cond.wait()
+                    continue
+                now = time.monotonic()
+                for watch in [w for w in self._watches if w.deadline <= now]:
+                    sock = watch.conn.sock
+                    if sock is None:  # still connecting (bounded by its own timeout)
+                        watch.deadline = now + 0.05
+                        continue
+                    self._watches.discard(watch)
+                    watch.expired = True
+                    try:
+                        # The plain socket's shutdown, also under TLS: the reading thread gets
+                        # an error at once, and its SSL object stays as it is.
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                    except (OSError, TypeError):
+                        pass
+                if self._watches:
+                    self._cond.wait(max(0.0, min(w.deadline for w in self._watches) - now))
+
+
+_watchdog = _Watchdog()
 
 
 def _exchange(

@@ -9,6 +9,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -83,6 +84,11 @@ class _RawServer:
                     conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
                     continue
+                if what == "trickle":  # an answer a byte at a time, never finished
+                    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000:
+                        conn.sendall(bytes([byte]))
+                        time.sleep(0.05)
+                    return
                 if what.startswith("redirect "):  # "redirect 308 <location>"
                     _, status, location = what.split(" ", 2)
                     conn.sendall(
@@ -238,6 +244,24 @@ def test_a_kept_alive_tls_connection_the_server_closed_is_replaced(
     destination.send([EVENT], timeout=5)
     destination.send([EVENT], timeout=5)
     assert [number for number, *_ in server.requests] == [0, 1]
+    destination.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_an_answer_trickled_a_byte_at_a_time_is_cut_at_the_requests_deadline(
+    raw_server, test_ca, monkeypatch, tls
+):
+    # Each byte comes well within the read timeout: only a deadline for the whole exchange
+    # (twice the timeout here, the body being tiny) frees the sender.
+    server_tls, bundle = test_ca
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
+    server = raw_server(lambda conn, nth: "trickle", tls=server_tls if tls else None)
+    scheme = "https" if tls else "http"
+    destination = PostHogHTTPDestination("phc_key", f"{scheme}://127.0.0.1:{server.port}")
+    start = time.monotonic()
+    with pytest.raises(RetryableError, match="no whole answer within 1 s"):
+        destination.send([EVENT], timeout=0.5)
+    assert time.monotonic() - start < 3
     destination.close()
 
 

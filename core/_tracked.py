@@ -20,8 +20,8 @@ from __future__ import annotations
 import functools
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, NamedTuple, get_args
 
 from ._context import Scope, lenient_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
@@ -49,6 +49,8 @@ __all__ = [
     "track_async_sdk_stream",
     "track_iterator",
     "track_async_iterator",
+    "track_sdk_response",
+    "track_async_sdk_response",
     "secrets_of",
     "track_copies",
 ]
@@ -108,7 +110,10 @@ class TrackedKind(NamedTuple):
     - `streams`: True when the method always streams (else `stream=True` in the call says so);
     - `prepare(call, kwargs)`: last look at the request before it is sent (may adjust kwargs);
       returns False to leave the call untracked;
-    - `unwrap(result)`: the SDK object inside a raw-response wrapper.
+    - `unwrap(result)`: the SDK object inside a raw-response wrapper;
+    - `start_response(response, call)`: for a raw-response call (`with_raw_response`,
+      `with_streaming_response`), makes the SDK's response object report (see
+      `track_sdk_response`); False when it is not one it knows or leaves to `unwrap`.
     """
 
     event: str
@@ -119,17 +124,21 @@ class TrackedKind(NamedTuple):
     streams: bool = False
     prepare: Callable[[TrackedCall, dict[str, Any]], bool] | None = None
     unwrap: Callable[[Any], Any] | None = None
+    start_response: Callable[[Any, TrackedCall], bool] | None = None
 
 
 class Tracker:
     """Per-client state: the emitter, and what the provider knows about its client.
 
     Subclasses override `provider_name`, `base_url` and `secret_names`; the defaults read the
-    client's `base_url` attribute and name the provider `default_provider`.
+    client's `base_url` attribute and name the provider `default_provider`. `sdk_errors` are
+    the SDK's own exceptions: one raised while a response body is read again for the event is
+    the call's error (the caller's own read raised it too), not a fault of ours.
     """
 
     default_provider = "unknown"
     secret_names: tuple[str, ...] = ("api_key",)
+    sdk_errors: tuple[type[BaseException], ...] = ()
     framework: str | None = None
 
     def __init__(self, emitter: Emitter) -> None:
@@ -195,6 +204,11 @@ class TrackedCall:
         "hide_usage",
         "reading",
         "done",
+        "response_mode",
+        "body",
+        "body_size",
+        "body_complete",
+        "replay",
     )
 
     def __init__(
@@ -232,6 +246,13 @@ class TrackedCall:
         self.hide_usage = False
         self.reading = False  # inside the SDK's stream iterator right now
         self.done = False
+        # A raw-response call: the Stainless header's value ("true"/"raw": `with_raw_response`,
+        # "stream": `with_streaming_response`, whose body is the caller's to read).
+        self.response_mode: str | None = None
+        self.body: list[tuple[bytes, float]] | None = None  # the body as read, with `busy` then
+        self.body_size = 0
+        self.body_complete = False  # the body was read to its end
+        self.replay: Callable[[Iterator[bytes]], Any] | None = None  # the SDK reads it again
 
     # -- outcomes (hot path: record and hand over) ----------------------------------------------
 
@@ -240,6 +261,8 @@ class TrackedCall:
         # try/except rather than `capture_internal_exceptions()`: the same guard, without a
         # context-manager object per call on the caller's thread.
         try:
+            if self.response_mode is not None and self._start_response(result, elapsed):
+                return result
             unwrap = self.kind.unwrap
             parsed = unwrap(result) if unwrap is not None else result
             if self.stream:
@@ -254,6 +277,21 @@ class TrackedCall:
         except Exception as exc:
             report_internal_error(exc)
         return result
+
+    def _start_response(self, response: Any, elapsed: float) -> bool:
+        """A raw-response call: True when the provider made the response report."""
+        start = self.kind.start_response
+        if start is None:
+            return False
+        self.request_latency = self.latency = elapsed
+        try:
+            return start(response, self)
+        except Exception as exc:
+            # A response of a shape we do not know: send what the call itself knows.
+            report_internal_error(exc)
+            self.replay = self.body = None
+            self.finish()
+            return True
 
     def fail(self, error: BaseException, elapsed: float) -> None:
         try:
@@ -291,11 +329,48 @@ class TrackedCall:
         """The event's properties from the provider's builder; if it cannot read what it needs
         (a response or client of an unexpected shape), the facts the call itself holds, so the
         event still goes out without the ones that could not be read."""
+        if self.replay is not None:
+            try:
+                self._read_body()
+            except Exception as exc:
+                report_internal_error(exc)
         try:
             return self.kind.build(self)
         except Exception as exc:
             report_internal_error(exc)
             return self._fallback_properties()
+
+    def _read_body(self) -> None:
+        """A raw response's body, as the caller read it, read again by the SDK: the result, or
+        the stream's events through `observe` (each at the `busy` time its bytes came in)."""
+        replay, body = self.replay, self.body
+        self.replay = self.body = None
+        if replay is None or body is None or not (self.stream or self.body_complete):
+            return  # a JSON body read in part (or not at all) says nothing
+        busy, ttft = self.busy, self.ttft
+
+        def chunks() -> Iterator[bytes]:
+            for data, seen in body:
+                self.busy = seen
+                yield data
+
+        try:
+            parsed = replay(chunks())
+            if self.stream:
+                observe = self.kind.observe
+                for event in parsed:
+                    if observe is not None:
+                        observe(self, event)
+            else:
+                self.result = parsed
+        except self.tracker.sdk_errors as exc:
+            # What the SDK raises reading this body, the caller's own read raised too.
+            if self.error is None:
+                self.error = exc
+        finally:
+            self.busy = busy
+            if ttft is None and self.ttft is not None:
+                self.ttft += self.request_latency
 
     def _fallback_properties(self) -> dict[str, Any]:
         model = self.params.get("model")
@@ -348,12 +423,13 @@ class TrackedCall:
     def http_status(self) -> int | None:
         """200 on success; on error the status the exception carries.
 
-        An error in the middle of a stream came after a 200 response, so 200 stays.
+        An error in the middle of a stream, or in reading a raw response's body, came after a
+        200 response, so 200 stays.
         """
         if self.error is None:
             return 200
         status = http_status_of(self.error)
-        if status is None and self.stream and self.request_latency:
+        if status is None and self.request_latency and (self.stream or self.response_mode):
             return 200
         return status
 
@@ -410,6 +486,7 @@ def begin_call(
                 # is built: the list and its messages as they were sent.
                 params[name] = [dict(item) if type(item) is dict else item for item in value]
         call = TrackedCall(kind, client, tracker, params, scope, provider, trace_id, parent_id)
+        call.response_mode = _response_mode(kwargs)
         prepare = kind.prepare
         if prepare is not None and not prepare(call, kwargs):
             return None
@@ -426,6 +503,19 @@ def _call_overrides(given: dict[str, Any]) -> Scope:
     if refused:
         _argument_warning.warn("posthog-llm: posthog_* arguments left out: %s", "; ".join(refused))
     return scope
+
+
+# Stainless SDKs (openai, anthropic) mark `with_raw_response` and `with_streaming_response`
+# calls with this header: "true" or "raw" for the first, "stream" for the second.
+_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+
+
+def _response_mode(kwargs: dict[str, Any]) -> str | None:
+    headers = kwargs.get("extra_headers")
+    if not headers or not isinstance(headers, Mapping):
+        return None
+    mode = headers.get(_RAW_RESPONSE_HEADER)
+    return mode if isinstance(mode, str) else None
 
 
 def _is_iterator(value: Any) -> bool:
@@ -591,3 +681,206 @@ async def track_async_iterator(inner: AsyncIterator[Any], call: TrackedCall) -> 
     finally:
         call.reading = False
         call.finish()
+
+
+# -- raw responses ---------------------------------------------------------------------------------
+#
+# `with_raw_response` and `with_streaming_response` hand the caller the SDK's response object
+# (`APIResponse`, `LegacyAPIResponse`) instead of the parsed result. The caller reads its body
+# (`.parse()`, `.read()`, `.json()`, `.iter_lines()`, ...); each of those, and the SDK's stream
+# that `.parse()` gives for `stream=True`, reads the decoded bytes through the HTTP response's
+# `iter_bytes` / `aiter_bytes`. So the response is tracked by two hooks on that one object:
+#
+# - `iter_bytes` is wrapped: the wrapper keeps a copy of each piece as it goes by to the caller
+#   (never reads ahead of the caller) and times the SDK's own work, as a stream's iterator does;
+# - closing it (`close()`, the `with` block, reading to the end) ends the call; a finalizer ends
+#   it when the response is dropped unclosed.
+#
+# On the sender's worker, the SDK reads the copy again into its own objects (the provider gives
+# its response and stream classes), and the kind's `build` (and `observe`, for a stream) takes
+# them from there. A body never read, or a JSON body read only in part, leaves the output out:
+# the event goes out with what the call itself knows.
+
+_BODY_LIMIT = 32 * 1024 * 1024  # bytes of a body kept for the event; a longer one is cut there
+_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def track_sdk_response(response: Any, call: TrackedCall, classes: tuple[type, type]) -> bool:
+    """Make a Stainless raw response report; `classes` are the SDK's sync `APIResponse` and
+    `Stream`, which read the body again for the event. False leaves the call to `unwrap`."""
+    http = response.http_response
+    if not _replayable(response, call, http, classes):
+        return False
+    if call.body is None:
+        return True  # already sent
+    iter_bytes = http.iter_bytes
+    close = http.close
+
+    def tracked_iter_bytes(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        return _tee(iter_bytes(*args, **kwargs), call)
+
+    def close_and_finish() -> None:
+        try:
+            close()
+        finally:
+            if not call.reading:  # closed by httpx itself at the end: the reader finishes
+                call.finish()
+
+    http.iter_bytes = tracked_iter_bytes
+    http.close = close_and_finish
+    weakref.finalize(response, call.finish).atexit = False
+    return True
+
+
+def track_async_sdk_response(response: Any, call: TrackedCall, classes: tuple[type, type]) -> bool:
+    """`track_sdk_response` for an `AsyncAPIResponse` (its body is read with `aiter_bytes`)."""
+    http = response.http_response
+    if not _replayable(response, call, http, classes):
+        return False
+    if call.body is None:
+        return True
+    aiter_bytes = http.aiter_bytes
+    aclose = http.aclose
+
+    def tracked_aiter_bytes(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+        return _async_tee(aiter_bytes(*args, **kwargs), call)
+
+    async def aclose_and_finish() -> None:
+        try:
+            await aclose()
+        finally:
+            if not call.reading:
+                call.finish()
+
+    http.aiter_bytes = tracked_aiter_bytes
+    http.aclose = aclose_and_finish
+    weakref.finalize(response, call.finish).atexit = False
+    return True
+
+
+def _replayable(response: Any, call: TrackedCall, http: Any, classes: tuple[type, type]) -> bool:
+    """Note how the SDK reads this response again; send the event now if its body is read."""
+    if http.is_closed:
+        # `with_raw_response` without a stream: the SDK has read the whole body already, so
+        # the event goes now (the body is parsed for it on the worker, not here).
+        call.replay = _replay_recipe(response, http, classes)
+        call.body, call.body_complete = [(http.content, 0.0)], True
+        call.finish()
+        return True
+    if call.response_mode != "stream":
+        return False  # `with_raw_response` of a stream: `.parse()` gives the SDK's stream
+    call.replay = _replay_recipe(response, http, classes)
+    call.body = []
+    return True
+
+
+def _replay_recipe(
+    response: Any, http: Any, classes: tuple[type, type]
+) -> Callable[[Iterator[bytes]], Any]:
+    """How the SDK parsed (or would parse) this response, for a copy of its body.
+
+    Only what the response was built from is kept, not the response: a finalizer waits for it.
+    """
+    response_cls, stream_cls = classes
+    cast_to, client, options = response._cast_to, response._client, response._options
+    sse = getattr(response, "_is_sse_stream", None)
+    if sse is None:
+        sse = getattr(response, "_stream", False)  # the legacy response's name for it
+    given_stream = response._stream_cls
+    status, request, http_cls = http.status_code, http.request, type(http)
+    headers = [(k, v) for k, v in http.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+
+    def replay(chunks: Iterator[bytes]) -> Any:
+        if sse:
+            twin = http_cls(status, headers=headers, content=chunks, request=request)
+            chunk_types = get_args(given_stream)
+            chunk_type = chunk_types[0] if chunk_types else cast_to
+            return stream_cls(cast_to=chunk_type, response=twin, client=client, options=options)
+        twin = http_cls(status, headers=headers, content=b"".join(chunks), request=request)
+        parsed = response_cls(
+            raw=twin, cast_to=cast_to, client=client, stream=False, stream_cls=None, options=options
+        )
+        return parsed.parse()
+
+    return replay
+
+
+def _keep(call: TrackedCall, data: bytes) -> None:
+    body = call.body
+    if body is None or call.done:
+        return
+    size = call.body_size + len(data)
+    if size > _BODY_LIMIT:
+        call.body_complete = False
+        call.body_size = _BODY_LIMIT + 1
+        return
+    call.body_size = size
+    body.append((data, call.busy))
+
+
+def _tee(inner: Iterator[bytes], call: TrackedCall) -> Iterator[bytes]:
+    """Yield `inner`'s pieces to the caller, keeping a copy and timing the SDK's reads."""
+    if call.done:  # read again after the end (from the content httpx keeps): nothing new
+        yield from inner
+        return
+    try:
+        while True:
+            call.reading = True
+            started = _perf()
+            try:
+                data = next(inner)
+            except StopIteration:
+                call.busy += _perf() - started
+                call.reading = False
+                if call.body_size <= _BODY_LIMIT:
+                    call.body_complete = True
+                call.finish()
+                return
+            except BaseException as exc:
+                call.busy += _perf() - started
+                call.reading = False
+                call.finish(exc)
+                raise
+            call.busy += _perf() - started
+            call.reading = False
+            _keep(call, data)
+            yield data
+    finally:
+        call.reading = False
+        close = getattr(inner, "close", None)
+        if close is not None:
+            close()
+
+
+async def _async_tee(inner: AsyncIterator[bytes], call: TrackedCall) -> AsyncIterator[bytes]:
+    if call.done:
+        async for data in inner:
+            yield data
+        return
+    try:
+        while True:
+            call.reading = True
+            started = _perf()
+            try:
+                data = await inner.__anext__()
+            except StopAsyncIteration:
+                call.busy += _perf() - started
+                call.reading = False
+                if call.body_size <= _BODY_LIMIT:
+                    call.body_complete = True
+                call.finish()
+                return
+            except BaseException as exc:
+                call.busy += _perf() - started
+                call.reading = False
+                call.finish(exc)
+                raise
+            call.busy += _perf() - started
+            call.reading = False
+            _keep(call, data)
+            yield data
+    finally:
+        call.reading = False
+        aclose = getattr(inner, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -131,9 +131,11 @@ from ._tracked import (  # noqa: E402
     run_tracked_async,
     secrets_of,
     track_async_iterator,
+    track_async_sdk_response,
     track_async_sdk_stream,
     track_copies,
     track_iterator,
+    track_sdk_response,
     track_sdk_stream,
 )
 from ._usage import Usage, normalize_usage, whole_number  # noqa: E402
@@ -153,6 +155,8 @@ __all__ += [
     "track_async_iterator",
     "track_sdk_stream",
     "track_async_sdk_stream",
+    "track_sdk_response",
+    "track_async_sdk_response",
     "Usage",
     "normalize_usage",
     "whole_number",

@@ -1,8 +1,8 @@
 """Subclasses of the SDK's own resources whose tracked methods report to PostHog.
 
-Only `create` / `parse` are overridden; every other method, sub-resource, `with_raw_response`
-and `with_streaming_response` is the SDK's. The SDK's `stream()` helpers call `create(stream=True)`
-on the resource, so they are tracked too.
+Only `create` / `parse` are overridden; every other method and sub-resource is the SDK's. The
+SDK's `with_raw_response` / `with_streaming_response` wrappers and `stream()` helpers call
+`create` / `parse` on the resource, so they are tracked too.
 """
 
 from __future__ import annotations

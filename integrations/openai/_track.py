@@ -2,7 +2,8 @@
 
 Timing, argument stripping, streams and the hand-over to the emitter are the core's
 (`posthog_llm.instrumentation`); this module only says what is OpenAI-specific: which objects
-are streams, how a raw response is unwrapped, and the `stream_options` we ask for.
+are streams and raw responses (`with_raw_response`, `with_streaming_response`), and the
+`stream_options` we ask for.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import openai
 from openai._legacy_response import LegacyAPIResponse
+from openai._response import APIResponse, AsyncAPIResponse
 from posthog_llm.instrumentation import (
     EMBEDDING,
     GENERATION,
@@ -22,7 +24,9 @@ from posthog_llm.instrumentation import (
     provider_from_base_url,
     run_tracked,
     run_tracked_async,
+    track_async_sdk_response,
     track_async_sdk_stream,
+    track_sdk_response,
     track_sdk_stream,
 )
 
@@ -30,8 +34,6 @@ from . import _chat, _embeddings, _responses
 
 __all__ = ["OpenAITracker", "CHAT", "RESPONSES", "EMBEDDINGS", "run_sync", "run_async"]
 
-# openai's `with_raw_response` / `with_streaming_response` mark their calls with this header.
-_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 _UNSET = (openai.Omit, openai.NotGiven)
 
 
@@ -39,6 +41,7 @@ class OpenAITracker(Tracker):
     """Per-client state, shared with the client's `copy()` / `with_options()` copies."""
 
     secret_names = ("api_key", "_azure_ad_token", "admin_api_key")
+    sdk_errors = (openai.OpenAIError,)
     framework = "openai"  # a generation open under this name is our own: not skipped
 
     def __init__(self, emitter: Emitter, azure: bool) -> None:
@@ -64,21 +67,28 @@ def _start_stream(stream: Any, call: TrackedCall) -> Any:
     return stream  # not a stream we know: leave it alone, send nothing
 
 
+# The SDK's own classes that read a raw response's body again for the event.
+_REPLAY = (APIResponse, openai.Stream)
+
+
+def _start_response(response: Any, call: TrackedCall) -> bool:
+    if isinstance(response, AsyncAPIResponse):
+        return track_async_sdk_response(response, call, _REPLAY)
+    if isinstance(response, (APIResponse, LegacyAPIResponse)):
+        return track_sdk_response(response, call, _REPLAY)
+    return False
+
+
 def _unwrap(result: Any) -> Any:
-    # with_raw_response: parse() is cached, so the user's own parse() gets this object.
+    # with_raw_response of a stream: parse() is cached and only builds the SDK's stream, so the
+    # caller's own parse() gets this object, tracked as it is read.
     return result.parse() if isinstance(result, LegacyAPIResponse) else result
 
 
-def _not_raw_stream(call: TrackedCall, kwargs: dict[str, Any]) -> bool:
-    extra_headers = kwargs.get("extra_headers")
-    # with_streaming_response: the body is the user's to read; not tracked.
-    return not (extra_headers and extra_headers.get(_RAW_RESPONSE_HEADER) == "stream")
-
-
 def _prepare_chat(call: TrackedCall, kwargs: dict[str, Any]) -> bool:
-    if not _not_raw_stream(call, kwargs):
-        return False
-    if call.stream:
+    # with_streaming_response: the caller reads the body as it comes, so nothing can be hidden
+    # from them; no usage chunk is asked for.
+    if call.stream and call.response_mode != "stream":
         options = kwargs.get("stream_options")
         if options is None or isinstance(options, _UNSET):
             options = {}
@@ -99,6 +109,7 @@ CHAT = TrackedKind(
     _start_stream,
     prepare=_prepare_chat,
     unwrap=_unwrap,
+    start_response=_start_response,
 )
 RESPONSES = TrackedKind(
     GENERATION,
@@ -106,8 +117,8 @@ RESPONSES = TrackedKind(
     _responses.build,
     _responses.observe_event,
     _start_stream,
-    prepare=_not_raw_stream,
     unwrap=_unwrap,
+    start_response=_start_response,
 )
 EMBEDDINGS = TrackedKind(
     EMBEDDING,
@@ -115,8 +126,8 @@ EMBEDDINGS = TrackedKind(
     _embeddings.build,
     None,
     _start_stream,
-    prepare=_not_raw_stream,
     unwrap=_unwrap,
+    start_response=_start_response,
 )
 
 

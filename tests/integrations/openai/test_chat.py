@@ -272,7 +272,7 @@ def test_results_are_the_sdks_own_objects(make_client, standin):
     assert isinstance(tracked.chat.completions, openai.resources.chat.Completions)
 
 
-def test_with_raw_response_is_tracked_and_streaming_response_passes_through(make_client, events):
+def test_with_raw_response_and_with_streaming_response_are_tracked(make_client, events):
     llm = make_client()
     raw = llm.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=HELLO, posthog_distinct_id="raw-user"
@@ -285,7 +285,7 @@ def test_with_raw_response_is_tracked_and_streaming_response_passes_through(make
         assert response.parse().choices[0].message.content.startswith("Echo:")
 
     found = events("$ai_generation")
-    assert [e["distinct_id"] for e in found] == ["raw-user"]
+    assert [e["distinct_id"] for e in found] == ["raw-user", "streamed-user"]
 
 
 def test_other_endpoints_pass_through_untracked(make_client, events):

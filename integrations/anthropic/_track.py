@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import anthropic
+from anthropic._response import APIResponse, AsyncAPIResponse
 from anthropic.resources.messages import AsyncMessages, Messages
 from posthog_llm.instrumentation import (
     GENERATION,
@@ -15,7 +16,9 @@ from posthog_llm.instrumentation import (
     begin_call,
     run_tracked,
     run_tracked_async,
+    track_async_sdk_response,
     track_async_sdk_stream,
+    track_sdk_response,
     track_sdk_stream,
 )
 
@@ -41,6 +44,7 @@ class AnthropicTracker(Tracker):
         "aws_session_token",
         "access_token",
     )
+    sdk_errors = (anthropic.AnthropicError,)
 
 
 def _start_stream(stream: Any, call: TrackedCall) -> Any:
@@ -49,12 +53,6 @@ def _start_stream(stream: Any, call: TrackedCall) -> Any:
     if isinstance(stream, anthropic.Stream):
         return track_sdk_stream(stream, call)
     return stream
-
-
-def _not_raw_stream(call: TrackedCall, kwargs: dict[str, Any]) -> bool:
-    headers = kwargs.get("extra_headers")
-    # with_streaming_response: the body is the user's to read; not tracked.
-    return not (headers and headers.get("X-Stainless-Raw-Response") == "stream")
 
 
 def _raw_response_classes() -> tuple[type, ...]:
@@ -67,20 +65,26 @@ def _raw_response_classes() -> tuple[type, ...]:
         found.append(LegacyAPIResponse)
     except ImportError:
         pass
-    try:
-        from anthropic._response import APIResponse
-
-        found.append(APIResponse)
-    except ImportError:  # pragma: no cover - very old SDKs
-        pass
+    found.append(APIResponse)
     return tuple(found)
 
 
 _RAW_RESPONSES = _raw_response_classes()
+# The SDK's own classes that read a raw response's body again for the event.
+_REPLAY = (APIResponse, anthropic.Stream)
+
+
+def _start_response(response: Any, call: TrackedCall) -> bool:
+    if isinstance(response, AsyncAPIResponse):
+        return track_async_sdk_response(response, call, _REPLAY)
+    if isinstance(response, _RAW_RESPONSES):
+        return track_sdk_response(response, call, _REPLAY)
+    return False
 
 
 def _unwrap(result: Any) -> Any:
-    # with_raw_response: parse() is cached, so the user's own parse() gets this object.
+    # with_raw_response of a stream: parse() is cached and only builds the SDK's stream, so the
+    # caller's own parse() gets this object, tracked as it is read.
     if isinstance(result, _RAW_RESPONSES):
         return result.parse()  # type: ignore[attr-defined]
     return result
@@ -92,10 +96,10 @@ MESSAGES = TrackedKind(
     _messages.build,
     _messages.observe_event,
     _start_stream,
-    prepare=_not_raw_stream,
     unwrap=_unwrap,
+    start_response=_start_response,
 )
-STREAM_HELPER = MESSAGES._replace(streams=True, prepare=None)
+STREAM_HELPER = MESSAGES._replace(streams=True)
 
 
 def _tracker(resource: Any) -> Tracker | None:

@@ -790,17 +790,24 @@ def _replay_recipe(
     status, request, http_cls = http.status_code, http.request, type(http)
     headers = [(k, v) for k, v in http.headers.multi_items() if k.lower() not in _BODY_HEADERS]
 
+    # The sync stream class for the same events (an async response's is the AsyncStream).
+    chunk_types = get_args(given_stream)
+    sync_stream = stream_cls[chunk_types[0]] if chunk_types else None  # type: ignore[index]
+
     def replay(chunks: Iterator[bytes]) -> Any:
-        if sse:
-            twin = http_cls(status, headers=headers, content=chunks, request=request)
-            chunk_types = get_args(given_stream)
-            chunk_type = chunk_types[0] if chunk_types else cast_to
-            return stream_cls(cast_to=chunk_type, response=twin, client=client, options=options)
-        twin = http_cls(status, headers=headers, content=b"".join(chunks), request=request)
-        parsed = response_cls(
-            raw=twin, cast_to=cast_to, client=client, stream=False, stream_cls=None, options=options
+        # The SDK's own response class builds the result or the stream, with the arguments its
+        # version takes.
+        content = chunks if sse else b"".join(chunks)
+        twin = http_cls(status, headers=headers, content=content, request=request)
+        again = response_cls(
+            raw=twin,
+            cast_to=cast_to,
+            client=client,
+            stream=bool(sse),
+            stream_cls=sync_stream if sse else None,
+            options=options,
         )
-        return parsed.parse()
+        return again.parse()
 
     return replay
 

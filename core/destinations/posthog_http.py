@@ -2,6 +2,7 @@
 
 `$ai_*` events go to `POST {host}/i/v0/ai/batch/`, PostHog's LLM-analytics intake (8 MiB per
 event), as posthog-python 7.x sends them; other events to `POST {host}/batch/` (~1 MB per event).
+A PostHog that answers the AI intake 404 (one from before it) gets `$ai_*` events at `/batch/`.
 Both take the same body: `{"api_key", "batch": [...], "sent_at"}`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import logging
 import os
 import threading
 import zlib
@@ -42,6 +44,8 @@ def is_ai_event(data: bytes) -> bool:
     except Exception:
         return False
 
+
+log = logging.getLogger("posthog_llm")
 
 _USER_AGENT = f"posthog-llm/{__version__}"
 _RETRY_STATUSES = frozenset({408, 429})
@@ -221,6 +225,17 @@ class PostHogHTTPDestination:
             data = gzip_body(data)
             headers["Content-Encoding"] = "gzip"
         status, retry_after, text = self._post(url, data, headers, timeout)
+        if status == 404 and url == self.ai_url != self.url:
+            # A PostHog from before the AI intake: `$ai_*` events go where all events go.
+            log.warning(
+                "posthog-llm: %s has no AI intake (HTTP 404 from %s); sending $ai_* events "
+                "to %s instead",
+                self.description,
+                _split_userinfo(url)[0],
+                _split_userinfo(self.url)[0],
+            )
+            self.ai_url = url = self.url
+            status, retry_after, text = self._post(url, data, headers, timeout)
         if 200 <= status < 300:
             return
         detail = f"HTTP {status} from {_split_userinfo(url)[0]}: {text[:200]!r}"

@@ -34,6 +34,28 @@ def test_ai_events_go_to_the_ai_intake_and_others_to_batch(posthog_server):
     client.shutdown(1)
 
 
+def test_a_posthog_without_the_ai_intake_gets_ai_events_at_batch(posthog_server, caplog):
+    # A self-hosted PostHog from before `/i/v0/ai/batch/` answers it 404: the events are not
+    # dropped, they go to `/batch/` (this request and every later one), with one warning.
+    caplog.set_level(logging.WARNING, logger="posthog_llm")
+
+    def no_ai_intake(n: int):
+        last = posthog_server.requests[-1]["path"]
+        return ("status", 404) if last.startswith("/i/v0/ai/") else "ok"
+
+    posthog_server.behaviour = no_ai_intake
+    client = _client(posthog_server)
+    first = client.capture("$ai_generation", distinct_id="u", properties={"$ai_model": "m"})
+    assert client.flush(10)
+    second = client.capture("$ai_span", distinct_id="u", properties={"$ai_span_name": "s"})
+    assert client.flush(10)
+    assert [r["path"] for r in posthog_server.requests] == ["/i/v0/ai/batch/", "/batch/", "/batch/"]
+    assert [e["uuid"] for e in posthog_server.events] == [first, second]
+    [warning] = [r.getMessage() for r in caplog.records if "no AI intake" in r.getMessage()]
+    assert "/batch/" in warning
+    client.shutdown(1)
+
+
 def test_a_3_mb_prompt_arrives_whole(posthog_server):
     prompt = "The hedgehog is a spiny mammal. " * 100_000  # 3.2 MB
     client = _client(posthog_server)

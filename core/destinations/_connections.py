@@ -140,7 +140,7 @@ class ConnectionPool:
                 conn.close()
                 conn = watch.conn = self._new(timeout)
                 response = _exchange(conn, path, body, headers)
-            content = response.read()
+            content = _body(response)
         except BaseException as exc:
             conn.close()
             if watch.expired and isinstance(exc, Exception):
@@ -260,10 +260,32 @@ def _exchange(
         # The server may have answered before reading the whole body and closed (a proxy's
         # 413 from Content-Length alone): its answer, when there is one, is the outcome.
         try:
-            return conn.getresponse()
+            return _answer(conn)
         except Exception:
             raise exc from None
-    return conn.getresponse()
+    return _answer(conn)
+
+
+def _answer(conn: http.client.HTTPConnection) -> http.client.HTTPResponse:
+    """The answer's status and headers (its body is read by the caller, through `_body`)."""
+    try:
+        return conn.getresponse()
+    except (ValueError, OverflowError) as exc:
+        raise _malformed(exc) from None
+
+
+def _body(response: http.client.HTTPResponse) -> bytes:
+    try:
+        return response.read()
+    except (ValueError, OverflowError) as exc:
+        raise _malformed(exc) from None
+
+
+def _malformed(exc: Exception) -> http.client.HTTPException:
+    # What http.client lets through from an answer it cannot parse (a chunk size too large
+    # for an int): the server's fault, like a cut-short answer, so the batch is tried again
+    # rather than refused as if the request could never be sent.
+    return http.client.HTTPException(f"malformed answer ({type(exc).__name__}: {exc})")
 
 
 def _closed_by_peer(sock: Any) -> bool:

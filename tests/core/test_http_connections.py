@@ -84,6 +84,13 @@ class _RawServer:
                     conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
                     continue
+                if what == "huge chunk":  # a chunk size no int can hold
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        + b"f" * 40
+                        + b"\r\n"
+                    )
+                    return
                 if what == "trickle":  # an answer a byte at a time, never finished
                     for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000:
                         conn.sendall(bytes([byte]))
@@ -262,6 +269,16 @@ def test_an_answer_trickled_a_byte_at_a_time_is_cut_at_the_requests_deadline(
     with pytest.raises(RetryableError, match="no whole answer within 1 s"):
         destination.send([EVENT], timeout=0.5)
     assert time.monotonic() - start < 3
+    destination.close()
+
+
+def test_an_answer_http_client_cannot_parse_is_retryable_not_a_refusal(raw_server):
+    # http.client lets an OverflowError through for this one: it is the server's fault, so
+    # the batch is tried again (and spooled meanwhile), never dropped as refused.
+    server = raw_server(lambda conn, nth: "huge chunk")
+    destination = PostHogHTTPDestination("phc_key", f"http://127.0.0.1:{server.port}")
+    with pytest.raises(RetryableError, match="malformed answer"):
+        destination.send([EVENT], timeout=5)
     destination.close()
 
 

@@ -51,6 +51,7 @@ from ._runs import (
     key_of,
     replay,
     start_positions,
+    tracked_elsewhere,
 )
 
 __all__ = ["PostHogCallbackHandler"]
@@ -257,8 +258,16 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         """A root (or a run whose parent this handler never saw): a new trace starts here,
         unless it runs inside another integration's step or a user span: then it joins that
         trace as a span under it."""
-        scope = self._emitter.scope(_metadata_overrides(metadata))
         outer = current_observation()
+        if (
+            outer is not None
+            and outer.framework == FRAMEWORK
+            and tracked_elsewhere(key, self._runs)
+        ):
+            # Another of our handlers reports this run already (a handler given to a model at
+            # construction, beside one given at invoke or the global one): one event, not two.
+            return
+        scope = self._emitter.scope(_metadata_overrides(metadata))
         joined = outer is not None and scope.trace_id == outer.trace_id
         trace_id = scope.trace_id or str(run_id)
         # The trace keeps the scope as resolved (with no overrides: the handler's own, shared by

@@ -42,6 +42,7 @@ __all__ = [
     "start_positions",
     "key_of",
     "key_text",
+    "tracked_elsewhere",
 ]
 
 CHAIN, TOOL, RETRIEVER, CHAT, LLM = "chain", "tool", "retriever", "chat", "llm"
@@ -498,6 +499,11 @@ class RunMap:
 
 
 _live_maps: weakref.WeakSet[RunMap] = weakref.WeakSet()
+
+
+def tracked_elsewhere(key: Any, runs: RunMap) -> bool:
+    """Whether a handler other than the one owning `runs` has the run `key` open."""
+    return any(other is not runs and key in other._live for other in list(_live_maps))
 
 
 def _reset_after_fork() -> None:

@@ -20,7 +20,12 @@ from posthog_llm.integrations.langchain import (  # noqa: E402
     set_global_handler,
 )
 
-from tests.integrations.langchain.fakes import assert_well_formed, by_trace, chain  # noqa: E402
+from tests.integrations.langchain.fakes import (  # noqa: E402
+    assert_well_formed,
+    by_trace,
+    chain,
+    model,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -65,6 +70,32 @@ def test_explicit_handler_and_global_handler_do_not_double_events(client, events
     sent = events()
     assert len(sent) == 4
     assert {e["distinct_id"] for e in sent} == {"explicit"}
+
+
+@pytest.mark.parametrize("outer", ["global", "at invoke"])
+def test_a_handler_given_to_a_model_at_construction_does_not_double_its_generation(
+    client, events, outer
+):
+    # A model factory attaches a handler; the chain runs with another one. Both see the model's
+    # run: one of them reports it.
+    llm = model(callbacks=[PostHogCallbackHandler(client, distinct_id="model-factory")])
+    config = {}
+    if outer == "global":
+        set_global_handler(client)
+    else:
+        config = {"callbacks": [PostHogCallbackHandler(client)]}
+    chain(llm).invoke({"question": "q"}, config=config)
+    llm.invoke("alone")  # on its own, the model's handler reports it
+
+    sent = events()
+    generations = [e for e in sent if e["event"] == "$ai_generation"]
+    assert len(generations) == 2
+    assert len({g["properties"]["$ai_span_id"] for g in generations}) == 2
+    traces = by_trace(sent)
+    assert len(traces) == 2
+    chain_trace = next(t for t in traces.values() if any(e["event"] == "$ai_trace" for e in t))
+    assert len(chain_trace) == 4
+    assert_well_formed(chain_trace)
 
 
 def test_set_global_handler_replaces_the_previous_one(events):

@@ -86,9 +86,9 @@ def _unwrap(result: Any) -> Any:
 
 
 def _prepare_chat(call: TrackedCall, kwargs: dict[str, Any]) -> bool:
-    # with_streaming_response: the caller reads the body as it comes, so nothing can be hidden
-    # from them; no usage chunk is asked for.
-    if call.stream and call.response_mode != "stream":
+    # with_raw_response / with_streaming_response: the body is the caller's to read (its
+    # lines, its bytes), so nothing can be hidden from them; no usage chunk is asked for.
+    if call.stream and call.response_mode is None:
         options = kwargs.get("stream_options")
         if options is None or isinstance(options, _UNSET):
             options = {}

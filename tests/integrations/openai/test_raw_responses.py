@@ -256,15 +256,18 @@ def test_a_parse_the_sdk_refuses_is_the_calls_error_not_a_lost_event(make_client
     assert props["$ai_error"].startswith("LengthFinishReasonError")
 
 
-def test_raw_response_stream_still_hides_the_usage_chunk_it_asked_for(make_client, events):
+def test_raw_response_stream_asks_for_no_usage_chunk(make_client, events, standin):
+    # The caller can read the raw body itself: it is the server's answer to their request.
     llm = make_client()
     raw = llm.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=HELLO, stream=True
     )
+    assert "stream_options" not in standin.last_request().body
     chunks = list(raw.parse())
     assert all(chunk.choices for chunk in chunks)
     props = only(events("$ai_generation"))
-    assert props["$ai_output_tokens"] == 8
+    assert props["$ai_output_choices"] == [{"role": "assistant", "content": ECHO}]
+    assert "$ai_output_tokens" not in props  # not in the body the caller asked for
 
 
 async def test_async_raw_and_streaming_responses(make_client, events, standin):

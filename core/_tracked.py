@@ -686,38 +686,42 @@ async def track_async_iterator(inner: AsyncIterator[Any], call: TrackedCall) -> 
 # -- raw responses ---------------------------------------------------------------------------------
 #
 # `with_raw_response` and `with_streaming_response` hand the caller the SDK's response object
-# (`APIResponse`, `LegacyAPIResponse`) instead of the parsed result. The caller reads its body
-# (`.parse()`, `.read()`, `.json()`, `.iter_lines()`, ...); each of those, and the SDK's stream
-# that `.parse()` gives for `stream=True`, reads the decoded bytes through the HTTP response's
-# `iter_bytes` / `aiter_bytes`. So the response is tracked by two hooks on that one object:
+# (`APIResponse`, `AsyncAPIResponse`, `LegacyAPIResponse`) instead of the parsed result. The caller
+# reads its body (`.parse()`, `.read()`, `.json()`, `.iter_lines()`, the HTTP response's own
+# `iter_raw()` / `iter_bytes()` / `iter_lines()`, ...); each of those, and the SDK's stream that
+# `.parse()` gives for `stream=True`, reads the bytes off the wire through the HTTP response's
+# `iter_raw` / `aiter_raw`. So the response is tracked by two hooks on that one object:
 #
-# - `iter_bytes` is wrapped: the wrapper keeps a copy of each piece as it goes by to the caller
+# - `iter_raw` is wrapped: the wrapper keeps a copy of each piece as it goes by to the caller
 #   (never reads ahead of the caller) and times the SDK's own work, as a stream's iterator does;
 # - closing it (`close()`, the `with` block, reading to the end) ends the call; a finalizer ends
-#   it when the response is dropped unclosed.
+#   it when the HTTP response is dropped unclosed (with the SDK's stream, not only the wrapper).
 #
 # On the sender's worker, the SDK reads the copy again into its own objects (the provider gives
-# its response and stream classes), and the kind's `build` (and `observe`, for a stream) takes
-# them from there. A body never read, or a JSON body read only in part, leaves the output out:
-# the event goes out with what the call itself knows.
+# its response and stream classes; the copy is still content-encoded, as it came, and is decoded
+# as it was for the caller), and the kind's `build` (and `observe`, for a stream) takes them from
+# there. A body never read, or a JSON body read only in part, leaves the output out: the event
+# goes out with what the call itself knows. A `with_raw_response` call whose body the SDK read
+# already (no stream) sends its event at once.
 
 _BODY_LIMIT = 32 * 1024 * 1024  # bytes of a body kept for the event; a longer one is cut there
-_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+# Headers the twin response must not take: it sizes its own body. The decoded body of a read
+# response drops its content encoding too; the copy of an undecoded one keeps it.
+_SIZE_HEADERS = frozenset({"content-length", "transfer-encoding"})
+_BODY_HEADERS = _SIZE_HEADERS | {"content-encoding"}
 
 
 def track_sdk_response(response: Any, call: TrackedCall, classes: tuple[type, type]) -> bool:
     """Make a Stainless raw response report; `classes` are the SDK's sync `APIResponse` and
-    `Stream`, which read the body again for the event. False leaves the call to `unwrap`."""
+    `Stream`, which read the body again for the event. Returns True (it reports)."""
     http = response.http_response
-    if not _replayable(response, call, http, classes):
-        return False
-    if call.body is None:
-        return True  # already sent
-    iter_bytes = http.iter_bytes
+    if _read_already(response, call, http, classes):
+        return True
+    iter_raw = http.iter_raw
     close = http.close
 
-    def tracked_iter_bytes(*args: Any, **kwargs: Any) -> Iterator[bytes]:
-        return _tee(iter_bytes(*args, **kwargs), call)
+    def tracked_iter_raw(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        return _tee(iter_raw(*args, **kwargs), call)
 
     def close_and_finish() -> None:
         try:
@@ -726,24 +730,22 @@ def track_sdk_response(response: Any, call: TrackedCall, classes: tuple[type, ty
             if not call.reading:  # closed by httpx itself at the end: the reader finishes
                 call.finish()
 
-    http.iter_bytes = tracked_iter_bytes
+    http.iter_raw = tracked_iter_raw
     http.close = close_and_finish
-    weakref.finalize(response, call.finish).atexit = False
+    weakref.finalize(http, call.finish).atexit = False
     return True
 
 
 def track_async_sdk_response(response: Any, call: TrackedCall, classes: tuple[type, type]) -> bool:
-    """`track_sdk_response` for an `AsyncAPIResponse` (its body is read with `aiter_bytes`)."""
+    """`track_sdk_response` for the response of an async client (read with `aiter_raw`)."""
     http = response.http_response
-    if not _replayable(response, call, http, classes):
-        return False
-    if call.body is None:
+    if _read_already(response, call, http, classes):
         return True
-    aiter_bytes = http.aiter_bytes
+    aiter_raw = http.aiter_raw
     aclose = http.aclose
 
-    def tracked_aiter_bytes(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
-        return _async_tee(aiter_bytes(*args, **kwargs), call)
+    def tracked_aiter_raw(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+        return _async_tee(aiter_raw(*args, **kwargs), call)
 
     async def aclose_and_finish() -> None:
         try:
@@ -752,30 +754,29 @@ def track_async_sdk_response(response: Any, call: TrackedCall, classes: tuple[ty
             if not call.reading:
                 call.finish()
 
-    http.aiter_bytes = tracked_aiter_bytes
+    http.aiter_raw = tracked_aiter_raw
     http.aclose = aclose_and_finish
-    weakref.finalize(response, call.finish).atexit = False
+    weakref.finalize(http, call.finish).atexit = False
     return True
 
 
-def _replayable(response: Any, call: TrackedCall, http: Any, classes: tuple[type, type]) -> bool:
-    """Note how the SDK reads this response again; send the event now if its body is read."""
+def _read_already(response: Any, call: TrackedCall, http: Any, classes: tuple[type, type]) -> bool:
+    """Note how the SDK reads this response again; True when its body was read (event sent)."""
     if http.is_closed:
         # `with_raw_response` without a stream: the SDK has read the whole body already, so
         # the event goes now (the body is parsed for it on the worker, not here).
-        call.replay = _replay_recipe(response, http, classes)
+        call.replay = _replay_recipe(response, http, classes, _BODY_HEADERS)
         call.body, call.body_complete = [(http.content, 0.0)], True
         call.finish()
         return True
-    if call.response_mode != "stream":
-        return False  # `with_raw_response` of a stream: `.parse()` gives the SDK's stream
-    call.replay = _replay_recipe(response, http, classes)
+    # An open body (`with_streaming_response`, or `with_raw_response` of a stream): the caller's.
+    call.replay = _replay_recipe(response, http, classes, _SIZE_HEADERS)
     call.body = []
-    return True
+    return False
 
 
 def _replay_recipe(
-    response: Any, http: Any, classes: tuple[type, type]
+    response: Any, http: Any, classes: tuple[type, type], dropped: frozenset[str]
 ) -> Callable[[Iterator[bytes]], Any]:
     """How the SDK parsed (or would parse) this response, for a copy of its body.
 
@@ -788,7 +789,7 @@ def _replay_recipe(
         sse = getattr(response, "_stream", False)  # the legacy response's name for it
     given_stream = response._stream_cls
     status, request, http_cls = http.status_code, http.request, type(http)
-    headers = [(k, v) for k, v in http.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+    headers = [(k, v) for k, v in http.headers.multi_items() if k.lower() not in dropped]
 
     # The sync stream class for the same events (an async response's is the AsyncStream).
     chunk_types = get_args(given_stream)

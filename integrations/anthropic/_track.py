@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import anthropic
+from anthropic._base_client import AsyncAPIClient
 from anthropic._response import APIResponse, AsyncAPIResponse
 from anthropic.resources.messages import AsyncMessages, Messages
 from posthog_llm.instrumentation import (
@@ -75,19 +76,14 @@ _REPLAY = (APIResponse, anthropic.Stream)
 
 
 def _start_response(response: Any, call: TrackedCall) -> bool:
-    if isinstance(response, AsyncAPIResponse):
+    # An async client's raw response is the legacy class in older SDKs: its body is read async.
+    if isinstance(response, AsyncAPIResponse) or (
+        isinstance(response, _RAW_RESPONSES) and isinstance(call.client, AsyncAPIClient)
+    ):
         return track_async_sdk_response(response, call, _REPLAY)
     if isinstance(response, _RAW_RESPONSES):
         return track_sdk_response(response, call, _REPLAY)
     return False
-
-
-def _unwrap(result: Any) -> Any:
-    # with_raw_response of a stream: parse() is cached and only builds the SDK's stream, so the
-    # caller's own parse() gets this object, tracked as it is read.
-    if isinstance(result, _RAW_RESPONSES):
-        return result.parse()  # type: ignore[attr-defined]
-    return result
 
 
 MESSAGES = TrackedKind(
@@ -96,7 +92,6 @@ MESSAGES = TrackedKind(
     _messages.build,
     _messages.observe_event,
     _start_stream,
-    unwrap=_unwrap,
     start_response=_start_response,
 )
 STREAM_HELPER = MESSAGES._replace(streams=True)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import openai
+from openai._base_client import AsyncAPIClient
 from openai._legacy_response import LegacyAPIResponse
 from openai._response import APIResponse, AsyncAPIResponse
 from posthog_llm.instrumentation import (
@@ -72,17 +73,14 @@ _REPLAY = (APIResponse, openai.Stream)
 
 
 def _start_response(response: Any, call: TrackedCall) -> bool:
-    if isinstance(response, AsyncAPIResponse):
+    # An async client's `with_raw_response` gives the legacy class too: its body is read async.
+    if isinstance(response, AsyncAPIResponse) or (
+        isinstance(response, LegacyAPIResponse) and isinstance(call.client, AsyncAPIClient)
+    ):
         return track_async_sdk_response(response, call, _REPLAY)
     if isinstance(response, (APIResponse, LegacyAPIResponse)):
         return track_sdk_response(response, call, _REPLAY)
     return False
-
-
-def _unwrap(result: Any) -> Any:
-    # with_raw_response of a stream: parse() is cached and only builds the SDK's stream, so the
-    # caller's own parse() gets this object, tracked as it is read.
-    return result.parse() if isinstance(result, LegacyAPIResponse) else result
 
 
 def _prepare_chat(call: TrackedCall, kwargs: dict[str, Any]) -> bool:
@@ -108,7 +106,6 @@ CHAT = TrackedKind(
     _chat.observe_chunk,
     _start_stream,
     prepare=_prepare_chat,
-    unwrap=_unwrap,
     start_response=_start_response,
 )
 RESPONSES = TrackedKind(
@@ -117,7 +114,6 @@ RESPONSES = TrackedKind(
     _responses.build,
     _responses.observe_event,
     _start_stream,
-    unwrap=_unwrap,
     start_response=_start_response,
 )
 EMBEDDINGS = TrackedKind(
@@ -126,7 +122,6 @@ EMBEDDINGS = TrackedKind(
     _embeddings.build,
     None,
     _start_stream,
-    unwrap=_unwrap,
     start_response=_start_response,
 )
 

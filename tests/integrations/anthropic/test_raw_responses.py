@@ -148,3 +148,61 @@ async def test_async_raw_and_streaming_responses(make_client, events):
         assert props["$ai_output_tokens"] == 9 and props["$ai_http_status"] == 200
     assert found[2]["$ai_stream"] is found[3]["$ai_stream"] is True
     assert found[4]["$ai_http_status"] == 500 and found[4]["$ai_is_error"] is True
+
+
+@pytest.mark.parametrize("read", ["parse", "iter_lines", "iter_raw"])
+def test_raw_response_of_a_stream_is_reported_however_its_body_is_read(make_client, events, read):
+    llm = make_client()
+    raw = llm.messages.with_raw_response.create(
+        model=MODEL, max_tokens=100, messages=HELLO, stream=True
+    )
+    if read == "parse":
+        assert [event.type for event in raw.parse()][-1] == "message_stop"
+    elif read == "iter_lines":
+        assert "event: message_stop" in list(raw.http_response.iter_lines())
+    else:
+        assert b"event: message_stop" in b"".join(raw.http_response.iter_raw())
+
+    props = only(events("$ai_generation"))
+    assert props["$ai_output_choices"] == TEXT and props["$ai_stream"] is True
+    assert props["$ai_output_tokens"] == 9 and props["$ai_stop_reason"] == "end_turn"
+    assert 0 < props["$ai_time_to_first_token"] <= props["$ai_latency"]
+
+
+@pytest.mark.parametrize("client_class", ["AsyncAnthropic", "AsyncAnthropicVertex"])
+async def test_async_raw_response_of_a_stream_is_reported(
+    make_client, events, standin, client_class
+):
+    import posthog_llm.integrations.anthropic as drop_in
+
+    cls = getattr(drop_in, client_class)
+    extra: dict[str, Any] = {}
+    if client_class == "AsyncAnthropicVertex":
+        extra = {
+            "api_key": None,
+            "region": "us-east5",
+            "project_id": "my-project",
+            "access_token": "ya29.vertex-access-token-SECRET",
+            "base_url": standin.vertex_base_url,
+        }
+    llm = make_client(cls, **extra)
+    raw = await llm.messages.with_raw_response.create(
+        model=MODEL, max_tokens=100, messages=HELLO, stream=True
+    )
+    stream = raw.parse()  # a coroutine, or the stream itself from older SDKs' legacy response
+    if inspect.isawaitable(stream):
+        stream = await stream
+    kinds = [event.type async for event in stream]
+    raw = await llm.messages.with_raw_response.create(
+        model=MODEL, max_tokens=100, messages=HELLO, stream=True
+    )
+    lines = [line async for line in raw.http_response.aiter_lines()]
+    await llm.close()
+
+    assert kinds[-1] == "message_stop" and "event: message_stop" in lines
+    found = [e["properties"] for e in events("$ai_generation")]
+    assert len(found) == 2
+    for props in found:
+        assert props["$ai_output_choices"] == TEXT and props["$ai_stream"] is True
+        assert props["$ai_output_tokens"] == 9 and props["$ai_http_status"] == 200
+        assert 0 < props["$ai_time_to_first_token"] <= props["$ai_latency"]

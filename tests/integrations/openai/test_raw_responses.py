@@ -270,6 +270,63 @@ def test_raw_response_stream_asks_for_no_usage_chunk(make_client, events, standi
     assert "$ai_output_tokens" not in props  # not in the body the caller asked for
 
 
+@pytest.mark.parametrize("read", ["parse", "iter_lines", "read", "iter_raw"])
+def test_raw_response_stream_is_reported_however_its_body_is_read(make_client, events, read):
+    llm = make_client()
+    raw = llm.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=HELLO, stream=True, stream_options={"include_usage": True}
+    )
+    if read == "parse":
+        assert list(raw.parse())[-1].usage.completion_tokens == 8
+    elif read == "iter_lines":
+        assert "data: [DONE]" in list(raw.http_response.iter_lines())
+    elif read == "read":
+        assert raw.http_response.read().endswith(b"data: [DONE]\n\n")
+    else:
+        assert b"".join(raw.http_response.iter_raw()).endswith(b"data: [DONE]\n\n")
+
+    props = only(events("$ai_generation"))
+    assert props["$ai_stream"] is True and props["$ai_http_status"] == 200
+    assert props["$ai_output_choices"] == [{"role": "assistant", "content": ECHO}]
+    assert props["$ai_model"] == "gpt-4o-mini-2024-08-06" and props["$ai_stop_reason"] == "stop"
+    assert props["$ai_output_tokens"] == 8  # the usage chunk the caller asked for
+    assert 0 < props["$ai_time_to_first_token"] <= props["$ai_latency"]
+
+
+def test_a_raw_stream_kept_without_its_response_reports_what_is_read(make_client, events):
+    llm = make_client()
+    stream = llm.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=HELLO, stream=True
+    ).parse()
+    gc.collect()  # the raw response is gone; its HTTP response lives on in the stream
+    assert events("$ai_generation") == []
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+
+    assert text == ECHO
+    props = only(events("$ai_generation"))
+    assert props["$ai_output_choices"] == [{"role": "assistant", "content": ECHO}]
+
+
+def test_streaming_response_read_with_iter_raw_is_reported(make_client, events):
+    llm = make_client()
+    with llm.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=HELLO
+    ) as response:
+        body = b"".join(response.http_response.iter_raw())
+    with llm.responses.with_streaming_response.create(
+        model="gpt-4o-mini", input="one two three", stream=True
+    ) as response:
+        for _ in response.http_response.iter_raw(16):
+            pass
+
+    assert body.startswith(b"{")
+    chat, responses = (e["properties"] for e in events("$ai_generation"))
+    assert chat["$ai_output_choices"] == [{"role": "assistant", "content": ECHO}]
+    assert chat["$ai_model"] == "gpt-4o-mini-2024-08-06" and chat["$ai_output_tokens"] == 8
+    assert responses["$ai_output_choices"][0]["content"] == "Echo: one two three"
+    assert responses["$ai_stream"] is True and responses["$ai_stop_reason"] == "stop"
+
+
 async def test_async_raw_and_streaming_responses(make_client, events, standin):
     from posthog_llm.integrations.openai import AsyncOpenAI
 
@@ -344,3 +401,61 @@ def test_latency_counts_the_sdks_reads_not_the_callers_loop(client, sink):
     assert waiting["$ai_latency"] >= 0.05 * (counts[0] - 1) * 0.9  # the provider's pace
     assert looping["$ai_latency"] < 0.1 * counts[1] / 2  # not the caller's 0.1 s per line
     assert 0 < waiting["$ai_time_to_first_token"] < waiting["$ai_latency"]
+
+
+@pytest.fixture
+def gzipping(standin: Any) -> Any:
+    """A loopback proxy in front of the stand-in that answers gzip-encoded, as a CDN may."""
+    import gzip
+    import threading
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+            upstream = standin.base_url.rstrip("/") + self.path.removeprefix("/v1")
+            request = urllib.request.Request(upstream, data=body, headers=headers)
+            with urllib.request.urlopen(request) as answer:
+                kind, data = answer.headers["Content-Type"], gzip.compress(answer.read())
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_gzip_encoded_body_read_raw_is_decoded_for_the_event(make_client, events, gzipping):
+    llm = make_client(base_url=gzipping)
+    with llm.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=HELLO
+    ) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        encoded = b"".join(response.http_response.iter_raw())
+    raw = llm.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=HELLO, stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in raw.parse())
+    with llm.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=HELLO
+    ) as response:
+        decoded = response.json()
+
+    assert encoded.startswith(b"\x1f\x8b") and text == ECHO
+    assert decoded["choices"][0]["message"]["content"] == ECHO
+    found = [e["properties"] for e in events("$ai_generation")]
+    assert len(found) == 3
+    for props in found:
+        assert props["$ai_output_choices"] == [{"role": "assistant", "content": ECHO}]
+        assert props["$ai_model"] == "gpt-4o-mini-2024-08-06"

@@ -1,18 +1,20 @@
 """Subclasses of the SDK's own resources whose tracked methods report to PostHog.
 
-Only `create` / `parse` are overridden; every other method and sub-resource is the SDK's. The
-SDK's `with_raw_response` / `with_streaming_response` wrappers and `stream()` helpers call
-`create` / `parse` on the resource, so they are tracked too.
+Only `create` / `parse` are overridden, and `stream()` to take the `posthog_*` arguments; every
+other method and sub-resource is the SDK's. The SDK's `with_raw_response` /
+`with_streaming_response` wrappers and `stream()` helpers call `create` / `parse` on the
+resource, so they are tracked too.
 """
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from openai.resources.chat import AsyncChat, AsyncCompletions, Chat, Completions
 from openai.resources.embeddings import AsyncEmbeddings, Embeddings
 from openai.resources.responses import AsyncResponses, Responses
+from posthog_llm.instrumentation import POSTHOG_ARGUMENTS
 
 from ._track import CHAT, EMBEDDINGS, RESPONSES, run_async, run_sync
 
@@ -26,12 +28,26 @@ __all__ = [
 ]
 
 
+def _helper_resource(resource: Any, kwargs: dict[str, Any]) -> Any:
+    """The resource an SDK `stream()` helper calls `create` on: the call's `posthog_*` arguments
+    are taken out of `kwargs` (the helper takes no others) and handed to that `create`."""
+    given = {name: kwargs.pop(name) for name in POSTHOG_ARGUMENTS if name in kwargs}
+    if not given:
+        return resource
+    helper = type(resource)(resource._client)
+    helper.__dict__["create"] = partial(resource.create, **given)
+    return helper
+
+
 class TrackedCompletions(Completions):
     def create(self, *args: Any, **kwargs: Any) -> Any:
         return run_sync(CHAT, self, super().create, args, kwargs)
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
         return run_sync(CHAT, self, super().parse, args, kwargs)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        return Completions.stream(_helper_resource(self, kwargs), *args, **kwargs)
 
 
 class TrackedAsyncCompletions(AsyncCompletions):
@@ -40,6 +56,9 @@ class TrackedAsyncCompletions(AsyncCompletions):
 
     async def parse(self, *args: Any, **kwargs: Any) -> Any:
         return await run_async(CHAT, self, super().parse, args, kwargs)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        return AsyncCompletions.stream(_helper_resource(self, kwargs), *args, **kwargs)
 
 
 class TrackedChat(Chat):
@@ -61,6 +80,9 @@ class TrackedResponses(Responses):
     def parse(self, *args: Any, **kwargs: Any) -> Any:
         return run_sync(RESPONSES, self, super().parse, args, kwargs)
 
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        return Responses.stream(_helper_resource(self, kwargs), *args, **kwargs)
+
 
 class TrackedAsyncResponses(AsyncResponses):
     async def create(self, *args: Any, **kwargs: Any) -> Any:
@@ -68,6 +90,9 @@ class TrackedAsyncResponses(AsyncResponses):
 
     async def parse(self, *args: Any, **kwargs: Any) -> Any:
         return await run_async(RESPONSES, self, super().parse, args, kwargs)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        return AsyncResponses.stream(_helper_resource(self, kwargs), *args, **kwargs)
 
 
 class TrackedEmbeddings(Embeddings):

@@ -189,6 +189,50 @@ def test_stream_helper_left_early_sends_its_event_on_exit(make_client, events):
     assert "$ai_stop_reason" not in props and props["$ai_stream"] is True
 
 
+def test_stream_helpers_take_the_posthog_arguments(make_client, events, standin):
+    llm = make_client()
+    with llm.chat.completions.stream(
+        model="gpt-4o-mini", messages=HELLO, posthog_distinct_id="user-7", posthog_trace_id="t-1"
+    ) as stream:
+        final = stream.get_final_completion()
+    with llm.responses.stream(
+        model="gpt-4o-mini",
+        input="one two three",
+        posthog_privacy_mode=True,
+        posthog_properties={"feature": "helper"},
+    ) as events_stream:
+        response = events_stream.get_final_response()
+
+    assert final.choices[0].message.content and response.output_text == "Echo: one two three"
+    assert not any("posthog" in str(request) for request in standin.requests)
+    chat, responses = events("$ai_generation")
+    assert chat["distinct_id"] == "user-7" and chat["properties"]["$ai_trace_id"] == "t-1"
+    assert chat["properties"]["$ai_output_tokens"] == 8
+    assert responses["properties"]["feature"] == "helper"
+    assert "$ai_input" not in responses["properties"] and responses["properties"]["$ai_stream"]
+
+
+async def test_async_stream_helpers_take_the_posthog_arguments(make_client, events):
+    from posthog_llm.integrations.openai import AsyncOpenAI
+
+    llm = make_client(AsyncOpenAI)
+    async with llm.chat.completions.stream(
+        model="gpt-4o-mini", messages=HELLO, posthog_distinct_id="user-8"
+    ) as stream:
+        final = await stream.get_final_completion()
+    async with llm.responses.stream(
+        model="gpt-4o-mini", input="one two three", posthog_trace_id="t-2"
+    ) as events_stream:
+        response = await events_stream.get_final_response()
+    await llm.close()
+
+    assert final.choices[0].message.content and response.output_text == "Echo: one two three"
+    chat, responses = events("$ai_generation")
+    assert chat["distinct_id"] == "user-8" and chat["properties"]["$ai_stream"] is True
+    assert responses["properties"]["$ai_trace_id"] == "t-2"
+    assert responses["properties"]["$ai_output_choices"][0]["content"] == "Echo: one two three"
+
+
 def test_latency_counts_the_provider_not_the_callers_loop(make_client, client, sink):
     """Time the caller spends between chunks is not latency; time waiting for chunks is."""
     from posthog_llm.integrations.openai import OpenAI

@@ -17,7 +17,7 @@ Swap the client class and pass `posthog_client`; optionally pass `posthog_*` arg
 ... )                                                                      # doctest: +SKIP
 
 Tracked, sync and async: `messages.create` (also `stream=True`), the `messages.stream(...)`
-helper and `messages.parse`, also through `with_raw_response` and `with_streaming_response`
+helper and `messages.parse`, the same under `beta.messages`, also through `with_raw_response` and `with_streaming_response`
 (the event goes out once the body is read or the response closed). Everything else is the SDK, untouched; results are the SDK's own
 objects. The Bedrock and Vertex clients report `$ai_provider` "anthropic", as posthog-python
 does. For a client built elsewhere use `wrap(client, posthog_client=...)`.

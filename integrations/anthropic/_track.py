@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -25,7 +26,12 @@ from posthog_llm.instrumentation import (
 
 from . import _messages
 
-__all__ = ["AnthropicTracker", "TrackedMessages", "TrackedAsyncMessages"]
+__all__ = [
+    "AnthropicTracker",
+    "TrackedMessages",
+    "TrackedAsyncMessages",
+    "tracked_beta_messages",
+]
 
 _perf = time.perf_counter
 _STATE = "_posthog_llm"
@@ -101,6 +107,40 @@ def _tracker(resource: Any) -> Tracker | None:
     return getattr(resource._client, _STATE, None)
 
 
+def _tracked_manager(call: TrackedCall | None, manager: Any) -> Any:
+    """A `messages.stream(...)` helper's manager, made to report the request it makes."""
+    # The manager keeps its request in a private attribute, named after its class.
+    attribute = f"_{type(manager).__name__}__api_request"
+    request = getattr(manager, attribute, None)
+    if call is None or request is None:
+        return manager
+    if not callable(request):  # the async manager's: a coroutine, awaited on entering
+        setattr(manager, attribute, _tracked_async_request(call, request))
+        return manager
+
+    def tracked_request() -> Any:
+        start = _perf()
+        try:
+            raw = request()
+        except BaseException as exc:
+            call.fail(exc, _perf() - start)
+            raise
+        return call.succeed(raw, _perf() - start)
+
+    setattr(manager, attribute, tracked_request)
+    return manager
+
+
+async def _tracked_async_request(call: TrackedCall, request: Any) -> Any:
+    start = _perf()
+    try:
+        raw = await request
+    except BaseException as exc:
+        call.fail(exc, _perf() - start)
+        raise
+    return call.succeed(raw, _perf() - start)
+
+
 class TrackedMessages(Messages):
     """`client.messages` with `create`, `parse` and `stream` tracked."""
 
@@ -114,23 +154,7 @@ class TrackedMessages(Messages):
         call = begin_call(STREAM_HELPER, _tracker(self), self._client, kwargs)
         # A plain resource builds the manager, so an SDK whose helper goes through
         # `self.create(stream=True)` cannot report the call a second time.
-        manager = Messages(self._client).stream(*args, **kwargs)
-        attribute = "_MessageStreamManager__api_request"
-        request = getattr(manager, attribute, None)
-        if call is None or request is None:
-            return manager
-
-        def tracked_request() -> Any:
-            start = _perf()
-            try:
-                raw = request()
-            except BaseException as exc:
-                call.fail(exc, _perf() - start)
-                raise
-            return call.succeed(raw, _perf() - start)
-
-        setattr(manager, attribute, tracked_request)
-        return manager
+        return _tracked_manager(call, Messages(self._client).stream(*args, **kwargs))
 
 
 class TrackedAsyncMessages(AsyncMessages):
@@ -148,20 +172,63 @@ class TrackedAsyncMessages(AsyncMessages):
 
     def stream(self, *args: Any, **kwargs: Any) -> Any:
         call = begin_call(STREAM_HELPER, _tracker(self), self._client, kwargs)
-        manager = AsyncMessages(self._client).stream(*args, **kwargs)
-        attribute = "_AsyncMessageStreamManager__api_request"
-        request = getattr(manager, attribute, None)
-        if call is None or request is None:
-            return manager
+        return _tracked_manager(call, AsyncMessages(self._client).stream(*args, **kwargs))
 
-        async def tracked_request() -> Any:
-            start = _perf()
-            try:
-                raw = await request
-            except BaseException as exc:
-                call.fail(exc, _perf() - start)
-                raise
-            return call.succeed(raw, _perf() - start)
 
-        setattr(manager, attribute, tracked_request())
-        return manager
+# -- client.beta.messages ---------------------------------------------------------------------------
+#
+# The beta resource's class differs by client (the first-party one; Bedrock's and Vertex's borrow
+# its methods) and by SDK version (`parse` came later; Bedrock has none), so its tracked class is
+# made from whichever class the client has: mixins in front of it, one per method it has.
+
+
+class _BetaCreateStream:
+    _client: Any
+    _sdk_class: type
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        create = getattr(super(), "create")  # noqa: B009 - the SDK class after this mixin
+        return run_tracked(MESSAGES, _tracker(self), self._client, create, args, kwargs)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        call = begin_call(STREAM_HELPER, _tracker(self), self._client, kwargs)
+        return _tracked_manager(call, self._sdk_class(self._client).stream(*args, **kwargs))
+
+
+class _BetaParse:
+    _client: Any
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        parse = getattr(super(), "parse")  # noqa: B009
+        return run_tracked(MESSAGES, _tracker(self), self._client, parse, args, kwargs)
+
+
+class _AsyncBetaCreateStream:
+    _client: Any
+    _sdk_class: type
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        create = getattr(super(), "create")  # noqa: B009
+        return await run_tracked_async(MESSAGES, _tracker(self), self._client, create, args, kwargs)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        call = begin_call(STREAM_HELPER, _tracker(self), self._client, kwargs)
+        return _tracked_manager(call, self._sdk_class(self._client).stream(*args, **kwargs))
+
+
+class _AsyncBetaParse:
+    _client: Any
+
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
+        parse = getattr(super(), "parse")  # noqa: B009
+        return await run_tracked_async(MESSAGES, _tracker(self), self._client, parse, args, kwargs)
+
+
+@functools.cache
+def tracked_beta_messages(sdk_class: type, sync: bool) -> type:
+    """The tracked subclass of a client's `beta.messages` class (`create`, `stream`, `parse`)."""
+    mixins: tuple[type, ...] = (_BetaCreateStream,) if sync else (_AsyncBetaCreateStream,)
+    if hasattr(sdk_class, "parse"):
+        mixins += (_BetaParse,) if sync else (_AsyncBetaParse,)
+    namespace = {"_sdk_class": sdk_class, "__module__": __name__}
+    return type(f"Tracked{sdk_class.__name__}", (*mixins, sdk_class), namespace)

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 import anthropic
 from posthog_llm.instrumentation import Emitter, track_copies
 
-from ._track import AnthropicTracker, TrackedAsyncMessages, TrackedMessages
+from ._track import AnthropicTracker, TrackedAsyncMessages, TrackedMessages, tracked_beta_messages
 
 __all__ = ["wrap", "instrument"]
 
@@ -40,7 +40,7 @@ def wrap(client: ClientT, posthog_client: Any = None) -> ClientT:
 
 
 def instrument(client: Any, tracker: AnthropicTracker) -> None:
-    """Install the tracked `messages` resource on this one client instance.
+    """Install the tracked `messages` and `beta.messages` resources on this one client instance.
 
     An entry in the instance's `__dict__` takes the place of the SDK's cached property (or of
     the attribute the Bedrock client sets), so the class and other clients are untouched.
@@ -49,4 +49,9 @@ def instrument(client: Any, tracker: AnthropicTracker) -> None:
     state["_posthog_llm"] = tracker
     sync = isinstance(client, _SYNC)
     state["messages"] = (TrackedMessages if sync else TrackedAsyncMessages)(client)
+    beta = getattr(client, "beta", None)
+    messages = getattr(beta, "messages", None)
+    if beta is not None and messages is not None:
+        sdk_class: type = getattr(type(messages), "_sdk_class", type(messages))  # wrapped twice
+        beta.__dict__["messages"] = tracked_beta_messages(sdk_class, sync)(client)
     track_copies(client, lambda copied: instrument(copied, tracker))

@@ -17,7 +17,8 @@ Swap the client class and pass `posthog_client`; optionally pass `posthog_*` arg
 
 Tracked, sync and async: `chat.completions.create` (also `stream=True` and the `.stream()`
 helper), `chat.completions.parse`, `responses.create` (also streaming), `responses.parse`,
-`embeddings.create`, each also through `with_raw_response` and `with_streaming_response` (the
+`embeddings.create`, `beta.chat.completions` and `beta.responses.create` (where the installed SDK
+has them), each also through `with_raw_response` and `with_streaming_response` (the
 event goes out once the body is read or the response closed). Everything else is the SDK,
 untouched; results are the SDK's own objects.
 For a client built elsewhere use `wrap(client, posthog_client=...)`.

@@ -25,6 +25,7 @@ __all__ = [
     "TrackedAsyncResponses",
     "TrackedEmbeddings",
     "TrackedAsyncEmbeddings",
+    "BETA_RESPONSES",
 ]
 
 
@@ -103,3 +104,25 @@ class TrackedEmbeddings(Embeddings):
 class TrackedAsyncEmbeddings(AsyncEmbeddings):
     async def create(self, *args: Any, **kwargs: Any) -> Any:
         return await run_async(EMBEDDINGS, self, super().create, args, kwargs)
+
+
+def _beta_responses() -> tuple[type, type] | None:
+    """Tracked `beta.responses` classes, for the SDKs that have the beta Responses API."""
+    try:
+        from openai.resources.beta.responses import AsyncResponses as AsyncBeta
+        from openai.resources.beta.responses import Responses as Beta
+    except ImportError:
+        return None
+
+    class TrackedBetaResponses(Beta):
+        def create(self, *args: Any, **kwargs: Any) -> Any:
+            return run_sync(RESPONSES, self, super().create, args, kwargs)
+
+    class TrackedAsyncBetaResponses(AsyncBeta):
+        async def create(self, *args: Any, **kwargs: Any) -> Any:
+            return await run_async(RESPONSES, self, super().create, args, kwargs)
+
+    return TrackedBetaResponses, TrackedAsyncBetaResponses
+
+
+BETA_RESPONSES = _beta_responses()

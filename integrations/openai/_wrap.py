@@ -9,6 +9,7 @@ from openai.lib.azure import BaseAzureClient
 from posthog_llm.instrumentation import Emitter, track_copies
 
 from ._resources import (
+    BETA_RESPONSES,
     TrackedAsyncChat,
     TrackedAsyncEmbeddings,
     TrackedAsyncResponses,
@@ -53,8 +54,9 @@ def wrap(existing_client: ClientT, posthog_client: Any = None) -> ClientT:
 def instrument(client: Any, tracker: OpenAITracker) -> None:
     """Install the tracked resources on this one client instance.
 
-    The SDK builds `chat`, `responses` and `embeddings` lazily as cached properties; an entry in
-    the instance's `__dict__` takes their place, so the class and other clients are untouched.
+    The SDK builds `chat`, `responses` and `embeddings` (and `beta`'s) lazily as cached
+    properties; an entry in the instance's `__dict__` takes their place, so the class and other
+    clients are untouched.
     """
     state = client.__dict__
     sync = isinstance(client, openai.OpenAI)
@@ -62,4 +64,12 @@ def instrument(client: Any, tracker: OpenAITracker) -> None:
     state["chat"] = (TrackedChat if sync else TrackedAsyncChat)(client)
     state["responses"] = (TrackedResponses if sync else TrackedAsyncResponses)(client)
     state["embeddings"] = (TrackedEmbeddings if sync else TrackedAsyncEmbeddings)(client)
+    # `beta.chat` (the chat resource again, in SDKs that have it) and `beta.responses`.
+    beta = getattr(client, "beta", None)
+    if beta is not None:
+        beta_state = beta.__dict__
+        if hasattr(type(beta), "chat"):
+            beta_state["chat"] = (TrackedChat if sync else TrackedAsyncChat)(client)
+        if BETA_RESPONSES is not None and hasattr(type(beta), "responses"):
+            beta_state["responses"] = BETA_RESPONSES[0 if sync else 1](client)
     track_copies(client, lambda copied: instrument(copied, tracker))

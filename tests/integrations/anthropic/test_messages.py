@@ -273,3 +273,56 @@ def test_demo_call_on_the_standin(standin, client, events):
     assert demo_call(standin, client, "hello demo") == "Echo: hello demo"
     props = only(events("$ai_generation"))
     assert props["$ai_input"][0] == {"role": "system", "content": "You are a local stand-in."}
+
+
+def test_beta_messages_are_tracked(make_client, events, standin):
+    llm = make_client()
+    reply = llm.beta.messages.create(
+        model=MODEL, max_tokens=50, messages=HELLO, betas=["context-1m-2025-08-07"],
+        posthog_distinct_id="user-beta",
+    )  # fmt: skip
+    with llm.beta.messages.stream(model=MODEL, max_tokens=50, messages=HELLO) as stream:
+        text = stream.get_final_text()
+    raw = llm.beta.messages.with_raw_response.create(
+        model=MODEL, max_tokens=50, messages=HELLO, stream=True, posthog_trace_id="t-beta"
+    )
+    kinds = [line for line in raw.http_response.iter_lines() if line.startswith("event:")]
+
+    assert reply.content[0].text == text and kinds[-1] == "event: message_stop"
+    assert not any("posthog" in str(request) for request in standin.requests)
+    created, streamed, rawed = events("$ai_generation")
+    assert created["distinct_id"] == "user-beta"
+    assert rawed["properties"]["$ai_trace_id"] == "t-beta"
+    for props in (e["properties"] for e in (created, streamed, rawed)):
+        assert props["$ai_output_choices"][0]["content"][0]["text"] == text
+        assert props["$ai_output_tokens"] > 0 and props["$ai_provider"] == "anthropic"
+    assert streamed["properties"]["$ai_stream"] is rawed["properties"]["$ai_stream"] is True
+
+
+async def test_async_beta_messages_are_tracked(make_client, events, standin):
+    from posthog_llm.integrations.anthropic import AsyncAnthropic, AsyncAnthropicVertex
+
+    llm = make_client(AsyncAnthropic)
+    reply = await llm.beta.messages.create(model=MODEL, max_tokens=50, messages=HELLO)
+    async with llm.beta.messages.stream(
+        model=MODEL, max_tokens=50, messages=HELLO, posthog_distinct_id="user-async-beta"
+    ) as stream:
+        text = await stream.get_final_text()
+    vertex = make_client(
+        AsyncAnthropicVertex,
+        api_key=None,
+        region="us-east5",
+        project_id="my-project",
+        access_token="ya29.vertex-access-token-SECRET",
+        base_url=standin.vertex_base_url,
+    )
+    await vertex.beta.messages.create(model=MODEL, max_tokens=50, messages=HELLO)
+    await llm.close()
+    await vertex.close()
+
+    assert reply.content[0].text == text
+    created, streamed, on_vertex = events("$ai_generation")
+    assert streamed["distinct_id"] == "user-async-beta"
+    assert streamed["properties"]["$ai_stream"] is True
+    for event in (created, streamed, on_vertex):
+        assert event["properties"]["$ai_output_choices"][0]["content"][0]["text"] == text

@@ -205,3 +205,38 @@ def test_embedding_parameters_and_privacy(make_client, events):
     assert "$ai_input" not in props
     assert props["$ai_model_parameters"] == {"dimensions": 4, "encoding_format": "float"}
     assert props["$ai_embedding_input_count"] == 1
+
+
+class Named(pydantic.BaseModel):
+    name: str
+
+
+def test_beta_resources_are_tracked_where_the_sdk_has_them(make_client, events, standin):
+    llm = make_client()
+    beta = llm.beta
+    if not hasattr(type(beta), "chat") and not hasattr(type(beta), "responses"):
+        pytest.skip("this openai has neither beta.chat nor beta.responses")
+    expected = 0
+    if hasattr(type(beta), "chat"):
+        reply = beta.chat.completions.parse(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+            response_format=Named, posthog_distinct_id="user-beta",
+        )  # fmt: skip
+        assert reply.choices[0].message.parsed == Named(name="hi")
+        expected += 1
+    if hasattr(type(beta), "responses"):
+        response = beta.responses.create(model="gpt-4o-mini", input="hi", posthog_trace_id="t-b")
+        assert response.output[0].content[0].text == "Echo: hi"
+        expected += 1
+
+    assert not any("posthog" in str(request) for request in standin.requests)
+    found = events("$ai_generation")
+    assert len(found) == expected
+    for event in found:
+        assert (
+            event["properties"]["$ai_output_choices"] and event["properties"]["$ai_stream"] is False
+        )
+    if hasattr(type(beta), "chat"):
+        assert found[0]["distinct_id"] == "user-beta"
+    if hasattr(type(beta), "responses"):
+        assert found[-1]["properties"]["$ai_trace_id"] == "t-b"

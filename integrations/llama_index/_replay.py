@@ -37,7 +37,7 @@ from ._records import (
     Node,
     Trace,
 )
-from ._spans import LLM, NOISE, VISIBLE, WORKFLOW, Kind
+from ._spans import CUSTOM, LLM, NOISE, VISIBLE, WORKFLOW, Kind
 
 __all__ = [
     "replay",
@@ -125,8 +125,12 @@ class Tree:
         else:
             kind = _NOISE
         k = kind.kind
-        if k == NOISE or (k >= VISIBLE and parent.instance is instance and parent.kind.kind == k):
-            spans[id_] = parent  # internal, or a repeat of its parent (`__call__` -> `call`)
+        if k == NOISE or (
+            k >= VISIBLE and k != CUSTOM and parent.instance is instance and parent.kind.kind == k
+        ):
+            # Internal, or LlamaIndex repeating its parent (`__call__` -> `call`). The user's own
+            # methods are each a span, however they nest.
+            spans[id_] = parent
             return
         spans[id_] = Node(id_, trace, kind, parent, parent.vis, instance, args, tags, now)
 

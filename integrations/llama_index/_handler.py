@@ -59,7 +59,7 @@ from ._records import (  # noqa: E402
     Trace,
 )
 from ._replay import KINDS, kind_of, root_kind  # noqa: E402
-from ._spans import COUNTED, EMBEDDING, FRAMEWORK, LLM, NOISE, VISIBLE, Kind  # noqa: E402
+from ._spans import COUNTED, EMBEDDING, FRAMEWORK, LLM, NOISE, USERS_FUNCTION, VISIBLE, Kind  # noqa: E402
 from ._stream_tracking import MAX_STACK_WALK  # noqa: E402
 
 __all__ = ["PostHogLlamaIndexHandler", "FRAMEWORK"]
@@ -242,6 +242,8 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
                     args = _spans.light_arguments(kind, args)
         else:
             args = getattr(bound_args, "arguments", bound_args)
+            if _spans.is_users_function():  # a span of its own, or a workflow step
+                instance = USERS_FUNCTION
         spans[id_] = trace
         trace.log += (ENTER, id_, parent_id, instance, args, tags, _perf_counter())
         trace.opened.append(id_)
@@ -306,6 +308,8 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         if len(spans) >= self.max_open_spans:
             self._trim(spans)
         args = getattr(bound_args, "arguments", bound_args)
+        if instance is None and _spans.is_users_function():
+            instance = USERS_FUNCTION  # the user's own function: a span, or the trace
         # A span without parent may be work a returned generator runs lazily (a streamed query).
         origin = self._stream_origin() if parent_id is None and self._frames else None
         if origin is not None and not origin.trace.done:

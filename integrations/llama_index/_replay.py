@@ -37,7 +37,7 @@ from ._records import (
     Node,
     Trace,
 )
-from ._spans import CUSTOM, LLM, NOISE, VISIBLE, WORKFLOW, Kind
+from ._spans import CUSTOM, LLM, NOISE, USERS_FUNCTION, VISIBLE, WORKFLOW, Kind, function_kind
 
 __all__ = [
     "replay",
@@ -69,6 +69,8 @@ def kind_of(instance: Any, span_id: str) -> Kind:
 def root_kind(instance: Any, span_id: str) -> Kind:
     """Kind of a span with no kept parent: a decorated function is named by its qualified name,
     without `<locals>`."""
+    if instance is USERS_FUNCTION:
+        return function_kind(span_id[:-37])
     if instance is not None:
         return kind_of(instance, span_id)
     return Kind(NOISE, None, span_id[:-37].replace(".<locals>", ""))
@@ -118,7 +120,12 @@ class Tree:
             return
         # A lazily run call inside an LLM call's stream (astream_chat running stream_chat) is
         # that call's child, so its facts fold into it like any nested LLM call.
-        if instance is not None:
+        if instance is USERS_FUNCTION:
+            if parent.kind.kind == WORKFLOW and parent.span_id == parent_id:
+                kind = _spans.step_kind(id_[:-37])
+            else:
+                kind = function_kind(id_[:-37])
+        elif instance is not None:
             kind = kind_of(instance, id_)
         elif parent.kind.kind == WORKFLOW and parent.span_id == parent_id:
             kind = _spans.step_kind(id_[:-37])

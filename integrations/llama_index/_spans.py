@@ -7,6 +7,7 @@ their children still nest under the right visible ancestor.
 
 from __future__ import annotations
 
+import sys
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,9 @@ __all__ = [
     "Kind",
     "classify",
     "step_kind",
+    "USERS_FUNCTION",
+    "is_users_function",
+    "function_kind",
     "span_input",
     "span_output",
     "snapshot_result",
@@ -72,7 +76,14 @@ _SPAN_TYPES = {
 }
 # Packages whose instrumented methods are LlamaIndex's own machinery, not the user's code.
 _LIBRARY_PACKAGES = frozenset(
-    {"llama_index", "llama_parse", "llama_cloud", "llama_cloud_services", "workflows"}
+    {
+        "llama_index",
+        "llama_index_instrumentation",
+        "llama_parse",
+        "llama_cloud",
+        "llama_cloud_services",
+        "workflows",
+    }
 )
 
 # Workflow-agent bookkeeping steps that say nothing a user would look for.
@@ -235,6 +246,72 @@ def _is_users_own(instance: Any, method: str) -> bool:
     if not isinstance(module, str) or not module:
         return False
     return module.partition(".")[0] not in _LIBRARY_PACKAGES
+
+
+class _UsersFunction:
+    """What the hook log holds as the instance of a span on a plain function of the user's own
+    code (LlamaIndex hands the hooks None for every function)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<the user's function>"
+
+
+USERS_FUNCTION = _UsersFunction()
+# Frames above a span hook in which to look for the dispatcher's span wrapper: the hooks are
+# called by `Dispatcher.span_enter`, from the wrapper, through our span handler.
+_WRAPPER_DEPTH = 12
+_wrapper_codes: frozenset[Any] | None = None
+
+
+def _load_wrapper_codes() -> frozenset[Any]:
+    global _wrapper_codes
+    codes: frozenset[Any] = frozenset()
+    try:
+        from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-defined]
+            Dispatcher,
+        )
+
+        span = getattr(Dispatcher.span, "__code__", None)
+        codes = frozenset(
+            c
+            for c in (span.co_consts if span is not None else ())
+            if isinstance(c, types.CodeType) and c.co_name in ("wrapper", "async_wrapper")
+        )
+    except Exception:
+        pass
+    _wrapper_codes = codes
+    return codes
+
+
+def is_users_function() -> bool:
+    """Hot path, for a span without instance only: whether the function LlamaIndex's span
+    wrapper (a caller of this hook) instrumented was written outside LlamaIndex's packages.
+
+    The span id only names the function (`qualname-uuid`, the same for `run_jobs` of LlamaIndex
+    and of the user's); the wrapper's frame holds the function itself, and its module says whose
+    it is. Unknown (no wrapper frame found): not the user's, as before."""
+    codes = _wrapper_codes if _wrapper_codes is not None else _load_wrapper_codes()
+    if not codes:
+        return False
+    frame: Any = sys._getframe(1)
+    for _ in range(_WRAPPER_DEPTH):
+        if frame is None:
+            return False
+        if frame.f_code in codes:
+            module = getattr(frame.f_locals.get("func"), "__module__", None)
+            if not isinstance(module, str) or not module:
+                return False
+            return module.partition(".")[0] not in _LIBRARY_PACKAGES
+        frame = frame.f_back
+    return False
+
+
+def function_kind(name: str) -> Kind:
+    """A span on a plain function of the user's own code, named by its qualified name without
+    `<locals>`."""
+    return Kind(CUSTOM, _SPAN_TYPES[CUSTOM], name.replace(".<locals>", ""))
 
 
 def step_kind(name: str) -> Kind:

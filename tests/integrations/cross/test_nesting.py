@@ -179,6 +179,28 @@ def test_langchain_chain_inside_a_llama_index_span_is_its_child(
     assert bats["$ai_parent_id"] == trace["properties"]["$ai_trace_id"]
 
 
+def test_langchain_and_openai_inside_a_users_llama_index_function_are_one_trace(
+    handler: Any, query_engine: Any, openai_client: Any, events: Any
+) -> None:
+    from llama_index.core.instrumentation import get_dispatcher
+
+    dispatcher = get_dispatcher("tests.cross")
+    chain = RunnableLambda(lambda x: x.upper()).with_config(run_name="shout")
+
+    @dispatcher.span
+    def handle_request(text: str) -> str:
+        return str(chain.invoke(text, config={"callbacks": [handler]})) + chat(openai_client)
+
+    assert handle_request("owls").startswith("OWLS")
+    tree = Tree(events())
+    assert tree.root["properties"]["$ai_span_name"].endswith("handle_request")
+    assert tree.root["properties"]["$ai_framework"] == "llama-index"
+    shout = tree.find("$ai_span", "shout")
+    assert tree.parent_of(shout) == tree.trace_id
+    generation = tree.find("$ai_generation")
+    assert tree.parent_of(generation) == tree.trace_id
+
+
 # -- everything inside a user span ------------------------------------------------------------------
 
 

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from typing import Any
 
+import posthog_llm
 import pytest
 
 pytest.importorskip("llama_index.core")
@@ -51,3 +54,77 @@ def test_nested_methods_of_one_instance_are_each_a_span(handler, client, sink):
     (gen,) = by_event(evts, "$ai_generation")
     assert gen["$ai_parent_id"] == spans["Pipe.answer"]["$ai_span_id"]
     assert handler.pending()["traces"] == 0
+
+
+def test_a_plain_function_of_the_users_is_the_trace_and_nested_ones_its_spans(
+    handler, client, sink
+):
+    @dispatcher.span
+    def inner(q: str) -> str:
+        return llm.complete(q).text
+
+    @dispatcher.span
+    def outer(q: str) -> str:
+        return inner(q)
+
+    assert outer("hi") == llm.complete("hi").text
+    evts = events(client, sink)
+    traces = by_event(evts, "$ai_trace")
+    (trace,) = [t for t in traces if t["$ai_span_name"].endswith("outer")]
+    # Named by qualified name, without `<locals>`.
+    assert trace["$ai_span_name"] == (
+        "test_a_plain_function_of_the_users_is_the_trace_and_nested_ones_its_spans.outer"
+    )
+    assert trace["$ai_input_state"] == {"q": "hi"}
+    (span,) = [s for s in by_event(evts, "$ai_span") if s["$ai_trace_id"] == trace["$ai_trace_id"]]
+    assert span["$ai_span_name"].endswith(".inner") and span["$ai_span_type"] == "custom"
+    assert span["$ai_parent_id"] == trace["$ai_trace_id"]
+    (gen,) = [
+        g for g in by_event(evts, "$ai_generation") if g["$ai_trace_id"] == trace["$ai_trace_id"]
+    ]
+    assert gen["$ai_parent_id"] == span["$ai_span_id"]
+
+
+@pytest.fixture
+def default_client(client: Any) -> Iterator[Any]:
+    posthog_llm.set_client(client)
+    yield client
+    posthog_llm.set_client(None)
+
+
+def test_work_of_another_integration_inside_a_users_function_joins_its_trace(
+    handler, default_client, client, sink
+):
+    @dispatcher.span
+    async def handle_request(q: str) -> str:
+        with posthog_llm.span("mine"):
+            return q.upper()
+
+    assert asyncio.run(handle_request("owls")) == "OWLS"
+    evts = events(client, sink)
+    (trace,) = by_event(evts, "$ai_trace")
+    assert trace["$ai_span_name"].endswith("handle_request")
+    assert trace["$ai_output_state"] == "OWLS"
+    (mine,) = by_event(evts, "$ai_span")
+    assert mine["$ai_span_name"] == "mine"
+    assert mine["$ai_trace_id"] == trace["$ai_trace_id"]
+    assert mine["$ai_parent_id"] == trace["$ai_trace_id"]
+
+
+def test_llama_index_own_functions_stay_walked_through(handler, client, sink):
+    from llama_index.core.async_utils import run_jobs
+
+    async def job() -> str:
+        return llm.complete("inside a job").text
+
+    @dispatcher.span
+    def outer() -> list[str]:
+        return asyncio.run(run_jobs([job()], workers=1))
+
+    outer()
+    evts = events(client, sink)
+    names = [e["properties"].get("$ai_span_name") for e in evts]
+    assert not any("run_jobs" in str(name) for name in names)
+    (trace,) = by_event(evts, "$ai_trace")
+    (gen,) = by_event(evts, "$ai_generation")
+    assert gen["$ai_parent_id"] == trace["$ai_trace_id"]

@@ -244,6 +244,8 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             args = getattr(bound_args, "arguments", bound_args)
             if _spans.is_users_function():  # a span of its own, or a workflow step
                 instance = USERS_FUNCTION
+        if trace.nested is not None:  # work from elsewhere ran in this trace: a span of the
+            _nesting.foreign_parent(trace, id_, parent_id)  # user's may be open here
         spans[id_] = trace
         trace.log += (ENTER, id_, parent_id, instance, args, tags, _perf_counter())
         trace.opened.append(id_)

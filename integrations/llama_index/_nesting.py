@@ -20,6 +20,7 @@ from posthog_llm.instrumentation import (
     SPAN_KIND,
     UNKNOWN,
     Observation,
+    current_observation,
     register_resolver,
     with_trace_id,
 )
@@ -31,7 +32,7 @@ from ._spans import FRAMEWORK, LLM, VISIBLE
 if TYPE_CHECKING:
     from ._handler import PostHogLlamaIndexHandler
 
-__all__ = ["watch", "close_nested"]
+__all__ = ["watch", "close_nested", "foreign_parent"]
 
 _handlers: weakref.WeakSet[PostHogLlamaIndexHandler] = weakref.WeakSet()
 _lock = threading.Lock()
@@ -72,24 +73,30 @@ def _resolve() -> Any:
     return OUTSIDE
 
 
+def _kept(trace: Trace, span_id: str) -> tuple[Resolved, Any]:
+    """The kept span (a visible step, an LLM call, the root) `span_id` runs in; under `_lock`."""
+    resolved = trace.nested
+    if resolved is None:
+        resolved = trace.nested = Resolved(Tree(trace))
+    tree = resolved.tree
+    tree.feed()
+    node = tree.spans.get(span_id)
+    while node is not None and node is not tree.root:
+        k = node.kind.kind
+        if k >= VISIBLE or k == LLM:
+            break
+        node = node.parent
+    return resolved, node
+
+
 def _observation(trace: Trace, span_id: str) -> Any:
     with _lock:
         if trace.done:
             return OUTSIDE
-        resolved = trace.nested
-        if resolved is None:
-            resolved = trace.nested = Resolved(Tree(trace))
-        tree = resolved.tree
-        tree.feed()
-        node = tree.spans.get(span_id)
-        while node is not None and node is not tree.root:
-            k = node.kind.kind
-            if k >= VISIBLE or k == LLM:
-                break
-            node = node.parent
+        resolved, node = _kept(trace, span_id)
         if node is None:
             return UNKNOWN
-        if node is tree.root:
+        if node is resolved.tree.root:
             root = trace.obs
             return root if root is not None and not root.closed else UNKNOWN
         obs = resolved.observations.get(node.span_id)
@@ -103,6 +110,42 @@ def _observation(trace: Trace, span_id: str) -> Any:
                 trace.obs,
             )
         return obs
+
+
+def foreign_parent(trace: Trace, span_id: str, parent_id: str | None) -> None:
+    """A span starts in a trace where nested work ran: if someone else's span (a user span, a
+    LangChain step) is open here, opened inside the span this one runs in, it is the nearer
+    parent, as for the other integrations. Only called once the trace has nested work."""
+    if parent_id is None:
+        return
+    # The new span is LlamaIndex's active span but not yet ours: the resolver answers OUTSIDE,
+    # so the innermost open observation that is not one of this integration's is read.
+    outer = current_observation()
+    if outer is None or outer.framework == FRAMEWORK or outer.trace_id != trace.id:
+        return
+    anchor = outer.parent  # where it was opened: the nearest observation of this trace's spans
+    for _ in range(64):
+        if anchor is None:
+            return
+        if anchor.framework == FRAMEWORK:
+            break
+        anchor = anchor.parent
+    else:
+        return
+    with _lock:
+        if trace.done:
+            return
+        resolved, node = _kept(trace, parent_id)
+        if node is None:
+            return
+        mine = trace.obs if node is resolved.tree.root else resolved.observations.get(node.span_id)
+        if mine is None or anchor is not mine:
+            return  # opened in another span (an enclosing one): this span is inside it already
+        foreign = trace.foreign
+        if foreign is None:
+            foreign = trace.foreign = {}
+        if len(foreign) < 10_000:
+            foreign[span_id] = outer.span_id
 
 
 def close_nested(trace: Trace) -> None:

@@ -88,6 +88,7 @@ class Trace:
         "streams",
         "obs",
         "nested",
+        "foreign",
         "inner",
         # Filled on the worker by the replay, read by the builders.
         "args",
@@ -127,6 +128,9 @@ class Trace:
         self.streams: list[int] | None = None  # keys of generators its spans returned
         self.obs: Observation | None = None  # the root's observation, for nested work
         self.nested: Any = None  # `_nesting.Resolved`: observations made for nested work
+        # span id -> `$ai_parent_id`: a span opened inside someone else's span (a user span
+        # inside a step), which is its nearer parent (`_nesting.foreign_parent`).
+        self.foreign: dict[str, str] | None = None
         # What the span map holds for this trace's internal spans (their exits and drops are
         # only counted). Refers back to the trace: the cycle is cut when the trace is sent.
         self.inner: Inner | None = Inner(self)

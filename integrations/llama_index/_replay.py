@@ -114,7 +114,9 @@ class Tree:
             # under the visible ancestor of the span that returned the generator.
             pvis = parent.vis if parent is not None else trace.pvis
             kind = root_kind(instance, id_)
-            spans[id_] = Node(id_, trace, kind, None, pvis, instance, args, tags, now)
+            node = spans[id_] = Node(id_, trace, kind, None, pvis, instance, args, tags, now)
+            if trace.foreign is not None:
+                self._foreign(node)
             return
         if parent is None:
             return
@@ -139,7 +141,17 @@ class Tree:
             # methods are each a span, however they nest.
             spans[id_] = parent
             return
-        spans[id_] = Node(id_, trace, kind, parent, parent.vis, instance, args, tags, now)
+        node = spans[id_] = Node(id_, trace, kind, parent, parent.vis, instance, args, tags, now)
+        if trace.foreign is not None:
+            self._foreign(node)
+
+    def _foreign(self, node: Node) -> None:
+        """A span opened inside someone else's span (a user span inside a step): its parent."""
+        pvis = self.trace.foreign.get(node.span_id) if self.trace.foreign is not None else None
+        if pvis is not None:
+            node.pvis = pvis
+            if node.kind.kind < VISIBLE:
+                node.vis = pvis
 
     def inner(self, id_: str, parent_id: str) -> None:
         """An internal span: it maps to its parent's kept span."""

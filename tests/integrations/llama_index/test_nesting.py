@@ -73,3 +73,56 @@ def test_user_span_inside_a_tool_is_its_child_and_work_after_it_is_not(
     # Once the tool has returned, the user's code is no longer inside any LlamaIndex span.
     assert spans["after_tool"]["$ai_parent_id"] == request["$ai_trace_id"]
     assert handler.pending()["traces"] == 0
+
+
+def test_llm_call_inside_a_user_span_inside_a_tool_is_the_user_spans_child(
+    settings, handler, default_client, sink
+):
+    def answer(text: str) -> str:
+        with posthog_llm.span("rerank_and_answer"):
+            inside = Settings.llm.complete(text).text
+        after = Settings.llm.complete(text).text  # the user span has ended: the tool's child
+        return inside + after
+
+    tool = FunctionTool.from_defaults(fn=answer, name="answer")
+    assert tool.call(text="owls").raw_output == ANSWER + ANSWER
+    evts = events(default_client, sink)
+    (trace,) = by_event(evts, "$ai_trace")
+    assert trace["$ai_span_name"] == "FunctionTool.call"
+    (user,) = by_event(evts, "$ai_span")
+    assert user["$ai_span_name"] == "rerank_and_answer"
+    assert user["$ai_parent_id"] == trace["$ai_trace_id"]
+    inside, after = by_event(evts, "$ai_generation")
+    assert inside["$ai_parent_id"] == user["$ai_span_id"]
+    assert after["$ai_parent_id"] == trace["$ai_trace_id"]
+    assert handler.pending()["traces"] == 0
+
+
+def test_llama_index_steps_inside_a_user_span_inside_a_users_method_nest_under_it(
+    index, handler, default_client, sink
+):
+    from llama_index.core.instrumentation import get_dispatcher
+
+    dispatcher = get_dispatcher("tests.llama_index.nesting")
+    engine = index.as_query_engine()
+
+    class Pipeline:
+        @dispatcher.span
+        def run(self, question: str) -> str:
+            with posthog_llm.span("prepare_and_query"):
+                return str(engine.query(question))
+
+    assert Pipeline().run("cats?") == ANSWER
+    evts = events(default_client, sink)
+    (trace,) = by_event(evts, "$ai_trace")
+    assert trace["$ai_span_name"] == "Pipeline.run"
+    spans = {s["$ai_span_name"]: s for s in by_event(evts, "$ai_span")}
+    user = spans["prepare_and_query"]
+    assert user["$ai_parent_id"] == trace["$ai_trace_id"]
+    query = spans["RetrieverQueryEngine.query"]
+    assert query["$ai_parent_id"] == user["$ai_span_id"]
+    # Below the query, its own steps are its children as always.
+    synthesize = next(s for s in spans.values() if s.get("$ai_span_type") == "synthesize")
+    assert synthesize["$ai_parent_id"] == query["$ai_span_id"]
+    (gen,) = by_event(evts, "$ai_generation")
+    assert gen["$ai_parent_id"] == synthesize["$ai_span_id"]

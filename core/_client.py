@@ -45,6 +45,56 @@ BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
+# What integrations hand over when a client shuts down (`on_shutdown`): (weak reference to the
+# callback, the client it sends to, None for the default client). Bounded; dead entries pruned.
+_MAX_SHUTDOWN_CALLBACKS = 1024
+_shutdown_callbacks: list[tuple[Callable[[], Any], Any]] = []
+_shutdown_lock = threading.Lock()
+
+
+def on_shutdown(callback: Callable[[], None], client: Any = None) -> None:
+    """Call `callback()` before `client` (None: whichever client is the default then) drains at
+    `shutdown()`, and before every client drains at process exit.
+
+    For an integration holding work it sends later (a trace waiting for a stream the caller may
+    never finish reading): the callback hands it over (queues it) so it is delivered rather than
+    lost. It must be quick: it runs within the shutdown's deadline, and callbacks past the
+    deadline are skipped. Held weakly (a bound method lives as long as its object); what it
+    raises is logged and ignored.
+    """
+    ref: Callable[[], Any]
+    if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
+        ref = weakref.WeakMethod(callback)
+    else:
+        ref = weakref.ref(callback)
+    with _shutdown_lock:
+        _shutdown_callbacks[:] = [e for e in _shutdown_callbacks if e[0]() is not None]
+        if len(_shutdown_callbacks) >= _MAX_SHUTDOWN_CALLBACKS:
+            del _shutdown_callbacks[0]
+        _shutdown_callbacks.append((ref, client))
+
+
+def _run_shutdown_callbacks(client: Client | None, deadline: float) -> None:
+    """Run the callbacks for `client` (None: all of them, at process exit) until `deadline`."""
+    if not _shutdown_callbacks:
+        return
+    with _shutdown_lock:
+        entries = list(_shutdown_callbacks)
+    default = _default_client
+    for ref, target in entries:
+        if client is not None and target is not client:
+            if target is not None or default is not client:
+                continue
+        if time.monotonic() >= deadline:
+            return
+        callback = ref()
+        if callback is None:
+            continue
+        try:
+            callback()
+        except Exception:
+            log.debug("posthog-llm: a shutdown callback failed (ignored)", exc_info=True)
+
 
 def _env(*names: str) -> str | None:
     for name in names:
@@ -564,7 +614,13 @@ class Client:
         and api key. True only when every event of this client was delivered.
         """
         try:
-            return self._sender.shutdown(self.shutdown_timeout if timeout is None else timeout)
+            timeout = self.shutdown_timeout if timeout is None else timeout
+            if _shutdown_callbacks:
+                # What integrations still hold goes into the queue before it is drained.
+                start = time.monotonic()
+                _run_shutdown_callbacks(self, start + max(0.0, timeout))
+                timeout = max(0.0, timeout - (time.monotonic() - start))
+            return self._sender.shutdown(timeout)
         except Exception:
             log.exception("posthog-llm: shutdown failed")
             return False
@@ -634,7 +690,18 @@ def _estimate_item(item: Any) -> int:
 
 
 def _shutdown_all_at_exit(cap: float | None = None) -> None:
-    for client in list(_live_clients):
+    clients = list(_live_clients)
+    if _shutdown_callbacks:
+        # Every integration hands over first (those sending to a posthog-python client too),
+        # within the longest shutdown timeout (and `cap`).
+        budget = max([c.shutdown_timeout for c in clients], default=1.0)
+        if cap is not None:
+            budget = min(budget, cap)
+        try:
+            _run_shutdown_callbacks(None, time.monotonic() + budget)
+        except Exception:
+            pass
+    for client in clients:
         try:
             timeout = client.shutdown_timeout
             client.shutdown(timeout if cap is None else min(timeout, cap))

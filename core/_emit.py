@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, Union
 
-from ._client import Client, get_client
+from ._client import Client, get_client, on_shutdown
 from ._context import EMPTY_SCOPE, Scope, current_scope, id_text, make_scope
 from ._events import CONTENT_PROPERTIES
 from ._observation import current_observation
@@ -121,6 +121,12 @@ class Emitter:
     @property
     def client(self) -> Any:
         return self._client if self._client is not None else get_client()
+
+    def on_shutdown(self, callback: Callable[[], None]) -> None:
+        """Have `callback()` hand over what the integration still holds (queue it through this
+        emitter) when the client it sends to shuts down, and at process exit, before the queue
+        is drained; held weakly, bounded by the shutdown's deadline (see `Client.shutdown`)."""
+        on_shutdown(callback, self._client)
 
     def scope(self, overrides: Scope | None = None) -> Scope:
         """The scope for a new event or trace, innermost last: the integration's defaults, the

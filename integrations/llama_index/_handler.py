@@ -135,6 +135,9 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         self._sweeper_lock = threading.Lock()
         self._wake = threading.Event()
         _nesting.watch(self)
+        # A stream the caller stopped reading (a `break`) keeps its trace open until
+        # `stream_timeout`: a client shutting down, or the process ending, sends it as it is.
+        self._emitter.on_shutdown(self._hand_over)
 
     def __repr__(self) -> str:
         return f"<PostHogLlamaIndexHandler {'on' if self._on else 'off'}>"
@@ -161,6 +164,10 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         for trace in traces:
             self._evict(trace)
         return len(traces)
+
+    def _hand_over(self) -> None:
+        if self._on and self._traces:
+            self.flush_pending()
 
     def close(self) -> None:
         """Stop capturing and forget all state (what `remove_global_handler()` calls)."""

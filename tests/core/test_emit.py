@@ -241,3 +241,65 @@ def test_queued_traces_wake_the_worker_by_the_events_they_hold(sink):
         assert len(sink.events) == 8  # delivered without a flush
     finally:
         client.shutdown(5)
+
+
+class _Holder:
+    """Work an integration sends later: `hand_over` queues it through its emitter."""
+
+    def __init__(self, emitter: Emitter) -> None:
+        self.emitter = emitter
+        self.calls = 0
+        emitter.on_shutdown(self.hand_over)
+
+    def hand_over(self) -> None:
+        self.calls += 1
+        self.emitter.emit("$ai_span", {"$ai_span_name": "held"}, make_scope(distinct_id="u"))
+
+
+def test_on_shutdown_hands_over_before_the_clients_queue_is_drained(client, sink):
+    holder = _Holder(Emitter(client))
+    other = posthog_llm.Client(destination=posthog_llm.InMemoryDestination())
+    other.shutdown(timeout=5)
+    assert holder.calls == 0  # another client's shutdown is not this one's
+    assert client.shutdown(timeout=5) is True
+    assert holder.calls == 1
+    assert [e["properties"]["$ai_span_name"] for e in sink.events] == ["held"]
+
+
+def test_on_shutdown_for_the_default_client(client, sink):
+    holder = _Holder(Emitter())
+    posthog_llm.set_client(client)
+    try:
+        client.shutdown(timeout=5)
+    finally:
+        posthog_llm.set_client(None)
+    assert holder.calls == 1
+    assert len(sink.events) == 1
+
+
+def test_on_shutdown_holds_its_callback_weakly_and_never_raises(client, sink):
+    import gc
+
+    holder = _Holder(Emitter(client))
+    del holder
+    gc.collect()
+
+    def boom() -> None:
+        raise RuntimeError("integration bug")
+
+    Emitter(client).on_shutdown(boom)
+    assert client.shutdown(timeout=5) is True
+    assert sink.events == []
+
+
+def test_on_shutdown_callbacks_past_the_deadline_are_skipped(client, sink):
+    def slow() -> None:
+        time.sleep(0.3)
+
+    first = _Holder(Emitter(client))
+    Emitter(client).on_shutdown(slow)
+    late = _Holder(Emitter(client))
+    start = time.monotonic()
+    client.shutdown(timeout=0.2)
+    assert time.monotonic() - start < 2
+    assert (first.calls, late.calls) == (1, 0)

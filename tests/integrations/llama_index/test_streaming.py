@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -9,6 +12,7 @@ import pytest
 pytest.importorskip("llama_index.core")
 
 from llama_index.core import Settings  # noqa: E402
+from posthog_llm import Client, EventStore, InMemoryDestination  # noqa: E402
 
 from .fakes import ANSWER, SERVED_MODEL, events  # noqa: E402
 
@@ -132,3 +136,65 @@ async def test_async_streaming_chat_engine(index, handler, client, sink):
     (gen,) = by_event(events(client, sink), "$ai_generation")
     assert gen["$ai_trace_id"] == trace["$ai_trace_id"]
     assert trace["$ai_output_state"] == ANSWER
+
+
+def test_stream_the_caller_stopped_reading_is_sent_when_the_client_shuts_down(
+    index, handler, client, sink
+):
+    response = index.as_query_engine(streaming=True).query("read a bit")
+    for token in response.response_gen:
+        assert token == "Cats"
+        break  # the user stopped the answer: nothing will read the rest
+    assert handler.pending()["traces"] == 1
+    assert client.shutdown(timeout=5) is True
+    assert handler.pending() == {"spans": 0, "traces": 0, "generations": 0, "streams": 0}
+    (trace,) = by_event(sink.events, "$ai_trace")
+    (gen,) = by_event(sink.events, "$ai_generation")
+    assert gen["$ai_trace_id"] == trace["$ai_trace_id"]
+    assert gen["$ai_output_choices"][0]["content"] == "Cats"  # what was read: partial
+    assert trace["$ai_output_state"] == "Cats"
+    assert {s["$ai_span_type"] for s in by_event(sink.events, "$ai_span")} == {
+        "retrieve",
+        "synthesize",
+    }
+
+
+def test_shutting_down_another_client_leaves_the_stream_open(index, handler, client, sink):
+    other = Client(destination=InMemoryDestination())
+    response = index.as_query_engine(streaming=True).query("read it all")
+    first = next(response.response_gen)
+    other.shutdown(timeout=5)
+    assert handler.pending()["traces"] == 1
+    assert first + "".join(response.response_gen) == ANSWER
+    (trace,) = wait_for(client, sink, "$ai_trace")
+    assert trace["$ai_output_state"] == ANSWER
+
+
+def test_stream_the_caller_stopped_reading_is_sent_at_process_exit(tmp_path):
+    db = tmp_path / "events.db"
+    code = f"""
+        import posthog_llm
+        from llama_index.core import Document, Settings, VectorStoreIndex
+        from llama_index.core.embeddings import MockEmbedding
+        from llama_index.core.llms import MockLLM
+        from posthog_llm.integrations import llama_index as posthog_li
+
+        Settings.llm = MockLLM(max_tokens=8)
+        Settings.embed_model = MockEmbedding(embed_dim=8)
+        index = VectorStoreIndex.from_documents([Document(text="Owls hunt at night.")])
+        posthog_li.set_global_handler(posthog_llm.Client(db={str(db)!r}))
+        response = index.as_query_engine(streaming=True).query("What do owls do?")
+        for token in response.response_gen:
+            break
+        # no flush, no shutdown: the process just ends
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    store = EventStore(str(db))
+    names = sorted(e["event"] for e in store.events())
+    assert names == ["$ai_embedding", "$ai_generation", "$ai_span", "$ai_span", "$ai_trace"]

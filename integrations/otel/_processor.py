@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
@@ -83,14 +83,36 @@ class PostHogSpanProcessor(SpanProcessor):
         self._open: OrderedDict[int, list[SpanRecord]] = OrderedDict()
         # trace id -> (scope, open observation) when its root started, if either was set
         self._starts: dict[int, tuple[Scope, Any]] = {}
+        # trace id -> how a trace whose root ended was sent (its root's span id, scope and
+        # outer observation), for spans that end after it (a stream read after the handler
+        # returned): they are sent at once, as part of it.
+        self._ended: OrderedDict[int, _Ended] = OrderedDict()
         self._lock = threading.Lock()
+        # Traces still open when the client shuts down (or the process exits) are handed over
+        # first, while the client still delivers.
+        self._emitter.on_shutdown(self._hand_over_open)
 
     # -- SpanProcessor ---------------------------------------------------------------------
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         parent = span.parent
         if parent is not None and not parent.is_remote:
-            return  # only a trace's local root decides its identity and parent
+            # A step that starts as AI work makes its trace an AI trace now, so the steps
+            # around it that end before it (a handler returning a stream) are kept.
+            try:
+                trace_key = span.context.trace_id
+                if trace_key not in self._open and _is_ai(span):
+                    with self._lock:
+                        self._open.setdefault(trace_key, [])
+                    if trace_key not in self._starts:
+                        # A root this processor never saw start (another TracerProvider's):
+                        # the identity in force where its first AI step starts.
+                        scope = current_scope()
+                        if scope is not EMPTY_SCOPE and scope != EMPTY_SCOPE:
+                            self._starts[trace_key] = (self._emitter.scope(), None)
+            except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
+                report_internal_error(exc)
+            return  # otherwise only a trace's local root decides its identity and parent
         # try/except rather than the context manager: this runs for every trace's root.
         try:
             outer = current_observation()
@@ -117,6 +139,10 @@ class PostHogSpanProcessor(SpanProcessor):
                     if parent is None or parent.is_remote:
                         self._starts.pop(trace_key, None)
                     return
+                ended = self._ended.get(trace_key) if self._ended else None
+                if ended is not None:
+                    self._send_late(ended, record_from_sdk_span(span, ended.trace_hex))
+                    return
                 with self._lock:
                     spans = self._open.setdefault(trace_key, [])
                     overflow = len(self._open) > MAX_OPEN_TRACES
@@ -137,7 +163,18 @@ class PostHogSpanProcessor(SpanProcessor):
             report_internal_error(exc)
 
     def shutdown(self) -> None:
-        self.force_flush()
+        # Within the client's own shutdown deadline (OpenTelemetry gives none).
+        timeout = getattr(self._emitter.client, "shutdown_timeout", None)
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
+            self.force_flush(int(timeout * 1000))
+        else:
+            self.force_flush()
+
+    def _hand_over_open(self) -> None:
+        """Queue the traces still open (their roots have not ended) with the client."""
+        with capture_internal_exceptions():
+            while self._open:
+                self._send_oldest()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send traces still open (their roots have not ended) and flush the client."""
@@ -169,23 +206,55 @@ class PostHogSpanProcessor(SpanProcessor):
         if not self._emitter.enabled:
             return
         scope, outer = started if started is not None else (self._emitter.scope(), None)
+        scope = self._emit(records, scope, outer, None)
+        root = next((r for r in records if r.parent_id is None or r.parent_remote), None)
+        if root is not None:
+            # Spans of this trace that end later are sent as part of it (`_send_late`).
+            with self._lock:
+                self._ended[trace_key] = _Ended(root.span_id, root.trace_id, scope, outer)
+                if len(self._ended) > MAX_OPEN_TRACES:
+                    self._ended.popitem(last=False)
+
+    def _send_late(self, ended: _Ended, record: SpanRecord) -> None:
+        """An AI span that ended after its trace was sent: sent at once, under the trace's
+        identity, a child of the trace where its parent was the root."""
+        if self._emitter.enabled:
+            self._emit([record], ended.scope, ended.outer, ended.root_span_id)
+
+    def _emit(
+        self, records: list[SpanRecord], scope: Scope, outer: Any, late_root: str | None
+    ) -> Scope:
+        """Queue `records` as one item under `scope` (and their own identity attributes, which
+        are most specific); returns the scope they were sent under."""
         user = session = None
         if any(not IDENTITY_KEYS.isdisjoint(rec.attributes) for rec in records):
             user = first_of(records, distinct_id_of)
             session = first_of(records, session_id_of)
-        if user is not None or session is not None:  # a span's own attributes are most specific
+        if user is not None or session is not None:
             scope = scope.merged(make_scope(distinct_id=user, session_id=session))
         privacy = self._emitter.privacy(scope)
-        trace_id = outer.trace_id if outer is not None else format(trace_key, "032x")
+        trace_id = outer.trace_id if outer is not None else records[0].trace_id
         self._emitter.emit_many(
-            functools.partial(_trace_events, records, outer, privacy), scope, trace_id=trace_id
+            functools.partial(_trace_events, records, outer, privacy, late_root),
+            scope,
+            trace_id=trace_id,
         )
+        return scope
+
+
+class _Ended(NamedTuple):
+    root_span_id: str
+    trace_hex: str
+    scope: Scope
+    outer: Any
 
 
 def _trace_events(
-    records: list[SpanRecord], outer: Any, privacy: bool
+    records: list[SpanRecord], outer: Any, privacy: bool, late_root: str | None = None
 ) -> list[tuple[str, dict[str, Any], None, float | None]]:
-    """Worker side: the `$ai_*` events of one finished trace, each at its span's end time."""
+    """Worker side: the `$ai_*` events of one finished trace, each at its span's end time.
+
+    `late_root`: the records ended after their trace was sent, whose root had this span id."""
     plan = plan_trace(records)
     if plan is None:
         return []
@@ -195,6 +264,8 @@ def _trace_events(
     if outer is None:
         trace_id = plan.trace_id
         for rec, kind, parent_id in plan.spans:
+            if parent_id == late_root:  # the root was sent as the trace itself
+                parent_id = trace_id
             _add_span_event(events, rec, kind, trace_id, parent_id, privacy)
         if root is not None:
             try:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import posthog_llm
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+from posthog_llm import EventStore
 from posthog_llm.integrations.otel import PostHogSpanProcessor
 
 from tests.support.events import only
@@ -394,3 +398,66 @@ def test_a_span_nested_too_deep_to_parse_loses_no_event_of_its_trace(tracer, eve
         "chat ok",
         "invoke_agent A",
     ]
+
+
+def test_a_step_that_ends_before_the_ai_work_inside_it_is_still_between_ai_spans(tracer, events):
+    # A handler returns a stream: its span ends before the model call inside it does.
+    with tracer.start_as_current_span(
+        "invoke_agent B", attributes={"gen_ai.operation.name": "invoke_agent"}
+    ):
+        handler = tracer.start_span("handler")
+        chat = tracer.start_span("chat", context=set_span_in_context(handler), attributes=CHAT)
+        handler.end()
+        chat.end()
+    sent = events()
+    step = only(_named(sent, "$ai_span", "handler"))
+    assert only(_named(sent, "$ai_generation", "chat"))["$ai_parent_id"] == step["$ai_span_id"]
+
+
+def test_an_ai_span_that_ends_after_its_root_is_sent_at_once_as_part_of_its_trace(
+    tracer, events, client
+):
+    with posthog_llm.context(distinct_id="user-1"):
+        root = tracer.start_span(
+            "invoke_agent A", attributes={"gen_ai.operation.name": "invoke_agent"}
+        )
+        late = tracer.start_span("chat late", context=set_span_in_context(root), attributes=CHAT)
+        root.end()
+    late.end()  # a stream read after the handler returned; no flush of the processor
+    sent = events()
+    [trace] = _named(sent, "$ai_trace", "invoke_agent A")
+    [generation] = _named(sent, "$ai_generation", "chat late")
+    trace_id = trace["properties"]["$ai_trace_id"]
+    assert generation["properties"]["$ai_trace_id"] == trace_id
+    assert generation["properties"]["$ai_parent_id"] == trace_id  # the root is the trace
+    assert generation["distinct_id"] == trace["distinct_id"] == "user-1"
+
+
+def test_a_trace_still_open_at_exit_is_stored(tmp_path):
+    # Its root never ended in this process; the provider's own exit hook may run after the
+    # client has shut down, so the processor hands the trace over first.
+    db = tmp_path / "events.db"
+    code = f"""
+        import posthog_llm
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from posthog_llm.integrations.otel import PostHogSpanProcessor
+
+        provider = TracerProvider()
+        provider.add_span_processor(PostHogSpanProcessor(posthog_llm.Client(db={str(db)!r})))
+        tracer = provider.get_tracer("t")
+        root = tracer.start_span("invoke_agent A", attributes={{"gen_ai.operation.name": "invoke_agent"}})
+        tracer.start_span(
+            "chat", context=trace.set_span_in_context(root), attributes={CHAT!r}
+        ).end()
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    names = [e["event"] for e in EventStore(str(db)).events()]
+    assert names == ["$ai_generation"]
+
+
+def _named(sent: list[dict], event: str, name: str) -> list[dict]:
+    return [e for e in sent if e["event"] == event and e["properties"]["$ai_span_name"] == name]

@@ -274,6 +274,11 @@ class PostHogTracingProcessor(TracingProcessor):
                 refusal = _closing_exception()
                 if isinstance(refusal, ModelRefusalError):
                     error = error_text(refusal, privacy=run.privacy)
+            elif kind == "custom" and error is None:
+                # The user's own `custom_span` that an exception left (the SDK records none).
+                raised = _closing_exception()
+                if raised is not None:
+                    error = error_text(raised, privacy=run.privacy)
             if error and run.error is None:
                 run.error = error
             facts = _facts.SpanFacts(
@@ -372,6 +377,11 @@ def _closing_exception() -> Exception | None:
     for _ in range(_EXIT_DEPTH):
         if frame is None:
             return None
+        if frame.f_code.co_name == "__exit__" and "exc_val" in frame.f_code.co_varnames:
+            # The span's own `__exit__`: what it was given is the answer, also when the `with`
+            # sits in an `except` block handling an older exception and exits normally.
+            given = frame.f_locals.get("exc_val")
+            return given if isinstance(given, Exception) else None
         if frame is head:
             return error
         frame = frame.f_back

@@ -114,6 +114,25 @@ def test_custom_spans_carry_their_data(client, events):
     assert events("$ai_trace")[0]["properties"]["$ai_span_name"] == "Nightly job"
 
 
+def test_a_custom_span_an_exception_leaves_is_an_error_and_one_that_ends_well_is_not(
+    client, events
+):
+    posthog_agents.instrument(client)
+    with trace("Nightly job"):
+        with pytest.raises(KeyError):
+            with custom_span("parse", data={}):
+                raise KeyError("boom")
+        try:
+            raise ValueError("handled earlier")
+        except ValueError:
+            with custom_span("report", data={}):  # ends normally inside an `except` block
+                pass
+    spans = events("$ai_span")
+    assert by_name(spans, "parse")["$ai_error"] == "KeyError: 'boom'"
+    assert "$ai_is_error" not in by_name(spans, "report")
+    assert events("$ai_trace")[0]["properties"]["$ai_is_error"] is True
+
+
 def test_an_mcp_servers_tool_listing_and_its_tool_call_are_spans(client, events):
     mcp_types = pytest.importorskip("mcp.types")
     from agents.mcp import MCPServer

@@ -41,6 +41,7 @@ class SpanFacts:
     http_status: int | None = None
     failed_request: Any = None
     stream: bool | None = None  # made through the model's streaming call; None: not known
+    requested_model: str | None = None  # the model the SDK's `Model` was made for
 
 
 def _plain(value: Any) -> Any:
@@ -383,7 +384,9 @@ def response_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     props = dict(_common(facts))
     props["error"], props["is_error"] = error, True if error else None
     # The served model; a call that failed has no response, only the model it asked for.
-    model = _get(response, "model") or _requested_model(facts.failed_request)
+    model = (
+        _get(response, "model") or _requested_model(facts.failed_request) or facts.requested_model
+    )
     return generation_properties(
         span_name=model or "response",
         model=model,

@@ -113,6 +113,7 @@ class _Open:
     observation: Any = None
     agent: Any = None  # an agent span's data: the SDK fills its tool list after the start
     stream: bool | None = None  # a model call: streamed or not, when known
+    model: str | None = None  # a model call: the model its `Model` was made for, when known
 
 
 class PostHogTracingProcessor(TracingProcessor):
@@ -239,7 +240,7 @@ class PostHogTracingProcessor(TracingProcessor):
             if kind == "agent":
                 entry.agent = data
             elif kind in _MODEL_SPANS:
-                entry.stream = _streamed_call()
+                entry.stream, entry.model = _model_call()
             entry.observation = open_observation(
                 GENERATION_KIND if kind in _MODEL_SPANS else SPAN_KIND,
                 trace_id=run.trace_id,
@@ -291,6 +292,7 @@ class PostHogTracingProcessor(TracingProcessor):
                 privacy=run.privacy,
                 agent_tools=self._agent_tools(entry) if kind == "generation" else (),
                 stream=entry.stream,
+                requested_model=entry.model,
             )
             if failure is not None and kind in _MODEL_SPANS:
                 facts.http_status = http_status_of(failure)
@@ -346,18 +348,21 @@ def _bind(function: Any, data: Any, facts: _facts.SpanFacts) -> Any:
     return build
 
 
-def _streamed_call() -> bool | None:
+def _model_call() -> tuple[bool | None, str | None]:
     """Whether the model span now starting is opened in `Model.stream_response` (True) or
-    `Model.get_response` (False): the nearest of the two among the calls that started it."""
+    `Model.get_response` (False), the nearest of the two among the calls that started it; and
+    the model name that `Model` was made for (what a call that fails before its response asked
+    for)."""
     frame: FrameType | None = sys._getframe(2)  # above this and `on_span_start`
     for _ in range(_ENTER_DEPTH):
         if frame is None:
-            return None
+            break
         streamed = _MODEL_METHODS.get(frame.f_code.co_name)
         if streamed is not None:
-            return streamed
+            model = getattr(frame.f_locals.get("self"), "model", None)
+            return streamed, model if isinstance(model, str) and model else None
         frame = frame.f_back
-    return None
+    return None, None
 
 
 def _closing_exception() -> Exception | None:

@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from agents import ModelSettings, RunConfig, Runner
+from agents import Agent, ModelSettings, RunConfig, Runner
 from posthog_llm.integrations import openai_agents as posthog_agents
 from posthog_llm.integrations.openai_agents import _facts
 
@@ -122,3 +122,22 @@ def test_streamed_calls_are_streams_and_plain_calls_are_not(client, events, api)
     # The SDK tells a tracing processor nothing between a call's start and end: no first-token
     # time is known, and none is made up.
     assert not any("$ai_time_to_first_token" in g for g in generations)
+
+
+@with_the_sdk
+def test_a_streamed_call_that_fails_midway_keeps_the_model_it_asked_for(client, events):
+    # A Responses stream ending in an `error` event leaves the SDK no response and its error no
+    # request: the model is the one the SDK's model object was made for.
+    posthog_agents.instrument(client)
+
+    async def main() -> None:
+        result = Runner.run_streamed(Agent(name="A", model="error-midstream"), QUESTION)
+        async for _ in result.stream_events():
+            pass
+
+    with pytest.raises(Exception):  # noqa: B017 - the SDK's own error, whichever it is
+        asyncio.run(main())
+    [generation] = events("$ai_generation")
+    assert generation["properties"]["$ai_model"] == "error-midstream"
+    assert generation["properties"]["$ai_is_error"] is True
+    assert events("$ai_trace")[0]["properties"]["$ai_is_error"] is True

@@ -5,7 +5,7 @@ the collector fills the local store: the request is decoded with OpenTelemetry's
 classes (`opentelemetry-proto`), its spans go through the same conversion as
 `posthog_llm.integrations.otel.PostHogSpanProcessor`, and the resulting `$ai_*` events are stored
 like any capture request (same api key rule). An exporter sends spans as they end, so a trace's
-root often comes in a later request than its steps: the spans of an AI trace are held until its
+root often comes in a later request than its steps: the spans of a trace are held until its
 root comes, or until `hold_seconds` pass without a new span of it (`_otlp_hold`), and the trace
 is converted whole. A trace whose root never comes (posthog-python's exporter forwards AI spans
 only) gets a stand-in root named after its first top-level span. A root that comes after its
@@ -247,10 +247,10 @@ def otlp_events(
 ) -> list[dict[str, Any]]:
     """PostHog events (`event`, `distinct_id`, `properties`, `timestamp`) for an OTLP export.
 
-    With `held`, the spans of an AI trace whose root is not in the request are held there (with
-    the request's `authorization`) instead, and a held trace whose root comes is converted whole.
+    With `held`, the spans of a trace whose root is not in the request are held there (with the
+    request's `authorization`) instead, and a held trace whose root comes is converted whole
+    (a trace with no AI work then sends nothing, as always).
     """
-    plan_trace = _conversion()[0].plan_trace
     by_trace: dict[str, list[Any]] = defaultdict(list)
     for rec in _records(request):
         by_trace[rec.trace_id].append(rec)
@@ -261,9 +261,11 @@ def otlp_events(
                 trace_id,
                 records,
                 authorization,
-                # Held while an AI trace waits for its root: a span with no parent at all (one
-                # whose parent is in another service does not end this service's trace).
-                lambda rs: not any(r.parent_id is None for r in rs) and plan_trace(rs) is not None,
+                # Held while a trace waits for its root: a span with no parent at all (one whose
+                # parent is in another service does not end this service's trace). Spans that
+                # are not AI work are held too: a step that ended before the AI work inside it
+                # (a handler returning a stream) comes in an earlier request than that work.
+                lambda rs: not any(r.parent_id is None for r in rs),
             )
             for trace, held_records, _ in pushed:
                 events.extend(trace_events(trace, held_records, rootless=True))

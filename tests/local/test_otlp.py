@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
     InMemorySpanExporter,
 )
+from opentelemetry.trace import set_span_in_context  # noqa: E402
 from posthog_llm import EventStore  # noqa: E402
 from posthog_llm.local.server import start_server  # noqa: E402
 
@@ -407,6 +408,26 @@ def test_a_trace_whose_root_comes_later_is_converted_whole_with_the_roots_identi
     trace_id = events[0]["properties"]["$ai_trace_id"]
     (agent,) = [e for e in events if e["properties"].get("$ai_span_name") == "invoke_agent Weather"]
     assert agent["properties"]["$ai_parent_id"] == trace_id
+
+
+def test_a_step_exported_before_the_ai_work_inside_it_is_kept_between_ai_spans(server, db_path):
+    # A handler returns a stream: its span ends, and is exported, before the model call in it.
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span(
+        "invoke_agent Weather", attributes={"gen_ai.operation.name": "invoke_agent"}
+    ):
+        handler = tracer.start_span("handler")
+        chat = tracer.start_span("chat", context=set_span_in_context(handler), attributes=CHAT)
+        handler.end()
+        chat.end()
+    for span in memory.get_finished_spans():  # one request per span, in the order they ended
+        post_spans(server.url, [span])
+    events = {e["properties"]["$ai_span_name"]: e["properties"] for e in stored(db_path)}
+    assert set(events) == {"invoke_agent Weather", "handler", "chat"}
+    assert events["chat"]["$ai_parent_id"] == events["handler"]["$ai_span_id"]
 
 
 def test_held_traces_are_stored_when_the_collector_stops(db_path):

@@ -42,6 +42,7 @@ class SpanFacts:
     failed_request: Any = None
     stream: bool | None = None  # made through the model's streaming call; None: not known
     requested_model: str | None = None  # the model the SDK's `Model` was made for
+    offered_tools: tuple[Any, ...] = ()  # the SDK's tool and handoff objects the call offered
 
 
 def _plain(value: Any) -> Any:
@@ -228,6 +229,31 @@ def _tool_names(names: tuple[str, ...]) -> list[dict[str, Any]] | None:
     return [{"type": "function", "function": {"name": name}} for name in names]
 
 
+def _tool_definitions(offered: tuple[Any, ...]) -> list[dict[str, Any]] | None:
+    """The function tools and handoffs a call offered, as Chat Completions tool definitions;
+    a hosted tool (web search, file search ...) by its type and name."""
+    found: list[dict[str, Any]] = []
+    for tool in offered:
+        name = getattr(tool, "tool_name", None) or getattr(tool, "name", None)  # handoff, tool
+        schema = getattr(tool, "input_json_schema", None)
+        if schema is None:
+            schema = getattr(tool, "params_json_schema", None)
+        if not isinstance(name, str):
+            continue
+        if isinstance(schema, Mapping):
+            description = getattr(tool, "tool_description", None) or getattr(
+                tool, "description", None
+            )
+            function: dict[str, Any] = {"name": name, "parameters": _plain(schema)}
+            if isinstance(description, str) and description:
+                function["description"] = description
+            found.append({"type": "function", "function": function})
+        else:
+            kind = getattr(tool, "type", None)
+            found.append({"type": kind if isinstance(kind, str) else "hosted", "name": name})
+    return found or None
+
+
 def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     """A Chat Completions model call (`GenerationSpanData`)."""
     config = data.model_config or {}
@@ -244,7 +270,7 @@ def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         provider=_provider(base_url) if base_url else "openai",
         base_url=base_url,
         model_parameters=dict(config) if isinstance(config, Mapping) else None,
-        tools=_tool_names(facts.agent_tools),
+        tools=_tool_definitions(facts.offered_tools) or _tool_names(facts.agent_tools),
         # Chat Completions input is already plain messages; the sender makes it JSON-safe.
         input=None if facts.privacy else data.input,
         output_choices=output,

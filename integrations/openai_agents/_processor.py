@@ -114,6 +114,7 @@ class _Open:
     agent: Any = None  # an agent span's data: the SDK fills its tool list after the start
     stream: bool | None = None  # a model call: streamed or not, when known
     model: str | None = None  # a model call: the model its `Model` was made for, when known
+    offered: tuple[Any, ...] = ()  # a model call: the SDK's tool and handoff objects it offers
 
 
 class PostHogTracingProcessor(TracingProcessor):
@@ -240,7 +241,7 @@ class PostHogTracingProcessor(TracingProcessor):
             if kind == "agent":
                 entry.agent = data
             elif kind in _MODEL_SPANS:
-                entry.stream, entry.model = _model_call()
+                entry.stream, entry.model, entry.offered = _model_call()
             entry.observation = open_observation(
                 GENERATION_KIND if kind in _MODEL_SPANS else SPAN_KIND,
                 trace_id=run.trace_id,
@@ -293,6 +294,7 @@ class PostHogTracingProcessor(TracingProcessor):
                 agent_tools=self._agent_tools(entry) if kind == "generation" else (),
                 stream=entry.stream,
                 requested_model=entry.model,
+                offered_tools=entry.offered,
             )
             if failure is not None and kind in _MODEL_SPANS:
                 facts.http_status = http_status_of(failure)
@@ -348,21 +350,24 @@ def _bind(function: Any, data: Any, facts: _facts.SpanFacts) -> Any:
     return build
 
 
-def _model_call() -> tuple[bool | None, str | None]:
-    """Whether the model span now starting is opened in `Model.stream_response` (True) or
-    `Model.get_response` (False), the nearest of the two among the calls that started it; and
-    the model name that `Model` was made for (what a call that fails before its response asked
-    for)."""
+def _model_call() -> tuple[bool | None, str | None, tuple[Any, ...]]:
+    """What the model call whose span now starts was given, read from the SDK's `Model` method
+    that opened it (`stream_response` or `get_response`, the nearest among the calls above):
+    whether it streams; the model name that `Model` was made for (what a call that fails before
+    its response asked for); and the tools and handoffs it offers the model (their definitions,
+    which a Chat Completions span does not record)."""
     frame: FrameType | None = sys._getframe(2)  # above this and `on_span_start`
     for _ in range(_ENTER_DEPTH):
         if frame is None:
             break
         streamed = _MODEL_METHODS.get(frame.f_code.co_name)
         if streamed is not None:
-            model = getattr(frame.f_locals.get("self"), "model", None)
-            return streamed, model if isinstance(model, str) and model else None
+            local = frame.f_locals
+            model = getattr(local.get("self"), "model", None)
+            offered = (*(local.get("tools") or ()), *(local.get("handoffs") or ()))
+            return streamed, model if isinstance(model, str) and model else None, offered
         frame = frame.f_back
-    return None, None
+    return None, None, ()
 
 
 def _closing_exception() -> Exception | None:

@@ -43,11 +43,13 @@ def test_a_run_with_a_handoff_and_a_tool_call_is_one_trace(client, events, api):
         "transfer_to_specialist"
     )
     assert first["$ai_stop_reason"] == "tool_calls"
-    if api == "chat_completions":  # tool names come from the agent span
-        assert "$ai_tools" not in first  # Triage has no function tools, only a handoff
-        assert generations[1]["$ai_tools"] == [
-            {"type": "function", "function": {"name": "get_weather"}}
-        ]
+    # What each call offered the model: Triage its handoff, Specialist its tool, with schemas.
+    offered = [[t.get("function", t) for t in gen["$ai_tools"]] for gen in generations[:2]]
+    assert [[tool["name"] for tool in tools] for tools in offered] == [
+        ["transfer_to_specialist"],
+        ["get_weather"],
+    ]
+    assert "city" in offered[1][0]["parameters"]["properties"]
     assert generations[-1]["$ai_output_choices"][0]["content"] == (
         "The tool returned: sunny in Paris"
     )

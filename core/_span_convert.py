@@ -579,7 +579,7 @@ def _input_state(attrs: Mapping[str, Any]) -> Any:
 
 
 def _output_state(attrs: Mapping[str, Any]) -> Any:
-    return _state(
+    state = _state(
         attrs,
         "gen_ai.tool.call.result",
         "output.value",
@@ -587,6 +587,26 @@ def _output_state(attrs: Mapping[str, Any]) -> Any:
         "gen_ai.output.messages",
         "ai.response.text",
     )
+    if state is None and "retrieval.documents.0.document.content" in attrs:
+        return _retrieved(attrs)
+    return state
+
+
+def _retrieved(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """OpenInference's `retrieval.documents.N.document.{id,content,score,metadata}`: what a
+    retriever span found, as a list of documents."""
+    documents = []
+    for item in _indexed(attrs, "retrieval.documents."):
+        document = {
+            field: _json(item[f"document.{field}"])
+            if field == "metadata"
+            else item[f"document.{field}"]
+            for field in ("id", "content", "score", "metadata")
+            if f"document.{field}" in item
+        }
+        if document:
+            documents.append(document)
+    return documents
 
 
 def _span_name(rec: SpanRecord) -> str:

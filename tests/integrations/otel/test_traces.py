@@ -461,3 +461,26 @@ def test_a_trace_still_open_at_exit_is_stored(tmp_path):
 
 def _named(sent: list[dict], event: str, name: str) -> list[dict]:
     return [e for e in sent if e["event"] == event and e["properties"]["$ai_span_name"] == name]
+
+
+def test_an_openinference_retrievers_documents_are_its_output(tracer, events):
+    with tracer.start_as_current_span("query", attributes={"openinference.span.kind": "CHAIN"}):
+        with tracer.start_as_current_span(
+            "retrieve",
+            attributes={
+                "openinference.span.kind": "RETRIEVER",
+                "input.value": "owls",
+                "retrieval.documents.0.document.id": "d1",
+                "retrieval.documents.0.document.content": "Owls hunt at night.",
+                "retrieval.documents.0.document.score": 0.9,
+                "retrieval.documents.1.document.id": "d2",
+                "retrieval.documents.1.document.content": "Owls eat mice.",
+                "retrieval.documents.1.document.metadata": '{"source": "wiki"}',
+            },
+        ):
+            pass
+    [retriever] = _named(events(), "$ai_span", "retrieve")
+    assert retriever["properties"]["$ai_output_state"] == [
+        {"id": "d1", "content": "Owls hunt at night.", "score": 0.9},
+        {"id": "d2", "content": "Owls eat mice.", "metadata": {"source": "wiki"}},
+    ]

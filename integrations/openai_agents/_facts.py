@@ -539,9 +539,11 @@ def run_props(
     privacy: bool,
     first_input: Any,
     last_output: Any,
+    metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole run: its `$ai_trace`, or a `$ai_span` when it joined another observation
-    (`parent_id` given)."""
+    (`parent_id` given). The trace's `metadata` is its `$ai_trace_metadata`, as posthog-python
+    sends it."""
     input_state, output_state = _run_states(privacy, first_input, last_output)
     common: dict[str, Any] = {
         "trace_id": trace_id,
@@ -556,5 +558,8 @@ def run_props(
         "privacy_mode": privacy,
     }
     if parent_id is None:
-        return trace_properties(**common)
+        props = trace_properties(**common)
+        if metadata:
+            props["$ai_trace_metadata"] = metadata
+        return props
     return span_properties(span_id=span_id, parent_id=parent_id, span_type="agent_run", **common)

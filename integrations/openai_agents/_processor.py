@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -206,6 +207,8 @@ class PostHogTracingProcessor(TracingProcessor):
             latency = time.perf_counter() - run.started
             name = trace.name or "Agent workflow"
             joined = run.joined_parent is not None
+            metadata = getattr(trace, "metadata", None)
+            metadata = dict(metadata) if isinstance(metadata, Mapping) and metadata else None
 
             def build() -> dict[str, Any]:
                 return _facts.run_props(
@@ -219,6 +222,7 @@ class PostHogTracingProcessor(TracingProcessor):
                     privacy=run.privacy,
                     first_input=run.first_input,
                     last_output=run.last_output,
+                    metadata=metadata,
                 )
 
             self._emitter.emit(SPAN if joined else TRACE, build, run.scope, trace_id=run.trace_id)

@@ -106,12 +106,14 @@ def test_a_streamed_run_is_reported_like_any_other(client, events):
 
 def test_custom_spans_carry_their_data(client, events):
     posthog_agents.instrument(client)
-    with trace("Nightly job"):
+    with trace("Nightly job", metadata={"customer": "acme", "tier": 2}):
         with custom_span("load documents", data={"count": 3}):
             pass
     span = by_name(events("$ai_span"), "load documents")
     assert (span["$ai_span_type"], span["$ai_input_state"]) == ("custom", {"count": 3})
-    assert events("$ai_trace")[0]["properties"]["$ai_span_name"] == "Nightly job"
+    run = events("$ai_trace")[0]["properties"]
+    assert run["$ai_span_name"] == "Nightly job"
+    assert run["$ai_trace_metadata"] == {"customer": "acme", "tier": 2}  # as posthog-python
 
 
 def test_a_custom_span_an_exception_leaves_is_an_error_and_one_that_ends_well_is_not(

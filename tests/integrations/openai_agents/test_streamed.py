@@ -7,6 +7,7 @@ holds a `Response` dump, not chat messages, and zeros when the provider sent no 
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -124,6 +125,14 @@ def test_streamed_calls_are_streams_and_plain_calls_are_not(client, events, api)
     assert not any("$ai_time_to_first_token" in g for g in generations)
 
 
+def _sdk_version() -> tuple[int, ...]:
+    return tuple(int(part) for part in version("openai-agents").split(".")[:2] if part.isdigit())
+
+
+@pytest.mark.skipif(
+    _sdk_version() < (0, 24),
+    reason="older Agents SDKs never end the model span of a stream that failed midway",
+)
 @with_the_sdk
 def test_a_streamed_call_that_fails_midway_keeps_the_model_it_asked_for(client, events):
     # A Responses stream ending in an `error` event leaves the SDK no response and its error no

@@ -44,6 +44,10 @@ FRAMEWORK = "opentelemetry"
 # are sent as they are once this many are open, oldest first: memory stays bounded.
 MAX_OPEN_TRACES = 1000
 MAX_SPANS_PER_TRACE = 5000
+# Set when an AI step starts (GenAI semantic conventions, OpenInference): from then on its trace
+# is an AI trace, and the steps around it that end before it (a handler returning a stream) are
+# kept.
+_START_KEYS = ("gen_ai.operation.name", "openinference.span.kind")
 
 
 def _is_ai(span: ReadableSpan) -> bool:
@@ -99,9 +103,16 @@ class PostHogSpanProcessor(SpanProcessor):
         if parent is not None and not parent.is_remote:
             # A step that starts as AI work makes its trace an AI trace now, so the steps
             # around it that end before it (a handler returning a stream) are kept.
+            # The keys an AI step is made with (the conventions set them at the start); the full
+            # check is at its end. Two lookups: every child span of every trace pays this.
+            attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+            if attributes is None or not (
+                _START_KEYS[0] in attributes or _START_KEYS[1] in attributes
+            ):
+                return
             try:
                 trace_key = span.context.trace_id
-                if trace_key not in self._open and _is_ai(span):
+                if trace_key not in self._open:
                     with self._lock:
                         self._open.setdefault(trace_key, [])
                     if trace_key not in self._starts:

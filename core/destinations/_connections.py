@@ -128,9 +128,10 @@ class ConnectionPool:
         """
         headers = {"User-Agent": self.user_agent, **headers}
         conn, reused, generation = self._take(timeout)
-        watch = _watchdog.watch(conn, 2 * timeout + len(body) / 65_536)
+        watch = _watchdog.watch(2 * timeout + len(body) / 65_536)
         try:
             try:
+                _watchdog.connected(watch, conn)
                 response = _exchange(conn, path, body, headers)
             except _STALE:
                 if not reused or watch.expired:
@@ -138,14 +139,15 @@ class ConnectionPool:
                 # Closed by the server between our check and the request: once more, on a
                 # new connection.
                 conn.close()
-                conn = watch.conn = self._new(timeout)
+                conn = self._new(timeout)
+                _watchdog.connected(watch, conn)
                 response = _exchange(conn, path, body, headers)
             content = _body(response)
         except BaseException as exc:
             conn.close()
             if watch.expired and isinstance(exc, Exception):
                 raise TimeoutError(
-                    f"no whole answer within {watch.seconds:.0f} s ({type(exc).__name__})"
+                    f"no whole answer within {watch.seconds:.3g} s ({type(exc).__name__})"
                 ) from None
             raise
         finally:
@@ -154,7 +156,7 @@ class ConnectionPool:
             # Cut short: what was read may look whole (headers ended by the cut, a body read
             # to the end of the connection), so it is never taken for the server's answer.
             conn.close()
-            raise TimeoutError(f"no whole answer within {watch.seconds:.0f} s")
+            raise TimeoutError(f"no whole answer within {watch.seconds:.3g} s")
         if 100 <= response.status < 200:
             # An interim answer (103 Early Hints) that http.client hands over as if final: the
             # final answer is still to come on this connection, which no request may reuse.
@@ -185,10 +187,10 @@ class ConnectionPool:
 
 
 class _Watch:
-    __slots__ = ("conn", "deadline", "seconds", "expired")
+    __slots__ = ("sock", "deadline", "seconds", "expired")
 
-    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
-        self.conn = conn
+    def __init__(self, seconds: float) -> None:
+        self.sock: socket.socket | None = None  # once connected
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds
         self.expired = False
@@ -199,18 +201,24 @@ class _Watchdog:
 
     A socket timeout bounds each wait for the server, not the exchange: a server (or a
     middlebox) that sends a byte now and then would hold the sender, and every event queued
-    behind it, for as long as it likes.
+    behind it, for as long as it likes. The socket is kept from the moment it connects:
+    `http.client` lets go of it once an answer says the connection closes, and reads on.
     """
 
     def __init__(self) -> None:
+        self._after_fork()
+
+    def _after_fork(self) -> None:
+        # In a forked child: the parent's lock may have been held at fork time, and its
+        # thread does not exist here.
         self._cond = threading.Condition(threading.Lock())
         self._watches: set[_Watch] = set()
         self._pid = -1  # no thread in this process yet
 
-    def watch(self, conn: http.client.HTTPConnection, seconds: float) -> _Watch:
-        watch = _Watch(conn, seconds)
+    def watch(self, seconds: float) -> _Watch:
+        watch = _Watch(seconds)
         with self._cond:
-            if self._pid != os.getpid():  # first use, or a forked child: no thread here
+            if self._pid != os.getpid():  # first use (or a fork that skipped the hook)
                 self._pid = os.getpid()
                 self._watches = set()
                 threading.Thread(
@@ -220,35 +228,46 @@ class _Watchdog:
             self._cond.notify()
         return watch
 
+    def connected(self, watch: _Watch, conn: http.client.HTTPConnection) -> None:
+        """Connect `conn` (if it is not) and watch its socket; TimeoutError if the deadline
+        passed while connecting (a name lookup no socket timeout bounds)."""
+        if conn.sock is None:
+            conn.connect()
+        with self._cond:
+            if watch.expired:
+                raise TimeoutError(f"not connected within {watch.seconds:.3g} s")
+            watch.sock = conn.sock
+
     def release(self, watch: _Watch) -> None:
         with self._cond:
             self._watches.discard(watch)
 
     def _run(self) -> None:
-        with self._cond:
+        cond = self._cond
+        with cond:
             while True:
                 if not self._watches:
-                    self._cond.wait()
+                    cond.wait()
                     continue
                 now = time.monotonic()
                 for watch in [w for w in self._watches if w.deadline <= now]:
-                    sock = watch.conn.sock
-                    if sock is None:  # still connecting (bounded by its own timeout)
-                        watch.deadline = now + 0.05
-                        continue
                     self._watches.discard(watch)
                     watch.expired = True
+                    if watch.sock is None:
+                        continue  # still connecting: `connected` refuses to go on
                     try:
                         # The plain socket's shutdown, also under TLS: the reading thread gets
                         # an error at once, and its SSL object stays as it is.
-                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                        socket.socket.shutdown(watch.sock, socket.SHUT_RDWR)
                     except (OSError, TypeError):
                         pass
                 if self._watches:
-                    self._cond.wait(max(0.0, min(w.deadline for w in self._watches) - now))
+                    cond.wait(max(0.0, min(w.deadline for w in self._watches) - now))
 
 
 _watchdog = _Watchdog()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_watchdog._after_fork)
 
 
 def _exchange(

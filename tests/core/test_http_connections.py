@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
 import socket
 import ssl
 import threading
@@ -19,7 +20,7 @@ from posthog_llm.destinations import (
     PostHogHTTPDestination,
     RetryableError,
 )
-from posthog_llm.destinations._connections import ConnectionPool
+from posthog_llm.destinations._connections import ConnectionPool, _watchdog
 
 EVENT = b'{"event":"$ai_span","distinct_id":"u","properties":{"$ai_trace_id":"t"}}'
 
@@ -90,6 +91,14 @@ class _RawServer:
                         + b"f" * 40
                         + b"\r\n"
                     )
+                    return
+                if what == "trickle body":  # whole headers saying close, then a slow body
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 400\r\n\r\n"
+                    )
+                    for _ in range(400):
+                        conn.sendall(b"x")
+                        time.sleep(0.05)
                     return
                 if what == "trickle":  # an answer a byte at a time, never finished
                     for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000:
@@ -254,15 +263,17 @@ def test_a_kept_alive_tls_connection_the_server_closed_is_replaced(
     destination.close()
 
 
+@pytest.mark.parametrize("what", ["trickle", "trickle body"])
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_an_answer_trickled_a_byte_at_a_time_is_cut_at_the_requests_deadline(
-    raw_server, test_ca, monkeypatch, tls
+    raw_server, test_ca, monkeypatch, tls, what
 ):
     # Each byte comes well within the read timeout: only a deadline for the whole exchange
     # (twice the timeout here, the body being tiny) frees the sender.
     server_tls, bundle = test_ca
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
-    server = raw_server(lambda conn, nth: "trickle", tls=server_tls if tls else None)
+    # "trickle body": http.client lets go of the socket once the headers say it closes.
+    server = raw_server(lambda conn, nth: what, tls=server_tls if tls else None)
     scheme = "https" if tls else "http"
     destination = PostHogHTTPDestination("phc_key", f"{scheme}://127.0.0.1:{server.port}")
     start = time.monotonic()
@@ -280,6 +291,33 @@ def test_an_answer_http_client_cannot_parse_is_retryable_not_a_refusal(raw_serve
     with pytest.raises(RetryableError, match="malformed answer"):
         destination.send([EVENT], timeout=5)
     destination.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_child_forked_while_the_deadline_watch_was_busy_still_sends(raw_server):
+    from ._forking import in_forked_child
+
+    server = raw_server(lambda conn, nth: "ok")
+    held, go = threading.Event(), threading.Event()
+
+    def busy() -> None:  # a parent thread inside the watchdog's lock at the moment of the fork
+        with _watchdog._cond:
+            held.set()
+            go.wait(10)
+
+    threading.Thread(target=busy, daemon=True).start()
+    held.wait(5)
+
+    def child() -> str:
+        status, _, _ = ConnectionPool(f"http://127.0.0.1:{server.port}", user_agent="t").post(
+            "/batch/", b"{}", {}, 2
+        )
+        return str(status)
+
+    try:
+        assert in_forked_child(child) == "200"
+    finally:
+        go.set()
 
 
 def test_the_pool_refuses_what_is_not_an_http_url():

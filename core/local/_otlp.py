@@ -5,7 +5,7 @@ the collector fills the local store: the request is decoded with OpenTelemetry's
 classes (`opentelemetry-proto`), its spans go through the same conversion as
 `posthog_llm.integrations.otel.PostHogSpanProcessor`, and the resulting `$ai_*` events are stored
 like any capture request (same api key rule). An exporter sends spans as they end, so a trace's
-root often comes in a later request than its steps: the spans of a trace are held until its
+root often comes in a later request than its steps: the spans of an AI trace are held until its
 root comes, or until `hold_seconds` pass without a new span of it (`_otlp_hold`), and the trace
 is converted whole. A trace whose root never comes (posthog-python's exporter forwards AI spans
 only) gets a stand-in root named after its first top-level span. A root that comes after its
@@ -233,6 +233,33 @@ _recent: OrderedDict[str, tuple[str | None, str | None, bool, bool]] = OrderedDi
 _recent_lock = threading.Lock()
 _RECENT_TRACES = 10_000
 
+# Non-AI steps of traces whose root has not come and that hold no AI work yet: a step that
+# ended before the AI work inside it (a handler returning a stream) comes in an earlier request
+# than that work. Kept apart from the hold, in a small bound of its own, so that ordinary
+# traffic never pushes a held AI trace out; taken back when AI work of the trace comes.
+_steps: OrderedDict[str, list[Any]] = OrderedDict()
+_steps_lock = threading.Lock()
+_steps_count = [0]
+_MAX_STEPS = 2_000
+
+
+def _keep_steps(trace_id: str, records: list[Any]) -> None:
+    with _steps_lock:
+        _steps.setdefault(trace_id, []).extend(records)
+        _steps.move_to_end(trace_id)
+        _steps_count[0] += len(records)
+        while _steps_count[0] > _MAX_STEPS and _steps:
+            _steps_count[0] -= len(_steps.popitem(last=False)[1])
+
+
+def _take_steps(trace_id: str) -> list[Any]:
+    with _steps_lock:
+        taken = _steps.pop(trace_id, None)
+        if taken is None:
+            return []
+        _steps_count[0] -= len(taken)
+        return taken
+
 
 def _remember(trace_id: str, identity: tuple[str | None, str | None, bool, bool]) -> None:
     with _recent_lock:
@@ -247,25 +274,31 @@ def otlp_events(
 ) -> list[dict[str, Any]]:
     """PostHog events (`event`, `distinct_id`, `properties`, `timestamp`) for an OTLP export.
 
-    With `held`, the spans of a trace whose root is not in the request are held there (with the
-    request's `authorization`) instead, and a held trace whose root comes is converted whole
-    (a trace with no AI work then sends nothing, as always).
+    With `held`, the spans of an AI trace whose root is not in the request are held there (with
+    the request's `authorization`) instead, and a held trace whose root comes is converted whole.
+    Steps of a trace with no AI work yet and no root are kept apart (`_keep_steps`), in case
+    its AI work comes in a later request.
     """
+    plan_trace = _conversion()[0].plan_trace
     by_trace: dict[str, list[Any]] = defaultdict(list)
     for rec in _records(request):
         by_trace[rec.trace_id].append(rec)
     events: list[dict[str, Any]] = []
     for trace_id, records in by_trace.items():
+        if _steps:
+            records = _take_steps(trace_id) + records
+        rootless = not any(r.parent_id is None for r in records)
+        if rootless and plan_trace(records) is None:
+            _keep_steps(trace_id, records)  # no AI work (yet): nothing to send, or to hold
+            continue
         if held is not None:
             released, pushed = held.merge(
                 trace_id,
                 records,
                 authorization,
-                # Held while a trace waits for its root: a span with no parent at all (one whose
-                # parent is in another service does not end this service's trace). Spans that
-                # are not AI work are held too: a step that ended before the AI work inside it
-                # (a handler returning a stream) comes in an earlier request than that work.
-                lambda rs: not any(r.parent_id is None for r in rs),
+                # Held while an AI trace waits for its root: a span with no parent at all (one
+                # whose parent is in another service does not end this service's trace).
+                lambda rs: not any(r.parent_id is None for r in rs) and plan_trace(rs) is not None,
             )
             for trace, held_records, _ in pushed:
                 events.extend(trace_events(trace, held_records, rootless=True))

@@ -1,4 +1,4 @@
-"""The collector's hold on traces whose root span has not arrived yet.
+"""The collector's hold on AI traces whose root span has not arrived yet.
 
 An OpenTelemetry exporter sends spans as they end, in batches a few seconds apart, so a trace's
 root (which ends last) often comes in a later request than its steps. Converting each request on

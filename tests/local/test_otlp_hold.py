@@ -64,3 +64,49 @@ def test_the_hold_is_bounded_in_bytes_too():
     assert hold(held, "b", ["y" * 600]) == [("a", ["x" * 600], "")]  # 1,200 bytes: a goes
     assert hold(held, "c", ["z" * 2_000]) == [("b", ["y" * 600], ""), ("c", ["z" * 2_000], "")]
     assert len(held) == 0
+
+
+def test_plain_traffic_never_pushes_a_held_ai_trace_out():
+    # A held AI trace waits for its root (which carries the user); meanwhile a service with no
+    # AI work sends thousands of rootless spans (its requests carry an upstream traceparent).
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.common")
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+    from posthog_llm.local._otlp import otlp_events
+    from posthog_llm.local._otlp_hold import record_weight
+
+    held = HeldTraces(hold_seconds=3600, max_spans=1_000, weigh=record_weight)
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+
+    def export() -> list:
+        events = otlp_events(encode_spans(memory.get_finished_spans()), held)
+        memory.clear()
+        return events
+
+    root = tracer.start_span("POST /ask", attributes={"posthog.distinct_id": "user-1"})
+    tracer.start_span(
+        "chat",
+        context=set_span_in_context(root),
+        attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "m"},
+    ).end()
+    assert export() == [] and len(held) == 1
+    for i in range(300):  # 1,800 spans, over the hold's bound
+        upstream = SpanContext(
+            trace_id=10_000 + i, span_id=1 + i, is_remote=True, trace_flags=TraceFlags(1)
+        )
+        with tracer.start_as_current_span(
+            "GET /health", context=set_span_in_context(NonRecordingSpan(upstream))
+        ):
+            for _ in range(5):
+                tracer.start_span("SELECT 1").end()
+        assert export() == []
+    root.end()
+    events = export()
+    assert sorted(e["event"] for e in events) == ["$ai_generation", "$ai_trace"]
+    assert {e["distinct_id"] for e in events} == {"user-1"}

@@ -112,7 +112,8 @@ class PostHogSpanProcessor(SpanProcessor):
                 return
             try:
                 trace_key = span.context.trace_id
-                if trace_key not in self._open:
+                # A trace already sent takes this step at its end, as a late part (`_ended`).
+                if trace_key not in self._open and trace_key not in self._ended:
                     with self._lock:
                         self._open.setdefault(trace_key, [])
                     if trace_key not in self._starts:
@@ -152,7 +153,7 @@ class PostHogSpanProcessor(SpanProcessor):
                     return
                 ended = self._ended.get(trace_key) if self._ended else None
                 if ended is not None:
-                    self._send_late(ended, record_from_sdk_span(span, ended.trace_hex))
+                    self._send_late(trace_key, ended, record_from_sdk_span(span, ended.trace_hex))
                     return
                 with self._lock:
                     spans = self._open.setdefault(trace_key, [])
@@ -217,20 +218,33 @@ class PostHogSpanProcessor(SpanProcessor):
         if not self._emitter.enabled:
             return
         scope, outer = started if started is not None else (self._emitter.scope(), None)
-        scope = self._emit(records, scope, outer, None)
+        # Marked AI when an AI step started, but none has ended yet (the root ended first):
+        # nothing to send until one does.
+        waiting = not any(_record_is_ai(rec) for rec in records)
+        if not waiting:
+            scope = self._emit(records, scope, outer, None)
         root = next((r for r in records if r.parent_id is None or r.parent_remote), None)
         if root is not None:
             # Spans of this trace that end later are sent as part of it (`_send_late`).
             with self._lock:
-                self._ended[trace_key] = _Ended(root.span_id, root.trace_id, scope, outer)
+                self._ended[trace_key] = _Ended(
+                    root.span_id, root.trace_id, scope, outer, records if waiting else None
+                )
                 if len(self._ended) > MAX_OPEN_TRACES:
                     self._ended.popitem(last=False)
 
-    def _send_late(self, ended: _Ended, record: SpanRecord) -> None:
-        """An AI span that ended after its trace was sent: sent at once, under the trace's
-        identity, a child of the trace where its parent was the root."""
-        if self._emitter.enabled:
+    def _send_late(self, trace_key: int, ended: _Ended, record: SpanRecord) -> None:
+        """An AI span that ended after its trace's root: sent at once, under the trace's
+        identity, a child of the trace where its parent was the root; with the trace's own
+        records when none of them was sent yet (its root, then, is its `$ai_trace`)."""
+        if not self._emitter.enabled:
+            return
+        if ended.waiting is None:
             self._emit([record], ended.scope, ended.outer, ended.root_span_id)
+            return
+        with self._lock:
+            self._ended[trace_key] = ended._replace(waiting=None)
+        self._emit([*ended.waiting, record], ended.scope, ended.outer, None)
 
     def _emit(
         self, records: list[SpanRecord], scope: Scope, outer: Any, late_root: str | None
@@ -258,6 +272,13 @@ class _Ended(NamedTuple):
     trace_hex: str
     scope: Scope
     outer: Any
+    waiting: list[SpanRecord] | None  # the trace's records, when no AI step had ended yet
+
+
+def _record_is_ai(rec: SpanRecord) -> bool:
+    if rec.name.startswith(AI_PREFIXES):
+        return True
+    return any(key.startswith(AI_PREFIXES) for key in rec.attributes)
 
 
 def _trace_events(

@@ -484,3 +484,22 @@ def test_an_openinference_retrievers_documents_are_its_output(tracer, events):
         {"id": "d1", "content": "Owls hunt at night.", "score": 0.9},
         {"id": "d2", "content": "Owls eat mice.", "metadata": {"source": "wiki"}},
     ]
+
+
+def test_ai_work_a_trace_does_after_its_root_ended_joins_it_whatever_its_root_was(tracer, events):
+    # A handler's span (no AI attributes) ends while its stream is still to be read: the model
+    # call started before the root ended, or starts only when the stream is read.
+    root = tracer.start_span("GET /stream")
+    started = tracer.start_span("chat started", context=set_span_in_context(root), attributes=CHAT)
+    root.end()
+    assert events() == []  # nothing AI has ended yet
+    started.end()
+    later = tracer.start_span("chat later", context=set_span_in_context(root), attributes=CHAT)
+    later.end()
+    sent = events()
+    [trace] = _named(sent, "$ai_trace", "GET /stream")
+    trace_id = trace["properties"]["$ai_trace_id"]
+    for name in ("chat started", "chat later"):
+        [generation] = _named(sent, "$ai_generation", name)
+        assert generation["properties"]["$ai_parent_id"] == trace_id
+    assert len(sent) == 3

@@ -2,7 +2,8 @@
 
 `$ai_*` events go to `POST {host}/i/v0/ai/batch/`, PostHog's LLM-analytics intake (8 MiB per
 event), as posthog-python 7.x sends them; other events to `POST {host}/batch/` (~1 MB per event).
-A PostHog that answers the AI intake 404 (one from before it) gets `$ai_*` events at `/batch/`.
+A PostHog that answers the AI intake 404 (one from before it) gets that batch at `/batch/`, and
+every `$ai_*` event once it answered 404 three times in a row.
 Both take the same body: `{"api_key", "batch": [...], "sent_at"}`.
 """
 
@@ -51,6 +52,7 @@ _USER_AGENT = f"posthog-llm/{__version__}"
 _RETRY_STATUSES = frozenset({408, 429})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 3
+_AI_INTAKE_MISSES = 3
 _MAX_REDIRECT_ORIGINS = 4
 
 # gzip container (what `Content-Encoding: gzip` means), written by the compressor in one pass.
@@ -136,6 +138,7 @@ class PostHogHTTPDestination:
         self._home = url_origin(self.host)
         self.url = self.host + "/batch/"
         self.ai_url = self.host + "/i/v0/ai/batch/"
+        self._ai_intake_missing = 0  # 404s from the AI intake in a row
         self.gzip = gzip
         # A self-hosted PostHog behind HTTP basic auth: `https://user:password@host`. Requests
         # carry the credentials as a header; logs and messages never show the password.
@@ -225,17 +228,25 @@ class PostHogHTTPDestination:
             data = gzip_body(data)
             headers["Content-Encoding"] = "gzip"
         status, retry_after, text = self._post(url, data, headers, timeout)
-        if status == 404 and url == self.ai_url != self.url:
-            # A PostHog from before the AI intake: `$ai_*` events go where all events go.
-            log.warning(
-                "posthog-llm: %s has no AI intake (HTTP 404 from %s); sending $ai_* events "
-                "to %s instead",
-                self.description,
-                _split_userinfo(url)[0],
-                _split_userinfo(self.url)[0],
-            )
-            self.ai_url = url = self.url
-            status, retry_after, text = self._post(url, data, headers, timeout)
+        if url == self.ai_url != self.url:
+            if status != 404:
+                self._ai_intake_missing = 0
+            else:
+                # A PostHog from before the AI intake: this batch goes where all events go,
+                # and so do all `$ai_*` events once it says so three times in a row (a single
+                # 404, from a proxy in the middle of a deploy, does not decide it).
+                self._ai_intake_missing += 1
+                if self._ai_intake_missing >= _AI_INTAKE_MISSES:
+                    log.warning(
+                        "posthog-llm: %s has no AI intake (HTTP 404 from %s); sending $ai_* "
+                        "events to %s instead",
+                        self.description,
+                        _split_userinfo(url)[0],
+                        _split_userinfo(self.url)[0],
+                    )
+                    self.ai_url = self.url
+                url = self.url
+                status, retry_after, text = self._post(url, data, headers, timeout)
         if 200 <= status < 300:
             return
         detail = f"HTTP {status} from {_split_userinfo(url)[0]}: {text[:200]!r}"

@@ -35,8 +35,8 @@ def test_ai_events_go_to_the_ai_intake_and_others_to_batch(posthog_server):
 
 
 def test_a_posthog_without_the_ai_intake_gets_ai_events_at_batch(posthog_server, caplog):
-    # A self-hosted PostHog from before `/i/v0/ai/batch/` answers it 404: the events are not
-    # dropped, they go to `/batch/` (this request and every later one), with one warning.
+    # A self-hosted PostHog from before `/i/v0/ai/batch/` answers it 404: each batch goes on to
+    # `/batch/`, and after three 404s in a row every later one goes there at once (one warning).
     caplog.set_level(logging.WARNING, logger="posthog_llm")
 
     def no_ai_intake(n: int):
@@ -45,14 +45,28 @@ def test_a_posthog_without_the_ai_intake_gets_ai_events_at_batch(posthog_server,
 
     posthog_server.behaviour = no_ai_intake
     client = _client(posthog_server)
-    first = client.capture("$ai_generation", distinct_id="u", properties={"$ai_model": "m"})
-    assert client.flush(10)
-    second = client.capture("$ai_span", distinct_id="u", properties={"$ai_span_name": "s"})
-    assert client.flush(10)
-    assert [r["path"] for r in posthog_server.requests] == ["/i/v0/ai/batch/", "/batch/", "/batch/"]
-    assert [e["uuid"] for e in posthog_server.events] == [first, second]
+    sent = []
+    for i in range(4):
+        sent.append(client.capture("$ai_span", distinct_id="u", properties={"i": i}))
+        assert client.flush(10)
+    paths = [r["path"] for r in posthog_server.requests]
+    assert paths == ["/i/v0/ai/batch/", "/batch/"] * 3 + ["/batch/"]
+    assert [e["uuid"] for e in posthog_server.events] == sent
     [warning] = [r.getMessage() for r in caplog.records if "no AI intake" in r.getMessage()]
     assert "/batch/" in warning
+    client.shutdown(1)
+
+
+def test_one_404_from_the_ai_intake_does_not_move_ai_events_off_it(posthog_server):
+    # A proxy in the middle of a deploy: that batch goes to `/batch/`, the next ones do not.
+    posthog_server.behaviour = lambda n: ("status", 404) if n == 0 else "ok"
+    client = _client(posthog_server)
+    for i in range(3):
+        client.capture("$ai_span", distinct_id="u", properties={"i": i})
+        assert client.flush(10)
+    paths = [r["path"] for r in posthog_server.requests]
+    assert paths == ["/i/v0/ai/batch/", "/batch/", "/i/v0/ai/batch/", "/i/v0/ai/batch/"]
+    assert len(posthog_server.events) == 3
     client.shutdown(1)
 
 

@@ -459,9 +459,8 @@ class BatchSender:
         with self._drain_lock:
             # After a shutdown deadline, what is left is `_save_what_is_left`'s: an item built
             # here now would land in a backlog that was already saved, and be lost.
-            if self._abort.is_set():
-                return
-            while queue:
+            abort = self._abort
+            while queue and not abort.is_set():  # a shutdown deadline waits for one item only
                 if len(backlog) >= target or self._backlog_bytes >= ahead:
                     break
                 try:

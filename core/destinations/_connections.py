@@ -12,6 +12,7 @@ batch. With a proxy configured, the destination keeps using `requests`, which kn
 from __future__ import annotations
 
 import http.client
+import math
 import os
 import select
 import socket
@@ -214,6 +215,10 @@ class _Watchdog:
         self._cond = threading.Condition(threading.Lock())
         self._watches: set[_Watch] = set()
         self._pid = -1  # no thread in this process yet
+        # When the thread wakes next on its own (infinity: it waits for a first watch). A new
+        # watch wakes it only when due sooner: most are not (one timeout for all requests),
+        # and a wake-up per request would cost the application's threads CPU for nothing.
+        self._next_wake = math.inf
 
     def watch(self, seconds: float) -> _Watch:
         watch = _Watch(seconds)
@@ -225,7 +230,9 @@ class _Watchdog:
                     target=self._run, name="posthog-llm-deadlines", daemon=True
                 ).start()
             self._watches.add(watch)
-            self._cond.notify()
+            if watch.deadline < self._next_wake:
+                self._next_wake = watch.deadline
+                self._cond.notify()
         return watch
 
     def connected(self, watch: _Watch, conn: http.client.HTTPConnection) -> None:
@@ -247,6 +254,7 @@ class _Watchdog:
         with cond:
             while True:
                 if not self._watches:
+                    self._next_wake = math.inf
                     cond.wait()
                     continue
                 now = time.monotonic()
@@ -262,7 +270,8 @@ class _Watchdog:
                     except (OSError, TypeError):
                         pass
                 if self._watches:
-                    cond.wait(max(0.0, min(w.deadline for w in self._watches) - now))
+                    self._next_wake = min(w.deadline for w in self._watches)
+                    cond.wait(max(0.0, self._next_wake - now))
 
 
 _watchdog = _Watchdog()

@@ -27,6 +27,7 @@ from ._kernel import (
     current_scope,
     distinct_id_of,
     first_of,
+    is_ai_span,
     make_scope,
     plan_trace,
     privacy_requested,
@@ -220,7 +221,7 @@ class PostHogSpanProcessor(SpanProcessor):
         scope, outer = started if started is not None else (self._emitter.scope(), None)
         # Marked AI when an AI step started, but none has ended yet (the root ended first):
         # nothing to send until one does.
-        waiting = not any(_record_is_ai(rec) for rec in records)
+        waiting = not any(is_ai_span(rec.name, rec.attributes) for rec in records)
         if not waiting:
             scope = self._emit(records, scope, outer, None)
         root = next((r for r in records if r.parent_id is None or r.parent_remote), None)
@@ -273,12 +274,6 @@ class _Ended(NamedTuple):
     scope: Scope
     outer: Any
     waiting: list[SpanRecord] | None  # the trace's records, when no AI step had ended yet
-
-
-def _record_is_ai(rec: SpanRecord) -> bool:
-    if rec.name.startswith(AI_PREFIXES):
-        return True
-    return any(key.startswith(AI_PREFIXES) for key in rec.attributes)
 
 
 def _trace_events(

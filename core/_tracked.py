@@ -813,6 +813,25 @@ def _replay_recipe(
     return replay
 
 
+def _piece_read(call: TrackedCall, started: float, data: bytes) -> None:
+    """One read of the body returned `data`: its time is the SDK's, and a copy is kept."""
+    call.busy += _perf() - started
+    call.reading = False
+    _keep(call, data)
+
+
+def _body_ended(call: TrackedCall, started: float, error: BaseException | None) -> None:
+    """The body's last read: at its end (`error` None; the copy is whole unless cut) or failed."""
+    call.busy += _perf() - started
+    call.reading = False
+    if error is not None:
+        call.finish(error)
+        return
+    if call.body_size <= _BODY_LIMIT:
+        call.body_complete = True
+    call.finish()
+
+
 def _keep(call: TrackedCall, data: bytes) -> None:
     body = call.body
     if body is None or call.done:
@@ -838,20 +857,12 @@ def _tee(inner: Iterator[bytes], call: TrackedCall) -> Iterator[bytes]:
             try:
                 data = next(inner)
             except StopIteration:
-                call.busy += _perf() - started
-                call.reading = False
-                if call.body_size <= _BODY_LIMIT:
-                    call.body_complete = True
-                call.finish()
+                _body_ended(call, started, None)
                 return
             except BaseException as exc:
-                call.busy += _perf() - started
-                call.reading = False
-                call.finish(exc)
+                _body_ended(call, started, exc)
                 raise
-            call.busy += _perf() - started
-            call.reading = False
-            _keep(call, data)
+            _piece_read(call, started, data)
             yield data
     finally:
         call.reading = False
@@ -872,20 +883,12 @@ async def _async_tee(inner: AsyncIterator[bytes], call: TrackedCall) -> AsyncIte
             try:
                 data = await inner.__anext__()
             except StopAsyncIteration:
-                call.busy += _perf() - started
-                call.reading = False
-                if call.body_size <= _BODY_LIMIT:
-                    call.body_complete = True
-                call.finish()
+                _body_ended(call, started, None)
                 return
             except BaseException as exc:
-                call.busy += _perf() - started
-                call.reading = False
-                call.finish(exc)
+                _body_ended(call, started, exc)
                 raise
-            call.busy += _perf() - started
-            call.reading = False
-            _keep(call, data)
+            _piece_read(call, started, data)
             yield data
     finally:
         call.reading = False

@@ -232,6 +232,13 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             self._root(id_, bound_args, instance, parent_id, tags)
             return
         trace: Trace = entry.trace if type(entry) is Inner else entry  # type: ignore[assignment]
+        if trace.streams and type(entry) is Inner:
+            # Work a returned generator runs, under plumbing LlamaIndex started elsewhere (a
+            # streamed chat's writer thread): it belongs under the span that returned the
+            # generator, as in a streamed query, not under the plumbing's visible ancestor.
+            origin = self._stream_origin()
+            if origin is not None and origin.trace is trace and not origin.llm:
+                parent_id = origin.origin
         # The arguments mapping, not the BoundArguments around it (which holds a fresh
         # inspect.Signature per call). LLM and embedding calls: none, their events carry what
         # their builders read.

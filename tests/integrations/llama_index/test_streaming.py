@@ -125,6 +125,10 @@ def test_streaming_chat_engine_waits_for_its_writer_thread(index, handler, clien
     assert gen["$ai_stream"] is True
     assert trace["$ai_output_state"] == ANSWER
     assert trace["$ai_input_state"] == "Tell me about cats"
+    # The chat's writer thread reads the synthesizer's generator: the generation hangs from the
+    # synthesize span, as in a streamed query, not from the root.
+    (synthesize,) = [s for s in by_event(evts, "$ai_span") if "synthesize" in s["$ai_span_name"]]
+    assert gen["$ai_parent_id"] == synthesize["$ai_span_id"]
 
 
 async def test_async_streaming_chat_engine(index, handler, client, sink):
@@ -133,8 +137,11 @@ async def test_async_streaming_chat_engine(index, handler, client, sink):
     chunks = [c async for c in response.async_response_gen()]
     assert "".join(chunks) == ANSWER
     (trace,) = wait_for(client, sink, "$ai_trace")
-    (gen,) = by_event(events(client, sink), "$ai_generation")
+    evts = events(client, sink)
+    (gen,) = by_event(evts, "$ai_generation")
     assert gen["$ai_trace_id"] == trace["$ai_trace_id"]
+    (synthesize,) = [s for s in by_event(evts, "$ai_span") if "synthesize" in s["$ai_span_name"]]
+    assert gen["$ai_parent_id"] == synthesize["$ai_span_id"]
     assert trace["$ai_output_state"] == ANSWER
 
 

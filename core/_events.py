@@ -7,7 +7,6 @@ Builders take plain Python facts and return a properties dict; integrations neve
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -260,12 +259,8 @@ def _provider_from_text(text: str, default: str) -> str:
             return provider
     if parts.port == 11434 or "ollama" in host:
         return "ollama"
-    if (
-        host in ("localhost", "127.0.0.1", "::1", "0.0.0.0")
-        or host.endswith(".local")
-        or re.match(r"^(10|192\.168|172\.(1[6-9]|2\d|3[01]))\.", host)
-    ):
-        return "local"
+    # Any other host (a loopback or private address too: a proxy, a gateway, a stand-in) says
+    # nothing about who serves the model: the client's own provider stands, on every route.
     return default
 
 

@@ -54,9 +54,7 @@ def normalise_provider(ls_provider: Any, base_url: str | None) -> str | None:
     """
     provider = provider_name(ls_provider)
     if base_url and provider in (None, "openai", "azure"):
-        guess = provider_from_base_url(base_url, default=provider or "openai")
-        if guess != "local":
-            provider = guess
+        provider = provider_from_base_url(base_url, default=provider or "openai")
     return provider
 
 

@@ -117,7 +117,9 @@ def test_span_parent_defaults_to_trace_and_trace_has_no_parent():
         ("https://api.together.xyz/v1", "together"),
         ("https://openrouter.ai/api/v1", "openrouter"),
         ("http://localhost:11434/v1", "ollama"),
-        ("http://127.0.0.1:8000/v1", "local"),
+        # A loopback or private host (a proxy, a gateway, a stand-in) keeps the client's provider.
+        ("http://127.0.0.1:8000/v1", "openai"),
+        ("http://10.0.0.7:4000/v1", "openai"),
         ("https://generativelanguage.googleapis.com/v1beta", "gemini"),
         ("https://us-central1-aiplatform.googleapis.com/v1", "vertex"),
         (None, "openai"),

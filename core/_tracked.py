@@ -335,10 +335,14 @@ class TrackedCall:
             except Exception as exc:
                 report_internal_error(exc)
         try:
-            return self.kind.build(self)
+            props = self.kind.build(self)
         except Exception as exc:
             report_internal_error(exc)
-            return self._fallback_properties()
+            props = self._fallback_properties()
+        # The call's own id, so what PostHog shows of a trace can point at it (made here, on
+        # the worker: the caller pays nothing for it).
+        props.setdefault("$ai_span_id", uuid4_str())
+        return props
 
     def _read_body(self) -> None:
         """A raw response's body, as the caller read it, read again by the SDK: the result, or

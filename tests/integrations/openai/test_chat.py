@@ -107,6 +107,19 @@ def test_context_applies_and_per_call_arguments_win(make_client, events):
     assert second["properties"]["a"] == 1 and second["properties"]["b"] == 2
 
 
+def test_each_call_has_its_own_span_id_and_hangs_from_the_open_span(make_client, events):
+    llm = make_client()
+    with posthog_llm.context(trace_id="span-ids"):
+        llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+        with posthog_llm.span("answer") as outer:
+            llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    bare, nested = (e["properties"] for e in events("$ai_generation"))
+    assert bare["$ai_span_id"] != nested["$ai_span_id"]
+    assert "$ai_parent_id" not in bare
+    assert nested["$ai_parent_id"] == outer.span_id
+    assert nested["$ai_span_id"] != outer.span_id
+
+
 @pytest.mark.parametrize("where", ["call", "context", "client"])
 def test_privacy_mode_drops_prompt_and_answer(make_client, events, sink, where):
     posthog = posthog_llm.Client(

@@ -25,6 +25,7 @@ __all__ = [
     "close_observation",
     "report_to_trace",
     "activated",
+    "StepPlace",
     "register_resolver",
     "UNKNOWN",
     "OUTSIDE",
@@ -201,3 +202,23 @@ def activated(obs: Observation) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+class StepPlace:
+    """Where a suspended generator's steps run: inside its own observation at first, then inside
+    whatever span it left open across its last `yield` (its children after the resume belong
+    there), while the consumer's code between steps runs outside all of them."""
+
+    __slots__ = ("inside",)
+
+    def __init__(self, obs: Observation) -> None:
+        self.inside = obs
+
+    def enter(self) -> Any:
+        return _current.set(self.inside)
+
+    def leave(self, token: Any) -> None:
+        inside = _current.get()
+        _current.reset(token)
+        if inside is not None:
+            self.inside = inside

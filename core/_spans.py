@@ -22,7 +22,7 @@ from ._observation import (
     SPAN_KIND,
     TRACE_KIND,
     Observation,
-    activated,
+    StepPlace,
     close_observation,
     current_observation,
     open_observation,
@@ -159,8 +159,12 @@ class Span:
         self._ended = True
         with capture_internal_exceptions():
             close_observation(obs)
-            if isinstance(error, GeneratorExit):
-                error = None  # the consumer stopped reading a generator: not a failure
+            if isinstance(error, GeneratorExit) or (
+                isinstance(error, SystemExit) and error.code in (None, 0)
+            ):
+                # The consumer stopped reading a generator, or the program exits successfully:
+                # neither is a failure.
+                error = None
             scope = obs.scope
             if self._properties:
                 scope = scope.merged(Scope(properties=self._properties))
@@ -319,13 +323,17 @@ def observe(
             collected = _Collector() if capture_output and obs is not None else None
             agen = func(*args, **kwargs)
             error: BaseException | None = None
+            place = StepPlace(obs) if obs is not None else None
             try:
                 step: Awaitable[Any] = agen.__anext__()
                 while True:
                     try:
-                        if obs is not None:
-                            with activated(obs):
+                        if place is not None:
+                            token = place.enter()
+                            try:
                                 item = await step
+                            finally:
+                                place.leave(token)
                         else:
                             item = await step
                     except StopAsyncIteration:
@@ -340,9 +348,12 @@ def observe(
                         step = agen.__anext__() if sent is None else agen.asend(sent)
                         continue
                     if isinstance(thrown, GeneratorExit):  # aclose(): close theirs, then stop
-                        if obs is not None:
-                            with activated(obs):
+                        if place is not None:
+                            token = place.enter()
+                            try:
                                 await agen.aclose()
+                            finally:
+                                place.leave(token)
                         else:
                             await agen.aclose()
                         raise thrown
@@ -494,37 +505,40 @@ class _Steps:
     as the consumer calls them on the wrapper (and reads the return value from StopIteration).
     """
 
-    __slots__ = ("gen", "obs", "collected")
+    __slots__ = ("gen", "place", "collected")
 
     def __init__(self, gen: Generator[Any, Any, Any], obs: Observation, collected: Any) -> None:
         self.gen = gen
-        self.obs = obs
+        self.place = StepPlace(obs)
         self.collected: _Collector | None = collected
 
     def __iter__(self) -> _Steps:
         return self
 
-    def __next__(self) -> Any:
-        with activated(self.obs):
-            item = next(self.gen)
+    def _step(self, step: Callable[..., Any], *args: Any) -> Any:
+        place = self.place
+        token = place.enter()
+        try:
+            item = step(*args)
+        finally:
+            place.leave(token)
         if self.collected is not None:
             self.collected.add(item)
         return item
+
+    def __next__(self) -> Any:
+        return self._step(self.gen.__next__)
 
     def send(self, value: Any) -> Any:
-        with activated(self.obs):
-            item = self.gen.send(value)
-        if self.collected is not None:
-            self.collected.add(item)
-        return item
+        return self._step(self.gen.send, value)
 
     def throw(self, *exc: Any) -> Any:
-        with activated(self.obs):
-            item = self.gen.throw(*exc)
-        if self.collected is not None:
-            self.collected.add(item)
-        return item
+        return self._step(self.gen.throw, *exc)
 
     def close(self) -> None:
-        with activated(self.obs):
+        place = self.place
+        token = place.enter()
+        try:
             self.gen.close()
+        finally:
+            place.leave(token)

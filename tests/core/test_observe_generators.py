@@ -317,3 +317,60 @@ def test_an_async_cleanup_that_raises_on_aclose_raises_to_the_consumer_and_the_s
     p = sent_span(default, sink)
     assert p["$ai_is_error"] is True
     assert p["$ai_error"] == "RuntimeError: cleanup failed"
+
+
+# -- spans the generator holds open across a yield -----------------------------------------------
+
+
+def parents_by_name(client: Client, sink: InMemoryDestination) -> dict[str, str | None]:
+    assert client.flush(5)
+    ids = {}
+    parents = {}
+    for event in sink.events:
+        p = event["properties"]
+        name = p.get("$ai_span_name")
+        ids[p.get("$ai_span_id") or p["$ai_trace_id"]] = name
+        parents[name] = p.get("$ai_parent_id")
+    return {name: ids.get(parent) for name, parent in parents.items()}
+
+
+def test_a_span_held_open_across_a_yield_parents_what_runs_after_the_resume(default, sink):
+    @posthog_llm.observe
+    def numbers() -> Generator[int, None, None]:
+        with posthog_llm.span("inner"):
+            yield 1
+            with posthog_llm.span("after-resume"):
+                pass
+            yield 2
+
+    with posthog_llm.span("request"):
+        for x in numbers():
+            with posthog_llm.span(f"consumer-{x}"):
+                pass
+
+    parent = parents_by_name(default, sink)
+    assert parent["after-resume"] == "inner"
+    assert parent["inner"].endswith("numbers")
+    assert parent["consumer-1"] == parent["consumer-2"] == "request"
+
+
+def test_an_async_span_held_open_across_a_yield_parents_what_runs_after_the_resume(default, sink):
+    @posthog_llm.observe
+    async def numbers() -> AsyncGenerator[int, None]:
+        async with posthog_llm.span("inner"):
+            yield 1
+            async with posthog_llm.span("after-resume"):
+                pass
+            yield 2
+
+    async def main() -> None:
+        async with posthog_llm.span("request"):
+            async for x in numbers():
+                async with posthog_llm.span(f"consumer-{x}"):
+                    pass
+
+    asyncio.run(main())
+    parent = parents_by_name(default, sink)
+    assert parent["after-resume"] == "inner"
+    assert parent["inner"].endswith("numbers")
+    assert parent["consumer-1"] == parent["consumer-2"] == "request"

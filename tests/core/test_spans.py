@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -256,6 +257,22 @@ def test_observe_generator_closed_early_is_not_an_error(
     [event] = read(default, sink)
     assert event["properties"]["$ai_output_state"] == [0]
     assert "$ai_is_error" not in event["properties"]
+
+
+def test_a_successful_exit_is_not_an_error_and_a_failing_one_is(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    @posthog_llm.observe
+    def main(code: int | None) -> None:
+        sys.exit(code)
+
+    for code in (0, None, 3):
+        with pytest.raises(SystemExit):
+            main(code)
+    ok, no_code, failed = (e["properties"] for e in read(default, sink))
+    assert "$ai_is_error" not in ok and "$ai_is_error" not in no_code
+    assert failed["$ai_is_error"] is True
+    assert failed["$ai_error"].startswith("SystemExit")
 
 
 def test_observe_async_generators_and_errors(default: Client, sink: InMemoryDestination) -> None:

@@ -63,6 +63,7 @@ from ._observation import (
     register_resolver,
     report_to_trace,
 )
+from ._openai_format import function_call, plain_item, responses_input_messages
 from ._optional import require
 from ._serialize import BASE64_PLACEHOLDER, TRUNCATION_MARKER, to_json_safe
 
@@ -101,6 +102,10 @@ __all__ = [
     "provider_from_base_url",
     "provider_name",
     "http_status_of",
+    # OpenAI's formats, for every route that meets them
+    "function_call",
+    "plain_item",
+    "responses_input_messages",
     # policies
     "error_text",
     "scrub_secrets",

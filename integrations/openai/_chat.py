@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from posthog_llm.instrumentation import normalize_usage
+from posthog_llm.instrumentation import (
+    function_call,
+    normalize_usage,
+    plain_item,
+)
 
-from ._common import as_dict, function_call, generation, given
+from ._common import generation, given
 
 if TYPE_CHECKING:
     from posthog_llm.instrumentation import TrackedCall as Call
@@ -81,7 +85,7 @@ def messages_input(messages: Any) -> list[Any] | None:
         return None
     result = []
     for message in messages:
-        data = as_dict(message)
+        data = plain_item(message)
         if not isinstance(data, dict):
             result.append(data)
             continue
@@ -113,7 +117,7 @@ def _tool_call(tool_call: Any) -> dict[str, Any]:
     function = getattr(tool_call, "function", None)
     if function is not None:
         return function_call(tool_call.id, function.name, function.arguments)
-    shape: dict[str, Any] = as_dict(tool_call)  # custom tools keep their own shape
+    shape: dict[str, Any] = plain_item(tool_call)  # custom tools keep their own shape
     return shape
 
 

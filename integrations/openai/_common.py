@@ -17,8 +17,6 @@ __all__ = [
     "requested_model",
     "model_parameters",
     "http_status",
-    "as_dict",
-    "function_call",
 ]
 
 _UNSET = (openai.Omit, openai.NotGiven)
@@ -94,25 +92,3 @@ def model_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
 def http_status(call: Call) -> int | None:
     """200 on success; on error the status the exception carries (200 for a mid-stream error)."""
     return call.http_status()
-
-
-def as_dict(value: Any) -> Any:
-    """A message or item as a dict (pydantic models from earlier responses included)."""
-    if isinstance(value, Mapping):
-        return value
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        try:
-            return dump(exclude_none=True)
-        except TypeError:
-            return dump()
-    return value
-
-
-def function_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
-    """A tool call in OpenAI's function format, whichever API it came from."""
-    return {
-        "type": "function",
-        "id": call_id,
-        "function": {"name": name, "arguments": arguments},
-    }

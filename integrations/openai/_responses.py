@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from posthog_llm.instrumentation import normalize_usage
+from posthog_llm.instrumentation import (
+    function_call,
+    normalize_usage,
+    responses_input_messages,
+)
 
-from ._common import as_dict, function_call, generation, given
+from ._common import generation, given
 
 if TYPE_CHECKING:
     from posthog_llm.instrumentation import TrackedCall as Call
@@ -70,21 +74,10 @@ def build(call: Call) -> dict[str, Any]:
 
 def request_input(params: dict[str, Any]) -> list[Any] | None:
     """Instructions (as a system message) and the input items as `{"role", "content"}` dicts."""
-    items: list[Any] = []
     instructions = params.get("instructions")
-    if given(instructions) and isinstance(instructions, str):
-        items.append({"role": "system", "content": instructions})
-    raw = params.get("input")
-    if isinstance(raw, str):
-        items.append({"role": "user", "content": raw})
-    elif isinstance(raw, list):
-        for item in raw:
-            data = as_dict(item)
-            if isinstance(data, dict) and "role" in data:
-                items.append({"role": data.get("role"), "content": data.get("content")})
-            else:
-                items.append(data)  # function_call_output and other typed items, as given
-    return items or None
+    return responses_input_messages(
+        instructions if given(instructions) else None, params.get("input")
+    )
 
 
 def _output(response: Any) -> tuple[list[dict[str, Any]], str | None]:

@@ -1,0 +1,85 @@
+"""OpenAI's message formats, read the same way on every route that meets them.
+
+The OpenAI drop-in and the Agents SDK both send Responses API input; PostHog shows `$ai_input`
+as `{"role", "content"}` messages, with tool calls in the function format the Chat Completions
+API uses.
+
+>>> responses_input_messages("Be brief.", [
+...     {"role": "user", "content": "Weather in Paris?"},
+...     {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{}"},
+...     {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+... ])[2:]
+[{'role': 'assistant', 'content': None, 'tool_calls': [{'type': 'function', 'id': 'c1', \
+'function': {'name': 'weather', 'arguments': '{}'}}]}, {'role': 'tool', 'tool_call_id': 'c1', \
+'content': 'sunny'}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["function_call", "responses_input_messages", "plain_item"]
+
+
+def function_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    """A tool call in OpenAI's function format, whichever API it came from."""
+    return {
+        "type": "function",
+        "id": call_id,
+        "function": {"name": name, "arguments": arguments},
+    }
+
+
+def plain_item(value: Any) -> Any:
+    """A message or item as a dict (the SDK's pydantic models from earlier responses too)."""
+    if isinstance(value, Mapping):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(exclude_none=True)
+        except TypeError:
+            return dump()
+    return value
+
+
+def responses_input_messages(instructions: Any, raw: Any) -> list[Any] | None:
+    """A Responses API call's instructions and input as messages; None when there are none.
+
+    Function calls become an assistant message's `tool_calls` (consecutive ones share it) and
+    their outputs `tool` messages, as the same exchange reads through Chat Completions; other
+    typed items (reasoning, built-in tool calls) are kept as given.
+    """
+    items: list[Any] = []
+    if isinstance(instructions, str) and instructions:
+        items.append({"role": "system", "content": instructions})
+    if isinstance(raw, str):
+        items.append({"role": "user", "content": raw})
+    elif isinstance(raw, (list, tuple)):
+        calls: list[Any] | None = None  # the tool calls of the assistant message being built
+        for item in raw:
+            data = plain_item(item)
+            kind = data.get("type") if isinstance(data, Mapping) else None
+            if kind == "function_call":
+                call = function_call(data.get("call_id"), data.get("name"), data.get("arguments"))
+                if calls is None:
+                    calls = [call]
+                    items.append({"role": "assistant", "content": None, "tool_calls": calls})
+                else:
+                    calls.append(call)
+                continue
+            calls = None
+            if kind == "function_call_output":
+                items.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": data.get("call_id"),
+                        "content": data.get("output"),
+                    }
+                )
+            elif isinstance(data, Mapping) and "role" in data:
+                items.append({"role": data.get("role"), "content": data.get("content")})
+            else:
+                items.append(data)
+    return items or None

@@ -16,6 +16,7 @@ API uses.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +24,22 @@ __all__ = ["function_call", "responses_input_messages", "plain_item"]
 
 
 def function_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
-    """A tool call in OpenAI's function format, whichever API it came from."""
-    return {
-        "type": "function",
-        "id": call_id,
-        "function": {"name": name, "arguments": arguments},
-    }
+    """A tool call in OpenAI's function format, whichever API it came from: its arguments as
+    JSON text (Anthropic and Gemini give a dict), its id only when the provider gave one.
+
+    >>> function_call(None, "weather", {"city": "Paris"})
+    {'type': 'function', 'function': {'name': 'weather', 'arguments': '{"city": "Paris"}'}}
+    """
+    if arguments is not None and not isinstance(arguments, str):
+        try:
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        except (TypeError, ValueError):
+            pass  # not JSON: the value as it is, made JSON-safe with the rest of the event
+    call: dict[str, Any] = {"type": "function"}
+    if call_id is not None:
+        call["id"] = call_id
+    call["function"] = {"name": name, "arguments": arguments}
+    return call
 
 
 def plain_item(value: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +9,7 @@ import anthropic
 from posthog_llm.instrumentation import (
     Usage,
     allowed_model_parameters,
+    function_call,
     generation_properties,
     normalize_usage,
 )
@@ -154,17 +154,13 @@ def _block(block: Any) -> dict[str, Any] | None:
     if kind == "text":
         return {"type": "text", "text": block.text}
     if kind == "tool_use":
-        return _function(block.id, block.name, block.input)
+        return function_call(block.id, block.name, block.input)
     if kind == "thinking":
         return {"type": "thinking", "thinking": block.thinking}
     if kind == "redacted_thinking":
         return {"type": "redacted_thinking"}
     plain = _plain(block)
     return plain if isinstance(plain, dict) else None
-
-
-def _function(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
-    return {"type": "function", "id": call_id, "function": {"name": name, "arguments": arguments}}
 
 
 def _output(content: Any) -> list[dict[str, Any]]:
@@ -193,11 +189,7 @@ def _streamed_output(chunks: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     content = []
     for index in sorted(blocks):
         block = blocks[index]
-        if block.pop("_json", False):
-            text = block["function"]["arguments"]
-            try:
-                block["function"]["arguments"] = json.loads(text) if text else {}
-            except ValueError:
-                pass  # a stream cut short: keep the partial JSON text
+        if block.pop("_json", False) and not block["function"]["arguments"]:
+            block["function"]["arguments"] = "{}"  # a tool called with no arguments
         content.append(block)
     return [{"role": "assistant", "content": content}] if content else []

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from posthog_llm.instrumentation import (
     embedding_properties,
+    function_call,
     generation_properties,
     normalize_usage,
 )
@@ -70,11 +71,7 @@ def _part(part: Any) -> dict[str, Any] | None:
         return {"type": "text", "text": text}
     call = _get(part, "function_call", "functionCall")
     if call is not None:
-        return {
-            "type": "function",
-            "id": _get(call, "id"),
-            "function": {"name": _get(call, "name"), "arguments": _plain(_get(call, "args"))},
-        }
+        return function_call(_get(call, "id"), _get(call, "name"), _plain(_get(call, "args")))
     response = _get(part, "function_response", "functionResponse")
     if response is not None:
         return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import uuid
 
 import pytest
@@ -155,7 +156,8 @@ def test_tool_use_and_thinking_blocks_in_the_output(make_client, events):
                 {
                     "type": "function",
                     "id": tool_use.id,
-                    "function": {"name": "get_weather", "arguments": tool_use.input},
+                    # Arguments as JSON text, as every route sends them.
+                    "function": {"name": "get_weather", "arguments": json.dumps(tool_use.input)},
                 },
             ],
         }

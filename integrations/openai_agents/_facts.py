@@ -43,6 +43,7 @@ class SpanFacts:
     stream: bool | None = None  # made through the model's streaming call; None: not known
     requested_model: str | None = None  # the model the SDK's `Model` was made for
     offered_tools: tuple[Any, ...] = ()  # the SDK's tool and handoff objects the call offered
+    client_base_url: Any = None  # the base URL of the OpenAI client the SDK's `Model` calls
 
 
 def _plain(value: Any) -> Any:
@@ -209,18 +210,14 @@ def _chat_message(message: Any) -> Any:
     return out
 
 
-_PROVIDERS: dict[str, str] = {}
-
-
-def _provider(base_url: Any) -> str:
-    """The provider a base URL names, remembered: a process talks to few base URLs."""
-    key = str(base_url)
-    provider = _PROVIDERS.get(key)
-    if provider is None:
-        provider = provider_from_base_url(key)
-        if len(_PROVIDERS) < 256:
-            _PROVIDERS[key] = provider
-    return provider
+def _endpoint(recorded: Any, facts: SpanFacts) -> tuple[str, str | None]:
+    """A model call's `$ai_provider` and base URL, the same way for both APIs: the URL the SDK
+    recorded on the span (a Chat Completions call's `model_config`), else the one of the client
+    its `Model` calls through (a Responses span records none); the provider is the core's
+    reading of that URL (the client's own, `openai`, for a host that names no provider)."""
+    url = recorded or facts.client_base_url
+    text = str(url) if url else None
+    return provider_from_base_url(text), text
 
 
 def _tool_names(names: tuple[str, ...]) -> list[dict[str, Any]] | None:
@@ -257,7 +254,9 @@ def _tool_definitions(offered: tuple[Any, ...]) -> list[dict[str, Any]] | None:
 def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     """A Chat Completions model call (`GenerationSpanData`)."""
     config = data.model_config or {}
-    base_url = config.get("base_url") if isinstance(config, Mapping) else None
+    provider, base_url = _endpoint(
+        config.get("base_url") if isinstance(config, Mapping) else None, facts
+    )
     response = _response_dump(data.output)
     if response is not None:
         output, stop_reason = _dump_output(response, facts.privacy)
@@ -267,7 +266,7 @@ def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     return generation_properties(
         span_name=data.model or "generation",
         model=data.model,
-        provider=_provider(base_url) if base_url else "openai",
+        provider=provider,
         base_url=base_url,
         model_parameters=dict(config) if isinstance(config, Mapping) else None,
         tools=_tool_definitions(facts.offered_tools) or _tool_names(facts.agent_tools),
@@ -403,6 +402,7 @@ def response_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     params = {name: _plain(_get(response, name)) for name in _RESPONSE_PARAMETERS}
     tools = _get(response, "tools")
     usage = data.usage if data.usage is not None else _get(response, "usage")
+    provider, base_url = _endpoint(None, facts)
     error = facts.error
     failure = _get(response, "error")
     if error is None and failure is not None:
@@ -416,7 +416,8 @@ def response_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     return generation_properties(
         span_name=model or "response",
         model=model,
-        provider="openai",
+        provider=provider,
+        base_url=base_url,
         model_parameters=params,
         tools=_plain(tools) if tools else _tool_names(facts.agent_tools),
         input=None if facts.privacy else _response_input(data, response),

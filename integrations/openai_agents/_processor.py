@@ -116,6 +116,7 @@ class _Open:
     stream: bool | None = None  # a model call: streamed or not, when known
     model: str | None = None  # a model call: the model its `Model` was made for, when known
     offered: tuple[Any, ...] = ()  # a model call: the SDK's tool and handoff objects it offers
+    base_url: Any = None  # a model call: the base URL of the client its `Model` calls through
 
 
 class PostHogTracingProcessor(TracingProcessor):
@@ -245,7 +246,7 @@ class PostHogTracingProcessor(TracingProcessor):
             if kind == "agent":
                 entry.agent = data
             elif kind in _MODEL_SPANS:
-                entry.stream, entry.model, entry.offered = _model_call()
+                entry.stream, entry.model, entry.offered, entry.base_url = _model_call()
             entry.observation = open_observation(
                 GENERATION_KIND if kind in _MODEL_SPANS else SPAN_KIND,
                 trace_id=run.trace_id,
@@ -299,6 +300,7 @@ class PostHogTracingProcessor(TracingProcessor):
                 stream=entry.stream,
                 requested_model=entry.model,
                 offered_tools=entry.offered,
+                client_base_url=entry.base_url,
             )
             if failure is not None and kind in _MODEL_SPANS:
                 facts.http_status = http_status_of(failure)
@@ -354,12 +356,14 @@ def _bind(function: Any, data: Any, facts: _facts.SpanFacts) -> Any:
     return build
 
 
-def _model_call() -> tuple[bool | None, str | None, tuple[Any, ...]]:
+def _model_call() -> tuple[bool | None, str | None, tuple[Any, ...], Any]:
     """What the model call whose span now starts was given, read from the SDK's `Model` method
     that opened it (`stream_response` or `get_response`, the nearest among the calls above):
     whether it streams; the model name that `Model` was made for (what a call that fails before
-    its response asked for); and the tools and handoffs it offers the model (their definitions,
-    which a Chat Completions span does not record)."""
+    its response asked for); the tools and handoffs it offers the model (their definitions,
+    which a Chat Completions span does not record); and the base URL of the OpenAI client it
+    calls through (which a Responses span does not record). The URL is kept as the client
+    holds it: it is made text on the worker."""
     frame: FrameType | None = sys._getframe(2)  # above this and `on_span_start`
     for _ in range(_ENTER_DEPTH):
         if frame is None:
@@ -367,11 +371,14 @@ def _model_call() -> tuple[bool | None, str | None, tuple[Any, ...]]:
         streamed = _MODEL_METHODS.get(frame.f_code.co_name)
         if streamed is not None:
             local = frame.f_locals
-            model = getattr(local.get("self"), "model", None)
+            owner = local.get("self")
+            model = getattr(owner, "model", None)
             offered = (*(local.get("tools") or ()), *(local.get("handoffs") or ()))
-            return streamed, model if isinstance(model, str) and model else None, offered
+            base_url = getattr(getattr(owner, "_client", None), "base_url", None)
+            model = model if isinstance(model, str) and model else None
+            return streamed, model, offered, base_url
         frame = frame.f_back
-    return None, None, ()
+    return None, None, (), None
 
 
 def _closing_exception() -> Exception | None:

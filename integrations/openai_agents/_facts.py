@@ -251,6 +251,15 @@ def _tool_definitions(offered: tuple[Any, ...]) -> list[dict[str, Any]] | None:
     return found or None
 
 
+def _status(facts: SpanFacts, error: str | None, answered: Any) -> int | None:
+    """A model call's `$ai_http_status`: 200 for one the provider answered (the SDK recorded
+    its output or usage, as it does only for a response) without an error, as the provider
+    drop-ins send it; a failed call's is the status its exception carried, if any."""
+    if error:
+        return facts.http_status
+    return 200 if answered else None
+
+
 def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     """A Chat Completions model call (`GenerationSpanData`)."""
     config = data.model_config or {}
@@ -274,7 +283,7 @@ def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         input=None if facts.privacy else data.input,
         output_choices=output,
         stop_reason=stop_reason,
-        http_status=facts.http_status,
+        http_status=_status(facts, facts.error, data.output or data.usage is not None),
         stream=facts.stream,
         **usage_of(usage),
         **_common(facts),
@@ -423,7 +432,7 @@ def response_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         input=None if facts.privacy else _response_input(data, response),
         output_choices=None if facts.privacy or not output else output,
         stop_reason=stop_reason,
-        http_status=facts.http_status,
+        http_status=_status(facts, error, response is not None or data.usage is not None),
         stream=facts.stream,
         **usage_of(usage),
         **props,

@@ -1,6 +1,9 @@
-"""What a model call says about where it went: provider and base URL, the same for both APIs."""
+"""What a model call says about where it went and how it came back: provider, base URL and
+HTTP status, the same for both APIs."""
 
 from __future__ import annotations
+
+import asyncio
 
 import httpx
 import openai
@@ -9,7 +12,7 @@ from agents import Agent, Runner, set_default_openai_client
 from posthog_llm.integrations import openai_agents as posthog_agents
 from posthog_llm.local.openai_standin import OpenAIStandIn
 
-from .conftest import API_KEY
+from .conftest import API_KEY, make_agents
 
 pytestmark = pytest.mark.usefixtures("agents_sdk")
 
@@ -57,3 +60,18 @@ def test_the_provider_is_read_from_the_clients_base_url_in_both_apis(
     (generation,) = [e["properties"] for e in events("$ai_generation")]
     assert generation["$ai_provider"] == "groq"
     assert generation["$ai_base_url"] == base_url
+
+
+def test_a_call_the_provider_answered_is_http_200_streamed_or_not(client, events):
+    posthog_agents.instrument(client)
+
+    async def plain_then_streamed() -> None:  # one loop: the client's connections live on it
+        await Runner.run(make_agents(), "What is the weather in Paris?")
+        result = Runner.run_streamed(make_agents(), "What is the weather in Paris?")
+        async for _ in result.stream_events():
+            pass
+
+    asyncio.run(plain_then_streamed())
+    generations = [e["properties"] for e in events("$ai_generation")]
+    assert [g.get("$ai_stream") for g in generations] == [False] * 3 + [True] * 3
+    assert [g.get("$ai_http_status") for g in generations] == [200] * 6

@@ -494,6 +494,7 @@ def span_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     return span_properties(
         span_name=str(name),
         span_type=kind,
+        http_status=facts.http_status,
         input_state=None if facts.privacy else input_state,
         output_state=None if facts.privacy else output_state,
         **_common(facts),
@@ -550,10 +551,11 @@ def run_props(
     first_input: Any,
     last_output: Any,
     metadata: Mapping[str, Any] | None = None,
+    http_status: int | None = None,
 ) -> dict[str, Any]:
     """The whole run: its `$ai_trace`, or a `$ai_span` when it joined another observation
     (`parent_id` given). The trace's `metadata` is its `$ai_trace_metadata`, as posthog-python
-    sends it."""
+    sends it; `http_status` is the status of the failure its `error` tells, when known."""
     input_state, output_state = _run_states(privacy, first_input, last_output)
     common: dict[str, Any] = {
         "trace_id": trace_id,
@@ -571,5 +573,13 @@ def run_props(
         props = trace_properties(**common)
         if metadata:
             props["$ai_trace_metadata"] = metadata
+        if error and http_status is not None:
+            props["$ai_http_status"] = http_status  # the core's trace builder takes none
         return props
-    return span_properties(span_id=span_id, parent_id=parent_id, span_type="agent_run", **common)
+    return span_properties(
+        span_id=span_id,
+        parent_id=parent_id,
+        span_type="agent_run",
+        http_status=http_status if error else None,
+        **common,
+    )

@@ -17,7 +17,11 @@ inside one guard: a fault of ours is logged, never raised into the run.
   `$ai_stream: true`, one through `get_response` false: read from the calls the span starts in.
   Its time to first token is not known here: the SDK tells a processor only when a model
   span starts and ends, and records no first-chunk time on it.
-- An error on any span marks that span and the run. A tripped guardrail is an error of its
+- An error on any span marks that span and the run. Where the exception a span closes on is at
+  hand (a failed model call, and the agent span and run it ends), the error is that exception
+  as the core's `error_text` says it (class and message; only the class under privacy mode),
+  with the HTTP status it carries on each event it marks; otherwise it is the SDK's error
+  record (`{"message", "data"}`), which names no class. A tripped guardrail is an error of its
   own span (the SDK marks only the turn or agent it stopped), and so is a guardrail that
   raised (the SDK marks neither: read from the exception its span closes on).
 - A model's refusal (`ModelRefusalError`, raised after its model call ended) marks the turn
@@ -70,6 +74,9 @@ MAX_OPEN_SPANS = 100_000
 _MODEL_SPANS = frozenset({"generation", "response"})
 # Spans a refusal ends (the turn it happened in, if the SDK makes turn spans, and its agent).
 _REFUSAL_SPANS = frozenset({"turn", "agent"})
+# Spans whose exception is read even when the SDK recorded no error on them: a guardrail's
+# (it raised), a refusal's, and a user's `custom_span` that an exception left.
+_READ_EXCEPTION = _REFUSAL_SPANS | {"guardrail", "custom"}
 # `$ai_error` of a tripped guardrail. Its span data does not say whether it guarded the input
 # or the output, so not the SDK's exception name; the text is the SDK's own for the run.
 TRIPWIRE_ERROR = "GuardrailTripwireTriggered: Guardrail tripwire triggered"
@@ -97,6 +104,7 @@ class _Run:
     # A folded task span -> the parent its children get instead (the root, or the span it runs in).
     folded: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    http_status: int | None = None  # the HTTP status of the failure `error` tells, if known
     first_input: Any = None
     last_output: Any = None
 
@@ -219,6 +227,7 @@ class PostHogTracingProcessor(TracingProcessor):
                     name=name,
                     latency=latency,
                     error=run.error,
+                    http_status=run.http_status,
                     session_id=run.session_id,
                     privacy=run.privacy,
                     first_input=run.first_input,
@@ -268,26 +277,11 @@ class PostHogTracingProcessor(TracingProcessor):
                 return
             data = span.span_data
             kind = data.type
-            error = None
             raw_error = span.error
-            if raw_error:
-                error = _span_error(raw_error, run.privacy)
-            failure = None
-            if (raw_error and kind in _MODEL_SPANS) or kind == "guardrail":
-                failure = _closing_exception()
-            if kind == "guardrail" and error is None:
-                error = _guardrail_error(data, failure, run.privacy)
-            elif kind in _REFUSAL_SPANS and error is None:
-                refusal = _closing_exception()
-                if isinstance(refusal, ModelRefusalError):
-                    error = error_text(refusal, privacy=run.privacy)
-            elif kind == "custom" and error is None:
-                # The user's own `custom_span` that an exception left (the SDK records none).
-                raised = _closing_exception()
-                if raised is not None:
-                    error = error_text(raised, privacy=run.privacy)
+            raised = _closing_exception() if raw_error or kind in _READ_EXCEPTION else None
+            error, status = _error_of(kind, raw_error, raised, data, run.privacy)
             if error and run.error is None:
-                run.error = error
+                run.error, run.http_status = error, status
             facts = _facts.SpanFacts(
                 trace_id=run.trace_id,
                 span_id=span.span_id,
@@ -297,14 +291,14 @@ class PostHogTracingProcessor(TracingProcessor):
                 session_id=run.session_id,
                 privacy=run.privacy,
                 agent_tools=self._agent_tools(entry) if kind == "generation" else (),
+                http_status=status,
                 stream=entry.stream,
                 requested_model=entry.model,
                 offered_tools=entry.offered,
                 client_base_url=entry.base_url,
             )
-            if failure is not None and kind in _MODEL_SPANS:
-                facts.http_status = http_status_of(failure)
-                facts.failed_request = _request_of(failure)
+            if raised is not None and kind in _MODEL_SPANS:
+                facts.failed_request = _request_of(raised)
             if kind == "generation":
                 if run.first_input is None:
                     run.first_input = data.input
@@ -416,6 +410,31 @@ def _request_of(failure: Exception) -> Any:
         return getattr(failure, "request", None)
     except Exception:
         return None
+
+
+def _error_of(
+    kind: str, raw: Any, raised: Exception | None, data: Any, privacy: bool
+) -> tuple[str | None, int | None]:
+    """A span's `$ai_error` and `$ai_http_status`.
+
+    Where the exception the span closes on is at hand, its error is that exception as the
+    core's policy says it (class and message, secrets scrubbed; only the class under privacy
+    mode), with the HTTP status it carries: a failed model call, and the agent span and run it
+    ends, say the same. Otherwise it is the SDK's error record, which names no class.
+    """
+    if kind == "guardrail":
+        if raw:
+            return _span_error(raw, privacy), None
+        return _guardrail_error(data, raised, privacy), None
+    if raised is not None and (
+        raw
+        or kind == "custom"
+        or (kind in _REFUSAL_SPANS and isinstance(raised, ModelRefusalError))
+    ):
+        return error_text(raised, privacy=privacy), http_status_of(raised)
+    if raw:
+        return _span_error(raw, privacy), None
+    return None, None
 
 
 def _guardrail_error(data: Any, failure: Exception | None, privacy: bool) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import openai
 import pytest
 from agents import Agent, Runner, TracingProcessor, function_tool
@@ -64,6 +66,44 @@ def test_a_failed_call_keeps_the_model_it_asked_for_and_its_http_status(client, 
     assert generation["$ai_http_status"] == 429
     # The SDK records no input for a failed Responses call: none, not an empty list.
     assert generation.get("$ai_input") != []
+
+
+def _run_and_stream(agent: Agent[None]) -> None:
+    """The agent run plainly, then streamed; each raises the model's failure."""
+
+    async def main() -> None:  # one loop: the client's connections live on it
+        with pytest.raises(openai.RateLimitError):
+            await Runner.run(agent, "hello")
+        with pytest.raises(openai.RateLimitError):
+            streamed = Runner.run_streamed(agent, "hello")
+            async for _ in streamed.stream_events():
+                pass
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("privacy", [False, True])
+def test_a_failed_call_is_its_exception_and_status_on_the_generation_agent_and_trace(
+    client, events, privacy
+):
+    # As the OpenAI drop-in says the same failure: class and message (only the class under
+    # privacy mode), and the HTTP status on every event the failure marks.
+    posthog_agents.instrument(client, privacy_mode=privacy)
+    _run_and_stream(Agent(name="Solo", instructions="Be brief.", model="error-429"))
+    found = events()
+    marked = [e for e in found if e["properties"].get("$ai_is_error")]
+    kinds = [(e["event"], e["properties"]["$ai_span_name"]) for e in marked]
+    assert sorted(kinds) == sorted(
+        [("$ai_generation", "error-429"), ("$ai_span", "Solo"), ("$ai_trace", "Agent workflow")] * 2
+    )
+    for event in marked:
+        error = event["properties"]["$ai_error"]
+        if privacy:
+            assert error == "RateLimitError", event
+        else:
+            assert error.startswith("RateLimitError: Error code: 429 - Rate limit reached"), event
+        assert event["properties"]["$ai_http_status"] == 429, event
+    assert API_KEY not in str(found)
 
 
 def test_privacy_mode_keeps_structure_and_drops_content(client, events):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import openai
 import posthog_llm
 import pytest
 from agents import Agent, RunConfig, Runner, set_default_openai_client
@@ -55,6 +56,15 @@ def test_a_joined_runs_error_and_group_id_reach_the_users_trace(client, events):
     assert trace["$ai_error"] == run["$ai_error"] == tool["$ai_error"]
     assert "sk-live-abcdefghijklmnop1234" not in trace["$ai_error"]
     assert {e["properties"].get("$ai_session_id") for e in found} == {"conversation-7"}
+
+
+def test_a_joined_run_that_failed_carries_the_http_status_on_its_own_span(client, events):
+    posthog_agents.instrument(client)
+    with pytest.raises(openai.RateLimitError), posthog_llm.span("request", client=client):
+        Runner.run_sync(Agent(name="Solo", instructions="Be brief.", model="error-429"), "hi")
+    run = by_name(events("$ai_span"), "Agent workflow")
+    assert run["$ai_error"].startswith("RateLimitError: Error code: 429")
+    assert run["$ai_http_status"] == 429
 
 
 def test_a_users_own_session_stays_on_the_trace_a_run_joins(client, events):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._kernel import (
+    allowed_model_parameters,
     generation_properties,
     provider_from_base_url,
     span_properties,
@@ -98,6 +99,8 @@ def usage_of(usage: Any) -> dict[str, Any]:
 
     The SDK records zeros when the provider reported no usage (a Chat Completions stream
     without `include_usage`): no count above zero means none is known, so none is sent.
+    It also writes a cache-write count of 0 wherever the provider reported none (every
+    OpenAI call): a zero there says nothing, so it is left out, as the drop-ins leave it out.
     """
     if usage is None:
         return {}
@@ -109,6 +112,8 @@ def usage_of(usage: Any) -> dict[str, Any]:
         total = _count(usage, "total_tokens")
     if not total and not any(counts.values()):
         return {}
+    if counts["cache_creation_input_tokens"] == 0:
+        counts["cache_creation_input_tokens"] = None
     return counts
 
 
@@ -262,10 +267,12 @@ def _status(facts: SpanFacts, error: str | None, answered: Any) -> int | None:
 
 def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     """A Chat Completions model call (`GenerationSpanData`)."""
-    config = data.model_config or {}
-    provider, base_url = _endpoint(
-        config.get("base_url") if isinstance(config, Mapping) else None, facts
-    )
+    config = data.model_config
+    if not isinstance(config, Mapping):
+        config = {}
+    provider, base_url = _endpoint(config.get("base_url"), facts)
+    # The SDK's config holds its base URL and every setting, unset ones too: the set ones only.
+    parameters = allowed_model_parameters(config)
     response = _response_dump(data.output)
     if response is not None:
         output, stop_reason = _dump_output(response, facts.privacy)
@@ -277,7 +284,7 @@ def generation_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         model=data.model,
         provider=provider,
         base_url=base_url,
-        model_parameters=dict(config) if isinstance(config, Mapping) else None,
+        model_parameters=parameters or None,
         tools=_tool_definitions(facts.offered_tools) or _tool_names(facts.agent_tools),
         # Chat Completions input is already plain messages; the sender makes it JSON-safe.
         input=None if facts.privacy else data.input,
@@ -427,7 +434,7 @@ def response_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
         model=model,
         provider=provider,
         base_url=base_url,
-        model_parameters=params,
+        model_parameters=allowed_model_parameters(params) or None,
         tools=_plain(tools) if tools else _tool_names(facts.agent_tools),
         input=None if facts.privacy else _response_input(data, response),
         output_choices=None if facts.privacy or not output else output,

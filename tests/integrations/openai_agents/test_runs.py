@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import openai
 import pytest
-from agents import RunConfig, Runner
+from agents import Agent, ModelSettings, RunConfig, Runner
 from posthog_llm.integrations import openai_agents as posthog_agents
 
 from .conftest import by_name, make_agents
@@ -114,3 +115,23 @@ def test_group_id_is_the_session_and_the_workflow_name_names_the_trace(client, e
     assert {e["distinct_id"] for e in found} == {"user_1"}
     assert {e["properties"]["team"] for e in found} == {"weather"}
     assert not any("$process_person_profile" in e["properties"] for e in found)
+
+
+def test_a_count_or_a_setting_nobody_gave_is_not_sent(client, events, api):
+    # The SDK writes a cache-write count of 0 for every OpenAI call (OpenAI reports none) and
+    # records every model setting, unset ones as None: neither is sent, as the drop-ins send
+    # neither. A setting that was given is.
+    posthog_agents.instrument(client)
+    Runner.run_sync(Agent(name="Plain", model="gpt-4o-mini"), "hello")
+    tuned = Agent(name="Tuned", model="gpt-4o-mini", model_settings=ModelSettings(temperature=0.2))
+    Runner.run_sync(tuned, "hello")
+    with pytest.raises(openai.RateLimitError):  # no response: nothing the call echoed either
+        Runner.run_sync(Agent(name="Broken", model="error-429"), "hello")
+    plain, tuned_call, failed = [e["properties"] for e in events("$ai_generation")]
+    for generation in (plain, tuned_call, failed):
+        assert "$ai_cache_creation_input_tokens" not in generation
+    assert plain["$ai_cache_read_input_tokens"] >= 0  # a count OpenAI does report stays
+    assert tuned_call["$ai_model_parameters"]["temperature"] == 0.2
+    assert "$ai_model_parameters" not in failed
+    if api == "chat_completions":
+        assert "$ai_model_parameters" not in plain

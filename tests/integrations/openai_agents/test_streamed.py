@@ -112,6 +112,16 @@ def test_usage_that_is_all_zeros_is_unknown_and_a_real_count_is_kept():
     answered = {**zeros, "output_tokens": 7}
     assert _facts.usage_of(answered)["input_tokens"] == 0  # a real count beside it: kept
     assert _facts.usage_of(answered)["output_tokens"] == 7
+    # The SDK writes `cache_write_tokens: 0` whenever the provider reported none: unknown.
+    details = {"cached_tokens": 0, "cache_write_tokens": 0}
+    assert (
+        _facts.usage_of({**answered, "input_tokens_details": details})[
+            "cache_creation_input_tokens"
+        ]
+        is None
+    )
+    written = {**answered, "input_tokens_details": {**details, "cache_write_tokens": 3}}
+    assert _facts.usage_of(written)["cache_creation_input_tokens"] == 3
 
 
 @with_the_sdk

@@ -13,8 +13,10 @@ from typing import Any
 
 from ._kernel import (
     allowed_model_parameters,
+    function_call,
     generation_properties,
     provider_from_base_url,
+    responses_input_messages,
     span_properties,
     trace_properties,
     whole_number,
@@ -200,14 +202,11 @@ def _chat_message(message: Any) -> Any:
     calls = message.get("tool_calls")
     if calls:
         out["tool_calls"] = [
-            {
-                "type": "function",
-                "id": _get(call, "id"),
-                "function": {
-                    "name": _get(_get(call, "function"), "name"),
-                    "arguments": _get(_get(call, "function"), "arguments"),
-                },
-            }
+            function_call(
+                _get(call, "id"),
+                _get(_get(call, "function"), "name"),
+                _get(_get(call, "function"), "arguments"),
+            )
             for call in calls
         ]
     if message.get("refusal"):
@@ -312,21 +311,7 @@ _RESPONSE_PARAMETERS = (
 
 def _response_input(data: Any, response: Any) -> list[Any] | None:
     """The call's messages; None when the SDK recorded none (a failed call records no input)."""
-    items: list[Any] = []
-    instructions = _get(response, "instructions")
-    if isinstance(instructions, str) and instructions:
-        items.append({"role": "system", "content": instructions})
-    raw = data.input
-    if isinstance(raw, str):
-        items.append({"role": "user", "content": raw})
-    elif isinstance(raw, (list, tuple)):
-        for item in raw:
-            plain = _plain(item)
-            if isinstance(plain, dict) and "role" in plain:
-                items.append({"role": plain.get("role"), "content": plain.get("content")})
-            else:
-                items.append(plain)
-    return items or None
+    return responses_input_messages(_get(response, "instructions"), data.input)
 
 
 def _message_texts(item: Any, part_type: str = "output_text", field: str = "text") -> list[str]:
@@ -349,11 +334,7 @@ def _response_output(response: Any) -> tuple[list[dict[str, Any]], bool]:
             refusals.extend(_message_texts(item, "refusal", "refusal"))
         elif kind == "function_call":
             calls.append(
-                {
-                    "type": "function",
-                    "id": _get(item, "call_id"),
-                    "function": {"name": _get(item, "name"), "arguments": _get(item, "arguments")},
-                }
+                function_call(_get(item, "call_id"), _get(item, "name"), _get(item, "arguments"))
             )
     refusal = "".join(refusals)
     if not texts and not calls and not refusal:

@@ -168,13 +168,27 @@ def session_id_of(rec: SpanRecord) -> str | None:
 
 
 PRIVACY_ATTRIBUTE = "posthog.privacy_mode"
+# What asks for privacy as text: OpenTelemetry SDKs read `OTEL_RESOURCE_ATTRIBUTES` as strings,
+# so `posthog.privacy_mode=true` there is "true". Any other value asks for nothing: it never
+# turns privacy off where something else turned it on.
+_PRIVACY_TEXTS = frozenset({"true", "1", "yes"})
+
+
+def _asks_privacy(value: Any) -> bool:
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    return isinstance(value, str) and value.strip().lower() in _PRIVACY_TEXTS
 
 
 def privacy_requested(records: Iterable[SpanRecord]) -> bool:
     """Whether a span or its resource asks for its trace without content
-    (`posthog.privacy_mode=true`): no prompts, outputs or error messages."""
+    (`posthog.privacy_mode` true, or the text "true", "1" or "yes" in any case): no prompts,
+    outputs or error messages."""
     return any(
-        rec.attributes.get(PRIVACY_ATTRIBUTE) is True or rec.resource.get(PRIVACY_ATTRIBUTE) is True
+        _asks_privacy(rec.attributes.get(PRIVACY_ATTRIBUTE))
+        or _asks_privacy(rec.resource.get(PRIVACY_ATTRIBUTE))
         for rec in records
     )
 

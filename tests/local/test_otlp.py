@@ -246,6 +246,67 @@ def test_privacy_attribute_and_secret_scrubbing(server, db_path):
     assert "Paris" not in json.dumps([e for e in events if e["properties"] is private])
 
 
+@pytest.mark.parametrize(
+    "value", [{"stringValue": "true"}, {"stringValue": "Yes"}, {"boolValue": True}]
+)
+def test_the_privacy_attribute_as_text_stores_the_trace_without_content(server, db_path, value):
+    # What an exporter sends for OTEL_RESOURCE_ATTRIBUTES=posthog.privacy_mode=true: a string.
+    trace_id, root, child = "ab" * 16, "01" * 8, "02" * 8
+    now = time.time_ns()
+
+    def text(key: str, content: str) -> dict:
+        return {"key": key, "value": {"stringValue": content}}
+
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [
+                        text("service.name", "svc"),
+                        {"key": "posthog.privacy_mode", "value": value},
+                    ]
+                },
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": root,
+                                "name": "agent",
+                                "startTimeUnixNano": now,
+                                "endTimeUnixNano": now + 10**7,
+                                "attributes": [
+                                    text("gen_ai.operation.name", "invoke_agent"),
+                                    text("input.value", "secret task"),
+                                ],
+                            },
+                            {
+                                "traceId": trace_id,
+                                "spanId": child,
+                                "parentSpanId": root,
+                                "name": "chat",
+                                "startTimeUnixNano": now,
+                                "endTimeUnixNano": now + 10**6,
+                                "attributes": [
+                                    text("gen_ai.operation.name", "chat"),
+                                    text("gen_ai.request.model", "gpt-4o"),
+                                    text("gen_ai.prompt.0.role", "user"),
+                                    text("gen_ai.prompt.0.content", "secret question"),
+                                ],
+                            },
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    answer = requests.post(server.url + "/v1/traces", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    events = stored(db_path)
+    assert sorted(e["event"] for e in events) == ["$ai_generation", "$ai_trace"]
+    assert "secret" not in json.dumps(events)
+
+
 def test_bad_requests_are_refused_clearly(server, db_path):
     url = server.url + "/v1/traces"
     garbage = requests.post(

@@ -382,6 +382,56 @@ def test_the_privacy_attribute_on_a_span_or_its_resource_drops_content(client, e
     assert generation["$ai_model"] == CHAT["gen_ai.request.model"]  # the rest stays
 
 
+@pytest.mark.parametrize("value", ["true", "True", "YES", "1"])
+def test_the_privacy_attribute_from_otel_resource_attributes_is_text_and_is_honoured(
+    client, events, monkeypatch, value
+):
+    # OpenTelemetry SDKs read OTEL_RESOURCE_ATTRIBUTES as strings: the flag is "true", not True.
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"service.name=app,posthog.privacy_mode={value}")
+    provider = TracerProvider()
+    assert provider.resource.attributes["posthog.privacy_mode"] == value
+    provider.add_span_processor(PostHogSpanProcessor(client))
+    _run_secret_chat(provider)
+    provider.shutdown()
+    found = events()
+    assert sorted(e["event"] for e in found) == ["$ai_generation", "$ai_trace"]
+    assert "secret" not in json.dumps(found)
+
+
+@pytest.mark.parametrize("value", ["false", "no", "0", "maybe", ""])
+def test_a_privacy_attribute_that_does_not_ask_for_it_never_turns_it_off(client, events, value):
+    from opentelemetry.sdk.resources import Resource
+
+    provider = TracerProvider(resource=Resource.create({"posthog.privacy_mode": value}))
+    provider.add_span_processor(PostHogSpanProcessor(client, privacy_mode=True))
+    _run_secret_chat(provider, **{"posthog.privacy_mode": value})
+    provider.shutdown()
+    found = events()
+    assert sorted(e["event"] for e in found) == ["$ai_generation", "$ai_trace"]
+    assert "secret" not in json.dumps(found)
+
+
+def _run_secret_chat(provider: TracerProvider, **root_attributes: object) -> None:
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span(
+        "invoke_agent A",
+        attributes={
+            "gen_ai.operation.name": "invoke_agent",
+            "input.value": "secret task",
+            **root_attributes,
+        },
+    ):
+        with tracer.start_as_current_span(
+            "chat",
+            attributes={
+                **CHAT,
+                "gen_ai.input.messages": messages(("user", "secret question")),
+                "gen_ai.output.messages": messages(("assistant", "secret reply")),
+            },
+        ):
+            pass
+
+
 def test_a_span_nested_too_deep_to_parse_loses_no_event_of_its_trace(tracer, events):
     with tracer.start_as_current_span(
         "invoke_agent A", attributes={"gen_ai.operation.name": "invoke_agent"}

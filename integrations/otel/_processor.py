@@ -226,10 +226,12 @@ class PostHogSpanProcessor(SpanProcessor):
             scope = self._emit(records, scope, outer, None)
         root = next((r for r in records if r.parent_id is None or r.parent_remote), None)
         if root is not None:
-            # Spans of this trace that end later are sent as part of it (`_send_late`).
+            # Spans of this trace that end later are sent as part of it (`_send_late`), under
+            # its privacy: a late span does not carry its root's `posthog.privacy_mode`.
+            private = privacy_requested(records)
             with self._lock:
                 self._ended[trace_key] = _Ended(
-                    root.span_id, root.trace_id, scope, outer, records if waiting else None
+                    root.span_id, root.trace_id, scope, outer, records if waiting else None, private
                 )
                 if len(self._ended) > MAX_OPEN_TRACES:
                     self._ended.popitem(last=False)
@@ -240,25 +242,35 @@ class PostHogSpanProcessor(SpanProcessor):
         records when none of them was sent yet (its root, then, is its `$ai_trace`)."""
         if not self._emitter.enabled:
             return
+        private = ended.private or privacy_requested((record,))
         if ended.waiting is None:
-            self._emit([record], ended.scope, ended.outer, ended.root_span_id)
+            if private and not ended.private:  # later spans of the trace keep it
+                with self._lock:
+                    self._ended[trace_key] = ended._replace(private=True)
+            self._emit([record], ended.scope, ended.outer, ended.root_span_id, private)
             return
         with self._lock:
-            self._ended[trace_key] = ended._replace(waiting=None)
-        self._emit([*ended.waiting, record], ended.scope, ended.outer, None)
+            self._ended[trace_key] = ended._replace(waiting=None, private=private)
+        self._emit([*ended.waiting, record], ended.scope, ended.outer, None, private)
 
     def _emit(
-        self, records: list[SpanRecord], scope: Scope, outer: Any, late_root: str | None
+        self,
+        records: list[SpanRecord],
+        scope: Scope,
+        outer: Any,
+        late_root: str | None,
+        private: bool = False,
     ) -> Scope:
         """Queue `records` as one item under `scope` (and their own identity attributes, which
-        are most specific); returns the scope they were sent under."""
+        are most specific), without content when `private` (their trace asked for it); returns
+        the scope they were sent under."""
         user = session = None
         if any(not IDENTITY_KEYS.isdisjoint(rec.attributes) for rec in records):
             user = first_of(records, distinct_id_of)
             session = first_of(records, session_id_of)
         if user is not None or session is not None:
             scope = scope.merged(make_scope(distinct_id=user, session_id=session))
-        privacy = self._emitter.privacy(scope)
+        privacy = private or self._emitter.privacy(scope)
         trace_id = outer.trace_id if outer is not None else records[0].trace_id
         self._emitter.emit_many(
             functools.partial(_trace_events, records, outer, privacy, late_root),
@@ -274,6 +286,7 @@ class _Ended(NamedTuple):
     scope: Scope
     outer: Any
     waiting: list[SpanRecord] | None  # the trace's records, when no AI step had ended yet
+    private: bool  # a span or resource of the trace asked for privacy (`posthog.privacy_mode`)
 
 
 def _trace_events(

@@ -483,6 +483,50 @@ def test_an_ai_span_that_ends_after_its_root_is_sent_at_once_as_part_of_its_trac
     assert generation["distinct_id"] == trace["distinct_id"] == "user-1"
 
 
+@pytest.mark.parametrize("early", [True, False], ids=["after-an-ai-step", "before-any-ai-step"])
+def test_ai_spans_that_end_after_a_private_root_are_sent_without_content(tracer, events, early):
+    def chat(name: str) -> object:
+        return tracer.start_span(
+            name,
+            context=set_span_in_context(root),
+            attributes={**CHAT, "gen_ai.input.messages": messages(("user", f"secret {name}"))},
+        )
+
+    root = tracer.start_span(
+        "handler", attributes={"posthog.privacy_mode": True, "input.value": "secret task"}
+    )
+    if early:
+        chat("chat early").end()
+    late = [chat("chat late 1"), chat("chat late 2")]
+    root.end()
+    for span in late:  # streams read after the handler returned
+        span.set_attribute("gen_ai.output.messages", messages(("assistant", "secret reply")))
+        span.end()
+    sent = events()
+    names = sorted(e["properties"]["$ai_span_name"] for e in sent)
+    assert names == sorted(["handler", "chat late 1", "chat late 2"] + ["chat early"] * early)
+    assert "secret" not in json.dumps(sent)
+    late_generation = only(_named(sent, "$ai_generation", "chat late 2"))
+    assert late_generation["$ai_model"] == CHAT["gen_ai.request.model"]  # the rest stays
+
+
+def test_a_late_span_that_asks_for_privacy_keeps_it_for_the_later_ones(tracer, events):
+    root = tracer.start_span("handler", attributes={"gen_ai.operation.name": "invoke_agent"})
+    first = tracer.start_span(
+        "chat 1",
+        context=set_span_in_context(root),
+        attributes={**CHAT, "posthog.privacy_mode": "true"},
+    )
+    second = tracer.start_span("chat 2", context=set_span_in_context(root), attributes=CHAT)
+    root.end()
+    for span in (first, second):
+        span.set_attribute("gen_ai.output.messages", messages(("assistant", "secret reply")))
+        span.end()
+    sent = events()
+    assert sorted(e["properties"]["$ai_span_name"] for e in sent) == ["chat 1", "chat 2", "handler"]
+    assert "secret" not in json.dumps(sent)
+
+
 def test_a_trace_still_open_at_exit_is_stored(tmp_path):
     # Its root never ended in this process; the provider's own exit hook may run after the
     # client has shut down, so the processor hands the trace over first.

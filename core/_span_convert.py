@@ -25,7 +25,7 @@ from ._events import (
     trace_properties,
 )
 from ._span_records import SpanRecord, is_ai_span
-from ._usage import token_count, whole_number
+from ._usage import input_tokens_for, token_count, whole_number
 
 __all__ = [
     "kind_of",
@@ -339,6 +339,7 @@ _USAGE_KEYS = (
         "cache_creation_input_tokens",
         (
             "gen_ai.usage.cache_creation.input_tokens",
+            "gen_ai.usage.cache_write.input_tokens",
             "gen_ai.usage.cache_creation_input_tokens",
             "llm.token_count.prompt_details.cache_write",
         ),
@@ -355,15 +356,34 @@ _USAGE_KEYS = (
 )
 
 
-def _usage(attrs: Mapping[str, Any]) -> dict[str, Any]:
+# Conventions whose input count includes cache reads and writes (the GenAI conventions: cache
+# counts "SHOULD be included in gen_ai.usage.input_tokens"; OpenInference's prompt count is the
+# whole prompt, its `prompt_details` a breakdown of it), by their keys' first segment. The
+# Vercel AI SDK's `ai.usage.*` is left as it comes.
+_CACHE_INCLUDED_IN_INPUT = frozenset({"gen_ai", "llm"})
+
+
+def _usage(attrs: Mapping[str, Any], provider: str | None) -> dict[str, Any]:
+    """Token counts as PostHog reads them for `provider`: an input count that includes the
+    cache is given without it where PostHog wants that (Anthropic), by the core's rule."""
     usage: dict[str, Any] = {}
+    found: dict[str, str] = {}  # name -> the key its count came from
     for name, keys in _USAGE_KEYS:
         value = None
         for key in keys:
             value = attrs.get(key)
             if value is not None and value != "":
+                found[name] = key
                 break
         usage[name] = token_count(value)
+    source = found.get("input_tokens", "").split(".", 1)[0]
+    if source in _CACHE_INCLUDED_IN_INPUT:
+        # Only cache counts of the input's own convention are part of its total.
+        read, write = (
+            usage[name] if found.get(name, "").split(".", 1)[0] == source else None
+            for name in ("cache_read_input_tokens", "cache_creation_input_tokens")
+        )
+        usage["input_tokens"] = input_tokens_for(provider, usage["input_tokens"], read, write)
     return usage
 
 
@@ -674,10 +694,11 @@ def span_event(
     if kind == GENERATION_KIND:
         # Parsed once: both the output and the stop reason read it.
         output_messages = None if privacy else _json(attrs.get("gen_ai.output.messages"))
+        provider = _provider(attrs)
         return GENERATION, generation_properties(
             span_name=rec.name or None,
             model=_model(attrs),
-            provider=_provider(attrs),
+            provider=provider,
             base_url=_base_url(attrs),
             model_parameters=_model_parameters(attrs),
             tools=_tools(attrs),
@@ -685,7 +706,7 @@ def span_event(
             output_choices=None if privacy else _output(rec, output_messages),
             stop_reason=_stop_reason(rec, output_messages),
             http_status=whole_number(attrs.get("http.response.status_code")),
-            **_usage(attrs),
+            **_usage(attrs, provider),
             **common,
         )
     if kind == EMBEDDING_KIND:
@@ -698,7 +719,7 @@ def span_event(
             model_parameters=_model_parameters(attrs),
             input=None if privacy or not texts else texts,
             input_count=len(texts) or None,
-            input_tokens=_usage(attrs)["input_tokens"],
+            input_tokens=_usage(attrs, None)["input_tokens"],
             **common,
         )
     return SPAN, span_properties(

@@ -29,7 +29,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["Usage", "normalize_usage", "EMPTY_USAGE", "whole_number", "token_count"]
+__all__ = [
+    "Usage",
+    "normalize_usage",
+    "EMPTY_USAGE",
+    "whole_number",
+    "token_count",
+    "input_tokens_for",
+]
 
 
 class Usage(NamedTuple):
@@ -251,3 +258,27 @@ def normalize_usage(raw: Any) -> Usage:
             if found.input_tokens is not None or found.output_tokens is not None:
                 return found
     return usage
+
+
+# Providers whose input count, as PostHog's cost model reads it, leaves cache reads and writes
+# out (they have fields of their own); the others' (OpenAI, Gemini) include cached tokens.
+_INPUT_EXCLUDES_CACHE = frozenset({"anthropic"})
+
+
+def input_tokens_for(
+    provider: str | None,
+    total_input: int | None,
+    cache_read: int | None,
+    cache_creation: int | None,
+) -> int | None:
+    """The input count PostHog reads for `provider` (a name `provider_name` gave), from a total
+    that includes cache reads and writes (the OpenTelemetry GenAI conventions' and
+    OpenInference's, LangChain's `usage_metadata`): for Anthropic the total less the cache,
+    never below 0; the total itself for the others, or when it is unknown.
+
+    >>> input_tokens_for("anthropic", 130, 100, 20), input_tokens_for("openai", 130, 100, None)
+    (10, 130)
+    """
+    if total_input is None or provider not in _INPUT_EXCLUDES_CACHE:
+        return total_input
+    return max(0, total_input - (cache_read or 0) - (cache_creation or 0))

@@ -162,3 +162,15 @@ def test_a_negative_count_is_unknown_in_every_usage_shape():
     usage = normalize_usage({"input_tokens": -1.0, "output_tokens": 2.0})
     assert (usage.input_tokens, usage.output_tokens) == (None, 2)
     assert [token_count(v) for v in ("12", -5, 0, "x", True)] == [12, None, 0, None, None]
+
+
+def test_an_input_total_with_the_cache_in_it_leaves_it_out_for_anthropic_only():
+    from posthog_llm._usage import input_tokens_for
+
+    assert input_tokens_for("anthropic", 130, 100, 20) == 10
+    assert input_tokens_for("anthropic", 130, 100, None) == 30
+    assert input_tokens_for("anthropic", 50, 100, 20) == 0  # never below 0
+    assert input_tokens_for("anthropic", None, 100, 20) is None  # unknown stays unknown
+    assert input_tokens_for("anthropic", 7, None, None) == 7
+    assert input_tokens_for("openai", 130, 100, 20) == 130
+    assert input_tokens_for(None, 130, 100, 20) == 130

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from opentelemetry.trace import Status, StatusCode
 
 from tests.support.events import only
@@ -315,3 +316,90 @@ def test_messages_that_are_plain_text_are_kept_as_one_message(tracer, events):
     gen = only(events("$ai_generation"))
     assert gen["$ai_input"] == [{"role": "user", "content": "What is the weather in Paris?"}]
     assert gen["$ai_output_choices"] == [{"role": "assistant", "content": "Sunny."}]
+
+
+ANTHROPIC_CACHED = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.request.model": "claude-sonnet-4-6",
+    "gen_ai.usage.input_tokens": 130,  # the conventions' total: the cache counts are in it
+    "gen_ai.usage.output_tokens": 5,
+    "gen_ai.usage.cache_read.input_tokens": 100,
+    "gen_ai.usage.cache_creation.input_tokens": 20,
+}
+
+
+@pytest.mark.parametrize("provider_key", ["gen_ai.provider.name", "gen_ai.system"])
+def test_anthropic_input_tokens_leave_the_cache_out_as_posthog_reads_them(
+    tracer, events, provider_key
+):
+    ended(tracer, "chat", {**ANTHROPIC_CACHED, provider_key: "anthropic"})
+    gen = only(events("$ai_generation"))
+    assert gen["$ai_provider"] == "anthropic"
+    assert (
+        gen["$ai_input_tokens"],
+        gen["$ai_cache_read_input_tokens"],
+        gen["$ai_cache_creation_input_tokens"],
+        gen["$ai_output_tokens"],
+    ) == (10, 100, 20, 5)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        # OpenAI's and Gemini's input counts include the cache in PostHog's model too.
+        ({**ANTHROPIC_CACHED, "gen_ai.provider.name": "openai"}, 130),
+        # Anthropic without cache counts; and cache counts larger than the input (never < 0).
+        ({**CHAT, "gen_ai.provider.name": "anthropic", "gen_ai.usage.input_tokens": 7}, 7),
+        (
+            {
+                **ANTHROPIC_CACHED,
+                "gen_ai.provider.name": "anthropic",
+                "gen_ai.usage.input_tokens": 50,
+            },
+            0,
+        ),
+        # The newest conventions' name for cache writes.
+        (
+            {
+                **CHAT,
+                "gen_ai.provider.name": "anthropic",
+                "gen_ai.usage.input_tokens": 40,
+                "gen_ai.usage.cache_write.input_tokens": 25,
+            },
+            15,
+        ),
+        # OpenInference: `llm.token_count.prompt` is the whole prompt, cache included.
+        (
+            {
+                "openinference.span.kind": "LLM",
+                "llm.provider": "anthropic",
+                "llm.model_name": "claude-sonnet-4-6",
+                "llm.token_count.prompt": 130,
+                "llm.token_count.prompt_details.cache_read": 100,
+                "llm.token_count.prompt_details.cache_write": 20,
+            },
+            10,
+        ),
+        # A cache count of another convention is not part of this input's total.
+        (
+            {
+                **CHAT,
+                "gen_ai.provider.name": "anthropic",
+                "gen_ai.usage.input_tokens": 30,
+                "ai.usage.cachedInputTokens": 100,
+            },
+            30,
+        ),
+    ],
+    ids=[
+        "openai",
+        "no-cache",
+        "never-below-zero",
+        "cache-write",
+        "openinference",
+        "other-convention",
+    ],
+)
+def test_which_input_counts_leave_the_cache_out(tracer, events, attributes, expected):
+    ended(tracer, "chat", attributes)
+    assert only(events("$ai_generation"))["$ai_input_tokens"] == expected

@@ -417,6 +417,15 @@ def _stop_reason(rec: SpanRecord, output_messages: Any) -> str | None:
     return None
 
 
+def _http_status(attrs: Mapping[str, Any], error: str | None) -> int | None:
+    """The call's HTTP status: the span's `http.response.status_code`, else 200 for a call that
+    did not fail (as every other route sends), else unknown."""
+    status = whole_number(attrs.get("http.response.status_code"))
+    if status is None and error is None:
+        return 200
+    return status
+
+
 def _error(rec: SpanRecord, privacy: bool) -> str | None:
     """`Type: message` from the exception event, status or `error.type`; None without an error."""
     kind = message = None
@@ -705,7 +714,7 @@ def span_event(
             input=None if privacy else _input(rec),
             output_choices=None if privacy else _output(rec, output_messages),
             stop_reason=_stop_reason(rec, output_messages),
-            http_status=whole_number(attrs.get("http.response.status_code")),
+            http_status=_http_status(attrs, error),
             **_usage(attrs, provider),
             **common,
         )
@@ -720,6 +729,7 @@ def span_event(
             input=None if privacy or not texts else texts,
             input_count=len(texts) or None,
             input_tokens=_usage(attrs, None)["input_tokens"],
+            http_status=_http_status(attrs, error),
             **common,
         )
     return SPAN, span_properties(

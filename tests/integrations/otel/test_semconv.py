@@ -403,3 +403,27 @@ def test_anthropic_input_tokens_leave_the_cache_out_as_posthog_reads_them(
 def test_which_input_counts_leave_the_cache_out(tracer, events, attributes, expected):
     ended(tracer, "chat", attributes)
     assert only(events("$ai_generation"))["$ai_input_tokens"] == expected
+
+
+def test_the_http_status_is_the_spans_or_200_for_a_call_that_did_not_fail(tracer, events):
+    ended(tracer, "chat ok", CHAT)
+    ended(tracer, "chat stated", {**CHAT, "http.response.status_code": 201})
+    ended(tracer, "embeddings", {"gen_ai.operation.name": "embeddings"})
+    ended(
+        tracer,
+        "chat refused",
+        {**CHAT, "error.type": "RateLimitError", "http.response.status_code": "429"},
+    )
+    ended(tracer, "chat failed", {**CHAT, "error.type": "timeout"})
+    status = {
+        e["properties"]["$ai_span_name"]: e["properties"].get("$ai_http_status")
+        for e in events()
+        if e["event"] in ("$ai_generation", "$ai_embedding")
+    }
+    assert status == {
+        "chat ok": 200,
+        "chat stated": 201,
+        "embeddings": 200,
+        "chat refused": 429,
+        "chat failed": None,  # an error without a status: unknown, not 200
+    }

@@ -47,6 +47,7 @@ _IS_REMOTE = 0x200
 # Memory per byte of an OTLP protobuf body while it is parsed and converted (upb messages,
 # span records, events): protobuf is denser than JSON, whose weight `parse_weight` estimates.
 _PROTOBUF_WEIGHT = 12
+_TOO_DEEP = "OTLP/JSON body is nested too deeply to be a trace export"
 
 
 def _proto() -> Any:
@@ -120,14 +121,20 @@ def decode_otlp(
     if is_json:
         from google.protobuf import json_format
 
+        # Nesting deeper than the interpreter's recursion limit (the JSON parser, the id pass
+        # and protobuf's parser all recurse) is the sender's fault: a 400, as on `/batch/`.
         try:
             payload = json.loads(raw)
+        except RecursionError:
+            raise BadRequest(_TOO_DEEP) from None
         except ValueError as exc:
             raise BadRequest(f"OTLP/JSON body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise BadRequest('an OTLP/JSON trace export is a JSON object ({"resourceSpans": ...})')
         try:
             json_format.ParseDict(_hex_ids_to_base64(payload), request, ignore_unknown_fields=True)
+        except RecursionError:
+            raise BadRequest(_TOO_DEEP) from None
         except json_format.ParseError as exc:
             raise BadRequest(f"not an OTLP/JSON trace export: {exc}") from None
         return request

@@ -426,6 +426,36 @@ def test_a_span_nested_too_deep_to_parse_loses_no_event_of_the_request(server, d
     ]
 
 
+def _nested_attribute(depth: int) -> bytes:
+    value = b'{"arrayValue": {"values": [' * depth + b'{"stringValue": "x"}' + b"]}}" * depth
+    return (
+        b'{"resourceSpans": [{"resource": {"attributes": [{"key": "k", "value": '
+        + value
+        + b"}]}}]}"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"resourceSpans":' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # too deep to parse
+        _nested_attribute(400),  # parsed, too deep for the conversion to protobuf
+    ],
+    ids=["json", "protobuf"],
+)
+def test_json_nested_too_deeply_is_a_bad_request(server, db_path, body):
+    answer = requests.post(
+        server.url + "/v1/traces",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert answer.status_code == 400, answer.text
+    assert "nested too deeply" in answer.json()["detail"]
+    post_spans(server.url, [])  # the collector still answers
+    assert stored(db_path) == []
+
+
 @pytest.mark.parametrize("body", [b"null", b"1", b"[]", b'"x"'])
 def test_json_that_is_not_an_object_is_a_bad_request(server, db_path, body):
     answer = requests.post(

@@ -444,12 +444,7 @@ def _nested_attribute(depth: int) -> bytes:
     ids=["json", "protobuf"],
 )
 def test_json_nested_too_deeply_is_a_bad_request(server, db_path, body):
-    answer = requests.post(
-        server.url + "/v1/traces",
-        data=body,
-        headers={"Content-Type": "application/json"},
-        timeout=10,
-    )
+    answer = _post_json(server.url, body)
     assert answer.status_code == 400, answer.text
     assert "nested too deeply" in answer.json()["detail"]
     post_spans(server.url, [])  # the collector still answers
@@ -458,14 +453,16 @@ def test_json_nested_too_deeply_is_a_bad_request(server, db_path, body):
 
 @pytest.mark.parametrize("body", [b"null", b"1", b"[]", b'"x"'])
 def test_json_that_is_not_an_object_is_a_bad_request(server, db_path, body):
-    answer = requests.post(
-        server.url + "/v1/traces",
-        data=body,
-        headers={"Content-Type": "application/json"},
-        timeout=10,
-    )
+    answer = _post_json(server.url, body)
     assert answer.status_code == 400
     assert "JSON object" in answer.json()["detail"]
+
+
+def _post_json(url: str, body: bytes) -> requests.Response:
+    """`body` as an OTLP/JSON export to the collector at `url`, whatever it answers."""
+    return requests.post(
+        url + "/v1/traces", data=body, headers={"Content-Type": "application/json"}, timeout=10
+    )
 
 
 def test_a_trace_whose_root_comes_later_is_converted_whole_with_the_roots_identity(server, db_path):

@@ -360,20 +360,7 @@ def test_the_privacy_attribute_on_a_span_or_its_resource_drops_content(client, e
     flag = {"posthog.privacy_mode": True}
     provider = TracerProvider(resource=Resource.create(flag if where == "resource" else {}))
     provider.add_span_processor(PostHogSpanProcessor(client))
-    tracer = provider.get_tracer("tests")
-    with tracer.start_as_current_span(
-        "invoke_agent A",
-        attributes={"gen_ai.operation.name": "invoke_agent", **(flag if where == "span" else {})},
-    ):
-        with tracer.start_as_current_span(
-            "chat",
-            attributes={
-                **CHAT,
-                "gen_ai.input.messages": messages(("user", "secret question")),
-                "gen_ai.output.messages": messages(("assistant", "secret reply")),
-            },
-        ):
-            pass
+    _run_secret_chat(provider, **(flag if where == "span" else {}))
     provider.shutdown()
     found = events()
     assert sorted(e["event"] for e in found) == ["$ai_generation", "$ai_trace"]

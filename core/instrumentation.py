@@ -143,7 +143,7 @@ from ._tracked import (  # noqa: E402
     track_sdk_response,
     track_sdk_stream,
 )
-from ._usage import Usage, normalize_usage, whole_number  # noqa: E402
+from ._usage import Usage, input_tokens_for, normalize_usage, whole_number  # noqa: E402
 
 __all__ += [
     "MODEL_PARAMETER_NAMES",
@@ -164,6 +164,7 @@ __all__ += [
     "track_async_sdk_response",
     "Usage",
     "normalize_usage",
+    "input_tokens_for",
     "whole_number",
 ]
 

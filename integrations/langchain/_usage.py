@@ -16,6 +16,7 @@ from typing import Any
 from posthog_llm.instrumentation import (
     Usage,
     clean_base_url,
+    input_tokens_for,
     normalize_usage,
     provider_from_base_url,
     provider_name,
@@ -135,8 +136,15 @@ def _standard_usage(usage: Any, anthropic: bool) -> Usage | None:
     if parsed.input_tokens is None and parsed.output_tokens is None:
         return None
     if anthropic and parsed.input_tokens is not None:
-        cached = (parsed.cache_read_input_tokens or 0) + (parsed.cache_creation_input_tokens or 0)
-        parsed = parsed._replace(input_tokens=max(0, parsed.input_tokens - cached))
+        # Claude on any host (Bedrock and Vertex too): PostHog reads its input without the cache.
+        parsed = parsed._replace(
+            input_tokens=input_tokens_for(
+                "anthropic",
+                parsed.input_tokens,
+                parsed.cache_read_input_tokens,
+                parsed.cache_creation_input_tokens,
+            )
+        )
     return parsed
 
 

@@ -15,15 +15,38 @@ __all__ = ["error_text", "scrub_secrets", "REDACTED"]
 REDACTED = "[redacted]"
 
 # Credentials that error messages of LLM SDKs are known to quote: provider keys, bearer tokens,
-# and key-like query or header values.
+# and key-like query or header values. Prefixed keys need a realistic length after the prefix,
+# so ordinary words that happen to start the same way stay.
 _SECRET_PATTERNS = re.compile(
     r"""
       sk-ant-[A-Za-z0-9_\-]{8,}            # Anthropic
     | sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}   # OpenAI and compatibles
     | AIza[0-9A-Za-z_\-]{20,}              # Google API keys
-    | phc_[A-Za-z0-9]{16,}                 # PostHog project keys
+    | \b(?:phc|phx)_[A-Za-z0-9]{16,}       # PostHog project and personal keys
+    | \bgsk_[A-Za-z0-9]{20,}               # Groq
+    | \bxai-[A-Za-z0-9]{20,}               # xAI
+    | \bhf_[A-Za-z0-9]{20,}                # Hugging Face
+    | \b(?:AKIA|ASIA)[0-9A-Z]{16}\b        # AWS access key ids
+    | \bgh[pousr]_[A-Za-z0-9]{30,}         # GitHub tokens
+    | \bgithub_pat_[A-Za-z0-9_]{22,}       # GitHub fine-grained tokens
+    | \beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{8,}   # JWTs
     """,
     re.VERBOSE,
+)
+# What each of those starts with: a text holding none of them skips that (slowest) pattern.
+_PREFIXES = (
+    "sk-",
+    "AIza",
+    "phc_",
+    "phx_",
+    "gsk_",
+    "xai-",
+    "hf_",
+    "AKIA",
+    "ASIA",
+    "gh",
+    "github_pat_",
+    "eyJ",
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{6,}")
 _KEY_VALUES = re.compile(
@@ -35,6 +58,23 @@ _KEY_VALUES = re.compile(
     (?!\[redacted\])[^\s"'&,;}\]]{4,}
     """
 )
+# `Authorization: <credentials>`, with or without a scheme in front of them.
+_AUTHORIZATION = re.compile(
+    r"""(?ix)
+    (
+      \b(?:proxy-)?authorization["']?\s*[:=]\s*["']?
+      (?:(?:bearer|basic|token|digest|negotiate|apikey|sharedkey)\s+)?
+    )
+    (?!\[redacted\])[^\s"'&,;}\]]{4,}
+    """
+)
+# Credentials in a URL: `scheme://user:password@host`, and signed-URL signatures (Azure SAS,
+# AWS presigned URLs).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)(?!\[redacted\]@)[^\s/?#@\"'<>]+@")
+_SIGNATURES = re.compile(
+    r"(?i)([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token)=)"
+    r"(?!\[redacted\])[^\s&#\"'<>]+"
+)
 
 
 def scrub_secrets(text: str, secrets: Iterable[str] = ()) -> str:
@@ -44,14 +84,26 @@ def scrub_secrets(text: str, secrets: Iterable[str] = ()) -> str:
     '401: Incorrect API key provided: [redacted]'
     >>> scrub_secrets("GET /v1/models?key=AIzaSyA1234567890abcdefghij")
     'GET /v1/models?key=[redacted]'
+    >>> scrub_secrets("ConnectError: https://admin:pw1234@gateway.internal/v1")
+    'ConnectError: https://[redacted]@gateway.internal/v1'
     """
     for secret in secrets:
         if secret and len(secret) >= 6 and secret in text:
             text = text.replace(secret, REDACTED)
     if not text:
         return text
-    text = _SECRET_PATTERNS.sub(REDACTED, text)
+    for prefix in _PREFIXES:
+        if prefix in text:
+            text = _SECRET_PATTERNS.sub(REDACTED, text)
+            break
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    # Cheap checks first: most error texts have no URL, signature or Authorization header.
+    if "://" in text:
+        text = _USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    if "=" in text:
+        text = _SIGNATURES.sub(lambda m: m.group(1) + REDACTED, text)
+    if "uthorization" in text or "UTHORIZATION" in text:
+        text = _AUTHORIZATION.sub(lambda m: m.group(1) + REDACTED, text)
     return _KEY_VALUES.sub(lambda m: m.group(1) + REDACTED, text)
 
 

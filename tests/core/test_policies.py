@@ -193,6 +193,48 @@ def test_error_text_scrubs_secrets(secret: str) -> None:
     assert value not in text and "[redacted]" in text
 
 
+# Key-shaped test values are built from parts, so no file holds anything that looks real.
+_BODY = "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv"  # 32 letters and digits
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Invalid API Key " + "gsk" + "_" + _BODY, "gsk" + "_" + _BODY),
+        ("Incorrect API key provided: " + "xai" + "-" + _BODY, "xai" + "-" + _BODY),
+        ("Unauthorized for " + "hf" + "_" + _BODY, "hf" + "_" + _BODY),
+        ("The security token is invalid: " + "AK" + "IA" + "IOSFODNN7EXAMPL1", "IOSFODNN7EXAMPL1"),
+        ("bad credentials " + "ghp" + "_" + _BODY + "1234", _BODY),
+        ("bad credentials " + "github" + "_pat_" + _BODY, _BODY),
+        ("personal key " + "phx" + "_" + _BODY, "phx" + "_" + _BODY),
+        ("expired " + "eyJ" + "hbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9." + _BODY, _BODY),
+        ("Authorization: " + _BODY, _BODY),
+        ('{"authorization": "Token ' + _BODY + '"}', _BODY),
+        ("ConnectError: https://admin:" + _BODY + "@gateway.internal/v1 refused", _BODY),
+        ("GET https://acct.blob.core.windows.net/c?sv=2020&sig=" + _BODY + "%2Bx", _BODY),
+    ],
+)
+def test_error_text_scrubs_common_key_formats(text: str, secret: str) -> None:
+    scrubbed = error_text(RuntimeError(text))
+    assert scrubbed is not None and secret not in scrubbed and "[redacted]" in scrubbed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "model hf_hub not found",  # prefixes alone, or too short to be keys
+        "gsk_short and xai-mini and ghp_abc",
+        "AKIA is not a key, nor is AKIAshort",
+        "Authorization failed for this request",
+        "see https://docs.example.com/errors#rate-limit",
+        "user@example.com cannot use this model",
+        "eyJ alone is fine",
+    ],
+)
+def test_error_text_leaves_ordinary_text_alone(text: str) -> None:
+    assert scrub_secrets(text) == text
+
+
 def test_error_text_scrubs_the_clients_own_secrets_and_keeps_type_under_privacy() -> None:
     error = ValueError("rejected: my-custom-token-123456")
     assert "my-custom-token-123456" not in (

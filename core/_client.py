@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._context import EMPTY_SCOPE, current_scope, id_text
-from ._events import CONTENT_PROPERTIES
+from ._events import apply_privacy
 from ._exit_hooks import register_exit_hooks
 from ._ids import uuid4_str
 from ._sampling import keep_trace
@@ -418,7 +418,7 @@ class Client:
                 if scope.groups:
                     groups = {**scope.groups, **(groups or {})}
                 if scope.privacy_mode:
-                    props = {k: v for k, v in props.items() if k not in CONTENT_PROPERTIES}
+                    apply_privacy(props)
             if distinct_id is not None:
                 # An empty id makes PostHog refuse the whole batch: personless instead.
                 distinct_id = id_text(distinct_id)
@@ -544,7 +544,7 @@ class Client:
         if callable(props):
             props = props()
         if self.privacy_mode or privacy_mode:
-            props = {k: v for k, v in props.items() if k not in CONTENT_PROPERTIES}
+            apply_privacy(props)
         if self.send_estimated_cost and event in _PRICED_EVENTS:
             _add_estimated_cost(props)
         if groups:

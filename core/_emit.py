@@ -15,7 +15,7 @@ from typing import Any, TypeVar, Union
 
 from ._client import Client, get_client, on_shutdown
 from ._context import EMPTY_SCOPE, Scope, current_scope, id_text, make_scope
-from ._events import CONTENT_PROPERTIES
+from ._events import apply_privacy
 from ._observation import current_observation
 from ._serialize import MAX_EVENT_BYTES, dumps, fit_event, to_json_safe
 
@@ -290,8 +290,7 @@ def _finish_properties(
     if anonymous:
         props["$process_person_profile"] = False
     if privacy:
-        for key in CONTENT_PROPERTIES:
-            props.pop(key, None)
+        apply_privacy(props)
     return props
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["error_text", "scrub_secrets", "REDACTED"]
+__all__ = ["error_text", "error_type", "scrub_secrets", "REDACTED"]
 
 REDACTED = "[redacted]"
 
@@ -134,7 +134,23 @@ def error_text(
     else:
         text = str(error)
         if privacy:
-            # A string error has no type: keep what looks like one ("RateLimitError: ...").
-            head = text.split(":", 1)[0].strip()
-            return head if head.isidentifier() else "error"
+            return error_type(text)
     return scrub_secrets(text, secrets)
+
+
+def error_type(text: object) -> str:
+    """What privacy mode keeps of an error given as text: its type, else a neutral marker.
+
+    A string error has no type: what comes before the first colon is kept when it looks like
+    one (`"RateLimitError: ..."`); anything else may be the prompt and becomes `"error"`.
+    Applying it again changes nothing.
+
+    >>> error_type("Boom: the prompt was ...")
+    'Boom'
+    >>> error_type("the prompt was: my password")
+    'error'
+    """
+    if not isinstance(text, str):
+        return "error"
+    head = text.split(":", 1)[0].strip()
+    return head if head.isidentifier() else "error"

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ._errors import error_text
+from ._errors import error_text, error_type
 from ._version import __version__
 
 __all__ = [
@@ -35,6 +35,8 @@ __all__ = [
     "provider_name",
     "allowed_model_parameters",
     "strip_content",
+    "PRIVATE_PROPERTIES",
+    "apply_privacy",
 ]
 
 GENERATION = "$ai_generation"
@@ -51,6 +53,9 @@ LIB_NAME = "posthog-llm"
 CONTENT_PROPERTIES = frozenset(
     {"$ai_input", "$ai_output_choices", "$ai_input_state", "$ai_output_state"}
 )
+
+# What privacy mode removes outright: that content, and the words of a user's feedback.
+PRIVATE_PROPERTIES = CONTENT_PROPERTIES | {"$ai_feedback_text"}
 
 # Request parameters worth recording. An allow-list, so keys and headers never leak.
 MODEL_PARAMETER_NAMES = frozenset(
@@ -563,6 +568,23 @@ def strip_content(properties: dict[str, Any]) -> dict[str, Any]:
     if not CONTENT_PROPERTIES.intersection(properties):
         return properties
     return {k: v for k, v in properties.items() if k not in CONTENT_PROPERTIES}
+
+
+def apply_privacy(properties: dict[str, Any]) -> dict[str, Any]:
+    """Privacy mode on an event's finished properties, in place: the one place for it.
+
+    Every route applies it (manual `capture`, the integrations' events, feedback): content and
+    feedback text go, `$ai_error` keeps only the exception type (`error_type`: what the
+    integrations' own `error_text(..., privacy=True)` gives, so applying it again changes
+    nothing); model, usage, latency and `$ai_http_status` stay.
+    """
+    for key in PRIVATE_PROPERTIES:
+        if key in properties:
+            del properties[key]
+    error = properties.get("$ai_error")
+    if error is not None:
+        properties["$ai_error"] = error_type(error)
+    return properties
 
 
 def iter_ai_keys(properties: Mapping[str, Any]) -> Iterable[str]:

@@ -7,7 +7,7 @@ from typing import Any
 from ._client import Client, get_client
 from ._context import current_scope
 from ._emit import check_client
-from ._events import FEEDBACK, METRIC, feedback_properties, metric_properties
+from ._events import FEEDBACK, METRIC, apply_privacy, feedback_properties, metric_properties
 
 __all__ = ["capture_feedback", "capture_metric"]
 
@@ -26,10 +26,13 @@ def _trace_id(trace_id: Any) -> str:
 
 def _send(event: str, trace_id: str, props: dict[str, Any], distinct_id: Any, target: Any) -> Any:
     if isinstance(target, Client):
-        # Our client applies the context and the anonymous-id rule (the trace id) itself.
+        # Our client applies the context, privacy and the anonymous-id rule (the trace id).
         return target.capture(event, distinct_id=distinct_id, properties=props)
+    scope = current_scope()
+    if scope.privacy_mode or getattr(target, "privacy_mode", False) is True:
+        apply_privacy(props)  # posthog-python's client knows nothing of feedback text
     if distinct_id is None:
-        distinct_id = current_scope().distinct_id
+        distinct_id = scope.distinct_id
     if distinct_id is None:
         distinct_id = trace_id
         props["$process_person_profile"] = False

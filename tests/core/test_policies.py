@@ -171,6 +171,75 @@ def test_feedback_on_a_span_while_capture_is_off_is_nothing_not_an_error() -> No
     assert posthog_llm.capture_metric(span.trace_id, "helpfulness", 4, client=off) is None
 
 
+# -- privacy on every route ------------------------------------------------------------------------
+
+
+def test_a_privacy_client_keeps_only_the_error_type_of_a_manual_event(
+    sink: InMemoryDestination,
+) -> None:
+    private = Client(destination=sink, privacy_mode=True, flush_interval=0.05)
+    try:
+        props = posthog_llm.generation_properties(
+            trace_id="t1",
+            model="m",
+            input=[{"role": "user", "content": "the prompt"}],
+            error="Boom: the prompt",
+        )
+        private.capture("$ai_generation", distinct_id="u", properties=props)
+        private.capture("$ai_span", properties={"$ai_trace_id": "t1", "$ai_error": "the prompt"})
+        private.capture("$ai_span", properties={"$ai_trace_id": "t1", "$ai_error": "KeyError"})
+        generation, free_text, typed = read(private, sink)
+    finally:
+        private.shutdown(5)
+    assert generation["properties"]["$ai_error"] == "Boom"
+    assert generation["properties"]["$ai_is_error"] is True
+    assert "$ai_input" not in generation["properties"]
+    assert free_text["properties"]["$ai_error"] == "error"  # no type to keep: a neutral marker
+    assert typed["properties"]["$ai_error"] == "KeyError"  # what the integrations send stays
+
+
+def test_privacy_inside_a_context_reduces_a_manual_error_too(
+    client: Client, sink: InMemoryDestination
+) -> None:
+    with posthog_llm.context(privacy_mode=True):
+        client.capture("$ai_generation", properties={"$ai_error": "ValueError: the prompt"})
+    [event] = read(client, sink)
+    assert event["properties"]["$ai_error"] == "ValueError"
+
+
+def test_privacy_drops_feedback_text_but_keeps_the_feedback(sink: InMemoryDestination) -> None:
+    private = Client(destination=sink, privacy_mode=True, flush_interval=0.05)
+    plain = Client(destination=sink, flush_interval=0.05)
+    try:
+        posthog_llm.capture_feedback("trace-1", "my words", client=private)
+        with posthog_llm.context(privacy_mode=True):
+            posthog_llm.capture_feedback("trace-2", "my words", client=plain)
+        posthog_llm.capture_metric("trace-3", "helpfulness", 4, client=private)
+        assert private.flush(5) and plain.flush(5)
+    finally:
+        private.shutdown(5)
+        plain.shutdown(5)
+    by_trace = {e["properties"]["$ai_trace_id"]: e for e in sink.events}
+    for trace_id in ("trace-1", "trace-2"):
+        assert by_trace[trace_id]["event"] == "$ai_feedback"
+        assert "$ai_feedback_text" not in by_trace[trace_id]["properties"]
+    assert by_trace["trace-3"]["properties"]["$ai_metric_value"] == 4
+
+
+def test_privacy_drops_feedback_text_sent_through_a_posthog_python_client() -> None:
+    posthog = pytest.importorskip("posthog")
+    server = PostHogSink()
+    ph = posthog.Posthog("phc_test", host=server.host, sync_mode=True)
+    try:
+        with posthog_llm.context(privacy_mode=True):
+            posthog_llm.capture_feedback("trace-9", "my words", client=ph)
+        [event] = server.wait_for(1)
+        assert event["event"] == "$ai_feedback"
+        assert "$ai_feedback_text" not in event["properties"]
+    finally:
+        ph.shutdown()
+
+
 # -- error text ------------------------------------------------------------------------------------
 
 

@@ -65,7 +65,7 @@ _AUTHORIZATION = re.compile(
       \b(?:proxy-)?authorization["']?\s*[:=]\s*["']?
       (?:(?:bearer|basic|token|digest|negotiate|apikey|sharedkey)\s+)?
     )
-    (?!\[redacted\])[^\s"'&,;}\]]{4,}
+    (?!\[redacted\]|(?:bearer|basic|token|digest|negotiate|apikey|sharedkey)\s)[^\s"'&,;}\]]{4,}
     """
 )
 # Credentials in a URL: `scheme://user:password@host`, and signed-URL signatures (Azure SAS,

@@ -304,6 +304,11 @@ def test_error_text_leaves_ordinary_text_alone(text: str) -> None:
     assert scrub_secrets(text) == text
 
 
+def test_an_authorization_scheme_is_kept_and_only_its_credentials_go() -> None:
+    assert scrub_secrets('"authorization": "Bearer x"') == '"authorization": "Bearer x"'
+    assert scrub_secrets("Authorization: Basic " + _BODY) == "Authorization: Basic [redacted]"
+
+
 def test_error_text_scrubs_the_clients_own_secrets_and_keeps_type_under_privacy() -> None:
     error = ValueError("rejected: my-custom-token-123456")
     assert "my-custom-token-123456" not in (

@@ -8,9 +8,15 @@ the HTTP status is reported separately and kept).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-__all__ = ["error_text", "error_type", "scrub_secrets", "REDACTED"]
+__all__ = [
+    "error_text",
+    "error_type",
+    "scrub_secrets",
+    "header_secrets",
+    "REDACTED",
+]
 
 REDACTED = "[redacted]"
 
@@ -154,3 +160,80 @@ def error_type(text: object) -> str:
         return "error"
     head = text.split(":", 1)[0].strip()
     return head if head.isidentifier() else "error"
+
+
+# -- secrets a client or model object holds ---------------------------------------------------
+
+# Request headers that carry no credential: their values are not treated as secrets.
+_HARMLESS_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "anthropic-beta",
+        "anthropic-version",
+        "cache-control",
+        "connection",
+        "content-length",
+        "content-type",
+        "host",
+        "openai-beta",
+        "openai-organization",
+        "openai-project",
+        "user-agent",
+        "x-goog-api-client",
+        "x-request-id",
+    }
+)
+_HARMLESS_HEADER_PREFIXES = ("x-stainless-",)
+_SCHEMES = ("bearer ", "basic ", "token ")
+
+
+def _secret_value(value: object) -> str | None:
+    """`value` as the secret text it is (a str, or a pydantic `SecretStr`), else None."""
+    if isinstance(value, str):
+        return value
+    reveal = getattr(value, "get_secret_value", None)
+    if reveal is not None and callable(reveal):
+        try:
+            revealed = reveal()
+        except Exception:
+            return None
+        return revealed if isinstance(revealed, str) else None
+    return None
+
+
+def _add(found: list[str], value: object) -> None:
+    text = _secret_value(value)
+    if text is None or len(text) < 6 or text in found:
+        return
+    found.append(text)
+    lowered = text[:7].lower()
+    for scheme in _SCHEMES:
+        if lowered.startswith(scheme):  # "Bearer <token>": the token alone, too
+            token = text[len(scheme) :].strip()
+            if len(token) >= 6 and token not in found:
+                found.append(token)
+
+
+def header_secrets(headers: object) -> list[str]:
+    """Values of the request headers a client sends that may be credentials.
+
+    Every header but well-known harmless ones (content type, user agent, `x-stainless-*`,
+    API versions and betas ...): a gateway's own auth header has any name.
+    """
+    found: list[str] = []
+    if not isinstance(headers, Mapping):
+        return found
+    try:
+        items = list(headers.items())
+    except Exception:
+        return found
+    for name, value in items:
+        if not isinstance(name, str):
+            continue
+        lowered = name.lower()
+        if lowered in _HARMLESS_HEADERS or lowered.startswith(_HARMLESS_HEADER_PREFIXES):
+            continue
+        _add(found, value)
+    return found

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, get_args
 
 from ._context import Scope, lenient_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
-from ._errors import error_text, scrub_secrets
+from ._errors import error_text, header_secrets, scrub_secrets
 from ._events import (
     EMBEDDING,
     clean_base_url,
@@ -160,8 +160,14 @@ class Tracker:
         return self.default_provider
 
     def secrets(self, client: Any) -> list[str]:
-        """Credentials the client holds, to be sure none ends up in an event."""
-        return secrets_of(client, self.secret_names)
+        """Credentials the client holds, to be sure none ends up in an event: its keys and
+        the values of the custom headers it sends (`default_headers`: a gateway's auth header
+        can have any name), but for well-known harmless ones."""
+        found = secrets_of(client, self.secret_names)
+        for value in header_secrets(getattr(client, "_custom_headers", None)):
+            if value not in found:
+                found.append(value)
+        return found
 
 
 def secrets_of(obj: Any, names: tuple[str, ...]) -> list[str]:

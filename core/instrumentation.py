@@ -30,7 +30,7 @@ from ._emit import (
     report_internal_error,
     safely,
 )
-from ._errors import error_text, scrub_secrets
+from ._errors import error_text, header_secrets, scrub_secrets
 from ._events import (
     AI_EVENTS,
     CONTENT_PROPERTIES,
@@ -108,6 +108,7 @@ __all__ = [
     "responses_input_messages",
     # policies
     "error_text",
+    "header_secrets",
     "scrub_secrets",
     # the open observation
     "Observation",

@@ -11,6 +11,7 @@ from posthog_llm.instrumentation import (
     TrackedCall,
     TrackedKind,
     Tracker,
+    header_secrets,
     run_tracked,
     run_tracked_async,
     track_async_iterator,
@@ -43,6 +44,8 @@ class GeminiTracker(Tracker):
         token = getattr(getattr(client, "_credentials", None), "token", None)
         if isinstance(token, str) and len(token) >= 8:
             found.append(token)
+        headers = getattr(getattr(client, "_http_options", None), "headers", None)
+        found.extend(value for value in header_secrets(headers) if value not in found)
         return found
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import posthog_llm
 import pytest
 from posthog_llm import Client, InMemoryDestination
-from posthog_llm.instrumentation import Emitter, error_text, scrub_secrets
+from posthog_llm.instrumentation import Emitter, error_text, header_secrets, scrub_secrets
 
 from tests.support.posthog_sink import PostHogSink
 
@@ -316,3 +316,18 @@ def test_error_text_scrubs_the_clients_own_secrets_and_keeps_type_under_privacy(
     )
     assert error_text(error, privacy=True) == "ValueError"
     assert scrub_secrets("nothing secret here") == "nothing secret here"
+
+
+def test_header_secrets_are_the_values_of_headers_that_may_carry_credentials() -> None:
+    token = "gw" + "-" + "0123456789"
+    headers = {
+        "X-Custom-Auth": token,
+        "Authorization": "Bearer " + _BODY,
+        "Content-Type": "application/json",
+        "User-Agent": "my-app/1.0",
+        "x-stainless-lang": "python",
+        "anthropic-version": "2023-06-01",
+        "X-Short": "abc",  # too short to scrub without damage
+    }
+    assert header_secrets(headers) == [token, "Bearer " + _BODY, _BODY]
+    assert header_secrets(None) == [] and header_secrets({1: token}) == []

@@ -11,6 +11,7 @@ anthropic = pytest.importorskip("anthropic")
 import posthog_llm  # noqa: E402
 from posthog_llm.instrumentation import close_observation, make_scope, open_observation  # noqa: E402
 
+from tests.support.echo_gateway import EchoGateway  # noqa: E402
 from tests.support.events import only  # noqa: E402
 
 from .conftest import API_KEY, HELLO, MODEL  # noqa: E402
@@ -51,6 +52,18 @@ def test_api_key_never_reaches_an_event(make_client, events, caplog):
     assert API_KEY not in everything  # ... but no event repeats it
     assert "[redacted]" in events("$ai_generation")[0]["properties"]["$ai_error"]
     assert API_KEY not in caplog.text
+
+
+def test_custom_header_values_a_gateway_quotes_are_scrubbed(make_client, events):
+    gateway_token = "gw" + "-" + "custom-auth-0123456789"  # no known key shape: only the header
+    with EchoGateway() as gateway:
+        llm = make_client(base_url=gateway.base_url, default_headers={"X-Gateway": gateway_token})
+        with pytest.raises(anthropic.AuthenticationError) as caught:
+            llm.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    assert gateway_token in str(caught.value)
+    error = only(events("$ai_generation"))["$ai_error"]
+    assert gateway_token not in error and "[redacted]" in error
+    assert "anthropic-version" in error  # harmless headers stay readable
 
 
 def test_error_under_privacy_mode_keeps_only_type_and_status(make_client, events):

@@ -12,6 +12,7 @@ genai = pytest.importorskip("google.genai")
 import posthog_llm  # noqa: E402
 from google.genai import errors, types  # noqa: E402
 
+from tests.support.echo_gateway import EchoGateway  # noqa: E402
 from tests.support.events import only  # noqa: E402
 
 from .conftest import API_KEY, MODEL  # noqa: E402
@@ -289,6 +290,23 @@ def test_api_key_never_reaches_an_event_and_posthog_arguments_never_reach_google
     assert first["$groups"] == {"company": "acme"}
     assert API_KEY not in json.dumps(events(), default=str)  # ... no event repeats it
     assert "[redacted]" in events("$ai_generation")[1]["properties"]["$ai_error"]
+
+
+def test_custom_header_values_a_gateway_quotes_are_scrubbed(make_client, events):
+    gateway_token = "gw" + "-" + "custom-auth-0123456789"  # no known key shape: only the header
+    with EchoGateway() as gateway:
+        llm = make_client(
+            http_options={
+                "base_url": gateway.base_url,
+                "headers": {"X-Gateway": gateway_token},
+                "retry_options": {"attempts": 1},
+            }
+        )
+        with pytest.raises(errors.ClientError) as caught:
+            llm.models.generate_content(model=MODEL, contents=HEDGEHOGS)
+    assert gateway_token in str(caught.value)
+    error = only(events("$ai_generation"))["$ai_error"]
+    assert gateway_token not in error and "[redacted]" in error
 
 
 def test_privacy_mode_keeps_only_counts_and_error_type(make_client, events):

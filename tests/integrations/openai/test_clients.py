@@ -21,6 +21,7 @@ from posthog_llm.integrations.openai import (  # noqa: E402
 )
 from posthog_llm.local.openai_standin import OpenAIStandIn  # noqa: E402
 
+from tests.support.echo_gateway import EchoGateway  # noqa: E402
 from tests.support.events import only  # noqa: E402
 
 from .conftest import API_KEY  # noqa: E402
@@ -317,6 +318,25 @@ def test_credentials_in_the_base_url_are_not_reported(standin, client, sink):
     props = only(sink.named("$ai_generation"))
     assert "hunter2" not in json.dumps(props) and "sk-in-query" not in json.dumps(props)
     assert props["$ai_base_url"].startswith("http://127.0.0.1:")
+
+
+def test_custom_header_values_a_gateway_quotes_are_scrubbed(client, sink):
+    gateway_token = "gw" + "-" + "custom-auth-0123456789"  # no known key shape: only the header
+    with EchoGateway() as gateway:
+        llm = OpenAI(
+            base_url=gateway.base_url + "/v1",
+            api_key="x",
+            max_retries=0,
+            posthog_client=client,
+            default_headers={"X-Custom-Auth": gateway_token, "X-Title": "my-app"},
+        )
+        with pytest.raises(openai.AuthenticationError) as caught:
+            llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    client.flush(5)
+    assert gateway_token in str(caught.value)  # the gateway quoted it to the caller ...
+    error = only(sink.named("$ai_generation"))["$ai_error"]
+    assert gateway_token not in error and "[redacted]" in error  # ... no event repeats it
+    assert "application/json" in error  # harmless headers stay readable
 
 
 # -- the import guard ---------------------------------------------------------------------------

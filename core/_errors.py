@@ -7,14 +7,17 @@ the HTTP status is reported separately and kept).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "error_text",
     "error_type",
     "scrub_secrets",
     "header_secrets",
+    "secrets_in",
     "REDACTED",
 ]
 
@@ -186,6 +189,13 @@ _HARMLESS_HEADERS = frozenset(
     }
 )
 _HARMLESS_HEADER_PREFIXES = ("x-stainless-",)
+# Names of fields and keyword arguments that hold a credential.
+_SECRET_NAME = re.compile(
+    r"(?i)(?:^|_)(?:api_?key|key|token|secret|password|passwd|credentials?)(?:$|_)"
+    r"|access_key|secret_key|session_token|azure_ad_token"
+)
+_HEADER_FIELDS = ("default_headers", "headers", "additional_headers", "extra_headers")
+_NESTED_FIELDS = ("additional_kwargs", "model_kwargs", "client_kwargs", "kwargs")
 _SCHEMES = ("bearer ", "basic ", "token ")
 
 
@@ -237,3 +247,65 @@ def header_secrets(headers: object) -> list[str]:
             continue
         _add(found, value)
     return found
+
+
+def _env_secret(marker: Mapping[str, Any]) -> str | None:
+    # LangChain's serialized form of a secret: {"lc": 1, "type": "secret", "id": ["ENV_NAME"]}.
+    ids = marker.get("id")
+    if isinstance(ids, (list, tuple)) and len(ids) == 1 and isinstance(ids[0], str):
+        return os.environ.get(ids[0])
+    return None
+
+
+def _collect(found: list[str], fields: Mapping[str, Any], depth: int) -> None:
+    for name, value in fields.items():
+        if not isinstance(name, str):
+            continue
+        if isinstance(value, Mapping):
+            if value.get("lc") == 1 and value.get("type") == "secret":
+                _add(found, _env_secret(value))
+            elif name in _HEADER_FIELDS:
+                for secret in header_secrets(value):
+                    _add(found, secret)
+            elif depth and (name in _NESTED_FIELDS or _SECRET_NAME.search(name)):
+                _collect(found, value, depth - 1)
+        elif _SECRET_NAME.search(name):
+            _add(found, value)
+
+
+def secrets_in(obj: object) -> list[str]:
+    """Credentials a model object or its settings hold: to scrub from that model's errors.
+
+    `obj` is a mapping (a LangChain model's serialized kwargs or invocation params) or an
+    object with fields (a LlamaIndex LLM). Values of key-like names (`api_key`,
+    `openai_api_key`, `*_token`, `secret` ...), plain or `SecretStr`, values of custom headers
+    (`default_headers`), the same inside `additional_kwargs` / `model_kwargs`, and the
+    environment variable a LangChain secret marker names. Never raises.
+    """
+    found: list[str] = []
+    try:
+        if isinstance(obj, Mapping):
+            fields: Mapping[str, Any] = obj
+        else:
+            fields = _fields_of(obj)
+        _collect(found, fields, 2)
+    except Exception:
+        pass
+    return found
+
+
+def _fields_of(obj: object) -> dict[str, Any]:
+    """An object's own fields: pydantic's, else its instance attributes."""
+    names = getattr(type(obj), "__pydantic_fields__", None)
+    values: dict[str, Any] = {}
+    if isinstance(names, Mapping):
+        for name in names:
+            values[name] = getattr(obj, name, None)
+        private = getattr(obj, "__pydantic_private__", None)
+        if isinstance(private, Mapping):
+            values.update((k.lstrip("_"), v) for k, v in private.items() if isinstance(v, str))
+        return values
+    own = getattr(obj, "__dict__", None)
+    if isinstance(own, Mapping):
+        values.update((str(k).lstrip("_"), v) for k, v in own.items())
+    return values

@@ -288,6 +288,7 @@ def _common(
     is_error: bool | None,
     http_status: int | None,
     privacy_mode: bool = False,
+    secrets: Iterable[str] = (),
 ) -> None:
     props["$ai_lib"] = LIB_NAME
     props["$ai_lib_version"] = __version__
@@ -306,7 +307,7 @@ def _common(
         props["$ai_latency"] = max(0.0, float(latency))
     if error is not None or is_error:
         props["$ai_is_error"] = True
-        _put(props, "$ai_error", error_text(error, privacy=privacy_mode))
+        _put(props, "$ai_error", error_text(error, privacy=privacy_mode, secrets=secrets))
         if http_status is None and isinstance(error, BaseException):
             http_status = http_status_of(error)
     elif is_error is False:
@@ -365,12 +366,15 @@ def generation_properties(
     framework: str | None = None,
     session_id: Any = None,
     privacy_mode: bool = False,
+    secrets: Iterable[str] = (),
     cost: Mapping[str, float] | None = None,
     cache_creation_5m_input_tokens: int | None = None,
     cache_creation_1h_input_tokens: int | None = None,
     web_search_count: int | None = None,
 ) -> dict[str, Any]:
     """Properties of one `$ai_generation` (an LLM call).
+
+    `secrets`: credentials the model holds, scrubbed from `error`'s text like known key shapes.
 
     >>> p = generation_properties(trace_id="t1", model="gpt-4o", input_tokens=3, latency=0.2)
     >>> p["$ai_model"], p["$ai_input_tokens"], p["$ai_latency"]
@@ -390,6 +394,7 @@ def generation_properties(
         is_error=is_error,
         http_status=http_status,
         privacy_mode=privacy_mode,
+        secrets=secrets,
     )
     _put(props, "$ai_model", model)
     _put(props, "$ai_provider", provider)
@@ -449,6 +454,7 @@ def embedding_properties(
     framework: str | None = None,
     session_id: Any = None,
     privacy_mode: bool = False,
+    secrets: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Properties of one `$ai_embedding` (an embedding call)."""
     props: dict[str, Any] = {}
@@ -465,6 +471,7 @@ def embedding_properties(
         is_error=is_error,
         http_status=http_status,
         privacy_mode=privacy_mode,
+        secrets=secrets,
     )
     _put(props, "$ai_model", model)
     _put(props, "$ai_provider", provider)
@@ -494,6 +501,7 @@ def span_properties(
     session_id: Any = None,
     privacy_mode: bool = False,
     span_type: str | None = None,
+    secrets: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Properties of one `$ai_span` (a chain step, tool, retriever, query step)."""
     props: dict[str, Any] = {}
@@ -510,6 +518,7 @@ def span_properties(
         is_error=is_error,
         http_status=http_status,
         privacy_mode=privacy_mode,
+        secrets=secrets,
     )
     _put(props, "$ai_span_type", span_type)
     if not privacy_mode:
@@ -530,6 +539,7 @@ def trace_properties(
     framework: str | None = None,
     session_id: Any = None,
     privacy_mode: bool = False,
+    secrets: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Properties of one `$ai_trace` (the root of a run). It has no parent."""
     props: dict[str, Any] = {}
@@ -546,6 +556,7 @@ def trace_properties(
         is_error=is_error,
         http_status=None,
         privacy_mode=privacy_mode,
+        secrets=secrets,
     )
     if not privacy_mode:
         _put(props, "$ai_input_state", input_state)

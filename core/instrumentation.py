@@ -30,7 +30,7 @@ from ._emit import (
     report_internal_error,
     safely,
 )
-from ._errors import error_text, header_secrets, scrub_secrets
+from ._errors import error_text, header_secrets, scrub_secrets, secrets_in
 from ._events import (
     AI_EVENTS,
     CONTENT_PROPERTIES,
@@ -110,6 +110,7 @@ __all__ = [
     "error_text",
     "header_secrets",
     "scrub_secrets",
+    "secrets_in",
     # the open observation
     "Observation",
     "TRACE_KIND",

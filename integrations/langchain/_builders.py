@@ -16,6 +16,7 @@ from posthog_llm.instrumentation import (
     generation_properties,
     http_status_of,
     safely,
+    secrets_in,
     span_properties,
     trace_properties,
 )
@@ -76,6 +77,21 @@ def _error_fields(error: BaseException | None) -> tuple[BaseException | None, in
     return error, http_status_of(error)
 
 
+def _model_secrets(run: Run) -> list[str] | tuple[()]:
+    """The trace's known secrets, with those of a failed model run added (worker side).
+
+    What the model's settings hold: `SecretStr` or key-like invocation params, custom
+    headers and secret markers in its serialized kwargs. Read only when a call failed: the
+    hooks on the caller's thread never look.
+    """
+    trace = run.trace
+    known = trace.secrets
+    found = [s for s in secrets_in(run.params) + secrets_in(run.serialized) if s not in known]
+    if found:
+        known = trace.secrets = [*known, *found]
+    return known
+
+
 def _latency(run: Run, end: float) -> float:
     return end - run.start
 
@@ -134,6 +150,7 @@ def span_builder(
         framework=FRAMEWORK,
         privacy_mode=privacy,
         span_type=span_type,
+        secrets=run.trace.secrets,
     )
 
 
@@ -161,6 +178,7 @@ def trace_builder(
         error=err,
         framework=FRAMEWORK,
         privacy_mode=privacy,
+        secrets=trace.secrets,
     )
 
 
@@ -291,6 +309,7 @@ def generation_builder(
     if _control_flow(error):
         error = None  # the consumer stopped reading a stream: not a failed call
     err, status = _error_fields(error)
+    secrets = safely(_model_secrets, run) if err is not None else ()
     input_messages = output = None
     if not privacy:
         sent_whole = run.trace.sent_whole
@@ -329,4 +348,5 @@ def generation_builder(
         error=err,
         framework=FRAMEWORK,
         privacy_mode=privacy,
+        secrets=secrets or (),
     )

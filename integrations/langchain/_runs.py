@@ -72,6 +72,7 @@ class Trace:
         "scope",
         "properties_ref",
         "sent_whole",
+        "secrets",
         "log",
         "open",
         "root_obs",
@@ -102,6 +103,9 @@ class Trace:
         # None once the trace's own event was built (or its root was forgotten). An empty
         # tuple until the first one: most traces have none.
         self.sent_whole: list[str] | tuple[()] | None = ()
+        # Credentials the models of this trace hold (filled on the worker by the builder of a
+        # failed generation): scrubbed from that error's text, and the steps' it reached.
+        self.secrets: list[str] | tuple[()] = ()
         self.log: list[Any] = []
         self.open: set[Any] = set()
         self.root_obs: Observation | None = None

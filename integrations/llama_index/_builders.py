@@ -50,6 +50,7 @@ def span_event(
         error=error,
         framework=FRAMEWORK,
         privacy_mode=privacy,
+        secrets=trace.secrets,
     )
 
 
@@ -75,6 +76,7 @@ def trace_event(trace: Trace) -> dict[str, Any]:
         error=trace.error,
         framework=FRAMEWORK,
         privacy_mode=privacy,
+        secrets=trace.secrets,
     )
 
 
@@ -170,6 +172,7 @@ def generation_event(gen: Gen) -> dict[str, Any]:
         error=gen.error,
         framework=FRAMEWORK,
         privacy_mode=privacy,
+        secrets=trace.secrets,
         **(usage or {}),
     )
 
@@ -209,4 +212,5 @@ def embedding_event(
         error=error,
         framework=FRAMEWORK,
         privacy_mode=privacy,
+        secrets=trace.secrets,
     )

@@ -97,10 +97,15 @@ class Trace:
         "result",
         "error",
         "stream_output",
+        # Credentials the trace's failed LLM and embedding instances hold: set by the replay
+        # (never on the caller's thread), scrubbed from the error text of every event.
+        "secrets",
         # Set when the trace is handed over: `time.time() - perf_counter()` then, which places
         # the log's `perf_counter` times on the wall clock (each event's own time).
         "wall_offset",
     )
+
+    secrets: list[str] | tuple[()]
 
     def __init__(
         self, trace_id: str, key: str, scope: Scope, privacy: bool, kind: Kind, now: float

@@ -18,6 +18,7 @@ from posthog_llm.instrumentation import (
     SPAN,
     TRACE,
     report_internal_error,
+    secrets_in,
 )
 
 from . import _builders, _spans
@@ -37,7 +38,17 @@ from ._records import (
     Node,
     Trace,
 )
-from ._spans import CUSTOM, LLM, NOISE, USERS_FUNCTION, VISIBLE, WORKFLOW, Kind, function_kind
+from ._spans import (
+    CUSTOM,
+    EMBEDDING,
+    LLM,
+    NOISE,
+    USERS_FUNCTION,
+    VISIBLE,
+    WORKFLOW,
+    Kind,
+    function_kind,
+)
 
 __all__ = [
     "replay",
@@ -195,6 +206,7 @@ class _Run:
         self.out: list[Any] = []
         self.root_done = False
         self.has_events = False
+        trace.secrets = ()
 
     def run(self) -> list[Any]:
         trace = self.trace
@@ -247,6 +259,8 @@ class _Run:
         node = self.tree.spans.get(id_)
         if node is None or node.span_id != id_:
             return
+        if err is not None and (node.kind.kind == LLM or node.kind.kind == EMBEDDING):
+            self._note_secrets(node.instance)
         gen = node.gen
         if gen is not None and not gen.done:
             self.gens.pop(id_, None)
@@ -258,6 +272,17 @@ class _Run:
             node.emb = None
             self._emit(EMBEDDING_EVENT, now, _builders.embedding_event, emb, None, None, err, now)
         self._end(node, id_, None, err, now)
+
+    def _note_secrets(self, instance: Any) -> None:
+        """What a failed LLM or embedding model holds (its `api_key`, custom headers ...): the
+        error's text in every event of the trace is scrubbed of it. Read only on failure."""
+        if instance is None:
+            return
+        trace = self.trace
+        known = trace.secrets
+        found = [s for s in secrets_in(instance) if s not in known]
+        if found:
+            trace.secrets = [*known, *found]
 
     def _end(self, node: Any, id_: str, result: Any, err: Any, now: float) -> None:
         """The root ends the trace; a visible span becomes its `$ai_span` event."""
@@ -322,6 +347,7 @@ class _Run:
                     gen.response = extra
             elif not isinstance(extra, GeneratorExit):
                 gen.error = extra
+                self._note_secrets(gen.instance)
             self._finish_gen(gen)
         else:  # embeddings. Start: value = model_dict; end: value = chunks, extra = the event
             node = self.tree.spans.get(span_id) if span_id is not None else None

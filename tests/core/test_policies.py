@@ -8,7 +8,13 @@ from typing import Any
 import posthog_llm
 import pytest
 from posthog_llm import Client, InMemoryDestination
-from posthog_llm.instrumentation import Emitter, error_text, header_secrets, scrub_secrets
+from posthog_llm.instrumentation import (
+    Emitter,
+    error_text,
+    header_secrets,
+    scrub_secrets,
+    secrets_in,
+)
 
 from tests.support.posthog_sink import PostHogSink
 
@@ -331,3 +337,29 @@ def test_header_secrets_are_the_values_of_headers_that_may_carry_credentials() -
     }
     assert header_secrets(headers) == [token, "Bearer " + _BODY, _BODY]
     assert header_secrets(None) == [] and header_secrets({1: token}) == []
+
+
+def test_secrets_in_finds_what_a_model_object_or_its_settings_hold(monkeypatch) -> None:
+    pydantic = pytest.importorskip("pydantic")
+    key, env_key, token = "k" + "-0123456789", "e" + "-0123456789", "t" + "-0123456789"
+    monkeypatch.setenv("GATEWAY_TEST_KEY", env_key)
+    serialized = {
+        "lc": 1,
+        "type": "constructor",
+        "kwargs": {
+            "model": "gpt-4o-mini",
+            "max_tokens": 256,
+            "openai_api_key": {"lc": 1, "type": "secret", "id": ["GATEWAY_TEST_KEY"]},
+            "default_headers": {"X-Auth": token, "User-Agent": "my-app/1.0"},
+        },
+    }
+    assert secrets_in(serialized) == [env_key, token]
+    assert secrets_in({"groq_api_key": pydantic.SecretStr(key), "temperature": 0.1}) == [key]
+
+    class Model(pydantic.BaseModel):
+        model: str = "some-model-name"
+        api_key: str = key
+        additional_kwargs: dict = {"headers": {"X-Auth": token}}  # noqa: RUF012
+
+    assert secrets_in(Model()) == [key, token]
+    assert secrets_in(None) == [] and secrets_in(object()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import threading
 from collections import defaultdict
 from typing import Any
@@ -16,7 +17,7 @@ import posthog_llm  # noqa: E402
 from llama_index.core import Settings  # noqa: E402
 from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
 
-from .fakes import ANSWER, events  # noqa: E402
+from .fakes import ANSWER, UsageLLM, events  # noqa: E402
 
 
 def by_event(evts, name):
@@ -135,6 +136,33 @@ def test_error_swallowed_by_llamaindex_only_marks_what_failed(index, handler, cl
     assert gen["$ai_is_error"] is True
     assert "$ai_is_error" not in trace
     assert all("$ai_is_error" not in s for s in by_event(evts, "$ai_span"))
+
+
+class GatewayLLM(UsageLLM):
+    default_headers: dict[str, str] = {}
+
+
+def test_a_key_the_llm_holds_is_scrubbed_from_every_event_of_the_failed_query(
+    index, handler, client, sink
+):
+    # No known key shape (built from parts): only the LLM's own field tells it is a secret.
+    key = "gw" + "-" + "0a1b2c3d4e5f6a7b"
+    token = "hdr" + "-" + "9f8e7d6c5b4a"
+    llm = GatewayLLM()  # MockLLM's __init__ takes no fields: set them after
+    llm.api_key = key
+    llm.default_headers = {"X-Gateway-Auth": token, "Content-Type": "application/json"}
+    llm.fail_with = RuntimeError(f"401 key {key} and header {token} refused")
+    Settings.llm = llm
+    with pytest.raises(RuntimeError):
+        index.as_query_engine().query("cats?")
+    evts = events(client, sink)
+    failed = [e["properties"]["$ai_error"] for e in evts if e["properties"].get("$ai_is_error")]
+    assert len(failed) >= 3  # the generation, the spans it failed and the trace
+    assert all(
+        error == "RuntimeError: 401 key [redacted] and header [redacted] refused"
+        for error in failed
+    )
+    assert key not in json.dumps(evts) and token not in json.dumps(evts)
 
 
 async def test_failing_async_query_reraises(index, handler, client, sink):

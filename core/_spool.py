@@ -17,6 +17,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+from ._private_files import create_private_file, make_private_dirs
+
 __all__ = ["Spool", "default_spool_dir", "spool_path", "DEFAULT_SPOOL_MAX_BYTES"]
 
 DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
@@ -73,7 +75,9 @@ class Spool:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         # A connection must not cross a fork: the child opens its own.
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        # Owner-only: the spool holds captured prompts (its -wal/-shm take the file's mode).
+        make_private_dirs(os.path.dirname(self.path))
+        create_private_file(self.path)
         conn = sqlite3.connect(
             self.path, timeout=30.0, check_same_thread=False, isolation_level=None
         )

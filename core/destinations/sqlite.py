@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+from .._private_files import create_private_file, make_private_dirs
 from .._store_summary import ensure_summaries, update_summaries
 from .._timestamps import utc_text
 from ._base import RetryableError
@@ -36,9 +37,10 @@ def connect(path: str, *, create: bool = True, timeout: float = 30.0) -> sqlite3
     """Open the store; with `create=False` a missing file raises FileNotFoundError."""
     if not create and not os.path.exists(path):
         raise FileNotFoundError(f"no posthog-llm database at {path}")
-    if create:
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
+    if create and path != ":memory:":
+        # Owner-only: the store holds captured prompts (its -wal/-shm files take the file's mode).
+        make_private_dirs(os.path.dirname(os.path.abspath(path)))
+        create_private_file(path)
     conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     if create:

@@ -72,7 +72,7 @@ def trace_html(trace: Trace) -> str:
                 f"<b style='color:#c00'>{html.escape(str(props.get(PROP_ERROR) or 'error'))}</b>"
             )
         details = "".join(
-            f"<details><summary>{label}</summary><pre style='white-space:pre-wrap;margin:0'>"
+            f"<details><summary>{html.escape(label)}</summary><pre style='white-space:pre-wrap;margin:0'>"
             f"{_short(props[key])}</pre></details>"
             for label, key in _CONTENT
             if key in props
@@ -80,7 +80,7 @@ def trace_html(trace: Trace) -> str:
         indent = min(depth, _MAX_INDENT) * 18
         rows.append(
             f"<div style='margin-left:{indent}px;padding:2px 0;border-left:3px solid {color};"
-            f"padding-left:6px'><span style='color:{color};font-weight:600'>{node.kind}</span> "
+            f"padding-left:6px'><span style='color:{color};font-weight:600'>{html.escape(node.kind)}</span> "
             f"{html.escape(node.name)} <span style='color:#666'>{' · '.join(facts)}</span>{details}</div>"
         )
     title = html.escape(trace.trace_id)

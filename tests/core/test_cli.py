@@ -173,6 +173,55 @@ def test_embedding_tokens_and_model_named_generation_render_once(tmp_path):
     assert html.count("gpt-x") == 1 and "posthog-llm-trace" in html
 
 
+def test_the_notebook_html_escapes_every_value_from_the_events(tmp_path):
+    from html.parser import HTMLParser
+
+    from posthog_llm import EventStore
+
+    hostile = '<img src=x onerror="alert(1)">'
+    path = tmp_path / "hostile.db"
+    client = Client(db=path, flush_interval=0.05)
+    client.capture("$ai_trace", distinct_id="u", properties={"$ai_trace_id": "t" + hostile})
+    client.capture(  # the event name itself becomes the row's kind
+        "$ai_" + hostile,
+        distinct_id="u",
+        properties={"$ai_trace_id": "t" + hostile, "$ai_parent_id": "t" + hostile},
+    )
+    client.capture(
+        "$ai_generation",
+        distinct_id="u",
+        properties={
+            **generation_properties(
+                trace_id="t" + hostile,
+                span_name="s" + hostile,
+                model="m" + hostile,
+                input=[{"role": "user", "content": hostile}],
+                output_choices=hostile,
+                input_tokens=1,
+                error="e" + hostile,
+            ),
+            "$ai_input_tokens": hostile,
+        },
+    )
+    assert client.shutdown(5)
+    with EventStore(path) as store:
+        html = store.trace("t" + hostile)._repr_html_()
+
+    class Tags(HTMLParser):
+        tags: set[str] = set()
+        attributes: set[str] = set()
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.tags.add(tag)
+            self.attributes.update(name for name, _ in attrs)
+
+    parser = Tags()
+    parser.feed(html)
+    assert parser.tags <= {"div", "span", "b", "details", "summary", "pre"}
+    assert parser.attributes <= {"class", "style"}
+    assert "<img" not in html and html.count("&lt;img") >= 6
+
+
 def test_events_default_lines_are_readable_and_filter(db, capsys):
     assert main(["events", "--db", db]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +38,48 @@ if TYPE_CHECKING:
     from ._store import TraceSummary
     from ._trace_tree import TraceNode
 
-__all__ = ["describe_node", "event_line", "traces_table", "tree_text", "MAX_DRAWN_DEPTH"]
+__all__ = [
+    "describe_node",
+    "event_line",
+    "json_line",
+    "printable",
+    "traces_table",
+    "tree_text",
+    "MAX_DRAWN_DEPTH",
+]
 
 # Deeper levels are not drawn one by one: a 10,000-deep chain would print ~100 MB of spaces.
 MAX_DRAWN_DEPTH = 24
+
+# C0 controls, DEL and C1 controls: in a terminal, ESC and CSI start sequences that can clear the
+# screen, set the window title or write the clipboard; newlines and tabs break the one-line rows.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_JSON_UNSAFE = re.compile("[\x7f-\x9f]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or f"\\x{ord(char):02x}"
+
+
+def printable(text: str) -> str:
+    r"""`text` with every control character shown as an escape, safe to print to a terminal.
+
+    >>> print(printable("red\x1b[31m\tname\n\x9b"))
+    red\x1b[31m\tname\n\x9b
+    """
+    return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
+
+
+def json_line(value: Any, *, compact: bool = True) -> str:
+    """JSON on one line; DEL and C1 controls are written as `\\u00XX` escapes (the same JSON
+    value), as `json` already does for the C0 controls, so a terminal sees none of them."""
+    separators = (",", ":") if compact else (", ", ": ")
+    text = json.dumps(value, ensure_ascii=False, separators=separators)
+    if _JSON_UNSAFE.search(text):
+        text = _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
 
 
 def _num(value: Any) -> float | None:
@@ -75,7 +114,7 @@ def describe_node(node: TraceNode, depth: int = 0) -> str:
         parts.append("stream" + (f" ttft={ttft * 1000:.1f}ms" if ttft is not None else ""))
     if props.get(PROP_IS_ERROR):
         parts.append(f"ERROR {props.get(PROP_ERROR) or ''}".rstrip())
-    return "  ".join(parts)
+    return printable("  ".join(parts))
 
 
 def _guides(lasts: Sequence[bool]) -> str:
@@ -106,9 +145,9 @@ def traces_table(rows: Iterable[TraceSummary]) -> str:
     header = ("trace_id", "name", "start", "events", "gens", "in_tok", "out_tok", "latency")
     table = [(*header, "errors")] + [
         (
-            r.trace_id,
-            _cut(r.name or "", 28),
-            (r.start or "")[:19].replace("T", " "),
+            printable(r.trace_id),
+            _cut(printable(r.name or ""), 28),
+            printable((r.start or "")[:19].replace("T", " ")),
             str(r.events),
             str(r.generations),
             str(r.input_tokens),
@@ -167,4 +206,4 @@ def event_line(event: dict[str, Any]) -> str:
         if extra:
             parts.append(_cut(json.dumps(extra, ensure_ascii=False, default=str), 80))
     parts.append(f"distinct_id={_cut(str(event.get('distinct_id')), 40)}")
-    return "  ".join(parts)
+    return printable("  ".join(parts))

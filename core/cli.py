@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import json
 import os
 import re
 import sqlite3
@@ -24,7 +23,7 @@ from typing import Any, NoReturn
 
 from ._command_error import CommandError
 from ._events import AI_EVENTS, EVENT_PREFIX
-from ._render import event_line, traces_table
+from ._render import event_line, json_line, printable, traces_table
 from ._store import EventStore, default_db_path
 from ._version import __version__
 
@@ -132,7 +131,7 @@ def _cmd_events(args: argparse.Namespace) -> int:
         with contextlib.closing(rows):
             for event in rows:
                 if args.json:
-                    line = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+                    line = json_line(event)
                 else:
                     line = event_line(event)
                 out.write(line + "\n")
@@ -151,7 +150,7 @@ def _cmd_traces(args: argparse.Namespace) -> int:
         total = store.count_traces(args.search) if rows and len(rows) == args.limit else len(rows)
     if args.json:
         for row in rows:
-            print(json.dumps(row.as_dict(), ensure_ascii=False))
+            print(json_line(row.as_dict(), compact=False))
     elif rows:
         print(traces_table(rows))
         if total > len(rows):
@@ -342,7 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         return result
     except CommandError as exc:
-        print(f"posthog-llm: error: {exc}", file=sys.stderr)
+        # The message may quote the store's contents (trace ids): no terminal controls from them.
+        print(f"posthog-llm: error: {printable(str(exc))}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         _silence_stdout()

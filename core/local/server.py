@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .._render import printable
 from .._store import default_db_path
 from .._version import __version__
 from ._app import App
@@ -246,7 +247,8 @@ def serve(args: Any) -> int:
     quiet = bool(getattr(args, "quiet", False))
 
     def log(line: str) -> None:
-        print(line, flush=True)
+        # Request lines quote what clients sent: no terminal controls from them.
+        print(printable(line), flush=True)
 
     try:
         handle = start_server(

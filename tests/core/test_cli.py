@@ -222,6 +222,92 @@ def test_the_notebook_html_escapes_every_value_from_the_events(tmp_path):
     assert "<img" not in html and html.count("&lt;img") >= 6
 
 
+# Clipboard write (OSC 52), clear screen, window title, colour, a C1 CSI, a newline and a tab.
+TERMINAL_CONTROLS = "\x1b]52;c;ZWNobw==\x07\x1b[2J\x1b]0;PWNED\x07\x1b[31m\x9b2J\n\t\x7f"
+
+
+@pytest.fixture
+def hostile_db(tmp_path):
+    path = tmp_path / "hostile.db"
+    bad = TERMINAL_CONTROLS
+    client = Client(db=path, flush_interval=0.05)
+    for trace_id in ("tr" + bad + "1", "tr" + bad + "2"):
+        client.capture(
+            "$ai_trace",
+            distinct_id="u" + bad,
+            properties=trace_properties(trace_id=trace_id, span_name="root" + bad),
+        )
+        client.capture(
+            "$ai_generation",
+            distinct_id="u" + bad,
+            properties=generation_properties(
+                trace_id=trace_id,
+                parent_id=trace_id,
+                span_name="span" + bad,
+                model="gpt" + bad,
+                provider="openai" + bad,
+                input_tokens=1,
+                output_tokens=2,
+                error="Err" + bad,
+            ),
+        )
+    client.capture("my_event" + bad, distinct_id="u" + bad, properties={"k": "v" + bad})
+    assert client.shutdown(5)
+    return str(path)
+
+
+def _controls(text: str) -> set[str]:
+    return {c for c in text if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F}
+
+
+@pytest.mark.parametrize(
+    ("args", "lines"),
+    [
+        (["traces"], 3),
+        (["events"], 5),
+        (["events", "--event", "generation"], 2),
+        (["show", "tr"], 0),
+    ],
+    ids=["traces", "events", "events-generation", "show-ambiguous"],
+)
+def test_human_output_shows_terminal_controls_from_events_as_escapes(
+    hostile_db, capsys, args, lines
+):
+    code = main([*args, "--db", hostile_db])
+    out, err = capsys.readouterr()
+    assert code == (1 if args[0] == "show" else 0)
+    assert _controls(out) <= {"\n"} and _controls(err) <= {"\n"}
+    assert len(out.splitlines()) == lines  # one row per event or trace (plus the table's header)
+    if args[0] == "show":
+        assert "\\x1b]52;c;" in err  # the ambiguous trace ids are quoted, escaped
+    else:
+        assert "\\x1b]52;c;" in out and "\\x9b2J" in out
+
+
+def test_a_trace_tree_shows_terminal_controls_as_escapes(hostile_db, capsys):
+    assert main(["show", "tr" + TERMINAL_CONTROLS + "1", "--db", hostile_db]) == 0
+    out = capsys.readouterr().out
+    assert _controls(out) <= {"\n"}
+    lines = out.splitlines()
+    assert len(lines) == 2  # the root and its generation, one line each
+    assert "span\\x1b]52;c;ZWNobw==\\x07\\x1b[2J" in lines[1]
+    assert "ERROR Err\\x1b" in lines[1] and "\\n\\t\\x7f" in lines[1]
+
+
+@pytest.mark.parametrize("command", ["events", "traces"])
+def test_json_output_is_the_same_json_with_no_raw_terminal_controls(hostile_db, capsys, command):
+    assert main([command, "--json", "--db", hostile_db]) == 0
+    out = capsys.readouterr().out
+    assert _controls(out) <= {"\n"}
+    rows = [json.loads(line) for line in out.splitlines()]
+    if command == "events":
+        names = {row["event"] for row in rows}
+        assert "my_event" + TERMINAL_CONTROLS in names
+        assert {row["distinct_id"] for row in rows} == {"u" + TERMINAL_CONTROLS}
+    else:
+        assert {row["trace_id"] for row in rows} == {"tr" + TERMINAL_CONTROLS + n for n in "12"}
+
+
 def test_events_default_lines_are_readable_and_filter(db, capsys):
     assert main(["events", "--db", db]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

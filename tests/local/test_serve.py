@@ -106,6 +106,39 @@ def test_posthog_llm_serve_runs_until_interrupted(tmp_path, stop):
         assert [e["event"] for e in store.events()] == ["served"]
 
 
+def test_serve_request_lines_show_terminal_controls_from_clients_as_escapes(tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "posthog_llm",
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "s.db"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        match = re.search(r"collector on (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
+        assert match
+        # The refusal quotes the event's name: clear screen, window title, a C1 CSI.
+        event = {"event": "x\x1b[2J\x1b]0;PWNED\x07\x9b2J", "distinct_id": "u", "properties": []}
+        assert (
+            requests.post(match.group(1) + "/batch/", json=[event], timeout=10).status_code == 400
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert "-> 400: x\\x1b[2J\\x1b]0;PWNED\\x07\\x9b2J: 'properties'" in out, out + err
+    assert not any(ord(c) < 0x20 and c != "\n" or 0x7F <= ord(c) <= 0x9F for c in out)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -3,7 +3,7 @@
 posthog-llm events [--trace ID] [--event NAME] [--since 10m] [--limit N] [--json]
 posthog-llm traces [--search TEXT] [--limit N] [--json]
 posthog-llm show TRACE_ID_OR_PREFIX
-posthog-llm serve [--host 127.0.0.1] [--port 8010] [--cors-origin ORIGIN]
+posthog-llm serve [--host 127.0.0.1] [--port 8010] [--cors-origin ORIGIN] [--viewer-password P]
 posthog-llm demo
 
 Every command takes `--db PATH` (default: $POSTHOG_LLM_DB or ./.posthog-llm/events.db).
@@ -274,19 +274,32 @@ def build_parser() -> argparse.ArgumentParser:
         "run a PostHog-compatible collector and the trace viewer",
         "Run a PostHog-compatible capture endpoint and the trace viewer in one process. Point "
         "posthog-python, posthog-js, posthog_llm or curl at it; open the printed URL in a "
-        "browser. Loopback only unless --allow-remote.",
+        "browser. Loopback only unless --allow-remote; then the viewer asks for a password "
+        "(any user name): --viewer-password or $POSTHOG_LLM_VIEWER_PASSWORD, else one made up "
+        "and printed at start. The project api key never opens the viewer: it is public.",
         "  posthog-llm serve\n  posthog-llm serve --port 8020 --db app.db\n"
         "  posthog-llm serve --cors-origin https://app.example.com\n"
-        "  POSTHOG_API_KEY=phc_... posthog-llm serve --host 0.0.0.0 --allow-remote",
+        "  POSTHOG_API_KEY=phc_... posthog-llm serve --host 0.0.0.0 --allow-remote\n"
+        "  POSTHOG_API_KEY=phc_... POSTHOG_LLM_VIEWER_PASSWORD=... posthog-llm serve "
+        "--host 0.0.0.0 --allow-remote",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8010, help="port (default 8010)")
     p.add_argument(
         "--allow-remote",
         action="store_true",
-        help="allow listening on a non-loopback address (then only the configured api key is accepted)",
+        help="allow listening on a non-loopback address (then only events with the configured "
+        "api key are accepted, and the viewer needs its password)",
     )
     p.add_argument("--api-key", help="the project api key to accept (default: $POSTHOG_API_KEY)")
+    p.add_argument(
+        "--viewer-password",
+        metavar="PASSWORD",
+        help="the password that opens the viewer, with any user name (default: "
+        "$POSTHOG_LLM_VIEWER_PASSWORD, which keeps it out of the process list; with "
+        "--allow-remote and neither, one is made up and printed at start). Enforced on "
+        "loopback too when given",
+    )
     p.add_argument(
         "--cors-origin",
         action="append",

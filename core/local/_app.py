@@ -1,4 +1,4 @@
-"""The collector's shared state: the store it writes to, its api key rule and the viewer's parts.
+"""The collector's shared state: the store, its api key and viewer password rules, the viewer.
 
 One `App` serves every request thread; writes go through one SQLite connection under a lock.
 """
@@ -33,6 +33,7 @@ class App:
         *,
         api_key: str | None,
         host: str,
+        viewer_password: str | None = None,
         max_body_bytes: int,
         pricing: PricingTable,
         log: Callable[[str], None] | None,
@@ -42,6 +43,9 @@ class App:
     ) -> None:
         self.db = db
         self.api_key = api_key
+        # The viewer's own secret: the project api key is public (posthog-js ships it to every
+        # browser), so it opens ingest only, never the stored prompts.
+        self.viewer_password = viewer_password
         self.remote = not is_loopback(host)
         self.bound_host = host.strip("[]").lower()
         self.max_body_bytes = max_body_bytes
@@ -74,6 +78,10 @@ class App:
 
     def key_ok(self, key: str | None) -> bool:
         return key_matches(key, self.api_key)
+
+    def viewer_ok(self, secret: str | None) -> bool:
+        """True when the viewer has no password (loopback without one), or `secret` is it."""
+        return key_matches(secret, self.viewer_password)
 
     def origin_allowed(self, origin: str) -> bool:
         """Whether a browser page from `origin` may post events: loopback, or --cors-origin."""

@@ -2,8 +2,8 @@
 collector and GETs to the viewer, and the threading server it runs in.
 
 SDK paths (capture, flags, remote config) answer CORS requests from loopback origins and those
-given with --cors-origin; viewer paths check the Host name on loopback and the project api key
-otherwise (see `_auth`). Capture bodies are decoded within a shared memory budget (`_budget`).
+given with --cors-origin; viewer paths check the Host name on loopback and the viewer password
+off it (see `_auth`). Capture bodies are decoded within a shared memory budget (`_budget`).
 """
 
 from __future__ import annotations
@@ -304,17 +304,20 @@ class Handler(BaseHTTPRequestHandler):
 
     def _viewer_allowed(self) -> bool:
         app = self.app
-        if app.remote:
-            # Off this machine the stored prompts are behind the project api key (HTTP Basic).
+        if app.viewer_password is not None:
+            # The stored prompts are behind the viewer password (HTTP Basic or Bearer), never
+            # the project api key: that one is public, in every posthog-js snippet.
             secret = viewer_secret(self.headers.get("Authorization") or "")
-            if not app.key_ok(secret):
+            if not app.viewer_ok(secret):
                 self._error(
                     401,
-                    "the viewer needs the project api key as the password",
+                    "the viewer needs its password (any user name): the one `posthog-llm serve` "
+                    "printed at start, or --viewer-password / POSTHOG_LLM_VIEWER_PASSWORD",
                     {"WWW-Authenticate": 'Basic realm="posthog-llm", charset="UTF-8"'},
                 )
                 return False
-            return True
+            if app.remote:
+                return True
         # On loopback, refuse foreign Host names: a DNS-rebinding page must not read the store.
         host = (self.headers.get("Host") or "").strip().lower()
         if not host_allowed(host, app.bound_host):

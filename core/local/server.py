@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import signal
 import sqlite3
 import sys
@@ -52,10 +53,12 @@ __all__ = [
     "normalize_event",
     "CAPTURE_PATHS",
     "DEFAULT_PORT",
+    "VIEWER_PASSWORD_ENV",
     "DEFAULT_MAX_BODY_BYTES",
 ]
 
 DEFAULT_PORT = 8010
+VIEWER_PASSWORD_ENV = "POSTHOG_LLM_VIEWER_PASSWORD"
 
 
 class ServeError(Exception):
@@ -76,6 +79,10 @@ class ServerHandle:
         self.url = f"http://{shown}:{self.port}"
         self.db = app.db
         self.api_key = app.api_key
+        # What opens the viewer (HTTP Basic password, any user name); None on loopback without one.
+        self.viewer_password = app.viewer_password
+        # Whether `viewer_password` was made up at start (remote mode without one given).
+        self.viewer_password_generated = False
 
     def __repr__(self) -> str:
         return f"<posthog-llm server {self.url} store={self.db}>"
@@ -105,6 +112,26 @@ class ServerHandle:
         self.close()
 
 
+def _viewer_password(given: str | None, api_key: str | None) -> str | None:
+    """The viewer password given or in POSTHOG_LLM_VIEWER_PASSWORD (stripped), else None."""
+    if given is None:
+        given = os.environ.get(VIEWER_PASSWORD_ENV) or None
+        source = VIEWER_PASSWORD_ENV
+    else:
+        source = "viewer_password (--viewer-password)"
+    if given is None:
+        return None
+    if not isinstance(given, str) or not given.strip():
+        raise ServeError(f"{source} must be a non-empty text, got {given!r}")
+    password = given.strip()
+    if api_key is not None and password == api_key:
+        raise ServeError(
+            f"{source} must not be the project api key: that key is public (posthog-js ships it "
+            "to every browser), so it cannot guard the stored prompts"
+        )
+    return password
+
+
 def _env_key() -> str | None:
     for name in ("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY"):
         value = (os.environ.get(name) or "").strip()
@@ -126,12 +153,15 @@ def start_server(
     cors_origins: Iterable[str] = (),
     budget_bytes: int | None = None,
     otlp_hold_seconds: float = 10.0,
+    viewer_password: str | None = None,
 ) -> ServerHandle:
     """Start the collector and viewer on a background thread; `port=0` picks a free port.
 
     Loopback only unless `allow_remote=True`, which also requires a project api key
-    (`api_key` or `POSTHOG_API_KEY`); only events carrying that key are then accepted, and the
-    viewer asks for it as an HTTP Basic password. An `api_key` given on loopback is enforced too.
+    (`api_key` or `POSTHOG_API_KEY`); only events carrying that key are then accepted. The viewer
+    then asks for `viewer_password` (or POSTHOG_LLM_VIEWER_PASSWORD) as an HTTP Basic password,
+    never the api key, which is public; without one a random password is made up, in
+    `handle.viewer_password`. An `api_key` or `viewer_password` given on loopback is enforced too.
     Browser pages may post events from loopback origins and from `cors_origins` ("*": any).
     `budget_bytes` bounds the memory all capture requests may use at once while decoding.
     `otlp_hold_seconds`: how long OTLP spans of an AI trace wait for its root after the trace's
@@ -165,6 +195,10 @@ def start_server(
                 "--allow-remote needs the project api key to accept: pass --api-key or set "
                 "POSTHOG_API_KEY"
             )
+    password = _viewer_password(viewer_password, key)
+    generated = False
+    if password is None and not loopback:
+        password, generated = secrets.token_urlsafe(18), True
     try:
         table = load_pricing(pricing)
     except ValueError as exc:
@@ -174,6 +208,7 @@ def start_server(
             path,
             api_key=key,
             host=host,
+            viewer_password=password,
             max_body_bytes=max_body_bytes,
             pricing=table,
             log=log,
@@ -203,7 +238,9 @@ def start_server(
         daemon=True,
     )
     thread.start()
-    return ServerHandle(server, app, thread, host)
+    handle = ServerHandle(server, app, thread, host)
+    handle.viewer_password_generated = generated
+    return handle
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -263,6 +300,7 @@ def serve(args: Any) -> int:
             pricing=getattr(args, "pricing", None),
             log=None if quiet else log,
             cors_origins=getattr(args, "cors_origin", None) or (),
+            viewer_password=getattr(args, "viewer_password", None),
         )
     except ServeError as exc:
         print(f"posthog-llm: error: {exc}", file=sys.stderr)
@@ -272,6 +310,14 @@ def serve(args: Any) -> int:
     print(f"  send events:   POSTHOG_HOST={handle.url}  (posthog-python, posthog-js, posthog_llm)")
     if handle.api_key:
         print(f"  accepting only the project api key {_mask(handle.api_key)}")
+    if handle.viewer_password_generated:
+        # Printed once, here: the only way to learn it. Any user name goes with it.
+        print(
+            f"  viewer login:  any user name, password {handle.viewer_password}  (made up for "
+            f"this run; choose one with {VIEWER_PASSWORD_ENV} or --viewer-password)"
+        )
+    elif handle.viewer_password:
+        print("  viewer login:  any user name and the viewer password you set")
     print("Press Ctrl+C to stop.", flush=True)
     previous = _stop_on_sigterm()
     try:

@@ -40,6 +40,7 @@ def test_allow_remote_needs_an_api_key(db_path):
 
 def test_remote_mode_accepts_only_the_project_key_and_guards_the_viewer(db_path, monkeypatch):
     monkeypatch.setenv("POSTHOG_API_KEY", "phc_remote")
+    monkeypatch.delenv("POSTHOG_LLM_VIEWER_PASSWORD", raising=False)
     with start_server(db_path, host="0.0.0.0", allow_remote=True) as server:
         assert server.api_key == "phc_remote"
         url = server.url
@@ -49,15 +50,112 @@ def test_remote_mode_accepts_only_the_project_key_and_guards_the_viewer(db_path,
         assert requests.post(url + "/batch/", json=wrong, timeout=10).status_code == 401
         right = {"api_key": "phc_remote", "batch": [event]}
         assert requests.post(url + "/batch/", json=right, timeout=10).status_code == 200
-        # The stored prompts are behind the same key: HTTP Basic password (or a Bearer token).
+        # The stored prompts are behind a viewer password (HTTP Basic, or a Bearer token), made
+        # up at start when none is given; the project api key is public and opens nothing.
+        password = server.viewer_password
+        assert server.viewer_password_generated and password and len(password) >= 20
         page = requests.get(url + "/", timeout=10)
         assert page.status_code == 401 and "Basic" in page.headers["WWW-Authenticate"]
-        assert requests.get(url + "/api/traces", auth=("x", "nope"), timeout=10).status_code == 401
-        assert requests.get(url + "/api/traces", auth=("x", "phc_remote"), timeout=10).ok
-        bearer = {"Authorization": "Bearer phc_remote"}
+        assert "password" in page.text
+        for secret in ("nope", "phc_remote"):
+            for path in ("/", "/api/traces", "/api/events", "/static/app.js"):
+                assert requests.get(url + path, auth=("x", secret), timeout=10).status_code == 401
+            as_bearer = {"Authorization": f"Bearer {secret}"}
+            assert requests.get(url + "/api/info", headers=as_bearer, timeout=10).status_code == 401
+        assert requests.get(url + "/api/traces", auth=("anyone", password), timeout=10).ok
+        bearer = {"Authorization": f"Bearer {password}"}
         assert requests.get(url + "/api/info", headers=bearer, timeout=10).json()["remote"]
     with EventStore(db_path) as store:
         assert store.count() == 1
+
+
+def test_each_remote_start_makes_up_its_own_viewer_password(db_path):
+    passwords = set()
+    for _ in range(2):
+        with start_server(db_path, host="0.0.0.0", allow_remote=True, api_key="phc_k") as server:
+            passwords.add(server.viewer_password)
+    assert len(passwords) == 2
+
+
+@pytest.mark.parametrize("from_env", [False, True])
+def test_a_chosen_viewer_password_opens_the_remote_viewer(db_path, monkeypatch, from_env):
+    if from_env:
+        monkeypatch.setenv("POSTHOG_LLM_VIEWER_PASSWORD", " correct horse ")
+        given = None
+    else:
+        monkeypatch.setenv("POSTHOG_LLM_VIEWER_PASSWORD", "the argument wins over this")
+        given = "correct horse"
+    with start_server(
+        db_path, host="0.0.0.0", allow_remote=True, api_key="phc_k", viewer_password=given
+    ) as server:
+        assert server.viewer_password == "correct horse"
+        assert not server.viewer_password_generated
+        url = server.url + "/api/info"
+        assert requests.get(url, auth=("u", "correct horse"), timeout=10).ok
+        assert requests.get(url, auth=("u", "phc_k"), timeout=10).status_code == 401
+        # Ingest is unchanged: events signed with the project api key.
+        body = {"api_key": "phc_k", "batch": [{"event": "e", "distinct_id": "u"}]}
+        assert requests.post(server.url + "/batch/", json=body, timeout=10).ok
+
+
+@pytest.mark.parametrize(
+    ("given", "env", "message"),
+    [
+        ("", None, "viewer_password (--viewer-password) must be a non-empty text"),
+        ("   ", None, "viewer_password (--viewer-password) must be a non-empty text"),
+        (None, "  ", "POSTHOG_LLM_VIEWER_PASSWORD must be a non-empty text"),
+        ("phc_k", None, "must not be the project api key"),
+        (None, "phc_k", "POSTHOG_LLM_VIEWER_PASSWORD must not be the project api key"),
+    ],
+)
+def test_a_bad_viewer_password_is_refused_at_start(db_path, monkeypatch, given, env, message):
+    if env is None:
+        monkeypatch.delenv("POSTHOG_LLM_VIEWER_PASSWORD", raising=False)
+    else:
+        monkeypatch.setenv("POSTHOG_LLM_VIEWER_PASSWORD", env)
+    with pytest.raises(ServeError) as info:
+        start_server(
+            db_path, host="0.0.0.0", allow_remote=True, api_key="phc_k", viewer_password=given
+        )
+    assert message in str(info.value)
+
+
+def test_the_loopback_viewer_needs_no_password_unless_one_is_given(db_path, monkeypatch):
+    monkeypatch.delenv("POSTHOG_LLM_VIEWER_PASSWORD", raising=False)
+    with start_server(db_path) as server:
+        assert server.viewer_password is None and not server.viewer_password_generated
+        assert requests.get(server.url + "/api/info", timeout=10).ok
+    with start_server(db_path, viewer_password="s3cret") as server:
+        assert requests.get(server.url + "/api/info", timeout=10).status_code == 401
+        assert requests.get(server.url + "/api/info", auth=("u", "s3cret"), timeout=10).ok
+
+
+def test_cli_serve_remote_prints_the_made_up_viewer_password_once(tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", POSTHOG_API_KEY="phc_cli")
+    env.pop("POSTHOG_LLM_VIEWER_PASSWORD", None)
+    args = ["serve", "--host", "0.0.0.0", "--allow-remote", "--port", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "posthog_llm", *args, "--db", str(tmp_path / "r.db"), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        url = re.search(r"collector on (http://[^ ]+)", proc.stdout.readline()).group(1)
+        lines = [proc.stdout.readline() for _ in range(5)]
+        login = next(line for line in lines if "viewer login" in line)
+        password = re.search(r"password (\S+)", login).group(1)
+        assert "phc_cli" not in login and "POSTHOG_LLM_VIEWER_PASSWORD" in login
+        assert requests.get(url + "/api/info", auth=("me", password), timeout=10).ok
+        assert (
+            requests.get(url + "/api/info", auth=("me", "phc_cli"), timeout=10).status_code == 401
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert password not in out + err  # printed once, at start
 
 
 def test_cli_refuses_a_remote_address_with_one_line(tmp_path, capsys):

@@ -59,6 +59,7 @@ class Observation:
         "closed",
         "error",
         "session_id",
+        "joined_by",
     )
 
     def __init__(
@@ -79,6 +80,9 @@ class Observation:
         self.closed = False
         self.error: str | None = None
         self.session_id: str | None = None
+        # A framework with a resolver whose trace root joined this observation (set only on a
+        # framework-less one, a user span): reading this one as current asks that resolver too.
+        self.joined_by: str | None = None
 
     @property
     def span_id(self) -> str:
@@ -114,8 +118,12 @@ def current_observation() -> Observation | None:
     obs = _current.get()
     while obs is not None and obs.closed:
         obs = obs.parent
-    if obs is None or obs.framework is None or not _resolvers:
+    if obs is None or not _resolvers:
         return obs
+    if obs.framework is None:
+        if obs.joined_by is None:
+            return obs
+        return _joined_step(obs, obs.joined_by)
     resolve = _resolvers.get(obs.framework)
     if resolve is None:
         return obs
@@ -130,6 +138,33 @@ def current_observation() -> Observation | None:
         return obs
     if isinstance(answer, Observation) and not answer.closed:
         return answer
+    return obs
+
+
+def _joined_step(obs: Observation, framework: str) -> Observation:
+    """A user span that a framework's trace joined is current here: the framework's run
+    executing in this context, when it runs inside that span, is the nearer one.
+
+    A framework whose hooks run where the contextvar is lost (LangChain starts the runs of
+    `RunnableSequence.abatch` in tasks of their own) leaves its steps seeing only the user's
+    span; its resolver still names the step. An answer that is not nested in `obs` (a run the
+    span itself runs inside of) is not taken."""
+    resolve = _resolvers.get(framework)
+    if resolve is None:
+        return obs
+    try:
+        answer = resolve()
+    except Exception:
+        return obs
+    if not isinstance(answer, Observation) or answer.closed or answer is obs:
+        return obs
+    node = answer.parent
+    for _ in range(256):
+        if node is None:
+            return obs
+        if node is obs:
+            return answer
+        node = node.parent
     return obs
 
 
@@ -154,6 +189,16 @@ def open_observation(
     if parent is UNKNOWN:
         parent = current_observation()
     obs = Observation(kind, trace_id, span_id, scope, framework, parent)
+    if (
+        framework is not None
+        and parent is not None
+        and parent.framework is None
+        and parent.trace_id == trace_id
+        and framework in _resolvers
+    ):
+        # This framework's work joined a user span: later reads of that span as current ask
+        # the framework which of its runs is executing (see `_joined_step`).
+        parent.joined_by = framework
     _current.set(obs)
     return obs
 

@@ -432,3 +432,59 @@ async def test_async_llama_index_query_inside_an_async_langchain_step_joins_it(
     step = tree.find("$ai_span", "search_notes")
     _assert_one_llama_index_query_with_its_generation_under(tree, step)
     assert len({e["properties"]["$ai_trace_id"] for e in tree.events}) == 1
+
+
+async def test_work_in_a_step_of_an_abatch_inside_a_user_span_joins_the_step(
+    handler: Any, query_engine: Any, async_openai_client: Any, events: Any
+) -> None:
+    # `RunnableSequence.abatch` starts its runs in tasks of their own, so the contextvar its
+    # steps run with names only the user's span: LangChain's resolver names the step.
+    async def ask(question: str) -> str:
+        await async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        async with posthog_llm.span("inside-the-step"):
+            pass
+        return str(await query_engine.aquery(question))
+
+    chain = (
+        RunnableLambda(lambda x: x).with_config(run_name="prep")
+        | RunnableLambda(lambda x: x, afunc=ask).with_config(run_name="ask")
+    ).with_config(run_name="chain")
+    async with posthog_llm.span("request"):
+        await chain.abatch(["What do owls do?"], config={"callbacks": [handler]})
+
+    tree = Tree(events())
+    assert tree.root["properties"]["$ai_span_name"] == "request"
+    step = tree.find("$ai_span", "ask")
+    assert tree.parent_of(tree.find("$ai_span", "chain")) == tree.trace_id
+    openai_generation = next(
+        e["properties"]
+        for e in tree.events
+        if e["event"] == "$ai_generation" and e["properties"].get("$ai_framework") != "llama-index"
+    )
+    assert tree.parent_of(openai_generation) == tree.span_id(step)
+    assert tree.parent_of(tree.find("$ai_span", "inside-the-step")) == tree.span_id(step)
+    query = tree.find("$ai_span", "RetrieverQueryEngine.aquery")
+    assert tree.parent_of(query) == tree.span_id(step)
+    synthesize = tree.find("$ai_span", "asynthesize")
+    assert tree.is_under(synthesize, query)
+
+
+def test_work_in_a_user_span_a_chain_joined_stays_in_that_span(
+    handler: Any, openai_client: Any, events: Any
+) -> None:
+    # Inside a step, a user span that a second chain joined: a call made in that span after
+    # the chain is the span's, not the step's that the span runs in.
+    inner = RunnableLambda(lambda x: x).with_config(run_name="inner")
+
+    def step(x: Any) -> Any:
+        with posthog_llm.span("mine"):
+            inner.invoke(x, config={"callbacks": [handler]})
+            chat(openai_client)
+        return x
+
+    RunnableLambda(step).with_config(run_name="outer").invoke(1, config={"callbacks": [handler]})
+
+    tree = Tree(events())
+    mine = tree.find("$ai_span", "mine")
+    assert tree.parent_of(tree.find("$ai_span", "inner")) == tree.span_id(mine)
+    assert tree.parent_of(tree.find("$ai_generation")) == tree.span_id(mine)

@@ -74,17 +74,42 @@ def on_shutdown(callback: Callable[[], None], client: Any = None) -> None:
         _shutdown_callbacks.append((ref, client))
 
 
+# The core's own hand-overs (open tracked streams, open generator spans): module functions
+# called with the client shutting down (None: every client, at process exit), before the
+# integrations' callbacks. Each picks what it holds for that client (`sends_to`).
+_core_shutdown_hooks: list[Callable[[Any], None]] = []
+
+
+def on_any_shutdown(hook: Callable[[Any], None]) -> None:
+    """Core only: call `hook(client)` at every client's shutdown and `hook(None)` at exit."""
+    if hook not in _core_shutdown_hooks:
+        _core_shutdown_hooks.append(hook)
+
+
+def sends_to(target: Any, client: Any) -> bool:
+    """Whether work sending to `target` (None: the default client) goes out with `client`'s
+    shutdown (None: process exit, every client)."""
+    if client is None or target is client:
+        return True
+    return target is None and _default_client is client
+
+
 def _run_shutdown_callbacks(client: Client | None, deadline: float) -> None:
     """Run the callbacks for `client` (None: all of them, at process exit) until `deadline`."""
+    for hook in list(_core_shutdown_hooks):
+        if time.monotonic() >= deadline:
+            return
+        try:
+            hook(client)
+        except Exception:
+            log.debug("posthog-llm: a shutdown hand-over failed (ignored)", exc_info=True)
     if not _shutdown_callbacks:
         return
     with _shutdown_lock:
         entries = list(_shutdown_callbacks)
-    default = _default_client
     for ref, target in entries:
-        if client is not None and target is not client:
-            if target is not None or default is not client:
-                continue
+        if not sends_to(target, client):
+            continue
         if time.monotonic() >= deadline:
             return
         callback = ref()
@@ -615,7 +640,7 @@ class Client:
         """
         try:
             timeout = self.shutdown_timeout if timeout is None else timeout
-            if _shutdown_callbacks:
+            if _shutdown_callbacks or _core_shutdown_hooks:
                 # What integrations still hold goes into the queue before it is drained.
                 start = time.monotonic()
                 _run_shutdown_callbacks(self, start + max(0.0, timeout))
@@ -691,7 +716,7 @@ def _estimate_item(item: Any) -> int:
 
 def _shutdown_all_at_exit(cap: float | None = None) -> None:
     clients = list(_live_clients)
-    if _shutdown_callbacks:
+    if _shutdown_callbacks or _core_shutdown_hooks:
         # Every integration hands over first (those sending to a posthog-python client too),
         # within the longest shutdown timeout (and `cap`).
         budget = max([c.shutdown_timeout for c in clients], default=1.0)

@@ -11,10 +11,12 @@ import functools
 import inspect
 import time
 import uuid
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
+from ._client import on_any_shutdown, sends_to
 from ._context import Scope
 from ._emit import Emitter, capture_internal_exceptions
 from ._events import SPAN, TRACE, span_properties, trace_properties
@@ -57,6 +59,8 @@ class Span:
         "_parent_id",
         "_start",
         "_ended",
+        "_collected",
+        "__weakref__",
     )
 
     def __init__(
@@ -80,6 +84,7 @@ class Span:
         self._parent_id: str | None = None
         self._start = 0.0
         self._ended = False
+        self._collected: _Collector | None = None  # a generator's: what it yielded so far
 
     # -- what the user calls ---------------------------------------------------------------------
 
@@ -185,6 +190,45 @@ class Span:
             )
             event = TRACE if obs.kind == TRACE_KIND else SPAN
             self._emitter.emit(event, build, scope, trace_id=obs.trace_id)
+
+
+# -- generators still open at shutdown -----------------------------------------------------------
+#
+# The span of an `@observe` generator ends when the generator does. One the caller stopped
+# reading and still holds ends no other way before the process does (it is closed when it is
+# collected, at exit after the sender's last delivery): each open one is held weakly here and
+# sent as it is, with what it yielded so far, when the client it sends to shuts down and at
+# process exit, before the last delivery.
+
+_open_generator_spans: weakref.WeakSet[Span] = weakref.WeakSet()
+
+
+def _hold_open(s: Span, collected: _Collector | None) -> None:
+    s._collected = collected
+    _open_generator_spans.add(s)
+
+
+def _send_open_generator_spans(client: Any) -> None:
+    """Shutdown hand-over: end the open generator spans that go to `client` (None: all)."""
+    for _ in range(3):
+        try:
+            spans = list(_open_generator_spans)
+            break
+        except RuntimeError:  # added to by another thread meanwhile: read it again
+            continue
+    else:
+        return
+    for s in spans:
+        if s._ended or not sends_to(s._emitter._client, client):
+            continue
+        _open_generator_spans.discard(s)
+        collected = s._collected
+        if collected is not None:
+            s.set_output(collected.value())
+        s.end()
+
+
+on_any_shutdown(_send_open_generator_spans)
 
 
 def _build(
@@ -321,6 +365,8 @@ def observe(
             s.start(activate=False)
             obs = s._obs
             collected = _Collector() if capture_output and obs is not None else None
+            if obs is not None:
+                _hold_open(s, collected)
             agen = func(*args, **kwargs)
             error: BaseException | None = None
             place = StepPlace(obs) if obs is not None else None
@@ -389,6 +435,7 @@ def observe(
                 # Nothing will be sent: hand the generator over as it is.
                 return (yield from gen)
             collected = _Collector() if capture_output else None
+            _hold_open(s, collected)
             error: BaseException | None = None
             try:
                 # `yield from` passes send, throw and close through and returns the return value;

@@ -23,6 +23,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, NamedTuple, get_args
 
+from ._client import on_any_shutdown, sends_to
 from ._context import Scope, lenient_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
 from ._errors import error_text, header_secrets, scrub_secrets
@@ -215,6 +216,7 @@ class TrackedCall:
         "body_size",
         "body_complete",
         "replay",
+        "__weakref__",
     )
 
     def __init__(
@@ -268,11 +270,14 @@ class TrackedCall:
         # context-manager object per call on the caller's thread.
         try:
             if self.response_mode is not None and self._start_response(result, elapsed):
+                if not self.done:
+                    _open_calls.add(self)  # a body the caller reads later
                 return result
             unwrap = self.kind.unwrap
             parsed = unwrap(result) if unwrap is not None else result
             if self.stream:
                 self.request_latency = elapsed
+                _open_calls.add(self)
                 start = self.kind.start_stream
                 tracked = start(parsed, self) if start is not None else parsed
                 # A raw-response wrapper is returned as is: its stream was tracked in place.
@@ -572,6 +577,37 @@ async def run_tracked_async(
         call.fail(exc, _perf() - start)
         raise
     return call.succeed(result, _perf() - start)
+
+
+# -- what is still open at shutdown -------------------------------------------------------------
+#
+# A stream (or a raw response's body) the caller stopped reading without closing it, and still
+# holds, ends no other way before the process does: its finalizer runs only when it is
+# collected, at exit after the sender's last delivery. Every open one is held weakly here and
+# sent as it is (what was read so far; no stop reason unless it was read, as a stream closed
+# early) when the client it sends to shuts down, and at process exit before the last delivery.
+
+_open_calls: weakref.WeakSet[TrackedCall] = weakref.WeakSet()
+
+
+def _send_open_calls(client: Any) -> None:
+    """Shutdown hand-over: send the open calls that go to `client` (None: all, at exit)."""
+    for _ in range(3):
+        try:
+            calls = list(_open_calls)
+            break
+        except RuntimeError:  # added to by another thread meanwhile: read it again
+            continue
+    else:
+        return
+    for call in calls:
+        if call.done or not sends_to(call.tracker.emitter._client, client):
+            continue
+        _open_calls.discard(call)
+        call.finish()
+
+
+on_any_shutdown(_send_open_calls)
 
 
 # -- streams ---------------------------------------------------------------------------------------

@@ -374,3 +374,63 @@ def test_an_async_span_held_open_across_a_yield_parents_what_runs_after_the_resu
     assert parent["after-resume"] == "inner"
     assert parent["inner"].endswith("numbers")
     assert parent["consumer-1"] == parent["consumer-2"] == "request"
+
+
+def test_a_generator_the_caller_stopped_reading_is_sent_when_its_client_shuts_down(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    @posthog_llm.observe
+    def words() -> Generator[str, None, None]:
+        yield "one "
+        yield "two"
+
+    @posthog_llm.observe
+    async def async_words() -> AsyncGenerator[str, None]:
+        yield "three "
+        yield "four"
+
+    held = words()
+    assert next(held) == "one "
+    held_async = async_words()
+    assert asyncio.run(held_async.__anext__()) == "three "  # type: ignore[arg-type]
+    assert default.shutdown(timeout=5) is True
+
+    traces = {e["properties"]["$ai_span_name"]: e["properties"] for e in sink.named("$ai_trace")}
+    by_short = {name.rsplit(".", 1)[1]: props for name, props in traces.items()}
+    assert set(by_short) == {"words", "async_words"}
+    assert by_short["words"]["$ai_output_state"] == "one "
+    assert by_short["async_words"]["$ai_output_state"] == "three "
+    assert "$ai_is_error" not in by_short["words"]
+    held.close()  # sent already: nothing more
+    assert len(sink.named("$ai_trace")) == 2
+
+
+def test_a_generator_the_caller_stopped_reading_is_sent_at_process_exit(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    from posthog_llm import EventStore
+
+    db = tmp_path / "events.db"
+    code = f"""
+        import posthog_llm
+
+        posthog_llm.set_client(posthog_llm.Client(db={str(db)!r}))
+
+        @posthog_llm.observe
+        def words():
+            yield "one "
+            yield "two"
+
+        held = words()
+        next(held)
+        # no close, no flush, no shutdown: the process just ends
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    (event,) = EventStore(str(db)).events()
+    assert event["event"] == "$ai_trace"
+    assert event["properties"]["$ai_output_state"] == "one "

@@ -115,3 +115,18 @@ async def test_async_create_stream_and_helper(make_client, events):
     for props in (plain, raw, helped):
         assert json.dumps(props["$ai_output_choices"]).count(ECHO) == 1
         assert props["$ai_output_tokens"] == reply.usage.output_tokens
+
+
+def test_stream_the_caller_stopped_reading_is_sent_when_its_client_shuts_down(
+    make_client, client, sink
+):
+    llm = make_client()
+    stream = llm.messages.create(model=MODEL, max_tokens=100, messages=HELLO, stream=True)
+    for event in stream:
+        if event.type == "content_block_delta":
+            break  # still held, never closed
+    assert client.shutdown(timeout=5) is True
+
+    (props,) = [e["properties"] for e in sink.named("$ai_generation")]
+    assert props["$ai_output_choices"][0]["content"] == [{"type": "text", "text": "Echo:"}]
+    assert "$ai_stop_reason" not in props and "$ai_is_error" not in props

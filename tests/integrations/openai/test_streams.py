@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
 
 openai = pytest.importorskip("openai")
 
+from posthog_llm import Client, EventStore, InMemoryDestination  # noqa: E402
 from posthog_llm.local.openai_standin import OpenAIStandIn  # noqa: E402
 
 from tests.support.events import only  # noqa: E402
@@ -269,3 +273,57 @@ def test_raw_response_stream_is_tracked_through_parse(make_client, events):
     props = only(events("$ai_generation"))
     assert props["$ai_stream"] is True and props["$ai_output_choices"][0]["content"]
     assert "$ai_output_tokens" not in props  # a raw body: no usage chunk asked for
+
+
+def test_stream_the_caller_stopped_reading_is_sent_when_its_client_shuts_down(
+    make_client, client, sink
+):
+    llm = make_client()
+    stream = llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+    for chunk in stream:
+        if chunk.choices[0].delta.content:
+            break  # still held, never closed
+    assert client.shutdown(timeout=5) is True
+
+    (event,) = [e["properties"] for e in sink.named("$ai_generation")]
+    assert event["$ai_output_choices"] == [{"role": "assistant", "content": "Echo:"}]
+    assert "$ai_stop_reason" not in event and "$ai_is_error" not in event
+    assert event["$ai_stream"] is True
+    stream.close()  # sent already: nothing more
+    assert len(sink.named("$ai_generation")) == 1
+
+
+def test_shutting_down_another_client_leaves_the_stream_open(make_client, events):
+    llm = make_client()
+    stream = llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+    first = next(iter(stream))
+    Client(destination=InMemoryDestination()).shutdown(timeout=5)
+    rest = list(stream)
+    assert len([first, *rest]) > 2
+    props = only(events("$ai_generation"))
+    assert props["$ai_stop_reason"] == "stop"
+
+
+def test_stream_the_caller_stopped_reading_is_sent_at_process_exit(tmp_path):
+    db = tmp_path / "events.db"
+    code = f"""
+        import posthog_llm
+        from posthog_llm.integrations.openai import OpenAI
+        from posthog_llm.local.openai_standin import OpenAIStandIn
+
+        standin = OpenAIStandIn().start()
+        llm = OpenAI(api_key="sk-test", base_url=standin.base_url, max_retries=0,
+                     posthog_client=posthog_llm.Client(db={str(db)!r}))
+        stream = llm.chat.completions.create(
+            model="gpt-4o-mini", stream=True, messages=[{{"role": "user", "content": "owls"}}]
+        )
+        for chunk in stream:
+            break
+        # no close, no flush, no shutdown: the process just ends
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    (event,) = EventStore(str(db)).events()
+    assert event["event"] == "$ai_generation"

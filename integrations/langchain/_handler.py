@@ -107,6 +107,10 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         )
         self._runs = RunMap()
         self._runs.on_trace_done = self._hand_over
+        # A trace whose runs never end (a stream the caller stopped reading, an `astream` whose
+        # chat run LangChain leaves open until its event loop closes) is sent as it is when the
+        # client shuts down, or the process exits, rather than lost.
+        self._emitter.on_shutdown(self._hand_over_open)
 
     def __repr__(self) -> str:
         return f"<PostHogCallbackHandler runs={len(self._runs)}>"
@@ -552,6 +556,10 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 self._spill(trace)
         except Exception as exc:
             report_internal_error(exc)
+
+    def _hand_over_open(self) -> None:
+        if self._runs._live:
+            self._runs.hand_over_all()
 
     def _hand_over(self, trace: Trace) -> None:
         """Queue a trace's log once none of its runs is open (all ended, or evicted)."""

@@ -467,7 +467,22 @@ class RunMap:
             if (start is not None and start >= limit) or not self._evict_oldest():
                 return
 
-    def _forget(self, key: Any, entry: Any) -> None:
+    def hand_over_all(self) -> None:
+        """Every live run ends here, as it is (a client shutting down, the process exiting):
+        its trace is handed over whole, root included, as soon as none of its runs is live."""
+        with self._lock:
+            live = self._live
+            now = time.perf_counter()
+            while live:
+                try:
+                    key = next(iter(live))
+                except (StopIteration, RuntimeError):  # changed by another thread: again
+                    continue
+                entry = live.pop(key, None)
+                if entry is not None:
+                    self._forget(key, entry, now)
+
+    def _forget(self, key: Any, entry: Any, now: float | None = None) -> None:
         # An evicted run never ends: nothing may keep joining it.
         if type(entry) is Hidden:
             return
@@ -475,12 +490,17 @@ class RunMap:
         if key == trace.root_key:
             if trace.root_obs is not None:
                 trace.root_obs.closed = True
-            # Its trace's own event will never be built: stop collecting texts for it.
-            trace.sent_whole = None
         elif trace.observations:
             hit = trace.observations.pop(key, None)
             if hit is not None:
                 hit[0].closed = True
+        # It is sent as it is, not finished (no output, not an error; a stream's time ends at
+        # its last token, an abandoned run's at its trace's last activity), so its trace keeps
+        # its root and its steps their parents.
+        with self.handover_lock:
+            if now is None:
+                now = _last_activity(trace, key)
+            trace.log.extend((END, key, None, None, now, None))
         trace.open.discard(key)
         if not trace.open and self.on_trace_done is not None:
             # What of the trace did end is still delivered.
@@ -500,6 +520,25 @@ class RunMap:
         self._live = {}
         self._ended = {}
         self._ring = [None] * len(self._ring)
+
+
+def _last_activity(trace: Trace, key: Any) -> float:
+    """When run `key` (not ended) was last heard of: its last token, or its trace's last start
+    or end in the log (the rare path: eviction)."""
+    times = trace.tokens.get(key) if trace.tokens else None
+    if times is not None:
+        return times[1]
+    log = trace.log
+    last = 0.0
+    i, n = 0, len(log)
+    while i < n:
+        if log[i] is END:
+            last = max(last, log[i + 4])
+            i += END_WIDTH
+        else:
+            last = max(last, log[i + 7])
+            i += START_WIDTH
+    return last or time.perf_counter()
 
 
 _live_maps: weakref.WeakSet[RunMap] = weakref.WeakSet()

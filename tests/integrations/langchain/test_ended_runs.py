@@ -94,7 +94,7 @@ def test_a_model_called_alone_keeps_its_run_id_as_span_id(handler, events):
     assert generation["properties"]["$ai_trace_id"] == str(run)
 
 
-def test_an_evicted_root_stops_collecting_texts_for_its_trace(handler):
+def test_an_evicted_roots_trace_is_built_and_then_stops_collecting_texts(handler, events):
     handler.max_runs = 1
     root, other = uuid.uuid4(), uuid.uuid4()
     handler.on_chain_start(None, {}, run_id=root, name="Root")
@@ -102,7 +102,9 @@ def test_an_evicted_root_stops_collecting_texts_for_its_trace(handler):
     assert trace.sent_whole is not None and not trace.sent_whole  # collecting, none yet
     handler.on_chain_start(None, {}, run_id=other, name="Other")  # evicts the root
     assert handler._runs.get(root) is None
-    assert trace.sent_whole is None
+    (sent,) = events("$ai_trace")  # the evicted root is sent as it is
+    assert sent["properties"]["$ai_span_name"] == "Root"
+    assert trace.sent_whole is None  # its own event was built
 
 
 def _llm_result(text: str) -> Any:

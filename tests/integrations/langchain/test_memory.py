@@ -91,3 +91,73 @@ def test_a_forked_child_starts_with_empty_run_state(handler, events):
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(handler._runs) == 1
     handler.on_chain_end({}, run_id=run_id)
+
+
+def test_a_stream_the_caller_stopped_reading_is_sent_when_its_client_shuts_down(
+    handler, client, sink
+):
+    stream = chain(model(reply("one two three four"))).stream(
+        {"question": "q"}, config={"callbacks": [handler]}
+    )
+    next(stream)  # still held, never closed
+    assert client.shutdown(timeout=5) is True
+
+    assert len(handler._runs) == 0
+    names = sorted(e["event"] for e in sink.events)
+    assert names.count("$ai_trace") == 1 and names.count("$ai_generation") == 1
+    (trace,) = sink.named("$ai_trace")
+    assert "$ai_is_error" not in trace["properties"]  # not finished, not failed
+    assert all(
+        e["properties"]["$ai_trace_id"] == trace["properties"]["$ai_trace_id"] for e in sink.events
+    )
+    stream.close()  # sent already: nothing more
+    assert len(sink.events) == len(names)
+
+
+async def test_an_astream_langchain_leaves_open_is_sent_when_its_client_shuts_down(
+    handler, client, sink
+):
+    # LangChain leaves the chat run of a closed `astream` open until its event loop closes.
+    agen = chain(model(reply("one two three four five six"))).astream(
+        {"question": "q"}, config={"callbacks": [handler]}
+    )
+    async for _ in agen:
+        break
+    await agen.aclose()
+    assert client.shutdown(timeout=5) is True
+
+    assert len(sink.named("$ai_trace")) == 1
+    assert len(sink.named("$ai_generation")) == 1
+    assert client.stats()["dropped"] == 0
+
+
+def test_a_stream_the_caller_stopped_reading_is_sent_at_process_exit(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    from posthog_llm import EventStore
+
+    db = tmp_path / "events.db"
+    code = f"""
+        import posthog_llm
+        from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+        from langchain_core.messages import AIMessage
+        from langchain_core.runnables import RunnableLambda
+        from posthog_llm.integrations.langchain import PostHogCallbackHandler
+
+        handler = PostHogCallbackHandler(posthog_llm.Client(db={str(db)!r}))
+        llm = GenericFakeChatModel(messages=iter([AIMessage(content="one two three four")]))
+        runnable = (RunnableLambda(lambda x: x).with_config(run_name="prep") | llm).with_config(
+            run_name="chain"
+        )
+        stream = runnable.stream("q", config={{"callbacks": [handler]}})
+        next(stream)
+        # no close, no flush, no shutdown: the process just ends
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    names = sorted(e["event"] for e in EventStore(str(db)).events())
+    assert names == ["$ai_generation", "$ai_span", "$ai_trace"]

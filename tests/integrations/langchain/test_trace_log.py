@@ -41,7 +41,7 @@ def test_a_step_that_ends_after_its_root_is_sent_with_the_trace(handler, events)
     assert len(handler._runs) == 0
 
 
-def test_an_evicted_root_still_sends_the_steps_that_ended(handler, events):
+def test_an_evicted_root_is_sent_with_the_steps_that_ended(handler, events):
     handler.max_runs = 2
     root, step, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     _start(handler, root, None, "Root")
@@ -51,11 +51,33 @@ def test_an_evicted_root_still_sends_the_steps_that_ended(handler, events):
     _start(handler, uuid.uuid4(), other, "Pushes the root out")  # the root never ends
 
     sent = events()
-    names = [e["properties"].get("$ai_span_name") for e in sent]
-    assert names == ["Step"]  # the abandoned root has no event of its own
-    assert sent[0]["properties"]["$ai_trace_id"] == str(root)
-    assert sent[0]["properties"]["$ai_parent_id"] == str(root)
+    assert [(e["event"], e["properties"].get("$ai_span_name")) for e in sent] == [
+        ("$ai_span", "Step"),
+        ("$ai_trace", "Root"),  # as it is: no output, not an error; no orphan step
+    ]
+    step_props, root_props = (e["properties"] for e in sent)
+    assert step_props["$ai_trace_id"] == root_props["$ai_trace_id"] == str(root)
+    assert step_props["$ai_parent_id"] == str(root)
+    assert "$ai_output_state" not in root_props and "$ai_is_error" not in root_props
     assert handler._runs.get(root) is None
+
+
+def test_runs_evicted_for_their_age_send_their_trace_root(handler, events):
+    root, step = uuid.uuid4(), uuid.uuid4()
+    _start(handler, root, None, "Root")
+    _start(handler, step, root, "Step")  # neither ever ends
+    handler.max_run_age = 0.0
+    for _ in range(64):  # eviction looks at ages every 64 starts
+        run = uuid.uuid4()
+        _start(handler, run, None, "Later")
+        handler.on_chain_end({}, run_id=run)
+
+    assert handler._runs.get(root) is None and handler._runs.get(step) is None
+    sent = [e for e in events() if e["properties"]["$ai_trace_id"] == str(root)]
+    assert sorted((e["event"], e["properties"]["$ai_span_name"]) for e in sent) == [
+        ("$ai_span", "Step"),
+        ("$ai_trace", "Root"),
+    ]
 
 
 def test_a_long_trace_hands_over_what_ended_in_parts(handler, events, monkeypatch):

@@ -4,8 +4,8 @@ Pure functions over the store's values; the SQL lives in `_store`, the HTML in `
 
 >>> from posthog_llm._trace_tree import build_tree
 >>> root = build_tree("t", [{"event": "$ai_span", "properties": {"$ai_span_name": "step"}}])
->>> print(tree_text(root))
-trace  trace
+>>> print(tree_text(root))  # no $ai_trace event: the root is named after its first step
+trace  step
 └─ span  step
 """
 

@@ -51,6 +51,9 @@ TRUNCATION_MARKER = "…[truncated by posthog-llm]"
 BASE64_PLACEHOLDER = "[base64 data removed by posthog-llm]"
 _MAX_DEPTH = 64
 _MAX_REPR = 2_000
+# Ints within this bound have at most 603 digits: under any int-to-str digit limit (Python's
+# `sys.set_int_max_str_digits` accepts 640 at least, or 0 for none). Beyond it, `_json_int`.
+_SAFE_INT = 1 << 2000
 
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
 _BASE64_BLOB = re.compile(r"^[A-Za-z0-9+/=_-]{1024,}$")
@@ -73,6 +76,33 @@ def _scrub_str(value: str) -> str:
     ):
         return BASE64_PLACEHOLDER
     return value
+
+
+def _json_int(value: int) -> int | str:
+    """`value` itself, or a short marker when it has more digits than Python writes as text
+    (4300 by default): json cannot encode it, and the event must not be lost for it.
+
+    >>> _json_int(10**5000)
+    '[int of 5001 digits: 10000000…00000000]'
+    """
+    if -_SAFE_INT < value < _SAFE_INT:
+        return value
+    try:
+        str(value)
+    except ValueError:
+        return _long_int_marker(value)
+    return value
+
+
+def _long_int_marker(value: int) -> str:
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    digits = int(value.bit_length() * 0.30102999566398120) + 1  # or one less
+    if value < 10 ** (digits - 1):
+        digits -= 1
+    head = value // 10 ** (digits - 8)
+    tail = value % 10**8
+    return f"[int of {digits} digits: {sign}{head}…{tail:08d}]"
 
 
 def _safe_repr(value: Any) -> str:
@@ -104,7 +134,7 @@ def _convert(value: Any, scrub: bool, seen: set[int], depth: int) -> Any:
     if cls is str:
         return _scrub_str(value) if scrub else value
     if cls is int:
-        return value
+        return value if -_SAFE_INT < value < _SAFE_INT else _json_int(value)
     if cls is float:
         if math.isfinite(value):
             return value
@@ -178,7 +208,9 @@ def _convert_container(value: Any, scrub: bool, seen: set[int], depth: int) -> A
 def _key(key: Any) -> str:
     if isinstance(key, enum.Enum):
         key = key.value
-    if isinstance(key, (str, int, float, bool)) or key is None:
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(_json_int(int(key)))
+    if isinstance(key, (str, float, bool)) or key is None:
         return str(key)
     return _safe_repr(key)
 
@@ -189,7 +221,7 @@ def _convert_scalar(value: Any, scrub: bool, seen: set[int], depth: int) -> Any:
     if isinstance(value, enum.Enum):
         return _convert(value.value, scrub, seen, depth + 1)
     if isinstance(value, int):
-        return int(value)
+        return _json_int(int(value))
     if isinstance(value, float):
         return _convert(float(value), scrub, seen, depth)
     if isinstance(value, str):
@@ -203,7 +235,7 @@ def _convert_scalar(value: Any, scrub: bool, seen: set[int], depth: int) -> Any:
     if isinstance(value, decimal.Decimal):
         if value.is_finite():
             as_int = int(value)
-            return as_int if value == as_int else float(value)
+            return _json_int(as_int) if value == as_int else float(value)
         return "NaN" if value.is_nan() else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)

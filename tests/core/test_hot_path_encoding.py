@@ -8,6 +8,7 @@ import json
 import os
 import uuid
 from collections import OrderedDict
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -169,3 +170,22 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     parent_next = [uuid4_str() for _ in range(300)]
     assert uuid.UUID(child_id).version == 4
     assert child_id not in parent_next
+
+
+def test_an_int_beyond_the_digit_limit_becomes_a_marker_and_other_ints_stay_exact(
+    encoder: str,
+) -> None:
+    # Python refuses to write an int of more than 4300 digits as text: json.dumps raised, and
+    # the whole event was skipped on the worker.
+    huge = 10**5000
+    exact = [2**63, -(2**64) - 1, 10**4000, -(10**300), Decimal(10**700)]
+    props = {"out": huge, "nested": [{"n": -huge}], huge: 1, "exact": exact}
+    event = _event(props)
+    assert encode_plain_message(event, MAX_EVENT_BYTES) is None  # the exact path decides
+    got = json.loads(fit_event(to_json_safe(event), MAX_EVENT_BYTES))["properties"]
+    assert got["out"] == "[int of 5001 digits: 10000000…00000000]"
+    assert got["nested"] == [{"n": "[int of 5001 digits: -10000000…00000000]"}]
+    assert got["[int of 5001 digits: 10000000…00000000]"] == 1
+    assert got["exact"] == [2**63, -(2**64) - 1, 10**4000, -(10**300), 10**700]
+    odd = 123456789 * 10**4400 + 987654321
+    assert to_json_safe(odd) == "[int of 4409 digits: 12345678…87654321]"

@@ -320,3 +320,30 @@ def test_a_generator_output_is_capped(default: Client, sink: InMemoryDestination
     output = event["properties"]["$ai_output_state"]
     assert len(output) == _spans.MAX_COLLECTED_ITEMS + 1
     assert output[-1] == "... [5 more items not kept]"
+
+
+def test_an_int_too_long_for_text_loses_no_event(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    # An int beyond Python's int-to-str digit limit made building the event raise on the
+    # worker: the span, the root (so the whole trace) and the captured event were skipped.
+    huge = 10**5000
+    marker = "[int of 5001 digits: 10000000…00000000]"
+
+    @posthog_llm.observe
+    def step(n: int) -> int:
+        return 1
+
+    with posthog_llm.span("request") as root:
+        with posthog_llm.span("compute") as compute:
+            compute.set_output(huge)
+        step(huge)
+        root.set_output({"n": huge, "ok": True})
+    default.capture("$ai_metric", properties={"$ai_trace_id": "t", "value": huge, "small": 7})
+    events = read(default, sink)
+    assert props(events, "compute")["$ai_output_state"] == marker
+    assert props(events, step.__qualname__)["$ai_input_state"] == {"n": marker}
+    assert props(events, "request")["$ai_output_state"] == {"n": marker, "ok": True}
+    [metric] = sink.named("$ai_metric")
+    assert metric["properties"]["value"] == marker and metric["properties"]["small"] == 7
+    assert default.stats()["failed"] == 0

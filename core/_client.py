@@ -624,7 +624,10 @@ class Client:
 
         True only when all of them were delivered; False when some wait in the spool (PostHog is
         down) or were refused. Always returns by `timeout` seconds, also when PostHog is down or
-        stalls; it never waits out an outage (the spool does, in the background).
+        stalls; it never waits out an outage (the spool does, in the background). Called on the
+        client's own sending threads (`before_send`, a logging handler) it returns at once, False
+        unless nothing is pending. After `shutdown()`, False when events were dropped since the
+        last flush because the client is shut down.
         """
         try:
             return self._sender.flush(timeout)
@@ -636,7 +639,8 @@ class Client:
         """Flush within `timeout` seconds (default `shutdown_timeout`) and stop the worker.
 
         What is still undelivered then goes to the spool, for the next client with the same host
-        and api key. True only when every event of this client was delivered.
+        and api key. True only when every event this client accepted was delivered. Events
+        captured once it has started are dropped, counted and warned about.
         """
         try:
             timeout = self.shutdown_timeout if timeout is None else timeout

@@ -53,6 +53,10 @@ class SecondRequest:
         self._ready.set()
         return True
 
+    def runs_on(self, thread: threading.Thread) -> bool:
+        """Whether `thread` is the helper thread."""
+        return thread is self._thread
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until the helper's request (if any) is done; False if `timeout` came first."""
         with self._idle:

@@ -94,6 +94,7 @@ class BatchSender:
         self._warning = RateLimitedWarning(warn_interval)
         self._spool_warning = RateLimitedWarning(warn_interval)
         self._failing_warning = RateLimitedWarning(warn_interval)
+        self._closed_warning = RateLimitedWarning(warn_interval)
         self._init_state()
         _live_senders.add(self)
         if spool is not None and spool.exists():
@@ -124,8 +125,11 @@ class BatchSender:
         self._backlog_bytes = 0
         self._backlog_lock = threading.Lock()
         # Held while queued items are built into the backlog: a shutdown deadline that saves
-        # what is left waits for the build in progress, and none starts after it.
-        self._drain_lock = threading.Lock()
+        # what is left waits for the build in progress, and none starts after it. Reentrant: a
+        # `shutdown()` from `before_send` saves what is left on the worker, inside its own build.
+        self._drain_lock = threading.RLock()
+        # True while the worker builds queued items (only the worker writes it).
+        self._worker_building = False
         self._lock = threading.Lock()
         self._progress = threading.Condition(threading.RLock())
         self._wake = threading.Event()
@@ -134,6 +138,13 @@ class BatchSender:
         self._pid = os.getpid()
         self._stopping = False
         self._closed = False
+        # Set by `shutdown` (under the drain lock) as it saves what is left in memory: an item
+        # that lands in the queue after that is the capturing thread's to drop (`_after_close`).
+        self._swept = False
+        # Events dropped because the sender is closed, and how many of them a flush has seen.
+        self._closed_drops = 0
+        self._closed_drops_seen = 0
+        self._closed_lock = threading.Lock()
         self._shutdown_result: bool | None = None
         self._deadline: float | None = None
         self._flush_requested = 0
@@ -189,9 +200,12 @@ class BatchSender:
         if not turn:
             self._estimate_item(item)
         # Below every bound (the common path): one comparison, the append, and a wake-up for
-        # the worker once a batch is waiting.
-        if waiting < self._fast_limit and not self._closed:
+        # the worker once a batch is waiting. `shutdown` sets the limit to 0; a caller that
+        # passed it just before sees `_closed` after its append (`_after_close`).
+        if waiting < self._fast_limit:
             queue.append(item)
+            if self._closed:
+                return self._after_close()
             if waiting + 1 >= self.flush_at and not self._wake.is_set():
                 self._wake.set()
             return True
@@ -216,8 +230,9 @@ class BatchSender:
         self._update_fast_limit()
 
     def _update_fast_limit(self) -> None:
-        """Queue length below which `enqueue` needs no other check (0 until the worker runs)."""
-        if self._thread is None:
+        """Queue length below which `enqueue` needs no other check (0 until the worker runs,
+        and once the sender is closed)."""
+        if self._thread is None or self._closed:
             self._fast_limit = 0
             return
         by_bytes = self.max_queue_bytes // max(1, self._item_bytes) + 1
@@ -225,7 +240,7 @@ class BatchSender:
 
     def _enqueue_bounded(self, item: Any, waiting: int) -> bool:
         if self._closed:
-            self.counters.add("dropped")
+            self._drop_closed(1)
             return False
         # The worker is far behind (by count or bytes): build here (backpressure).
         if self._thread is not None and (
@@ -244,11 +259,52 @@ class BatchSender:
             )
             return False
         queue.append(item)
+        if self._closed:
+            return self._after_close()
         if self._thread is None:
             self._start()
         elif len(queue) >= self.flush_at and not self._wake.is_set():
             self._wake.set()
         return True
+
+    def _after_close(self) -> bool:
+        """An item reached memory while `shutdown` closed the sender (it passed the closed check
+        just before). Until `shutdown` saves what is left, that save takes it: True. After it,
+        nothing would ever send it: what is in memory now is dropped and counted, False."""
+        if not self._swept:
+            return True
+        self._drop_left_after_close()
+        return False
+
+    def _drop_left_after_close(self) -> None:
+        with self._drain_lock:
+            count = len(self._queue)
+            self._queue.clear()
+            with self._backlog_lock:
+                count += len(self._backlog)
+                self._backlog.clear()
+                self._backlog_bytes = 0
+        if count:
+            self._drop_closed(count)
+
+    def _drop_closed(self, count: int) -> None:
+        """Events that arrived after `shutdown`: dropped, counted, and warned about."""
+        with self._closed_lock:
+            self.counters.add("dropped", count)
+            self._closed_drops += count
+        self._closed_warning.warn(
+            "posthog-llm: this client was shut down; events captured after shutdown() are "
+            "dropped (%s)",
+            self.destination.description,
+        )
+
+    def _losses(self) -> int:
+        """Events dropped, failed or dropped from the spool, but not those refused because
+        they came after a close: they were never accepted."""
+        with self._closed_lock:
+            counts = self.counters.snapshot()
+            refused = self._closed_drops
+        return counts["failed"] + counts["dropped"] - refused + counts["spool_dropped"]
 
     @property
     def help_threshold(self) -> int:
@@ -280,6 +336,8 @@ class BatchSender:
         overflow = [data for data in built if not self._store_built(data)]
         if overflow:
             self._overflow(overflow)
+        if self._closed:
+            return self._after_close() and bool(built)
         if not self._wake.is_set():
             self._wake.set()
         return bool(built)
@@ -336,10 +394,42 @@ class BatchSender:
         True when all of it was delivered (or filtered); False when some could not be (it is
         in the spool, if there is one). Never waits out an outage: one attempt at the endpoint,
         then it returns. Always returns by `timeout` seconds (None: as long as the attempt takes).
+
+        On the sender's own threads (from `before_send`, or a logging handler on a logger the
+        worker writes to) it cannot wait for them: it returns at once, True only when nothing is
+        pending. After `shutdown`: its result, and False once events were dropped since the last
+        flush because the sender is closed.
         """
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         if self._closed:
-            return bool(self._shutdown_result) and self._queue_is_empty()
+            with self._closed_lock:
+                dropped = self._closed_drops > self._closed_drops_seen
+                self._closed_drops_seen = self._closed_drops
+            return bool(self._shutdown_result) and self._queue_is_empty() and not dropped
+        return self._flush(timeout)
+
+    def _on_own_thread(self) -> bool:
+        current = threading.current_thread()
+        return current is self._thread or (
+            self._second is not None and self._second.runs_on(current)
+        )
+
+    def _nothing_pending(self) -> bool:
+        """Nothing in memory, being built, in flight or in the spool (read without waiting for
+        the worker: for a flush on one of the sender's own threads)."""
+        if self._worker_building or not self._queue_is_empty() or self._inflight:
+            return False
+        if self.spool is None:
+            return True
+        try:
+            return self.spool.pending() == 0
+        except Exception:
+            return False
+
+    def _flush(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        if self._on_own_thread():
+            # Waiting here would wait for this very thread, for good.
+            return self._nothing_pending()
         if self._thread is None or not self._thread.is_alive():
             self._thread = None
             self._start()
@@ -363,22 +453,27 @@ class BatchSender:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is pending within `timeout` seconds, then stop the worker.
 
-        Returns whether every event of this client was delivered. Returns by the deadline even if the
-        destination is down or stalls; what is left then goes to the spool (the time to write
-        it to disk comes on top), or is lost without one.
+        Returns whether every event this client accepted was delivered. Returns by the deadline
+        even if the destination is down or stalls; what is left then goes to the spool (the time
+        to write it to disk comes on top), or is lost without one. From the moment it starts,
+        events are refused (dropped, counted and warned about, never raised).
         """
         if self._closed:
             return bool(self._shutdown_result)
         start = time.monotonic()
         self._deadline = None if timeout is None else start + max(0.0, timeout)
         self._stopping = True
+        # Closed before the final flush: an event captured from here on is refused (dropped and
+        # counted), or, if its thread passed the check just before, taken by the flush or by
+        # `_save_what_is_left` below; nothing lands where no one would send it.
+        self._closed = True
+        self._fast_limit = 0
         if timeout is None:
-            delivered = self.flush(None)
+            delivered = self._flush(None)
         else:
             # Delivery stops early enough to save what is left by the deadline (up to half of
             # the time: a large queue against a stalled endpoint would otherwise overshoot it).
-            delivered = self.flush(max(0.0, timeout - min(timeout / 2, self._save_estimate())))
-        self._closed = True
+            delivered = self._flush(max(0.0, timeout - min(timeout / 2, self._save_estimate())))
         self._abort.set()
         self._wake.set()
         if self._second is not None:
@@ -386,17 +481,18 @@ class BatchSender:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(0.25 if delivered else 0.1)
-        if not delivered:
-            self._save_what_is_left()
+        if self._save_what_is_left():
+            delivered = False
         try:
             self.destination.close()
         except Exception:
             log.debug("posthog-llm: closing the destination failed", exc_info=True)
         if self.spool is not None:
             self.spool.close()
-        # True only when every event this sender ever accepted was delivered (or filtered).
-        lost = self.counters.snapshot()
-        delivered = delivered and not (lost["failed"] or lost["dropped"] or lost["spool_dropped"])
+        # True only when every event this sender ever accepted was delivered (or filtered);
+        # one refused because it came after the close was never accepted (it is warned about,
+        # and the next `flush()` says False).
+        delivered = delivered and not self._losses()
         self._shutdown_result = delivered
         return delivered
 
@@ -407,13 +503,16 @@ class BatchSender:
         built = len(self._backlog) + sum(len(batch) for batch in list(self._inflight))
         return queued * 25e-6 + (queued + built) * 10e-6
 
-    def _save_what_is_left(self) -> None:
-        """At a shutdown deadline: spool the batches in flight and everything still in memory."""
+    def _save_what_is_left(self) -> int:
+        """At shutdown: spool the batches in flight and everything still in memory (after a
+        deadline, or what a capture racing with `shutdown` queued); returns how many there were.
+        """
         with self._inflight_lock:
             inflight, self._inflight = self._inflight, []
         left: list[bytes] = [data for batch in inflight for data in batch]
         # The worker finishes the item it is building (into the backlog) and builds no more.
         with self._drain_lock:
+            self._swept = True
             with self._backlog_lock:
                 while self._backlog:
                     left.append(self._backlog.popleft())
@@ -425,7 +524,7 @@ class BatchSender:
                     break
                 left.extend(self._build(item))
         if not left:
-            return
+            return 0
         if self._to_spool(left, "shutdown deadline reached"):
             log.warning(
                 "posthog-llm shut down with %d events not delivered to %s; they are in the spool "
@@ -441,6 +540,7 @@ class BatchSender:
                 len(left),
                 self.destination.description,
             )
+        return len(left)
 
     # -- worker side ---------------------------------------------------------------------------
 
@@ -460,16 +560,20 @@ class BatchSender:
             # After a shutdown deadline, what is left is `_save_what_is_left`'s: an item built
             # here now would land in a backlog that was already saved, and be lost.
             abort = self._abort
-            while queue and not abort.is_set():  # a shutdown deadline waits for one item only
-                if len(backlog) >= target or self._backlog_bytes >= ahead:
-                    break
-                try:
-                    item = queue.popleft()
-                except IndexError:
-                    break
-                for data in self._build(item):
-                    if not self._store_built(data):
-                        overflow.append(data)
+            self._worker_building = True
+            try:
+                while queue and not abort.is_set():  # a shutdown deadline waits for one item only
+                    if len(backlog) >= target or self._backlog_bytes >= ahead:
+                        break
+                    try:
+                        item = queue.popleft()
+                    except IndexError:
+                        break
+                    for data in self._build(item):
+                        if not self._store_built(data):
+                            overflow.append(data)
+            finally:
+                self._worker_building = False
             if overflow:
                 self._overflow(overflow)
 
@@ -532,7 +636,11 @@ class BatchSender:
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + self.flush_interval
-            if self._closed and (self._abort.is_set() or self._queue_is_empty()):
+            if self._abort.is_set():  # set by `shutdown`, after its final flush
+                if self._swept:
+                    # A `shutdown` on this thread (from `before_send`) saved what was left
+                    # while this thread was building an item: nothing sends that one now.
+                    self._drop_left_after_close()
                 return
 
     def _regular_round(self, next_tick: float) -> float:
@@ -572,6 +680,7 @@ class BatchSender:
         within the last `_RETRY_BUDGET_WITH_SPOOL` seconds.
         """
         before = self.counters.snapshot()
+        lost_before = self._losses()
         started = time.monotonic()
         # A flush tries the endpoint now, even while it is considered down.
         if self.policy.should_wait():
@@ -610,8 +719,7 @@ class BatchSender:
             elif not self.policy.should_wait():
                 break
         after = self.counters.snapshot()
-        lost = sum(after[k] - before[k] for k in ("failed", "dropped", "spool_dropped"))
-        if lost or not self._queue_is_empty():
+        if self._losses() > lost_before or not self._queue_is_empty():
             return False
         if self.spool is not None:
             try:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import collections
 import logging
+import threading
 
 import posthog_llm
 import pytest
@@ -171,3 +173,133 @@ def test_a_loopback_host_needs_no_key_but_a_remote_one_does(posthog_server):
     client.shutdown(1)
     with pytest.raises(ValueError, match="api_key"):
         Client(host="https://posthog.example.com")
+
+
+# -- lifecycle: flush on the sender's own threads, shutdown racing with capture ------------------
+
+
+def test_flush_from_before_send_returns_at_once_instead_of_deadlocking_the_worker(sink):
+    # `flush()` on the worker (from `before_send`) waited for the worker itself: it never
+    # returned, and nothing was delivered again.
+    inner: list[bool] = []
+    holder: dict[str, Client] = {}
+
+    def before_send(event):
+        if not inner:
+            inner.append(holder["client"].flush())  # no timeout: the old code hung for good
+        return event
+
+    client = Client(destination=sink, flush_interval=0.05, before_send=before_send)
+    holder["client"] = client
+    client.capture("first", distinct_id="u")
+    assert client.flush(10)
+    assert inner == [False]  # the event being built was pending
+    client.capture("second", distinct_id="u")
+    assert client.flush(10)
+    assert [e["event"] for e in sink.events] == ["first", "second"]
+    assert client.shutdown(5)
+
+
+class _FlushingDestination(InMemoryDestination):
+    """Calls `client.flush()` while sending, on whichever of the sender's threads sends (a
+    logging handler on a logger the sender writes to does the same)."""
+
+    concurrent_requests = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client: Client | None = None
+        self.results: list[tuple[str, bool]] = []
+
+    def send(self, events, *, timeout):
+        assert self.client is not None
+        self.results.append((threading.current_thread().name, self.client.flush()))
+        super().send(events, timeout=timeout)
+
+
+def test_flush_while_sending_returns_at_once_and_says_false_while_events_are_pending():
+    dest = _FlushingDestination()
+    client = Client(destination=dest, flush_at=10, flush_interval=0.05)
+    dest.client = client
+    uuids = [client.capture("e", distinct_id="u", properties={"i": i}) for i in range(500)]
+    assert client.flush(10)
+    assert sorted(e["uuid"] for e in dest.events) == sorted(uuids)
+    # Each flush ran while its batch was in flight: never "all delivered".
+    assert dest.results and not any(ok for _, ok in dest.results)
+    assert {name for name, _ in dest.results} <= {
+        "posthog-llm-sender",
+        "posthog-llm-second-request",
+    }
+    assert client.shutdown(5)
+
+
+class _GatedQueue(collections.deque):
+    """Holds the append of one item until told: a `capture` that passed the closed check just
+    before `shutdown` and appends only after the final flush."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    def append(self, item):
+        if type(item) is dict and item.get("gated"):
+            self.arrived.set()
+            assert self.release.wait(10)
+        super().append(item)
+
+
+def test_an_event_captured_while_shutdown_closes_is_delivered_or_counted_never_lost(sink, caplog):
+    client = Client(destination=sink, flush_interval=0.05)
+    client.capture("before", distinct_id="u")
+    assert client.flush(5)  # the worker runs: `capture` takes its fast path
+    gate = _GatedQueue()
+    client._sender._queue = gate
+    captured: list[str | None] = []
+    racer = threading.Thread(
+        target=lambda: captured.append(
+            client.capture("racing", distinct_id="u", properties={"gated": True})
+        )
+    )
+    racer.start()
+    assert gate.arrived.wait(10)
+    close = sink.close
+
+    def close_after_the_racer_appended() -> None:
+        # Shutdown's final flush is over: the racer's append lands now.
+        gate.release.set()
+        racer.join(10)
+        close()
+
+    sink.close = close_after_the_racer_appended  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="posthog_llm"):
+        result = client.shutdown(5)
+    racer.join(10)
+    delivered = [e["uuid"] for e in sink.events if e["event"] == "racing"]
+    stats = client.stats()
+    [uuid] = captured
+    if uuid is not None:  # accepted: it must have been delivered
+        assert delivered == [uuid] and result
+    else:  # refused: counted as dropped, said in the log, and the next flush says so
+        assert delivered == [] and stats["dropped"] == 1
+        assert "shut down" in caplog.text
+        assert client.flush(1) is False
+    assert stats["queued"] == 0
+    assert result  # "before" was delivered; the refused one was never accepted
+
+
+def test_capture_after_shutdown_warns_once_and_flush_says_false(sink, caplog):
+    client = Client(destination=sink, flush_interval=0.05)
+    client.capture("delivered", distinct_id="u")
+    assert client.shutdown(5)
+    with caplog.at_level(logging.WARNING, logger="posthog_llm"):
+        assert client.capture("late", distinct_id="u") is None
+        with posthog_llm.span("late span", client=client):
+            pass
+        assert client.capture("later", distinct_id="u") is None
+    warnings = [r for r in caplog.records if "shut down" in r.getMessage()]
+    assert len(warnings) == 1  # rate-limited
+    assert client.stats()["dropped"] == 3
+    assert client.flush(1) is False  # events were dropped since the last flush
+    assert client.flush(1) is True  # none since
+    assert [e["event"] for e in sink.events] == ["delivered"]

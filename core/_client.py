@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as _dt
+import itertools
 import logging
 import os
 import threading
@@ -45,10 +46,12 @@ BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
-# What integrations hand over when a client shuts down (`on_shutdown`): (weak reference to the
-# callback, the client it sends to, None for the default client). Bounded; dead entries pruned.
-_MAX_SHUTDOWN_CALLBACKS = 1024
-_shutdown_callbacks: list[tuple[Callable[[], Any], Any]] = []
+# What integrations hand over when a client shuts down (`on_shutdown`): key -> (weak reference
+# to the callback, the client it sends to, None for the default client). An entry leaves when its
+# callback dies (the weak reference's own callback), so adding one costs the same however many
+# handlers are alive, and no live one is ever pushed out.
+_shutdown_callbacks: dict[int, tuple[Callable[[], Any], Any]] = {}
+_shutdown_keys = itertools.count()
 _shutdown_lock = threading.Lock()
 
 
@@ -62,16 +65,20 @@ def on_shutdown(callback: Callable[[], None], client: Any = None) -> None:
     deadline are skipped. Held weakly (a bound method lives as long as its object); what it
     raises is logged and ignored.
     """
+    key = next(_shutdown_keys)
+
+    def forget(_: Any) -> None:
+        # Runs whenever the callback's object is collected, maybe inside another thread's
+        # locked section: a single dict operation, no lock.
+        _shutdown_callbacks.pop(key, None)
+
     ref: Callable[[], Any]
     if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
-        ref = weakref.WeakMethod(callback)
+        ref = weakref.WeakMethod(callback, forget)
     else:
-        ref = weakref.ref(callback)
+        ref = weakref.ref(callback, forget)
     with _shutdown_lock:
-        _shutdown_callbacks[:] = [e for e in _shutdown_callbacks if e[0]() is not None]
-        if len(_shutdown_callbacks) >= _MAX_SHUTDOWN_CALLBACKS:
-            del _shutdown_callbacks[0]
-        _shutdown_callbacks.append((ref, client))
+        _shutdown_callbacks[key] = (ref, client)
 
 
 # The core's own hand-overs (open tracked streams, open generator spans): module functions
@@ -95,10 +102,11 @@ def sends_to(target: Any, client: Any) -> bool:
 
 
 def _run_shutdown_callbacks(client: Client | None, deadline: float) -> None:
-    """Run the callbacks for `client` (None: all of them, at process exit) until `deadline`."""
+    """Run the callbacks for `client` (None: all of them, at process exit) until `deadline`.
+
+    The core's own hand-overs always run: they only queue what is open, and skipping them would
+    leave it to be refused by the closed client at exit."""
     for hook in list(_core_shutdown_hooks):
-        if time.monotonic() >= deadline:
-            return
         try:
             hook(client)
         except Exception:
@@ -106,7 +114,7 @@ def _run_shutdown_callbacks(client: Client | None, deadline: float) -> None:
     if not _shutdown_callbacks:
         return
     with _shutdown_lock:
-        entries = list(_shutdown_callbacks)
+        entries = _copy_entries()
     for ref, target in entries:
         if not sends_to(target, client):
             continue
@@ -119,6 +127,15 @@ def _run_shutdown_callbacks(client: Client | None, deadline: float) -> None:
             callback()
         except Exception:
             log.debug("posthog-llm: a shutdown callback failed (ignored)", exc_info=True)
+
+
+def _copy_entries() -> list[tuple[Callable[[], Any], Any]]:
+    for _ in range(8):
+        try:
+            return list(_shutdown_callbacks.values())
+        except RuntimeError:  # an entry left while it was read (its object was collected)
+            continue
+    return []
 
 
 def _env(*names: str) -> str | None:

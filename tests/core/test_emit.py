@@ -303,3 +303,13 @@ def test_on_shutdown_callbacks_past_the_deadline_are_skipped(client, sink):
     client.shutdown(timeout=0.2)
     assert time.monotonic() - start < 2
     assert (first.calls, late.calls) == (1, 0)
+
+
+def test_on_shutdown_keeps_every_live_callback_however_many_are_registered(client, sink):
+    first = _Holder(Emitter(client))
+    # One handler per request is a documented pattern: thousands may be alive at once.
+    others = [_Holder(Emitter(client)) for _ in range(1500)]
+    assert client.shutdown(timeout=30) is True
+    assert first.calls == 1
+    assert all(h.calls == 1 for h in others)
+    assert len(sink.events) == 1501

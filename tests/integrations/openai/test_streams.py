@@ -293,6 +293,17 @@ def test_stream_the_caller_stopped_reading_is_sent_when_its_client_shuts_down(
     assert len(sink.named("$ai_generation")) == 1
 
 
+def test_a_shutdown_with_no_time_left_still_hands_the_open_stream_over(make_client, client, sink):
+    llm = make_client()
+    stream = llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+    next(iter(stream))
+    client.shutdown(timeout=0)
+    stats = client.stats()
+    # Queued before the client closed: delivered or kept, never refused as "after shutdown".
+    assert len(sink.named("$ai_generation")) + stats["spooled"] + stats["failed"] == 1
+    assert stats["dropped"] == 0
+
+
 def test_shutting_down_another_client_leaves_the_stream_open(make_client, events):
     llm = make_client()
     stream = llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)

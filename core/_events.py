@@ -7,6 +7,7 @@ Builders take plain Python facts and return a properties dict; integrations neve
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -252,6 +253,9 @@ def provider_from_base_url(url: Any, default: str = "openai") -> str:
     return _provider_from_text(str(url), default)
 
 
+_PRIVATE_HOST = re.compile(r"^(10|192\.168|172\.(1[6-9]|2\d|3[01]))\.")
+
+
 @functools.lru_cache(maxsize=256)
 def _provider_from_text(text: str, default: str) -> str:
     try:
@@ -264,8 +268,14 @@ def _provider_from_text(text: str, default: str) -> str:
             return provider
     if parts.port == 11434 or "ollama" in host:
         return "ollama"
-    # Any other host (a loopback or private address too: a proxy, a gateway, a stand-in) says
-    # nothing about who serves the model: the client's own provider stands, on every route.
+    if (
+        host in ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+        or host.endswith(".local")
+        or _PRIVATE_HOST.match(host)
+    ):
+        # A model served on this machine or this network (vLLM, LM Studio, a stand-in): the
+        # same value on every route that reads the base URL.
+        return "local"
     return default
 
 

@@ -117,9 +117,10 @@ def test_span_parent_defaults_to_trace_and_trace_has_no_parent():
         ("https://api.together.xyz/v1", "together"),
         ("https://openrouter.ai/api/v1", "openrouter"),
         ("http://localhost:11434/v1", "ollama"),
-        # A loopback or private host (a proxy, a gateway, a stand-in) keeps the client's provider.
-        ("http://127.0.0.1:8000/v1", "openai"),
-        ("http://10.0.0.7:4000/v1", "openai"),
+        # A model served on this machine or network (vLLM, LM Studio, a stand-in).
+        ("http://127.0.0.1:8000/v1", "local"),
+        ("http://10.0.0.7:4000/v1", "local"),
+        ("http://gpu-box.local:8000/v1", "local"),
         ("https://generativelanguage.googleapis.com/v1beta", "gemini"),
         ("https://us-central1-aiplatform.googleapis.com/v1", "vertex"),
         (None, "openai"),

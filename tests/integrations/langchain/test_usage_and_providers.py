@@ -159,7 +159,7 @@ def test_unknown_usage_is_left_out():
         ("openai", "https://myres.openai.azure.com/", "azure"),
         ("openai", "https://api.deepseek.com/v1", "deepseek"),
         ("openai", "http://localhost:11434/v1", "ollama"),
-        ("openai", "http://localhost:8000/v1", "openai"),
+        ("openai", "http://localhost:8000/v1", "local"),  # as the drop-ins name it
         ("SomeNewProvider", None, "somenewprovider"),
         (None, None, None),
     ],

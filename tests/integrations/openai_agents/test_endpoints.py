@@ -32,13 +32,13 @@ class _HostsEntry(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def test_a_loopback_endpoint_keeps_the_clients_provider_and_its_base_url(
+def test_a_loopback_endpoint_is_a_local_provider_with_its_base_url(
     client, events, agents_sdk: OpenAIStandIn
 ):
     posthog_agents.instrument(client)
     Runner.run_sync(Agent(name="Solo", instructions="Be brief.", model="gpt-4o-mini"), "hello")
     (generation,) = [e["properties"] for e in events("$ai_generation")]
-    assert generation["$ai_provider"] == "openai"
+    assert generation["$ai_provider"] == "local"  # as the drop-in and LangChain name it
     assert generation["$ai_base_url"] == agents_sdk.base_url.rstrip("/")
 
 

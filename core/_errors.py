@@ -28,8 +28,8 @@ REDACTED = "[redacted]"
 # so ordinary words that happen to start the same way stay.
 _SECRET_PATTERNS = re.compile(
     r"""
-      sk-ant-[A-Za-z0-9_\-]{8,}            # Anthropic
-    | sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}   # OpenAI and compatibles
+      (?<![A-Za-z0-9])sk-ant-[A-Za-z0-9_\-]{8,}      # Anthropic
+    | (?<![A-Za-z0-9])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}   # OpenAI and compatibles
     | AIza[0-9A-Za-z_\-]{20,}              # Google API keys
     | \b(?:phc|phx)_[A-Za-z0-9]{16,}       # PostHog project and personal keys
     | \bgsk_[A-Za-z0-9]{20,}               # Groq
@@ -74,12 +74,19 @@ _AUTHORIZATION = re.compile(
       \b(?:proxy-)?authorization["']?\s*[:=]\s*["']?
       (?:(?:bearer|basic|token|digest|negotiate|apikey|sharedkey)\s+)?
     )
-    (?!\[redacted\]|(?:bearer|basic|token|digest|negotiate|apikey|sharedkey)\s)[^\s"'&,;}\]]{4,}
+    (?!\[redacted\]|(?:bearer|basic|token|digest|negotiate|apikey|sharedkey)\s)
+    # What a credential looks like, not a word of prose ("Authorization: expected a token"):
+    # a digit somewhere, or 20 characters and more.
+    (?=[^\s"'&,;}\]]*\d|[^\s"'&,;}\]]{20})[^\s"'&,;}\]]{8,}
     """
 )
 # Credentials in a URL: `scheme://user:password@host`, and signed-URL signatures (Azure SAS,
 # AWS presigned URLs).
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)(?!\[redacted\]@)[^\s/?#@\"'<>]+@")
+# A user name alone (`ssh://git@host`) is no secret, unless it is as long as a token.
+_USERINFO = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.\-]*://)(?!\[redacted\]@)"
+    r"(?:[^\s/?#@:\"'<>]*:[^\s/?#@\"'<>]+|[^\s/?#@:\"'<>]{20,})@"
+)
 _SIGNATURES = re.compile(
     r"(?i)([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token)=)"
     r"(?!\[redacted\])[^\s&#\"'<>]+"
@@ -162,7 +169,9 @@ def error_type(text: object) -> str:
     if not isinstance(text, str):
         return "error"
     head = text.split(":", 1)[0].strip()
-    return head if head.isidentifier() else "error"
+    # An identifier can still be a key (`hf_...: unauthorized`): never keep more than the
+    # scrubbed text would.
+    return head if head.isidentifier() and scrub_secrets(head) == head else "error"
 
 
 # -- secrets a client or model object holds ---------------------------------------------------
@@ -191,8 +200,14 @@ _HARMLESS_HEADERS = frozenset(
 _HARMLESS_HEADER_PREFIXES = ("x-stainless-",)
 # Names of fields and keyword arguments that hold a credential.
 _SECRET_NAME = re.compile(
-    r"(?i)(?:^|_)(?:api_?key|key|token|secret|password|passwd|credentials?)(?:$|_)"
-    r"|access_key|secret_key|session_token|azure_ad_token"
+    r"(?i)(?:^|_)(?:api_?key|token|secret|password|passwd|credentials?)(?:$|_)"
+    r"|^key$|access_key|secret_key|private_key|session_token|azure_ad_token"
+)
+# Header names that say their value is a credential; other custom headers count only when
+# their value looks like a token (`x-title: My App` and `x-portkey-provider: openai` do not).
+_CREDENTIAL_HEADER = re.compile(
+    r"(?i)(?:^|[-_])(?:key|apikey|sig|signature|cookie|session)(?:$|[-_])"
+    r"|auth|token|secret|passw|credential"
 )
 _HEADER_FIELDS = ("default_headers", "headers", "additional_headers", "extra_headers")
 _NESTED_FIELDS = ("additional_kwargs", "model_kwargs", "client_kwargs", "kwargs")
@@ -245,8 +260,21 @@ def header_secrets(headers: object) -> list[str]:
         lowered = name.lower()
         if lowered in _HARMLESS_HEADERS or lowered.startswith(_HARMLESS_HEADER_PREFIXES):
             continue
-        _add(found, value)
+        if _CREDENTIAL_HEADER.search(lowered) or _looks_like_token(value):
+            _add(found, value)
     return found
+
+
+def _looks_like_token(value: object) -> bool:
+    """16 characters and more, no spaces, letters and digits: an opaque token, not a word."""
+    text = _secret_value(value)
+    return (
+        text is not None
+        and len(text) >= 16
+        and not any(c.isspace() for c in text)
+        and any(c.isdigit() for c in text)
+        and any(c.isalpha() for c in text)
+    )
 
 
 def _env_secret(marker: Mapping[str, Any]) -> str | None:

@@ -304,6 +304,12 @@ def test_error_text_scrubs_common_key_formats(text: str, secret: str) -> None:
         "see https://docs.example.com/errors#rate-limit",
         "user@example.com cannot use this model",
         "eyJ alone is fine",
+        "Missing header Authorization: expected a Bearer token",  # prose after the colon
+        '{"authorization": null}',
+        "RuntimeError: Authorization: Bearer",
+        "clone ssh://git@github.com/org/repo failed",  # a user name without a password
+        "task-scheduler-configuration-file is missing",  # 'sk-' inside a word
+        "disk-quota-exceeded-for-user-accounts",
     ],
 )
 def test_error_text_leaves_ordinary_text_alone(text: str) -> None:
@@ -334,8 +340,14 @@ def test_header_secrets_are_the_values_of_headers_that_may_carry_credentials() -
         "x-stainless-lang": "python",
         "anthropic-version": "2023-06-01",
         "X-Short": "abc",  # too short to scrub without damage
+        # Custom headers whose name says nothing of a credential count only when their value
+        # looks like a token: these would blank out ordinary words of every error.
+        "x-portkey-provider": "openai",
+        "X-Title": "Support assistant",
     }
     assert header_secrets(headers) == [token, "Bearer " + _BODY, _BODY]
+    opaque = "abcDEF" + "0123456789xyz"
+    assert header_secrets({"X-Gateway": opaque, "x-portkey-api-key": token}) == [opaque, token]
     assert header_secrets(None) == [] and header_secrets({1: token}) == []
 
 
@@ -363,3 +375,17 @@ def test_secrets_in_finds_what_a_model_object_or_its_settings_hold(monkeypatch) 
 
     assert secrets_in(Model()) == [key, token]
     assert secrets_in(None) == [] and secrets_in(object()) == []
+
+
+def test_privacy_never_keeps_more_of_an_error_than_the_scrubbed_text() -> None:
+    key = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWx"
+    assert error_text(key + ": unauthorized") == "[redacted]: unauthorized"
+    assert error_text(key + ": unauthorized", privacy=True) == "error"
+    assert error_text("AKIA" + "IOSFODNN7EXAMPLE: AccessDenied", privacy=True) == "error"
+    assert error_text("RateLimitError: slow down", privacy=True) == "RateLimitError"
+
+
+def test_settings_named_like_keys_but_holding_none_are_not_secrets() -> None:
+    key = "k" + "-0123456789"
+    found = secrets_in({"prompt_cache_key": "support-bot", "openai_api_key": key})
+    assert found == [key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import version
 
 import openai
 import pytest
@@ -68,6 +69,10 @@ def test_a_failed_call_keeps_the_model_it_asked_for_and_its_http_status(client, 
     assert generation.get("$ai_input") != []
 
 
+def _sdk_version() -> tuple[int, ...]:
+    return tuple(int(part) for part in version("openai-agents").split(".")[:2] if part.isdigit())
+
+
 def _run_and_stream(agent: Agent[None]) -> None:
     """The agent run plainly, then streamed; each raises the model's failure."""
 
@@ -93,15 +98,18 @@ def test_a_failed_call_is_its_exception_and_status_on_the_generation_agent_and_t
     found = events()
     marked = [e for e in found if e["properties"].get("$ai_is_error")]
     kinds = [(e["event"], e["properties"]["$ai_span_name"]) for e in marked]
-    assert sorted(kinds) == sorted(
-        [("$ai_generation", "error-429"), ("$ai_span", "Solo"), ("$ai_trace", "Agent workflow")] * 2
-    )
+    run = [("$ai_generation", "error-429"), ("$ai_span", "Solo"), ("$ai_trace", "Agent workflow")]
+    streamed = run if _sdk_version() >= (0, 24) else [run[0], run[2]]
+    # (Older Agents SDKs close a failed stream's agent span without the failure.)
+    assert sorted(kinds) == sorted(run + streamed)
     for event in marked:
         error = event["properties"]["$ai_error"]
         if privacy:
             assert error == "RateLimitError", event
         else:
-            assert error.startswith("RateLimitError: Error code: 429 - Rate limit reached"), event
+            # (How the SDK words the body after the status differs between openai versions.)
+            assert error.startswith("RateLimitError: Error code: 429 - "), event
+            assert "Rate limit reached" in error, event
         assert event["properties"]["$ai_http_status"] == 429, event
     assert API_KEY not in str(found)
 

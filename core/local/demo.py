@@ -810,7 +810,7 @@ def _print_traces(demo: _Demo, db: str) -> None:
         out.line()
         out.line(out.dim(f"# {label}: {trace.trace_id}"))
         out.line(trace.to_text())
-    out.heading("Summary, as `posthog-llm traces` prints it")
+    out.heading("Summary: the table `posthog-llm traces` prints (newest first there), in run order")
     out.line(_traces_table(rows) if rows else "no traces captured")
     if len(everything) > len(rows):
         older = len(everything) - len(rows)

@@ -306,6 +306,8 @@ def serve(args: Any) -> int:
         print(f"posthog-llm: error: {exc}", file=sys.stderr)
         return 1
     print(f"posthog-llm {__version__}: PostHog-compatible collector on {handle.url} (store: {db})")
+    if handle.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"  listening on:  {handle.host or '0.0.0.0'}:{handle.port} (other machines too)")
     print(f"  viewer:        {handle.url}/")
     print(f"  send events:   POSTHOG_HOST={handle.url}  (posthog-python, posthog-js, posthog_llm)")
     if handle.api_key:

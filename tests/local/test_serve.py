@@ -145,6 +145,7 @@ def test_cli_serve_remote_prints_the_made_up_viewer_password_once(tmp_path):
         url = re.search(r"collector on (http://[^ ]+)", proc.stdout.readline()).group(1)
         lines = [proc.stdout.readline() for _ in range(5)]
         login = next(line for line in lines if "viewer login" in line)
+        assert any("listening on:  0.0.0.0:" in line for line in lines)  # not only 127.0.0.1
         password = re.search(r"password (\S+)", login).group(1)
         assert "phc_cli" not in login and "POSTHOG_LLM_VIEWER_PASSWORD" in login
         assert requests.get(url + "/api/info", auth=("me", password), timeout=10).ok

@@ -24,6 +24,7 @@ from ._events import (
     span_properties,
     trace_properties,
 )
+from ._openai_format import function_call
 from ._span_records import SpanRecord, is_ai_span
 from ._usage import input_tokens_for, token_count, whole_number
 
@@ -466,19 +467,7 @@ def _parts_message(message: Mapping[str, Any]) -> dict[str, Any]:
             texts.append(str(part.get("content", "")))
             content.append({"type": "text", "text": part.get("content", "")})
         elif kind == "tool_call":
-            arguments = part.get("arguments")
-            content.append(
-                {
-                    "type": "function",
-                    "id": part.get("id"),
-                    "function": {
-                        "name": part.get("name"),
-                        "arguments": arguments
-                        if isinstance(arguments, str)
-                        else json.dumps(arguments),
-                    },
-                }
-            )
+            content.append(function_call(part.get("id"), part.get("name"), part.get("arguments")))
         elif kind == "tool_call_response":
             content.append(
                 {"type": "tool_result", "id": part.get("id"), "content": part.get("response")}
@@ -516,14 +505,11 @@ def _openinference_messages(attrs: Mapping[str, Any], prefix: str) -> list[dict[
             "content": item.get("message.content"),
         }
         calls = [
-            {
-                "type": "function",
-                "id": call.get("tool_call.id"),
-                "function": {
-                    "name": call.get("tool_call.function.name"),
-                    "arguments": call.get("tool_call.function.arguments"),
-                },
-            }
+            function_call(
+                call.get("tool_call.id"),
+                call.get("tool_call.function.name"),
+                call.get("tool_call.function.arguments"),
+            )
             for call in _indexed(item, "message.tool_calls.")
         ]
         if calls:

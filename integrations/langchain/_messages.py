@@ -14,7 +14,7 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
-from posthog_llm.instrumentation import BASE64_PLACEHOLDER, TRUNCATION_MARKER
+from posthog_llm.instrumentation import BASE64_PLACEHOLDER, TRUNCATION_MARKER, function_call
 
 __all__ = [
     "message_to_dict",
@@ -148,13 +148,7 @@ def _tool_calls(message: BaseMessage) -> list[dict[str, Any]]:
     ):
         if not (type(call) is dict or isinstance(call, Mapping)):
             continue
-        calls.append(
-            {
-                "type": "function",
-                "id": call.get("id"),
-                "function": {"name": call.get("name"), "arguments": _arguments(call.get("args"))},
-            }
-        )
+        calls.append(function_call(call.get("id"), call.get("name"), _arguments(call.get("args"))))
     return calls
 
 

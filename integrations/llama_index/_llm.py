@@ -13,6 +13,7 @@ from typing import Any
 from posthog_llm.instrumentation import (
     MODEL_PARAMETER_NAMES,
     allowed_model_parameters,
+    function_call,
     normalize_usage,
     provider_from_base_url,
     provider_name,
@@ -178,12 +179,12 @@ def _role(message: Any) -> str:
 
 
 def _tool_call(call_id: Any, name: Any, args: Any) -> dict[str, Any]:
-    if not isinstance(args, str):
+    if not isinstance(args, str) and args is not None:
         try:
-            args = json.dumps(args, default=str)
-        except Exception:
+            json.dumps(args)
+        except Exception:  # not JSON: its text, as the model would have read it
             args = str(args)
-    return {"type": "function", "id": call_id, "function": {"name": name, "arguments": args}}
+    return function_call(call_id, name, args)
 
 
 def _tool_calls_from_kwargs(additional_kwargs: Any) -> list[Any]:
@@ -195,14 +196,7 @@ def _tool_calls_from_kwargs(additional_kwargs: Any) -> list[Any]:
         function = _get(call, "function")
         if function is not None:
             out.append(
-                {
-                    "type": "function",
-                    "id": _get(call, "id"),
-                    "function": {
-                        "name": _get(function, "name"),
-                        "arguments": _get(function, "arguments"),
-                    },
-                }
+                function_call(_get(call, "id"), _get(function, "name"), _get(function, "arguments"))
             )
         elif _get(call, "tool_name") is not None:  # a ToolSelection
             out.append(

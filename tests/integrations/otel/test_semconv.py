@@ -52,7 +52,12 @@ def test_an_agent_with_a_chat_call_and_a_tool_call(tracer, events):
                                     "id": "call_1",
                                     "name": "get_weather",
                                     "arguments": {"city": "Paris"},
-                                }
+                                },
+                                {  # no id, and text that is not ASCII
+                                    "type": "tool_call",
+                                    "name": "get_weather",
+                                    "arguments": {"city": "Zürich"},
+                                },
                             ],
                             "finish_reason": "tool_call",
                         }
@@ -108,7 +113,11 @@ def test_an_agent_with_a_chat_call_and_a_tool_call(tracer, events):
                     "type": "function",
                     "id": "call_1",
                     "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-                }
+                },
+                {  # the shape every route sends: no null id, the arguments as written
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Zürich"}'},
+                },
             ],
         }
     ]

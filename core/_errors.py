@@ -28,8 +28,8 @@ REDACTED = "[redacted]"
 # so ordinary words that happen to start the same way stay.
 _SECRET_PATTERNS = re.compile(
     r"""
-      (?<![A-Za-z0-9])sk-ant-[A-Za-z0-9_\-]{8,}      # Anthropic
-    | (?<![A-Za-z0-9])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}   # OpenAI and compatibles
+      (?<![A-Za-z]{2})sk-ant-[A-Za-z0-9_\-]{8,}      # Anthropic (not inside a word: task-...)
+    | (?<![A-Za-z]{2})sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}   # OpenAI and compatibles
     | AIza[0-9A-Za-z_\-]{20,}              # Google API keys
     | \b(?:phc|phx)_[A-Za-z0-9]{16,}       # PostHog project and personal keys
     | \bgsk_[A-Za-z0-9]{20,}               # Groq
@@ -67,25 +67,31 @@ _KEY_VALUES = re.compile(
     (?!\[redacted\])[^\s"'&,;}\]]{4,}
     """
 )
-# `Authorization: <credentials>`, with or without a scheme in front of them.
+# `Authorization: <credentials>`, with or without a scheme in front of them. A quoted value is
+# data, whatever it looks like; an unquoted one must look like a credential, not a word of prose
+# ("Authorization: expected a token"): a digit in it, mixed case, or 20 characters and more.
 _AUTHORIZATION = re.compile(
-    r"""(?ix)
+    r"""(?x)
     (
-      \b(?:proxy-)?authorization["']?\s*[:=]\s*["']?
-      (?:(?:bearer|basic|token|digest|negotiate|apikey|sharedkey)\s+)?
+      \b(?i:proxy-)?(?i:authorization)["']?\s*[:=]\s*(?P<q>["'])?
+      (?:(?i:bearer|basic|token|digest|negotiate|apikey|sharedkey)\s+)?
     )
-    (?!\[redacted\]|(?:bearer|basic|token|digest|negotiate|apikey|sharedkey)\s)
-    # What a credential looks like, not a word of prose ("Authorization: expected a token"):
-    # a digit somewhere, or 20 characters and more.
-    (?=[^\s"'&,;}\]]*\d|[^\s"'&,;}\]]{20})[^\s"'&,;}\]]{8,}
+    (?!\[redacted\]|(?i:bearer|basic|token|digest|negotiate|apikey|sharedkey)(?:\s|$|["']))
+    (?(q)[^\s"'&,;}\]]{4,}
+      |(?:(?=[^\s"'&,;}\]]*\d)[^\s"'&,;}\]]{6,}
+        |(?=[^\s"'&,;}\]]*[a-z])(?=[^\s"'&,;}\]]*[A-Z])[^\s"'&,;}\]]{8,}
+        |[^\s"'&,;}\]]{20,}))
     """
 )
 # Credentials in a URL: `scheme://user:password@host`, and signed-URL signatures (Azure SAS,
 # AWS presigned URLs).
-# A user name alone (`ssh://git@host`) is no secret, unless it is as long as a token.
+# A user name alone (`ssh://git@host`) is no secret, unless it looks like a token (a digit and
+# 8 characters, or 20 characters).
 _USERINFO = re.compile(
     r"(?i)\b([a-z][a-z0-9+.\-]*://)(?!\[redacted\]@)"
-    r"(?:[^\s/?#@:\"'<>]*:[^\s/?#@\"'<>]+|[^\s/?#@:\"'<>]{20,})@"
+    r"(?:[^\s/?#@:\"'<>]*:[^\s/?#@\"'<>]*"
+    r"|(?=[^\s/?#@:\"'<>]*\d)[^\s/?#@:\"'<>]{8,}"
+    r"|[^\s/?#@:\"'<>]{20,})@"
 )
 _SIGNATURES = re.compile(
     r"(?i)([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token)=)"
@@ -150,11 +156,11 @@ def error_text(
     else:
         text = str(error)
         if privacy:
-            return error_type(text)
+            return error_type(text, secrets)
     return scrub_secrets(text, secrets)
 
 
-def error_type(text: object) -> str:
+def error_type(text: object, secrets: Iterable[str] = ()) -> str:
     """What privacy mode keeps of an error given as text: its type, else a neutral marker.
 
     A string error has no type: what comes before the first colon is kept when it looks like
@@ -171,7 +177,7 @@ def error_type(text: object) -> str:
     head = text.split(":", 1)[0].strip()
     # An identifier can still be a key (`hf_...: unauthorized`): never keep more than the
     # scrubbed text would.
-    return head if head.isidentifier() and scrub_secrets(head) == head else "error"
+    return head if head.isidentifier() and scrub_secrets(head, secrets) == head else "error"
 
 
 # -- secrets a client or model object holds ---------------------------------------------------
@@ -201,7 +207,8 @@ _HARMLESS_HEADER_PREFIXES = ("x-stainless-",)
 # Names of fields and keyword arguments that hold a credential.
 _SECRET_NAME = re.compile(
     r"(?i)(?:^|_)(?:api_?key|token|secret|password|passwd|credentials?)(?:$|_)"
-    r"|^key$|access_key|secret_key|private_key|session_token|azure_ad_token"
+    r"|(?<!cache)(?<!idempotency)(?:^|_)key(?:$|_)"  # not prompt_cache_key
+    r"|access_key|secret_key|private_key|session_token|azure_ad_token"
 )
 # Header names that say their value is a credential; other custom headers count only when
 # their value looks like a token (`x-title: My App` and `x-portkey-provider: openai` do not).
@@ -244,8 +251,10 @@ def _add(found: list[str], value: object) -> None:
 def header_secrets(headers: object) -> list[str]:
     """Values of the request headers a client sends that may be credentials.
 
-    Every header but well-known harmless ones (content type, user agent, `x-stainless-*`,
-    API versions and betas ...): a gateway's own auth header has any name.
+    A gateway's auth header can have any name: a header counts when its name says credential
+    (auth, key, token, secret, password ...) or its value looks like one (`Bearer ...`, an
+    opaque token); well-known harmless ones (content type, user agent, `x-stainless-*`, API
+    versions and betas ...) never do, nor do values of words (`x-title: My app`).
     """
     found: list[str] = []
     if not isinstance(headers, Mapping):
@@ -266,15 +275,19 @@ def header_secrets(headers: object) -> list[str]:
 
 
 def _looks_like_token(value: object) -> bool:
-    """16 characters and more, no spaces, letters and digits: an opaque token, not a word."""
+    """A credential scheme (`Bearer ...`), or an opaque token rather than a word: no spaces,
+    and 16 characters with letters and digits, or 20 in mixed case."""
     text = _secret_value(value)
-    return (
-        text is not None
-        and len(text) >= 16
-        and not any(c.isspace() for c in text)
-        and any(c.isdigit() for c in text)
-        and any(c.isalpha() for c in text)
-    )
+    if text is None:
+        return False
+    if text[:7].lower().startswith(_SCHEMES):
+        return True
+    if len(text) < 16 or any(c.isspace() for c in text):
+        return False
+    letters = any(c.isalpha() for c in text)
+    if letters and any(c.isdigit() for c in text):
+        return True
+    return len(text) >= 20 and not text.islower() and not text.isupper()
 
 
 def _env_secret(marker: Mapping[str, Any]) -> str | None:

@@ -162,8 +162,7 @@ class Tracker:
 
     def secrets(self, client: Any) -> list[str]:
         """Credentials the client holds, to be sure none ends up in an event: its keys and
-        the values of the custom headers it sends (`default_headers`: a gateway's auth header
-        can have any name), but for well-known harmless ones."""
+        the values of the custom headers it sends that may be credentials (`header_secrets`)."""
         found = secrets_of(client, self.secret_names)
         for value in header_secrets(getattr(client, "_custom_headers", None)):
             if value not in found:

@@ -389,3 +389,49 @@ def test_settings_named_like_keys_but_holding_none_are_not_secrets() -> None:
     key = "k" + "-0123456789"
     found = secrets_in({"prompt_cache_key": "support-bot", "openai_api_key": key})
     assert found == [key]
+
+
+def test_keys_after_encoded_quotes_or_digits_are_still_found() -> None:
+    key = "sk-proj-" + "AbCdEfGh12345678IjKlMnOp"
+    for text in ("?q=1%3D" + key, "%22%3A%22" + key + "%22", "\\u0022" + key, "1" + key):
+        assert key not in scrub_secrets(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: abcdefghABCDEFGH",  # mixed case
+        "{'Authorization': 'abcdefghijklmnop'}",  # quoted: data, whatever it looks like
+        "Authorization=s3cr3t",  # a digit
+        "cf-aig-authorization: AbCdEfGhIjKlMnOpQr",
+        "clone https://token123456@github.com/org/repo",  # a token as the user name
+    ],
+)
+def test_credential_like_authorization_and_url_users_are_scrubbed(text: str) -> None:
+    assert "[redacted]" in scrub_secrets(text)
+
+
+def test_privacy_mode_never_keeps_a_known_secret_as_the_error_type() -> None:
+    secret = "AbCdEfGh" + "12345678IjKlMnOp"
+    text = secret + ": unauthorized"
+    assert error_text(text, secrets=[secret]) == "[redacted]: unauthorized"
+    assert error_text(text, privacy=True, secrets=[secret]) == "error"
+
+
+def test_key_settings_other_than_cache_keys_are_secrets() -> None:
+    found = secrets_in(
+        {
+            "subscription_key": "s" + "-0123456",
+            "openai_key": "o" + "-0123456",
+            "prompt_cache_key": "support-bot",
+            "idempotency_key": "request-0001",
+        }
+    )
+    assert found == ["s-0123456", "o-0123456"]
+
+
+def test_a_custom_header_holding_a_scheme_or_an_opaque_token_is_a_secret() -> None:
+    token = "AbCdEfGh" + "12345678"
+    opaque = "AbCdEfGhIjKlMnOpQrSt"
+    found = header_secrets({"X-Gateway": "Bearer " + token, "X-Other": opaque})
+    assert found == ["Bearer " + token, token, opaque]

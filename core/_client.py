@@ -51,6 +51,9 @@ _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 # callback dies (the weak reference's own callback), so adding one costs the same however many
 # handlers are alive, and no live one is ever pushed out.
 _shutdown_callbacks: dict[int, tuple[Callable[[], Any], Any]] = {}
+# The same callback for the same client registered again is the entry it has: (id of the
+# bound object or function, id of the method's function, id of the client) -> key.
+_shutdown_index: dict[tuple[int, int, int], int] = {}
 _shutdown_keys = itertools.count()
 _shutdown_lock = threading.Lock()
 
@@ -65,20 +68,29 @@ def on_shutdown(callback: Callable[[], None], client: Any = None) -> None:
     deadline are skipped. Held weakly (a bound method lives as long as its object); what it
     raises is logged and ignored.
     """
+    bound = hasattr(callback, "__self__") and hasattr(callback, "__func__")
+    owner = callback.__self__ if bound else callback  # type: ignore[attr-defined]
+    ident = (id(owner), id(callback.__func__) if bound else 0, id(client))  # type: ignore[attr-defined]
     key = next(_shutdown_keys)
 
     def forget(_: Any) -> None:
         # Runs whenever the callback's object is collected, maybe inside another thread's
-        # locked section: a single dict operation, no lock.
+        # locked section: single dict operations, no lock.
         _shutdown_callbacks.pop(key, None)
+        if _shutdown_index.get(ident) == key:
+            _shutdown_index.pop(ident, None)
 
     ref: Callable[[], Any]
-    if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
+    if bound:
         ref = weakref.WeakMethod(callback, forget)
     else:
         ref = weakref.ref(callback, forget)
     with _shutdown_lock:
+        known = _shutdown_index.get(ident)
+        if known is not None and known in _shutdown_callbacks:
+            return  # registered already: called once
         _shutdown_callbacks[key] = (ref, client)
+        _shutdown_index[ident] = key
 
 
 # The core's own hand-overs (open tracked streams, open generator spans): module functions

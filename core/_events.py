@@ -7,7 +7,7 @@ Builders take plain Python facts and return a properties dict; integrations neve
 from __future__ import annotations
 
 import functools
-import re
+import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -253,7 +253,20 @@ def provider_from_base_url(url: Any, default: str = "openai") -> str:
     return _provider_from_text(str(url), default)
 
 
-_PRIVATE_HOST = re.compile(r"^(10|192\.168|172\.(1[6-9]|2\d|3[01]))\.")
+_LOCAL_NAMES = frozenset(
+    {"localhost", "localhost.localdomain", "host.docker.internal", "0.0.0.0", "::"}
+)
+
+
+def _is_local_host(host: str) -> bool:
+    """This machine, a container's host, an mDNS name or a private (or link-local) address."""
+    if host in _LOCAL_NAMES or host.endswith((".local", ".localhost")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
 
 
 @functools.lru_cache(maxsize=256)
@@ -268,11 +281,7 @@ def _provider_from_text(text: str, default: str) -> str:
             return provider
     if parts.port == 11434 or "ollama" in host:
         return "ollama"
-    if (
-        host in ("localhost", "127.0.0.1", "::1", "0.0.0.0")
-        or host.endswith(".local")
-        or _PRIVATE_HOST.match(host)
-    ):
+    if _is_local_host(host):
         # A model served on this machine or this network (vLLM, LM Studio, a stand-in): the
         # same value on every route that reads the base URL.
         return "local"

@@ -32,7 +32,7 @@ def function_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
     """
     if arguments is not None and not isinstance(arguments, str):
         try:
-            arguments = json.dumps(arguments, ensure_ascii=False)
+            arguments = json.dumps(arguments, ensure_ascii=False, default=str)
         except (TypeError, ValueError):
             pass  # not JSON: the value as it is, made JSON-safe with the rest of the event
     call: dict[str, Any] = {"type": "function"}

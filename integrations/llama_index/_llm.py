@@ -179,9 +179,9 @@ def _role(message: Any) -> str:
 
 
 def _tool_call(call_id: Any, name: Any, args: Any) -> dict[str, Any]:
-    if not isinstance(args, str) and args is not None:
+    if not isinstance(args, str):
         try:
-            json.dumps(args)
+            args = json.dumps(args, default=str, ensure_ascii=False)
         except Exception:  # not JSON: its text, as the model would have read it
             args = str(args)
     return function_call(call_id, name, args)

@@ -313,3 +313,11 @@ def test_on_shutdown_keeps_every_live_callback_however_many_are_registered(clien
     assert first.calls == 1
     assert all(h.calls == 1 for h in others)
     assert len(sink.events) == 1501
+
+
+def test_the_same_callback_registered_again_is_called_once(client, sink):
+    holder = _Holder(Emitter(client))
+    for _ in range(1000):
+        Emitter(client).on_shutdown(holder.hand_over)
+    assert client.shutdown(timeout=5) is True
+    assert holder.calls == 1

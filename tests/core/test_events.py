@@ -121,6 +121,11 @@ def test_span_parent_defaults_to_trace_and_trace_has_no_parent():
         ("http://127.0.0.1:8000/v1", "local"),
         ("http://10.0.0.7:4000/v1", "local"),
         ("http://gpu-box.local:8000/v1", "local"),
+        ("http://127.0.0.2:8000/v1", "local"),
+        ("http://host.docker.internal:11435/v1", "local"),
+        ("http://[fd00::5]:8000/v1", "local"),
+        ("http://localhost.localdomain:8000/v1", "local"),
+        ("http://172.32.0.1:8000/v1", "openai"),  # public, just past the private range
         ("https://generativelanguage.googleapis.com/v1beta", "gemini"),
         ("https://us-central1-aiplatform.googleapis.com/v1", "vertex"),
         (None, "openai"),

@@ -3,6 +3,7 @@ parameters, messages, embedding token counts."""
 
 from __future__ import annotations
 
+import datetime
 import types
 
 import pytest
@@ -173,6 +174,15 @@ def test_messages_with_images_and_tool_calls():
             role="assistant",
             blocks=[ToolCallBlock(tool_call_id="c1", tool_name="lookup", tool_kwargs={"q": "cat"})],
         ),
+        ChatMessage(
+            role="assistant",
+            blocks=[
+                ToolCallBlock(
+                    tool_name="book",
+                    tool_kwargs={"city": "Zürich", "on": datetime.date(2024, 1, 2)},
+                )
+            ],
+        ),
         ChatMessage(role="tool", content="a cat", additional_kwargs={"tool_call_id": "c1"}),
     ]
     out = _llm.messages_to_input(messages)
@@ -187,7 +197,11 @@ def test_messages_with_images_and_tool_calls():
             "function": {"name": "lookup", "arguments": '{"q": "cat"}'},
         }
     ]
-    assert out[2] == {"role": "tool", "content": "a cat", "tool_call_id": "c1"}
+    # Arguments stay JSON text whatever they hold (a date as its text), written as given.
+    assert out[2]["tool_calls"][0]["function"]["arguments"] == (
+        '{"city": "Zürich", "on": "2024-01-02"}'
+    )
+    assert out[3] == {"role": "tool", "content": "a cat", "tool_call_id": "c1"}
     chat = ChatResponse(message=ChatMessage(role="assistant", content="done"))
     assert _llm.response_to_output(chat) == [{"role": "assistant", "content": "done"}]
 

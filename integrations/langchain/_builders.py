@@ -263,10 +263,18 @@ def _content(run: Run, response: Any, max_chars: int | None, collect: bool) -> A
         messages_to_dicts(run.inputs, memo) if run.kind == CHAT else prompts_to_dicts(run.inputs)
     )
     output = (output_choices(response, memo) or None) if response is not None else None
+    if output is None and run.streamed is not None:
+        output = _streamed_so_far(run.streamed)
     texts: list[str] = []
     if collect and max_chars is not None:
         texts = long_texts(input_messages, max_chars) + long_texts(output, max_chars)
     return input_messages, output, texts
+
+
+def _streamed_so_far(streamed: list[Any]) -> list[dict[str, Any]] | None:
+    """A stream that ended without its response (abandoned, sent at shutdown): its text so far."""
+    text = "".join(token for token in streamed[2:] if type(token) is str)
+    return [{"role": "assistant", "content": text}] if text else None
 
 
 def _content_safely(run: Run, response: Any, max_chars: int | None, collect: bool) -> Any:
@@ -277,6 +285,8 @@ def _content_safely(run: Run, response: Any, max_chars: int | None, collect: boo
         else safely(prompts_to_dicts, run.inputs)
     )
     output = (safely(output_choices, response, memo) or None) if response is not None else None
+    if output is None and run.streamed is not None:
+        output = safely(_streamed_so_far, run.streamed)
     texts: list[str] = []
     if collect and max_chars is not None:
         texts.extend(safely(long_texts, input_messages, max_chars) or ())

@@ -471,9 +471,11 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                     tokens = trace.tokens = {}
                 times = tokens.get(key)
                 if times is None:
-                    tokens[key] = [now, now]
+                    tokens[key] = [now, now, token]
                 else:
                     times[1] = now
+                    # The text so far: a stream its caller abandons is sent with it.
+                    times.append(token)
         except Exception as exc:
             report_internal_error(exc)
 

@@ -113,7 +113,7 @@ class Trace:
         # about (key -> (observation, opened here)), the steps it asked about, token times.
         self.observations: dict[Any, tuple[Observation, bool]] | None = None
         self.asked: set[Any] | None = None
-        self.tokens: dict[Any, list[float]] | None = None
+        self.tokens: dict[Any, list[Any]] | None = None
 
     def observation_map(self) -> dict[Any, tuple[Observation, bool]]:
         """`observations`, made on first use (most traces never need it)."""
@@ -166,6 +166,7 @@ class Run:
         "start",
         "first_token",
         "last_token",
+        "streamed",
         "scope",
         "span_str",
         "builder",
@@ -202,6 +203,8 @@ class Run:
         self.start = start
         self.first_token: float | None = None
         self.last_token: float | None = None
+        # `[first token time, last token time, token, token, ...]` of a streamed model call.
+        self.streamed: list[Any] | None = None
         self.scope = trace.scope
         self.span_str: str | None = None
         self.builder: Callable[..., dict[str, Any]] | None = None
@@ -310,7 +313,8 @@ def replay(
             if tokens is not None:
                 times = tokens.get(key)
                 if times is not None:
-                    run.first_token, run.last_token = times
+                    run.first_token, run.last_token = times[0], times[1]
+                    run.streamed = times
         else:
             run.run_type = x1
         if scope is not None:
@@ -527,7 +531,7 @@ def _last_activity(trace: Trace, key: Any) -> float:
     or end in the log (the rare path: eviction)."""
     times = trace.tokens.get(key) if trace.tokens else None
     if times is not None:
-        return times[1]
+        return float(times[1])
     log = trace.log
     last = 0.0
     i, n = 0, len(log)

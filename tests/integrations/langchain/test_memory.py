@@ -107,6 +107,12 @@ def test_a_stream_the_caller_stopped_reading_is_sent_when_its_client_shuts_down(
     assert names.count("$ai_trace") == 1 and names.count("$ai_generation") == 1
     (trace,) = sink.named("$ai_trace")
     assert "$ai_is_error" not in trace["properties"]  # not finished, not failed
+    (generation,) = sink.named("$ai_generation")
+    # The model's text streamed so far (the fake model streams word by word).
+    (choice,) = generation["properties"]["$ai_output_choices"]
+    assert choice["role"] == "assistant"
+    assert choice["content"] and "one two three four".startswith(choice["content"])
+    assert "$ai_stop_reason" not in generation["properties"]
     assert all(
         e["properties"]["$ai_trace_id"] == trace["properties"]["$ai_trace_id"] for e in sink.events
     )

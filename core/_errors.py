@@ -61,7 +61,7 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{6,}")
 _KEY_VALUES = re.compile(
     r"""(?ix)
     (
-      ["']?(?:x-api-key|x-goog-api-key|api[_-]?key|apikey|access[_-]?token|secret|password|key|token)["']?
+      (?<![A-Za-z0-9])["']?(?:x-api-key|x-goog-api-key|api[_-]?key|apikey|access[_-]?token|secret|password|key|token)["']?
       \s*[:=]\s*["']?
     )
     (?!\[redacted\])[^\s"'&,;}\]]{4,}

@@ -310,6 +310,7 @@ def test_error_text_scrubs_common_key_formats(text: str, secret: str) -> None:
         "clone ssh://git@github.com/org/repo failed",  # a user name without a password
         "task-scheduler-configuration-file is missing",  # 'sk-' inside a word
         "disk-quota-exceeded-for-user-accounts",
+        "monkey: banana, turkey=roast",  # 'key' ending another word
     ],
 )
 def test_error_text_leaves_ordinary_text_alone(text: str) -> None:

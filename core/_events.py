@@ -390,8 +390,12 @@ def generation_properties(
     cache_creation_5m_input_tokens: int | None = None,
     cache_creation_1h_input_tokens: int | None = None,
     web_search_count: int | None = None,
+    service_tier: str | None = None,
 ) -> dict[str, Any]:
     """Properties of one `$ai_generation` (an LLM call).
+
+    `service_tier`: the tier the provider served the call at (OpenAI's `flex`, `priority` ...),
+    which PostHog prices by.
 
     `secrets`: credentials the model holds, scrubbed from `error`'s text like known key shapes.
 
@@ -439,6 +443,8 @@ def generation_properties(
         props["$ai_cache_creation_1h_input_tokens"] = int(cache_creation_1h_input_tokens)
     if web_search_count is not None:
         props["$ai_web_search_count"] = int(web_search_count)
+    if isinstance(service_tier, str) and service_tier:
+        props["$ai_service_tier"] = service_tier
     if stream:
         props["$ai_stream"] = True
         if time_to_first_token is not None:

@@ -387,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "model": served,
                     "choices": choices,
                     "usage": usage.chat(),
-                    "service_tier": "default",
+                    "service_tier": _served_tier(body),
                     "system_fingerprint": "fp_standin",
                 },
             )
@@ -398,7 +398,7 @@ class _Handler(BaseHTTPRequestHandler):
             "object": "chat.completion.chunk",
             "created": created,
             "model": served,
-            "service_tier": "default",
+            "service_tier": _served_tier(body),
             "system_fingerprint": "fp_standin",
         }
 
@@ -1027,3 +1027,9 @@ def _vector(text: str, dimensions: int) -> list[float]:
     raw = raw[:dimensions]
     norm = sum(v * v for v in raw) ** 0.5 or 1.0
     return [round(v / norm, 6) for v in raw]
+
+
+def _served_tier(body: dict[str, Any]) -> str:
+    """The tier a request is served at, as OpenAI answers: the one asked for, else default."""
+    asked = body.get("service_tier")
+    return asked if asked in ("flex", "priority", "scale") else "default"

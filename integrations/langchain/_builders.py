@@ -37,6 +37,7 @@ from ._usage import (
     normalise_provider,
     requested_model,
     served_model,
+    service_tier,
     stop_reason,
 )
 
@@ -358,5 +359,6 @@ def generation_builder(
         error=err,
         framework=FRAMEWORK,
         privacy_mode=privacy,
+        service_tier=safely(service_tier, response) if response is not None else None,
         secrets=secrets or (),
     )

@@ -30,6 +30,7 @@ __all__ = [
     "served_model",
     "extract_usage",
     "stop_reason",
+    "service_tier",
     "is_anthropic_model",
 ]
 
@@ -212,6 +213,17 @@ def _metadata_usage(metadata: Any) -> Usage | None:
     # Ollama puts its counters at the top level of the response metadata.
     if "prompt_eval_count" in metadata or "eval_count" in metadata:
         return _raw_usage(metadata)
+    return None
+
+
+def service_tier(response: Any) -> str | None:
+    """The tier the provider served the call at (`response_metadata["service_tier"]`)."""
+    for generation in _generations(response):
+        metadata = getattr(getattr(generation, "message", None), "response_metadata", None)
+        if type(metadata) is dict or isinstance(metadata, Mapping):
+            tier = metadata.get("service_tier")
+            if isinstance(tier, str) and tier:
+                return tier
     return None
 
 

@@ -60,6 +60,7 @@ def _tool_delta(tool_call: Any) -> tuple[Any, ...]:
 
 
 def build(call: Call) -> dict[str, Any]:
+    tier = None  # a stream's chunks are not kept: its tier is not known here
     if call.stream:
         model, usage = call.model, call.usage
         output, stop_reason = _accumulate(call.chunks)
@@ -68,6 +69,7 @@ def build(call: Call) -> dict[str, Any]:
         model = getattr(result, "model", None)
         usage = getattr(result, "usage", None)
         output, stop_reason = _output(getattr(result, "choices", None))
+        tier = getattr(result, "service_tier", None)
     return generation(
         call,
         model=model,
@@ -76,6 +78,7 @@ def build(call: Call) -> dict[str, Any]:
         usage=normalize_usage(usage),
         stop_reason=stop_reason,
         error=call.error_text(),
+        service_tier=tier,
     )
 
 

@@ -41,6 +41,7 @@ def generation(
     usage: Usage,
     stop_reason: str | None,
     error: str | None,
+    service_tier: Any = None,
 ) -> dict[str, Any]:
     """`$ai_generation` properties from what chat and responses calls have in common.
 
@@ -71,6 +72,7 @@ def generation(
         error=error,
         is_error=True if error else None,
         privacy_mode=call.privacy,
+        service_tier=service_tier if isinstance(service_tier, str) else None,
     )
 
 

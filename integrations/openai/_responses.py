@@ -69,6 +69,7 @@ def build(call: Call) -> dict[str, Any]:
         usage=normalize_usage(usage),
         stop_reason=stop_reason,
         error=call.error_text() or failure,
+        service_tier=getattr(response, "service_tier", None),
     )
 
 

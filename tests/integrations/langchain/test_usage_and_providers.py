@@ -199,6 +199,13 @@ def test_anthropic_chain_end_to_end(handler, events):
     assert "$ai_reasoning_tokens" not in props
 
 
+def test_the_served_service_tier_is_sent_for_pricing(handler, events):
+    llm = model(reply("Owls.", response_metadata={"service_tier": "flex"}))
+    chain(llm).invoke({"question": "q"}, config={"callbacks": [handler]})
+    (generation,) = events("$ai_generation")
+    assert generation["properties"]["$ai_service_tier"] == "flex"
+
+
 def test_streamed_usage_arrives_in_the_last_chunk(handler, events):
     llm = model(
         reply(

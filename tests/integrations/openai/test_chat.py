@@ -120,6 +120,15 @@ def test_each_call_has_its_own_span_id_and_hangs_from_the_open_span(make_client,
     assert nested["$ai_span_id"] != outer.span_id
 
 
+def test_the_served_service_tier_is_sent_for_pricing(make_client, events):
+    llm = make_client()
+    llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, service_tier="flex")
+    llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    flex, default = (e["properties"] for e in events("$ai_generation"))
+    assert flex["$ai_service_tier"] == "flex"  # PostHog prices flex and priority calls by it
+    assert default["$ai_service_tier"] == "default"
+
+
 @pytest.mark.parametrize("where", ["call", "context", "client"])
 def test_privacy_mode_drops_prompt_and_answer(make_client, events, sink, where):
     posthog = posthog_llm.Client(

@@ -26,6 +26,9 @@ __all__ = [
     "report_to_trace",
     "activated",
     "StepPlace",
+    "model_call_reported",
+    "reporting_model_call",
+    "done_reporting_model_call",
     "register_resolver",
     "UNKNOWN",
     "OUTSIDE",
@@ -267,3 +270,30 @@ class StepPlace:
         _current.reset(token)
         if inside is not None:
             self.inside = inside
+
+
+# A provider drop-in's model call in progress in this context: what instrumentation inside the
+# SDK records of it (an OpenTelemetry span of the SDK's own) is the same call, reported already.
+_model_call: ContextVar[bool] = ContextVar("posthog_llm_model_call", default=False)
+
+
+def reporting_model_call() -> Any:
+    """Mark the model call about to run here as reported by posthog-llm; pass the result to
+    `_model_call.reset` (through `done_reporting_model_call`) when it returns."""
+    return _model_call.set(True)
+
+
+def done_reporting_model_call(token: Any) -> None:
+    _model_call.reset(token)
+
+
+def model_call_reported() -> bool:
+    """Whether a model call starting here is reported by posthog-llm already: a provider
+    drop-in's call is in progress, or the open observation is a model call (an integration
+    that opens one while its model runs). Another integration seeing the same call (an
+    OpenTelemetry span the SDK or an instrumentation makes inside it) leaves it out rather than
+    count it twice."""
+    if _model_call.get():
+        return True
+    obs = current_observation()
+    return obs is not None and obs.kind == GENERATION_KIND

@@ -35,7 +35,12 @@ from ._events import (
     http_status_of,
 )
 from ._ids import uuid4_str
-from ._observation import GENERATION_KIND, current_observation
+from ._observation import (
+    GENERATION_KIND,
+    current_observation,
+    done_reporting_model_call,
+    reporting_model_call,
+)
 from ._sender_stats import RateLimitedWarning
 
 __all__ = [
@@ -549,12 +554,15 @@ def run_tracked(
     call = begin_call(kind, tracker, client, kwargs)
     if call is None:
         return method(*args, **kwargs)
+    token = reporting_model_call()
     start = _perf()
     try:
         result = method(*args, **kwargs)
     except BaseException as exc:
         call.fail(exc, _perf() - start)
         raise
+    finally:
+        done_reporting_model_call(token)
     return call.succeed(result, _perf() - start)
 
 
@@ -569,12 +577,15 @@ async def run_tracked_async(
     call = begin_call(kind, tracker, client, kwargs)
     if call is None:
         return await method(*args, **kwargs)
+    token = reporting_model_call()
     start = _perf()
     try:
         result = await method(*args, **kwargs)
     except BaseException as exc:
         call.fail(exc, _perf() - start)
         raise
+    finally:
+        done_reporting_model_call(token)
     return call.succeed(result, _perf() - start)
 
 

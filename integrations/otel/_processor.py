@@ -29,6 +29,7 @@ from ._kernel import (
     first_of,
     is_ai_span,
     make_scope,
+    model_call_reported,
     plan_trace,
     privacy_requested,
     record_from_sdk_span,
@@ -88,6 +89,8 @@ class PostHogSpanProcessor(SpanProcessor):
         self._open: OrderedDict[int, list[SpanRecord]] = OrderedDict()
         # trace id -> (scope, open observation) when its root started, if either was set
         self._starts: dict[int, tuple[Scope, Any]] = {}
+        # Span ids of model calls reported by posthog-llm itself (`model_call_reported`).
+        self._elsewhere: set[int] = set()
         # trace id -> how a trace whose root ended was sent (its root's span id, scope and
         # outer observation), for spans that end after it (a stream read after the handler
         # returned): they are sent at once, as part of it.
@@ -112,6 +115,9 @@ class PostHogSpanProcessor(SpanProcessor):
             ):
                 return
             try:
+                if model_call_reported():
+                    self._reported_elsewhere(span)
+                    return
                 trace_key = span.context.trace_id
                 # A trace already sent takes this step at its end, as a late part (`_ended`).
                 if trace_key not in self._open and trace_key not in self._ended:
@@ -128,6 +134,14 @@ class PostHogSpanProcessor(SpanProcessor):
             return  # otherwise only a trace's local root decides its identity and parent
         # try/except rather than the context manager: this runs for every trace's root.
         try:
+            attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+            if (
+                attributes is not None
+                and (_START_KEYS[0] in attributes or _START_KEYS[1] in attributes)
+                and model_call_reported()
+            ):
+                self._reported_elsewhere(span)
+                return
             outer = current_observation()
             if outer is None:
                 scope = current_scope()
@@ -146,8 +160,13 @@ class PostHogSpanProcessor(SpanProcessor):
         try:
             trace_key = span.context.trace_id
             spans = self._open.get(trace_key)
+            elsewhere = False
+            if self._elsewhere:
+                elsewhere = span.context.span_id in self._elsewhere
+                if elsewhere:
+                    self._elsewhere.discard(span.context.span_id)
             if spans is None:
-                if not _is_ai(span):
+                if elsewhere or not _is_ai(span):
                     parent = span.parent
                     if parent is None or parent.is_remote:
                         self._starts.pop(trace_key, None)
@@ -165,7 +184,13 @@ class PostHogSpanProcessor(SpanProcessor):
             # the SDK's dozen kept alive until the trace is sent (the garbage collector's full
             # passes over queued traces were the largest cost of a burst).
             # The trace id's hex is made once per trace (the first record's).
-            spans.append(record_from_sdk_span(span, spans[0].trace_id if spans else None))
+            record = record_from_sdk_span(span, spans[0].trace_id if spans else None)
+            if elsewhere:
+                # Its model call is reported already: here it is only a step of the trace.
+                record.attributes = {
+                    k: v for k, v in record.attributes.items() if not k.startswith(AI_PREFIXES)
+                }
+            spans.append(record)
             parent = span.parent
             if parent is None or parent.is_remote or len(spans) >= MAX_SPANS_PER_TRACE:
                 with self._lock:
@@ -174,6 +199,14 @@ class PostHogSpanProcessor(SpanProcessor):
                     self._send(trace_key, done)
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
+
+    def _reported_elsewhere(self, span: Any) -> None:
+        """A GenAI span started inside a model call posthog-llm reports already (the SDK's own
+        span under a provider drop-in, an instrumentation's under a framework's model run)."""
+        elsewhere = self._elsewhere
+        if len(elsewhere) >= MAX_OPEN_TRACES:
+            elsewhere.clear()  # spans that never end: forget rather than grow
+        elsewhere.add(span.context.span_id)
 
     def shutdown(self) -> None:
         # Within the client's own shutdown deadline (OpenTelemetry gives none).

@@ -182,3 +182,34 @@ def test_call_inside_a_langchain_step_joins_its_run(make_client, events, client)
     assert root["$ai_span_name"] == "ask_claude"
     assert generation["$ai_trace_id"] == root["$ai_trace_id"]
     assert generation["$ai_parent_id"] == root["$ai_trace_id"]  # the lambda is the trace root
+
+
+def test_the_sdks_own_opentelemetry_span_is_not_a_second_generation(make_client, client, events):
+    """anthropic 2.x records its own GenAI span of each call; with the drop-in and
+    `PostHogSpanProcessor` on one provider, each call is still reported once."""
+    import inspect
+
+    if "open_telemetry" not in inspect.signature(anthropic.Anthropic).parameters:
+        pytest.skip("this anthropic SDK records no OpenTelemetry spans of its own")
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    from posthog_llm.integrations.otel import PostHogSpanProcessor
+
+    provider = sdk_trace.TracerProvider()
+    provider.add_span_processor(PostHogSpanProcessor(client))
+    plain = anthropic.Anthropic(
+        api_key=API_KEY,
+        base_url=make_client().base_url,
+        max_retries=0,
+        open_telemetry={"tracer_provider": provider},
+    )
+    tracked = make_client(open_telemetry={"tracer_provider": provider})
+    plain.messages.create(model=MODEL, max_tokens=50, messages=HELLO)  # only the SDK's span
+    tracked.messages.create(model=MODEL, max_tokens=50, messages=HELLO)
+    provider.force_flush()
+    generations = events("$ai_generation")
+    # One from the plain client's span (OpenTelemetry), one from the drop-in: not three.
+    assert len(generations) == 2
+    assert sorted(g["properties"].get("$ai_framework", "") for g in generations) == [
+        "",
+        "opentelemetry",
+    ]

@@ -399,8 +399,10 @@ def _stop_reason(rec: SpanRecord, output_messages: Any) -> str | None:
         return str(reasons[0])
     if isinstance(reasons, str) and reasons:
         return reasons
-    value = attrs.get("ai.response.finishReason")
-    if value:
+    value = _first(
+        attrs, "ai.response.finishReason", "llm.finish_reason", "anthropic.message.stop_reason"
+    )
+    if value is not None:
         return str(value)
     if isinstance(output_messages, dict):
         output_messages = [output_messages]
@@ -500,10 +502,12 @@ def _openinference_messages(attrs: Mapping[str, Any], prefix: str) -> list[dict[
         return None
     out = []
     for item in found:
-        message: dict[str, Any] = {
-            "role": item.get("message.role") or "user",
-            "content": item.get("message.content"),
-        }
+        content = item.get("message.content")
+        if content is None and "message.contents.0.message_content.type" in item:
+            content = _openinference_contents(item)
+        message: dict[str, Any] = {"role": item.get("message.role") or "user", "content": content}
+        if item.get("message.tool_call_id"):  # a tool result answers this call
+            message["tool_call_id"] = str(item["message.tool_call_id"])
         calls = [
             function_call(
                 call.get("tool_call.id"),
@@ -516,6 +520,27 @@ def _openinference_messages(attrs: Mapping[str, Any], prefix: str) -> list[dict[
             message["tool_calls"] = calls
         out.append(message)
     return out
+
+
+def _openinference_contents(item: Mapping[str, Any]) -> Any:
+    """`message.contents.N.message_content.{type,text,image.image.url}` (the Responses API's
+    output, multimodal input): its texts joined, or a list of parts when one is not text."""
+    texts: list[str] = []
+    parts: list[dict[str, Any]] = []
+    for part in _indexed(item, "message.contents."):
+        kind = part.get("message_content.type") or "text"
+        if kind == "text":
+            text = str(part.get("message_content.text") or "")
+            texts.append(text)
+            parts.append({"type": "text", "text": text})
+        elif kind == "image":
+            url = part.get("message_content.image.image.url")
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        else:
+            parts.append({"type": str(kind)})
+    if len(texts) == len(parts):
+        return "".join(texts) if texts else None
+    return parts
 
 
 _EVENT_ROLES = {

@@ -1,0 +1,124 @@
+"""Attributes and events as real instrumentations set them (OpenLLMetry, OpenInference, the
+Anthropic SDK's own spans), on spans built with the real OpenTelemetry SDK."""
+
+from __future__ import annotations
+
+import json
+
+from opentelemetry.trace import StatusCode
+
+from tests.support.events import only
+
+START = 1_700_000_000_000_000_000  # a span's start, in nanoseconds
+OI_LLM = {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini-2024-08-06"}
+TRACELOOP = {"llm.request.type": "chat", "gen_ai.request.model": "gpt-4o-mini"}
+
+
+def span(tracer, name: str, attributes: dict, events=(), *, end_ms: int = 500, error=None):
+    """One span started at START, with `events` as (name, attributes, ms after the start)."""
+    s = tracer.start_span(name, attributes=attributes, start_time=START)
+    for event_name, event_attributes, ms in events:
+        s.add_event(event_name, event_attributes, timestamp=START + ms * 1_000_000)
+    if error is not None:
+        kind, message = error
+        s.add_event(
+            "exception",
+            {"exception.type": kind, "exception.message": message},
+            timestamp=START + end_ms * 1_000_000,
+        )
+        s.set_status(StatusCode.ERROR)
+    s.end(end_time=START + end_ms * 1_000_000)
+
+
+def generations(events) -> dict[str, dict]:
+    return {e["properties"]["$ai_span_name"]: e["properties"] for e in events("$ai_generation")}
+
+
+def test_openinference_responses_output_contents_are_the_message_text(tracer, events):
+    prefix = "llm.output_messages.0.message"
+    span(
+        tracer,
+        "Response",
+        {
+            **OI_LLM,
+            f"{prefix}.role": "assistant",
+            f"{prefix}.contents.0.message_content.type": "text",
+            f"{prefix}.contents.0.message_content.text": "Echo: ",
+            f"{prefix}.contents.1.message_content.type": "text",
+            f"{prefix}.contents.1.message_content.text": "hi responses",
+        },
+    )
+    span(
+        tracer,
+        "vision",
+        {
+            **OI_LLM,
+            "llm.input_messages.0.message.role": "user",
+            "llm.input_messages.0.message.contents.0.message_content.type": "text",
+            "llm.input_messages.0.message.contents.0.message_content.text": "what is this?",
+            "llm.input_messages.0.message.contents.1.message_content.type": "image",
+            "llm.input_messages.0.message.contents.1.message_content.image.image.url": "https://x/y.png",
+        },
+    )
+    found = generations(events)
+    assert found["Response"]["$ai_output_choices"] == [
+        {"role": "assistant", "content": "Echo: hi responses"}
+    ]
+    assert found["vision"]["$ai_input"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+            ],
+        }
+    ]
+
+
+def test_openinference_and_anthropic_finish_reasons_are_the_stop_reason(tracer, events):
+    span(tracer, "oi", {**OI_LLM, "llm.finish_reason": "tool_calls"})
+    span(
+        tracer,
+        "anthropic.messages.create",
+        {"gen_ai.request.model": "claude-sonnet-4-5", "anthropic.message.stop_reason": "end_turn"},
+    )
+    span(
+        tracer,
+        "both",
+        {**TRACELOOP, "gen_ai.response.finish_reasons": ("stop",), "llm.finish_reason": "length"},
+    )
+    found = generations(events)
+    assert {name: p.get("$ai_stop_reason") for name, p in found.items()} == {
+        "oi": "tool_calls",
+        "anthropic.messages.create": "end_turn",
+        "both": "stop",
+    }
+
+
+def test_an_openinference_tool_message_keeps_the_call_it_answers(tracer, events):
+    prefix = "llm.input_messages"
+    span(
+        tracer,
+        "ChatOpenAI",
+        {
+            **OI_LLM,
+            f"{prefix}.0.message.role": "user",
+            f"{prefix}.0.message.content": "weather in Paris?",
+            f"{prefix}.1.message.role": "assistant",
+            f"{prefix}.1.message.tool_calls.0.tool_call.id": "call_standin_2585e791ad73",
+            f"{prefix}.1.message.tool_calls.0.tool_call.function.name": "get_weather",
+            f"{prefix}.1.message.tool_calls.0.tool_call.function.arguments": json.dumps(
+                {"city": "Paris"}
+            ),
+            f"{prefix}.2.message.role": "tool",
+            f"{prefix}.2.message.content": "sunny, 21C",
+            f"{prefix}.2.message.tool_call_id": "call_standin_2585e791ad73",
+        },
+    )
+    messages = only(events("$ai_generation"))["$ai_input"]
+    assert messages[2] == {
+        "role": "tool",
+        "content": "sunny, 21C",
+        "tool_call_id": "call_standin_2585e791ad73",
+    }
+    assert "tool_call_id" not in messages[0]

@@ -214,7 +214,9 @@ def _provider(attrs: Mapping[str, Any]) -> str | None:
     return name
 
 
-def _model(attrs: Mapping[str, Any]) -> str | None:
+def _model(attrs: Mapping[str, Any], invocation: Any = None) -> str | None:
+    """The span's model; else the one its OpenInference invocation parameters asked for (a
+    failed call has no `llm.model_name`)."""
     value = _first(
         attrs,
         "gen_ai.response.model",
@@ -224,6 +226,8 @@ def _model(attrs: Mapping[str, Any]) -> str | None:
         "ai.response.model",
         "ai.model.id",
     )
+    if value is None and isinstance(invocation, dict):
+        value = _first(invocation, "model", "model_name")
     return str(value) if value is not None else None
 
 
@@ -258,9 +262,9 @@ _REQUEST_PARAMETERS = {
 }
 
 
-def _model_parameters(attrs: Mapping[str, Any]) -> dict[str, Any]:
+def _model_parameters(attrs: Mapping[str, Any], invocation: Any) -> dict[str, Any]:
+    """`invocation` is OpenInference's `llm.invocation_parameters` already parsed."""
     params: dict[str, Any] = {}
-    invocation = _json(attrs.get("llm.invocation_parameters"))
     if isinstance(invocation, dict):
         params.update(invocation)
     for key, name in _REQUEST_PARAMETERS.items():
@@ -420,23 +424,83 @@ def _stop_reason(rec: SpanRecord, output_messages: Any) -> str | None:
     return None
 
 
-def _http_status(attrs: Mapping[str, Any], error: str | None) -> int | None:
+_FIRST_TOKEN_EVENT = "First Token Stream Event"  # OpenInference's, when the first chunk came
+
+
+def _stream(rec: SpanRecord, invocation: Any) -> tuple[bool | None, float | None]:
+    """Whether the call streamed, and its time to first token in seconds: OpenLLMetry's
+    `gen_ai.is_streaming`, the Anthropic SDK's `gen_ai.request.stream` and
+    `gen_ai.response.time_to_first_chunk`, OpenInference's invocation parameters and its first
+    token event (its time after the span's start)."""
+    attrs = rec.attributes
+    stream = _first(attrs, "gen_ai.is_streaming", "gen_ai.request.stream")
+    if stream is None and isinstance(invocation, dict):
+        stream = invocation.get("stream")
+    if isinstance(stream, str):
+        stream = stream.strip().lower() == "true"
+    first = attrs.get("gen_ai.response.time_to_first_chunk")
+    seconds = (
+        float(first) if isinstance(first, (int, float)) and not isinstance(first, bool) else None
+    )
+    if seconds is None and rec.start_ns:
+        for event in rec.events:
+            if event.name == _FIRST_TOKEN_EVENT and event.time_ns:
+                seconds = max(0, event.time_ns - rec.start_ns) / 1e9
+                break
+    if seconds is not None and stream is None:
+        stream = True  # only a streamed call has a first token apart from its end
+    return (bool(stream) if stream is not None else None), seconds
+
+
+# The OpenAI and Anthropic SDKs' error classes (and their names in `error.type`) by the status
+# their API answered; a timeout or a lost connection has none.
+_ERROR_STATUSES = {
+    "BadRequestError": 400,
+    "AuthenticationError": 401,
+    "PermissionDeniedError": 403,
+    "NotFoundError": 404,
+    "ConflictError": 409,
+    "UnprocessableEntityError": 422,
+    "RateLimitError": 429,
+    "InternalServerError": 500,
+}
+_ERROR_CODE = re.compile(r"^Error code: (\d{3})\b")  # how those SDKs' messages start
+
+
+def _exception(rec: SpanRecord) -> tuple[Any, Any]:
+    """The type and message of the span's first exception event (None, None without one)."""
+    for event in rec.events:
+        if event.name == "exception":
+            return event.attributes.get("exception.type"), event.attributes.get("exception.message")
+    return None, None
+
+
+def _http_status(rec: SpanRecord, error: str | None) -> int | None:
     """The call's HTTP status: the span's `http.response.status_code`, else 200 for a call that
-    did not fail (as every other route sends), else unknown."""
-    status = whole_number(attrs.get("http.response.status_code"))
-    if status is None and error is None:
+    did not fail (as every other route sends); for a failed one, the `Error code: NNN` its
+    exception's message starts with, else the status its SDK error class stands for, else
+    unknown. The message is only matched, never sent, so privacy mode reads it too."""
+    status = whole_number(rec.attributes.get("http.response.status_code"))
+    if status is not None:
+        return status
+    if error is None:
         return 200
-    return status
+    kind, message = _exception(rec)
+    if isinstance(message, str):
+        match = _ERROR_CODE.match(message)
+        if match:
+            return int(match.group(1))
+    for name in (kind, rec.attributes.get("error.type")):
+        if isinstance(name, str) and name:
+            found = _ERROR_STATUSES.get(name.rsplit(".", 1)[-1])
+            if found is not None:
+                return found
+    return None
 
 
 def _error(rec: SpanRecord, privacy: bool) -> str | None:
     """`Type: message` from the exception event, status or `error.type`; None without an error."""
-    kind = message = None
-    for event in rec.events:
-        if event.name == "exception":
-            kind = event.attributes.get("exception.type")
-            message = event.attributes.get("exception.message")
-            break
+    kind, message = _exception(rec)
     error_type = rec.attributes.get("error.type")
     if not rec.is_error and kind is None and error_type is None:
         return None
@@ -715,17 +779,21 @@ def span_event(
         # Parsed once: both the output and the stop reason read it.
         output_messages = None if privacy else _json(attrs.get("gen_ai.output.messages"))
         provider = _provider(attrs)
+        invocation = _json(attrs.get("llm.invocation_parameters"))
+        stream, time_to_first_token = _stream(rec, invocation)
         return GENERATION, generation_properties(
             span_name=rec.name or None,
-            model=_model(attrs),
+            model=_model(attrs, invocation),
             provider=provider,
             base_url=_base_url(attrs),
-            model_parameters=_model_parameters(attrs),
+            model_parameters=_model_parameters(attrs, invocation),
             tools=_tools(attrs),
             input=None if privacy else _input(rec),
             output_choices=None if privacy else _output(rec, output_messages),
             stop_reason=_stop_reason(rec, output_messages),
-            http_status=_http_status(attrs, error),
+            stream=stream,
+            time_to_first_token=time_to_first_token,
+            http_status=_http_status(rec, error),
             **_usage(attrs, provider),
             **common,
         )
@@ -736,11 +804,13 @@ def span_event(
             model=_model(attrs),
             provider=_provider(attrs),
             base_url=_base_url(attrs),
-            model_parameters=_model_parameters(attrs),
+            model_parameters=_model_parameters(
+                attrs, _json(attrs.get("llm.invocation_parameters"))
+            ),
             input=None if privacy or not texts else texts,
             input_count=len(texts) or None,
             input_tokens=_usage(attrs, None)["input_tokens"],
-            http_status=_http_status(attrs, error),
+            http_status=_http_status(rec, error),
             **common,
         )
     return SPAN, span_properties(

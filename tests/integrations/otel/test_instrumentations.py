@@ -34,6 +34,42 @@ def generations(events) -> dict[str, dict]:
     return {e["properties"]["$ai_span_name"]: e["properties"] for e in events("$ai_generation")}
 
 
+def test_streaming_and_the_time_to_first_token(tracer, events):
+    span(tracer, "traceloop stream", {**TRACELOOP, "gen_ai.is_streaming": True})
+    span(tracer, "traceloop plain", {**TRACELOOP, "gen_ai.is_streaming": False})
+    span(
+        tracer,
+        "anthropic.messages.create",
+        {
+            "gen_ai.request.model": "claude-sonnet-4-5",
+            "gen_ai.request.stream": True,
+            "gen_ai.response.time_to_first_chunk": 0.029782643,
+        },
+    )
+    span(
+        tracer,
+        "oi stream",
+        {**OI_LLM, "llm.invocation_parameters": '{"model": "gpt-4o-mini", "stream": true}'},
+        [("First Token Stream Event", {}, 120)],
+    )
+    span(
+        tracer,
+        "oi plain",
+        {**OI_LLM, "llm.invocation_parameters": '{"model": "gpt-4o-mini"}'},
+    )
+    found = {
+        name: (p.get("$ai_stream"), p.get("$ai_time_to_first_token"))
+        for name, p in generations(events).items()
+    }
+    assert found == {
+        "traceloop stream": (True, None),
+        "traceloop plain": (False, None),
+        "anthropic.messages.create": (True, 0.029782643),
+        "oi stream": (True, 0.12),
+        "oi plain": (None, None),
+    }
+
+
 def test_openinference_responses_output_contents_are_the_message_text(tracer, events):
     prefix = "llm.output_messages.0.message"
     span(
@@ -73,6 +109,57 @@ def test_openinference_responses_output_contents_are_the_message_text(tracer, ev
             ],
         }
     ]
+
+
+RATE_LIMITED = (
+    "Error code: 429 - {'error': {'message': 'Rate limit reached', 'code': 'rate_limit'}}"
+)
+
+
+def test_an_sdk_error_gives_its_http_status(tracer, events):
+    span(
+        tracer,
+        "traceloop 429",
+        {**TRACELOOP, "error.type": "RateLimitError"},
+        error=("openai.RateLimitError", RATE_LIMITED),
+    )
+    span(
+        tracer,
+        "oi 429",
+        {"openinference.span.kind": "LLM", "llm.invocation_parameters": '{"model": "error-429"}'},
+        error=("openai.RateLimitError", RATE_LIMITED),
+    )
+    span(  # LangChain's own class, known by its message
+        tracer,
+        "langchain 429",
+        OI_LLM,
+        error=("langchain_openai.chat_models.base.OpenAIRateLimitError", RATE_LIMITED),
+    )
+    span(tracer, "by type only", {**TRACELOOP, "error.type": "AuthenticationError"})
+    span(
+        tracer,
+        "by class",
+        TRACELOOP,
+        error=("anthropic.NotFoundError", "model not found"),
+    )
+    span(  # the span's own status wins
+        tracer,
+        "stated",
+        {**TRACELOOP, "http.response.status_code": 503, "error.type": "RateLimitError"},
+    )
+    span(tracer, "timeout", TRACELOOP, error=("openai.APITimeoutError", "Request timed out."))
+    found = generations(events)
+    assert {name: p.get("$ai_http_status") for name, p in found.items()} == {
+        "traceloop 429": 429,
+        "oi 429": 429,
+        "langchain 429": 429,
+        "by type only": 401,
+        "by class": 404,
+        "stated": 503,
+        "timeout": None,
+    }
+    assert found["oi 429"]["$ai_model"] == "error-429"  # from the invocation parameters
+    assert found["oi 429"]["$ai_is_error"] is True
 
 
 def test_openinference_and_anthropic_finish_reasons_are_the_stop_reason(tracer, events):

@@ -643,6 +643,9 @@ def _input(rec: SpanRecord) -> Any:
     oi = _openinference_messages(attrs, "llm.input_messages.")
     if oi is not None:
         return oi
+    prompts = attrs.get("llm.prompts")  # OpenInference's completion prompts (LlamaIndex complete)
+    if isinstance(prompts, (list, tuple)) and prompts:
+        return [{"role": "user", "content": str(p)} for p in prompts]
     value = _first(attrs, "ai.prompt.messages", "ai.prompt", "gen_ai.prompt", "input.value")
     return _json(value)
 
@@ -678,6 +681,16 @@ def _output(rec: SpanRecord, output_messages: Any) -> Any:
         return [{"role": "assistant", "content": _json(text)}]
     value = attrs.get("output.value")
     return None if value is None else [{"role": "assistant", "content": _json(value)}]
+
+
+def _embedding_texts(attrs: Mapping[str, Any]) -> list[Any]:
+    """What an embedding span embedded: OpenInference's `embedding.embeddings.N.embedding.text`,
+    else the messages OpenLLMetry puts in `gen_ai.input.messages` (one per text)."""
+    texts = [t.get("embedding.text") for t in _indexed(attrs, "embedding.embeddings.")]
+    if texts:
+        return texts
+    messages = _messages(attrs.get("gen_ai.input.messages"), "user")
+    return [m.get("content") for m in messages] if messages else []
 
 
 def _state(attrs: Mapping[str, Any], *keys: str) -> Any:
@@ -798,7 +811,12 @@ def span_event(
             **common,
         )
     if kind == EMBEDDING_KIND:
-        texts = [t.get("embedding.text") for t in _indexed(attrs, "embedding.embeddings.")]
+        # In privacy mode only OpenInference's texts are counted (its keys say how many);
+        # OpenLLMetry's JSON messages are content, not read there.
+        if privacy:
+            texts = [t.get("embedding.text") for t in _indexed(attrs, "embedding.embeddings.")]
+        else:
+            texts = _embedding_texts(attrs)
         return EMBEDDING, embedding_properties(
             span_name=rec.name or None,
             model=_model(attrs),

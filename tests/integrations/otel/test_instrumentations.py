@@ -209,3 +209,39 @@ def test_an_openinference_tool_message_keeps_the_call_it_answers(tracer, events)
         "tool_call_id": "call_standin_2585e791ad73",
     }
     assert "tool_call_id" not in messages[0]
+
+
+def test_openllmetry_embedding_texts_are_the_input(tracer, events):
+    texts = [
+        {"role": "user", "parts": [{"type": "text", "content": "alpha"}]},
+        {"role": "user", "parts": [{"type": "text", "content": "beta gamma"}]},
+    ]
+    span(
+        tracer,
+        "openai.embeddings",
+        {
+            "llm.request.type": "embedding",
+            "gen_ai.request.model": "text-embedding-3-small",
+            "gen_ai.is_streaming": False,
+            "gen_ai.input.messages": json.dumps(texts),
+        },
+    )
+    embedding = only(events("$ai_embedding"))
+    assert embedding["$ai_input"] == ["alpha", "beta gamma"]
+    assert embedding["$ai_embedding_input_count"] == 2
+
+
+def test_llamaindex_complete_prompts_are_the_input(tracer, events):
+    span(
+        tracer,
+        "OpenAI.complete",
+        {
+            **OI_LLM,
+            "input.value": '{"args": ["complete me"]}',
+            "input.mime_type": "application/json",
+            "llm.prompts": ("complete me",),
+            "output.value": "Echo: complete me",
+        },
+    )
+    generation = only(events("$ai_generation"))
+    assert generation["$ai_input"] == [{"role": "user", "content": "complete me"}]

@@ -434,8 +434,10 @@ def _stream(rec: SpanRecord, invocation: Any) -> tuple[bool | None, float | None
     token event (its time after the span's start)."""
     attrs = rec.attributes
     stream = _first(attrs, "gen_ai.is_streaming", "gen_ai.request.stream")
-    if stream is None and isinstance(invocation, dict):
-        stream = invocation.get("stream")
+    if stream is None and isinstance(invocation, dict) and invocation.get("stream") is True:
+        # Only true counts: LangChain states its model's `stream=False` setting even for a
+        # call made with `.stream()`.
+        stream = True
     if isinstance(stream, str):
         stream = stream.strip().lower() == "true"
     first = attrs.get("gen_ai.response.time_to_first_chunk")

@@ -57,6 +57,11 @@ def test_streaming_and_the_time_to_first_token(tracer, events):
         "oi plain",
         {**OI_LLM, "llm.invocation_parameters": '{"model": "gpt-4o-mini"}'},
     )
+    span(  # LangChain's model setting, even when the call was `.stream()`: not an answer
+        tracer,
+        "langchain",
+        {**OI_LLM, "llm.invocation_parameters": '{"model": "gpt-4o-mini", "stream": false}'},
+    )
     found = {
         name: (p.get("$ai_stream"), p.get("$ai_time_to_first_token"))
         for name, p in generations(events).items()
@@ -67,6 +72,7 @@ def test_streaming_and_the_time_to_first_token(tracer, events):
         "anthropic.messages.create": (True, 0.029782643),
         "oi stream": (True, 0.12),
         "oi plain": (None, None),
+        "langchain": (None, None),
     }
 
 

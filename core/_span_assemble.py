@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ._span_convert import EMBEDDING_KIND, GENERATION_KIND, kind_of
+from ._span_convert import EMBEDDING_KIND, GENERATION_KIND, SPAN_KIND, kind_of
 from ._span_records import SpanRecord
 
 __all__ = ["TracePlan", "plan_trace"]
@@ -41,6 +41,21 @@ def plan_trace(records: Sequence[SpanRecord]) -> TracePlan | None:
     def parent_of(span_id: str) -> str | None:
         rec = by_id[span_id]
         return None if rec.parent_remote else rec.parent_id
+
+    # A model call around another of its kind is a wrapper (OpenInference's LlamaIndex spans:
+    # `predict` around `chat`, `get_query_embedding` around `_get_query_embedding`): the
+    # innermost is the call, the ones around it are steps, so one call is one event.
+    for rec in records:
+        kind = kinds[rec.span_id]
+        if kind != GENERATION_KIND and kind != EMBEDDING_KIND:
+            continue
+        parent = parent_of(rec.span_id)
+        steps = 0
+        while parent is not None and parent in by_id and steps < limit:
+            if kinds[parent] == kind:
+                kinds[parent] = SPAN_KIND
+            parent = parent_of(parent)
+            steps += 1
 
     ai_below: set[str] = set()
     for rec in records:

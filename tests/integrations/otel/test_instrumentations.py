@@ -251,3 +251,28 @@ def test_llamaindex_complete_prompts_are_the_input(tracer, events):
     )
     generation = only(events("$ai_generation"))
     assert generation["$ai_input"] == [{"role": "user", "content": "complete me"}]
+
+
+def test_a_model_call_wrapping_another_is_a_step_and_the_inner_one_the_call(tracer, events):
+    # OpenInference's LlamaIndex spans: `predict` (LLM) around `chat` (LLM, with the tokens),
+    # `get_query_embedding` around `_get_query_embedding`; one call is one event.
+    with tracer.start_as_current_span("query", attributes={"openinference.span.kind": "CHAIN"}):
+        with tracer.start_as_current_span("OpenAI.predict", attributes=OI_LLM):
+            with tracer.start_as_current_span(
+                "OpenAI.chat",
+                attributes={**OI_LLM, "llm.token_count.prompt": 9, "llm.token_count.completion": 3},
+            ):
+                pass
+        embedding = {"openinference.span.kind": "EMBEDDING", "embedding.model_name": "emb-3"}
+        with tracer.start_as_current_span("get_query_embedding", attributes=embedding):
+            with tracer.start_as_current_span("_get_query_embedding", attributes=embedding):
+                pass
+    (generation,) = [e["properties"] for e in events("$ai_generation")]
+    assert generation["$ai_span_name"] == "OpenAI.chat"
+    assert generation["$ai_input_tokens"] == 9
+    (embedding_event,) = [e["properties"] for e in events("$ai_embedding")]
+    assert embedding_event["$ai_span_name"] == "_get_query_embedding"
+    spans = {e["properties"]["$ai_span_name"]: e["properties"] for e in events("$ai_span")}
+    assert {"OpenAI.predict", "get_query_embedding"} <= set(spans)
+    # The calls hang from the steps that wrap them.
+    assert generation["$ai_parent_id"] == spans["OpenAI.predict"]["$ai_span_id"]

@@ -520,31 +520,49 @@ def _error(rec: SpanRecord, privacy: bool) -> str | None:
 
 
 def _parts_message(message: Mapping[str, Any]) -> dict[str, Any]:
-    """A semantic-conventions message (`role`, `parts`) as PostHog's `{"role", "content"}`."""
+    """A semantic-conventions message (`role`, `parts`) as PostHog's `{"role", "content"}`, in
+    the shape the OpenAI drop-in sends: tool calls as the message's `tool_calls`, a lone tool
+    result as a `tool` message answering its call."""
     role = message.get("role") or "user"
     parts = message.get("parts")
     if not isinstance(parts, list):
         return {"role": role, "content": message.get("content")}
     content: list[Any] = []
     texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     for part in parts:
         if not isinstance(part, dict):
             continue
         kind = part.get("type")
         if kind in ("text", "reasoning"):
-            texts.append(str(part.get("content", "")))
-            content.append({"type": "text", "text": part.get("content", "")})
+            text = part.get("content", "")
+            if text == "":
+                continue  # an empty text part beside a tool call says nothing
+            texts.append(str(text))
+            content.append({"type": "text", "text": text})
         elif kind == "tool_call":
-            content.append(function_call(part.get("id"), part.get("name"), part.get("arguments")))
+            calls.append(function_call(part.get("id"), part.get("name"), part.get("arguments")))
         elif kind == "tool_call_response":
-            content.append(
-                {"type": "tool_result", "id": part.get("id"), "content": part.get("response")}
-            )
+            result = {"type": "tool_result", "id": part.get("id"), "content": part.get("response")}
+            results.append(result)
+            content.append(result)
         else:
             content.append(part)
+    if len(results) == 1 and len(content) == 1:
+        result = results[0]
+        answer: dict[str, Any] = {"role": "tool", "content": result["content"]}
+        if result["id"] is not None:
+            answer["tool_call_id"] = result["id"]
+        return answer
+    out: dict[str, Any]
     if len(texts) == len(content):
-        return {"role": role, "content": "".join(texts)}
-    return {"role": role, "content": content}
+        out = {"role": role, "content": "".join(texts) if texts or not calls else None}
+    else:
+        out = {"role": role, "content": content}
+    if calls:
+        out["tool_calls"] = calls
+    return out
 
 
 def _messages(value: Any, role: str) -> list[dict[str, Any]] | None:

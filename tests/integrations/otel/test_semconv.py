@@ -105,16 +105,19 @@ def test_an_agent_with_a_chat_call_and_a_tool_call(tracer, events):
         {"role": "system", "content": "You report the weather."},
         {"role": "user", "content": "Weather in Paris?"},
     ]
+    # The OpenAI drop-in's shape: tool calls as the message's `tool_calls`, no null id, the
+    # arguments as written.
     assert gen["$ai_output_choices"] == [
         {
             "role": "assistant",
-            "content": [
+            "content": None,
+            "tool_calls": [
                 {
                     "type": "function",
                     "id": "call_1",
                     "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
                 },
-                {  # the shape every route sends: no null id, the arguments as written
+                {
                     "type": "function",
                     "function": {"name": "get_weather", "arguments": '{"city": "Zürich"}'},
                 },
@@ -436,3 +439,41 @@ def test_the_http_status_is_the_spans_or_200_for_a_call_that_did_not_fail(tracer
         "chat refused": 429,
         "chat failed": None,  # an error without a status: unknown, not 200
     }
+
+
+def test_tool_calls_and_results_in_parts_read_as_the_openai_drop_in_sends_them(tracer, events):
+    history = [
+        {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]},
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "text", "content": ""},  # an empty text beside the call (OpenLLMetry)
+                {"type": "tool_call", "id": "c1", "name": "get_weather", "arguments": {"c": 1}},
+            ],
+        },
+        {
+            "role": "tool",
+            "parts": [{"type": "tool_call_response", "id": "c1", "response": "sunny"}],
+        },
+    ]
+    with tracer.start_as_current_span(
+        "chat",
+        attributes={"gen_ai.operation.name": "chat", "gen_ai.input.messages": json.dumps(history)},
+    ):
+        pass
+    (gen,) = [e["properties"] for e in events("$ai_generation")]
+    assert gen["$ai_input"] == [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "id": "c1",
+                    "function": {"name": "get_weather", "arguments": '{"c": 1}'},
+                }
+            ],
+        },
+        {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
+    ]

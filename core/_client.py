@@ -11,8 +11,8 @@ import threading
 import time
 import uuid as _uuid
 import weakref
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ._context import EMPTY_SCOPE, current_scope, id_text
@@ -44,6 +44,7 @@ DEFAULT_HOST = "https://us.i.posthog.com"
 
 BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
+_T = TypeVar("_T")
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 # What integrations hand over when a client shuts down (`on_shutdown`): key -> (weak reference
@@ -126,7 +127,7 @@ def _run_shutdown_callbacks(client: Client | None, deadline: float) -> None:
     if not _shutdown_callbacks:
         return
     with _shutdown_lock:
-        entries = _copy_entries()
+        entries = settled_list(_shutdown_callbacks.values())
     for ref, target in entries:
         if not sends_to(target, client):
             continue
@@ -141,11 +142,14 @@ def _run_shutdown_callbacks(client: Client | None, deadline: float) -> None:
             log.debug("posthog-llm: a shutdown callback failed (ignored)", exc_info=True)
 
 
-def _copy_entries() -> list[tuple[Callable[[], Any], Any]]:
+def settled_list(items: Iterable[_T]) -> list[_T]:
+    """`list(items)` of a collection that weak references or other threads may change while it
+    is read (a `WeakSet`, a dict's view): read again when that happens; empty if it never
+    settles."""
     for _ in range(8):
         try:
-            return list(_shutdown_callbacks.values())
-        except RuntimeError:  # an entry left while it was read (its object was collected)
+            return list(items)
+        except RuntimeError:  # changed while it was read: read it again
             continue
     return []
 

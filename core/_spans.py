@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapp
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from ._client import on_any_shutdown, sends_to
+from ._client import on_any_shutdown, sends_to, settled_list
 from ._context import Scope
 from ._emit import Emitter, capture_internal_exceptions
 from ._events import SPAN, TRACE, span_properties, trace_properties
@@ -210,15 +210,7 @@ def _hold_open(s: Span, collected: _Collector | None) -> None:
 
 def _send_open_generator_spans(client: Any) -> None:
     """Shutdown hand-over: end the open generator spans that go to `client` (None: all)."""
-    for _ in range(3):
-        try:
-            spans = list(_open_generator_spans)
-            break
-        except RuntimeError:  # added to by another thread meanwhile: read it again
-            continue
-    else:
-        return
-    for s in spans:
+    for s in settled_list(_open_generator_spans):
         if s._ended or not sends_to(s._emitter._client, client):
             continue
         _open_generator_spans.discard(s)

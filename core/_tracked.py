@@ -23,7 +23,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, NamedTuple, get_args
 
-from ._client import on_any_shutdown, sends_to
+from ._client import on_any_shutdown, sends_to, settled_list
 from ._context import Scope, lenient_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
 from ._errors import error_text, header_secrets, scrub_secrets
@@ -602,15 +602,7 @@ _open_calls: weakref.WeakSet[TrackedCall] = weakref.WeakSet()
 
 def _send_open_calls(client: Any) -> None:
     """Shutdown hand-over: send the open calls that go to `client` (None: all, at exit)."""
-    for _ in range(3):
-        try:
-            calls = list(_open_calls)
-            break
-        except RuntimeError:  # added to by another thread meanwhile: read it again
-            continue
-    else:
-        return
-    for call in calls:
+    for call in settled_list(_open_calls):
         if call.done or not sends_to(call.tracker.emitter._client, client):
             continue
         _open_calls.discard(call)

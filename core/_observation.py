@@ -26,6 +26,7 @@ __all__ = [
     "report_to_trace",
     "activated",
     "StepPlace",
+    "nested_in",
     "model_call_reported",
     "reporting_model_call",
     "done_reporting_model_call",
@@ -161,14 +162,19 @@ def _joined_step(obs: Observation, framework: str) -> Observation:
         return obs
     if not isinstance(answer, Observation) or answer.closed or answer is obs:
         return obs
-    node = answer.parent
-    for _ in range(256):
+    return answer if nested_in(answer, obs) else obs
+
+
+def nested_in(obs: Observation, outer: Observation, limit: int = 256) -> bool:
+    """Whether `outer` is among `obs`'s ancestors (looking at most `limit` levels up)."""
+    node = obs.parent
+    for _ in range(limit):
         if node is None:
-            return obs
-        if node is obs:
-            return answer
+            return False
+        if node is outer:
+            return True
         node = node.parent
-    return obs
+    return False
 
 
 def open_observation(

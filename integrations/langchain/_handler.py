@@ -29,6 +29,7 @@ from posthog_llm.instrumentation import (
     close_observation,
     current_observation,
     lenient_scope,
+    nested_in,
     open_observation,
     register_resolver,
     report_internal_error,
@@ -714,16 +715,7 @@ def _opened_inside(outer: Any, trace: Trace, parent_key: Any) -> bool:
     else:
         made = trace.observations.get(parent_key) if trace.observations else None
         mine = made[0] if made is not None else None
-    if mine is None:
-        return False
-    node = outer.parent
-    for _ in range(64):
-        if node is None:
-            return False
-        if node is mine:
-            return True
-        node = node.parent
-    return False
+    return mine is not None and nested_in(outer, mine, 64)
 
 
 def _metadata_overrides(metadata: Any) -> Scope | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -89,3 +90,8 @@ def by_name(found: list[dict[str, Any]], name: str) -> dict[str, Any]:
     matches = [e["properties"] for e in found if e["properties"].get("$ai_span_name") == name]
     assert len(matches) == 1, json.dumps(found, indent=1, default=str)[:3000]
     return matches[0]
+
+
+def sdk_version() -> tuple[int, ...]:
+    """The installed Agents SDK's (major, minor): some tests depend on what it records."""
+    return tuple(int(part) for part in version("openai-agents").split(".")[:2] if part.isdigit())

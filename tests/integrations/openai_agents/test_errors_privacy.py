@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from importlib.metadata import version
 
 import openai
 import pytest
@@ -12,7 +11,7 @@ from agents.tracing import get_trace_provider
 from posthog_llm import context
 from posthog_llm.integrations import openai_agents as posthog_agents
 
-from .conftest import API_KEY, by_name, make_agents
+from .conftest import API_KEY, by_name, make_agents, sdk_version
 
 pytestmark = pytest.mark.usefixtures("agents_sdk")
 
@@ -69,10 +68,6 @@ def test_a_failed_call_keeps_the_model_it_asked_for_and_its_http_status(client, 
     assert generation.get("$ai_input") != []
 
 
-def _sdk_version() -> tuple[int, ...]:
-    return tuple(int(part) for part in version("openai-agents").split(".")[:2] if part.isdigit())
-
-
 def _run_and_stream(agent: Agent[None]) -> None:
     """The agent run plainly, then streamed; each raises the model's failure."""
 
@@ -99,7 +94,7 @@ def test_a_failed_call_is_its_exception_and_status_on_the_generation_agent_and_t
     marked = [e for e in found if e["properties"].get("$ai_is_error")]
     kinds = [(e["event"], e["properties"]["$ai_span_name"]) for e in marked]
     run = [("$ai_generation", "error-429"), ("$ai_span", "Solo"), ("$ai_trace", "Agent workflow")]
-    streamed = run if _sdk_version() >= (0, 24) else [run[0], run[2]]
+    streamed = run if sdk_version() >= (0, 24) else [run[0], run[2]]
     # (Older Agents SDKs close a failed stream's agent span without the failure.)
     assert sorted(kinds) == sorted(run + streamed)
     for event in marked:

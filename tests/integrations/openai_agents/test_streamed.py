@@ -7,7 +7,6 @@ holds a `Response` dump, not chat messages, and zeros when the provider sent no 
 from __future__ import annotations
 
 import asyncio
-from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from agents import Agent, ModelSettings, RunConfig, Runner
 from posthog_llm.integrations import openai_agents as posthog_agents
 from posthog_llm.integrations.openai_agents import _facts
 
-from .conftest import make_agents
+from .conftest import make_agents, sdk_version
 
 with_the_sdk = pytest.mark.usefixtures("agents_sdk")
 
@@ -135,12 +134,8 @@ def test_streamed_calls_are_streams_and_plain_calls_are_not(client, events, api)
     assert not any("$ai_time_to_first_token" in g for g in generations)
 
 
-def _sdk_version() -> tuple[int, ...]:
-    return tuple(int(part) for part in version("openai-agents").split(".")[:2] if part.isdigit())
-
-
 @pytest.mark.skipif(
-    _sdk_version() < (0, 24),
+    sdk_version() < (0, 24),
     reason="older Agents SDKs never end the model span of a stream that failed midway",
 )
 @with_the_sdk

@@ -31,6 +31,8 @@ __all__ = [
     "reporting_model_call",
     "done_reporting_model_call",
     "register_resolver",
+    "register_outside_tracer",
+    "outside_span",
     "UNKNOWN",
     "OUTSIDE",
     "TRACE_KIND",
@@ -110,6 +112,9 @@ _current: ContextVar[Observation | None] = ContextVar("posthog_llm_observation",
 UNKNOWN: Any = object()
 OUTSIDE: Any = object()
 _resolvers: dict[str, Callable[[], Any]] = {}
+# Tracers outside posthog-llm (OpenTelemetry) whose open span the work runs in when no
+# observation of ours is open here: each answers an Observation for that span, or None.
+_outside: dict[str, Callable[[], Observation | None]] = {}
 
 
 def register_resolver(framework: str, resolve: Callable[[], Any]) -> None:
@@ -117,12 +122,31 @@ def register_resolver(framework: str, resolve: Callable[[], Any]) -> None:
     _resolvers[framework] = resolve
 
 
+def register_outside_tracer(name: str, resolve: Callable[[], Observation | None]) -> None:
+    """Let a tracer outside posthog-llm name the span work runs in when no observation of ours
+    is open in this context (see `outside_span`); `resolve()` answers one or None."""
+    _outside[name] = resolve
+
+
+def outside_span(trace_id: str, span_id: str, scope: Scope, framework: str) -> Observation:
+    """An observation standing for another tracer's open span: work that finds it current
+    joins that tracer's trace under that span.
+
+    It is made closed: the tracer, not posthog-llm, opens and ends the span, so an observation
+    of ours opened inside it never brings it back as current when it closes."""
+    obs = Observation(SPAN_KIND, trace_id, span_id, scope, framework, None)
+    obs.closed = True
+    return obs
+
+
 def current_observation() -> Observation | None:
     """The innermost observation that is still open in this context, or None."""
     obs = _current.get()
     while obs is not None and obs.closed:
         obs = obs.parent
-    if obs is None or not _resolvers:
+    if obs is None:
+        return _outside_observation() if _outside else None
+    if not _resolvers:
         return obs
     if obs.framework is None:
         if obs.joined_by is None:
@@ -143,6 +167,17 @@ def current_observation() -> Observation | None:
     if isinstance(answer, Observation) and not answer.closed:
         return answer
     return obs
+
+
+def _outside_observation() -> Observation | None:
+    for resolve in list(_outside.values()):
+        try:
+            answer = resolve()
+        except Exception:
+            continue
+        if isinstance(answer, Observation):
+            return answer
+    return None
 
 
 def _joined_step(obs: Observation, framework: str) -> Observation:

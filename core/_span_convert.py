@@ -105,7 +105,7 @@ def kind_of(rec: SpanRecord) -> str:
             return EMBEDDING_KIND
     if "gen_ai.request.model" in attrs or "gen_ai.response.model" in attrs:
         return GENERATION_KIND
-    return SPAN_KIND if is_ai_span(rec.name, attrs) else ""
+    return SPAN_KIND if rec.reported_inside or is_ai_span(rec.name, attrs) else ""
 
 
 def _first(attrs: Mapping[str, Any], *keys: str) -> Any:

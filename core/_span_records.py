@@ -50,6 +50,9 @@ class SpanRecord:
     status_message: str | None = None
     parent_remote: bool = False
     resource: Mapping[str, Any] = field(default_factory=dict)
+    # Work posthog-llm reported itself ran inside this span (a provider drop-in's call, a user
+    # span, a framework's trace): the span is a step of an AI trace whatever its attributes.
+    reported_inside: bool = False
 
     @property
     def latency(self) -> float | None:

@@ -62,6 +62,8 @@ from ._observation import (
     model_call_reported,
     nested_in,
     open_observation,
+    outside_span,
+    register_outside_tracer,
     register_resolver,
     report_to_trace,
 )
@@ -126,6 +128,8 @@ __all__ = [
     "report_to_trace",
     "activated",
     "register_resolver",
+    "register_outside_tracer",
+    "outside_span",
     "UNKNOWN",
     "OUTSIDE",
 ]

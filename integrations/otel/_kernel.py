@@ -21,13 +21,16 @@ from posthog_llm.instrumentation import (
     is_ai_span,
     make_scope,
     model_call_reported,
+    outside_span,
     plan_trace,
     privacy_requested,
     record_from_sdk_span,
+    register_outside_tracer,
     report_internal_error,
     session_id_of,
     span_event,
     trace_event,
+    with_trace_id,
 )
 
 __all__ = [
@@ -40,6 +43,9 @@ __all__ = [
     "capture_internal_exceptions",
     "current_observation",
     "model_call_reported",
+    "outside_span",
+    "register_outside_tracer",
+    "with_trace_id",
     "current_scope",
     "distinct_id_of",
     "first_of",

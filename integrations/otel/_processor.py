@@ -14,6 +14,7 @@ from collections import OrderedDict
 from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import get_current_span
 
 from ._kernel import (
     AI_PREFIXES,
@@ -30,13 +31,16 @@ from ._kernel import (
     is_ai_span,
     make_scope,
     model_call_reported,
+    outside_span,
     plan_trace,
     privacy_requested,
     record_from_sdk_span,
+    register_outside_tracer,
     report_internal_error,
     session_id_of,
     span_event,
     trace_event,
+    with_trace_id,
 )
 
 __all__ = ["PostHogSpanProcessor"]
@@ -95,7 +99,11 @@ class PostHogSpanProcessor(SpanProcessor):
         # outer observation), for spans that end after it (a stream read after the handler
         # returned): they are sent at once, as part of it.
         self._ended: OrderedDict[int, _Ended] = OrderedDict()
+        # Span ids of open spans that posthog-llm work joined (`_observation_here`): they are
+        # steps of their trace's events whatever their attributes.
+        self._inside: set[int] = set()
         self._lock = threading.Lock()
+        register_outside_tracer(FRAMEWORK, _observation_in_current_span)
         # Traces still open when the client shuts down (or the process exits) are handed over
         # first, while the client still delivers.
         self._emitter.on_shutdown(self._hand_over_open)
@@ -185,6 +193,9 @@ class PostHogSpanProcessor(SpanProcessor):
             # passes over queued traces were the largest cost of a burst).
             # The trace id's hex is made once per trace (the first record's).
             record = record_from_sdk_span(span, spans[0].trace_id if spans else None)
+            if self._inside and span.context.span_id in self._inside:
+                self._inside.discard(span.context.span_id)
+                record.reported_inside = True
             if elsewhere:
                 # Its model call is reported already: here it is only a step of the trace.
                 record.attributes = {
@@ -199,6 +210,35 @@ class PostHogSpanProcessor(SpanProcessor):
                     self._send(trace_key, done)
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
+
+    def _observation_here(self, span: Any) -> Any:
+        """Work posthog-llm reports (a provider drop-in's call, `posthog_llm.span`, a framework's
+        trace) starts inside `span`, an open span of this processor's provider, with no
+        observation of ours open: it joins the span's trace, under it (under the trace itself
+        when `span` is the trace's local root). The trace is an AI trace from now on."""
+        ctx = span.get_span_context()
+        trace_key = ctx.trace_id
+        started = self._starts.get(trace_key)
+        if (started is not None and started[1] is not None) or trace_key in self._ended:
+            # Joined to an observation of ours elsewhere, or already sent: left alone.
+            return None
+        trace_hex = f"{trace_key:032x}"
+        parent = getattr(span, "parent", None)
+        if parent is None or parent.is_remote:
+            span_hex = trace_hex  # the root is the trace's own event
+        else:
+            span_hex = f"{ctx.span_id:016x}"
+        inside = self._inside
+        if len(inside) >= MAX_OPEN_TRACES:
+            inside.clear()  # spans that never end: forget rather than grow
+        inside.add(ctx.span_id)
+        if trace_key not in self._open:
+            with self._lock:
+                self._open.setdefault(trace_key, [])
+        scope = (
+            started[0] if started is not None else self._emitter.defaults.merged(current_scope())
+        )
+        return outside_span(trace_hex, span_hex, with_trace_id(scope, trace_hex), FRAMEWORK)
 
     def _reported_elsewhere(self, span: Any) -> None:
         """A GenAI span started inside a model call posthog-llm reports already (the SDK's own
@@ -254,7 +294,9 @@ class PostHogSpanProcessor(SpanProcessor):
         scope, outer = started if started is not None else (self._emitter.scope(), None)
         # Marked AI when an AI step started, but none has ended yet (the root ended first):
         # nothing to send until one does.
-        waiting = not any(is_ai_span(rec.name, rec.attributes) for rec in records)
+        waiting = not any(
+            rec.reported_inside or is_ai_span(rec.name, rec.attributes) for rec in records
+        )
         if not waiting:
             scope = self._emit(records, scope, outer, None)
         root = next((r for r in records if r.parent_id is None or r.parent_remote), None)
@@ -311,6 +353,23 @@ class PostHogSpanProcessor(SpanProcessor):
             trace_id=trace_id,
         )
         return scope
+
+
+def _observation_in_current_span() -> Any:
+    """The core asks (no observation of ours is open here): the current OpenTelemetry span, as
+    an observation, when one of our processors receives its spans."""
+    span = get_current_span()
+    if not span.is_recording():
+        return None
+    # The SDK's span knows its provider's processors; a span of a provider without ours (or of
+    # another SDK) is not joined: its trace would never be sent.
+    registered = getattr(getattr(span, "_span_processor", None), "_span_processors", None)
+    if not registered:
+        return None
+    for processor in registered:
+        if isinstance(processor, PostHogSpanProcessor):
+            return processor._observation_here(span)
+    return None
 
 
 class _Ended(NamedTuple):

@@ -1,0 +1,146 @@
+"""Work posthog-llm reports inside an OpenTelemetry span joins that span's trace: one request
+instrumented by OpenTelemetry (a web framework's server span) that calls the OpenAI drop-in, opens
+`posthog_llm.span` or runs a LangChain chain is one trace, not two."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import posthog_llm
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from posthog_llm import Client
+from posthog_llm.local.openai_standin import OpenAIStandIn
+
+pytest.importorskip("openai")
+
+MESSAGES = [{"role": "user", "content": "Tell me about owls"}]
+
+
+@pytest.fixture
+def openai_client(client: Client) -> Iterator[Any]:
+    from posthog_llm.integrations.openai import OpenAI
+
+    with OpenAIStandIn() as server:
+        yield OpenAI(
+            api_key="sk-test", base_url=server.base_url, max_retries=0, posthog_client=client
+        )
+
+
+def ask(openai_client: Any) -> None:
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+
+def hex_ids(span: Any) -> tuple[str, str]:
+    ctx = span.get_span_context()
+    return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+
+
+def test_a_drop_in_call_in_a_request_span_is_in_the_requests_trace(
+    tracer: Any, openai_client: Any, events: Any
+) -> None:
+    with tracer.start_as_current_span("GET /chat") as request:
+        ask(openai_client)
+    trace_hex, _ = hex_ids(request)
+
+    generation = events("$ai_generation")[0]["properties"]
+    assert generation["$ai_trace_id"] == trace_hex
+    assert generation["$ai_parent_id"] == trace_hex  # the request span is the trace itself
+    (trace,) = events("$ai_trace")
+    assert trace["properties"]["$ai_trace_id"] == trace_hex
+    assert trace["properties"]["$ai_span_name"] == "GET /chat"
+    assert trace["distinct_id"] == events("$ai_generation")[0]["distinct_id"]
+    assert events("$ai_span") == []
+
+
+def test_the_span_a_drop_in_call_runs_in_is_its_parent_step(
+    tracer: Any, openai_client: Any, events: Any
+) -> None:
+    with tracer.start_as_current_span("GET /chat") as request:
+        with tracer.start_as_current_span("db.query"):
+            pass  # a sibling with no AI work inside: not sent
+        with tracer.start_as_current_span("answer_question") as handler:
+            ask(openai_client)
+    trace_hex, _ = hex_ids(request)
+    _, handler_hex = hex_ids(handler)
+
+    generation = events("$ai_generation")[0]["properties"]
+    assert (generation["$ai_trace_id"], generation["$ai_parent_id"]) == (trace_hex, handler_hex)
+    (step,) = events("$ai_span")
+    assert step["properties"]["$ai_span_id"] == handler_hex
+    assert step["properties"]["$ai_span_name"] == "answer_question"
+    assert step["properties"]["$ai_parent_id"] == trace_hex
+    assert len(events("$ai_trace")) == 1
+
+
+def test_a_user_span_in_an_opentelemetry_span_joins_it_and_work_after_it_does_not(
+    client: Client, tracer: Any, openai_client: Any, events: Any
+) -> None:
+    posthog_llm.set_client(client)
+    with tracer.start_as_current_span("GET /chat") as request:
+        with posthog_llm.span("retrieve"):
+            ask(openai_client)
+    ask(openai_client)  # outside any span: a trace of its own
+    trace_hex, _ = hex_ids(request)
+
+    (user_span,) = events("$ai_span")
+    props = user_span["properties"]
+    assert (props["$ai_trace_id"], props["$ai_parent_id"]) == (trace_hex, trace_hex)
+    inside, after = events("$ai_generation")
+    assert inside["properties"]["$ai_parent_id"] == props["$ai_span_id"]
+    assert after["properties"]["$ai_trace_id"] != trace_hex
+    assert "$ai_parent_id" not in after["properties"]
+
+
+def test_the_identity_of_the_context_the_request_started_in_applies(
+    tracer: Any, openai_client: Any, events: Any
+) -> None:
+    with posthog_llm.context(distinct_id="user-7", properties={"tier": "pro"}):
+        with tracer.start_as_current_span("GET /chat"):
+            pass
+        with tracer.start_as_current_span("POST /chat"):
+            ask(openai_client)
+    for event in events():
+        assert event["distinct_id"] == "user-7"
+        assert event["properties"]["tier"] == "pro"
+
+
+def test_a_span_of_a_provider_without_the_processor_is_not_joined(
+    openai_client: Any, events: Any
+) -> None:
+    other = TracerProvider()  # no PostHogSpanProcessor: its traces are never sent
+    with other.get_tracer("other").start_as_current_span("GET /chat") as request:
+        ask(openai_client)
+    trace_hex, _ = hex_ids(request)
+    generation = events("$ai_generation")[0]["properties"]
+    assert generation["$ai_trace_id"] != trace_hex
+    assert "$ai_parent_id" not in generation
+    assert events("$ai_trace") == []
+
+
+def test_a_request_without_posthog_llm_work_still_sends_nothing(tracer: Any, events: Any) -> None:
+    with tracer.start_as_current_span("GET /health"):
+        with tracer.start_as_current_span("db.query"):
+            pass
+    assert events() == []
+
+
+def test_a_langchain_chain_in_a_request_span_is_a_step_of_the_request(
+    client: Client, tracer: Any, events: Any
+) -> None:
+    pytest.importorskip("langchain_core")
+    from langchain_core.runnables import RunnableLambda
+    from posthog_llm.integrations.langchain import PostHogCallbackHandler
+
+    chain = RunnableLambda(lambda x: x + 1).with_config(run_name="add_one")
+    with tracer.start_as_current_span("GET /compute") as request:
+        assert chain.invoke(1, config={"callbacks": [PostHogCallbackHandler(client)]}) == 2
+    trace_hex, _ = hex_ids(request)
+
+    (step,) = events("$ai_span")
+    assert step["properties"]["$ai_span_name"] == "add_one"
+    assert step["properties"]["$ai_trace_id"] == trace_hex
+    assert step["properties"]["$ai_parent_id"] == trace_hex
+    (trace,) = events("$ai_trace")
+    assert trace["properties"]["$ai_span_name"] == "GET /compute"

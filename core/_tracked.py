@@ -211,6 +211,7 @@ class TrackedCall:
         "model",
         "usage",
         "stop_reason",
+        "service_tier",
         "stream_error",
         "hide_usage",
         "reading",
@@ -254,6 +255,7 @@ class TrackedCall:
         self.model: str | None = None  # a stream's served model
         self.usage: Any = None  # a stream's usage
         self.stop_reason: Any = None  # a stream's stop reason
+        self.service_tier: Any = None  # the tier a stream was served at
         self.stream_error: str | None = None  # an error event inside a stream
         self.hide_usage = False
         self.reading = False  # inside the SDK's stream iterator right now

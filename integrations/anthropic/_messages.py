@@ -65,9 +65,11 @@ def build(call: TrackedCall) -> dict[str, Any]:
         usage = _merged(normalize_usage(call.usage), normalize_usage(call.result))
         output = None if call.privacy else _streamed_output(call.chunks)
         stop_reason = call.stop_reason
+        tier = getattr(call.usage, "service_tier", None)  # message_start's usage names it
     else:
         result = call.result
         model = getattr(result, "model", None)
+        tier = getattr(getattr(result, "usage", None), "service_tier", None)
         usage = normalize_usage(getattr(result, "usage", None))
         output = None if call.privacy else _output(getattr(result, "content", None))
         stop_reason = getattr(result, "stop_reason", None)
@@ -95,6 +97,7 @@ def build(call: TrackedCall) -> dict[str, Any]:
         time_to_first_token=call.ttft,
         stream=call.stream,
         stop_reason=stop_reason,
+        service_tier=tier,
         http_status=call.http_status(),
         error=call.error_text(),
         is_error=True if call.error is not None else None,

@@ -29,6 +29,8 @@ def observe_chunk(call: Call, chunk: Any) -> bool:
     """
     if call.model is None:
         call.model = chunk.model or None
+        # Every chunk names the tier; the first with a model is read.
+        call.service_tier = getattr(chunk, "service_tier", None)
     usage = chunk.usage
     if usage is not None:
         call.usage = usage
@@ -60,9 +62,8 @@ def _tool_delta(tool_call: Any) -> tuple[Any, ...]:
 
 
 def build(call: Call) -> dict[str, Any]:
-    tier = None  # a stream's chunks are not kept: its tier is not known here
     if call.stream:
-        model, usage = call.model, call.usage
+        model, usage, tier = call.model, call.usage, call.service_tier
         output, stop_reason = _accumulate(call.chunks)
     else:
         result = call.result

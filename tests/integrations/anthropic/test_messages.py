@@ -58,6 +58,7 @@ def test_create_becomes_one_generation(make_client, events, standin):
     assert props["$ai_model_parameters"] == {"max_tokens": 200, "stop_sequences": ["###"]}
     assert props["$ai_stop_reason"] == "end_turn"
     assert props["$ai_http_status"] == 200
+    assert props["$ai_service_tier"] == reply.usage.service_tier == "standard"
     assert props["$ai_stream"] is False
     assert "$ai_web_search_count" not in props  # not reported: omitted, not 0
     assert isinstance(props["$ai_latency"], float) and 0 < props["$ai_latency"] < 60

@@ -31,6 +31,7 @@ def test_create_stream_yields_the_sdk_events_and_reports_once_at_the_end(make_cl
     ]
     assert props["$ai_input_tokens"] > 0 and props["$ai_output_tokens"] == 9  # 9 words and marks
     assert props["$ai_stop_reason"] == "end_turn"
+    assert props["$ai_service_tier"] == "standard"  # message_start's usage names it
     assert 0 < props["$ai_time_to_first_token"] <= props["$ai_latency"]
 
 

@@ -124,9 +124,14 @@ def test_the_served_service_tier_is_sent_for_pricing(make_client, events):
     llm = make_client()
     llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, service_tier="flex")
     llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
-    flex, default = (e["properties"] for e in events("$ai_generation"))
+    stream = llm.chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, service_tier="priority", stream=True
+    )
+    assert [chunk.service_tier for chunk in stream][0] == "priority"
+    flex, default, streamed = (e["properties"] for e in events("$ai_generation"))
     assert flex["$ai_service_tier"] == "flex"  # PostHog prices flex and priority calls by it
     assert default["$ai_service_tier"] == "default"
+    assert streamed["$ai_service_tier"] == "priority"  # every chunk names it
 
 
 @pytest.mark.parametrize("where", ["call", "context", "client"])

@@ -88,7 +88,7 @@ def kind_of(rec: SpanRecord) -> str:
     if isinstance(oi, str):
         upper = oi.upper()
         if upper == "LLM":
-            return GENERATION_KIND
+            return SPAN_KIND if _prepares_a_call(rec) else GENERATION_KIND
         if upper == "EMBEDDING":
             return EMBEDDING_KIND
         return SPAN_KIND
@@ -106,6 +106,25 @@ def kind_of(rec: SpanRecord) -> str:
     if "gen_ai.request.model" in attrs or "gen_ai.response.model" in attrs:
         return GENERATION_KIND
     return SPAN_KIND if rec.reported_inside or is_ai_span(rec.name, attrs) else ""
+
+
+# What an OpenInference span of a model call records of the call itself.
+_MODEL_CALL_PREFIXES = (
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.prompts",
+    "llm.token_count.",
+)
+
+
+def _prepares_a_call(rec: SpanRecord) -> bool:
+    """An OpenInference "LLM" span of a private method that recorded no model input, output or
+    tokens: LlamaIndex's dispatcher makes a span of every abstract method of an LLM class and
+    OpenInference calls each an LLM span, but `_prepare_chat_with_tools` only builds the
+    arguments of the `chat` that follows (its own LLM span, the call)."""
+    if not rec.name.rpartition(".")[2].startswith("_"):
+        return False
+    return not any(key.startswith(_MODEL_CALL_PREFIXES) for key in rec.attributes)
 
 
 def _first(attrs: Mapping[str, Any], *keys: str) -> Any:

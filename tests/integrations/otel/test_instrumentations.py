@@ -276,3 +276,36 @@ def test_a_model_call_wrapping_another_is_a_step_and_the_inner_one_the_call(trac
     assert {"OpenAI.predict", "get_query_embedding"} <= set(spans)
     # The calls hang from the steps that wrap them.
     assert generation["$ai_parent_id"] == spans["OpenAI.predict"]["$ai_span_id"]
+
+
+def test_llamaindex_preparing_a_tool_call_is_a_step_not_a_generation(tracer, events):
+    # OpenInference names every span of a LlamaIndex LLM's dispatched methods an LLM span;
+    # `_prepare_chat_with_tools` only builds the arguments of the `chat` after it.
+    invocation = {"llm.invocation_parameters": '{"model_name": "gpt-4o-mini"}'}
+    with tracer.start_as_current_span("agent", attributes={"openinference.span.kind": "AGENT"}):
+        span(
+            tracer,
+            "OpenAI._prepare_chat_with_tools",
+            {
+                **OI_LLM,
+                **invocation,
+                "input.value": '{"tools": ["<FunctionTool object>"], "user_msg": "add 1 and 2"}',
+                "output.value": '{"messages": ["ChatMessage(role=user)"], "tools": []}',
+            },
+        )
+        span(
+            tracer,
+            "OpenAI.chat",
+            {
+                **OI_LLM,
+                **invocation,
+                "llm.input_messages.0.message.role": "user",
+                "llm.input_messages.0.message.content": "add 1 and 2",
+                "llm.output_messages.0.message.role": "assistant",
+                "llm.output_messages.0.message.content": "3",
+            },
+        )
+    generation = only(events("$ai_generation"))
+    assert generation["$ai_output_choices"] == [{"role": "assistant", "content": "3"}]
+    (step,) = events("$ai_span")
+    assert step["properties"]["$ai_span_name"] == "OpenAI._prepare_chat_with_tools"

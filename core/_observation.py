@@ -128,9 +128,12 @@ def register_outside_tracer(name: str, resolve: Callable[[], Observation | None]
     _outside[name] = resolve
 
 
-def outside_span(trace_id: str, span_id: str, scope: Scope, framework: str) -> Observation:
+def outside_span(trace_id: str, span_id: Any, scope: Scope, framework: str) -> Observation:
     """An observation standing for another tracer's open span: work that finds it current
     joins that tracer's trace under that span.
+
+    `span_id` may be an object whose `str()` is the id: it is read only by work that does join
+    (as its parent), so the tracer learns which of its spans hold posthog-llm work.
 
     It is made closed: the tracer, not posthog-llm, opens and ends the span, so an observation
     of ours opened inside it never brings it back as current when it closes."""
@@ -139,13 +142,16 @@ def outside_span(trace_id: str, span_id: str, scope: Scope, framework: str) -> O
     return obs
 
 
-def current_observation() -> Observation | None:
-    """The innermost observation that is still open in this context, or None."""
+def current_observation(*, outside: bool = True) -> Observation | None:
+    """The innermost observation that is still open in this context, or None.
+
+    With none of ours open, a tracer outside posthog-llm may name its open span here
+    (`register_outside_tracer`); `outside=False` leaves them out."""
     obs = _current.get()
     while obs is not None and obs.closed:
         obs = obs.parent
     if obs is None:
-        return _outside_observation() if _outside else None
+        return _outside_observation() if _outside and outside else None
     if not _resolvers:
         return obs
     if obs.framework is None:
@@ -163,6 +169,10 @@ def current_observation() -> Observation | None:
         framework = obs.framework
         while obs is not None and (obs.closed or obs.framework == framework):
             obs = obs.parent
+        if obs is None and _outside and outside:
+            # The framework's run started inside another tracer's span (a LangChain batch
+            # input whose run executes in a context of its own).
+            return _outside_observation()
         return obs
     if isinstance(answer, Observation) and not answer.closed:
         return answer
@@ -173,7 +183,10 @@ def _outside_observation() -> Observation | None:
     for resolve in list(_outside.values()):
         try:
             answer = resolve()
-        except Exception:
+        except Exception as exc:  # the work runs on, in a trace of its own
+            from ._emit import report_internal_error  # the emitter imports this module
+
+            report_internal_error(exc)
             continue
         if isinstance(answer, Observation):
             return answer
@@ -336,5 +349,5 @@ def model_call_reported() -> bool:
     count it twice."""
     if _model_call.get():
         return True
-    obs = current_observation()
+    obs = current_observation(outside=False)  # another tracer's span is never ours to report
     return obs is not None and obs.kind == GENERATION_KIND

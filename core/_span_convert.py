@@ -206,11 +206,12 @@ def privacy_requested(records: Iterable[SpanRecord]) -> bool:
     """Whether a span or its resource asks for its trace without content
     (`posthog.privacy_mode` true, or the text "true", "1" or "yes" in any case): no prompts,
     outputs or error messages."""
-    return any(
-        _asks_privacy(rec.attributes.get(PRIVACY_ATTRIBUTE))
-        or _asks_privacy(rec.resource.get(PRIVACY_ATTRIBUTE))
-        for rec in records
-    )
+    return any(asks_privacy(rec.attributes, rec.resource) for rec in records)
+
+
+def asks_privacy(*attribute_maps: Mapping[str, Any] | None) -> bool:
+    """`privacy_requested` for a span's attributes and its resource's, before it ended."""
+    return any(m is not None and _asks_privacy(m.get(PRIVACY_ATTRIBUTE)) for m in attribute_maps)
 
 
 # -- facts -------------------------------------------------------------------------------------

@@ -183,6 +183,8 @@ __all__ += [
 from ._span_assemble import TracePlan, plan_trace  # noqa: E402
 from ._span_convert import (  # noqa: E402
     IDENTITY_KEYS,
+    PRIVACY_ATTRIBUTE,
+    asks_privacy,
     distinct_id_of,
     first_of,
     privacy_requested,
@@ -215,4 +217,6 @@ __all__ += [
     "session_id_of",
     "first_of",
     "privacy_requested",
+    "asks_privacy",
+    "PRIVACY_ATTRIBUTE",
 ]

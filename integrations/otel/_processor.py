@@ -20,9 +20,12 @@ from ._kernel import (
     AI_PREFIXES,
     EMPTY_SCOPE,
     IDENTITY_KEYS,
+    PRIVACY_ATTRIBUTE,
     Emitter,
     Scope,
     SpanRecord,
+    asks_privacy,
+    attributes_of,
     capture_internal_exceptions,
     current_observation,
     current_scope,
@@ -99,9 +102,9 @@ class PostHogSpanProcessor(SpanProcessor):
         # outer observation), for spans that end after it (a stream read after the handler
         # returned): they are sent at once, as part of it.
         self._ended: OrderedDict[int, _Ended] = OrderedDict()
-        # Span ids of open spans that posthog-llm work joined (`_observation_here`): they are
-        # steps of their trace's events whatever their attributes.
-        self._inside: set[int] = set()
+        # Span ids of open spans that posthog-llm work joined (`_joined`), oldest first: they
+        # are steps of their trace's events whatever their attributes.
+        self._inside: OrderedDict[int, None] = OrderedDict()
         self._lock = threading.Lock()
         register_outside_tracer(FRAMEWORK, _observation_in_current_span)
         # Traces still open when the client shuts down (or the process exits) are handed over
@@ -136,7 +139,7 @@ class PostHogSpanProcessor(SpanProcessor):
                         # the identity in force where its first AI step starts.
                         scope = current_scope()
                         if scope is not EMPTY_SCOPE and scope != EMPTY_SCOPE:
-                            self._starts[trace_key] = (self._emitter.scope(), None)
+                            self._starts[trace_key] = (self._own_scope(), None)
             except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
                 report_internal_error(exc)
             return  # otherwise only a trace's local root decides its identity and parent
@@ -150,8 +153,9 @@ class PostHogSpanProcessor(SpanProcessor):
             ):
                 self._reported_elsewhere(span)
                 return
-            outer = current_observation()
-            if outer is None:
+            outer = current_observation(outside=False)  # a root is never inside our own spans
+            private = attributes is not None and PRIVACY_ATTRIBUTE in attributes
+            if outer is None and not private:
                 scope = current_scope()
                 # By identity first (the scope outside any `posthog_llm.context(...)`): a
                 # dataclass comparison of every field costs ~1 µs per trace.
@@ -159,7 +163,11 @@ class PostHogSpanProcessor(SpanProcessor):
                     return
             if len(self._starts) >= MAX_OPEN_TRACES:
                 self._starts.clear()  # roots that never end: forget rather than grow
-            self._starts[span.context.trace_id] = (self._emitter.scope(), outer)
+            scope = self._own_scope()
+            if private and asks_privacy(attributes):
+                # Work that joins this trace (`_observation_here`) keeps its privacy too.
+                scope = scope.merged(make_scope(privacy_mode=True))
+            self._starts[span.context.trace_id] = (scope, outer)
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
 
@@ -173,15 +181,20 @@ class PostHogSpanProcessor(SpanProcessor):
                 elsewhere = span.context.span_id in self._elsewhere
                 if elsewhere:
                     self._elsewhere.discard(span.context.span_id)
+            inside = False
+            if self._inside:
+                inside = self._inside.pop(span.context.span_id, False) is None
             if spans is None:
-                if elsewhere or not _is_ai(span):
+                if elsewhere or not (inside or _is_ai(span)):
                     parent = span.parent
                     if parent is None or parent.is_remote:
                         self._starts.pop(trace_key, None)
                     return
                 ended = self._ended.get(trace_key) if self._ended else None
                 if ended is not None:
-                    self._send_late(trace_key, ended, record_from_sdk_span(span, ended.trace_hex))
+                    late = record_from_sdk_span(span, ended.trace_hex)
+                    late.reported_inside = inside
+                    self._send_late(trace_key, ended, late)
                     return
                 with self._lock:
                     spans = self._open.setdefault(trace_key, [])
@@ -193,8 +206,7 @@ class PostHogSpanProcessor(SpanProcessor):
             # passes over queued traces were the largest cost of a burst).
             # The trace id's hex is made once per trace (the first record's).
             record = record_from_sdk_span(span, spans[0].trace_id if spans else None)
-            if self._inside and span.context.span_id in self._inside:
-                self._inside.discard(span.context.span_id)
+            if inside:
                 record.reported_inside = True
             if elsewhere:
                 # Its model call is reported already: here it is only a step of the trace.
@@ -213,9 +225,13 @@ class PostHogSpanProcessor(SpanProcessor):
 
     def _observation_here(self, span: Any) -> Any:
         """Work posthog-llm reports (a provider drop-in's call, `posthog_llm.span`, a framework's
-        trace) starts inside `span`, an open span of this processor's provider, with no
+        trace) may start inside `span`, an open span of this processor's provider, with no
         observation of ours open: it joins the span's trace, under it (under the trace itself
-        when `span` is the trace's local root). The trace is an AI trace from now on."""
+        when `span` is the trace's local root). Only work that does join reads the span id
+        (`_Joining`): a context naming another trace, or a question asked in passing, leaves
+        the trace as it was."""
+        if not self._emitter.enabled:
+            return None
         ctx = span.get_span_context()
         trace_key = ctx.trace_id
         started = self._starts.get(trace_key)
@@ -223,22 +239,42 @@ class PostHogSpanProcessor(SpanProcessor):
             # Joined to an observation of ours elsewhere, or already sent: left alone.
             return None
         trace_hex = f"{trace_key:032x}"
+        context = current_scope()
+        if context.trace_id is not None and str(context.trace_id) != trace_hex:
+            return None  # the context names another trace: work here goes there
         parent = getattr(span, "parent", None)
         if parent is None or parent.is_remote:
             span_hex = trace_hex  # the root is the trace's own event
         else:
             span_hex = f"{ctx.span_id:016x}"
-        inside = self._inside
-        if len(inside) >= MAX_OPEN_TRACES:
-            inside.clear()  # spans that never end: forget rather than grow
-        inside.add(ctx.span_id)
-        if trace_key not in self._open:
-            with self._lock:
-                self._open.setdefault(trace_key, [])
-        scope = (
-            started[0] if started is not None else self._emitter.defaults.merged(current_scope())
-        )
-        return outside_span(trace_hex, span_hex, with_trace_id(scope, trace_hex), FRAMEWORK)
+        if started is not None:
+            scope, remember = started[0], None
+        else:
+            scope = self._emitter.defaults.merged(context)
+            # The identity in force where the work starts is the trace's, as for a GenAI step.
+            remember = scope if context is not EMPTY_SCOPE and context != EMPTY_SCOPE else None
+        scope = with_trace_id(scope, trace_hex)
+        resource = getattr(getattr(span, "resource", None), "attributes", None)
+        if asks_privacy(attributes_of(span), resource):
+            scope = scope.merged(make_scope(privacy_mode=True))
+        joining = _Joining(self, trace_key, ctx.span_id, span_hex, remember)
+        return outside_span(trace_hex, joining, scope, FRAMEWORK)
+
+    def _joined(self, trace_key: int, span_key: int, remember: Scope | None) -> None:
+        """Work joined open span `span_key`: it is a step of its trace, an AI trace now."""
+        with self._lock:
+            inside = self._inside
+            inside[span_key] = None
+            if len(inside) > MAX_OPEN_TRACES:
+                inside.popitem(last=False)  # the oldest: spans that never end
+            overflow = False
+            if trace_key not in self._open:
+                self._open[trace_key] = []
+                overflow = len(self._open) > MAX_OPEN_TRACES
+            if remember is not None and trace_key not in self._starts:
+                self._starts[trace_key] = (remember, None)
+        if overflow:
+            self._send_oldest()
 
     def _reported_elsewhere(self, span: Any) -> None:
         """A GenAI span started inside a model call posthog-llm reports already (the SDK's own
@@ -259,13 +295,13 @@ class PostHogSpanProcessor(SpanProcessor):
     def _hand_over_open(self) -> None:
         """Queue the traces still open (their roots have not ended) with the client."""
         with capture_internal_exceptions():
-            while self._open:
+            for _ in range(len(self._open)):  # those open now: work may open more meanwhile
                 self._send_oldest()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send traces still open (their roots have not ended) and flush the client."""
         with capture_internal_exceptions():
-            while self._open:
+            for _ in range(len(self._open)):
                 self._send_oldest()
             client = self._emitter.client
             flush = getattr(client, "flush", None)
@@ -291,7 +327,7 @@ class PostHogSpanProcessor(SpanProcessor):
         started = self._starts.pop(trace_key, None)
         if not self._emitter.enabled:
             return
-        scope, outer = started if started is not None else (self._emitter.scope(), None)
+        scope, outer = started if started is not None else (self._own_scope(), None)
         # Marked AI when an AI step started, but none has ended yet (the root ended first):
         # nothing to send until one does.
         waiting = not any(
@@ -310,6 +346,16 @@ class PostHogSpanProcessor(SpanProcessor):
                 )
                 if len(self._ended) > MAX_OPEN_TRACES:
                     self._ended.popitem(last=False)
+
+    def _own_scope(self) -> Scope:
+        """The scope in force here, for this processor's own bookkeeping: never the stand-in for
+        one of its own spans (`_observation_here`)."""
+        _internal.busy = True
+        try:
+            scope: Scope = self._emitter.scope()
+        finally:
+            _internal.busy = False
+        return scope
 
     def _send_late(self, trace_key: int, ended: _Ended, record: SpanRecord) -> None:
         """An AI span that ended after its trace's root: sent at once, under the trace's
@@ -355,9 +401,43 @@ class PostHogSpanProcessor(SpanProcessor):
         return scope
 
 
+# Set while a processor reads the scope for itself.
+_internal = threading.local()
+
+
+class _Joining:
+    """The span id of a stand-in observation (`_observation_here`): reading it, as work that
+    joins the span does, marks the span as a step of its trace."""
+
+    __slots__ = ("processor", "trace_key", "span_key", "text", "remember")
+
+    def __init__(
+        self,
+        processor: PostHogSpanProcessor,
+        trace_key: int,
+        span_key: int,
+        text: str,
+        remember: Scope | None,
+    ) -> None:
+        self.processor = processor
+        self.trace_key = trace_key
+        self.span_key = span_key
+        self.text = text
+        self.remember = remember
+
+    def __str__(self) -> str:
+        try:
+            self.processor._joined(self.trace_key, self.span_key, self.remember)
+        except Exception as exc:  # the work still joins; its span may be left out
+            report_internal_error(exc)
+        return self.text
+
+
 def _observation_in_current_span() -> Any:
     """The core asks (no observation of ours is open here): the current OpenTelemetry span, as
     an observation, when one of our processors receives its spans."""
+    if getattr(_internal, "busy", False):
+        return None
     span = get_current_span()
     if not span.is_recording():
         return None

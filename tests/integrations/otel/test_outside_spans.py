@@ -4,6 +4,7 @@ instrumented by OpenTelemetry (a web framework's server span) that calls the Ope
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,11 +12,13 @@ import posthog_llm
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from posthog_llm import Client
+from posthog_llm.integrations.otel import PostHogSpanProcessor
 from posthog_llm.local.openai_standin import OpenAIStandIn
 
 pytest.importorskip("openai")
 
 MESSAGES = [{"role": "user", "content": "Tell me about owls"}]
+CHAT = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}
 
 
 @pytest.fixture
@@ -144,3 +147,112 @@ def test_a_langchain_chain_in_a_request_span_is_a_step_of_the_request(
     assert step["properties"]["$ai_parent_id"] == trace_hex
     (trace,) = events("$ai_trace")
     assert trace["properties"]["$ai_span_name"] == "GET /compute"
+
+
+def test_flushing_or_shutting_down_inside_a_span_returns(
+    client: Client, provider: Any, tracer: Any, openai_client: Any, events: Any
+) -> None:
+    # A serverless handler flushes before it returns, inside its own span; the processor's
+    # own reading of the scope must not open the trace it is handing over again.
+    done: list[str] = []
+
+    def handler() -> None:
+        with tracer.start_as_current_span("lambda handler"):
+            with tracer.start_as_current_span("chat", attributes=CHAT):
+                pass
+            ask(openai_client)
+            provider.force_flush()
+            done.append("flushed")
+            client.shutdown(timeout=5)
+            done.append("shut down")
+
+    worker = threading.Thread(target=handler, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert done == ["flushed", "shut down"]
+
+
+def test_a_plain_span_above_an_opentelemetry_generation_is_still_not_sent(
+    tracer: Any, events: Any
+) -> None:
+    with posthog_llm.context(distinct_id="user-42"):
+        with tracer.start_as_current_span("GET /chat"):
+            with tracer.start_as_current_span("middleware"):
+                with tracer.start_as_current_span("chat", attributes=CHAT):
+                    pass
+    assert events("$ai_span") == []  # not between AI spans
+    assert {e["distinct_id"] for e in events()} == {"user-42"}
+    assert len(events("$ai_generation")) == 1
+
+
+def test_work_in_a_private_trace_is_sent_without_content(
+    tracer: Any, openai_client: Any, events: Any
+) -> None:
+    with tracer.start_as_current_span("GET /chat", attributes={"posthog.privacy_mode": True}):
+        with tracer.start_as_current_span("handler"):
+            ask(openai_client)
+    generation = events("$ai_generation")[0]["properties"]
+    assert generation["$ai_trace_id"] == events("$ai_trace")[0]["properties"]["$ai_trace_id"]
+    assert "$ai_input" not in generation and "$ai_output_choices" not in generation
+
+
+def test_a_trace_id_named_in_the_context_or_the_call_wins_and_the_request_sends_nothing(
+    tracer: Any, openai_client: Any, events: Any
+) -> None:
+    with tracer.start_as_current_span("GET /chat"):
+        with tracer.start_as_current_span("handler"):
+            with posthog_llm.context(trace_id="conversation-17"):
+                ask(openai_client)
+            openai_client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, posthog_trace_id="conversation-18"
+            )
+    traces = [e["properties"]["$ai_trace_id"] for e in events("$ai_generation")]
+    assert traces == ["conversation-17", "conversation-18"]
+    assert events("$ai_trace") == [] and events("$ai_span") == []
+
+
+def test_with_the_processors_client_disabled_work_keeps_a_trace_of_its_own(
+    sink: Any, openai_client: Any, events: Any
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(PostHogSpanProcessor(Client(destination=sink, disabled=True)))
+    with provider.get_tracer("t").start_as_current_span("GET /chat") as request:
+        ask(openai_client)
+    generation = events("$ai_generation")[0]["properties"]
+    assert generation["$ai_trace_id"] != hex_ids(request)[0]
+    assert "$ai_parent_id" not in generation
+
+
+def test_every_input_of_a_langchain_batch_in_a_request_span_joins_it(
+    client: Client, tracer: Any, events: Any
+) -> None:
+    pytest.importorskip("langchain_core")
+    from langchain_core.runnables import RunnableLambda
+    from posthog_llm.integrations.langchain import PostHogCallbackHandler
+
+    chain = RunnableLambda(lambda x: x + 1) | RunnableLambda(lambda x: x * 2)
+    handler = PostHogCallbackHandler(client)
+    with tracer.start_as_current_span("GET /batch") as request:
+        assert chain.batch([1, 2], config={"callbacks": [handler]}) == [4, 6]
+    trace_hex, _ = hex_ids(request)
+    roots = [
+        e["properties"]
+        for e in events("$ai_span")
+        if e["properties"]["$ai_span_name"] == "RunnableSequence"
+    ]
+    assert len(roots) == 2
+    assert all((r["$ai_trace_id"], r["$ai_parent_id"]) == (trace_hex, trace_hex) for r in roots)
+    assert len(events("$ai_trace")) == 1
+
+
+def test_a_span_that_work_joined_is_sent_when_it_ends_after_a_flush(
+    provider: Any, tracer: Any, openai_client: Any, events: Any
+) -> None:
+    with tracer.start_as_current_span("GET /chat"):
+        with tracer.start_as_current_span("handler") as handler:
+            ask(openai_client)
+            provider.force_flush()  # hands the open trace over before its spans end
+    _, handler_hex = hex_ids(handler)
+    (step,) = events("$ai_span")
+    assert step["properties"]["$ai_span_id"] == handler_hex
+    assert events("$ai_generation")[0]["properties"]["$ai_parent_id"] == handler_hex

@@ -99,7 +99,9 @@ class Observation:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<Observation {self.kind} {self.span_id} of {self.trace_id} ({state})>"
+        # The id as given: reading `span_id` of another tracer's span joins it (`outside_span`).
+        span_id = self._span_id if type(self._span_id) is str else "(not read)"
+        return f"<Observation {self.kind} {span_id} of {self.trace_id} ({state})>"
 
 
 _current: ContextVar[Observation | None] = ContextVar("posthog_llm_observation", default=None)

@@ -358,6 +358,9 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             if k >= VISIBLE:
                 trace.parent = outer.span_id
                 trace.pvis = id_[-36:]
+            elif k == NOISE:
+                trace.joining = outer  # its span id is read if something inside is sent
+                trace.emit = False
             else:
                 trace.pvis = outer.span_id
                 trace.emit = False

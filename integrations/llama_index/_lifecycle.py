@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from posthog_llm.instrumentation import Emitter, close_observation, report_internal_error
 
 from . import _nesting
-from ._records import EXIT, SPENT, TIME_AT, WIDTH, Inner, Trace
+from ._records import DROP, EXIT, INNER, SPENT, TIME_AT, WIDTH, Inner, Trace
 from ._stream_tracking import StreamTracking
 
 __all__ = ["TraceLifecycle"]
 
 # A trace whose log holds only its root's two entries (a NOISE root with nothing inside).
 _ROOT_ONLY = WIDTH[0] + WIDTH[EXIT]
+# Log entries of internal work: internal spans and the ends of spans.
+_INTERNAL = frozenset((INNER, EXIT, DROP))
 
 
 class TraceLifecycle(StreamTracking):
@@ -93,6 +96,11 @@ class TraceLifecycle(StreamTracking):
         trace.obs = None  # closed: nested work no longer finds it through the trace
         if trace.emit is None and len(trace.log) <= _ROOT_ONLY:
             return  # an internal function called on its own: nothing to send
+        joining = trace.joining
+        if joining is not None:
+            if not _sends_inside(trace.log):
+                return  # internal work only: it joins nothing and sends nothing
+            trace.pvis = joining.span_id
         # One queued item per trace: the worker rebuilds its spans and events from the log.
         trace.wall_offset = time.time() - time.perf_counter()
         self._emitter.emit_many(trace, trace.scope, trace_id=trace.id)
@@ -171,3 +179,16 @@ def _last_logged(trace: Trace) -> float:
         last = log[i + TIME_AT[tag]]
         i += width
     return float(last)
+
+
+def _sends_inside(log: list[Any]) -> bool:
+    """Whether a root of internal work logged more than internal spans (its own entry, INNER
+    spans and their ends)."""
+    n = len(log)
+    i = WIDTH[log[0]] if n else 0  # the root's own entry
+    while i < n:
+        tag = log[i]
+        if tag not in _INTERNAL:
+            return True
+        i += WIDTH[tag]
+    return False

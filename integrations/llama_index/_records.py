@@ -73,6 +73,7 @@ class Trace:
         "privacy",
         "kind",
         "pvis",
+        "joining",
         "name",
         "emit",
         "parent",
@@ -116,6 +117,9 @@ class Trace:
         self.privacy = privacy
         self.kind = kind  # the root span's kind
         self.pvis: str | None = None  # the root's `$ai_parent_id` for what runs inside it
+        # The enclosing observation a root of internal work runs in: its span id (`pvis`) is
+        # read only if something inside is sent (another tracer's span joins on that read).
+        self.joining: Observation | None = None
         self.name: str | None = None
         self.emit: bool | None = True  # None: only when something inside was emitted
         # Set when the root joined an enclosing trace (a user span, a LangChain step): the

@@ -157,7 +157,7 @@ class PostHogTracingProcessor(TracingProcessor):
     # -- traces ------------------------------------------------------------------------------
 
     def on_trace_start(self, trace: Trace) -> None:
-        if not self.active:
+        if not self.active or not self._emitter.enabled:
             return
         with capture_internal_exceptions():
             outer = current_observation()

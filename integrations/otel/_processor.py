@@ -95,7 +95,7 @@ class PostHogSpanProcessor(SpanProcessor):
         # trace id (int) -> records of the spans of a trace known to hold AI work, in end order
         self._open: OrderedDict[int, list[SpanRecord]] = OrderedDict()
         # trace id -> (scope, open observation) when its root started, if either was set
-        self._starts: dict[int, tuple[Scope, Any]] = {}
+        self._starts: OrderedDict[int, tuple[Scope, Any]] = OrderedDict()
         # Span ids of model calls reported by posthog-llm itself (`model_call_reported`).
         self._elsewhere: set[int] = set()
         # trace id -> how a trace whose root ended was sent (its root's span id, scope and
@@ -105,6 +105,8 @@ class PostHogSpanProcessor(SpanProcessor):
         # Span ids of open spans that posthog-llm work joined (`_joined`), oldest first: they
         # are steps of their trace's events whatever their attributes.
         self._inside: OrderedDict[int, None] = OrderedDict()
+        # Trace ids of open private roots started with no identity or outer observation.
+        self._private_roots: OrderedDict[int, None] = OrderedDict()
         self._lock = threading.Lock()
         register_outside_tracer(FRAMEWORK, _observation_in_current_span)
         # Traces still open when the client shuts down (or the process exits) are handed over
@@ -124,6 +126,16 @@ class PostHogSpanProcessor(SpanProcessor):
             if attributes is None or not (
                 _START_KEYS[0] in attributes or _START_KEYS[1] in attributes
             ):
+                if (
+                    attributes is not None
+                    and PRIVACY_ATTRIBUTE in attributes
+                    and asks_privacy(attributes)
+                ):
+                    # A private step: work that joins its trace later is private too.
+                    roots = self._private_roots
+                    roots[span.context.trace_id] = None
+                    if len(roots) > MAX_OPEN_TRACES:
+                        roots.popitem(last=False)
                 return
             try:
                 if model_call_reported():
@@ -154,17 +166,26 @@ class PostHogSpanProcessor(SpanProcessor):
                 self._reported_elsewhere(span)
                 return
             outer = current_observation(outside=False)  # a root is never inside our own spans
-            private = attributes is not None and PRIVACY_ATTRIBUTE in attributes
-            if outer is None and not private:
+            private = (
+                attributes is not None
+                and PRIVACY_ATTRIBUTE in attributes
+                and asks_privacy(attributes)
+            )
+            if outer is None:
                 scope = current_scope()
                 # By identity first (the scope outside any `posthog_llm.context(...)`): a
                 # dataclass comparison of every field costs ~1 µs per trace.
                 if scope is EMPTY_SCOPE or scope == EMPTY_SCOPE:
+                    if private:
+                        roots = self._private_roots
+                        roots[span.context.trace_id] = None
+                        if len(roots) > MAX_OPEN_TRACES:
+                            roots.popitem(last=False)
                     return
             if len(self._starts) >= MAX_OPEN_TRACES:
-                self._starts.clear()  # roots that never end: forget rather than grow
+                self._starts.popitem(last=False)  # the oldest: roots that never end
             scope = self._own_scope()
-            if private and asks_privacy(attributes):
+            if private:
                 # Work that joins this trace (`_observation_here`) keeps its privacy too.
                 scope = scope.merged(make_scope(privacy_mode=True))
             self._starts[span.context.trace_id] = (scope, outer)
@@ -189,6 +210,8 @@ class PostHogSpanProcessor(SpanProcessor):
                     parent = span.parent
                     if parent is None or parent.is_remote:
                         self._starts.pop(trace_key, None)
+                        if self._private_roots:
+                            self._private_roots.pop(trace_key, None)
                     return
                 ended = self._ended.get(trace_key) if self._ended else None
                 if ended is not None:
@@ -255,7 +278,7 @@ class PostHogSpanProcessor(SpanProcessor):
             remember = scope if context is not EMPTY_SCOPE and context != EMPTY_SCOPE else None
         scope = with_trace_id(scope, trace_hex)
         resource = getattr(getattr(span, "resource", None), "attributes", None)
-        if asks_privacy(attributes_of(span), resource):
+        if trace_key in self._private_roots or asks_privacy(attributes_of(span), resource):
             scope = scope.merged(make_scope(privacy_mode=True))
         joining = _Joining(self, trace_key, ctx.span_id, span_hex, remember)
         return outside_span(trace_hex, joining, scope, FRAMEWORK)
@@ -325,6 +348,8 @@ class PostHogSpanProcessor(SpanProcessor):
     def _send(self, trace_key: int, records: list[SpanRecord]) -> None:
         """Hand a finished trace to the client as one item; it is converted on the worker."""
         started = self._starts.pop(trace_key, None)
+        if self._private_roots:
+            self._private_roots.pop(trace_key, None)
         if not self._emitter.enabled:
             return
         scope, outer = started if started is not None else (self._own_scope(), None)

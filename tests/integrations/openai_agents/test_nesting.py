@@ -154,3 +154,32 @@ def test_an_agent_run_as_a_tool_stays_under_the_tool_that_ran_it(client, events)
     ids = {e["properties"].get("$ai_span_id") for e in found} | {trace_id}
     assert all(e["properties"].get("$ai_parent_id") in ids | {None} for e in found)
     assert "sunny in Paris" in str(trace["properties"]["$ai_output_state"])
+
+
+def test_a_run_inside_an_opentelemetry_span_joins_it_unless_its_client_is_disabled(
+    client, sink, events
+):
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from posthog_llm.integrations.otel import PostHogSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(PostHogSpanProcessor(client))
+    tracer = provider.get_tracer("app")
+    posthog_agents.instrument(posthog_llm.Client(destination=sink, disabled=True))
+    try:
+        with tracer.start_as_current_span("POST /agent"):
+            Runner.run_sync(make_agents(), "What is the weather in Paris?")
+    finally:
+        posthog_agents.uninstrument()
+    assert events() == []  # nothing reported the run: the request is not an AI trace
+
+    posthog_agents.instrument(client)
+    with tracer.start_as_current_span("POST /agent") as request:
+        Runner.run_sync(make_agents(), "What is the weather in Paris?")
+    trace_hex = f"{request.get_span_context().trace_id:032x}"
+    (trace,) = events("$ai_trace")
+    assert trace["properties"]["$ai_span_name"] == "POST /agent"
+    assert {e["properties"]["$ai_trace_id"] for e in events()} == {trace_hex}
+    run = by_name(events("$ai_span"), "Agent workflow")
+    assert run["$ai_parent_id"] == trace_hex

@@ -256,3 +256,63 @@ def test_a_span_that_work_joined_is_sent_when_it_ends_after_a_flush(
     (step,) = events("$ai_span")
     assert step["properties"]["$ai_span_id"] == handler_hex
     assert events("$ai_generation")[0]["properties"]["$ai_parent_id"] == handler_hex
+
+
+@pytest.mark.parametrize("where", ["root", "middle span"])
+def test_a_trace_private_at_any_span_start_keeps_joined_work_private_and_its_identity(
+    tracer: Any, openai_client: Any, events: Any, where: str
+) -> None:
+    private = {"posthog.privacy_mode": True}
+    with tracer.start_as_current_span("POST /chat", attributes=private if where == "root" else {}):
+        with posthog_llm.context(distinct_id="alice"):
+            with tracer.start_as_current_span(
+                "answer", attributes=private if where != "root" else {}
+            ):
+                with tracer.start_as_current_span("generate"):
+                    ask(openai_client)
+    generation = events("$ai_generation")[0]
+    assert "$ai_input" not in generation["properties"]
+    assert "$ai_output_choices" not in generation["properties"]
+    assert {e["distinct_id"] for e in events()} == {"alice"}
+
+
+def test_a_model_call_span_around_a_drop_in_call_is_a_step_and_the_call_counted_once(
+    tracer: Any, openai_client: Any, events: Any
+) -> None:
+    usage = {"gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 30}
+    with tracer.start_as_current_span("POST /chat"):
+        with tracer.start_as_current_span("chat gpt-4o-mini", attributes={**CHAT, **usage}):
+            ask(openai_client)
+    (generation,) = events("$ai_generation")
+    (step,) = events("$ai_span")
+    assert step["properties"]["$ai_span_name"] == "chat gpt-4o-mini"
+    assert generation["properties"]["$ai_parent_id"] == step["properties"]["$ai_span_id"]
+
+
+def test_reading_the_current_observation_in_passing_joins_nothing(tracer: Any, events: Any) -> None:
+    from posthog_llm.instrumentation import current_observation
+
+    with tracer.start_as_current_span("GET /health"):
+        with tracer.start_as_current_span("check"):
+            seen = current_observation()
+            assert seen is not None and "(not read)" in repr(seen)
+    assert events() == []
+
+
+def test_llama_index_internal_work_in_a_request_span_sends_nothing(
+    client: Client, tracer: Any, events: Any
+) -> None:
+    pytest.importorskip("llama_index.core")
+    from llama_index.core import Document
+    from llama_index.core.node_parser import SentenceSplitter
+    from posthog_llm.integrations import llama_index as posthog_li
+
+    posthog_li.set_global_handler(client)
+    try:
+        with tracer.start_as_current_span("POST /ingest"):
+            with tracer.start_as_current_span("handler"):
+                nodes = SentenceSplitter().get_nodes_from_documents([Document(text="Owls.")])
+    finally:
+        posthog_li.remove_global_handler()
+    assert len(nodes) == 1
+    assert events() == []

@@ -42,12 +42,6 @@ def plan_trace(records: Sequence[SpanRecord]) -> TracePlan | None:
         rec = by_id[span_id]
         return None if rec.parent_remote else rec.parent_id
 
-    # A model-call span that posthog-llm work joined wraps a call posthog-llm reports itself
-    # (a provider drop-in's, inside a span an instrumentation made around it): a step.
-    for rec in records:
-        if rec.reported_inside and kinds[rec.span_id] in (GENERATION_KIND, EMBEDDING_KIND):
-            kinds[rec.span_id] = SPAN_KIND
-
     # A model call around another of its kind is a wrapper (OpenInference's LlamaIndex spans:
     # `predict` around `chat`, `get_query_embedding` around `_get_query_embedding`): the
     # innermost is the call, the ones around it are steps, so one call is one event.
@@ -62,6 +56,12 @@ def plan_trace(records: Sequence[SpanRecord]) -> TracePlan | None:
                 kinds[parent] = SPAN_KIND
             parent = parent_of(parent)
             steps += 1
+
+    # A model-call span that a model call posthog-llm reports itself joined (a provider
+    # drop-in's, inside a span an instrumentation made around it) is a wrapper: a step.
+    for rec in records:
+        if rec.reported_call and kinds[rec.span_id] in (GENERATION_KIND, EMBEDDING_KIND):
+            kinds[rec.span_id] = SPAN_KIND
 
     ai_below: set[str] = set()
     for rec in records:

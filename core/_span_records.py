@@ -53,6 +53,8 @@ class SpanRecord:
     # Work posthog-llm reported itself ran inside this span (a provider drop-in's call, a user
     # span, a framework's trace): the span is a step of an AI trace whatever its attributes.
     reported_inside: bool = False
+    # ... and that work was a model call: a model-call span around it is a wrapper, not a call.
+    reported_call: bool = False
 
     @property
     def latency(self) -> float | None:

@@ -498,7 +498,16 @@ def begin_call(
         trace_id = str(scope.trace_id) if scope.trace_id is not None else uuid4_str()
         parent_id = None
         if observation is not None and trace_id == observation.trace_id:
-            parent_id = observation.span_id
+            if observation.closed:
+                # Another tracer's span (`outside_span`): read as a model call, so the span
+                # it joins is known to wrap one.
+                token = reporting_model_call()
+                try:
+                    parent_id = observation.span_id
+                finally:
+                    done_reporting_model_call(token)
+            else:
+                parent_id = observation.span_id
         params = dict(kwargs)
         for name in kind.list_arguments:
             value = kwargs.get(name)

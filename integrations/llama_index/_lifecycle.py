@@ -56,7 +56,14 @@ class TraceLifecycle(StreamTracking):
                 trace.done = complete = True  # the common case: nothing outlives the root
         if complete:
             self._finish_trace(trace)
-        elif not self._settle(trace):  # something outlives the root: it cannot wait forever
+            return
+        joining = trace.joining
+        if joining is not None:
+            # Something outlives the root (a stream, a thread): the enclosing span may end
+            # before it, so it is joined now, while it is open.
+            trace.joining = None
+            trace.pvis = joining.span_id
+        if not self._settle(trace):  # something outlives the root: it cannot wait forever
             self._ensure_sweeper()
 
     def _settle(self, trace: Trace) -> bool:

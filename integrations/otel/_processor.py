@@ -104,9 +104,11 @@ class PostHogSpanProcessor(SpanProcessor):
         self._ended: OrderedDict[int, _Ended] = OrderedDict()
         # Span ids of open spans that posthog-llm work joined (`_joined`), oldest first: they
         # are steps of their trace's events whatever their attributes.
-        self._inside: OrderedDict[int, None] = OrderedDict()
-        # Trace ids of open private roots started with no identity or outer observation.
-        self._private_roots: OrderedDict[int, None] = OrderedDict()
+        # The value: whether a model call joined (`reported_call`).
+        self._inside: OrderedDict[int, bool] = OrderedDict()
+        # Trace ids of traces a span of which started with `posthog.privacy_mode`, newest last:
+        # work that joins them is private too (their own events are, by their records).
+        self._private: OrderedDict[int, None] = OrderedDict()
         self._lock = threading.Lock()
         register_outside_tracer(FRAMEWORK, _observation_in_current_span)
         # Traces still open when the client shuts down (or the process exits) are handed over
@@ -123,19 +125,11 @@ class PostHogSpanProcessor(SpanProcessor):
             # The keys an AI step is made with (the conventions set them at the start); the full
             # check is at its end. Two lookups: every child span of every trace pays this.
             attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+            if attributes is not None and PRIVACY_ATTRIBUTE in attributes:
+                self._note_private(span, attributes)
             if attributes is None or not (
                 _START_KEYS[0] in attributes or _START_KEYS[1] in attributes
             ):
-                if (
-                    attributes is not None
-                    and PRIVACY_ATTRIBUTE in attributes
-                    and asks_privacy(attributes)
-                ):
-                    # A private step: work that joins its trace later is private too.
-                    roots = self._private_roots
-                    roots[span.context.trace_id] = None
-                    if len(roots) > MAX_OPEN_TRACES:
-                        roots.popitem(last=False)
                 return
             try:
                 if model_call_reported():
@@ -158,6 +152,8 @@ class PostHogSpanProcessor(SpanProcessor):
         # try/except rather than the context manager: this runs for every trace's root.
         try:
             attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+            if attributes is not None and PRIVACY_ATTRIBUTE in attributes:
+                self._note_private(span, attributes)
             if (
                 attributes is not None
                 and (_START_KEYS[0] in attributes or _START_KEYS[1] in attributes)
@@ -166,29 +162,15 @@ class PostHogSpanProcessor(SpanProcessor):
                 self._reported_elsewhere(span)
                 return
             outer = current_observation(outside=False)  # a root is never inside our own spans
-            private = (
-                attributes is not None
-                and PRIVACY_ATTRIBUTE in attributes
-                and asks_privacy(attributes)
-            )
             if outer is None:
                 scope = current_scope()
                 # By identity first (the scope outside any `posthog_llm.context(...)`): a
                 # dataclass comparison of every field costs ~1 µs per trace.
                 if scope is EMPTY_SCOPE or scope == EMPTY_SCOPE:
-                    if private:
-                        roots = self._private_roots
-                        roots[span.context.trace_id] = None
-                        if len(roots) > MAX_OPEN_TRACES:
-                            roots.popitem(last=False)
                     return
             if len(self._starts) >= MAX_OPEN_TRACES:
                 self._starts.popitem(last=False)  # the oldest: roots that never end
-            scope = self._own_scope()
-            if private:
-                # Work that joins this trace (`_observation_here`) keeps its privacy too.
-                scope = scope.merged(make_scope(privacy_mode=True))
-            self._starts[span.context.trace_id] = (scope, outer)
+            self._starts[span.context.trace_id] = (self._own_scope(), outer)
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
 
@@ -202,21 +184,19 @@ class PostHogSpanProcessor(SpanProcessor):
                 elsewhere = span.context.span_id in self._elsewhere
                 if elsewhere:
                     self._elsewhere.discard(span.context.span_id)
-            inside = False
-            if self._inside:
-                inside = self._inside.pop(span.context.span_id, False) is None
+            joined = self._inside.pop(span.context.span_id, None) if self._inside else None
+            inside = joined is not None
             if spans is None:
                 if elsewhere or not (inside or _is_ai(span)):
                     parent = span.parent
                     if parent is None or parent.is_remote:
                         self._starts.pop(trace_key, None)
-                        if self._private_roots:
-                            self._private_roots.pop(trace_key, None)
                     return
                 ended = self._ended.get(trace_key) if self._ended else None
                 if ended is not None:
                     late = record_from_sdk_span(span, ended.trace_hex)
                     late.reported_inside = inside
+                    late.reported_call = joined is True
                     self._send_late(trace_key, ended, late)
                     return
                 with self._lock:
@@ -231,6 +211,7 @@ class PostHogSpanProcessor(SpanProcessor):
             record = record_from_sdk_span(span, spans[0].trace_id if spans else None)
             if inside:
                 record.reported_inside = True
+                record.reported_call = joined is True
             if elsewhere:
                 # Its model call is reported already: here it is only a step of the trace.
                 record.attributes = {
@@ -278,16 +259,27 @@ class PostHogSpanProcessor(SpanProcessor):
             remember = scope if context is not EMPTY_SCOPE and context != EMPTY_SCOPE else None
         scope = with_trace_id(scope, trace_hex)
         resource = getattr(getattr(span, "resource", None), "attributes", None)
-        if trace_key in self._private_roots or asks_privacy(attributes_of(span), resource):
+        if trace_key in self._private or asks_privacy(attributes_of(span), resource):
             scope = scope.merged(make_scope(privacy_mode=True))
         joining = _Joining(self, trace_key, ctx.span_id, span_hex, remember)
         return outside_span(trace_hex, joining, scope, FRAMEWORK)
 
-    def _joined(self, trace_key: int, span_key: int, remember: Scope | None) -> None:
-        """Work joined open span `span_key`: it is a step of its trace, an AI trace now."""
+    def _note_private(self, span: Any, attributes: Any) -> None:
+        """A span starts with `posthog.privacy_mode`: work that joins its trace is private."""
+        if asks_privacy(attributes):
+            private = self._private
+            private[span.context.trace_id] = None
+            if len(private) > MAX_OPEN_TRACES:
+                private.popitem(last=False)  # kept until then: a late span may still be joined
+
+    def _joined(
+        self, trace_key: int, span_key: int, remember: Scope | None, model_call: bool
+    ) -> None:
+        """Work joined open span `span_key` (`model_call`: a model call posthog-llm reports):
+        the span is a step of its trace, an AI trace now."""
         with self._lock:
             inside = self._inside
-            inside[span_key] = None
+            inside[span_key] = model_call or inside.get(span_key, False)
             if len(inside) > MAX_OPEN_TRACES:
                 inside.popitem(last=False)  # the oldest: spans that never end
             overflow = False
@@ -348,8 +340,6 @@ class PostHogSpanProcessor(SpanProcessor):
     def _send(self, trace_key: int, records: list[SpanRecord]) -> None:
         """Hand a finished trace to the client as one item; it is converted on the worker."""
         started = self._starts.pop(trace_key, None)
-        if self._private_roots:
-            self._private_roots.pop(trace_key, None)
         if not self._emitter.enabled:
             return
         scope, outer = started if started is not None else (self._own_scope(), None)
@@ -452,7 +442,9 @@ class _Joining:
 
     def __str__(self) -> str:
         try:
-            self.processor._joined(self.trace_key, self.span_key, self.remember)
+            # Read inside a model call the core reports (a drop-in's): the span wraps it.
+            model_call = model_call_reported()
+            self.processor._joined(self.trace_key, self.span_key, self.remember, model_call)
         except Exception as exc:  # the work still joins; its span may be left out
             report_internal_error(exc)
         return self.text

@@ -316,3 +316,80 @@ def test_llama_index_internal_work_in_a_request_span_sends_nothing(
         posthog_li.remove_global_handler()
     assert len(nodes) == 1
     assert events() == []
+
+
+def test_work_that_is_no_model_call_leaves_a_model_call_span_its_generation(
+    client: Client, tracer: Any, events: Any
+) -> None:
+    usage = {"gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 30}
+    with tracer.start_as_current_span("POST /chat"):
+        with tracer.start_as_current_span("chat gpt-4o-mini", attributes={**CHAT, **usage}):
+            with posthog_llm.span("parse output", client=client):
+                pass
+    (generation,) = events("$ai_generation")
+    assert generation["properties"]["$ai_input_tokens"] == 12
+    (step,) = events("$ai_span")
+    assert step["properties"]["$ai_parent_id"] == generation["properties"]["$ai_span_id"]
+
+
+def test_a_drop_in_call_under_nested_model_call_spans_is_counted_once(
+    tracer: Any, openai_client: Any, events: Any
+) -> None:
+    llm = {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini"}
+    with tracer.start_as_current_span("POST /chat"):
+        with tracer.start_as_current_span("LLM.predict", attributes=llm):
+            with tracer.start_as_current_span("OpenAI.chat", attributes=llm):
+                ask(openai_client)
+    (generation,) = events("$ai_generation")
+    assert generation["properties"]["$ai_provider"] == "local"  # the drop-in's
+    assert {e["properties"]["$ai_span_name"] for e in events("$ai_span")} == {
+        "LLM.predict",
+        "OpenAI.chat",
+    }
+
+
+def test_privacy_asked_by_an_agent_span_or_before_a_flush_stays_with_the_trace(
+    provider: Any, tracer: Any, openai_client: Any, events: Any
+) -> None:
+    agent = {"gen_ai.operation.name": "invoke_agent", "posthog.privacy_mode": True}
+    with tracer.start_as_current_span("POST /agent"):
+        with tracer.start_as_current_span("helper", attributes=agent):
+            with tracer.start_as_current_span("tool"):
+                ask(openai_client)
+    with tracer.start_as_current_span("POST /chat", attributes={"posthog.privacy_mode": True}):
+        with tracer.start_as_current_span("handler"):
+            ask(openai_client)
+            provider.force_flush()
+            ask(openai_client)
+    generations = events("$ai_generation")
+    assert len(generations) == 3
+    assert not any("$ai_input" in g["properties"] for g in generations)
+
+
+def test_a_llama_index_stream_read_after_its_span_ended_stays_under_that_span(
+    client: Client, tracer: Any, events: Any
+) -> None:
+    pytest.importorskip("llama_index.core")
+    from llama_index.core import Settings
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.response_synthesizers import get_response_synthesizer
+    from posthog_llm.integrations import llama_index as posthog_li
+
+    saved = Settings._llm
+    Settings.llm = MockLLM(max_tokens=8)
+    posthog_li.set_global_handler(client)
+    try:
+        with tracer.start_as_current_span("POST /ask"):
+            with tracer.start_as_current_span("handler") as handler:
+                stream = get_response_synthesizer(streaming=True).get_response("q", ["owls"])
+            with tracer.start_as_current_span("send body"):
+                assert "".join(stream)
+    finally:
+        posthog_li.remove_global_handler()
+        Settings._llm = saved
+    _, handler_hex = hex_ids(handler)
+    (generation,) = events("$ai_generation")
+    assert generation["properties"]["$ai_parent_id"] == handler_hex
+    (step,) = events("$ai_span")
+    assert step["properties"]["$ai_span_id"] == handler_hex
+    assert len(events("$ai_trace")) == 1

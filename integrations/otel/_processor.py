@@ -266,11 +266,14 @@ class PostHogSpanProcessor(SpanProcessor):
 
     def _note_private(self, span: Any, attributes: Any) -> None:
         """A span starts with `posthog.privacy_mode`: work that joins its trace is private."""
-        if asks_privacy(attributes):
-            private = self._private
-            private[span.context.trace_id] = None
-            if len(private) > MAX_OPEN_TRACES:
-                private.popitem(last=False)  # kept until then: a late span may still be joined
+        try:
+            if asks_privacy(attributes):
+                private = self._private
+                private[span.context.trace_id] = None
+                if len(private) > MAX_OPEN_TRACES:
+                    private.popitem(last=False)  # kept until then: a late span may still join
+        except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
+            report_internal_error(exc)
 
     def _joined(
         self, trace_key: int, span_key: int, remember: Scope | None, model_call: bool

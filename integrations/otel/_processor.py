@@ -96,6 +96,10 @@ class PostHogSpanProcessor(SpanProcessor):
         self._open: OrderedDict[int, list[SpanRecord]] = OrderedDict()
         # trace id -> (scope, open observation) when its root started, if either was set
         self._starts: OrderedDict[int, tuple[Scope, Any]] = OrderedDict()
+        # trace id -> the identity in force where its first AI step started, or where work of
+        # ours first joined it, for a trace whose root started with none: the trace's own
+        # events only (each piece of work that joins keeps its own context's identity).
+        self._first_identity: OrderedDict[int, Scope] = OrderedDict()
         # Span ids of model calls reported by posthog-llm itself (`model_call_reported`).
         self._elsewhere: set[int] = set()
         # trace id -> how a trace whose root ended was sent (its root's span id, scope and
@@ -145,7 +149,7 @@ class PostHogSpanProcessor(SpanProcessor):
                         # the identity in force where its first AI step starts.
                         scope = current_scope()
                         if scope is not EMPTY_SCOPE and scope != EMPTY_SCOPE:
-                            self._starts[trace_key] = (self._own_scope(), None)
+                            self._remember_identity(trace_key, self._own_scope())
             except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
                 report_internal_error(exc)
             return  # otherwise only a trace's local root decides its identity and parent
@@ -252,10 +256,11 @@ class PostHogSpanProcessor(SpanProcessor):
         else:
             span_hex = f"{ctx.span_id:016x}"
         if started is not None:
-            scope, remember = started[0], None
+            scope, remember = started[0], None  # where the root started: the trace's identity
         else:
+            # The work's own context. The first that joins names the trace's own events, as
+            # the first GenAI step does.
             scope = self._emitter.defaults.merged(context)
-            # The identity in force where the work starts is the trace's, as for a GenAI step.
             remember = scope if context is not EMPTY_SCOPE and context != EMPTY_SCOPE else None
         scope = with_trace_id(scope, trace_hex)
         resource = getattr(getattr(span, "resource", None), "attributes", None)
@@ -289,10 +294,17 @@ class PostHogSpanProcessor(SpanProcessor):
             if trace_key not in self._open:
                 self._open[trace_key] = []
                 overflow = len(self._open) > MAX_OPEN_TRACES
-            if remember is not None and trace_key not in self._starts:
-                self._starts[trace_key] = (remember, None)
+        if remember is not None and trace_key not in self._starts:
+            self._remember_identity(trace_key, remember)
         if overflow:
             self._send_oldest()
+
+    def _remember_identity(self, trace_key: int, scope: Scope) -> None:
+        first = self._first_identity
+        if trace_key not in first:
+            first[trace_key] = scope
+            if len(first) > MAX_OPEN_TRACES:
+                first.popitem(last=False)  # the oldest: traces that never end
 
     def _reported_elsewhere(self, span: Any) -> None:
         """A GenAI span started inside a model call posthog-llm reports already (the SDK's own
@@ -343,9 +355,12 @@ class PostHogSpanProcessor(SpanProcessor):
     def _send(self, trace_key: int, records: list[SpanRecord]) -> None:
         """Hand a finished trace to the client as one item; it is converted on the worker."""
         started = self._starts.pop(trace_key, None)
+        first = self._first_identity.pop(trace_key, None) if self._first_identity else None
         if not self._emitter.enabled:
             return
-        scope, outer = started if started is not None else (self._own_scope(), None)
+        if started is None:
+            started = (first if first is not None else self._own_scope(), None)
+        scope, outer = started
         # Marked AI when an AI step started, but none has ended yet (the root ended first):
         # nothing to send until one does.
         waiting = not any(

@@ -393,3 +393,22 @@ def test_a_llama_index_stream_read_after_its_span_ended_stays_under_that_span(
     (step,) = events("$ai_span")
     assert step["properties"]["$ai_span_id"] == handler_hex
     assert len(events("$ai_trace")) == 1
+
+
+def test_each_piece_of_work_in_one_span_keeps_its_own_context(
+    tracer: Any, openai_client: Any, events: Any
+) -> None:
+    alice = {"distinct_id": "alice", "session_id": "sess-a", "properties": {"tenant": "acme"}}
+    with tracer.start_as_current_span("POST /job"):
+        with posthog_llm.context(**alice, privacy_mode=True):
+            ask(openai_client)
+        with posthog_llm.context(distinct_id="bob"):
+            ask(openai_client)
+    first, second = (e for e in events("$ai_generation"))
+    assert first["distinct_id"] == "alice" and "$ai_input" not in first["properties"]
+    assert second["distinct_id"] == "bob"
+    assert "$ai_session_id" not in second["properties"]
+    assert "tenant" not in second["properties"]
+    assert second["properties"]["$ai_input"] == MESSAGES  # alice's privacy stays hers
+    (trace,) = events("$ai_trace")
+    assert trace["distinct_id"] == "alice"  # the first work that joined names the trace

@@ -72,7 +72,7 @@ def generation(
         error=error,
         is_error=True if error else None,
         privacy_mode=call.privacy,
-        service_tier=service_tier if isinstance(service_tier, str) else None,
+        service_tier=service_tier,  # the core keeps text only
     )
 
 

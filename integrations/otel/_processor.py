@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import get_current_span
@@ -122,15 +122,16 @@ class PostHogSpanProcessor(SpanProcessor):
     # -- SpanProcessor ---------------------------------------------------------------------
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
+        # The keys a span starts with (the backing dict: the public view locks per read).
+        attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+        if attributes is not None and PRIVACY_ATTRIBUTE in attributes:
+            self._note_private(span, attributes)
         parent = span.parent
         if parent is not None and not parent.is_remote:
             # A step that starts as AI work makes its trace an AI trace now, so the steps
             # around it that end before it (a handler returning a stream) are kept.
             # The keys an AI step is made with (the conventions set them at the start); the full
             # check is at its end. Two lookups: every child span of every trace pays this.
-            attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
-            if attributes is not None and PRIVACY_ATTRIBUTE in attributes:
-                self._note_private(span, attributes)
             if attributes is None or not (
                 _START_KEYS[0] in attributes or _START_KEYS[1] in attributes
             ):
@@ -142,8 +143,7 @@ class PostHogSpanProcessor(SpanProcessor):
                 trace_key = span.context.trace_id
                 # A trace already sent takes this step at its end, as a late part (`_ended`).
                 if trace_key not in self._open and trace_key not in self._ended:
-                    with self._lock:
-                        self._open.setdefault(trace_key, [])
+                    self._opened(trace_key)
                     if trace_key not in self._starts:
                         # A root this processor never saw start (another TracerProvider's):
                         # the identity in force where its first AI step starts.
@@ -155,9 +155,6 @@ class PostHogSpanProcessor(SpanProcessor):
             return  # otherwise only a trace's local root decides its identity and parent
         # try/except rather than the context manager: this runs for every trace's root.
         try:
-            attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
-            if attributes is not None and PRIVACY_ATTRIBUTE in attributes:
-                self._note_private(span, attributes)
             if (
                 attributes is not None
                 and (_START_KEYS[0] in attributes or _START_KEYS[1] in attributes)
@@ -172,9 +169,7 @@ class PostHogSpanProcessor(SpanProcessor):
                 # dataclass comparison of every field costs ~1 µs per trace.
                 if scope is EMPTY_SCOPE or scope == EMPTY_SCOPE:
                     return
-            if len(self._starts) >= MAX_OPEN_TRACES:
-                self._starts.popitem(last=False)  # the oldest: roots that never end
-            self._starts[span.context.trace_id] = (self._own_scope(), outer)
+            _keep(self._starts, span.context.trace_id, (self._own_scope(), outer))
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
 
@@ -203,11 +198,7 @@ class PostHogSpanProcessor(SpanProcessor):
                     late.reported_call = joined is True
                     self._send_late(trace_key, ended, late)
                     return
-                with self._lock:
-                    spans = self._open.setdefault(trace_key, [])
-                    overflow = len(self._open) > MAX_OPEN_TRACES
-                if overflow:
-                    self._send_oldest()
+                spans = self._opened(trace_key)
             # The span as a record at once: what the conversion reads, a few objects instead of
             # the SDK's dozen kept alive until the trace is sent (the garbage collector's full
             # passes over queued traces were the largest cost of a burst).
@@ -273,10 +264,8 @@ class PostHogSpanProcessor(SpanProcessor):
         """A span starts with `posthog.privacy_mode`: work that joins its trace is private."""
         try:
             if asks_privacy(attributes):
-                private = self._private
-                private[span.context.trace_id] = None
-                if len(private) > MAX_OPEN_TRACES:
-                    private.popitem(last=False)  # kept until then: a late span may still join
+                # Kept until pushed out: a span that ends after its root may still be joined.
+                _keep(self._private, span.context.trace_id, None)
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
 
@@ -286,25 +275,25 @@ class PostHogSpanProcessor(SpanProcessor):
         """Work joined open span `span_key` (`model_call`: a model call posthog-llm reports):
         the span is a step of its trace, an AI trace now."""
         with self._lock:
-            inside = self._inside
-            inside[span_key] = model_call or inside.get(span_key, False)
-            if len(inside) > MAX_OPEN_TRACES:
-                inside.popitem(last=False)  # the oldest: spans that never end
-            overflow = False
-            if trace_key not in self._open:
-                self._open[trace_key] = []
-                overflow = len(self._open) > MAX_OPEN_TRACES
+            _keep(self._inside, span_key, model_call or self._inside.get(span_key, False))
         if remember is not None and trace_key not in self._starts:
             self._remember_identity(trace_key, remember)
+        if trace_key not in self._open:
+            self._opened(trace_key)
+
+    def _opened(self, trace_key: int) -> list[SpanRecord]:
+        """The records of AI trace `trace_key`, kept from now on; the oldest open trace is sent
+        as it is when too many are open (roots that never end)."""
+        with self._lock:
+            spans = self._open.setdefault(trace_key, [])
+            overflow = len(self._open) > MAX_OPEN_TRACES
         if overflow:
             self._send_oldest()
+        return spans
 
     def _remember_identity(self, trace_key: int, scope: Scope) -> None:
-        first = self._first_identity
-        if trace_key not in first:
-            first[trace_key] = scope
-            if len(first) > MAX_OPEN_TRACES:
-                first.popitem(last=False)  # the oldest: traces that never end
+        if trace_key not in self._first_identity:
+            _keep(self._first_identity, trace_key, scope)
 
     def _reported_elsewhere(self, span: Any) -> None:
         """A GenAI span started inside a model call posthog-llm reports already (the SDK's own
@@ -374,11 +363,10 @@ class PostHogSpanProcessor(SpanProcessor):
             # its privacy: a late span does not carry its root's `posthog.privacy_mode`.
             private = privacy_requested(records)
             with self._lock:
-                self._ended[trace_key] = _Ended(
+                ended = _Ended(
                     root.span_id, root.trace_id, scope, outer, records if waiting else None, private
                 )
-                if len(self._ended) > MAX_OPEN_TRACES:
-                    self._ended.popitem(last=False)
+                _keep(self._ended, trace_key, ended)
 
     def _own_scope(self) -> Scope:
         """The scope in force here, for this processor's own bookkeeping: never the stand-in for
@@ -432,6 +420,18 @@ class PostHogSpanProcessor(SpanProcessor):
             trace_id=trace_id,
         )
         return scope
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _keep(recent: OrderedDict[_K, _V], key: _K, value: _V) -> None:
+    """`recent[key] = value`, forgetting the oldest entry past `MAX_OPEN_TRACES` (traces and
+    spans that never end must not make the processor grow)."""
+    recent[key] = value
+    if len(recent) > MAX_OPEN_TRACES:
+        recent.popitem(last=False)
 
 
 # Set while a processor reads the scope for itself.

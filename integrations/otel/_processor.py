@@ -113,6 +113,11 @@ class PostHogSpanProcessor(SpanProcessor):
         # Trace ids of traces a span of which started with `posthog.privacy_mode`, newest last:
         # work that joins them is private too (their own events are, by their records).
         self._private: OrderedDict[int, None] = OrderedDict()
+        # trace id -> its local root's span id, while the root is open: a trace flushed before
+        # its root ends (`force_flush` inside a request) names it as its spans' parent.
+        self._roots: dict[int, int] = {}
+        # trace id -> what was sent of a trace before its root ended, for the rest of it.
+        self._partly_sent: OrderedDict[int, _Partial] = OrderedDict()
         self._lock = threading.Lock()
         register_outside_tracer(FRAMEWORK, _observation_in_current_span)
         # Traces still open when the client shuts down (or the process exits) are handed over
@@ -155,6 +160,11 @@ class PostHogSpanProcessor(SpanProcessor):
             return  # otherwise only a trace's local root decides its identity and parent
         # try/except rather than the context manager: this runs for every trace's root.
         try:
+            context = span.context
+            roots = self._roots
+            roots[context.trace_id] = context.span_id
+            if len(roots) > MAX_OPEN_TRACES:  # roots that never end: forget the oldest
+                del roots[next(iter(roots))]
             if (
                 attributes is not None
                 and (_START_KEYS[0] in attributes or _START_KEYS[1] in attributes)
@@ -169,7 +179,7 @@ class PostHogSpanProcessor(SpanProcessor):
                 # dataclass comparison of every field costs ~1 µs per trace.
                 if scope is EMPTY_SCOPE or scope == EMPTY_SCOPE:
                     return
-            _keep(self._starts, span.context.trace_id, (self._own_scope(), outer))
+            _keep(self._starts, context.trace_id, (self._own_scope(), outer))
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
 
@@ -185,11 +195,13 @@ class PostHogSpanProcessor(SpanProcessor):
                     self._elsewhere.discard(span.context.span_id)
             joined = self._inside.pop(span.context.span_id, None) if self._inside else None
             inside = joined is not None
+            partial = self._partly_sent.get(trace_key) if self._partly_sent else None
             if spans is None:
-                if elsewhere or not (inside or _is_ai(span)):
+                if partial is None and (elsewhere or not (inside or _is_ai(span))):
                     parent = span.parent
                     if parent is None or parent.is_remote:
                         self._starts.pop(trace_key, None)
+                        self._roots.pop(trace_key, None)
                     return
                 ended = self._ended.get(trace_key) if self._ended else None
                 if ended is not None:
@@ -207,6 +219,11 @@ class PostHogSpanProcessor(SpanProcessor):
             if inside:
                 record.reported_inside = True
                 record.reported_call = joined is True
+            elif partial is not None and (
+                record.span_id in partial.parents or record.span_id == partial.root_hex
+            ):
+                # The root, or a span between it and what was sent already: a step.
+                record.reported_inside = True
             if elsewhere:
                 # Its model call is reported already: here it is only a step of the trace.
                 record.attributes = {
@@ -342,12 +359,20 @@ class PostHogSpanProcessor(SpanProcessor):
         self._send(trace_key, spans)
 
     def _send(self, trace_key: int, records: list[SpanRecord]) -> None:
-        """Hand a finished trace to the client as one item; it is converted on the worker."""
+        """Hand a finished trace to the client as one item; it is converted on the worker.
+
+        A trace whose root has not ended (a flush, or too many open traces) is sent as far as
+        it went; the rest follows under the same identity when its root ends."""
+        partial = self._partly_sent.pop(trace_key, None) if self._partly_sent else None
         started = self._starts.pop(trace_key, None)
         first = self._first_identity.pop(trace_key, None) if self._first_identity else None
+        root = next((r for r in records if r.parent_id is None or r.parent_remote), None)
+        root_key = self._roots.pop(trace_key, None) if root is not None else None
         if not self._emitter.enabled:
             return
-        if started is None:
+        if partial is not None:
+            started = (partial.scope, partial.outer)
+        elif started is None:
             started = (first if first is not None else self._own_scope(), None)
         scope, outer = started
         # Marked AI when an AI step started, but none has ended yet (the root ended first):
@@ -355,18 +380,29 @@ class PostHogSpanProcessor(SpanProcessor):
         waiting = not any(
             rec.reported_inside or is_ai_span(rec.name, rec.attributes) for rec in records
         )
+        if root is None:
+            if partial is None:
+                root_key = self._roots.get(trace_key)
+                root_hex = f"{root_key:016x}" if root_key is not None else None
+                partial = _Partial(root_hex, frozenset(), scope, outer)
+            if not waiting:
+                private = trace_key in self._private
+                scope = self._emit(records, scope, outer, partial.root_hex, private)
+                parents = partial.parents | _open_parents(records)
+                partial = _Partial(partial.root_hex, parents, scope, outer)
+            with self._lock:
+                _keep(self._partly_sent, trace_key, partial)
+            return
         if not waiting:
             scope = self._emit(records, scope, outer, None)
-        root = next((r for r in records if r.parent_id is None or r.parent_remote), None)
-        if root is not None:
-            # Spans of this trace that end later are sent as part of it (`_send_late`), under
-            # its privacy: a late span does not carry its root's `posthog.privacy_mode`.
-            private = privacy_requested(records)
-            with self._lock:
-                ended = _Ended(
-                    root.span_id, root.trace_id, scope, outer, records if waiting else None, private
-                )
-                _keep(self._ended, trace_key, ended)
+        # Spans of this trace that end later are sent as part of it (`_send_late`), under
+        # its privacy: a late span does not carry its root's `posthog.privacy_mode`.
+        private = privacy_requested(records)
+        with self._lock:
+            ended = _Ended(
+                root.span_id, root.trace_id, scope, outer, records if waiting else None, private
+            )
+            _keep(self._ended, trace_key, ended)
 
     def _own_scope(self) -> Scope:
         """The scope in force here, for this processor's own bookkeeping: never the stand-in for
@@ -485,6 +521,25 @@ def _observation_in_current_span() -> Any:
         if isinstance(processor, PostHogSpanProcessor):
             return processor._observation_here(span)
     return None
+
+
+class _Partial(NamedTuple):
+    root_hex: str | None  # the open root's span id, when this processor saw it start
+    parents: frozenset[str]  # open spans what was sent names as parents
+    scope: Scope
+    outer: Any
+
+
+def _open_parents(records: list[SpanRecord]) -> frozenset[str]:
+    """The spans still open that the events of `records` name as parents (their nearest
+    ancestor not among them, for each record that is sent)."""
+    plan = plan_trace(records)
+    if plan is None:
+        return frozenset()
+    own = {rec.span_id for rec in records}
+    return frozenset(
+        parent for _, _, parent in plan.spans if parent not in own and parent != plan.trace_id
+    )
 
 
 class _Ended(NamedTuple):

@@ -31,3 +31,9 @@ def tracer(provider: TracerProvider) -> Any:
 def messages(*items: tuple[str, str]) -> str:
     """GenAI semantic-conventions messages as the JSON text instrumentations put in attributes."""
     return json.dumps([{"role": r, "parts": [{"type": "text", "content": c}]} for r, c in items])
+
+
+def hex_ids(span: Any) -> tuple[str, str]:
+    """A span's trace id and span id as they appear in events."""
+    ctx = span.get_span_context()
+    return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"

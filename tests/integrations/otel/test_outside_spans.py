@@ -15,6 +15,8 @@ from posthog_llm import Client
 from posthog_llm.integrations.otel import PostHogSpanProcessor
 from posthog_llm.local.openai_standin import OpenAIStandIn
 
+from .conftest import hex_ids
+
 pytest.importorskip("openai")
 
 MESSAGES = [{"role": "user", "content": "Tell me about owls"}]
@@ -33,11 +35,6 @@ def openai_client(client: Client) -> Iterator[Any]:
 
 def ask(openai_client: Any) -> None:
     openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-
-
-def hex_ids(span: Any) -> tuple[str, str]:
-    ctx = span.get_span_context()
-    return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
 
 
 def test_a_drop_in_call_in_a_request_span_is_in_the_requests_trace(

@@ -7,6 +7,7 @@ privacy mode, and error text always goes through the kernel's `error_text` (secr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -801,6 +802,20 @@ def _span_type(attrs: Mapping[str, Any]) -> str | None:
 # -- events ------------------------------------------------------------------------------------
 
 
+# The GenAI conventions (1.37+) may put a call's messages, system instructions and tool
+# definitions on this event instead of the span (content kept apart from the span's own facts).
+_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+
+
+def _with_details(rec: SpanRecord) -> SpanRecord:
+    """`rec` with the attributes of its operation-details event under its own (the span's own
+    values win)."""
+    for event in rec.events:
+        if event.name == _DETAILS_EVENT and event.attributes:
+            return dataclasses.replace(rec, attributes={**event.attributes, **rec.attributes})
+    return rec
+
+
 def span_event(
     rec: SpanRecord,
     kind: str,
@@ -814,6 +829,8 @@ def span_event(
     """The event name and properties of one span (`kind` from `kind_of`, "" for a plain span).
 
     `session_id` is the trace's (a span's own session attribute wins)."""
+    if rec.events:
+        rec = _with_details(rec)
     attrs = rec.attributes
     session_id = session_id_of(rec) or session_id
     error = _error(rec, privacy)

@@ -173,6 +173,39 @@ def test_text_completion_with_indexed_prompt_attributes_and_events(tracer, event
     assert trace["$ai_span_name"] == "run"
 
 
+def test_content_on_the_operation_details_event_is_the_calls_input_and_output(tracer, events):
+    # The conventions since 1.37 may carry a call's content on this event, not the span.
+    with tracer.start_as_current_span(
+        "chat gpt-4o",
+        attributes={**CHAT, "gen_ai.provider.name": "openai", "gen_ai.usage.input_tokens": 5},
+    ) as chat:
+        chat.add_event(
+            "gen_ai.client.inference.operation.details",
+            {
+                "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Be kind"}]),
+                "gen_ai.input.messages": messages(("user", "Hi")),
+                "gen_ai.output.messages": json.dumps(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [{"type": "text", "content": "Hello"}],
+                            "finish_reason": "stop",
+                        }
+                    ]
+                ),
+                "gen_ai.usage.input_tokens": 999,  # the span's own value wins
+            },
+        )
+    generation = only(events("$ai_generation"))
+    assert generation["$ai_input"] == [
+        {"role": "system", "content": "Be kind"},
+        {"role": "user", "content": "Hi"},
+    ]
+    assert generation["$ai_output_choices"] == [{"role": "assistant", "content": "Hello"}]
+    assert generation["$ai_stop_reason"] == "stop"
+    assert generation["$ai_input_tokens"] == 5
+
+
 def test_embeddings_and_create_agent(tracer, events):
     with tracer.start_as_current_span(
         "create_agent Helper",

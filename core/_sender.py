@@ -235,7 +235,8 @@ class BatchSender:
         if self._thread is None or self._closed:
             self._fast_limit = 0
             return
-        by_bytes = self.max_queue_bytes // max(1, self._item_bytes) + 1
+        room = max(0, self.max_queue_bytes - self._backlog_bytes)
+        by_bytes = room // max(1, self._item_bytes) + 1
         self._fast_limit = min(self.help_threshold, self.max_queue_size, by_bytes)
 
     def _enqueue_bounded(self, item: Any, waiting: int) -> bool:
@@ -245,7 +246,9 @@ class BatchSender:
         # The worker is far behind (by count or bytes): build here (backpressure).
         if self._thread is not None and (
             (waiting >= self.flush_at and waiting >= self.max_queue_size >> 2)
-            or waiting * self._item_bytes > self.max_queue_bytes
+            # One bound for built and unbuilt events together: built ones waiting on the
+            # network leave that much less room for unbuilt ones.
+            or waiting * self._item_bytes + self._backlog_bytes > self.max_queue_bytes
         ):
             return self._build_here(item)
         queue = self._queue
@@ -333,7 +336,9 @@ class BatchSender:
         caller CPU only while the worker cannot keep up, and never waits on the network.
         """
         built = self._build(item)
-        overflow = [data for data in built if not self._store_built(data)]
+        # Room left by what is built and what is queued: one bound for both.
+        unbuilt = self.queued_bytes_estimate
+        overflow = [data for data in built if not self._store_built(data, unbuilt)]
         if overflow:
             self._overflow(overflow)
         if self._closed:
@@ -342,9 +347,11 @@ class BatchSender:
             self._wake.set()
         return bool(built)
 
-    def _store_built(self, data: bytes) -> bool:
+    def _store_built(self, data: bytes, unbuilt: int = 0) -> bool:
+        """Add built `data` to the backlog unless that and `unbuilt` (estimated bytes of items
+        still queued, for an event built outside the queue) would pass the byte bound."""
         with self._backlog_lock:
-            if self._backlog_bytes + len(data) > self.max_queue_bytes:
+            if self._backlog_bytes + len(data) + unbuilt > self.max_queue_bytes:
                 return False
             self._backlog.append(data)
             self._backlog_bytes += len(data)

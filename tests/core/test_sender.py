@@ -294,7 +294,8 @@ def test_queue_full_without_a_spool_drops_and_counts_the_newest():
         client.capture("e", distinct_id="u", properties={"p": prompt, "i": i}) for i in range(50)
     ]
     sender = client._sender
-    assert sender._backlog_bytes <= 300_000
-    assert sender.queued_bytes_estimate <= 300_000 + 110_000  # one event of slack
+    # One bound for what is built and what is not: together, not each on its own.
+    held = sender._backlog_bytes + sender.queued_bytes_estimate
+    assert held <= 300_000 + 110_000  # one event of slack
     assert client.stats()["dropped"] > 0 and results[0] is not None
     client.shutdown(0.2)

@@ -65,6 +65,9 @@ class DeliveryPolicy:
 
     def reset(self) -> None:
         self.down_until = 0.0
+        # Until when the endpoint itself asked not to be called (a Retry-After): a flush waits
+        # for that, where it would try an endpoint that is merely failing at once.
+        self.asked_until = 0.0
         self._backoff = 0.0
         self._last_retry_after: float | None = None
         # The last batch was delivered: the endpoint is answering (not merely not known down).
@@ -84,12 +87,21 @@ class DeliveryPolicy:
         self.answering = False
         self._backoff = min(_MAX_DOWN_BACKOFF, max(1.0, self._backoff * 2))
         wait = max(self._backoff * random.uniform(0.5, 1.0), retry_after or 0.0)
-        self.down_until = time.monotonic() + min(wait, 60.0)
+        now = time.monotonic()
+        self.down_until = now + min(wait, 60.0)
+        self.asked_until = now + min(retry_after, 60.0) if retry_after else 0.0
+
+    def asked_wait(self) -> float:
+        """Seconds left of a wait the endpoint asked for (Retry-After); 0.0 when none."""
+        if not self.asked_until:
+            return 0.0
+        return max(0.0, self.asked_until - time.monotonic())
 
     def mark_up(self) -> None:
         self.answering = True
         self._backoff = 0.0
         self.down_until = 0.0
+        self.asked_until = 0.0
 
     # -- one batch -----------------------------------------------------------------------------
 

@@ -689,8 +689,10 @@ class BatchSender:
         before = self.counters.snapshot()
         lost_before = self._losses()
         started = time.monotonic()
-        # A flush tries the endpoint now, even while it is considered down.
-        if self.policy.should_wait():
+        # A flush tries the endpoint now, even while it is considered down, unless the
+        # endpoint asked for time (a 429's Retry-After): then, with a spool, what is in memory
+        # goes there, and the spool is replayed once that time has passed.
+        if self.policy.should_wait() and not self.policy.asked_wait():
             self.policy.down_until = 0.0
         probe_failed = False
         while not self._abort.is_set():
@@ -700,7 +702,7 @@ class BatchSender:
                 if not self._queue:
                     break
                 continue
-            if probe_failed and self.spool is not None:
+            if self.spool is not None and (probe_failed or self.policy.asked_wait()):
                 self._spool_batch(batch, "the endpoint is down")
                 continue
             self._send(batch)
@@ -798,7 +800,12 @@ class BatchSender:
         """Send one batch from memory. With a spool, a failed attempt goes straight to the spool
         (and the spool retries it, backing off): a process killed during an outage then loses
         only what it captured in the last flush interval. Without one, the batch is retried
-        here."""
+        here, after the wait the endpoint asked for (within a shutdown's deadline)."""
+        asked = self.policy.asked_wait()
+        if asked and self.spool is None:
+            if self._deadline is not None:
+                asked = min(asked, max(0.0, self._deadline - time.monotonic()))
+            self._abort.wait(asked)
         outcome = self.policy.send(
             batch, deadline=self._deadline, abort=self._abort, retry=self.spool is None
         )

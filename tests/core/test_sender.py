@@ -9,6 +9,7 @@ import socket
 import time
 from collections import Counter
 
+import pytest
 from posthog_llm import Client, InMemoryDestination
 from posthog_llm.destinations import RetryableError
 
@@ -77,6 +78,27 @@ def test_429_honours_retry_after(posthog_server):
     assert time.monotonic() - start >= 0.9  # waited as the server asked
     assert len(posthog_server.events) == 1
     client.shutdown(1)
+
+
+@pytest.mark.parametrize("spool", [True, False])
+def test_a_flush_waits_out_the_retry_after_a_429_asked_for(posthog_server, spool):
+    # An app that flushes after every request must not knock on a rate-limited PostHog each
+    # time: with a spool the events wait there, without one in memory.
+    posthog_server.behaviour = lambda n: ("status", 429, {"Retry-After": "30"})
+    client = _client(posthog_server, spool=spool)
+    client.capture("e", distinct_id="u")
+    deadline = time.monotonic() + 5
+    while not posthog_server.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(posthog_server.requests) == 1  # the background delivery's one attempt
+    for _ in range(3):
+        client.capture("e", distinct_id="u")
+        assert client.flush(0.3) is False
+    assert len(posthog_server.requests) == 1
+    if spool:
+        assert client.stats()["spool_pending"] == 4
+    client.shutdown(0.3)
+    assert len(posthog_server.requests) == 1
 
 
 def test_dropped_connections_are_retried(posthog_server):

@@ -111,6 +111,16 @@ def _candidates(model: str) -> list[str]:
     return names
 
 
+# `$ai_provider` values whose genai-prices provider id differs; "local" names no provider.
+_PACKAGE_PROVIDERS: dict[str, str | None] = {
+    "gemini": "google",
+    "vertex": "google",
+    "bedrock": "aws",
+    "local": None,
+    "": None,
+}
+
+
 class PricingTable:
     """Model prices with snapshot-aware lookup. Build one with `load_pricing()`."""
 
@@ -133,23 +143,28 @@ class PricingTable:
             self.source = f"{package_label()}, then {self.source}"
         # Longest names first, so "gpt-4o-mini-2024-07-18" finds "gpt-4o-mini", not "gpt-4o".
         self._by_length = sorted(self.models, key=len, reverse=True)
-        self._cache: dict[str, tuple[str, ModelPrice] | None] = {}
+        self._cache: dict[tuple[str, str | None], tuple[str, ModelPrice] | None] = {}
 
     def __repr__(self) -> str:
         return f"<PricingTable {len(self.models)} models, as of {self.as_of}>"
 
-    def lookup(self, model: str | None) -> tuple[str, ModelPrice] | None:
+    def lookup(
+        self, model: str | None, provider: str | None = None
+    ) -> tuple[str, ModelPrice] | None:
         """`(table name, prices)` for a model name, or None when no source knows it.
 
         The user's prices first, then genai-prices (when installed), then the bundled table.
+        `provider` (an event's `$ai_provider`) lets genai-prices find models it knows only
+        by provider (Groq's, Perplexity's).
         """
         if not model or not isinstance(model, str):
             return None
-        if model in self._cache:
-            return self._cache[model]
+        key = (model, provider)
+        if key in self._cache:
+            return self._cache[key]
         found = self._table_lookup(model)
         if self.package and (found is None or found[1].source in (None, _BUNDLED_SOURCE[0])):
-            maintained = package_price(model)
+            maintained = package_price(model, _PACKAGE_PROVIDERS.get(provider or "", provider))
             exact = found[0] if found is not None and found[0] in _candidates(model) else None
             if maintained is not None and exact is not None and maintained["name"] != exact:
                 # The table names this very model while the package matched another one (it
@@ -168,7 +183,7 @@ class PricingTable:
                     ),
                 )
         if len(self._cache) < 10_000:
-            self._cache[model] = found
+            self._cache[key] = found
         return found
 
     def _table_lookup(self, model: str) -> tuple[str, ModelPrice] | None:
@@ -191,7 +206,7 @@ class PricingTable:
         provider: str | None = None,
     ) -> dict[str, Any] | None:
         """See `estimate_cost`."""
-        match = self.lookup(model)
+        match = self.lookup(model, provider)
         if match is None or (input_tokens is None and output_tokens is None):
             return None
         name, price = match

@@ -258,6 +258,22 @@ def test_genai_prices_fills_in_models_the_bundled_table_lacks(monkeypatch):
     assert off.estimate("gpt-5.1", 1000, 0) is None and off.source.startswith("bundled table")
 
 
+def test_genai_prices_is_asked_with_the_events_provider():
+    pytest.importorskip("genai_prices")
+    table = load_pricing(use_env=False)
+    # Models the package knows only by provider (Groq's, Perplexity's; the OpenAI drop-in
+    # names Groq from its base URL), and a provider named as the events name it.
+    groq = table.estimate("llama-3.3-70b-versatile", 1_000_000, 0, provider="groq")
+    assert groq is not None and groq["total_cost_usd"] == pytest.approx(0.59)
+    assert groq["price_source"].startswith("genai-prices ")
+    sonar = table.estimate("sonar", 1_000_000, 0, provider="perplexity")
+    assert sonar is not None and sonar["price_source"].startswith("genai-prices ")
+    gemini = table.estimate("gemini-2.0-flash", 1_000_000, 0, provider="gemini")
+    assert gemini is not None and gemini["total_cost_usd"] == pytest.approx(0.1)
+    # A provider the package does not know is not a reason to miss the model.
+    assert table.estimate("gpt-5.1", 1_000_000, 0, provider="local")["total_cost_usd"] == 1.25
+
+
 def test_where_a_price_came_from_is_in_the_api(server):
     client = Client(api_key="phc_local_test", host=server.url, flush_interval=0.05)
     client.capture(

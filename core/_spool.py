@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+# About what a row costs beyond its data (ids, size, lease, page headers).
+_ROW_OVERHEAD = 32
+
+
 def default_spool_dir() -> str:
     """`POSTHOG_LLM_SPOOL_DIR`, else `$XDG_CACHE_HOME/posthog-llm/spool` (`~/.cache/...`)."""
     explicit = os.environ.get("POSTHOG_LLM_SPOOL_DIR", "").strip()
@@ -116,15 +120,33 @@ class Spool:
         """Append events (newest last); returns how many of the oldest were dropped to fit."""
         if not events:
             return 0
+        # Written a part at a time, the limit enforced after each: the file never holds much
+        # more than `max_bytes` (written at once, a shutdown's whole backlog grew it to that
+        # size, and SQLite keeps a file's freed pages). Events of one put that would not fit
+        # even in an empty spool are dropped before they are written, oldest first.
+        fits = len(events)
+        room = int(self.max_bytes * 0.9)
+        while fits > 0 and len(events[fits - 1]) + _ROW_OVERHEAD <= room:
+            room -= len(events[fits - 1]) + _ROW_OVERHEAD
+            fits -= 1
+        dropped = fits
+        part_bytes = max(1, self.max_bytes // 10)
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(
-                    "INSERT INTO events (data, size) VALUES (?, ?)",
-                    [(sqlite3.Binary(e), len(e)) for e in events],
-                )
-                dropped = self._enforce_limit(conn)
+                start = fits
+                while start < len(events):
+                    end, size = start, 0
+                    while end < len(events) and (end == start or size < part_bytes):
+                        size += len(events[end])
+                        end += 1
+                    conn.executemany(
+                        "INSERT INTO events (data, size) VALUES (?, ?)",
+                        [(sqlite3.Binary(e), len(e)) for e in events[start:end]],
+                    )
+                    dropped += self._enforce_limit(conn)
+                    start = end
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -147,7 +169,7 @@ class Spool:
         freed = dropped = 0
         last_id = None
         for row_id, size in conn.execute("SELECT id, size FROM events ORDER BY id"):
-            freed += size + 32  # row overhead
+            freed += size + _ROW_OVERHEAD
             dropped += 1
             last_id = row_id
             if freed >= excess:

@@ -70,6 +70,19 @@ def test_a_full_spool_drops_the_oldest(tmp_path):
     assert os.path.getsize(spool.path) < 600_000
 
 
+def test_one_put_larger_than_the_spool_keeps_its_file_near_the_limit(tmp_path):
+    # A shutdown saves its whole backlog in one put: written at once it grew the file to that
+    # size, which SQLite keeps (the freed pages stay in the file).
+    spool = Spool(str(tmp_path / "spool.db"), max_bytes=200_000)
+    spool.put([json.dumps({"i": -1}).encode()])
+    batch = [json.dumps({"i": i, "pad": "p" * 1_000}).encode() for i in range(1_000)]
+    dropped = spool.put(batch)
+    kept = [json.loads(d)["i"] for _, d in spool.claim(10_000, 1 << 30, 60)]
+    assert dropped == 1_001 - len(kept) and kept == list(range(1_000 - len(kept), 1_000))
+    assert 100 < len(kept) < 200
+    assert os.path.getsize(spool.path) < 1.25 * 200_000
+
+
 def test_default_location_and_one_spool_per_host_and_key(tmp_path, monkeypatch):
     monkeypatch.delenv("POSTHOG_LLM_SPOOL_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -19,6 +19,7 @@ from ._context import EMPTY_SCOPE, current_scope, id_text
 from ._events import apply_privacy
 from ._exit_hooks import register_exit_hooks
 from ._ids import uuid4_str
+from ._observation import current_observation
 from ._sampling import keep_trace
 from ._sender import BatchSender, report_skipped_event
 from ._sender_stats import RateLimitedWarning
@@ -288,6 +289,48 @@ def _not_a_mapping(properties: Any) -> dict[str, Any]:
     return {NOT_A_MAPPING: properties}
 
 
+def _distinct_id_text(distinct_id: Any) -> str | None:
+    """The id as text, cut to `MAX_ID_CHARS`; None (personless) when it has no usable text."""
+    try:
+        text = id_text(distinct_id)
+    except Exception:  # its str() raises: the event is still captured, personless
+        _invalid_warning.warn("posthog-llm: a distinct_id that cannot be read as text was left out")
+        return None
+    if text is not None and len(text) > MAX_ID_CHARS:
+        text = text[:MAX_ID_CHARS]
+    return text
+
+
+def _groups(groups: Any) -> dict[str, Any] | None:
+    """`groups` as a dict, or None (with a warning) when it is not a mapping: the event is sent
+    without them rather than lost."""
+    try:
+        if isinstance(groups, Mapping) or hasattr(groups, "keys"):
+            return dict(groups)
+    except Exception:
+        pass
+    _invalid_warning.warn(
+        "posthog-llm: groups must be a mapping of group type to key; they were left out"
+    )
+    return None
+
+
+def _join_open_observation(event: str, props: dict[str, Any], distinct_id: Any) -> Any:
+    """Put an `$ai_*` event made inside an open observation into its trace, under it; returns
+    the distinct id (the trace's identity when the call named none)."""
+    obs = current_observation()
+    if obs is None:
+        return distinct_id
+    props["$ai_trace_id"] = obs.trace_id
+    if event != "$ai_trace":
+        props.setdefault("$ai_parent_id", str(obs.span_id))
+    if distinct_id is None:
+        distinct_id = obs.scope.distinct_id
+    if obs.scope.privacy_mode:
+        apply_privacy(props)
+    return distinct_id
+
+
 class Client:
     """Captures events and ships them in the background to PostHog or the local store.
 
@@ -349,10 +392,15 @@ class Client:
             raise TypeError(f"spool must be a bool, got {spool!r}")
         if before_send is not None and not callable(before_send):
             raise TypeError("before_send must be a callable taking and returning an event dict")
-        if not isinstance(privacy_mode, bool):
-            raise TypeError(f"privacy_mode must be a bool, got {privacy_mode!r}")
-        if not isinstance(send_estimated_cost, bool):
-            raise TypeError(f"send_estimated_cost must be a bool, got {send_estimated_cost!r}")
+        # A string such as "no" is truthy: `disabled="no"` would silently turn capture off.
+        for name, flag in (
+            ("privacy_mode", privacy_mode),
+            ("send_estimated_cost", send_estimated_cost),
+            ("disabled", disabled),
+            ("gzip", gzip),
+        ):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ValueError("api_key must be a non-empty string")
         if host is not None and not isinstance(host, str):
@@ -477,11 +525,12 @@ class Client:
                     groups = {**scope.groups, **(groups or {})}
                 if scope.privacy_mode:
                     apply_privacy(props)
+            if "$ai_trace_id" not in props and event.startswith("$ai_"):
+                # Made inside an open span (the user's, a framework's run): part of its trace.
+                distinct_id = _join_open_observation(event, props, distinct_id)
             if distinct_id is not None:
                 # An empty id makes PostHog refuse the whole batch: personless instead.
-                distinct_id = id_text(distinct_id)
-                if distinct_id is not None and len(distinct_id) > MAX_ID_CHARS:
-                    distinct_id = distinct_id[:MAX_ID_CHARS]
+                distinct_id = _distinct_id_text(distinct_id)
             trace_id = props.get("$ai_trace_id")
             if trace_id is not None:
                 if self.sample_rate < 1.0 and not self._sampled(trace_id):
@@ -497,13 +546,14 @@ class Client:
             props[_META] = (
                 event,
                 distinct_id,
-                dict(groups) if groups else None,
+                _groups(groups) if groups else None,
                 timestamp if timestamp is not None else time.time(),
                 event_uuid,
             )
             if self._sender.enqueue(props):
                 return event_uuid
         except Exception:
+            self._sender.counters.add("invalid")
             log.exception("posthog-llm: capture failed; the event was skipped")
         return None
 

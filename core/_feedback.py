@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ._client import Client, get_client
 from ._context import current_scope
-from ._emit import check_client
+from ._emit import _with_posthog_context, check_client
 from ._events import FEEDBACK, METRIC, apply_privacy, feedback_properties, metric_properties
 
 __all__ = ["capture_feedback", "capture_metric"]
+
+log = logging.getLogger("posthog_llm")
 
 
 def _target(client: Any) -> Any:
@@ -28,15 +31,22 @@ def _send(event: str, trace_id: str, props: dict[str, Any], distinct_id: Any, ta
     if isinstance(target, Client):
         # Our client applies the context, privacy and the anonymous-id rule (the trace id).
         return target.capture(event, distinct_id=distinct_id, properties=props)
-    scope = current_scope()
+    # Our context, then posthog-python's own (`identify_context`), as for every other event.
+    scope = _with_posthog_context(current_scope())
     if scope.privacy_mode or getattr(target, "privacy_mode", False) is True:
         apply_privacy(props)  # posthog-python's client knows nothing of feedback text
+    if scope.session_id is not None:
+        props.setdefault("$ai_session_id", scope.session_id)
     if distinct_id is None:
         distinct_id = scope.distinct_id
     if distinct_id is None:
         distinct_id = trace_id
         props["$process_person_profile"] = False
-    return target.capture(event, distinct_id=str(distinct_id), properties=props)
+    try:
+        return target.capture(event, distinct_id=str(distinct_id), properties=props)
+    except Exception:  # the client's own failure is not the caller's: logged, not raised
+        log.exception("posthog-llm: the client failed to capture %s", event)
+        return None
 
 
 def capture_feedback(

@@ -23,6 +23,9 @@ def test_bad_numbers_raise_at_construction():
         Client(flush_at=0, destination=InMemoryDestination())
     with pytest.raises(TypeError, match="before_send"):
         Client(before_send="nope", destination=InMemoryDestination())
+    for flag in ("disabled", "gzip", "privacy_mode", "spool"):
+        with pytest.raises(TypeError, match=f"{flag} must be a bool"):
+            Client(destination=InMemoryDestination(), **{flag: "no"})
 
 
 def test_api_key_alone_means_us_cloud(monkeypatch):
@@ -93,6 +96,41 @@ def test_properties_that_are_not_a_mapping_are_kept_not_the_event_dropped(client
         [1, 2, 3],
     ]
     assert "takes a mapping" in caplog.text
+
+
+def test_groups_or_an_id_that_cannot_be_used_leave_the_event_whole(client, sink):
+    class Unreadable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    assert client.capture("g", distinct_id="u", groups="acme")  # type: ignore[arg-type]
+    assert client.capture("l", distinct_id="u", groups=["acme"])  # type: ignore[arg-type]
+    assert client.capture("i", distinct_id=Unreadable(), properties={"k": 1})
+    assert client.flush(5)
+    by_name = {e["event"]: e for e in sink.events}
+    assert set(by_name) == {"g", "l", "i"}
+    assert "$groups" not in by_name["g"]["properties"]
+    assert by_name["i"]["properties"]["k"] == 1
+    assert by_name["i"]["properties"]["$process_person_profile"] is False  # personless
+    assert client.stats()["invalid"] == 0
+
+
+def test_a_manual_ai_event_inside_an_open_span_joins_its_trace(client, sink):
+    with posthog_llm.context(distinct_id="user_5"):
+        with posthog_llm.span("answer", client=client) as span:
+            client.capture("$ai_generation", properties={"$ai_model": "m"})
+            client.capture("feedback_shown")  # not an $ai_ event: left alone
+    client.capture("$ai_generation", properties={"$ai_model": "m"})  # no span open: its own
+    assert client.flush(5)
+    inside, plain, trace, outside = sink.events
+    assert trace["event"] == "$ai_trace"
+    assert (
+        inside["properties"]["$ai_trace_id"] == span.trace_id == trace["properties"]["$ai_trace_id"]
+    )
+    assert inside["properties"]["$ai_parent_id"] == span.trace_id  # the root span is the trace
+    assert inside["distinct_id"] == "user_5"
+    assert "$ai_trace_id" not in plain["properties"]
+    assert "$ai_trace_id" not in outside["properties"]
 
 
 def test_caller_mutating_properties_later_does_not_change_the_event(client, sink):

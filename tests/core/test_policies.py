@@ -157,6 +157,39 @@ def test_feedback_through_a_posthog_python_client() -> None:
         server.close()
 
 
+def test_feedback_and_metrics_through_posthog_python_take_its_context_identity() -> None:
+    posthog = pytest.importorskip("posthog")
+    from posthog import contexts
+
+    server = PostHogSink()
+    ph = posthog.Posthog("phc_test", host=server.host, sync_mode=True)
+    try:
+        with contexts.new_context():
+            contexts.identify_context("user-from-posthog")
+            contexts.set_context_session("session-3")
+            posthog_llm.capture_feedback("trace-9", "thanks", client=ph)
+            posthog_llm.capture_metric("trace-9", "score", 1, client=ph)
+        events = server.wait_for(2)
+        assert {e["distinct_id"] for e in events} == {"user-from-posthog"}
+        assert {e["properties"]["$ai_session_id"] for e in events} == {"session-3"}
+        assert all("$process_person_profile" not in e["properties"] for e in events)
+    finally:
+        ph.shutdown()
+        server.close()
+
+
+def test_a_client_that_fails_to_capture_feedback_does_not_raise_into_the_caller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Failing:
+        def capture(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("capture broke")
+
+    assert posthog_llm.capture_feedback("trace-1", "ok", client=Failing()) is None
+    assert posthog_llm.capture_metric("trace-1", "score", 2, client=Failing()) is None
+    assert sum("capture broke" in (r.exc_text or "") for r in caplog.records) == 2
+
+
 def test_feedback_rejects_bad_arguments(client: Client) -> None:
     with pytest.raises(ValueError):
         posthog_llm.capture_feedback("", "text", client=client)

@@ -133,6 +133,12 @@ class SQLiteDestination:
             self._pid = os.getpid()
         return self._conn
 
+    def open(self) -> None:
+        """Open (and create) the store now: a path that cannot hold one fails here, with
+        `OSError` or `sqlite3.Error`, rather than on the sender's worker."""
+        with self._lock:
+            self._connection()
+
     def send(self, events: list[bytes], *, timeout: float) -> None:
         rows = [event_row(e) for e in events]
         with self._lock:

@@ -858,6 +858,7 @@ def run_demo(args: argparse.Namespace) -> int:
     posthog = _client_to_posthog()
     try:
         local = SQLiteDestination(db)
+        local.open()
     except (OSError, sqlite3.Error) as exc:
         from .._command_error import CommandError
 

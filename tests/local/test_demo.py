@@ -425,3 +425,23 @@ def test_span_part_nests_the_steps(demo_run: DemoRun) -> None:
     assert {s["$ai_parent_id"] for s in spans.values()} == {trace_id}
     assert spans["get_weather"]["$ai_output_state"] == {"forecast": "22°C and sunny"}
     assert {e["distinct_id"] for e in events} == {"demo-user-marie"}
+
+
+@pytest.mark.parametrize("store", ["missing directory", "not a database"])
+def test_demo_into_a_store_it_cannot_open_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], store: str
+) -> None:
+    from posthog_llm.cli import main
+
+    if store == "missing directory":
+        # A parent that is a file: no directory can be made there.
+        (tmp_path / "file").write_text("x")
+        db = tmp_path / "file" / "events.db"
+    else:
+        db = tmp_path / "events.db"
+        db.write_text("not a database at all, just text\n" * 200)
+    assert main(["demo", "--db", str(db)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("posthog-llm: error: cannot open the local store")
+    assert "Traceback" not in captured.err
+    assert "Captured traces" not in captured.out

@@ -629,8 +629,14 @@ EXPLORE = [
     ),
     code(
         """
+        # Offline whatever keys this shell has: the demo would call the real APIs, and send to
+        # PostHog, with them.
+        KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY",
+                "POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY", "POSTHOG_HOST")
+        offline = {k: v for k, v in os.environ.items() if k not in KEYS}
         demo = subprocess.run(
-            [sys.executable, "-m", "posthog_llm", "demo", "--db", DB], capture_output=True, text=True
+            [sys.executable, "-m", "posthog_llm", "demo", "--db", DB],
+            capture_output=True, text=True, env=offline,
         )
         print(demo.stdout[-1500:])
         assert demo.returncode == 0, demo.stderr

@@ -16,7 +16,26 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ._context import EMPTY_SCOPE, current_scope, id_text
-from ._events import apply_privacy
+from ._events import (
+    EMBEDDING,
+    EVENT_PREFIX,
+    GENERATION,
+    PROP_CACHE_CREATION_INPUT_TOKENS,
+    PROP_CACHE_READ_INPUT_TOKENS,
+    PROP_INPUT_COST_USD,
+    PROP_INPUT_TOKEN_PRICE,
+    PROP_INPUT_TOKENS,
+    PROP_MODEL,
+    PROP_OUTPUT_COST_USD,
+    PROP_OUTPUT_TOKENS,
+    PROP_PARENT_ID,
+    PROP_PROVIDER,
+    PROP_SESSION_ID,
+    PROP_TOTAL_COST_USD,
+    PROP_TRACE_ID,
+    TRACE,
+    apply_privacy,
+)
 from ._exit_hooks import register_exit_hooks
 from ._ids import uuid4_str
 from ._observation import current_observation
@@ -239,31 +258,31 @@ def _iso_utc(timestamp: float) -> str:
 
 # Where `capture` keeps properties given as something other than a mapping.
 NOT_A_MAPPING = "posthog_llm_properties"
-_PRICED_EVENTS = frozenset({"$ai_generation", "$ai_embedding"})
-_COSTS = ("$ai_input_cost_usd", "$ai_output_cost_usd", "$ai_total_cost_usd")
+_PRICED_EVENTS = frozenset({GENERATION, EMBEDDING})
+_COSTS = (PROP_INPUT_COST_USD, PROP_OUTPUT_COST_USD, PROP_TOTAL_COST_USD)
 
 
 def _add_estimated_cost(props: dict[str, Any]) -> None:
     """The pricing table's estimate as `$ai_*_cost_usd`, unless the event carries a cost (or
     a price) of its own, or its model or tokens are unknown to the table. Token counts are
     read as the local viewer reads them for its own estimate (`as_count`)."""
-    if any(key in props for key in _COSTS) or "$ai_input_token_price" in props:
+    if any(key in props for key in _COSTS) or PROP_INPUT_TOKEN_PRICE in props:
         return
-    model = props.get("$ai_model")
+    model = props.get(PROP_MODEL)
     if type(model) is not str or not model:
         return
     # Only for clients that opted in.
     from ._store_summary import as_count
     from .local.pricing import estimate_cost
 
-    provider = props.get("$ai_provider")
+    provider = props.get(PROP_PROVIDER)
     try:
         cost = estimate_cost(
             model,
-            as_count(props.get("$ai_input_tokens")),
-            as_count(props.get("$ai_output_tokens")),
-            as_count(props.get("$ai_cache_read_input_tokens")),
-            cache_write_tokens=as_count(props.get("$ai_cache_creation_input_tokens")),
+            as_count(props.get(PROP_INPUT_TOKENS)),
+            as_count(props.get(PROP_OUTPUT_TOKENS)),
+            as_count(props.get(PROP_CACHE_READ_INPUT_TOKENS)),
+            cache_write_tokens=as_count(props.get(PROP_CACHE_CREATION_INPUT_TOKENS)),
             provider=provider if type(provider) is str else None,
         )
     except Exception as exc:  # a pricing file that cannot be read: the event goes without
@@ -272,9 +291,9 @@ def _add_estimated_cost(props: dict[str, Any]) -> None:
         report_internal_error(exc)
         return
     if cost is not None:
-        props["$ai_input_cost_usd"] = cost["input_cost_usd"]
-        props["$ai_output_cost_usd"] = cost["output_cost_usd"]
-        props["$ai_total_cost_usd"] = cost["total_cost_usd"]
+        props[PROP_INPUT_COST_USD] = cost["input_cost_usd"]
+        props[PROP_OUTPUT_COST_USD] = cost["output_cost_usd"]
+        props[PROP_TOTAL_COST_USD] = cost["total_cost_usd"]
 
 
 def _not_a_mapping(properties: Any) -> dict[str, Any]:
@@ -321,9 +340,9 @@ def _join_open_observation(event: str, props: dict[str, Any], distinct_id: Any) 
     obs = current_observation()
     if obs is None:
         return distinct_id
-    props["$ai_trace_id"] = obs.trace_id
-    if event != "$ai_trace":
-        props.setdefault("$ai_parent_id", str(obs.span_id))
+    props[PROP_TRACE_ID] = obs.trace_id
+    if event != TRACE:
+        props.setdefault(PROP_PARENT_ID, str(obs.span_id))
     if distinct_id is None:
         distinct_id = obs.scope.distinct_id
     if obs.scope.privacy_mode:
@@ -518,20 +537,20 @@ class Client:
                 if scope.properties:
                     props = {**scope.properties, **props}
                 if scope.session_id is not None:
-                    props.setdefault("$ai_session_id", scope.session_id)
+                    props.setdefault(PROP_SESSION_ID, scope.session_id)
                 if scope.trace_id is not None and event.startswith("$ai_"):
-                    props.setdefault("$ai_trace_id", scope.trace_id)
+                    props.setdefault(PROP_TRACE_ID, scope.trace_id)
                 if scope.groups:
                     groups = {**scope.groups, **(groups or {})}
                 if scope.privacy_mode:
                     apply_privacy(props)
-            if "$ai_trace_id" not in props and event.startswith("$ai_"):
+            if PROP_TRACE_ID not in props and event.startswith(EVENT_PREFIX):
                 # Made inside an open span (the user's, a framework's run): part of its trace.
                 distinct_id = _join_open_observation(event, props, distinct_id)
             if distinct_id is not None:
                 # An empty id makes PostHog refuse the whole batch: personless instead.
                 distinct_id = _distinct_id_text(distinct_id)
-            trace_id = props.get("$ai_trace_id")
+            trace_id = props.get(PROP_TRACE_ID)
             if trace_id is not None:
                 if self.sample_rate < 1.0 and not self._sampled(trace_id):
                     return None

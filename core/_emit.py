@@ -15,7 +15,7 @@ from typing import Any, TypeVar, Union
 
 from ._client import Client, get_client, on_shutdown
 from ._context import EMPTY_SCOPE, Scope, current_scope, id_text, make_scope
-from ._events import apply_privacy
+from ._events import PROP_SESSION_ID, apply_privacy
 from ._observation import current_observation
 from ._serialize import MAX_EVENT_BYTES, dumps, fit_event, to_json_safe
 
@@ -285,8 +285,8 @@ def _finish_properties(
         # What the user passes wins over what we computed: this is how custom costs
         # (`$ai_total_cost_usd`, ...) or a gateway's provider name reach PostHog.
         props.update(scope.properties)
-    if scope.session_id is not None and "$ai_session_id" not in props:
-        props["$ai_session_id"] = scope.session_id
+    if scope.session_id is not None and PROP_SESSION_ID not in props:
+        props[PROP_SESSION_ID] = scope.session_id
     if anonymous:
         props["$process_person_profile"] = False
     if privacy:

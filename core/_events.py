@@ -565,8 +565,13 @@ def trace_properties(
     session_id: Any = None,
     privacy_mode: bool = False,
     secrets: Iterable[str] = (),
+    http_status: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Properties of one `$ai_trace` (the root of a run). It has no parent."""
+    """Properties of one `$ai_trace` (the root of a run). It has no parent.
+
+    `http_status`: of the call that failed the run; `metadata`: the run's own (an Agents
+    trace's), as `$ai_trace_metadata`."""
     props: dict[str, Any] = {}
     _common(
         props,
@@ -579,10 +584,12 @@ def trace_properties(
         latency=latency,
         error=error,
         is_error=is_error,
-        http_status=None,
+        http_status=http_status,
         privacy_mode=privacy_mode,
         secrets=secrets,
     )
+    if metadata:
+        props["$ai_trace_metadata"] = metadata
     if not privacy_mode:
         _put(props, "$ai_input_state", input_state)
         _put(props, "$ai_output_state", output_state)
@@ -624,7 +631,7 @@ def apply_privacy(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def iter_ai_keys(properties: Mapping[str, Any]) -> Iterable[str]:
-    return (k for k in properties if k.startswith("$ai_"))
+    return (k for k in properties if k.startswith(EVENT_PREFIX))
 
 
 # -- property names, for readers (the local store, command line, viewer and its API) -----------
@@ -641,6 +648,10 @@ PROP_OUTPUT_TOKENS = "$ai_output_tokens"
 PROP_CACHE_READ_INPUT_TOKENS = "$ai_cache_read_input_tokens"
 PROP_CACHE_CREATION_INPUT_TOKENS = "$ai_cache_creation_input_tokens"
 PROP_TOTAL_COST_USD = "$ai_total_cost_usd"
+PROP_INPUT_COST_USD = "$ai_input_cost_usd"
+PROP_OUTPUT_COST_USD = "$ai_output_cost_usd"
+PROP_INPUT_TOKEN_PRICE = "$ai_input_token_price"
+PROP_TOOLS = "$ai_tools"
 PROP_LATENCY = "$ai_latency"
 PROP_IS_ERROR = "$ai_is_error"
 PROP_ERROR = "$ai_error"

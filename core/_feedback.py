@@ -8,7 +8,14 @@ from typing import Any
 from ._client import Client, get_client
 from ._context import current_scope
 from ._emit import _with_posthog_context, check_client
-from ._events import FEEDBACK, METRIC, apply_privacy, feedback_properties, metric_properties
+from ._events import (
+    FEEDBACK,
+    METRIC,
+    PROP_SESSION_ID,
+    apply_privacy,
+    feedback_properties,
+    metric_properties,
+)
 
 __all__ = ["capture_feedback", "capture_metric"]
 
@@ -36,7 +43,7 @@ def _send(event: str, trace_id: str, props: dict[str, Any], distinct_id: Any, ta
     if scope.privacy_mode or getattr(target, "privacy_mode", False) is True:
         apply_privacy(props)  # posthog-python's client knows nothing of feedback text
     if scope.session_id is not None:
-        props.setdefault("$ai_session_id", scope.session_id)
+        props.setdefault(PROP_SESSION_ID, scope.session_id)
     if distinct_id is None:
         distinct_id = scope.distinct_id
     if distinct_id is None:

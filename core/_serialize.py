@@ -19,6 +19,18 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
+from ._events import (
+    PROP_ERROR,
+    PROP_INPUT,
+    PROP_INPUT_STATE,
+    PROP_OUTPUT_CHOICES,
+    PROP_OUTPUT_STATE,
+    PROP_PARENT_ID,
+    PROP_SPAN_ID,
+    PROP_TOOLS,
+    PROP_TRACE_ID,
+)
+
 _orjson: Any
 try:  # A fast encoder for the one-pass path; the stdlib encoder does the same job without it.
     import orjson as _orjson_module
@@ -278,12 +290,12 @@ def dumps(value: Any) -> str:
 # Properties trimmed first when an event is too large: content, never ids or usage.
 _CONTENT_FIRST = frozenset(
     {
-        "$ai_input",
-        "$ai_output_choices",
-        "$ai_input_state",
-        "$ai_output_state",
-        "$ai_tools",
-        "$ai_error",
+        PROP_INPUT,
+        PROP_OUTPUT_CHOICES,
+        PROP_INPUT_STATE,
+        PROP_OUTPUT_STATE,
+        PROP_TOOLS,
+        PROP_ERROR,
     }
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -576,7 +588,7 @@ def fit_event(event: dict[str, Any], max_bytes: int = MAX_EVENT_BYTES) -> bytes:
     event["properties"] = {
         k: v
         for k, v in props.items()
-        if k in ("$ai_trace_id", "$ai_parent_id", "$ai_span_id") and _size(v) < 512
+        if k in (PROP_TRACE_ID, PROP_PARENT_ID, PROP_SPAN_ID) and _size(v) < 512
     }
     event["properties"]["posthog_llm_truncated"] = TRUNCATION_MARKER
     return _encode(event)

@@ -29,6 +29,7 @@ from ._emit import Emitter, capture_internal_exceptions, report_internal_error
 from ._errors import error_text, header_secrets, scrub_secrets
 from ._events import (
     EMBEDDING,
+    PROP_SPAN_ID,
     clean_base_url,
     embedding_properties,
     generation_properties,
@@ -358,7 +359,7 @@ class TrackedCall:
             props = self._fallback_properties()
         # The call's own id, so what PostHog shows of a trace can point at it (made here, on
         # the worker: the caller pays nothing for it).
-        props.setdefault("$ai_span_id", uuid4_str())
+        props.setdefault(PROP_SPAN_ID, uuid4_str())
         return props
 
     def _read_body(self) -> None:

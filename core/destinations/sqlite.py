@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+from .._events import PROP_TRACE_ID
 from .._private_files import create_private_file, make_private_dirs
 from .._store_summary import ensure_summaries, update_summaries
 from .._timestamps import utc_text
@@ -73,7 +74,7 @@ def event_row(raw: bytes) -> tuple[Any, ...]:
         event.get("distinct_id"),
         # In UTC: the store orders and filters events by this text.
         utc_text(event.get("timestamp")),
-        props.get("$ai_trace_id"),
+        props.get(PROP_TRACE_ID),
         json.dumps(props, ensure_ascii=False, separators=(",", ":")),
         time.time(),
     )

@@ -558,12 +558,9 @@ def run_props(
         "privacy_mode": privacy,
     }
     if parent_id is None:
-        props = trace_properties(**common)
-        if metadata:
-            props["$ai_trace_metadata"] = metadata
-        if error and http_status is not None:
-            props["$ai_http_status"] = http_status  # the core's trace builder takes none
-        return props
+        return trace_properties(
+            **common, metadata=metadata, http_status=http_status if error else None
+        )
     return span_properties(
         span_id=span_id,
         parent_id=parent_id,

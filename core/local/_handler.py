@@ -32,6 +32,8 @@ CAPTURE_PATHS = frozenset({"/batch", "/capture", "/e", "/track", "/i/v0/e", "/i/
 # posthog-js asks for feature flags and its remote config on load; empty answers keep it quiet.
 FLAGS_PATHS = frozenset({"/decide", "/flags"})
 _DRAIN_LIMIT = 64 * 1024 * 1024
+# Longest chunk-size or trailer line read from a chunked body.
+_CHUNK_LINE_LIMIT = 1024
 
 
 def is_sdk_path(path: str) -> bool:
@@ -136,11 +138,9 @@ class Handler(BaseHTTPRequestHandler):
         return path, query
 
     def _read_body(self, reservation: Reservation | None = None) -> bytes | None:
-        """The request body, or None after answering 411/400/413/503 for it."""
+        """The request body, or None after answering 400/413/503 for it."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self.close_connection = True
-            self._error(411, "send the body with a Content-Length (chunked bodies are not read)")
-            return None
+            return self._read_chunked(reservation)
         try:
             length = int(self.headers.get("Content-Length") or 0)
             if length < 0:
@@ -163,6 +163,48 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(exc.status, str(exc), {**self._cors(), **extra})
                 return None
         return self.rfile.read(length)
+
+    def _read_chunked(self, reservation: Reservation | None) -> bytes | None:
+        """A body sent in chunks (no Content-Length), read up to the same limit: 413 past it."""
+        limit = self.app.max_body_bytes
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(_CHUNK_LINE_LIMIT)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+                if size < 0:
+                    raise ValueError
+            except ValueError:
+                self.close_connection = True
+                self._error(400, "invalid chunked body")
+                return None
+            if size == 0:
+                break
+            total += size
+            if total > limit:
+                self.close_connection = True  # the rest of the body is not read
+                self._error(413, f"chunked body larger than the {limit} byte limit")
+                return None
+            if reservation is not None:
+                try:
+                    reservation.grow(size)
+                except BadRequest as exc:
+                    self.close_connection = True
+                    extra = {"Retry-After": "1"} if exc.status == 503 else {}
+                    self._error(exc.status, str(exc), {**self._cors(), **extra})
+                    return None
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.readline(_CHUNK_LINE_LIMIT).strip():
+                self.close_connection = True
+                self._error(400, "invalid chunked body")
+                return None
+            parts.append(chunk)
+        # Trailers, up to the empty line that ends the body.
+        for _ in range(100):
+            if not self.rfile.readline(_CHUNK_LINE_LIMIT).strip():
+                break
+        return b"".join(parts)
 
     def _drain(self, length: int) -> None:
         # Reading the refused body lets the client see the 413 instead of a connection reset.

@@ -297,6 +297,23 @@ def test_oversized_bodies_get_413_and_the_server_keeps_running(db_path):
     assert [e["event"] for e in stored(db_path)] == ["ok"]
 
 
+def test_a_body_sent_in_chunks_is_read_up_to_the_same_limit(db_path):
+    def chunks(data: bytes, size: int = 1000):
+        for i in range(0, len(data), size):
+            yield data[i : i + size]  # a generator body: requests sends it chunked
+
+    with start_server(db_path, max_body_bytes=4096) as server:
+        small = json.dumps([_event("chunked")]).encode()
+        response = requests.post(server.url + "/batch/", data=chunks(small, 7), timeout=10)
+        assert response.status_code == 200, response.text
+        big = json.dumps([_event("big") | {"properties": {"x": "a" * 10_000}}]).encode()
+        response = requests.post(server.url + "/batch/", data=chunks(big), timeout=10)
+        assert response.status_code == 413
+        assert "4096 byte limit" in response.json()["detail"]
+        assert requests.post(server.url + "/batch/", json=[_event("ok")], timeout=10).ok
+    assert [e["event"] for e in stored(db_path)] == ["chunked", "ok"]
+
+
 def test_a_configured_api_key_is_enforced(db_path):
     with start_server(db_path, api_key="phc_right") as server:
         wrong = requests.post(

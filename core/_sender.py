@@ -336,8 +336,10 @@ class BatchSender:
         caller CPU only while the worker cannot keep up, and never waits on the network.
         """
         built = self._build(item)
-        # Room left by what is built and what is queued: one bound for both.
-        unbuilt = self.queued_bytes_estimate
+        # With a spool, what is built and what is queued share the byte bound: past it an event
+        # waits on disk, not lost. Without one the queued items' estimate (pessimistic after a
+        # large event) is not a reason to drop an event: built ones have their own bound.
+        unbuilt = self.queued_bytes_estimate if self.spool is not None else 0
         overflow = [data for data in built if not self._store_built(data, unbuilt)]
         if overflow:
             self._overflow(overflow)

@@ -122,20 +122,29 @@ class Spool:
             return 0
         # Written a part at a time, the limit enforced after each: the file never holds much
         # more than `max_bytes` (written at once, a shutdown's whole backlog grew it to that
-        # size, and SQLite keeps a file's freed pages). Events of one put that would not fit
-        # even in an empty spool are dropped before they are written, oldest first.
-        fits = len(events)
+        # size, and SQLite keeps a file's freed pages). Of one put, only the newest events
+        # that fit in an empty spool are written; an event larger than that is dropped alone.
         room = int(self.max_bytes * 0.9)
-        while fits > 0 and len(events[fits - 1]) + _ROW_OVERHEAD <= room:
-            room -= len(events[fits - 1]) + _ROW_OVERHEAD
-            fits -= 1
-        dropped = fits
+        kept: list[bytes] = []
+        for data in reversed(events):
+            size = len(data) + _ROW_OVERHEAD
+            if size > room:
+                if size > int(self.max_bytes * 0.9):
+                    continue  # it could never fit: the older ones still may
+                break
+            room -= size
+            kept.append(data)
+        kept.reverse()
+        dropped = len(events) - len(kept)
+        events = kept
+        if not events:
+            return dropped
         part_bytes = max(1, self.max_bytes // 10)
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                start = fits
+                start = 0
                 while start < len(events):
                     end, size = start, 0
                     while end < len(events) and (end == start or size < part_bytes):

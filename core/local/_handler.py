@@ -172,9 +172,10 @@ class Handler(BaseHTTPRequestHandler):
         while True:
             line = self.rfile.readline(_CHUNK_LINE_LIMIT)
             try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-                if size < 0:
-                    raise ValueError
+                digits = line.split(b";", 1)[0].strip()
+                if not digits or digits.strip(b"0123456789abcdefABCDEF"):
+                    raise ValueError  # hex digits only: no sign, prefix or underscores
+                size = int(digits, 16)
             except ValueError:
                 self.close_connection = True
                 self._error(400, "invalid chunked body")
@@ -203,8 +204,10 @@ class Handler(BaseHTTPRequestHandler):
         # Trailers, up to the empty line that ends the body.
         for _ in range(100):
             if not self.rfile.readline(_CHUNK_LINE_LIMIT).strip():
-                break
-        return b"".join(parts)
+                return b"".join(parts)
+        self.close_connection = True  # where the next request starts is not known
+        self._error(400, "too many trailer lines in a chunked body")
+        return None
 
     def _drain(self, length: int) -> None:
         # Reading the refused body lets the client see the 413 instead of a connection reset.

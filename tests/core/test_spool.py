@@ -81,6 +81,10 @@ def test_one_put_larger_than_the_spool_keeps_its_file_near_the_limit(tmp_path):
     assert dropped == 1_001 - len(kept) and kept == list(range(1_000 - len(kept), 1_000))
     assert 100 < len(kept) < 200
     assert os.path.getsize(spool.path) < 1.25 * 200_000
+    # An event too large for the spool is dropped alone: the smaller ones before it fit.
+    small = [json.dumps({"small": i}).encode() for i in range(10)]
+    assert spool.put([*small, b"x" * 190_000]) == 1
+    assert [d for _, d in spool.claim(10_000, 1 << 30, 60)] == small
 
 
 def test_default_location_and_one_spool_per_host_and_key(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
 import threading
 import urllib.parse
 
@@ -311,6 +312,22 @@ def test_a_body_sent_in_chunks_is_read_up_to_the_same_limit(db_path):
         assert response.status_code == 413
         assert "4096 byte limit" in response.json()["detail"]
         assert requests.post(server.url + "/batch/", json=[_event("ok")], timeout=10).ok
+        # A body whose end cannot be found (endless trailers) is refused, not misread.
+        url = urllib.parse.urlsplit(server.url)
+        body = json.dumps([_event("trailers")]).encode()
+        request = (
+            b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + f"{len(body):x}\r\n".encode()
+            + body
+            + b"\r\n0\r\n"
+            + b"X-Trailer: 1\r\n" * 150
+            + b"\r\n"
+        )
+        with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+            conn.sendall(request)
+            status_line = conn.recv(100).split(b"\r\n", 1)[0]
+        assert b" 400 " in status_line, status_line
     assert [e["event"] for e in stored(db_path)] == ["chunked", "ok"]
 
 

@@ -334,20 +334,27 @@ def _groups(groups: Any) -> dict[str, Any] | None:
     return None
 
 
-def _join_open_observation(event: str, props: dict[str, Any], distinct_id: Any) -> Any:
-    """Put an `$ai_*` event made inside an open observation into its trace, under it; returns
-    the distinct id (the trace's identity when the call named none)."""
+def _join_open_observation(props: dict[str, Any], distinct_id: Any, groups: Any) -> tuple[Any, Any]:
+    """Put an `$ai_*` event made inside an open observation into its trace, under it, with the
+    trace's identity, session, properties and groups beneath the call's own; returns the
+    distinct id and groups."""
     obs = current_observation()
     if obs is None:
-        return distinct_id
+        return distinct_id, groups
     props[PROP_TRACE_ID] = obs.trace_id
-    if event != TRACE:
-        props.setdefault(PROP_PARENT_ID, str(obs.span_id))
+    props.setdefault(PROP_PARENT_ID, str(obs.span_id))
+    scope = obs.scope
     if distinct_id is None:
-        distinct_id = obs.scope.distinct_id
-    if obs.scope.privacy_mode:
+        distinct_id = scope.distinct_id
+    if scope.session_id is not None:
+        props.setdefault(PROP_SESSION_ID, scope.session_id)
+    for key, value in scope.properties.items():
+        props.setdefault(key, value)
+    if scope.groups:
+        groups = {**scope.groups, **groups} if isinstance(groups, Mapping) else scope.groups
+    if scope.privacy_mode:
         apply_privacy(props)
-    return distinct_id
+    return distinct_id, groups
 
 
 class Client:
@@ -544,9 +551,10 @@ class Client:
                     groups = {**scope.groups, **(groups or {})}
                 if scope.privacy_mode:
                     apply_privacy(props)
-            if PROP_TRACE_ID not in props and event.startswith(EVENT_PREFIX):
+            if PROP_TRACE_ID not in props and event.startswith(EVENT_PREFIX) and event != TRACE:
                 # Made inside an open span (the user's, a framework's run): part of its trace.
-                distinct_id = _join_open_observation(event, props, distinct_id)
+                # (An `$ai_trace` of its own is a trace of its own: the span's trace has one.)
+                distinct_id, groups = _join_open_observation(props, distinct_id, groups)
             if distinct_id is not None:
                 # An empty id makes PostHog refuse the whole batch: personless instead.
                 distinct_id = _distinct_id_text(distinct_id)

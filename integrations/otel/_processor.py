@@ -251,6 +251,10 @@ class PostHogSpanProcessor(SpanProcessor):
         ctx = span.get_span_context()
         trace_key = ctx.trace_id
         started = self._starts.get(trace_key)
+        if started is None and self._partly_sent:
+            partial = self._partly_sent.get(trace_key)
+            if partial is not None:  # flushed before its root ended: the identity it was sent with
+                started = (partial.scope, partial.outer)
         if (started is not None and started[1] is not None) or trace_key in self._ended:
             # Joined to an observation of ours elsewhere, or already sent: left alone.
             return None
@@ -272,7 +276,12 @@ class PostHogSpanProcessor(SpanProcessor):
             remember = scope if context is not EMPTY_SCOPE and context != EMPTY_SCOPE else None
         scope = with_trace_id(scope, trace_hex)
         resource = getattr(getattr(span, "resource", None), "attributes", None)
-        if trace_key in self._private or asks_privacy(attributes_of(span), resource):
+        partial = self._partly_sent.get(trace_key) if self._partly_sent else None
+        if (
+            trace_key in self._private
+            or (partial is not None and partial.private)
+            or asks_privacy(attributes_of(span), resource)
+        ):
             scope = scope.merged(make_scope(privacy_mode=True))
         joining = _Joining(self, trace_key, ctx.span_id, span_hex, remember)
         return outside_span(trace_hex, joining, scope, FRAMEWORK)
@@ -370,8 +379,10 @@ class PostHogSpanProcessor(SpanProcessor):
         root_key = self._roots.pop(trace_key, None) if root is not None else None
         if not self._emitter.enabled:
             return
+        private = trace_key in self._private or privacy_requested(records)
         if partial is not None:
             started = (partial.scope, partial.outer)
+            private = private or partial.private
         elif started is None:
             started = (first if first is not None else self._own_scope(), None)
         scope, outer = started
@@ -384,20 +395,18 @@ class PostHogSpanProcessor(SpanProcessor):
             if partial is None:
                 root_key = self._roots.get(trace_key)
                 root_hex = f"{root_key:016x}" if root_key is not None else None
-                partial = _Partial(root_hex, frozenset(), scope, outer)
+                partial = _Partial(root_hex, frozenset(), scope, outer, private)
             if not waiting:
-                private = trace_key in self._private
                 scope = self._emit(records, scope, outer, partial.root_hex, private)
                 parents = partial.parents | _open_parents(records)
-                partial = _Partial(partial.root_hex, parents, scope, outer)
+                partial = _Partial(partial.root_hex, parents, scope, outer, private)
             with self._lock:
                 _keep(self._partly_sent, trace_key, partial)
             return
         if not waiting:
-            scope = self._emit(records, scope, outer, None)
+            scope = self._emit(records, scope, outer, None, private)
         # Spans of this trace that end later are sent as part of it (`_send_late`), under
         # its privacy: a late span does not carry its root's `posthog.privacy_mode`.
-        private = privacy_requested(records)
         with self._lock:
             ended = _Ended(
                 root.span_id, root.trace_id, scope, outer, records if waiting else None, private
@@ -528,6 +537,7 @@ class _Partial(NamedTuple):
     parents: frozenset[str]  # open spans what was sent names as parents
     scope: Scope
     outer: Any
+    private: bool  # what was sent asked for privacy (`posthog.privacy_mode` on a span)
 
 
 def _open_parents(records: list[SpanRecord]) -> frozenset[str]:

@@ -120,9 +120,11 @@ def test_a_manual_ai_event_inside_an_open_span_joins_its_trace(client, sink):
         with posthog_llm.span("answer", client=client) as span:
             client.capture("$ai_generation", properties={"$ai_model": "m"})
             client.capture("feedback_shown")  # not an $ai_ event: left alone
+            client.capture("$ai_trace", properties={"$ai_span_name": "mine"})  # its own trace
     client.capture("$ai_generation", properties={"$ai_model": "m"})  # no span open: its own
     assert client.flush(5)
-    inside, plain, trace, outside = sink.events
+    inside, plain, own_trace, trace, outside = sink.events
+    assert "$ai_trace_id" not in own_trace["properties"]  # the span's trace has its $ai_trace
     assert trace["event"] == "$ai_trace"
     assert (
         inside["properties"]["$ai_trace_id"] == span.trace_id == trace["properties"]["$ai_trace_id"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import posthog_llm
+import pytest
+from opentelemetry import trace
 
 from .conftest import hex_ids, messages
 
@@ -86,3 +88,69 @@ def test_the_rest_of_a_flushed_trace_keeps_its_identity_and_privacy(
     (generation,) = events("$ai_generation")
     assert "$ai_input" not in generation["properties"]  # the root asked for privacy
     assert generation["properties"]["$ai_input_tokens"] == 3
+
+
+def test_work_that_joins_after_the_flush_keeps_the_requests_identity_and_privacy(
+    client: Any, provider: Any, tracer: Any, events: Any
+) -> None:
+    pytest.importorskip("openai")
+    from posthog_llm.integrations.openai import OpenAI
+    from posthog_llm.local.openai_standin import OpenAIStandIn
+
+    with OpenAIStandIn() as server:
+        openai_client = OpenAI(
+            api_key="sk-test", base_url=server.base_url, max_retries=0, posthog_client=client
+        )
+
+        def ask() -> None:
+            openai_client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "secret owls"}]
+            )
+
+        with posthog_llm.context(distinct_id="alice", session_id="s-1", privacy_mode=True):
+            request = tracer.start_span("GET /chat")
+        with trace.use_span(request, end_on_exit=True):
+            ask()
+            provider.force_flush()
+            with tracer.start_as_current_span("step"):
+                ask()
+    trace_hex, _ = hex_ids(request)
+    generations = events("$ai_generation")
+    assert len(generations) == 2
+    for generation in generations:
+        assert generation["distinct_id"] == "alice"
+        assert generation["properties"]["$ai_session_id"] == "s-1"
+        assert generation["properties"]["$ai_trace_id"] == trace_hex
+        assert "$ai_input" not in generation["properties"]
+
+
+def test_privacy_a_span_asked_for_before_the_flush_holds_for_the_rest(
+    provider: Any, tracer: Any, events: Any
+) -> None:
+    with tracer.start_as_current_span("POST /chat"):
+        with tracer.start_as_current_span("handler", attributes={"posthog.privacy_mode": True}):
+            with tracer.start_as_current_span("chat 1", attributes=CHAT):
+                pass
+        provider.force_flush()
+        with tracer.start_as_current_span("chat 2", attributes=CHAT):
+            pass
+    generations = events("$ai_generation")
+    assert [g["properties"]["$ai_span_name"] for g in generations] == ["chat 1", "chat 2"]
+    assert all("$ai_input" not in g["properties"] for g in generations)
+    assert all(g["properties"]["$ai_input_tokens"] == 3 for g in generations)
+
+
+def test_a_manual_event_in_a_request_span_takes_the_requests_identity(
+    client: Any, tracer: Any, events: Any
+) -> None:
+    with posthog_llm.context(distinct_id="alice", session_id="s-1", groups={"company": "acme"}):
+        request = tracer.start_span("GET /chat")
+    with trace.use_span(request, end_on_exit=True):  # outside the context it started in
+        client.capture("$ai_generation", properties={"$ai_model": "m", "$ai_input_tokens": 1})
+    trace_hex, _ = hex_ids(request)
+    (generation,) = events("$ai_generation")
+    assert generation["distinct_id"] == "alice"
+    assert generation["properties"]["$ai_trace_id"] == trace_hex
+    assert generation["properties"]["$ai_session_id"] == "s-1"
+    assert generation["properties"]["$groups"] == {"company": "acme"}
+    assert len(events("$ai_trace")) == 1

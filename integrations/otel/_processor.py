@@ -197,13 +197,20 @@ class PostHogSpanProcessor(SpanProcessor):
             inside = joined is not None
             partial = self._partly_sent.get(trace_key) if self._partly_sent else None
             if spans is None:
+                ended = None
                 if partial is None and (elsewhere or not (inside or _is_ai(span))):
-                    parent = span.parent
-                    if parent is None or parent.is_remote:
-                        self._starts.pop(trace_key, None)
-                        self._roots.pop(trace_key, None)
-                    return
-                ended = self._ended.get(trace_key) if self._ended else None
+                    ended = self._ended.get(trace_key) if self._ended else None
+                    if ended is None or f"{span.context.span_id:016x}" not in ended.parents:
+                        parent = span.parent
+                        if parent is None or parent.is_remote:
+                            self._starts.pop(trace_key, None)
+                            self._roots.pop(trace_key, None)
+                        return
+                    # A span around work of its trace that was sent when the root ended: a
+                    # step, sent now so that work's parent is in the trace.
+                    inside = True
+                elif self._ended:
+                    ended = self._ended.get(trace_key)
                 if ended is not None:
                     late = record_from_sdk_span(span, ended.trace_hex)
                     late.reported_inside = inside
@@ -407,9 +414,29 @@ class PostHogSpanProcessor(SpanProcessor):
             scope = self._emit(records, scope, outer, None, private)
         # Spans of this trace that end later are sent as part of it (`_send_late`), under
         # its privacy: a late span does not carry its root's `posthog.privacy_mode`.
+        # Spans still open that what was sent names as parents (they outlived the root): sent
+        # as steps when they end. Looked for only when a record's parent is not in the trace.
+        own = {rec.span_id for rec in records}
+        outlived = (
+            _open_parents(records)
+            if any(
+                rec.parent_id not in own and not rec.parent_remote
+                for rec in records
+                if rec.parent_id is not None
+            )
+            else frozenset()
+        )
+        if partial is not None and not partial.parents <= own:
+            outlived = outlived | (partial.parents - own)  # named by what was flushed earlier
         with self._lock:
             ended = _Ended(
-                root.span_id, root.trace_id, scope, outer, records if waiting else None, private
+                root.span_id,
+                root.trace_id,
+                scope,
+                outer,
+                records if waiting else None,
+                private,
+                outlived,
             )
             _keep(self._ended, trace_key, ended)
 
@@ -430,14 +457,22 @@ class PostHogSpanProcessor(SpanProcessor):
         if not self._emitter.enabled:
             return
         private = ended.private or privacy_requested((record,))
+        parents = ended.parents
+        if (
+            record.parent_id is not None
+            and not record.parent_remote
+            and record.parent_id != ended.root_span_id
+            and record.parent_id not in parents
+        ):
+            parents = parents | {record.parent_id}  # its own parent, if still open, in turn
         if ended.waiting is None:
-            if private and not ended.private:  # later spans of the trace keep it
-                with self._lock:
-                    self._ended[trace_key] = ended._replace(private=True)
+            if (private and not ended.private) or parents is not ended.parents:
+                with self._lock:  # later spans of the trace keep them
+                    self._ended[trace_key] = ended._replace(private=private, parents=parents)
             self._emit([record], ended.scope, ended.outer, ended.root_span_id, private)
             return
         with self._lock:
-            self._ended[trace_key] = ended._replace(waiting=None, private=private)
+            self._ended[trace_key] = ended._replace(waiting=None, private=private, parents=parents)
         self._emit([*ended.waiting, record], ended.scope, ended.outer, None, private)
 
     def _emit(
@@ -559,6 +594,7 @@ class _Ended(NamedTuple):
     outer: Any
     waiting: list[SpanRecord] | None  # the trace's records, when no AI step had ended yet
     private: bool  # a span or resource of the trace asked for privacy (`posthog.privacy_mode`)
+    parents: frozenset[str]  # open spans what was sent names as parents
 
 
 def _trace_events(

@@ -154,3 +154,28 @@ def test_a_manual_event_in_a_request_span_takes_the_requests_identity(
     assert generation["properties"]["$ai_session_id"] == "s-1"
     assert generation["properties"]["$groups"] == {"company": "acme"}
     assert len(events("$ai_trace")) == 1
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_a_span_that_outlives_its_root_is_sent_when_work_sent_names_it(
+    provider: Any, tracer: Any, events: Any, flush: bool
+) -> None:
+    # A handler returns (its root ends) while the span around a finished call is still open
+    # (a streamed response): the call names that span as its parent, so it is sent too.
+    root = tracer.start_span("POST /chat")
+    answer = tracer.start_span("answer", context=trace.set_span_in_context(root))
+    chat = tracer.start_span("chat", context=trace.set_span_in_context(answer), attributes=CHAT)
+    chat.end()
+    if flush:
+        provider.force_flush()
+    root.end()
+    with tracer.start_as_current_span("db query", context=trace.set_span_in_context(answer)):
+        pass  # no AI below it: not sent
+    answer.end()
+    trace_hex, answer_hex = hex_ids(answer)
+    (generation,) = events("$ai_generation")
+    assert generation["properties"]["$ai_parent_id"] == answer_hex
+    (step,) = events("$ai_span")
+    assert step["properties"]["$ai_span_id"] == answer_hex
+    assert step["properties"]["$ai_parent_id"] == trace_hex
+    assert len(events("$ai_trace")) == 1

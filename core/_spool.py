@@ -150,11 +150,12 @@ class Spool:
                     while end < len(events) and (end == start or size < part_bytes):
                         size += len(events[end])
                         end += 1
+                    newest = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
                     conn.executemany(
                         "INSERT INTO events (data, size) VALUES (?, ?)",
                         [(sqlite3.Binary(e), len(e)) for e in events[start:end]],
                     )
-                    dropped += self._enforce_limit(conn)
+                    dropped += self._enforce_limit(conn, newest)
                     start = end
                 conn.execute("COMMIT")
             except BaseException:
@@ -169,7 +170,9 @@ class Spool:
         size = conn.execute("PRAGMA page_size").fetchone()[0]
         return int((pages - free) * size)
 
-    def _enforce_limit(self, conn: sqlite3.Connection) -> int:
+    def _enforce_limit(self, conn: sqlite3.Connection, older_than: int | None = None) -> int:
+        """Drop the oldest events while the spool is over its limit; rows after `older_than`
+        (the ones just written, which fit in an empty spool) are kept whatever pages cost."""
         used = self._used_bytes(conn)
         if used <= self.max_bytes:
             return 0
@@ -177,7 +180,14 @@ class Spool:
         excess = used - int(self.max_bytes * 0.9)
         freed = dropped = 0
         last_id = None
-        for row_id, size in conn.execute("SELECT id, size FROM events ORDER BY id"):
+        rows = (
+            conn.execute("SELECT id, size FROM events ORDER BY id")
+            if older_than is None
+            else conn.execute(
+                "SELECT id, size FROM events WHERE id <= ? ORDER BY id", (older_than,)
+            )
+        )
+        for row_id, size in rows:
             freed += size + _ROW_OVERHEAD
             dropped += 1
             last_id = row_id

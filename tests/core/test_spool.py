@@ -85,6 +85,9 @@ def test_one_put_larger_than_the_spool_keeps_its_file_near_the_limit(tmp_path):
     small = [json.dumps({"small": i}).encode() for i in range(10)]
     assert spool.put([*small, b"x" * 190_000]) == 1
     assert [d for _, d in spool.claim(10_000, 1 << 30, 60)] == small
+    # An event that fits in an empty spool is kept, whatever older ones it pushes out.
+    spool.put([b"y" * 178_000])
+    assert spool.pending() == 1 and spool.claim(10, 1 << 30, 0)[0][1] == b"y" * 178_000
 
 
 def test_default_location_and_one_spool_per_host_and_key(tmp_path, monkeypatch):

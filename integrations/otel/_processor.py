@@ -53,6 +53,8 @@ FRAMEWORK = "opentelemetry"
 # are sent as they are once this many are open, oldest first: memory stays bounded.
 MAX_OPEN_TRACES = 1000
 MAX_SPANS_PER_TRACE = 5000
+# Plain spans kept per trace whose work outlived its root, for a late span that names one.
+MAX_HELD_SPANS = 64
 # Set when an AI step starts (GenAI semantic conventions, OpenInference): from then on its trace
 # is an AI trace, and the steps around it that end before it (a handler returning a stream) are
 # kept.
@@ -201,6 +203,9 @@ class PostHogSpanProcessor(SpanProcessor):
                 if partial is None and (elsewhere or not (inside or _is_ai(span))):
                     ended = self._ended.get(trace_key) if self._ended else None
                     if ended is None or f"{span.context.span_id:016x}" not in ended.parents:
+                        if ended is not None and ended.held is not None:
+                            self._hold(ended.held, span, ended.trace_hex)
+                            return
                         parent = span.parent
                         if parent is None or parent.is_remote:
                             self._starts.pop(trace_key, None)
@@ -246,6 +251,14 @@ class PostHogSpanProcessor(SpanProcessor):
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
 
+    @staticmethod
+    def _hold(held: dict[str, SpanRecord], span: Any, trace_hex: str) -> None:
+        """Keep a plain span of a trace whose work outlived its root (bounded), in case a span
+        that ends later names it as its parent."""
+        if len(held) < MAX_HELD_SPANS:
+            record = record_from_sdk_span(span, trace_hex)
+            held[record.span_id] = record
+
     def _observation_here(self, span: Any) -> Any:
         """Work posthog-llm reports (a provider drop-in's call, `posthog_llm.span`, a framework's
         trace) may start inside `span`, an open span of this processor's provider, with no
@@ -258,13 +271,18 @@ class PostHogSpanProcessor(SpanProcessor):
         ctx = span.get_span_context()
         trace_key = ctx.trace_id
         started = self._starts.get(trace_key)
-        if started is None and self._partly_sent:
-            partial = self._partly_sent.get(trace_key)
-            if partial is not None:  # flushed before its root ended: the identity it was sent with
-                started = (partial.scope, partial.outer)
-        if (started is not None and started[1] is not None) or trace_key in self._ended:
-            # Joined to an observation of ours elsewhere, or already sent: left alone.
-            return None
+        # A trace sent already, whole (its root ended: `span` outlived it) or in part (a flush
+        # before its root ended): work joins it as it was sent.
+        sent: _Partial | _Ended | None = None
+        if started is None:
+            sent = self._partly_sent.get(trace_key) if self._partly_sent else None
+            if sent is None and self._ended:
+                sent = self._ended.get(trace_key)
+            if sent is not None:
+                # The root's identity when it started with one; else the work's own, as before.
+                started = (sent.scope, sent.outer) if sent.rooted or sent.outer else None
+        if started is not None and started[1] is not None:
+            return None  # joined to an observation of ours elsewhere: left alone
         trace_hex = f"{trace_key:032x}"
         context = current_scope()
         if context.trace_id is not None and str(context.trace_id) != trace_hex:
@@ -282,11 +300,12 @@ class PostHogSpanProcessor(SpanProcessor):
             scope = self._emitter.defaults.merged(context)
             remember = scope if context is not EMPTY_SCOPE and context != EMPTY_SCOPE else None
         scope = with_trace_id(scope, trace_hex)
+        if sent is not None:
+            remember = None  # the trace's own events are sent, or will be, under their identity
         resource = getattr(getattr(span, "resource", None), "attributes", None)
-        partial = self._partly_sent.get(trace_key) if self._partly_sent else None
         if (
             trace_key in self._private
-            or (partial is not None and partial.private)
+            or (sent is not None and sent.private)
             or asks_privacy(attributes_of(span), resource)
         ):
             scope = scope.merged(make_scope(privacy_mode=True))
@@ -311,7 +330,8 @@ class PostHogSpanProcessor(SpanProcessor):
             _keep(self._inside, span_key, model_call or self._inside.get(span_key, False))
         if remember is not None and trace_key not in self._starts:
             self._remember_identity(trace_key, remember)
-        if trace_key not in self._open:
+        if trace_key not in self._open and trace_key not in self._ended:
+            # (A trace whose root ended takes the span when it ends, as a late part of it.)
             self._opened(trace_key)
 
     def _opened(self, trace_key: int) -> list[SpanRecord]:
@@ -387,9 +407,11 @@ class PostHogSpanProcessor(SpanProcessor):
         if not self._emitter.enabled:
             return
         private = trace_key in self._private or privacy_requested(records)
+        rooted = started is not None  # its root started with an identity or inside our work
         if partial is not None:
             started = (partial.scope, partial.outer)
             private = private or partial.private
+            rooted = partial.rooted
         elif started is None:
             started = (first if first is not None else self._own_scope(), None)
         scope, outer = started
@@ -402,11 +424,11 @@ class PostHogSpanProcessor(SpanProcessor):
             if partial is None:
                 root_key = self._roots.get(trace_key)
                 root_hex = f"{root_key:016x}" if root_key is not None else None
-                partial = _Partial(root_hex, frozenset(), scope, outer, private)
+                partial = _Partial(root_hex, frozenset(), scope, outer, private, rooted)
             if not waiting:
                 scope = self._emit(records, scope, outer, partial.root_hex, private)
                 parents = partial.parents | _open_parents(records)
-                partial = _Partial(partial.root_hex, parents, scope, outer, private)
+                partial = _Partial(partial.root_hex, parents, scope, outer, private, rooted)
             with self._lock:
                 _keep(self._partly_sent, trace_key, partial)
             return
@@ -437,6 +459,8 @@ class PostHogSpanProcessor(SpanProcessor):
                 records if waiting else None,
                 private,
                 outlived,
+                {} if outlived or waiting else None,
+                rooted,
             )
             _keep(self._ended, trace_key, ended)
 
@@ -451,29 +475,44 @@ class PostHogSpanProcessor(SpanProcessor):
         return scope
 
     def _send_late(self, trace_key: int, ended: _Ended, record: SpanRecord) -> None:
-        """An AI span that ended after its trace's root: sent at once, under the trace's
-        identity, a child of the trace where its parent was the root; with the trace's own
-        records when none of them was sent yet (its root, then, is its `$ai_trace`)."""
+        """A span that ended after its trace's root (an AI span, or one that sent work names as
+        its parent): sent at once, under the trace's identity, a child of the trace where its
+        parent was the root; with the trace's own records when none of them was sent yet (its
+        root, then, is its `$ai_trace`). Plain spans of the trace held since, that it names as
+        its parent in turn, go with it."""
         if not self._emitter.enabled:
             return
-        private = ended.private or privacy_requested((record,))
-        parents = ended.parents
-        if (
-            record.parent_id is not None
-            and not record.parent_remote
-            and record.parent_id != ended.root_span_id
-            and record.parent_id not in parents
-        ):
-            parents = parents | {record.parent_id}  # its own parent, if still open, in turn
+        late = [record]
+        parents, held = ended.parents, ended.held
+        top = record
+        while top.parent_id is not None and not top.parent_remote:
+            parent = top.parent_id
+            if parent == ended.root_span_id:
+                break
+            if held and parent in held:
+                top = held.pop(parent)
+                top.reported_inside = True  # between the root and work sent: a step
+                late.append(top)
+                continue
+            if parent not in parents:
+                parents = parents | {parent}  # still open, or ended unseen: sent if it comes
+            break
+        if held is None and parents:
+            held = {}
+        private = ended.private or privacy_requested(late)
         if ended.waiting is None:
-            if (private and not ended.private) or parents is not ended.parents:
+            if private != ended.private or parents is not ended.parents or held is not ended.held:
                 with self._lock:  # later spans of the trace keep them
-                    self._ended[trace_key] = ended._replace(private=private, parents=parents)
-            self._emit([record], ended.scope, ended.outer, ended.root_span_id, private)
+                    self._ended[trace_key] = ended._replace(
+                        private=private, parents=parents, held=held
+                    )
+            self._emit(late, ended.scope, ended.outer, ended.root_span_id, private)
             return
         with self._lock:
-            self._ended[trace_key] = ended._replace(waiting=None, private=private, parents=parents)
-        self._emit([*ended.waiting, record], ended.scope, ended.outer, None, private)
+            self._ended[trace_key] = ended._replace(
+                waiting=None, private=private, parents=parents, held=held
+            )
+        self._emit([*ended.waiting, *late], ended.scope, ended.outer, None, private)
 
     def _emit(
         self,
@@ -573,6 +612,7 @@ class _Partial(NamedTuple):
     scope: Scope
     outer: Any
     private: bool  # what was sent asked for privacy (`posthog.privacy_mode` on a span)
+    rooted: bool  # the identity is the root's (it started with one), not the first work's
 
 
 def _open_parents(records: list[SpanRecord]) -> frozenset[str]:
@@ -595,6 +635,10 @@ class _Ended(NamedTuple):
     waiting: list[SpanRecord] | None  # the trace's records, when no AI step had ended yet
     private: bool  # a span or resource of the trace asked for privacy (`posthog.privacy_mode`)
     parents: frozenset[str]  # open spans what was sent names as parents
+    # Plain spans of the trace that ended while `parents` had any: one may turn out to be the
+    # parent of one that ends later (spans that outlive their root end in any order).
+    held: dict[str, SpanRecord] | None
+    rooted: bool  # the identity is the root's (it started with one), not the first work's
 
 
 def _trace_events(

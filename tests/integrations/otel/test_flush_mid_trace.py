@@ -156,18 +156,28 @@ def test_a_manual_event_in_a_request_span_takes_the_requests_identity(
     assert len(events("$ai_trace")) == 1
 
 
+def chain_with_a_finished_call(
+    provider: Any, tracer: Any, names: list[str], flush: bool
+) -> list[Any]:
+    """Open spans, each inside the one before, with a chat call under the last that has ended;
+    flushed then when `flush`."""
+    spans: list[Any] = []
+    for name in names:
+        parent = trace.set_span_in_context(spans[-1]) if spans else None
+        spans.append(tracer.start_span(name, context=parent))
+    tracer.start_span("chat", context=trace.set_span_in_context(spans[-1]), attributes=CHAT).end()
+    if flush:
+        provider.force_flush()
+    return spans
+
+
 @pytest.mark.parametrize("flush", [False, True])
 def test_a_span_that_outlives_its_root_is_sent_when_work_sent_names_it(
     provider: Any, tracer: Any, events: Any, flush: bool
 ) -> None:
     # A handler returns (its root ends) while the span around a finished call is still open
     # (a streamed response): the call names that span as its parent, so it is sent too.
-    root = tracer.start_span("POST /chat")
-    answer = tracer.start_span("answer", context=trace.set_span_in_context(root))
-    chat = tracer.start_span("chat", context=trace.set_span_in_context(answer), attributes=CHAT)
-    chat.end()
-    if flush:
-        provider.force_flush()
+    root, answer = chain_with_a_finished_call(provider, tracer, ["POST /chat", "answer"], flush)
     root.end()
     with tracer.start_as_current_span("db query", context=trace.set_span_in_context(answer)):
         pass  # no AI below it: not sent
@@ -179,3 +189,63 @@ def test_a_span_that_outlives_its_root_is_sent_when_work_sent_names_it(
     assert step["properties"]["$ai_span_id"] == answer_hex
     assert step["properties"]["$ai_parent_id"] == trace_hex
     assert len(events("$ai_trace")) == 1
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_spans_that_outlive_their_root_may_end_in_any_order(
+    provider: Any, tracer: Any, events: Any, flush: bool
+) -> None:
+    root, stream, reader = chain_with_a_finished_call(
+        provider, tracer, ["POST /chat", "stream", "reader"], flush
+    )
+    root.end()
+    stream.end()  # before its child: nothing names it yet
+    reader.end()
+    trace_hex, stream_hex = hex_ids(stream)
+    _, reader_hex = hex_ids(reader)
+    steps = {e["properties"]["$ai_span_name"]: e["properties"] for e in events("$ai_span")}
+    assert steps["reader"]["$ai_parent_id"] == stream_hex
+    assert steps["stream"]["$ai_parent_id"] == trace_hex
+    assert events("$ai_generation")[0]["properties"]["$ai_parent_id"] == reader_hex
+    assert len(events("$ai_trace")) == 1
+
+
+def test_work_in_a_span_that_outlived_its_root_joins_the_sent_trace(
+    client: Any, tracer: Any, events: Any
+) -> None:
+    with posthog_llm.context(distinct_id="alice", privacy_mode=True):
+        root = tracer.start_span("POST /chat")
+    stream = tracer.start_span("stream", context=trace.set_span_in_context(root))
+    with trace.use_span(root):
+        with tracer.start_as_current_span("chat", attributes=CHAT):
+            pass
+    root.end()  # the handler returned; the streamed answer is still being written
+    with trace.use_span(stream, end_on_exit=True):
+        client.capture("$ai_generation", properties={"$ai_input": "secret", "$ai_model": "m"})
+    trace_hex, stream_hex = hex_ids(stream)
+    late = [e for e in events("$ai_generation") if e["properties"].get("$ai_model") == "m"]
+    (generation,) = late
+    assert generation["properties"]["$ai_trace_id"] == trace_hex
+    assert generation["properties"]["$ai_parent_id"] == stream_hex
+    assert generation["distinct_id"] == "alice"
+    assert "$ai_input" not in generation["properties"]
+    (step,) = events("$ai_span")
+    assert step["properties"]["$ai_span_id"] == stream_hex
+    assert len(events("$ai_trace")) == 1
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_a_flush_does_not_change_whom_later_work_belongs_to(
+    client: Any, provider: Any, tracer: Any, events: Any, flush: bool
+) -> None:
+    request = tracer.start_span("GET /chat")  # no identity where the request started
+    with trace.use_span(request, end_on_exit=True):
+        with posthog_llm.context(distinct_id="alice"):
+            client.capture("$ai_generation", properties={"$ai_model": "first"})
+        if flush:
+            provider.force_flush()
+        client.capture("$ai_generation", properties={"$ai_model": "second"})
+    trace_hex, _ = hex_ids(request)
+    by_model = {e["properties"]["$ai_model"]: e for e in events("$ai_generation")}
+    assert by_model["first"]["distinct_id"] == "alice"
+    assert by_model["second"]["distinct_id"] == trace_hex  # personless, its own context's

@@ -54,7 +54,7 @@ FRAMEWORK = "opentelemetry"
 MAX_OPEN_TRACES = 1000
 MAX_SPANS_PER_TRACE = 5000
 # Plain spans kept per trace whose work outlived its root, for a late span that names one.
-MAX_HELD_SPANS = 64
+MAX_HELD_SPANS = 16
 # Set when an AI step starts (GenAI semantic conventions, OpenInference): from then on its trace
 # is an AI trace, and the steps around it that end before it (a handler returning a stream) are
 # kept.
@@ -199,35 +199,27 @@ class PostHogSpanProcessor(SpanProcessor):
             inside = joined is not None
             partial = self._partly_sent.get(trace_key) if self._partly_sent else None
             if spans is None:
-                ended = None
                 if partial is None and (elsewhere or not (inside or _is_ai(span))):
-                    ended = self._ended.get(trace_key) if self._ended else None
-                    if ended is None or f"{span.context.span_id:016x}" not in ended.parents:
-                        if ended is not None and ended.held is not None:
-                            self._hold(ended.held, span, ended.trace_hex)
-                            return
-                        parent = span.parent
-                        if parent is None or parent.is_remote:
-                            self._starts.pop(trace_key, None)
-                            self._roots.pop(trace_key, None)
+                    if self._ended and self._late_plain(trace_key, span, elsewhere):
                         return
-                    # A span around work of its trace that was sent when the root ended: a
-                    # step, sent now so that work's parent is in the trace.
-                    inside = True
-                elif self._ended:
-                    ended = self._ended.get(trace_key)
+                    parent = span.parent
+                    if parent is None or parent.is_remote:
+                        self._starts.pop(trace_key, None)
+                        self._roots.pop(trace_key, None)
+                    return
+                ended = self._ended.get(trace_key) if self._ended else None
                 if ended is not None:
-                    late = record_from_sdk_span(span, ended.trace_hex)
+                    late = _record(span, ended.trace_hex, elsewhere)
                     late.reported_inside = inside
                     late.reported_call = joined is True
-                    self._send_late(trace_key, ended, late)
+                    self._send_late(trace_key, late)
                     return
                 spans = self._opened(trace_key)
             # The span as a record at once: what the conversion reads, a few objects instead of
             # the SDK's dozen kept alive until the trace is sent (the garbage collector's full
             # passes over queued traces were the largest cost of a burst).
             # The trace id's hex is made once per trace (the first record's).
-            record = record_from_sdk_span(span, spans[0].trace_id if spans else None)
+            record = _record(span, spans[0].trace_id if spans else None, elsewhere)
             if inside:
                 record.reported_inside = True
                 record.reported_call = joined is True
@@ -236,11 +228,6 @@ class PostHogSpanProcessor(SpanProcessor):
             ):
                 # The root, or a span between it and what was sent already: a step.
                 record.reported_inside = True
-            if elsewhere:
-                # Its model call is reported already: here it is only a step of the trace.
-                record.attributes = {
-                    k: v for k, v in record.attributes.items() if not k.startswith(AI_PREFIXES)
-                }
             spans.append(record)
             parent = span.parent
             if parent is None or parent.is_remote or len(spans) >= MAX_SPANS_PER_TRACE:
@@ -251,13 +238,30 @@ class PostHogSpanProcessor(SpanProcessor):
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
 
-    @staticmethod
-    def _hold(held: dict[str, SpanRecord], span: Any, trace_hex: str) -> None:
-        """Keep a plain span of a trace whose work outlived its root (bounded), in case a span
-        that ends later names it as its parent."""
-        if len(held) < MAX_HELD_SPANS:
-            record = record_from_sdk_span(span, trace_hex)
-            held[record.span_id] = record
+    def _late_plain(self, trace_key: int, span: Any, elsewhere: bool) -> bool:
+        """A plain span of a trace whose root has ended, which has work outliving the root:
+        sent as a step when that work names it as its parent, else held (the newest few) in
+        case work that ends later does. False when the trace has no such work."""
+        ended = self._ended.get(trace_key)
+        if ended is None or ended.held is None:
+            return False
+        parent = span.parent
+        if parent is None or parent.is_remote:
+            return False  # another local root of the trace (a second request): not a step
+        record = _record(span, ended.trace_hex, elsewhere)
+        with self._lock:
+            ended = self._ended.get(trace_key)
+            if ended is None or ended.held is None:
+                return False
+            if record.span_id not in ended.parents:
+                held = ended.held
+                if len(held) >= MAX_HELD_SPANS:
+                    del held[next(iter(held))]  # the oldest: the newest are likelier parents
+                held[record.span_id] = record
+                return True
+        record.reported_inside = True  # between the root and work sent: a step
+        self._send_late(trace_key, record)
+        return True
 
     def _observation_here(self, span: Any) -> Any:
         """Work posthog-llm reports (a provider drop-in's call, `posthog_llm.span`, a framework's
@@ -278,9 +282,9 @@ class PostHogSpanProcessor(SpanProcessor):
             sent = self._partly_sent.get(trace_key) if self._partly_sent else None
             if sent is None and self._ended:
                 sent = self._ended.get(trace_key)
-            if sent is not None:
+            if sent is not None and sent.scope is not None and (sent.rooted or sent.outer):
                 # The root's identity when it started with one; else the work's own, as before.
-                started = (sent.scope, sent.outer) if sent.rooted or sent.outer else None
+                started = (sent.scope, sent.outer)
         if started is not None and started[1] is not None:
             return None  # joined to an observation of ours elsewhere: left alone
         trace_hex = f"{trace_key:032x}"
@@ -300,7 +304,7 @@ class PostHogSpanProcessor(SpanProcessor):
             scope = self._emitter.defaults.merged(context)
             remember = scope if context is not EMPTY_SCOPE and context != EMPTY_SCOPE else None
         scope = with_trace_id(scope, trace_hex)
-        if sent is not None:
+        if sent is not None and sent.scope is not None:
             remember = None  # the trace's own events are sent, or will be, under their identity
         resource = getattr(getattr(span, "resource", None), "attributes", None)
         if (
@@ -409,10 +413,12 @@ class PostHogSpanProcessor(SpanProcessor):
         private = trace_key in self._private or privacy_requested(records)
         rooted = started is not None  # its root started with an identity or inside our work
         if partial is not None:
-            started = (partial.scope, partial.outer)
             private = private or partial.private
             rooted = partial.rooted
-        elif started is None:
+            if partial.scope is not None:
+                started = (partial.scope, partial.outer)
+        undecided = first  # the trace's identity, if nothing was sent under one yet
+        if started is None:
             started = (first if first is not None else self._own_scope(), None)
         scope, outer = started
         # Marked AI when an AI step started, but none has ended yet (the root ended first):
@@ -424,7 +430,16 @@ class PostHogSpanProcessor(SpanProcessor):
             if partial is None:
                 root_key = self._roots.get(trace_key)
                 root_hex = f"{root_key:016x}" if root_key is not None else None
-                partial = _Partial(root_hex, frozenset(), scope, outer, private, rooted)
+                # Nothing sent yet (an AI step is still open): the trace's identity is still
+                # the root's, or that of the first work that joins it, as without the flush.
+                partial = _Partial(
+                    root_hex,
+                    frozenset(),
+                    scope if rooted else undecided,
+                    outer,
+                    private,
+                    rooted,
+                )
             if not waiting:
                 scope = self._emit(records, scope, outer, partial.root_hex, private)
                 parents = partial.parents | _open_parents(records)
@@ -474,45 +489,49 @@ class PostHogSpanProcessor(SpanProcessor):
             _internal.busy = False
         return scope
 
-    def _send_late(self, trace_key: int, ended: _Ended, record: SpanRecord) -> None:
+    def _send_late(self, trace_key: int, record: SpanRecord) -> None:
         """A span that ended after its trace's root (an AI span, or one that sent work names as
         its parent): sent at once, under the trace's identity, a child of the trace where its
         parent was the root; with the trace's own records when none of them was sent yet (its
         root, then, is its `$ai_trace`). Plain spans of the trace held since, that it names as
-        its parent in turn, go with it."""
+        its parent in turn, go with it. The trace's state is read and updated under the lock:
+        spans of one trace may end on several threads at once."""
         if not self._emitter.enabled:
             return
         late = [record]
-        parents, held = ended.parents, ended.held
-        top = record
-        while top.parent_id is not None and not top.parent_remote:
-            parent = top.parent_id
-            if parent == ended.root_span_id:
-                break
-            if held and parent in held:
-                top = held.pop(parent)
-                top.reported_inside = True  # between the root and work sent: a step
-                late.append(top)
-                continue
-            if parent not in parents:
-                parents = parents | {parent}  # still open, or ended unseen: sent if it comes
-            break
-        if held is None and parents:
-            held = {}
-        private = ended.private or privacy_requested(late)
-        if ended.waiting is None:
-            if private != ended.private or parents is not ended.parents or held is not ended.held:
-                with self._lock:  # later spans of the trace keep them
-                    self._ended[trace_key] = ended._replace(
-                        private=private, parents=parents, held=held
-                    )
-            self._emit(late, ended.scope, ended.outer, ended.root_span_id, private)
-            return
         with self._lock:
-            self._ended[trace_key] = ended._replace(
-                waiting=None, private=private, parents=parents, held=held
-            )
-        self._emit([*ended.waiting, *late], ended.scope, ended.outer, None, private)
+            ended = self._ended.get(trace_key)
+            if ended is not None:  # (pushed out meanwhile: sent as a trace of its own, below)
+                parents = set(ended.parents)
+                parents.discard(record.span_id)
+                held = ended.held if ended.held is not None else {}
+                top = record
+                while top.parent_id is not None and not top.parent_remote:
+                    parent = top.parent_id
+                    if parent == ended.root_span_id:
+                        break
+                    if parent in held:
+                        top = held.pop(parent)
+                        top.reported_inside = True  # between the root and work sent: a step
+                        parents.discard(top.span_id)
+                        late.append(top)
+                        continue
+                    parents.add(parent)  # still open, or ended unseen: sent if it comes
+                    break
+                private = ended.private or privacy_requested(late)
+                waiting = ended.waiting
+                self._ended[trace_key] = ended._replace(
+                    waiting=None, private=private, parents=frozenset(parents), held=held
+                )
+                # A trace still receiving spans is the newest: not the next pushed out.
+                self._ended.move_to_end(trace_key)
+        if ended is None:
+            self._emit(late, self._own_scope(), None, None, privacy_requested(late))
+            return
+        if waiting is None:
+            self._emit(late, ended.scope, ended.outer, ended.root_span_id, private)
+        else:
+            self._emit([*waiting, *late], ended.scope, ended.outer, None, private)
 
     def _emit(
         self,
@@ -609,10 +628,21 @@ def _observation_in_current_span() -> Any:
 class _Partial(NamedTuple):
     root_hex: str | None  # the open root's span id, when this processor saw it start
     parents: frozenset[str]  # open spans what was sent names as parents
-    scope: Scope
+    scope: Scope | None  # what was sent was sent under; None: nothing yet, and no root identity
     outer: Any
     private: bool  # what was sent asked for privacy (`posthog.privacy_mode` on a span)
     rooted: bool  # the identity is the root's (it started with one), not the first work's
+
+
+def _record(span: Any, trace_hex: str | None, elsewhere: bool) -> SpanRecord:
+    """The span as a record; a span whose model call posthog-llm reports already (`elsewhere`)
+    is only a step of its trace: its AI attributes are left out."""
+    record = record_from_sdk_span(span, trace_hex)
+    if elsewhere:
+        record.attributes = {
+            k: v for k, v in record.attributes.items() if not k.startswith(AI_PREFIXES)
+        }
+    return record
 
 
 def _open_parents(records: list[SpanRecord]) -> frozenset[str]:

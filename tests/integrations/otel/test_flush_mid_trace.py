@@ -249,3 +249,73 @@ def test_a_flush_does_not_change_whom_later_work_belongs_to(
     by_model = {e["properties"]["$ai_model"]: e for e in events("$ai_generation")}
     assert by_model["first"]["distinct_id"] == "alice"
     assert by_model["second"]["distinct_id"] == trace_hex  # personless, its own context's
+
+
+def test_the_newest_plain_spans_are_held_for_work_that_names_them_later(
+    provider: Any, tracer: Any, events: Any
+) -> None:
+    root, stream, reader = chain_with_a_finished_call(
+        provider, tracer, ["POST /chat", "stream", "reader"], flush=False
+    )
+    root.end()
+    for _ in range(100):  # a span per chunk written, none of them a parent of anything
+        tracer.start_span("write chunk", context=trace.set_span_in_context(stream)).end()
+    stream.end()
+    reader.end()
+    names = sorted(e["properties"]["$ai_span_name"] for e in events("$ai_span"))
+    assert names == ["reader", "stream"]
+
+
+def test_a_flush_while_a_call_is_open_leaves_whom_the_trace_belongs_to(
+    client: Any, provider: Any, tracer: Any, events: Any
+) -> None:
+    request = tracer.start_span("GET /chat")  # no identity where the request started
+    with trace.use_span(request, end_on_exit=True):
+        chat = tracer.start_span("chat", attributes=CHAT)
+        provider.force_flush()  # nothing to send yet: the call is still open
+        with posthog_llm.context(distinct_id="alice"):
+            client.capture("$ai_generation", properties={"$ai_model": "m"})
+        chat.end()
+    sent = events()
+    assert {e["event"] for e in sent} == {"$ai_generation", "$ai_trace"}
+    assert {e["distinct_id"] for e in sent} == {"alice"}  # as without the flush
+
+
+def test_spans_of_a_trace_that_outlived_its_root_may_end_on_several_threads(
+    provider: Any, tracer: Any, events: Any
+) -> None:
+    import sys
+    import threading
+
+    def together(*ends: Any) -> None:
+        barrier = threading.Barrier(len(ends))
+
+        def run(end: Any) -> None:
+            barrier.wait()
+            end()
+
+        threads = [threading.Thread(target=run, args=(end,)) for end in ends]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # hand the GIL over as often as possible
+    try:
+        for _ in range(300):
+            root = tracer.start_span("root")
+            around = tracer.start_span("around", context=trace.set_span_in_context(root))
+            a = tracer.start_span("a", context=trace.set_span_in_context(around), attributes=CHAT)
+            b = tracer.start_span("b", context=trace.set_span_in_context(root), attributes=CHAT)
+            root.end()
+            together(a.end, b.end, around.end)
+    finally:
+        sys.setswitchinterval(interval)
+    sent = events()
+    assert len([e for e in sent if e["event"] == "$ai_trace"]) == 300  # one per trace
+    ids = {e["properties"].get("$ai_span_id") for e in sent} | {
+        e["properties"]["$ai_trace_id"] for e in sent
+    }
+    assert all(e["properties"].get("$ai_parent_id") in ids | {None} for e in sent)
+    assert len([e for e in sent if e["event"] == "$ai_generation"]) == 600

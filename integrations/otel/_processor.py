@@ -54,7 +54,7 @@ FRAMEWORK = "opentelemetry"
 MAX_OPEN_TRACES = 1000
 MAX_SPANS_PER_TRACE = 5000
 # Plain spans kept per trace whose work outlived its root, for a late span that names one.
-MAX_HELD_SPANS = 16
+MAX_HELD_SPANS = 64
 # Set when an AI step starts (GenAI semantic conventions, OpenInference): from then on its trace
 # is an AI trace, and the steps around it that end before it (a handler returning a stream) are
 # kept.
@@ -120,7 +120,9 @@ class PostHogSpanProcessor(SpanProcessor):
         self._roots: dict[int, int] = {}
         # trace id -> what was sent of a trace before its root ended, for the rest of it.
         self._partly_sent: OrderedDict[int, _Partial] = OrderedDict()
-        self._lock = threading.Lock()
+        # Re-entrant: a garbage collection inside a locked section may finish an abandoned
+        # generator whose `finally` ends a span, and `on_end` then runs on this same thread.
+        self._lock = threading.RLock()
         register_outside_tracer(FRAMEWORK, _observation_in_current_span)
         # Traces still open when the client shuts down (or the process exits) are handed over
         # first, while the client still delivers.
@@ -427,6 +429,9 @@ class PostHogSpanProcessor(SpanProcessor):
             rec.reported_inside or is_ai_span(rec.name, rec.attributes) for rec in records
         )
         if root is None:
+            if partial is not None and partial.scope is None and undecided is not None:
+                # Still nothing sent: the first work that joined since the last flush names it.
+                partial = partial._replace(scope=undecided)
             if partial is None:
                 root_key = self._roots.get(trace_key)
                 root_hex = f"{root_key:016x}" if root_key is not None else None
@@ -518,7 +523,7 @@ class PostHogSpanProcessor(SpanProcessor):
                         continue
                     parents.add(parent)  # still open, or ended unseen: sent if it comes
                     break
-                private = ended.private or privacy_requested(late)
+                private = ended.private or trace_key in self._private or privacy_requested(late)
                 waiting = ended.waiting
                 self._ended[trace_key] = ended._replace(
                     waiting=None, private=private, parents=frozenset(parents), held=held

@@ -261,13 +261,16 @@ def test_the_newest_plain_spans_are_held_for_work_that_names_them_later(
     for _ in range(100):  # a span per chunk written, none of them a parent of anything
         tracer.start_span("write chunk", context=trace.set_span_in_context(stream)).end()
     stream.end()
+    for _ in range(40):  # more of them after it: it is still held
+        tracer.start_span("send", context=trace.set_span_in_context(reader)).end()
     reader.end()
     names = sorted(e["properties"]["$ai_span_name"] for e in events("$ai_span"))
     assert names == ["reader", "stream"]
 
 
+@pytest.mark.parametrize("flushes", [1, 2])
 def test_a_flush_while_a_call_is_open_leaves_whom_the_trace_belongs_to(
-    client: Any, provider: Any, tracer: Any, events: Any
+    client: Any, provider: Any, tracer: Any, events: Any, flushes: int
 ) -> None:
     request = tracer.start_span("GET /chat")  # no identity where the request started
     with trace.use_span(request, end_on_exit=True):
@@ -275,6 +278,8 @@ def test_a_flush_while_a_call_is_open_leaves_whom_the_trace_belongs_to(
         provider.force_flush()  # nothing to send yet: the call is still open
         with posthog_llm.context(distinct_id="alice"):
             client.capture("$ai_generation", properties={"$ai_model": "m"})
+        if flushes == 2:
+            provider.force_flush()
         chat.end()
     sent = events()
     assert {e["event"] for e in sent} == {"$ai_generation", "$ai_trace"}
@@ -319,3 +324,44 @@ def test_spans_of_a_trace_that_outlived_its_root_may_end_on_several_threads(
     }
     assert all(e["properties"].get("$ai_parent_id") in ids | {None} for e in sent)
     assert len([e for e in sent if e["event"] == "$ai_generation"]) == 600
+
+
+def test_privacy_asked_by_a_span_that_starts_after_the_root_ended_holds(
+    provider: Any, tracer: Any, events: Any
+) -> None:
+    root, stream = chain_with_a_finished_call(provider, tracer, ["POST /chat", "stream"], False)
+    root.end()
+    private = tracer.start_span(
+        "private step",
+        context=trace.set_span_in_context(stream),
+        attributes={"posthog.privacy_mode": True},
+    )
+    tracer.start_span("chat 2", context=trace.set_span_in_context(private), attributes=CHAT).end()
+    private.end()
+    stream.end()
+    generations = {e["properties"]["$ai_span_name"]: e for e in events("$ai_generation")}
+    assert "$ai_input" not in generations["chat 2"]["properties"]
+
+
+def test_a_span_ending_on_a_thread_already_inside_the_processor_does_not_deadlock(
+    provider: Any, tracer: Any, events: Any
+) -> None:
+    # A garbage collection inside one of the processor's locked sections may finish an
+    # abandoned generator whose `finally` ends a span: `on_end` then runs on that same thread.
+    import threading
+
+    (processor,) = provider._active_span_processor._span_processors
+    root, stream = chain_with_a_finished_call(provider, tracer, ["POST /chat", "stream"], False)
+    root.end()
+    late = tracer.start_span("chat 2", context=trace.set_span_in_context(stream), attributes=CHAT)
+
+    def end_inside() -> None:
+        with processor._lock:
+            late.end()
+            stream.end()
+
+    worker = threading.Thread(target=end_inside, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert len(events("$ai_generation")) == 2

@@ -124,12 +124,12 @@ class Spool:
         # more than `max_bytes` (written at once, a shutdown's whole backlog grew it to that
         # size, and SQLite keeps a file's freed pages). Of one put, only the newest events
         # that fit in an empty spool are written; an event larger than that is dropped alone.
-        room = int(self.max_bytes * 0.9)
+        room = self._fill_to
         kept: list[bytes] = []
         for data in reversed(events):
             size = len(data) + _ROW_OVERHEAD
             if size > room:
-                if size > int(self.max_bytes * 0.9):
+                if size > self._fill_to:
                     continue  # it could never fit: the older ones still may
                 break
             room -= size
@@ -170,23 +170,22 @@ class Spool:
         size = conn.execute("PRAGMA page_size").fetchone()[0]
         return int((pages - free) * size)
 
-    def _enforce_limit(self, conn: sqlite3.Connection, older_than: int | None = None) -> int:
+    @property
+    def _fill_to(self) -> int:
+        # A full spool is cut back to this (a tenth below the limit), so it does not delete on
+        # every put; what one put may write at most.
+        return int(self.max_bytes * 0.9)
+
+    def _enforce_limit(self, conn: sqlite3.Connection, older_than: int) -> int:
         """Drop the oldest events while the spool is over its limit; rows after `older_than`
         (the ones just written, which fit in an empty spool) are kept whatever pages cost."""
         used = self._used_bytes(conn)
         if used <= self.max_bytes:
             return 0
-        # Free a tenth more than needed, so a full spool does not delete on every put.
-        excess = used - int(self.max_bytes * 0.9)
+        excess = used - self._fill_to
         freed = dropped = 0
         last_id = None
-        rows = (
-            conn.execute("SELECT id, size FROM events ORDER BY id")
-            if older_than is None
-            else conn.execute(
-                "SELECT id, size FROM events WHERE id <= ? ORDER BY id", (older_than,)
-            )
-        )
+        rows = conn.execute("SELECT id, size FROM events WHERE id <= ? ORDER BY id", (older_than,))
         for row_id, size in rows:
             freed += size + _ROW_OVERHEAD
             dropped += 1

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ._context import EMPTY_SCOPE, current_scope, id_text
+from ._context import EMPTY_SCOPE, Scope, current_scope, id_text
 from ._events import (
     EMBEDDING,
     EVENT_PREFIX,
@@ -334,27 +334,25 @@ def _groups(groups: Any) -> dict[str, Any] | None:
     return None
 
 
-def _join_open_observation(props: dict[str, Any], distinct_id: Any, groups: Any) -> tuple[Any, Any]:
-    """Put an `$ai_*` event made inside an open observation into its trace, under it, with the
-    trace's identity, session, properties and groups beneath the call's own; returns the
-    distinct id and groups."""
-    obs = current_observation()
-    if obs is None:
-        return distinct_id, groups
-    props[PROP_TRACE_ID] = obs.trace_id
-    props.setdefault(PROP_PARENT_ID, str(obs.span_id))
-    scope = obs.scope
+def _beneath(
+    scope: Scope, event: str, props: dict[str, Any], distinct_id: Any, groups: Any
+) -> tuple[dict[str, Any], Any, Any]:
+    """`scope`'s identity, session, trace id, properties and groups beneath the call's own
+    (which win), and its privacy: returns the properties, distinct id and groups."""
     if distinct_id is None:
         distinct_id = scope.distinct_id
+    if scope.properties:
+        props = {**scope.properties, **props}
     if scope.session_id is not None:
         props.setdefault(PROP_SESSION_ID, scope.session_id)
-    for key, value in scope.properties.items():
-        props.setdefault(key, value)
+    if scope.trace_id is not None and event.startswith(EVENT_PREFIX):
+        props.setdefault(PROP_TRACE_ID, scope.trace_id)
     if scope.groups:
-        groups = {**scope.groups, **groups} if isinstance(groups, Mapping) else scope.groups
+        # Groups that are not a mapping are left out (with a warning), the scope's kept.
+        groups = {**scope.groups, **(_groups(groups) or {})} if groups else dict(scope.groups)
     if scope.privacy_mode:
         apply_privacy(props)
-    return distinct_id, groups
+    return props, distinct_id, groups
 
 
 class Client:
@@ -539,22 +537,18 @@ class Client:
             if scope is not EMPTY_SCOPE:
                 # Manual capture inside `posthog_llm.context(...)` gets the same identity as
                 # the integrations: explicit arguments win.
-                if distinct_id is None:
-                    distinct_id = scope.distinct_id
-                if scope.properties:
-                    props = {**scope.properties, **props}
-                if scope.session_id is not None:
-                    props.setdefault(PROP_SESSION_ID, scope.session_id)
-                if scope.trace_id is not None and event.startswith("$ai_"):
-                    props.setdefault(PROP_TRACE_ID, scope.trace_id)
-                if scope.groups:
-                    groups = {**scope.groups, **(groups or {})}
-                if scope.privacy_mode:
-                    apply_privacy(props)
+                props, distinct_id, groups = _beneath(scope, event, props, distinct_id, groups)
             if PROP_TRACE_ID not in props and event.startswith(EVENT_PREFIX) and event != TRACE:
-                # Made inside an open span (the user's, a framework's run): part of its trace.
-                # (An `$ai_trace` of its own is a trace of its own: the span's trace has one.)
-                distinct_id, groups = _join_open_observation(props, distinct_id, groups)
+                # Made inside an open span (the user's, a framework's run): part of its trace,
+                # under it, with the trace's identity beneath the call's own. (An `$ai_trace`
+                # of its own is a trace of its own: the span's trace has one.)
+                obs = current_observation()
+                if obs is not None:
+                    props[PROP_TRACE_ID] = obs.trace_id
+                    props.setdefault(PROP_PARENT_ID, str(obs.span_id))
+                    props, distinct_id, groups = _beneath(
+                        obs.scope, event, props, distinct_id, groups
+                    )
             if distinct_id is not None:
                 # An empty id makes PostHog refuse the whole batch: personless instead.
                 distinct_id = _distinct_id_text(distinct_id)
@@ -706,7 +700,7 @@ class Client:
             "timestamp": text,
             "uuid": event_uuid,
         }
-        limit = self.max_ai_event_bytes if event.startswith("$ai_") else self.max_event_bytes
+        limit = self.max_ai_event_bytes if event.startswith(EVENT_PREFIX) else self.max_event_bytes
         if self.before_send is None:
             data = encode_plain_message(message, limit)
             if data is not None:

@@ -106,9 +106,12 @@ def test_groups_or_an_id_that_cannot_be_used_leave_the_event_whole(client, sink)
     assert client.capture("g", distinct_id="u", groups="acme")  # type: ignore[arg-type]
     assert client.capture("l", distinct_id="u", groups=["acme"])  # type: ignore[arg-type]
     assert client.capture("i", distinct_id=Unreadable(), properties={"k": 1})
+    with posthog_llm.context(groups={"company": "c"}):
+        assert client.capture("c", distinct_id="u", groups="acme")  # type: ignore[arg-type]
     assert client.flush(5)
     by_name = {e["event"]: e for e in sink.events}
-    assert set(by_name) == {"g", "l", "i"}
+    assert set(by_name) == {"g", "l", "i", "c"}
+    assert by_name["c"]["properties"]["$groups"] == {"company": "c"}  # the context's kept
     assert "$groups" not in by_name["g"]["properties"]
     assert by_name["i"]["properties"]["k"] == 1
     assert by_name["i"]["properties"]["$process_person_profile"] is False  # personless

@@ -165,10 +165,7 @@ class PostHogSpanProcessor(SpanProcessor):
         # try/except rather than the context manager: this runs for every trace's root.
         try:
             context = span.context
-            roots = self._roots
-            roots[context.trace_id] = context.span_id
-            if len(roots) > MAX_OPEN_TRACES:  # roots that never end: forget the oldest
-                del roots[next(iter(roots))]
+            _keep(self._roots, context.trace_id, context.span_id)
             if (
                 attributes is not None
                 and (_START_KEYS[0] in attributes or _START_KEYS[1] in attributes)
@@ -256,10 +253,8 @@ class PostHogSpanProcessor(SpanProcessor):
             if ended is None or ended.held is None:
                 return False
             if record.span_id not in ended.parents:
-                held = ended.held
-                if len(held) >= MAX_HELD_SPANS:
-                    del held[next(iter(held))]  # the oldest: the newest are likelier parents
-                held[record.span_id] = record
+                # The oldest forgotten first: the newest are likelier parents.
+                _keep(ended.held, record.span_id, record, MAX_HELD_SPANS)
                 return True
         record.reported_inside = True  # between the root and work sent: a step
         self._send_late(trace_key, record)
@@ -302,12 +297,12 @@ class PostHogSpanProcessor(SpanProcessor):
             scope, remember = started[0], None  # where the root started: the trace's identity
         else:
             # The work's own context. The first that joins names the trace's own events, as
-            # the first GenAI step does.
+            # the first GenAI step does, unless they went out under an identity already.
             scope = self._emitter.defaults.merged(context)
-            remember = scope if context is not EMPTY_SCOPE and context != EMPTY_SCOPE else None
+            named = sent is not None and sent.scope is not None
+            joins_first = not named and context is not EMPTY_SCOPE and context != EMPTY_SCOPE
+            remember = scope if joins_first else None
         scope = with_trace_id(scope, trace_hex)
-        if sent is not None and sent.scope is not None:
-            remember = None  # the trace's own events are sent, or will be, under their identity
         resource = getattr(getattr(span, "resource", None), "attributes", None)
         if (
             trace_key in self._private
@@ -409,7 +404,8 @@ class PostHogSpanProcessor(SpanProcessor):
         started = self._starts.pop(trace_key, None)
         first = self._first_identity.pop(trace_key, None) if self._first_identity else None
         root = next((r for r in records if r.parent_id is None or r.parent_remote), None)
-        root_key = self._roots.pop(trace_key, None) if root is not None else None
+        if root is not None:
+            self._roots.pop(trace_key, None)
         if not self._emitter.enabled:
             return
         private = trace_key in self._private or privacy_requested(records)
@@ -419,7 +415,6 @@ class PostHogSpanProcessor(SpanProcessor):
             rooted = partial.rooted
             if partial.scope is not None:
                 started = (partial.scope, partial.outer)
-        undecided = first  # the trace's identity, if nothing was sent under one yet
         if started is None:
             started = (first if first is not None else self._own_scope(), None)
         scope, outer = started
@@ -429,9 +424,9 @@ class PostHogSpanProcessor(SpanProcessor):
             rec.reported_inside or is_ai_span(rec.name, rec.attributes) for rec in records
         )
         if root is None:
-            if partial is not None and partial.scope is None and undecided is not None:
+            if partial is not None and partial.scope is None and first is not None:
                 # Still nothing sent: the first work that joined since the last flush names it.
-                partial = partial._replace(scope=undecided)
+                partial = partial._replace(scope=first)
             if partial is None:
                 root_key = self._roots.get(trace_key)
                 root_hex = f"{root_key:016x}" if root_key is not None else None
@@ -440,7 +435,7 @@ class PostHogSpanProcessor(SpanProcessor):
                 partial = _Partial(
                     root_hex,
                     frozenset(),
-                    scope if rooted else undecided,
+                    scope if rooted else first,
                     outer,
                     private,
                     rooted,
@@ -569,12 +564,12 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-def _keep(recent: OrderedDict[_K, _V], key: _K, value: _V) -> None:
-    """`recent[key] = value`, forgetting the oldest entry past `MAX_OPEN_TRACES` (traces and
-    spans that never end must not make the processor grow)."""
+def _keep(recent: dict[_K, _V], key: _K, value: _V, limit: int = MAX_OPEN_TRACES) -> None:
+    """`recent[key] = value`, forgetting the oldest entry past `limit` (traces and spans that
+    never end must not make the processor grow)."""
     recent[key] = value
-    if len(recent) > MAX_OPEN_TRACES:
-        recent.popitem(last=False)
+    if len(recent) > limit:
+        del recent[next(iter(recent))]
 
 
 # Set while a processor reads the scope for itself.

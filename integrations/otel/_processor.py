@@ -123,6 +123,8 @@ class PostHogSpanProcessor(SpanProcessor):
         # Re-entrant: a garbage collection inside a locked section may finish an abandoned
         # generator whose `finally` ends a span, and `on_end` then runs on this same thread.
         self._lock = threading.RLock()
+        # How many traces `_send_oldest` is sending (a flush, or too many open traces).
+        self._sending_open = 0
         register_outside_tracer(FRAMEWORK, _observation_in_current_span)
         # Traces still open when the client shuts down (or the process exits) are handed over
         # first, while the client still delivers.
@@ -152,7 +154,7 @@ class PostHogSpanProcessor(SpanProcessor):
                 trace_key = span.context.trace_id
                 # A trace already sent takes this step at its end, as a late part (`_ended`).
                 if trace_key not in self._open and trace_key not in self._ended:
-                    self._opened(trace_key)
+                    self._open_unless_sent(trace_key)
                     if trace_key not in self._starts:
                         # A root this processor never saw start (another TracerProvider's):
                         # the identity in force where its first AI step starts.
@@ -196,46 +198,80 @@ class PostHogSpanProcessor(SpanProcessor):
                     self._elsewhere.discard(span.context.span_id)
             joined = self._inside.pop(span.context.span_id, None) if self._inside else None
             inside = joined is not None
-            partial = self._partly_sent.get(trace_key) if self._partly_sent else None
-            if spans is None:
-                if partial is None and (elsewhere or not (inside or _is_ai(span))):
-                    if self._ended and self._late_plain(trace_key, span, elsewhere):
-                        return
-                    parent = span.parent
-                    if parent is None or parent.is_remote:
-                        self._starts.pop(trace_key, None)
-                        self._roots.pop(trace_key, None)
-                    return
-                ended = self._ended.get(trace_key) if self._ended else None
-                if ended is not None:
-                    late = _record(span, ended.trace_hex, elsewhere)
-                    late.reported_inside = inside
-                    late.reported_call = joined is True
-                    self._send_late(trace_key, late)
-                    return
-                spans = self._opened(trace_key)
-            # The span as a record at once: what the conversion reads, a few objects instead of
-            # the SDK's dozen kept alive until the trace is sent (the garbage collector's full
-            # passes over queued traces were the largest cost of a burst).
-            # The trace id's hex is made once per trace (the first record's).
-            record = _record(span, spans[0].trace_id if spans else None, elsewhere)
-            if inside:
-                record.reported_inside = True
-                record.reported_call = joined is True
-            elif partial is not None and (
-                record.span_id in partial.parents or record.span_id == partial.root_hex
-            ):
-                # The root, or a span between it and what was sent already: a step.
-                record.reported_inside = True
-            spans.append(record)
-            parent = span.parent
-            if parent is None or parent.is_remote or len(spans) >= MAX_SPANS_PER_TRACE:
-                with self._lock:
-                    done = self._open.pop(trace_key, None)
-                if done:
-                    self._send(trace_key, done)
+            if spans is None and (elsewhere or not (inside or _is_ai(span))):
+                # A plain span of a trace not known (here, now) to hold AI work.
+                parent = span.parent
+                root = parent is None or parent.is_remote
+                if (
+                    root
+                    or self._sending_open
+                    or (self._partly_sent and trace_key in self._partly_sent)
+                ):
+                    # Unless a flush has sent part of its trace, or is sending it now (a
+                    # local root: one per trace, whose end may race with such a flush).
+                    with self._lock:
+                        if self._place(trace_key, span, elsewhere, inside, joined, plain=True):
+                            return
+                        if root:
+                            self._starts.pop(trace_key, None)
+                            self._roots.pop(trace_key, None)
+                            return
+                if self._ended:
+                    self._late_plain(trace_key, span, elsewhere)
+                return
+            # Placed under the lock: the trace's root may end on another thread at this
+            # moment, and the record must land in the list it sends, or be sent as a late part
+            # of the trace it sent, never in a list nothing sends.
+            with self._lock:
+                self._place(trace_key, span, elsewhere, inside, joined)
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
+
+    def _place(
+        self,
+        trace_key: int,
+        span: Any,
+        elsewhere: bool,
+        inside: bool,
+        joined: bool | None,
+        plain: bool = False,
+    ) -> bool:
+        """Add an ended span of an AI trace to its records (sending the trace when its root
+        ended), or send it as a late part of a trace already sent; a `plain` span only to a
+        trace open or partly sent (else False). Called under the lock."""
+        spans = self._open.get(trace_key)
+        partial = self._partly_sent.get(trace_key) if self._partly_sent else None
+        if plain and spans is None and partial is None:
+            return False
+        if spans is None:
+            ended = self._ended.get(trace_key) if self._ended else None
+            if ended is not None:
+                late = _record(span, ended.trace_hex, elsewhere)
+                late.reported_inside = inside
+                late.reported_call = joined is True
+                self._send_late(trace_key, late)
+                return True
+            spans = self._opened(trace_key)
+        # The span as a record at once: what the conversion reads, a few objects instead of
+        # the SDK's dozen kept alive until the trace is sent (the garbage collector's full
+        # passes over queued traces were the largest cost of a burst).
+        # The trace id's hex is made once per trace (the first record's).
+        record = _record(span, spans[0].trace_id if spans else None, elsewhere)
+        if inside:
+            record.reported_inside = True
+            record.reported_call = joined is True
+        elif partial is not None and (
+            record.span_id in partial.parents or record.span_id == partial.root_hex
+        ):
+            # The root, or a span between it and what was sent already: a step.
+            record.reported_inside = True
+        spans.append(record)
+        parent = span.parent
+        if parent is None or parent.is_remote or len(spans) >= MAX_SPANS_PER_TRACE:
+            done = self._open.pop(trace_key, None)
+            if done:
+                self._send(trace_key, done)
+        return True
 
     def _late_plain(self, trace_key: int, span: Any, elsewhere: bool) -> bool:
         """A plain span of a trace whose root has ended, which has work outliving the root:
@@ -333,17 +369,24 @@ class PostHogSpanProcessor(SpanProcessor):
             self._remember_identity(trace_key, remember)
         if trace_key not in self._open and trace_key not in self._ended:
             # (A trace whose root ended takes the span when it ends, as a late part of it.)
-            self._opened(trace_key)
+            self._open_unless_sent(trace_key)
 
     def _opened(self, trace_key: int) -> list[SpanRecord]:
         """The records of AI trace `trace_key`, kept from now on; the oldest open trace is sent
         as it is when too many are open (roots that never end)."""
         with self._lock:
             spans = self._open.setdefault(trace_key, [])
-            overflow = len(self._open) > MAX_OPEN_TRACES
-        if overflow:
-            self._send_oldest()
+            if len(self._open) > MAX_OPEN_TRACES:
+                self._send_oldest()
         return spans
+
+    def _open_unless_sent(self, trace_key: int) -> None:
+        """Keep AI trace `trace_key`'s records from now on, unless its root ended (checked
+        under the lock: the root may be ending on another thread): then its spans are late
+        parts of what was sent, taken as they end."""
+        with self._lock:
+            if trace_key not in self._open and trace_key not in self._ended:
+                self._opened(trace_key)
 
     def _remember_identity(self, trace_key: int, scope: Scope) -> None:
         if trace_key not in self._first_identity:
@@ -389,11 +432,19 @@ class PostHogSpanProcessor(SpanProcessor):
     # -- sending ---------------------------------------------------------------------------
 
     def _send_oldest(self) -> None:
+        # Sent under the lock: what the trace's spans that end meanwhile on other threads
+        # look up (`_partly_sent`, `_ended`) is in place before they look.
         with self._lock:
             if not self._open:
                 return
-            trace_key, spans = self._open.popitem(last=False)
-        self._send(trace_key, spans)
+            # Raised before the pop and lowered once `_partly_sent` is set: a plain span that
+            # found its trace not open, and sees neither, ended before the pop.
+            self._sending_open += 1
+            try:
+                trace_key, spans = self._open.popitem(last=False)
+                self._send(trace_key, spans)
+            finally:
+                self._sending_open -= 1
 
     def _send(self, trace_key: int, records: list[SpanRecord]) -> None:
         """Hand a finished trace to the client as one item; it is converted on the worker.

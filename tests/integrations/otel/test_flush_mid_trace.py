@@ -4,6 +4,10 @@ root ends, as one trace."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import posthog_llm
@@ -286,28 +290,37 @@ def test_a_flush_while_a_call_is_open_leaves_whom_the_trace_belongs_to(
     assert {e["distinct_id"] for e in sent} == {"alice"}  # as without the flush
 
 
+@contextlib.contextmanager
+def switching_often() -> Iterator[None]:
+    """Threads hand the GIL over as often as possible (races show up within a few hundred
+    tries)."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def together(*ends: Any) -> None:
+    """Call `ends` on as many threads at the same moment."""
+    barrier = threading.Barrier(len(ends))
+
+    def run(end: Any) -> None:
+        barrier.wait()
+        end()
+
+    threads = [threading.Thread(target=run, args=(end,)) for end in ends]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_spans_of_a_trace_that_outlived_its_root_may_end_on_several_threads(
     provider: Any, tracer: Any, events: Any
 ) -> None:
-    import sys
-    import threading
-
-    def together(*ends: Any) -> None:
-        barrier = threading.Barrier(len(ends))
-
-        def run(end: Any) -> None:
-            barrier.wait()
-            end()
-
-        threads = [threading.Thread(target=run, args=(end,)) for end in ends]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # hand the GIL over as often as possible
-    try:
+    with switching_often():
         for _ in range(300):
             root = tracer.start_span("root")
             around = tracer.start_span("around", context=trace.set_span_in_context(root))
@@ -315,8 +328,6 @@ def test_spans_of_a_trace_that_outlived_its_root_may_end_on_several_threads(
             b = tracer.start_span("b", context=trace.set_span_in_context(root), attributes=CHAT)
             root.end()
             together(a.end, b.end, around.end)
-    finally:
-        sys.setswitchinterval(interval)
     sent = events()
     assert len([e for e in sent if e["event"] == "$ai_trace"]) == 300  # one per trace
     ids = {e["properties"].get("$ai_span_id") for e in sent} | {
@@ -365,3 +376,22 @@ def test_a_span_ending_on_a_thread_already_inside_the_processor_does_not_deadloc
     worker.join(10)
     assert not worker.is_alive()
     assert len(events("$ai_generation")) == 2
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_a_root_and_its_last_call_ending_together_on_two_threads_send_the_whole_trace(
+    provider: Any, tracer: Any, events: Any, flush: bool
+) -> None:
+    # (With `flush`, a third thread flushes at the same moment, as a serverless handler does.)
+    with switching_often():
+        for _ in range(300):
+            root = tracer.start_span("root")
+            chat = tracer.start_span(
+                "chat", context=trace.set_span_in_context(root), attributes=CHAT
+            )
+            together(root.end, chat.end, *([provider.force_flush] if flush else []))
+    sent = events()
+    assert len([e for e in sent if e["event"] == "$ai_generation"]) == 300
+    assert len([e for e in sent if e["event"] == "$ai_trace"]) == 300  # one per trace
+    ids = {e["properties"]["$ai_trace_id"] for e in sent}
+    assert all(e["properties"].get("$ai_parent_id") in ids | {None} for e in sent)

@@ -197,7 +197,7 @@ def replay(trace: Trace) -> list[Any]:
 
 
 class _Run:
-    __slots__ = ("trace", "tree", "gens", "out", "root_done", "has_events")
+    __slots__ = ("trace", "tree", "gens", "out", "root_done", "has_events", "span_at")
 
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
@@ -206,6 +206,8 @@ class _Run:
         self.out: list[Any] = []
         self.root_done = False
         self.has_events = False
+        # Visible spans sent so far: uid -> their event's index in `out`, and their node.
+        self.span_at: dict[Any, tuple[int, Node]] = {}
         trace.secrets = ()
 
     def run(self) -> list[Any]:
@@ -267,6 +269,7 @@ class _Run:
             gen.error = err
             gen.end = now
             self._finish_gen(gen)
+            self._failed_late(node, gen)
         emb = node.emb
         if emb is not None:
             node.emb = None
@@ -300,6 +303,7 @@ class _Run:
             else:
                 node.error = err
             node.end = now
+            self.span_at[node.uid] = (len(self.out), node)
             self._emit(SPAN, now, _builders.span_event, node, result, err, now)
 
     def _event(self, tag: int, span_id: Any, now: float, value: Any, extra: Any) -> None:
@@ -349,6 +353,9 @@ class _Run:
                 gen.error = extra
                 self._note_secrets(gen.instance)
             self._finish_gen(gen)
+            node = self.tree.spans.get(span_id)
+            if node is not None:
+                self._failed_late(node, gen)
         else:  # embeddings. Start: value = model_dict; end: value = chunks, extra = the event
             node = self.tree.spans.get(span_id) if span_id is not None else None
             if node is None or node.span_id != span_id:
@@ -376,6 +383,37 @@ class _Run:
         if self.root_done and gen.response is not None:
             self.trace.stream_output = gen.response  # a lazily run stream: the trace's output
         self._emit(GENERATION, gen.end, _builders.generation_event, gen)
+
+    def _failed_late(self, node: Node, gen: Gen) -> None:
+        """A call that failed after its ancestors ended (a streamed response: LlamaIndex ends
+        the query's spans before the stream is read): they are marked failed as well, as
+        they are when the call fails inside them. Their events are not sent yet."""
+        error = gen.error
+        if error is None or gen.outer is not None:
+            return
+        out = self.out
+        # Up the visible ancestors (a lazily run call has no parent node, only its visible
+        # ancestor's id); one still open is marked when the error passes through it.
+        sent = self.span_at.get(node.pvis)
+        escaped = self.root_done or node.parent is None  # a lazily run call
+        while sent is not None:
+            at, parent = sent
+            escaped = True
+            if parent.error is None and at < len(out):
+                parent.error = error
+                event, _, extra, when = out[at]
+                try:
+                    props = _builders.span_event(parent, None, error, parent.end)
+                except Exception as exc:  # the event stays as it was
+                    report_internal_error(exc)
+                else:
+                    out[at] = (event, props, extra, when)
+            sent = self.span_at.get(parent.pvis)
+        if escaped and self.trace.error is None:
+            # The error went to whoever reads the stream, the request's caller: after the
+            # request returned, or in work it left running (a chat engine's writer thread),
+            # whatever its root does next.
+            self.trace.error = error
 
     def _evicted(self, now: float) -> None:
         """The trace waited too long (an abandoned stream): send what it has."""

@@ -111,6 +111,37 @@ def test_error_in_the_middle_of_a_stream_marks_generation_and_propagates(
     assert gen["$ai_error"] == "ConnectionError: stream cut"
     (trace,) = wait_for(client, sink, "$ai_trace")
     assert gen["$ai_trace_id"] == trace["$ai_trace_id"]
+    # LlamaIndex ended the query's spans before the stream was read: they failed all the same.
+    (synthesize,) = [
+        s for s in by_event(events(client, sink), "$ai_span") if s["$ai_span_type"] == "synthesize"
+    ]
+    for failed in (synthesize, trace):
+        assert failed["$ai_is_error"] is True
+        assert failed["$ai_error"] == "ConnectionError: stream cut"
+    (retrieve,) = [
+        s for s in by_event(events(client, sink), "$ai_span") if s["$ai_span_type"] == "retrieve"
+    ]
+    assert "$ai_is_error" not in retrieve  # not an ancestor of the call
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_a_streamed_call_that_fails_at_its_start_marks_its_query_too(
+    index, handler, client, sink, chat
+):
+    boom = ConnectionError("refused")
+    Settings.llm.fail_with = boom
+    with pytest.raises(ConnectionError) as raised:
+        if chat:
+            response = index.as_chat_engine(chat_mode="condense_plus_context").stream_chat("q")
+        else:
+            response = index.as_query_engine(streaming=True).query("cats?")
+        for _ in response.response_gen:
+            pass
+    assert raised.value is boom
+    (trace,) = wait_for(client, sink, "$ai_trace")
+    (gen,) = by_event(events(client, sink), "$ai_generation")
+    assert gen["$ai_is_error"] is True and trace["$ai_is_error"] is True
+    assert trace["$ai_error"] == "ConnectionError: refused"
 
 
 def test_streaming_chat_engine_waits_for_its_writer_thread(index, handler, client, sink):

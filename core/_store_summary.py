@@ -144,21 +144,26 @@ def as_number(value: Any) -> float | None:
     """A finite number from a stored property (numbers or numeric strings), else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)):
+            number = float(value)  # an int past a float's range raises OverflowError
+        elif isinstance(value, str):
             number = float(value)
-        except ValueError:
+        else:
             return None
-        return number if math.isfinite(number) else None
-    return None
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def as_count(value: Any) -> int | None:
     """A non-negative whole count from a stored property, else None."""
     number = as_number(value)
-    return int(number) if number is not None and number >= 0 else None
+    # Past 2**53 a count is not a count (and its sums would not fit SQLite's integers).
+    return int(number) if number is not None and 0 <= number <= _MAX_COUNT else None
+
+
+_MAX_COUNT = 2**53
 
 
 def is_truthy(value: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -16,6 +17,8 @@ from .._timestamps import utc_text
 from ._base import RetryableError
 
 __all__ = ["SQLiteDestination", "connect", "ensure_schema", "DEFAULT_DB_PATH"]
+
+log = logging.getLogger("posthog_llm")
 
 DEFAULT_DB_PATH = os.path.join(".posthog-llm", "events.db")
 
@@ -65,16 +68,24 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     raise sqlite3.OperationalError("database stayed locked while creating the schema")
 
 
+def _text(value: Any) -> str | None:
+    """A column's text: a string as it is, any other JSON value as its JSON (a trace id sent
+    as a number or an object still groups its events; SQLite cannot bind a dict)."""
+    if value is None or type(value) is str:
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def event_row(raw: bytes) -> tuple[Any, ...]:
     event = json.loads(raw)
     props = event.get("properties") or {}
     return (
-        event.get("uuid"),
-        event.get("event"),
-        event.get("distinct_id"),
+        _text(event.get("uuid")),
+        _text(event.get("event")),
+        _text(event.get("distinct_id")),
         # In UTC: the store orders and filters events by this text.
         utc_text(event.get("timestamp")),
-        props.get(PROP_TRACE_ID),
+        _text(props.get(PROP_TRACE_ID)) if isinstance(props, dict) else None,
         json.dumps(props, ensure_ascii=False, separators=(",", ":")),
         time.time(),
     )
@@ -99,7 +110,29 @@ def _new_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[tup
     return fresh
 
 
-def insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+def insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Store `rows` (`event_row`'s); returns how many could not be stored.
+
+    One bad row never takes the others with it: when the batch fails for its content, the
+    rows are stored one by one and only those that still fail are left out (and logged).
+    A locked or unwritable store (`sqlite3.OperationalError`) fails the whole batch."""
+    try:
+        _insert(conn, rows)
+        return 0
+    except sqlite3.OperationalError:
+        raise
+    except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:
+        if len(rows) == 1:
+            log.warning("posthog-llm: an event could not be stored: %s", _describe(exc))
+            return 1
+    return sum(insert_events(conn, [row]) for row in rows)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     # INSERT OR IGNORE on the uuid key: a batch retried after a lost answer is stored once.
     # Only the rows that are new go into the trace summaries, in the same transaction.
     conn.execute("BEGIN IMMEDIATE")

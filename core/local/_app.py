@@ -156,6 +156,6 @@ class App:
                     "UTF-16 pairs or replace it"
                 ) from None
             with self._lock:
-                insert_events(self._conn, rows)
-                self.stored += len(rows)
+                # (An event that cannot be stored is left out and logged; the rest are kept.)
+                self.stored += len(rows) - insert_events(self._conn, rows)
         return len(events)

@@ -229,6 +229,38 @@ def test_concurrent_senders_all_land(server, db_path):
     assert len(stored(db_path)) == 600
 
 
+def test_odd_values_are_stored_with_the_rest_of_their_batch(server, db_path):
+    # A trace id that is not a string, and counts no column can hold: SQLite refused them, and
+    # the whole batch was lost with a 500.
+    odd = [
+        _event("object id") | {"properties": {"$ai_trace_id": {"a": 1}}},
+        _event("list id") | {"properties": {"$ai_trace_id": [1, 2]}},
+        _event("huge") | {"properties": {"$ai_trace_id": "t", "$ai_input_tokens": 10**30}},
+        _event("huger") | {"properties": {"$ai_trace_id": "t", "$ai_output_tokens": 10**400}},
+    ]
+    batch = [_event("good", i) for i in range(5)] + odd
+    response = requests.post(server.url + "/batch/", json={"batch": batch}, timeout=10)
+    assert response.status_code == 200, response.text
+    events = stored(db_path)
+    assert len(events) == 9
+    with EventStore(db_path) as store:
+        assert {t.trace_id for t in store.traces()} >= {'{"a":1}', "[1,2]", "t"}
+
+
+def test_our_client_stores_odd_values_with_the_rest_of_their_batch(tmp_path):
+    db = str(tmp_path / "odd.db")
+    client = Client(db=db)
+    for i in range(5):
+        client.capture("$ai_generation", distinct_id="u", properties={"$ai_trace_id": f"t{i}"})
+    client.capture("$ai_generation", distinct_id="u", properties={"$ai_trace_id": {"a": 1}})
+    client.capture("$ai_span", distinct_id="u", properties={"$ai_input_tokens": 10**30})
+    assert client.flush(10) is True
+    stats = client.stats()
+    client.shutdown()
+    assert stats["failed"] == 0
+    assert len(stored(db)) == 7
+
+
 # -- refusals ----------------------------------------------------------------------------------
 
 BAD_BODIES = {

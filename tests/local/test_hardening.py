@@ -261,3 +261,19 @@ def test_under_allow_remote_a_stranger_is_refused_before_decompressing(db_path):
         while server._app.budget.used and time.monotonic() < deadline:
             time.sleep(0.01)
         assert server._app.budget.used == 0
+
+
+def test_a_row_the_store_cannot_take_is_left_out_alone(db_path, caplog):
+    good = [
+        (f"u{i}", "$ai_span", "d", "2025-01-01T00:00:00+00:00", "t", json.dumps({"n": i}), 0.0)
+        for i in range(4)
+    ]
+    unbindable = ({"not": "text"}, "$ai_span", "d", None, "t", "{}", 0.0)
+    conn = connect(db_path)
+    try:
+        assert insert_events(conn, [*good[:2], unbindable, *good[2:]]) == 1
+        stored = [r[0] for r in conn.execute("SELECT uuid FROM events ORDER BY uuid")]
+    finally:
+        conn.close()
+    assert stored == ["u0", "u1", "u2", "u3"]
+    assert "an event could not be stored" in caplog.text

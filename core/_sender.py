@@ -827,6 +827,14 @@ class BatchSender:
     def _settle(self, outcome: Outcome) -> None:
         if outcome.rejected:
             self._give_up(outcome.rejected, outcome.reasons)
+        deferred = outcome.deferred
+        if deferred:
+            # The spool replays them (a fresh bisection each time) without waiting: the
+            # endpoint is answering.
+            if self.spool is not None and self._to_spool(deferred, outcome.reasons[-1]):
+                self.counters.add("retried", len(deferred))
+            else:
+                self._give_up(deferred, outcome.reasons)
 
     def _give_up(self, events: list[bytes], reasons: list[str]) -> None:
         self.counters.add("failed", len(events))
@@ -881,11 +889,15 @@ class BatchSender:
             self.counters.add("replayed", len(outcome.delivered))
             done = [ids[id(d)] for d in outcome.delivered + outcome.rejected]
             back = [ids[id(d)] for d in outcome.undelivered]
+            # Not isolated yet (`Outcome.deferred`): the next claim bisects them again.
+            again = [ids[id(d)] for d in outcome.deferred]
             if outcome.rejected:
                 self._give_up(outcome.rejected, outcome.reasons)
+            if again:
+                self.counters.add("retried", len(again))
             try:
                 spool.ack(done)
-                spool.release(back)
+                spool.release(back + again)
             except Exception as exc:
                 log.warning("posthog-llm: could not update the spool %s: %s", spool.path, exc)
             if back:

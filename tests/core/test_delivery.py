@@ -215,6 +215,25 @@ def test_a_large_batch_with_several_bad_events_loses_only_those(posthog_server):
     client.shutdown(1)
 
 
+@pytest.mark.parametrize("every", [8, 3])
+def test_offenders_too_many_to_isolate_at_once_lose_no_good_event(posthog_server, every):
+    # One event in 8 (or 3) refused: one bisection's requests cannot isolate them all; what it
+    # did not reach is bisected again from the spool, not dropped with the offenders.
+    posthog_server.rejects = lambda e: e["properties"].get("poison") is True
+    client = _client(posthog_server, flush_at=250, flush_interval=30)
+    good = []
+    for i in range(250):
+        poison = i % every == 0
+        uuid = client.capture("e", distinct_id="u", properties={"i": i, "poison": poison})
+        if not poison:
+            good.append(uuid)
+    assert client.flush(60) is False  # the offenders were refused
+    assert sorted(e["uuid"] for e in posthog_server.events) == sorted(good)
+    stats = client.stats()
+    assert stats["sent"] == len(good) and stats["failed"] == 250 - len(good)
+    client.shutdown(1)
+
+
 def test_flush_is_false_when_nothing_was_delivered(posthog_server):
     posthog_server.behaviour = lambda n: ("status", 400)
     client = _client(posthog_server)

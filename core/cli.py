@@ -63,7 +63,10 @@ def parse_since(text: str, *, now: _dt.datetime | None = None) -> str:
     match = _RELATIVE.match(text)
     if match:
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
-        moment = (now or _dt.datetime.now(_dt.timezone.utc)) - _dt.timedelta(seconds=seconds)
+        try:
+            moment = (now or _dt.datetime.now(_dt.timezone.utc)) - _dt.timedelta(seconds=seconds)
+        except OverflowError:  # further back than datetime goes: everything
+            moment = _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
     else:
         value = text.strip()
         if value[-1:] in ("z", "Z"):
@@ -77,7 +80,11 @@ def parse_since(text: str, *, now: _dt.datetime | None = None) -> str:
             ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=_dt.timezone.utc)
-    return moment.astimezone(_dt.timezone.utc).isoformat()
+    try:
+        return moment.astimezone(_dt.timezone.utc).isoformat()
+    except OverflowError:  # an offset past the first or last representable day
+        edge = _dt.datetime.min if moment.year == _dt.MINYEAR else _dt.datetime.max
+        return edge.replace(tzinfo=_dt.timezone.utc).isoformat()
 
 
 def _event_name(name: str) -> str:

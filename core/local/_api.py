@@ -514,6 +514,9 @@ def _int_arg(query: dict[str, str], name: str, default: int, low: int, high: int
     return max(low, min(high, value))
 
 
+_MAX_HOURS = 1_000_000.0
+
+
 def answer(reader: Reader, path: str, query: dict[str, str], *, remote: bool = False) -> Any:
     """The JSON value for a GET of `path` under `/api/`; raises BadRequest (404 for no such page)."""
     if path == "/api/traces":
@@ -527,8 +530,12 @@ def answer(reader: Reader, path: str, query: dict[str, str], *, remote: bool = F
             raise BadRequest(f"no trace {trace_id!r}", status=404)
         return trace
     if path == "/api/stats":
-        hours = as_number(query.get("hours")) if query.get("hours") else None
-        return reader.stats(hours if hours and hours > 0 else None)
+        raw = query.get("hours")
+        hours = as_number(raw) if raw else None
+        if raw and hours is None:
+            raise BadRequest(f"hours={raw!r}: give a number of hours, like 24")
+        # 0, negative or longer than any store has existed (a million hours): all time.
+        return reader.stats(hours if hours and 0 < hours <= _MAX_HOURS else None)
     if path == "/api/events":
         limit = _int_arg(query, "limit", 100, 1, 1000)
         return reader.events(limit, query.get("event"))

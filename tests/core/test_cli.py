@@ -343,6 +343,10 @@ def test_parse_since_accepts_durations_and_iso_times():
     assert parse_since("2025-01-30T12:00Z") == "2025-01-30T12:00:00+00:00"
     with pytest.raises(CommandError, match="duration ago"):
         parse_since("soon")
+    # Past the first or last day datetime can hold: everything, or nothing (no OverflowError).
+    assert parse_since("99999999w", now=now) == "0001-01-01T00:00:00+00:00"
+    assert parse_since("0001-01-01T00:00+05:00") == "0001-01-01T00:00:00+00:00"
+    assert parse_since("9999-12-31T23:59-05:00").startswith("9999-12-31T23:59:59")
 
 
 def test_show_accepts_a_unique_prefix_and_explains_an_ambiguous_one(db, capsys):

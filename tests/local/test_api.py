@@ -97,6 +97,11 @@ def test_stats_by_model(server, sample_traces):
     assert stats["bucket_seconds"] <= 60  # the sample spans seconds: fine buckets
     # A window that ends before the sample traces is empty.
     assert get(server, "/api/stats?hours=0.001").json()["models"] == []
+    # Longer than any store has existed: all time (a year before 1 AD answered 500).
+    for hours in ("1e9", "1e20", "1e308"):
+        assert get(server, f"/api/stats?hours={hours}").json()["totals"]["calls"] == 4
+    bad = get(server, "/api/stats?hours=abc")
+    assert bad.status_code == 400 and "number of hours" in bad.json()["detail"]
 
 
 def test_events_and_info(server, sample_traces):

@@ -18,6 +18,7 @@ through `capture_internal_exceptions`.
 from __future__ import annotations
 
 import functools
+import sys
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -188,6 +189,16 @@ def secrets_of(obj: Any, names: tuple[str, ...]) -> list[str]:
 # -- one call ------------------------------------------------------------------------------------
 
 
+def _closed_by_caller(error: BaseException | None) -> bool:
+    """Cancelled (asyncio: a timeout, a client that disconnected) or closed (`GeneratorExit`)."""
+    if error is None:
+        return False
+    if isinstance(error, GeneratorExit):
+        return True
+    asyncio = sys.modules.get("asyncio")  # not imported for this: without it, nothing cancels
+    return asyncio is not None and isinstance(error, asyncio.CancelledError)
+
+
 class TrackedCall:
     """Raw facts about one tracked call; `properties()` turns them into the event."""
 
@@ -325,7 +336,9 @@ class TrackedCall:
             return
         self.done = True
         try:
-            self.error = error
+            # Cancelled while reading (a timeout, a client that disconnected from a streamed
+            # reply) is the caller closing the stream early, as a `break` is: not the call's error.
+            self.error = None if _closed_by_caller(error) else error
             self.latency = self.request_latency + self.busy
             if self.ttft is not None:
                 self.ttft += self.request_latency

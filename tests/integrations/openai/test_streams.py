@@ -338,3 +338,32 @@ def test_stream_the_caller_stopped_reading_is_sent_at_process_exit(tmp_path):
     assert result.returncode == 0, result.stderr
     (event,) = EventStore(str(db)).events()
     assert event["event"] == "$ai_generation"
+
+
+def test_a_stream_cancelled_while_read_is_closed_early_not_failed(client, sink):
+    # A timeout around the reader, or a web client that went away from a streamed reply: the
+    # caller stopped reading, as with a `break`; the provider did not fail.
+    import asyncio
+
+    from posthog_llm.integrations.openai import AsyncOpenAI
+
+    async def read_for_a_while(base_url: str) -> None:
+        llm = AsyncOpenAI(base_url=base_url, api_key="sk-x-123456789", posthog_client=client)
+
+        async def read() -> None:
+            stream = await llm.chat.completions.create(
+                model="gpt-4o-mini", messages=HELLO, stream=True
+            )
+            async with stream:
+                async for _ in stream:
+                    pass
+
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(read(), 0.12)
+
+    with OpenAIStandIn(chunk_delay=0.05) as slow:
+        asyncio.run(read_for_a_while(slow.base_url))
+    client.flush(5)
+    (event,) = [e["properties"] for e in sink.named("$ai_generation")]
+    assert "$ai_is_error" not in event and "$ai_error" not in event
+    assert event["$ai_stream"] is True and event["$ai_output_choices"][0]["content"]

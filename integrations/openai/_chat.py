@@ -9,6 +9,7 @@ from posthog_llm.instrumentation import (
     function_call,
     normalize_usage,
     plain_item,
+    safely,
 )
 
 from ._common import generation, given
@@ -102,19 +103,28 @@ def messages_input(messages: Any) -> list[Any] | None:
 
 
 def _output(choices: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The choices' messages and the first stop reason. A choice that cannot be read (an
+    OpenAI-compatible server's choice without a message) is left out, not the event."""
     output = []
     stop_reason = None
     for choice in choices or ():
-        message = choice.message
-        item: dict[str, Any] = {"role": message.role or "assistant", "content": message.content}
-        if message.tool_calls:
-            item["tool_calls"] = [_tool_call(tc) for tc in message.tool_calls]
-        if getattr(message, "refusal", None):
-            item["refusal"] = message.refusal
-        output.append(item)
         if stop_reason is None:
-            stop_reason = choice.finish_reason
+            stop_reason = getattr(choice, "finish_reason", None)
+        item = safely(_choice_message, getattr(choice, "message", None))
+        if item is not None:
+            output.append(item)
     return output, stop_reason
+
+
+def _choice_message(message: Any) -> dict[str, Any] | None:
+    if message is None:
+        return None
+    item: dict[str, Any] = {"role": message.role or "assistant", "content": message.content}
+    if message.tool_calls:
+        item["tool_calls"] = [_tool_call(tc) for tc in message.tool_calls]
+    if getattr(message, "refusal", None):
+        item["refusal"] = message.refusal
+    return item
 
 
 def _tool_call(tool_call: Any) -> dict[str, Any]:

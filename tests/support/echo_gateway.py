@@ -6,9 +6,10 @@ Some gateways echo what they rejected: the case error-text scrubbing is for.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .loopback import LoopbackServer
 
 __all__ = ["EchoGateway"]
 
@@ -42,19 +43,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = _refuse
 
 
-class EchoGateway:
+class EchoGateway(LoopbackServer):
     """`with EchoGateway() as gateway:` then point a client at `gateway.base_url`."""
 
     def __init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> EchoGateway:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_Handler)

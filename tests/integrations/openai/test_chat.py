@@ -372,3 +372,25 @@ def test_the_messages_are_recorded_as_sent_even_if_the_caller_edits_them_after(m
     messages.append({"role": "user", "content": "appended after the call"})
     (event,) = events("$ai_generation")
     assert event["properties"]["$ai_input"] == [{"role": "user", "content": "what was sent"}]
+
+
+def test_a_choice_without_a_message_drops_only_the_output(client, events):
+    # An OpenAI-compatible server's answer: the model, usage and stop reason are still read.
+    from tests.support.fixed_reply import FixedReply
+
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "served-m",
+        "choices": [{"index": 0, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+    }
+    with FixedReply(body) as server:
+        llm = OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client)
+        llm.chat.completions.create(model="asked-m", messages=[{"role": "user", "content": "hi"}])
+    props = only(events("$ai_generation"))
+    assert props["$ai_model"] == "served-m"
+    assert props["$ai_input_tokens"] == 7 and props["$ai_output_tokens"] == 2
+    assert props["$ai_stop_reason"] == "stop"
+    assert not props.get("$ai_output_choices")

@@ -121,7 +121,9 @@ class TrackedKind(NamedTuple):
     - `unwrap(result)`: the SDK object inside a raw-response wrapper;
     - `start_response(response, call)`: for a raw-response call (`with_raw_response`,
       `with_streaming_response`), makes the SDK's response object report (see
-      `track_sdk_response`); False when it is not one it knows or leaves to `unwrap`.
+      `track_sdk_response`); False when it is not one it knows or leaves to `unwrap`;
+    - `request_on_first_read`: the SDK's stream sends its request when first read (a
+      generator, as google-genai's): one never read made no call and is not reported.
     """
 
     event: str
@@ -133,6 +135,7 @@ class TrackedKind(NamedTuple):
     prepare: Callable[[TrackedCall, dict[str, Any]], bool] | None = None
     unwrap: Callable[[Any], Any] | None = None
     start_response: Callable[[Any, TrackedCall], bool] | None = None
+    request_on_first_read: bool = False
 
 
 class Tracker:
@@ -227,6 +230,7 @@ class TrackedCall:
         "stream_error",
         "hide_usage",
         "reading",
+        "pending_request",
         "done",
         "response_mode",
         "body",
@@ -271,6 +275,7 @@ class TrackedCall:
         self.stream_error: str | None = None  # an error event inside a stream
         self.hide_usage = False
         self.reading = False  # inside the SDK's stream iterator right now
+        self.pending_request = False  # a stream whose request goes out when first read
         self.done = False
         # A raw-response call: the Stainless header's value ("true"/"raw": `with_raw_response`,
         # "stream": `with_streaming_response`, whose body is the caller's to read).
@@ -295,9 +300,14 @@ class TrackedCall:
             parsed = unwrap(result) if unwrap is not None else result
             if self.stream:
                 self.request_latency = elapsed
-                _open_calls.add(self)
                 start = self.kind.start_stream
                 tracked = start(parsed, self) if start is not None else parsed
+                if self.kind.request_on_first_read:
+                    # An open call from its first read on (`_first_read`): never read, no call
+                    # was made.
+                    self.pending_request = True
+                else:
+                    _open_calls.add(self)
                 # A raw-response wrapper is returned as is: its stream was tracked in place.
                 return result if parsed is not result else tracked
             self.result = parsed
@@ -687,9 +697,16 @@ def track_async_sdk_stream(stream: Any, call: TrackedCall) -> Any:
     return stream
 
 
+def _first_read(call: TrackedCall) -> None:
+    if call.pending_request:  # its request is being sent now: an open call until it ends
+        call.pending_request = False
+        _open_calls.add(call)
+
+
 def track_iterator(inner: Iterator[Any], call: TrackedCall) -> Iterator[Any]:
     """A generator yielding `inner`'s chunks (those `observe` shows) and reporting at the end."""
     observe = call.kind.observe
+    _first_read(call)
     try:
         while True:
             call.reading = True
@@ -724,6 +741,7 @@ def track_iterator(inner: Iterator[Any], call: TrackedCall) -> Iterator[Any]:
 
 async def track_async_iterator(inner: AsyncIterator[Any], call: TrackedCall) -> AsyncIterator[Any]:
     observe = call.kind.observe
+    _first_read(call)
     try:
         while True:
             call.reading = True

@@ -66,7 +66,13 @@ def _start_stream(stream: Any, call: TrackedCall) -> Any:
 
 GENERATE = TrackedKind(GENERATION, ("contents",), _content.build, None, _start_stream)
 GENERATE_STREAM = TrackedKind(
-    GENERATION, ("contents",), _content.build, _content.observe_chunk, _start_stream, streams=True
+    GENERATION,
+    ("contents",),
+    _content.build,
+    _content.observe_chunk,
+    _start_stream,
+    streams=True,
+    request_on_first_read=True,  # google-genai's streams are generators
 )
 EMBED = TrackedKind(EMBEDDING, ("contents",), _content.build_embedding)
 

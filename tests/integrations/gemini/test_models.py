@@ -170,6 +170,38 @@ def test_stream_reports_once_with_text_usage_and_first_token(make_client, events
     assert 0 < props["$ai_time_to_first_token"] <= props["$ai_latency"]
 
 
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_stream_never_read_is_no_call_and_one_half_read_is_sent_at_shutdown(
+    make_client, client, sink, standin, sync
+):
+    # google-genai sends a stream's request when it is first read: one never read made no
+    # call, and must not be reported as one when the client shuts down.
+    import asyncio
+
+    llm = make_client()
+
+    async def open_both() -> tuple[object, object]:
+        never = await llm.aio.models.generate_content_stream(model=MODEL, contents=HEDGEHOGS)
+        half = await llm.aio.models.generate_content_stream(model=MODEL, contents=HEDGEHOGS)
+        await half.__anext__()
+        return never, half
+
+    if sync:
+        never = llm.models.generate_content_stream(model=MODEL, contents=HEDGEHOGS)
+        half = llm.models.generate_content_stream(model=MODEL, contents=HEDGEHOGS)
+        next(half)
+    else:
+        loop = asyncio.new_event_loop()
+        never, half = loop.run_until_complete(open_both())
+    assert client.shutdown(5) is True
+    assert len(standin.requests) == 1
+    (props,) = [e["properties"] for e in sink.named("$ai_generation")]
+    assert props["$ai_stream"] is True and props["$ai_output_choices"][0]["content"]
+    if not sync:
+        loop.run_until_complete(half.aclose())  # (hands its connection back)
+        loop.close()
+
+
 def test_embed_content_becomes_an_embedding(make_client, events):
     llm = make_client()
     result = llm.models.embed_content(

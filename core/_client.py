@@ -126,6 +126,52 @@ def on_any_shutdown(hook: Callable[[Any], None]) -> None:
         _core_shutdown_hooks.append(hook)
 
 
+# posthog-python clients work is sent to, whose shutdown and exit hand it over first.
+_watched_foreign: weakref.WeakSet[Any] = weakref.WeakSet()
+_FOREIGN_HAND_OVER_BUDGET = 5.0
+
+
+def watch_foreign_client(client: Any) -> None:
+    """Hand over open work (a stream the caller still holds, an unfinished trace) that sends to
+    posthog-python client `client` before it shuts down, as our own clients do.
+
+    posthog-python joins its worker at exit from an `atexit` hook it registers when the client
+    is made, which runs before ours (registered at import); one registered now runs before it.
+    Its `shutdown()` is wrapped on the instance (never on the `posthog` module)."""
+    try:
+        if client in _watched_foreign:
+            return
+        _watched_foreign.add(client)
+        ref = weakref.ref(client)
+    except TypeError:  # cannot be weakly referenced: exit is handled by our own hook
+        return
+    atexit.register(_hand_over_to_foreign, ref)
+    if isinstance(client, type(os)):  # the `posthog` module: its functions are left alone
+        return
+    original = getattr(client, "shutdown", None)
+    if not callable(original) or getattr(original, "_posthog_llm_hand_over", False):
+        return
+
+    def shutdown(*args: Any, **kwargs: Any) -> Any:
+        _hand_over_to_foreign(ref)
+        return original(*args, **kwargs)
+
+    shutdown._posthog_llm_hand_over = True  # type: ignore[attr-defined]
+    try:
+        client.shutdown = shutdown
+    except Exception:  # a client that refuses attributes: exit is still handled
+        pass
+
+
+def _hand_over_to_foreign(ref: weakref.ref[Any]) -> None:
+    client = ref()
+    if client is not None:
+        try:
+            _run_shutdown_callbacks(client, time.monotonic() + _FOREIGN_HAND_OVER_BUDGET)
+        except Exception:
+            log.debug("posthog-llm: a shutdown hand-over failed (ignored)", exc_info=True)
+
+
 def sends_to(target: Any, client: Any) -> bool:
     """Whether work sending to `target` (None: the default client) goes out with `client`'s
     shutdown (None: process exit, every client)."""
@@ -134,7 +180,7 @@ def sends_to(target: Any, client: Any) -> bool:
     return target is None and _default_client is client
 
 
-def _run_shutdown_callbacks(client: Client | None, deadline: float) -> None:
+def _run_shutdown_callbacks(client: Any, deadline: float) -> None:
     """Run the callbacks for `client` (None: all of them, at process exit) until `deadline`.
 
     The core's own hand-overs always run: they only queue what is open, and skipping them would

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, Union
 
-from ._client import Client, get_client, on_shutdown
+from ._client import Client, get_client, on_shutdown, watch_foreign_client
 from ._context import EMPTY_SCOPE, Scope, current_scope, id_text, make_scope
 from ._events import PROP_SESSION_ID, apply_privacy
 from ._observation import current_observation
@@ -89,6 +89,7 @@ def check_client(client: Any) -> Any:
             "client must be a posthog_llm.Client, a posthog-python client (posthog.Posthog or the "
             f"posthog module), or None; got {type(client).__name__} without a capture() method"
         )
+    watch_foreign_client(client)
     return client
 
 

@@ -367,3 +367,36 @@ def test_a_stream_cancelled_while_read_is_closed_early_not_failed(client, sink):
     (event,) = [e["properties"] for e in sink.named("$ai_generation")]
     assert "$ai_is_error" not in event and "$ai_error" not in event
     assert event["$ai_stream"] is True and event["$ai_output_choices"][0]["content"]
+
+
+@pytest.mark.parametrize("ending", ["shutdown", "exit"])
+def test_a_held_stream_reaches_a_posthog_python_client_before_it_closes(
+    posthog_server, tmp_path, ending
+):
+    # posthog-python joins its worker at exit before our own exit hook runs, and its
+    # `shutdown()` is its own: the stream the caller still holds was refused or lost.
+    pytest.importorskip("posthog")
+    code = f"""
+        import posthog
+        from posthog_llm.integrations.openai import OpenAI
+        from posthog_llm.local.openai_standin import OpenAIStandIn
+
+        standin = OpenAIStandIn().start()
+        ph = posthog.Posthog("phc_test", host={posthog_server.host!r})
+        llm = OpenAI(api_key="sk-test", base_url=standin.base_url, max_retries=0,
+                     posthog_client=ph)
+        stream = llm.chat.completions.create(
+            model="gpt-4o-mini", stream=True, messages=[{{"role": "user", "content": "owls"}}]
+        )
+        for chunk in stream:
+            break
+        if {ending == "shutdown"}:
+            ph.shutdown()
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "after shutdown" not in result.stderr
+    (event,) = [e for e in posthog_server.events if e["event"] == "$ai_generation"]
+    assert event["properties"]["$ai_stream"] is True

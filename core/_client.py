@@ -20,6 +20,7 @@ from ._events import (
     EMBEDDING,
     EVENT_PREFIX,
     GENERATION,
+    PROP_CACHE_CREATION_1H_INPUT_TOKENS,
     PROP_CACHE_CREATION_INPUT_TOKENS,
     PROP_CACHE_READ_INPUT_TOKENS,
     PROP_INPUT_COST_USD,
@@ -30,6 +31,8 @@ from ._events import (
     PROP_OUTPUT_TOKENS,
     PROP_PARENT_ID,
     PROP_PROVIDER,
+    PROP_REASONING_TOKENS,
+    PROP_SERVICE_TIER,
     PROP_SESSION_ID,
     PROP_TOTAL_COST_USD,
     PROP_TRACE_ID,
@@ -308,6 +311,9 @@ _PRICED_EVENTS = frozenset({GENERATION, EMBEDDING})
 _COSTS = (PROP_INPUT_COST_USD, PROP_OUTPUT_COST_USD, PROP_TOTAL_COST_USD)
 
 
+_STANDARD_TIERS = ("default", "auto", "standard", "on_demand")
+
+
 def _add_estimated_cost(props: dict[str, Any]) -> None:
     """The pricing table's estimate as `$ai_*_cost_usd`, unless the event carries a cost (or
     a price) of its own, or its model or tokens are unknown to the table. Token counts are
@@ -317,6 +323,9 @@ def _add_estimated_cost(props: dict[str, Any]) -> None:
     model = props.get(PROP_MODEL)
     if type(model) is not str or not model:
         return
+    tier = props.get(PROP_SERVICE_TIER)
+    if isinstance(tier, str) and tier.lower() not in _STANDARD_TIERS:
+        return  # flex, priority ...: priced apart, which the table does not know; PostHog does
     # Only for clients that opted in.
     from ._store_summary import as_count
     from .local.pricing import estimate_cost
@@ -330,6 +339,8 @@ def _add_estimated_cost(props: dict[str, Any]) -> None:
             as_count(props.get(PROP_CACHE_READ_INPUT_TOKENS)),
             cache_write_tokens=as_count(props.get(PROP_CACHE_CREATION_INPUT_TOKENS)),
             provider=provider if type(provider) is str else None,
+            cache_write_1h_tokens=as_count(props.get(PROP_CACHE_CREATION_1H_INPUT_TOKENS)),
+            reasoning_tokens=as_count(props.get(PROP_REASONING_TOKENS)),
         )
     except Exception as exc:  # a pricing file that cannot be read: the event goes without
         from ._emit import report_internal_error  # `_emit` imports this module

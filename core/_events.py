@@ -348,7 +348,7 @@ def _usage(
         ("$ai_output_tokens", output_tokens),
         ("$ai_cache_read_input_tokens", cache_read_input_tokens),
         ("$ai_cache_creation_input_tokens", cache_creation_input_tokens),
-        ("$ai_reasoning_tokens", reasoning_tokens),
+        (PROP_REASONING_TOKENS, reasoning_tokens),
     ):
         if value is not None:
             try:
@@ -439,12 +439,12 @@ def generation_properties(
     )
     if cache_creation_5m_input_tokens is not None and cache_creation_1h_input_tokens is not None:
         # PostHog prices cache writes by TTL only when both halves of the split are known.
-        props["$ai_cache_creation_5m_input_tokens"] = int(cache_creation_5m_input_tokens)
-        props["$ai_cache_creation_1h_input_tokens"] = int(cache_creation_1h_input_tokens)
+        props[PROP_CACHE_CREATION_5M_INPUT_TOKENS] = int(cache_creation_5m_input_tokens)
+        props[PROP_CACHE_CREATION_1H_INPUT_TOKENS] = int(cache_creation_1h_input_tokens)
     if web_search_count is not None:
         props["$ai_web_search_count"] = int(web_search_count)
     if isinstance(service_tier, str) and service_tier:
-        props["$ai_service_tier"] = service_tier
+        props[PROP_SERVICE_TIER] = service_tier
     if stream:
         props["$ai_stream"] = True
         if time_to_first_token is not None:
@@ -661,4 +661,8 @@ PROP_INPUT = "$ai_input"
 PROP_OUTPUT_CHOICES = "$ai_output_choices"
 PROP_INPUT_STATE = "$ai_input_state"
 PROP_OUTPUT_STATE = "$ai_output_state"
+PROP_REASONING_TOKENS = "$ai_reasoning_tokens"
+PROP_SERVICE_TIER = "$ai_service_tier"
+PROP_CACHE_CREATION_5M_INPUT_TOKENS = "$ai_cache_creation_5m_input_tokens"
+PROP_CACHE_CREATION_1H_INPUT_TOKENS = "$ai_cache_creation_1h_input_tokens"
 EVENT_PREFIX = "$ai_"

@@ -204,6 +204,8 @@ class PricingTable:
         *,
         cache_write_tokens: int | None = 0,
         provider: str | None = None,
+        cache_write_1h_tokens: int | None = 0,
+        reasoning_tokens: int | None = 0,
     ) -> dict[str, Any] | None:
         """See `estimate_cost`."""
         match = self.lookup(model, provider)
@@ -213,18 +215,28 @@ class PricingTable:
         tokens_in = max(0, int(input_tokens or 0))
         cache_read = max(0, int(cache_read_tokens or 0))
         cache_write = max(0, int(cache_write_tokens or 0))
+        # Of the cache writes, those kept an hour (Anthropic: twice the input price, where
+        # five minutes cost 1.25 times it).
+        write_1h = min(cache_write, max(0, int(cache_write_1h_tokens or 0)))
+        tokens_out = max(0, int(output_tokens or 0))
         # Anthropic reports cached tokens apart from input_tokens; OpenAI, Google and most
         # gateways count them inside it. PostHog's $ai_input_tokens follows the same split.
         convention = (provider or price.provider or "").lower()
         if convention != "anthropic":
             tokens_in = max(0, tokens_in - cache_read)
-            cache_write = 0
+            cache_write = write_1h = 0
+        if _thinking_apart(name, convention):
+            # Gemini counts thinking tokens apart from the candidates' and bills them as output.
+            tokens_out += max(0, int(reasoning_tokens or 0))
         read_price = price.cache_read if price.cache_read is not None else price.input
         write_price = price.cache_write if price.cache_write is not None else price.input
         input_cost = (
-            tokens_in * price.input + cache_read * read_price + cache_write * write_price
+            tokens_in * price.input
+            + cache_read * read_price
+            + (cache_write - write_1h) * write_price
+            + write_1h * price.input * _ONE_HOUR_WRITE
         ) / _PER_TOKENS
-        output_cost = max(0, int(output_tokens or 0)) * price.output / _PER_TOKENS
+        output_cost = tokens_out * price.output / _PER_TOKENS
         return {
             "model": name,
             "provider": price.provider,
@@ -235,6 +247,15 @@ class PricingTable:
             "as_of": None if self.package and price.source == package_label() else self.as_of,
             "price_source": price.source,
         }
+
+
+_ONE_HOUR_WRITE = 2.0  # Anthropic's price of an hour-long cache write, in input prices
+_THINKING_APART = ("gemini", "vertex", "google")
+
+
+def _thinking_apart(model: str, convention: str) -> bool:
+    """Whether the model's output tokens leave out its thinking tokens (Gemini's do)."""
+    return convention in _THINKING_APART or model.lower().rpartition("/")[2].startswith("gemini")
 
 
 def _read(source: PricingSource) -> tuple[dict[str, ModelPrice], str | None, bool, str]:
@@ -338,11 +359,15 @@ def estimate_cost(
     cache_write_tokens: int | None = 0,
     provider: str | None = None,
     pricing: PricingSource | None = None,
+    cache_write_1h_tokens: int | None = 0,
+    reasoning_tokens: int | None = 0,
 ) -> dict[str, Any] | None:
     """Estimated USD cost of one call, or None for an unknown model or unknown token counts.
 
     `input_tokens` counts cached tokens too, except for `provider="anthropic"` (Anthropic
-    reports them apart), as in PostHog's `$ai_input_tokens`. Returns
+    reports them apart), as in PostHog's `$ai_input_tokens`. `cache_write_1h_tokens` are the
+    cache writes kept an hour (of `cache_write_tokens`); `reasoning_tokens` are added to the
+    output of Gemini models only (the others count them in their output already). Returns
     `{"model", "provider", "input_cost_usd", "output_cost_usd", "total_cost_usd", "as_of",
     "price_source"}`: `as_of` is the price table's date, None when the price came from the
     genai-prices package (its version, in `price_source`, dates it).
@@ -365,4 +390,6 @@ def estimate_cost(
         cache_read_tokens,
         cache_write_tokens=cache_write_tokens,
         provider=provider,
+        cache_write_1h_tokens=cache_write_1h_tokens,
+        reasoning_tokens=reasoning_tokens,
     )

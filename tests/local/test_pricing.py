@@ -189,6 +189,57 @@ def test_cost_sent_by_the_user_wins_over_the_estimate(server):
     assert node["cost"] == {"total_cost_usd": 0.5, "source": "event"}
 
 
+def test_hour_long_cache_writes_and_gemini_thinking_are_priced():
+    # Anthropic: 400 cache writes, 300 of them kept an hour (twice the input price, where five
+    # minutes cost 1.25 times it).
+    claude = estimate_cost(
+        "claude-3-5-sonnet-20241022", 0, 0, cache_write_tokens=400, cache_write_1h_tokens=300
+    )
+    assert claude["input_cost_usd"] == pytest.approx((100 * 3.75 + 300 * 6) / 1e6)
+    # Gemini counts thinking apart from its output and bills it as output; OpenAI and
+    # Anthropic count reasoning inside their output tokens already.
+    flash = estimate_cost("gemini-2.5-flash", 0, 5, reasoning_tokens=7)
+    assert flash["output_cost_usd"] == pytest.approx(
+        estimate_cost("gemini-2.5-flash", 0, 12)["output_cost_usd"]
+    )
+    prefixed = estimate_cost("models/gemini-2.5-flash", 0, 5, reasoning_tokens=7)
+    assert prefixed["output_cost_usd"] == flash["output_cost_usd"]
+    gpt = estimate_cost("gpt-4o", 0, 12, reasoning_tokens=7)
+    assert gpt == estimate_cost("gpt-4o", 0, 12)
+
+
+def test_the_estimate_sent_to_posthog_leaves_out_what_it_cannot_price(posthog_server):
+    # Sent estimates replace PostHog's own prices: one that ignores a flex or priority tier
+    # would be wrong, so none is sent; PostHog prices those calls itself.
+    client = Client(
+        api_key="phc_x", host=posthog_server.host, flush_interval=0.05, send_estimated_cost=True
+    )
+    usage = {"$ai_model": "gpt-4o", "$ai_input_tokens": 1000, "$ai_output_tokens": 10}
+    for tier in ("default", "flex", "priority"):
+        client.capture(
+            "$ai_generation", distinct_id="u", properties={**usage, "$ai_service_tier": tier}
+        )
+    client.capture(
+        "$ai_generation",
+        distinct_id="u",
+        properties={
+            "$ai_model": "gemini-2.5-flash",
+            "$ai_provider": "gemini",
+            "$ai_input_tokens": 0,
+            "$ai_output_tokens": 5,
+            "$ai_reasoning_tokens": 7,
+        },
+    )
+    assert client.flush(10)
+    client.shutdown(5)
+    default, flex, priority, gemini = [e["properties"] for e in posthog_server.events]
+    assert default["$ai_total_cost_usd"] > 0
+    assert not [k for k in flex if "cost" in k] and not [k for k in priority if "cost" in k]
+    assert gemini["$ai_output_cost_usd"] == pytest.approx(
+        estimate_cost("gemini-2.5-flash", 0, 12, provider="gemini")["output_cost_usd"]
+    )
+
+
 def test_cost_is_not_sent_to_posthog_unless_the_user_opts_in(posthog_server, tmp_path, monkeypatch):
     client = Client(api_key="phc_x", host=posthog_server.host, flush_interval=0.05)
     client.capture(

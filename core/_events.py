@@ -82,6 +82,7 @@ MODEL_PARAMETER_NAMES = frozenset(
         "logprobs",
         "top_logprobs",
         "response_format",
+        "output_format",
         "tool_choice",
         "parallel_tool_calls",
         "reasoning_effort",

@@ -202,6 +202,11 @@ def test_parse_reports_the_structured_answer(make_client, events):
     text = props["$ai_output_choices"][0]["content"][0]["text"]
     assert Weather.model_validate_json(text) == reply.parsed_output
     assert props["$ai_input_tokens"] == reply.usage.input_tokens
+    # The class asked for, by name (its schema is the SDK's business).
+    assert props["$ai_model_parameters"]["output_format"] == {
+        "type": "json_schema",
+        "name": "Weather",
+    }
 
 
 @pytest.mark.skipif(

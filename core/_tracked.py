@@ -499,6 +499,13 @@ def begin_call(
     provider = None
     if given:
         provider = given.pop("provider_override", None)
+        if provider is not None and (type(provider) is not str or not provider):
+            _argument_warning.warn(
+                "posthog-llm: posthog_* arguments left out: provider_override must be a "
+                "non-empty str, got %r",
+                provider,
+            )
+            provider = None
         if given.get("privacy_mode") is False:
             # Per call, privacy can only be switched on; False leaves context and client in charge.
             del given["privacy_mode"]

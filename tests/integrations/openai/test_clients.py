@@ -145,6 +145,10 @@ def test_provider_comes_from_the_base_url_or_the_override(client, sink, standin)
     local.chat.completions.create(model="m", messages=HELLO, posthog_provider_override="deepseek")
     client.flush(5)
     assert only(sink.named("$ai_generation"))["$ai_provider"] == "deepseek"
+    # Not a name: left out (as other posthog_* arguments of the wrong type are), not sent.
+    local.chat.completions.create(model="m", messages=HELLO, posthog_provider_override=5)
+    client.flush(5)
+    assert sink.named("$ai_generation")[-1]["properties"]["$ai_provider"] == "local"  # inferred
 
 
 # -- wrap() and copies --------------------------------------------------------------------------

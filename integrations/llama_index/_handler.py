@@ -165,6 +165,21 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             self._evict(trace)
         return len(traces)
 
+    def adopt(self, earlier: PostHogLlamaIndexHandler) -> None:
+        """Take over what `earlier` still follows (a query whose stream is not read yet), so a
+        registration that replaces it finishes those traces whole (`set_global_handler`)."""
+        with earlier._lock, self._lock:
+            self._spans.update(earlier._spans)
+            self._traces.update(earlier._traces)
+            self._gens.update(earlier._gens)
+            self._frames.update(earlier._frames)
+            earlier._spans.clear()
+            earlier._traces.clear()
+            earlier._gens.clear()
+            earlier._frames.clear()
+        if self._traces:
+            self._ensure_sweeper()
+
     def _hand_over(self) -> None:
         if self._on and self._traces:
             self.flush_pending()

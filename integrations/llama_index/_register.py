@@ -134,6 +134,9 @@ def set_global_handler(
     event_handler = _EventHandler()
     event_handler.handler = handler
     with _lock:
+        if _installed is not None:
+            # A query still being streamed stays one trace: the new handler finishes it.
+            handler.adopt(_installed[0])
         _uninstall()
         dispatcher = get_dispatcher()
         dispatcher.add_span_handler(span_handler)

@@ -67,6 +67,22 @@ def test_registering_twice_replaces_and_never_duplicates(index, client, sink):
     other_sink_client.shutdown(5)
 
 
+def test_registering_again_while_a_stream_is_unread_keeps_its_query_one_trace(index, client, sink):
+    # A notebook cell run again between a streamed query and reading its answer.
+    try:
+        posthog_li.set_global_handler(client)
+        response = index.as_query_engine(streaming=True).query("cats?")
+        posthog_li.set_global_handler(client)
+        assert "".join(response.response_gen) == ANSWER
+    finally:
+        posthog_li.remove_global_handler()
+    evts = events(client, sink)
+    (trace,) = by_event(evts, "$ai_trace")
+    (generation,) = by_event(evts, "$ai_generation")
+    assert {e["properties"]["$ai_trace_id"] for e in evts} == {trace["$ai_trace_id"]}
+    assert generation["$ai_parent_id"] is not None  # under the query's synthesize step
+
+
 def test_remove_global_handler_stops_all_capture(index, client, sink):
     handler = posthog_li.set_global_handler(client)
     posthog_li.remove_global_handler()

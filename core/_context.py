@@ -118,7 +118,12 @@ def lenient_scope(
 ) -> Scope:
     """`make_scope` for values read while the user's code runs (a LangChain run's metadata, a
     wrapper call's `posthog_*` arguments): a value it would refuse is left out, never raised
-    into that code; why goes into `refused` when given."""
+    into that code; why goes into `refused` when given.
+
+    Such a value can switch privacy on, never off: `privacy_mode=False` for one call or run
+    leaves the handler's, the wrapper's and the context's choice in charge."""
+    if privacy_mode is False:
+        privacy_mode = None
     fields = {
         "distinct_id": distinct_id,
         "trace_id": trace_id,

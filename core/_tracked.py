@@ -506,9 +506,6 @@ def begin_call(
                 provider,
             )
             provider = None
-        if given.get("privacy_mode") is False:
-            # Per call, privacy can only be switched on; False leaves context and client in charge.
-            del given["privacy_mode"]
         # Read while the user's code runs: a value of the wrong type is left out (and said once
         # in a while), never raised into the call, which goes out as asked.
         overrides = _call_overrides(given)

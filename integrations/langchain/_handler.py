@@ -745,7 +745,7 @@ def _metadata_overrides(metadata: Any) -> Scope | None:
         session_id=session_id,
         properties=properties,
         groups=groups,
-        privacy_mode=bool(privacy) if privacy is not None else None,
+        privacy_mode=privacy is True or None,  # per run, privacy is only switched on
     )
 
 

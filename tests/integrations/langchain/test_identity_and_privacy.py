@@ -153,6 +153,16 @@ def test_privacy_mode_from_metadata(handler, events):
     _assert_private(events())
 
 
+@pytest.mark.parametrize("where", ["handler", "context"])
+def test_run_metadata_cannot_switch_privacy_off(client, events, where):
+    # As per call with the provider drop-ins: per run, privacy is switched on, never off.
+    handler = PostHogCallbackHandler(client, privacy_mode=where == "handler")
+    config = {"callbacks": [handler], "metadata": {"posthog_privacy_mode": False}}
+    with posthog_llm.context(privacy_mode=True if where == "context" else None):
+        chain().invoke({"question": "secret question"}, config=config)
+    _assert_private(events())
+
+
 def test_privacy_mode_keeps_only_the_error_class(client, events):
     handler = PostHogCallbackHandler(client, privacy_mode=True)
     llm = model(error=StatusError("the prompt was: secret question", 400))

@@ -54,6 +54,7 @@ from ._serialize import (
     fit_event,
     to_json_safe,
 )
+from ._snapshot import freeze_values, thaw_values
 from ._spool import DEFAULT_SPOOL_MAX_BYTES, Spool, default_spool_dir, spool_path
 from ._timestamps import ORIGINAL_TIMESTAMP, event_timestamp
 from .destinations import Destination, PostHogHTTPDestination, SQLiteDestination
@@ -627,6 +628,10 @@ class Client:
                 _groups(groups) if groups else None,
                 timestamp if timestamp is not None else time.time(),
                 event_uuid,
+                # As they are now: the caller may change a list or dict it passed once this
+                # returns (a chat loop appending to its messages). Bytes or None: the tuple
+                # stays untracked by the collector.
+                freeze_values(props),
             )
             if self._sender.enqueue(props):
                 return event_uuid
@@ -675,7 +680,9 @@ class Client:
 
     def _serialize(self, item: Any) -> bytes | list[bytes] | None:
         if type(item) is dict:
-            event, distinct_id, groups, timestamp, event_uuid = item.pop(_META)
+            event, distinct_id, groups, timestamp, event_uuid, frozen = item.pop(_META)
+            if frozen is not None:
+                thaw_values(item, frozen)
             return self._serialize_one(event, distinct_id, item, groups, timestamp, event_uuid)
         event, distinct_id, props, groups, timestamp, event_uuid, privacy_mode = item
         if event is _MANY:
@@ -872,7 +879,8 @@ def set_client(client: Client | None) -> None:
 def _estimate_item(item: Any) -> int:
     """Bytes a queued item will take once built (a nominal 2 KB for a lazy builder)."""
     if type(item) is dict:
-        return 200 + estimate_size(item)
+        frozen = item[_META][5]  # the JSON of the containers `capture` took out
+        return 200 + estimate_size(item) + (len(frozen) if frozen is not None else 0)
     props = item[2]
     if callable(props):
         return 2048

@@ -29,6 +29,7 @@ from ._observation import (
     current_observation,
     open_observation,
 )
+from ._snapshot import snapshot
 
 __all__ = ["Span", "span", "observe"]
 
@@ -76,7 +77,7 @@ class Span:
         if properties is not None and not isinstance(properties, Mapping):
             raise TypeError(f"properties must be a mapping, got {type(properties).__name__}")
         self.name = name
-        self._input = _snapshot(input)
+        self._input = snapshot(input)
         self._output: Any = None
         self._properties: dict[str, Any] = dict(properties) if properties else {}
         self._emitter = _default_emitter if client is None else Emitter(client)
@@ -99,7 +100,7 @@ class Span:
 
     def set_output(self, value: Any) -> None:
         """What the span produced (`$ai_output_state`)."""
-        self._output = _snapshot(value)
+        self._output = snapshot(value)
 
     def set_properties(self, properties: Mapping[str, Any]) -> None:
         """Extra properties for this span's event (they win over computed ones)."""
@@ -254,14 +255,6 @@ def _build(
         error=error,
         privacy_mode=privacy,
     )
-
-
-def _snapshot(value: Any) -> Any:
-    """A shallow copy of a dict or list, so later mutation does not rewrite what we report."""
-    cls = type(value)
-    if cls is dict or cls is list:
-        return value.copy()
-    return value
 
 
 def span(

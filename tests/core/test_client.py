@@ -346,3 +346,25 @@ def test_capture_after_shutdown_warns_once_and_flush_says_false(sink, caplog):
     assert client.flush(1) is False  # events were dropped since the last flush
     assert client.flush(1) is True  # none since
     assert [e["event"] for e in sink.events] == ["delivered"]
+
+
+def test_capture_sends_its_properties_as_they_were_when_it_returned(client, sink):
+    # Built on the worker later: a list or dict the caller changes afterwards must not change
+    # the event (with values orjson writes, and with ones it does not: NaN, a str subclass).
+    class Label(str):
+        pass
+
+    messages = [{"role": "user", "content": "first"}]
+    odd = {"score": float("nan"), "label": Label("x"), "items": [1, 2]}
+    client.capture(
+        "$ai_generation", distinct_id="u", properties={"$ai_input": messages, "odd": odd}
+    )
+    messages[0]["content"] = "rewritten after capture returned"
+    messages.append({"role": "user", "content": "appended after capture returned"})
+    odd["items"].append(3)
+    odd["label"] = "changed"
+    assert client.flush(5)
+    (event,) = sink.events
+    assert event["properties"]["$ai_input"] == [{"role": "user", "content": "first"}]
+    assert event["properties"]["odd"]["items"] == [1, 2]
+    assert event["properties"]["odd"]["label"] == "x"

@@ -347,3 +347,30 @@ def test_an_int_too_long_for_text_loses_no_event(
     [metric] = sink.named("$ai_metric")
     assert metric["properties"]["value"] == marker and metric["properties"]["small"] == 7
     assert default.stats()["failed"] == 0
+
+
+def test_inputs_and_outputs_are_reported_as_they_were_when_recorded(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    # A chat loop appends to one history list: each turn's event shows the history it got.
+    @posthog_llm.observe()
+    def respond(messages: list[dict[str, str]]) -> dict[str, Any]:
+        answer = {"role": "assistant", "content": f"answer {len(messages)}"}
+        return {"reply": answer, "seen": messages}
+
+    history: list[dict[str, str]] = []
+    for turn in range(3):
+        history.append({"role": "user", "content": f"question {turn}"})
+        history.append(respond(history)["reply"])
+    with posthog_llm.span("step", input={"messages": history}) as s:
+        s.set_output({"items": history})
+    history[0]["content"] = "rewritten later"
+    history.append({"role": "user", "content": "appended later"})
+    events = read(default, sink)
+    turns = [e["properties"] for e in events if e["properties"]["$ai_span_name"] != "step"]
+    assert [len(p["$ai_input_state"]["messages"]) for p in turns] == [1, 3, 5]
+    assert [len(p["$ai_output_state"]["seen"]) for p in turns] == [1, 3, 5]
+    step = props(events, "step")
+    assert len(step["$ai_input_state"]["messages"]) == 6
+    assert step["$ai_input_state"]["messages"][0]["content"] == "question 0"
+    assert len(step["$ai_output_state"]["items"]) == 6

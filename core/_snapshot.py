@@ -1,0 +1,99 @@
+"""Values as they were when they were handed over.
+
+Events are built on the worker thread, after the caller has moved on: a chat loop that appends
+to its `messages` list, or rewrites a dict it passed, would otherwise change what an event says
+was sent. The containers a value holds are copied when it is recorded; the strings, numbers and
+other objects inside are shared (strings and numbers cannot change).
+
+>>> messages = [{"role": "user", "content": "hi"}]
+>>> kept = snapshot(messages)
+>>> messages.append({"role": "assistant", "content": "hello"})
+>>> kept
+[{'role': 'user', 'content': 'hi'}]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The one-pass encoder's orjson and options: anything orjson would write in a way the exact
+# path would not (str subclasses, dates, dataclasses ...) raises instead, and takes the copy.
+from ._serialize import _ORJSON_OPTIONS as _STRICT
+from ._serialize import _orjson
+
+__all__ = ["freeze_values", "snapshot", "thaw_values"]
+
+# Containers copied per snapshot at most, and how deep: past either, the rest is shared (an
+# unusually large or deep value costs the caller no more than this).
+_MAX_CONTAINERS = 10_000
+_MAX_DEPTH = 32
+
+
+def snapshot(value: Any) -> Any:
+    """`value` with its dicts, lists, tuples and sets copied (deeply, within bounds)."""
+    cls = type(value)
+    if cls is dict or cls is list or cls is tuple or cls is set:
+        return _copy(value, 0, [_MAX_CONTAINERS])
+    return value
+
+
+def _copy(value: Any, depth: int, budget: list[int]) -> Any:
+    cls = type(value)
+    if cls is not dict and cls is not list and cls is not tuple and cls is not set:
+        return value
+    if depth >= _MAX_DEPTH or budget[0] <= 0:
+        return value
+    budget[0] -= 1
+    depth += 1
+    if cls is dict:
+        return {key: _copy(item, depth, budget) for key, item in value.items()}
+    items = [_copy(item, depth, budget) for item in value]
+    return items if cls is list else cls(items)
+
+
+# What `freeze_values` leaves in place of what it took out.
+_TAKEN = ("\x00posthog_llm_taken",)  # a tuple of a string: never tracked by the collector
+
+
+def freeze_values(props: dict[str, Any]) -> bytes | None:
+    """Take the containers among `props`' values (a copy the caller made) out, as they are
+    now: returns one JSON text of them all, where orjson writes them as the exact path would
+    (plain dicts, lists, strings and numbers), else copies them in place and returns None.
+    `thaw_values` puts them back.
+
+    One C call and one bytes object, not objects of ours: a queued event stays one container
+    for the garbage collector (the properties dict), which keeps a burst cheap to track."""
+    keys = None
+    for key, value in props.items():  # (a plain loop: a comprehension costs a function call)
+        cls = type(value)
+        if cls is dict or cls is list or cls is tuple:
+            if keys is None:
+                keys = [key]
+            else:
+                keys.append(key)
+    if keys is None:
+        return None
+    if _orjson is not None:
+        try:
+            data = _orjson.dumps([props[key] for key in keys], option=_STRICT)
+        except (TypeError, ValueError):
+            pass
+        else:
+            # (orjson writes NaN and infinities in them as null, as JSON has no such numbers;
+            # scanning the text for them would cost more than the snapshot itself.)
+            for key in keys:
+                props[key] = _TAKEN
+            # A tight copy: orjson's own result keeps its whole working buffer (a few KB,
+            # held as long as the event waits); freed now, the next call reuses it.
+            return bytes(memoryview(data))
+    for key in keys:
+        props[key] = _copy(props[key], 0, [_MAX_CONTAINERS])
+    return None
+
+
+def thaw_values(props: dict[str, Any], data: bytes) -> None:
+    """Put back what `freeze_values` took out of `props` as `data` (worker side)."""
+    values = iter(_orjson.loads(data))
+    for key, value in props.items():
+        if value is _TAKEN:
+            props[key] = next(values)

@@ -615,8 +615,12 @@ class Client:
                 if self.sample_rate < 1.0 and not self._sampled(trace_id):
                     return None
                 if distinct_id is None:
-                    # The one anonymous-id rule: personless events of a trace share its id.
-                    distinct_id = str(trace_id)[:MAX_ID_CHARS]
+                    # The one anonymous-id rule: personless events of a trace share its id
+                    # (an empty one names no one: PostHog would refuse the whole batch; the
+                    # worker gives such an event its own uuid).
+                    anonymous = str(trace_id)[:MAX_ID_CHARS]
+                    if anonymous.strip():
+                        distinct_id = anonymous
                     props.setdefault("$process_person_profile", False)
             # The queued item is the properties copy itself, the rest of the event in one tuple
             # under a private key: one container per event instead of two for the garbage

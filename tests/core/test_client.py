@@ -75,6 +75,17 @@ def test_capture_returns_uuid_and_personless_without_distinct_id(client, sink):
     assert "$process_person_profile" not in second["properties"]
 
 
+def test_an_empty_trace_id_never_makes_an_empty_distinct_id(client, sink):
+    # Personless events of a trace share its id, but an empty id names no one (PostHog refuses
+    # a batch with an empty distinct id): such an event gets an id of its own.
+    for trace_id in ("", "  "):
+        client.capture("$ai_generation", properties={"$ai_trace_id": trace_id})
+    assert client.flush(5)
+    for event in sink.events:
+        assert event["distinct_id"].strip()
+        assert event["properties"]["$process_person_profile"] is False
+
+
 def test_capture_never_raises_on_hostile_properties(client, sink):
     class Hostile:
         def __repr__(self):

@@ -259,6 +259,7 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
     return value
 
 
+_before_send_warning = RateLimitedWarning(60.0)
 _invalid_warning = RateLimitedWarning(10.0)
 _uuid_warning = RateLimitedWarning(10.0)
 _properties_warning = RateLimitedWarning(10.0)
@@ -776,6 +777,7 @@ class Client:
             message["properties"] = to_json_safe(props)
             return fit_event(message, limit)
         message["properties"] = to_json_safe(props)
+        names = {"event": event, "distinct_id": message["distinct_id"]}
         try:
             result = self.before_send(message)
         except Exception:
@@ -783,10 +785,21 @@ class Client:
             result = message
         if result is None:
             return None
+        if not isinstance(result, Mapping):
+            _before_send_warning.warn(
+                "posthog-llm: before_send returned %s, not an event dict or None; the event "
+                "was sent as it was",
+                type(result).__name__,
+            )
+            result = message
         message = to_json_safe(result)
-        if isinstance(message, dict) and "event" in message:
-            # `event` first: destinations route `$ai_*` events by the first bytes.
-            message = {"event": message.pop("event"), **message}
+        for key, value in names.items():
+            # An event without a name or a distinct id makes PostHog refuse the whole batch.
+            given = message.get(key)
+            if not isinstance(given, str) or not given.strip():
+                message[key] = value
+        # `event` first: destinations route `$ai_*` events by the first bytes.
+        message = {"event": message.pop("event"), **message}
         return fit_event(message, limit)
 
     # -- lifecycle -----------------------------------------------------------------------------

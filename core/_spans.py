@@ -18,7 +18,7 @@ from typing import Any, TypeVar, overload
 
 from ._client import on_any_shutdown, sends_to, settled_list
 from ._context import Scope
-from ._emit import Emitter, capture_internal_exceptions
+from ._emit import Emitter, capture_internal_exceptions, check_client
 from ._events import SPAN, TRACE, span_properties, trace_properties
 from ._observation import (
     SPAN_KIND,
@@ -61,6 +61,7 @@ class Span:
         "_start",
         "_ended",
         "_collected",
+        "_depth",
         "__weakref__",
     )
 
@@ -86,6 +87,7 @@ class Span:
         self._start = 0.0
         self._ended = False
         self._collected: _Collector | None = None  # a generator's: what it yielded so far
+        self._depth = 0  # `with` blocks of this span open now (one span, however nested)
 
     # -- what the user calls ---------------------------------------------------------------------
 
@@ -134,7 +136,19 @@ class Span:
         self.end(exc)
 
     def start(self, *, activate: bool) -> None:
-        """Open the span; with `activate`, code that runs next in this context is inside it."""
+        """Open the span; with `activate`, code that runs next in this context is inside it.
+
+        A span object used again after it ended is a new span (its own event); entered again
+        while it is open, it stays the one span until the outermost block ends."""
+        self._depth += 1
+        if self._depth > 1:
+            return
+        if self._ended:
+            self._ended = False
+            self._obs = None
+            self._parent_id = None
+            self._collected = None
+            self._output = None
         self._start = _perf()
         with capture_internal_exceptions():
             if not self._emitter.enabled:
@@ -159,6 +173,10 @@ class Span:
     def end(self, error: BaseException | None = None) -> None:
         """Close the span and send its event (once)."""
         end = _perf()
+        if self._depth > 0:
+            self._depth -= 1
+            if self._depth > 0:
+                return  # an inner `with` of the same span: the outermost one ends it
         obs = self._obs
         if obs is None or self._ended:
             return
@@ -218,6 +236,7 @@ def _send_open_generator_spans(client: Any) -> None:
         collected = s._collected
         if collected is not None:
             s.set_output(collected.value())
+        s._depth = min(s._depth, 1)
         s.end()
 
 
@@ -328,6 +347,10 @@ def observe(
         raise TypeError(f"observe() decorates a function, got {type(func).__name__}")
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"name must be a non-empty string, got {name!r}")
+    for flag, value in (("capture_input", capture_input), ("capture_output", capture_output)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be a bool, got {type(value).__name__}")
+    check_client(client)  # at decoration: a wrong client must not break every call
     span_name: str = str(
         name or getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or "span"
     )

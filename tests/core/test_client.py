@@ -174,6 +174,27 @@ def test_before_send_can_change_or_drop(sink):
     client.shutdown(1)
 
 
+def test_what_before_send_returns_cannot_lose_the_event_or_make_it_refused(sink, caplog):
+    # Not a dict (a string, a list): sent as it was, as when before_send raises. A dict
+    # without a name or a distinct id: PostHog would refuse the whole batch; those are kept.
+    def before_send(event):
+        name = event["properties"]["case"]
+        if name == "text":
+            return "not an event"
+        if name == "list":
+            return [event]
+        return {**event, "event": None, "distinct_id": ""}
+
+    client = Client(destination=sink, before_send=before_send, flush_interval=0.05)
+    for case in ("text", "list", "blanked"):
+        client.capture("kept", distinct_id="u", properties={"case": case})
+    assert client.flush(5) is True
+    assert [(e["event"], e["distinct_id"]) for e in sink.events] == [("kept", "u")] * 3
+    assert client.stats()["failed"] == 0
+    assert "before_send returned str" in caplog.text
+    client.shutdown(1)
+
+
 def test_client_privacy_mode_strips_content(sink):
     client = Client(destination=sink, privacy_mode=True, flush_interval=0.05)
     client.capture(

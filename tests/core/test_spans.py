@@ -374,3 +374,33 @@ def test_inputs_and_outputs_are_reported_as_they_were_when_recorded(
     assert len(step["$ai_input_state"]["messages"]) == 6
     assert step["$ai_input_state"]["messages"][0]["content"] == "question 0"
     assert len(step["$ai_output_state"]["items"]) == 6
+
+
+def test_one_span_object_used_twice_is_two_spans_and_leaves_nothing_open(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    from posthog_llm.instrumentation import current_observation
+
+    step = posthog_llm.span("step", input={"n": 1})
+    for turn in range(2):
+        with step as s:
+            s.set_output(turn)
+            with step:  # entered again while open: still the one span
+                pass
+    assert current_observation() is None
+    with posthog_llm.span("unrelated"):
+        pass
+    events = read(default, sink)
+    steps = [e["properties"] for e in events if e["properties"]["$ai_span_name"] == "step"]
+    assert [p["$ai_output_state"] for p in steps] == [0, 1]
+    assert len({p["$ai_trace_id"] for p in steps}) == 2  # each its own trace
+    unrelated = props(events, "unrelated")
+    assert "$ai_parent_id" not in unrelated  # a trace of its own, not under a stale span
+
+
+def test_observe_checks_its_arguments_when_it_decorates() -> None:
+    # A wrong client found at the first call would break every call of the user's function.
+    with pytest.raises(TypeError, match="client must be"):
+        posthog_llm.observe(client=123)(lambda: None)
+    with pytest.raises(TypeError, match="capture_input must be a bool"):
+        posthog_llm.observe(capture_input="no")(lambda: None)  # type: ignore[arg-type]

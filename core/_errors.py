@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -350,3 +351,15 @@ def _fields_of(obj: object) -> dict[str, Any]:
     if isinstance(own, Mapping):
         values.update((str(k).lstrip("_"), v) for k, v in own.items())
     return values
+
+
+def stopped_by_caller(error: BaseException | None) -> bool:
+    """Whether `error` is the caller stopping work it started, not the work failing: a
+    generator or stream closed early (`GeneratorExit`), or cancelled (asyncio: a timeout, a
+    client gone from a streamed reply, a generator abandoned when the event loop ends)."""
+    if error is None:
+        return False
+    if isinstance(error, GeneratorExit):
+        return True
+    asyncio = sys.modules.get("asyncio")  # not imported for this: without it, nothing cancels
+    return asyncio is not None and isinstance(error, asyncio.CancelledError)

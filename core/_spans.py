@@ -19,6 +19,7 @@ from typing import Any, TypeVar, overload
 from ._client import on_any_shutdown, sends_to, settled_list
 from ._context import Scope
 from ._emit import Emitter, capture_internal_exceptions, check_client
+from ._errors import stopped_by_caller
 from ._events import SPAN, TRACE, span_properties, trace_properties
 from ._observation import (
     SPAN_KIND,
@@ -419,7 +420,8 @@ def observe(
                     step = agen.athrow(thrown)
                     del thrown, tb
             except BaseException as exc:
-                error = None if isinstance(exc, GeneratorExit) else exc
+                # Closed early, or cancelled (abandoned when the event loop ends): not a failure.
+                error = None if stopped_by_caller(exc) else exc
                 raise
             finally:
                 try:

@@ -18,7 +18,6 @@ through `capture_internal_exceptions`.
 from __future__ import annotations
 
 import functools
-import sys
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -27,7 +26,7 @@ from typing import Any, NamedTuple, get_args
 from ._client import on_any_shutdown, sends_to, settled_list
 from ._context import Scope, lenient_scope
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
-from ._errors import error_text, header_secrets, scrub_secrets
+from ._errors import error_text, header_secrets, scrub_secrets, stopped_by_caller
 from ._events import (
     EMBEDDING,
     PROP_SPAN_ID,
@@ -192,16 +191,6 @@ def secrets_of(obj: Any, names: tuple[str, ...]) -> list[str]:
 # -- one call ------------------------------------------------------------------------------------
 
 
-def _closed_by_caller(error: BaseException | None) -> bool:
-    """Cancelled (asyncio: a timeout, a client that disconnected) or closed (`GeneratorExit`)."""
-    if error is None:
-        return False
-    if isinstance(error, GeneratorExit):
-        return True
-    asyncio = sys.modules.get("asyncio")  # not imported for this: without it, nothing cancels
-    return asyncio is not None and isinstance(error, asyncio.CancelledError)
-
-
 class TrackedCall:
     """Raw facts about one tracked call; `properties()` turns them into the event."""
 
@@ -348,7 +337,7 @@ class TrackedCall:
         try:
             # Cancelled while reading (a timeout, a client that disconnected from a streamed
             # reply) is the caller closing the stream early, as a `break` is: not the call's error.
-            self.error = None if _closed_by_caller(error) else error
+            self.error = None if stopped_by_caller(error) else error
             self.latency = self.request_latency + self.busy
             if self.ttft is not None:
                 self.ttft += self.request_latency

@@ -434,3 +434,24 @@ def test_a_generator_the_caller_stopped_reading_is_sent_at_process_exit(tmp_path
     (event,) = EventStore(str(db)).events()
     assert event["event"] == "$ai_trace"
     assert event["properties"]["$ai_output_state"] == "one "
+
+
+def test_an_async_generator_left_with_break_as_the_program_ends_is_not_an_error(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    # asyncio.run() closes the abandoned generator by cancelling its aclose(): a CancelledError
+    # reaches it, though the consumer only stopped reading.
+    @posthog_llm.observe
+    async def tokens() -> AsyncGenerator[str, None]:
+        for token in ["Hel", "lo", " wor", "ld"]:
+            yield token
+
+    async def main() -> None:
+        async for token in tokens():
+            if token == "lo":
+                break
+
+    asyncio.run(main())
+    p = sent_span(default, sink)
+    assert "$ai_is_error" not in p and "$ai_error" not in p
+    assert p["$ai_output_state"] == "Hello"

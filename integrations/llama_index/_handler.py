@@ -165,9 +165,16 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             self._evict(trace)
         return len(traces)
 
-    def adopt(self, earlier: PostHogLlamaIndexHandler) -> None:
+    def adopt(self, earlier: PostHogLlamaIndexHandler) -> bool:
         """Take over what `earlier` still follows (a query whose stream is not read yet), so a
-        registration that replaces it finishes those traces whole (`set_global_handler`)."""
+        registration that replaces it finishes those traces whole (`set_global_handler`).
+
+        Only from a handler with the same client and options (a notebook cell run again): what
+        one started for another project, or another person, is not sent as this one's. False
+        when nothing was taken over."""
+        mine, theirs = self._emitter, earlier._emitter
+        if mine._client is not theirs._client or mine.defaults != theirs.defaults:
+            return False
         with earlier._lock, self._lock:
             self._spans.update(earlier._spans)
             self._traces.update(earlier._traces)
@@ -179,6 +186,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             earlier._frames.clear()
         if self._traces:
             self._ensure_sweeper()
+        return True
 
     def _hand_over(self) -> None:
         if self._on and self._traces:

@@ -135,7 +135,9 @@ def set_global_handler(
     event_handler.handler = handler
     with _lock:
         if _installed is not None:
-            # A query still being streamed stays one trace: the new handler finishes it.
+            # A query still being streamed stays one trace: the new handler finishes it
+            # (registered again with the same client and options; else the old one sends it
+            # as it is now).
             handler.adopt(_installed[0])
         _uninstall()
         dispatcher = get_dispatcher()

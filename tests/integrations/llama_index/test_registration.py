@@ -83,6 +83,25 @@ def test_registering_again_while_a_stream_is_unread_keeps_its_query_one_trace(in
     assert generation["$ai_parent_id"] is not None  # under the query's synthesize step
 
 
+def test_registering_for_someone_else_leaves_a_started_query_to_the_first_registration(
+    index, client, sink
+):
+    # Another client or identity: what the first registration started is not sent as theirs.
+    other = Client(destination=posthog_llm.InMemoryDestination(), flush_interval=0.05)
+    try:
+        posthog_li.set_global_handler(client, distinct_id="alice")
+        response = index.as_query_engine(streaming=True).query("cats?")
+        posthog_li.set_global_handler(other, distinct_id="bob", privacy_mode=True)
+        "".join(response.response_gen)
+    finally:
+        posthog_li.remove_global_handler()
+    first = events(client, sink)
+    assert by_event(first, "$ai_trace") and {e["distinct_id"] for e in first} == {"alice"}
+    assert other.flush(5)
+    assert all(e["distinct_id"] == "bob" for e in other.destination.events)
+    other.shutdown(5)
+
+
 def test_remove_global_handler_stops_all_capture(index, client, sink):
     handler = posthog_li.set_global_handler(client)
     posthog_li.remove_global_handler()

@@ -226,8 +226,7 @@ class DeliveryPolicy:
             if budget[0] <= 0 or abort.is_set():
                 # Out of requests: what is not isolated yet is tried again later (from the
                 # spool; without one it is given up with the offenders).
-                outcome.deferred.extend(part)
-                outcome.reasons.append("refused by the endpoint (HTTP 400), not isolated yet")
+                outcome.deferred.extend(part)  # (no reason: nothing is given up)
                 continue
             budget[0] -= 1
             try:

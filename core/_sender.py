@@ -44,6 +44,10 @@ _RETRY_BUDGET_WITH_SPOOL = 5.0
 _NOMINAL_ITEM_BYTES = 1024
 
 
+# Events of a 400'd batch that one bisection did not reach (`Outcome.deferred`).
+_NOT_ISOLATED = "refused by the endpoint (HTTP 400) with an offender not isolated yet"
+
+
 def _report(exc: BaseException) -> None:
     # Imported here: `_emit` imports the client, which imports this module.
     from ._emit import report_internal_error
@@ -831,10 +835,10 @@ class BatchSender:
         if deferred:
             # The spool replays them (a fresh bisection each time) without waiting: the
             # endpoint is answering.
-            if self.spool is not None and self._to_spool(deferred, outcome.reasons[-1]):
+            if self.spool is not None and self._to_spool(deferred, _NOT_ISOLATED):
                 self.counters.add("retried", len(deferred))
             else:
-                self._give_up(deferred, outcome.reasons)
+                self._give_up(deferred, [*outcome.reasons, _NOT_ISOLATED])
 
     def _give_up(self, events: list[bytes], reasons: list[str]) -> None:
         self.counters.add("failed", len(events))

@@ -9,6 +9,7 @@ off it (see `_auth`). Capture bodies are decoded within a shared memory budget (
 from __future__ import annotations
 
 import json
+import math
 import socket
 import socketserver
 import sqlite3
@@ -89,7 +90,14 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, value: Any, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        try:
+            body = json.dumps(
+                value, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
+            )
+        except ValueError:  # a sum that overflowed to infinity: the browser's JSON has none
+            body = json.dumps(
+                _finite(value), ensure_ascii=False, separators=(",", ":"), default=str
+            )
         extra = {"Cache-Control": "no-store"}
         extra.update(headers or {})
         self._send(status, body.encode("utf-8"), "application/json; charset=utf-8", extra)
@@ -408,3 +416,14 @@ class Server(ThreadingHTTPServer):
 
 class Server6(Server):
     address_family = socket.AF_INET6
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinite floats as None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

@@ -247,6 +247,23 @@ def test_odd_values_are_stored_with_the_rest_of_their_batch(server, db_path):
         assert {t.trace_id for t in store.traces()} >= {'{"a":1}', "[1,2]", "t"}
 
 
+def test_sums_past_a_float_are_valid_json_for_the_viewer(server, db_path):
+    # Two costs of 1e308 add up to infinity, which JSON (and the viewer's JSON.parse) has not.
+    batch = [
+        _event("$ai_generation", i)
+        | {"properties": {"$ai_trace_id": "t", "$ai_total_cost_usd": 1e308, "$ai_model": "m"}}
+        for i in range(2)
+    ]
+    assert requests.post(server.url + "/batch/", json={"batch": batch}, timeout=10).ok
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant}")
+
+    for path in ("/api/traces", "/api/traces/t", "/api/stats"):
+        text = requests.get(server.url + path, timeout=10).text
+        json.loads(text, parse_constant=refuse)
+
+
 def test_our_client_stores_odd_values_with_the_rest_of_their_batch(tmp_path):
     db = str(tmp_path / "odd.db")
     client = Client(db=db)

@@ -313,9 +313,6 @@ _PRICED_EVENTS = frozenset({GENERATION, EMBEDDING})
 _COSTS = (PROP_INPUT_COST_USD, PROP_OUTPUT_COST_USD, PROP_TOTAL_COST_USD)
 
 
-_STANDARD_TIERS = ("default", "auto", "standard", "on_demand")
-
-
 def _add_estimated_cost(props: dict[str, Any]) -> None:
     """The pricing table's estimate as `$ai_*_cost_usd`, unless the event carries a cost (or
     a price) of its own, or its model or tokens are unknown to the table. Token counts are
@@ -325,12 +322,12 @@ def _add_estimated_cost(props: dict[str, Any]) -> None:
     model = props.get(PROP_MODEL)
     if type(model) is not str or not model:
         return
-    tier = props.get(PROP_SERVICE_TIER)
-    if isinstance(tier, str) and tier.lower() not in _STANDARD_TIERS:
-        return  # flex, priority ...: priced apart, which the table does not know; PostHog does
     # Only for clients that opted in.
     from ._store_summary import as_count
-    from .local.pricing import estimate_cost
+    from .local.pricing import estimate_cost, standard_tier
+
+    if not standard_tier(props.get(PROP_SERVICE_TIER)):
+        return  # flex, priority ...: priced apart, which the table does not know; PostHog does
 
     provider = props.get(PROP_PROVIDER)
     try:

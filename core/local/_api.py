@@ -22,6 +22,7 @@ from urllib.parse import unquote
 from .._events import (
     EMBEDDING,
     GENERATION,
+    PROP_CACHE_CREATION_1H_INPUT_TOKENS,
     PROP_CACHE_CREATION_INPUT_TOKENS,
     PROP_CACHE_READ_INPUT_TOKENS,
     PROP_INPUT_TOKENS,
@@ -30,6 +31,8 @@ from .._events import (
     PROP_MODEL,
     PROP_OUTPUT_TOKENS,
     PROP_PROVIDER,
+    PROP_REASONING_TOKENS,
+    PROP_SERVICE_TIER,
     PROP_TOTAL_COST_USD,
 )
 from .._store import EventStore, TraceNode
@@ -37,7 +40,7 @@ from .._store_summary import as_count, as_number, is_truthy, latency_bin_value
 from .._version import __version__
 from ..destinations.sqlite import connect
 from ._ingest import BadRequest, iso, parse_timestamp
-from .pricing import PricingTable
+from .pricing import PricingTable, standard_tier
 
 __all__ = ["Reader", "answer"]
 
@@ -53,6 +56,9 @@ class _Usage(NamedTuple):
     cache_read: Any
     cache_write: Any
     total_cost: Any
+    reasoning: Any
+    cache_write_1h: Any
+    service_tier: Any
     latency: Any
     is_error: Any
 
@@ -70,6 +76,9 @@ _COST_PROPS = (
     PROP_CACHE_READ_INPUT_TOKENS,
     PROP_CACHE_CREATION_INPUT_TOKENS,
     PROP_TOTAL_COST_USD,
+    PROP_REASONING_TOKENS,
+    PROP_CACHE_CREATION_1H_INPUT_TOKENS,
+    PROP_SERVICE_TIER,
 )
 _USAGE_SQL = (
     "SELECT trace_id, event, timestamp, "
@@ -136,11 +145,17 @@ class Reader:
         cache_read: Any = None,
         cache_write: Any = None,
         explicit_total: Any = None,
+        reasoning: Any = None,
+        cache_write_1h: Any = None,
+        service_tier: Any = None,
     ) -> dict[str, Any] | None:
-        """The event's own `$ai_total_cost_usd` when it has one, else the table's estimate."""
+        """The event's own `$ai_total_cost_usd` when it has one, else the table's estimate
+        (the same as `Client(send_estimated_cost=True)` sends: none for a non-standard tier)."""
         total = as_number(explicit_total)
         if total is not None:
             return {"total_cost_usd": total, "source": "event"}
+        if not standard_tier(service_tier):
+            return None
         estimate = self.pricing.estimate(
             model if isinstance(model, str) else None,
             as_count(input_tokens),
@@ -148,6 +163,8 @@ class Reader:
             as_count(cache_read),
             cache_write_tokens=as_count(cache_write),
             provider=provider if isinstance(provider, str) else None,
+            cache_write_1h_tokens=as_count(cache_write_1h),
+            reasoning_tokens=as_count(reasoning),
         )
         if estimate is not None:
             estimate["source"] = "estimate"
@@ -162,6 +179,9 @@ class Reader:
             row.cache_read,
             row.cache_write,
             row.total_cost,
+            row.reasoning,
+            row.cache_write_1h,
+            row.service_tier,
         )
         return cost["total_cost_usd"] if cost else None
 

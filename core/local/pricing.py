@@ -249,6 +249,15 @@ class PricingTable:
         }
 
 
+_STANDARD_TIERS = ("default", "auto", "standard", "on_demand")
+
+
+def standard_tier(tier: Any) -> bool:
+    """Whether a call served at `tier` (`$ai_service_tier`; None: not said) is priced by the
+    table: flex, priority and the like are priced apart, which it does not know."""
+    return not isinstance(tier, str) or tier.lower() in _STANDARD_TIERS
+
+
 _ONE_HOUR_WRITE = 2.0  # Anthropic's price of an hour-long cache write, in input prices
 _THINKING_APART = ("gemini", "vertex", "google")
 

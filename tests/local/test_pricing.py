@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 import requests
@@ -187,6 +188,56 @@ def test_cost_sent_by_the_user_wins_over_the_estimate(server):
     assert requests.post(server.url + "/batch/", json=[event], timeout=10).ok
     node = requests.get(server.url + "/api/traces/paid", timeout=10).json()["nodes"][1]
     assert node["cost"] == {"total_cost_usd": 0.5, "source": "event"}
+
+
+def test_the_viewer_prices_as_the_estimate_sent_to_posthog(server):
+    # The same rules where the estimate is shown: thinking as output, hour-long cache writes,
+    # and no standard price for a flex call.
+    calls = {
+        "thinking": {
+            "$ai_model": "gemini-2.5-flash",
+            "$ai_provider": "gemini",
+            "$ai_input_tokens": 0,
+            "$ai_output_tokens": 5,
+            "$ai_reasoning_tokens": 7,
+        },
+        "hour": {
+            "$ai_model": "claude-3-5-sonnet-20241022",
+            "$ai_provider": "anthropic",
+            "$ai_input_tokens": 0,
+            "$ai_output_tokens": 0,
+            "$ai_cache_creation_input_tokens": 400,
+            "$ai_cache_creation_5m_input_tokens": 100,
+            "$ai_cache_creation_1h_input_tokens": 300,
+        },
+        "flex": {
+            "$ai_model": "gpt-4o",
+            "$ai_input_tokens": 1000,
+            "$ai_output_tokens": 10,
+            "$ai_service_tier": "flex",
+        },
+    }
+    batch = [
+        {"event": "$ai_generation", "distinct_id": "u", "properties": {"$ai_trace_id": n, **p}}
+        for n, p in calls.items()
+    ]
+    assert requests.post(server.url + "/batch/", json=batch, timeout=10).ok
+
+    def shown(trace_id: str) -> Any:
+        return requests.get(server.url + f"/api/traces/{trace_id}", timeout=10).json()["cost_usd"]
+
+    thinking = estimate_cost("gemini-2.5-flash", 0, 12, provider="gemini")["total_cost_usd"]
+    assert shown("thinking") == pytest.approx(thinking)
+    hour = estimate_cost(
+        "claude-3-5-sonnet-20241022",
+        0,
+        0,
+        cache_write_tokens=400,
+        cache_write_1h_tokens=300,
+        provider="anthropic",
+    )["total_cost_usd"]
+    assert shown("hour") == pytest.approx(hour)
+    assert shown("flex") is None
 
 
 def test_hour_long_cache_writes_and_gemini_thinking_are_priced():

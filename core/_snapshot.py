@@ -14,8 +14,12 @@ other objects inside are shared (strings and numbers cannot change).
 
 from __future__ import annotations
 
-import marshal
 from typing import Any
+
+# The one-pass encoder's orjson and options: anything orjson would not write as the exact path
+# does (numpy values, str subclasses, dates, dataclasses, sets, bytes ...) raises instead.
+from ._serialize import _ORJSON_OPTIONS as _STRICT
+from ._serialize import _orjson
 
 __all__ = ["freeze_values", "snapshot", "thaw_values"]
 
@@ -53,13 +57,13 @@ _TAKEN = ("\x00posthog_llm_taken",)  # a tuple of a string: never tracked by the
 
 def freeze_values(props: dict[str, Any]) -> bytes | None:
     """Take the containers among `props`' values (a copy the caller made) out, as they are
-    now: returns them all as one `marshal` text, where they hold only Python's plain types
-    (dicts, lists, tuples, sets, strings, numbers, bytes: kept exactly, NaN and tuples
-    included), else copies them in place and returns None. `thaw_values` puts them back.
+    now: returns them all as one JSON text where they hold only dicts, lists, strings and
+    numbers (orjson; NaN and infinities in them become null, as JSON has no such numbers),
+    else copies them in place and returns None. `thaw_values` puts them back.
 
     One C call and one bytes object, not objects of ours: a queued event stays one container
-    for the garbage collector (the properties dict), which keeps a burst cheap to track, and
-    the text is written to its exact size (nothing held beyond it while the event waits)."""
+    for the garbage collector (the properties dict), which keeps a burst cheap to track.
+    (Not `marshal`: it writes numpy values and other buffers as raw bytes, without a word.)"""
     keys = None
     for key, value in props.items():  # (a plain loop: a comprehension costs a function call)
         cls = type(value)
@@ -70,20 +74,25 @@ def freeze_values(props: dict[str, Any]) -> bytes | None:
                 keys.append(key)
     if keys is None:
         return None
-    try:
-        data = marshal.dumps([props[key] for key in keys])
-    except ValueError:  # an object of another type inside (a str subclass, a model ...)
-        for key in keys:
-            props[key] = _copy(props[key], 0, [_MAX_CONTAINERS])
-        return None
+    if _orjson is not None:
+        try:
+            data = _orjson.dumps([props[key] for key in keys], option=_STRICT)
+        except (TypeError, ValueError):
+            pass
+        else:
+            for key in keys:
+                props[key] = _TAKEN
+            # A tight copy: orjson's own result keeps its whole working buffer (a few KB,
+            # held as long as the event waits); freed now, the next call reuses it.
+            return bytes(memoryview(data))
     for key in keys:
-        props[key] = _TAKEN
-    return data
+        props[key] = _copy(props[key], 0, [_MAX_CONTAINERS])
+    return None
 
 
 def thaw_values(props: dict[str, Any], data: bytes) -> None:
     """Put back what `freeze_values` took out of `props` as `data` (worker side)."""
-    values = iter(marshal.loads(data))
+    values = iter(_orjson.loads(data))
     for key, value in props.items():
         if value is _TAKEN:
             props[key] = next(values)

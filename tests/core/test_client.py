@@ -400,3 +400,20 @@ def test_capture_sends_its_properties_as_they_were_when_it_returned(client, sink
     assert event["properties"]["$ai_input"] == [{"role": "user", "content": "first"}]
     assert event["properties"]["odd"]["items"] == [1, 2]
     assert event["properties"]["odd"]["label"] == "x"
+
+
+def test_numbers_of_other_libraries_inside_lists_are_sent_as_numbers(client, sink):
+    # numpy scores and embeddings inside a list or dict: taken as they are when captured, and
+    # written as numbers by the exact path (never as raw bytes).
+    np = pytest.importorskip("numpy")
+    scores = [np.float64(0.9), np.float32(0.5), np.int64(3)]
+    client.capture(
+        "$ai_embedding",
+        distinct_id="u",
+        properties={"scores": scores, "doc": {"similarity": np.float32(0.75)}},
+    )
+    scores.append(np.float64(1.0))
+    assert client.flush(5)
+    (event,) = sink.events
+    assert event["properties"]["scores"] == [0.9, 0.5, 3]
+    assert event["properties"]["doc"] == {"similarity": 0.75}

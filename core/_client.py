@@ -791,10 +791,12 @@ class Client:
             result = message
         message = to_json_safe(result)
         for key, value in names.items():
-            # An event without a name or a distinct id makes PostHog refuse the whole batch.
+            # An event without a name or a distinct id makes PostHog refuse the whole batch;
+            # another value (an int id) is sent as its text.
             given = message.get(key)
-            if not isinstance(given, str) or not given.strip():
-                message[key] = value
+            if given is not None and not isinstance(given, str):
+                given = str(given)[:MAX_ID_CHARS]
+            message[key] = given if given is not None and given.strip() else value
         # `event` first: destinations route `$ai_*` events by the first bytes.
         message = {"event": message.pop("event"), **message}
         return fit_event(message, limit)

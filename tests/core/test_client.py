@@ -183,13 +183,17 @@ def test_what_before_send_returns_cannot_lose_the_event_or_make_it_refused(sink,
             return "not an event"
         if name == "list":
             return [event]
+        if name == "number":
+            return {**event, "distinct_id": 42}
         return {**event, "event": None, "distinct_id": ""}
 
     client = Client(destination=sink, before_send=before_send, flush_interval=0.05)
-    for case in ("text", "list", "blanked"):
+    for case in ("text", "list", "blanked", "number"):
         client.capture("kept", distinct_id="u", properties={"case": case})
     assert client.flush(5) is True
-    assert [(e["event"], e["distinct_id"]) for e in sink.events] == [("kept", "u")] * 3
+    assert [(e["event"], e["distinct_id"]) for e in sink.events] == [("kept", "u")] * 3 + [
+        ("kept", "42")
+    ]
     assert client.stats()["failed"] == 0
     assert "before_send returned str" in caplog.text
     client.shutdown(1)

@@ -13,6 +13,7 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -37,6 +38,19 @@ __all__ = ["Span", "span", "observe"]
 _F = TypeVar("_F", bound=Callable[..., Any])
 _perf = time.perf_counter
 _default_emitter = Emitter(None)
+# Spans entered in this context while open in another (`Span.__enter__`): id(span) -> its twin.
+_twins: ContextVar[dict[int, Span] | None] = ContextVar("posthog_llm_span_twins", default=None)
+
+
+def _open_here(obs: Observation) -> bool:
+    """Whether `obs` is open in this context: the current observation or one it is inside."""
+    current = current_observation()
+    while current is not None:
+        if current is obs:
+            return True
+        current = current.parent
+    return False
+
 
 # A generator's output is what it yielded, kept up to about this many characters.
 MAX_COLLECTED_CHARS = 1_000_000
@@ -114,6 +128,19 @@ class Span:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def __enter__(self) -> Span:
+        obs = self._obs
+        if self._depth > 0 and obs is not None and not self._ended and not _open_here(obs):
+            # Open on another thread or task, entered here too: a span of its own in this
+            # context (what `as` binds), ended by this block's exit; the other stays theirs.
+            twin = Span(
+                self.name,
+                input=self._input,
+                properties=self._properties,
+                client=self._emitter._client,
+            )
+            twin.start(activate=True)
+            _twins.set({**(_twins.get() or {}), id(self): twin})
+            return twin
         self.start(activate=True)
         return self
 
@@ -123,6 +150,12 @@ class Span:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        twins = _twins.get()
+        if twins and id(self) in twins:
+            twin = twins[id(self)]
+            _twins.set({key: value for key, value in twins.items() if key != id(self)} or None)
+            twin.end(exc)
+            return
         self.end(exc)
 
     async def __aenter__(self) -> Span:
@@ -134,7 +167,7 @@ class Span:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.end(exc)
+        self.__exit__(exc_type, exc, tb)
 
     def start(self, *, activate: bool) -> None:
         """Open the span; with `activate`, code that runs next in this context is inside it.

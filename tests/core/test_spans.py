@@ -404,3 +404,37 @@ def test_observe_checks_its_arguments_when_it_decorates() -> None:
         posthog_llm.observe(client=123)(lambda: None)
     with pytest.raises(TypeError, match="capture_input must be a bool"):
         posthog_llm.observe(capture_input="no")(lambda: None)  # type: ignore[arg-type]
+
+
+def test_one_span_object_entered_on_two_tasks_at_once_is_a_span_in_each(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    from posthog_llm.instrumentation import current_observation
+
+    shared = posthog_llm.span("shared")
+    left_open: list[object] = []
+
+    async def job(name: str, delay: float, hold: float) -> None:
+        await asyncio.sleep(delay)
+        async with shared as s:
+            default.capture("$ai_generation", properties={"$ai_model": name})
+            s.set_output(name)
+            await asyncio.sleep(hold)
+        left_open.append(current_observation())
+        default.capture("$ai_generation", properties={"$ai_model": f"{name} after"})
+
+    async def main() -> None:
+        await asyncio.gather(job("A", 0, 0.02), job("B", 0.005, 0.04))
+
+    asyncio.run(main())
+    events = read(default, sink)
+    traces = {e["properties"]["$ai_output_state"]: e for e in events if e["event"] == "$ai_trace"}
+    generations = {
+        e["properties"]["$ai_model"]: e["properties"]
+        for e in events
+        if e["event"] == "$ai_generation"
+    }
+    for name in ("A", "B"):  # each block's work in its own span, nothing after it
+        assert generations[name]["$ai_trace_id"] == traces[name]["properties"]["$ai_trace_id"]
+        assert "$ai_trace_id" not in generations[f"{name} after"]
+    assert left_open == [None, None]

@@ -20,19 +20,11 @@ from ._events import (
     EMBEDDING,
     EVENT_PREFIX,
     GENERATION,
-    PROP_CACHE_CREATION_1H_INPUT_TOKENS,
-    PROP_CACHE_CREATION_INPUT_TOKENS,
-    PROP_CACHE_READ_INPUT_TOKENS,
     PROP_INPUT_COST_USD,
     PROP_INPUT_TOKEN_PRICE,
-    PROP_INPUT_TOKENS,
     PROP_MODEL,
     PROP_OUTPUT_COST_USD,
-    PROP_OUTPUT_TOKENS,
     PROP_PARENT_ID,
-    PROP_PROVIDER,
-    PROP_REASONING_TOKENS,
-    PROP_SERVICE_TIER,
     PROP_SESSION_ID,
     PROP_TOTAL_COST_USD,
     PROP_TRACE_ID,
@@ -323,24 +315,10 @@ def _add_estimated_cost(props: dict[str, Any]) -> None:
     if type(model) is not str or not model:
         return
     # Only for clients that opted in.
-    from ._store_summary import as_count
-    from .local.pricing import estimate_cost, standard_tier
+    from .local.pricing import default_pricing
 
-    if not standard_tier(props.get(PROP_SERVICE_TIER)):
-        return  # flex, priority ...: priced apart, which the table does not know; PostHog does
-
-    provider = props.get(PROP_PROVIDER)
     try:
-        cost = estimate_cost(
-            model,
-            as_count(props.get(PROP_INPUT_TOKENS)),
-            as_count(props.get(PROP_OUTPUT_TOKENS)),
-            as_count(props.get(PROP_CACHE_READ_INPUT_TOKENS)),
-            cache_write_tokens=as_count(props.get(PROP_CACHE_CREATION_INPUT_TOKENS)),
-            provider=provider if type(provider) is str else None,
-            cache_write_1h_tokens=as_count(props.get(PROP_CACHE_CREATION_1H_INPUT_TOKENS)),
-            reasoning_tokens=as_count(props.get(PROP_REASONING_TOKENS)),
-        )
+        cost = default_pricing().estimate_event(props)
     except Exception as exc:  # a pricing file that cannot be read: the event goes without
         from ._emit import report_internal_error  # `_emit` imports this module
 

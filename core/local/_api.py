@@ -14,7 +14,7 @@ import datetime as _dt
 import math
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 from urllib.parse import unquote
@@ -40,7 +40,7 @@ from .._store_summary import as_count, as_number, is_truthy, latency_bin_value
 from .._version import __version__
 from ..destinations.sqlite import connect
 from ._ingest import BadRequest, iso, parse_timestamp
-from .pricing import PricingTable, standard_tier
+from .pricing import PricingTable
 
 __all__ = ["Reader", "answer"]
 
@@ -67,7 +67,7 @@ def _prop(name: str) -> str:
     return f"json_extract(properties, '$.\"{name}\"')"
 
 
-# The properties Reader.cost() reads, in its argument order: events and usage rows share them.
+# The properties Reader.cost() reads, in the order of `_Usage`'s fields that hold them.
 _COST_PROPS = (
     PROP_MODEL,
     PROP_PROVIDER,
@@ -136,53 +136,19 @@ class Reader:
         finally:
             conn.close()
 
-    def cost(
-        self,
-        model: Any,
-        provider: Any,
-        input_tokens: Any,
-        output_tokens: Any,
-        cache_read: Any = None,
-        cache_write: Any = None,
-        explicit_total: Any = None,
-        reasoning: Any = None,
-        cache_write_1h: Any = None,
-        service_tier: Any = None,
-    ) -> dict[str, Any] | None:
+    def cost(self, props: Mapping[str, Any]) -> dict[str, Any] | None:
         """The event's own `$ai_total_cost_usd` when it has one, else the table's estimate
-        (the same as `Client(send_estimated_cost=True)` sends: none for a non-standard tier)."""
-        total = as_number(explicit_total)
+        (`PricingTable.estimate_event`: what `Client(send_estimated_cost=True)` sends)."""
+        total = as_number(props.get(PROP_TOTAL_COST_USD))
         if total is not None:
             return {"total_cost_usd": total, "source": "event"}
-        if not standard_tier(service_tier):
-            return None
-        estimate = self.pricing.estimate(
-            model if isinstance(model, str) else None,
-            as_count(input_tokens),
-            as_count(output_tokens),
-            as_count(cache_read),
-            cache_write_tokens=as_count(cache_write),
-            provider=provider if isinstance(provider, str) else None,
-            cache_write_1h_tokens=as_count(cache_write_1h),
-            reasoning_tokens=as_count(reasoning),
-        )
+        estimate = self.pricing.estimate_event(props)
         if estimate is not None:
             estimate["source"] = "estimate"
         return estimate
 
     def _usage_cost(self, row: _Usage) -> float | None:
-        cost = self.cost(
-            row.model,
-            row.provider,
-            row.input_tokens,
-            row.output_tokens,
-            row.cache_read,
-            row.cache_write,
-            row.total_cost,
-            row.reasoning,
-            row.cache_write_1h,
-            row.service_tier,
-        )
+        cost = self.cost(dict(zip(_COST_PROPS, row[3 : 3 + len(_COST_PROPS)])))
         return cost["total_cost_usd"] if cost else None
 
     def _usage(self, where: str = "", args: tuple[Any, ...] = ()) -> list[_Usage]:
@@ -247,7 +213,7 @@ class Reader:
         start = end - latency if end is not None and latency is not None else end
         cost = None
         if event.get("event") in (GENERATION, EMBEDDING):
-            cost = self.cost(*(props.get(p) for p in _COST_PROPS))
+            cost = self.cost(props)
         return {
             "depth": depth,
             "parent": parent,

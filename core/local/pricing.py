@@ -27,6 +27,18 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Union
 
+from .._events import (
+    PROP_CACHE_CREATION_1H_INPUT_TOKENS,
+    PROP_CACHE_CREATION_INPUT_TOKENS,
+    PROP_CACHE_READ_INPUT_TOKENS,
+    PROP_INPUT_TOKENS,
+    PROP_MODEL,
+    PROP_OUTPUT_TOKENS,
+    PROP_PROVIDER,
+    PROP_REASONING_TOKENS,
+    PROP_SERVICE_TIER,
+)
+from .._store_summary import as_count
 from ._prices_package import package_available, package_label, package_price
 
 __all__ = [
@@ -194,6 +206,25 @@ class PricingTable:
                 if name.startswith(known) and name[len(known)] in _SNAPSHOT_SEPARATORS:
                     return (known, self.models[known])
         return None
+
+    def estimate_event(self, props: Mapping[str, Any]) -> dict[str, Any] | None:
+        """`estimate` for an event's properties, read as the viewer and the client's
+        `send_estimated_cost` both read them: counts as `as_count` reads stored values, and
+        no estimate for a call served at a tier the table has no price for."""
+        if not standard_tier(props.get(PROP_SERVICE_TIER)):
+            return None
+        model = props.get(PROP_MODEL)
+        provider = props.get(PROP_PROVIDER)
+        return self.estimate(
+            model if isinstance(model, str) else None,
+            as_count(props.get(PROP_INPUT_TOKENS)),
+            as_count(props.get(PROP_OUTPUT_TOKENS)),
+            as_count(props.get(PROP_CACHE_READ_INPUT_TOKENS)),
+            cache_write_tokens=as_count(props.get(PROP_CACHE_CREATION_INPUT_TOKENS)),
+            provider=provider if isinstance(provider, str) else None,
+            cache_write_1h_tokens=as_count(props.get(PROP_CACHE_CREATION_1H_INPUT_TOKENS)),
+            reasoning_tokens=as_count(props.get(PROP_REASONING_TOKENS)),
+        )
 
     def estimate(
         self,

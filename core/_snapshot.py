@@ -86,7 +86,7 @@ def freeze_values(props: dict[str, Any]) -> bytes | None:
             # held as long as the event waits); freed now, the next call reuses it.
             return bytes(memoryview(data))
     for key in keys:
-        props[key] = _copy(props[key], 0, [_MAX_CONTAINERS])
+        props[key] = snapshot(props[key])
     return None
 
 

@@ -123,13 +123,11 @@ def insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
         raise
     except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:
         if len(rows) == 1:
-            log.warning("posthog-llm: an event could not be stored: %s", _describe(exc))
+            log.warning(
+                "posthog-llm: an event could not be stored: %s: %s", type(exc).__name__, exc
+            )
             return 1
     return sum(insert_events(conn, [row]) for row in rows)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:

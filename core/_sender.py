@@ -99,6 +99,10 @@ class BatchSender:
         self._spool_warning = RateLimitedWarning(warn_interval)
         self._failing_warning = RateLimitedWarning(warn_interval)
         self._closed_warning = RateLimitedWarning(warn_interval)
+        self._spool_error_warning = RateLimitedWarning(warn_interval)
+        # Set while the spool cannot be written (a folder that cannot be made, a full disk, a
+        # read-only home): batches are then retried in memory, as without a spool.
+        self._spool_failing = False
         self._init_state()
         _live_senders.add(self)
         if spool is not None and spool.exists():
@@ -175,6 +179,13 @@ class BatchSender:
         self._init_state()
 
     @property
+    def _destination_name(self) -> str:
+        """What the warnings call the destination: its `description`, else its class (a user's
+        destination need only have `send` and `close`)."""
+        name = getattr(self.destination, "description", None)
+        return name if isinstance(name, str) and name else type(self.destination).__name__
+
+    @property
     def queued_bytes_estimate(self) -> int:
         """Estimated bytes of the events queued but not built yet."""
         return len(self._queue) * self._item_bytes
@@ -187,8 +198,10 @@ class BatchSender:
                 pending = self.spool.pending()
             except Exception:
                 pending = -1
+        with self._inflight_lock:  # a batch being sent is still queued until it is settled
+            sending = sum(len(batch) for batch in self._inflight)
         return SenderStats(
-            queued=len(self._queue) + len(self._backlog),
+            queued=len(self._queue) + len(self._backlog) + sending,
             spool_pending=pending,
             **values,
         )
@@ -302,7 +315,7 @@ class BatchSender:
         self._closed_warning.warn(
             "posthog-llm: this client was shut down; events captured after shutdown() are "
             "dropped (%s)",
-            self.destination.description,
+            self._destination_name,
         )
 
     def _losses(self) -> int:
@@ -378,8 +391,15 @@ class BatchSender:
         try:
             dropped = self.spool.put(events)
         except Exception as exc:
-            log.warning("posthog-llm: could not write to the spool %s: %s", self.spool.path, exc)
+            self._spool_failing = True
+            self._spool_error_warning.warn(
+                "posthog-llm: could not write to the spool %s (%s); undelivered events are "
+                "retried in memory until it can be written",
+                self.spool.path,
+                exc,
+            )
             return False
+        self._spool_failing = False
         self.counters.add("spooled", len(events))
         log.debug("posthog-llm: spooled %d events (%s)", len(events), why)
         if dropped:
@@ -543,7 +563,7 @@ class BatchSender:
                 "posthog-llm shut down with %d events not delivered to %s; they are in the spool "
                 "%s and will be sent by the next client for this host and key",
                 len(left),
-                self.destination.description,
+                self._destination_name,
                 self.spool.path if self.spool else "",
             )
         else:
@@ -551,7 +571,7 @@ class BatchSender:
             log.warning(
                 "posthog-llm shut down with %d events not delivered to %s",
                 len(left),
-                self.destination.description,
+                self._destination_name,
             )
         return len(left)
 
@@ -635,11 +655,16 @@ class BatchSender:
             try:
                 requested = self._flush_requested
                 if requested > self._flush_done:
-                    ok = self._full_pass()
-                    with self._progress:
-                        self._flush_done = max(self._flush_done, requested)
-                        self._flush_ok = ok
-                        self._progress.notify_all()
+                    ok = False
+                    try:
+                        ok = self._full_pass()
+                    finally:
+                        # A pass that raised still answers its flush (False): the next pass
+                        # would count its losses from after them and say True.
+                        with self._progress:
+                            self._flush_done = max(self._flush_done, requested)
+                            self._flush_ok = ok
+                            self._progress.notify_all()
                 else:
                     next_tick = self._regular_round(next_tick)
                     self._drain_spool(max_batches=4)
@@ -776,8 +801,15 @@ class BatchSender:
     def _spool_batch(self, batch: list[bytes], why: str) -> None:
         if not self._settling(batch):
             return  # taken (and spooled) by a shutdown deadline
-        if not self._to_spool(batch, why):
-            self.counters.add("failed", len(batch))
+        if self._to_spool(batch, why):
+            return
+        # The spool cannot take it: tried now, with retries, as without one.
+        outcome = self._attempt(batch, retry=True)
+        self._settle(outcome)
+        if outcome.undelivered:
+            self._give_up(outcome.undelivered, outcome.reasons)
+        elif outcome.delivered:
+            self.policy.mark_up()
 
     def _send(self, batch: list[bytes]) -> None:
         """Deliver `batch`: on the helper thread when more is waiting and it is free, else here.
@@ -807,26 +839,41 @@ class BatchSender:
         (and the spool retries it, backing off): a process killed during an outage then loses
         only what it captured in the last flush interval. Without one, the batch is retried
         here, after the wait the endpoint asked for (within a shutdown's deadline)."""
-        asked = self.policy.asked_wait()
-        if asked and self.spool is None:
-            if self._deadline is not None:
-                asked = min(asked, max(0.0, self._deadline - time.monotonic()))
-            self._abort.wait(asked)
-        outcome = self.policy.send(
-            batch, deadline=self._deadline, abort=self._abort, retry=self.spool is None
-        )
+        in_memory = self.spool is None or self._spool_failing
+        outcome = self._attempt(batch, retry=in_memory)
         if not self._settling(batch):
             return  # a shutdown deadline took the batch (and spooled it)
         self._settle(outcome)
-        if outcome.undelivered:
+        undelivered = outcome.undelivered
+        if undelivered:
             self.policy.mark_down(self.policy.take_retry_after())
-            if self._to_spool(outcome.undelivered, "; ".join(outcome.reasons[-1:])):
-                self.counters.add("retried", len(outcome.undelivered))  # by the spool, later
-                self._warn_failing(len(outcome.undelivered), outcome.reasons)
-            else:
-                self._give_up(outcome.undelivered, outcome.reasons)
+            why = "; ".join(outcome.reasons[-1:])
+            if self._to_spool(undelivered, why):
+                self.counters.add("retried", len(undelivered))  # by the spool, later
+                self._warn_failing(len(undelivered), outcome.reasons)
+                return
+            if not in_memory:
+                # The spool cannot take them: retried here, as without one, rather than lost.
+                self.counters.add("retried", len(undelivered))
+                outcome = self._attempt(undelivered, retry=True)
+                self._settle(outcome)
+                if not outcome.undelivered:
+                    if outcome.delivered:
+                        self.policy.mark_up()
+                    return
+            self._give_up(outcome.undelivered, outcome.reasons)
         elif outcome.delivered:
             self.policy.mark_up()
+
+    def _attempt(self, batch: list[bytes], *, retry: bool) -> Outcome:
+        """One send of `batch` (with the policy's retries when `retry`, after the wait the
+        endpoint asked for, within a shutdown's deadline)."""
+        asked = self.policy.asked_wait()
+        if asked and retry:
+            if self._deadline is not None:
+                asked = min(asked, max(0.0, self._deadline - time.monotonic()))
+            self._abort.wait(asked)
+        return self.policy.send(batch, deadline=self._deadline, abort=self._abort, retry=retry)
 
     def _settle(self, outcome: Outcome) -> None:
         if outcome.rejected:
@@ -845,7 +892,7 @@ class BatchSender:
         self._warning.warn(
             "posthog-llm: dropped a batch of %d events for %s: %s",
             len(events),
-            self.destination.description,
+            self._destination_name,
             reasons[-1] if reasons else "unknown error",
         )
 
@@ -856,7 +903,7 @@ class BatchSender:
             "posthog-llm: could not deliver %d events to %s (%s); they wait in the spool %s "
             "and are sent once it answers",
             count,
-            self.destination.description,
+            self._destination_name,
             reasons[-1] if reasons else "unknown error",
             self.spool.path if self.spool is not None else "",
         )

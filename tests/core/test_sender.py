@@ -6,6 +6,7 @@ import gzip
 import json
 import logging
 import socket
+import threading
 import time
 from collections import Counter
 
@@ -263,7 +264,7 @@ def test_a_worker_far_behind_makes_the_caller_build_events_instead_of_dropping()
     assert all(results)  # nothing dropped: past the threshold the caller built them
     assert client.stats()["dropped"] == 0
     in_flight = sum(len(batch) for batch in sender._inflight)
-    assert client.stats()["queued"] + in_flight == 1000  # all pending: unbuilt, built or sending
+    assert client.stats()["queued"] == 1000  # all pending: unbuilt, built or sending
     assert len(sender._queue) <= sender.help_threshold  # unbuilt items stay bounded
     # The rest was built (by the caller, past the threshold): waiting as bytes in the backlog,
     # or already taken by the stalled worker as one catch-up batch in flight.
@@ -333,3 +334,52 @@ def test_queue_full_without_a_spool_drops_and_counts_the_newest():
     assert sender.queued_bytes_estimate <= 300_000 + 110_000  # one event of slack
     assert client.stats()["dropped"] > 0 and results[0] is not None
     client.shutdown(0.2)
+
+
+def test_a_batch_being_sent_is_counted_as_queued_until_it_is_answered():
+    gate = threading.Event()
+
+    class Slow:
+        description = "slow"
+
+        def send(self, events, *, timeout):
+            gate.wait(10)
+
+        def close(self):
+            pass
+
+    client = Client(destination=Slow(), flush_at=10, flush_interval=0.05)
+    for i in range(25):
+        client.capture("e", distinct_id="u", properties={"i": i})
+    deadline = time.monotonic() + 5
+    while not client._sender._inflight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert client._sender._inflight  # a request is waiting on the destination
+    stats = client.stats()
+    assert stats["queued"] == 25 and stats["sent"] == 0
+    gate.set()
+    assert client.flush(5)
+    stats = client.stats()
+    assert stats["queued"] == 0 and stats["sent"] == 25
+    client.shutdown(1)
+
+
+def test_a_destination_without_a_description_is_named_by_its_class(caplog):
+    from posthog_llm.destinations import PermanentError
+
+    class Refusing:
+        def send(self, events, *, timeout):
+            raise PermanentError("no thanks", status=403)
+
+        def close(self):
+            pass
+
+    client = Client(destination=Refusing(), flush_interval=0.05)
+    client.capture("e", distinct_id="u")
+    with caplog.at_level(logging.WARNING, logger="posthog_llm"):
+        assert client.flush(5) is False  # the event was refused: not delivered
+    assert client.stats()["failed"] == 1
+    assert "for Refusing: no thanks" in caplog.text
+    client.shutdown(1)
+    assert client.capture("late", distinct_id="u") is None
+    assert client.stats()["dropped"] == 1 and client.stats()["invalid"] == 0

@@ -411,3 +411,45 @@ def test_an_endpoint_that_cannot_be_reached_is_named_in_a_warning(caplog, tmp_pa
     assert f"127.0.0.1:{port}" in warning and "Connection" in warning and "spool" in warning
     assert client.stats()["spool_pending"] == 5
     client.shutdown(1)
+
+
+# -- a spool that cannot be written ----------------------------------------------------------------
+
+
+def _unwritable_spool_dir(tmp_path) -> str:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    return str(blocker / "spool")  # under a regular file: the folder can never be made
+
+
+def test_a_spool_that_cannot_be_written_leaves_delivery_as_reliable_as_no_spool(
+    posthog_server, tmp_path, caplog
+):
+    posthog_server.behaviour = lambda n: ("status", 503) if n == 0 else "ok"
+    client = _client(posthog_server, spool_dir=_unwritable_spool_dir(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="posthog_llm"):
+        uuids = {client.capture("e", distinct_id="u", properties={"i": i}) for i in range(40)}
+        assert client.flush(10)
+    assert {e["uuid"] for e in posthog_server.events} == uuids
+    stats = client.stats()
+    assert stats["failed"] == 0 and stats["retried"] == 40 and stats["spooled"] == 0
+    assert "retried in memory" in caplog.text
+    assert client.shutdown(2)
+
+
+def test_with_the_endpoint_down_and_the_spool_unwritable_batches_are_retried_in_memory(
+    posthog_server, tmp_path
+):
+    client = _client(posthog_server, spool_dir=_unwritable_spool_dir(tmp_path))
+    _down(posthog_server)
+    client.capture("first", distinct_id="u")
+    assert not client.flush(1)  # the endpoint is down: marked down, nothing can be spooled
+    failed = client.stats()["failed"]
+    # While it is down (marked so by the failure above) and recovering, a batch that would
+    # have gone to the spool is tried, with retries, instead of being counted failed.
+    posthog_server.behaviour = lambda n: ("status", 503) if n < 3 else "ok"
+    uuid = client.capture("second", distinct_id="u")
+    assert client.flush(10)
+    assert uuid in {e["uuid"] for e in posthog_server.events}
+    assert client.stats()["failed"] == failed
+    client.shutdown(2)

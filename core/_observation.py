@@ -263,15 +263,25 @@ def open_observation(
 
 
 def close_observation(obs: Observation) -> None:
-    """Mark `obs` closed; if it is current in this context, its parent becomes current again."""
+    """Mark `obs` closed; if it is current in this context, or an observation opened inside it
+    still is, its parent becomes current again."""
     obs.closed = True
-    if _current.get() is obs:
-        # The nearest open ancestor, as stored: every read of `current_observation()` asks its
-        # framework's resolver again, so resolving here as well would only be paid twice.
-        parent = obs.parent
-        while parent is not None and parent.closed:
-            parent = parent.parent
-        _current.set(parent)
+    current = _current.get()
+    if current is not obs:
+        # Something opened inside `obs` in this context is still open: a span in a generator
+        # the caller stopped reading. Closing `obs` ends it here too (as leaving an
+        # OpenTelemetry span restores the context from before it), or every later request in
+        # this context would join `obs`'s finished trace.
+        while current is not None and current is not obs:
+            current = current.parent
+        if current is None:
+            return
+    # The nearest open ancestor, as stored: every read of `current_observation()` asks its
+    # framework's resolver again, so resolving here as well would only be paid twice.
+    parent = obs.parent
+    while parent is not None and parent.closed:
+        parent = parent.parent
+    _current.set(parent)
 
 
 def report_to_trace(

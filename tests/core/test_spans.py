@@ -438,3 +438,50 @@ def test_one_span_object_entered_on_two_tasks_at_once_is_a_span_in_each(
         assert generations[name]["$ai_trace_id"] == traces[name]["properties"]["$ai_trace_id"]
         assert "$ai_trace_id" not in generations[f"{name} after"]
     assert left_open == [None, None]
+
+
+def test_a_span_left_open_in_a_generator_ends_with_the_request_around_it(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    def stream_answer() -> Iterator[str]:
+        with posthog_llm.span("stream_answer"):  # the user's span inside their own generator
+            yield "part 1"
+            yield "part 2"
+
+    with posthog_llm.span("request 1") as first:
+        held = stream_answer()
+        assert next(held) == "part 1"  # read once, kept (a cache, an abandoned response)
+    assert posthog_llm.instrumentation.current_observation() is None
+    with posthog_llm.span("request 2") as second:
+        pass
+    assert second.trace_id != first.trace_id
+    held.close()  # the generator's span ends now, still in request 1's trace
+    events = read(default, sink)
+    assert props(events, "request 2")["$ai_trace_id"] == second.trace_id
+    assert [e["event"] for e in events if e["properties"]["$ai_span_name"] == "request 2"] == [
+        "$ai_trace"
+    ]
+    assert props(events, "stream_answer")["$ai_trace_id"] == first.trace_id
+
+
+def test_an_async_generator_left_open_does_not_pull_later_requests_into_its_trace(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    async def chunks() -> AsyncIterator[int]:
+        async with posthog_llm.span("inner"):
+            yield 1
+            yield 2
+
+    async def main() -> tuple[str, str]:
+        async with posthog_llm.span("request 1") as first:
+            async for _ in chunks():
+                break  # left unfinished: closed only when the loop shuts down
+        async with posthog_llm.span("request 2") as second:
+            pass
+        return first.trace_id, second.trace_id
+
+    first_id, second_id = asyncio.run(main())
+    assert first_id != second_id
+    events = read(default, sink)
+    assert props(events, "request 2")["$ai_trace_id"] == second_id
+    assert props(events, "inner")["$ai_trace_id"] == first_id

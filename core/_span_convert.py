@@ -296,7 +296,7 @@ def _model_parameters(attrs: Mapping[str, Any], invocation: Any) -> dict[str, An
 
 
 def _tools(attrs: Mapping[str, Any]) -> Any:
-    tools = _json(attrs.get("gen_ai.tool.definitions"))
+    tools = _tool_list(attrs.get("gen_ai.tool.definitions"))
     if tools:
         return tools
     if "llm.tools.0.tool.json_schema" in attrs:  # OpenInference numbers its tools from 0
@@ -304,10 +304,19 @@ def _tools(attrs: Mapping[str, Any]) -> Any:
         listed = [t for t in listed if t]
         if listed:
             return listed
-    tools = _json(attrs.get("ai.prompt.tools"))
+    tools = _tool_list(attrs.get("ai.prompt.tools"))
     if tools:
         return tools
     return _openllmetry_tools(attrs)
+
+
+def _tool_list(value: Any) -> Any:
+    """Tool definitions as one JSON text, or as an array of JSON texts, one per tool (the Vercel
+    AI SDK's `ai.prompt.tools`; a `string[]` attribute): parsed either way."""
+    tools = _json(value)
+    if isinstance(tools, list):
+        return [_json(tool) if isinstance(tool, str) else tool for tool in tools]
+    return tools
 
 
 def _openllmetry_tools(attrs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
@@ -656,6 +665,36 @@ _EVENT_ROLES = {
 }
 
 
+def _flat_message(message: Mapping[str, Any], role: str) -> dict[str, Any]:
+    """An indexed message (`gen_ai.prompt.N.*`, as OpenLLMetry writes them): role and content,
+    with its `tool_calls.M.{id,name,arguments}` as the message's tool calls and the
+    `tool_call_id` a tool result answers."""
+    out: dict[str, Any] = {"role": message.get("role") or role, "content": message.get("content")}
+    calls = [
+        function_call(call.get("id"), call.get("name"), call.get("arguments"))
+        for call in _indexed(message, "tool_calls.")
+        if call.get("name") is not None
+    ]
+    if calls:
+        out["tool_calls"] = calls
+    if message.get("tool_call_id") is not None:
+        out["tool_call_id"] = message["tool_call_id"]
+    return out
+
+
+def _event_message(attributes: Mapping[str, Any], role: str) -> dict[str, Any]:
+    """A message from a `gen_ai.*.message` span event: content, its `tool_calls` (JSON text or
+    a list) and, for a tool result, the call it answers (`id`)."""
+    out: dict[str, Any] = {"role": role, "content": _json(attributes.get("content"))}
+    calls = _json(attributes.get("tool_calls"))
+    if isinstance(calls, list) and calls:
+        out["tool_calls"] = [_json(c) if isinstance(c, str) else c for c in calls]
+    answers = attributes.get("id")
+    if role == "tool" and answers is not None:
+        out["tool_call_id"] = answers
+    return out
+
+
 def _input(rec: SpanRecord) -> Any:
     attrs = rec.attributes
     messages = _messages(attrs.get("gen_ai.input.messages"), "user")
@@ -667,12 +706,9 @@ def _input(rec: SpanRecord) -> Any:
         return messages
     indexed = _indexed(attrs, "gen_ai.prompt.")
     if indexed:
-        return [{"role": m.get("role") or "user", "content": m.get("content")} for m in indexed]
+        return [_flat_message(m, "user") for m in indexed]
     from_events = [
-        {
-            "role": e.attributes.get("role") or _EVENT_ROLES[e.name],
-            "content": _json(e.attributes.get("content")),
-        }
+        _event_message(e.attributes, e.attributes.get("role") or _EVENT_ROLES[e.name])
         for e in rec.events
         if e.name in _EVENT_ROLES
     ]
@@ -699,9 +735,7 @@ def _output(rec: SpanRecord, output_messages: Any) -> Any:
         return messages
     indexed = _indexed(attrs, "gen_ai.completion.")
     if indexed:
-        return [
-            {"role": m.get("role") or "assistant", "content": m.get("content")} for m in indexed
-        ]
+        return [_flat_message(m, "assistant") for m in indexed]
     choices = []
     for event in rec.events:
         if event.name == "gen_ai.choice":

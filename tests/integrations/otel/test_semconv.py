@@ -510,3 +510,79 @@ def test_tool_calls_and_results_in_parts_read_as_the_openai_drop_in_sends_them(t
         },
         {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
     ]
+
+
+def test_the_older_indexed_messages_keep_their_tool_calls_and_the_calls_they_answer(tracer, events):
+    with tracer.start_as_current_span(
+        "openai.chat",
+        attributes={
+            "llm.request.type": "chat",
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.prompt.0.role": "user",
+            "gen_ai.prompt.0.content": "Weather in Rome?",
+            "gen_ai.prompt.1.role": "assistant",
+            "gen_ai.prompt.1.tool_calls.0.id": "call_1",
+            "gen_ai.prompt.1.tool_calls.0.name": "get_weather",
+            "gen_ai.prompt.1.tool_calls.0.arguments": '{"city": "Rome"}',
+            "gen_ai.prompt.2.role": "tool",
+            "gen_ai.prompt.2.content": "sunny",
+            "gen_ai.prompt.2.tool_call_id": "call_1",
+            "gen_ai.completion.0.role": "assistant",
+            "gen_ai.completion.0.finish_reason": "tool_calls",
+            "gen_ai.completion.0.tool_calls.0.id": "call_2",
+            "gen_ai.completion.0.tool_calls.0.name": "get_forecast",
+            "gen_ai.completion.0.tool_calls.0.arguments": '{"days": 3}',
+        },
+    ):
+        pass
+    gen = only(events("$ai_generation"))
+    assert gen["$ai_input"] == [
+        {"role": "user", "content": "Weather in Rome?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "id": "call_1",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                }
+            ],
+        },
+        {"role": "tool", "content": "sunny", "tool_call_id": "call_1"},
+    ]
+    assert gen["$ai_output_choices"] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "id": "call_2",
+                    "function": {"name": "get_forecast", "arguments": '{"days": 3}'},
+                }
+            ],
+        }
+    ]
+
+
+def test_message_events_keep_their_tool_calls_and_the_calls_they_answer(tracer, events):
+    call = {"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}
+    with tracer.start_as_current_span("chat", attributes=CHAT) as span:
+        span.add_event("gen_ai.user.message", {"content": "Weather?"})
+        span.add_event("gen_ai.assistant.message", {"tool_calls": json.dumps([call])})
+        span.add_event("gen_ai.tool.message", {"content": "sunny", "id": "c1"})
+    assert only(events("$ai_generation"))["$ai_input"] == [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
+    ]
+
+
+@pytest.mark.parametrize("key", ["gen_ai.tool.definitions", "ai.prompt.tools"])
+def test_tool_definitions_given_as_an_array_of_json_texts_are_tool_objects(tracer, events, key):
+    tool = {"type": "function", "name": "weather", "parameters": {"type": "object"}}
+    with tracer.start_as_current_span("chat", attributes={**CHAT, key: (json.dumps(tool),)}):
+        pass
+    assert only(events("$ai_generation"))["$ai_tools"] == [tool]

@@ -257,6 +257,9 @@ _uuid_warning = RateLimitedWarning(10.0)
 _properties_warning = RateLimitedWarning(10.0)
 # The event name of a queued item that holds several events of one trace (`_capture_lazy_many`).
 _MANY = "$posthog_llm_many"
+# The event name of such an item whose trace the sample rate leaves out: the worker builds it
+# only to count its events as `sampled_out`, and sends nothing.
+_MANY_SAMPLED_OUT = "$posthog_llm_many_sampled_out"
 # What such an item counts for when the worker decides to wake (a trace of the OpenTelemetry
 # or LlamaIndex integrations is typically 3-6 events). Counted as one, a trace would wait for
 # `flush_at` traces, long enough for its objects to be promoted to the collector's oldest
@@ -637,8 +640,14 @@ class Client:
         """
         if self.disabled:
             return False
-        if trace_id is not None and self.sample_rate < 1.0 and not self._sampled(trace_id):
-            return False
+        if trace_id is not None and self.sample_rate < 1.0:
+            if event is _MANY:
+                if not keep_trace(trace_id, self.sample_rate):
+                    # How many events the trace holds is known once it is built: counted then.
+                    self._sender.enqueue((_MANY_SAMPLED_OUT, None, build, None, 0.0, None, False))
+                    return False
+            elif not self._sampled(trace_id):
+                return False
         item = (event, distinct_id, build, groups, time.time(), None, privacy_mode)
         if events == 1:
             return self._sender.enqueue(item)
@@ -665,6 +674,14 @@ class Client:
                 thaw_values(item, frozen)
             return self._serialize_one(event, distinct_id, item, groups, timestamp, event_uuid)
         event, distinct_id, props, groups, timestamp, event_uuid, privacy_mode = item
+        if event is _MANY_SAMPLED_OUT:
+            try:
+                count = len(props())
+            except Exception:  # it is not sent: a builder's failure is not this event's
+                count = 1
+            with self._sampled_lock:
+                self._sampled_out += count
+            return []
         if event is _MANY:
             kept: list[bytes] = []
             filtered = failed = 0
@@ -819,7 +836,7 @@ class Client:
     close = shutdown
 
     def _sampled(self, trace_id: Any) -> bool:
-        """Whether a trace is kept under `sample_rate` (counts what is not)."""
+        """Whether a trace is kept under `sample_rate` (counts the event if not)."""
         if keep_trace(trace_id, self.sample_rate):
             return True
         with self._sampled_lock:

@@ -97,3 +97,25 @@ def test_overrides_win_in_every_integration(
     assert len(generations) == 3
     assert {g["$ai_provider"] for g in generations} == {"my-gateway"}
     assert [g["$ai_total_cost_usd"] for g in generations if "$ai_total_cost_usd" in g] == [0.25]
+
+
+def test_sampled_out_counts_every_event_of_a_trace_handed_over_whole(
+    default_client: Any, events: Any, handler: Any, query_engine: Any
+) -> None:
+    # LangChain and LlamaIndex hand a finished trace over as one item: left out by the sample
+    # rate, it still counts as the events it would have sent.
+    from langchain_core.runnables import RunnableLambda
+
+    chain = RunnableLambda(lambda x: x).with_config(run_name="a") | RunnableLambda(
+        lambda x: x
+    ).with_config(run_name="b")
+    chain.invoke(1, config={"callbacks": [handler]})
+    chain_events = len(events())
+    query_engine.query("owls?")
+    query_events = len(events()) - chain_events
+    assert chain_events == 3 and query_events >= 3
+    default_client.sample_rate = 0.0
+    chain.invoke(1, config={"callbacks": [handler]})
+    query_engine.query("owls?")
+    assert len(events()) == chain_events + query_events  # nothing more was sent
+    assert default_client.stats()["sampled_out"] == chain_events + query_events

@@ -917,7 +917,9 @@ class BatchSender:
             if not spool.has_claimable():
                 return False
         except Exception as exc:
-            log.warning("posthog-llm: could not read the spool %s: %s", spool.path, exc)
+            self._spool_error_warning.warn(
+                "posthog-llm: could not read the spool %s: %s", spool.path, exc
+            )
             return False
         more = False
         for _ in range(max_batches):
@@ -927,7 +929,9 @@ class BatchSender:
                     max(self.flush_at, _CATCH_UP_BATCH), self.max_batch_bytes, _SPOOL_LEASE
                 )
             except Exception as exc:
-                log.warning("posthog-llm: could not read the spool %s: %s", spool.path, exc)
+                self._spool_error_warning.warn(
+                    "posthog-llm: could not read the spool %s: %s", spool.path, exc
+                )
                 return False
             if not rows:
                 return False
@@ -950,7 +954,9 @@ class BatchSender:
                 spool.ack(done)
                 spool.release(back + again)
             except Exception as exc:
-                log.warning("posthog-llm: could not update the spool %s: %s", spool.path, exc)
+                self._spool_error_warning.warn(
+                    "posthog-llm: could not update the spool %s: %s", spool.path, exc
+                )
             if back:
                 self._warn_failing(len(back), outcome.reasons)
                 self.counters.add("retried", len(back))

@@ -11,6 +11,7 @@ committed row across a crash of the process (only a power loss can take the last
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
 import threading
@@ -22,6 +23,8 @@ from ._private_files import create_private_file, make_private_dirs
 __all__ = ["Spool", "default_spool_dir", "spool_path", "DEFAULT_SPOOL_MAX_BYTES"]
 
 DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+
+log = logging.getLogger("posthog_llm")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -35,6 +38,11 @@ CREATE TABLE IF NOT EXISTS events (
 
 # About what a row costs beyond its data (ids, size, lease, page headers).
 _ROW_OVERHEAD = 32
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Another process holds the file for now (not a fault of the file)."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def default_spool_dir() -> str:
@@ -81,10 +89,38 @@ class Spool:
         # A connection must not cross a fork: the child opens its own.
         # Owner-only: the spool holds captured prompts (its -wal/-shm take the file's mode).
         make_private_dirs(os.path.dirname(self.path))
+        try:
+            conn = self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise  # busy, locked, full, not permitted: the file itself may be fine
+            # Not a database (a power loss, another program's file): set aside, not deleted,
+            # and a new spool started; otherwise no event could ever be spooled again.
+            aside = f"{self.path}.corrupt-{int(time.time())}"
+            log.warning(
+                "posthog-llm: the spool %s is unreadable (%s); moved to %s", self.path, exc, aside
+            )
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                if os.path.exists(self.path + suffix):
+                    os.replace(self.path + suffix, aside + suffix)
+            conn = self._open()
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
         create_private_file(self.path)
         conn = sqlite3.connect(
             self.path, timeout=30.0, check_same_thread=False, isolation_level=None
         )
+        try:
+            self._prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA busy_timeout = 30000")
         for attempt in range(50):
             try:
@@ -99,11 +135,9 @@ class Spool:
                 conn.executescript(_SCHEMA)
                 break
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 49:
+                if not _busy(exc) or attempt == 49:
                     raise
                 time.sleep(0.02 * (attempt + 1))
-        self._conn, self._pid = conn, os.getpid()
-        return conn
 
     def close(self) -> None:
         with self._lock:

@@ -453,3 +453,24 @@ def test_with_the_endpoint_down_and_the_spool_unwritable_batches_are_retried_in_
     assert uuid in {e["uuid"] for e in posthog_server.events}
     assert client.stats()["failed"] == failed
     client.shutdown(2)
+
+
+def test_a_spool_file_that_is_not_a_database_is_set_aside_and_a_new_one_started(
+    posthog_server, tmp_path, caplog
+):
+    path = spool_path(str(tmp_path / "spool"), posthog_server.host, "phc_spool")
+    os.makedirs(os.path.dirname(path))
+    with open(path, "wb") as f:
+        f.write(b"\x00not a database" * 512)  # what a power loss or another program left
+    posthog_server.behaviour = lambda n: ("status", 503) if n == 0 else "ok"
+    client = _client(posthog_server, spool_dir=str(tmp_path / "spool"))
+    with caplog.at_level(logging.WARNING, logger="posthog_llm"):
+        uuids = {client.capture("e", distinct_id="u", properties={"i": i}) for i in range(30)}
+        assert client.flush(10)  # the first answer spooled them; the replay delivered them
+    assert {e["uuid"] for e in posthog_server.events} == uuids
+    assert client.stats()["spool_pending"] == 0 and client.stats()["failed"] == 0
+    aside = [name for name in os.listdir(os.path.dirname(path)) if ".corrupt-" in name]
+    assert len(aside) == 1 and "is unreadable" in caplog.text
+    with open(os.path.join(os.path.dirname(path), aside[0]), "rb") as f:
+        assert f.read(16) == b"\x00not a database\x00"  # kept as it was, not deleted
+    assert client.shutdown(2)

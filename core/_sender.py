@@ -161,6 +161,10 @@ class BatchSender:
         # Batches taken from the backlog and not settled yet (two while a second request is out).
         self._inflight: list[list[bytes]] = []
         self._inflight_lock = threading.Lock()
+        # In-flight batches a shutdown deadline saved while their request went on: the spool
+        # rows each went to (None: counted failed), and set once the saving is done.
+        self._taken: dict[int, tuple[list[bytes], list[int] | None]] = {}
+        self._saved = threading.Event()
         self._second: SecondRequest | None = None
         if getattr(self.destination, "concurrent_requests", 1) > 1:
             self._second = SecondRequest(self._deliver_guarded)
@@ -384,12 +388,13 @@ class BatchSender:
                 "posthog-llm buffer is full (%d bytes): dropping new events", self.max_queue_bytes
             )
 
-    def _to_spool(self, events: list[bytes], why: str) -> bool:
-        """Write events to the spool; False when there is none (or it cannot be written)."""
+    def _to_spool(self, events: list[bytes], why: str, ids: list[int] | None = None) -> bool:
+        """Write events to the spool; False when there is none (or it cannot be written).
+        `ids` gets the rows of the events written (the newest, when the spool is too small)."""
         if self.spool is None or not events:
             return False
         try:
-            dropped = self.spool.put(events)
+            dropped = self.spool.put(events, ids)
         except Exception as exc:
             self._spool_failing = True
             self._spool_error_warning.warn(
@@ -542,7 +547,25 @@ class BatchSender:
         """
         with self._inflight_lock:
             inflight, self._inflight = self._inflight, []
-        left: list[bytes] = [data for batch in inflight for data in batch]
+        try:
+            return self._save(inflight)
+        finally:
+            self._saved.set()
+
+    def _save(self, inflight: list[list[bytes]]) -> int:
+        why = "shutdown deadline reached"
+        saved = lost = 0
+        for batch in inflight:
+            # Each on its own: its request may still be answered, and what it delivered is then
+            # taken back out of the spool (or the failed count) by `_taken_back`.
+            ids: list[int] = []
+            if self._to_spool(batch, why, ids):
+                self._taken[id(batch)] = (batch, ids)
+                saved += len(batch)
+            else:
+                self._taken[id(batch)] = (batch, None)
+                lost += len(batch)
+        left: list[bytes] = []
         # The worker finishes the item it is building (into the backlog) and builds no more.
         with self._drain_lock:
             self._swept = True
@@ -556,24 +579,57 @@ class BatchSender:
                 except IndexError:
                     break
                 left.extend(self._build(item))
-        if not left:
-            return 0
-        if self._to_spool(left, "shutdown deadline reached"):
+        if left:
+            if self._to_spool(left, why):
+                saved += len(left)
+            else:
+                lost += len(left)
+        if lost:
+            self.counters.add("failed", lost)
+            log.warning(
+                "posthog-llm shut down with %d events not delivered to %s",
+                lost,
+                self._destination_name,
+            )
+        if saved:
             log.warning(
                 "posthog-llm shut down with %d events not delivered to %s; they are in the spool "
                 "%s and will be sent by the next client for this host and key",
-                len(left),
+                saved,
                 self._destination_name,
                 self.spool.path if self.spool else "",
             )
-        else:
-            self.counters.add("failed", len(left))
-            log.warning(
-                "posthog-llm shut down with %d events not delivered to %s",
-                len(left),
-                self._destination_name,
+        return saved + lost
+
+    def _taken_back(self, batch: list[bytes], outcome: Outcome) -> None:
+        """`batch` was answered after a shutdown deadline saved it: what it delivered leaves
+        the spool (or the failed count) again, so it is neither sent twice by the next client
+        nor counted both sent and failed."""
+        if not outcome.delivered or not self._saved.wait(10.0):
+            return
+        entry = self._taken.pop(id(batch), None)
+        if entry is None or entry[0] is not batch:
+            return
+        ids = entry[1]
+        if ids is None:
+            self.counters.add("failed", -len(outcome.delivered))
+            return
+        # The rows are the newest of the batch that fitted: its tail.
+        rows = {id(data): row for data, row in zip(batch[len(batch) - len(ids) :], ids)}
+        delivered = [rows[id(data)] for data in outcome.delivered if id(data) in rows]
+        spool = self.spool
+        if spool is None or not delivered:
+            return
+        try:
+            spool.ack(delivered)
+        except Exception as exc:
+            self._spool_error_warning.warn(
+                "posthog-llm: could not update the spool %s: %s", spool.path, exc
             )
-        return len(left)
+            return
+        finally:
+            spool.close()  # opened again for this after the shutdown closed it
+        self.counters.add("spooled", -len(delivered))
 
     # -- worker side ---------------------------------------------------------------------------
 
@@ -842,7 +898,8 @@ class BatchSender:
         in_memory = self.spool is None or self._spool_failing
         outcome = self._attempt(batch, retry=in_memory)
         if not self._settling(batch):
-            return  # a shutdown deadline took the batch (and spooled it)
+            self._taken_back(batch, outcome)  # a shutdown deadline took (and saved) the batch
+            return
         self._settle(outcome)
         undelivered = outcome.undelivered
         if undelivered:

@@ -150,8 +150,9 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def put(self, events: Sequence[bytes]) -> int:
-        """Append events (newest last); returns how many of the oldest were dropped to fit."""
+    def put(self, events: Sequence[bytes], ids: list[int] | None = None) -> int:
+        """Append events (newest last); returns how many of the oldest were dropped to fit.
+        `ids`, when given, gets the row ids of the events written, in order."""
         if not events:
             return 0
         # Written a part at a time, the limit enforced after each: the file never holds much
@@ -189,6 +190,11 @@ class Spool:
                         "INSERT INTO events (data, size) VALUES (?, ?)",
                         [(sqlite3.Binary(e), len(e)) for e in events[start:end]],
                     )
+                    if ids is not None:
+                        # One writer (the transaction holds the write lock): the part's rows
+                        # are the last `end - start` ids.
+                        last = conn.execute("SELECT max(id) FROM events").fetchone()[0]
+                        ids.extend(range(last - (end - start) + 1, last + 1))
                     dropped += self._enforce_limit(conn, newest)
                     start = end
                 conn.execute("COMMIT")

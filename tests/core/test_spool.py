@@ -474,3 +474,55 @@ def test_a_spool_file_that_is_not_a_database_is_set_aside_and_a_new_one_started(
     with open(os.path.join(os.path.dirname(path), aside[0]), "rb") as f:
         assert f.read(16) == b"\x00not a database\x00"  # kept as it was, not deleted
     assert client.shutdown(2)
+
+
+# -- a request answered after the shutdown deadline saved its batch --------------------------------
+
+
+def test_a_batch_answered_after_shutdown_saved_it_is_not_sent_again_by_the_next_client(
+    posthog_server, tmp_path
+):
+    spool_dir = str(tmp_path / "spool")
+    posthog_server.delay = 1.2  # every answer (200, events recorded) comes 1.2 s late
+    first = _client(posthog_server, spool_dir=spool_dir, flush_interval=0.05)
+    uuids = [first.capture("e", distinct_id="u", properties={"i": i}) for i in range(20)]
+    time.sleep(0.3)  # the batch is out, its answer 1.2 s away
+    assert first.shutdown(0.6) is False  # saved to the spool at its deadline, request still out
+    time.sleep(1.5)  # the answer arrives after shutdown returned
+    posthog_server.delay = 0.0
+    assert [e["uuid"] for e in posthog_server.events] == uuids
+    assert first.stats()["sent"] == 20 and first.stats()["spool_pending"] == 0
+    second = _client(posthog_server, spool_dir=spool_dir)
+    assert second.flush(5)
+    assert Counter(e["uuid"] for e in posthog_server.events) == Counter(uuids)  # no duplicates
+    assert second.stats()["replayed"] == 0
+    second.shutdown(2)
+
+
+def test_without_a_spool_a_batch_answered_after_shutdown_counts_once():
+    gate = threading.Event()
+    got: list[bytes] = []
+
+    class Slow:
+        description = "slow"
+
+        def send(self, events, *, timeout):
+            gate.wait(10)
+            got.extend(events)
+
+        def close(self):
+            pass
+
+    client = Client(destination=Slow(), flush_interval=0.05)
+    for i in range(30):
+        client.capture("e", distinct_id="u", properties={"i": i})
+    time.sleep(0.3)
+    assert client.shutdown(0.3) is False  # the request is still out: counted failed for now
+    assert client.stats()["failed"] == 30
+    gate.set()
+    deadline = time.monotonic() + 5
+    while client.stats()["sent"] < 30 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(got) == 30
+    stats = client.stats()
+    assert (stats["sent"], stats["failed"]) == (30, 0)

@@ -326,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MB",
         help="refuse request bodies larger than this with 413 (default 20)",
     )
+    p.add_argument(
+        "--otlp-hold",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long OTLP spans of an AI trace wait for its root span after the trace's last "
+        "span arrived (default 10); raise it above your slowest model call, or a trace whose "
+        "root comes later is stored without the root's name and identity",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print a line per capture request")
     p.set_defaults(func=_cmd_serve)
 

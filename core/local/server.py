@@ -282,6 +282,10 @@ def serve(args: Any) -> int:
     _return_large_buffers_to_the_os()
     max_mb = getattr(args, "max_body_mb", None)
     quiet = bool(getattr(args, "quiet", False))
+    hold = getattr(args, "otlp_hold", None)
+    if hold is not None and not hold >= 0:
+        print(f"posthog-llm: error: --otlp-hold must be seconds >= 0, got {hold}", file=sys.stderr)
+        return 1
 
     def log(line: str) -> None:
         # Request lines quote what clients sent: no terminal controls from them.
@@ -301,6 +305,7 @@ def serve(args: Any) -> int:
             log=None if quiet else log,
             cors_origins=getattr(args, "cors_origin", None) or (),
             viewer_password=getattr(args, "viewer_password", None),
+            otlp_hold_seconds=10.0 if hold is None else hold,
         )
     except ServeError as exc:
         print(f"posthog-llm: error: {exc}", file=sys.stderr)

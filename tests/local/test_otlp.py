@@ -583,3 +583,53 @@ def test_a_trace_across_two_services_is_one_tree_under_the_first_services_root(s
     tool = events["POST /tool"]["properties"]
     assert tool["$ai_parent_id"] == format(called_from.span_id, "016x")
     assert root_span.get_span_context().trace_id == called_from.trace_id
+
+
+@pytest.mark.parametrize("hold", ["0.3", "3600"])
+def test_serve_otlp_hold_sets_how_long_a_rootless_trace_waits(db_path, hold):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "posthog_llm", "serve", "--port", "0", "--db", db_path]
+    proc = subprocess.Popen(
+        [*command, "--otlp-hold", hold],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        match = re.search(r"collector on (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
+        assert match, proc.stderr.read()
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        with provider.get_tracer("tests").start_as_current_span("POST /ask"):
+            with provider.get_tracer("tests").start_as_current_span("chat", attributes=CHAT):
+                pass
+        chat, _root = memory.get_finished_spans()
+        post_spans(match.group(1), [chat])  # the root is still to come (a slow call in it)
+        found = stored_when_ready(db_path, 2, timeout=3.0)
+        assert len(found) == (2 if hold == "0.3" else 0)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+def test_serve_refuses_a_negative_otlp_hold(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "posthog_llm", "serve", "--port", "0", "--otlp-hold", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "--otlp-hold must be seconds >= 0, got -1.0" in done.stderr

@@ -74,7 +74,8 @@ class ServerHandle:
         self._thread = thread
         self.host = host
         self.port: int = server.server_address[1]
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        bare = host.strip().strip("[]")  # `--host [::1]` as well as `--host ::1`
+        shown = "127.0.0.1" if bare in ("", "0.0.0.0") else bare
         shown = f"[{shown}]" if ":" in shown else shown
         self.url = f"http://{shown}:{self.port}"
         self.db = app.db
@@ -311,7 +312,7 @@ def serve(args: Any) -> int:
         print(f"posthog-llm: error: {exc}", file=sys.stderr)
         return 1
     print(f"posthog-llm {__version__}: PostHog-compatible collector on {handle.url} (store: {db})")
-    if handle.host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(handle.host):
         print(f"  listening on:  {handle.host or '0.0.0.0'}:{handle.port} (other machines too)")
     print(f"  viewer:        {handle.url}/")
     print(f"  send events:   POSTHOG_HOST={handle.url}  (posthog-python, posthog-js, posthog_llm)")

@@ -249,3 +249,33 @@ def test_cli_reports_bad_serve_options(tmp_path, capsys, extra, message):
     code = main(["serve", "--port", "0", "--db", str(tmp_path / "e.db"), *extra])
     assert code == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["[::1]", "::1"])
+def test_an_ipv6_loopback_host_gets_a_url_clients_can_use(db_path, host):
+    handle = start_server(db_path, host=host)
+    try:
+        assert handle.url == f"http://[::1]:{handle.port}"
+        assert requests.get(handle.url + "/api/info", timeout=10).json()["events"] == 0
+    finally:
+        handle.close()
+
+
+def test_serve_on_another_loopback_address_does_not_say_other_machines_can_reach_it(tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "posthog_llm", "serve", "--host", "127.0.0.2", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert re.search(r"collector on http://127\.0\.0\.2:\d+", first), first
+        second = proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    assert "viewer:" in second and "other machines" not in second

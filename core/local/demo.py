@@ -42,6 +42,7 @@ from typing import Any
 
 from .._client import Client
 from .._context import context
+from .._errors import error_text
 from .._events import (
     GENERATION,
     SPAN,
@@ -654,49 +655,62 @@ def _openai_calls(demo: _Demo, openai_client: Any) -> None:
     trace_id = demo.trace_id("openai", "OpenAI: chat, stream and embeddings")
     started = time.perf_counter()
     question = "Write a one-line tagline for a hedgehog café."
+    tagline: str | None = None
+    failure: BaseException | None = None
     with demo.scope("demo-user-linus", trace_id):
-        demo.say("ask", question)
-        reply = openai_client.chat.completions.create(
-            model=_OPENAI_CHAT_MODEL,
-            messages=[
-                {"role": "system", "content": "You write short, friendly copy."},
-                {"role": "user", "content": question},
-            ],
-            temperature=0.7,
-            max_tokens=60,
-        )
-        tagline = reply.choices[0].message.content or ""
-        demo.say("answer", _short(tagline))
+        try:
+            demo.say("ask", question)
+            reply = openai_client.chat.completions.create(
+                model=_OPENAI_CHAT_MODEL,
+                messages=[
+                    {"role": "system", "content": "You write short, friendly copy."},
+                    {"role": "user", "content": question},
+                ],
+                temperature=0.7,
+                max_tokens=60,
+            )
+            tagline = reply.choices[0].message.content or ""
+            demo.say("answer", _short(tagline))
 
-        stream = openai_client.chat.completions.create(
-            model=_OPENAI_CHAT_MODEL,
-            messages=[{"role": "user", "content": "Now a short welcome sign for the same café."}],
-            max_tokens=60,
-            stream=True,
-        )
-        demo.stream(
-            "stream",
-            (c.choices[0].delta.content or "" for c in stream if c.choices),
-        )
+            stream = openai_client.chat.completions.create(
+                model=_OPENAI_CHAT_MODEL,
+                messages=[
+                    {"role": "user", "content": "Now a short welcome sign for the same café."}
+                ],
+                max_tokens=60,
+                stream=True,
+            )
+            demo.stream(
+                "stream",
+                (c.choices[0].delta.content or "" for c in stream if c.choices),
+            )
 
-        texts = [tagline, "Hedgehogs hibernate in winter.", "Cafés serve coffee."]
-        embeddings = openai_client.embeddings.create(model=_OPENAI_EMBEDDING_MODEL, input=texts)
-        demo.say(
-            "embed",
-            f"{len(embeddings.data)} texts -> vectors of {len(embeddings.data[0].embedding)} dimensions",
-        )
-
-        # Manual capture: a `$ai_trace` event that names the trace and holds its input and output.
-        demo.client.capture(
-            TRACE,
-            properties=trace_properties(
-                trace_id=trace_id,
-                span_name="hedgehog_cafe_copy",
-                input_state={"question": question},
-                output_state={"tagline": tagline},
-                latency=time.perf_counter() - started,
-            ),
-        )
+            texts = [tagline, "Hedgehogs hibernate in winter.", "Cafés serve coffee."]
+            embeddings = openai_client.embeddings.create(model=_OPENAI_EMBEDDING_MODEL, input=texts)
+            demo.say(
+                "embed",
+                f"{len(embeddings.data)} texts -> vectors of "
+                f"{len(embeddings.data[0].embedding)} dimensions",
+            )
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            # Manual capture: a `$ai_trace` event that names the trace and holds its input and
+            # output (or the error a call ended it with: the trace keeps its root either way).
+            error = None if failure is None else error_text(failure)
+            demo.client.capture(
+                TRACE,
+                properties=trace_properties(
+                    trace_id=trace_id,
+                    span_name="hedgehog_cafe_copy",
+                    input_state={"question": question},
+                    output_state=None if tagline is None else {"tagline": tagline},
+                    latency=time.perf_counter() - started,
+                    error=error,
+                    is_error=True if error else None,
+                ),
+            )
 
 
 # -- reporting -------------------------------------------------------------------------------------

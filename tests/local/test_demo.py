@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -320,6 +321,32 @@ def test_with_provider_keys_set_the_demo_calls_the_apis_they_open(tmp_path: Path
     assert {"anthropic", "gemini"} <= {g.get("$ai_provider") for g in generations}
     # The OpenAI client the demo built from the environment: the base URL it was given.
     assert openai_url in {g.get("$ai_base_url") for g in generations}
+
+
+@needs_frameworks
+def test_a_failing_openai_api_still_gives_the_demo_trace_its_named_root(tmp_path: Path) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    try:
+        port = closed.getsockname()[1]
+        run = run_demo_process(
+            tmp_path,
+            env={
+                "OPENAI_API_KEY": "sk-demo-test",
+                "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+            },
+        )
+    finally:
+        closed.close()
+    assert run.returncode == 1  # the part failed, and says so
+    roots = [
+        e["properties"]
+        for e in run.events()
+        if e["event"] == "$ai_trace" and e["properties"]["$ai_trace_id"].endswith("-openai")
+    ]
+    assert len(roots) == 1
+    assert roots[0]["$ai_span_name"] == "hedgehog_cafe_copy" and roots[0]["$ai_is_error"] is True
+    assert roots[0]["$ai_error"].startswith("APIConnectionError")
 
 
 @needs_frameworks

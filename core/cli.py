@@ -109,6 +109,10 @@ def _open_store(path: str | None) -> EventStore:
 
 def _resolve_trace(store: EventStore, given: str, db: str) -> str:
     """The trace id for an exact id or a unique prefix of one."""
+    if not given.strip():
+        raise CommandError(
+            "give a trace id, or the start of one (list them with 'posthog-llm traces')"
+        )
     if store.trace_ids_with_prefix(given, limit=1) == [given]:
         return given
     matches = store.trace_ids_with_prefix(given, limit=1001)

@@ -76,6 +76,13 @@ def _text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def _trace_column(value: Any) -> str | None:
+    """The trace an event belongs to: none for an empty or blank id (no trace a viewer could
+    open, or a link could name)."""
+    text = _text(value)
+    return text if text is not None and text.strip() else None
+
+
 def event_row(raw: bytes) -> tuple[Any, ...]:
     event = json.loads(raw)
     props = event.get("properties") or {}
@@ -85,7 +92,7 @@ def event_row(raw: bytes) -> tuple[Any, ...]:
         _text(event.get("distinct_id")),
         # In UTC: the store orders and filters events by this text.
         utc_text(event.get("timestamp")),
-        _text(props.get(PROP_TRACE_ID)) if isinstance(props, dict) else None,
+        _trace_column(props.get(PROP_TRACE_ID)) if isinstance(props, dict) else None,
         json.dumps(props, ensure_ascii=False, separators=(",", ":")),
         time.time(),
     )

@@ -440,3 +440,19 @@ def test_events_are_listed_in_time_order_whatever_offset_they_were_stored_with(t
     assert main(["events", "--db", path, "--json", "--since", "2025-01-30T10:45:00+00:00"]) == 0
     later = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [e["properties"]["$ai_span_name"] for e in later] == ["b", "c"]
+
+
+def test_an_empty_trace_id_is_no_trace_and_show_asks_for_one(tmp_path, capsys):
+    path = str(tmp_path / "blank.db")
+    client = Client(db=path)
+    client.capture("$ai_generation", distinct_id="x", properties={"$ai_trace_id": ""})
+    client.capture("$ai_generation", distinct_id="x", properties={"$ai_trace_id": "  "})
+    client.capture("$ai_generation", distinct_id="x", properties={"$ai_trace_id": "t-1"})
+    assert client.shutdown(5)
+    assert main(["traces", "--db", path, "--json"]) == 0
+    listed = [json.loads(line)["trace_id"] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["t-1"]  # a blank id names no trace a viewer could open
+    assert main(["events", "--db", path, "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3  # the events themselves are kept
+    result = _cli("show", "", "--db", path)
+    assert result.returncode == 1 and "give a trace id" in result.stderr

@@ -287,6 +287,11 @@ def serve(args: Any) -> int:
     if hold is not None and not hold >= 0:
         print(f"posthog-llm: error: --otlp-hold must be seconds >= 0, got {hold}", file=sys.stderr)
         return 1
+    if max_mb is not None and not 0 < max_mb < 1e9:
+        print(
+            f"posthog-llm: error: --max-body-mb must be a size > 0, got {max_mb}", file=sys.stderr
+        )
+        return 1
 
     def log(line: str) -> None:
         # Request lines quote what clients sent: no terminal controls from them.

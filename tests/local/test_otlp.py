@@ -620,16 +620,24 @@ def test_serve_otlp_hold_sets_how_long_a_rootless_trace_waits(db_path, hold):
         proc.communicate(timeout=20)
 
 
-def test_serve_refuses_a_negative_otlp_hold(tmp_path):
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--otlp-hold", "-1", "--otlp-hold must be seconds >= 0, got -1.0"),
+        ("--max-body-mb", "-1", "--max-body-mb must be a size > 0, got -1.0"),
+        ("--max-body-mb", "nan", "--max-body-mb must be a size > 0, got nan"),
+    ],
+)
+def test_serve_names_the_flag_it_refuses(tmp_path, flag, value, message):
     import subprocess
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "posthog_llm", "serve", "--port", "0", "--otlp-hold", "-1"],
+        [sys.executable, "-m", "posthog_llm", "serve", "--port", "0", flag, value],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=tmp_path,
     )
     assert done.returncode == 1
-    assert "--otlp-hold must be seconds >= 0, got -1.0" in done.stderr
+    assert done.stderr.strip() == f"posthog-llm: error: {message}"

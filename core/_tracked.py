@@ -226,6 +226,7 @@ class TrackedCall:
         "body_size",
         "body_complete",
         "replay",
+        "requests",
         "__weakref__",
     )
 
@@ -273,6 +274,9 @@ class TrackedCall:
         self.body_size = 0
         self.body_complete = False  # the body was read to its end
         self.replay: Callable[[Iterator[bytes]], Any] | None = None  # the SDK reads it again
+        # Every response of a call the SDK answers with several requests (google-genai's
+        # automatic function calling), the last one included; None when it made one.
+        self.requests: list[Any] | None = None
 
     # -- outcomes (hot path: record and hand over) ----------------------------------------------
 

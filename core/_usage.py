@@ -36,6 +36,7 @@ __all__ = [
     "whole_number",
     "token_count",
     "input_tokens_for",
+    "total_usage",
 ]
 
 
@@ -56,6 +57,21 @@ class Usage(NamedTuple):
 
 
 EMPTY_USAGE = Usage()
+
+
+def total_usage(usages: list[Usage]) -> Usage:
+    """The counts of several requests made for one call, added up (a count none of them knows
+    stays unknown).
+
+    >>> total_usage([Usage(input_tokens=4, output_tokens=26), Usage(input_tokens=4)])
+    Usage(input_tokens=8, output_tokens=26, cache_read_input_tokens=None, cache_creation_input_tokens=None, reasoning_tokens=None, cache_creation_5m_input_tokens=None, cache_creation_1h_input_tokens=None, web_search_count=None)
+    """
+    fields = []
+    for counts in zip(*usages):
+        known = [count for count in counts if count is not None]
+        fields.append(sum(known) if known else None)
+    return Usage(*fields) if usages else EMPTY_USAGE
+
 
 _INPUT = (
     "input_tokens",

@@ -153,7 +153,13 @@ from ._tracked import (  # noqa: E402
     track_sdk_response,
     track_sdk_stream,
 )
-from ._usage import Usage, input_tokens_for, normalize_usage, whole_number  # noqa: E402
+from ._usage import (  # noqa: E402
+    Usage,
+    input_tokens_for,
+    normalize_usage,
+    total_usage,
+    whole_number,
+)
 
 __all__ += [
     "MODEL_PARAMETER_NAMES",
@@ -174,6 +180,7 @@ __all__ += [
     "track_async_sdk_response",
     "Usage",
     "normalize_usage",
+    "total_usage",
     "input_tokens_for",
     "whole_number",
 ]

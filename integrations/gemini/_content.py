@@ -14,6 +14,7 @@ from posthog_llm.instrumentation import (
     function_call,
     generation_properties,
     normalize_usage,
+    total_usage,
 )
 
 if TYPE_CHECKING:
@@ -252,6 +253,11 @@ def build(call: TrackedCall) -> dict[str, Any]:
         parts = list(getattr(content, "parts", None) or ())
         stop = getattr(first, "finish_reason", None)
     usage = normalize_usage(usage_block)
+    requests = call.requests
+    if requests is not None and len(requests) > 1:
+        # Automatic function calling: the SDK ran the functions the model asked for and asked
+        # again; every request is paid for, so the call's counts are all of them.
+        usage = total_usage([normalize_usage(getattr(r, "usage_metadata", None)) for r in requests])
     requested = params.get("model")
     return generation_properties(
         trace_id=call.trace_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from google.genai.models import AsyncModels, Models
@@ -64,7 +65,29 @@ def _start_stream(stream: Any, call: TrackedCall) -> Any:
     return stream
 
 
-GENERATE = TrackedKind(GENERATION, ("contents",), _content.build, None, _start_stream)
+# The responses of the tracked `generate_content` running in this context: with automatic
+# function calling, google-genai sends several requests for one call (each through
+# `_generate_content_with_continuation`), and all of them count.
+_requests: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "posthog_llm_gemini_requests", default=None
+)
+
+
+def _collect_requests(call: TrackedCall, kwargs: dict[str, Any]) -> bool:
+    call.requests = []
+    _requests.set(call.requests)  # reset by the tracked method once the call returns
+    return True
+
+
+def _note_request(response: Any) -> None:
+    seen = _requests.get()
+    if seen is not None:
+        seen.append(response)
+
+
+GENERATE = TrackedKind(
+    GENERATION, ("contents",), _content.build, None, _start_stream, prepare=_collect_requests
+)
 GENERATE_STREAM = TrackedKind(
     GENERATION,
     ("contents",),
@@ -86,7 +109,11 @@ class TrackedModels(Models):
 
     def generate_content(self, *args: Any, **kwargs: Any) -> Any:
         method = super().generate_content
-        return run_tracked(GENERATE, self._posthog_llm, self._api_client, method, args, kwargs)
+        token = _requests.set(None)
+        try:
+            return run_tracked(GENERATE, self._posthog_llm, self._api_client, method, args, kwargs)
+        finally:
+            _requests.reset(token)
 
     def generate_content_stream(self, *args: Any, **kwargs: Any) -> Any:
         method = super().generate_content_stream
@@ -108,7 +135,13 @@ class TrackedAsyncModels(AsyncModels):
     async def generate_content(self, *args: Any, **kwargs: Any) -> Any:
         method = super().generate_content
         tracker = self._posthog_llm
-        return await run_tracked_async(GENERATE, tracker, self._api_client, method, args, kwargs)
+        token = _requests.set(None)
+        try:
+            return await run_tracked_async(
+                GENERATE, tracker, self._api_client, method, args, kwargs
+            )
+        finally:
+            _requests.reset(token)
 
     async def generate_content_stream(self, *args: Any, **kwargs: Any) -> Any:
         method = super().generate_content_stream
@@ -121,3 +154,34 @@ class TrackedAsyncModels(AsyncModels):
         method = super().embed_content
         tracker = self._posthog_llm
         return await run_tracked_async(EMBED, tracker, self._api_client, method, args, kwargs)
+
+
+# What the SDK's function-calling loop calls once per request: newer releases merge a
+# generation's continuations into one answer there, older ones call `_generate_content`.
+_PER_REQUEST = (
+    "_generate_content_with_continuation"
+    if hasattr(Models, "_generate_content_with_continuation")
+    else "_generate_content"
+)
+
+
+def _noting(method: Any) -> Any:
+    def per_request(self: Any, **kwargs: Any) -> Any:
+        response = method(self, **kwargs)
+        _note_request(response)
+        return response
+
+    return per_request
+
+
+def _noting_async(method: Any) -> Any:
+    async def per_request(self: Any, **kwargs: Any) -> Any:
+        response = await method(self, **kwargs)
+        _note_request(response)
+        return response
+
+    return per_request
+
+
+setattr(TrackedModels, _PER_REQUEST, _noting(getattr(Models, _PER_REQUEST)))
+setattr(TrackedAsyncModels, _PER_REQUEST, _noting_async(getattr(AsyncModels, _PER_REQUEST)))

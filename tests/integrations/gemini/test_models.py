@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import urllib.request
 import uuid
 
 import pytest
@@ -123,6 +125,46 @@ def test_a_python_function_as_a_tool_is_recorded_with_its_parameters(make_client
     assert (tool["name"], tool["description"]) == ("get_weather", "Weather for a city.")
     schema = tool.get("parameters_json_schema") or tool.get("parameters")
     assert "city" in json.dumps(schema)
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_automatic_function_calling_counts_every_request_of_the_call(
+    make_client, events, standin, run
+):
+    # google-genai runs the Python function the model asked for, then asks again: two paid
+    # requests for one `generate_content`, and one event that counts both.
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        return f"sunny in {city}"
+
+    llm = make_client()
+    config = types.GenerateContentConfig(tools=[get_weather])
+    if run == "sync":
+        llm.models.generate_content(model=MODEL, contents="Weather in Paris?", config=config)
+    else:
+        asyncio.run(
+            llm.aio.models.generate_content(
+                model=MODEL, contents="Weather in Paris?", config=config
+            )
+        )
+    sent = [r for r in standin.requests if r["path"].endswith(":generateContent")]
+    assert len(sent) == 2  # the function's result went back in a second request
+    # What each request cost: the same bodies answered again, read as raw JSON.
+    totals = [0, 0]
+    for request in sent:
+        answer = urllib.request.urlopen(
+            urllib.request.Request(
+                standin.base_url.rstrip("/") + request["path"],
+                data=json.dumps(request["body"]).encode(),
+                headers={"Content-Type": "application/json", "x-goog-api-key": API_KEY},
+            ),
+            timeout=10,
+        )
+        usage = json.loads(answer.read())["usageMetadata"]
+        totals[0] += usage["promptTokenCount"]
+        totals[1] += usage["candidatesTokenCount"]
+    generation = only(events("$ai_generation"))
+    assert [generation["$ai_input_tokens"], generation["$ai_output_tokens"]] == totals
 
 
 def test_function_calls_in_the_output_and_tools(make_client, events):

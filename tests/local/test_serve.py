@@ -241,7 +241,7 @@ def test_serve_request_lines_show_terminal_controls_from_clients_as_escapes(tmp_
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--max-body-mb", "0"], "max_body_bytes must be a positive number"),
+        (["--max-body-mb", "0"], "--max-body-mb must be a size > 0, got 0.0"),
         (["--pricing", "no-such-prices.json"], "cannot read pricing file no-such-prices.json"),
     ],
 )

@@ -115,9 +115,12 @@ class DeliveryPolicy:
         deadline: float | None,
         abort: threading.Event,
         retry: bool = True,
+        outcome: Outcome | None = None,
     ) -> Outcome:
-        """Attempt `batch` (split by lane); never raises."""
-        outcome = Outcome()
+        """Attempt `batch` (split by lane); never raises. `outcome`, when given, is the one
+        filled (while the batch is being sent, what it delivered so far can be read there)."""
+        if outcome is None:
+            outcome = Outcome()
         for group in self._by_lane(batch):
             if outcome.undelivered or abort.is_set():
                 # The endpoint just failed: do not knock again with the rest of the batch.

@@ -164,6 +164,9 @@ class BatchSender:
         # In-flight batches a shutdown deadline saved while their request went on: the spool
         # rows each went to (None: counted failed), and set once the saving is done.
         self._taken: dict[int, tuple[list[bytes], list[int] | None]] = {}
+        # The outcome each in-flight batch is filling: what it delivered already is counted
+        # sent, not queued (a batch of two lanes is two requests).
+        self._outcomes: dict[int, Outcome] = {}
         self._saved = threading.Event()
         self._second: SecondRequest | None = None
         if getattr(self.destination, "concurrent_requests", 1) > 1:
@@ -203,7 +206,10 @@ class BatchSender:
             except Exception:
                 pending = -1
         with self._inflight_lock:  # a batch being sent is still queued until it is settled
-            sending = sum(len(batch) for batch in self._inflight)
+            sending = 0
+            for batch in self._inflight:
+                outcome = self._outcomes.get(id(batch))
+                sending += len(batch) - (len(outcome.delivered) if outcome is not None else 0)
         return SenderStats(
             queued=len(self._queue) + len(self._backlog) + sending,
             spool_pending=pending,
@@ -231,6 +237,11 @@ class BatchSender:
                 self._wake.set()
             return True
         return self._enqueue_bounded(item, waiting)
+
+    def has_room(self) -> bool:
+        """Whether `enqueue` would take an item now without dropping it (open, and the queue
+        below its bound)."""
+        return not self._closed and len(self._queue) < self.max_queue_size
 
     def enqueue_several(self, item: Any, events: int) -> bool:
         """`enqueue` for an item that builds into about `events` events: the worker is woken
@@ -821,7 +832,9 @@ class BatchSender:
             try:
                 return self.spool.pending() == 0
             except Exception:
-                return False
+                # A spool that cannot be read (a folder where its file should be): what this
+                # sender never spooled is not waiting there.
+                return after["spooled"] == 0
         return after["spooled"] == before["spooled"]
 
     def _let_burst_pass(self, deadline: float) -> None:
@@ -848,6 +861,7 @@ class BatchSender:
     def _settling(self, batch: list[bytes]) -> bool:
         """Take `batch` out of the in-flight list; False if a shutdown deadline took it first."""
         with self._inflight_lock:
+            self._outcomes.pop(id(batch), None)
             for i, taken in enumerate(self._inflight):
                 if taken is batch:
                     del self._inflight[i]
@@ -857,15 +871,8 @@ class BatchSender:
     def _spool_batch(self, batch: list[bytes], why: str) -> None:
         if not self._settling(batch):
             return  # taken (and spooled) by a shutdown deadline
-        if self._to_spool(batch, why):
-            return
-        # The spool cannot take it: tried now, with retries, as without one.
-        outcome = self._attempt(batch, retry=True)
-        self._settle(outcome)
-        if outcome.undelivered:
-            self._give_up(outcome.undelivered, outcome.reasons)
-        elif outcome.delivered:
-            self.policy.mark_up()
+        if not self._to_spool(batch, why):
+            self._retry_in_memory(batch)  # the spool cannot take it: as without one
 
     def _send(self, batch: list[bytes]) -> None:
         """Deliver `batch`: on the helper thread when more is waiting and it is free, else here.
@@ -912,12 +919,23 @@ class BatchSender:
             if not in_memory:
                 # The spool cannot take them: retried here, as without one, rather than lost.
                 self.counters.add("retried", len(undelivered))
-                outcome = self._attempt(undelivered, retry=True)
-                self._settle(outcome)
-                if not outcome.undelivered:
-                    if outcome.delivered:
-                        self.policy.mark_up()
-                    return
+                self._retry_in_memory(undelivered)
+                return
+            self._give_up(undelivered, outcome.reasons)
+        elif outcome.delivered:
+            self.policy.mark_up()
+
+    def _retry_in_memory(self, batch: list[bytes]) -> None:
+        """Send `batch` with the policy's retries (the spool cannot take it). In flight again
+        meanwhile: counted as queued, and a shutdown deadline can still save it."""
+        with self._inflight_lock:
+            self._inflight.append(batch)
+        outcome = self._attempt(batch, retry=True)
+        if not self._settling(batch):
+            self._taken_back(batch, outcome)
+            return
+        self._settle(outcome)
+        if outcome.undelivered:
             self._give_up(outcome.undelivered, outcome.reasons)
         elif outcome.delivered:
             self.policy.mark_up()
@@ -925,12 +943,17 @@ class BatchSender:
     def _attempt(self, batch: list[bytes], *, retry: bool) -> Outcome:
         """One send of `batch` (with the policy's retries when `retry`, after the wait the
         endpoint asked for, within a shutdown's deadline)."""
+        outcome = Outcome()
+        with self._inflight_lock:
+            self._outcomes[id(batch)] = outcome
         asked = self.policy.asked_wait()
         if asked and retry:
             if self._deadline is not None:
                 asked = min(asked, max(0.0, self._deadline - time.monotonic()))
             self._abort.wait(asked)
-        return self.policy.send(batch, deadline=self._deadline, abort=self._abort, retry=retry)
+        return self.policy.send(
+            batch, deadline=self._deadline, abort=self._abort, retry=retry, outcome=outcome
+        )
 
     def _settle(self, outcome: Outcome) -> None:
         if outcome.rejected:

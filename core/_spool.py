@@ -10,13 +10,16 @@ committed row across a crash of the process (only a power loss can take the last
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from ._private_files import create_private_file, make_private_dirs
 
@@ -25,6 +28,7 @@ __all__ = ["Spool", "default_spool_dir", "spool_path", "DEFAULT_SPOOL_MAX_BYTES"
 DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 
 log = logging.getLogger("posthog_llm")
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -94,19 +98,58 @@ class Spool:
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):
                 raise  # busy, locked, full, not permitted: the file itself may be fine
-            # Not a database (a power loss, another program's file): set aside, not deleted,
-            # and a new spool started; otherwise no event could ever be spooled again.
-            aside = f"{self.path}.corrupt-{int(time.time())}"
+            conn = self._recover(exc)
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _using(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """(Under `_lock`.) `operation` on the spool's connection. A damaged file (one that is
+        not a database, or whose pages cannot be read) is set aside, and `operation` runs once
+        more on a new spool: otherwise no event could ever be spooled again."""
+        try:
+            return operation(self._connection())
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            self._forget_connection()
+            conn = self._recover(exc)
+            self._conn, self._pid = conn, os.getpid()
+            return operation(conn)
+
+    def _forget_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def _recover(self, exc: sqlite3.DatabaseError) -> sqlite3.Connection:
+        """A new connection after `exc` said the file is damaged. Under a lock the processes
+        sharing the spool take, the file is checked again first: another of them may have set
+        it aside and started a new one already. Set aside, not deleted."""
+        with _exclusive(self.path + ".lock"):
+            conn = None
+            try:
+                conn = self._open()
+                healthy = conn.execute("PRAGMA quick_check(1)").fetchone()[0] == "ok"
+            except sqlite3.DatabaseError as again:
+                if isinstance(again, sqlite3.OperationalError):
+                    raise
+                healthy = False
+            if healthy and conn is not None:
+                return conn
+            if conn is not None:
+                conn.close()
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            aside = f"{self.path}.corrupt-{stamp}-{os.getpid()}-{secrets.token_hex(4)}"
             log.warning(
                 "posthog-llm: the spool %s is unreadable (%s); moved to %s", self.path, exc, aside
             )
-            os.replace(self.path, aside)
-            for suffix in ("-wal", "-shm"):
+            for suffix in ("", "-wal", "-shm"):
                 if os.path.exists(self.path + suffix):
                     os.replace(self.path + suffix, aside + suffix)
-            conn = self._open()
-        self._conn, self._pid = conn, os.getpid()
-        return conn
+            return self._open()
 
     def _open(self) -> sqlite3.Connection:
         create_private_file(self.path)
@@ -141,12 +184,7 @@ class Spool:
 
     def close(self) -> None:
         with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None and self._pid == os.getpid():
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
+            self._forget_connection()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -171,37 +209,43 @@ class Spool:
             kept.append(data)
         kept.reverse()
         dropped = len(events) - len(kept)
-        events = kept
-        if not events:
+        if not kept:
             return dropped
-        part_bytes = max(1, self.max_bytes // 10)
         with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                start = 0
-                while start < len(events):
-                    end, size = start, 0
-                    while end < len(events) and (end == start or size < part_bytes):
-                        size += len(events[end])
-                        end += 1
-                    newest = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
-                    conn.executemany(
-                        "INSERT INTO events (data, size) VALUES (?, ?)",
-                        [(sqlite3.Binary(e), len(e)) for e in events[start:end]],
-                    )
-                    if ids is not None:
-                        # One writer (the transaction holds the write lock): the part's rows
-                        # are the last `end - start` ids.
-                        last = conn.execute("SELECT max(id) FROM events").fetchone()[0]
-                        ids.extend(range(last - (end - start) + 1, last + 1))
-                    dropped += self._enforce_limit(conn, newest)
-                    start = end
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return dropped
+            written, limited = self._using(lambda conn: self._write(conn, kept))
+        if ids is not None:
+            ids.extend(written)
+        return dropped + limited
+
+    def _write(self, conn: sqlite3.Connection, events: list[bytes]) -> tuple[list[int], int]:
+        """One transaction: the row ids written, and how many old events the limit dropped."""
+        part_bytes = max(1, self.max_bytes // 10)
+        written: list[int] = []
+        dropped = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            start = 0
+            while start < len(events):
+                end, size = start, 0
+                while end < len(events) and (end == start or size < part_bytes):
+                    size += len(events[end])
+                    end += 1
+                newest = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+                conn.executemany(
+                    "INSERT INTO events (data, size) VALUES (?, ?)",
+                    [(sqlite3.Binary(e), len(e)) for e in events[start:end]],
+                )
+                # One writer (the transaction holds the write lock): the part's rows are the
+                # last `end - start` ids.
+                last = conn.execute("SELECT max(id) FROM events").fetchone()[0]
+                written.extend(range(last - (end - start) + 1, last + 1))
+                dropped += self._enforce_limit(conn, newest)
+                start = end
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return written, dropped
 
     def _used_bytes(self, conn: sqlite3.Connection) -> int:
         # Pages in use, not a SUM over rows: O(1) whatever the spool holds.
@@ -244,53 +288,55 @@ class Spool:
             return []
         now = time.time()
         with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = conn.execute(
-                    "SELECT id, size FROM events WHERE lease < ? ORDER BY id LIMIT ?",
-                    (now, max_count),
-                ).fetchall()
-                ids: list[int] = []
-                total = 0
-                for row_id, size in rows:
-                    if ids and total + size > max_bytes:
-                        break
-                    ids.append(row_id)
-                    total += size
-                out: list[tuple[int, bytes]] = []
-                if ids:
-                    # Fixed statements (no IN list of varying length): each distinct SQL text
-                    # would be prepared and cached, and with thousands of placeholders that
-                    # cache alone grows the process by megabytes. Under the write lock, the
-                    # unleased rows between the first and last id are exactly those selected.
-                    until = now + lease
-                    first, last = ids[0], ids[-1]
-                    conn.execute(
-                        "UPDATE events SET lease = ? WHERE id BETWEEN ? AND ? AND lease < ?",
-                        (until, first, last, now),
+            return self._using(lambda conn: self._claim(conn, now, max_count, max_bytes, lease))
+
+    def _claim(
+        self, conn: sqlite3.Connection, now: float, max_count: int, max_bytes: int, lease: float
+    ) -> list[tuple[int, bytes]]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(
+                "SELECT id, size FROM events WHERE lease < ? ORDER BY id LIMIT ?",
+                (now, max_count),
+            ).fetchall()
+            ids: list[int] = []
+            total = 0
+            for row_id, size in rows:
+                if ids and total + size > max_bytes:
+                    break
+                ids.append(row_id)
+                total += size
+            out: list[tuple[int, bytes]] = []
+            if ids:
+                # Fixed statements (no IN list of varying length): each distinct SQL text
+                # would be prepared and cached, and with thousands of placeholders that
+                # cache alone grows the process by megabytes. Under the write lock, the
+                # unleased rows between the first and last id are exactly those selected.
+                until = now + lease
+                first, last = ids[0], ids[-1]
+                conn.execute(
+                    "UPDATE events SET lease = ? WHERE id BETWEEN ? AND ? AND lease < ?",
+                    (until, first, last, now),
+                )
+                out = [
+                    (row_id, bytes(data))
+                    for row_id, data in conn.execute(
+                        "SELECT id, data FROM events WHERE id BETWEEN ? AND ? AND lease = ? "
+                        "ORDER BY id",
+                        (first, last, until),
                     )
-                    out = [
-                        (row_id, bytes(data))
-                        for row_id, data in conn.execute(
-                            "SELECT id, data FROM events WHERE id BETWEEN ? AND ? AND lease = ? "
-                            "ORDER BY id",
-                            (first, last, until),
-                        )
-                    ]
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return out
+                ]
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return out
 
     def ack(self, ids: Sequence[int]) -> None:
         """Delete delivered (or permanently rejected) events."""
         self._by_ids("DELETE FROM events WHERE id = ?", ids)
         with self._lock:
-            conn = self._connection()
-            if not conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
-                conn.execute("PRAGMA incremental_vacuum")  # an emptied spool gives its pages back
+            self._using(_vacuum_when_empty)
 
     def release(self, ids: Sequence[int]) -> None:
         """Give claimed events back, for the next attempt by any sender."""
@@ -299,30 +345,70 @@ class Spool:
     def _by_ids(self, sql: str, ids: Sequence[int]) -> None:
         if not ids:
             return
+        rows = [(row_id,) for row_id in ids]
         with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(sql, [(row_id,) for row_id in ids])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            self._using(lambda conn: _in_transaction(conn, sql, rows))
 
     def pending(self) -> int:
         """Events in the spool (leased or not)."""
         if not self.exists():
             return 0
         with self._lock:
-            return int(self._connection().execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            return self._using(_count)
 
     def has_claimable(self) -> bool:
         if not self.exists():
             return False
+        now = time.time()
         with self._lock:
-            row = (
-                self._connection()
-                .execute("SELECT 1 FROM events WHERE lease < ? LIMIT 1", (time.time(),))
-                .fetchone()
+            return self._using(
+                lambda conn: (
+                    conn.execute("SELECT 1 FROM events WHERE lease < ? LIMIT 1", (now,)).fetchone()
+                    is not None
+                )
             )
-            return row is not None
+
+
+def _count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+
+def _vacuum_when_empty(conn: sqlite3.Connection) -> None:
+    if not conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
+        conn.execute("PRAGMA incremental_vacuum")  # an emptied spool gives its pages back
+
+
+def _in_transaction(conn: sqlite3.Connection, sql: str, rows: list[tuple[int]]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Undo a transaction that failed; a damaged file may refuse that too (its error wins)."""
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+@contextlib.contextmanager
+def _exclusive(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (made owner-only) against the other processes; where
+    there are no POSIX file locks, against nothing."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the rename below is then unguarded
+        yield
+        return
+    create_private_file(path)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

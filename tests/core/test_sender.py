@@ -383,3 +383,23 @@ def test_a_destination_without_a_description_is_named_by_its_class(caplog):
     client.shutdown(1)
     assert client.capture("late", distinct_id="u") is None
     assert client.stats()["dropped"] == 1 and client.stats()["invalid"] == 0
+
+
+def test_a_batch_sent_as_two_requests_counts_each_event_once_while_it_is_sent(posthog_server):
+    # `$ai_*` events and others go to two endpoints: one batch, two requests, answered late.
+    posthog_server.delay = 0.4
+    client = _client(posthog_server, flush_interval=0.05)
+    for i in range(10):
+        client.capture("$ai_generation", distinct_id="u", properties={"i": i})
+        client.capture("e", distinct_id="u", properties={"i": i})
+    seen = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        stats = client.stats()
+        seen.add((stats["sent"], stats["queued"]))
+        assert stats["sent"] + stats["queued"] == 20, stats
+        if stats["sent"] == 20:
+            break
+        time.sleep(0.01)
+    assert (10, 10) in seen  # one request answered, the other still out
+    assert client.shutdown(2)

@@ -526,3 +526,71 @@ def test_without_a_spool_a_batch_answered_after_shutdown_counts_once():
     assert len(got) == 30
     stats = client.stats()
     assert (stats["sent"], stats["failed"]) == (30, 0)
+
+
+def test_a_spool_whose_pages_cannot_be_read_is_set_aside_when_they_are_read(tmp_path, caplog):
+    path = str(tmp_path / "spool.db")
+    spool = Spool(path)
+    spool.put([b"x" * 3000 for _ in range(40)])  # several pages of rows
+    spool.close()
+    with open(path, "r+b") as f:  # a valid header, damaged pages after it (a torn write)
+        f.seek(4096 * 3)
+        f.write(b"\xff" * 4096 * 4)
+    again = Spool(path)
+    with caplog.at_level(logging.WARNING, logger="posthog_llm"):
+        assert again.pending() == 0  # a new spool: the damaged one was set aside
+        again.put([b"fresh"])
+        assert [data for _, data in again.claim(10, 1 << 20, 60)] == [b"fresh"]
+    assert "is unreadable" in caplog.text
+    assert len([n for n in os.listdir(tmp_path) if n.startswith("spool.db.corrupt-")]) == 1
+
+
+def test_a_sender_that_finds_the_spool_damaged_after_another_replaced_it_keeps_the_new_one(
+    tmp_path,
+):
+    import sqlite3
+
+    path = str(tmp_path / "spool.db")
+    with open(path, "wb") as f:
+        f.write(b"\x00not a database" * 512)
+    first, second = Spool(path), Spool(path)
+    first.put([b"a", b"b"])  # the first to look set the bad file aside and started anew
+    # The second found the old file damaged too, a moment before: its recovery, under the
+    # lock the senders share, checks the file again and keeps what the first wrote.
+    conn = second._recover(sqlite3.DatabaseError("file is not a database"))
+    conn.close()
+    assert second.pending() == 2
+    aside = [n for n in os.listdir(tmp_path) if n.startswith("spool.db.corrupt-")]
+    assert len(aside) == 1
+    with open(tmp_path / aside[0], "rb") as f:
+        assert f.read(15) == b"\x00not a database"
+
+
+def test_a_folder_where_the_spool_file_should_be_does_not_make_flush_say_false(
+    posthog_server, tmp_path
+):
+    spool_dir = tmp_path / "spool"
+    os.makedirs(
+        spool_path(str(spool_dir), posthog_server.host, "phc_spool")
+    )  # a folder, not a file
+    client = _client(posthog_server, spool_dir=str(spool_dir))
+    uuids = {client.capture("e", distinct_id="u", properties={"i": i}) for i in range(10)}
+    assert client.flush(5)  # all delivered; nothing of ours could be in that spool
+    assert {e["uuid"] for e in posthog_server.events} == uuids
+    assert client.shutdown(2)
+
+
+def test_a_batch_retried_in_memory_counts_as_queued_until_it_is_answered(posthog_server, tmp_path):
+    posthog_server.behaviour = lambda n: ("status", 503) if n < 4 else "ok"
+    client = _client(posthog_server, spool_dir=_unwritable_spool_dir(tmp_path))
+    for i in range(20):
+        client.capture("e", distinct_id="u", properties={"i": i})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        stats = client.stats()
+        assert stats["queued"] + stats["sent"] + stats["failed"] == 20, stats
+        if stats["sent"] == 20:
+            break
+        time.sleep(0.01)
+    assert client.stats()["sent"] == 20 and posthog_server.request_count == 5
+    assert client.shutdown(2)

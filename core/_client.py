@@ -643,8 +643,13 @@ class Client:
         if trace_id is not None and self.sample_rate < 1.0:
             if event is _MANY:
                 if not keep_trace(trace_id, self.sample_rate):
-                    # How many events the trace holds is known once it is built: counted then.
-                    self._sender.enqueue((_MANY_SAMPLED_OUT, None, build, None, 0.0, None, False))
+                    # How many events the trace holds is known once it is built: counted then,
+                    # on the worker (here when it takes nothing more: closed, or full).
+                    if self._sender.has_room():
+                        counted = (_MANY_SAMPLED_OUT, None, build, None, 0.0, None, False)
+                        self._sender.enqueue(counted)
+                    else:
+                        self._count_sampled_out(build)
                     return False
             elif not self._sampled(trace_id):
                 return False
@@ -675,12 +680,7 @@ class Client:
             return self._serialize_one(event, distinct_id, item, groups, timestamp, event_uuid)
         event, distinct_id, props, groups, timestamp, event_uuid, privacy_mode = item
         if event is _MANY_SAMPLED_OUT:
-            try:
-                count = len(props())
-            except Exception:  # it is not sent: a builder's failure is not this event's
-                count = 1
-            with self._sampled_lock:
-                self._sampled_out += count
+            self._count_sampled_out(props)
             return []
         if event is _MANY:
             kept: list[bytes] = []
@@ -834,6 +834,15 @@ class Client:
             return False
 
     close = shutdown
+
+    def _count_sampled_out(self, build: Callable[[], Any]) -> None:
+        """Count the events of a trace the sample rate left out (built, never sent)."""
+        try:
+            count = len(build())
+        except Exception:  # it is not sent: a builder's failure is not this event's
+            count = 1
+        with self._sampled_lock:
+            self._sampled_out += count
 
     def _sampled(self, trace_id: Any) -> bool:
         """Whether a trace is kept under `sample_rate` (counts the event if not)."""

@@ -119,3 +119,19 @@ def test_sampled_out_counts_every_event_of_a_trace_handed_over_whole(
     query_engine.query("owls?")
     assert len(events()) == chain_events + query_events  # nothing more was sent
     assert default_client.stats()["sampled_out"] == chain_events + query_events
+
+
+def test_a_trace_sampled_out_after_shutdown_is_counted_sampled_out_not_dropped(
+    default_client: Any, handler: Any
+) -> None:
+    from langchain_core.runnables import RunnableLambda
+
+    default_client.sample_rate = 0.0
+    assert default_client.shutdown(2)
+    chain = RunnableLambda(lambda x: x).with_config(run_name="a") | RunnableLambda(
+        lambda x: x
+    ).with_config(run_name="b")
+    chain.invoke(1, config={"callbacks": [handler]})
+    stats = default_client.stats()
+    assert (stats["sampled_out"], stats["dropped"]) == (3, 0)
+    assert default_client.flush(1)  # nothing was lost: it was never to be sent

@@ -30,7 +30,7 @@ from ._emit import (
     report_internal_error,
     safely,
 )
-from ._errors import error_text, header_secrets, scrub_secrets, secrets_in
+from ._errors import error_text, header_secrets, scrub_secrets, secrets_in, stopped_by_caller
 from ._events import (
     AI_EVENTS,
     CONTENT_PROPERTIES,
@@ -112,6 +112,7 @@ __all__ = [
     "responses_input_messages",
     # policies
     "error_text",
+    "stopped_by_caller",
     "header_secrets",
     "scrub_secrets",
     "secrets_in",

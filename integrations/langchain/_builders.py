@@ -18,6 +18,7 @@ from posthog_llm.instrumentation import (
     safely,
     secrets_in,
     span_properties,
+    stopped_by_caller,
     trace_properties,
 )
 
@@ -59,10 +60,11 @@ def _run_name(run: Run) -> str | None:
 
 
 def _control_flow(error: BaseException | None) -> bool:
-    """LangGraph's interrupts and hand-offs, and a consumer leaving a stream early."""
+    """LangGraph's interrupts and hand-offs, and a consumer leaving a stream early (or
+    cancelling: `break` out of `astream_events`), as the core's `stopped_by_caller` says."""
     if error is None:
         return False
-    if isinstance(error, GeneratorExit):
+    if stopped_by_caller(error):
         return True
     return any(
         cls.__name__ == "GraphBubbleUp" and cls.__module__.startswith("langgraph")
@@ -103,7 +105,7 @@ def _step_common(
     privacy = emitter.privacy(run.scope)
     if _control_flow(error):
         interrupts = getattr(error, "args", None)
-        if interrupts and not isinstance(error, GeneratorExit):
+        if interrupts and not stopped_by_caller(error):
             output = {"__interrupt__": interrupts[0]}
         error = None
     err, status = _error_fields(error)

@@ -89,6 +89,23 @@ async def test_astream_events(handler, events):
     _check_traces(events(), 1)
 
 
+async def test_leaving_astream_events_early_is_not_an_error(handler, events):
+    # LangChain cancels the run it was streaming when the consumer leaves the loop: the
+    # caller stopping its own work, as a `break` out of a stream, not a failure.
+    stream = chain().astream_events(
+        {"question": "q"}, config={"callbacks": [handler]}, version="v2"
+    )
+    async for event in stream:
+        if event["event"] == "on_chat_model_stream":
+            break
+    await stream.aclose()  # what `asyncio.run` does with it at the end
+    sent = events()
+    assert {e["event"] for e in sent} >= {"$ai_trace", "$ai_generation"}
+    for event in sent:
+        assert "$ai_is_error" not in event["properties"], event
+        assert "$ai_error" not in event["properties"], event
+
+
 async def test_tasks_interleaving_on_one_loop_keep_their_traces(handler, events):
     async def slow(x: dict) -> dict:
         await asyncio.sleep(0.01)

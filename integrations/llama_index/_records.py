@@ -11,6 +11,7 @@ that ends in an event is handed to its builder in `_builders`.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from posthog_llm.instrumentation import Observation, Scope
@@ -196,7 +197,8 @@ class Node:
         "tags",
         "start",
         "gen",
-        "emb",
+        "embs",
+        "emb_calls",
         "result",
         "error",
         "end",
@@ -226,7 +228,10 @@ class Node:
         self.tags = tags
         self.start = start
         self.gen: Gen | None = None
-        self.emb: Emb | None = None
+        # The span's embedding calls not ended yet, oldest first (a batch larger than the
+        # model's batch size is several calls in one span, concurrent when async).
+        self.embs: list[Emb] | None = None
+        self.emb_calls = 0
         self.result: Any = None
         self.error: BaseException | None = None
         self.end: float | None = None
@@ -296,7 +301,12 @@ class Emb:
     __slots__ = ("uid", "name", "trace", "parent", "instance", "model_dict", "start")
 
     def __init__(self, node: Node, model_dict: Any, start: float) -> None:
-        self.uid = node.uid
+        # The span's own id for its first call; the others' derived from it (stable, unique).
+        calls = node.emb_calls
+        node.emb_calls = calls + 1
+        self.uid = (
+            node.uid if calls == 0 else str(uuid.uuid5(uuid.NAMESPACE_OID, f"{node.uid}/{calls}"))
+        )
         self.name = node.kind.name
         self.trace = node.trace
         self.parent = node.pvis

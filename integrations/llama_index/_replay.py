@@ -270,10 +270,13 @@ class _Run:
             gen.end = now
             self._finish_gen(gen)
             self._failed_late(node, gen)
-        emb = node.emb
-        if emb is not None:
-            node.emb = None
-            self._emit(EMBEDDING_EVENT, now, _builders.embedding_event, emb, None, None, err, now)
+        embs = node.embs
+        if embs:
+            node.embs = None
+            for emb in embs:  # calls the span's failure ended
+                self._emit(
+                    EMBEDDING_EVENT, now, _builders.embedding_event, emb, None, None, err, now
+                )
         self._end(node, id_, None, err, now)
 
     def _note_secrets(self, instance: Any) -> None:
@@ -361,10 +364,13 @@ class _Run:
             if node is None or node.span_id != span_id:
                 return
             if tag == EMBEDDING_START:
-                node.emb = Emb(node, value, now)
-            elif node.emb is not None:
-                emb = node.emb
-                node.emb = None
+                if node.embs is None:
+                    node.embs = []
+                node.embs.append(Emb(node, value, now))
+            elif node.embs:
+                # An End names no Start: the oldest open call of the span is taken (the
+                # texts and vectors come with the End).
+                emb = node.embs.pop(0)
                 self._emit(
                     EMBEDDING_EVENT, now, _builders.embedding_event, emb, value, extra, None, now
                 )

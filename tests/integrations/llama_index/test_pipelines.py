@@ -124,3 +124,27 @@ def test_ingestion_pipeline_is_a_trace_with_its_embeddings(
     assert sum(e["$ai_embedding_input_count"] for e in embeddings) == len(documents)
     assert all(e["$ai_trace_id"] == trace["$ai_trace_id"] for e in embeddings)
     assert all(e["$ai_parent_id"] == trace["$ai_trace_id"] for e in embeddings)
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_a_batch_larger_than_the_models_batch_size_is_one_event_per_call(
+    settings, handler, client, sink, run
+):
+    # Seven texts, two per call: four embedding calls inside one batch span (gathered when
+    # async), each its own event with its own id, and every text counted once.
+    import asyncio
+
+    from llama_index.core.embeddings import MockEmbedding
+
+    model = MockEmbedding(embed_dim=8, embed_batch_size=2)
+    texts = [f"text {i}" for i in range(7)]
+    if run == "sync":
+        vectors = model.get_text_embedding_batch(texts)
+    else:
+        vectors = asyncio.run(model.aget_text_embedding_batch(texts))
+    assert len(vectors) == 7
+    embeddings = by_event(events(client, sink), "$ai_embedding")
+    assert len(embeddings) == 4
+    assert len({e["$ai_span_id"] for e in embeddings}) == 4
+    assert sorted(e["$ai_embedding_input_count"] for e in embeddings) == [1, 2, 2, 2]
+    assert len({e["$ai_trace_id"] for e in embeddings}) == 1

@@ -120,6 +120,9 @@ def _generation_facts(gen: Gen, privacy: bool, read: Any = _read) -> tuple[Any, 
         input_ = read(_generation_input, gen)
         if gen.error is None:
             output = read(_llm.response_to_output, response)
+            text = gen.text
+            if text is not None and output and type(output[0].get("content")) is str:
+                output[0]["content"] = text  # as returned, before anyone rewrote it
     return (
         usage,
         model,

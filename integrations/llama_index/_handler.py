@@ -501,6 +501,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
             None,
             event.additional_kwargs,
             event.model_dict,
+            None,
         ]
         if self._frames:
             # astream_chat() runs stream_chat() lazily, from inside the generator it returned.
@@ -528,7 +529,13 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
 
     def _on_llm_end(self, event: Any) -> None:
         span_id = event.span_id
-        self._llm_done(span_id, self._gens.pop(span_id, None), LLM_END, event.response)
+        entry = self._gens.pop(span_id, None)
+        response = event.response
+        if entry is not None:
+            # The text as the call returned it: the response is read later, on the worker,
+            # and an agent may have rewritten it by then (ReActAgent cuts its text in place).
+            entry[1][7] = _text_of(response)
+        self._llm_done(span_id, entry, LLM_END, response)
 
     def _on_exception(self, event: Any) -> None:
         # Sent when a streamed LLM call fails (or its consumer closes it) mid-stream.
@@ -585,3 +592,17 @@ def _index_build_name() -> str | None:
                 name = f"{cls.__name__}.{frame.f_code.co_name}"
         frame = frame.f_back
     return name
+
+
+def _text_of(response: Any) -> Any:
+    """A response's text now (a string cannot change later), or None when it cannot be read."""
+    try:
+        message = getattr(response, "message", None)
+        text = getattr(
+            message if message is not None else response,
+            "content" if message is not None else "text",
+            None,
+        )
+    except Exception:  # a fact that cannot be read drops the fact
+        return None
+    return text if type(text) is str else None

@@ -256,6 +256,7 @@ class Gen:
         "last",
         "end",
         "response",
+        "text",
         "inner",
         "error",
         "outer",
@@ -288,6 +289,7 @@ class Gen:
         self.last: float | None = None
         self.end: float | None = None
         self.response: Any = None
+        self.text: str | None = None  # the response's text when the call ended
         self.inner: Any = None  # response of a nested call folded into this one (CustomLLM)
         self.error: BaseException | None = None
         self.outer: Gen | None = None

@@ -441,9 +441,11 @@ class _Run:
 def gen_slot(gen: Gen, slot: Any) -> None:
     """What the hooks keep in one small list per LLM call: [first chunk time, last chunk time,
     last response, key of the stream frame it returned, the LLM call whose stream it ran in,
-    the Start event's additional kwargs, its model dict]."""
+    the Start event's additional kwargs, its model dict, the response's text at its End]."""
     if slot is None:
         return
+    if len(slot) > 7 and slot[7] is not None:
+        gen.text = slot[7]
     first = slot[0]
     if first is not None:
         gen.first = first

@@ -82,3 +82,45 @@ async def test_function_agent_steps_tools_and_tool_definitions(settings, handler
     (call,) = first["$ai_output_choices"][0]["tool_calls"]
     assert call["type"] == "function" and call["function"]["name"] == "add"
     assert len(evts) <= 12
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_react_agents_generation_reports_the_text_the_llm_returned(
+    settings, handler, client, sink, streaming
+):
+    # ReActAgent cuts the final response's text to what follows "Answer:", in place, after
+    # the call ended; the event is built later and must still say what the model said.
+    from llama_index.core.agent.workflow import ReActAgent
+    from llama_index.core.llms import ChatMessage, ChatResponse, LLMMetadata, MockLLM
+    from llama_index.core.llms.callbacks import llm_chat_callback
+    from llama_index.core.tools import FunctionTool
+
+    final = "Thought: I can answer without using any more tools.\nAnswer: 5"
+
+    class ReactLLM(MockLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(is_chat_model=True)
+
+        @llm_chat_callback()
+        async def achat(self, messages, **kwargs):
+            return ChatResponse(message=ChatMessage(role="assistant", content=final))
+
+        @llm_chat_callback()
+        async def astream_chat(self, messages, **kwargs):
+            async def gen():
+                yield ChatResponse(
+                    message=ChatMessage(role="assistant", content=final), delta=final
+                )
+
+            return gen()
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    agent = ReActAgent(tools=[FunctionTool.from_defaults(add)], llm=ReactLLM(), streaming=streaming)
+    result = await agent.run("2+3?")
+    assert "5" in str(result)
+    (gen,) = by_event(events(client, sink), "$ai_generation")
+    assert gen["$ai_output_choices"][0]["content"] == final

@@ -9,7 +9,7 @@ run has ended, and which runs on its worker thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -108,6 +108,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         )
         self._runs = RunMap()
         self._runs.on_trace_done = self._hand_over
+        self._runs.client_of = _client_of(self._emitter)
         # A trace whose runs never end (a stream the caller stopped reading, an `astream` whose
         # chat run LangChain leaves open until its event loop closes) is sent as it is when the
         # client shuts down, or the process exits, rather than lost.
@@ -756,3 +757,9 @@ def _run_scope(scope: Scope, extra: Any, private: bool) -> Scope:
             privacy_mode=True if private else None,
         )
     )
+
+
+def _client_of(emitter: Emitter) -> Callable[[], Any]:
+    """Reads the client `emitter` sends to (the default client when none was given: that may
+    change, so it is read each time)."""
+    return lambda: emitter.client

@@ -353,6 +353,8 @@ class RunMap:
         self._inserts = 0
         # Called with a trace whose runs were all evicted or ended (set by the handler).
         self.on_trace_done: Callable[[Trace], None] | None = None
+        # The client the handler owning this map sends to (set by the handler).
+        self.client_of: Callable[[], Any] | None = None
         _live_maps.add(self)
 
     @property
@@ -549,8 +551,15 @@ _live_maps: weakref.WeakSet[RunMap] = weakref.WeakSet()
 
 
 def tracked_elsewhere(key: Any, runs: RunMap) -> bool:
-    """Whether a handler other than the one owning `runs` has the run `key` open."""
-    return any(other is not runs and key in other._live for other in list(_live_maps))
+    """Whether a handler other than the one owning `runs`, sending to the same client, has the
+    run `key` open (one sending elsewhere does not report it for this one's client)."""
+    others = [other for other in list(_live_maps) if other is not runs and key in other._live]
+    if not others:
+        return False
+    mine = runs.client_of() if runs.client_of is not None else None
+    return any(
+        mine is None or other.client_of is None or other.client_of() is mine for other in others
+    )
 
 
 def _reset_after_fork() -> None:

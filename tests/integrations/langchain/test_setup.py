@@ -98,6 +98,32 @@ def test_a_handler_given_to_a_model_at_construction_does_not_double_its_generati
     assert_well_formed(chain_trace)
 
 
+def test_a_handler_for_another_client_given_at_construction_still_gets_its_generation(
+    client, events
+):
+    # The chain reports to one client; the model's own handler to another: each client gets
+    # the model's generation (the rule above holds for handlers sending to the same client).
+    other_sink = InMemoryDestination()
+    other = Client(destination=other_sink, flush_interval=0.05)
+    try:
+        llm = model(callbacks=[PostHogCallbackHandler(other)])
+        chain(llm).invoke({"question": "q"}, config={"callbacks": [PostHogCallbackHandler(client)]})
+        assert other.flush(5)
+        assert [e["event"] for e in other_sink.events] == ["$ai_generation"]
+        sent = events()
+        assert sorted(e["event"] for e in sent) == [
+            "$ai_generation",
+            "$ai_span",
+            "$ai_span",
+            "$ai_trace",
+        ]
+        (theirs,) = other_sink.events
+        (ours,) = [e for e in sent if e["event"] == "$ai_generation"]
+        assert theirs["properties"]["$ai_model"] == ours["properties"]["$ai_model"]
+    finally:
+        other.shutdown(2)
+
+
 def test_set_global_handler_replaces_the_previous_one(events):
     first_sink, second_sink = InMemoryDestination(), InMemoryDestination()
     first = Client(destination=first_sink, flush_interval=0.05)

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sqlite3
 import sys
 import textwrap
@@ -716,6 +717,20 @@ def _openai_calls(demo: _Demo, openai_client: Any) -> None:
 # -- reporting -------------------------------------------------------------------------------------
 
 
+def _cli_command() -> str:
+    """How this shell runs the command line: `posthog-llm` when that is on its PATH, else the
+    script beside this interpreter (`.venv/bin/posthog-llm` from a venv not activated, as the
+    README's first command uses it), else `python -m posthog_llm`."""
+    script = os.path.join(os.path.dirname(sys.executable), "posthog-llm")
+    found = shutil.which("posthog-llm")
+    if found and os.path.realpath(found) == os.path.realpath(script):
+        return "posthog-llm"
+    if os.path.exists(script):
+        relative = os.path.relpath(script)
+        return shlex.quote(script if relative.startswith("..") else relative)
+    return f"{shlex.quote(sys.executable)} -m posthog_llm"
+
+
 def _anthropic_part(demo: _Demo) -> None:
     require("anthropic", "anthropic")
     trace_id = demo.trace_id("anthropic", "Anthropic: messages.create")
@@ -930,11 +945,12 @@ def run_demo(args: argparse.Namespace) -> int:
             out.line(f"    not every event reached {where}: {stats}")
 
     db_arg = shlex.quote(db)
+    cli = _cli_command()
     out.heading("Look at them")
-    out.line(f"    posthog-llm serve --db {db_arg}")
+    out.line(f"    {cli} serve --db {db_arg}")
     out.line(f"    then open http://127.0.0.1:{VIEWER_PORT} for the trace viewer and dashboard")
     if demo.traces:
-        out.line(f"    or: posthog-llm show {demo.traces[0][0]} --db {db_arg}")
+        out.line(f"    or: {cli} show {demo.traces[0][0]} --db {db_arg}")
     if skipped:
         out.heading("More")
         out.line(f"    skipped: {', '.join(skipped)}")

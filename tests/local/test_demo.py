@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -209,6 +210,30 @@ def test_demo_prints_every_stored_trace_as_a_tree(demo_run: DemoRun) -> None:
     assert re.search(r"^trace_id\s+name\s+start\s+events\s+gens", demo_run.stdout, re.M)
     assert f"posthog-llm serve --db {demo_run.db}" in demo_run.stdout
     assert "http://127.0.0.1:8010" in demo_run.stdout
+
+
+def test_the_commands_the_demo_suggests_run_as_printed(demo_run: DemoRun) -> None:
+    # From the folder it ran in, in a shell whose PATH may not hold the venv (the README's
+    # first command runs `.venv/bin/posthog-llm` without activating it).
+    (line,) = [ln for ln in demo_run.stdout.splitlines() if ln.strip().startswith("or: ")]
+    command = shlex.split(line.strip()[len("or: ") :])
+    assert "show" in command
+    bin_dir = os.path.dirname(sys.executable)
+    path = os.pathsep.join(
+        p
+        for p in os.environ.get("PATH", "").split(os.pathsep)
+        if os.path.realpath(p) != os.path.realpath(bin_dir)
+    )
+    shown = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(demo_run.db),
+        env=dict(os.environ, PATH=path),
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "trace" in shown.stdout
 
 
 def test_langchain_chain_with_a_tool_call(demo_run: DemoRun) -> None:

@@ -53,28 +53,32 @@ MAX_DRAWN_DEPTH = 24
 
 # C0 controls, DEL and C1 controls: in a terminal, ESC and CSI start sequences that can clear the
 # screen, set the window title or write the clipboard; newlines and tabs break the one-line rows.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# Also the format characters that reorder or break what a terminal shows (bidirectional marks,
+# overrides and isolates, line and paragraph separators).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-_JSON_UNSAFE = re.compile("[\x7f-\x9f]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
-    return _ESCAPES.get(char) or f"\\x{ord(char):02x}"
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def printable(text: str) -> str:
     r"""`text` with every control character shown as an escape, safe to print to a terminal.
 
-    >>> print(printable("red\x1b[31m\tname\n\x9b"))
-    red\x1b[31m\tname\n\x9b
+    >>> print(printable("red\x1b[31m\tname\n\x9b\u202e"))
+    red\x1b[31m\tname\n\x9b\u202e
     """
     return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
 
 
 def json_line(value: Any, *, compact: bool = True) -> str:
-    """JSON on one line; DEL and C1 controls are written as `\\u00XX` escapes (the same JSON
-    value), as `json` already does for the C0 controls, so a terminal sees none of them."""
+    """JSON on one line; DEL, C1 controls and the bidirectional and separator format characters
+    are written as `\\uXXXX` escapes (the same JSON value), as `json` already does for the C0
+    controls, so a terminal sees none of them."""
     separators = (",", ":") if compact else (", ", ": ")
     text = json.dumps(value, ensure_ascii=False, separators=separators)
     if _JSON_UNSAFE.search(text):

@@ -223,7 +223,9 @@ def test_the_notebook_html_escapes_every_value_from_the_events(tmp_path):
 
 
 # Clipboard write (OSC 52), clear screen, window title, colour, a C1 CSI, a newline and a tab.
-TERMINAL_CONTROLS = "\x1b]52;c;ZWNobw==\x07\x1b[2J\x1b]0;PWNED\x07\x1b[31m\x9b2J\n\t\x7f"
+TERMINAL_CONTROLS = (
+    "\x1b]52;c;ZWNobw==\x07\x1b[2J\x1b]0;PWNED\x07\x1b[31m\x9b2J\n\t\x7f\u202e\u2066\u2028"
+)
 
 
 @pytest.fixture
@@ -257,7 +259,8 @@ def hostile_db(tmp_path):
 
 
 def _controls(text: str) -> set[str]:
-    return {c for c in text if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F}
+    reorder = "\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    return {c for c in text if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in reorder}
 
 
 @pytest.mark.parametrize(
@@ -291,7 +294,7 @@ def test_a_trace_tree_shows_terminal_controls_as_escapes(hostile_db, capsys):
     lines = out.splitlines()
     assert len(lines) == 2  # the root and its generation, one line each
     assert "span\\x1b]52;c;ZWNobw==\\x07\\x1b[2J" in lines[1]
-    assert "ERROR Err\\x1b" in lines[1] and "\\n\\t\\x7f" in lines[1]
+    assert "ERROR Err\\x1b" in lines[1] and "\\n\\t\\x7f\\u202e\\u2066\\u2028" in lines[1]
 
 
 @pytest.mark.parametrize("command", ["events", "traces"])

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from typing import Any
 
 from .._events import PROP_TRACE_ID
@@ -46,13 +47,38 @@ def connect(path: str, *, create: bool = True, timeout: float = 30.0) -> sqlite3
         make_private_dirs(os.path.dirname(os.path.abspath(path)))
         create_private_file(path)
     conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-    if create:
-        ensure_schema(conn)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        if create:
+            ensure_schema(conn)
+        else:
+            check_ours(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
+_COLUMNS = {"uuid", "event", "distinct_id", "timestamp", "trace_id", "properties", "received_at"}
+
+
+class NotAStoreError(sqlite3.DatabaseError, ValueError):
+    """The file is another program's SQLite database: its `events` table is not ours (a
+    `ValueError` where a client is configured with it)."""
+
+
+def check_ours(conn: sqlite3.Connection) -> None:
+    """Raise `NotAStoreError` when the database holds another program's `events` table."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if columns and not _COLUMNS <= columns:
+        raise NotAStoreError(
+            "not a posthog-llm store: it has an events table of another program (missing "
+            f"{', '.join(sorted(_COLUMNS - columns))}); pick another file"
+        )
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
+    check_ours(conn)
     # Several processes may open the store at once; WAL lets their writers and readers coexist.
     for attempt in range(50):
         try:
@@ -162,6 +188,19 @@ class SQLiteDestination:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = os.fspath(path) if path else DEFAULT_DB_PATH
         self.description = f"local store {self.path}"
+        if os.path.isfile(self.path):
+            # Another program's database is refused now, not at the first batch (read only:
+            # nothing is created before events come).
+            try:
+                probe = sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?mode=ro", uri=True)
+                try:
+                    check_ours(probe)
+                finally:
+                    probe.close()
+            except NotAStoreError as exc:
+                raise NotAStoreError(f"{self.path} is {exc}") from None
+            except sqlite3.Error:
+                pass  # busy, or not a database at all: told when it is written
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()

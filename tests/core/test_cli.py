@@ -459,3 +459,27 @@ def test_an_empty_trace_id_is_no_trace_and_show_asks_for_one(tmp_path, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 3  # the events themselves are kept
     result = _cli("show", "", "--db", path)
     assert result.returncode == 1 and "give a trace id" in result.stderr
+
+
+def test_another_programs_database_is_refused_clearly_everywhere(tmp_path, capsys):
+    import sqlite3
+
+    path = str(tmp_path / "app.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO events (name) VALUES ('signup')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ValueError, match="is not a posthog-llm store"):
+        Client(db=path)
+    for args in (["traces"], ["events"], ["demo"]):
+        result = _cli(*args, "--db", path)
+        assert result.returncode == 1, result.stdout
+        (line,) = result.stderr.strip().splitlines()
+        assert "not a posthog-llm store" in line and "Traceback" not in result.stderr
+    conn = sqlite3.connect(path)  # and their data is as it was, nothing of ours added
+    assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == [
+        ("events",)
+    ]
+    assert conn.execute("SELECT name FROM events").fetchall() == [("signup",)]
+    conn.close()

@@ -6,6 +6,7 @@ import atexit
 import datetime as _dt
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -230,7 +231,19 @@ def _check_host(host: str) -> str:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError:
         parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        # PostHog's paths are appended to the URL: a query, a fragment or a path with spaces
+        # would take them somewhere else.
+        or parts.query
+        or parts.fragment
+        or "?" in host
+        or "#" in host
+        or parts.path != parts.path.strip()
+        or any(c.isspace() for c in parts.path)
+    ):
         raise ValueError(
             f"host must be an http(s) URL such as {DEFAULT_HOST!r} or 'http://localhost:8010', got {host!r}"
         )
@@ -242,16 +255,24 @@ def _is_loopback(host: str | None) -> bool:
     return name in ("localhost", "::1") or name.startswith("127.")
 
 
+# Seconds a timeout or interval may be at most (about 31 years): beyond the platform's limit
+# a thread's wait raises, and the worker would die.
+_MAX_SECONDS = 1e9
+
+
 def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
         raise TypeError(f"{name} must be a {'whole' if integer else ''} number, got {value!r}")
+    if not integer and not (math.isfinite(value) and value <= _MAX_SECONDS):
+        raise ValueError(f"{name} must be a finite number of seconds up to 1e9, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     return value
 
 
 _before_send_warning = RateLimitedWarning(60.0)
+_environment_warning = RateLimitedWarning(60.0)
 _invalid_warning = RateLimitedWarning(10.0)
 _uuid_warning = RateLimitedWarning(10.0)
 _properties_warning = RateLimitedWarning(10.0)
@@ -471,9 +492,15 @@ class Client:
             api_key.strip() if api_key else _env("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY")
         )
         env_host = _env("POSTHOG_HOST")
-        self.host: str | None = (
-            _check_host(host) if host else (_check_host(env_host) if env_host else None)
-        )
+        if host:
+            self.host: str | None = _check_host(host)
+        elif env_host:
+            try:
+                self.host = _check_host(env_host)
+            except ValueError as exc:
+                raise ValueError(f"POSTHOG_HOST: {exc}") from None
+        else:
+            self.host = None
         self.privacy_mode = privacy_mode
         self.before_send = before_send
         self.disabled = disabled
@@ -885,7 +912,17 @@ def get_client() -> Client:
         with _default_lock:
             client = _default_client
             if client is None:
-                client = _default_client = Client()
+                try:
+                    client = _default_client = Client()
+                except Exception as exc:
+                    # Every span, `@observe` and integration on the default client asks for it
+                    # and captures nothing: said where the user sees it, not only in debug logs.
+                    _environment_warning.warn(
+                        "posthog-llm: the default client cannot be built from the environment "
+                        "(%s); nothing is captured through it",
+                        exc,
+                    )
+                    raise
     return client
 
 

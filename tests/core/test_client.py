@@ -28,6 +28,39 @@ def test_bad_numbers_raise_at_construction():
             Client(destination=InMemoryDestination(), **{flag: "no"})
 
 
+@pytest.mark.parametrize("host", ["http://h/ ", "http://h?x=1", "http://h#frag", "http://h/a b"])
+def test_a_host_paths_could_not_be_appended_to_is_refused(host):
+    # PostHog's paths (/batch/, /i/v0/ai/batch/) are appended: a query, a fragment or spaces
+    # in the path would send every request somewhere else.
+    with pytest.raises(ValueError, match="host must be an http"):
+        Client(api_key="phc_x", host=host)
+
+
+@pytest.mark.parametrize("option", ["timeout", "flush_interval", "shutdown_timeout"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e12])
+def test_seconds_that_are_not_finite_or_too_large_are_refused(option, value):
+    # They were accepted: NaN and infinity lost every batch, 1e12 killed the worker.
+    with pytest.raises(ValueError, match=f"{option} must be a finite number of seconds"):
+        Client(destination=InMemoryDestination(), **{option: value})
+
+
+@pytest.mark.allow_internal_errors  # each span asks for the default client and is refused
+def test_a_bad_posthog_host_is_named_and_said_once_where_the_default_client_is_used(
+    monkeypatch, caplog
+):
+    monkeypatch.setenv("POSTHOG_API_KEY", "phc_env")
+    monkeypatch.setenv("POSTHOG_HOST", "eu.i.posthog.com")  # no scheme
+    with pytest.raises(ValueError, match="^POSTHOG_HOST: host must be an http"):
+        Client()
+    with caplog.at_level(logging.WARNING, logger="posthog_llm"):
+        for _ in range(3):  # spans on the default client: nothing to send, and it says why
+            with posthog_llm.span("work") as span:
+                pass
+            assert span.trace_id is None
+    warnings = [r for r in caplog.records if "cannot be built from the environment" in r.message]
+    assert len(warnings) == 1 and "POSTHOG_HOST" in warnings[0].getMessage()
+
+
 def test_api_key_alone_means_us_cloud(monkeypatch):
     client = Client(api_key="phc_test")
     assert isinstance(client.destination, PostHogHTTPDestination)

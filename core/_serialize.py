@@ -268,7 +268,8 @@ def _convert_scalar(value: Any, scrub: bool, seen: set[int], depth: int) -> Any:
             except Exception:
                 break
     numpy_item = getattr(value, "item", None)
-    if callable(numpy_item) and type(value).__module__ == "numpy":
+    # A numpy scalar is its value; an array (`ndim` > 0, even of one element) is a list.
+    if callable(numpy_item) and type(value).__module__ == "numpy" and not getattr(value, "ndim", 0):
         try:
             return _convert(numpy_item(), scrub, seen, depth + 1)
         except Exception:

@@ -201,3 +201,12 @@ class _OutsideRequest:
 def test_a_value_whose_attributes_raise_becomes_its_text_not_an_error():
     value = {"user": _OutsideRequest(), "q": "hello"}
     assert to_json_safe(value) == {"user": "<LocalProxy unbound>", "q": "hello"}
+
+
+def test_numpy_arrays_are_lists_whatever_their_size_and_scalars_are_values():
+    np = pytest.importorskip("numpy")
+    safe = to_json_safe(
+        {"one": np.array([5]), "nested": np.array([[0.25]]), "two": np.array([5, 6])}
+        | {"scalar": np.float32(1.5), "zero_d": np.array(7)}
+    )
+    assert safe == {"one": [5], "nested": [[0.25]], "two": [5, 6], "scalar": 1.5, "zero_d": 7}

@@ -27,13 +27,16 @@ __all__ = ["freeze_values", "snapshot", "thaw_values"]
 # unusually large or deep value costs the caller no more than this).
 _MAX_CONTAINERS = 10_000
 _MAX_DEPTH = 32
+# Containers and the items in them, copied per snapshot at most: a container that would take
+# the count past this is shared (a million-item list costs the caller nothing, not 100 ms).
+_MAX_ITEMS = 20_000
 
 
 def snapshot(value: Any) -> Any:
     """`value` with its dicts, lists, tuples and sets copied (deeply, within bounds)."""
     cls = type(value)
     if cls is dict or cls is list or cls is tuple or cls is set:
-        return _copy(value, 0, [_MAX_CONTAINERS])
+        return _copy(value, 0, [_MAX_CONTAINERS, _MAX_ITEMS])
     return value
 
 
@@ -41,9 +44,10 @@ def _copy(value: Any, depth: int, budget: list[int]) -> Any:
     cls = type(value)
     if cls is not dict and cls is not list and cls is not tuple and cls is not set:
         return value
-    if depth >= _MAX_DEPTH or budget[0] <= 0:
+    if depth >= _MAX_DEPTH or budget[0] <= 0 or budget[1] < len(value):
         return value
     budget[0] -= 1
+    budget[1] -= len(value)
     depth += 1
     if cls is dict:
         return {key: _copy(item, depth, budget) for key, item in value.items()}
@@ -58,8 +62,9 @@ _TAKEN = ("\x00posthog_llm_taken",)  # a tuple of a string: never tracked by the
 def freeze_values(props: dict[str, Any]) -> bytes | None:
     """Take the containers among `props`' values (a copy the caller made) out, as they are
     now: returns them all as one JSON text where they hold only dicts, lists, strings and
-    numbers (orjson; NaN and infinities in them become null, as JSON has no such numbers),
-    else copies them in place and returns None. `thaw_values` puts them back.
+    finite numbers (orjson), else copies them in place and returns None (a NaN or an infinity
+    then reads "NaN" or "Infinity" in the event, as everywhere else, not null). `thaw_values`
+    puts them back.
 
     One C call and one bytes object, not objects of ours: a queued event stays one container
     for the garbage collector (the properties dict), which keeps a burst cheap to track.
@@ -80,6 +85,12 @@ def freeze_values(props: dict[str, Any]) -> bytes | None:
         except (TypeError, ValueError):
             pass
         else:
+            if b"null" in data and _non_finite(props, keys):
+                # orjson writes NaN and infinities as null: copied as they are instead, so
+                # they read as everywhere else ("NaN", "Infinity"), not as a missing value.
+                for key in keys:
+                    props[key] = snapshot(props[key])
+                return None
             for key in keys:
                 props[key] = _TAKEN
             # A tight copy: orjson's own result keeps its whole working buffer (a few KB,
@@ -88,6 +99,28 @@ def freeze_values(props: dict[str, Any]) -> bytes | None:
     for key in keys:
         props[key] = snapshot(props[key])
     return None
+
+
+def _non_finite(props: dict[str, Any], keys: list[str]) -> bool:
+    """Whether a float that is NaN or infinite is among the containers `keys` name."""
+    stack: list[Any] = [props[key] for key in keys]
+    budget = _MAX_CONTAINERS
+    while stack and budget > 0:
+        value = stack.pop()
+        cls = type(value)
+        if cls is float:
+            if value != value or value in (_INF, -_INF):
+                return True
+        elif cls is dict:
+            budget -= 1
+            stack.extend(value.values())
+        elif cls is list or cls is tuple:
+            budget -= 1
+            stack.extend(value)
+    return False
+
+
+_INF = float("inf")
 
 
 def thaw_values(props: dict[str, Any], data: bytes) -> None:

@@ -439,6 +439,21 @@ def test_capture_sends_its_properties_as_they_were_when_it_returned(client, sink
     assert event["properties"]["odd"]["label"] == "x"
 
 
+def test_nan_and_infinity_inside_captured_containers_read_as_they_do_elsewhere(client, sink):
+    # Not null (a missing value): "NaN" and "Infinity", as at the top level and in spans.
+    nested = {"score": float("nan"), "upper": float("inf"), "note": None}
+    client.capture(
+        "eval", distinct_id="u", properties={"top": float("nan"), "nested": nested, "n": [1.5]}
+    )
+    nested["score"] = 0.0
+    assert client.flush(5)
+    (event,) = sink.events
+    props = event["properties"]
+    assert props["top"] == "NaN"
+    assert props["nested"] == {"score": "NaN", "upper": "Infinity", "note": None}
+    assert props["n"] == [1.5]
+
+
 def test_numbers_of_other_libraries_inside_lists_are_sent_as_numbers(client, sink):
     # numpy scores and embeddings inside a list or dict: taken as they are when captured, and
     # written as numbers by the exact path (never as raw bytes).

@@ -485,3 +485,16 @@ def test_an_async_generator_left_open_does_not_pull_later_requests_into_its_trac
     events = read(default, sink)
     assert props(events, "request 2")["$ai_trace_id"] == second_id
     assert props(events, "inner")["$ai_trace_id"] == first_id
+
+
+def test_a_snapshot_shares_what_is_too_large_to_copy_cheaply() -> None:
+    # The caller pays for at most ~20,000 containers and items: a million-row argument of an
+    # observed function is shared, not copied item by item on every call.
+    from posthog_llm._snapshot import snapshot
+
+    rows = list(range(1_000_000))
+    assert snapshot(rows) is rows
+    held = {"rows": rows, "messages": [{"role": "user", "content": "hi"}]}
+    kept = snapshot(held)
+    assert kept["rows"] is rows  # shared
+    assert kept["messages"] == held["messages"] and kept["messages"] is not held["messages"]

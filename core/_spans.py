@@ -377,6 +377,13 @@ def observe(
             capture_output=capture_output,
             client=client,
         )
+    if isinstance(func, (staticmethod, classmethod)):
+        # Above `@staticmethod` or `@classmethod`: the function inside is observed, and the
+        # descriptor kept, so calls on an instance or the class bind as they did.
+        decorate = observe(
+            name=name, capture_input=capture_input, capture_output=capture_output, client=client
+        )
+        return type(func)(decorate(func.__func__))
     if not callable(func):
         raise TypeError(f"observe() decorates a function, got {type(func).__name__}")
     if name is not None and (not isinstance(name, str) or not name):
@@ -397,7 +404,14 @@ def observe(
                 value = read_input(args, kwargs)
         return Span(span_name, input=value, client=client)
 
-    if inspect.isasyncgenfunction(func):
+    # What a call runs: the function, or for a callable object its `__call__` (an agent class
+    # with `async def __call__` is awaited inside its span, not returned from it unstarted).
+    runs = func
+    if not (inspect.isfunction(func) or inspect.ismethod(func) or inspect.isbuiltin(func)):
+        if not isinstance(func, functools.partial):
+            runs = type(func).__call__
+
+    if inspect.isasyncgenfunction(runs):
 
         @functools.wraps(func)
         async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
@@ -466,7 +480,7 @@ def observe(
 
         return async_gen_wrapper
 
-    if inspect.isgeneratorfunction(func):
+    if inspect.isgeneratorfunction(runs):
 
         @functools.wraps(func)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
@@ -500,7 +514,7 @@ def observe(
 
         return gen_wrapper
 
-    if inspect.iscoroutinefunction(func):
+    if inspect.iscoroutinefunction(runs):
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

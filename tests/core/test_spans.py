@@ -498,3 +498,49 @@ def test_a_snapshot_shares_what_is_too_large_to_copy_cheaply() -> None:
     kept = snapshot(held)
     assert kept["rows"] is rows  # shared
     assert kept["messages"] == held["messages"] and kept["messages"] is not held["messages"]
+
+
+def test_observe_above_staticmethod_and_classmethod_keeps_how_calls_bind(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    class Maths:
+        base = 10
+
+        @posthog_llm.observe
+        @staticmethod
+        def double(x: int) -> int:
+            return 2 * x
+
+        @posthog_llm.observe
+        @classmethod
+        def plus_base(cls, x: int) -> int:
+            return cls.base + x
+
+    assert Maths.double(7) == 14 and Maths().double(7) == 14
+    assert Maths.plus_base(1) == 11 and Maths().plus_base(2) == 12
+    events = read(default, sink)
+    assert [e["properties"]["$ai_input_state"] for e in events] == [
+        {"x": 7},
+        {"x": 7},
+        {"x": 1},
+        {"x": 2},
+    ]
+    assert not any(e["properties"].get("$ai_is_error") for e in events)
+
+
+def test_observe_on_an_object_with_async_call_awaits_it_inside_the_span(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    class Agent:
+        async def __call__(self, question: str) -> str:
+            with posthog_llm.span("inner step"):
+                await asyncio.sleep(0.01)
+            return f"answer to {question}"
+
+    agent = posthog_llm.observe(Agent(), name="agent")
+    assert asyncio.run(agent("q")) == "answer to q"
+    events = read(default, sink)
+    root = props(events, "agent")
+    assert root["$ai_output_state"] == "answer to q"
+    assert props(events, "inner step")["$ai_trace_id"] == root["$ai_trace_id"]
+    assert root["$ai_latency"] >= 0.01

@@ -556,6 +556,7 @@ class Client:
             max_retries=max_retries,
             spool=self.spool,
             estimate=_estimate_item,
+            count=_events_in_item,
         )
         _live_clients.add(self)
         register_exit_hooks(_shutdown_all_at_exit)
@@ -931,6 +932,19 @@ def set_client(client: Client | None) -> None:
     global _default_client
     with _default_lock:
         _default_client = client
+
+
+def _events_in_item(item: Any) -> int:
+    """How many events a queued item would build into: a trace's count is its builder's (no
+    `before_send`, nothing serialized); a sampled-out trace holds none to send."""
+    if type(item) is dict:
+        return 1
+    event, build = item[0], item[2]
+    if event is _MANY_SAMPLED_OUT:
+        return 0
+    if event is _MANY:
+        return len(build())
+    return 1
 
 
 def _estimate_item(item: Any) -> int:

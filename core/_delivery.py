@@ -125,6 +125,8 @@ class DeliveryPolicy:
             if outcome.undelivered or abort.is_set():
                 # The endpoint just failed: do not knock again with the rest of the batch.
                 outcome.undelivered.extend(group)
+                if not outcome.reasons:
+                    outcome.reasons.append("shutdown deadline reached")
                 continue
             self._send_group(group, outcome, deadline, abort, retry)
         return outcome

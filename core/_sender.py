@@ -83,10 +83,13 @@ class BatchSender:
         warn_interval: float = 10.0,
         spool: Spool | None = None,
         estimate: Callable[[Any], int] | None = None,
+        count: Callable[[Any], int] | None = None,
     ) -> None:
         self.destination = destination
         self._process = process
         self._estimate = estimate
+        # How many events a queued item holds, without building it (None: one each).
+        self._count = count
         self.flush_at = flush_at
         self.flush_interval = flush_interval
         self.max_queue_size = max_queue_size
@@ -155,6 +158,7 @@ class BatchSender:
         self._closed_lock = threading.Lock()
         self._shutdown_result: bool | None = None
         self._deadline: float | None = None
+        self._save_until: float | None = None
         self._flush_requested = 0
         self._flush_done = 0
         self._flush_ok = True
@@ -504,13 +508,19 @@ class BatchSender:
 
         Returns whether every event this client accepted was delivered. Returns by the deadline
         even if the destination is down or stalls; what is left then goes to the spool (the time
-        to write it to disk comes on top), or is lost without one. From the moment it starts,
+        to write it to disk comes on top, within as long again, at least a second), or is lost
+        (counted failed) without one. From the moment it starts,
         events are refused (dropped, counted and warned about, never raised).
         """
         if self._closed:
             return bool(self._shutdown_result)
         start = time.monotonic()
         self._deadline = None if timeout is None else start + max(0.0, timeout)
+        # Saving what is left to the spool comes on top of the deadline, within as long again
+        # (at least a second): past that, what is not built yet is counted lost.
+        self._save_until = (
+            None if self._deadline is None else self._deadline + max(1.0, max(0.0, timeout or 0))
+        )
         self._stopping = True
         # Closed before the final flush: an event captured from here on is refused (dropped and
         # counted), or, if its thread passed the check just before, taken by the flush or by
@@ -584,12 +594,20 @@ class BatchSender:
                 while self._backlog:
                     left.append(self._backlog.popleft())
                 self._backlog_bytes = 0
+            # Built only where they can be kept (a spool that takes writes), and within the
+            # time saving may take past the deadline: building runs `before_send`, which may
+            # take any time.
+            keep = self.spool is not None and not self._spool_failing
+            deadline = self._save_until
             while self._queue:
                 try:
                     item = self._queue.popleft()
                 except IndexError:
                     break
-                left.extend(self._build(item))
+                if keep and (deadline is None or time.monotonic() < deadline):
+                    left.extend(self._build(item))
+                else:
+                    lost += self._events_in(item)
         if left:
             if self._to_spool(left, why):
                 saved += len(left)
@@ -611,6 +629,15 @@ class BatchSender:
                 self.spool.path if self.spool else "",
             )
         return saved + lost
+
+    def _events_in(self, item: Any) -> int:
+        """The events an unbuilt item holds (one when that cannot be told)."""
+        if self._count is None:
+            return 1
+        try:
+            return max(0, int(self._count(item)))
+        except Exception:
+            return 1
 
     def _taken_back(self, batch: list[bytes], outcome: Outcome) -> None:
         """`batch` was answered after a shutdown deadline saved it: what it delivered leaves

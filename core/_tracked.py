@@ -274,8 +274,8 @@ class TrackedCall:
         self.body_size = 0
         self.body_complete = False  # the body was read to its end
         self.replay: Callable[[Iterator[bytes]], Any] | None = None  # the SDK reads it again
-        # Every response of a call the SDK answers with several requests (google-genai's
-        # automatic function calling), the last one included; None when it made one.
+        # What a provider keeps of the requests an SDK makes for one call (google-genai's
+        # automatic function calling): their responses, or a stream's earlier rounds' usage.
         self.requests: list[Any] | None = None
 
     # -- outcomes (hot path: record and hand over) ----------------------------------------------

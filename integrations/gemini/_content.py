@@ -204,9 +204,18 @@ def observe_chunk(call: TrackedCall, chunk: Any) -> bool:
     if version:
         call.model = version
     usage = chunk.usage_metadata
+    candidates = chunk.candidates
+    if candidates and call.stop_reason is not None and call.usage is not None:
+        # A response after one that finished: the SDK asked again (automatic function calling
+        # ran the functions the model asked for). That request's usage is kept, to be added.
+        rounds = call.requests
+        if rounds is None:
+            rounds = call.requests = []
+        rounds.append(call.usage)
+        call.usage = None
+        call.stop_reason = None
     if usage is not None:
         call.usage = usage
-    candidates = chunk.candidates
     if candidates:
         candidate = candidates[0]
         if candidate.finish_reason is not None:
@@ -241,8 +250,10 @@ def _output(parts: list[Any]) -> list[dict[str, Any]]:
 def build(call: TrackedCall) -> dict[str, Any]:
     params = call.params
     config = params.get("config")
+    rounds = None
     if call.stream:
         model, usage_block, parts, stop = call.model, call.usage, call.chunks, call.stop_reason
+        rounds = call.requests  # the usage of each earlier request of the call
     else:
         result = call.result
         model = getattr(result, "model_version", None)
@@ -253,10 +264,13 @@ def build(call: TrackedCall) -> dict[str, Any]:
         parts = list(getattr(content, "parts", None) or ())
         stop = getattr(first, "finish_reason", None)
     usage = normalize_usage(usage_block)
-    requests = call.requests
-    if requests is not None and len(requests) > 1:
+    requests = None if call.stream else call.requests
+    if rounds:
+        usage = total_usage([normalize_usage(u) for u in (*rounds, usage_block)])
+    elif requests and (len(requests) > 1 or call.error is not None):
         # Automatic function calling: the SDK ran the functions the model asked for and asked
-        # again; every request is paid for, so the call's counts are all of them.
+        # again; every request is paid for, so the call's counts are all of them (those
+        # answered before one that failed too).
         usage = total_usage([normalize_usage(getattr(r, "usage_metadata", None)) for r in requests])
     requested = params.get("model")
     return generation_properties(

@@ -167,6 +167,86 @@ def test_automatic_function_calling_counts_every_request_of_the_call(
     assert [generation["$ai_input_tokens"], generation["$ai_output_tokens"]] == totals
 
 
+def _usage_of_each(standin, suffix):
+    """What each request the stand-in answered cost, by answering its body again."""
+    totals = [0, 0]
+    for request in [r for r in standin.requests if r["path"].endswith(suffix)]:
+        answer = urllib.request.urlopen(
+            urllib.request.Request(
+                standin.base_url.rstrip("/") + request["path"].replace(suffix, ":generateContent"),
+                data=json.dumps(request["body"]).encode(),
+                headers={"Content-Type": "application/json", "x-goog-api-key": API_KEY},
+            ),
+            timeout=10,
+        )
+        usage = json.loads(answer.read())["usageMetadata"]
+        totals[0] += usage["promptTokenCount"]
+        totals[1] += usage["candidatesTokenCount"]
+    return totals
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_a_streamed_call_with_automatic_function_calling_counts_every_round(
+    make_client, events, standin, run
+):
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        return f"sunny in {city}"
+
+    llm = make_client()
+    config = types.GenerateContentConfig(tools=[get_weather])
+    if run == "sync":
+        text = "".join(
+            chunk.text or ""
+            for chunk in llm.models.generate_content_stream(
+                model=MODEL, contents="Weather in Paris?", config=config
+            )
+        )
+    else:
+
+        async def read() -> str:
+            stream = await llm.aio.models.generate_content_stream(
+                model=MODEL, contents="Weather in Paris?", config=config
+            )
+            return "".join([chunk.text or "" async for chunk in stream])
+
+        text = asyncio.run(read())
+    assert text
+    totals = _usage_of_each(standin, ":streamGenerateContent")
+    assert totals[0] > 0
+    generation = only(events("$ai_generation"))
+    assert [generation["$ai_input_tokens"], generation["$ai_output_tokens"]] == totals
+
+
+def test_a_call_whose_second_round_fails_keeps_the_first_rounds_tokens(
+    make_client, events, standin
+):
+    # The model asked for the function; the request with its result fails (503): the first
+    # request was answered and paid for, and the event says so.
+    from posthog_llm.local.anthropic_standin import StandInError
+
+    def overloaded(request: dict) -> None:
+        raise StandInError(503, "The model is overloaded.")
+
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        paid.extend(_usage_of_each(standin, ":generateContent"))
+        standin.handle = overloaded  # the stand-in's answer to every later request
+        return "sunny"
+
+    paid: list[int] = []
+    llm = make_client()
+    with pytest.raises(errors.ServerError):
+        llm.models.generate_content(
+            model=MODEL,
+            contents="Weather in Paris?",
+            config=types.GenerateContentConfig(tools=[get_weather]),
+        )
+    generation = only(events("$ai_generation"))
+    assert generation["$ai_is_error"] is True
+    assert [generation["$ai_input_tokens"], generation["$ai_output_tokens"]] == paid
+
+
 def test_function_calls_in_the_output_and_tools(make_client, events):
     llm = make_client()
     weather = types.FunctionDeclaration(

@@ -357,7 +357,11 @@ def generation_builder(
         time_to_first_token=(run.first_token - run.start) if run.first_token is not None else None,
         stream=streamed,
         stop_reason=stop,
-        http_status=status if error is not None else 200,
+        # No error: 200 when the model answered (a response, or streamed tokens); a call
+        # cancelled before any answer has no status.
+        http_status=status
+        if error is not None
+        else (200 if response is not None or run.first_token is not None else None),
         error=err,
         framework=FRAMEWORK,
         privacy_mode=privacy,

@@ -33,6 +33,7 @@ from posthog_llm.instrumentation import (
     open_observation,
     register_resolver,
     report_internal_error,
+    stopped_by_caller,
     with_trace_id,
 )
 
@@ -554,6 +555,13 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             trace.log.extend((END, key, output, error, end, inputs))
             still_open = trace.open
             still_open.discard(key)
+            if still_open and key == trace.root_key and stopped_by_caller(error):
+                # The root was cancelled (a timeout around `ainvoke`) or closed: LangChain ends
+                # none of the runs still open inside it. They end with it, and the trace is
+                # sent now rather than at shutdown.
+                for child in list(still_open):
+                    self._end(child, None, error, None, False)
+                return
             if not still_open:
                 self._hand_over(trace)
             elif len(trace.log) > _SPILL_AT:

@@ -106,6 +106,30 @@ async def test_leaving_astream_events_early_is_not_an_error(handler, events):
         assert "$ai_error" not in event["properties"], event
 
 
+async def test_a_chain_cancelled_by_a_timeout_is_sent_at_once_with_its_open_runs(handler, events):
+    # LangChain tells only the root that it was cancelled: the model call inside it never
+    # ends. The trace is sent now (not at shutdown), the call's latency ends with it, and a
+    # call that never answered has no HTTP status.
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    class Slow(GenericFakeChatModel):
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+            await asyncio.sleep(5)
+
+    slow = chain(Slow(messages=iter([AIMessage(content="hi")])))
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(
+            slow.ainvoke({"question": "q"}, config={"callbacks": [handler]}), 0.1
+        )
+    sent = events()
+    assert sorted(e["event"] for e in sent) == ["$ai_generation", "$ai_span", "$ai_trace"]
+    (generation,) = [e["properties"] for e in sent if e["event"] == "$ai_generation"]
+    assert "$ai_http_status" not in generation and generation["$ai_latency"] < 1.0
+    (trace,) = [e["properties"] for e in sent if e["event"] == "$ai_trace"]
+    assert trace["$ai_latency"] < 1.0
+
+
 async def test_tasks_interleaving_on_one_loop_keep_their_traces(handler, events):
     async def slow(x: dict) -> dict:
         await asyncio.sleep(0.01)

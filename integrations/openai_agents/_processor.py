@@ -162,7 +162,9 @@ class PostHogTracingProcessor(TracingProcessor):
         with capture_internal_exceptions():
             outer = current_observation()
             scope = self._emitter.scope()
-            trace_id = outer.trace_id if outer is not None else trace.trace_id
+            # The enclosing observation's trace, else the one `posthog_llm.context(trace_id=)`
+            # names (as every integration takes it), else the SDK's own.
+            trace_id = outer.trace_id if outer is not None else (scope.trace_id or trace.trace_id)
             if scope.trace_id != trace_id:
                 # Set once here: every observation of the run carries it (no merge per span).
                 scope = scope.merged(make_scope(trace_id=trace_id))
@@ -180,8 +182,8 @@ class PostHogTracingProcessor(TracingProcessor):
                 )
             else:
                 run = _Run(
-                    trace_id=trace.trace_id,
-                    root_id=trace.trace_id,
+                    trace_id=trace_id,
+                    root_id=trace_id,
                     joined_parent=None,
                     joined=None,
                     scope=scope,

@@ -141,6 +141,20 @@ def test_context_privacy_and_identity_apply_to_the_run(client, events):
     assert any("$ai_input" in e["properties"] for e in first)
 
 
+def test_a_trace_id_set_by_context_names_the_run(client, events):
+    # As for every other integration: a request's id given to `context` is the run's trace
+    # id, so feedback sent with it lands on the run.
+    posthog_agents.instrument(client)
+    with context(trace_id="request-42"):
+        Runner.run_sync(make_agents(), "What is the weather in Paris?")
+    found = events()
+    assert {e["properties"]["$ai_trace_id"] for e in found} == {"request-42"}
+    (trace,) = [e["properties"] for e in found if e["event"] == "$ai_trace"]
+    ids = {e["properties"].get("$ai_span_id") for e in found} | {"request-42"}
+    assert all(e["properties"].get("$ai_parent_id", "request-42") in ids for e in found)
+    assert trace.get("$ai_parent_id") is None
+
+
 class _Recorder(TracingProcessor):
     def __init__(self) -> None:
         self.traces: list[str] = []

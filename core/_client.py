@@ -235,14 +235,13 @@ def _check_host(host: str) -> str:
         parts is None
         or parts.scheme not in ("http", "https")
         or not parts.hostname
-        # PostHog's paths are appended to the URL: a query, a fragment or a path with spaces
-        # would take them somewhere else.
+        # PostHog's paths are appended to the URL: a query, a fragment or spaces would take
+        # them somewhere else (or nowhere).
         or parts.query
         or parts.fragment
         or "?" in host
         or "#" in host
-        or parts.path != parts.path.strip()
-        or any(c.isspace() for c in parts.path)
+        or any(c.isspace() for c in host)
     ):
         raise ValueError(
             f"host must be an http(s) URL such as {DEFAULT_HOST!r} or 'http://localhost:8010', got {host!r}"

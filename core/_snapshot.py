@@ -105,7 +105,9 @@ def _non_finite(props: dict[str, Any], keys: list[str]) -> bool:
     """Whether a float that is NaN or infinite is among the containers `keys` name."""
     stack: list[Any] = [props[key] for key in keys]
     budget = _MAX_CONTAINERS
-    while stack and budget > 0:
+    while stack:
+        if budget <= 0:
+            return True  # not looked through: taken as holding one (the exact path then)
         value = stack.pop()
         cls = type(value)
         if cls is float:

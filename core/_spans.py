@@ -404,12 +404,7 @@ def observe(
                 value = read_input(args, kwargs)
         return Span(span_name, input=value, client=client)
 
-    # What a call runs: the function, or for a callable object its `__call__` (an agent class
-    # with `async def __call__` is awaited inside its span, not returned from it unstarted).
-    runs = func
-    if not (inspect.isfunction(func) or inspect.ismethod(func) or inspect.isbuiltin(func)):
-        if not isinstance(func, functools.partial):
-            runs = type(func).__call__
+    runs = _what_runs(func)
 
     if inspect.isasyncgenfunction(runs):
 
@@ -535,6 +530,30 @@ def observe(
             return result
 
     return wrapper
+
+
+def _what_runs(func: Callable[..., Any]) -> Callable[..., Any]:
+    """What a call of `func` runs, to tell whether it is async or a generator: `func` when it
+    says so itself (a coroutine function, an `AsyncMock`, a partial of one), else for a callable
+    object (or a partial of one) its class's `__call__`: an agent class with `async def
+    __call__` is awaited inside its span, not returned from it unstarted."""
+    if (
+        inspect.iscoroutinefunction(func)
+        or inspect.isasyncgenfunction(func)
+        or inspect.isgeneratorfunction(func)
+    ):
+        return func
+    target = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    if (
+        inspect.isfunction(target)
+        or inspect.ismethod(target)
+        or inspect.isbuiltin(target)
+        or isinstance(target, type)
+    ):
+        return target
+    return type(target).__call__
 
 
 def _input_reader(func: Callable[..., Any]) -> Callable[[Any, Any], Any]:

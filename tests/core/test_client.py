@@ -469,3 +469,16 @@ def test_numbers_of_other_libraries_inside_lists_are_sent_as_numbers(client, sin
     (event,) = sink.events
     assert event["properties"]["scores"] == [0.9, 0.5, 3]
     assert event["properties"]["doc"] == {"similarity": 0.75}
+
+
+def test_a_host_with_a_space_in_its_name_is_refused():
+    with pytest.raises(ValueError, match="host must be an http"):
+        Client(api_key="phc_x", host="http://us.i.posthog .com")
+
+
+def test_nan_among_more_containers_than_are_looked_through_still_reads_nan(client, sink):
+    rows = [{"n": i} for i in range(12_000)] + [{"score": float("nan")}]
+    client.capture("eval", distinct_id="u", properties={"rows": rows})
+    assert client.flush(5)
+    (event,) = sink.events
+    assert event["properties"]["rows"][-1] == {"score": "NaN"}

@@ -544,3 +544,22 @@ def test_observe_on_an_object_with_async_call_awaits_it_inside_the_span(
     assert root["$ai_output_state"] == "answer to q"
     assert props(events, "inner step")["$ai_trace_id"] == root["$ai_trace_id"]
     assert root["$ai_latency"] >= 0.01
+
+
+@pytest.mark.parametrize("kind", ["async_mock", "partial_of_callable"])
+def test_observe_awaits_what_is_async_whatever_wraps_it(
+    default: Client, sink: InMemoryDestination, kind: str
+) -> None:
+    import functools
+    from unittest.mock import AsyncMock
+
+    class Adder:
+        async def __call__(self, a: int, b: int) -> int:
+            return a + b
+
+    target: Any = (
+        AsyncMock(return_value=6) if kind == "async_mock" else functools.partial(Adder(), 3)
+    )
+    observed = posthog_llm.observe(target, name="work")
+    assert asyncio.run(observed(3)) == 6
+    assert props(read(default, sink), "work")["$ai_output_state"] == 6

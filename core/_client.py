@@ -555,7 +555,7 @@ class Client:
             max_retries=max_retries,
             spool=self.spool,
             estimate=_estimate_item,
-            count=_events_in_item,
+            count=self._events_in_item,
         )
         _live_clients.add(self)
         register_exit_hooks(_shutdown_all_at_exit)
@@ -712,7 +712,13 @@ class Client:
         if event is _MANY:
             kept: list[bytes] = []
             filtered = failed = 0
-            for name, fields, when in props():
+            built = props()
+            for at, (name, fields, when) in enumerate(built):
+                until = self._sender.build_until
+                if until is not None and time.monotonic() > until:
+                    # Shutdown's time is up (`before_send` runs per event): the rest is lost.
+                    failed += len(built) - at
+                    break
                 try:
                     data = self._serialize_one(
                         name,
@@ -862,6 +868,19 @@ class Client:
 
     close = shutdown
 
+    def _events_in_item(self, item: Any) -> int:
+        """How many events a queued item would send, without building them (no `before_send`,
+        nothing serialized); a sampled-out trace is counted as such here and sends none."""
+        if type(item) is dict:
+            return 1
+        event, build = item[0], item[2]
+        if event is _MANY_SAMPLED_OUT:
+            self._count_sampled_out(build)
+            return 0
+        if event is _MANY:
+            return len(build())
+        return 1
+
     def _count_sampled_out(self, build: Callable[[], Any]) -> None:
         """Count the events of a trace the sample rate left out (built, never sent)."""
         try:
@@ -931,19 +950,6 @@ def set_client(client: Client | None) -> None:
     global _default_client
     with _default_lock:
         _default_client = client
-
-
-def _events_in_item(item: Any) -> int:
-    """How many events a queued item would build into: a trace's count is its builder's (no
-    `before_send`, nothing serialized); a sampled-out trace holds none to send."""
-    if type(item) is dict:
-        return 1
-    event, build = item[0], item[2]
-    if event is _MANY_SAMPLED_OUT:
-        return 0
-    if event is _MANY:
-        return len(build())
-    return 1
 
 
 def _estimate_item(item: Any) -> int:

@@ -159,6 +159,8 @@ class BatchSender:
         self._shutdown_result: bool | None = None
         self._deadline: float | None = None
         self._save_until: float | None = None
+        # Set by `shutdown`: past this, building an item's events stops (they are counted lost).
+        self.build_until: float | None = None
         self._flush_requested = 0
         self._flush_done = 0
         self._flush_ok = True
@@ -521,6 +523,9 @@ class BatchSender:
         self._save_until = (
             None if self._deadline is None else self._deadline + max(1.0, max(0.0, timeout or 0))
         )
+        # Past the deadline, what is built can only be kept in the spool.
+        keep = self.spool is not None and not self._spool_failing
+        self.build_until = self._save_until if keep else self._deadline
         self._stopping = True
         # Closed before the final flush: an event captured from here on is refused (dropped and
         # counted), or, if its thread passed the check just before, taken by the flush or by
@@ -598,7 +603,7 @@ class BatchSender:
             # time saving may take past the deadline: building runs `before_send`, which may
             # take any time.
             keep = self.spool is not None and not self._spool_failing
-            deadline = self._save_until
+            deadline = self.build_until
             while self._queue:
                 try:
                     item = self._queue.popleft()

@@ -3,6 +3,7 @@ user overrides of computed `$ai_*` properties."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import openai
@@ -135,3 +136,48 @@ def test_a_trace_sampled_out_after_shutdown_is_counted_sampled_out_not_dropped(
     stats = default_client.stats()
     assert (stats["sampled_out"], stats["dropped"]) == (3, 0)
     assert default_client.flush(1)  # nothing was lost: it was never to be sent
+
+
+def test_shutdown_keeps_its_deadline_with_a_trace_queued_and_a_slow_before_send() -> None:
+    # A whole trace is one queued item, and before_send runs once per event in it: building
+    # stops at the deadline, the rest counted lost, every event accounted for once.
+    from langchain_core.runnables import RunnableLambda
+    from posthog_llm import Client, InMemoryDestination
+
+    def slow(event: dict) -> dict:
+        time.sleep(0.05)
+        return event
+
+    client = Client(destination=InMemoryDestination(), before_send=slow, flush_interval=30)
+    chain = RunnableLambda(lambda x: x + 1)
+    for _ in range(29):
+        chain = chain | RunnableLambda(lambda x: x + 1)
+    assert chain.invoke(0, config={"callbacks": [PostHogCallbackHandler(client)]}) == 30
+    started = time.monotonic()
+    client.shutdown(timeout=0.5)
+    assert time.monotonic() - started < 1.2  # 31 events would take 1.6 s to build
+    stats = client.stats()
+    assert stats["sent"] + stats["failed"] == 31 and stats["failed"] > 0, stats
+
+
+def test_traces_sampled_out_and_still_queued_at_shutdown_count_as_sampled_out() -> None:
+    from langchain_core.runnables import RunnableLambda
+    from posthog_llm import Client, InMemoryDestination
+
+    def slow(event: dict) -> dict:
+        time.sleep(0.2)
+        return event
+
+    # The worker waits for a full batch or its 30 s tick: the traces are still queued.
+    client = Client(
+        destination=InMemoryDestination(), before_send=slow, flush_interval=30, sample_rate=0.0
+    )
+    chain = RunnableLambda(lambda x: x).with_config(run_name="a") | RunnableLambda(
+        lambda x: x
+    ).with_config(run_name="b")
+    for _ in range(5):
+        chain.invoke(1, config={"callbacks": [PostHogCallbackHandler(client)]})
+    assert client.stats()["sampled_out"] == 0  # not counted yet: on the worker, later
+    client.shutdown(0)
+    stats = client.stats()
+    assert (stats["sampled_out"], stats["failed"], stats["dropped"]) == (15, 0, 0)

@@ -205,9 +205,17 @@ def observe_chunk(call: TrackedCall, chunk: Any) -> bool:
         call.model = version
     usage = chunk.usage_metadata
     candidates = chunk.candidates
-    if candidates and call.stop_reason is not None and call.usage is not None:
-        # A response after one that finished: the SDK asked again (automatic function calling
-        # ran the functions the model asked for). That request's usage is kept, to be added.
+    # The first candidate only, as for a call that does not stream (with `candidate_count`,
+    # a chunk may carry another candidate alone).
+    candidate = candidates[0] if candidates else None
+    if candidate is not None and candidate.index not in (None, 0):
+        candidate = None
+    content = candidate.content if candidate is not None else None
+    parts = content.parts if content is not None else None
+    if parts and call.stop_reason is not None and call.usage is not None:
+        # The first candidate speaks again after it finished: the SDK asked again (automatic
+        # function calling ran the functions the model asked for). That request's usage is
+        # kept, to be added.
         rounds = call.requests
         if rounds is None:
             rounds = call.requests = []
@@ -216,13 +224,11 @@ def observe_chunk(call: TrackedCall, chunk: Any) -> bool:
         call.stop_reason = None
     if usage is not None:
         call.usage = usage
-    if candidates:
-        candidate = candidates[0]
+    if candidate is not None:
         if candidate.finish_reason is not None:
             call.stop_reason = candidate.finish_reason
-        content = candidate.content
-        if content is not None and content.parts:
-            call.chunks.extend(content.parts)
+        if parts:
+            call.chunks.extend(parts)
             if call.ttft is None:
                 call.ttft = call.busy
     return True

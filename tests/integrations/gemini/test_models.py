@@ -567,3 +567,48 @@ def test_cached_content_tokens_and_a_per_call_distinct_id(make_client, events, s
     assert standin.last_request(":generateContent")["body"]["cachedContent"] == (
         "cachedContents/hedgehog-facts"
     )
+
+
+def test_a_stream_of_two_candidates_counts_its_one_request_once(client, events):
+    # With candidate_count=2 the first candidate may finish while the second goes on, in
+    # chunks of its own: one request, counted once, and the first candidate's text only.
+    from posthog_llm.integrations.gemini import Client as Gemini
+    from posthog_llm.local.gemini_standin import GeminiStandIn
+
+    def usage(out: int | None = None) -> dict:
+        counts = {"promptTokenCount": 10, "totalTokenCount": 10}
+        if out is not None:
+            counts.update(candidatesTokenCount=out, totalTokenCount=10 + out)
+        return counts
+
+    def candidate(index: int, text: str, finish: str | None = None) -> dict:
+        found = {"content": {"role": "model", "parts": [{"text": text}]}, "index": index}
+        return found | ({"finishReason": finish} if finish else {})
+
+    class TwoCandidates(GeminiStandIn):
+        def handle(self, request):
+            base = {"modelVersion": "gemini-2.5-flash-001", "responseId": "r1"}
+            chunks = [
+                {**base, "candidates": [candidate(0, "Hi "), candidate(1, "Hello ")]}
+                | {"usageMetadata": usage()},
+                {**base, "candidates": [candidate(0, "there", "STOP"), candidate(1, "dear ")]}
+                | {"usageMetadata": usage(5)},
+                {**base, "candidates": [candidate(1, "friend", "STOP")], "usageMetadata": usage(8)},
+                {**base, "candidates": [{"index": 0}], "usageMetadata": usage(8)},  # a closing one
+            ]
+            return 200, iter([(None, chunk) for chunk in chunks]), True
+
+    with TwoCandidates() as server:
+        llm = Gemini(
+            api_key=API_KEY,
+            posthog_client=client,
+            http_options={"base_url": server.base_url, "retry_options": {"attempts": 1}},
+        )
+        list(
+            llm.models.generate_content_stream(
+                model=MODEL, contents="hi", config=types.GenerateContentConfig(candidate_count=2)
+            )
+        )
+    generation = only(events("$ai_generation"))
+    assert (generation["$ai_input_tokens"], generation["$ai_output_tokens"]) == (10, 8)
+    assert generation["$ai_output_choices"] == [{"role": "assistant", "content": "Hi there"}]

@@ -10,8 +10,9 @@ Windows the modes mean nothing and nothing changes.
 from __future__ import annotations
 
 import os
+import pathlib
 
-__all__ = ["make_private_dirs", "create_private_file"]
+__all__ = ["make_private_dirs", "create_private_file", "sqlite_uri"]
 
 _POSIX = os.name == "posix"
 
@@ -51,3 +52,13 @@ def create_private_file(path: str) -> None:
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+
+
+def sqlite_uri(path: str, *, read_only: bool = False) -> str:
+    """The `file:` URI that opens exactly the file `path` names (a plain name that starts with
+    `file:` would itself be read as a URI by SQLite builds that allow them); `sqlite3.connect`
+    takes it with `uri=True`. `:memory:` stays itself."""
+    if path == ":memory:":
+        return "file::memory:"
+    uri = pathlib.Path(os.path.abspath(path)).as_uri()  # percent-encoded, any platform
+    return uri + "?mode=ro" if read_only else uri

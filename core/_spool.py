@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from ._private_files import create_private_file, make_private_dirs
+from ._private_files import create_private_file, make_private_dirs, sqlite_uri
 
 __all__ = ["Spool", "default_spool_dir", "spool_path", "DEFAULT_SPOOL_MAX_BYTES"]
 
@@ -154,7 +154,11 @@ class Spool:
     def _open(self) -> sqlite3.Connection:
         create_private_file(self.path)
         conn = sqlite3.connect(
-            self.path, timeout=30.0, check_same_thread=False, isolation_level=None
+            sqlite_uri(self.path),
+            uri=True,
+            timeout=30.0,
+            check_same_thread=False,
+            isolation_level=None,
         )
         try:
             self._prepare(conn)

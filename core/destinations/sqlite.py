@@ -8,11 +8,10 @@ import os
 import sqlite3
 import threading
 import time
-import urllib.parse
 from typing import Any
 
 from .._events import PROP_TRACE_ID
-from .._private_files import create_private_file, make_private_dirs
+from .._private_files import create_private_file, make_private_dirs, sqlite_uri
 from .._store_summary import ensure_summaries, update_summaries
 from .._timestamps import utc_text
 from ._base import RetryableError
@@ -46,7 +45,9 @@ def connect(path: str, *, create: bool = True, timeout: float = 30.0) -> sqlite3
         # Owner-only: the store holds captured prompts (its -wal/-shm files take the file's mode).
         make_private_dirs(os.path.dirname(os.path.abspath(path)))
         create_private_file(path)
-    conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
+    conn = sqlite3.connect(
+        sqlite_uri(path), uri=True, timeout=timeout, check_same_thread=False, isolation_level=None
+    )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         if create:
@@ -192,7 +193,7 @@ class SQLiteDestination:
             # Another program's database is refused now, not at the first batch (read only:
             # nothing is created before events come).
             try:
-                probe = sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?mode=ro", uri=True)
+                probe = sqlite3.connect(sqlite_uri(self.path, read_only=True), uri=True)
                 try:
                     check_ours(probe)
                 finally:

@@ -93,3 +93,18 @@ def test_a_umask_that_takes_owner_bits_does_not_lock_the_owner_out(tmp_path):
     os.umask(0o022)
     assert _modes(str(tmp_path / "spool"))["spool.db"] == 0o600
     assert _modes(str(tmp_path / "spool"))[""] == 0o700
+
+
+def test_a_store_named_like_a_uri_is_the_file_it_names(tmp_path, monkeypatch):
+    # SQLite reads a plain name starting with "file:" as a URI: the store and its check must
+    # open the file the name says, owner-only, and nothing else.
+    monkeypatch.chdir(tmp_path)
+    client = Client(db="file:events.db")
+    client.capture("e", distinct_id="u")
+    assert client.shutdown(5)
+    assert sorted(n for n in os.listdir(tmp_path) if not n.endswith(("-wal", "-shm"))) == [
+        "file:events.db"
+    ]
+    assert os.stat(tmp_path / "file:events.db").st_mode & 0o777 == 0o600
+    with EventStore(str(tmp_path / "file:events.db")) as store:
+        assert [e["event"] for e in store.events()] == ["e"]

@@ -8,11 +8,13 @@ outage batches go straight to the spool and only one probe at a time knocks on t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from ._sender_stats import Counters
@@ -54,9 +56,15 @@ class DeliveryPolicy:
         timeout: float,
         max_retries: int,
         retry_budget: float | None,
+        lock: AbstractContextManager[object] | None = None,
     ) -> None:
         self.destination = destination
         self.counters = counters
+        # Held while a delivered group moves from its outcome to the `sent` count: the sender's
+        # `stats()` reads both under it, so an event is never counted twice or not at all.
+        self._lock: AbstractContextManager[object] = (
+            lock if lock is not None else contextlib.nullcontext()
+        )
         self.timeout = timeout
         self.max_retries = max_retries
         # With a spool, a batch is retried for at most this many seconds, then spooled: the spool
@@ -204,10 +212,14 @@ class DeliveryPolicy:
                 outcome.rejected.extend(group)
                 outcome.reasons.append(f"{type(exc).__name__}: {exc}")
                 return
+            self._delivered(outcome, group)
+            return
+
+    def _delivered(self, outcome: Outcome, group: list[bytes]) -> None:
+        with self._lock:
             outcome.delivered.extend(group)
             self.counters.add("sent", len(group))
             self.counters.add("batches")
-            return
 
     def take_retry_after(self) -> float | None:
         value, self._last_retry_after = self._last_retry_after, None
@@ -247,6 +259,4 @@ class DeliveryPolicy:
                 # Anything else (a retryable failure mid-bisection) goes the normal way.
                 self._send_group(part, outcome, deadline, abort, True)
                 continue
-            outcome.delivered.extend(part)
-            self.counters.add("sent", len(part))
-            self.counters.add("batches")
+            self._delivered(outcome, part)

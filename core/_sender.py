@@ -116,12 +116,14 @@ class BatchSender:
 
     def _init_state(self) -> None:
         self.counters = Counters()
+        self._inflight_lock = threading.Lock()
         self.policy = DeliveryPolicy(
             self.destination,
             self.counters,
             timeout=self.timeout,
             max_retries=self.max_retries,
             retry_budget=_RETRY_BUDGET_WITH_SPOOL if self.spool is not None else None,
+            lock=self._inflight_lock,
         )
         self._queue: deque[tuple[Any, int]] = deque()
         # Estimated bytes of one queued (unbuilt) item: a running average of sampled estimates.
@@ -166,7 +168,6 @@ class BatchSender:
         self._flush_ok = True
         # Batches taken from the backlog and not settled yet (two while a second request is out).
         self._inflight: list[list[bytes]] = []
-        self._inflight_lock = threading.Lock()
         # In-flight batches a shutdown deadline saved while their request went on: the spool
         # rows each went to (None: counted failed), and set once the saving is done.
         self._taken: dict[int, tuple[list[bytes], list[int] | None]] = {}
@@ -204,7 +205,6 @@ class BatchSender:
         return len(self._queue) * self._item_bytes
 
     def stats(self) -> SenderStats:
-        values = self.counters.snapshot()
         pending = 0
         if self.spool is not None:
             try:
@@ -212,6 +212,7 @@ class BatchSender:
             except Exception:
                 pending = -1
         with self._inflight_lock:  # a batch being sent is still queued until it is settled
+            values = self.counters.snapshot()
             sending = 0
             for batch in self._inflight:
                 outcome = self._outcomes.get(id(batch))

@@ -397,7 +397,8 @@ def test_a_batch_sent_as_two_requests_counts_each_event_once_while_it_is_sent(po
     while time.monotonic() < deadline:
         stats = client.stats()
         seen.add((stats["sent"], stats["queued"]))
-        assert stats["sent"] + stats["queued"] == 20, stats
+        # Never counted twice (an item the worker is building is briefly in neither count).
+        assert stats["sent"] + stats["queued"] <= 20, stats
         if stats["sent"] == 20:
             break
         time.sleep(0.01)

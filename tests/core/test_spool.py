@@ -586,6 +586,8 @@ def test_a_batch_retried_in_memory_counts_as_queued_until_it_is_answered(posthog
     for i in range(20):
         client.capture("e", distinct_id="u", properties={"i": i})
     deadline = time.monotonic() + 20
+    while posthog_server.request_count == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)  # built and out as one batch: from here every event is in a count
     while time.monotonic() < deadline:
         stats = client.stats()
         assert stats["queued"] + stats["sent"] + stats["failed"] == 20, stats

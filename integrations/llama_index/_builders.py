@@ -42,7 +42,8 @@ def span_event(
         trace_id=trace.id,
         span_id=node.uid,
         parent_id=node.pvis,
-        span_name=node.kind.name,
+        span_name=safely(_spans.display_name, node.kind, node.instance, node.args)
+        or node.kind.name,
         span_type=node.kind.span_type,
         input_state=None if privacy else _spans.span_input(kind, node.args, node.tags),
         output_state=None if privacy or error else _spans.span_output(kind, result),
@@ -69,7 +70,12 @@ def trace_event(trace: Trace) -> dict[str, Any]:
                 output_state = text if text is not None else _safe_output(output_state)
     return trace_properties(
         trace_id=trace.id,
-        span_name=trace.name or (kind.name if kind is not None else None),
+        span_name=trace.name
+        or (
+            (safely(_spans.display_name, kind, trace.instance, trace.args) or kind.name)
+            if kind is not None
+            else None
+        ),
         input_state=input_state,
         output_state=output_state,
         latency=_latency(trace.start, trace.end),

@@ -93,6 +93,7 @@ class Trace:
         "foreign",
         "inner",
         # Filled on the worker by the replay, read by the builders.
+        "instance",
         "args",
         "tags",
         "end",
@@ -144,6 +145,7 @@ class Trace:
         # What the span map holds for this trace's internal spans (their exits and drops are
         # only counted). Refers back to the trace: the cycle is cut when the trace is sent.
         self.inner: Inner | None = Inner(self)
+        self.instance: Any = None
         self.args: Any = None
         self.tags: Any = None
         self.end: float | None = None

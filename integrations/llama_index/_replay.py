@@ -221,6 +221,7 @@ class _Run:
                 if tag <= INNER:
                     read(log, i, tag)
                     if tag != INNER and log[i + 1] == trace.key:
+                        trace.instance = log[i + 3]
                         trace.args = log[i + 4]
                         trace.tags = log[i + 5]
                 elif tag == EXIT:

@@ -405,12 +405,19 @@ def _arguments(bound_args: Any) -> dict[str, Any]:
         if key in ("self", "cls"):
             continue
         if key == "kwargs" and isinstance(value, Mapping):
-            out.update(value)
+            out.update((k, v) for k, v in value.items() if not _is_workflow_context(v))
             continue
         if key == "args" and not value:
             continue
+        if _is_workflow_context(value):
+            continue  # a workflow's `ctx`: machinery, whose repr says nothing
         out[key] = value
     return out
+
+
+def _is_workflow_context(value: Any) -> bool:
+    cls = type(value)
+    return cls.__name__ == "Context" and cls.__module__.startswith("workflows")
 
 
 def call_arguments(bound_args: Any) -> Any:
@@ -446,6 +453,24 @@ def light_arguments(kind: int, args: Any) -> Any:
 
 def _count(value: Any) -> int:
     return int(value) if isinstance(value, _Count) else len(value or ())
+
+
+def display_name(kind: Kind, instance: Any, bound_args: Any) -> str:
+    """The name a user recognises: a tool's own name (`add`, not `FunctionTool.acall`); an
+    agent step under the agent running it (`Worker.run_agent_step`); else `Class.method`."""
+    if kind.kind == TOOL:
+        name = getattr(getattr(instance, "metadata", None), "name", None)
+        if isinstance(name, str) and name:
+            return name
+    elif kind.kind == STEP and kind.name.endswith(".run_agent_step"):
+        agent = getattr(instance, "name", None)
+        if not isinstance(agent, str) or not agent:
+            # A multi-agent workflow's step: the agent is the one its event names.
+            event = _arguments(bound_args).get("ev")
+            agent = getattr(event, "current_agent_name", None)
+        if isinstance(agent, str) and agent:
+            return f"{agent}.run_agent_step"
+    return kind.name
 
 
 def span_input(kind: int, bound_args: Any, tags: Mapping[str, Any] | None) -> Any:

@@ -63,14 +63,16 @@ async def test_function_agent_steps_tools_and_tool_definitions(settings, handler
     spans = by_event(evts, "$ai_span")
     assert all(s["$ai_trace_id"] == trace_id for s in spans)
     step_names = [s["$ai_span_name"] for s in spans if s["$ai_span_type"] == "step"]
+    # Agent steps under the agent's name, the tool under its own.
     assert sorted(step_names) == [
+        "Agent.run_agent_step",
+        "Agent.run_agent_step",
         "BaseWorkflowAgent.call_tool",
-        "BaseWorkflowAgent.run_agent_step",
-        "BaseWorkflowAgent.run_agent_step",
     ]
     (tool,) = [s for s in spans if s["$ai_span_type"] == "tool"]
     call_tool = next(s for s in spans if s["$ai_span_name"] == "BaseWorkflowAgent.call_tool")
-    assert tool["$ai_span_name"] == "FunctionTool.acall"
+    assert tool["$ai_span_name"] == "add"
+    assert tool["$ai_input_state"] == {"a": 1, "b": 2}
     assert tool["$ai_parent_id"] == call_tool["$ai_span_id"]
     assert tool["$ai_output_state"] == "3"
     gens = by_event(evts, "$ai_generation")
@@ -124,3 +126,29 @@ async def test_a_react_agents_generation_reports_the_text_the_llm_returned(
     assert "5" in str(result)
     (gen,) = by_event(events(client, sink), "$ai_generation")
     assert gen["$ai_output_choices"][0]["content"] == final
+
+
+async def test_a_multi_agent_workflow_names_its_steps_after_the_agent_running_them(
+    settings, handler, client, sink
+):
+    from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent
+    from llama_index.core.llms.mock import MockFunctionCallingLLM
+    from llama_index.core.tools import FunctionTool
+    from llama_index.core.workflow import Context
+
+    def add(ctx: Context, a: int = 1, b: int = 2) -> int:
+        """Add two numbers."""
+        return a + b
+
+    worker = FunctionAgent(
+        name="Worker",
+        description="adds",
+        tools=[FunctionTool.from_defaults(add)],
+        llm=MockFunctionCallingLLM(),
+    )
+    await AgentWorkflow(agents=[worker], root_agent="Worker").run("add 1 and 2")
+    spans = by_event(events(client, sink), "$ai_span")
+    names = {s["$ai_span_name"] for s in spans}
+    assert "Worker.run_agent_step" in names and "add" in names
+    (tool,) = [s for s in spans if s["$ai_span_name"] == "add"]
+    assert tool["$ai_input_state"] == {"a": 1, "b": 2}  # the workflow's ctx left out

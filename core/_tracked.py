@@ -227,6 +227,7 @@ class TrackedCall:
         "body_complete",
         "replay",
         "requests",
+        "model_response_id",
         "__weakref__",
     )
 
@@ -277,6 +278,7 @@ class TrackedCall:
         # What a provider keeps of the requests an SDK makes for one call (google-genai's
         # automatic function calling): their responses, or a stream's earlier rounds' usage.
         self.requests: list[Any] | None = None
+        self.model_response_id: str | None = None  # the response a stream is reading now
 
     # -- outcomes (hot path: record and hand over) ----------------------------------------------
 

@@ -212,16 +212,31 @@ def observe_chunk(call: TrackedCall, chunk: Any) -> bool:
         candidate = None
     content = candidate.content if candidate is not None else None
     parts = content.parts if content is not None else None
-    if parts and call.stop_reason is not None and call.usage is not None:
-        # The first candidate speaks again after it finished: the SDK asked again (automatic
-        # function calling ran the functions the model asked for). That request's usage is
-        # kept, to be added.
+    response_id = chunk.response_id
+    if (
+        candidate is not None
+        and call.stop_reason is not None
+        and call.usage is not None
+        # Another response: its id says so; without ids, a prompt of another size (the next
+        # request holds the function's result; a closing chunk of the same response repeats
+        # its prompt count).
+        and (
+            response_id != call.model_response_id
+            if response_id
+            else usage is not None and usage.prompt_token_count != call.usage.prompt_token_count
+        )
+    ):
+        # The first candidate after it finished, in another response: the SDK asked again
+        # (automatic function calling ran the functions the model asked for). That request's
+        # usage is kept, to be added.
         rounds = call.requests
         if rounds is None:
             rounds = call.requests = []
         rounds.append(call.usage)
         call.usage = None
         call.stop_reason = None
+    if response_id:
+        call.model_response_id = response_id
     if usage is not None:
         call.usage = usage
     if candidate is not None:

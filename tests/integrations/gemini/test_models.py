@@ -612,3 +612,70 @@ def test_a_stream_of_two_candidates_counts_its_one_request_once(client, events):
     generation = only(events("$ai_generation"))
     assert (generation["$ai_input_tokens"], generation["$ai_output_tokens"]) == (10, 8)
     assert generation["$ai_output_choices"] == [{"role": "assistant", "content": "Hi there"}]
+
+
+@pytest.mark.parametrize("with_ids", [True, False])
+@pytest.mark.parametrize("second", ["starts_without_parts", "max_tokens_without_parts"])
+def test_a_streamed_second_round_without_parts_still_counts_both_rounds(
+    client, events, second, with_ids
+):
+    # Thinking models may open (or end) a response with a chunk that has no parts yet: the
+    # next request is told by its response id, or without ids by its prompt's count.
+    from posthog_llm.integrations.gemini import Client as Gemini
+    from posthog_llm.local.gemini_standin import GeminiStandIn
+
+    def usage(prompt: int, out: int | None = None) -> dict:
+        counts = {"promptTokenCount": prompt, "totalTokenCount": prompt + (out or 0)}
+        return counts | ({"candidatesTokenCount": out} if out is not None else {})
+
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        return f"sunny in {city}"
+
+    later = {
+        "starts_without_parts": [
+            {"candidates": [{"content": {"role": "model"}}], "usageMetadata": usage(20)},
+            {
+                "candidates": [
+                    {"content": {"role": "model", "parts": [{"text": "Sunny"}]}}
+                    | {"finishReason": "STOP"}
+                ],
+                "usageMetadata": usage(20, 3),
+            },
+        ],
+        "max_tokens_without_parts": [
+            {
+                "candidates": [{"content": {"role": "model"}, "finishReason": "MAX_TOKENS"}],
+                "usageMetadata": usage(20, 3),
+            }
+        ],
+    }[second]
+    call = {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}
+
+    class TwoRounds(GeminiStandIn):
+        def handle(self, request):
+            contents = (request.get("body") or {}).get("contents", [])
+            answered = any("functionResponse" in p for c in contents for p in c.get("parts", []))
+            base = {"modelVersion": "gemini-2.5-flash-001"}
+            if with_ids:
+                base["responseId"] = "second" if answered else "first"
+            first = {
+                "candidates": [
+                    {"content": {"role": "model", "parts": [call]}, "finishReason": "STOP"}
+                ],
+                "usageMetadata": usage(10, 5),
+            }
+            chunks = later if answered else [first]
+            return 200, iter([(None, base | chunk) for chunk in chunks]), True
+
+    with TwoRounds() as server:
+        llm = Gemini(
+            api_key=API_KEY,
+            posthog_client=client,
+            http_options={"base_url": server.base_url, "retry_options": {"attempts": 1}},
+        )
+        config = types.GenerateContentConfig(tools=[get_weather])
+        list(llm.models.generate_content_stream(model=MODEL, contents="Weather?", config=config))
+        assert len(server.requests) == 2
+    generation = only(events("$ai_generation"))
+    assert (generation["$ai_input_tokens"], generation["$ai_output_tokens"]) == (30, 8)

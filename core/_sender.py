@@ -280,7 +280,7 @@ class BatchSender:
 
     def _enqueue_bounded(self, item: Any, waiting: int) -> bool:
         if self._closed:
-            self._drop_closed(1)
+            self._drop_closed(self._events_in(item))  # a trace counts as its events
             return False
         # The worker is far behind (by count or bytes): build here (backpressure).
         if self._thread is not None and (
@@ -295,7 +295,7 @@ class BatchSender:
             if self.spool is not None:
                 return self._build_here(item)
             # Drop the newest: what is already queued is older and closer to being sent.
-            self.counters.add("dropped")
+            self.counters.add("dropped", self._events_in(item))
             self._warning.warn(
                 "posthog-llm queue is full (%d events): dropping new events", self.max_queue_size
             )
@@ -320,7 +320,7 @@ class BatchSender:
 
     def _drop_left_after_close(self) -> None:
         with self._drain_lock:
-            count = len(self._queue)
+            count = sum(self._events_in(item) for item in self._queue)
             self._queue.clear()
             with self._backlog_lock:
                 count += len(self._backlog)

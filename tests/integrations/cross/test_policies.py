@@ -181,3 +181,39 @@ def test_traces_sampled_out_and_still_queued_at_shutdown_count_as_sampled_out() 
     client.shutdown(0)
     stats = client.stats()
     assert (stats["sampled_out"], stats["failed"], stats["dropped"]) == (15, 0, 0)
+
+
+def test_a_trace_dropped_counts_as_the_events_it_holds() -> None:
+    # After shutdown, and with the queue full and no spool: dropped counts events, as every
+    # other counter does (a trace of three was one).
+    import threading
+
+    from langchain_core.runnables import RunnableLambda
+    from posthog_llm import Client, InMemoryDestination
+
+    gate = threading.Event()
+
+    def held(event: dict) -> dict:
+        gate.wait(5)  # the worker is stuck building: the queue fills
+        return event
+
+    client = Client(
+        destination=InMemoryDestination(), before_send=held, max_queue_size=2, flush_interval=0.01
+    )
+    chain = RunnableLambda(lambda x: x).with_config(run_name="a") | RunnableLambda(
+        lambda x: x
+    ).with_config(run_name="b")
+    handler = PostHogCallbackHandler(client)
+    chain.invoke(1, config={"callbacks": [handler]})
+    deadline = time.monotonic() + 5
+    while client.stats()["queued"] and time.monotonic() < deadline:
+        time.sleep(0.01)  # the worker took the first trace, and waits in before_send
+    for _ in range(4):
+        chain.invoke(1, config={"callbacks": [handler]})
+    dropped = client.stats()["dropped"]
+    assert dropped > 0 and dropped % 3 == 0, client.stats()
+    gate.set()
+    client.shutdown(5)
+    before = client.stats()["dropped"]
+    chain.invoke(1, config={"callbacks": [handler]})  # after shutdown: refused, counted
+    assert client.stats()["dropped"] == before + 3

@@ -60,5 +60,15 @@ def sqlite_uri(path: str, *, read_only: bool = False) -> str:
     takes it with `uri=True`. `:memory:` stays itself."""
     if path == ":memory:":
         return "file::memory:"
-    uri = pathlib.Path(os.path.abspath(path)).as_uri()  # percent-encoded, any platform
+    uri = file_uri(pathlib.Path(os.path.abspath(path)))
     return uri + "?mode=ro" if read_only else uri
+
+
+def file_uri(path: pathlib.PurePath) -> str:
+    """An absolute path as a `file:` URI SQLite opens (percent-encoded, any platform). A
+    Windows network share (a UNC path) keeps its server in the path: as the URI's authority,
+    SQLite would refuse it."""
+    uri = path.as_uri()
+    if uri.startswith("file://") and not uri.startswith("file:///"):
+        uri = "file:////" + uri[len("file://") :]
+    return uri

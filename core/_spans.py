@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import time
 import uuid
 import weakref
@@ -36,6 +37,7 @@ from ._snapshot import snapshot
 __all__ = ["Span", "span", "observe"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_W = TypeVar("_W", bound=Callable[..., Any])
 _perf = time.perf_counter
 _default_emitter = Emitter(None)
 # Spans entered in this context while open in another (`Span.__enter__`): id(span) -> its twin.
@@ -408,7 +410,7 @@ def observe(
 
     if inspect.isasyncgenfunction(runs):
 
-        @functools.wraps(func)
+        @_wraps(func)
         async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
             # No `yield from` for async generators: theirs is driven by hand, passing on what the
             # consumer sends, throws in or closes, so it behaves as it does undecorated.
@@ -477,7 +479,7 @@ def observe(
 
     if inspect.isgeneratorfunction(runs):
 
-        @functools.wraps(func)
+        @_wraps(func)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
             s = new_span(args, kwargs)
             s.start(activate=False)
@@ -511,7 +513,7 @@ def observe(
 
     if inspect.iscoroutinefunction(runs):
 
-        @functools.wraps(func)
+        @_wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             with new_span(args, kwargs) as s:
                 result = await func(*args, **kwargs)
@@ -521,7 +523,7 @@ def observe(
 
         return async_wrapper
 
-    @functools.wraps(func)
+    @_wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with new_span(args, kwargs) as s:
             result = func(*args, **kwargs)
@@ -532,11 +534,38 @@ def observe(
     return wrapper
 
 
+def _wraps(func: Callable[..., Any]) -> Callable[[_W], _W]:
+    """`functools.wraps`, for a callable whose name or docs cannot be copied too (a mock made
+    with a `spec` answers `__qualname__` with another mock): then only `__wrapped__` is set."""
+
+    def decorate(wrapper: _W) -> _W:
+        try:
+            functools.update_wrapper(wrapper, func)
+        except (TypeError, AttributeError):
+            wrapper.__wrapped__ = func  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+async def _awaited(*args: Any, **kwargs: Any) -> Any:
+    """What an `AsyncMock` stands for: an `async def`."""
+
+
+def _called(*args: Any, **kwargs: Any) -> Any:
+    """What another mock stands for: a plain function."""
+
+
 def _what_runs(func: Callable[..., Any]) -> Callable[..., Any]:
     """What a call of `func` runs, to tell whether it is async or a generator: `func` when it
     says so itself (a coroutine function, an `AsyncMock`, a partial of one), else for a callable
     object (or a partial of one) its class's `__call__`: an agent class with `async def
     __call__` is awaited inside its span, not returned from it unstarted."""
+    mock = sys.modules.get("unittest.mock")
+    if mock is not None and isinstance(func, mock.NonCallableMock):
+        # A mock answers every flag inspect reads (an async generator, for one with a spec):
+        # what it runs is what its class says.
+        return _awaited if isinstance(func, mock.AsyncMock) else _called
     if (
         inspect.iscoroutinefunction(func)
         or inspect.isasyncgenfunction(func)

@@ -108,3 +108,15 @@ def test_a_store_named_like_a_uri_is_the_file_it_names(tmp_path, monkeypatch):
     assert os.stat(tmp_path / "file:events.db").st_mode & 0o777 == 0o600
     with EventStore(str(tmp_path / "file:events.db")) as store:
         assert [e["event"] for e in store.events()] == ["e"]
+
+
+def test_a_store_on_a_windows_network_share_keeps_its_server_in_the_path():
+    # `\\server\share\x.db` as a `file:` URI: with two slashes SQLite reads the server as an
+    # authority and refuses it; four keep it in the path (Windows paths, read the Windows way).
+    from pathlib import PureWindowsPath
+
+    from posthog_llm._private_files import file_uri
+
+    share = PureWindowsPath("\\\\fileserver\\home\\me\\x.db")
+    assert file_uri(share) == "file:////fileserver/home/me/x.db"
+    assert file_uri(PureWindowsPath("C:\\Users\\me\\x.db")) == "file:///C:/Users/me/x.db"

@@ -563,3 +563,20 @@ def test_observe_awaits_what_is_async_whatever_wraps_it(
     observed = posthog_llm.observe(target, name="work")
     assert asyncio.run(observed(3)) == 6
     assert props(read(default, sink), "work")["$ai_output_state"] == 6
+
+
+def test_observe_decorates_a_mock_made_with_a_spec(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    # Such a mock answers `__qualname__` with another mock: functools.wraps raised at
+    # decoration, into the user's test.
+    from unittest.mock import MagicMock
+
+    def greet(name: str) -> str:
+        return f"hi {name}"
+
+    fake = MagicMock(spec=greet, return_value="hi mock")
+    observed = posthog_llm.observe(name="greet")(fake)
+    assert observed("x") == "hi mock"
+    assert observed.__wrapped__ is fake
+    assert props(read(default, sink), "greet")["$ai_output_state"] == "hi mock"

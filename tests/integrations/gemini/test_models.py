@@ -185,6 +185,15 @@ def _usage_of_each(standin, suffix):
     return totals
 
 
+# Releases before automatic continuation (1.23 among them) keep a stream's function-call
+# round to themselves, and end a call whose later round fails differently.
+_ROUNDS_SHOWN = hasattr(genai.models.Models, "_generate_content_with_continuation")
+needs_rounds_shown = pytest.mark.skipif(
+    not _ROUNDS_SHOWN, reason="this google-genai release hides a stream's first round"
+)
+
+
+@needs_rounds_shown
 @pytest.mark.parametrize("run", ["sync", "async"])
 def test_a_streamed_call_with_automatic_function_calling_counts_every_round(
     make_client, events, standin, run
@@ -218,6 +227,7 @@ def test_a_streamed_call_with_automatic_function_calling_counts_every_round(
     assert [generation["$ai_input_tokens"], generation["$ai_output_tokens"]] == totals
 
 
+@needs_rounds_shown
 def test_a_call_whose_second_round_fails_keeps_the_first_rounds_tokens(
     make_client, events, standin
 ):
@@ -614,6 +624,7 @@ def test_a_stream_of_two_candidates_counts_its_one_request_once(client, events):
     assert generation["$ai_output_choices"] == [{"role": "assistant", "content": "Hi there"}]
 
 
+@needs_rounds_shown
 @pytest.mark.parametrize("with_ids", [True, False])
 @pytest.mark.parametrize("second", ["starts_without_parts", "max_tokens_without_parts"])
 def test_a_streamed_second_round_without_parts_still_counts_both_rounds(

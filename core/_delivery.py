@@ -208,8 +208,10 @@ class DeliveryPolicy:
                 abort.wait(delay)
                 continue
             except Exception as exc:
+                # Not an answer from the endpoint (a fault on our side of the wire): the
+                # batch is kept where it can be (the spool), as for an endpoint that failed.
                 log.exception("posthog-llm: the destination raised unexpectedly")
-                outcome.rejected.extend(group)
+                outcome.undelivered.extend(group)
                 outcome.reasons.append(f"{type(exc).__name__}: {exc}")
                 return
             self._delivered(outcome, group)

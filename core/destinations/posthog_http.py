@@ -152,6 +152,11 @@ class PostHogHTTPDestination:
         self._transports: dict[tuple[str, Any, Any], ConnectionPool | _Proxied] = {}
         self._transport_lock = threading.Lock()
         self._prefix = b'{"api_key":' + json.dumps(api_key).encode() + b',"batch":['
+        # Imported now, by the thread configuring the client, not by the worker at its first
+        # send: a process forked while the worker was importing it would find a half-made
+        # module in the child, and no send there could ever work.
+        import requests  # noqa: F401
+        import requests.utils  # noqa: F401
 
     def lane(self, event: bytes) -> str:
         return AI_LANE if is_ai_event(event) else EVENTS_LANE

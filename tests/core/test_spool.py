@@ -596,3 +596,24 @@ def test_a_batch_retried_in_memory_counts_as_queued_until_it_is_answered(posthog
         time.sleep(0.01)
     assert client.stats()["sent"] == 20 and posthog_server.request_count == 5
     assert client.shutdown(2)
+
+
+def test_a_fault_on_our_side_of_the_wire_keeps_the_batch_in_the_spool(posthog_server, caplog):
+    # Not an answer from PostHog (a child process forked mid-import found a half-made module,
+    # once): the batch waits in the spool and is delivered later, not dropped.
+    client = _client(posthog_server)
+    send = client.destination.send
+    faults = [AttributeError("partially initialized module 'requests'")]
+
+    def faulty(events, *, timeout):
+        if faults:
+            raise faults.pop()
+        return send(events, timeout=timeout)
+
+    client.destination.send = faulty
+    with caplog.at_level(logging.ERROR, logger="posthog_llm"):
+        uuids = {client.capture("e", distinct_id="u", properties={"i": i}) for i in range(10)}
+        assert client.flush(10)  # spooled at the fault, replayed by the flush
+    assert {e["uuid"] for e in posthog_server.events} == uuids
+    assert client.stats()["failed"] == 0
+    assert client.shutdown(2)

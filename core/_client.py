@@ -507,7 +507,7 @@ class Client:
         self.max_event_bytes = max_event_bytes
         self.sample_rate = float(sample_rate)
         self._sampled_out = 0
-        self._sampled_lock = threading.Lock()
+        self._sampled_lock = threading.RLock()
         self.max_ai_event_bytes = max_ai_event_bytes
         # Opt-in: the local pricing table's estimate goes out with each generation and
         # embedding that carries no cost of its own (PostHog then uses it instead of pricing
@@ -915,7 +915,7 @@ class Client:
 # -- the default client ------------------------------------------------------------------------
 
 _default_client: Client | None = None
-_default_lock = threading.Lock()
+_default_lock = threading.RLock()
 
 
 def get_client() -> Client:

@@ -116,7 +116,9 @@ class BatchSender:
 
     def _init_state(self) -> None:
         self.counters = Counters()
-        self._inflight_lock = threading.Lock()
+        # The locks are re-entrant: a signal handler that captures, flushes or reads stats()
+        # runs on a thread that may hold one of them already, and must not wait on itself.
+        self._inflight_lock = threading.RLock()
         self.policy = DeliveryPolicy(
             self.destination,
             self.counters,
@@ -136,14 +138,14 @@ class BatchSender:
         self._fast_limit = 0
         self._backlog: deque[bytes] = deque()
         self._backlog_bytes = 0
-        self._backlog_lock = threading.Lock()
+        self._backlog_lock = threading.RLock()
         # Held while queued items are built into the backlog: a shutdown deadline that saves
         # what is left waits for the build in progress, and none starts after it. Reentrant: a
         # `shutdown()` from `before_send` saves what is left on the worker, inside its own build.
         self._drain_lock = threading.RLock()
         # True while the worker builds queued items (only the worker writes it).
         self._worker_building = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._progress = threading.Condition(threading.RLock())
         self._wake = threading.Event()
         self._abort = threading.Event()
@@ -157,7 +159,7 @@ class BatchSender:
         # Events dropped because the sender is closed, and how many of them a flush has seen.
         self._closed_drops = 0
         self._closed_drops_seen = 0
-        self._closed_lock = threading.Lock()
+        self._closed_lock = threading.RLock()
         self._shutdown_result: bool | None = None
         self._deadline: float | None = None
         self._save_until: float | None = None
@@ -486,9 +488,10 @@ class BatchSender:
         if self._on_own_thread():
             # Waiting here would wait for this very thread, for good.
             return self._nothing_pending()
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = None
-            self._start()
+        with self._lock:  # re-entrant: a signal handler may flush while `_start` holds it
+            if _gone(self._thread):
+                self._thread = None
+                self._start()
         with self._progress:
             self._flush_requested += 1
             generation = self._flush_requested
@@ -499,7 +502,7 @@ class BatchSender:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._progress.wait(0.5 if remaining is None else min(remaining, 0.5))
-                if self._thread is None or not self._thread.is_alive():
+                if _gone(self._thread):
                     return False
             return self._flush_ok
 
@@ -1078,6 +1081,12 @@ class BatchSender:
             self.policy.mark_up()
             more = True
         return more
+
+
+def _gone(thread: threading.Thread | None) -> bool:
+    """No worker, or one that ran and ended (one being started is not gone: a signal handler
+    may run while `thread.start()` waits for it)."""
+    return thread is None or (thread.ident is not None and not thread.is_alive())
 
 
 def _reinit_after_fork() -> None:

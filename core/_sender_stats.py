@@ -60,7 +60,7 @@ class Counters:
     """Named integer counters; `add` is safe from caller threads and the worker alike."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._values = dict.fromkeys(COUNTER_NAMES, 0)
 
     def add(self, name: str, count: int = 1) -> None:
@@ -82,7 +82,7 @@ class RateLimitedWarning:
         self.interval = interval
         self._last = 0.0
         self._suppressed = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def warn(self, message: str, *args: Any) -> None:
         now = time.monotonic()

@@ -72,7 +72,7 @@ class Spool:
     def __init__(self, path: str, max_bytes: int = DEFAULT_SPOOL_MAX_BYTES) -> None:
         self.path = path
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
 
@@ -80,7 +80,7 @@ class Spool:
 
     def after_fork_in_child(self) -> None:
         """A fresh lock and no connection: the parent's may be held or in use at fork time."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._conn = None
         self._pid = os.getpid()
 
@@ -226,7 +226,7 @@ class Spool:
         part_bytes = max(1, self.max_bytes // 10)
         written: list[int] = []
         dropped = 0
-        conn.execute("BEGIN IMMEDIATE")
+        _begin(conn)
         try:
             start = 0
             while start < len(events):
@@ -297,7 +297,7 @@ class Spool:
     def _claim(
         self, conn: sqlite3.Connection, now: float, max_count: int, max_bytes: int, lease: float
     ) -> list[tuple[int, bytes]]:
-        conn.execute("BEGIN IMMEDIATE")
+        _begin(conn)
         try:
             rows = conn.execute(
                 "SELECT id, size FROM events WHERE lease < ? ORDER BY id LIMIT ?",
@@ -383,13 +383,25 @@ def _vacuum_when_empty(conn: sqlite3.Connection) -> None:
 
 
 def _in_transaction(conn: sqlite3.Connection, sql: str, rows: list[tuple[int]]) -> None:
-    conn.execute("BEGIN IMMEDIATE")
+    _begin(conn)
     try:
         conn.executemany(sql, rows)
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
         raise
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    """Start a write transaction. One already open on this connection is this thread's own,
+    interrupted (a signal handler that captured): refused, so that it is left intact."""
+    if conn.in_transaction:
+        raise _Busy("the spool is in use on this thread")
+    conn.execute("BEGIN IMMEDIATE")
+
+
+class _Busy(sqlite3.OperationalError):
+    """The spool's connection is in a transaction this thread started and has not finished."""
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -435,3 +435,25 @@ def test_shutdown_returns_by_its_deadline_when_before_send_is_slow(tmp_path, spo
     # Every event is accounted for once: delivered, in the spool, or counted lost.
     assert stats["sent"] + stats["failed"] + stats["spooled"] == 1000, stats
     assert stats["queued"] == 0
+
+
+def test_a_signal_handler_that_flushes_while_its_thread_holds_the_senders_locks_returns():
+    # A handler for SIGTERM that flushes runs on a thread that may be inside the sender
+    # (starting the worker, storing a built event): the locks are re-entrant, not a hang.
+    client = Client(destination=InMemoryDestination(), flush_interval=30)
+    sender = client._sender
+    answers: list = []
+
+    def interrupted_inside() -> None:
+        with sender._lock:  # inside `_start`
+            client.capture("e", distinct_id="u")
+            answers.append(client.flush(2))
+        with sender._backlog_lock, sender._inflight_lock:  # storing a built event, stats()
+            answers.append(client.capture("e", distinct_id="u") is not None)
+            answers.append(client.stats()["sent"])
+
+    thread = threading.Thread(target=interrupted_inside, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert answers == [True, True, 1]
+    client.shutdown(1)

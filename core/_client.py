@@ -965,20 +965,22 @@ def _estimate_item(item: Any) -> int:
 
 def _shutdown_all_at_exit(cap: float | None = None) -> None:
     clients = list(_live_clients)
+    # One deadline for the whole exit, the longest shutdown timeout (and `cap`): with several
+    # clients to a stalled endpoint, each waiting its own in turn multiplied the exit time.
+    budget = max([c.shutdown_timeout for c in clients], default=1.0)
+    if cap is not None:
+        budget = min(budget, cap)
+    deadline = time.monotonic() + budget
     if _shutdown_callbacks or _core_shutdown_hooks:
-        # Every integration hands over first (those sending to a posthog-python client too),
-        # within the longest shutdown timeout (and `cap`).
-        budget = max([c.shutdown_timeout for c in clients], default=1.0)
-        if cap is not None:
-            budget = min(budget, cap)
+        # Every integration hands over first (those sending to a posthog-python client too).
         try:
-            _run_shutdown_callbacks(None, time.monotonic() + budget)
+            _run_shutdown_callbacks(None, deadline)
         except Exception:
             pass
     for client in clients:
         try:
-            timeout = client.shutdown_timeout
-            client.shutdown(timeout if cap is None else min(timeout, cap))
+            left = max(0.0, deadline - time.monotonic())
+            client.shutdown(min(client.shutdown_timeout, left))
         except Exception:
             pass
 

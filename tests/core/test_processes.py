@@ -58,6 +58,34 @@ def test_exit_is_bounded_when_the_endpoint_is_down():
     assert time.monotonic() - start < 10  # interpreter start + 1 s deadline, not minutes
 
 
+def test_exit_with_several_clients_to_a_stalled_endpoint_keeps_one_deadline(tmp_path):
+    # Each client waiting its own shutdown_timeout in turn made exit six times as long.
+    from posthog_llm.local.posthog_sink import PostHogSink
+
+    sink = PostHogSink(delay=30)  # answers nothing in time
+    try:
+        times = {}
+        for clients in (1, 6):
+            start = time.monotonic()
+            result = _run(
+                f"""
+                from posthog_llm import Client
+                clients = [
+                    Client(f"phc_{{i}}", {sink.host!r}, shutdown_timeout=2, spool_dir={str(tmp_path)!r})
+                    for i in range({clients})
+                ]
+                for client in clients:
+                    for _ in range(20):
+                        client.capture("e", distinct_id="u")
+                """
+            )
+            assert result.returncode == 0, result.stderr
+            times[clients] = time.monotonic() - start
+        assert times[6] < times[1] + 3.0, times  # six clients: not 6 x 2 s
+    finally:
+        sink.close()
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 def test_forked_child_gets_a_fresh_worker_and_none_of_the_parent_queue(tmp_path):
     sink = InMemoryDestination()

@@ -62,9 +62,9 @@ _TAKEN = ("\x00posthog_llm_taken",)  # a tuple of a string: never tracked by the
 def freeze_values(props: dict[str, Any]) -> bytes | None:
     """Take the containers among `props`' values (a copy the caller made) out, as they are
     now: returns them all as one JSON text where they hold only dicts, lists, strings and
-    finite numbers (orjson), else copies them in place and returns None (a NaN or an infinity
-    then reads "NaN" or "Infinity" in the event, as everywhere else, not null). `thaw_values`
-    puts them back.
+    numbers (orjson; NaN and infinities in them become null, as JSON has no such numbers: a
+    check for them measured 0.6 µs per event, a sixth of `capture`), else copies them in place
+    and returns None. `thaw_values` puts them back.
 
     One C call and one bytes object, not objects of ours: a queued event stays one container
     for the garbage collector (the properties dict), which keeps a burst cheap to track.
@@ -85,12 +85,6 @@ def freeze_values(props: dict[str, Any]) -> bytes | None:
         except (TypeError, ValueError):
             pass
         else:
-            if b"null" in data and _non_finite(props, keys):
-                # orjson writes NaN and infinities as null: copied as they are instead, so
-                # they read as everywhere else ("NaN", "Infinity"), not as a missing value.
-                for key in keys:
-                    props[key] = snapshot(props[key])
-                return None
             for key in keys:
                 props[key] = _TAKEN
             # A tight copy: orjson's own result keeps its whole working buffer (a few KB,
@@ -99,30 +93,6 @@ def freeze_values(props: dict[str, Any]) -> bytes | None:
     for key in keys:
         props[key] = snapshot(props[key])
     return None
-
-
-def _non_finite(props: dict[str, Any], keys: list[str]) -> bool:
-    """Whether a float that is NaN or infinite is among the containers `keys` name."""
-    stack: list[Any] = [props[key] for key in keys]
-    budget = _MAX_CONTAINERS
-    while stack:
-        if budget <= 0:
-            return True  # not looked through: taken as holding one (the exact path then)
-        value = stack.pop()
-        cls = type(value)
-        if cls is float:
-            if value != value or value in (_INF, -_INF):
-                return True
-        elif cls is dict:
-            budget -= 1
-            stack.extend(value.values())
-        elif cls is list or cls is tuple:
-            budget -= 1
-            stack.extend(value)
-    return False
-
-
-_INF = float("inf")
 
 
 def thaw_values(props: dict[str, Any], data: bytes) -> None:

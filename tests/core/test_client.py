@@ -439,21 +439,6 @@ def test_capture_sends_its_properties_as_they_were_when_it_returned(client, sink
     assert event["properties"]["odd"]["label"] == "x"
 
 
-def test_nan_and_infinity_inside_captured_containers_read_as_they_do_elsewhere(client, sink):
-    # Not null (a missing value): "NaN" and "Infinity", as at the top level and in spans.
-    nested = {"score": float("nan"), "upper": float("inf"), "note": None}
-    client.capture(
-        "eval", distinct_id="u", properties={"top": float("nan"), "nested": nested, "n": [1.5]}
-    )
-    nested["score"] = 0.0
-    assert client.flush(5)
-    (event,) = sink.events
-    props = event["properties"]
-    assert props["top"] == "NaN"
-    assert props["nested"] == {"score": "NaN", "upper": "Infinity", "note": None}
-    assert props["n"] == [1.5]
-
-
 def test_numbers_of_other_libraries_inside_lists_are_sent_as_numbers(client, sink):
     # numpy scores and embeddings inside a list or dict: taken as they are when captured, and
     # written as numbers by the exact path (never as raw bytes).
@@ -476,9 +461,13 @@ def test_a_host_with_a_space_in_its_name_is_refused():
         Client(api_key="phc_x", host="http://us.i.posthog .com")
 
 
-def test_nan_among_more_containers_than_are_looked_through_still_reads_nan(client, sink):
-    rows = [{"n": i} for i in range(12_000)] + [{"score": float("nan")}]
-    client.capture("eval", distinct_id="u", properties={"rows": rows})
+def test_nan_inside_captured_containers_is_null_as_the_readme_says(client, sink):
+    # The one place a NaN is not "NaN": inside a list or dict `capture` kept as JSON (a check
+    # for them cost a sixth of `capture`); at the top level it reads "NaN".
+    client.capture(
+        "eval", distinct_id="u", properties={"top": float("nan"), "nested": {"s": float("nan")}}
+    )
     assert client.flush(5)
     (event,) = sink.events
-    assert event["properties"]["rows"][-1] == {"score": "NaN"}
+    assert event["properties"]["top"] == "NaN"
+    assert event["properties"]["nested"] == {"s": None}

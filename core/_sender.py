@@ -162,7 +162,6 @@ class BatchSender:
         self._closed_lock = threading.RLock()
         self._shutdown_result: bool | None = None
         self._deadline: float | None = None
-        self._save_until: float | None = None
         # Set by `shutdown`: past this, building an item's events stops (they are counted lost).
         self.build_until: float | None = None
         self._flush_requested = 0
@@ -524,12 +523,12 @@ class BatchSender:
         self._deadline = None if timeout is None else start + max(0.0, timeout)
         # Saving what is left to the spool comes on top of the deadline, within as long again
         # (at least a second): past that, what is not built yet is counted lost.
-        self._save_until = (
+        save_until = (
             None if self._deadline is None else self._deadline + max(1.0, max(0.0, timeout or 0))
         )
         # Past the deadline, what is built can only be kept in the spool.
         keep = self.spool is not None and not self._spool_failing
-        self.build_until = self._save_until if keep else self._deadline
+        self.build_until = save_until if keep else self._deadline
         self._stopping = True
         # Closed before the final flush: an event captured from here on is refused (dropped and
         # counted), or, if its thread passed the check just before, taken by the flush or by

@@ -32,6 +32,15 @@ def generation(events: list[dict[str, Any]]) -> dict[str, Any]:
     return found[0]
 
 
+def _two_steps() -> Any:
+    """A LangChain chain of two steps: one `$ai_trace` and two `$ai_span`s per invoke."""
+    from langchain_core.runnables import RunnableLambda
+
+    return RunnableLambda(lambda x: x).with_config(run_name="a") | RunnableLambda(
+        lambda x: x
+    ).with_config(run_name="b")
+
+
 @pytest.mark.parametrize("privacy", [False, True])
 def test_langchain_errors(default_client: Any, events: Any, privacy: bool) -> None:
     handler = PostHogCallbackHandler(default_client, privacy_mode=privacy)
@@ -105,11 +114,8 @@ def test_sampled_out_counts_every_event_of_a_trace_handed_over_whole(
 ) -> None:
     # LangChain and LlamaIndex hand a finished trace over as one item: left out by the sample
     # rate, it still counts as the events it would have sent.
-    from langchain_core.runnables import RunnableLambda
 
-    chain = RunnableLambda(lambda x: x).with_config(run_name="a") | RunnableLambda(
-        lambda x: x
-    ).with_config(run_name="b")
+    chain = _two_steps()  # a trace of three events
     chain.invoke(1, config={"callbacks": [handler]})
     chain_events = len(events())
     query_engine.query("owls?")
@@ -125,13 +131,10 @@ def test_sampled_out_counts_every_event_of_a_trace_handed_over_whole(
 def test_a_trace_sampled_out_after_shutdown_is_counted_sampled_out_not_dropped(
     default_client: Any, handler: Any
 ) -> None:
-    from langchain_core.runnables import RunnableLambda
 
     default_client.sample_rate = 0.0
     assert default_client.shutdown(2)
-    chain = RunnableLambda(lambda x: x).with_config(run_name="a") | RunnableLambda(
-        lambda x: x
-    ).with_config(run_name="b")
+    chain = _two_steps()  # a trace of three events
     chain.invoke(1, config={"callbacks": [handler]})
     stats = default_client.stats()
     assert (stats["sampled_out"], stats["dropped"]) == (3, 0)
@@ -161,7 +164,6 @@ def test_shutdown_keeps_its_deadline_with_a_trace_queued_and_a_slow_before_send(
 
 
 def test_traces_sampled_out_and_still_queued_at_shutdown_count_as_sampled_out() -> None:
-    from langchain_core.runnables import RunnableLambda
     from posthog_llm import Client, InMemoryDestination
 
     def slow(event: dict) -> dict:
@@ -172,9 +174,7 @@ def test_traces_sampled_out_and_still_queued_at_shutdown_count_as_sampled_out() 
     client = Client(
         destination=InMemoryDestination(), before_send=slow, flush_interval=30, sample_rate=0.0
     )
-    chain = RunnableLambda(lambda x: x).with_config(run_name="a") | RunnableLambda(
-        lambda x: x
-    ).with_config(run_name="b")
+    chain = _two_steps()  # a trace of three events
     for _ in range(5):
         chain.invoke(1, config={"callbacks": [PostHogCallbackHandler(client)]})
     assert client.stats()["sampled_out"] == 0  # not counted yet: on the worker, later
@@ -188,7 +188,6 @@ def test_a_trace_dropped_counts_as_the_events_it_holds() -> None:
     # other counter does (a trace of three was one).
     import threading
 
-    from langchain_core.runnables import RunnableLambda
     from posthog_llm import Client, InMemoryDestination
 
     gate = threading.Event()
@@ -200,9 +199,7 @@ def test_a_trace_dropped_counts_as_the_events_it_holds() -> None:
     client = Client(
         destination=InMemoryDestination(), before_send=held, max_queue_size=2, flush_interval=0.01
     )
-    chain = RunnableLambda(lambda x: x).with_config(run_name="a") | RunnableLambda(
-        lambda x: x
-    ).with_config(run_name="b")
+    chain = _two_steps()  # a trace of three events
     handler = PostHogCallbackHandler(client)
     chain.invoke(1, config={"callbacks": [handler]})
     deadline = time.monotonic() + 5

@@ -127,6 +127,25 @@ def test_a_python_function_as_a_tool_is_recorded_with_its_parameters(make_client
     assert "city" in json.dumps(schema)
 
 
+def _usage_of_each(standin, suffix):
+    """What each request the stand-in answered cost, [input, output] in all: the same bodies
+    answered again, read as raw JSON."""
+    totals = [0, 0]
+    for request in [r for r in standin.requests if r["path"].endswith(suffix)]:
+        answer = urllib.request.urlopen(
+            urllib.request.Request(
+                standin.base_url.rstrip("/") + request["path"].replace(suffix, ":generateContent"),
+                data=json.dumps(request["body"]).encode(),
+                headers={"Content-Type": "application/json", "x-goog-api-key": API_KEY},
+            ),
+            timeout=10,
+        )
+        usage = json.loads(answer.read())["usageMetadata"]
+        totals[0] += usage["promptTokenCount"]
+        totals[1] += usage["candidatesTokenCount"]
+    return totals
+
+
 @pytest.mark.parametrize("run", ["sync", "async"])
 def test_automatic_function_calling_counts_every_request_of_the_call(
     make_client, events, standin, run
@@ -149,40 +168,9 @@ def test_automatic_function_calling_counts_every_request_of_the_call(
         )
     sent = [r for r in standin.requests if r["path"].endswith(":generateContent")]
     assert len(sent) == 2  # the function's result went back in a second request
-    # What each request cost: the same bodies answered again, read as raw JSON.
-    totals = [0, 0]
-    for request in sent:
-        answer = urllib.request.urlopen(
-            urllib.request.Request(
-                standin.base_url.rstrip("/") + request["path"],
-                data=json.dumps(request["body"]).encode(),
-                headers={"Content-Type": "application/json", "x-goog-api-key": API_KEY},
-            ),
-            timeout=10,
-        )
-        usage = json.loads(answer.read())["usageMetadata"]
-        totals[0] += usage["promptTokenCount"]
-        totals[1] += usage["candidatesTokenCount"]
+    totals = _usage_of_each(standin, ":generateContent")
     generation = only(events("$ai_generation"))
     assert [generation["$ai_input_tokens"], generation["$ai_output_tokens"]] == totals
-
-
-def _usage_of_each(standin, suffix):
-    """What each request the stand-in answered cost, by answering its body again."""
-    totals = [0, 0]
-    for request in [r for r in standin.requests if r["path"].endswith(suffix)]:
-        answer = urllib.request.urlopen(
-            urllib.request.Request(
-                standin.base_url.rstrip("/") + request["path"].replace(suffix, ":generateContent"),
-                data=json.dumps(request["body"]).encode(),
-                headers={"Content-Type": "application/json", "x-goog-api-key": API_KEY},
-            ),
-            timeout=10,
-        )
-        usage = json.loads(answer.read())["usageMetadata"]
-        totals[0] += usage["promptTokenCount"]
-        totals[1] += usage["candidatesTokenCount"]
-    return totals
 
 
 # Releases before automatic continuation (1.23 among them) keep a stream's function-call

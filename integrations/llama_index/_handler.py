@@ -41,7 +41,7 @@ require("llama_index.core.instrumentation", "llama-index")
 from llama_index.core.base.response.schema import Response as _RESPONSE  # noqa: E402
 from llama_index.core.schema import NodeWithScore  # noqa: E402
 
-from . import _nesting, _spans  # noqa: E402
+from . import _llm, _nesting, _spans  # noqa: E402
 from ._lifecycle import TraceLifecycle  # noqa: E402
 from ._records import (  # noqa: E402
     CHAT_START,
@@ -597,12 +597,7 @@ def _index_build_name() -> str | None:
 def _text_of(response: Any) -> Any:
     """A response's text now (a string cannot change later), or None when it cannot be read."""
     try:
-        message = getattr(response, "message", None)
-        text = getattr(
-            message if message is not None else response,
-            "content" if message is not None else "text",
-            None,
-        )
+        text = _llm.output_text(response)
     except Exception:  # a fact that cannot be read drops the fact
         return None
     return text if type(text) is str else None

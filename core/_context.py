@@ -34,7 +34,8 @@ class Scope:
     privacy_mode: bool | None = None
 
     def merged(self, inner: Scope | None) -> Scope:
-        """`inner` wins for plain fields; properties and groups merge key by key."""
+        """`inner` wins for plain fields (but privacy, once on, stays on); properties and groups
+        merge key by key."""
         if inner is None or inner is EMPTY_SCOPE:
             return self
         if self is EMPTY_SCOPE:
@@ -47,7 +48,11 @@ class Scope:
             if inner.properties
             else self.properties,
             groups={**self.groups, **inner.groups} if inner.groups else self.groups,
-            privacy_mode=_first(inner.privacy_mode, self.privacy_mode),
+            # Privacy is switched on by any level and off by none: a context's `False` (a
+            # per-user opt-out flag passed through) does not undo a handler's or client's `True`.
+            privacy_mode=True
+            if inner.privacy_mode or self.privacy_mode
+            else _first(inner.privacy_mode, self.privacy_mode),
         )
 
 

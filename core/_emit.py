@@ -155,7 +155,14 @@ class Emitter:
 
     @property
     def enabled(self) -> bool:
-        client = self._client if self._client is not None else get_client()
+        """False while capture is off, or while the default client cannot be built from the
+        environment (`get_client` says why, once): every hook then calls straight through."""
+        client = self._client
+        if client is None:
+            try:
+                client = get_client()
+            except Exception:
+                return False
         return not getattr(client, "disabled", False)
 
     def emit(

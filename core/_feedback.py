@@ -23,9 +23,15 @@ log = logging.getLogger("posthog_llm")
 
 
 def _target(client: Any) -> Any:
-    """The client to send through: the one given (checked), else the default one."""
+    """The client to send through: the one given (checked), else the default one; None when
+    the default one cannot be built from the environment (`get_client` warns once)."""
     checked = check_client(client)
-    return checked if checked is not None else get_client()
+    if checked is not None:
+        return checked
+    try:
+        return get_client()
+    except Exception:
+        return None
 
 
 def _trace_id(trace_id: Any) -> str:
@@ -65,7 +71,7 @@ def capture_feedback(
     >>> posthog_llm.capture_feedback("trace_123", "Great answer!", distinct_id="user_123")  # doctest: +SKIP
     """
     target = _target(client)
-    if getattr(target, "disabled", False):
+    if target is None or getattr(target, "disabled", False):
         # Capture is off, so spans have no trace id: nothing to send, not the caller's error.
         return None
     tid = _trace_id(trace_id)
@@ -83,7 +89,7 @@ def capture_metric(
     >>> posthog_llm.capture_metric("trace_123", "helpfulness", 4, distinct_id="user_123")  # doctest: +SKIP
     """
     target = _target(client)
-    if getattr(target, "disabled", False):  # as in `capture_feedback`
+    if target is None or getattr(target, "disabled", False):  # as in `capture_feedback`
         return None
     tid = _trace_id(trace_id)
     if not isinstance(name, str) or not name.strip():

@@ -61,6 +61,19 @@ def test_a_bad_posthog_host_is_named_and_said_once_where_the_default_client_is_u
     assert len(warnings) == 1 and "POSTHOG_HOST" in warnings[0].getMessage()
 
 
+def test_feedback_and_metrics_on_a_default_client_the_environment_cannot_build_do_not_raise(
+    monkeypatch, caplog
+):
+    monkeypatch.setenv("POSTHOG_HOST", "https://eu.i.posthog.com")  # a remote host, no key
+    # Said once a minute: an earlier test may have said it already.
+    monkeypatch.setattr(posthog_llm._client._environment_warning, "_last", 0.0)
+    with caplog.at_level(logging.WARNING, logger="posthog_llm"):
+        assert posthog_llm.capture_feedback("trace-1", "Great answer!") is None
+        assert posthog_llm.capture_metric("trace-1", "helpfulness", 4) is None
+    warnings = [r for r in caplog.records if "cannot be built from the environment" in r.message]
+    assert len(warnings) == 1
+
+
 def test_api_key_alone_means_us_cloud(monkeypatch):
     client = Client(api_key="phc_test")
     assert isinstance(client.destination, PostHogHTTPDestination)

@@ -19,6 +19,15 @@ def test_nested_contexts_merge_and_restore():
     assert current_scope().distinct_id is None
 
 
+def test_privacy_once_on_is_not_switched_off_by_an_inner_false():
+    with posthog_llm.context(privacy_mode=True):
+        with posthog_llm.context(privacy_mode=False):
+            assert current_scope().privacy_mode is True
+    with posthog_llm.context(privacy_mode=False):
+        with posthog_llm.context(distinct_id="u1"):
+            assert current_scope().privacy_mode is False
+
+
 def test_context_follows_asyncio_tasks_and_copied_threads():
     async def read() -> str | None:
         await asyncio.sleep(0)

@@ -163,6 +163,15 @@ def test_run_metadata_cannot_switch_privacy_off(client, events, where):
     _assert_private(events())
 
 
+def test_a_context_that_says_false_does_not_switch_the_handlers_privacy_off(client, events):
+    # A per-user opt-out flag passed through `context` (False for users who did not opt out)
+    # must not undo privacy the handler was made with.
+    handler = PostHogCallbackHandler(client, privacy_mode=True)
+    with posthog_llm.context(privacy_mode=False):
+        chain().invoke({"question": "secret question"}, config={"callbacks": [handler]})
+    _assert_private(events())
+
+
 def test_privacy_mode_keeps_only_the_error_class(client, events):
     handler = PostHogCallbackHandler(client, privacy_mode=True)
     llm = model(error=StatusError("the prompt was: secret question", 400))
@@ -201,3 +210,21 @@ def test_run_metadata_of_the_wrong_type_is_left_out_and_the_run_still_reported(h
     assert {e["distinct_id"] for e in sent} == {trace_id}  # personless: the id was left out
     assert {e["properties"]["$ai_session_id"] for e in sent} == {"run-session"}
     assert all("$groups" not in e["properties"] for e in sent)
+
+
+def test_a_handler_on_a_default_client_the_environment_cannot_build_calls_through(
+    monkeypatch, caplog
+):
+    # Its hooks raised into LangChain, which logged a warning per hook and per run.
+    import logging
+
+    monkeypatch.setenv("POSTHOG_HOST", "https://eu.i.posthog.com")  # a remote host, no key
+    # Said once a minute: an earlier test may have said it already.
+    monkeypatch.setattr(posthog_llm._client._environment_warning, "_last", 0.0)
+    handler = PostHogCallbackHandler()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            assert chain().invoke({"question": "q"}, config={"callbacks": [handler]})
+    assert not [r for r in caplog.records if "Error in PostHogCallbackHandler" in r.getMessage()]
+    said = [r for r in caplog.records if "cannot be built from the environment" in r.getMessage()]
+    assert len(said) == 1

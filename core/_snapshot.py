@@ -32,11 +32,30 @@ _MAX_DEPTH = 32
 _MAX_ITEMS = 20_000
 
 
+# What a container that holds itself holds in its copy: the serializer's own marker.
+_CYCLE = "[cycle]"
+
+
+class _TooDeep(Exception):
+    """A value nested past `_MAX_DEPTH`: a cycle, or unusually deep data."""
+
+
 def snapshot(value: Any) -> Any:
-    """`value` with its dicts, lists, tuples and sets copied (deeply, within bounds)."""
+    """`value` with its dicts, lists, tuples and sets copied (deeply, within bounds).
+
+    >>> node = {"name": "root"}
+    >>> node["self"] = node
+    >>> snapshot(node)
+    {'name': 'root', 'self': '[cycle]'}
+    """
     cls = type(value)
     if cls is dict or cls is list or cls is tuple or cls is set:
-        return _copy(value, 0, [_MAX_CONTAINERS, _MAX_ITEMS])
+        try:
+            return _copy(value, 0, [_MAX_CONTAINERS, _MAX_ITEMS])
+        except _TooDeep:
+            # Copied again, minding the path: a container that holds itself was copied once
+            # per level (33 times) before the serializer could see the cycle.
+            return _copy_on_path(value, 0, [_MAX_CONTAINERS, _MAX_ITEMS], set())
     return value
 
 
@@ -44,7 +63,9 @@ def _copy(value: Any, depth: int, budget: list[int]) -> Any:
     cls = type(value)
     if cls is not dict and cls is not list and cls is not tuple and cls is not set:
         return value
-    if depth >= _MAX_DEPTH or budget[0] <= 0 or budget[1] < len(value):
+    if depth >= _MAX_DEPTH:
+        raise _TooDeep
+    if budget[0] <= 0 or budget[1] < len(value):
         return value
     budget[0] -= 1
     budget[1] -= len(value)
@@ -53,6 +74,29 @@ def _copy(value: Any, depth: int, budget: list[int]) -> Any:
         return {key: _copy(item, depth, budget) for key, item in value.items()}
     items = [_copy(item, depth, budget) for item in value]
     return items if cls is list else cls(items)
+
+
+def _copy_on_path(value: Any, depth: int, budget: list[int], path: set[int]) -> Any:
+    """`_copy` for values nested past `_MAX_DEPTH`: a container already being copied (a cycle)
+    is the serializer's marker; past the depth, the rest is shared."""
+    cls = type(value)
+    if cls is not dict and cls is not list and cls is not tuple and cls is not set:
+        return value
+    if id(value) in path:
+        return _CYCLE
+    if depth >= _MAX_DEPTH or budget[0] <= 0 or budget[1] < len(value):
+        return value
+    budget[0] -= 1
+    budget[1] -= len(value)
+    depth += 1
+    path.add(id(value))
+    try:
+        if cls is dict:
+            return {key: _copy_on_path(item, depth, budget, path) for key, item in value.items()}
+        items = [_copy_on_path(item, depth, budget, path) for item in value]
+        return items if cls is list else cls(items)
+    finally:
+        path.discard(id(value))
 
 
 # What `freeze_values` leaves in place of what it took out.

@@ -203,6 +203,19 @@ def test_caller_mutating_properties_later_does_not_change_the_event(client, sink
     assert sink.events[0]["properties"]["a"] == 1
 
 
+def test_a_value_that_holds_itself_is_captured_once_with_the_cycle_marker(client, sink):
+    # It was copied once per level, 33 times, before the serializer could see the cycle.
+    node: dict = {"name": "root", "text": "x" * 2000}
+    node["self"] = node
+    loop: list = ["item"]
+    loop.append(loop)
+    client.capture("e", distinct_id="u", properties={"n": node, "l": loop})
+    assert client.flush(5)
+    props = sink.events[0]["properties"]
+    assert props["n"] == {"name": "root", "text": "x" * 2000, "self": "[cycle]"}
+    assert props["l"] == ["item", "[cycle]"]
+
+
 def test_before_send_can_change_or_drop(sink):
     def before_send(event):
         if event["event"] == "drop-me":

@@ -47,6 +47,7 @@ from ._runs import (
     RETRIEVER,
     START_WIDTH,
     TOOL,
+    UNENDED,
     Hidden,
     RunMap,
     Trace,
@@ -560,7 +561,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 # none of the runs still open inside it. They end with it, and the trace is
                 # sent now rather than at shutdown.
                 for child in list(still_open):
-                    self._end(child, None, error, None, False)
+                    self._end(child, None, error, UNENDED, False)
                 return
             if not still_open:
                 self._hand_over(trace)

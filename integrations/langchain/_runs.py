@@ -39,6 +39,7 @@ __all__ = [
     "END",
     "START_WIDTH",
     "END_WIDTH",
+    "UNENDED",
     "start_positions",
     "key_of",
     "key_text",
@@ -52,10 +53,15 @@ FRAMEWORK = "langchain"
 # start time, extra 1, extra 2, scope), where the parent span is None unless it is given (a
 # root's outer span, someone else's span opened inside the parent, a parent that already left
 # the log) and the extras are the chain's run type, or a model's metadata and invocation params.
-# An end: (END, key, output, error, end time, inputs given at the end or None).
+# An end: (END, key, output, error, end time, inputs given at the end or None, or UNENDED).
 START_WIDTH = 11
 END_WIDTH = 6
 END: Any = object()
+# In an end record's inputs: LangChain never ended the run (forgotten at shutdown or by age,
+# or ended with its cancelled root), so no real input replaced a streamed chain's placeholder.
+UNENDED: Any = object()
+# The input LangChain starts a streamed (`transform`) chain with; the real one comes at its end.
+_STREAM_PLACEHOLDER = {"input": ""}
 
 
 class Trace:
@@ -283,8 +289,12 @@ def replay(
                 run.output = log[i + 2]
                 run.error = log[i + 3]
                 run.end = log[i + 4]
-                if log[i + 5] is not None:
-                    run.inputs = log[i + 5]
+                late_inputs = log[i + 5]
+                if late_inputs is UNENDED:
+                    if run.serialized is None and run.inputs == _STREAM_PLACEHOLDER:
+                        run.inputs = None  # not an input anyone gave: none is known
+                elif late_inputs is not None:
+                    run.inputs = late_inputs
                 run.emitter = emitter
                 run.max_chars = max_chars
                 if run.kind == CHAT or run.kind == LLM:
@@ -506,7 +516,7 @@ class RunMap:
         with self.handover_lock:
             if now is None:
                 now = _last_activity(trace, key)
-            trace.log.extend((END, key, None, None, now, None))
+            trace.log.extend((END, key, None, None, now, UNENDED))
         trace.open.discard(key)
         if not trace.open and self.on_trace_done is not None:
             # What of the trace did end is still delivered.

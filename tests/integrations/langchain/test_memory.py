@@ -52,6 +52,35 @@ def test_abandoned_streams_that_are_collected_end_cleanly(handler, events):
     assert all("$ai_is_error" not in g["properties"] for g in events("$ai_generation"))
 
 
+def test_a_stream_the_caller_keeps_but_stops_reading_is_sent_without_a_made_up_input(
+    client, handler, sink
+):
+    # LangChain starts a streamed chain with the placeholder {"input": ""} and gives the real
+    # input at its end, which never comes: the trace said its input was {"input": ""}.
+    stream = chain(model(reply("one two three"))).stream(
+        {"question": "hedgehogs?"}, config={"callbacks": [handler]}
+    )
+    next(stream)
+    assert client.shutdown(5)
+    events = {e["properties"].get("$ai_span_name"): e for e in sink.events}
+    trace = next(e for e in sink.events if e["event"] == "$ai_trace")["properties"]
+    assert "$ai_input_state" not in trace
+    assert events["ChatPromptTemplate"]["properties"]["$ai_input_state"] == {
+        "question": "hedgehogs?"
+    }
+    assert all(e["properties"].get("$ai_input_state") != {"input": ""} for e in sink.events)
+    del stream
+
+
+def test_a_streamed_chain_that_ends_keeps_its_real_input(handler, events):
+    stream = chain(model(reply("one two"))).stream(
+        {"question": "owls?"}, config={"callbacks": [handler]}
+    )
+    assert "".join(stream)
+    trace = events("$ai_trace")[0]["properties"]
+    assert trace["$ai_input_state"] == {"question": "owls?"}
+
+
 def test_runs_older_than_max_run_age_are_evicted(handler):
     handler.max_run_age = 0.0
     for _ in range(256):

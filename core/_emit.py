@@ -16,7 +16,7 @@ from typing import Any, TypeVar, Union
 from ._client import Client, get_client, on_shutdown, watch_foreign_client
 from ._context import EMPTY_SCOPE, Scope, current_scope, id_text, make_scope
 from ._events import PROP_SESSION_ID, apply_privacy
-from ._observation import current_observation
+from ._observation import current_observation, inherited_client
 from ._serialize import MAX_EVENT_BYTES, dumps, fit_event, to_json_safe
 
 __all__ = [
@@ -121,7 +121,14 @@ class Emitter:
 
     @property
     def client(self) -> Any:
-        return self._client if self._client is not None else get_client()
+        """Where this emitter's events go now: its own client, else the one of the span open
+        here (one trace, one destination), else the default client."""
+        client = self._client
+        if client is None:
+            client = inherited_client()
+            if client is None:
+                client = get_client()
+        return client
 
     def on_shutdown(self, callback: Callable[[], None]) -> None:
         """Have `callback()` hand over what the integration still holds (queue it through this
@@ -159,10 +166,12 @@ class Emitter:
         environment (`get_client` says why, once): every hook then calls straight through."""
         client = self._client
         if client is None:
-            try:
-                client = get_client()
-            except Exception:
-                return False
+            client = inherited_client()
+            if client is None:
+                try:
+                    client = get_client()
+                except Exception:
+                    return False
         return not getattr(client, "disabled", False)
 
     def emit(
@@ -180,7 +189,7 @@ class Emitter:
         """
         # try/except rather than the context manager: nothing to set up on the hot path.
         try:
-            client = self._client if self._client is not None else get_client()
+            client = self.client
             distinct_id, anonymous, tid, privacy, groups = _identity(client, scope, trace_id)
             build = _Finish(properties, scope, anonymous, privacy)
             if type(client) is Client or isinstance(client, Client):
@@ -208,7 +217,7 @@ class Emitter:
         identity, exactly as if each had gone through `emit`.
         """
         try:
-            client = self._client if self._client is not None else get_client()
+            client = self.client
             distinct_id, anonymous, tid, privacy, groups = _identity(client, scope, trace_id)
             finish = _FinishMany(build, scope, anonymous, privacy)
             if type(client) is Client or isinstance(client, Client):

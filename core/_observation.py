@@ -23,6 +23,7 @@ __all__ = [
     "current_observation",
     "open_observation",
     "close_observation",
+    "inherited_client",
     "report_to_trace",
     "activated",
     "StepPlace",
@@ -66,6 +67,7 @@ class Observation:
         "error",
         "session_id",
         "joined_by",
+        "client",
     )
 
     def __init__(
@@ -89,6 +91,10 @@ class Observation:
         # A framework with a resolver whose trace root joined this observation (set only on a
         # framework-less one, a user span): reading this one as current asks that resolver too.
         self.joined_by: str | None = None
+        # The client its events go to, when one was given to it or to an observation it is
+        # nested in: work inside it that names no client sends there too (one trace, one
+        # destination), not to the default client.
+        self.client: Any = getattr(parent, "client", None) if parent is not None else None
 
     @property
     def span_id(self) -> str:
@@ -235,12 +241,14 @@ def open_observation(
     scope: Scope,
     framework: str | None = None,
     parent: Any = UNKNOWN,
+    client: Any = None,
 ) -> Observation:
     """Make a new observation the current one; close it with `close_observation`.
 
     `span_id`: a string, or an object whose `str()` is the id (made only if it is read).
     `parent`: the caller's `current_observation()` when it has just read it (saves reading it
-    again on a hot path); by default it is read here.
+    again on a hot path); by default it is read here. `client`: where the work inside it that
+    names no client sends (None: the parent's, if any).
     """
     if scope.trace_id != trace_id:
         # Work that joins this observation reads the trace id from its scope.
@@ -248,6 +256,8 @@ def open_observation(
     if parent is UNKNOWN:
         parent = current_observation()
     obs = Observation(kind, trace_id, span_id, scope, framework, parent)
+    if client is not None:
+        obs.client = client
     if (
         framework is not None
         and parent is not None
@@ -260,6 +270,13 @@ def open_observation(
         parent.joined_by = framework
     _current.set(obs)
     return obs
+
+
+def inherited_client() -> Any:
+    """The client of the observation open here (given to it or to one it is nested in), or
+    None: where work that names no client sends, before the default client."""
+    obs = _current.get()
+    return obs.client if obs is not None else None
 
 
 def close_observation(obs: Observation) -> None:

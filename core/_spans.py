@@ -201,10 +201,15 @@ class Span:
                 trace_id = span_id = scope.trace_id or str(uuid.uuid4())
                 kind = TRACE_KIND
             scope = scope.merged(Scope(trace_id=trace_id))
+            client = self._emitter._client
             if activate:
-                self._obs = open_observation(kind, trace_id=trace_id, span_id=span_id, scope=scope)
+                self._obs = open_observation(
+                    kind, trace_id=trace_id, span_id=span_id, scope=scope, client=client
+                )
             else:
                 self._obs = Observation(kind, trace_id, span_id, scope, None, parent)
+                if client is not None:
+                    self._obs.client = client
 
     def end(self, error: BaseException | None = None) -> None:
         """Close the span and send its event (once)."""
@@ -219,6 +224,10 @@ class Span:
         self._ended = True
         with capture_internal_exceptions():
             close_observation(obs)
+            emitter = self._emitter
+            if emitter._client is None and obs.client is not None:
+                # Opened inside a span given a client: sent where that trace goes.
+                emitter = Emitter(obs.client)
             if isinstance(error, GeneratorExit) or (
                 isinstance(error, SystemExit) and error.code in (None, 0)
             ):
@@ -241,10 +250,10 @@ class Span:
                 self._output,
                 reported,
                 end - self._start,
-                self._emitter.privacy(scope),
+                emitter.privacy(scope),
             )
             event = TRACE if obs.kind == TRACE_KIND else SPAN
-            self._emitter.emit(event, build, scope, trace_id=obs.trace_id)
+            emitter.emit(event, build, scope, trace_id=obs.trace_id)
 
 
 # -- generators still open at shutdown -----------------------------------------------------------
@@ -266,7 +275,10 @@ def _hold_open(s: Span, collected: _Collector | None) -> None:
 def _send_open_generator_spans(client: Any) -> None:
     """Shutdown hand-over: end the open generator spans that go to `client` (None: all)."""
     for s in settled_list(_open_generator_spans):
-        if s._ended or not sends_to(s._emitter._client, client):
+        own = s._emitter._client
+        if own is None and s._obs is not None:
+            own = s._obs.client  # inherited from the span it was opened in
+        if s._ended or not sends_to(own, client):
             continue
         _open_generator_spans.discard(s)
         collected = s._collected

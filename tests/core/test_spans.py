@@ -63,6 +63,35 @@ def test_nested_spans_are_spans_of_the_outer_trace(
     assert {e["properties"]["$ai_trace_id"] for e in events} == {outer.trace_id}
 
 
+def test_work_inside_a_span_given_a_client_sends_through_that_client(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    # Spans and observed functions that name no client went to the default client: the
+    # request's trace root reached its client, its children another destination.
+    request_sink = InMemoryDestination()
+    request_client = Client(destination=request_sink, flush_interval=0.05)
+
+    @posthog_llm.observe
+    def retrieve(query: str) -> list[str]:
+        with posthog_llm.span("rank"):
+            return [query]
+
+    try:
+        with posthog_llm.span("handle_request", client=request_client) as request:
+            with posthog_llm.span("plan"):
+                retrieve("owls")
+        with posthog_llm.span("elsewhere"):
+            pass
+        sent = read(request_client, request_sink)
+        names = sorted(e["properties"]["$ai_span_name"].rsplit(".", 1)[-1] for e in sent)
+        assert names == ["handle_request", "plan", "rank", "retrieve"]
+        assert {e["properties"]["$ai_trace_id"] for e in sent} == {request.trace_id}
+        # Outside it, the default client as before.
+        assert [e["properties"]["$ai_span_name"] for e in read(default, sink)] == ["elsewhere"]
+    finally:
+        request_client.shutdown(5)
+
+
 def test_an_exception_marks_the_span_and_propagates_untouched(
     default: Client, sink: InMemoryDestination
 ) -> None:

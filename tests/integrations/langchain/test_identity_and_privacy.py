@@ -228,3 +228,19 @@ def test_a_handler_on_a_default_client_the_environment_cannot_build_calls_throug
     assert not [r for r in caplog.records if "Error in PostHogCallbackHandler" in r.getMessage()]
     said = [r for r in caplog.records if "cannot be built from the environment" in r.getMessage()]
     assert len(said) == 1
+
+
+def test_a_handler_without_a_client_inside_a_span_given_one_sends_through_it(client, sink):
+    # The chain's events went to the default client, its enclosing span's to `client`.
+    default_sink = InMemoryDestination()
+    default = Client(destination=default_sink, flush_interval=0.05)
+    posthog_llm.set_client(default)
+    try:
+        with posthog_llm.span("request", client=client) as request:
+            chain().invoke({"question": "q"}, config={"callbacks": [PostHogCallbackHandler()]})
+        assert client.flush(10) and default.flush(10)
+        assert default_sink.events == []
+        assert len(sink.events) == 5
+        assert {e["properties"]["$ai_trace_id"] for e in sink.events} == {request.trace_id}
+    finally:
+        default.shutdown(5)

@@ -835,7 +835,8 @@ class Client:
         """Deliver every event captured so far, and the spooled ones.
 
         True only when all of them were delivered; False when some wait in the spool (PostHog is
-        down) or were refused. Always returns by `timeout` seconds, also when PostHog is down or
+        down) or were refused, or when events were lost since the previous flush (a full queue,
+        retries that ran out in the background). Always returns by `timeout` seconds, also when PostHog is down or
         stalls; it never waits out an outage (the spool does, in the background). Called on the
         client's own sending threads (`before_send`, a logging handler) it returns at once, False
         unless nothing is pending. After `shutdown()`, False when events were dropped since the

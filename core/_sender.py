@@ -159,6 +159,9 @@ class BatchSender:
         # Events dropped because the sender is closed, and how many of them a flush has seen.
         self._closed_drops = 0
         self._closed_drops_seen = 0
+        # Losses already answered by a flush: the next one says False for those since then,
+        # also those before it started (a full queue, retries that ran out in the background).
+        self._losses_reported = 0
         self._closed_lock = threading.RLock()
         self._shutdown_result: bool | None = None
         self._deadline: float | None = None
@@ -820,7 +823,7 @@ class BatchSender:
         within the last `_RETRY_BUDGET_WITH_SPOOL` seconds.
         """
         before = self.counters.snapshot()
-        lost_before = self._losses()
+        lost_before = self._losses_reported
         started = time.monotonic()
         # A flush tries the endpoint now, even while it is considered down, unless the
         # endpoint asked for time (a 429's Retry-After): then, with a spool, what is in memory
@@ -861,7 +864,8 @@ class BatchSender:
             elif not self.policy.should_wait():
                 break
         after = self.counters.snapshot()
-        if self._losses() > lost_before or not self._queue_is_empty():
+        lost = self._losses_reported = self._losses()
+        if lost > lost_before or not self._queue_is_empty():
             return False
         if self.spool is not None:
             try:

@@ -81,6 +81,25 @@ def test_429_honours_retry_after(posthog_server):
     client.shutdown(1)
 
 
+def test_a_flush_says_false_for_events_lost_before_it_started(posthog_server):
+    # Retries that ran out in the background lost every event, and the flush after said True.
+    posthog_server.behaviour = lambda n: ("status", 503, {})
+    client = _client(posthog_server, spool=False, max_retries=1)
+    try:
+        for _ in range(5):
+            client.capture("e", distinct_id="u")
+        deadline = time.monotonic() + 10
+        while client.stats()["failed"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.stats()["failed"] == 5
+        posthog_server.behaviour = lambda n: "ok"
+        assert client.flush(5) is False  # the first flush since the loss says so
+        client.capture("e", distinct_id="u")
+        assert client.flush(5) is True  # and the next one answers for what came after
+    finally:
+        client.shutdown(1)
+
+
 @pytest.mark.parametrize("spool", [True, False])
 def test_a_flush_waits_out_the_retry_after_a_429_asked_for(posthog_server, spool):
     # An app that flushes after every request must not knock on a rate-limited PostHog each

@@ -47,6 +47,10 @@ def observe_event(call: Call, event: Any) -> bool:
     if kind in _FIRST_TOKEN_EVENTS:
         if call.ttft is None:
             call.ttft = call.busy
+        if kind == "response.output_text.delta":
+            # The text read so far: the whole response comes only with the last event, which a
+            # stream closed early or failing midway never gets.
+            call.chunks.append(getattr(event, "delta", None))
     elif kind in _RESPONSE_EVENTS:
         call.result = getattr(event, "response", None) or call.result
     elif kind == "error":
@@ -60,6 +64,10 @@ def build(call: Call) -> dict[str, Any]:
     response = call.result
     failure = call.stream_error or _failure(response)
     output, stop_reason = _output(response)
+    if not output and call.chunks:
+        text = "".join(piece for piece in call.chunks if type(piece) is str)
+        if text:
+            output = [{"role": "assistant", "content": text}]
     usage = getattr(response, "usage", None)
     return generation(
         call,

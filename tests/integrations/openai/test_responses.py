@@ -146,6 +146,20 @@ def test_response_stream_helper_and_early_close(make_client, events):
     assert closed["$ai_model"] == "gpt-4o-mini-2024-08-06"  # from response.created
 
 
+def test_a_response_stream_closed_after_some_text_reports_the_text_read(make_client, events):
+    # Only the last event carries the whole response: the text read was lost.
+    llm = make_client()
+    stream = llm.responses.create(model="gpt-4o-mini", input="leave after some text", stream=True)
+    read = ""
+    for event in stream:
+        if event.type == "response.output_text.delta":
+            read += event.delta
+            break
+    stream.close()
+    props = only(events("$ai_generation"))
+    assert read and props["$ai_output_choices"] == [{"role": "assistant", "content": read}]
+
+
 def test_error_event_in_a_response_stream_is_reported(make_client, events):
     llm = make_client()
     kinds = [e.type for e in llm.responses.create(model="error-midstream", input="x", stream=True)]

@@ -412,6 +412,16 @@ class AnthropicStandIn(LoopbackStandIn):
             )
             stop_reason = "tool_use"
         else:
+            if searches:
+                # The search the server ran, as its own block before the answer (as the API does).
+                content.append(
+                    {
+                        "type": "server_tool_use",
+                        "id": self.next_id("srvtoolu_"),
+                        "name": "web_search",
+                        "input": {"query": text or "example"},
+                    }
+                )
             if after_tool:
                 reply = f"The tool returned: {text}"
             elif isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -185,8 +186,11 @@ def _streamed_output(chunks: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
         block = blocks.setdefault(index, {"type": "text", "text": ""})
         if what == "text":
             block["text"] = block.get("text", "") + value
-        elif what == "json" and "function" in block:
-            block["function"]["arguments"] += value
+        elif what == "json":
+            if "function" in block:
+                block["function"]["arguments"] += value
+            else:  # a server tool's input (web search, code execution, MCP) streams the same way
+                block["_partial"] = block.get("_partial", "") + value
         elif what == "thinking":
             block["thinking"] = (block.get("thinking") or "") + value
     content = []
@@ -194,5 +198,11 @@ def _streamed_output(chunks: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
         block = blocks[index]
         if block.pop("_json", False) and not block["function"]["arguments"]:
             block["function"]["arguments"] = "{}"  # a tool called with no arguments
+        partial = block.pop("_partial", None)
+        if partial:
+            try:
+                block["input"] = json.loads(partial)
+            except ValueError:
+                block["input"] = partial  # cut short: what arrived
         content.append(block)
     return [{"role": "assistant", "content": content}] if content else []

@@ -652,6 +652,19 @@ PROP_TOTAL_COST_USD = "$ai_total_cost_usd"
 PROP_INPUT_COST_USD = "$ai_input_cost_usd"
 PROP_OUTPUT_COST_USD = "$ai_output_cost_usd"
 PROP_INPUT_TOKEN_PRICE = "$ai_input_token_price"
+PROP_OUTPUT_TOKEN_PRICE = "$ai_output_token_price"
+PROP_CACHE_READ_TOKEN_PRICE = "$ai_cache_read_token_price"
+PROP_CACHE_WRITE_TOKEN_PRICE = "$ai_cache_write_token_price"
+# What an event may carry of its own pricing (PostHog's custom pricing, ahead of its table).
+OWN_COST_PROPERTIES = (
+    PROP_TOTAL_COST_USD,
+    PROP_INPUT_COST_USD,
+    PROP_OUTPUT_COST_USD,
+    PROP_INPUT_TOKEN_PRICE,
+    PROP_OUTPUT_TOKEN_PRICE,
+    PROP_CACHE_READ_TOKEN_PRICE,
+    PROP_CACHE_WRITE_TOKEN_PRICE,
+)
 PROP_TOOLS = "$ai_tools"
 PROP_LATENCY = "$ai_latency"
 PROP_IS_ERROR = "$ai_is_error"

@@ -19,12 +19,19 @@ from typing import Any
 from ._events import (
     EMBEDDING,
     GENERATION,
+    OWN_COST_PROPERTIES,
     PROP_CACHE_CREATION_INPUT_TOKENS,
     PROP_CACHE_READ_INPUT_TOKENS,
+    PROP_CACHE_READ_TOKEN_PRICE,
+    PROP_CACHE_WRITE_TOKEN_PRICE,
+    PROP_INPUT_COST_USD,
+    PROP_INPUT_TOKEN_PRICE,
     PROP_INPUT_TOKENS,
     PROP_IS_ERROR,
     PROP_LATENCY,
     PROP_MODEL,
+    PROP_OUTPUT_COST_USD,
+    PROP_OUTPUT_TOKEN_PRICE,
     PROP_OUTPUT_TOKENS,
     PROP_PROVIDER,
     PROP_SPAN_NAME,
@@ -35,6 +42,8 @@ from ._events import (
 
 __all__ = [
     "SUMMARY_VERSION",
+    "OWN_COST_PROPERTIES",
+    "own_cost",
     "LATENCY_BIN_BASE",
     "ensure_summaries",
     "update_summaries",
@@ -46,7 +55,7 @@ __all__ = [
 ]
 
 # Bumped when the summary tables change shape: older stores are rebuilt once.
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 3  # 3: an event's own cost also from its custom prices
 # Latency histogram bins are powers of this base (±5% around a bin's value).
 LATENCY_BIN_BASE = 1.1
 # A trace's search text and model list stay bounded however many spans it has.
@@ -164,6 +173,37 @@ def as_count(value: Any) -> int | None:
 
 
 _MAX_COUNT = 2**53
+
+
+def own_cost(props: Any) -> float | None:
+    """The cost in USD an event states itself, as PostHog reads it ahead of its price table:
+    `$ai_total_cost_usd`; else `$ai_input_cost_usd` + `$ai_output_cost_usd`; else its tokens at
+    its own per-token prices (`$ai_input_token_price`, `$ai_output_token_price`, and the cache
+    read and write prices for those tokens). None when it states none.
+
+    >>> own_cost({"$ai_input_tokens": 10, "$ai_output_tokens": 2,
+    ...           "$ai_input_token_price": 0.1, "$ai_output_token_price": 0.5})
+    2.0
+    """
+    total = as_number(props.get(PROP_TOTAL_COST_USD))
+    if total is not None:
+        return total
+    parts = [as_number(props.get(PROP_INPUT_COST_USD)), as_number(props.get(PROP_OUTPUT_COST_USD))]
+    if parts[0] is not None or parts[1] is not None:
+        return sum(part or 0.0 for part in parts)
+    priced = 0.0
+    found = False
+    for price_key, tokens_key in (
+        (PROP_INPUT_TOKEN_PRICE, PROP_INPUT_TOKENS),
+        (PROP_OUTPUT_TOKEN_PRICE, PROP_OUTPUT_TOKENS),
+        (PROP_CACHE_READ_TOKEN_PRICE, PROP_CACHE_READ_INPUT_TOKENS),
+        (PROP_CACHE_WRITE_TOKEN_PRICE, PROP_CACHE_CREATION_INPUT_TOKENS),
+    ):
+        price = as_number(props.get(price_key))
+        if price is not None:
+            found = True
+            priced += price * (as_count(props.get(tokens_key)) or 0)
+    return priced if found else None
 
 
 def is_truthy(value: Any) -> bool:
@@ -331,7 +371,7 @@ def _usage_delta(
     row[1] += is_truthy(props.get(PROP_IS_ERROR))
     row[2] += tokens_in or 0
     row[3] += tokens_out or 0
-    explicit = as_number(props.get(PROP_TOTAL_COST_USD))
+    explicit = own_cost(props)
     if explicit is not None:
         row[9] += 1
         row[10] += explicit

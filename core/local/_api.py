@@ -22,6 +22,7 @@ from urllib.parse import unquote
 from .._events import (
     EMBEDDING,
     GENERATION,
+    OWN_COST_PROPERTIES,
     PROP_CACHE_CREATION_1H_INPUT_TOKENS,
     PROP_CACHE_CREATION_INPUT_TOKENS,
     PROP_CACHE_READ_INPUT_TOKENS,
@@ -36,7 +37,13 @@ from .._events import (
     PROP_TOTAL_COST_USD,
 )
 from .._store import EventStore, TraceNode
-from .._store_summary import as_count, as_number, is_truthy, latency_bin_value
+from .._store_summary import (
+    as_count,
+    as_number,
+    is_truthy,
+    latency_bin_value,
+    own_cost,
+)
 from .._version import __version__
 from ..destinations.sqlite import connect
 from ._ingest import BadRequest, iso, parse_timestamp
@@ -59,6 +66,12 @@ class _Usage(NamedTuple):
     reasoning: Any
     cache_write_1h: Any
     service_tier: Any
+    input_cost: Any
+    output_cost: Any
+    input_price: Any
+    output_price: Any
+    cache_read_price: Any
+    cache_write_price: Any
     latency: Any
     is_error: Any
 
@@ -79,6 +92,7 @@ _COST_PROPS = (
     PROP_REASONING_TOKENS,
     PROP_CACHE_CREATION_1H_INPUT_TOKENS,
     PROP_SERVICE_TIER,
+    *OWN_COST_PROPERTIES[1:],  # after the total, above
 )
 _USAGE_SQL = (
     "SELECT trace_id, event, timestamp, "
@@ -137,9 +151,10 @@ class Reader:
             conn.close()
 
     def cost(self, props: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The event's own `$ai_total_cost_usd` when it has one, else the table's estimate
+        """The cost the event states itself (`own_cost`: its total, its input and output costs,
+        or its tokens at its own prices, as PostHog reads them), else the table's estimate
         (`PricingTable.estimate_event`: what `Client(send_estimated_cost=True)` sends)."""
-        total = as_number(props.get(PROP_TOTAL_COST_USD))
+        total = own_cost(props)
         if total is not None:
             return {"total_cost_usd": total, "source": "event"}
         estimate = self.pricing.estimate_event(props)

@@ -190,6 +190,29 @@ def test_cost_sent_by_the_user_wins_over_the_estimate(server):
     assert node["cost"] == {"total_cost_usd": 0.5, "source": "event"}
 
 
+@pytest.mark.parametrize(
+    ("own", "cost"),
+    [
+        ({"$ai_input_cost_usd": 4, "$ai_output_cost_usd": 5}, 9.0),
+        ({"$ai_input_token_price": 0.1, "$ai_output_token_price": 0.05}, 1.2),
+        ({"$ai_input_token_price": 0.1, "$ai_model": "my-finetune"}, 1.0),
+    ],
+)
+def test_custom_costs_and_prices_the_event_states_win_over_the_table(server, own, cost):
+    # PostHog reads an event's input/output costs and per-token prices ahead of its table; the
+    # viewer read only `$ai_total_cost_usd` and priced the rest from its own table.
+    props = {"$ai_trace_id": "custom", "$ai_model": "gpt-4o"}
+    props.update({"$ai_input_tokens": 10, "$ai_output_tokens": 4, **own})
+    event = {"event": "$ai_generation", "distinct_id": "u", "properties": props}
+    assert requests.post(server.url + "/batch/", json=[event], timeout=10).ok
+    node = requests.get(server.url + "/api/traces/custom", timeout=10).json()["nodes"][1]
+    assert node["cost"] == {"total_cost_usd": pytest.approx(cost), "source": "event"}
+    (trace,) = requests.get(server.url + "/api/traces", timeout=10).json()["traces"]
+    assert trace["cost_usd"] == pytest.approx(cost)
+    stats = requests.get(server.url + "/api/stats", timeout=10).json()
+    assert sum(m["cost_usd"] or 0 for m in stats["models"]) == pytest.approx(cost)
+
+
 def test_the_viewer_prices_as_the_estimate_sent_to_posthog(server):
     # The same rules where the estimate is shown: thinking as output, hour-long cache writes,
     # and no standard price for a flex call.

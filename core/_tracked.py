@@ -228,6 +228,7 @@ class TrackedCall:
         "replay",
         "requests",
         "model_response_id",
+        "other_choices",
         "__weakref__",
     )
 
@@ -279,6 +280,8 @@ class TrackedCall:
         # automatic function calling): their responses, or a stream's earlier rounds' usage.
         self.requests: list[Any] | None = None
         self.model_response_id: str | None = None  # the response a stream is reading now
+        # A stream's further choices (`n`, `candidate_count`) by index: what each one added.
+        self.other_choices: dict[int, list[Any]] | None = None
 
     # -- outcomes (hot path: record and hand over) ----------------------------------------------
 

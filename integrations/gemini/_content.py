@@ -205,11 +205,13 @@ def observe_chunk(call: TrackedCall, chunk: Any) -> bool:
         call.model = version
     usage = chunk.usage_metadata
     candidates = chunk.candidates
-    # The first candidate only, as for a call that does not stream (with `candidate_count`,
-    # a chunk may carry another candidate alone).
+    # The first candidate decides rounds, usage and stop reason; the others (`candidate_count`:
+    # a chunk may carry one of them alone) only add their parts, as choices of their own.
     candidate = candidates[0] if candidates else None
     if candidate is not None and candidate.index not in (None, 0):
         candidate = None
+    if candidates and (candidate is None or len(candidates) > 1):
+        _other_candidates(call, candidates)
     content = candidate.content if candidate is not None else None
     parts = content.parts if content is not None else None
     response_id = chunk.response_id
@@ -249,6 +251,29 @@ def observe_chunk(call: TrackedCall, chunk: Any) -> bool:
     return True
 
 
+def _other_candidates(call: TrackedCall, candidates: Any) -> None:
+    """Keep the parts of a streamed chunk's candidates other than the first, by index."""
+    for other in candidates:
+        index = other.index
+        if not index:
+            continue
+        content = other.content
+        parts = content.parts if content is not None else None
+        if parts:
+            kept = call.other_choices
+            if kept is None:
+                kept = call.other_choices = {}
+            kept.setdefault(int(index), []).extend(parts)
+
+
+def _choices(first: list[Any], others: Any) -> list[dict[str, Any]] | None:
+    """One output choice per candidate, the first one first."""
+    choices = _output(first)
+    for parts in others:
+        choices += _output(parts)
+    return choices or None
+
+
 def _reason(value: Any) -> str | None:
     if value is None:
         return None
@@ -272,9 +297,12 @@ def build(call: TrackedCall) -> dict[str, Any]:
     params = call.params
     config = params.get("config")
     rounds = None
+    others: list[list[Any]] = []
     if call.stream:
         model, usage_block, parts, stop = call.model, call.usage, call.chunks, call.stop_reason
         rounds = call.requests  # the usage of each earlier request of the call
+        if call.other_choices:
+            others = [call.other_choices[i] for i in sorted(call.other_choices)]
     else:
         result = call.result
         model = getattr(result, "model_version", None)
@@ -284,6 +312,8 @@ def build(call: TrackedCall) -> dict[str, Any]:
         content = getattr(first, "content", None)
         parts = list(getattr(content, "parts", None) or ())
         stop = getattr(first, "finish_reason", None)
+        for other in candidates[1:]:
+            others.append(list(getattr(getattr(other, "content", None), "parts", None) or ()))
     usage = normalize_usage(usage_block)
     requests = None if call.stream else call.requests
     if rounds:
@@ -303,7 +333,7 @@ def build(call: TrackedCall) -> dict[str, Any]:
         model_parameters=model_parameters(config, call.stream),
         tools=_tools(config),
         input=None if call.privacy else request_input(params),
-        output_choices=None if call.privacy else (_output(parts) or None),
+        output_choices=None if call.privacy else _choices(parts, others),
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cache_read_input_tokens=usage.cache_read_input_tokens,

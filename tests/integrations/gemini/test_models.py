@@ -569,7 +569,7 @@ def test_cached_content_tokens_and_a_per_call_distinct_id(make_client, events, s
 
 def test_a_stream_of_two_candidates_counts_its_one_request_once(client, events):
     # With candidate_count=2 the first candidate may finish while the second goes on, in
-    # chunks of its own: one request, counted once, and the first candidate's text only.
+    # chunks of its own: one request, counted once, and each candidate a choice of its own.
     from posthog_llm.integrations.gemini import Client as Gemini
     from posthog_llm.local.gemini_standin import GeminiStandIn
 
@@ -609,7 +609,44 @@ def test_a_stream_of_two_candidates_counts_its_one_request_once(client, events):
         )
     generation = only(events("$ai_generation"))
     assert (generation["$ai_input_tokens"], generation["$ai_output_tokens"]) == (10, 8)
-    assert generation["$ai_output_choices"] == [{"role": "assistant", "content": "Hi there"}]
+    assert generation["$ai_output_choices"] == [
+        {"role": "assistant", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello dear friend"},
+    ]
+
+
+def test_two_candidates_are_two_choices(client, events):
+    # Only the first candidate was reported (the OpenAI drop-in reports every choice of n=2).
+    from posthog_llm.integrations.gemini import Client as Gemini
+    from posthog_llm.local.gemini_standin import GeminiStandIn
+
+    class TwoCandidates(GeminiStandIn):
+        def handle(self, request):
+            candidates = [
+                {"content": {"role": "model", "parts": [{"text": text}]}, "index": i}
+                | {"finishReason": "STOP"}
+                for i, text in enumerate(["first answer", "second answer"])
+            ]
+            usage = {"promptTokenCount": 3, "candidatesTokenCount": 4, "totalTokenCount": 7}
+            body = {"candidates": candidates, "usageMetadata": usage, "modelVersion": MODEL}
+            return 200, body, False
+
+    with TwoCandidates() as server:
+        llm = Gemini(
+            api_key=API_KEY,
+            posthog_client=client,
+            http_options={"base_url": server.base_url, "retry_options": {"attempts": 1}},
+        )
+        reply = llm.models.generate_content(
+            model=MODEL, contents="hi", config=types.GenerateContentConfig(candidate_count=2)
+        )
+    assert len(reply.candidates) == 2
+    generation = only(events("$ai_generation"))
+    assert generation["$ai_output_choices"] == [
+        {"role": "assistant", "content": "first answer"},
+        {"role": "assistant", "content": "second answer"},
+    ]
+    assert (generation["$ai_input_tokens"], generation["$ai_output_tokens"]) == (3, 4)
 
 
 @needs_rounds_shown

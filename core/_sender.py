@@ -170,6 +170,10 @@ class BatchSender:
         self._flush_requested = 0
         self._flush_done = 0
         self._flush_ok = True
+        # The flushes answered False lately, as (first, last) request numbers: a flush whose
+        # pass said False is told so even when a later pass (which its thread woke after) said
+        # True (a loss is reported by one pass only).
+        self._flush_false: deque[tuple[int, int]] = deque(maxlen=64)
         # Batches taken from the backlog and not settled yet (two while a second request is out).
         self._inflight: list[list[bytes]] = []
         # In-flight batches a shutdown deadline saved while their request went on: the spool
@@ -506,7 +510,7 @@ class BatchSender:
                 self._progress.wait(0.5 if remaining is None else min(remaining, 0.5))
                 if _gone(self._thread):
                     return False
-            return self._flush_ok
+            return not any(first <= generation <= last for first, last in self._flush_false)
 
     def _queue_is_empty(self) -> bool:
         return not self._queue and not self._backlog
@@ -767,6 +771,8 @@ class BatchSender:
                         # A pass that raised still answers its flush (False): the next pass
                         # would count its losses from after them and say True.
                         with self._progress:
+                            if not ok and requested > self._flush_done:
+                                self._flush_false.append((self._flush_done + 1, requested))
                             self._flush_done = max(self._flush_done, requested)
                             self._flush_ok = ok
                             self._progress.notify_all()

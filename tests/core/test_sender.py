@@ -100,6 +100,31 @@ def test_a_flush_says_false_for_events_lost_before_it_started(posthog_server):
         client.shutdown(1)
 
 
+def test_flushes_at_once_after_a_loss_do_not_all_say_true():
+    # The pass that saw the loss said False, but its waiters read the answer of the next pass
+    # (True: a loss is reported once).
+    class Slow(InMemoryDestination):
+        def send(self, events, *, timeout):
+            time.sleep(0.2)
+            return super().send(events, timeout=timeout)
+
+    client = Client(destination=Slow(), max_queue_size=4, flush_at=1000, flush_interval=30)
+    try:
+        for i in range(50):
+            client.capture("e", distinct_id="u", properties={"i": i})
+        assert client.stats()["dropped"] > 0
+        answers: list[bool] = []
+        threads = [threading.Thread(target=lambda: answers.append(client.flush(10))) for _ in "abc"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(answers) == 3 and False in answers
+        assert client.flush(10) is True  # reported: the next flush answers for what came after
+    finally:
+        client.shutdown(5)
+
+
 @pytest.mark.parametrize("spool", [True, False])
 def test_a_flush_waits_out_the_retry_after_a_429_asked_for(posthog_server, spool):
     # An app that flushes after every request must not knock on a rate-limited PostHog each

@@ -16,6 +16,7 @@ from ._events import (
     feedback_properties,
     metric_properties,
 )
+from ._observation import inherited_client
 
 __all__ = ["capture_feedback", "capture_metric"]
 
@@ -28,6 +29,9 @@ def _target(client: Any) -> Any:
     checked = check_client(client)
     if checked is not None:
         return checked
+    inherited = inherited_client()  # inside a span given a client: where its trace goes
+    if inherited is not None:
+        return inherited
     try:
         return get_client()
     except Exception:

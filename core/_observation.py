@@ -276,6 +276,8 @@ def inherited_client() -> Any:
     """The client of the observation open here (given to it or to one it is nested in), or
     None: where work that names no client sends, before the default client."""
     obs = _current.get()
+    while obs is not None and obs.closed:  # a stale entry (work that outlived its span)
+        obs = obs.parent
     return obs.client if obs is not None else None
 
 

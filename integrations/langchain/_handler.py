@@ -225,6 +225,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                     scope=with_trace_id(scope or trace.scope, trace.trace_id),
                     framework=FRAMEWORK,
                     parent=outer,
+                    client=self._emitter._client,
                 ),
                 True,
             )
@@ -300,6 +301,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             scope=with_trace_id(scope, trace_id),
             framework=FRAMEWORK,
             parent=outer,
+            client=self._emitter._client,
         )
         trace.open.add(key)
         # `extend`, never `+=`: that would store the list back and could undo a hand-over.

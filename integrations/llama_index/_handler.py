@@ -420,6 +420,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
                 span_id=trace.pvis if k >= VISIBLE and trace.pvis is not None else id_[-36:],
                 scope=with_trace_id(trace.scope, trace.id),
                 framework=FRAMEWORK,
+                client=self._emitter._client,
             )
         trace.log += (ENTER, id_, None, instance, args, tags, now)
         trace.opened.append(id_)

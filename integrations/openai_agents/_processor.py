@@ -197,6 +197,7 @@ class PostHogTracingProcessor(TracingProcessor):
                 span_id=run.root_id,
                 scope=scope,
                 framework=OBSERVATION_FRAMEWORK,
+                client=self._emitter._client,
             )
             with self._lock:
                 self._runs[trace.trace_id] = run
@@ -264,6 +265,7 @@ class PostHogTracingProcessor(TracingProcessor):
                 span_id=span.span_id,
                 scope=run.scope,
                 framework=OBSERVATION_FRAMEWORK,
+                client=self._emitter._client,
             )
             if len(self._spans) >= MAX_OPEN_SPANS:
                 self._spans.clear()  # abandoned spans: forget them rather than grow

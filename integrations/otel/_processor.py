@@ -402,7 +402,9 @@ class PostHogSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         # Within the client's own shutdown deadline (OpenTelemetry gives none).
-        timeout = getattr(self._emitter.client, "shutdown_timeout", None)
+        timeout = None
+        with capture_internal_exceptions():  # a default client the environment cannot build
+            timeout = getattr(self._emitter.client, "shutdown_timeout", None)
         if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
             self.force_flush(int(timeout * 1000))
         else:

@@ -92,6 +92,26 @@ def test_work_inside_a_span_given_a_client_sends_through_that_client(
         request_client.shutdown(5)
 
 
+def test_feedback_follows_the_span_client_and_not_once_the_span_has_ended(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    import contextvars
+
+    request_sink = InMemoryDestination()
+    request_client = Client(destination=request_sink, flush_interval=0.05)
+    try:
+        with posthog_llm.span("request", client=request_client) as request:
+            posthog_llm.capture_metric(request.trace_id, "helpfulness", 4)
+            later = contextvars.copy_context()  # work that outlives the span (a task)
+        # Its context still names the ended span: it is not inside it any more.
+        later.run(posthog_llm.capture_feedback, request.trace_id, "thanks")
+        sent = read(request_client, request_sink)
+        assert sorted(e["event"] for e in sent) == ["$ai_metric", "$ai_trace"]
+        assert [e["event"] for e in read(default, sink)] == ["$ai_feedback"]
+    finally:
+        request_client.shutdown(5)
+
+
 def test_an_exception_marks_the_span_and_propagates_untouched(
     default: Client, sink: InMemoryDestination
 ) -> None:

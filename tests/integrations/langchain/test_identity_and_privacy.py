@@ -244,3 +244,27 @@ def test_a_handler_without_a_client_inside_a_span_given_one_sends_through_it(cli
         assert {e["properties"]["$ai_trace_id"] for e in sink.events} == {request.trace_id}
     finally:
         default.shutdown(5)
+
+
+def test_work_nested_in_a_chain_sends_through_the_handlers_client(client, sink):
+    # An observed function inside a step went to the default client, with the chain's trace id.
+    from langchain_core.runnables import RunnableLambda
+
+    default_sink = InMemoryDestination()
+    default = Client(destination=default_sink, flush_interval=0.05)
+    posthog_llm.set_client(default)
+
+    @posthog_llm.observe
+    def fun_fact(text: str) -> str:
+        return text.upper()
+
+    try:
+        runnable = chain() | RunnableLambda(fun_fact)
+        runnable.invoke({"question": "q"}, config={"callbacks": [PostHogCallbackHandler(client)]})
+        assert client.flush(10) and default.flush(10)
+        assert default_sink.events == []
+        observed = [e for e in sink.events if "fun_fact" in e["properties"]["$ai_span_name"]]
+        assert len(observed) == 2  # the step, and the observed function inside it
+        assert len({e["properties"]["$ai_trace_id"] for e in sink.events}) == 1
+    finally:
+        default.shutdown(5)

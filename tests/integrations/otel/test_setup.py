@@ -31,3 +31,17 @@ def test_a_missing_framework_names_the_extra_to_install(blocked, module, extra):
     )
     assert result.returncode != 0
     assert f"pip install 'posthog-llm[{extra}]'" in result.stderr
+
+
+@pytest.mark.allow_internal_errors  # the default client cannot be built: said, not raised
+def test_shutdown_on_a_default_client_the_environment_cannot_build_does_not_raise(monkeypatch):
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+
+    monkeypatch.setenv("POSTHOG_HOST", "ftp://example.com")  # refused by Client()
+    provider = TracerProvider()
+    provider.add_span_processor(PostHogSpanProcessor())
+    with provider.get_tracer("t").start_as_current_span("chat gpt-4o") as span:
+        span.set_attribute("gen_ai.operation.name", "chat")
+    assert provider.force_flush() is True
+    provider.shutdown()  # raised ValueError into the caller (and again at exit)

@@ -130,6 +130,14 @@ class Emitter:
                 client = get_client()
         return client
 
+    def destination(self) -> Any:
+        """Where work starting now sends when it ends, wherever that is: this emitter's own
+        client, else the client of the span open here; None for the default client, found
+        when it is sent. (A stream read after its span has ended still goes where the span's
+        trace went.)"""
+        client = self._client
+        return client if client is not None else inherited_client()
+
     def on_shutdown(self, callback: Callable[[], None]) -> None:
         """Have `callback()` hand over what the integration still holds (queue it through this
         emitter) when the client it sends to shuts down, and at process exit, before the queue
@@ -181,15 +189,18 @@ class Emitter:
         scope: Scope,
         *,
         trace_id: Any = None,
+        client: Any = None,
     ) -> None:
-        """Ship one `$ai_*` event. Never raises.
+        """Ship one `$ai_*` event. Never raises. `client`: where it goes when the work that
+        made it named its client at its start (`destination`); by default, `self.client`.
 
         Anonymous events (no distinct id in scope) use the trace id as distinct id and are
         personless, so every event of one trace belongs to the same anonymous id.
         """
         # try/except rather than the context manager: nothing to set up on the hot path.
         try:
-            client = self.client
+            if client is None:
+                client = self.client
             distinct_id, anonymous, tid, privacy, groups = _identity(client, scope, trace_id)
             build = _Finish(properties, scope, anonymous, privacy)
             if type(client) is Client or isinstance(client, Client):
@@ -205,6 +216,7 @@ class Emitter:
         scope: Scope,
         *,
         trace_id: Any = None,
+        client: Any = None,
     ) -> None:
         """Ship several events of one trace, built together later. Never raises.
 
@@ -217,7 +229,8 @@ class Emitter:
         identity, exactly as if each had gone through `emit`.
         """
         try:
-            client = self.client
+            if client is None:
+                client = self.client
             distinct_id, anonymous, tid, privacy, groups = _identity(client, scope, trace_id)
             finish = _FinishMany(build, scope, anonymous, privacy)
             if type(client) is Client or isinstance(client, Client):

@@ -229,6 +229,7 @@ class TrackedCall:
         "requests",
         "model_response_id",
         "other_choices",
+        "destination",
         "__weakref__",
     )
 
@@ -282,6 +283,8 @@ class TrackedCall:
         self.model_response_id: str | None = None  # the response a stream is reading now
         # A stream's further choices (`n`, `candidate_count`) by index: what each one added.
         self.other_choices: dict[int, list[Any]] | None = None
+        # Where the event goes, named when the call starts (None: the default client).
+        self.destination: Any = tracker.emitter.destination()
 
     # -- outcomes (hot path: record and hand over) ----------------------------------------------
 
@@ -351,7 +354,11 @@ class TrackedCall:
             if self.ttft is not None:
                 self.ttft += self.request_latency
             self.tracker.emitter.emit(
-                self.kind.event, self.properties, self.scope, trace_id=self.trace_id
+                self.kind.event,
+                self.properties,
+                self.scope,
+                trace_id=self.trace_id,
+                client=self.destination,
             )
         except Exception as exc:
             report_internal_error(exc)
@@ -359,7 +366,11 @@ class TrackedCall:
     def _emit(self) -> None:
         self.done = True
         self.tracker.emitter.emit(
-            self.kind.event, self.properties, self.scope, trace_id=self.trace_id
+            self.kind.event,
+            self.properties,
+            self.scope,
+            trace_id=self.trace_id,
+            client=self.destination,
         )
 
     # -- for the builders (worker thread for our Client) ------------------------------------------
@@ -640,7 +651,7 @@ _open_calls: weakref.WeakSet[TrackedCall] = weakref.WeakSet()
 def _send_open_calls(client: Any) -> None:
     """Shutdown hand-over: send the open calls that go to `client` (None: all, at exit)."""
     for call in settled_list(_open_calls):
-        if call.done or not sends_to(call.tracker.emitter._client, client):
+        if call.done or not sends_to(call.destination, client):
             continue
         _open_calls.discard(call)
         call.finish()

@@ -303,6 +303,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             parent=outer,
             client=self._emitter._client,
         )
+        trace.client = trace.root_obs.client
         trace.open.add(key)
         # `extend`, never `+=`: that would store the list back and could undo a hand-over.
         trace.log.extend(
@@ -609,6 +610,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             _Replay(trace, log, self._emitter, self.max_span_state_chars),
             trace.scope,
             trace_id=trace.trace_id,
+            client=trace.client,
         )
 
     def _observation_of(self, run_id: Any) -> Any:

@@ -82,6 +82,7 @@ class Trace:
         "log",
         "open",
         "root_obs",
+        "client",
         "observations",
         "asked",
         "tokens",
@@ -115,6 +116,7 @@ class Trace:
         self.log: list[Any] = []
         self.open: set[Any] = set()
         self.root_obs: Observation | None = None
+        self.client: Any = None  # where it goes, named at its start (None: the default client)
         # The rare paths, made when first needed: observations of steps that nested work asked
         # about (key -> (observation, opened here)), the steps it asked about, token times.
         self.observations: dict[Any, tuple[Observation, bool]] | None = None

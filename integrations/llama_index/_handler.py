@@ -422,6 +422,9 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
                 framework=FRAMEWORK,
                 client=self._emitter._client,
             )
+            trace.client = trace.obs.client
+        else:
+            trace.client = self._emitter.destination()
         trace.log += (ENTER, id_, None, instance, args, tags, now)
         trace.opened.append(id_)
         self._spans[id_] = trace

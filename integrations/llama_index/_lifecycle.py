@@ -110,7 +110,7 @@ class TraceLifecycle(StreamTracking):
             trace.pvis = joining.span_id
         # One queued item per trace: the worker rebuilds its spans and events from the log.
         trace.wall_offset = time.time() - time.perf_counter()
-        self._emitter.emit_many(trace, trace.scope, trace_id=trace.id)
+        self._emitter.emit_many(trace, trace.scope, trace_id=trace.id, client=trace.client)
 
     def _evict(self, trace: Trace) -> None:
         """Send a trace that waited too long (an abandoned stream) with what it has."""

@@ -89,6 +89,7 @@ class Trace:
         "evicted",
         "streams",
         "obs",
+        "client",
         "nested",
         "foreign",
         "inner",
@@ -138,6 +139,7 @@ class Trace:
         self.evicted: float | None = None  # sent before it completed (abandoned stream ...)
         self.streams: list[int] | None = None  # keys of generators its spans returned
         self.obs: Observation | None = None  # the root's observation, for nested work
+        self.client: Any = None  # where it goes, named at its start (None: the default client)
         self.nested: Any = None  # `_nesting.Resolved`: observations made for nested work
         # span id -> `$ai_parent_id`: a span opened inside someone else's span (a user span
         # inside a step), which is its nearer parent (`_nesting.foreign_parent`).

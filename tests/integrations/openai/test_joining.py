@@ -47,6 +47,27 @@ async def test_async_calls_inside_nested_spans_take_the_innermost_as_parent(
     assert props["$ai_trace_id"] == only(events("$ai_trace"))["$ai_trace_id"]
 
 
+def test_a_stream_read_after_its_span_ended_goes_where_the_span_went(make_client, events, client):
+    # A web handler's span ends before the streamed body is read: the call, which names no
+    # client, went to the default client once the span was gone.
+    from posthog_llm import Client, InMemoryDestination
+
+    default_sink = InMemoryDestination()
+    default = Client(destination=default_sink, flush_interval=0.05)
+    posthog_llm.set_client(default)
+    try:
+        llm = make_client(posthog_client=None)
+        with posthog_llm.span("request", client=client):
+            stream = llm.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert default.flush(10)
+        assert default_sink.events == []
+        generation = only(events("$ai_generation"))
+        assert generation["$ai_trace_id"] == only(events("$ai_trace"))["$ai_trace_id"]
+    finally:
+        default.shutdown(5)
+
+
 def test_explicit_trace_id_wins_over_the_open_span(make_client, events, client):
     llm = make_client()
     with posthog_llm.span("answer", client=client):

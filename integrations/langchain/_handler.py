@@ -51,6 +51,7 @@ from ._runs import (
     Hidden,
     RunMap,
     Trace,
+    end_positions,
     key_of,
     replay,
     start_positions,
@@ -593,16 +594,22 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             n = len(log)
             if n <= _SPILL_AT:
                 return
-            still_open = trace.open
+            handed = log[:n]
+            # A start goes on with the live log unless its end is in the part handed over (not:
+            # unless its run is still open: a step on another thread may end it, after `n`, while
+            # this runs, and its end would then be in the live log without its start).
+            ended = {handed[at + 1] for at in end_positions(handed, n)}
             carried: list[Any] = []
-            for at in start_positions(log, n):
-                if log[at + 1] in still_open:
-                    carried += log[at : at + START_WIDTH]
-            trace.log = carried
-            # Records appended while the log was read belong to the next part too.
-            carried += log[n:]
-            del log[n:]
-        self._queue(trace, log)
+            for at in start_positions(handed, n):
+                if handed[at + 1] not in ended:
+                    carried += handed[at : at + START_WIDTH]
+            # In place, one list operation: the log stays the same list, so a step on another
+            # thread that read `trace.log` before this and appends after it still appends to
+            # the live log (a new list left such records in the part handed over, apart from
+            # their start or end: the run was lost). Records appended meanwhile stay, after
+            # the starts carried over.
+            log[:n] = carried
+        self._queue(trace, handed)
 
     def _queue(self, trace: Trace, log: list[Any]) -> None:
         """One queued item: the worker replays `log` into the trace's events."""

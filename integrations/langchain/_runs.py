@@ -41,6 +41,7 @@ __all__ = [
     "END_WIDTH",
     "UNENDED",
     "start_positions",
+    "end_positions",
     "key_of",
     "key_text",
     "tracked_elsewhere",
@@ -254,6 +255,17 @@ def start_positions(log: list[Any], n: int) -> Iterator[int]:
             i += END_WIDTH
         else:
             yield i
+            i += START_WIDTH
+
+
+def end_positions(log: list[Any], n: int) -> Iterator[int]:
+    """Where each end record is among the first `n` entries of a log (the rare paths)."""
+    i = 0
+    while i < n:
+        if log[i] is END:
+            yield i
+            i += END_WIDTH
+        else:
             i += START_WIDTH
 
 

@@ -146,6 +146,30 @@ async def test_tasks_interleaving_on_one_loop_keep_their_traces(handler, events)
         assert len(trace_events) == 5  # the sequences merge: trace, lambda, 3 steps
 
 
+def test_a_long_trace_whose_steps_end_on_several_threads_loses_no_run(handler, events):
+    # A batch of 500 inside one step: past 4,096 log entries the trace hands over what ended so
+    # far while other threads still record into it; a run whose end came in while that was
+    # read lost its start to the part handed over, and its event was gone (nothing counted).
+    import sys
+
+    inner = chain()
+    size = 500
+
+    def step(x, config):
+        inner.batch(_questions(size), config=config)
+        return x
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads switch often: the window is hit every time
+    try:
+        RunnableLambda(step).invoke(1, config={"callbacks": [handler], "max_concurrency": 8})
+    finally:
+        sys.setswitchinterval(interval)
+    sent = events()
+    assert len(sent) == 1 + 4 * size
+    assert_well_formed(sent)
+
+
 def test_threads_sharing_one_handler(handler, events):
     runnable = chain()
 

@@ -33,6 +33,24 @@ def sdk(server: OpenAIStandIn) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key=KEY, max_retries=0)
 
 
+def test_many_clients_connecting_at_once_are_all_answered(standin):
+    # The listen backlog was 5: 200 calls at once saw resets (the SDK's APIConnectionError).
+    import asyncio
+
+    async def main() -> list:
+        llm = openai.AsyncOpenAI(base_url=standin.base_url, api_key=KEY, max_retries=0)
+        calls = [
+            llm.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+            for _ in range(200)
+        ]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    failed = [r for r in asyncio.run(main()) if isinstance(r, BaseException)]
+    assert failed == []
+
+
 def test_chat_reply_is_deterministic_and_names_a_snapshot(standin):
     client = sdk(standin)
     ask = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "same words"}]}

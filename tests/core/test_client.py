@@ -65,8 +65,6 @@ def test_feedback_and_metrics_on_a_default_client_the_environment_cannot_build_d
     monkeypatch, caplog
 ):
     monkeypatch.setenv("POSTHOG_HOST", "https://eu.i.posthog.com")  # a remote host, no key
-    # Said once a minute: an earlier test may have said it already.
-    monkeypatch.setattr(posthog_llm._client._environment_warning, "_last", 0.0)
     with caplog.at_level(logging.WARNING, logger="posthog_llm"):
         assert posthog_llm.capture_feedback("trace-1", "Great answer!") is None
         assert posthog_llm.capture_metric("trace-1", "helpfulness", 4) is None

@@ -139,11 +139,11 @@ def test_a_streamed_server_tool_keeps_its_input(make_client, events):
     search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]
     plain = llm.messages.create(model=MODEL, max_tokens=100, messages=HELLO, tools=search)
     with llm.messages.stream(model=MODEL, max_tokens=100, messages=HELLO, tools=search) as stream:
-        final = stream.get_final_message()
+        stream.get_final_message()
 
     created, streamed = (e["properties"] for e in events("$ai_generation"))
     [used] = [b for b in streamed["$ai_output_choices"][0]["content"] if b["type"] != "text"]
     assert used["type"] == "server_tool_use" and used["name"] == "web_search"
-    assert used["input"] == final.content[0].input == plain.content[0].input
+    assert used["input"] == plain.content[0].input  # (older SDKs' own final message has {})
     assert used["input"] == {"query": "Tell me a fun fact about hedgehogs"}
     assert created["$ai_output_choices"][0]["content"][0]["input"] == used["input"]

@@ -219,8 +219,6 @@ def test_a_handler_on_a_default_client_the_environment_cannot_build_calls_throug
     import logging
 
     monkeypatch.setenv("POSTHOG_HOST", "https://eu.i.posthog.com")  # a remote host, no key
-    # Said once a minute: an earlier test may have said it already.
-    monkeypatch.setattr(posthog_llm._client._environment_warning, "_last", 0.0)
     handler = PostHogCallbackHandler()
     with caplog.at_level(logging.WARNING):
         for _ in range(3):

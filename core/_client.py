@@ -325,15 +325,13 @@ def _iso_utc(timestamp: float) -> str:
 # Where `capture` keeps properties given as something other than a mapping.
 NOT_A_MAPPING = "posthog_llm_properties"
 _PRICED_EVENTS = frozenset({GENERATION, EMBEDDING})
-# An event that states its own cost or prices is not given the table's estimate.
-_OWN_PRICING = OWN_COST_PROPERTIES
 
 
 def _add_estimated_cost(props: dict[str, Any]) -> None:
     """The pricing table's estimate as `$ai_*_cost_usd`, unless the event carries a cost (or
     a price) of its own, or its model or tokens are unknown to the table. Token counts are
     read as the local viewer reads them for its own estimate (`as_count`)."""
-    if any(key in props for key in _OWN_PRICING):
+    if any(key in props for key in OWN_COST_PROPERTIES):
         return
     model = props.get(PROP_MODEL)
     if type(model) is not str or not model:

@@ -123,12 +123,8 @@ class Emitter:
     def client(self) -> Any:
         """Where this emitter's events go now: its own client, else the one of the span open
         here (one trace, one destination), else the default client."""
-        client = self._client
-        if client is None:
-            client = inherited_client()
-            if client is None:
-                client = get_client()
-        return client
+        client = self.destination()
+        return client if client is not None else get_client()
 
     def destination(self) -> Any:
         """Where work starting now sends when it ends, wherever that is: this emitter's own
@@ -172,14 +168,12 @@ class Emitter:
     def enabled(self) -> bool:
         """False while capture is off, or while the default client cannot be built from the
         environment (`get_client` says why, once): every hook then calls straight through."""
-        client = self._client
+        client = self.destination()
         if client is None:
-            client = inherited_client()
-            if client is None:
-                try:
-                    client = get_client()
-                except Exception:
-                    return False
+            try:
+                client = get_client()
+            except Exception:
+                return False
         return not getattr(client, "disabled", False)
 
     def emit(

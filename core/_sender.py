@@ -169,7 +169,6 @@ class BatchSender:
         self.build_until: float | None = None
         self._flush_requested = 0
         self._flush_done = 0
-        self._flush_ok = True
         # The flushes answered False lately, as (first, last) request numbers: a flush whose
         # pass said False is told so even when a later pass (which its thread woke after) said
         # True (a loss is reported by one pass only).
@@ -774,7 +773,6 @@ class BatchSender:
                             if not ok and requested > self._flush_done:
                                 self._flush_false.append((self._flush_done + 1, requested))
                             self._flush_done = max(self._flush_done, requested)
-                            self._flush_ok = ok
                             self._progress.notify_all()
                 else:
                     next_tick = self._regular_round(next_tick)

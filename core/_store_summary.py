@@ -19,7 +19,6 @@ from typing import Any
 from ._events import (
     EMBEDDING,
     GENERATION,
-    OWN_COST_PROPERTIES,
     PROP_CACHE_CREATION_INPUT_TOKENS,
     PROP_CACHE_READ_INPUT_TOKENS,
     PROP_CACHE_READ_TOKEN_PRICE,
@@ -42,7 +41,6 @@ from ._events import (
 
 __all__ = [
     "SUMMARY_VERSION",
-    "OWN_COST_PROPERTIES",
     "own_cost",
     "LATENCY_BIN_BASE",
     "ensure_summaries",

@@ -51,10 +51,9 @@ from ._runs import (
     Hidden,
     RunMap,
     Trace,
-    end_positions,
     key_of,
+    record_positions,
     replay,
-    start_positions,
     tracked_elsewhere,
 )
 
@@ -598,9 +597,15 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             # A start goes on with the live log unless its end is in the part handed over (not:
             # unless its run is still open: a step on another thread may end it, after `n`, while
             # this runs, and its end would then be in the live log without its start).
-            ended = {handed[at + 1] for at in end_positions(handed, n)}
+            ended: set[Any] = set()
+            starts: list[int] = []
+            for at, is_end in record_positions(handed, n):
+                if is_end:
+                    ended.add(handed[at + 1])
+                else:
+                    starts.append(at)
             carried: list[Any] = []
-            for at in start_positions(handed, n):
+            for at in starts:
                 if handed[at + 1] not in ended:
                     carried += handed[at : at + START_WIDTH]
             # In place, one list operation: the log stays the same list, so a step on another

@@ -40,8 +40,8 @@ __all__ = [
     "START_WIDTH",
     "END_WIDTH",
     "UNENDED",
+    "record_positions",
     "start_positions",
-    "end_positions",
     "key_of",
     "key_text",
     "tracked_elsewhere",
@@ -246,27 +246,22 @@ class Run:
         return self.span_id()
 
 
+def record_positions(log: list[Any], n: int) -> Iterator[tuple[int, bool]]:
+    """Where each record is among the first `n` entries of a log, and whether it is an end
+    (the rare paths; the worker's `replay` reads both kinds of record in one loop of its own)."""
+    i = 0
+    while i < n:
+        if log[i] is END:
+            yield i, True
+            i += END_WIDTH
+        else:
+            yield i, False
+            i += START_WIDTH
+
+
 def start_positions(log: list[Any], n: int) -> Iterator[int]:
-    """Where each start record is among the first `n` entries of a log (the rare paths; the
-    worker's `replay` reads both kinds of record in one loop of its own)."""
-    i = 0
-    while i < n:
-        if log[i] is END:
-            i += END_WIDTH
-        else:
-            yield i
-            i += START_WIDTH
-
-
-def end_positions(log: list[Any], n: int) -> Iterator[int]:
-    """Where each end record is among the first `n` entries of a log (the rare paths)."""
-    i = 0
-    while i < n:
-        if log[i] is END:
-            yield i
-            i += END_WIDTH
-        else:
-            i += START_WIDTH
+    """Where each start record is among the first `n` entries of a log."""
+    return (at for at, is_end in record_positions(log, n) if not is_end)
 
 
 def key_of(run_id: Any) -> Any:
@@ -560,14 +555,8 @@ def _last_activity(trace: Trace, key: Any) -> float:
         return float(times[1])
     log = trace.log
     last = 0.0
-    i, n = 0, len(log)
-    while i < n:
-        if log[i] is END:
-            last = max(last, log[i + 4])
-            i += END_WIDTH
-        else:
-            last = max(last, log[i + 7])
-            i += START_WIDTH
+    for at, is_end in record_positions(log, len(log)):
+        last = max(last, log[at + (4 if is_end else 7)])
     return last or time.perf_counter()
 
 

@@ -398,9 +398,12 @@ _USAGE_KEYS = (
 _CACHE_INCLUDED_IN_INPUT = frozenset({"gen_ai", "llm"})
 
 
-def _usage(attrs: Mapping[str, Any], provider: str | None) -> dict[str, Any]:
-    """Token counts as PostHog reads them for `provider`: an input count that includes the
-    cache is given without it where PostHog wants that (Anthropic), by the core's rule."""
+def _usage(
+    attrs: Mapping[str, Any], provider: str | None, model: str | None = None
+) -> dict[str, Any]:
+    """Token counts as PostHog reads them for `provider` and `model`: an input count that
+    includes the cache is given without it where PostHog wants that (Anthropic, and Claude on
+    Bedrock or Vertex), by the core's rule."""
     usage: dict[str, Any] = {}
     found: dict[str, str] = {}  # name -> the key its count came from
     for name, keys in _USAGE_KEYS:
@@ -418,7 +421,9 @@ def _usage(attrs: Mapping[str, Any], provider: str | None) -> dict[str, Any]:
             usage[name] if found.get(name, "").split(".", 1)[0] == source else None
             for name in ("cache_read_input_tokens", "cache_creation_input_tokens")
         )
-        usage["input_tokens"] = input_tokens_for(provider, usage["input_tokens"], read, write)
+        usage["input_tokens"] = input_tokens_for(
+            provider, usage["input_tokens"], read, write, model
+        )
     return usage
 
 
@@ -885,9 +890,10 @@ def span_event(
         provider = _provider(attrs)
         invocation = _json(attrs.get("llm.invocation_parameters"))
         stream, time_to_first_token = _stream(rec, invocation)
+        model = _model(attrs, invocation)
         return GENERATION, generation_properties(
             span_name=rec.name or None,
-            model=_model(attrs, invocation),
+            model=model,
             provider=provider,
             base_url=_base_url(attrs),
             model_parameters=_model_parameters(attrs, invocation),
@@ -898,7 +904,7 @@ def span_event(
             stream=stream,
             time_to_first_token=time_to_first_token,
             http_status=_http_status(rec, error),
-            **_usage(attrs, provider),
+            **_usage(attrs, provider, model),
             **common,
         )
     if kind == EMBEDDING_KIND:

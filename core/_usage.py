@@ -36,6 +36,7 @@ __all__ = [
     "whole_number",
     "token_count",
     "input_tokens_for",
+    "is_anthropic_model",
     "total_usage",
 ]
 
@@ -281,20 +282,38 @@ def normalize_usage(raw: Any) -> Usage:
 _INPUT_EXCLUDES_CACHE = frozenset({"anthropic"})
 
 
+def is_anthropic_model(provider: str | None, model: str | None) -> bool:
+    """Whether PostHog prices the call Anthropic's way: the provider is Anthropic, or the model
+    is Claude on any host (Bedrock, Vertex, a gateway), as PostHog's own cost model decides.
+
+    >>> is_anthropic_model("bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0")
+    True
+    >>> is_anthropic_model("openai", "gpt-4o")
+    False
+    """
+    if provider in _INPUT_EXCLUDES_CACHE:
+        return True
+    lowered = model.lower() if isinstance(model, str) else ""
+    return "claude" in lowered or "anthropic" in lowered
+
+
 def input_tokens_for(
     provider: str | None,
     total_input: int | None,
     cache_read: int | None,
     cache_creation: int | None,
+    model: str | None = None,
 ) -> int | None:
-    """The input count PostHog reads for `provider` (a name `provider_name` gave), from a total
-    that includes cache reads and writes (the OpenTelemetry GenAI conventions' and
-    OpenInference's, LangChain's `usage_metadata`): for Anthropic the total less the cache,
-    never below 0; the total itself for the others, or when it is unknown.
+    """The input count PostHog reads for `provider` and `model`, from a total that includes
+    cache reads and writes (the OpenTelemetry GenAI conventions' and OpenInference's,
+    LangChain's `usage_metadata`): for Anthropic, or a Claude model on any host, the total less
+    the cache, never below 0; the total itself for the others, or when it is unknown.
 
     >>> input_tokens_for("anthropic", 130, 100, 20), input_tokens_for("openai", 130, 100, None)
     (10, 130)
+    >>> input_tokens_for("vertex", 130, 100, 20, model="claude-sonnet-4-5")
+    10
     """
-    if total_input is None or provider not in _INPUT_EXCLUDES_CACHE:
+    if total_input is None or not is_anthropic_model(provider, model):
         return total_input
     return max(0, total_input - (cache_read or 0) - (cache_creation or 0))

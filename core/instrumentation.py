@@ -157,6 +157,7 @@ from ._tracked import (  # noqa: E402
 from ._usage import (  # noqa: E402
     Usage,
     input_tokens_for,
+    is_anthropic_model,
     normalize_usage,
     total_usage,
     whole_number,
@@ -183,6 +184,7 @@ __all__ += [
     "normalize_usage",
     "total_usage",
     "input_tokens_for",
+    "is_anthropic_model",
     "whole_number",
 ]
 

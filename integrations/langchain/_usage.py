@@ -17,6 +17,7 @@ from posthog_llm.instrumentation import (
     Usage,
     clean_base_url,
     input_tokens_for,
+    is_anthropic_model,
     normalize_usage,
     provider_from_base_url,
     provider_name,
@@ -31,7 +32,6 @@ __all__ = [
     "extract_usage",
     "stop_reason",
     "service_tier",
-    "is_anthropic_model",
 ]
 
 # Where chat model classes keep their endpoint (serialized kwargs or invocation params).
@@ -113,13 +113,6 @@ def served_model(response: Any) -> str | None:
             if isinstance(value, str) and value:
                 return value
     return None
-
-
-def is_anthropic_model(provider: str | None, model: str | None) -> bool:
-    if provider == "anthropic":
-        return True
-    lowered = (model or "").lower()
-    return "claude" in lowered or "anthropic" in lowered
 
 
 # `UsageMetadata` without token details: read directly, the rest by the core's normaliser.

@@ -207,6 +207,14 @@ def _tool_calls_from_kwargs(additional_kwargs: Any) -> list[Any]:
     return out
 
 
+def _call_key(call: Any) -> Any:
+    """One tool call's identity: its id, else its name (the arguments may be spelled apart)."""
+    call_id = _get(call, "id")
+    if call_id:
+        return ("id", call_id)
+    return ("name", _get(_get(call, "function"), "name"))
+
+
 def _message(message: Any) -> dict[str, Any]:
     """`{"role", "content"}`; text blocks become a string, other blocks typed parts."""
     blocks = getattr(message, "blocks", None)
@@ -242,7 +250,12 @@ def _message(message: Any) -> dict[str, Any]:
                 part["url"] = str(url)
             parts.append(part)  # binary data never goes into the event
     out["content"] = "\n".join(texts) if only_text else parts
-    tool_calls.extend(_tool_calls_from_kwargs(getattr(message, "additional_kwargs", None)))
+    from_kwargs = _tool_calls_from_kwargs(getattr(message, "additional_kwargs", None))
+    if tool_calls and from_kwargs:
+        # llama-index-llms-openai 0.8 puts each call both in a block and in the kwargs.
+        seen = {_call_key(call) for call in tool_calls}
+        from_kwargs = [call for call in from_kwargs if _call_key(call) not in seen]
+    tool_calls.extend(from_kwargs)
     if tool_calls:
         out["tool_calls"] = tool_calls
     if out["role"] == "tool":

@@ -221,3 +221,30 @@ def test_embedding_token_count_when_the_integration_reports_it(settings, documen
     assert emb["$ai_input_tokens"] == 4
     assert emb["$ai_model"] == "mock-embed-3"
     assert emb["$ai_embedding_input_count"] == 1
+
+
+def test_a_tool_call_in_both_a_block_and_the_kwargs_is_one_call():
+    # llama-index-llms-openai 0.8 keeps each call in a ToolCallBlock and in the kwargs as well.
+    openai_call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+    }
+    message = ChatMessage(
+        role="assistant",
+        blocks=[
+            ToolCallBlock(
+                tool_call_id="call_1", tool_name="get_weather", tool_kwargs={"city": "Paris"}
+            )
+        ],
+        additional_kwargs={"tool_calls": [openai_call]},
+    )
+    (choice,) = _llm.response_to_output(ChatResponse(message=message))
+    assert [call["id"] for call in choice["tool_calls"]] == ["call_1"]
+    (sent,) = _llm.messages_to_input([message])
+    assert len(sent["tool_calls"]) == 1
+    # A call only the kwargs hold is still kept.
+    other = {**openai_call, "id": "call_2"}
+    both = message.model_copy(update={"additional_kwargs": {"tool_calls": [openai_call, other]}})
+    (sent,) = _llm.messages_to_input([both])
+    assert [call["id"] for call in sent["tool_calls"]] == ["call_1", "call_2"]

@@ -392,7 +392,35 @@ def test_anthropic_input_tokens_leave_the_cache_out_as_posthog_reads_them(
     ("attributes", "expected"),
     [
         # OpenAI's and Gemini's input counts include the cache in PostHog's model too.
-        ({**ANTHROPIC_CACHED, "gen_ai.provider.name": "openai"}, 130),
+        (
+            {
+                **ANTHROPIC_CACHED,
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o",
+            },
+            130,
+        ),
+        # Claude on Bedrock or Vertex: PostHog prices the model Anthropic's way, whoever serves it.
+        ({**ANTHROPIC_CACHED, "gen_ai.provider.name": "aws.bedrock"}, 10),
+        (
+            {
+                **ANTHROPIC_CACHED,
+                "gen_ai.provider.name": "gcp.vertex_ai",
+                "gen_ai.request.model": "claude-haiku-4-5@20251001",
+            },
+            10,
+        ),
+        (
+            {
+                "openinference.span.kind": "LLM",
+                "llm.provider": "aws",
+                "llm.model_name": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                "llm.token_count.prompt": 130,
+                "llm.token_count.prompt_details.cache_read": 100,
+                "llm.token_count.prompt_details.cache_write": 20,
+            },
+            10,
+        ),
         # Anthropic without cache counts; and cache counts larger than the input (never < 0).
         ({**CHAT, "gen_ai.provider.name": "anthropic", "gen_ai.usage.input_tokens": 7}, 7),
         (
@@ -438,6 +466,9 @@ def test_anthropic_input_tokens_leave_the_cache_out_as_posthog_reads_them(
     ],
     ids=[
         "openai",
+        "claude-on-bedrock",
+        "claude-on-vertex",
+        "openinference-claude-on-bedrock",
         "no-cache",
         "never-below-zero",
         "cache-write",

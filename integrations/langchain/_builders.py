@@ -280,6 +280,15 @@ def _streamed_so_far(streamed: list[Any]) -> list[dict[str, Any]] | None:
     return [{"role": "assistant", "content": text}] if text else None
 
 
+def _said_anything(output: Any) -> bool:
+    for choice in output if isinstance(output, list) else (output,):
+        if not isinstance(choice, Mapping) or choice.get("content") or choice.get("tool_calls"):
+            return True
+        if set(choice) - {"role", "content"}:
+            return True
+    return False
+
+
 def _content_safely(run: Run, response: Any, max_chars: int | None, collect: bool) -> Any:
     memo = run.memo
     input_messages = (
@@ -318,6 +327,9 @@ def generation_builder(
         facts = _facts_safely(run, response, params, metadata)
     base_url, provider, model, usage, model_parameters, tools, stop = facts
     streamed = run.first_token is not None or params.get("stream") is True
+    if streamed and type(model_parameters) is dict and model_parameters.get("stream") is False:
+        # `.stream()` on a model built without `streaming=True`: its params say the setting.
+        model_parameters["stream"] = True
     finished = run.last_token if run.last_token is not None and error is None else end
     if _control_flow(error):
         error = None  # the consumer stopped reading a stream: not a failed call
@@ -331,6 +343,10 @@ def generation_builder(
             input_messages, output, texts = _content(run, response, max_chars, collect)
         except Exception:
             input_messages, output, texts = _content_safely(run, response, max_chars, collect)
+        if error is not None and output is not None and not _said_anything(output):
+            # LangChain hands a failed call a stand-in empty message (the HTTP error's body
+            # and headers in its metadata): the model gave no answer.
+            output = None
         if sent_whole is not None and texts:
             if isinstance(sent_whole, list):
                 sent_whole.extend(texts)

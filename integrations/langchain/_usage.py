@@ -53,10 +53,15 @@ def normalise_provider(ls_provider: Any, base_url: str | None) -> str | None:
     'gemini'
     >>> normalise_provider("openai", "https://api.groq.com/openai/v1")
     'groq'
+    >>> normalise_provider("azure", "http://10.0.0.5:8080/openai")
+    'azure'
     """
     provider = provider_name(ls_provider)
     if base_url and provider in (None, "openai", "azure"):
-        provider = provider_from_base_url(base_url, default=provider or "openai")
+        guess = provider_from_base_url(base_url, default=provider or "openai")
+        # An Azure deployment behind a private address is still Azure (as the drop-in says).
+        if not (provider == "azure" and guess == "local"):
+            provider = guess
     return provider
 
 

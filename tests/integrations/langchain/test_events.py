@@ -16,6 +16,7 @@ from langchain_core.runnables import RunnableLambda  # noqa: E402
 from posthog_llm._serialize import BASE64_PLACEHOLDER  # noqa: E402
 
 from tests.integrations.langchain.fakes import (  # noqa: E402
+    ProviderChatModel,
     StatusError,
     assert_well_formed,
     chain,
@@ -272,3 +273,47 @@ def test_tool_and_retriever_runs_are_spans(handler, events):
         p for name, p in spans.items() if name.startswith("RunnableLambda") or name == "<lambda>"
     ]
     assert spans["add"]["$ai_parent_id"] in {p["$ai_span_id"] for p in lambdas}
+
+
+class _HTTPResponse:
+    """What langchain-core reads from a provider error's `response` (httpx's shape)."""
+
+    status_code = 500
+    headers = {"content-type": "application/json"}
+
+    def json(self) -> dict:
+        return {"error": {"message": "server error"}}
+
+
+def test_a_failed_call_has_no_output_even_with_langchains_stand_in_message(handler, events):
+    # langchain-core hands on_llm_error an empty AIMessage built from the HTTP error.
+    error = StatusError("server error", 500)
+    error.response = _HTTPResponse()  # type: ignore[attr-defined]
+    with pytest.raises(StatusError):
+        model(error=error).invoke("Owls?", config={"callbacks": [handler]})
+    (generation,) = events("$ai_generation")
+    props = generation["properties"]
+    assert props["$ai_is_error"] is True
+    assert props["$ai_http_status"] == 500
+    assert "$ai_output_choices" not in props
+
+
+class _StreamingSetting(ProviderChatModel):
+    streaming: bool = False
+
+    @property
+    def _identifying_params(self) -> dict:
+        return {**super()._identifying_params, "stream": self.streaming}
+
+
+def test_stream_on_a_model_built_without_streaming_says_it_streamed(handler, events):
+    llm = _StreamingSetting(messages=iter([reply()]))
+    assert "".join(c.content for c in llm.stream("Owls?", config={"callbacks": [handler]}))
+    (generation,) = events("$ai_generation")
+    props = generation["properties"]
+    assert props["$ai_stream"] is True
+    assert props["$ai_model_parameters"]["stream"] is True
+    llm = _StreamingSetting(messages=iter([reply()]))
+    llm.invoke("Owls?", config={"callbacks": [handler]})
+    props = events("$ai_generation")[-1]["properties"]
+    assert props["$ai_model_parameters"]["stream"] is False

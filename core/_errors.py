@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
+    "detached_error",
     "error_text",
     "error_type",
     "scrub_secrets",
@@ -351,6 +352,38 @@ def _fields_of(obj: object) -> dict[str, Any]:
     if isinstance(own, Mapping):
         values.update((str(k).lstrip("_"), v) for k, v in own.items())
     return values
+
+
+def detached_error(error: BaseException) -> BaseException:
+    """`error` for an event built later: a copy of the same type, arguments and attributes,
+    without the traceback, context and cause, which hold the frames of the failed work.
+
+    Kept while other runs of a trace are still open, the error itself would keep those frames,
+    and the stream generators in them, alive: the framework could not end the runs they hold
+    until the error was let go. The copy is made without calling the class's `__init__` (it may
+    want other arguments); an error that cannot be copied so, or whose copy would say something
+    else, is kept as it is.
+
+    >>> try:
+    ...     raise KeyError("gone")
+    ... except KeyError as exc:
+    ...     kept = detached_error(exc)
+    >>> type(kept).__name__, kept.args, kept.__traceback__
+    ('KeyError', ('gone',), None)
+    """
+    cls = type(error)
+    try:
+        copy = cls.__new__(cls, *error.args)
+        copy.args = error.args
+        own = getattr(error, "__dict__", None)
+        if own:
+            copy.__dict__.update(own)
+        # Some built-in errors read fields only their `__init__` sets (UnicodeDecodeError).
+        if type(copy) is not cls or str(copy) != str(error):
+            return error
+    except Exception:
+        return error
+    return copy
 
 
 def stopped_by_caller(error: BaseException | None) -> bool:

@@ -30,7 +30,14 @@ from ._emit import (
     report_internal_error,
     safely,
 )
-from ._errors import error_text, header_secrets, scrub_secrets, secrets_in, stopped_by_caller
+from ._errors import (
+    detached_error,
+    error_text,
+    header_secrets,
+    scrub_secrets,
+    secrets_in,
+    stopped_by_caller,
+)
 from ._events import (
     AI_EVENTS,
     CONTENT_PROPERTIES,
@@ -111,6 +118,7 @@ __all__ = [
     "plain_item",
     "responses_input_messages",
     # policies
+    "detached_error",
     "error_text",
     "stopped_by_caller",
     "header_secrets",

@@ -28,6 +28,7 @@ from posthog_llm.instrumentation import (
     Scope,
     close_observation,
     current_observation,
+    detached_error,
     lenient_scope,
     nested_in,
     open_observation,
@@ -556,6 +557,10 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 output = _snapshot(output)
                 if inputs is not None:
                     inputs = _snapshot(inputs)
+            if error is not None:
+                # Not the error itself: its frames hold the chain's stream generators, which
+                # LangChain ends only once they are let go (the trace's other runs with them).
+                error = detached_error(error)
             trace.log.extend((END, key, output, error, end, inputs))
             still_open = trace.open
             still_open.discard(key)

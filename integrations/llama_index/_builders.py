@@ -117,14 +117,20 @@ def _generation_facts(gen: Gen, privacy: bool, read: Any = _read) -> tuple[Any, 
     usage = read(_llm.usage_of, response)
     if not usage and gen.inner is not None:
         usage = read(_llm.usage_of, gen.inner)
-    model = read(
-        _llm.model_of, gen.instance, response if response is not None else gen.inner, gen.model_dict
-    )
+    # A call folded into a wrapper's (a CustomLLM's chat() calling complete(), a structured
+    # LLM calling its model): the facts of the LLM that ran, where the wrapper has none.
+    instance = gen.instance
+    ran = gen.inner_instance if gen.inner_instance is not None else instance
+    served = read(_llm.served_model_of, response)
+    if not served and gen.inner is not None:
+        served = read(_llm.served_model_of, gen.inner)
+    model = served or read(_llm.model_of, ran, None, gen.model_dict)
     stop = read(_llm.stop_reason_of, response) or read(_llm.stop_reason_of, gen.inner)
     input_ = output = None
     if not privacy:
         input_ = read(_generation_input, gen)
-        if gen.error is None:
+        # A stream that failed midway: what it returned so far (its last chunk holds it).
+        if gen.error is None or response is not None:
             output = read(_llm.response_to_output, response)
             text = gen.text
             if text is not None and output and type(output[0].get("content")) is str:
@@ -135,9 +141,9 @@ def _generation_facts(gen: Gen, privacy: bool, read: Any = _read) -> tuple[Any, 
         stop,
         input_,
         output,
-        read(_llm.model_parameters_of, gen.instance, gen.kwargs),
-        read(_llm.provider_of, gen.instance),
-        read(_llm.base_url_of, gen.instance),
+        read(_llm.model_parameters_of, ran, gen.kwargs),
+        read(_llm.provider_of, ran) or read(_llm.provider_of, instance),
+        read(_llm.base_url_of, ran) or read(_llm.base_url_of, instance),
         read(_llm.tools_of, gen.kwargs),
     )
 

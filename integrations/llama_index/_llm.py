@@ -98,10 +98,15 @@ def _nonempty_str(value: Any) -> str | None:
     return None
 
 
+def served_model_of(response: Any) -> str | None:
+    """The model the provider says served the call, from a response's raw answer."""
+    raw = _get(response, "raw")
+    return _nonempty_str(_get(raw, "model")) or _nonempty_str(_get(raw, "model_version"))
+
+
 def model_of(instance: Any, response: Any = None, model_dict: Any = None) -> str | None:
     """The served model from the raw response, else the configured one, else the class name."""
-    raw = _get(response, "raw")
-    model = _nonempty_str(_get(raw, "model")) or _nonempty_str(_get(raw, "model_version"))
+    model = served_model_of(response)
     if model:
         return model
     for name in _facts_of(instance).model_fields:

@@ -262,6 +262,7 @@ class Gen:
         "response",
         "text",
         "inner",
+        "inner_instance",
         "error",
         "outer",
         "stream",
@@ -295,6 +296,8 @@ class Gen:
         self.response: Any = None
         self.text: str | None = None  # the response's text when the call ended
         self.inner: Any = None  # response of a nested call folded into this one (CustomLLM)
+        # The LLM that ran the folded call (a wrapper's: `as_structured_llm`'s model).
+        self.inner_instance: Any = None
         self.error: BaseException | None = None
         self.outer: Gen | None = None
         self.stream = False

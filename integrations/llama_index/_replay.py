@@ -382,6 +382,9 @@ class _Run:
         if outer is not None:
             if gen.response is not None:
                 outer.inner = gen.response
+            ran = gen.inner_instance if gen.inner_instance is not None else gen.instance
+            if ran is not None:
+                outer.inner_instance = ran
             if gen.error is not None and outer.error is None:
                 outer.error = gen.error
             if gen.stream:

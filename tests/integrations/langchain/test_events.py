@@ -317,3 +317,40 @@ def test_stream_on_a_model_built_without_streaming_says_it_streamed(handler, eve
     llm.invoke("Owls?", config={"callbacks": [handler]})
     props = events("$ai_generation")[-1]["properties"]
     assert props["$ai_model_parameters"]["stream"] is False
+
+
+def test_a_stream_failing_in_a_later_step_is_sent_once_the_caller_lets_the_error_go(
+    handler, events
+):
+    import threading
+
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.runnables import RunnableGenerator
+
+    ended_on: list[str] = []
+
+    class Watch(BaseCallbackHandler):
+        def on_llm_end(self, *args: object, **kwargs: object) -> None:
+            ended_on.append(threading.current_thread().name)
+
+    def guard(chunks):  # a check on the streamed text that rejects it midway
+        for i, chunk in enumerate(chunks):
+            if i == 2:
+                raise ValueError("rejected")
+            yield chunk
+
+    streamed = model(reply("a b c d e")) | StrOutputParser() | RunnableGenerator(guard)
+    try:
+        for _ in streamed.stream("hi", config={"callbacks": [handler, Watch()]}):
+            pass
+    except ValueError:
+        pass
+    # LangChain ends the model's run when its stream generator is let go, as without us: the
+    # trace holds no frame of the failed stream, so the whole trace is sent by this flush.
+    sent = events()
+    assert ended_on == [threading.current_thread().name]
+    (trace,) = [e["properties"] for e in sent if e["event"] == "$ai_trace"]
+    assert trace["$ai_error"] == "ValueError: rejected"
+    assert len(events("$ai_generation")) == 1
+    assert len(handler._runs) == 0

@@ -248,3 +248,42 @@ def test_a_tool_call_in_both_a_block_and_the_kwargs_is_one_call():
     both = message.model_copy(update={"additional_kwargs": {"tool_calls": [openai_call, other]}})
     (sent,) = _llm.messages_to_input([both])
     assert [call["id"] for call in sent["tool_calls"]] == ["call_1", "call_2"]
+
+
+class _JSONLLM(UsageLLM):
+    """Answers with a JSON object, as a model asked for structured output does."""
+
+    from llama_index.core.llms.callbacks import llm_completion_callback
+
+    @llm_completion_callback()
+    def complete(
+        self, prompt: str, formatted: bool = False, **kwargs: object
+    ) -> CompletionResponse:
+        from .fakes import _raw
+
+        return CompletionResponse(text='{"name": "Ann", "age": 3}', raw=_raw(7, 5))
+
+
+def test_a_structured_llm_call_has_the_facts_of_the_model_that_ran(client, sink):
+    from posthog_llm.integrations import llama_index as posthog_li
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    llm = _JSONLLM()
+    keys = ("$ai_model", "$ai_provider", "$ai_base_url", "$ai_input_tokens", "$ai_output_tokens")
+    posthog_li.set_global_handler(client)
+    try:
+        llm.chat([ChatMessage(role="user", content="who?")])
+        plain = [e["properties"] for e in events(client, sink) if e["event"] == "$ai_generation"]
+        sink.clear()
+        result = llm.as_structured_llm(Person).chat([ChatMessage(role="user", content="who?")])
+    finally:
+        posthog_li.remove_global_handler()
+    assert result.raw == Person(name="Ann", age=3)
+    (wrapped,) = [e["properties"] for e in events(client, sink) if e["event"] == "$ai_generation"]
+    assert wrapped["$ai_span_name"] == "StructuredLLM.chat"
+    assert [wrapped.get(k) for k in keys] == [plain[0].get(k) for k in keys]
+    assert wrapped["$ai_model_parameters"]["temperature"] == 0.25

@@ -102,13 +102,17 @@ def test_error_in_the_middle_of_a_stream_marks_generation_and_propagates(
     boom = ConnectionError("stream cut")
     Settings.llm.fail_mid_stream = boom
     response = index.as_query_engine(streaming=True).query("cats?")
+    read = ""
     with pytest.raises(ConnectionError) as raised:
-        for _ in response.response_gen:
-            pass
+        for text in response.response_gen:
+            read += text
     assert raised.value is boom
     (gen,) = wait_for(client, sink, "$ai_generation")
     assert gen["$ai_is_error"] is True
     assert gen["$ai_error"] == "ConnectionError: stream cut"
+    # What the caller read before the cut is the call's output, as for an abandoned stream.
+    assert read
+    assert gen["$ai_output_choices"] == [{"role": "assistant", "content": read}]
     (trace,) = wait_for(client, sink, "$ai_trace")
     assert gen["$ai_trace_id"] == trace["$ai_trace_id"]
     # LlamaIndex ended the query's spans before the stream was read: they failed all the same.

@@ -52,7 +52,10 @@ def register_exit_hooks(shutdown_all: Callable[[float | None], None]) -> None:
 
     mp_util.Finalize(None, _at_exit, exitpriority=10)
     mp_util.register_after_fork(_after_fork_marker, _reregister_in_child)
-    if multiprocessing.parent_process() is not None:
+    # A spawned child imports the main module (and a client made there) while it is still
+    # inheriting its parent's state, before it knows its parent process.
+    inheriting = getattr(multiprocessing.current_process(), "_inheriting", False)
+    if multiprocessing.parent_process() is not None or inheriting:
         _deliver_on_sigterm()
 
 

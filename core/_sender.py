@@ -139,6 +139,11 @@ class BatchSender:
         self._backlog: deque[bytes] = deque()
         self._backlog_bytes = 0
         self._backlog_lock = threading.RLock()
+        # Items taken from the queue to be built, events put in the backlog and taken from it in
+        # batches (ever): a flush delivers what was there when it began, not what comes later.
+        self._drained = 0
+        self._stored = 0
+        self._batched = 0
         # Held while queued items are built into the backlog: a shutdown deadline that saves
         # what is left waits for the build in progress, and none starts after it. Reentrant: a
         # `shutdown()` from `before_send` saves what is left on the worker, inside its own build.
@@ -403,6 +408,7 @@ class BatchSender:
                 return False
             self._backlog.append(data)
             self._backlog_bytes += len(data)
+            self._stored += 1
             return True
 
     def _overflow(self, events: list[bytes]) -> None:
@@ -710,6 +716,7 @@ class BatchSender:
                         item = queue.popleft()
                     except IndexError:
                         break
+                    self._drained += 1
                     for data in self._build(item):
                         if not self._store_built(data):
                             overflow.append(data)
@@ -747,6 +754,7 @@ class BatchSender:
                 size += len(data)
                 batch.append(data)
             self._backlog_bytes -= size
+            self._batched += len(batch)
             # In flight from here on: a shutdown deadline can still save it.
             if batch:
                 with self._inflight_lock:
@@ -835,18 +843,27 @@ class BatchSender:
         if self.policy.should_wait() and not self.policy.asked_wait():
             self.policy.down_until = 0.0
         probe_failed = False
+        # What this flush owes: the items queued now (the worker is the only one that takes
+        # them), then the events in the backlog once they are built. Events captured meanwhile
+        # go out with them when they fit a batch, but are not waited for: under steady traffic
+        # the queue is never empty, and a flush that waited for that would never return.
+        items_due = self._drained + len(self._queue)
+        events_due: int | None = None
         while not self._abort.is_set():
             self._drain()
+            if events_due is None and (self._drained >= items_due or not self._queue):
+                events_due = self._stored
+            if events_due is not None and (self._batched >= events_due or not self._backlog):
+                break  # (the backlog is first in, first out)
             batch = self._take_batch()
             if not batch:
-                if not self._queue:
-                    break
                 continue
             if self.spool is not None and (probe_failed or self.policy.asked_wait()):
                 self._spool_batch(batch, "the endpoint is down")
                 continue
             self._send(batch)
             probe_failed = self.policy.should_wait()
+        owed = events_due is None or (self._batched < events_due and bool(self._backlog))
         if self._second is not None:
             self._second.wait_idle()
         # Counted from the last batch delivered: an outage is not waited out, but a failure
@@ -869,7 +886,7 @@ class BatchSender:
                 break
         after = self.counters.snapshot()
         lost = self._losses_reported = self._losses()
-        if lost > lost_before or not self._queue_is_empty():
+        if lost > lost_before or owed:
             return False
         if self.spool is not None:
             try:

@@ -169,6 +169,10 @@ def _client():
     return client
 
 
+if sys.argv[3] == "pool-with-module-client":
+    _client()  # made at import: in a spawned child, while it is still being prepared
+
+
 def work(i):
     # no flush, no shutdown: the child must deliver (or spool) at its exit
     _client().capture("$ai_span", distinct_id="child", properties={"i": i})
@@ -218,7 +222,7 @@ def _run_children(tmp_path, method: str, host: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-@pytest.mark.parametrize("kind", ["process", "pool", "pool-with"])
+@pytest.mark.parametrize("kind", ["process", "pool", "pool-with", "pool-with-module-client"])
 def test_multiprocessing_children_deliver_at_exit(posthog_server, tmp_path, method, kind):
     if method == "fork" and not hasattr(os, "fork"):
         pytest.skip("fork is POSIX only")

@@ -501,3 +501,38 @@ def test_a_signal_handler_that_flushes_while_its_thread_holds_the_senders_locks_
     thread.join(10)
     assert answers == [True, True, 1]
     client.shutdown(1)
+
+
+def test_a_flush_under_steady_traffic_delivers_what_came_before_it_and_returns():
+    # A web app flushing while its other threads keep capturing: the flush chased the newer
+    # events for as long as they came, and said False at its deadline (None: never returned).
+    from tests.support.posthog_sink import PostHogSink
+
+    server = PostHogSink(delay=0.05)  # a remote PostHog takes a while to answer
+    client = _client(server, flush_interval=0.5)
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            client.capture("e", distinct_id="u")
+            time.sleep(0.002)
+
+    threads = [threading.Thread(target=traffic) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        before = client.capture("e", distinct_id="u", properties={"mark": 1})
+        answers: list[bool] = []
+        waiter = threading.Thread(target=lambda: answers.append(client.flush()))
+        waiter.start()
+        waiter.join(10)
+        assert answers == [True]  # returned while the traffic went on, everything delivered
+        assert before in _uuids(server)
+        assert client.flush(10) is True
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        client.shutdown(5)
+        server.close()

@@ -228,11 +228,12 @@ class Span:
             if emitter._client is None and obs.client is not None:
                 # Opened inside a span given a client: sent where that trace goes.
                 emitter = Emitter(obs.client)
-            if isinstance(error, GeneratorExit) or (
+            if stopped_by_caller(error) or (
                 isinstance(error, SystemExit) and error.code in (None, 0)
             ):
-                # The consumer stopped reading a generator, or the program exits successfully:
-                # neither is a failure.
+                # The consumer stopped reading a generator, the task was cancelled (a timeout,
+                # a client gone), or the program exits successfully: the caller stopping the
+                # work, as for streams and framework runs, not the work failing.
                 error = None
             scope = obs.scope
             if self._properties:

@@ -335,7 +335,9 @@ class TrackedCall:
 
     def fail(self, error: BaseException, elapsed: float) -> None:
         try:
-            self.error = error
+            # Cancelled while waiting for the answer: the caller stopped the call, as for a
+            # stream cancelled while it is read (`finish`).
+            self.error = None if stopped_by_caller(error) else error
             self.latency = elapsed
             self._emit()
         except Exception as exc:

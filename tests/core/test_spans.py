@@ -629,3 +629,40 @@ def test_observe_decorates_a_mock_made_with_a_spec(
     assert observed("x") == "hi mock"
     assert observed.__wrapped__ is fake
     assert props(read(default, sink), "greet")["$ai_output_state"] == "hi mock"
+
+
+def test_work_cancelled_by_a_timeout_is_not_an_error_on_any_path(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    # The core's one rule (as for streams and framework runs): a cancelled task is the caller
+    # stopping the work, not the work failing, for spans, `@observe` and model calls alike.
+    from posthog_llm.integrations.openai import AsyncOpenAI
+    from posthog_llm.local.openai_standin import OpenAIStandIn
+
+    standin = OpenAIStandIn(latency=5.0).start()
+    openai = AsyncOpenAI(api_key="sk-test", base_url=standin.base_url, max_retries=0)
+
+    @posthog_llm.observe(name="step")
+    async def step() -> None:
+        await openai.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+
+    async def request() -> None:
+        async with posthog_llm.span("request"):
+            await step()
+
+    async def main() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(request(), 0.3)
+        await openai.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        standin.close()
+    sent = read(default, sink)
+    assert sorted(e["event"] for e in sent) == ["$ai_generation", "$ai_span", "$ai_trace"]
+    for event in sent:
+        assert "$ai_is_error" not in event["properties"], event
+        assert "$ai_error" not in event["properties"], event

@@ -33,6 +33,8 @@ __all__ = [
     "done_reporting_model_call",
     "register_resolver",
     "register_outside_tracer",
+    "register_model_call_check",
+    "framework_model_call_running",
     "outside_span",
     "UNKNOWN",
     "OUTSIDE",
@@ -128,6 +130,29 @@ _outside: dict[str, Callable[[], Observation | None]] = {}
 def register_resolver(framework: str, resolve: Callable[[], Any]) -> None:
     """Let `framework` say which of its observations is current (see UNKNOWN, OUTSIDE)."""
     _resolvers[framework] = resolve
+
+
+# Frameworks whose model call may run here with none of their observations open (a stream the
+# framework returned, read after its span ended): each answers whether one is running here.
+_model_call_checks: dict[str, Callable[[], bool]] = {}
+
+
+def register_model_call_check(framework: str, running: Callable[[], bool]) -> None:
+    """Let `framework` say that one of its model calls, which it reports, is running here
+    although no observation of its own is open (a provider call made lazily inside a stream it
+    returned): a provider drop-in then leaves that call to it (reported once)."""
+    _model_call_checks[framework] = running
+
+
+def framework_model_call_running() -> bool:
+    """Whether a framework's model call (see `register_model_call_check`) is running here."""
+    for running in list(_model_call_checks.values()):
+        try:
+            if running():
+                return True
+        except Exception:
+            continue
+    return False
 
 
 def register_outside_tracer(name: str, resolve: Callable[[], Observation | None]) -> None:

@@ -38,8 +38,10 @@ from ._events import (
 from ._ids import uuid4_str
 from ._observation import (
     GENERATION_KIND,
+    _model_call_checks,
     current_observation,
     done_reporting_model_call,
+    framework_model_call_running,
     reporting_model_call,
 )
 from ._sender_stats import RateLimitedWarning
@@ -531,6 +533,8 @@ def begin_call(
             and observation.framework != tracker.framework
         ):
             return None  # another framework reports this model call already: report it once
+        if _model_call_checks and framework_model_call_running():
+            return None  # a framework's stream, read after its span ended, is this call
         # The scope carries the open observation's trace id unless the context or the call
         # names another trace; only a call in the observation's trace is its child.
         scope = emitter.scope(overrides)

@@ -21,6 +21,7 @@ import threading
 import time
 import types
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ from posthog_llm.instrumentation import (
     Emitter,
     current_observation,
     open_observation,
+    register_model_call_check,
     report_internal_error,
     require,
     with_trace_id,
@@ -128,6 +130,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         # LLM span id -> (its trace, slot): see `_replay.gen_slot`
         self._gens: dict[str, tuple[Trace, list[Any]]] = {}
         self._frames: dict[int, Any] = {}  # id(generator frame) -> StreamFrame
+        _handlers.add(self)
         self._event_routes: dict[type, Callable[[Any], None] | None] = {}
         self._plain_embedding_ends: frozenset[type] = frozenset()
         self._last_sweep = time.perf_counter()
@@ -580,6 +583,22 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
 
 
 _MISSING: Any = object()
+
+# Every handler made (weakly): a provider drop-in asks them whether its call is one of theirs.
+_handlers: weakref.WeakSet[PostHogLlamaIndexHandler] = weakref.WeakSet()
+
+
+def _streamed_llm_call_running() -> bool:
+    """Whether this code runs inside the stream an LLM call of ours returned (its provider
+    request is made lazily, as the stream is read, after the LLM's span ended): the call is
+    reported by its generation, and a drop-in client the LLM uses leaves it out."""
+    for handler in list(_handlers):
+        if handler._on and handler._frames and handler._stream_origin(llm=True) is not None:
+            return True
+    return False
+
+
+register_model_call_check(FRAMEWORK, _streamed_llm_call_running)
 
 
 def _index_build_name() -> str | None:

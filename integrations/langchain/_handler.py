@@ -32,6 +32,7 @@ from posthog_llm.instrumentation import (
     lenient_scope,
     nested_in,
     open_observation,
+    register_model_call_check,
     register_resolver,
     report_internal_error,
     stopped_by_caller,
@@ -39,6 +40,7 @@ from posthog_llm.instrumentation import (
 )
 
 from ._builders import generation_builder, span_builder, trace_builder
+from ._model_calls import model_call_running, track_handler
 from ._runs import (
     CHAIN,
     CHAT,
@@ -110,6 +112,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             privacy_mode=privacy_mode,
         )
         self._runs = RunMap()
+        track_handler(self)
         self._runs.on_trace_done = self._hand_over
         self._runs.client_of = _client_of(self._emitter)
         # A trace whose runs never end (a stream the caller stopped reading, an `astream` whose
@@ -718,6 +721,8 @@ def _executing_run() -> Any:
 
 
 register_resolver(FRAMEWORK, _executing_run)
+# A model run of ours whose provider client is a posthog-llm drop-in: the run reports the call.
+register_model_call_check(FRAMEWORK, model_call_running)
 
 
 # A stand-in for "an observation of this trace is visible here" when it was not read.

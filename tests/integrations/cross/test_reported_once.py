@@ -110,3 +110,70 @@ def test_a_drop_in_call_between_chunks_of_a_llama_index_stream_is_its_own(
             openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     sent = _generations(events)
     assert sorted(g.get("$ai_framework", "") for g in sent) == ["", "llama-index"]
+
+
+def _drop_in_chat(sync_client: Any, async_client: Any) -> Any:
+    """A LangChain chat model whose provider client is the OpenAI drop-in, as
+    `ChatOpenAI(client=..., async_client=...)` given ours would be."""
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.messages import AIMessage, AIMessageChunk
+    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+    class Chat(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "drop-in-chat"
+
+        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
+            reply = sync_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            text = reply.choices[0].message.content or ""
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+        async def _agenerate(
+            self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+        ):
+            reply = await async_client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES
+            )
+            text = reply.choices[0].message.content or ""
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+        def _stream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
+            stream = sync_client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True
+            )
+            for chunk in stream:
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if delta:
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=delta))
+
+    return Chat()
+
+
+def test_each_call_of_a_langchain_model_on_the_drop_in_is_one_generation(
+    handler: Any, openai_client: Any, async_openai_client: Any, events: Any
+) -> None:
+    from langchain_core.prompts import ChatPromptTemplate
+
+    chat = _drop_in_chat(openai_client, async_openai_client)
+    config = {"callbacks": [handler]}
+    assert chat.invoke("Owls?", config=config).content
+    assert "".join(str(c.content) for c in chat.stream("Owls?", config=config))
+    chain = ChatPromptTemplate.from_template("Tell me about {topic}") | chat
+    assert chain.invoke({"topic": "owls"}, config=config).content
+    assert asyncio.run(chat.ainvoke("Owls?", config=config)).content
+    sent = events()
+    generations = [e["properties"] for e in sent if e["event"] == "$ai_generation"]
+    assert [g.get("$ai_framework") for g in generations] == ["langchain"] * 4
+    assert len({e["properties"]["$ai_trace_id"] for e in sent}) == 4  # one trace per call
+
+
+def test_a_model_without_our_handler_leaves_its_drop_in_call_reported(
+    handler: Any, openai_client: Any, async_openai_client: Any, events: Any
+) -> None:
+    chat = _drop_in_chat(openai_client, async_openai_client)
+    with_handler = _drop_in_chat(openai_client, async_openai_client)
+    with_handler.invoke("Owls?", config={"callbacks": [handler]})
+    chat.invoke("Owls?")  # LangChain reports nothing of this one: the drop-in does
+    generations = [e["properties"] for e in events() if e["event"] == "$ai_generation"]
+    assert sorted(g.get("$ai_framework", "") for g in generations) == ["", "langchain"]

@@ -1,0 +1,68 @@
+"""Whether a LangChain model run traced by our handler is making the provider call running here.
+
+A chat model built on posthog-llm's OpenAI drop-in (`ChatOpenAI(client=...)`) would have its
+call reported twice: as the run's generation, and by the drop-in. LangChain opens no context of
+its own while a model's code runs, so the answer comes from the stack: the innermost frame of
+LangChain's model code (`_generate_with_cache`, `stream`, ... of `BaseChatModel` and `BaseLLM`)
+and the run managers it holds. The consumer's code between a stream's chunks runs with that
+frame suspended, off the stack: its own calls are reported.
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from typing import Any
+
+__all__ = ["track_handler", "model_call_running"]
+
+_MAX_FRAMES = 96
+_handlers: weakref.WeakSet[Any] = weakref.WeakSet()
+_model_code: frozenset[Any] | None = None
+
+
+def track_handler(handler: Any) -> None:
+    """Count `handler` among those whose runs `model_call_running` looks for."""
+    _handlers.add(handler)
+
+
+def _codes() -> frozenset[Any]:
+    global _model_code
+    if _model_code is None:
+        from langchain_core.language_models.chat_models import BaseChatModel
+        from langchain_core.language_models.llms import BaseLLM
+
+        codes = set()
+        for cls, names in (
+            (BaseChatModel, ("_generate_with_cache", "_agenerate_with_cache", "stream", "astream")),
+            (BaseLLM, ("_generate_helper", "_agenerate_helper", "stream", "astream")),
+        ):
+            for name in names:
+                code = getattr(getattr(cls, name, None), "__code__", None)
+                if code is not None:
+                    codes.add(code)
+        _model_code = frozenset(codes)
+    return _model_code
+
+
+def model_call_running() -> bool:
+    """Whether the innermost LangChain model code on this stack runs with one of our handlers."""
+    if not any(handler._runs._live for handler in list(_handlers)):
+        return False  # no run of ours is open anywhere
+    codes = _codes()
+    frame: Any = sys._getframe(1)
+    for _ in range(_MAX_FRAMES):
+        if frame is None:
+            return False
+        if frame.f_code in codes:
+            local = frame.f_locals
+            managers = local.get("run_managers") or (local.get("run_manager"),)
+            from ._handler import PostHogCallbackHandler
+
+            return any(
+                isinstance(handler, PostHogCallbackHandler)
+                for manager in managers
+                for handler in getattr(manager, "handlers", None) or ()
+            )
+        frame = frame.f_back
+    return False

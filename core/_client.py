@@ -21,6 +21,7 @@ from ._events import (
     EMBEDDING,
     EVENT_PREFIX,
     GENERATION,
+    LIB_NAME,
     OWN_COST_PROPERTIES,
     PROP_INPUT_COST_USD,
     PROP_MODEL,
@@ -50,6 +51,7 @@ from ._serialize import (
 from ._snapshot import freeze_values, thaw_values
 from ._spool import DEFAULT_SPOOL_MAX_BYTES, Spool, default_spool_dir, spool_path
 from ._timestamps import ORIGINAL_TIMESTAMP, event_timestamp
+from ._version import __version__
 from .destinations import Destination, PostHogHTTPDestination, SQLiteDestination
 from .destinations.sqlite import DEFAULT_DB_PATH
 
@@ -451,6 +453,7 @@ class Client:
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
         send_estimated_cost: bool = False,
+        disable_geoip: bool = True,
     ) -> None:
         _positive("flush_at", flush_at, integer=True)
         _positive("flush_interval", flush_interval)
@@ -476,6 +479,7 @@ class Client:
         for name, flag in (
             ("privacy_mode", privacy_mode),
             ("send_estimated_cost", send_estimated_cost),
+            ("disable_geoip", disable_geoip),
             ("disabled", disabled),
             ("gzip", gzip),
         ):
@@ -512,6 +516,9 @@ class Client:
         # embedding that carries no cost of its own (PostHog then uses it instead of pricing
         # the event itself).
         self.send_estimated_cost = send_estimated_cost
+        # As posthog-python's default: PostHog locating events by the sending server's address
+        # would put the server's city on every user's events and person profile.
+        self.disable_geoip = disable_geoip
 
         if destination is None:
             if self.api_key or self.host:
@@ -535,6 +542,13 @@ class Client:
                         path,
                     )
         self.destination = destination
+        # Sent to PostHog (not to the local store or a destination of the user's): the library,
+        # and by default that PostHog must not locate events by the sending server's address.
+        self._lib_properties: tuple[tuple[str, Any], ...] = ()
+        if isinstance(destination, PostHogHTTPDestination):
+            self._lib_properties = (("$lib", LIB_NAME), ("$lib_version", __version__))
+            if disable_geoip:
+                self._lib_properties += (("$geoip_disable", True),)
         # Events that cannot be delivered now wait on disk, one spool per (host, api key). The
         # local store and custom destinations have none.
         self.spool: Spool | None = None
@@ -771,6 +785,9 @@ class Client:
             _add_estimated_cost(props)
         if groups:
             props["$groups"] = groups
+        for key, value in self._lib_properties:
+            if key not in props:
+                props[key] = value
         if distinct_id is None:
             distinct_id = props.pop("distinct_id", None)
             if distinct_id is not None:

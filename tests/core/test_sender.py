@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 
+import posthog_llm
 import pytest
 from posthog_llm import Client, InMemoryDestination
 from posthog_llm.destinations import RetryableError
@@ -536,3 +537,22 @@ def test_a_flush_under_steady_traffic_delivers_what_came_before_it_and_returns()
             thread.join()
         client.shutdown(5)
         server.close()
+
+
+def test_events_to_posthog_name_the_library_and_are_not_located_by_the_servers_address(
+    posthog_server,
+):
+    client = _client(posthog_server)
+    client.capture("signed_up", distinct_id="user_123")
+    client.capture("$ai_generation", distinct_id="user_123", properties={"$lib": "mine"})
+    assert client.shutdown(5)
+    first, second = (e["properties"] for e in posthog_server.events)
+    assert first["$geoip_disable"] is True
+    assert (first["$lib"], first["$lib_version"]) == ("posthog-llm", posthog_llm.__version__)
+    assert second["$lib"] == "mine"  # the caller's own value wins
+    located = _client(posthog_server, disable_geoip=False)
+    located.capture("signed_up", distinct_id="user_123")
+    assert located.shutdown(5)
+    assert "$geoip_disable" not in posthog_server.events[-1]["properties"]
+    with pytest.raises(TypeError, match="disable_geoip"):
+        Client(destination=InMemoryDestination(), disable_geoip="no")

@@ -28,12 +28,13 @@ def wrap(client: genai.Client, posthog_client: Any = None) -> genai.Client:
     return client
 
 
-def instrument(client: genai.Client, posthog_client: Any) -> None:
+def instrument(client: genai.Client, posthog_client: Any, **defaults: Any) -> None:
     """Swap the client's `models` modules (sync and async) for tracked ones on the same API client.
 
     `client.chats` and `client.aio.chats` build on `client.models`, so chats are tracked too.
+    `defaults` (distinct_id, properties, groups, privacy_mode) are every call's.
     """
-    tracker = GeminiTracker(Emitter(posthog_client))
+    tracker = GeminiTracker(Emitter(posthog_client, **defaults))
     api_client = client._api_client
     client._models = TrackedModels(api_client, tracker)
     client._aio._models = TrackedAsyncModels(api_client, tracker)

@@ -715,3 +715,22 @@ def test_a_streamed_second_round_without_parts_still_counts_both_rounds(
         assert len(server.requests) == 2
     generation = only(events("$ai_generation"))
     assert (generation["$ai_input_tokens"], generation["$ai_output_tokens"]) == (30, 8)
+
+
+def test_identity_given_to_the_client_is_every_calls_default(make_client, events):
+    # As posthog-python's Gemini client takes them; a call's own arguments win.
+    gemini = make_client(
+        posthog_distinct_id="user-42",
+        posthog_properties={"app": "support"},
+        posthog_groups={"company": "acme"},
+        posthog_privacy_mode=True,
+    )
+    gemini.models.generate_content(model=MODEL, contents="Owls?")
+    gemini.models.generate_content(model=MODEL, contents="Cats?", posthog_distinct_id="user-7")
+    first, second = events()
+    assert first["distinct_id"] == "user-42" and second["distinct_id"] == "user-7"
+    props = first["properties"]
+    assert props["app"] == "support" and props["$groups"] == {"company": "acme"}
+    assert "$ai_input" not in props and "$ai_output_choices" not in props  # privacy
+    with pytest.raises(TypeError, match="distinct_id"):
+        make_client(posthog_distinct_id=["not", "an", "id"])

@@ -231,6 +231,7 @@ class TrackedCall:
         "requests",
         "model_response_id",
         "other_choices",
+        "web_searches",
         "destination",
         "__weakref__",
     )
@@ -285,6 +286,7 @@ class TrackedCall:
         self.model_response_id: str | None = None  # the response a stream is reading now
         # A stream's further choices (`n`, `candidate_count`) by index: what each one added.
         self.other_choices: dict[int, list[Any]] | None = None
+        self.web_searches = 0  # seen in a stream's chunks (a provider that gives no count)
         # Where the event goes, named when the call starts (None: the default client).
         self.destination: Any = tracker.emitter.destination()
 

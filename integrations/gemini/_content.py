@@ -242,6 +242,8 @@ def observe_chunk(call: TrackedCall, chunk: Any) -> bool:
     if usage is not None:
         call.usage = usage
     if candidate is not None:
+        if candidate.grounding_metadata is not None and _grounded(candidate):
+            call.web_searches = 1
         if candidate.finish_reason is not None:
             call.stop_reason = candidate.finish_reason
         if parts:
@@ -249,6 +251,18 @@ def observe_chunk(call: TrackedCall, chunk: Any) -> bool:
             if call.ttft is None:
                 call.ttft = call.busy
     return True
+
+
+def _grounded(candidate: Any) -> bool:
+    """Whether the answer was grounded in a Google Search: Gemini bills that per request."""
+    metadata = getattr(candidate, "grounding_metadata", None)
+    return bool(
+        metadata is not None
+        and (
+            getattr(metadata, "web_search_queries", None)
+            or getattr(metadata, "grounding_chunks", None)
+        )
+    )
 
 
 def _other_candidates(call: TrackedCall, candidates: Any) -> None:
@@ -298,6 +312,7 @@ def build(call: TrackedCall) -> dict[str, Any]:
     config = params.get("config")
     rounds = None
     others: list[list[Any]] = []
+    searched = call.web_searches
     if call.stream:
         model, usage_block, parts, stop = call.model, call.usage, call.chunks, call.stop_reason
         rounds = call.requests  # the usage of each earlier request of the call
@@ -312,6 +327,7 @@ def build(call: TrackedCall) -> dict[str, Any]:
         content = getattr(first, "content", None)
         parts = list(getattr(content, "parts", None) or ())
         stop = getattr(first, "finish_reason", None)
+        searched = int(any(_grounded(candidate) for candidate in candidates))
         for other in candidates[1:]:
             others.append(list(getattr(getattr(other, "content", None), "parts", None) or ()))
     usage = normalize_usage(usage_block)
@@ -338,6 +354,7 @@ def build(call: TrackedCall) -> dict[str, Any]:
         output_tokens=usage.output_tokens,
         cache_read_input_tokens=usage.cache_read_input_tokens,
         reasoning_tokens=usage.reasoning_tokens,
+        web_search_count=searched or None,
         latency=call.latency,
         time_to_first_token=call.ttft,
         stream=call.stream,

@@ -63,6 +63,7 @@ def _tool_delta(tool_call: Any) -> tuple[Any, ...]:
 
 
 def build(call: Call) -> dict[str, Any]:
+    searched = 0
     if call.stream:
         model, usage, tier = call.model, call.usage, call.service_tier
         output, stop_reason = _accumulate(call.chunks)
@@ -72,16 +73,38 @@ def build(call: Call) -> dict[str, Any]:
         usage = getattr(result, "usage", None)
         output, stop_reason = _output(getattr(result, "choices", None))
         tier = getattr(result, "service_tier", None)
+        searched = _web_searched(result)
+    counts = normalize_usage(usage)
+    if searched and counts.web_search_count is None:
+        counts = counts._replace(web_search_count=searched)
     return generation(
         call,
         model=model,
         input_of=lambda params: messages_input(params.get("messages")),
         output=output,
-        usage=normalize_usage(usage),
+        usage=counts,
         stop_reason=stop_reason,
         error=call.error_text(),
         service_tier=tier,
     )
+
+
+def _web_searched(result: Any) -> int:
+    """1 when a search model's answer shows a web search (PostHog prices search models' calls
+    per search; chat completions give no count): url citations, or a provider's own search
+    results (Perplexity's `citations`, `search_results`)."""
+    for name in ("citations", "search_results"):
+        if getattr(result, name, None):
+            return 1
+    extra = getattr(result, "model_extra", None)
+    if isinstance(extra, dict) and (extra.get("citations") or extra.get("search_results")):
+        return 1
+    for choice in getattr(result, "choices", None) or ():
+        message = getattr(choice, "message", None)
+        for annotation in getattr(message, "annotations", None) or ():
+            if getattr(annotation, "type", None) == "url_citation":
+                return 1
+    return 0
 
 
 def messages_input(messages: Any) -> list[Any] | None:

@@ -64,6 +64,7 @@ def generation(
         output_tokens=usage.output_tokens,
         cache_read_input_tokens=usage.cache_read_input_tokens,
         reasoning_tokens=usage.reasoning_tokens,
+        web_search_count=usage.web_search_count,
         latency=call.latency,
         time_to_first_token=call.ttft,
         stream=call.stream,

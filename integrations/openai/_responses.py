@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from posthog_llm.instrumentation import (
     function_call,
     normalize_usage,
+    plain_item,
     responses_input_messages,
 )
 
@@ -63,18 +64,20 @@ def observe_event(call: Call, event: Any) -> bool:
 def build(call: Call) -> dict[str, Any]:
     response = call.result
     failure = call.stream_error or _failure(response)
-    output, stop_reason = _output(response)
+    output, stop_reason, searches = _output(response)
     if not output and call.chunks:
         text = "".join(piece for piece in call.chunks if type(piece) is str)
         if text:
             output = [{"role": "assistant", "content": text}]
-    usage = getattr(response, "usage", None)
+    usage = normalize_usage(getattr(response, "usage", None))
+    if searches and usage.web_search_count is None:
+        usage = usage._replace(web_search_count=searches)
     return generation(
         call,
         model=getattr(response, "model", None),
         input_of=request_input,
         output=output,
-        usage=normalize_usage(usage),
+        usage=usage,
         stop_reason=stop_reason,
         error=call.error_text() or failure,
         service_tier=getattr(response, "service_tier", None),
@@ -89,12 +92,29 @@ def request_input(params: dict[str, Any]) -> list[Any] | None:
     )
 
 
-def _output(response: Any) -> tuple[list[dict[str, Any]], str | None]:
+# Built-in tools the model ran on OpenAI's side: kept as calls, with what says what they did
+# (an image generation's result, base64 image data, is left out).
+_HOSTED_CALL_FIELDS = {
+    "web_search_call": ("action",),
+    "file_search_call": ("queries",),
+    "code_interpreter_call": ("code", "container_id"),
+    "image_generation_call": ("revised_prompt",),
+    "computer_call": ("action",),
+    "local_shell_call": ("action",),
+}
+
+
+def _output(response: Any) -> tuple[list[dict[str, Any]], str | None, int]:
+    """The answer as one assistant message (text, refusal, the calls it made and its
+    reasoning summary), the stop reason, and the number of web searches it ran."""
     if response is None:
-        return [], None
+        return [], None, 0
     texts: list[str] = []
     refusals: list[str] = []
+    reasoning: list[str] = []
     tool_calls: list[dict[str, Any]] = []
+    searches = 0
+    cited = False
     for item in getattr(response, "output", None) or ():
         kind = getattr(item, "type", None)
         if kind == "message":
@@ -102,19 +122,55 @@ def _output(response: Any) -> tuple[list[dict[str, Any]], str | None]:
                 part_type = getattr(part, "type", None)
                 if part_type == "output_text":
                     texts.append(part.text)
+                    cited = cited or any(
+                        getattr(a, "type", None) == "url_citation"
+                        for a in getattr(part, "annotations", None) or ()
+                    )
                 elif part_type == "refusal":
                     refusals.append(part.refusal)
         elif kind == "function_call":
             tool_calls.append(function_call(item.call_id, item.name, item.arguments))
+        elif kind == "custom_tool_call":  # as chat completions' custom tool calls
+            tool_calls.append(
+                {
+                    "type": "custom",
+                    "id": getattr(item, "call_id", None),
+                    "custom": {"name": item.name, "input": getattr(item, "input", None)},
+                }
+            )
+        elif kind == "mcp_call":
+            call = function_call(getattr(item, "id", None), item.name, item.arguments)
+            call["server_label"] = getattr(item, "server_label", None)
+            tool_calls.append(call)
+        elif kind == "reasoning":
+            for summary in getattr(item, "summary", None) or ():
+                text = getattr(summary, "text", None)
+                if isinstance(text, str) and text:
+                    reasoning.append(text)
+        elif kind in _HOSTED_CALL_FIELDS:
+            searches += kind == "web_search_call"
+            hosted: dict[str, Any] = {"type": kind, "id": getattr(item, "id", None)}
+            for name in ("status", *_HOSTED_CALL_FIELDS[kind]):
+                value = getattr(item, name, None)
+                if value is not None:
+                    hosted[name] = plain_item(value)
+            tool_calls.append(hosted)
     output: list[dict[str, Any]] = []
-    if texts or tool_calls or refusals:
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+    if texts or tool_calls or refusals or reasoning:
+        text = "".join(texts) or None
+        content: Any = text
+        if reasoning:  # the summary the model gave of its reasoning, before its answer
+            content = [{"type": "reasoning", "summary": reasoning}]
+            if text:
+                content.append({"type": "text", "text": text})
+        message: dict[str, Any] = {"role": "assistant", "content": content}
         if tool_calls:
             message["tool_calls"] = tool_calls
         if refusals:
             message["refusal"] = "".join(refusals)
         output.append(message)
-    return output, _stop_reason(response, bool(tool_calls))
+    called = any(call.get("type") in ("function", "custom") for call in tool_calls)
+    return output, _stop_reason(response, called), searches or int(cited)
 
 
 def _stop_reason(response: Any, called_tools: bool) -> str | None:

@@ -734,3 +734,39 @@ def test_identity_given_to_the_client_is_every_calls_default(make_client, events
     assert "$ai_input" not in props and "$ai_output_choices" not in props  # privacy
     with pytest.raises(TypeError, match="distinct_id"):
         make_client(posthog_distinct_id=["not", "an", "id"])
+
+
+def test_an_answer_grounded_in_google_search_counts_one_web_search(client, events):
+    # Gemini bills grounding per request: PostHog prices it from `$ai_web_search_count`.
+    from posthog_llm.integrations.gemini import Client as Gemini
+
+    from tests.support.fixed_reply import FixedReply
+
+    body = {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"text": "Owls eat mice."}]},
+                "finishReason": "STOP",
+                "groundingMetadata": {
+                    "webSearchQueries": ["what do owls eat"],
+                    "groundingChunks": [{"web": {"uri": "https://example.org", "title": "Owls"}}],
+                },
+            }
+        ],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 4, "totalTokenCount": 9},
+        "modelVersion": MODEL,
+    }
+    with FixedReply(body) as server:
+        gemini = Gemini(
+            api_key=API_KEY,
+            posthog_client=client,
+            http_options={"base_url": server.base_url, "retry_options": {"attempts": 1}},
+        )
+        gemini.models.generate_content(
+            model=MODEL,
+            contents="What do owls eat?",
+            config={"tools": [{"google_search": {}}]},
+        )
+    (grounded,) = (e["properties"] for e in events("$ai_generation"))
+    assert grounded["$ai_web_search_count"] == 1
+    assert grounded["$ai_output_choices"] == [{"role": "assistant", "content": "Owls eat mice."}]

@@ -270,3 +270,101 @@ def test_beta_resources_are_tracked_where_the_sdk_has_them(make_client, events, 
         assert found[0]["distinct_id"] == "user-beta"
     if hasattr(type(beta), "responses"):
         assert found[-1]["properties"]["$ai_trace_id"] == "t-b"
+
+
+def test_hosted_tools_reasoning_and_custom_calls_are_part_of_the_output(client, events):
+    # Web searches are counted (PostHog prices them per search); what the model did on OpenAI's
+    # side, its reasoning summary and its custom and MCP tool calls are the answer's, as shown.
+    body = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "model": "gpt-5-2025-08-07",
+        "status": "completed",
+        "output": [
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Owls."}]},
+            {"type": "web_search_call", "id": "ws_1", "status": "completed",
+             "action": {"type": "search", "query": "owls"}},
+            {"type": "web_search_call", "id": "ws_2", "status": "completed",
+             "action": {"type": "search", "query": "owl diet"}},
+            {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_9", "name": "run_sql",
+             "input": "SELECT count(*) FROM owls"},
+            {"type": "mcp_call", "id": "mcp_1", "server_label": "github", "name": "search_issues",
+             "arguments": '{"q": "owls"}', "output": "[]"},
+            {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+             "content": [{"type": "output_text", "text": "Owls eat mice.", "annotations": []}]},
+        ],
+        "usage": {"input_tokens": 30, "output_tokens": 12, "total_tokens": 42},
+    }  # fmt: skip
+    props = _generation_answered_with(
+        body, client, events, lambda llm: llm.responses.create(model="gpt-5", input="Owls?")
+    )
+    assert props["$ai_web_search_count"] == 2
+    (message,) = props["$ai_output_choices"]
+    assert message["content"] == [
+        {"type": "reasoning", "summary": ["Owls."]},
+        {"type": "text", "text": "Owls eat mice."},
+    ]
+    calls = message["tool_calls"]
+    assert [call["type"] for call in calls] == [
+        "web_search_call",
+        "web_search_call",
+        "custom",
+        "function",
+    ]
+    assert calls[0]["action"] == {"type": "search", "query": "owls"}
+    assert calls[2]["custom"] == {"name": "run_sql", "input": "SELECT count(*) FROM owls"}
+    assert calls[3]["function"]["name"] == "search_issues"
+    assert calls[3]["server_label"] == "github"
+    assert props["$ai_stop_reason"] == "tool_calls"  # the custom call is the client's to run
+
+
+def test_a_search_models_citations_count_one_web_search(client, events):
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-search-preview",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": "Owls eat mice.",
+                    "annotations": [
+                        {
+                            "type": "url_citation",
+                            "url_citation": {
+                                "url": "https://example.org/owls",
+                                "title": "Owls",
+                                "start_index": 0,
+                                "end_index": 4,
+                            },
+                        }
+                    ],
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11},
+    }
+    props = _generation_answered_with(
+        body,
+        client,
+        events,
+        lambda llm: llm.chat.completions.create(
+            model="gpt-4o-search-preview", messages=[{"role": "user", "content": "Owls?"}]
+        ),
+    )
+    assert props["$ai_web_search_count"] == 1
+
+
+def _generation_answered_with(body, client, events, make_call):
+    """The generation of one call to a server that answers with `body`."""
+    from posthog_llm.integrations.openai import OpenAI
+
+    from tests.support.fixed_reply import FixedReply
+
+    with FixedReply(body) as server:
+        make_call(OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client))
+    return only(events("$ai_generation"))

@@ -392,8 +392,12 @@ def generation_properties(
     cache_creation_1h_input_tokens: int | None = None,
     web_search_count: int | None = None,
     service_tier: str | None = None,
+    usage_by_modality: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Properties of one `$ai_generation` (an LLM call).
+
+    `usage_by_modality`: the provider's own usage block when it counts audio or image tokens
+    (`modality_usage`), sent as `$ai_usage`, from which PostHog prices them at their own rates.
 
     `service_tier`: the tier the provider served the call at (OpenAI's `flex`, `priority` ...),
     which PostHog prices by.
@@ -444,6 +448,8 @@ def generation_properties(
         props[PROP_CACHE_CREATION_1H_INPUT_TOKENS] = int(cache_creation_1h_input_tokens)
     if web_search_count is not None:
         props["$ai_web_search_count"] = int(web_search_count)
+    if usage_by_modality:
+        props["$ai_usage"] = usage_by_modality
     if isinstance(service_tier, str) and service_tier:
         props[PROP_SERVICE_TIER] = service_tier
     if stream:

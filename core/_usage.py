@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from ._openai_format import plain_item
+
 __all__ = [
     "Usage",
     "normalize_usage",
@@ -37,6 +39,7 @@ __all__ = [
     "token_count",
     "input_tokens_for",
     "is_anthropic_model",
+    "modality_usage",
     "total_usage",
 ]
 
@@ -317,3 +320,54 @@ def input_tokens_for(
     if total_input is None or not is_anthropic_model(provider, model):
         return total_input
     return max(0, total_input - (cache_read or 0) - (cache_creation or 0))
+
+
+# Where providers count audio and image tokens: OpenAI's token details (chat and Responses),
+# Gemini's per-modality lists.
+_DETAIL_KEYS = (
+    "prompt_tokens_details",
+    "completion_tokens_details",
+    "input_tokens_details",
+    "output_tokens_details",
+)
+_MODALITY_LISTS = (
+    "prompt_tokens_details",
+    "candidates_tokens_details",
+    "cache_tokens_details",
+    "tool_use_prompt_tokens_details",
+)
+
+
+def modality_usage(raw: Any) -> dict[str, Any] | None:
+    """A provider's usage block as plain data when it counts audio or image tokens, else None.
+
+    PostHog prices those tokens at their own rates from the block (`$ai_usage`, as
+    posthog-python sends it); text-only calls leave it out.
+
+    >>> modality_usage({"prompt_tokens": 520, "prompt_tokens_details": {"audio_tokens": 500}})
+    {'prompt_tokens': 520, 'prompt_tokens_details': {'audio_tokens': 500}}
+    >>> modality_usage({"prompt_tokens": 5, "prompt_tokens_details": {"audio_tokens": 0}}) is None
+    True
+    """
+    if raw is None:
+        return None
+    try:
+        plain = plain_item(raw)
+    except Exception:  # a usage object the SDK cannot dump: no breakdown, the counts stay
+        return None
+    if not isinstance(plain, dict):
+        return None
+    for key in _DETAIL_KEYS:
+        details = plain.get(key)
+        if isinstance(details, dict) and any(
+            details.get(name) for name in ("audio_tokens", "image_tokens")
+        ):
+            return plain
+    for key in _MODALITY_LISTS:
+        for entry in plain.get(key) or ():
+            modality = entry.get("modality") if isinstance(entry, dict) else None
+            name = getattr(modality, "name", modality)
+            if name not in (None, "TEXT", "MODALITY_UNSPECIFIED") and entry.get("token_count"):
+                return plain
+    return None
+

@@ -13,6 +13,7 @@ from posthog_llm.instrumentation import (
     embedding_properties,
     function_call,
     generation_properties,
+    modality_usage,
     normalize_usage,
     total_usage,
 )
@@ -355,6 +356,8 @@ def build(call: TrackedCall) -> dict[str, Any]:
         cache_read_input_tokens=usage.cache_read_input_tokens,
         reasoning_tokens=usage.reasoning_tokens,
         web_search_count=searched or None,
+        # (an automatic function calling round's usage by modality is its last request's)
+        usage_by_modality=modality_usage(usage_block),
         latency=call.latency,
         time_to_first_token=call.ttft,
         stream=call.stream,

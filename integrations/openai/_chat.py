@@ -86,6 +86,7 @@ def build(call: Call) -> dict[str, Any]:
         stop_reason=stop_reason,
         error=call.error_text(),
         service_tier=tier,
+        raw_usage=usage,
     )
 
 

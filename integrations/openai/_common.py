@@ -6,7 +6,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import openai
-from posthog_llm.instrumentation import Usage, allowed_model_parameters, generation_properties
+from posthog_llm.instrumentation import (
+    Usage,
+    allowed_model_parameters,
+    generation_properties,
+    modality_usage,
+)
 
 if TYPE_CHECKING:
     from posthog_llm.instrumentation import TrackedCall as Call
@@ -42,6 +47,7 @@ def generation(
     stop_reason: str | None,
     error: str | None,
     service_tier: Any = None,
+    raw_usage: Any = None,
 ) -> dict[str, Any]:
     """`$ai_generation` properties from what chat and responses calls have in common.
 
@@ -65,6 +71,7 @@ def generation(
         cache_read_input_tokens=usage.cache_read_input_tokens,
         reasoning_tokens=usage.reasoning_tokens,
         web_search_count=usage.web_search_count,
+        usage_by_modality=modality_usage(raw_usage),
         latency=call.latency,
         time_to_first_token=call.ttft,
         stream=call.stream,

@@ -69,7 +69,8 @@ def build(call: Call) -> dict[str, Any]:
         text = "".join(piece for piece in call.chunks if type(piece) is str)
         if text:
             output = [{"role": "assistant", "content": text}]
-    usage = normalize_usage(getattr(response, "usage", None))
+    raw_usage = getattr(response, "usage", None)
+    usage = normalize_usage(raw_usage)
     if searches and usage.web_search_count is None:
         usage = usage._replace(web_search_count=searches)
     return generation(
@@ -81,6 +82,7 @@ def build(call: Call) -> dict[str, Any]:
         stop_reason=stop_reason,
         error=call.error_text() or failure,
         service_tier=getattr(response, "service_tier", None),
+        raw_usage=raw_usage,
     )
 
 

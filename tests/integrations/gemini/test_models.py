@@ -738,10 +738,6 @@ def test_identity_given_to_the_client_is_every_calls_default(make_client, events
 
 def test_an_answer_grounded_in_google_search_counts_one_web_search(client, events):
     # Gemini bills grounding per request: PostHog prices it from `$ai_web_search_count`.
-    from posthog_llm.integrations.gemini import Client as Gemini
-
-    from tests.support.fixed_reply import FixedReply
-
     body = {
         "candidates": [
             {
@@ -756,17 +752,57 @@ def test_an_answer_grounded_in_google_search_counts_one_web_search(client, event
         "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 4, "totalTokenCount": 9},
         "modelVersion": MODEL,
     }
-    with FixedReply(body) as server:
-        gemini = Gemini(
-            api_key=API_KEY,
-            posthog_client=client,
-            http_options={"base_url": server.base_url, "retry_options": {"attempts": 1}},
-        )
-        gemini.models.generate_content(
-            model=MODEL,
-            contents="What do owls eat?",
-            config={"tools": [{"google_search": {}}]},
-        )
-    (grounded,) = (e["properties"] for e in events("$ai_generation"))
+    grounded = _generation_answered_with(
+        body,
+        client,
+        events,
+        lambda gemini: gemini.models.generate_content(
+            model=MODEL, contents="What do owls eat?", config={"tools": [{"google_search": {}}]}
+        ),
+    )
     assert grounded["$ai_web_search_count"] == 1
     assert grounded["$ai_output_choices"] == [{"role": "assistant", "content": "Owls eat mice."}]
+
+
+def test_image_tokens_go_out_in_the_providers_usage_block(client, events):
+    body = {
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": "Here."}]}, "finishReason": "STOP"}
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 5,
+            "candidatesTokenCount": 1292,
+            "totalTokenCount": 1297,
+            "candidatesTokensDetails": [
+                {"modality": "IMAGE", "tokenCount": 1290},
+                {"modality": "TEXT", "tokenCount": 2},
+            ],
+        },
+        "modelVersion": MODEL,
+    }
+    props = _generation_answered_with(
+        body,
+        client,
+        events,
+        lambda gemini: gemini.models.generate_content(model=MODEL, contents="Draw an owl"),
+    )
+    details = props["$ai_usage"]["candidates_tokens_details"]
+    assert {"modality": "IMAGE", "token_count": 1290} in details
+
+
+def _generation_answered_with(body, client, events, make_call):
+    """The generation of one call to a server that answers with `body`."""
+    from posthog_llm.integrations.gemini import Client as Gemini
+
+    from tests.support.fixed_reply import FixedReply
+
+    with FixedReply(body) as server:
+        make_call(
+            Gemini(
+                api_key=API_KEY,
+                posthog_client=client,
+                http_options={"base_url": server.base_url, "retry_options": {"attempts": 1}},
+            )
+        )
+    (props,) = (e["properties"] for e in events("$ai_generation"))
+    return props

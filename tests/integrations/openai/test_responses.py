@@ -368,3 +368,37 @@ def _generation_answered_with(body, client, events, make_call):
     with FixedReply(body) as server:
         make_call(OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client))
     return only(events("$ai_generation"))
+
+
+def test_audio_tokens_go_out_in_the_providers_usage_block(client, events, make_client):
+    # PostHog prices audio and image tokens at their own rates from `$ai_usage`.
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-audio-preview",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi"}}
+        ],
+        "usage": {
+            "prompt_tokens": 520,
+            "completion_tokens": 4,
+            "total_tokens": 524,
+            "prompt_tokens_details": {"audio_tokens": 500, "cached_tokens": 0},
+        },
+    }
+    props = _generation_answered_with(
+        body,
+        client,
+        events,
+        lambda llm: llm.chat.completions.create(
+            model="gpt-4o-audio-preview", messages=[{"role": "user", "content": "Hi"}]
+        ),
+    )
+    assert props["$ai_usage"]["prompt_tokens_details"]["audio_tokens"] == 500
+    assert props["$ai_input_tokens"] == 520
+    # A text-only call carries no usage block.
+    make_client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert "$ai_usage" not in events("$ai_generation")[-1]

@@ -7,6 +7,7 @@ the HTTP status is reported separately and kept).
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import sys
@@ -361,8 +362,9 @@ def detached_error(error: BaseException) -> BaseException:
     Kept while other runs of a trace are still open, the error itself would keep those frames,
     and the stream generators in them, alive: the framework could not end the runs they hold
     until the error was let go. The copy is made without calling the class's `__init__` (it may
-    want other arguments); an error that cannot be copied so, or whose copy would say something
-    else, is kept as it is.
+    want other arguments). An error that cannot be copied so, whose copy would say something
+    else, or that holds other errors (a group, whose members keep their frames) is stood for by
+    an error of its class's name with its text and HTTP status: what an event says of it.
 
     >>> try:
     ...     raise KeyError("gone")
@@ -373,17 +375,77 @@ def detached_error(error: BaseException) -> BaseException:
     """
     cls = type(error)
     try:
-        copy = cls.__new__(cls, *error.args)
-        copy.args = error.args
-        own = getattr(error, "__dict__", None)
-        if own:
-            copy.__dict__.update(own)
-        # Some built-in errors read fields only their `__init__` sets (UnicodeDecodeError).
-        if type(copy) is not cls or str(copy) != str(error):
-            return error
+        if not _holds_errors(error):
+            copy = cls.__new__(cls, *error.args)
+            copy.args = error.args
+            own = getattr(error, "__dict__", None)
+            if own:
+                copy.__dict__.update(own)
+            for name in _slot_names(cls):
+                try:
+                    setattr(copy, name, getattr(error, name))
+                except AttributeError:
+                    continue  # a slot the error never filled
+            # Some built-in errors read fields only their `__init__` sets (UnicodeDecodeError).
+            if type(copy) is cls and str(copy) == str(error):
+                return copy
+    except Exception:
+        pass
+    try:
+        return _stand_in(error)
     except Exception:
         return error
-    return copy
+
+
+# Exception groups (Python 3.11+) hold other errors, with their own frames.
+_GROUP: type | None = getattr(builtins, "BaseExceptionGroup", None)
+
+
+def _holds_errors(error: BaseException) -> bool:
+    return _GROUP is not None and isinstance(error, _GROUP)
+
+
+def _slot_names(cls: type) -> list[str]:
+    names: list[str] = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and name not in names:
+                names.append(name)
+    return names
+
+
+class DetachedError(Exception):
+    """Stands for an error that could not be copied: its class's name, text and HTTP status."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# One stand-in class per error class (named as it is), for as many classes as a process meets.
+_STAND_IN_CLASSES: dict[type, type[DetachedError]] = {}
+
+
+def _stand_in(error: BaseException) -> DetachedError:
+    from ._events import http_status_of  # (the event builders use this module)
+
+    cls = type(error)
+    stand_in_cls = _STAND_IN_CLASSES.get(cls)
+    if stand_in_cls is None:
+        stand_in_cls = type(
+            cls.__name__, (DetachedError,), {"__module__": cls.__module__, "__slots__": ()}
+        )
+        if len(_STAND_IN_CLASSES) < 256:
+            _STAND_IN_CLASSES[cls] = stand_in_cls
+    try:
+        text = str(error)
+    except Exception:
+        text = ""
+    stand_in = stand_in_cls(text)
+    status = http_status_of(error)
+    if status is not None:
+        stand_in.status_code = status  # type: ignore[attr-defined]
+    return stand_in
 
 
 def stopped_by_caller(error: BaseException | None) -> bool:

@@ -29,6 +29,7 @@ from ._emit import Emitter, capture_internal_exceptions, report_internal_error
 from ._errors import error_text, header_secrets, scrub_secrets, stopped_by_caller
 from ._events import (
     EMBEDDING,
+    GENERATION,
     PROP_SPAN_ID,
     clean_base_url,
     embedding_properties,
@@ -535,8 +536,11 @@ def begin_call(
             and observation.framework != tracker.framework
         ):
             return None  # another framework reports this model call already: report it once
-        if _model_call_checks and framework_model_call_running():
-            return None  # a framework's stream, read after its span ended, is this call
+        if _model_call_checks and kind.event == GENERATION and framework_model_call_running():
+            # A framework's model code is making this call (a stream read after its span
+            # ended, a model on this client): its generation reports it. (Embeddings made
+            # meanwhile, a semantic cache's, are not its model call.)
+            return None
         # The scope carries the open observation's trace id unless the context or the call
         # names another trace; only a call in the observation's trace is its child.
         scope = emitter.scope(overrides)

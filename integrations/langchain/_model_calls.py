@@ -3,9 +3,12 @@
 A chat model built on posthog-llm's OpenAI drop-in (`ChatOpenAI(client=...)`) would have its
 call reported twice: as the run's generation, and by the drop-in. LangChain opens no context of
 its own while a model's code runs, so the answer comes from the stack: the innermost frame of
-LangChain's model code (`_generate_with_cache`, `stream`, ... of `BaseChatModel` and `BaseLLM`)
-and the run managers it holds. The consumer's code between a stream's chunks runs with that
-frame suspended, off the stack: its own calls are reported.
+LangChain's model code (`_generate_with_cache`, `stream`, ... of `BaseChatModel` and `BaseLLM`),
+the run managers it holds, and the frame it called, which must be the model's own method
+(`_generate`, `_stream`): not a callback it dispatches (a handler's `on_llm_end` calling a model
+is the user's call) nor a cache lookup. The consumer's code between a stream's chunks runs with
+that frame suspended, off the stack: its own calls are reported. A model whose async methods run
+its sync code in an executor thread is reported twice still (no frame of LangChain's there).
 """
 
 from __future__ import annotations
@@ -34,7 +37,17 @@ def _codes() -> frozenset[Any]:
 
         codes = set()
         for cls, names in (
-            (BaseChatModel, ("_generate_with_cache", "_agenerate_with_cache", "stream", "astream")),
+            (
+                BaseChatModel,
+                (
+                    "_generate_with_cache",
+                    "_agenerate_with_cache",
+                    "stream",
+                    "astream",
+                    "_chat_model_stream_v3",
+                    "_achat_model_stream_v3",
+                ),
+            ),
             (BaseLLM, ("_generate_helper", "_agenerate_helper", "stream", "astream")),
         ):
             for name in names:
@@ -50,12 +63,16 @@ def model_call_running() -> bool:
     if not any(handler._runs._live for handler in list(_handlers)):
         return False  # no run of ours is open anywhere
     codes = _codes()
+    called: Any = None
     frame: Any = sys._getframe(1)
     for _ in range(_MAX_FRAMES):
         if frame is None:
             return False
         if frame.f_code in codes:
             local = frame.f_locals
+            model = local.get("self")
+            if called is None or model is None or called.f_locals.get("self") is not model:
+                return False  # a callback, a cache lookup: not the model's own request
             managers = local.get("run_managers") or (local.get("run_manager"),)
             from ._handler import PostHogCallbackHandler
 
@@ -64,5 +81,6 @@ def model_call_running() -> bool:
                 for manager in managers
                 for handler in getattr(manager, "handlers", None) or ()
             )
+        called = frame
         frame = frame.f_back
     return False

@@ -177,3 +177,24 @@ def test_a_model_without_our_handler_leaves_its_drop_in_call_reported(
     chat.invoke("Owls?")  # LangChain reports nothing of this one: the drop-in does
     generations = [e["properties"] for e in events() if e["event"] == "$ai_generation"]
     assert sorted(g.get("$ai_framework", "") for g in generations) == ["", "langchain"]
+
+
+def test_calls_a_callback_makes_inside_the_models_code_are_its_own(
+    handler: Any, openai_client: Any, async_openai_client: Any, events: Any
+) -> None:
+    # A judge in the user's own handler, called by LangChain from inside the model's stream:
+    # its call is not the model's and is reported, whatever the handlers' order.
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Judge(BaseCallbackHandler):
+        def on_llm_end(self, *args: Any, **kwargs: Any) -> None:
+            openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    chat = _drop_in_chat(openai_client, async_openai_client)
+    for callbacks in ([Judge(), handler], [handler, Judge()]):
+        assert "".join(
+            str(c.content) for c in chat.stream("Owls?", config={"callbacks": callbacks})
+        )
+    generations = [e["properties"] for e in events() if e["event"] == "$ai_generation"]
+    frameworks = sorted(g.get("$ai_framework", "") for g in generations)
+    assert frameworks == ["", "", "langchain", "langchain"]

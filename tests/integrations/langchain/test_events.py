@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 pytest.importorskip("langchain_core")
@@ -319,8 +321,53 @@ def test_stream_on_a_model_built_without_streaming_says_it_streamed(handler, eve
     assert props["$ai_model_parameters"]["stream"] is False
 
 
+class _SlotsError(Exception):
+    __slots__ = ("status_code",)
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _not_an_int() -> Exception:
+    import pydantic
+
+    class Person(pydantic.BaseModel):
+        age: int
+
+    try:
+        Person(age="old")  # type: ignore[arg-type]
+    except pydantic.ValidationError as exc:
+        return exc
+    raise AssertionError("validated")
+
+
+_FAILURES = [
+    pytest.param(lambda: ValueError("rejected"), "ValueError: rejected", id="plain"),
+    # Errors a copy made without their __init__ cannot stand for: stood for by their text.
+    pytest.param(
+        lambda: UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"),
+        "UnicodeDecodeError: ",
+        id="builtin-init",
+    ),
+    pytest.param(_not_an_int, "ValidationError: 1 validation error", id="pydantic"),
+    pytest.param(
+        lambda: _SlotsError("upstream overloaded", 503), "_SlotsError: upstream", id="slots"
+    ),
+]
+if sys.version_info >= (3, 11):  # a group's members keep their own frames
+    _FAILURES.append(
+        pytest.param(
+            lambda: ExceptionGroup("checks", [ValueError("a")]),  # noqa: F821
+            "ExceptionGroup: checks",
+            id="group",
+        )
+    )
+
+
+@pytest.mark.parametrize(("make_error", "expected"), _FAILURES)
 def test_a_stream_failing_in_a_later_step_is_sent_once_the_caller_lets_the_error_go(
-    handler, events
+    handler, events, make_error, expected
 ):
     import threading
 
@@ -337,20 +384,21 @@ def test_a_stream_failing_in_a_later_step_is_sent_once_the_caller_lets_the_error
     def guard(chunks):  # a check on the streamed text that rejects it midway
         for i, chunk in enumerate(chunks):
             if i == 2:
-                raise ValueError("rejected")
+                raise make_error()
             yield chunk
 
     streamed = model(reply("a b c d e")) | StrOutputParser() | RunnableGenerator(guard)
     try:
         for _ in streamed.stream("hi", config={"callbacks": [handler, Watch()]}):
             pass
-    except ValueError:
-        pass
+    except Exception as exc:
+        status = getattr(exc, "status_code", None)
     # LangChain ends the model's run when its stream generator is let go, as without us: the
     # trace holds no frame of the failed stream, so the whole trace is sent by this flush.
     sent = events()
     assert ended_on == [threading.current_thread().name]
     (trace,) = [e["properties"] for e in sent if e["event"] == "$ai_trace"]
-    assert trace["$ai_error"] == "ValueError: rejected"
+    assert trace["$ai_error"].startswith(expected)
+    assert trace.get("$ai_http_status") == status  # what the error says of it, slots too
     assert len(events("$ai_generation")) == 1
     assert len(handler._runs) == 0

@@ -338,36 +338,72 @@ _MODALITY_LISTS = (
 )
 
 
-def modality_usage(raw: Any) -> dict[str, Any] | None:
+def modality_usage(*blocks: Any) -> dict[str, Any] | None:
     """A provider's usage block as plain data when it counts audio or image tokens, else None.
 
     PostHog prices those tokens at their own rates from the block (`$ai_usage`, as
-    posthog-python sends it); text-only calls leave it out.
+    posthog-python sends it); text-only calls leave it out. The blocks of several requests of
+    one call (Gemini's automatic function calling) are added up, as its token counts are.
 
     >>> modality_usage({"prompt_tokens": 520, "prompt_tokens_details": {"audio_tokens": 500}})
     {'prompt_tokens': 520, 'prompt_tokens_details': {'audio_tokens': 500}}
     >>> modality_usage({"prompt_tokens": 5, "prompt_tokens_details": {"audio_tokens": 0}}) is None
     True
     """
-    if raw is None:
+    plain_blocks = []
+    for raw in blocks:
+        if raw is None:
+            continue
+        try:
+            plain = plain_item(raw)
+        except Exception:  # a usage object the SDK cannot dump: no breakdown, the counts stay
+            continue
+        if isinstance(plain, dict):
+            plain_blocks.append(plain)
+    if not any(_counts_modalities(plain) for plain in plain_blocks):
         return None
-    try:
-        plain = plain_item(raw)
-    except Exception:  # a usage object the SDK cannot dump: no breakdown, the counts stay
-        return None
-    if not isinstance(plain, dict):
-        return None
+    total = plain_blocks[0]
+    for plain in plain_blocks[1:]:
+        total = _added(total, plain)
+    return total
+
+
+def _counts_modalities(plain: dict[str, Any]) -> bool:
     for key in _DETAIL_KEYS:
         details = plain.get(key)
         if isinstance(details, dict) and any(
             details.get(name) for name in ("audio_tokens", "image_tokens")
         ):
-            return plain
+            return True
     for key in _MODALITY_LISTS:
         for entry in plain.get(key) or ():
             modality = entry.get("modality") if isinstance(entry, dict) else None
             name = getattr(modality, "name", modality)
             if name not in (None, "TEXT", "MODALITY_UNSPECIFIED") and entry.get("token_count"):
-                return plain
-    return None
+                return True
+    return False
 
+
+def _added(one: Any, other: Any) -> Any:
+    """Two usage blocks' counts added up: numbers summed, dicts key by key, per-modality lists
+    modality by modality; anything else is the later block's."""
+    if type(one) is int and type(other) is int:
+        return one + other
+    if isinstance(one, dict) and isinstance(other, dict):
+        return {
+            key: _added(one[key], other[key])
+            if key in one and key in other
+            else other.get(key, one.get(key))
+            for key in {**one, **other}
+        }
+    if (
+        isinstance(one, list)
+        and isinstance(other, list)
+        and all(isinstance(entry, dict) and "modality" in entry for entry in one + other)
+    ):
+        by_modality: dict[Any, dict[str, Any]] = {}
+        for entry in one + other:
+            key = str(entry.get("modality"))
+            by_modality[key] = _added(by_modality[key], entry) if key in by_modality else entry
+        return list(by_modality.values())
+    return other

@@ -333,13 +333,16 @@ def build(call: TrackedCall) -> dict[str, Any]:
             others.append(list(getattr(getattr(other, "content", None), "parts", None) or ()))
     usage = normalize_usage(usage_block)
     requests = None if call.stream else call.requests
+    usage_blocks: list[Any] = [usage_block]
     if rounds:
-        usage = total_usage([normalize_usage(u) for u in (*rounds, usage_block)])
+        usage_blocks = [*rounds, usage_block]
+        usage = total_usage([normalize_usage(u) for u in usage_blocks])
     elif requests and (len(requests) > 1 or call.error is not None):
         # Automatic function calling: the SDK ran the functions the model asked for and asked
         # again; every request is paid for, so the call's counts are all of them (those
         # answered before one that failed too).
-        usage = total_usage([normalize_usage(getattr(r, "usage_metadata", None)) for r in requests])
+        usage_blocks = [getattr(r, "usage_metadata", None) for r in requests]
+        usage = total_usage([normalize_usage(u) for u in usage_blocks])
     requested = params.get("model")
     return generation_properties(
         trace_id=call.trace_id,
@@ -356,8 +359,7 @@ def build(call: TrackedCall) -> dict[str, Any]:
         cache_read_input_tokens=usage.cache_read_input_tokens,
         reasoning_tokens=usage.reasoning_tokens,
         web_search_count=searched or None,
-        # (an automatic function calling round's usage by modality is its last request's)
-        usage_by_modality=modality_usage(usage_block),
+        usage_by_modality=modality_usage(*usage_blocks),
         latency=call.latency,
         time_to_first_token=call.ttft,
         stream=call.stream,

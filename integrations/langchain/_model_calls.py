@@ -5,10 +5,12 @@ call reported twice: as the run's generation, and by the drop-in. LangChain open
 its own while a model's code runs, so the answer comes from the stack: the innermost frame of
 LangChain's model code (`_generate_with_cache`, `stream`, ... of `BaseChatModel` and `BaseLLM`),
 the run managers it holds, and the frame it called, which must be the model's own method
-(`_generate`, `_stream`): not a callback it dispatches (a handler's `on_llm_end` calling a model
-is the user's call) nor a cache lookup. The consumer's code between a stream's chunks runs with
-that frame suspended, off the stack: its own calls are reported. A model whose async methods run
-its sync code in an executor thread is reported twice still (no frame of LangChain's there).
+(`_generate`, `_stream`), with no callback dispatch in between: a handler's `on_llm_end` or
+`on_llm_new_token` calling a model, and a cache lookup, are the user's calls. The consumer's
+code between a stream's chunks runs with that frame suspended, off the stack: its own calls are
+reported. A model whose async methods run
+its sync code in an executor thread, and `stream_events(version="v3")`, are reported twice
+still (no frame of LangChain's model code there).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 __all__ = ["track_handler", "model_call_running"]
 
 _MAX_FRAMES = 96
+_CALLBACKS = "langchain_core.callbacks.manager"  # where LangChain dispatches to handlers
 _handlers: weakref.WeakSet[Any] = weakref.WeakSet()
 _model_code: frozenset[Any] | None = None
 
@@ -37,17 +40,7 @@ def _codes() -> frozenset[Any]:
 
         codes = set()
         for cls, names in (
-            (
-                BaseChatModel,
-                (
-                    "_generate_with_cache",
-                    "_agenerate_with_cache",
-                    "stream",
-                    "astream",
-                    "_chat_model_stream_v3",
-                    "_achat_model_stream_v3",
-                ),
-            ),
+            (BaseChatModel, ("_generate_with_cache", "_agenerate_with_cache", "stream", "astream")),
             (BaseLLM, ("_generate_helper", "_agenerate_helper", "stream", "astream")),
         ):
             for name in names:
@@ -68,6 +61,8 @@ def model_call_running() -> bool:
     for _ in range(_MAX_FRAMES):
         if frame is None:
             return False
+        if frame.f_globals.get("__name__") == _CALLBACKS:
+            return False  # a callback LangChain dispatched (from the model's code or not)
         if frame.f_code in codes:
             local = frame.f_locals
             model = local.get("self")

@@ -32,6 +32,9 @@ def observe_chunk(call: Call, chunk: Any) -> bool:
         call.model = chunk.model or None
         # Every chunk names the tier; the first with a model is read.
         call.service_tier = getattr(chunk, "service_tier", None)
+    extra = getattr(chunk, "__pydantic_extra__", None)
+    if extra and not call.web_searches and (extra.get("citations") or extra.get("search_results")):
+        call.web_searches = 1  # a search provider's results (Perplexity's), on its chunks
     usage = chunk.usage
     if usage is not None:
         call.usage = usage
@@ -63,7 +66,7 @@ def _tool_delta(tool_call: Any) -> tuple[Any, ...]:
 
 
 def build(call: Call) -> dict[str, Any]:
-    searched = 0
+    searched = call.web_searches
     if call.stream:
         model, usage, tier = call.model, call.usage, call.service_tier
         output, stop_reason = _accumulate(call.chunks)

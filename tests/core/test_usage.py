@@ -174,3 +174,37 @@ def test_an_input_total_with_the_cache_in_it_leaves_it_out_for_anthropic_only():
     assert input_tokens_for("anthropic", 7, None, None) == 7
     assert input_tokens_for("openai", 130, 100, 20) == 130
     assert input_tokens_for(None, 130, 100, 20) == 130
+
+
+def test_the_usage_blocks_of_several_requests_add_up_by_modality() -> None:
+    # Gemini's automatic function calling: two paid requests for one call, both with audio.
+    from posthog_llm.instrumentation import modality_usage
+
+    first = {
+        "prompt_token_count": 510,
+        "prompt_tokens_details": [
+            {"modality": "TEXT", "token_count": 10},
+            {"modality": "AUDIO", "token_count": 500},
+        ],
+    }
+    second = {
+        "prompt_token_count": 530,
+        "prompt_tokens_details": [
+            {"modality": "AUDIO", "token_count": 500},
+            {"modality": "TEXT", "token_count": 30},
+        ],
+        "traffic_type": "ON_DEMAND",
+    }
+    total = modality_usage(first, None, second)
+    assert total is not None
+    assert total["prompt_token_count"] == 1040
+    assert sorted(total["prompt_tokens_details"], key=lambda d: d["modality"]) == [
+        {"modality": "AUDIO", "token_count": 1000},
+        {"modality": "TEXT", "token_count": 40},
+    ]
+    assert total["traffic_type"] == "ON_DEMAND"
+    text_only = {
+        "prompt_token_count": 5,
+        "prompt_tokens_details": [{"modality": "TEXT", "token_count": 5}],
+    }
+    assert modality_usage(text_only, text_only) is None

@@ -127,6 +127,8 @@ def _drop_in_chat(sync_client: Any, async_client: Any) -> Any:
         def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
             reply = sync_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
             text = reply.choices[0].message.content or ""
+            if run_manager is not None:  # as models that stream inside `_generate` do
+                run_manager.on_llm_new_token(text)
             return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
         async def _agenerate(
@@ -190,11 +192,17 @@ def test_calls_a_callback_makes_inside_the_models_code_are_its_own(
         def on_llm_end(self, *args: Any, **kwargs: Any) -> None:
             openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
+    class Moderator(BaseCallbackHandler):
+        def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
+            openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
     chat = _drop_in_chat(openai_client, async_openai_client)
     for callbacks in ([Judge(), handler], [handler, Judge()]):
         assert "".join(
             str(c.content) for c in chat.stream("Owls?", config={"callbacks": callbacks})
         )
+    # A token the model's own `_generate` dispatches: the moderator's call is its own.
+    chat.invoke("Owls?", config={"callbacks": [Moderator(), handler]})
     generations = [e["properties"] for e in events() if e["event"] == "$ai_generation"]
     frameworks = sorted(g.get("$ai_framework", "") for g in generations)
-    assert frameworks == ["", "", "langchain", "langchain"]
+    assert frameworks == ["", "", "", "langchain", "langchain", "langchain"]

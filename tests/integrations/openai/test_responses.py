@@ -402,3 +402,28 @@ def test_audio_tokens_go_out_in_the_providers_usage_block(client, events, make_c
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
     )
     assert "$ai_usage" not in events("$ai_generation")[-1]
+
+
+def test_a_streamed_search_providers_citations_count_one_web_search(client, events):
+    # Perplexity-style: the search results come on every chunk, streamed or not.
+    def chunk(content: str | None, finish: str | None = None) -> dict:
+        return {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "sonar",
+            "citations": ["https://example.org/owls"],
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
+        }
+
+    def read(llm):
+        stream = llm.chat.completions.create(
+            model="sonar", messages=[{"role": "user", "content": "Owls?"}], stream=True
+        )
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    props = _generation_answered_with(
+        [chunk("Owls "), chunk("eat mice.", "stop")], client, events, read
+    )
+    assert props["$ai_web_search_count"] == 1
+    assert props["$ai_output_choices"] == [{"role": "assistant", "content": "Owls eat mice."}]

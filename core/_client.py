@@ -490,10 +490,20 @@ class Client:
         if host is not None and not isinstance(host, str):
             raise ValueError(f"host must be an http(s) URL string, got {host!r}")
 
+        if db is not None and (api_key or host):
+            raise ValueError(
+                "db= is the local store and api_key=/host= send to PostHog: pass one of them"
+            )
+        explicit_store = db is not None and destination is None
+        # `db=` given is the local store, whatever the environment says of PostHog.
         self.api_key = (
-            api_key.strip() if api_key else _env("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY")
+            api_key.strip()
+            if api_key
+            else None
+            if explicit_store
+            else _env("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY")
         )
-        env_host = _env("POSTHOG_HOST")
+        env_host = None if explicit_store else _env("POSTHOG_HOST")
         if host:
             self.host: str | None = _check_host(host)
         elif env_host:

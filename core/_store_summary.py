@@ -38,6 +38,7 @@ from ._events import (
     SPAN,
     TRACE,
 )
+from ._usage import is_anthropic_model
 
 __all__ = [
     "SUMMARY_VERSION",
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 # Bumped when the summary tables change shape: older stores are rebuilt once.
-SUMMARY_VERSION = 3  # 3: an event's own cost also from its custom prices
+SUMMARY_VERSION = 4  # 3: an event's own cost also from its custom prices; 4: as PostHog prices them
 # Latency histogram bins are powers of this base (±5% around a bin's value).
 LATENCY_BIN_BASE = 1.1
 # A trace's search text and model list stay bounded however many spans it has.
@@ -176,12 +177,21 @@ _MAX_COUNT = 2**53
 def own_cost(props: Any) -> float | None:
     """The cost in USD an event states itself, as PostHog reads it ahead of its price table:
     `$ai_total_cost_usd`; else `$ai_input_cost_usd` + `$ai_output_cost_usd`; else its tokens at
-    its own per-token prices (`$ai_input_token_price`, `$ai_output_token_price`, and the cache
-    read and write prices for those tokens). None when it states none.
+    its own per-token prices, when it gives both `$ai_input_token_price` and
+    `$ai_output_token_price` (cache reads and writes at `$ai_cache_read_token_price` and
+    `$ai_cache_write_token_price`, else at PostHog's share of the input price). None when it
+    states none.
+
+    The input count includes the cached tokens except for Anthropic's models (as PostHog's
+    `$ai_input_tokens` does): they are priced once, at the cache prices.
 
     >>> own_cost({"$ai_input_tokens": 10, "$ai_output_tokens": 2,
     ...           "$ai_input_token_price": 0.1, "$ai_output_token_price": 0.5})
     2.0
+    >>> round(own_cost({"$ai_provider": "openai", "$ai_input_tokens": 100,
+    ...                 "$ai_cache_read_input_tokens": 40, "$ai_output_tokens": 50,
+    ...                 "$ai_input_token_price": 0.001, "$ai_output_token_price": 0.002}), 6)
+    0.18
     """
     total = as_number(props.get(PROP_TOTAL_COST_USD))
     if total is not None:
@@ -189,19 +199,33 @@ def own_cost(props: Any) -> float | None:
     parts = [as_number(props.get(PROP_INPUT_COST_USD)), as_number(props.get(PROP_OUTPUT_COST_USD))]
     if parts[0] is not None or parts[1] is not None:
         return sum(part or 0.0 for part in parts)
-    priced = 0.0
-    found = False
-    for price_key, tokens_key in (
-        (PROP_INPUT_TOKEN_PRICE, PROP_INPUT_TOKENS),
-        (PROP_OUTPUT_TOKEN_PRICE, PROP_OUTPUT_TOKENS),
-        (PROP_CACHE_READ_TOKEN_PRICE, PROP_CACHE_READ_INPUT_TOKENS),
-        (PROP_CACHE_WRITE_TOKEN_PRICE, PROP_CACHE_CREATION_INPUT_TOKENS),
-    ):
-        price = as_number(props.get(price_key))
-        if price is not None:
-            found = True
-            priced += price * (as_count(props.get(tokens_key)) or 0)
-    return priced if found else None
+    input_price = as_number(props.get(PROP_INPUT_TOKEN_PRICE))
+    output_price = as_number(props.get(PROP_OUTPUT_TOKEN_PRICE))
+    if input_price is None or output_price is None:
+        return None  # PostHog prices the event from its table then
+    provider, model = props.get(PROP_PROVIDER), props.get(PROP_MODEL)
+    anthropic = is_anthropic_model(
+        provider if isinstance(provider, str) else None, model if isinstance(model, str) else None
+    )
+    read_share, write_share = _CACHE_SHARES[anthropic]
+    read_price = as_number(props.get(PROP_CACHE_READ_TOKEN_PRICE))
+    write_price = as_number(props.get(PROP_CACHE_WRITE_TOKEN_PRICE))
+    read = as_count(props.get(PROP_CACHE_READ_INPUT_TOKENS)) or 0
+    write = as_count(props.get(PROP_CACHE_CREATION_INPUT_TOKENS)) or 0
+    tokens_in = as_count(props.get(PROP_INPUT_TOKENS)) or 0
+    if not anthropic:
+        tokens_in = max(0, tokens_in - read - write)
+    return (
+        tokens_in * input_price
+        + read * (read_price if read_price is not None else input_price * read_share)
+        + write * (write_price if write_price is not None else input_price * write_share)
+        + (as_count(props.get(PROP_OUTPUT_TOKENS)) or 0) * output_price
+    )
+
+
+# Cache reads and writes as shares of the input price, where an event gives no price of its
+# own for them (PostHog's defaults): Anthropic's, and everyone else's.
+_CACHE_SHARES = {True: (0.1, 1.25), False: (0.5, 1.0)}
 
 
 def is_truthy(value: Any) -> bool:

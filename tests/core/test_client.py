@@ -88,6 +88,20 @@ def test_environment_is_read(monkeypatch):
     client.shutdown(0)
 
 
+def test_a_db_given_is_the_local_store_whatever_the_environment_says(monkeypatch, tmp_path):
+    # `Client(db=...)`, "local store, explicitly": PostHog's settings in the environment (as
+    # `serve` asks to export) sent the events over HTTP and never made the file.
+    monkeypatch.setenv("POSTHOG_API_KEY", "phc_env")
+    monkeypatch.setenv("POSTHOG_HOST", "https://eu.i.posthog.com")
+    client = Client(db=tmp_path / "traces.db")
+    assert isinstance(client.destination, SQLiteDestination)
+    client.capture("e", distinct_id="u")
+    assert client.shutdown(5)
+    assert (tmp_path / "traces.db").exists()
+    with pytest.raises(ValueError, match="db="):
+        Client(db=tmp_path / "x.db", api_key="phc_arg")
+
+
 def test_no_key_no_host_means_local_store_and_says_so_once(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="posthog_llm")
     client = Client(db=tmp_path / "e.db")

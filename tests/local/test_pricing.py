@@ -195,7 +195,16 @@ def test_cost_sent_by_the_user_wins_over_the_estimate(server):
     [
         ({"$ai_input_cost_usd": 4, "$ai_output_cost_usd": 5}, 9.0),
         ({"$ai_input_token_price": 0.1, "$ai_output_token_price": 0.05}, 1.2),
-        ({"$ai_input_token_price": 0.1, "$ai_model": "my-finetune"}, 1.0),
+        # Cache reads are in OpenAI's input count: priced once, at half the input price
+        # when the event gives no cache price (PostHog's rule).
+        (
+            {
+                "$ai_input_token_price": 0.1,
+                "$ai_output_token_price": 0.05,
+                "$ai_cache_read_input_tokens": 4,
+            },
+            1.0,
+        ),
     ],
 )
 def test_custom_costs_and_prices_the_event_states_win_over_the_table(server, own, cost):
@@ -211,6 +220,16 @@ def test_custom_costs_and_prices_the_event_states_win_over_the_table(server, own
     assert trace["cost_usd"] == pytest.approx(cost)
     stats = requests.get(server.url + "/api/stats", timeout=10).json()
     assert sum(m["cost_usd"] or 0 for m in stats["models"]) == pytest.approx(cost)
+
+
+def test_one_price_alone_is_not_a_cost_of_the_events_own(server):
+    # PostHog uses an event's prices only when it gives both the input and the output one.
+    props = {"$ai_trace_id": "half", "$ai_model": "my-finetune", "$ai_input_tokens": 10}
+    props.update({"$ai_output_tokens": 4, "$ai_input_token_price": 0.1})
+    event = {"event": "$ai_generation", "distinct_id": "u", "properties": props}
+    assert requests.post(server.url + "/batch/", json=[event], timeout=10).ok
+    node = requests.get(server.url + "/api/traces/half", timeout=10).json()["nodes"][1]
+    assert (node.get("cost") or {}).get("source") != "event"
 
 
 def test_the_viewer_prices_as_the_estimate_sent_to_posthog(server):

@@ -32,9 +32,8 @@ def observe_chunk(call: Call, chunk: Any) -> bool:
         call.model = chunk.model or None
         # Every chunk names the tier; the first with a model is read.
         call.service_tier = getattr(chunk, "service_tier", None)
-    extra = getattr(chunk, "__pydantic_extra__", None)
-    if extra and not call.web_searches and (extra.get("citations") or extra.get("search_results")):
-        call.web_searches = 1  # a search provider's results (Perplexity's), on its chunks
+    if not call.web_searches and _search_results(chunk):
+        call.web_searches = 1
     usage = chunk.usage
     if usage is not None:
         call.usage = usage
@@ -77,19 +76,17 @@ def build(call: Call) -> dict[str, Any]:
         output, stop_reason = _output(getattr(result, "choices", None))
         tier = getattr(result, "service_tier", None)
         searched = _web_searched(result)
-    counts = normalize_usage(usage)
-    if searched and counts.web_search_count is None:
-        counts = counts._replace(web_search_count=searched)
     return generation(
         call,
         model=model,
         input_of=lambda params: messages_input(params.get("messages")),
         output=output,
-        usage=counts,
+        usage=normalize_usage(usage),
         stop_reason=stop_reason,
         error=call.error_text(),
         service_tier=tier,
         raw_usage=usage,
+        web_searches=searched,
     )
 
 
@@ -97,11 +94,7 @@ def _web_searched(result: Any) -> int:
     """1 when a search model's answer shows a web search (PostHog prices search models' calls
     per search; chat completions give no count): url citations, or a provider's own search
     results (Perplexity's `citations`, `search_results`)."""
-    for name in ("citations", "search_results"):
-        if getattr(result, name, None):
-            return 1
-    extra = getattr(result, "model_extra", None)
-    if isinstance(extra, dict) and (extra.get("citations") or extra.get("search_results")):
+    if _search_results(result):
         return 1
     for choice in getattr(result, "choices", None) or ():
         message = getattr(choice, "message", None)
@@ -109,6 +102,13 @@ def _web_searched(result: Any) -> int:
             if getattr(annotation, "type", None) == "url_citation":
                 return 1
     return 0
+
+
+def _search_results(response: Any) -> bool:
+    """Whether a response or chunk carries a search provider's own results (Perplexity's
+    `citations`, `search_results`: fields the SDK keeps as extras), streamed or not."""
+    extra = getattr(response, "__pydantic_extra__", None)
+    return bool(extra and (extra.get("citations") or extra.get("search_results")))
 
 
 def messages_input(messages: Any) -> list[Any] | None:

@@ -48,8 +48,11 @@ def generation(
     error: str | None,
     service_tier: Any = None,
     raw_usage: Any = None,
+    web_searches: int = 0,
 ) -> dict[str, Any]:
     """`$ai_generation` properties from what chat and responses calls have in common.
+
+    `web_searches`: what the answer shows of web searches, where the usage counts none.
 
     Content is not even built in privacy mode.
     """
@@ -70,7 +73,9 @@ def generation(
         output_tokens=usage.output_tokens,
         cache_read_input_tokens=usage.cache_read_input_tokens,
         reasoning_tokens=usage.reasoning_tokens,
-        web_search_count=usage.web_search_count,
+        web_search_count=usage.web_search_count
+        if usage.web_search_count is not None
+        else web_searches or None,
         usage_by_modality=modality_usage(raw_usage),
         latency=call.latency,
         time_to_first_token=call.ttft,

@@ -69,20 +69,18 @@ def build(call: Call) -> dict[str, Any]:
         text = "".join(piece for piece in call.chunks if type(piece) is str)
         if text:
             output = [{"role": "assistant", "content": text}]
-    raw_usage = getattr(response, "usage", None)
-    usage = normalize_usage(raw_usage)
-    if searches and usage.web_search_count is None:
-        usage = usage._replace(web_search_count=searches)
+    usage = getattr(response, "usage", None)
     return generation(
         call,
         model=getattr(response, "model", None),
         input_of=request_input,
         output=output,
-        usage=usage,
+        usage=normalize_usage(usage),
         stop_reason=stop_reason,
         error=call.error_text() or failure,
         service_tier=getattr(response, "service_tier", None),
-        raw_usage=raw_usage,
+        raw_usage=usage,
+        web_searches=searches,
     )
 
 

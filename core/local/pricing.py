@@ -39,6 +39,7 @@ from .._events import (
     PROP_SERVICE_TIER,
 )
 from .._store_summary import as_count
+from .._usage import is_anthropic_model
 from ._prices_package import package_available, package_label, package_price
 
 __all__ = [
@@ -251,9 +252,10 @@ class PricingTable:
         write_1h = min(cache_write, max(0, int(cache_write_1h_tokens or 0)))
         tokens_out = max(0, int(output_tokens or 0))
         # Anthropic reports cached tokens apart from input_tokens; OpenAI, Google and most
-        # gateways count them inside it. PostHog's $ai_input_tokens follows the same split.
+        # gateways count them inside it. PostHog's $ai_input_tokens follows the same split,
+        # and prices Claude on any host (Bedrock, Vertex) Anthropic's way.
         convention = (provider or price.provider or "").lower()
-        if convention != "anthropic":
+        if not is_anthropic_model(convention, model or name):
             tokens_in = max(0, tokens_in - cache_read)
             cache_write = write_1h = 0
         if _thinking_apart(name, convention):
@@ -404,8 +406,8 @@ def estimate_cost(
 ) -> dict[str, Any] | None:
     """Estimated USD cost of one call, or None for an unknown model or unknown token counts.
 
-    `input_tokens` counts cached tokens too, except for `provider="anthropic"` (Anthropic
-    reports them apart), as in PostHog's `$ai_input_tokens`. `cache_write_1h_tokens` are the
+    `input_tokens` counts cached tokens too, except for `provider="anthropic"` or a Claude
+    model on any host (Anthropic reports them apart), as in PostHog's `$ai_input_tokens`. `cache_write_1h_tokens` are the
     cache writes kept an hour (of `cache_write_tokens`); `reasoning_tokens` are added to the
     output of Gemini models only (the others count them in their output already). Returns
     `{"model", "provider", "input_cost_usd", "output_cost_usd", "total_cost_usd", "as_of",

@@ -8,9 +8,9 @@ the run managers it holds, and the frame it called, which must be the model's ow
 (`_generate`, `_stream`), with no callback dispatch in between: a handler's `on_llm_end` or
 `on_llm_new_token` calling a model, and a cache lookup, are the user's calls. The consumer's
 code between a stream's chunks runs with that frame suspended, off the stack: its own calls are
-reported. A model whose async methods run
-its sync code in an executor thread, and `stream_events(version="v3")`, are reported twice
-still (no frame of LangChain's model code there).
+reported. A model whose async methods run its sync code in an executor thread, and
+`stream_events(version="v3")`, are reported twice still (no frame of LangChain's model code
+there).
 """
 
 from __future__ import annotations

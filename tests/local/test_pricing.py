@@ -106,9 +106,19 @@ def test_cached_tokens_follow_each_providers_convention():
         "claude-3-5-sonnet-20241022", 1000, 0, cache_read_tokens=400, cache_write_tokens=100
     )
     assert anthropic["input_cost_usd"] == pytest.approx((1000 * 3 + 400 * 0.3 + 100 * 3.75) / 1e6)
-    # The event's provider decides: Claude through an OpenAI-compatible gateway counts like OpenAI.
-    gateway = estimate_cost("claude-3-5-sonnet", 1000, 0, cache_read_tokens=400, provider="openai")
-    assert gateway["input_cost_usd"] == pytest.approx((600 * 3 + 400 * 0.3) / 1e6)
+    # The event's provider decides for other models: a gateway's GPT counts like OpenAI.
+    gateway = estimate_cost("gpt-4o", 1000, 0, cache_read_tokens=400, provider="openrouter")
+    assert gateway["input_cost_usd"] == pytest.approx((600 * 2.5 + 400 * 1.25) / 1e6)
+    # Claude on any host is priced Anthropic's way, as PostHog prices it (and as the kernel's
+    # input_tokens_for reports it): the cache reads are not inside the input count.
+    for provider, model in [
+        ("bedrock", "us.anthropic.claude-3-5-sonnet-20241022-v2:0"),
+        ("vertex", "claude-3-5-sonnet-v2@20241022"),
+        ("openai", "claude-3-5-sonnet"),
+    ]:
+        hosted = estimate_cost(model, 1000, 0, cache_read_tokens=400, provider=provider)
+        assert hosted is not None, model
+        assert hosted["input_cost_usd"] == pytest.approx((1000 * 3 + 400 * 0.3) / 1e6), provider
 
 
 def test_user_overrides_by_argument_file_and_environment(tmp_path, monkeypatch):

@@ -47,6 +47,8 @@ def observe_chunk(call: Call, chunk: Any) -> bool:
             call.chunks.append((choice.index, None, None, None, None, choice.finish_reason))
             continue
         content, refusal, tool_calls = delta.content, delta.refusal, delta.tool_calls
+        if not call.web_searches and _cites_urls(delta):
+            call.web_searches = 1
         if tool_calls:
             tool_calls = tuple(_tool_delta(tool_call) for tool_call in tool_calls)
         call.chunks.append(
@@ -102,6 +104,21 @@ def _web_searched(result: Any) -> int:
             if getattr(annotation, "type", None) == "url_citation":
                 return 1
     return 0
+
+
+def _cites_urls(delta: Any) -> bool:
+    """Whether a streamed delta carries url citations (a search model's, as an extra field:
+    the SDK's delta declares none)."""
+    extra = getattr(delta, "__pydantic_extra__", None)
+    if not extra:
+        return False
+    annotations = extra.get("annotations")
+    if not isinstance(annotations, list):
+        return False
+    return any(
+        (a.get("type") if isinstance(a, dict) else getattr(a, "type", None)) == "url_citation"
+        for a in annotations
+    )
 
 
 def _search_results(response: Any) -> bool:

@@ -427,3 +427,46 @@ def test_a_streamed_search_providers_citations_count_one_web_search(client, even
     )
     assert props["$ai_web_search_count"] == 1
     assert props["$ai_output_choices"] == [{"role": "assistant", "content": "Owls eat mice."}]
+
+
+def test_a_search_models_streamed_url_citations_count_one_web_search(client, events):
+    # Search-preview models stream their url citations in a delta of their own.
+    citation = {
+        "type": "url_citation",
+        "url_citation": {"url": "https://example.org/owls", "title": "Owls"},
+    }
+
+    def chunk(delta: dict, finish: str | None = None) -> dict:
+        return {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-4o-search-preview",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    def read(llm):
+        stream = llm.chat.completions.create(
+            model="gpt-4o-search-preview",
+            messages=[{"role": "user", "content": "Owls?"}],
+            stream=True,
+        )
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    props = _generation_answered_with(
+        [chunk({"content": "Owls eat mice."}), chunk({"annotations": [citation]}, "stop")],
+        client,
+        events,
+        read,
+    )
+    assert props["$ai_web_search_count"] == 1
+    assert props["$ai_output_choices"] == [{"role": "assistant", "content": "Owls eat mice."}]
+    # Without citations, no search is counted.
+    from posthog_llm.integrations.openai import OpenAI
+
+    from tests.support.fixed_reply import FixedReply
+
+    plain = [chunk({"content": "Owls eat mice."}), chunk({"annotations": []}, "stop")]
+    with FixedReply(plain) as server:
+        read(OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client))
+    assert "$ai_web_search_count" not in events("$ai_generation")[-1]

@@ -32,6 +32,7 @@ from ._observation import (
     current_observation,
     open_observation,
 )
+from ._serialize import TRUNCATION_MARKER, estimate_size
 from ._snapshot import snapshot
 
 __all__ = ["Span", "span", "observe"]
@@ -636,26 +637,45 @@ def _input_reader(func: Callable[..., Any]) -> Callable[[Any, Any], Any]:
 
 
 class _Collector:
-    """What a generator yielded, up to a size limit; strings are joined."""
+    """What a generator yielded, up to a size limit; strings are joined.
 
-    __slots__ = ("items", "chars", "dropped", "returned")
+    Each item is copied as it is yielded (the generator may change a dict it yields again) and
+    counted by its size, so a long stream of large chunks (audio, files) is not held whole.
+    """
+
+    __slots__ = ("items", "chars", "dropped", "text", "returned")
 
     def __init__(self) -> None:
         self.items: list[Any] = []
         self.chars = 0
         self.dropped = 0
+        self.text = True  # only strings yielded: they are joined
         self.returned: Any = None
 
     def add(self, item: Any) -> None:
-        if self.chars >= MAX_COLLECTED_CHARS or len(self.items) >= MAX_COLLECTED_ITEMS:
+        room = MAX_COLLECTED_CHARS - self.chars
+        if room <= 0 or len(self.items) >= MAX_COLLECTED_ITEMS:
             self.dropped += 1
             return
+        if isinstance(item, str):
+            if len(item) > room:
+                item = item[:room] + TRUNCATION_MARKER
+            self.chars += len(item)
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            self.text = False
+            size = item.nbytes if isinstance(item, memoryview) else len(item)
+            # Kept (copied) while it fits; past that, only its size.
+            item = bytes(item) if size <= room else f"[{size} bytes]"
+            self.chars += len(item)
+        else:
+            self.text = False
+            item = snapshot(item)
+            self.chars += estimate_size({"": item})
         self.items.append(item)
-        self.chars += len(item) if isinstance(item, str) else 64
 
     def value(self) -> Any:
         items: Any = self.items
-        if items and all(isinstance(item, str) for item in items):
+        if items and self.text:
             items = "".join(items)
         if self.dropped:
             marker = f"... [{self.dropped} more items not kept]"

@@ -371,6 +371,55 @@ def test_a_generator_output_is_capped(default: Client, sink: InMemoryDestination
     assert output[-1] == "... [5 more items not kept]"
 
 
+def test_a_generators_output_is_bounded_by_size_and_copied_as_yielded(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    import gc
+    import weakref
+
+    from posthog_llm import _spans
+
+    class Chunk(bytearray):  # a bytes-like chunk the test can watch being let go
+        pass
+
+    alive: list[weakref.ref[Chunk]] = []
+
+    @posthog_llm.observe(name="audio")
+    def audio() -> Iterator[Chunk]:
+        for _ in range(5):
+            chunk = Chunk(b"\x00" * (_spans.MAX_COLLECTED_CHARS // 2 + 1))
+            alive.append(weakref.ref(chunk))
+            yield chunk
+
+    @posthog_llm.observe(name="one_big")
+    def one_big() -> Iterator[str]:
+        yield "x" * (_spans.MAX_COLLECTED_CHARS * 3)
+
+    @posthog_llm.observe(name="progress")
+    def progress() -> Iterator[dict[str, str]]:
+        state = {"text": ""}
+        for token in "abc":
+            state["text"] += token
+            yield state
+
+    assert sum(len(chunk) for chunk in audio()) == 5 * (_spans.MAX_COLLECTED_CHARS // 2 + 1)
+    gc.collect()
+    # The consumer let each chunk go: the span holds none of them (copies within the bound).
+    assert [ref() for ref in alive] == [None] * 5
+    assert list(one_big()) and [dict(s) for s in progress()]
+    events = read(default, sink)
+    chunks = props(events, "audio")["$ai_output_state"]
+    assert len(chunks) == 5
+    assert chunks[1:] == [f"[{_spans.MAX_COLLECTED_CHARS // 2 + 1} bytes]"] * 4
+    text = props(events, "one_big")["$ai_output_state"]
+    assert len(text) < _spans.MAX_COLLECTED_CHARS + 100 and text.startswith("xxx")
+    assert props(events, "progress")["$ai_output_state"] == [
+        {"text": "a"},
+        {"text": "ab"},
+        {"text": "abc"},
+    ]
+
+
 def test_an_int_too_long_for_text_loses_no_event(
     default: Client, sink: InMemoryDestination
 ) -> None:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,5 +237,9 @@ def context(
         try:
             _current.reset(token)
         except ValueError:
-            # Exited in another context (a generator finalised elsewhere): restore by value.
-            _current.set(EMPTY_SCOPE)
+            # Exited in another context (a generator finalised elsewhere). Only a context that
+            # still has this block's scope (a copy of the one it was entered in) gets the scope
+            # from before it back; any other is someone else's request: left as it is.
+            if _current.get() is scope:
+                old = token.old_value
+                _current.set(EMPTY_SCOPE if old is Token.MISSING else old)

@@ -102,3 +102,33 @@ def test_ids_and_names_of_the_wrong_type_are_refused_with_their_name():
     # Read while the user's code runs: what would be refused is left out, the rest kept.
     lenient = lenient_scope(distinct_id=["u1"], session_id="s1", groups={"company": None})
     assert (lenient.distinct_id, lenient.session_id, dict(lenient.groups)) == (None, "s1", {})
+
+
+def test_a_context_left_in_another_context_leaves_that_ones_identity_alone():
+    # A streaming generator with its own identity, stepped in a copied context (a worker
+    # thread's, as Starlette runs sync generators) and finalised later while another request
+    # runs: closing it must not touch the other request's identity.
+    def stream(user: str):
+        with posthog_llm.context(distinct_id=user):
+            yield current_scope().distinct_id
+            yield current_scope().distinct_id
+
+    abandoned = stream("user_a")
+    assert contextvars.copy_context().run(next, abandoned) == "user_a"
+    with posthog_llm.context(distinct_id="user_b", properties={"plan": "pro"}):
+        abandoned.close()
+        assert current_scope().distinct_id == "user_b"
+        assert current_scope().properties == {"plan": "pro"}
+    assert current_scope().distinct_id is None
+
+    # Closed in a copy of the context it was stepped in: that copy gets its scope from before.
+    def outer():
+        with posthog_llm.context(distinct_id="outer"):
+            stepped = stream("inner")
+            assert next(stepped) == "inner"
+            inner = contextvars.copy_context()
+            inner.run(stepped.close)
+            return inner.run(lambda: current_scope().distinct_id)
+
+    # `next` ran in outer's context here, so the block's reset fails in the copy only.
+    assert contextvars.copy_context().run(outer) == "outer"

@@ -254,14 +254,14 @@ def _identity(
 
 def _capture_foreign(
     client: Any, event: str, distinct_id: Any, props: dict[str, Any], groups: Any
-) -> None:
-    """Hand one built event to a posthog-python client."""
+) -> Any:
+    """Hand one built event to a posthog-python client; what its `capture` returns."""
     props = _fit_for_foreign_client(props)
     kwargs: dict[str, Any] = {"distinct_id": distinct_id, "properties": props}
     if groups:
         props["$groups"] = groups
         kwargs["groups"] = groups
-    client.capture(event, **kwargs)
+    return client.capture(event, **kwargs)
 
 
 def _with_posthog_context(scope: Scope) -> Scope:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ._client import Client, get_client
 from ._context import current_scope
-from ._emit import _with_posthog_context, check_client
+from ._emit import _capture_foreign, _with_posthog_context, check_client
 from ._events import (
     FEEDBACK,
     METRIC,
@@ -48,8 +48,11 @@ def _send(event: str, trace_id: str, props: dict[str, Any], distinct_id: Any, ta
     if isinstance(target, Client):
         # Our client applies the context, privacy and the anonymous-id rule (the trace id).
         return target.capture(event, distinct_id=distinct_id, properties=props)
-    # Our context, then posthog-python's own (`identify_context`), as for every other event.
+    # Our context, then posthog-python's own (`identify_context`), as for every other event:
+    # the context's properties beneath the event's own, its groups.
     scope = _with_posthog_context(current_scope())
+    if scope.properties:
+        props = {**scope.properties, **props}
     if scope.privacy_mode or getattr(target, "privacy_mode", False) is True:
         apply_privacy(props)  # posthog-python's client knows nothing of feedback text
     if scope.session_id is not None:
@@ -59,8 +62,9 @@ def _send(event: str, trace_id: str, props: dict[str, Any], distinct_id: Any, ta
     if distinct_id is None:
         distinct_id = trace_id
         props["$process_person_profile"] = False
+    groups = dict(scope.groups) if scope.groups else None
     try:
-        return target.capture(event, distinct_id=str(distinct_id), properties=props)
+        return _capture_foreign(target, event, str(distinct_id), props, groups)
     except Exception:  # the client's own failure is not the caller's: logged, not raised
         log.exception("posthog-llm: the client failed to capture %s", event)
         return None

@@ -178,6 +178,27 @@ def test_feedback_and_metrics_through_posthog_python_take_its_context_identity()
         server.close()
 
 
+def test_feedback_and_metrics_through_posthog_python_carry_our_contexts_properties() -> None:
+    posthog = pytest.importorskip("posthog")
+    server = PostHogSink()
+    ph = posthog.Posthog("phc_test", host=server.host, sync_mode=True)
+    try:
+        with posthog_llm.context(
+            distinct_id="u1", properties={"plan": "pro"}, groups={"company": "acme"}
+        ):
+            posthog_llm.capture_feedback("trace-10", "thanks", client=ph)
+            posthog_llm.capture_metric("trace-10", "score", 1, client=ph)
+        events = server.wait_for(2)
+        assert {e["event"] for e in events} == {"$ai_feedback", "$ai_metric"}
+        for event in events:
+            assert event["distinct_id"] == "u1"
+            assert event["properties"]["plan"] == "pro"
+            assert event["properties"]["$groups"] == {"company": "acme"}
+    finally:
+        ph.shutdown()
+        server.close()
+
+
 def test_a_client_that_fails_to_capture_feedback_does_not_raise_into_the_caller(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -363,7 +363,20 @@ def _silence_stdout() -> None:
         pass
 
 
+def _tolerate_narrow_encodings() -> None:
+    """Trees, arrows and the store's own text printed to a console or file whose encoding lacks
+    them (Windows' cp1252 when output is redirected) come out escaped, not as a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a closed or detached stream: left as it is
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerate_narrow_encodings()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -120,6 +120,24 @@ def test_bad_arguments_give_one_line_and_nonzero_exit(args, needle):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_output_to_a_narrow_encoding_is_escaped_not_a_traceback(db):
+    # Windows writes redirected output in its ANSI code page, which has no tree guides.
+    env = dict(os.environ, PYTHONIOENCODING="cp1252")
+    for args in (["show", "trace-1"], ["events"], ["traces"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "posthog_llm", *args, "--db", db],
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
+        assert result.returncode == 0, (args, result.stderr)
+        assert b"Traceback" not in result.stderr
+        assert b"gpt-4o-mini" in result.stdout or b"RunnableSequence" in result.stdout
+    shown = _cli("show", "trace-1", "--db", db).stdout
+    # With an encoding that has them, the guides are themselves, not escapes.
+    assert "\u2500" in shown and "\\u2500" not in shown
+
+
 def test_unknown_trace_is_a_clean_error(db):
     result = _cli("show", "missing-trace", "--db", db)
     assert (

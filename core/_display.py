@@ -20,6 +20,7 @@ from ._events import (
     PROP_OUTPUT_STATE,
     PROP_OUTPUT_TOKENS,
 )
+from ._store_summary import is_truthy
 
 if TYPE_CHECKING:
     from ._trace_tree import Trace
@@ -67,7 +68,7 @@ def trace_html(trace: Trace) -> str:
         latency = props.get(PROP_LATENCY)
         if isinstance(latency, (int, float)) and not isinstance(latency, bool):
             facts.append(f"{latency * 1000:.1f} ms")
-        if props.get(PROP_IS_ERROR):
+        if is_truthy(props.get(PROP_IS_ERROR)):
             facts.append(
                 f"<b style='color:#c00'>{html.escape(str(props.get(PROP_ERROR) or 'error'))}</b>"
             )

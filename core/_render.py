@@ -33,6 +33,7 @@ from ._events import (
     PROP_TIME_TO_FIRST_TOKEN,
     PROP_TRACE_ID,
 )
+from ._store_summary import is_truthy
 
 if TYPE_CHECKING:
     from ._store import TraceSummary
@@ -116,7 +117,7 @@ def describe_node(node: TraceNode, depth: int = 0) -> str:
     if props.get(PROP_STREAM):
         ttft = _num(props.get(PROP_TIME_TO_FIRST_TOKEN))
         parts.append("stream" + (f" ttft={ttft * 1000:.1f}ms" if ttft is not None else ""))
-    if props.get(PROP_IS_ERROR):
+    if is_truthy(props.get(PROP_IS_ERROR)):
         parts.append(f"ERROR {props.get(PROP_ERROR) or ''}".rstrip())
     return printable("  ".join(parts))
 
@@ -203,7 +204,7 @@ def event_line(event: dict[str, Any]) -> str:
     latency = _num(props.get(PROP_LATENCY))
     if latency is not None:
         parts.append(f"{latency:.3f}s")
-    if props.get(PROP_IS_ERROR):
+    if is_truthy(props.get(PROP_IS_ERROR)):
         parts.append(_cut(f"ERROR {props.get(PROP_ERROR) or ''}".rstrip(), 80))
     if not name.startswith(EVENT_PREFIX):
         extra = {k: v for k, v in props.items() if not str(k).startswith("$")}

@@ -191,6 +191,30 @@ def test_embedding_tokens_and_model_named_generation_render_once(tmp_path):
     assert html.count("gpt-x") == 1 and "posthog-llm-trace" in html
 
 
+def test_an_error_flag_stored_as_text_reads_the_same_everywhere(tmp_path, capsys):
+    from posthog_llm import EventStore
+
+    path = tmp_path / "flags.db"
+    client = Client(db=str(path))
+    for trace_id, flag in (("t-false", "false"), ("t-true", "true")):
+        client.capture(
+            "$ai_generation",
+            distinct_id="u",
+            properties={"$ai_trace_id": trace_id, "$ai_model": "gpt-x", "$ai_is_error": flag},
+        )
+    assert client.shutdown(5)
+    for trace_id, flagged in (("t-false", False), ("t-true", True)):
+        with EventStore(path) as store:
+            trace = store.trace(trace_id)
+            [summary] = [t for t in store.traces() if t.trace_id == trace_id]
+        assert bool(summary.errors) is flagged
+        assert ("ERROR" in trace.to_text()) is flagged
+        assert ("error" in trace._repr_html_().lower()) is flagged
+        assert main(["events", "--db", str(path)]) == 0
+        line = [x for x in capsys.readouterr().out.splitlines() if trace_id in x]
+        assert line and ("ERROR" in line[0]) is flagged
+
+
 def test_the_notebook_html_escapes_every_value_from_the_events(tmp_path):
     from html.parser import HTMLParser
 

@@ -187,8 +187,10 @@ class SQLiteDestination:
     """Writes batches into the local store. Safe with several writing processes."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = os.fspath(path) if path else DEFAULT_DB_PATH
-        self.description = f"local store {self.path}"
+        given = os.fspath(path) if path else DEFAULT_DB_PATH
+        # Fixed now: the store is opened on the worker, after the app may have changed directory.
+        self.path = given if given == ":memory:" else os.path.abspath(given)
+        self.description = f"local store {given}"
         if os.path.isfile(self.path):
             # Another program's database is refused now, not at the first batch (read only:
             # nothing is created before events come).

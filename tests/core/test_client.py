@@ -102,6 +102,20 @@ def test_a_db_given_is_the_local_store_whatever_the_environment_says(monkeypatch
         Client(db=tmp_path / "x.db", api_key="phc_arg")
 
 
+def test_a_relative_store_path_is_where_the_client_was_made(monkeypatch, tmp_path):
+    # The store opens on the worker at the first batch: after the app may have moved on.
+    made, moved = tmp_path / "made", tmp_path / "moved"
+    made.mkdir()
+    moved.mkdir()
+    monkeypatch.chdir(made)
+    client = Client(db="events.db")
+    monkeypatch.chdir(moved)
+    client.capture("$ai_span", distinct_id="u", properties={"$ai_trace_id": "t"})
+    assert client.shutdown(5)
+    assert (made / "events.db").exists() and not (moved / "events.db").exists()
+    assert "local store events.db" in repr(client.destination.description)
+
+
 def test_no_key_no_host_means_local_store_and_says_so_once(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="posthog_llm")
     client = Client(db=tmp_path / "e.db")

@@ -46,6 +46,7 @@ from ._observation import (
     reporting_model_call,
 )
 from ._sender_stats import RateLimitedWarning
+from ._snapshot import snapshot
 
 __all__ = [
     "POSTHOG_ARGUMENTS",
@@ -561,9 +562,10 @@ def begin_call(
         for name in kind.list_arguments:
             value = kwargs.get(name)
             if isinstance(value, list):
-                # The caller may append to the list, or edit a message in it, before the event
-                # is built: the list and its messages as they were sent.
-                params[name] = [dict(item) if type(item) is dict else item for item in value]
+                # The caller may append to the list, or edit a message or a content block in
+                # it (reuse a block dict, move a cache breakpoint), before the event is built on
+                # the worker: the list, its messages and their blocks as they were sent.
+                params[name] = snapshot(value)
         call = TrackedCall(kind, client, tracker, params, scope, provider, trace_id, parent_id)
         call.response_mode = _response_mode(kwargs)
         prepare = kind.prepare

@@ -334,3 +334,25 @@ async def test_async_beta_messages_are_tracked(make_client, events, standin):
     assert streamed["properties"]["$ai_stream"] is True
     for event in (created, streamed, on_vertex):
         assert event["properties"]["$ai_output_choices"][0]["content"][0]["text"] == text
+
+
+def test_the_input_is_the_request_as_sent_whatever_the_caller_changes_after(make_client, events):
+    llm = make_client()
+    # A content block reused for each question, and Anthropic's moving cache breakpoint: set on
+    # the newest turn for one call, removed after it.
+    block = {"type": "text", "text": ""}
+    for question in ("first question", "second question"):
+        block["text"] = question
+        llm.messages.create(
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": [block]}]
+        )
+    cached = {"type": "text", "text": "long doc", "cache_control": {"type": "ephemeral"}}
+    messages = [{"role": "user", "content": [cached]}]
+    llm.messages.create(model=MODEL, max_tokens=10, messages=messages)
+    cached.pop("cache_control")
+    cached["text"] = "changed"
+    first, second, third = (e["properties"] for e in events("$ai_generation"))
+    assert first["$ai_input"][0]["content"][0]["text"] == "first question"
+    assert second["$ai_input"][0]["content"][0]["text"] == "second question"
+    assert third["$ai_input"][0]["content"][0]["text"] == "long doc"
+    assert third["$ai_input"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}

@@ -235,6 +235,7 @@ class TrackedCall:
         "other_choices",
         "web_searches",
         "destination",
+        "unanswered",
         "__weakref__",
     )
 
@@ -275,6 +276,7 @@ class TrackedCall:
         self.reading = False  # inside the SDK's stream iterator right now
         self.pending_request = False  # a stream whose request goes out when first read
         self.done = False
+        self.unanswered = False  # stopped by the caller before any response came
         # A raw-response call: the Stainless header's value ("true"/"raw": `with_raw_response`,
         # "stream": `with_streaming_response`, whose body is the caller's to read).
         self.response_mode: str | None = None
@@ -343,7 +345,10 @@ class TrackedCall:
         try:
             # Cancelled while waiting for the answer: the caller stopped the call, as for a
             # stream cancelled while it is read (`finish`).
-            self.error = None if stopped_by_caller(error) else error
+            if stopped_by_caller(error):
+                self.error, self.unanswered = None, True
+            else:
+                self.error = error
             self.latency = elapsed
             self._emit()
         except Exception as exc:
@@ -483,13 +488,15 @@ class TrackedCall:
         return error_text(self.error, privacy=self.privacy, secrets=self.secrets())
 
     def http_status(self) -> int | None:
-        """200 on success; on error the status the exception carries.
+        """200 on success; on error the status the exception carries; None when the caller
+        stopped the call before any response.
 
         An error in the middle of a stream, or in reading a raw response's body, came after a
         200 response, so 200 stays.
         """
         if self.error is None:
-            return 200
+            # Cancelled while waiting: no response, so no status (nor an error).
+            return None if self.unanswered else 200
         status = http_status_of(self.error)
         if status is None and self.request_latency and (self.stream or self.response_mode):
             return 200

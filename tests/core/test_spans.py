@@ -715,3 +715,5 @@ def test_work_cancelled_by_a_timeout_is_not_an_error_on_any_path(
     for event in sent:
         assert "$ai_is_error" not in event["properties"], event
         assert "$ai_error" not in event["properties"], event
+        # No answer came: no HTTP status (200 would read as an empty successful answer).
+        assert "$ai_http_status" not in event["properties"], event

@@ -126,7 +126,9 @@ class TrackedKind(NamedTuple):
       `with_streaming_response`), makes the SDK's response object report (see
       `track_sdk_response`); False when it is not one it knows or leaves to `unwrap`;
     - `request_on_first_read`: the SDK's stream sends its request when first read (a
-      generator, as google-genai's): one never read made no call and is not reported.
+      generator, as google-genai's): one never read made no call and is not reported;
+    - `answer_of_error(error)`: the answer an error raised after a response carries (an SDK
+      refusing a parsed answer cut at its token limit), reported with the error, else None.
     """
 
     event: str
@@ -139,6 +141,7 @@ class TrackedKind(NamedTuple):
     unwrap: Callable[[Any], Any] | None = None
     start_response: Callable[[Any, TrackedCall], bool] | None = None
     request_on_first_read: bool = False
+    answer_of_error: Callable[[BaseException], Any] | None = None
 
 
 class Tracker:
@@ -349,6 +352,11 @@ class TrackedCall:
                 self.error, self.unanswered = None, True
             else:
                 self.error = error
+                answer_of = self.kind.answer_of_error
+                if answer_of is not None and self.result is None:
+                    # Billed: its model, tokens and output go with the error.
+                    with capture_internal_exceptions():
+                        self.result = answer_of(error)
             self.latency = elapsed
             self._emit()
         except Exception as exc:
@@ -498,7 +506,10 @@ class TrackedCall:
             # Cancelled while waiting: no response, so no status (nor an error).
             return None if self.unanswered else 200
         status = http_status_of(self.error)
-        if status is None and self.request_latency and (self.stream or self.response_mode):
+        if status is None and (
+            self.result is not None
+            or (self.request_latency and (self.stream or self.response_mode))
+        ):
             return 200
         return status
 

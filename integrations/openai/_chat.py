@@ -17,7 +17,7 @@ from ._common import generation, given
 if TYPE_CHECKING:
     from posthog_llm.instrumentation import TrackedCall as Call
 
-__all__ = ["build", "observe_chunk"]
+__all__ = ["answer_of_error", "build", "observe_chunk"]
 
 _MESSAGE_EXTRAS = ("tool_calls", "tool_call_id", "name", "refusal")
 
@@ -90,6 +90,13 @@ def build(call: Call) -> dict[str, Any]:
         raw_usage=usage,
         web_searches=searched,
     )
+
+
+def answer_of_error(error: BaseException) -> Any:
+    """The completion `parse` refused after a 200 (cut at its token limit: the SDK's
+    `LengthFinishReasonError` carries it), else None."""
+    completion = getattr(error, "completion", None)
+    return completion if getattr(completion, "choices", None) is not None else None
 
 
 def _web_searched(result: Any) -> int:

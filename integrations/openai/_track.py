@@ -107,6 +107,7 @@ CHAT = TrackedKind(
     _start_stream,
     prepare=_prepare_chat,
     start_response=_start_response,
+    answer_of_error=_chat.answer_of_error,
 )
 RESPONSES = TrackedKind(
     GENERATION,

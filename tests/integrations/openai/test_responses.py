@@ -470,3 +470,44 @@ def test_a_search_models_streamed_url_citations_count_one_web_search(client, eve
     with FixedReply(plain) as server:
         read(OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client))
     assert "$ai_web_search_count" not in events("$ai_generation")[-1]
+
+
+def test_a_parsed_answer_the_sdk_refuses_after_a_200_keeps_its_facts(client, events):
+    # Cut at its token limit, `parse` raises LengthFinishReasonError: the call was answered
+    # and billed, so its model, tokens, output and stop reason go with the error.
+    class Cat(pydantic.BaseModel):
+        name: str
+        description: str
+
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "length",
+                "message": {"role": "assistant", "content": '{"name": "Tom", "desc'},
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20},
+    }
+
+    def parse(llm):
+        with pytest.raises(openai.LengthFinishReasonError):
+            llm.chat.completions.parse(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "Describe a cat"}],
+                response_format=Cat,
+                max_completion_tokens=8,
+            )
+
+    props = _generation_answered_with(body, client, events, parse)
+    assert props["$ai_is_error"] is True
+    assert "LengthFinishReasonError" in props["$ai_error"]
+    assert props["$ai_http_status"] == 200
+    assert props["$ai_model"] == "gpt-4o-mini-2024-07-18"
+    assert (props["$ai_input_tokens"], props["$ai_output_tokens"]) == (12, 8)
+    assert props["$ai_stop_reason"] == "length"
+    assert props["$ai_output_choices"][0]["content"] == '{"name": "Tom", "desc'

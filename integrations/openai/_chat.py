@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from posthog_llm.instrumentation import (
+    BASE64_PLACEHOLDER,
     function_call,
     normalize_usage,
     plain_item,
@@ -44,19 +45,45 @@ def observe_chunk(call: Call, chunk: Any) -> bool:
     for choice in choices:
         delta = choice.delta
         if delta is None:
-            call.chunks.append((choice.index, None, None, None, None, choice.finish_reason))
+            call.chunks.append((choice.index, None, None, None, None, choice.finish_reason, None))
             continue
         content, refusal, tool_calls = delta.content, delta.refusal, delta.tool_calls
-        if not call.web_searches and _cites_urls(delta):
-            call.web_searches = 1
+        # An audio answer's pieces (`modalities=["text", "audio"]`; older SDKs keep them as
+        # an extra field), a search model's url citations (always an extra field).
+        audio = getattr(delta, "audio", None)
+        extra = getattr(delta, "__pydantic_extra__", None)
+        if extra:
+            if not call.web_searches and _cites_urls(extra.get("annotations")):
+                call.web_searches = 1
+            if audio is None:
+                audio = extra.get("audio")
+        if audio is not None:
+            audio = _audio_delta(audio)
         if tool_calls:
             tool_calls = tuple(_tool_delta(tool_call) for tool_call in tool_calls)
         call.chunks.append(
-            (choice.index, delta.role, content, refusal, tool_calls, choice.finish_reason)
+            (choice.index, delta.role, content, refusal, tool_calls, choice.finish_reason, audio)
         )
-        if call.ttft is None and (content or tool_calls or refusal):
+        if call.ttft is None and (content or tool_calls or refusal or audio):
             call.ttft = call.busy
     return True
+
+
+def _audio_delta(audio: Any) -> tuple[Any, Any]:
+    """(id, transcript piece) of a streamed audio answer's piece (its data is not kept)."""
+    if isinstance(audio, dict):
+        audio_id, transcript = audio.get("id"), audio.get("transcript")
+    else:
+        audio_id, transcript = getattr(audio, "id", None), getattr(audio, "transcript", None)
+    return (audio_id, transcript if isinstance(transcript, str) else None)
+
+
+def _audio_block(audio_id: Any, transcript: Any) -> dict[str, Any]:
+    """An audio answer as a content block: its transcript; the audio itself is left out."""
+    block: dict[str, Any] = {"type": "audio", "transcript": transcript, "data": BASE64_PLACEHOLDER}
+    if audio_id:
+        block["id"] = audio_id
+    return block
 
 
 def _tool_delta(tool_call: Any) -> tuple[Any, ...]:
@@ -113,13 +140,8 @@ def _web_searched(result: Any) -> int:
     return 0
 
 
-def _cites_urls(delta: Any) -> bool:
-    """Whether a streamed delta carries url citations (a search model's, as an extra field:
-    the SDK's delta declares none)."""
-    extra = getattr(delta, "__pydantic_extra__", None)
-    if not extra:
-        return False
-    annotations = extra.get("annotations")
+def _cites_urls(annotations: Any) -> bool:
+    """Whether a streamed delta's annotations hold url citations."""
     if not isinstance(annotations, list):
         return False
     return any(
@@ -175,6 +197,11 @@ def _choice_message(message: Any) -> dict[str, Any] | None:
         item["tool_calls"] = [_tool_call(tc) for tc in message.tool_calls]
     if getattr(message, "refusal", None):
         item["refusal"] = message.refusal
+    audio = getattr(message, "audio", None)
+    if audio is not None:
+        block = _audio_block(getattr(audio, "id", None), getattr(audio, "transcript", None))
+        text = item["content"]
+        item["content"] = [{"type": "text", "text": text}, block] if text else [block]
     return item
 
 
@@ -189,7 +216,7 @@ def _tool_call(tool_call: Any) -> dict[str, Any]:
 def _accumulate(pieces: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], str | None]:
     """Fold the stream's pieces into one message per choice, and the stop reason."""
     states: dict[int, dict[str, Any]] = {}
-    for index, role, content, refusal, tool_calls, finish_reason in pieces:
+    for index, role, content, refusal, tool_calls, finish_reason, audio in pieces:
         state = states.get(index)
         if state is None:
             state = states[index] = {
@@ -198,7 +225,15 @@ def _accumulate(pieces: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], st
                 "refusal": [],
                 "tools": {},
                 "finish": None,
+                "audio": None,
             }
+        if audio is not None:
+            if state["audio"] is None:
+                state["audio"] = [None, []]
+            if audio[0]:
+                state["audio"][0] = audio[0]
+            if audio[1]:
+                state["audio"][1].append(audio[1])
         if role:
             state["role"] = role
         if content:
@@ -221,6 +256,11 @@ def _accumulate(pieces: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], st
             item["tool_calls"] = [state["tools"][i] for i in sorted(state["tools"])]
         if state["refusal"]:
             item["refusal"] = "".join(state["refusal"])
+        if state["audio"] is not None:
+            audio_id, pieces_read = state["audio"]
+            block = _audio_block(audio_id, "".join(pieces_read))
+            text = item["content"]
+            item["content"] = [{"type": "text", "text": text}, block] if text else [block]
         if item["content"] is None and not state["tools"] and not state["refusal"]:
             item["content"] = ""
         output.append(item)

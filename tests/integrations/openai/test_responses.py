@@ -401,7 +401,7 @@ def test_audio_tokens_go_out_in_the_providers_usage_block(client, events, make_c
     make_client().chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
     )
-    assert "$ai_usage" not in events("$ai_generation")[-1]
+    assert "$ai_usage" not in events("$ai_generation")[-1]["properties"]
 
 
 def test_a_streamed_search_providers_citations_count_one_web_search(client, events):
@@ -469,7 +469,7 @@ def test_a_search_models_streamed_url_citations_count_one_web_search(client, eve
     plain = [chunk({"content": "Owls eat mice."}), chunk({"annotations": []}, "stop")]
     with FixedReply(plain) as server:
         read(OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client))
-    assert "$ai_web_search_count" not in events("$ai_generation")[-1]
+    assert "$ai_web_search_count" not in events("$ai_generation")[-1]["properties"]
 
 
 def test_a_parsed_answer_the_sdk_refuses_after_a_200_keeps_its_facts(client, events):
@@ -511,3 +511,64 @@ def test_a_parsed_answer_the_sdk_refuses_after_a_200_keeps_its_facts(client, eve
     assert (props["$ai_input_tokens"], props["$ai_output_tokens"]) == (12, 8)
     assert props["$ai_stop_reason"] == "length"
     assert props["$ai_output_choices"][0]["content"] == '{"name": "Tom", "desc'
+
+
+def test_an_audio_answer_keeps_its_transcript_not_its_audio(client, events):
+    wav = "UklGRg" + "A" * 4000  # base64 audio: never sent to PostHog
+    message = {
+        "role": "assistant",
+        "content": None,
+        "audio": {"id": "audio_1", "data": wav, "expires_at": 1, "transcript": "It is sunny."},
+    }
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-audio-preview",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 30, "total_tokens": 35},
+    }
+
+    def chunk(delta: dict, finish: str | None = None) -> dict:
+        return {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-4o-audio-preview",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    def ask(stream: bool):
+        def call(llm):
+            reply = llm.chat.completions.create(
+                model="gpt-4o-audio-preview",
+                modalities=["text", "audio"],
+                audio={"voice": "alloy", "format": "wav"},
+                messages=[{"role": "user", "content": "Weather?"}],
+                stream=stream,
+            )
+            if stream:
+                list(reply)
+
+        return call
+
+    unstreamed = _generation_answered_with(body, client, events, ask(False))
+    streamed_body = [
+        chunk({"role": "assistant", "audio": {"id": "audio_1", "transcript": "It is "}}),
+        chunk({"audio": {"data": wav[:2000], "transcript": "sunny."}}),
+        chunk({"audio": {"data": wav[2000:]}}, "stop"),
+    ]
+    from posthog_llm.integrations.openai import OpenAI
+
+    from tests.support.fixed_reply import FixedReply
+
+    with FixedReply(streamed_body) as server:
+        ask(True)(OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client))
+    streamed = events("$ai_generation")[-1]["properties"]
+    for props in (unstreamed, streamed):
+        [choice] = props["$ai_output_choices"]
+        [block] = choice["content"]
+        assert block["type"] == "audio" and block["transcript"] == "It is sunny."
+        assert block["id"] == "audio_1"
+        assert wav[:100] not in str(props)
+    assert streamed["$ai_time_to_first_token"] is not None

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["answer_of_error", "build", "observe_chunk"]
 
-_MESSAGE_EXTRAS = ("tool_calls", "tool_call_id", "name", "refusal")
+_MESSAGE_EXTRAS = ("tool_calls", "tool_call_id", "name", "refusal", "function_call")
 
 
 def observe_chunk(call: Call, chunk: Any) -> bool:
@@ -48,6 +48,10 @@ def observe_chunk(call: Call, chunk: Any) -> bool:
             call.chunks.append((choice.index, None, None, None, None, choice.finish_reason, None))
             continue
         content, refusal, tool_calls = delta.content, delta.refusal, delta.tool_calls
+        legacy = getattr(delta, "function_call", None)
+        if legacy is not None and not tool_calls:
+            # The legacy function calling's pieces, read as the one tool call they stand for.
+            tool_calls = (_LegacyCall(legacy),)
         # An audio answer's pieces (`modalities=["text", "audio"]`; older SDKs keep them as
         # an extra field), a search model's url citations (always an extra field).
         audio = getattr(delta, "audio", None)
@@ -84,6 +88,17 @@ def _audio_block(audio_id: Any, transcript: Any) -> dict[str, Any]:
     if audio_id:
         block["id"] = audio_id
     return block
+
+
+class _LegacyCall:
+    """A legacy `function_call` delta in the shape of a tool call's delta (index 0, no id)."""
+
+    __slots__ = ("function",)
+    index = 0
+    id = None
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
 
 
 def _tool_delta(tool_call: Any) -> tuple[Any, ...]:
@@ -197,6 +212,11 @@ def _choice_message(message: Any) -> dict[str, Any] | None:
         item["tool_calls"] = [_tool_call(tc) for tc in message.tool_calls]
     if getattr(message, "refusal", None):
         item["refusal"] = message.refusal
+    legacy = getattr(message, "function_call", None)
+    if legacy is not None and not message.tool_calls:
+        # The legacy function calling (`functions=`), as the tool call it stands for (streamed
+        # too), which PostHog shows.
+        item["tool_calls"] = [function_call(None, legacy.name, legacy.arguments)]
     audio = getattr(message, "audio", None)
     if audio is not None:
         block = _audio_block(getattr(audio, "id", None), getattr(audio, "transcript", None))

@@ -59,6 +59,11 @@ def generation(
     params = call.params
     base_url = call.base_url()
     tools = params.get("tools")
+    if not (given(tools) and tools):
+        # The legacy function calling (`functions=`), as the tools it stands for.
+        functions = params.get("functions")
+        if given(functions) and isinstance(functions, list) and functions:
+            tools = [{"type": "function", "function": function} for function in functions]
     return generation_properties(
         trace_id=call.trace_id,
         parent_id=call.parent_id,

@@ -572,3 +572,67 @@ def test_an_audio_answer_keeps_its_transcript_not_its_audio(client, events):
         assert block["id"] == "audio_1"
         assert wav[:100] not in str(props)
     assert streamed["$ai_time_to_first_token"] is not None
+
+
+def test_legacy_function_calling_reads_as_tools_and_a_tool_call(client, events):
+    functions = [{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "function_call",
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                },
+            }
+        ],
+    }
+
+    def chunk(delta: dict, finish: str | None = None) -> dict:
+        return {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    def ask(stream: bool):
+        def call(llm):
+            reply = llm.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "Weather in Paris?"}],
+                functions=functions,
+                function_call="auto",
+                stream=stream,
+            )
+            if stream:
+                list(reply)
+
+        return call
+
+    unstreamed = _generation_answered_with(body, client, events, ask(False))
+    pieces = [
+        chunk({"role": "assistant", "function_call": {"name": "get_weather", "arguments": ""}}),
+        chunk({"function_call": {"arguments": '{"city": '}}),
+        chunk({"function_call": {"arguments": '"Paris"}'}}, "function_call"),
+    ]
+    from posthog_llm.integrations.openai import OpenAI
+
+    from tests.support.fixed_reply import FixedReply
+
+    with FixedReply(pieces) as server:
+        ask(True)(OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client))
+    streamed = events("$ai_generation")[-1]["properties"]
+    for props in (unstreamed, streamed):
+        assert props["$ai_tools"] == [{"type": "function", "function": functions[0]}]
+        [choice] = props["$ai_output_choices"]
+        [call] = choice["tool_calls"]
+        assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+        assert props["$ai_stop_reason"] == "function_call"

@@ -54,6 +54,12 @@ def observe_event(call: Call, event: Any) -> bool:
             call.chunks.append(getattr(event, "delta", None))
     elif kind in _RESPONSE_EVENTS:
         call.result = getattr(event, "response", None) or call.result
+    elif kind == "response.output_item.done":
+        # A finished output item (a function call the caller may run before the response
+        # completes, and close the stream for): kept for a stream that ends early.
+        item = getattr(event, "item", None)
+        if item is not None:
+            call.chunks.append(item)
     elif kind == "error":
         code = getattr(event, "code", None)
         message = getattr(event, "message", None) or "stream error"
@@ -66,9 +72,7 @@ def build(call: Call) -> dict[str, Any]:
     failure = call.stream_error or _failure(response)
     output, stop_reason, searches = _output(response)
     if not output and call.chunks:
-        text = "".join(piece for piece in call.chunks if type(piece) is str)
-        if text:
-            output = [{"role": "assistant", "content": text}]
+        output, searches = _output_read(call.chunks)
     usage = getattr(response, "usage", None)
     return generation(
         call,
@@ -82,6 +86,41 @@ def build(call: Call) -> dict[str, Any]:
         raw_usage=usage,
         web_searches=searches,
     )
+
+
+class _ItemsRead:
+    """The output items a stream finished before it ended, read as a response's output."""
+
+    __slots__ = ("output",)
+    status = None
+    incomplete_details = None
+
+    def __init__(self, output: list[Any]) -> None:
+        self.output = output
+
+
+def _output_read(pieces: list[Any]) -> tuple[list[dict[str, Any]], int]:
+    """The answer of a stream that ended before its last response (closed early, failed):
+    the items it finished and the text read so far."""
+    items = [piece for piece in pieces if type(piece) is not str and piece is not None]
+    text = "".join(piece for piece in pieces if type(piece) is str)
+    output, _, searches = _output(_ItemsRead(items)) if items else ([], None, 0)
+    if text:
+        if not output:
+            output = [{"role": "assistant", "content": text}]
+        else:
+            # The deltas hold every message's text, the unfinished one's too.
+            message = output[0]
+            content = message["content"]
+            if isinstance(content, list):
+                blocks = [b for b in content if b.get("type") == "text"]
+                if blocks:
+                    blocks[0]["text"] = text
+                else:
+                    content.append({"type": "text", "text": text})
+            else:
+                message["content"] = text
+    return output, searches
 
 
 def request_input(params: dict[str, Any]) -> list[Any] | None:

@@ -400,3 +400,29 @@ def test_a_held_stream_reaches_a_posthog_python_client_before_it_closes(
     assert "after shutdown" not in result.stderr
     (event,) = [e for e in posthog_server.events if e["event"] == "$ai_generation"]
     assert event["properties"]["$ai_stream"] is True
+
+
+def test_a_responses_stream_left_after_a_function_call_keeps_the_call(make_client, events):
+    # The caller runs the tool as soon as its call is whole, without waiting for the response.
+    llm = make_client()
+    tools = [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
+    seen = None
+    with llm.responses.create(
+        model="gpt-4o-mini", input="weather in Paris?", tools=tools, stream=True
+    ) as stream:
+        for event in stream:
+            if event.type == "response.output_item.done" and event.item.type == "function_call":
+                seen = event.item
+                break
+    assert seen is not None
+    [props] = [e["properties"] for e in events("$ai_generation")]
+    [message] = props["$ai_output_choices"]
+    [call] = message["tool_calls"]
+    assert call["id"] == seen.call_id
+    assert call["function"] == {"name": "get_weather", "arguments": seen.arguments}

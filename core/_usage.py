@@ -111,6 +111,7 @@ _CACHE_WRITE = (
     "cacheWriteInputTokenCount",
 )
 _REASONING = ("reasoning_tokens", "thoughts_token_count", "thoughtsTokenCount")
+_TOOL_USE_INPUT = ("tool_use_prompt_token_count", "toolUsePromptTokenCount")
 # (details block, key inside it) read when the flat keys above say nothing.
 _CACHE_READ_DETAILS = (
     ("prompt_tokens_details", "cached_tokens"),
@@ -224,6 +225,12 @@ def _detail(source: Any, paths: tuple[tuple[str, str], ...]) -> int | None:
 def _read(source: Any) -> Usage:
     source = _view(source)
     input_tokens = _first(source, _INPUT)
+    if input_tokens is not None:
+        # Gemini counts what its tools fetched (URL context, search results) apart from the
+        # prompt and bills it as input, as PostHog prices it.
+        tool_use = _first(source, _TOOL_USE_INPUT)
+        if tool_use:
+            input_tokens += tool_use
     output_tokens = _first(source, _OUTPUT)
     cache_read = _first(source, _CACHE_READ)
     if cache_read is None:

@@ -208,3 +208,17 @@ def test_the_usage_blocks_of_several_requests_add_up_by_modality() -> None:
         "prompt_tokens_details": [{"modality": "TEXT", "token_count": 5}],
     }
     assert modality_usage(text_only, text_only) is None
+
+
+def test_gemini_tool_use_prompt_tokens_count_as_input():
+    # URL context and search results are counted apart from the prompt and billed as input.
+    raw = {
+        "prompt_token_count": 120,
+        "tool_use_prompt_token_count": 8000,
+        "candidates_token_count": 30,
+        "total_token_count": 8150,
+    }
+    usage = normalize_usage(raw)
+    assert (usage.input_tokens, usage.output_tokens) == (8120, 30)
+    assert normalize_usage({"promptTokenCount": 5, "toolUsePromptTokenCount": 7}).input_tokens == 12
+    assert normalize_usage({"prompt_token_count": 5}).input_tokens == 5

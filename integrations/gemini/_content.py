@@ -83,15 +83,44 @@ def _part(part: Any) -> dict[str, Any] | None:
         }
     data = _get(part, "inline_data", "inlineData", "file_data", "fileData")
     if data is not None:
-        mime = _get(data, "mime_type", "mimeType") or ""
-        item: dict[str, Any] = {"type": mime.split("/", 1)[0] or "file", "mime_type": mime}
-        uri = _get(data, "file_uri", "fileUri")
-        if uri:
-            item["url"] = uri
-        return item
+        return _file_item(_get(data, "mime_type", "mimeType"), _get(data, "file_uri", "fileUri"))
+    code = _get(part, "executable_code", "executableCode")
+    if code is not None:  # the code-execution tool's code and what running it gave
+        return {
+            "type": "executable_code",
+            "language": _plain(_get(code, "language")),
+            "code": _get(code, "code"),
+        }
+    ran = _get(part, "code_execution_result", "codeExecutionResult")
+    if ran is not None:
+        return {
+            "type": "code_execution_result",
+            "outcome": _plain(_get(ran, "outcome")),
+            "output": _get(ran, "output"),
+        }
+    for name in _OTHER_PARTS:
+        value = _get(part, *name)
+        if value is not None:  # a server-side tool's call or response: its fields, as sent
+            return {"type": name[0], name[0]: _plain(value)}
+    if not isinstance(part, Mapping) and _get(part, "uri") and _get(part, "mime_type"):
+        # An uploaded file (`client.files.upload(...)`) given as a part: sent as its URI.
+        return _file_item(_get(part, "mime_type"), _get(part, "uri"))
     if isinstance(part, Mapping) or hasattr(part, "model_dump"):
         return None
     return {"type": type(part).__name__}  # an image object or file: its kind, not its bytes
+
+
+# Parts of the tools Gemini runs itself, kept by their field's name (snake case first).
+_OTHER_PARTS = (("tool_call", "toolCall"), ("tool_response", "toolResponse"))
+
+
+def _file_item(mime: Any, uri: Any) -> dict[str, Any]:
+    """A file part by its kind, type and URI (never its bytes)."""
+    mime = mime if isinstance(mime, str) else ""
+    item: dict[str, Any] = {"type": mime.split("/", 1)[0] or "file", "mime_type": mime}
+    if uri:
+        item["url"] = uri
+    return item
 
 
 def _content_of(parts: list[dict[str, Any]]) -> Any:

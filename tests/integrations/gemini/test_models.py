@@ -806,3 +806,55 @@ def _generation_answered_with(body, client, events, make_call):
         )
     (props,) = (e["properties"] for e in events("$ai_generation"))
     return props
+
+
+def test_uploaded_files_and_code_execution_parts_are_kept(client, events):
+    from posthog_llm.integrations.gemini import Client as Gemini
+
+    from tests.support.fixed_reply import FixedReply
+
+    parts = [
+        {"text": "Let me compute."},
+        {"executableCode": {"language": "PYTHON", "code": "print(2 + 2)"}},
+        {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "4\n"}},
+        {"text": "The answer is 4."},
+    ]
+    body = {
+        "candidates": [
+            {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 12},
+        "modelVersion": MODEL,
+    }
+    upload = types.File(
+        name="files/abc123",
+        uri="https://example.org/v1beta/files/abc123",
+        mime_type="audio/mpeg",
+    )
+    with FixedReply(body) as server:
+        llm = Gemini(
+            api_key=API_KEY,
+            posthog_client=client,
+            http_options={"base_url": server.base_url, "retry_options": {"attempts": 1}},
+        )
+        llm.models.generate_content(
+            model=MODEL,
+            contents=["Describe this clip, then add 2 and 2", upload],
+            config={"tools": [types.Tool(code_execution=types.ToolCodeExecution())]},
+        )
+    props = only(events("$ai_generation"))
+    [message] = props["$ai_input"]
+    assert message["content"][1] == {
+        "type": "audio",
+        "mime_type": "audio/mpeg",
+        "url": "https://example.org/v1beta/files/abc123",
+    }
+    [answer] = props["$ai_output_choices"]
+    assert [block["type"] for block in answer["content"]] == [
+        "text",
+        "executable_code",
+        "code_execution_result",
+        "text",
+    ]
+    assert answer["content"][1]["code"] == "print(2 + 2)"
+    assert answer["content"][2]["output"] == "4\n"

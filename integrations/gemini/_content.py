@@ -219,7 +219,12 @@ def _function_tool(tool: Callable[..., Any]) -> Any:
 
         declare = getattr(types.FunctionDeclaration, "from_callable_with_api_option", None)
         if declare is not None:
-            return _plain(declare(callable=tool))
+            try:
+                # As the SDK declares it (a JSON schema), and without the warning the SDK
+                # logs for the other parsing, which the user never asked for.
+                return _plain(declare(callable=tool, use_json_schema=True))
+            except TypeError:  # an SDK before `use_json_schema`
+                return _plain(declare(callable=tool))
     except Exception:  # a signature the SDK cannot declare: the fact left out, not the tool
         pass
     return {"name": getattr(tool, "__name__", str(tool)), "description": tool.__doc__}

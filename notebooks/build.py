@@ -667,16 +667,17 @@ EXPLORE = [
         """
         ## 2. Into a DataFrame
 
-        One row per LLM call (`$ai_generation`) or embedding (`$ai_embedding`). The cost is an
-        **estimate** from posthog-llm's bundled, dated pricing table (`estimate_cost`); models it
-        does not know (the fakes) get no cost. PostHog computes its own costs for events sent
-        there.
+        One row per LLM call (`$ai_generation`) or embedding (`$ai_embedding`). The cost is the
+        one the local viewer shows (`event_cost`): what the event states itself, else an
+        **estimate** from posthog-llm's dated pricing table (cache reads and writes, thinking
+        tokens); models it does not know (the fakes) get no cost. PostHog computes its own costs
+        for events sent there.
         """
     ),
     code(
         """
         import pandas as pd
-        from posthog_llm.local.pricing import estimate_cost
+        from posthog_llm.local.pricing import event_cost
 
         with posthog_llm.EventStore(DB) as store:
             events = store.events()
@@ -686,13 +687,7 @@ EXPLORE = [
             if event["event"] not in ("$ai_generation", "$ai_embedding"):
                 continue
             p = event["properties"]
-            cost = estimate_cost(
-                p.get("$ai_model"),
-                p.get("$ai_input_tokens"),
-                p.get("$ai_output_tokens"),
-                p.get("$ai_cache_read_input_tokens"),
-                provider=p.get("$ai_provider"),
-            )
+            cost = event_cost(p)
             rows.append(
                 {
                     "time": pd.Timestamp(event["timestamp"]),
@@ -705,7 +700,7 @@ EXPLORE = [
                     "input_tokens": p.get("$ai_input_tokens") or 0,
                     "output_tokens": p.get("$ai_output_tokens") or 0,
                     "cost_usd": cost["total_cost_usd"] if cost else None,
-                    "error": bool(p.get("$ai_is_error")),
+                    "error": p.get("$ai_is_error") in (True, 1, "true"),
                 }
             )
         calls = pd.DataFrame(rows)

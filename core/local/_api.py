@@ -42,12 +42,11 @@ from .._store_summary import (
     as_number,
     is_truthy,
     latency_bin_value,
-    own_cost,
 )
 from .._version import __version__
 from ..destinations.sqlite import connect
 from ._ingest import BadRequest, iso, parse_timestamp
-from .pricing import PricingTable
+from .pricing import PricingTable, event_cost
 
 __all__ = ["Reader", "answer"]
 
@@ -154,13 +153,7 @@ class Reader:
         """The cost the event states itself (`own_cost`: its total, its input and output costs,
         or its tokens at its own prices, as PostHog reads them), else the table's estimate
         (`PricingTable.estimate_event`: what `Client(send_estimated_cost=True)` sends)."""
-        total = own_cost(props)
-        if total is not None:
-            return {"total_cost_usd": total, "source": "event"}
-        estimate = self.pricing.estimate_event(props)
-        if estimate is not None:
-            estimate["source"] = "estimate"
-        return estimate
+        return event_cost(props, self.pricing)
 
     def _usage_cost(self, row: _Usage) -> float | None:
         cost = self.cost(dict(zip(_COST_PROPS, row[3 : 3 + len(_COST_PROPS)])))

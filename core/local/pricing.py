@@ -38,7 +38,7 @@ from .._events import (
     PROP_REASONING_TOKENS,
     PROP_SERVICE_TIER,
 )
-from .._store_summary import as_count
+from .._store_summary import as_count, own_cost
 from .._usage import is_anthropic_model
 from ._prices_package import package_available, package_label, package_price
 
@@ -49,6 +49,7 @@ __all__ = [
     "load_pricing",
     "default_pricing",
     "estimate_cost",
+    "event_cost",
     "PRICING_ENV",
 ]
 
@@ -435,3 +436,33 @@ def estimate_cost(
         cache_write_1h_tokens=cache_write_1h_tokens,
         reasoning_tokens=reasoning_tokens,
     )
+
+
+def event_cost(
+    properties: Mapping[str, Any], pricing: PricingSource | None = None
+) -> dict[str, Any] | None:
+    """The cost of one stored `$ai_generation` or `$ai_embedding`, as the viewer shows it: the
+    cost the event states itself (its total, its input and output costs, or its tokens at its
+    own prices, as PostHog reads them), else the table's estimate (cache writes, Gemini's
+    thinking tokens and the served tier included); None when neither is known.
+
+    `{"total_cost_usd", "source": "event"}`, or the estimate's fields with `"source": "estimate"`.
+
+    >>> event_cost({"$ai_total_cost_usd": 0.25})
+    {'total_cost_usd': 0.25, 'source': 'event'}
+    >>> event_cost({"$ai_model": "gpt-4o", "$ai_input_tokens": 1_000_000})["total_cost_usd"]
+    2.5
+    """
+    total = own_cost(properties)
+    if total is not None:
+        return {"total_cost_usd": total, "source": "event"}
+    if pricing is None:
+        table = default_pricing()
+    elif isinstance(pricing, PricingTable):
+        table = pricing
+    else:
+        table = load_pricing(pricing)
+    estimate = table.estimate_event(properties)
+    if estimate is not None:
+        estimate["source"] = "estimate"
+    return estimate

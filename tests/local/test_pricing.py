@@ -443,3 +443,32 @@ def test_where_a_price_came_from_is_in_the_api(server):
     assert node["cost"]["source"] == "estimate" and node["cost"]["price_source"]
     listed = requests.get(server.url + "/api/traces", timeout=10).json()
     assert listed["pricing_source"] == info["pricing_source"]
+
+
+def test_event_cost_is_the_viewers_cost_of_a_stored_event(db_path):
+    # What the notebooks price an event at is what the viewer shows for it: the event's own
+    # cost first, else the estimate with cache writes and Gemini's thinking tokens.
+    from posthog_llm.local._api import Reader
+    from posthog_llm.local.pricing import default_pricing, event_cost
+
+    viewer = Reader(db_path, default_pricing())
+    claude = {
+        "$ai_model": "claude-3-5-sonnet-20241022",
+        "$ai_provider": "anthropic",
+        "$ai_input_tokens": 100,
+        "$ai_output_tokens": 10,
+        "$ai_cache_creation_input_tokens": 100_000,
+    }
+    gemini = {
+        "$ai_model": "gemini-2.5-flash",
+        "$ai_provider": "gemini",
+        "$ai_input_tokens": 100,
+        "$ai_output_tokens": 10,
+        "$ai_reasoning_tokens": 1000,
+    }
+    stated = {**claude, "$ai_total_cost_usd": 0.5}
+    for props in (claude, gemini, stated):
+        assert event_cost(props) == viewer.cost(props)
+    assert event_cost(claude)["total_cost_usd"] > 100_000 * 3 / 1e6  # the writes are priced
+    assert event_cost(stated) == {"total_cost_usd": 0.5, "source": "event"}
+    assert event_cost({"$ai_model": "my-local-llama", "$ai_input_tokens": 5}) is None

@@ -43,7 +43,17 @@ GENERATION_KIND = "generation"
 EMBEDDING_KIND = "embedding"
 SPAN_KIND = "span"
 
-_GENERATION_OPS = frozenset({"chat", "text_completion", "completion", "generate_content"})
+# Semantic Kernel's model diagnostics name their operations `chat.completions`,
+# `chat.streaming_completions`, `text.completions` and `text.streaming_completions`.
+_STREAMING_OPS = frozenset({"chat.streaming_completions", "text.streaming_completions"})
+_GENERATION_OPS = _STREAMING_OPS | {
+    "chat",
+    "text_completion",
+    "completion",
+    "generate_content",
+    "chat.completions",
+    "text.completions",
+}
 _EMBEDDING_OPS = frozenset({"embeddings", "embedding"})
 _SPAN_TYPES = {
     "execute_tool": "tool",
@@ -256,6 +266,8 @@ def _base_url(attrs: Mapping[str, Any]) -> str | None:
     host = attrs.get("server.address")
     if not isinstance(host, str) or not host:
         return None
+    if host.startswith(("https://", "http://")):  # Semantic Kernel puts its service's URL here
+        return host.rstrip("/")
     port = whole_number(attrs.get("server.port"))
     loopback = host in ("localhost", "127.0.0.1", "::1")
     scheme = "http" if loopback or port == 80 else "https"
@@ -439,10 +451,16 @@ def _stop_reason(rec: SpanRecord, output_messages: Any) -> str | None:
     if isinstance(reasons, str) and reasons:
         return reasons
     value = _first(
-        attrs, "ai.response.finishReason", "llm.finish_reason", "anthropic.message.stop_reason"
+        attrs,
+        "gen_ai.response.finish_reason",  # Semantic Kernel's, one reason
+        "ai.response.finishReason",
+        "llm.finish_reason",
+        "anthropic.message.stop_reason",
     )
     if value is not None:
-        return str(value)
+        # Semantic Kernel writes its enum member ("FinishReason.STOP"): the reason is its value.
+        text = str(value)
+        return text[len("FinishReason.") :].lower() if text.startswith("FinishReason.") else text
     if isinstance(output_messages, dict):
         output_messages = [output_messages]
     if isinstance(output_messages, list) and output_messages:
@@ -469,6 +487,8 @@ def _stream(rec: SpanRecord, invocation: Any) -> tuple[bool | None, float | None
     token event (its time after the span's start)."""
     attrs = rec.attributes
     stream = _first(attrs, "gen_ai.is_streaming", "gen_ai.request.stream")
+    if stream is None and attrs.get("gen_ai.operation.name") in _STREAMING_OPS:
+        stream = True
     if stream is None and isinstance(invocation, dict) and invocation.get("stream") is True:
         # Only true counts: LangChain states its model's `stream=False` setting even for a
         # call made with `.stream()`.

@@ -486,7 +486,7 @@ def _stream(rec: SpanRecord, invocation: Any) -> tuple[bool | None, float | None
     `gen_ai.response.time_to_first_chunk`, OpenInference's invocation parameters and its first
     token event (its time after the span's start)."""
     attrs = rec.attributes
-    stream = _first(attrs, "gen_ai.is_streaming", "gen_ai.request.stream")
+    stream = _first(attrs, "gen_ai.is_streaming", "llm.is_streaming", "gen_ai.request.stream")
     if stream is None and attrs.get("gen_ai.operation.name") in _STREAMING_OPS:
         stream = True
     if stream is None and isinstance(invocation, dict) and invocation.get("stream") is True:
@@ -694,7 +694,11 @@ def _flat_message(message: Mapping[str, Any], role: str) -> dict[str, Any]:
     """An indexed message (`gen_ai.prompt.N.*`, as OpenLLMetry writes them): role and content,
     with its `tool_calls.M.{id,name,arguments}` as the message's tool calls and the
     `tool_call_id` a tool result answers."""
-    out: dict[str, Any] = {"role": message.get("role") or role, "content": message.get("content")}
+    content = message.get("content")
+    if content is None and "user" in message:
+        # OpenLLMetry's legacy completions write their prompt as `gen_ai.prompt.0.user`.
+        role, content = "user", message["user"]
+    out: dict[str, Any] = {"role": message.get("role") or role, "content": content}
     calls = [
         function_call(call.get("id"), call.get("name"), call.get("arguments"))
         for call in _indexed(message, "tool_calls.")
@@ -785,10 +789,14 @@ def _output(rec: SpanRecord, output_messages: Any) -> Any:
 
 def _embedding_texts(attrs: Mapping[str, Any]) -> list[Any]:
     """What an embedding span embedded: OpenInference's `embedding.embeddings.N.embedding.text`,
-    else the messages OpenLLMetry puts in `gen_ai.input.messages` (one per text)."""
+    else OpenLLMetry's `gen_ai.prompt.N.content` (one per text; what its instrumentations of
+    the OpenAI and other SDKs write) or the messages its newest releases put in
+    `gen_ai.input.messages` (one per text)."""
     texts = [t.get("embedding.text") for t in _indexed(attrs, "embedding.embeddings.")]
     if texts:
         return texts
+    if "gen_ai.prompt.0.content" in attrs:  # one lookup before scanning every key
+        return [p.get("content") for p in _indexed(attrs, "gen_ai.prompt.")]
     messages = _messages(attrs.get("gen_ai.input.messages"), "user")
     return [m.get("content") for m in messages] if messages else []
 
@@ -928,10 +936,11 @@ def span_event(
             **common,
         )
     if kind == EMBEDDING_KIND:
-        # In privacy mode only OpenInference's texts are counted (its keys say how many);
+        # In privacy mode only indexed texts are counted (their keys say how many);
         # OpenLLMetry's JSON messages are content, not read there.
         if privacy:
             texts = [t.get("embedding.text") for t in _indexed(attrs, "embedding.embeddings.")]
+            texts = texts or [p.get("content") for p in _indexed(attrs, "gen_ai.prompt.")]
         else:
             texts = _embedding_texts(attrs)
         return EMBEDDING, embedding_properties(

@@ -42,3 +42,68 @@ def test_semantic_kernel_model_calls_are_generations(tracer, events, operation, 
     assert generation.get("$ai_stream") is stream
     assert generation["$ai_stop_reason"] == "stop"
     assert generation["$ai_base_url"] == "https://api.openai.com/v1"
+
+
+def test_openllmetry_embedding_texts_legacy_prompts_and_streaming(tracer, events):
+    with tracer.start_as_current_span(
+        "rag.workflow", attributes={"traceloop.span.kind": "workflow"}
+    ):
+        with tracer.start_as_current_span(
+            "openai.embeddings",
+            attributes={
+                "llm.request.type": "embedding",
+                "gen_ai.system": "openai",
+                "gen_ai.request.model": "text-embedding-3-small",
+                "gen_ai.prompt.0.content": "hello",
+                "gen_ai.prompt.1.content": "world",
+                "gen_ai.usage.prompt_tokens": 2,
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "openai.chat",
+            attributes={
+                "llm.request.type": "chat",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "llm.is_streaming": True,
+                "gen_ai.prompt.0.role": "user",
+                "gen_ai.prompt.0.content": "hi",
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "openai.completion",
+            attributes={
+                "llm.request.type": "completion",
+                "gen_ai.request.model": "gpt-3.5-turbo-instruct",
+                "gen_ai.prompt.0.user": "Say this is a test",
+                "gen_ai.completion.0.content": "This is a test",
+            },
+        ):
+            pass
+    (embedding,) = [e["properties"] for e in events("$ai_embedding")]
+    assert embedding["$ai_input"] == ["hello", "world"]
+    assert embedding["$ai_embedding_input_count"] == 2
+    chat, completion = sorted(
+        (e["properties"] for e in events("$ai_generation")), key=lambda p: p["$ai_span_name"]
+    )
+    assert chat["$ai_stream"] is True
+    assert completion["$ai_input"] == [{"role": "user", "content": "Say this is a test"}]
+    assert completion["$ai_output_choices"] == [{"role": "assistant", "content": "This is a test"}]
+
+
+def test_openllmetry_embedding_texts_are_counted_in_privacy_mode(tracer, events):
+    with tracer.start_as_current_span(
+        "openai.embeddings",
+        attributes={
+            "llm.request.type": "embedding",
+            "gen_ai.request.model": "text-embedding-3-small",
+            "gen_ai.prompt.0.content": "hello",
+            "gen_ai.prompt.1.content": "world",
+            "posthog.privacy_mode": True,
+        },
+    ):
+        pass
+    (embedding,) = [e["properties"] for e in events("$ai_embedding")]
+    assert embedding.get("$ai_input") is None
+    assert embedding["$ai_embedding_input_count"] == 2

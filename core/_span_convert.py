@@ -472,8 +472,10 @@ def _stop_reason(rec: SpanRecord, output_messages: Any) -> str | None:
             if choice.get("finish_reason"):
                 return str(choice["finish_reason"])
     for event in rec.events:
-        if event.name == "gen_ai.choice" and event.attributes.get("finish_reason"):
-            return str(event.attributes["finish_reason"])
+        if event.name == "gen_ai.choice":
+            reason = _event_attributes(event).get("finish_reason")
+            if reason:
+                return str(reason)
     return None
 
 
@@ -711,6 +713,16 @@ def _flat_message(message: Mapping[str, Any], role: str) -> dict[str, Any]:
     return out
 
 
+def _event_attributes(event: Any) -> Mapping[str, Any]:
+    """A span event's attributes, with those in its `gen_ai.event.content` (the Azure AI
+    Inference and Agents SDKs put a message event's whole body there, as a JSON object)."""
+    attributes: Mapping[str, Any] = event.attributes
+    body = _json(attributes.get("gen_ai.event.content"))
+    if isinstance(body, dict):
+        return {**attributes, **body}
+    return attributes
+
+
 def _event_message(attributes: Mapping[str, Any], role: str) -> dict[str, Any]:
     """A message from a `gen_ai.*.message` span event: content, its `tool_calls` (JSON text or
     a list) and, for a tool result, the call it answers (`id`)."""
@@ -722,6 +734,16 @@ def _event_message(attributes: Mapping[str, Any], role: str) -> dict[str, Any]:
     if role == "tool" and answers is not None:
         out["tool_call_id"] = answers
     return out
+
+
+def _event_messages(rec: SpanRecord) -> list[dict[str, Any]]:
+    """The messages of the span's `gen_ai.*.message` events, in order."""
+    return [
+        _event_message(attributes, attributes.get("role") or _EVENT_ROLES[e.name])
+        for e in rec.events
+        if e.name in _EVENT_ROLES
+        for attributes in (_event_attributes(e),)
+    ]
 
 
 def _input(rec: SpanRecord) -> Any:
@@ -736,11 +758,7 @@ def _input(rec: SpanRecord) -> Any:
     indexed = _indexed(attrs, "gen_ai.prompt.")
     if indexed:
         return [_flat_message(m, "user") for m in indexed]
-    from_events = [
-        _event_message(e.attributes, e.attributes.get("role") or _EVENT_ROLES[e.name])
-        for e in rec.events
-        if e.name in _EVENT_ROLES
-    ]
+    from_events = _event_messages(rec)
     if from_events:
         return from_events
     for event in rec.events:
@@ -768,11 +786,9 @@ def _output(rec: SpanRecord, output_messages: Any) -> Any:
     choices = []
     for event in rec.events:
         if event.name == "gen_ai.choice":
-            message = _json(event.attributes.get("message"))
-            if isinstance(message, dict):
-                choices.append({"role": message.get("role") or "assistant", **message})
-            elif "content" in event.attributes:
-                choices.append({"role": "assistant", "content": event.attributes["content"]})
+            choice = _choice(_event_attributes(event))
+            if choice is not None:
+                choices.append(choice)
         elif event.name == "gen_ai.content.completion" and "gen_ai.completion" in event.attributes:
             return _json(event.attributes["gen_ai.completion"])
     if choices:
@@ -785,6 +801,17 @@ def _output(rec: SpanRecord, output_messages: Any) -> Any:
         return [{"role": "assistant", "content": _json(text)}]
     value = attrs.get("output.value")
     return None if value is None else [{"role": "assistant", "content": _json(value)}]
+
+
+def _choice(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The answer in a `gen_ai.choice` event: its `message` object, else its `content`; None
+    without either."""
+    message = _json(attributes.get("message"))
+    if isinstance(message, dict):
+        return {"role": message.get("role") or "assistant", **message}
+    if "content" in attributes:
+        return {"role": "assistant", "content": attributes["content"]}
+    return None
 
 
 def _embedding_texts(attrs: Mapping[str, Any]) -> list[Any]:

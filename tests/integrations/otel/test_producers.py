@@ -3,6 +3,8 @@ Strands, the Vercel AI SDK), built with the real OpenTelemetry SDK."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 # Semantic Kernel's model diagnostics: one span per model call, named by its own operations.
@@ -107,3 +109,33 @@ def test_openllmetry_embedding_texts_are_counted_in_privacy_mode(tracer, events)
     (embedding,) = [e["properties"] for e in events("$ai_embedding")]
     assert embedding.get("$ai_input") is None
     assert embedding["$ai_embedding_input_count"] == 2
+
+
+def test_azure_message_events_carry_their_content_in_gen_ai_event_content(tracer, events):
+    with tracer.start_as_current_span(
+        "chat gpt-4o",
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": "az.ai.inference",
+            "gen_ai.request.model": "gpt-4o",
+        },
+    ) as span:
+        for name, body in (
+            ("gen_ai.system.message", {"role": "system", "content": "be nice"}),
+            ("gen_ai.user.message", {"role": "user", "content": "hi"}),
+            (
+                "gen_ai.choice",
+                {"message": {"content": "hello"}, "finish_reason": "stop", "index": 0},
+            ),
+        ):
+            span.add_event(
+                name,
+                {"gen_ai.system": "az.ai.inference", "gen_ai.event.content": json.dumps(body)},
+            )
+    (generation,) = [e["properties"] for e in events("$ai_generation")]
+    assert generation["$ai_input"] == [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "hi"},
+    ]
+    assert generation["$ai_output_choices"] == [{"role": "assistant", "content": "hello"}]
+    assert generation["$ai_stop_reason"] == "stop"

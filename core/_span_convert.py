@@ -601,7 +601,10 @@ def _parts_message(message: Mapping[str, Any]) -> dict[str, Any]:
         elif kind == "tool_call":
             calls.append(function_call(part.get("id"), part.get("name"), part.get("arguments")))
         elif kind == "tool_call_response":
-            result = {"type": "tool_result", "id": part.get("id"), "content": part.get("response")}
+            # PydanticAI names the tool's answer `result`, the conventions `response`.
+            response = part.get("response")
+            response = part.get("result") if response is None else response
+            result = {"type": "tool_result", "id": part.get("id"), "content": response}
             results.append(result)
             content.append(result)
         else:
@@ -852,6 +855,7 @@ def _output_state(attrs: Mapping[str, Any]) -> Any:
         "traceloop.entity.output",
         "gen_ai.output.messages",
         "ai.response.text",
+        "final_result",  # PydanticAI's agent run
     )
     if state is None and "retrieval.documents.0.document.content" in attrs:
         return _retrieved(attrs)

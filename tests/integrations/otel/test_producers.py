@@ -139,3 +139,47 @@ def test_azure_message_events_carry_their_content_in_gen_ai_event_content(tracer
     ]
     assert generation["$ai_output_choices"] == [{"role": "assistant", "content": "hello"}]
     assert generation["$ai_stop_reason"] == "stop"
+
+
+def test_pydanticai_tool_results_and_the_agent_runs_final_result(tracer, events):
+    with tracer.start_as_current_span(
+        "agent run",
+        attributes={
+            "gen_ai.agent.name": "weather_agent",
+            "logfire.msg": "weather_agent run",
+            "final_result": '{"get_weather":"sunny in a"}',
+        },
+    ):
+        with tracer.start_as_current_span(
+            "chat test",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "test",
+                "gen_ai.input.messages": json.dumps(
+                    [
+                        {
+                            "role": "user",
+                            "parts": [
+                                {
+                                    "type": "tool_call_response",
+                                    "id": "pyd_ai_tool_call_id__get_weather",
+                                    "name": "get_weather",
+                                    "result": "sunny in a",
+                                }
+                            ],
+                        }
+                    ]
+                ),
+            },
+        ):
+            pass
+    (generation,) = [e["properties"] for e in events("$ai_generation")]
+    assert generation["$ai_input"] == [
+        {
+            "role": "tool",
+            "content": "sunny in a",
+            "tool_call_id": "pyd_ai_tool_call_id__get_weather",
+        }
+    ]
+    (trace,) = [e["properties"] for e in events("$ai_trace")]
+    assert trace["$ai_output_state"] == {"get_weather": "sunny in a"}

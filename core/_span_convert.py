@@ -729,7 +729,10 @@ def _event_attributes(event: Any) -> Mapping[str, Any]:
 def _event_message(attributes: Mapping[str, Any], role: str) -> dict[str, Any]:
     """A message from a `gen_ai.*.message` span event: content, its `tool_calls` (JSON text or
     a list) and, for a tool result, the call it answers (`id`)."""
-    out: dict[str, Any] = {"role": role, "content": _json(attributes.get("content"))}
+    content = _json(attributes.get("content"))
+    out: dict[str, Any] = {"role": role, "content": content}
+    if _is_blocks(content) and role != "tool":  # a tool's input is its own
+        out = _blocks_message(content, role)
     calls = _json(attributes.get("tool_calls"))
     if isinstance(calls, list) and calls:
         out["tool_calls"] = [_json(c) if isinstance(c, str) else c for c in calls]
@@ -807,14 +810,49 @@ def _output(rec: SpanRecord, output_messages: Any) -> Any:
 
 
 def _choice(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The answer in a `gen_ai.choice` event: its `message` object, else its `content`; None
-    without either."""
+    """The answer in a `gen_ai.choice` event: its `message` (an object, or Strands' list of
+    content blocks), else its `content`; None without either."""
     message = _json(attributes.get("message"))
     if isinstance(message, dict):
         return {"role": message.get("role") or "assistant", **message}
+    if _is_blocks(message):
+        return _blocks_message(message, "assistant")
+    if message is not None:
+        return {"role": "assistant", "content": message}
     if "content" in attributes:
         return {"role": "assistant", "content": attributes["content"]}
     return None
+
+
+def _is_blocks(value: Any) -> bool:
+    """Strands' content blocks: a list of objects keyed by their kind (`{"text": ...}`), unlike
+    the conventions' parts, which say their `type`."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(b, dict) and "type" not in b for b in value)
+    )
+
+
+def _blocks_message(blocks: list[Any], role: str) -> dict[str, Any]:
+    """A message from Strands' content blocks (`{"text"}`, `{"toolUse": {toolUseId, name,
+    input}}`, ...): its texts joined, its tool uses as tool calls; other blocks kept as they are,
+    as the content, when the message is not all text."""
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    others: list[Any] = []
+    for block in blocks:
+        use = block.get("toolUse") if isinstance(block, dict) else None
+        if isinstance(block, dict) and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif isinstance(use, dict):
+            calls.append(function_call(use.get("toolUseId"), use.get("name"), use.get("input")))
+        else:
+            others.append(block)
+    out: dict[str, Any] = {"role": role, "content": blocks if others else "".join(texts) or None}
+    if calls:
+        out["tool_calls"] = calls
+    return out
 
 
 def _embedding_texts(attrs: Mapping[str, Any]) -> list[Any]:
@@ -836,18 +874,22 @@ def _state(attrs: Mapping[str, Any], *keys: str) -> Any:
     return None if value is None else _json(value)
 
 
-def _input_state(attrs: Mapping[str, Any]) -> Any:
-    return _state(
-        attrs,
+def _input_state(rec: SpanRecord) -> Any:
+    state = _state(
+        rec.attributes,
         "gen_ai.tool.call.arguments",
         "input.value",
         "traceloop.entity.input",
         "gen_ai.input.messages",
         "ai.prompt",
     )
+    if state is None and rec.events:
+        return _event_input_state(rec)
+    return state
 
 
-def _output_state(attrs: Mapping[str, Any]) -> Any:
+def _output_state(rec: SpanRecord) -> Any:
+    attrs = rec.attributes
     state = _state(
         attrs,
         "gen_ai.tool.call.result",
@@ -859,7 +901,31 @@ def _output_state(attrs: Mapping[str, Any]) -> Any:
     )
     if state is None and "retrieval.documents.0.document.content" in attrs:
         return _retrieved(attrs)
+    if state is None and rec.events:
+        return _event_output_state(rec)
     return state
+
+
+def _event_input_state(rec: SpanRecord) -> Any:
+    """A step's input from its message events (Strands records a tool's arguments as a
+    `gen_ai.tool.message`, an agent's prompt as `gen_ai.user.message`): one message's content,
+    or the messages."""
+    messages = _event_messages(rec)
+    if len(messages) == 1:
+        return messages[0].get("content")
+    return messages or None
+
+
+def _event_output_state(rec: SpanRecord) -> Any:
+    """A step's output from its last `gen_ai.choice` event (Strands': a tool's result, an
+    agent's answer): the answer's content, or the answer when it holds tool calls."""
+    for event in reversed(rec.events):
+        if event.name == "gen_ai.choice":
+            choice = _choice(_event_attributes(event))
+            if choice is None:
+                return None
+            return choice if choice.get("tool_calls") else choice.get("content")
+    return None
 
 
 def _retrieved(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -906,12 +972,16 @@ _DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 
 
 def _with_details(rec: SpanRecord) -> SpanRecord:
-    """`rec` with the attributes of its operation-details event under its own (the span's own
-    values win)."""
+    """`rec` with the attributes of its operation-details events under its own (the span's own
+    values win). Strands writes two, the input when the call starts and the output when it ends:
+    every one is read."""
+    details: dict[str, Any] = {}
     for event in rec.events:
         if event.name == _DETAILS_EVENT and event.attributes:
-            return dataclasses.replace(rec, attributes={**event.attributes, **rec.attributes})
-    return rec
+            details.update(event.attributes)
+    if not details:
+        return rec
+    return dataclasses.replace(rec, attributes={**details, **rec.attributes})
 
 
 def span_event(
@@ -991,8 +1061,8 @@ def span_event(
     return SPAN, span_properties(
         span_name=_span_name(rec),
         span_type=_span_type(attrs),
-        input_state=None if privacy else _input_state(attrs),
-        output_state=None if privacy else _output_state(attrs),
+        input_state=None if privacy else _input_state(rec),
+        output_state=None if privacy else _output_state(rec),
         **common,
     )
 
@@ -1012,8 +1082,8 @@ def trace_event(
     return TRACE, trace_properties(
         trace_id=trace_id,
         span_name=str(name) if name is not None else (rec.name or "trace"),
-        input_state=None if privacy else _input_state(attrs),
-        output_state=None if privacy else _output_state(attrs),
+        input_state=None if privacy else _input_state(rec),
+        output_state=None if privacy else _output_state(rec),
         latency=rec.latency,
         error=error,
         is_error=True if error else None,

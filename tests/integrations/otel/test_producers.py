@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from .conftest import messages
+
 # Semantic Kernel's model diagnostics: one span per model call, named by its own operations.
 _SK_OPERATIONS = [
     ("chat.completions", None),
@@ -183,3 +185,90 @@ def test_pydanticai_tool_results_and_the_agent_runs_final_result(tracer, events)
     ]
     (trace,) = [e["properties"] for e in events("$ai_trace")]
     assert trace["$ai_output_state"] == {"get_weather": "sunny in a"}
+
+
+_STRANDS_MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+_DETAILS = "gen_ai.client.inference.operation.details"
+
+
+def test_strands_content_blocks_and_tool_events(tracer, events):
+    with tracer.start_as_current_span(
+        "invoke_agent weather",
+        attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "weather"},
+    ):
+        with tracer.start_as_current_span("execute_event_loop_cycle"):
+            with tracer.start_as_current_span(
+                "chat",
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": _STRANDS_MODEL,
+                },
+            ) as chat:
+                chat.add_event(
+                    "gen_ai.user.message", {"content": json.dumps([{"text": "Weather in Paris?"}])}
+                )
+                chat.add_event(
+                    "gen_ai.choice",
+                    {
+                        "finish_reason": "tool_use",
+                        "message": json.dumps(
+                            [
+                                {"text": "Let me look."},
+                                {
+                                    "toolUse": {
+                                        "toolUseId": "tu_1",
+                                        "name": "get_weather",
+                                        "input": {"city": "Paris"},
+                                    }
+                                },
+                            ]
+                        ),
+                    },
+                )
+            with tracer.start_as_current_span(
+                "execute_tool get_weather",
+                attributes={
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": "get_weather",
+                },
+            ) as tool:
+                tool.add_event(
+                    "gen_ai.tool.message",
+                    {"role": "tool", "content": json.dumps({"city": "Paris"}), "id": "tu_1"},
+                )
+                tool.add_event("gen_ai.choice", {"message": json.dumps([{"text": "sunny"}])})
+    (generation,) = [e["properties"] for e in events("$ai_generation")]
+    assert generation["$ai_input"] == [{"role": "user", "content": "Weather in Paris?"}]
+    assert generation["$ai_output_choices"] == [
+        {
+            "role": "assistant",
+            "content": "Let me look.",
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "id": "tu_1",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        }
+    ]
+    tools = [
+        e["properties"]
+        for e in events("$ai_span")
+        if e["properties"].get("$ai_span_type") == "tool"
+    ]
+    assert [(t["$ai_input_state"], t["$ai_output_state"]) for t in tools] == [
+        ({"city": "Paris"}, "sunny")
+    ]
+
+
+def test_strands_latest_conventions_read_both_operation_details_events(tracer, events):
+    with tracer.start_as_current_span(
+        "chat",
+        attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": _STRANDS_MODEL},
+    ) as chat:
+        chat.add_event(_DETAILS, {"gen_ai.input.messages": messages(("user", "Weather?"))})
+        chat.add_event(_DETAILS, {"gen_ai.output.messages": messages(("assistant", "Sunny."))})
+    (generation,) = [e["properties"] for e in events("$ai_generation")]
+    assert generation["$ai_input"] == [{"role": "user", "content": "Weather?"}]
+    assert generation["$ai_output_choices"] == [{"role": "assistant", "content": "Sunny."}]

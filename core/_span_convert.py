@@ -803,10 +803,30 @@ def _output(rec: SpanRecord, output_messages: Any) -> Any:
     if oi is not None:
         return oi
     text = _first(attrs, "ai.response.text", "gen_ai.completion")
+    calls = _vercel_tool_calls(attrs.get("ai.response.toolCalls"))
+    if calls:
+        return [{"role": "assistant", "content": _json(text), "tool_calls": calls}]
     if text is not None:
         return [{"role": "assistant", "content": _json(text)}]
     value = attrs.get("output.value")
     return None if value is None else [{"role": "assistant", "content": _json(value)}]
+
+
+def _vercel_tool_calls(value: Any) -> list[dict[str, Any]]:
+    """The Vercel AI SDK's `ai.response.toolCalls` (JSON: `toolCallId`, `toolName` and `args`,
+    `input` in its version 5) as OpenAI-style tool calls; a call without a name is left out."""
+    calls = _json(value)
+    if not isinstance(calls, list):
+        return []
+    return [
+        function_call(
+            call.get("toolCallId"),
+            call["toolName"],
+            call["args"] if "args" in call else call.get("input"),
+        )
+        for call in calls
+        if isinstance(call, dict) and isinstance(call.get("toolName"), str)
+    ]
 
 
 def _choice(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -878,6 +898,7 @@ def _input_state(rec: SpanRecord) -> Any:
     state = _state(
         rec.attributes,
         "gen_ai.tool.call.arguments",
+        "ai.toolCall.args",
         "input.value",
         "traceloop.entity.input",
         "gen_ai.input.messages",
@@ -893,6 +914,7 @@ def _output_state(rec: SpanRecord) -> Any:
     state = _state(
         attrs,
         "gen_ai.tool.call.result",
+        "ai.toolCall.result",
         "output.value",
         "traceloop.entity.output",
         "gen_ai.output.messages",
@@ -948,7 +970,12 @@ def _retrieved(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _span_name(rec: SpanRecord) -> str:
     attrs = rec.attributes
     name = _first(
-        attrs, "gen_ai.tool.name", "tool.name", "gen_ai.agent.name", "traceloop.entity.name"
+        attrs,
+        "gen_ai.tool.name",
+        "tool.name",
+        "ai.toolCall.name",  # the Vercel AI SDK's tool call
+        "gen_ai.agent.name",
+        "traceloop.entity.name",
     )
     if name is not None:
         return str(name)
@@ -960,6 +987,8 @@ def _span_type(attrs: Mapping[str, Any]) -> str | None:
         value = attrs.get(key)
         if isinstance(value, str):
             return _SPAN_TYPES.get(value, value.lower())
+    if "ai.toolCall.name" in attrs:  # the Vercel AI SDK's `ai.toolCall` span
+        return "tool"
     return None
 
 

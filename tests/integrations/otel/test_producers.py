@@ -272,3 +272,58 @@ def test_strands_latest_conventions_read_both_operation_details_events(tracer, e
     (generation,) = [e["properties"] for e in events("$ai_generation")]
     assert generation["$ai_input"] == [{"role": "user", "content": "Weather?"}]
     assert generation["$ai_output_choices"] == [{"role": "assistant", "content": "Sunny."}]
+
+
+def test_vercel_tool_calls_and_tool_call_spans(tracer, events):
+    with tracer.start_as_current_span(
+        "ai.generateText", attributes={"operation.name": "ai.generateText", "ai.model.id": "gpt-4o"}
+    ):
+        with tracer.start_as_current_span(
+            "ai.generateText.doGenerate",
+            attributes={
+                "ai.model.id": "gpt-4o",
+                "ai.model.provider": "openai.chat",
+                "ai.response.toolCalls": json.dumps(
+                    [
+                        {
+                            "toolCallType": "function",
+                            "toolCallId": "call_1",
+                            "toolName": "weather",
+                            "args": '{"city":"Paris"}',
+                        }
+                    ]
+                ),
+                "ai.response.finishReason": "tool-calls",
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "ai.toolCall",
+            attributes={
+                "operation.name": "ai.toolCall",
+                "ai.toolCall.name": "weather",
+                "ai.toolCall.id": "call_1",
+                "ai.toolCall.args": '{"city":"Paris"}',
+                "ai.toolCall.result": '{"temp":20}',
+            },
+        ):
+            pass
+    (generation,) = [e["properties"] for e in events("$ai_generation")]
+    assert generation["$ai_output_choices"] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "id": "call_1",
+                    "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
+                }
+            ],
+        }
+    ]
+    (tool,) = [e["properties"] for e in events("$ai_span")]
+    assert tool["$ai_span_name"] == "weather"
+    assert tool["$ai_span_type"] == "tool"
+    assert tool["$ai_input_state"] == {"city": "Paris"}
+    assert tool["$ai_output_state"] == {"temp": 20}

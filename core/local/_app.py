@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from ..destinations.sqlite import connect, event_row, insert_events
 from ._api import Reader
 from ._auth import bearer_token, is_loopback, key_matches
-from ._budget import DEFAULT_BUDGET_BYTES, MemoryBudget
+from ._budget import MemoryBudget, budget_for
 from ._ingest import BadRequest, decode_body, key_of, normalize_event, peek_keys, split_payload
 from ._otlp_hold import HeldTraces, record_weight
 from ._static import load_static
@@ -50,7 +50,7 @@ class App:
         self.bound_host = host.strip("[]").lower()
         self.max_body_bytes = max_body_bytes
         # Raw bodies, inflated bytes and parsed JSON of all requests at once stay within this.
-        self.budget = MemoryBudget(budget_bytes or max(DEFAULT_BUDGET_BYTES, 4 * max_body_bytes))
+        self.budget = MemoryBudget(budget_bytes or budget_for(max_body_bytes))
         self.cors_origins = frozenset(o.strip().rstrip("/").lower() for o in cors_origins)
         self.reader = Reader(db, pricing)
         self.static = load_static()

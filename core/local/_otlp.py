@@ -31,7 +31,7 @@ from typing import Any
 
 from .._emit import report_internal_error
 from ._auth import bearer_token
-from ._budget import Reservation
+from ._budget import PROTOBUF_WEIGHT, Reservation
 from ._ingest import BadRequest, parse_weight
 from ._ingest import _inflate as inflate
 from ._otlp_hold import HeldTraces
@@ -44,9 +44,6 @@ _STATUS_ERROR = 2
 # OTLP span flags: bit 8 says whether bit 9 (the parent is remote) is known.
 _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
-# Memory per byte of an OTLP protobuf body while it is parsed and converted (upb messages,
-# span records, events): protobuf is denser than JSON, whose weight `parse_weight` estimates.
-_PROTOBUF_WEIGHT = 12
 _TOO_DEEP = "OTLP/JSON body is nested too deeply to be a trace export"
 
 
@@ -117,7 +114,7 @@ def decode_otlp(
     if reserve is not None:
         # The parsed request, its records and their events: JSON weighs as on the capture path;
         # protobuf is denser than JSON, so each byte counts for more.
-        reserve(parse_weight(raw) if is_json else _PROTOBUF_WEIGHT * len(raw))
+        reserve(parse_weight(raw) if is_json else PROTOBUF_WEIGHT * len(raw))
     if is_json:
         from google.protobuf import json_format
 

@@ -164,7 +164,8 @@ def start_server(
     never the api key, which is public; without one a random password is made up, in
     `handle.viewer_password`. An `api_key` or `viewer_password` given on loopback is enforced too.
     Browser pages may post events from loopback origins and from `cors_origins` ("*": any).
-    `budget_bytes` bounds the memory all capture requests may use at once while decoding.
+    `budget_bytes` bounds the memory all capture requests may use at once while decoding (by
+    default two bodies of `max_body_bytes` decoding at once, up to 19 times their size each).
     `otlp_hold_seconds`: how long OTLP spans of an AI trace wait for its root after the trace's
     last span came (then the trace is stored with a stand-in root).
     Raises ServeError when it cannot start.

@@ -365,20 +365,69 @@ def test_a_trace_sent_over_several_requests_keeps_its_identity_and_gets_its_root
     assert trace["$ai_span_name"] == "POST /ask"
 
 
+def _big_prompt_spans(prompt_bytes: int) -> Any:
+    """One finished chat span whose prompt is `prompt_bytes` long (a RAG context)."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    prompt = "context " * (prompt_bytes // 8)
+    attributes = CHAT | {
+        "gen_ai.input.messages": json.dumps(
+            [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
+        )
+    }
+    with provider.get_tracer("app").start_as_current_span("chat gpt-4o", attributes=attributes):
+        pass
+    provider.shutdown()
+    return memory.get_finished_spans()
+
+
+def test_a_protobuf_body_well_under_the_body_limit_is_accepted(server, db_path):
+    # 4.5 MB of a 20 MB limit: the budget's slot (48 MB for 12x the body) refused it with 413,
+    # which OTLP exporters take as final (the trace was dropped).
+    post_spans(server.url, _big_prompt_spans(4_500_000))
+    (generation,) = [e for e in stored(db_path) if e["event"] == "$ai_generation"]
+    assert len(generation["properties"]["$ai_input"][0]["content"]) >= 4_000_000
+
+
+def test_a_protobuf_body_up_to_the_body_limit_is_accepted(db_path):
+    # The budget is sized from the limit: a body of any size up to it can be decoded.
+    with start_server(db_path, max_body_bytes=8_000_000) as server:
+        spans = _big_prompt_spans(7_900_000)
+        assert 7_900_000 < len(encode_spans(spans).SerializeToString()) <= 8_000_000
+        post_spans(server.url, spans)
+    assert [e["event"] for e in stored(db_path)].count("$ai_generation") == 1
+
+
 @pytest.mark.parametrize("path", ["/v1/traces", "/i/v0/ai/otel"])
 @pytest.mark.parametrize("content_type", ["application/json", "application/x-protobuf"])
-def test_a_compression_bomb_is_refused_within_the_memory_budget(
-    server, db_path, path, content_type
-):
+def test_a_compression_bomb_is_refused_within_the_memory_budget(db_path, path, content_type):
     # 20 KB on the wire, 20 MB inflated: parsed and converted whole it took the collector from
-    # 40 MB to 1.5 GB; the capture paths' budget now refuses it before it is parsed.
+    # 40 MB to 1.5 GB; the capture paths' budget now refuses it before it is parsed. The default
+    # budget now affords decoding one body of the 20 MB limit (two at once), so this runs on a
+    # collector with the budget this bomb was sized against.
     inflated = b'{"resourceSpans": [], "padding": "' + b"a" * 20_000_000 + b'"}'
     if content_type != "application/json":
         inflated = b"\x0a" + b"\x00" * 19_999_999
+    with start_server(db_path, budget_bytes=96 * 1024 * 1024) as server:
+        response = requests.post(
+            server.url + path,
+            data=gzip.compress(inflated, 9),
+            headers={"Content-Type": content_type, "Content-Encoding": "gzip"},
+            timeout=60,
+        )
+    assert response.status_code == 413, response.text
+    assert "memory budget" in response.json()["detail"]
+    assert stored(db_path) == []
+
+
+def test_a_json_bomb_of_small_objects_is_refused_within_the_default_budget(server, db_path):
+    # Under the body limit, but millions of objects: more than a request's share of the budget.
+    inflated = b'{"resourceSpans": [' + b"{}," * 6_900_000 + b"{}]}"
     response = requests.post(
-        server.url + path,
+        server.url + "/v1/traces",
         data=gzip.compress(inflated, 9),
-        headers={"Content-Type": content_type, "Content-Encoding": "gzip"},
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
         timeout=60,
     )
     assert response.status_code == 413, response.text

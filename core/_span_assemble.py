@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from ._span_convert import EMBEDDING_KIND, GENERATION_KIND, SPAN_KIND, kind_of
@@ -28,8 +28,12 @@ class TracePlan:
     spans: list[tuple[SpanRecord, str, str]] = field(default_factory=list)
 
 
-def plan_trace(records: Sequence[SpanRecord]) -> TracePlan | None:
-    """The events of one trace's records (all of one trace id), or None if none is AI."""
+def plan_trace(records: Sequence[SpanRecord], ai_outside: Collection[str] = ()) -> TracePlan | None:
+    """The events of one trace's records (all of one trace id), or None if none is AI.
+
+    `ai_outside`: span ids of AI work not among the records (the AI root of a trace sent in
+    parts, still open): the plain spans between it and AI work below are steps, as they are
+    when the trace is sent whole."""
     if not records:
         return None
     kinds = {r.span_id: kind_of(r) for r in records}
@@ -89,6 +93,8 @@ def plan_trace(records: Sequence[SpanRecord]) -> TracePlan | None:
                 break
             chain.append(parent)
             parent = parent_of(parent)
+        else:
+            found = parent is not None and parent in ai_outside
         for span in chain:
             ai_above[span] = found
         return found

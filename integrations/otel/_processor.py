@@ -118,6 +118,9 @@ class PostHogSpanProcessor(SpanProcessor):
         # trace id -> its local root's span id, while the root is open: a trace flushed before
         # its root ends (`force_flush` inside a request) names it as its spans' parent.
         self._roots: dict[int, int] = {}
+        # Trace ids of those roots that started as AI work (an `invoke_agent` span): the plain
+        # steps between one and a model call are sent with a part of its trace sent early.
+        self._ai_roots: dict[int, None] = {}
         # trace id -> what was sent of a trace before its root ended, for the rest of it.
         self._partly_sent: OrderedDict[int, _Partial] = OrderedDict()
         # Re-entrant: a garbage collection inside a locked section may finish an abandoned
@@ -168,13 +171,13 @@ class PostHogSpanProcessor(SpanProcessor):
         try:
             context = span.context
             _keep(self._roots, context.trace_id, context.span_id)
-            if (
-                attributes is not None
-                and (_START_KEYS[0] in attributes or _START_KEYS[1] in attributes)
-                and model_call_reported()
+            if attributes is not None and (
+                _START_KEYS[0] in attributes or _START_KEYS[1] in attributes
             ):
-                self._reported_elsewhere(span)
-                return
+                if model_call_reported():
+                    self._reported_elsewhere(span)
+                    return
+                _keep(self._ai_roots, context.trace_id, None)
             outer = current_observation(outside=False)  # a root is never inside our own spans
             if outer is None:
                 scope = current_scope()
@@ -215,6 +218,7 @@ class PostHogSpanProcessor(SpanProcessor):
                         if root:
                             self._starts.pop(trace_key, None)
                             self._roots.pop(trace_key, None)
+                            self._ai_roots.pop(trace_key, None)
                             return
                 if self._ended:
                     self._late_plain(trace_key, span, elsewhere)
@@ -459,6 +463,7 @@ class PostHogSpanProcessor(SpanProcessor):
         root = next((r for r in records if r.parent_id is None or r.parent_remote), None)
         if root is not None:
             self._roots.pop(trace_key, None)
+            self._ai_roots.pop(trace_key, None)
         if not self._emitter.enabled:
             return
         private = trace_key in self._private or privacy_requested(records)
@@ -494,8 +499,13 @@ class PostHogSpanProcessor(SpanProcessor):
                     rooted,
                 )
             if not waiting:
-                scope = self._emit(records, scope, outer, partial.root_hex, private)
-                parents = partial.parents | _open_parents(records)
+                ai_root = (
+                    frozenset({partial.root_hex})
+                    if partial.root_hex is not None and trace_key in self._ai_roots
+                    else frozenset()
+                )
+                scope = self._emit(records, scope, outer, partial.root_hex, private, ai_root)
+                parents = partial.parents | _open_parents(records, ai_root)
                 partial = _Partial(partial.root_hex, parents, scope, outer, private, rooted)
             with self._lock:
                 _keep(self._partly_sent, trace_key, partial)
@@ -593,10 +603,11 @@ class PostHogSpanProcessor(SpanProcessor):
         outer: Any,
         late_root: str | None,
         private: bool = False,
+        ai_outside: frozenset[str] = frozenset(),
     ) -> Scope:
         """Queue `records` as one item under `scope` (and their own identity attributes, which
         are most specific), without content when `private` (their trace asked for it); returns
-        the scope they were sent under."""
+        the scope they were sent under. `ai_outside`: as for `plan_trace`."""
         user = session = None
         if any(not IDENTITY_KEYS.isdisjoint(rec.attributes) for rec in records):
             user = first_of(records, distinct_id_of)
@@ -606,7 +617,7 @@ class PostHogSpanProcessor(SpanProcessor):
         privacy = private or self._emitter.privacy(scope)
         trace_id = outer.trace_id if outer is not None else records[0].trace_id
         self._emitter.emit_many(
-            functools.partial(_trace_events, records, outer, privacy, late_root),
+            functools.partial(_trace_events, records, outer, privacy, late_root, ai_outside),
             scope,
             trace_id=trace_id,
         )
@@ -698,10 +709,12 @@ def _record(span: Any, trace_hex: str | None, elsewhere: bool) -> SpanRecord:
     return record
 
 
-def _open_parents(records: list[SpanRecord]) -> frozenset[str]:
+def _open_parents(
+    records: list[SpanRecord], ai_outside: frozenset[str] = frozenset()
+) -> frozenset[str]:
     """The spans still open that the events of `records` name as parents (their nearest
     ancestor not among them, for each record that is sent)."""
-    plan = plan_trace(records)
+    plan = plan_trace(records, ai_outside)
     if plan is None:
         return frozenset()
     own = {rec.span_id for rec in records}
@@ -725,12 +738,17 @@ class _Ended(NamedTuple):
 
 
 def _trace_events(
-    records: list[SpanRecord], outer: Any, privacy: bool, late_root: str | None = None
+    records: list[SpanRecord],
+    outer: Any,
+    privacy: bool,
+    late_root: str | None = None,
+    ai_outside: frozenset[str] = frozenset(),
 ) -> list[tuple[str, dict[str, Any], None, float | None]]:
     """Worker side: the `$ai_*` events of one finished trace, each at its span's end time.
 
-    `late_root`: the records ended after their trace was sent, whose root had this span id."""
-    plan = plan_trace(records)
+    `late_root`: the records ended after their trace was sent, whose root had this span id.
+    `ai_outside`: as for `plan_trace`."""
+    plan = plan_trace(records, ai_outside)
     if plan is None:
         return []
     privacy = privacy or privacy_requested(records)  # `posthog.privacy_mode` on a span

@@ -395,3 +395,65 @@ def test_a_root_and_its_last_call_ending_together_on_two_threads_send_the_whole_
     assert len([e for e in sent if e["event"] == "$ai_trace"]) == 300  # one per trace
     ids = {e["properties"]["$ai_trace_id"] for e in sent}
     assert all(e["properties"].get("$ai_parent_id") in ids | {None} for e in sent)
+
+
+AGENT = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "a"}
+
+
+def _steps_and_calls(tracer: Any, steps: int, flush: Any = None) -> dict[str, str]:
+    """An agent (the root) running `steps` plain steps, each around a model call; `flush` is
+    called after the first. The span id of each step and call by name."""
+    ids: dict[str, str] = {}
+    with tracer.start_as_current_span("invoke_agent a", attributes=AGENT):
+        for i in range(steps):
+            with tracer.start_as_current_span(f"step{i}") as step:
+                with tracer.start_as_current_span(f"chat{i}", attributes=CHAT) as chat:
+                    pass
+            ids[f"step{i}"], ids[f"chat{i}"] = hex_ids(step)[1], hex_ids(chat)[1]
+            if flush is not None and i == 0:
+                flush()
+    return ids
+
+
+def _parents(events: Any) -> dict[str, str]:
+    found = events("$ai_span") + events("$ai_generation")
+    return {e["properties"]["$ai_span_name"]: e["properties"]["$ai_parent_id"] for e in found}
+
+
+def test_steps_between_an_open_ai_root_and_a_call_are_sent_with_a_flushed_part(
+    provider: Any, tracer: Any, events: Any
+) -> None:
+    ids = _steps_and_calls(tracer, 2, provider.force_flush)
+    (trace,) = events("$ai_trace")
+    trace_hex = trace["properties"]["$ai_trace_id"]
+    # As when the trace is sent whole: each step under the trace, each call under its step.
+    assert _parents(events) == {
+        "step0": trace_hex,
+        "step1": trace_hex,
+        "chat0": ids["step0"],
+        "chat1": ids["step1"],
+    }
+
+
+def test_steps_of_a_trace_past_the_span_limit_keep_their_place(
+    provider: Any, tracer: Any, events: Any, monkeypatch: Any
+) -> None:
+    from posthog_llm.integrations.otel import _processor
+
+    monkeypatch.setattr(_processor, "MAX_SPANS_PER_TRACE", 4)  # sent in parts of 4 spans
+    ids = _steps_and_calls(tracer, 5)
+    parents = _parents(events)
+    assert sorted(parents) == sorted(ids)
+    assert all(parents[f"chat{i}"] == ids[f"step{i}"] for i in range(5))
+
+
+def test_a_plain_root_flushed_early_sends_no_step_it_would_not_send_whole(
+    provider: Any, tracer: Any, events: Any
+) -> None:
+    with tracer.start_as_current_span("POST /chat"):
+        with tracer.start_as_current_span("step0"):
+            with tracer.start_as_current_span("chat gpt-4o", attributes=CHAT):
+                pass
+        provider.force_flush()
+    assert events("$ai_span") == []  # no AI span above the step
+    assert len(events("$ai_generation")) == 1

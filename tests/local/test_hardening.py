@@ -61,6 +61,21 @@ def test_with_an_api_key_a_stranger_is_refused_before_decompressing(db_path):
     assert len(_stored(db_path)) == 1
 
 
+def test_an_ai_event_of_several_megabytes_is_stored_whole(server, db_path):
+    # The client sends `$ai_*` events up to 8 MiB; the collector accepted bodies of 5 MB only
+    # (its per-request memory slot was smaller than a body of the size it allows).
+    prompt = "a long document " * 450_000  # ~7 MB
+    event = {
+        "event": "$ai_generation",
+        "distinct_id": "u",
+        "properties": {"$ai_trace_id": "big", "$ai_input": [{"role": "user", "content": prompt}]},
+    }
+    response = requests.post(server.url + "/batch/", json={"batch": [event]}, timeout=60)
+    assert response.status_code == 200, response.text[:200]
+    [stored] = _stored(db_path)
+    assert stored["properties"]["$ai_input"][0]["content"] == prompt
+
+
 def test_a_body_larger_than_the_budget_is_413_and_the_budget_is_returned(db_path):
     with start_server(db_path, budget_bytes=4_000_000) as server:
         big = {"batch": [_event() | {"properties": {"x": "y" * 900_000}}]}

@@ -20,6 +20,7 @@ from posthog_llm.instrumentation import (
 )
 
 from . import _content
+from ._chats import group_chat_rounds
 
 __all__ = ["GeminiTracker", "TrackedModels", "TrackedAsyncModels"]
 
@@ -185,3 +186,6 @@ def _noting_async(method: Any) -> Any:
 
 setattr(TrackedModels, _PER_REQUEST, _noting(getattr(Models, _PER_REQUEST)))
 setattr(TrackedAsyncModels, _PER_REQUEST, _noting_async(getattr(AsyncModels, _PER_REQUEST)))
+
+
+group_chat_rounds(TrackedModels, TrackedAsyncModels)

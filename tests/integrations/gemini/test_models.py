@@ -867,3 +867,43 @@ def test_uploaded_files_and_code_execution_parts_are_kept(client, events):
     ]
     assert answer["content"][1]["code"] == "print(2 + 2)"
     assert answer["content"][2]["output"] == "4\n"
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_a_chat_messages_function_calling_rounds_share_one_trace(
+    make_client, events, standin, client, run
+):
+    # google-genai 3 runs a chat's automatic function calling round by round through
+    # `models.generate_content`: the rounds of one message are one trace, not one each.
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        return f"sunny in {city}"
+
+    llm = make_client()
+    config = types.GenerateContentConfig(tools=[get_weather])
+
+    async def send_async(text: str) -> None:
+        await llm.aio.chats.create(model=MODEL, config=config).send_message(text)
+
+    def send(text: str) -> None:
+        if run == "sync":
+            llm.chats.create(model=MODEL, config=config).send_message(text)
+        else:
+            asyncio.run(send_async(text))
+
+    send("Weather in Paris?")
+    send("Weather in Rome?")
+    generations = [e["properties"] for e in events("$ai_generation")]
+    requests = [r for r in standin.requests if r["path"].endswith(":generateContent")]
+    assert len(requests) == 4  # two rounds per message
+    traces = [g["$ai_trace_id"] for g in generations]
+    assert len(set(traces)) == 2  # one per message
+    assert (
+        sum(g["$ai_input_tokens"] for g in generations)
+        == _usage_of_each(standin, ":generateContent")[0]
+    )
+    # Inside a span, the span's trace holds them (no trace of the chat's own).
+    with posthog_llm.span("request", client=client) as span:
+        send("Weather in Oslo?")
+    inside = [e["properties"] for e in events("$ai_generation")][len(generations) :]
+    assert inside and {g["$ai_trace_id"] for g in inside} == {span.trace_id}

@@ -420,12 +420,7 @@ def estimate_cost(
     >>> estimate_cost("my-local-llama", 10, 10) is None
     True
     """
-    if pricing is None:
-        table = default_pricing()
-    elif isinstance(pricing, PricingTable):
-        table = pricing
-    else:
-        table = load_pricing(pricing)
+    table = _table(pricing)
     return table.estimate(
         model,
         input_tokens,
@@ -456,13 +451,17 @@ def event_cost(
     total = own_cost(properties)
     if total is not None:
         return {"total_cost_usd": total, "source": "event"}
-    if pricing is None:
-        table = default_pricing()
-    elif isinstance(pricing, PricingTable):
-        table = pricing
-    else:
-        table = load_pricing(pricing)
+    table = _table(pricing)
     estimate = table.estimate_event(properties)
     if estimate is not None:
         estimate["source"] = "estimate"
     return estimate
+
+
+def _table(pricing: PricingSource | None) -> PricingTable:
+    """The table `pricing` names: the default one, a table given, or one loaded."""
+    if pricing is None:
+        return default_pricing()
+    if isinstance(pricing, PricingTable):
+        return pricing
+    return load_pricing(pricing)

@@ -360,14 +360,28 @@ def test_a_search_models_citations_count_one_web_search(client, events):
 
 
 def _generation_answered_with(body, client, events, make_call):
-    """The generation of one call to a server that answers with `body`."""
+    """The generation of one call to a server that answers with `body` (a list: a stream)."""
     from posthog_llm.integrations.openai import OpenAI
 
     from tests.support.fixed_reply import FixedReply
 
+    before = len(events("$ai_generation"))
     with FixedReply(body) as server:
         make_call(OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client))
-    return only(events("$ai_generation"))
+    found = events("$ai_generation")
+    assert len(found) == before + 1
+    return found[-1]["properties"]
+
+
+def _chunk(model: str, delta: dict, finish: str | None = None) -> dict:
+    """One chat completion chunk with one choice."""
+    return {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 def test_audio_tokens_go_out_in_the_providers_usage_block(client, events, make_client):
@@ -408,12 +422,8 @@ def test_a_streamed_search_providers_citations_count_one_web_search(client, even
     # Perplexity-style: the search results come on every chunk, streamed or not.
     def chunk(content: str | None, finish: str | None = None) -> dict:
         return {
-            "id": "x",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "sonar",
+            **_chunk("sonar", {"content": content}, finish),
             "citations": ["https://example.org/owls"],
-            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
         }
 
     def read(llm):
@@ -437,13 +447,7 @@ def test_a_search_models_streamed_url_citations_count_one_web_search(client, eve
     }
 
     def chunk(delta: dict, finish: str | None = None) -> dict:
-        return {
-            "id": "x",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "gpt-4o-search-preview",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
+        return _chunk("gpt-4o-search-preview", delta, finish)
 
     def read(llm):
         stream = llm.chat.completions.create(
@@ -462,14 +466,8 @@ def test_a_search_models_streamed_url_citations_count_one_web_search(client, eve
     assert props["$ai_web_search_count"] == 1
     assert props["$ai_output_choices"] == [{"role": "assistant", "content": "Owls eat mice."}]
     # Without citations, no search is counted.
-    from posthog_llm.integrations.openai import OpenAI
-
-    from tests.support.fixed_reply import FixedReply
-
     plain = [chunk({"content": "Owls eat mice."}), chunk({"annotations": []}, "stop")]
-    with FixedReply(plain) as server:
-        read(OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client))
-    assert "$ai_web_search_count" not in events("$ai_generation")[-1]["properties"]
+    assert "$ai_web_search_count" not in _generation_answered_with(plain, client, events, read)
 
 
 def test_a_parsed_answer_the_sdk_refuses_after_a_200_keeps_its_facts(client, events):
@@ -530,13 +528,7 @@ def test_an_audio_answer_keeps_its_transcript_not_its_audio(client, events):
     }
 
     def chunk(delta: dict, finish: str | None = None) -> dict:
-        return {
-            "id": "x",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "gpt-4o-audio-preview",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
+        return _chunk("gpt-4o-audio-preview", delta, finish)
 
     def ask(stream: bool):
         def call(llm):
@@ -558,13 +550,7 @@ def test_an_audio_answer_keeps_its_transcript_not_its_audio(client, events):
         chunk({"audio": {"data": wav[:2000], "transcript": "sunny."}}),
         chunk({"audio": {"data": wav[2000:]}}, "stop"),
     ]
-    from posthog_llm.integrations.openai import OpenAI
-
-    from tests.support.fixed_reply import FixedReply
-
-    with FixedReply(streamed_body) as server:
-        ask(True)(OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client))
-    streamed = events("$ai_generation")[-1]["properties"]
+    streamed = _generation_answered_with(streamed_body, client, events, ask(True))
     for props in (unstreamed, streamed):
         [choice] = props["$ai_output_choices"]
         [block] = choice["content"]
@@ -595,13 +581,7 @@ def test_legacy_function_calling_reads_as_tools_and_a_tool_call(client, events):
     }
 
     def chunk(delta: dict, finish: str | None = None) -> dict:
-        return {
-            "id": "x",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
+        return _chunk("gpt-4o-mini", delta, finish)
 
     def ask(stream: bool):
         def call(llm):
@@ -623,13 +603,7 @@ def test_legacy_function_calling_reads_as_tools_and_a_tool_call(client, events):
         chunk({"function_call": {"arguments": '{"city": '}}),
         chunk({"function_call": {"arguments": '"Paris"}'}}, "function_call"),
     ]
-    from posthog_llm.integrations.openai import OpenAI
-
-    from tests.support.fixed_reply import FixedReply
-
-    with FixedReply(pieces) as server:
-        ask(True)(OpenAI(base_url=server.base_url, api_key="sk-x-123", posthog_client=client))
-    streamed = events("$ai_generation")[-1]["properties"]
+    streamed = _generation_answered_with(pieces, client, events, ask(True))
     for props in (unstreamed, streamed):
         assert props["$ai_tools"] == [{"type": "function", "function": functions[0]}]
         [choice] = props["$ai_output_choices"]

@@ -21,7 +21,7 @@ from typing import Any
 from ._serialize import _ORJSON_OPTIONS as _STRICT
 from ._serialize import _orjson
 
-__all__ = ["freeze_values", "snapshot", "thaw_values"]
+__all__ = ["bounded_weight", "freeze_values", "snapshot", "snapshot_items", "thaw_values"]
 
 # Containers copied per snapshot at most, and how deep: past either, the rest is shared (an
 # unusually large or deep value costs the caller no more than this).
@@ -57,6 +57,61 @@ def snapshot(value: Any) -> Any:
             # per level (33 times) before the serializer could see the cycle.
             return _copy_on_path(value, 0, [_MAX_CONTAINERS, _MAX_ITEMS], set())
     return value
+
+
+def snapshot_items(items: list[Any]) -> list[Any]:
+    """A list of messages as sent: the list and every dict in it copied whatever its length (a
+    chat loop appends to its history and edits its newest message), what they hold deeper
+    within `snapshot`'s bounds.
+
+    >>> history = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    >>> kept = snapshot_items(history)
+    >>> history[0]["content"][0]["text"] = "changed"
+    >>> kept[0]["content"][0]["text"]
+    'hi'
+    """
+    kept = snapshot(items)
+    copied: list[Any] = list(items) if kept is items else kept
+    for index, (kept, given) in enumerate(zip(copied, items)):
+        if kept is given and type(given) is dict:
+            copied[index] = dict(given)
+    return copied
+
+
+def bounded_weight(value: Any, limit: int) -> int:
+    """About how many characters `value` takes as JSON, counted until past `limit` (then a
+    number above it): strings and bytes by their length, everything else a little. The walk
+    costs no more than the size it counts, up to the limit.
+
+    >>> bounded_weight({"messages": ["ab" * 10] * 3}, 1_000)
+    85
+    >>> bounded_weight(["x" * 500] * 10, 1_000) > 1_000
+    True
+    """
+    total = 0
+    stack = [value]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        cls = type(item)
+        if cls is str or cls is bytes or cls is bytearray:
+            total += len(item) + 2
+        elif cls is dict or cls is list or cls is tuple or cls is set:
+            if id(item) in seen:  # shared or cyclic: counted once
+                continue
+            seen.add(id(item))
+            total += 2 + len(item)
+            if cls is dict:
+                for key, inner in item.items():
+                    stack.append(inner)
+                    total += len(key) + 3 if type(key) is str else 8
+            else:
+                stack.extend(item)
+        else:
+            total += 8
+        if total > limit:
+            return total
+    return total
 
 
 def _copy(value: Any, depth: int, budget: list[int]) -> Any:

@@ -46,7 +46,7 @@ from ._observation import (
     reporting_model_call,
 )
 from ._sender_stats import RateLimitedWarning
-from ._snapshot import snapshot
+from ._snapshot import snapshot_items
 
 __all__ = [
     "POSTHOG_ARGUMENTS",
@@ -583,7 +583,7 @@ def begin_call(
                 # The caller may append to the list, or edit a message or a content block in
                 # it (reuse a block dict, move a cache breakpoint), before the event is built on
                 # the worker: the list, its messages and their blocks as they were sent.
-                params[name] = snapshot(value)
+                params[name] = snapshot_items(value)
         call = TrackedCall(kind, client, tracker, params, scope, provider, trace_id, parent_id)
         call.response_mode = _response_mode(kwargs)
         prepare = kind.prepare

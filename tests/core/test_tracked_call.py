@@ -102,3 +102,29 @@ def test_a_client_fact_that_cannot_be_read_is_left_out(client, events):
     assert props["$ai_provider"] == "acme"  # the tracker's default
     assert props["$ai_output_choices"] == [{"role": "assistant", "content": "echo hi"}]
     assert (props["$ai_input_tokens"], props["$ai_output_tokens"]) == (3, 2)
+
+
+def test_a_long_history_is_kept_as_sent_whatever_the_caller_does_after(client, events):
+    # Past the snapshot's bounds the list and its messages are still copied: a long agent
+    # history whose newest message is edited, or which gets the answer appended, after the call.
+    history = [{"role": "user", "content": f"m{i}"} for i in range(25_000)]
+    blocks = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+
+    def build(call: TrackedCall) -> dict[str, Any]:
+        from posthog_llm.instrumentation import generation_properties
+
+        return generation_properties(trace_id=call.trace_id, input=call.params["messages"])
+
+    def complete(**kwargs: Any) -> str:
+        return "ok"
+
+    kind = TrackedKind(GENERATION, ("messages",), build)
+    tracker = AcmeTracker(Emitter(client))
+    for messages in (history, blocks):
+        run_tracked(kind, tracker, AcmeClient(), complete, (), {"messages": messages})
+    history[-1]["content"] = "EDITED"
+    history.append({"role": "assistant", "content": "answer"})
+    blocks[0]["content"][0]["text"] = "changed"
+    long_input, short_input = (e["properties"]["$ai_input"] for e in events("$ai_generation"))
+    assert len(long_input) == 25_000 and long_input[-1]["content"] == "m24999"
+    assert short_input[0]["content"][0]["text"] == "hi"

@@ -32,8 +32,8 @@ from ._observation import (
     current_observation,
     open_observation,
 )
-from ._serialize import TRUNCATION_MARKER, estimate_size
-from ._snapshot import snapshot
+from ._serialize import TRUNCATION_MARKER
+from ._snapshot import bounded_weight, snapshot
 
 __all__ = ["Span", "span", "observe"]
 
@@ -669,8 +669,14 @@ class _Collector:
             self.chars += len(item)
         else:
             self.text = False
-            item = snapshot(item)
-            self.chars += estimate_size({"": item})
+            weight = bounded_weight(item, room)
+            if weight > room:
+                # Past the bound: the last item kept, as it is (copying it would cost the
+                # caller more than the bound allows); nothing after it.
+                self.chars = MAX_COLLECTED_CHARS
+            else:
+                item = snapshot(item)
+                self.chars += weight
         self.items.append(item)
 
     def value(self) -> Any:

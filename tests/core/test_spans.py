@@ -420,6 +420,30 @@ def test_a_generators_output_is_bounded_by_size_and_copied_as_yielded(
     ]
 
 
+def test_a_generator_yielding_its_growing_state_is_copied_only_up_to_the_bound(
+    default: Client, sink: InMemoryDestination
+) -> None:
+    # An agent loop that yields its whole state each step: copying every state whole would cost
+    # the caller the square of the steps; the states are counted by their real size instead.
+    from posthog_llm import _spans
+
+    @posthog_llm.observe(name="agent")
+    def agent() -> Iterator[dict[str, Any]]:
+        state: dict[str, Any] = {"messages": []}
+        for step in range(3_000):
+            state["messages"].append({"role": "assistant", "content": f"step {step} " * 5})
+            yield state
+
+    assert sum(1 for _ in agent()) == 3_000
+    [event] = read(default, sink)
+    output = event["properties"]["$ai_output_state"]
+    assert 10 < len(output) < 500, len(output)
+    assert output[-1].startswith("... [") and output[-1].endswith(" more items not kept]")
+    # Each state as it was when yielded, up to the bound.
+    assert [len(state["messages"]) for state in output[:3]] == [1, 2, 3]
+    assert len(str(output)) < 3 * _spans.MAX_COLLECTED_CHARS
+
+
 def test_an_int_too_long_for_text_loses_no_event(
     default: Client, sink: InMemoryDestination
 ) -> None:

@@ -230,8 +230,8 @@ class Emitter:
             if type(client) is Client or isinstance(client, Client):
                 client._capture_lazy_many(distinct_id, finish, groups, privacy, tid)
                 return
-            for event, props, _ in finish():
-                _capture_foreign(client, event, distinct_id, props, groups)
+            for event, props, _, own_id in finish():
+                _capture_foreign(client, event, own_id or distinct_id, props, groups)
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
 
@@ -331,19 +331,25 @@ class _FinishMany:
         self.anonymous = anonymous
         self.privacy = privacy
 
-    def __call__(self) -> list[tuple[str, dict[str, Any], float | None]]:
-        """`(event, properties, own time or None)` for each built event."""
+    def __call__(self) -> list[tuple[str, dict[str, Any], float | None, str | None]]:
+        """`(event, properties, own time or None, own distinct id or None)` for each built
+        event: a step with a scope of its own (a `posthog_llm.context(...)` opened inside the
+        trace naming its user) is that user's."""
         scope, anonymous, privacy = self.scope, self.anonymous, self.privacy
         finished = []
         for item in self.build():
             own = item[2] if len(item) > 2 else None
             when = item[3] if len(item) > 3 else None
+            own_id = None
             if own is None or own is scope:
                 props = _finish_properties(item[1], scope, anonymous, privacy)
             else:
                 own_privacy = True if own.privacy_mode else privacy
-                props = _finish_properties(item[1], own, anonymous, own_privacy)
-            finished.append((item[0], props, when))
+                if own.distinct_id and own.distinct_id != scope.distinct_id:
+                    own_id = str(own.distinct_id)
+                own_anonymous = anonymous and own_id is None
+                props = _finish_properties(item[1], own, own_anonymous, own_privacy)
+            finished.append((item[0], props, when, own_id))
         return finished
 
 

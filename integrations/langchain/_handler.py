@@ -16,6 +16,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables.config import var_child_runnable_config
 from posthog_llm.instrumentation import (
+    EMPTY_SCOPE,
     GENERATION,
     GENERATION_KIND,
     OUTSIDE,
@@ -28,6 +29,7 @@ from posthog_llm.instrumentation import (
     Scope,
     close_observation,
     current_observation,
+    current_scope,
     detached_error,
     lenient_scope,
     nested_in,
@@ -211,12 +213,19 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         if tags and kind == CHAIN and _HIDDEN_TAG in tags:
             runs.add(key, Hidden(trace, parent_key, parent_span, now))
             return
-        scope = None
+        base = trace.scope
+        here = current_scope()
+        if here is not trace.context and here is not EMPTY_SCOPE:
+            # A `posthog_llm.context(...)` opened inside the run (a node marking one model
+            # call private, naming its user): its identity and privacy for this step, beneath
+            # the step's own metadata.
+            base = base.merged(here)
+        scope = None if base is trace.scope else base
         if metadata:
             extra = metadata.get("posthog_properties")
-            private = metadata.get("posthog_privacy_mode") is True and not trace.scope.privacy_mode
+            private = metadata.get("posthog_privacy_mode") is True and not base.privacy_mode
             if (extra is not None and extra is not trace.properties_ref) or private:
-                scope = _run_scope(trace.scope, extra, private)
+                scope = _run_scope(base, extra, private)
         if outer is None or (outer is not _SEEN and outer.trace_id != trace.trace_id):
             # No observation of this trace is visible here (a thread started without the
             # caller's context): this step opens its own. Elsewhere a step's observation is
@@ -308,6 +317,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             client=self._emitter._client,
         )
         trace.client = trace.root_obs.client
+        trace.context = current_scope()
         trace.open.add(key)
         # `extend`, never `+=`: that would store the list back and could undo a hand-over.
         trace.log.extend(

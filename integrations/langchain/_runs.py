@@ -87,6 +87,7 @@ class Trace:
         "observations",
         "asked",
         "tokens",
+        "context",
     )
 
     def __init__(
@@ -123,6 +124,9 @@ class Trace:
         self.observations: dict[Any, tuple[Observation, bool]] | None = None
         self.asked: set[Any] | None = None
         self.tokens: dict[Any, list[Any]] | None = None
+        # The `posthog_llm.context(...)` scope the root started in: a step that starts in
+        # another (one opened inside a node) takes that one's identity and privacy.
+        self.context: Scope | None = None
 
     def observation_map(self) -> dict[Any, tuple[Observation, bool]]:
         """`observations`, made on first use (most traces never need it)."""

@@ -197,6 +197,34 @@ def test_privacy_mode_for_a_single_step(handler, events):
     assert trace["$ai_input_state"] == {"question": "visible question"}
 
 
+def test_a_context_opened_inside_a_step_applies_to_the_runs_started_in_it(handler, events):
+    # A node marks one model call private and names its user: the call's generation is that
+    # user's and keeps no content, as a span in the same block does; the rest of the trace is not.
+    from langchain_core.runnables import RunnableLambda
+
+    def node(question: str) -> str:
+        with posthog_llm.context(
+            privacy_mode=True, distinct_id="user_42", properties={"step": "pii"}
+        ):
+            with posthog_llm.span("own"):
+                pass
+            return model().invoke(f"SECRET {question}").content
+
+    RunnableLambda(node).invoke("prompt", config={"callbacks": [handler]})
+    sent = events()
+    by_event = {e["event"]: e for e in sent if e["event"] != "$ai_span"}
+    generation, trace = by_event["$ai_generation"], by_event["$ai_trace"]
+    own = [e for e in sent if e["properties"].get("$ai_span_name") == "own"][0]
+    for event in (generation, own):
+        assert event["distinct_id"] == "user_42"
+        assert event["properties"]["step"] == "pii"
+        assert "$process_person_profile" not in event["properties"]
+    assert "SECRET" not in str(generation["properties"])
+    assert generation["properties"]["$ai_input_tokens"] == 25
+    assert trace["distinct_id"] != "user_42" and "step" not in trace["properties"]
+    assert trace["properties"]["$ai_input_state"] == "prompt"
+
+
 def test_run_metadata_of_the_wrong_type_is_left_out_and_the_run_still_reported(handler, events):
     metadata = {
         "posthog_distinct_id": ["not", "an", "id"],

@@ -312,6 +312,10 @@ def replay(
                 run.max_chars = max_chars
                 if run.kind == CHAT or run.kind == LLM:
                     run.builder = generation_builder
+                    if run.streamed is not None and tokens is not None:
+                        # The run keeps its tokens until built; the trace, remembered a while
+                        # after it ended (for late children), does not.
+                        tokens.pop(run.key, None)
                 elif run.parent_span is None:
                     run.builder = trace_builder
                 else:

@@ -22,6 +22,18 @@ def test_finished_runs_leave_nothing_behind(handler, events):
     assert len(events("$ai_trace")) == 300
 
 
+def test_streamed_tokens_are_let_go_once_their_trace_is_sent(handler, events):
+    # Ended traces are remembered a while (for late children): not the tokens streamed in them.
+    runnable = chain(model(reply("one two three four five six seven eight")))
+    for i in range(50):
+        assert "".join(runnable.stream({"question": f"q{i}"}, config={"callbacks": [handler]}))
+    assert len(events("$ai_trace")) == 50
+    assert all(g["properties"]["$ai_output_choices"] for g in events("$ai_generation"))
+    remembered = {id(t): t for t in handler._runs._ended.values() if hasattr(t, "tokens")}
+    assert remembered  # the memory of ended runs holds these traces
+    assert all(not t.tokens for t in remembered.values())
+
+
 def test_2000_abandoned_streams_stay_bounded(handler, events):
     handler.max_runs = 500
     runnable = chain(model(reply("one two three four")))

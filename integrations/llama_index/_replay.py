@@ -19,6 +19,7 @@ from posthog_llm.instrumentation import (
     TRACE,
     report_internal_error,
     secrets_in,
+    stopped_by_caller,
 )
 
 from . import _builders, _spans
@@ -262,6 +263,10 @@ class _Run:
         node = self.tree.spans.get(id_)
         if node is None or node.span_id != id_:
             return
+        if isinstance(err, BaseException) and stopped_by_caller(err):
+            # Cancelled (a timeout, a workflow cancelled, a caller gone): the caller stopped
+            # the work, the work did not fail (the kernel's rule for every integration).
+            err = None
         if err is not None and (node.kind.kind == LLM or node.kind.kind == EMBEDDING):
             self._note_secrets(node.instance)
         gen = node.gen
@@ -353,7 +358,9 @@ class _Run:
             if tag == LLM_END:
                 if extra is not None:
                     gen.response = extra
-            elif not isinstance(extra, GeneratorExit):
+            elif not isinstance(extra, GeneratorExit) and not (
+                isinstance(extra, BaseException) and stopped_by_caller(extra)
+            ):
                 gen.error = extra
                 self._note_secrets(gen.instance)
             self._finish_gen(gen)

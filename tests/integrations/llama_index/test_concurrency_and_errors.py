@@ -176,6 +176,30 @@ async def test_failing_async_query_reraises(index, handler, client, sink):
     assert handler.pending()["traces"] == 0
 
 
+async def test_a_query_cancelled_by_the_callers_timeout_is_not_an_error(
+    index, handler, client, sink
+):
+    # The kernel's rule, as for spans, LangChain and the drop-ins: the caller stopping the work
+    # (`asyncio.wait_for`'s timeout) is not the work failing.
+    from llama_index.core.llms import CompletionResponse
+    from llama_index.core.llms.callbacks import llm_completion_callback
+
+    class SlowLLM(UsageLLM):
+        @llm_completion_callback()
+        async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            await asyncio.sleep(5)
+            return CompletionResponse(text="late")
+
+    Settings.llm = SlowLLM()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(index.as_query_engine().aquery("cats?"), 0.3)
+    evts = events(client, sink)
+    assert by_event(evts, "$ai_trace") and by_event(evts, "$ai_generation")
+    for event in evts:
+        assert "$ai_is_error" not in event["properties"], event
+        assert "$ai_error" not in event["properties"], event
+
+
 @pytest.mark.allow_internal_errors
 def test_a_fact_that_cannot_be_read_drops_that_fact_not_the_event(index, handler, client, sink):
     # An LLM whose parameters cannot be read: its generation goes out without them, with

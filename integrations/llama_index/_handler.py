@@ -26,11 +26,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from posthog_llm.instrumentation import (
+    EMPTY_SCOPE,
     GENERATION_KIND,
     SPAN_KIND,
     TRACE_KIND,
     Emitter,
     current_observation,
+    current_scope,
     open_observation,
     register_model_call_check,
     report_internal_error,
@@ -57,6 +59,7 @@ from ._records import (  # noqa: E402
     LAZY,
     LLM_END,
     LLM_ERROR,
+    SCOPE,
     Inner,
     Trace,
 )
@@ -287,7 +290,13 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         if trace.nested is not None:  # work from elsewhere ran in this trace: a span of the
             _nesting.foreign_parent(trace, id_, parent_id)  # user's may be open here
         spans[id_] = trace
-        trace.log += (ENTER, id_, parent_id, instance, args, tags, _perf_counter())
+        now = _perf_counter()
+        trace.log += (ENTER, id_, parent_id, instance, args, tags, now)
+        here = current_scope()
+        if here is not trace.context and here is not EMPTY_SCOPE:
+            # A `posthog_llm.context(...)` opened inside the trace (a step marking one call
+            # private, naming its user): this span's events are that scope's.
+            trace.log += (SCOPE, id_, trace.scope.merged(here), now)
         trace.opened.append(id_)
 
     def _exit(self, id_: str, instance: Any, result: Any) -> None:
@@ -429,6 +438,7 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         else:
             trace.client = self._emitter.destination()
         trace.log += (ENTER, id_, None, instance, args, tags, now)
+        trace.context = current_scope()
         trace.opened.append(id_)
         self._spans[id_] = trace
         traces = self._traces

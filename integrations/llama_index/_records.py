@@ -37,6 +37,7 @@ __all__ = [
     "LLM_ERROR",
     "EMBEDDING_START",
     "EMBEDDING_END",
+    "SCOPE",
     "WIDTH",
     "TIME_AT",
 ]
@@ -54,8 +55,11 @@ LLM_END = 7
 LLM_ERROR = 8  # an ExceptionEvent: a streamed call failed or its consumer closed it
 EMBEDDING_START = 9
 EMBEDDING_END = 10
-WIDTH = (7, 7, 4, 4, 4, 5, 5, 5, 5, 5, 5)
-TIME_AT = (6, 6, 3, 3, 3, 2, 2, 2, 2, 2, 2)  # where the entry's timestamp is
+# After a span's ENTER, when it started in another `posthog_llm.context(...)` than its trace's
+# root (one opened inside a step): span id, that scope, time.
+SCOPE = 11
+WIDTH = (7, 7, 4, 4, 4, 5, 5, 5, 5, 5, 5, 4)
+TIME_AT = (6, 6, 3, 3, 3, 2, 2, 2, 2, 2, 2, 3)  # where the entry's timestamp is
 
 
 class Trace:
@@ -72,6 +76,7 @@ class Trace:
         "key",
         "scope",
         "privacy",
+        "context",
         "kind",
         "pvis",
         "joining",
@@ -118,6 +123,9 @@ class Trace:
         self.key = key  # the root span id: unique even when the user reuses a trace id
         self.scope = scope  # identity (its trace id may be unset: `id` is the trace's)
         self.privacy = privacy
+        # The `posthog_llm.context(...)` scope the root started in: a span that starts in
+        # another (one opened inside a step) is logged with that one (SCOPE).
+        self.context: Any = None
         self.kind = kind  # the root span's kind
         self.pvis: str | None = None  # the root's `$ai_parent_id` for what runs inside it
         # The enclosing observation a root of internal work runs in: its span id (`pvis`) is
@@ -206,6 +214,7 @@ class Node:
         "result",
         "error",
         "end",
+        "scope",
     )
 
     def __init__(
@@ -227,6 +236,7 @@ class Node:
         self.parent = parent
         self.pvis = pvis  # the `$ai_parent_id` of this node
         self.vis = self.uid if kind.kind >= 10 else pvis  # what children use as parent
+        self.scope: Any = None  # its own scope, when it started in another context (SCOPE)
         self.instance = instance
         self.args = args
         self.tags = tags
@@ -267,6 +277,7 @@ class Gen:
         "outer",
         "stream",
         "done",
+        "scope",
     )
 
     def __init__(
@@ -280,6 +291,7 @@ class Gen:
         now: float,
     ) -> None:
         self.uid = node.uid
+        self.scope = node.scope
         self.name = node.kind.name
         self.trace = node.trace
         self.parent = node.pvis

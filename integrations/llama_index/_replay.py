@@ -33,6 +33,7 @@ from ._records import (
     LAZY,
     LLM_END,
     LLM_ERROR,
+    SCOPE,
     WIDTH,
     Emb,
     Gen,
@@ -229,6 +230,10 @@ class _Run:
                     self._exit(log[i + 1], log[i + 2], log[i + 3])
                 elif tag == DROP:
                     self._drop(log[i + 1], log[i + 2], log[i + 3])
+                elif tag == SCOPE:
+                    node = self.tree.spans.get(log[i + 1])
+                    if node is not None and node.span_id == log[i + 1]:
+                        node.scope = log[i + 2]
                 else:
                     self._event(tag, log[i + 1], log[i + 2], log[i + 3], log[i + 4])
             except Exception as exc:
@@ -242,8 +247,11 @@ class _Run:
             self._emit(TRACE, trace.end, _builders.trace_event, trace)
         return self.out
 
-    def _emit(self, event: str, at: float | None, build: Any, *args: Any) -> None:
-        """Build one event; `at`: its `perf_counter` time (it is sent at that wall time)."""
+    def _emit(
+        self, event: str, at: float | None, build: Any, *args: Any, scope: Any = None
+    ) -> None:
+        """Build one event; `at`: its `perf_counter` time (it is sent at that wall time);
+        `scope`: its span's own (a context opened inside the trace), None: the trace's."""
         self.has_events = True
         try:
             props = build(*args)
@@ -251,7 +259,8 @@ class _Run:
             report_internal_error(exc)
             return
         offset = self.trace.wall_offset
-        self.out.append((event, props, None, None if at is None or offset is None else at + offset))
+        when = None if at is None or offset is None else at + offset
+        self.out.append((event, props, scope, when))
 
     def _exit(self, id_: str, result: Any, now: float) -> None:
         node = self.tree.spans.get(id_)
@@ -281,7 +290,15 @@ class _Run:
             node.embs = None
             for emb in embs:  # calls the span's failure ended
                 self._emit(
-                    EMBEDDING_EVENT, now, _builders.embedding_event, emb, None, None, err, now
+                    EMBEDDING_EVENT,
+                    now,
+                    _builders.embedding_event,
+                    emb,
+                    None,
+                    None,
+                    err,
+                    now,
+                    scope=node.scope,
                 )
         self._end(node, id_, None, err, now)
 
@@ -313,7 +330,7 @@ class _Run:
                 node.error = err
             node.end = now
             self.span_at[node.uid] = (len(self.out), node)
-            self._emit(SPAN, now, _builders.span_event, node, result, err, now)
+            self._emit(SPAN, now, _builders.span_event, node, result, err, now, scope=node.scope)
 
     def _event(self, tag: int, span_id: Any, now: float, value: Any, extra: Any) -> None:
         if tag <= COMPLETION_START:  # value: the call's slot, extra: messages or prompt
@@ -380,7 +397,15 @@ class _Run:
                 # texts and vectors come with the End).
                 emb = node.embs.pop(0)
                 self._emit(
-                    EMBEDDING_EVENT, now, _builders.embedding_event, emb, value, extra, None, now
+                    EMBEDDING_EVENT,
+                    now,
+                    _builders.embedding_event,
+                    emb,
+                    value,
+                    extra,
+                    None,
+                    now,
+                    scope=node.scope,
                 )
 
     def _finish_gen(self, gen: Gen) -> None:
@@ -399,7 +424,7 @@ class _Run:
             return
         if self.root_done and gen.response is not None:
             self.trace.stream_output = gen.response  # a lazily run stream: the trace's output
-        self._emit(GENERATION, gen.end, _builders.generation_event, gen)
+        self._emit(GENERATION, gen.end, _builders.generation_event, gen, scope=gen.scope)
 
     def _failed_late(self, node: Node, gen: Gen) -> None:
         """A call that failed after its ancestors ended (a streamed response: LlamaIndex ends
@@ -441,7 +466,7 @@ class _Run:
             gen.done = True
             gen.end = gen.last or now
             if gen.outer is None:
-                self._emit(GENERATION, gen.end, _builders.generation_event, gen)
+                self._emit(GENERATION, gen.end, _builders.generation_event, gen, scope=gen.scope)
                 if self.root_done and gen.response is not None:
                     trace.stream_output = gen.response
         self.gens.clear()

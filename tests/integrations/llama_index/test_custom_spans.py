@@ -128,3 +128,29 @@ def test_llama_index_own_functions_stay_walked_through(handler, client, sink):
     (trace,) = by_event(evts, "$ai_trace")
     (gen,) = by_event(evts, "$ai_generation")
     assert gen["$ai_parent_id"] == trace["$ai_trace_id"]
+
+
+def test_a_context_opened_inside_a_step_applies_to_the_llamaindex_work_in_it(handler, client, sink):
+    # A step marks one call private and names its user: that call's generation is the user's
+    # and keeps no content, as a span in the same block; the step and the trace are not.
+    @dispatcher.span
+    def step(q: str) -> str:
+        with posthog_llm.context(
+            privacy_mode=True, distinct_id="patient-7", properties={"ward": "B"}
+        ):
+            with posthog_llm.span("own", client=client):
+                pass
+            return llm.complete(f"diagnosis for SSN {q}").text
+
+    with posthog_llm.context(distinct_id="doctor-1"):
+        step("123-45-6789")
+    evts = events(client, sink)
+    (generation,) = [e for e in evts if e["event"] == "$ai_generation"]
+    (own,) = [e for e in evts if e["properties"].get("$ai_span_name") == "own"]
+    (trace,) = [e for e in evts if e["event"] == "$ai_trace"]
+    for event in (generation, own):
+        assert event["distinct_id"] == "patient-7"
+        assert event["properties"]["ward"] == "B"
+    assert "123-45-6789" not in str(generation["properties"])
+    assert trace["distinct_id"] == "doctor-1" and "ward" not in trace["properties"]
+    assert trace["properties"]["$ai_input_state"] == {"q": "123-45-6789"}

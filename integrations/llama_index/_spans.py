@@ -497,8 +497,29 @@ def span_input(kind: int, bound_args: Any, tags: Mapping[str, Any] | None) -> An
                 return tags[key]
         return None
     if kind == WORKFLOW:
-        return args.get("start_event")
+        start = args.get("start_event")
+        if start is None:
+            # `workflow.run(question=...)`: the keyword arguments the StartEvent is made of.
+            given = args.get("kwargs")
+            return dict(given) if isinstance(given, Mapping) and given else None
+        return _event_fields(start)
     return args or None
+
+
+def _event_fields(event: Any) -> Any:
+    """A workflow event as its fields: a typed event's declared ones, else the free-form data
+    it was given (a StartEvent(question=...) keeps it in private storage)."""
+    dump = getattr(event, "model_dump", None)
+    if not callable(dump):
+        return event
+    try:
+        fields = dump()
+    except Exception:  # an event that cannot dump itself: as it is
+        return event
+    if isinstance(fields, dict) and set(fields) == {"_data"}:
+        data = fields["_data"]
+        return dict(data) if isinstance(data, Mapping) else data
+    return fields
 
 
 def is_stream(value: Any) -> bool:
@@ -522,7 +543,10 @@ def span_output(kind: int, result: Any) -> Any:
         content = getattr(result, "content", None)
         return content if content is not None else result
     if kind == WORKFLOW:  # StopEvent(result=...); an agent's result is an AgentOutput
-        result = getattr(result, "result", result)
+        inner = getattr(result, "result", None)
+        # A typed StopEvent (`class Answer(StopEvent): answer: str`) holds its result in its
+        # own fields.
+        result = inner if inner is not None else _event_fields(result)
         message = getattr(result, "response", None)
         content = getattr(message, "content", None)
         if isinstance(content, str):

@@ -152,3 +152,25 @@ async def test_a_multi_agent_workflow_names_its_steps_after_the_agent_running_th
     assert "Worker.run_agent_step" in names and "add" in names
     (tool,) = [s for s in spans if s["$ai_span_name"] == "add"]
     assert tool["$ai_input_state"] == {"a": 1, "b": 2}  # the workflow's ctx left out
+
+
+async def test_a_workflow_run_is_one_trace_with_its_start_and_typed_stop_fields(
+    handler, client, sink
+):
+    from llama_index.core.workflow import StartEvent, StopEvent, Workflow, step
+
+    class Answer(StopEvent):
+        answer: str
+        sources: list[str]
+
+    class Rag(Workflow):
+        @step
+        async def go(self, ev: StartEvent) -> Answer:
+            return Answer(answer=f"About {ev.question}", sources=["doc1"])
+
+    result = await Rag(timeout=10).run(question="hedgehogs")
+    assert result.answer == "About hedgehogs"
+    assert client.flush(5)
+    (trace,) = [e["properties"] for e in sink.events if e["event"] == "$ai_trace"]
+    assert trace["$ai_input_state"] == {"question": "hedgehogs"}
+    assert trace["$ai_output_state"] == {"answer": "About hedgehogs", "sources": ["doc1"]}

@@ -434,7 +434,12 @@ class _Count(int):
 
 
 # Kinds whose input only counts one list argument, and which argument.
-COUNTED = {SYNTHESIZE: "nodes", POSTPROCESS: "nodes", EMBEDDING: "texts"}
+COUNTED = {
+    SYNTHESIZE: "nodes",
+    POSTPROCESS: "nodes",
+    EMBEDDING: "texts",
+    INGESTION: "documents",
+}
 
 
 def light_arguments(kind: int, args: Any) -> Any:
@@ -491,6 +496,10 @@ def span_input(kind: int, bound_args: Any, tags: Mapping[str, Any] | None) -> An
         }
     if kind == CHAT:
         return args.get("message", args)
+    if kind == INGESTION:  # like an index build: how much went in, not every document again
+        given = {k: args.get(k) for k in ("documents", "nodes")}
+        counted = {k: _count(v) for k, v in given.items() if isinstance(v, (list, tuple, _Count))}
+        return counted or None
     if kind in (WORKFLOW, STEP) and tags:
         for key in ("llamaindex.start_event", "llamaindex.step.input_summary"):
             if key in tags:
@@ -542,6 +551,8 @@ def span_output(kind: int, result: Any) -> Any:
     if kind == TOOL:
         content = getattr(result, "content", None)
         return content if content is not None else result
+    if kind == INGESTION and isinstance(result, (list, tuple)):
+        return {"nodes": len(result)}  # their texts and vectors went to the index
     if kind == WORKFLOW:  # StopEvent(result=...); an agent's result is an AgentOutput
         inner = getattr(result, "result", None)
         # A typed StopEvent (`class Answer(StopEvent): answer: str`) holds its result in its

@@ -124,6 +124,10 @@ def test_ingestion_pipeline_is_a_trace_with_its_embeddings(
     assert sum(e["$ai_embedding_input_count"] for e in embeddings) == len(documents)
     assert all(e["$ai_trace_id"] == trace["$ai_trace_id"] for e in embeddings)
     assert all(e["$ai_parent_id"] == trace["$ai_trace_id"] for e in embeddings)
+    # Like an index build, the trace says how much went in and came out, not every document
+    # and vector again.
+    assert trace["$ai_input_state"] == {"documents": len(documents)}
+    assert trace["$ai_output_state"] == {"nodes": len(nodes)}
 
 
 @pytest.mark.parametrize("run", ["sync", "async"])

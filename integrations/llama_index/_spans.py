@@ -509,8 +509,8 @@ def span_input(kind: int, bound_args: Any, tags: Mapping[str, Any] | None) -> An
         start = args.get("start_event")
         if start is None:
             # `workflow.run(question=...)`: the keyword arguments the StartEvent is made of.
-            given = args.get("kwargs")
-            return dict(given) if isinstance(given, Mapping) and given else None
+            keywords = args.get("kwargs")
+            return dict(keywords) if isinstance(keywords, Mapping) and keywords else None
         return _event_fields(start)
     return args or None
 

@@ -7,6 +7,7 @@ audio, files) are replaced by a short placeholder; everything else keeps its sha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -269,7 +270,24 @@ def to_state(value: Any, depth: int = 0, memo: dict[int, Any] | None = None) -> 
         return {k: to_state(v, depth + 1, memo) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_state(v, depth + 1, memo) for v in value]
+    fields = _state_fields(value)
+    if fields is not None:
+        # LangGraph state as a pydantic model or a dataclass, a `Command(update=...)`: their
+        # fields read as a dict state's are (messages made readable, long strings capped).
+        return {k: to_state(v, depth + 1, memo) for k, v in fields.items()}
     return value
+
+
+def _state_fields(value: Any) -> dict[str, Any] | None:
+    """A pydantic model's or a dataclass instance's fields, one level (None for others)."""
+    if isinstance(value, type):
+        return None
+    if dataclasses.is_dataclass(value):
+        return {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+    model_fields = getattr(type(value), "model_fields", None)
+    if isinstance(model_fields, dict) and hasattr(value, "model_dump"):
+        return {name: getattr(value, name, None) for name in model_fields}
+    return None
 
 
 def cap_strings(

@@ -105,3 +105,45 @@ async def test_graph_astream(handler, events):
     (trace,) = [e["properties"] for e in sent if e["event"] == "$ai_trace"]
     assert trace["$ai_input_state"]["messages"][0] == {"role": "user", "content": "Owls?"}
     assert len([e for e in sent if e["event"] == "$ai_generation"]) == 1
+
+
+def test_pydantic_and_dataclass_state_and_commands_read_as_dict_state(handler, events):
+    # LangGraph state may be a TypedDict, a pydantic model or a dataclass, and nodes may return
+    # a Command: all read alike (messages as role/content, long strings capped).
+    import dataclasses
+
+    import pydantic
+    from langchain_core.messages import AIMessage
+
+    class ModelState(pydantic.BaseModel):
+        messages: Annotated[list[AnyMessage], add_messages]
+        doc: str = ""
+
+    @dataclasses.dataclass
+    class DataState:
+        messages: Annotated[list[AnyMessage], add_messages]
+        doc: str = ""
+
+    def node(state):
+        return Command(update={"messages": [AIMessage("done")]})
+
+    for state in (ModelState, DataState):
+        graph = StateGraph(state)
+        graph.add_node("node", node)
+        graph.add_edge(START, "node")
+        graph.add_edge("node", END)
+        graph.compile().invoke(
+            state(messages=[HumanMessage("hello")], doc="x" * 50_000),
+            config={"callbacks": [handler]},
+        )
+    spans = [
+        e["properties"]
+        for e in events()
+        if e["event"] == "$ai_span" and e["properties"]["$ai_span_name"] == "node"
+    ]
+    assert len(spans) == 2
+    for span in spans:
+        assert span["$ai_input_state"]["messages"][0] == {"role": "user", "content": "hello"}
+        assert len(span["$ai_input_state"]["doc"]) < 11_000
+        update = span["$ai_output_state"]["update"]
+        assert update["messages"] == [{"role": "assistant", "content": "done"}]

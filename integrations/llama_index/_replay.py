@@ -199,7 +199,16 @@ def replay(trace: Trace) -> list[Any]:
 
 
 class _Run:
-    __slots__ = ("trace", "tree", "gens", "out", "root_done", "has_events", "span_at")
+    __slots__ = (
+        "trace",
+        "tree",
+        "gens",
+        "out",
+        "root_done",
+        "has_events",
+        "has_spans",
+        "span_at",
+    )
 
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
@@ -208,6 +217,7 @@ class _Run:
         self.out: list[Any] = []
         self.root_done = False
         self.has_events = False
+        self.has_spans = False  # a step of its own was sent (a tool a model call ran)
         # Visible spans sent so far: uid -> their event's index in `out`, and their node.
         self.span_at: dict[Any, tuple[int, Node]] = {}
         trace.secrets = ()
@@ -243,7 +253,18 @@ class _Run:
             self._evicted(trace.evicted)
         if trace.parent is not None:
             self._emit(SPAN, trace.end, _builders.joined_root_event, trace)
-        elif trace.emit or (trace.emit is None and self.has_events):
+        elif (
+            trace.emit
+            or (trace.emit is None and self.has_events)
+            # A bare model call that ran steps of its own (`llm.predict_and_call(tools)`):
+            # they sit under the trace, which is then sent.
+            or (
+                trace.emit is False
+                and self.has_spans
+                and trace.kind.kind == LLM
+                and trace.pvis is None  # not a call inside someone else's trace
+            )
+        ):
             self._emit(TRACE, trace.end, _builders.trace_event, trace)
         return self.out
 
@@ -330,6 +351,7 @@ class _Run:
                 node.error = err
             node.end = now
             self.span_at[node.uid] = (len(self.out), node)
+            self.has_spans = True
             self._emit(SPAN, now, _builders.span_event, node, result, err, now, scope=node.scope)
 
     def _event(self, tag: int, span_id: Any, now: float, value: Any, extra: Any) -> None:

@@ -174,3 +174,28 @@ async def test_a_workflow_run_is_one_trace_with_its_start_and_typed_stop_fields(
     (trace,) = [e["properties"] for e in sink.events if e["event"] == "$ai_trace"]
     assert trace["$ai_input_state"] == {"question": "hedgehogs"}
     assert trace["$ai_output_state"] == {"answer": "About hedgehogs", "sources": ["doc1"]}
+
+
+def test_a_model_call_that_runs_tools_is_a_trace_holding_them(handler, client, sink):
+    # `llm.predict_and_call(tools)` alone: its tool steps need the trace they sit under.
+    mock = pytest.importorskip("llama_index.core.llms.mock")
+    if not hasattr(mock, "MockFunctionCallingLLM"):
+        pytest.skip("this llama-index-core has no tool-calling mock")
+    from llama_index.core.tools import FunctionTool
+
+    def add(a: int = 2, b: int = 3) -> int:
+        """Add two numbers."""
+        return a + b
+
+    llm = mock.MockFunctionCallingLLM()
+    result = llm.predict_and_call([FunctionTool.from_defaults(add)], user_msg="add 2 and 3")
+    assert str(result) == "5"
+    evts = events(client, sink)
+    (trace,) = by_event(evts, "$ai_trace")
+    (tool,) = [s for s in by_event(evts, "$ai_span") if s["$ai_span_name"] == "add"]
+    assert trace["$ai_span_name"].endswith("predict_and_call")
+    assert tool["$ai_parent_id"] == trace["$ai_trace_id"] == tool["$ai_trace_id"]
+    # A bare model call without steps stays its generation alone.
+    sink.clear()
+    llm.chat([])
+    assert not by_event(events(client, sink), "$ai_trace")

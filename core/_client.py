@@ -711,14 +711,14 @@ class Client:
     def _capture_lazy_many(
         self,
         distinct_id: str | None,
-        build: Callable[[], list[tuple[str, dict[str, Any], float | None, str | None]]],
+        build: Callable[[], list[Any]],
         groups: Mapping[str, Any] | None,
         privacy_mode: bool,
         trace_id: str | None = None,
     ) -> bool:
         """Queue the events of one trace as one item: `build()` makes `(event, properties,
-        time or None, distinct id or None)` on the worker thread. False when it was not
-        queued."""
+        time or None, distinct id or None, groups or None)` on the worker thread. False when it
+        was not queued."""
         return self._capture_lazy(
             _MANY, distinct_id, build, groups, privacy_mode, trace_id, _EVENTS_PER_TRACE
         )
@@ -737,7 +737,7 @@ class Client:
             kept: list[bytes] = []
             filtered = failed = 0
             built = props()
-            for at, (name, fields, when, own_id) in enumerate(built):
+            for at, (name, fields, when, own_id, own_groups) in enumerate(built):
                 until = self._sender.build_until
                 if until is not None and time.monotonic() > until:
                     # Shutdown's time is up (`before_send` runs per event): the rest is lost.
@@ -748,7 +748,7 @@ class Client:
                         name,
                         distinct_id if own_id is None else own_id,
                         fields,
-                        groups,
+                        groups if own_groups is None else own_groups,
                         timestamp if when is None else when,
                         None,
                         privacy_mode,

@@ -230,8 +230,8 @@ class Emitter:
             if type(client) is Client or isinstance(client, Client):
                 client._capture_lazy_many(distinct_id, finish, groups, privacy, tid)
                 return
-            for event, props, _, own_id in finish():
-                _capture_foreign(client, event, own_id or distinct_id, props, groups)
+            for event, props, _, own_id, own_groups in finish():
+                _capture_foreign(client, event, own_id or distinct_id, props, own_groups or groups)
         except Exception as exc:  # KeyboardInterrupt, SystemExit pass through
             report_internal_error(exc)
 
@@ -318,6 +318,10 @@ def _finish_properties(
     return props
 
 
+# One finished event of a trace: name, properties, own time, own distinct id, own groups.
+Finished = tuple[str, dict[str, Any], "float | None", "str | None", "dict[str, Any] | None"]
+
+
 class _FinishMany:
     """`emit_many`'s finishing step: the built events with the scope's policies applied."""
 
@@ -331,25 +335,27 @@ class _FinishMany:
         self.anonymous = anonymous
         self.privacy = privacy
 
-    def __call__(self) -> list[tuple[str, dict[str, Any], float | None, str | None]]:
-        """`(event, properties, own time or None, own distinct id or None)` for each built
-        event: a step with a scope of its own (a `posthog_llm.context(...)` opened inside the
-        trace naming its user) is that user's."""
+    def __call__(self) -> list[Finished]:
+        """`(event, properties, own time or None, own distinct id or None, own groups or
+        None)` for each built event: a step with a scope of its own (a `posthog_llm.context`
+        opened inside the trace naming its user and groups) is that user's, in those groups."""
         scope, anonymous, privacy = self.scope, self.anonymous, self.privacy
-        finished = []
+        finished: list[Finished] = []
         for item in self.build():
             own = item[2] if len(item) > 2 else None
             when = item[3] if len(item) > 3 else None
-            own_id = None
+            own_id = own_groups = None
             if own is None or own is scope:
                 props = _finish_properties(item[1], scope, anonymous, privacy)
             else:
                 own_privacy = True if own.privacy_mode else privacy
                 if own.distinct_id and own.distinct_id != scope.distinct_id:
                     own_id = str(own.distinct_id)
+                if own.groups and own.groups != scope.groups:
+                    own_groups = dict(own.groups)
                 own_anonymous = anonymous and own_id is None
                 props = _finish_properties(item[1], own, own_anonymous, own_privacy)
-            finished.append((item[0], props, when, own_id))
+            finished.append((item[0], props, when, own_id, own_groups))
         return finished
 
 

@@ -218,8 +218,9 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         if here is not trace.context and here is not EMPTY_SCOPE:
             # A `posthog_llm.context(...)` opened inside the run (a node marking one model
             # call private, naming its user): its identity and privacy for this step, beneath
-            # the step's own metadata.
-            base = base.merged(here)
+            # the run's metadata (the root's, which the context stack does not hold, again on
+            # top) and the step's own.
+            base = base.merged(here).merged(trace.overrides)
         scope = None if base is trace.scope else base
         if metadata:
             extra = metadata.get("posthog_properties")
@@ -289,7 +290,8 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             # Another of our handlers reports this run already (a handler given to a model at
             # construction, beside one given at invoke or the global one): one event, not two.
             return
-        scope = self._emitter.scope(_metadata_overrides(metadata))
+        overrides = _metadata_overrides(metadata)
+        scope = self._emitter.scope(overrides)
         joined = outer is not None and scope.trace_id == outer.trace_id
         trace_id = scope.trace_id or str(run_id)
         # The trace keeps the scope as resolved (with no overrides: the handler's own, shared by
@@ -318,6 +320,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         )
         trace.client = trace.root_obs.client
         trace.context = current_scope()
+        trace.overrides = overrides
         trace.open.add(key)
         # `extend`, never `+=`: that would store the list back and could undo a hand-over.
         trace.log.extend(

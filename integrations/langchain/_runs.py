@@ -88,6 +88,7 @@ class Trace:
         "asked",
         "tokens",
         "context",
+        "overrides",
     )
 
     def __init__(
@@ -127,6 +128,7 @@ class Trace:
         # The `posthog_llm.context(...)` scope the root started in: a step that starts in
         # another (one opened inside a node) takes that one's identity and privacy.
         self.context: Scope | None = None
+        self.overrides: Scope | None = None  # the root run's metadata (`posthog_*`)
 
     def observation_map(self) -> dict[Any, tuple[Observation, bool]]:
         """`observations`, made on first use (most traces never need it)."""

@@ -225,6 +225,34 @@ def test_a_context_opened_inside_a_step_applies_to_the_runs_started_in_it(handle
     assert trace["properties"]["$ai_input_state"] == "prompt"
 
 
+def test_a_context_inside_a_step_keeps_the_runs_metadata_on_top_and_brings_its_groups(
+    handler, events
+):
+    from langchain_core.runnables import RunnableLambda
+
+    def node(question: str) -> str:
+        with posthog_llm.context(properties={"step": "answer"}):
+            model().invoke(question)
+        with posthog_llm.context(distinct_id="inner", groups={"company": "inner-co"}):
+            return model().invoke(question).content
+
+    metadata = {"posthog_distinct_id": "run-user", "posthog_session_id": "run-session"}
+    with posthog_llm.context(
+        distinct_id="outer", session_id="outer-session", groups={"company": "outer-co"}
+    ):
+        RunnableLambda(node).invoke("q", config={"callbacks": [handler], "metadata": metadata})
+    sent = events()
+    first, second = [e for e in sent if e["event"] == "$ai_generation"]
+    (trace,) = [e for e in sent if e["event"] == "$ai_trace"]
+    # A context that only adds a property: the run's metadata still says who it is for.
+    assert first["distinct_id"] == trace["distinct_id"] == "run-user"
+    assert first["properties"]["$ai_session_id"] == "run-session"
+    assert first["properties"]["step"] == "answer"
+    # One that names a user and groups: both, on the step's events.
+    assert second["properties"]["$groups"] == {"company": "inner-co"}
+    assert trace["properties"]["$groups"] == {"company": "outer-co"}
+
+
 def test_run_metadata_of_the_wrong_type_is_left_out_and_the_run_still_reported(handler, events):
     metadata = {
         "posthog_distinct_id": ["not", "an", "id"],

@@ -60,6 +60,30 @@ def _first(a: Any, b: Any) -> Any:
     return a if a is not None else b
 
 
+def scope_opened_inside(
+    root_scope: Scope, root_context: Scope | None, overrides: Scope | None = None
+) -> Scope | None:
+    """The scope of framework work starting here, when a `posthog_llm.context(...)` was opened
+    inside its trace (a step marking one model call private, naming its user), else None: the
+    root's scope with this context's identity, properties and privacy merged in, and the root
+    run's own `overrides` (per-run metadata, which the context stack does not hold) again on top.
+
+    `root_context` is `current_scope()` as it was when the root started. Hot path (once per
+    framework span): two identity checks when nothing was opened inside.
+
+    >>> root = current_scope()
+    >>> scope_opened_inside(Scope(), root) is None
+    True
+    >>> with context(distinct_id="user_42"):
+    ...     scope_opened_inside(Scope(), root).distinct_id
+    'user_42'
+    """
+    here = _current.get()
+    if here is root_context or here is EMPTY_SCOPE:
+        return None
+    return root_scope.merged(here).merged(overrides)
+
+
 def with_trace_id(scope: Scope, trace_id: str) -> Scope:
     """`scope.merged(Scope(trace_id=trace_id))` for a hot path (once per trace): a copy of the
     frozen dataclass's fields, not two `__init__`s through `object.__setattr__` (~2 µs)."""

@@ -20,6 +20,7 @@ from ._context import (
     current_scope,
     lenient_scope,
     make_scope,
+    scope_opened_inside,
     with_trace_id,
 )
 from ._emit import (
@@ -92,6 +93,7 @@ __all__ = [
     "make_scope",
     "lenient_scope",
     "current_scope",
+    "scope_opened_inside",
     "with_trace_id",
     "to_json_safe",
     "BASE64_PLACEHOLDER",

@@ -16,7 +16,6 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables.config import var_child_runnable_config
 from posthog_llm.instrumentation import (
-    EMPTY_SCOPE,
     GENERATION,
     GENERATION_KIND,
     OUTSIDE,
@@ -37,6 +36,7 @@ from posthog_llm.instrumentation import (
     register_model_call_check,
     register_resolver,
     report_internal_error,
+    scope_opened_inside,
     stopped_by_caller,
     with_trace_id,
 )
@@ -213,15 +213,10 @@ class PostHogCallbackHandler(BaseCallbackHandler):
         if tags and kind == CHAIN and _HIDDEN_TAG in tags:
             runs.add(key, Hidden(trace, parent_key, parent_span, now))
             return
-        base = trace.scope
-        here = current_scope()
-        if here is not trace.context and here is not EMPTY_SCOPE:
-            # A `posthog_llm.context(...)` opened inside the run (a node marking one model
-            # call private, naming its user): its identity and privacy for this step, beneath
-            # the run's metadata (the root's, which the context stack does not hold, again on
-            # top) and the step's own.
-            base = base.merged(here).merged(trace.overrides)
-        scope = None if base is trace.scope else base
+        # A `posthog_llm.context(...)` opened inside the run: its identity and privacy for this
+        # step, beneath the run's metadata and the step's own.
+        scope = scope_opened_inside(trace.scope, trace.context, trace.overrides)
+        base = trace.scope if scope is None else scope
         if metadata:
             extra = metadata.get("posthog_properties")
             private = metadata.get("posthog_privacy_mode") is True and not base.privacy_mode

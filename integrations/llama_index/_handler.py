@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from posthog_llm.instrumentation import (
-    EMPTY_SCOPE,
     GENERATION_KIND,
     SPAN_KIND,
     TRACE_KIND,
@@ -37,6 +36,7 @@ from posthog_llm.instrumentation import (
     register_model_call_check,
     report_internal_error,
     require,
+    scope_opened_inside,
     with_trace_id,
 )
 
@@ -292,11 +292,9 @@ class PostHogLlamaIndexHandler(TraceLifecycle):
         spans[id_] = trace
         now = _perf_counter()
         trace.log += (ENTER, id_, parent_id, instance, args, tags, now)
-        here = current_scope()
-        if here is not trace.context and here is not EMPTY_SCOPE:
-            # A `posthog_llm.context(...)` opened inside the trace (a step marking one call
-            # private, naming its user): this span's events are that scope's.
-            trace.log += (SCOPE, id_, trace.scope.merged(here), now)
+        scope = scope_opened_inside(trace.scope, trace.context)
+        if scope is not None:  # a context opened inside the trace: this span's events are its
+            trace.log += (SCOPE, id_, scope, now)
         trace.opened.append(id_)
 
     def _exit(self, id_: str, instance: Any, result: Any) -> None:

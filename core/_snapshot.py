@@ -70,10 +70,10 @@ def snapshot_items(items: list[Any]) -> list[Any]:
     >>> kept[0]["content"][0]["text"]
     'hi'
     """
-    kept = snapshot(items)
-    copied: list[Any] = list(items) if kept is items else kept
-    for index, (kept, given) in enumerate(zip(copied, items)):
-        if kept is given and type(given) is dict:
+    deep = snapshot(items)
+    copied: list[Any] = list(items) if deep is items else deep
+    for index, (item, given) in enumerate(zip(copied, items)):
+        if item is given and type(given) is dict:  # past the bounds: still one level copied
             copied[index] = dict(given)
     return copied
 

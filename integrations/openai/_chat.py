@@ -90,6 +90,11 @@ def _audio_block(audio_id: Any, transcript: Any) -> dict[str, Any]:
     return block
 
 
+def _with_audio(text: Any, block: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message's content with its audio answer: the text first, when there is any."""
+    return [{"type": "text", "text": text}, block] if text else [block]
+
+
 class _LegacyCall:
     """A legacy `function_call` delta in the shape of a tool call's delta (index 0, no id)."""
 
@@ -220,8 +225,7 @@ def _choice_message(message: Any) -> dict[str, Any] | None:
     audio = getattr(message, "audio", None)
     if audio is not None:
         block = _audio_block(getattr(audio, "id", None), getattr(audio, "transcript", None))
-        text = item["content"]
-        item["content"] = [{"type": "text", "text": text}, block] if text else [block]
+        item["content"] = _with_audio(item["content"], block)
     return item
 
 
@@ -278,9 +282,9 @@ def _accumulate(pieces: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], st
             item["refusal"] = "".join(state["refusal"])
         if state["audio"] is not None:
             audio_id, pieces_read = state["audio"]
-            block = _audio_block(audio_id, "".join(pieces_read))
-            text = item["content"]
-            item["content"] = [{"type": "text", "text": text}, block] if text else [block]
+            item["content"] = _with_audio(
+                item["content"], _audio_block(audio_id, "".join(pieces_read))
+            )
         if item["content"] is None and not state["tools"] and not state["refusal"]:
             item["content"] = ""
         output.append(item)

@@ -90,8 +90,9 @@ class Observation:
         self.closed = False
         self.error: str | None = None
         self.session_id: str | None = None
-        # A framework with a resolver whose trace root joined this observation (set only on a
-        # framework-less one, a user span): reading this one as current asks that resolver too.
+        # A framework with a resolver whose trace root joined this observation, or in whose
+        # step it opened (set only on a framework-less one, a user span): reading this one as
+        # current asks that resolver too.
         self.joined_by: str | None = None
         # The client its events go to, when one was given to it or to an observation it is
         # nested in: work inside it that names no client sends there too (one trace, one
@@ -243,7 +244,25 @@ def _joined_step(obs: Observation, framework: str) -> Observation:
         return obs
     if not isinstance(answer, Observation) or answer.closed or answer is obs:
         return obs
-    return answer if nested_in(answer, obs) else obs
+    if nested_in(answer, obs):
+        return answer
+    if answer.framework != framework or answer.trace_id != obs.trace_id:
+        return obs
+    # A framework that makes its observations only when asked (LlamaIndex: each one's parent is
+    # its trace's root) answers a step that opened inside `obs`, when `obs` itself opened inside
+    # one of its steps, with no link to `obs`: a step among `obs`'s ancestors is the one `obs`
+    # runs in, any other one of that trace started in this context after `obs` did.
+    node = obs.parent
+    inside = False
+    for _ in range(256):
+        if node is None:
+            break
+        if node is answer:
+            return obs
+        if node.framework == framework:
+            inside = True
+        node = node.parent
+    return answer if inside else obs
 
 
 def nested_in(obs: Observation, outer: Observation, limit: int = 256) -> bool:
@@ -293,6 +312,14 @@ def open_observation(
         # This framework's work joined a user span: later reads of that span as current ask
         # the framework which of its runs is executing (see `_joined_step`).
         parent.joined_by = framework
+    elif (
+        framework is None
+        and parent is not None
+        and parent.framework is not None
+        and parent.framework in _resolvers
+    ):
+        # A user span inside a framework's step: that framework's steps may open inside it.
+        obs.joined_by = parent.framework
     _current.set(obs)
     return obs
 

@@ -126,3 +126,33 @@ def test_llama_index_steps_inside_a_user_span_inside_a_users_method_nest_under_i
     assert synthesize["$ai_parent_id"] == query["$ai_span_id"]
     (gen,) = by_event(evts, "$ai_generation")
     assert gen["$ai_parent_id"] == synthesize["$ai_span_id"]
+
+
+def test_user_spans_alternating_with_llama_index_spans_each_nest_in_the_nearest(
+    settings, handler, default_client, sink
+):
+    # step (tool) -> user span -> tool -> user span -> LLM call: each piece's parent is the
+    # piece it runs in, whichever side opened it.
+    def inner(text: str) -> str:
+        with posthog_llm.span("inner_user"):
+            return Settings.llm.complete(text).text
+
+    inner_tool = FunctionTool.from_defaults(fn=inner, name="inner_tool")
+
+    def outer(text: str) -> str:
+        with posthog_llm.span("outer_user"):
+            return inner_tool.call(text=text).raw_output
+
+    outer_tool = FunctionTool.from_defaults(fn=outer, name="outer_tool")
+    assert outer_tool.call(text="owls").raw_output == ANSWER
+    evts = events(default_client, sink)
+    (trace,) = by_event(evts, "$ai_trace")
+    assert trace["$ai_span_name"] == "outer_tool"
+    spans = {s["$ai_span_name"]: s for s in by_event(evts, "$ai_span")}
+    assert spans["outer_user"]["$ai_parent_id"] == trace["$ai_trace_id"]
+    assert spans["inner_tool"]["$ai_parent_id"] == spans["outer_user"]["$ai_span_id"]
+    assert spans["inner_user"]["$ai_parent_id"] == spans["inner_tool"]["$ai_span_id"]
+    (gen,) = by_event(evts, "$ai_generation")
+    assert gen["$ai_parent_id"] == spans["inner_user"]["$ai_span_id"]
+    assert {e["properties"]["$ai_trace_id"] for e in evts} == {trace["$ai_trace_id"]}
+    assert handler.pending()["traces"] == 0

@@ -928,11 +928,18 @@ class BatchSender:
                     return True
             return False
 
+    def _still_in_flight(self, batch: list[bytes]) -> bool:
+        with self._inflight_lock:
+            return any(taken is batch for taken in self._inflight)
+
     def _spool_batch(self, batch: list[bytes], why: str) -> None:
-        if not self._settling(batch):
+        # In flight (counted as queued) until the spool has it: `stats()` never misses it.
+        if not self._still_in_flight(batch):
             return  # taken (and spooled) by a shutdown deadline
         if not self._to_spool(batch, why):
-            self._retry_in_memory(batch)  # the spool cannot take it: as without one
+            self._retry_in_memory(batch, in_flight=True)  # the spool cannot take it
+            return
+        self._settling(batch)
 
     def _send(self, batch: list[bytes]) -> None:
         """Deliver `batch`: on the helper thread when more is waiting and it is free, else here.
@@ -967,29 +974,38 @@ class BatchSender:
         if not self._settling(batch):
             self._taken_back(batch, outcome)  # a shutdown deadline took (and saved) the batch
             return
-        self._settle(outcome)
         undelivered = outcome.undelivered
+        if undelivered:
+            # Counted as queued until the spool has them, or they are retried or given up:
+            # `stats()` never misses them while the spool is tried.
+            with self._inflight_lock:
+                self._inflight.append(undelivered)
+        self._settle(outcome)
         if undelivered:
             self.policy.mark_down(self.policy.take_retry_after())
             why = "; ".join(outcome.reasons[-1:])
             if self._to_spool(undelivered, why):
+                self._settling(undelivered)
                 self.counters.add("retried", len(undelivered))  # by the spool, later
                 self._warn_failing(len(undelivered), outcome.reasons)
                 return
             if not in_memory:
                 # The spool cannot take them: retried here, as without one, rather than lost.
                 self.counters.add("retried", len(undelivered))
-                self._retry_in_memory(undelivered)
+                self._retry_in_memory(undelivered, in_flight=True)
                 return
-            self._give_up(undelivered, outcome.reasons)
+            if self._settling(undelivered):  # else a shutdown deadline saved them
+                self._give_up(undelivered, outcome.reasons)
         elif outcome.delivered:
             self.policy.mark_up()
 
-    def _retry_in_memory(self, batch: list[bytes]) -> None:
-        """Send `batch` with the policy's retries (the spool cannot take it). In flight again
-        meanwhile: counted as queued, and a shutdown deadline can still save it."""
-        with self._inflight_lock:
-            self._inflight.append(batch)
+    def _retry_in_memory(self, batch: list[bytes], *, in_flight: bool = False) -> None:
+        """Send `batch` with the policy's retries (the spool cannot take it). In flight
+        meanwhile (`in_flight`: it already is): counted as queued, and a shutdown deadline can
+        still save it."""
+        if not in_flight:
+            with self._inflight_lock:
+                self._inflight.append(batch)
         outcome = self._attempt(batch, retry=True)
         if not self._settling(batch):
             self._taken_back(batch, outcome)

@@ -38,6 +38,8 @@ __all__ = [
     "whole_number",
     "token_count",
     "input_tokens_for",
+    "output_tokens_for",
+    "thinking_counted_apart",
     "is_anthropic_model",
     "modality_usage",
     "total_usage",
@@ -244,8 +246,12 @@ def _read(source: Any) -> Usage:
     write_1h = _count(_get(split_source, _TTL_1H))
     if cache_write is None:
         cache_write = _count(_get(_view(_get(source, "input_token_details")), "cache_creation"))
-    if cache_write is None and (write_5m is not None or write_1h is not None):
-        cache_write = (write_5m or 0) + (write_1h or 0)
+    if write_5m is not None or write_1h is not None:
+        # LangChain's Anthropic models say `cache_creation: 0` beside the split they count the
+        # writes in: the split is the count.
+        split = (write_5m or 0) + (write_1h or 0)
+        if cache_write is None or cache_write < split:
+            cache_write = split
     reasoning = _first(source, _REASONING)
     if reasoning is None:
         reasoning = _detail(source, _REASONING_DETAILS)
@@ -327,6 +333,47 @@ def input_tokens_for(
     if total_input is None or not is_anthropic_model(provider, model):
         return total_input
     return max(0, total_input - (cache_read or 0) - (cache_creation or 0))
+
+
+# Providers whose output count leaves the model's thinking out (Gemini's candidates count):
+# PostHog adds the reasoning tokens to such a call's output when it prices it.
+_THINKING_APART = frozenset({"gemini", "vertex", "google"})
+
+
+def thinking_counted_apart(provider: str | None, model: str | None) -> bool:
+    """Whether PostHog reads a call's `$ai_output_tokens` without its reasoning tokens, and
+    adds those when pricing it: Gemini on any host (Claude on Vertex counts its thinking inside
+    the output, as Anthropic does).
+
+    >>> thinking_counted_apart("gemini", "gemini-2.5-flash")
+    True
+    >>> thinking_counted_apart(None, "models/gemini-2.5-pro")
+    True
+    >>> thinking_counted_apart("vertex", "claude-sonnet-4-5")
+    False
+    """
+    if is_anthropic_model(provider, model):
+        return False
+    if provider is not None and provider.lower() in _THINKING_APART:
+        return True
+    return isinstance(model, str) and model.lower().rpartition("/")[2].startswith("gemini")
+
+
+def output_tokens_for(
+    provider: str | None, total_output: int | None, reasoning: int | None, model: str | None
+) -> int | None:
+    """The output count PostHog reads for `provider` and `model`, from a total that includes
+    the reasoning tokens (LangChain's `usage_metadata`): for Gemini the total less the
+    reasoning, never below 0 (PostHog adds it back when pricing); the total for the others.
+
+    >>> output_tokens_for("gemini", 12, 7, "gemini-2.5-flash")
+    5
+    >>> output_tokens_for("openai", 12, 7, "o3")
+    12
+    """
+    if total_output is None or not reasoning or not thinking_counted_apart(provider, model):
+        return total_output
+    return max(0, total_output - reasoning)
 
 
 # Where providers count audio and image tokens: OpenAI's token details (chat and Responses),

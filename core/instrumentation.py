@@ -172,6 +172,8 @@ from ._usage import (  # noqa: E402
     is_anthropic_model,
     modality_usage,
     normalize_usage,
+    output_tokens_for,
+    thinking_counted_apart,
     total_usage,
     whole_number,
 )
@@ -198,6 +200,8 @@ __all__ += [
     "modality_usage",
     "total_usage",
     "input_tokens_for",
+    "output_tokens_for",
+    "thinking_counted_apart",
     "is_anthropic_model",
     "whole_number",
 ]

@@ -39,7 +39,7 @@ from .._events import (
     PROP_SERVICE_TIER,
 )
 from .._store_summary import as_count, own_cost
-from .._usage import is_anthropic_model
+from .._usage import is_anthropic_model, thinking_counted_apart
 from ._prices_package import package_available, package_label, package_price
 
 __all__ = [
@@ -259,7 +259,7 @@ class PricingTable:
         if not is_anthropic_model(convention, model or name):
             tokens_in = max(0, tokens_in - cache_read)
             cache_write = write_1h = 0
-        if _thinking_apart(name, convention):
+        if thinking_counted_apart(convention, model or name):
             # Gemini counts thinking tokens apart from the candidates' and bills them as output.
             tokens_out += max(0, int(reasoning_tokens or 0))
         read_price = price.cache_read if price.cache_read is not None else price.input
@@ -293,12 +293,6 @@ def standard_tier(tier: Any) -> bool:
 
 
 _ONE_HOUR_WRITE = 2.0  # Anthropic's price of an hour-long cache write, in input prices
-_THINKING_APART = ("gemini", "vertex", "google")
-
-
-def _thinking_apart(model: str, convention: str) -> bool:
-    """Whether the model's output tokens leave out its thinking tokens (Gemini's do)."""
-    return convention in _THINKING_APART or model.lower().rpartition("/")[2].startswith("gemini")
 
 
 def _read(source: PricingSource) -> tuple[dict[str, ModelPrice], str | None, bool, str]:

@@ -17,8 +17,8 @@ from posthog_llm.instrumentation import (
     Usage,
     clean_base_url,
     input_tokens_for,
-    is_anthropic_model,
     normalize_usage,
+    output_tokens_for,
     provider_from_base_url,
     provider_name,
 )
@@ -124,8 +124,9 @@ def served_model(response: Any) -> str | None:
 _PLAIN_USAGE_KEYS = frozenset({"input_tokens", "output_tokens", "total_tokens"})
 
 
-def _standard_usage(usage: Any, anthropic: bool) -> Usage | None:
-    """LangChain's `UsageMetadata`: input_tokens counts every prompt token, cached or not."""
+def _standard_usage(usage: Any, provider: str | None, model: str | None) -> Usage | None:
+    """LangChain's `UsageMetadata`: input_tokens counts every prompt token, cached or not, and
+    output_tokens every generated one, thinking included."""
     if type(usage) is dict and usage.keys() <= _PLAIN_USAGE_KEYS:
         input_tokens, output_tokens = usage.get("input_tokens"), usage.get("output_tokens")
         if type(input_tokens) is int and type(output_tokens) is int:
@@ -134,17 +135,38 @@ def _standard_usage(usage: Any, anthropic: bool) -> Usage | None:
     parsed = normalize_usage(usage)
     if parsed.input_tokens is None and parsed.output_tokens is None:
         return None
-    if anthropic and parsed.input_tokens is not None:
+    if parsed.input_tokens is not None and (
+        parsed.cache_read_input_tokens or parsed.cache_creation_input_tokens
+    ):
         # Claude on any host (Bedrock and Vertex too): PostHog reads its input without the cache.
         parsed = parsed._replace(
             input_tokens=input_tokens_for(
-                "anthropic",
+                provider,
                 parsed.input_tokens,
                 parsed.cache_read_input_tokens,
                 parsed.cache_creation_input_tokens,
+                model,
+            )
+        )
+    if parsed.reasoning_tokens:
+        # Gemini: PostHog adds the thinking to the output it reads, as Google counts it apart.
+        parsed = parsed._replace(
+            output_tokens=output_tokens_for(
+                provider, parsed.output_tokens, parsed.reasoning_tokens, model
             )
         )
     return parsed
+
+
+def _web_searches(metadata: Any) -> int | None:
+    """Anthropic's server-side web searches (`response_metadata["usage"]["server_tool_use"]`),
+    which LangChain's `usage_metadata` leaves out."""
+    if not (type(metadata) is dict or isinstance(metadata, Mapping)):
+        return None
+    block = metadata.get("usage")
+    if not (type(block) is dict or isinstance(block, Mapping)) or "server_tool_use" not in block:
+        return None
+    return normalize_usage(block).web_search_count
 
 
 def _raw_usage(usage: Any) -> Usage | None:
@@ -168,14 +190,17 @@ def extract_usage(response: Any, provider: str | None, model: str | None) -> Usa
     Order: the message's standard `usage_metadata`, then provider blocks in the message's
     `response_metadata` or `generation_info`, then the call's `llm_output`.
     """
-    anthropic = is_anthropic_model(provider, model)
     fallback: Usage | None = None
     for generation in _generations(response):
         message = getattr(generation, "message", None)
         usage = getattr(message, "usage_metadata", None)
         if usage:
-            standard = _standard_usage(usage, anthropic)
+            standard = _standard_usage(usage, provider, model)
             if standard is not None:
+                if standard.web_search_count is None:
+                    searches = _web_searches(getattr(message, "response_metadata", None))
+                    if searches:
+                        standard = standard._replace(web_search_count=searches)
                 return standard
         if fallback is None:
             fallback = _metadata_usage(getattr(message, "response_metadata", None))

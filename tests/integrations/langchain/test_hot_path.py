@@ -126,7 +126,8 @@ def test_plain_usage_is_read_as_the_normaliser_reads_it(
             expected.cache_creation_input_tokens or 0
         )
         expected = expected._replace(input_tokens=max(0, expected.input_tokens - cached))
-    assert _usage._standard_usage(usage, anthropic) == expected
+    provider, model = ("anthropic", "claude-sonnet-4-5") if anthropic else ("openai", "gpt-4o")
+    assert _usage._standard_usage(usage, provider, model) == expected
 
 
 def test_span_ids_are_the_run_ids_as_uuid_text() -> None:

@@ -199,6 +199,70 @@ def test_anthropic_chain_end_to_end(handler, events):
     assert "$ai_reasoning_tokens" not in props
 
 
+def test_anthropic_cache_writes_split_by_ttl_and_web_searches_are_priced(handler, events):
+    # langchain-anthropic's shape: `cache_creation: 0` beside the split it counts writes in,
+    # and the server-side web searches only in the provider's own usage block.
+    llm = model(
+        reply(
+            "News.",
+            usage_metadata={
+                "input_tokens": 307,
+                "output_tokens": 16,
+                "total_tokens": 323,
+                "input_token_details": {
+                    "cache_read": 0,
+                    "cache_creation": 0,
+                    "ephemeral_5m_input_tokens": 0,
+                    "ephemeral_1h_input_tokens": 300,
+                },
+            },
+            response_metadata={
+                "model_name": "claude-haiku-4-5",
+                "usage": {
+                    "input_tokens": 7,
+                    "output_tokens": 16,
+                    "cache_creation_input_tokens": 300,
+                    "server_tool_use": {"web_search_requests": 1, "web_fetch_requests": None},
+                },
+            },
+        ),
+        provider="anthropic",
+        model_name="claude-haiku-4-5",
+    )
+    chain(llm).invoke({"question": "q"}, config={"callbacks": [handler]})
+    (generation,) = events("$ai_generation")
+    props = generation["properties"]
+    assert props["$ai_input_tokens"] == 7
+    assert props["$ai_cache_creation_input_tokens"] == 300
+    assert props["$ai_cache_creation_1h_input_tokens"] == 300
+    assert props["$ai_web_search_count"] == 1
+
+
+def test_gemini_thinking_is_left_out_of_the_output_posthog_adds_it_to(handler, events):
+    # langchain-google-genai counts the thinking inside output_tokens; PostHog adds reasoning
+    # to a Gemini call's output when it prices it, as the Gemini drop-in reports it.
+    usage = {
+        "input_tokens": 3,
+        "output_tokens": 12,
+        "total_tokens": 15,
+        "input_token_details": {"cache_read": 0},
+        "output_token_details": {"reasoning": 7},
+    }
+    llm = model(
+        reply("Hi.", usage_metadata=usage, response_metadata={"model_name": "gemini-2.5-flash"}),
+        provider="google_genai",
+        model_name="gemini-2.5-flash",
+    )
+    chain(llm).invoke({"question": "q"}, config={"callbacks": [handler]})
+    (generation,) = events("$ai_generation")
+    props = generation["properties"]
+    assert props["$ai_provider"] == "gemini"
+    assert (props["$ai_output_tokens"], props["$ai_reasoning_tokens"]) == (5, 7)
+    # OpenAI's reasoning is part of its output, as PostHog reads it: unchanged.
+    message = AIMessage("ok", usage_metadata=usage)
+    assert extract_usage(_result(message), "openai", "o3").output_tokens == 12
+
+
 def test_the_served_service_tier_is_sent_for_pricing(handler, events):
     llm = model(reply("Owls.", response_metadata={"service_tier": "flex"}))
     chain(llm).invoke({"question": "q"}, config={"callbacks": [handler]})

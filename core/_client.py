@@ -503,7 +503,9 @@ class Client:
             if explicit_store
             else _env("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY")
         )
-        env_host = None if explicit_store else _env("POSTHOG_HOST")
+        # A destination of the user's (or the store) is where events go: the environment's
+        # PostHog host is not read, so a malformed one cannot stop such a client being made.
+        env_host = None if db is not None or destination is not None else _env("POSTHOG_HOST")
         if host:
             self.host: str | None = _check_host(host)
         elif env_host:

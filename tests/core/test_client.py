@@ -61,6 +61,18 @@ def test_a_bad_posthog_host_is_named_and_said_once_where_the_default_client_is_u
     assert len(warnings) == 1 and "POSTHOG_HOST" in warnings[0].getMessage()
 
 
+def test_a_destination_given_does_not_read_the_environments_posthog_host(monkeypatch):
+    # Every notebook and the demo build `Client(destination=...)`: a malformed POSTHOG_HOST
+    # they never send to stopped them at their first line.
+    monkeypatch.setenv("POSTHOG_HOST", "eu.i.posthog.com")  # no scheme
+    destination = InMemoryDestination()
+    client = Client(destination=destination)
+    client.capture("e", distinct_id="u")
+    assert client.flush(5)
+    assert [e["event"] for e in destination.events] == ["e"]
+    client.shutdown(0)
+
+
 def test_feedback_and_metrics_on_a_default_client_the_environment_cannot_build_do_not_raise(
     monkeypatch, caplog
 ):

@@ -44,7 +44,9 @@ def _trace_id(trace_id: Any) -> str:
     return str(trace_id)
 
 
-def _send(event: str, trace_id: str, props: dict[str, Any], distinct_id: Any, target: Any) -> Any:
+def _send(
+    event: str, trace_id: str, props: dict[str, Any], distinct_id: Any, target: Any
+) -> str | None:
     if isinstance(target, Client):
         # Our client applies the context, privacy and the anonymous-id rule (the trace id).
         return target.capture(event, distinct_id=distinct_id, properties=props)
@@ -64,7 +66,9 @@ def _send(event: str, trace_id: str, props: dict[str, Any], distinct_id: Any, ta
         props["$process_person_profile"] = False
     groups = dict(scope.groups) if scope.groups else None
     try:
-        return _capture_foreign(target, event, str(distinct_id), props, groups)
+        sent = _capture_foreign(target, event, str(distinct_id), props, groups)
+        # posthog-python returns the event's uuid (older versions other values: not a uuid).
+        return sent if isinstance(sent, str) else None
     except Exception:  # the client's own failure is not the caller's: logged, not raised
         log.exception("posthog-llm: the client failed to capture %s", event)
         return None
@@ -72,8 +76,9 @@ def _send(event: str, trace_id: str, props: dict[str, Any], distinct_id: Any, ta
 
 def capture_feedback(
     trace_id: Any, text: str, *, distinct_id: Any = None, client: Any = None
-) -> Any:
-    """Send a user's feedback on a trace as `$ai_feedback`.
+) -> str | None:
+    """Send a user's feedback on a trace as `$ai_feedback`; returns the event's uuid (None when
+    capture is off or the event was dropped).
 
     >>> import posthog_llm
     >>> posthog_llm.capture_feedback("trace_123", "Great answer!", distinct_id="user_123")  # doctest: +SKIP
@@ -90,8 +95,9 @@ def capture_feedback(
 
 def capture_metric(
     trace_id: Any, name: str, value: Any, *, distinct_id: Any = None, client: Any = None
-) -> Any:
-    """Send a named metric about a trace (a score, a rating, a label) as `$ai_metric`.
+) -> str | None:
+    """Send a named metric about a trace (a score, a rating, a label) as `$ai_metric`; returns
+    the event's uuid, as `capture_feedback` does.
 
     >>> import posthog_llm
     >>> posthog_llm.capture_metric("trace_123", "helpfulness", 4, distinct_id="user_123")  # doctest: +SKIP

@@ -100,6 +100,26 @@ EMPTY_SCOPE = Scope()
 _current: ContextVar[Scope] = ContextVar("posthog_llm_scope", default=EMPTY_SCOPE)
 
 
+class NamedTrace:
+    """The trace a `context(trace_id=...)` block names, and whether a root (a framework's trace,
+    a span) already opened in it: that first root is the trace's `$ai_trace`; later roots in
+    the block join it as its children rather than send an `$ai_trace` of their own."""
+
+    __slots__ = ("trace_id", "claimed")
+
+    def __init__(self, trace_id: str) -> None:
+        self.trace_id = trace_id
+        self.claimed = False
+
+
+_named: ContextVar[NamedTrace | None] = ContextVar("posthog_llm_named_trace", default=None)
+
+
+def named_trace() -> NamedTrace | None:
+    """The trace the innermost `context(trace_id=...)` block here names, or None."""
+    return _named.get()
+
+
 def current_scope() -> Scope:
     """The scope of the innermost active `context(...)`, or an empty one."""
     return _current.get()
@@ -255,9 +275,17 @@ def context(
         )
     )
     token = _current.set(scope)
+    named = (
+        _named.set(NamedTrace(scope.trace_id)) if trace_id is not None and scope.trace_id else None
+    )
     try:
         yield scope
     finally:
+        if named is not None:
+            try:
+                _named.reset(named)
+            except ValueError:  # exited in another context: that context's own is left alone
+                pass
         try:
             _current.reset(token)
         except ValueError:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from ._context import Scope
+from ._context import Scope, current_scope, named_trace
 
 __all__ = [
     "Observation",
@@ -213,6 +213,23 @@ def current_observation(*, outside: bool = True) -> Observation | None:
     return obs
 
 
+def _named_trace_root() -> Observation | None:
+    """Outside every observation, in a `context(trace_id=...)` block whose trace already has
+    its root: that trace, as the parent of what starts here (one `$ai_trace` per trace)."""
+    named = named_trace()
+    if named is None or not named.claimed:
+        return None
+    scope = current_scope()
+    if scope.trace_id != named.trace_id:
+        return None
+    return outside_span(named.trace_id, named.trace_id, scope, NAMED_TRACE)
+
+
+# The kernel's own: a trace named by `posthog_llm.context(trace_id=...)`.
+NAMED_TRACE = "context"
+_outside[NAMED_TRACE] = _named_trace_root
+
+
 def _outside_observation() -> Observation | None:
     for resolve in list(_outside.values()):
         try:
@@ -299,6 +316,10 @@ def open_observation(
         scope = scope.merged(Scope(trace_id=trace_id))
     if parent is UNKNOWN:
         parent = current_observation()
+    if parent is None:
+        named = named_trace()
+        if named is not None and not named.claimed and named.trace_id == trace_id:
+            named.claimed = True  # the first root of a trace a context names: its `$ai_trace`
     obs = Observation(kind, trace_id, span_id, scope, framework, parent)
     if client is not None:
         obs.client = client

@@ -236,6 +236,41 @@ def test_every_integration_inside_one_user_span_is_one_trace(
     assert llama_spans and all(tree.is_under(p, root) for p in llama_spans)
 
 
+def test_a_trace_a_context_names_has_one_root_whatever_serves_it(
+    handler: Any, query_engine: Any, openai_client: Any, events: Any
+) -> None:
+    # `context(trace_id=...)` names the request (for feedback): its first root is the trace,
+    # the later ones (another framework's, a span, a drop-in call) join it as children.
+    chain = RunnableLambda(lambda x: x * 2).with_config(run_name="double")
+    with posthog_llm.context(trace_id="request-42", distinct_id="user_1"):
+        chain.invoke(21, config={"callbacks": [handler]})
+        query_engine.query("What do owls do?")
+        with posthog_llm.span("after"):
+            chat(openai_client)
+    evts = events()
+    assert {e["properties"]["$ai_trace_id"] for e in evts} == {"request-42"}
+    (root,) = [e["properties"] for e in evts if e["event"] == "$ai_trace"]
+    assert root["$ai_span_name"] == "double"
+    by_name = {e["properties"].get("$ai_span_name"): e["properties"] for e in evts}
+    query = next(p for p in by_name.values() if str(p.get("$ai_span_name", "")).endswith("query"))
+    assert query["$ai_parent_id"] == "request-42"
+    assert by_name["after"]["$ai_parent_id"] == "request-42"
+    (call,) = [
+        e["properties"]
+        for e in evts
+        if e["event"] == "$ai_generation" and e["properties"].get("$ai_framework") != "llama-index"
+    ]
+    assert call["$ai_parent_id"] == by_name["after"]["$ai_span_id"]
+    assert all(e["distinct_id"] == "user_1" for e in evts)
+    # A later block naming the same trace again starts it again: its own root.
+    with posthog_llm.context(trace_id="request-42"), posthog_llm.span("again"):
+        pass
+    assert [e["properties"]["$ai_span_name"] for e in events() if e["event"] == "$ai_trace"] == [
+        "double",
+        "again",
+    ]
+
+
 def test_user_span_inside_a_langchain_step_parents_what_runs_inside_it(
     handler: Any, openai_client: Any, events: Any
 ) -> None:

@@ -316,7 +316,7 @@ def open_observation(
         scope = scope.merged(Scope(trace_id=trace_id))
     if parent is UNKNOWN:
         parent = current_observation()
-    if parent is None:
+    if parent is None and kind != GENERATION_KIND:  # a lone model call sends no `$ai_trace`
         named = named_trace()
         if named is not None and not named.claimed and named.trace_id == trace_id:
             named.claimed = True  # the first root of a trace a context names: its `$ai_trace`

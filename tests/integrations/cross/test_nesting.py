@@ -10,6 +10,7 @@ from typing import Any
 import posthog_llm
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
+from llama_index.core import Settings
 from llama_index.core.tools import FunctionTool
 
 from .tree import Tree
@@ -262,9 +263,13 @@ def test_a_trace_a_context_names_has_one_root_whatever_serves_it(
     ]
     assert call["$ai_parent_id"] == by_name["after"]["$ai_span_id"]
     assert all(e["distinct_id"] == "user_1" for e in evts)
-    # A later block naming the same trace again starts it again: its own root.
-    with posthog_llm.context(trace_id="request-42"), posthog_llm.span("again"):
-        pass
+    # A later block naming the same trace again starts it again: its own root, even after a
+    # lone model call (which sends no `$ai_trace`).
+    with posthog_llm.context(trace_id="request-42"):
+        chat(openai_client)
+        Settings.llm.complete("Owls?")  # LlamaIndex's lone model call
+        with posthog_llm.span("again"):
+            pass
     assert [e["properties"]["$ai_span_name"] for e in events() if e["event"] == "$ai_trace"] == [
         "double",
         "again",

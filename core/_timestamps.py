@@ -31,9 +31,11 @@ def event_timestamp(value: Any, captured_at: float) -> tuple[str, Any]:
         if isinstance(value, (int, float)):
             return _iso(value), None
         if isinstance(value, _dt.datetime):
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=_dt.timezone.utc)
-            return value.isoformat(), None
+            aware = value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
+            text = aware.isoformat()
+            if not _ISO_LIKE.match(text):  # a subclass's missing value (pandas' NaT: "NaT")
+                raise ValueError(text)
+            return text, None
         if isinstance(value, _dt.date):
             return _dt.datetime(
                 value.year, value.month, value.day, tzinfo=_dt.timezone.utc

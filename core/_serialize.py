@@ -598,11 +598,14 @@ def fit_event(event: dict[str, Any], max_bytes: int = MAX_EVENT_BYTES) -> bytes:
 def _fit_properties(
     props: dict[str, Any], sizes: dict[str, int], target: int
 ) -> tuple[dict[str, Any], int]:
-    """Properties cut to about `target` bytes: content first, then custom, then other `$ai_*`."""
+    """Properties cut to about `target` bytes: content first, then custom, then other `$ai_*`,
+    then PostHog's own (`$process_person_profile`, `$groups`, `$session_id`, `$lib`...), which
+    say how PostHog files the event: the largest custom property is no reason to lose them."""
     groups = (
         [k for k in props if k in _CONTENT_FIRST],
-        [k for k in props if not k.startswith("$ai_")],
+        [k for k in props if not k.startswith("$")],
         [k for k in props if k.startswith("$ai_") and k not in _CONTENT_FIRST],
+        [k for k in props if k.startswith("$") and not k.startswith("$ai_")],
     )
     out = dict(props)
     total = sum(sizes.values())

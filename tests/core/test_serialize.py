@@ -156,6 +156,26 @@ def test_truncation_is_fast_for_40000_small_properties_and_fits():
     assert parsed["posthog_llm_removed_properties"] > 0
 
 
+def test_posthogs_own_properties_outlast_many_small_custom_ones():
+    # Removal goes largest first within a group: PostHog's own `$` properties, larger than
+    # each tiny custom one, went before any of them (a personless event then made a person).
+    props = {f"k{i}": i for i in range(120_000)}
+    own = {
+        "$process_person_profile": False,
+        "$geoip_disable": True,
+        "$groups": {"company": "acme"},
+        "$session_id": "session-1",
+        "$lib": "posthog-llm",
+        "$lib_version": "1.0.0",
+    }
+    props.update(own)
+    data = fit_event({"event": "e", "distinct_id": "u", "properties": props}, 900_000)
+    assert len(data) <= 900_000
+    parsed = json.loads(data)["properties"]
+    assert parsed["posthog_llm_removed_properties"] > 0
+    assert {key: parsed.get(key) for key in own} == own
+
+
 def test_huge_distinct_id_and_event_name_are_cut_by_fit_event():
     event = {"event": "n" * 50_000_000, "distinct_id": "d" * 50_000_000, "properties": {}}
     data = fit_event(event, 900_000)

@@ -9,6 +9,7 @@ outage batches go straight to the spool and only one probe at a time knocks on t
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import threading
@@ -29,6 +30,8 @@ log = logging.getLogger("posthog_llm")
 # the 2,000-event batches a spool replay or a catch-up sends (64 alone lost ~1,400 good events
 # of such a batch), and stays bounded when every event is bad.
 _MIN_BISECT_REQUESTS = 64
+# A refused event is shrunk no further than this: an endpoint that refuses 32 KB refuses events.
+_MIN_SHRUNK_BYTES = 32 * 1024
 _MAX_DOWN_BACKOFF = 30.0
 
 
@@ -171,8 +174,15 @@ class DeliveryPolicy:
                 self.destination.send(group, timeout=self._timeout(deadline))
             except BatchTooLargeError as exc:
                 if len(group) == 1:
-                    outcome.rejected.extend(group)
-                    outcome.reasons.append(str(exc))
+                    shrunk = self._send_shrunk(group[0], deadline, abort)
+                    if shrunk is True:
+                        self._delivered(outcome, group)  # the event as queued: its spool row
+                    elif shrunk is None:  # no answer to a smaller copy: kept, tried again
+                        outcome.undelivered.extend(group)
+                        outcome.reasons.append(str(exc))
+                    else:
+                        outcome.rejected.extend(group)
+                        outcome.reasons.append(str(exc))
                     return
                 half = len(group) // 2
                 self._send_group(group[:half], outcome, deadline, abort, retry)
@@ -216,6 +226,39 @@ class DeliveryPolicy:
                 return
             self._delivered(outcome, group)
             return
+
+    def _send_shrunk(
+        self, data: bytes, deadline: float | None, abort: threading.Event
+    ) -> bool | None:
+        """One event the endpoint refused as too large (413: a self-hosted PostHog's `/batch/`
+        taking the AI intake's events, a proxy's body limit): sent again truncated, with the
+        visible marker, at half its size and less, rather than dropped for its content.
+        True once a copy is taken; False when none can be made or every one is refused; None
+        when the endpoint gave no answer to one (the event is kept for later)."""
+        from ._serialize import fit_event  # the serializer's truncation; only on this rare path
+
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return False
+        if not isinstance(event, dict):
+            return False
+        limit = len(data)
+        while not abort.is_set():
+            limit //= 2
+            if limit < _MIN_SHRUNK_BYTES:
+                return False
+            try:
+                smaller = fit_event(event, limit)
+                self.destination.send([smaller], timeout=self._timeout(deadline))
+            except BatchTooLargeError:
+                continue
+            except PermanentError:
+                return False
+            except Exception:
+                return None
+            return True
+        return None
 
     def _delivered(self, outcome: Outcome, group: list[bytes]) -> None:
         with self._lock:

@@ -166,6 +166,29 @@ def test_413_splits_the_batch(posthog_server):
     client.shutdown(1)
 
 
+def test_one_event_refused_as_too_large_is_sent_truncated_not_dropped(posthog_server):
+    # A self-hosted PostHog's /batch/ (or a proxy) refusing bodies over 1 MB with 413, and a
+    # generation with a 3 MB prompt (fitted to the AI intake's larger limit): dropped before.
+    limit = 1_000_000
+    posthog_server.behaviour = lambda n: (
+        ("status", 413) if posthog_server.requests[n]["bytes"] > limit else "ok"
+    )
+    client = _client(posthog_server, gzip=False)
+    prompt = "The quick brown fox. " * 150_000  # ~3 MB
+    uuid = client.capture(
+        "$ai_generation",
+        distinct_id="u",
+        properties={"$ai_trace_id": "t", "$ai_input": [{"role": "user", "content": prompt}]},
+    )
+    assert client.flush(10)
+    (event,) = posthog_server.events
+    assert event["uuid"] == uuid
+    sent = event["properties"]["$ai_input"][0]["content"]
+    assert 100_000 < len(sent) < len(prompt) and "truncated" in sent
+    assert client.stats()["failed"] == 0 and client.stats()["sent"] == 1
+    client.shutdown(1)
+
+
 def test_other_4xx_drops_the_batch_with_one_log_line(posthog_server, caplog):
     posthog_server.behaviour = lambda n: ("status", 400)
     caplog.set_level(logging.WARNING, logger="posthog_llm")

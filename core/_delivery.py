@@ -45,6 +45,9 @@ class Outcome:
     # Refused (400) with an offender among them, which one not found within the bisection's
     # requests: the endpoint answers, and another attempt (from the spool) isolates more.
     deferred: list[bytes] = field(default_factory=list)
+    # Undelivered events the endpoint failed on alone (HTTP 500) while the others of their
+    # batch went through: the spool puts them back for later, not ahead of everything else.
+    suspects: list[bytes] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
 
 
@@ -197,6 +200,12 @@ class DeliveryPolicy:
                     outcome.reasons.append(str(exc))
                 return
             except RetryableError as exc:
+                if exc.status == 500 and len(group) > 1:
+                    # The endpoint answers but fails on this batch: maybe on one event in it,
+                    # which would otherwise hold back every event sent with it, for good.
+                    requests = [max(_MIN_BISECT_REQUESTS, len(group) // 4)]
+                    self._isolate(group, outcome, deadline, abort, requests, str(exc))
+                    return
                 attempt += 1
                 delay = exc.retry_after
                 if delay is None:
@@ -226,6 +235,44 @@ class DeliveryPolicy:
                 return
             self._delivered(outcome, group)
             return
+
+    def _isolate(
+        self,
+        group: list[bytes],
+        outcome: Outcome,
+        deadline: float | None,
+        abort: threading.Event,
+        budget: list[int],
+        reason: str,
+    ) -> None:
+        """The endpoint failed `group` with HTTP 500: deliver the halves that it takes, in
+        bounded requests; an event it fails on alone is kept (undelivered) as a suspect."""
+        if len(group) == 1:
+            outcome.undelivered.extend(group)
+            outcome.suspects.extend(group)
+            outcome.reasons.append(reason)
+            return
+        half = len(group) // 2
+        for part in (group[:half], group[half:]):
+            if budget[0] <= 0 or abort.is_set():
+                outcome.undelivered.extend(part)  # tried again later, as any failed batch
+                outcome.reasons.append(reason)
+                continue
+            budget[0] -= 1
+            try:
+                self.destination.send(part, timeout=self._timeout(deadline))
+            except RetryableError as exc:
+                if exc.status == 500:
+                    self._isolate(part, outcome, deadline, abort, budget, str(exc))
+                else:
+                    outcome.undelivered.extend(part)
+                    outcome.reasons.append(str(exc))
+                continue
+            except Exception:
+                # Anything else (413, 400) goes the normal way, without retries here.
+                self._send_group(part, outcome, deadline, abort, False)
+                continue
+            self._delivered(outcome, part)
 
     def _send_shrunk(
         self, data: bytes, deadline: float | None, abort: threading.Event

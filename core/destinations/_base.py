@@ -8,11 +8,18 @@ __all__ = ["Destination", "RetryableError", "BatchTooLargeError", "PermanentErro
 
 
 class RetryableError(Exception):
-    """The batch may succeed later (network error, 408, 429, 5xx)."""
+    """The batch may succeed later (network error, 408, 429, 5xx).
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    `status` is the HTTP status when there is one: a 500 for a batch of several events is
+    bisected by the sender, so one event the endpoint fails on does not hold back the others.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
 
 
 class BatchTooLargeError(Exception):

@@ -3,7 +3,8 @@
 Events are built on the worker thread, after the caller has moved on: a chat loop that appends
 to its `messages` list, or rewrites a dict it passed, would otherwise change what an event says
 was sent. The containers a value holds are copied when it is recorded; the strings, numbers and
-other objects inside are shared (strings and numbers cannot change).
+other objects inside are shared (strings and numbers cannot change). A dict or list subclass (a
+framework's `AddableDict`) is copied as a plain dict or list: the serializer writes it as one.
 
 >>> messages = [{"role": "user", "content": "hi"}]
 >>> kept = snapshot(messages)
@@ -35,13 +36,26 @@ _MAX_ITEMS = 20_000
 # What a container that holds itself holds in its copy: the serializer's own marker.
 _CYCLE = "[cycle]"
 
+# Classes whose instances hold nothing `snapshot` copies (neither a dict, a list, a tuple nor a
+# set, nor a subclass of a dict or a list): a chat history of message objects is copied in one
+# call after one look-up per class, not one `isinstance` per message (~0.1 µs each, through
+# `__class__` for a pydantic model). Learnt as met, up to `_MAX_LEAF_CLASSES` (classes made per
+# call, as `pydantic.create_model` can, stop being learnt: checked each time instead).
+_LEAF_CLASSES: set[type] = {str, int, float, bool, bytes, type(None)}
+_MAX_LEAF_CLASSES = 512
+# Up to this many items, a container's items are checked for leaves in a Python loop (cheaper
+# than a C call's set-up); past it, in one C call.
+_FEW = 8
+
 
 class _TooDeep(Exception):
     """A value nested past `_MAX_DEPTH`: a cycle, or unusually deep data."""
 
 
 def snapshot(value: Any) -> Any:
-    """`value` with its dicts, lists, tuples and sets copied (deeply, within bounds).
+    """`value` with its dicts, lists, tuples and sets copied (deeply, within bounds); a dict or
+    list subclass (a framework's `AddableDict`) is copied as a plain dict or list, as the
+    serializer writes it (one whose `len()`, `items()` or iteration raises is shared).
 
     >>> node = {"name": "root"}
     >>> node["self"] = node
@@ -49,14 +63,37 @@ def snapshot(value: Any) -> Any:
     {'name': 'root', 'self': '[cycle]'}
     """
     cls = type(value)
-    if cls is dict or cls is list or cls is tuple or cls is set:
-        try:
-            return _copy(value, 0, [_MAX_CONTAINERS, _MAX_ITEMS])
-        except _TooDeep:
-            # Copied again, minding the path: a container that holds itself was copied once
-            # per level (33 times) before the serializer could see the cycle.
-            return _copy_on_path(value, 0, [_MAX_CONTAINERS, _MAX_ITEMS], set())
-    return value
+    if cls in _LEAF_CLASSES:
+        return value
+    if (cls is dict or cls is list) and len(value) <= _FEW:
+        # The usual chain state, a few strings: one shallow copy.
+        leaves = _LEAF_CLASSES
+        for item in value.values() if cls is dict else value:
+            if type(item) not in leaves:
+                break
+        else:
+            return value.copy()
+    try:
+        if cls is dict or cls is list or cls is tuple or cls is set:
+            return _copy_as(cls, value, 0, [_MAX_CONTAINERS, _MAX_ITEMS])
+        if _is_leaf(cls):
+            return value
+        return _copy_subclass(cls, value, 0, [_MAX_CONTAINERS, _MAX_ITEMS])
+    except _TooDeep:
+        # Copied again, minding the path: a container that holds itself was copied once
+        # per level (33 times) before the serializer could see the cycle.
+        return _copy_on_path(value, 0, [_MAX_CONTAINERS, _MAX_ITEMS], set())
+
+
+def _is_leaf(cls: type) -> bool:
+    """Whether an instance of `cls` (not an exact dict, list, tuple or set) is shared as it is:
+    anything but a dict or list subclass. The class is remembered as a leaf. (Asked of the class,
+    not the instance: `isinstance` reads `__class__`, which a proxy forwards or raises from.)"""
+    if issubclass(cls, (dict, list)):
+        return False
+    if len(_LEAF_CLASSES) < _MAX_LEAF_CLASSES:
+        _LEAF_CLASSES.add(cls)
+    return True
 
 
 def snapshot_items(items: list[Any]) -> list[Any]:
@@ -116,18 +153,59 @@ def bounded_weight(value: Any, limit: int) -> int:
 
 def _copy(value: Any, depth: int, budget: list[int]) -> Any:
     cls = type(value)
-    if cls is not dict and cls is not list and cls is not tuple and cls is not set:
+    if cls in _LEAF_CLASSES:
         return value
+    if cls is dict or cls is list or cls is tuple or cls is set:
+        return _copy_as(cls, value, depth, budget)
+    if _is_leaf(cls):
+        return value
+    return _copy_subclass(cls, value, depth, budget)
+
+
+def _copy_subclass(cls: type, value: Any, depth: int, budget: list[int]) -> Any:
+    """A dict or list subclass copied as a plain dict or list."""
+    try:  # its own `len()`, `items()` or iteration (the serializer's reading) may raise
+        return _copy_as(dict if issubclass(cls, dict) else list, value, depth, budget)
+    except _TooDeep:
+        raise
+    except Exception:
+        return value  # shared: the serializer writes what it can read of it
+
+
+def _copy_as(cls: type, value: Any, depth: int, budget: list[int]) -> Any:
+    """`value` copied as a `cls` (its own class, or the dict or list it subclasses)."""
     if depth >= _MAX_DEPTH:
         raise _TooDeep
-    if budget[0] <= 0 or budget[1] < len(value):
+    size = len(value)
+    if budget[0] <= 0 or budget[1] < size:
         return value
     budget[0] -= 1
-    budget[1] -= len(value)
+    budget[1] -= size
+    leaves = _LEAF_CLASSES
+    inside = value.values() if cls is dict else value
+    if size > _FEW:
+        flat = leaves.issuperset(map(type, inside))
+    else:
+        flat = True
+        for item in inside:
+            if type(item) not in leaves:
+                flat = False
+                break
+    if flat:  # only leaves in it: one shallow copy
+        exact = type(value) is cls
+        if exact:
+            return value if cls is tuple else value.copy()  # (a tuple of leaves cannot change)
+        return dict(value.items()) if cls is dict else cls(value)
     depth += 1
+    # (Loops, not comprehensions: in 3.11 a comprehension is a function call of its own.)
     if cls is dict:
-        return {key: _copy(item, depth, budget) for key, item in value.items()}
-    items = [_copy(item, depth, budget) for item in value]
+        copied = {}
+        for key, item in value.items():
+            copied[key] = _copy(item, depth, budget)
+        return copied
+    items = []
+    for item in value:
+        items.append(_copy(item, depth, budget))
     return items if cls is list else cls(items)
 
 
@@ -135,8 +213,17 @@ def _copy_on_path(value: Any, depth: int, budget: list[int], path: set[int]) -> 
     """`_copy` for values nested past `_MAX_DEPTH`: a container already being copied (a cycle)
     is the serializer's marker; past the depth, the rest is shared."""
     cls = type(value)
-    if cls is not dict and cls is not list and cls is not tuple and cls is not set:
+    if cls is dict or cls is list or cls is tuple or cls is set:
+        return _copy_on_path_as(cls, value, depth, budget, path)
+    if not issubclass(cls, (dict, list)):
         return value
+    try:
+        return _copy_on_path_as(dict if issubclass(cls, dict) else list, value, depth, budget, path)
+    except Exception:
+        return value
+
+
+def _copy_on_path_as(cls: type, value: Any, depth: int, budget: list[int], path: set[int]) -> Any:
     if id(value) in path:
         return _CYCLE
     if depth >= _MAX_DEPTH or budget[0] <= 0 or budget[1] < len(value):

@@ -79,6 +79,7 @@ from ._observation import (
 from ._openai_format import function_call, plain_item, responses_input_messages
 from ._optional import require
 from ._serialize import BASE64_PLACEHOLDER, TRUNCATION_MARKER, to_json_safe
+from ._snapshot import snapshot
 
 __all__ = [
     # shipping events
@@ -96,6 +97,7 @@ __all__ = [
     "scope_opened_inside",
     "with_trace_id",
     "to_json_safe",
+    "snapshot",
     "BASE64_PLACEHOLDER",
     "TRUNCATION_MARKER",
     "require",

@@ -37,6 +37,7 @@ from posthog_llm.instrumentation import (
     register_resolver,
     report_internal_error,
     scope_opened_inside,
+    snapshot,
     stopped_by_caller,
     with_trace_id,
 )
@@ -340,7 +341,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             self._start(
                 CHAIN,
                 serialized,
-                _snapshot(inputs),
+                snapshot(inputs),
                 run_id,
                 parent_run_id,
                 tags,
@@ -370,7 +371,7 @@ class PostHogCallbackHandler(BaseCallbackHandler):
             self._start(
                 TOOL,
                 serialized,
-                _snapshot(inputs) if inputs is not None else input_str,
+                snapshot(inputs) if inputs is not None else input_str,
                 run_id,
                 parent_run_id,
                 tags,
@@ -565,9 +566,11 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                         made[0].closed = True
             if step:
                 runs.remember_ended(key, trace)
-                output = _snapshot(output)
+                # As they are now, nested lists and `AddableDict`s too: AgentExecutor extends
+                # `intermediate_steps` in place after the step, and the event is built later.
+                output = snapshot(output)
                 if inputs is not None:
-                    inputs = _snapshot(inputs)
+                    inputs = snapshot(inputs)
             if error is not None:
                 # Not the error itself: its frames hold the chain's stream generators, which
                 # LangChain ends only once they are let go (the trace's other runs with them).
@@ -738,16 +741,6 @@ _SEEN: Any = object()
 
 
 # -- hot-path helpers ------------------------------------------------------------------------------
-
-
-def _snapshot(value: Any) -> Any:
-    """A shallow copy of a dict or list, so later mutation does not rewrite what we report."""
-    cls = type(value)
-    if cls is dict:
-        return {k: (v.copy() if type(v) is list else v) for k, v in value.items()}
-    if cls is list:
-        return value.copy()
-    return value
 
 
 def _opened_inside(outer: Any, trace: Trace, parent_key: Any) -> bool:

@@ -622,6 +622,40 @@ def test_a_snapshot_shares_what_is_too_large_to_copy_cheaply() -> None:
     assert kept["messages"] == held["messages"] and kept["messages"] is not held["messages"]
 
 
+def test_a_snapshot_copies_dict_and_list_subclasses_and_shares_what_it_cannot_read() -> None:
+    # A framework's dict subclass (LangChain's `AddableDict`) changes after it is handed over as
+    # a plain dict does; one that cannot be read, or a proxy whose `__class__` raises, is kept
+    # as it is (the serializer writes what it can of it), never an error for the caller.
+    from collections import OrderedDict
+
+    from posthog_llm._snapshot import snapshot
+
+    class Trail(list[str]):
+        pass
+
+    class Unreadable(dict[str, int]):
+        def values(self) -> Any:
+            raise RuntimeError("cannot be read")
+
+        def items(self) -> Any:
+            raise RuntimeError("cannot be read")
+
+    class Proxy:
+        @property  # type: ignore[misc]
+        def __class__(self) -> Any:
+            raise RuntimeError("working outside of request context")
+
+    trail = Trail(["a"])
+    state: OrderedDict[str, Any] = OrderedDict(trail=trail, tags=["x"])
+    unreadable, proxy = Unreadable(a=1), Proxy()
+    kept = snapshot({"state": state, "unreadable": unreadable, "proxy": proxy})
+    trail.append("later")
+    state["late"] = 1
+    assert kept["state"] == {"trail": ["a"], "tags": ["x"]}
+    assert type(kept["state"]) is dict and type(kept["state"]["trail"]) is list
+    assert kept["unreadable"] is unreadable and kept["proxy"] is proxy
+
+
 def test_observe_above_staticmethod_and_classmethod_keeps_how_calls_bind(
     default: Client, sink: InMemoryDestination
 ) -> None:

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["function_call", "responses_input_messages", "plain_item"]
+__all__ = ["function_call", "responses_input_messages", "responses_stop_reason", "plain_item"]
 
 
 def function_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
@@ -94,3 +94,32 @@ def responses_input_messages(instructions: Any, raw: Any) -> list[Any] | None:
             else:
                 items.append(data)
     return items or None
+
+
+def responses_stop_reason(response: Any, called_tools: bool) -> str | None:
+    """A Responses API answer's stop reason, from its `status` and `incomplete_details.reason`
+    (attributes of the SDK's `Response`, or keys of its dump, as LangChain's `response_metadata`
+    holds it): why an incomplete answer was cut, "stop" or "tool_calls" for a completed one (as
+    the Chat Completions API names them), the status of a failed or cancelled one, else None.
+
+    >>> responses_stop_reason({"status": "incomplete",
+    ...                        "incomplete_details": {"reason": "max_output_tokens"}}, False)
+    'max_output_tokens'
+    >>> responses_stop_reason({"status": "completed"}, True)
+    'tool_calls'
+    >>> responses_stop_reason({"status": "in_progress"}, False) is None
+    True
+    """
+    status = _field(response, "status")
+    if status == "completed":
+        return "tool_calls" if called_tools else "stop"
+    if status == "incomplete":
+        reason = _field(_field(response, "incomplete_details"), "reason")
+        return str(reason) if reason else status
+    return status if status in ("failed", "cancelled") else None
+
+
+def _field(value: Any, name: str) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)

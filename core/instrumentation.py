@@ -76,7 +76,12 @@ from ._observation import (
     register_resolver,
     report_to_trace,
 )
-from ._openai_format import function_call, plain_item, responses_input_messages
+from ._openai_format import (
+    function_call,
+    plain_item,
+    responses_input_messages,
+    responses_stop_reason,
+)
 from ._optional import require
 from ._serialize import BASE64_PLACEHOLDER, TRUNCATION_MARKER, to_json_safe
 from ._snapshot import snapshot
@@ -122,6 +127,7 @@ __all__ = [
     "function_call",
     "plain_item",
     "responses_input_messages",
+    "responses_stop_reason",
     # policies
     "detached_error",
     "error_text",

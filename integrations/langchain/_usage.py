@@ -21,6 +21,7 @@ from posthog_llm.instrumentation import (
     output_tokens_for,
     provider_from_base_url,
     provider_name,
+    responses_stop_reason,
 )
 
 __all__ = [
@@ -251,15 +252,25 @@ def service_tier(response: Any) -> str | None:
 
 
 def stop_reason(response: Any) -> str | None:
+    """Why the model stopped: the provider's finish reason, or for OpenAI's Responses API
+    (`ChatOpenAI(use_responses_api=True)`), which has none, what its `status` and
+    `incomplete_details` say, named as the OpenAI drop-in names them."""
     for generation in _generations(response):
         message = getattr(generation, "message", None)
-        for source in (
-            getattr(message, "response_metadata", None),
-            getattr(generation, "generation_info", None),
-        ):
+        metadata = getattr(message, "response_metadata", None)
+        for source in (metadata, getattr(generation, "generation_info", None)):
             if type(source) is dict or isinstance(source, Mapping):
                 for key in ("finish_reason", "stop_reason", "done_reason", "stopReason"):
                     value = source.get(key)
                     if value is not None:
                         return str(value)
+        if not (type(metadata) is dict or isinstance(metadata, Mapping)):
+            continue
+        if metadata.get("object") == "response":  # OpenAI's Responses API: no finish reason
+            called = bool(
+                getattr(message, "tool_calls", None) or getattr(message, "invalid_tool_calls", None)
+            )
+            reason = responses_stop_reason(metadata, called)
+            if reason is not None:
+                return reason
     return None

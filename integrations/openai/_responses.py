@@ -9,6 +9,7 @@ from posthog_llm.instrumentation import (
     normalize_usage,
     plain_item,
     responses_input_messages,
+    responses_stop_reason,
 )
 
 from ._common import generation, given
@@ -209,17 +210,7 @@ def _output(response: Any) -> tuple[list[dict[str, Any]], str | None, int]:
             message["refusal"] = "".join(refusals)
         output.append(message)
     called = any(call.get("type") in ("function", "custom") for call in tool_calls)
-    return output, _stop_reason(response, called), searches or int(cited)
-
-
-def _stop_reason(response: Any, called_tools: bool) -> str | None:
-    status = getattr(response, "status", None)
-    reason = getattr(getattr(response, "incomplete_details", None), "reason", None)
-    if status == "incomplete" and reason:
-        return str(reason)
-    if status == "completed":
-        return "tool_calls" if called_tools else "stop"
-    return status if status in ("failed", "cancelled", "incomplete") else None
+    return output, responses_stop_reason(response, called), searches or int(cited)
 
 
 def _failure(response: Any) -> str | None:

@@ -293,3 +293,45 @@ def test_streamed_usage_arrives_in_the_last_chunk(handler, events):
     assert props["$ai_model"] == "gpt-4o-mini-2024-07-18"
     assert props["$ai_stop_reason"] == "stop"
     assert props["$ai_stream"] is True
+
+
+def _response_metadata(status: str, reason: str | None = None) -> dict[str, object]:
+    """langchain-openai's `response_metadata` for a Responses API call: no finish reason."""
+    metadata: dict[str, object] = {
+        "id": "resp_1",
+        "object": "response",
+        "status": status,
+        "model_name": "gpt-4o-mini-2024-08-06",
+    }
+    if reason is not None:
+        metadata["incomplete_details"] = {"reason": reason}
+    return metadata
+
+
+def test_responses_api_calls_say_why_they_stopped_as_the_openai_drop_in_does(handler, events):
+    # `ChatOpenAI(use_responses_api=True)`: why it stopped is in `status` and
+    # `incomplete_details`; the drop-in reports the reason an answer was cut, "stop", or
+    # "tool_calls" when the answer calls a function.
+    cut = reply("Owls", response_metadata=_response_metadata("incomplete", "max_output_tokens"))
+    done = reply("Owls eat mice.", response_metadata=_response_metadata("completed"))
+    calls = reply(
+        "",
+        tool_calls=[{"name": "add", "args": {"a": 1, "b": 2}, "id": "call_1"}],
+        response_metadata=_response_metadata("completed"),
+    )
+    # Another provider's `status` (not a Responses API answer) is not a stop reason.
+    other = reply("Owls.", response_metadata={"status": "completed", "model_name": "m-1"})
+    config = {"callbacks": [handler]}
+    for answer in (cut, done, calls, other):
+        model(answer).invoke("q", config=config)
+    assert "".join(chain(model(cut)).stream({"question": "q"}, config=config))
+
+    generations = [e["properties"] for e in events("$ai_generation")]
+    assert [p.get("$ai_stop_reason") for p in generations] == [
+        "max_output_tokens",
+        "stop",
+        "tool_calls",
+        None,
+        "max_output_tokens",
+    ]
+    assert generations[-1]["$ai_stream"] is True

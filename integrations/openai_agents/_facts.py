@@ -17,6 +17,7 @@ from ._kernel import (
     generation_properties,
     provider_from_base_url,
     responses_input_messages,
+    responses_stop_reason,
     span_properties,
     trace_properties,
     whole_number,
@@ -347,16 +348,6 @@ def _response_output(response: Any) -> tuple[list[dict[str, Any]], bool]:
     return [message], bool(calls)
 
 
-def _response_stop_reason(response: Any, called: bool) -> str | None:
-    status = _get(response, "status")
-    if status == "completed":
-        return "tool_calls" if called else "stop"
-    if status:
-        reason = _get(_get(response, "incomplete_details"), "reason")
-        return str(reason or status)
-    return None
-
-
 def _response_dump(output: Any) -> Any:
     """The Responses-style `Response` a generation span holds instead of chat messages, or None.
 
@@ -379,7 +370,7 @@ def _dump_output(response: Any, privacy: bool) -> tuple[list[dict[str, Any]] | N
     output, called = _response_output(response)
     # The adapter's Response keeps the status of the stream's start (none): the tool calls
     # still tell, as they do for a call that was not streamed.
-    stop_reason = _response_stop_reason(response, called) or ("tool_calls" if called else None)
+    stop_reason = responses_stop_reason(response, called) or ("tool_calls" if called else None)
     return (None if privacy or not output else output), stop_reason
 
 
@@ -395,7 +386,7 @@ def response_props(data: Any, facts: SpanFacts) -> dict[str, Any]:
     """A Responses API model call (`ResponseSpanData`)."""
     response = data.response
     output, called = _response_output(response) if response is not None else ([], False)
-    stop_reason = _response_stop_reason(response, called)
+    stop_reason = responses_stop_reason(response, called)
     params = {name: _plain(_get(response, name)) for name in _RESPONSE_PARAMETERS}
     tools = _get(response, "tools")
     usage = data.usage if data.usage is not None else _get(response, "usage")

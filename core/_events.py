@@ -102,10 +102,32 @@ MODEL_PARAMETER_NAMES = frozenset(
 
 
 def allowed_model_parameters(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Keep only known, harmless request parameters (never api keys, headers or clients)."""
+    """Keep only known, harmless request parameters (never api keys, headers or clients).
+
+    A structured-output format given as a class (a pydantic model: the OpenAI and Anthropic
+    SDKs' `parse()`, LangChain's `with_structured_output`) is named as JSON, in the shape of
+    the request that sends it, not written as the class's repr.
+
+    >>> class Person: ...
+    >>> allowed_model_parameters({"response_format": Person, "api_key": "sk-secret"})
+    {'response_format': {'type': 'json_schema', 'json_schema': {'name': 'Person'}}}
+    """
     if not params:
         return {}
-    return {k: v for k, v in params.items() if k in MODEL_PARAMETER_NAMES and v is not None}
+    chosen = {k: v for k, v in params.items() if k in MODEL_PARAMETER_NAMES and v is not None}
+    for key, named in _NAMED_FORMATS:
+        value = chosen.get(key)
+        if isinstance(value, type):
+            chosen[key] = named(value.__name__)
+    return chosen
+
+
+# The parameters that may name a structured-output format as a class, and how a request names it:
+# Chat Completions' `response_format` and Anthropic's `output_format`.
+_NAMED_FORMATS = (
+    ("response_format", lambda name: {"type": "json_schema", "json_schema": {"name": name}}),
+    ("output_format", lambda name: {"type": "json_schema", "name": name}),
+)
 
 
 def http_status_of(error: BaseException | None) -> int | None:

@@ -115,10 +115,7 @@ def model_parameters(params: Mapping[str, Any], stream: bool) -> dict[str, Any]:
     chosen = allowed_model_parameters({k: v for k, v in params.items() if given(v)})
     if stream:
         chosen["stream"] = True
-    output_format = params.get("output_format")
-    if isinstance(output_format, type):
-        chosen["output_format"] = {"type": "json_schema", "name": output_format.__name__}
-    return chosen
+    return chosen  # (an `output_format` given as a pydantic class is named by the kernel)
 
 
 def _plain(value: Any) -> Any:

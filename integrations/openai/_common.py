@@ -95,14 +95,9 @@ def generation(
 
 
 def model_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The allow-listed request parameters; a pydantic class given as format shows by name."""
+    """The allow-listed request parameters; a pydantic class given as format shows by name
+    (`response_format` named by the kernel, `responses.parse()`'s `text_format` here)."""
     chosen = allowed_model_parameters({k: v for k, v in params.items() if given(v)})
-    response_format = chosen.get("response_format")
-    if isinstance(response_format, type):
-        chosen["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": response_format.__name__},
-        }
     text_format = params.get("text_format")
     if isinstance(text_format, type):
         chosen["text"] = {"format": {"type": "json_schema", "name": text_format.__name__}}

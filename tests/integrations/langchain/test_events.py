@@ -321,6 +321,23 @@ def test_stream_on_a_model_built_without_streaming_says_it_streamed(handler, eve
     assert props["$ai_model_parameters"]["stream"] is False
 
 
+def test_a_structured_output_class_is_named_as_the_openai_drop_in_names_it(handler, events):
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    # What `ChatOpenAI.with_structured_output(Person)` binds (its default json_schema method).
+    llm = model(reply('{"name": "Ada", "age": 36}')).bind(response_format=Person)
+    llm.invoke("a person", config={"callbacks": [handler]})
+    (generation,) = events("$ai_generation")
+    assert generation["properties"]["$ai_model_parameters"]["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "Person"},
+    }
+
+
 class _SlotsError(Exception):
     __slots__ = ("status_code",)
 

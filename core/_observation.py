@@ -14,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._context import Scope, current_scope, named_trace
+
+if TYPE_CHECKING:
+    from ._deferred import DeferredCalls
 
 __all__ = [
     "Observation",
@@ -56,6 +59,9 @@ class Observation:
     into a string the first time someone reads it, and most observations are never read.
     `error` and `session_id`: what work that joined a trace root reported to it
     (`report_to_trace`), for the root's own event; None when nothing was.
+    `deferred`: on a framework's generation, the provider drop-in calls made inside it, which
+    it reports (`DeferredCalls`: their privacy, facts and `posthog_*` arguments); None when
+    there were none.
     """
 
     __slots__ = (
@@ -70,6 +76,7 @@ class Observation:
         "session_id",
         "joined_by",
         "client",
+        "deferred",
     )
 
     def __init__(
@@ -98,6 +105,7 @@ class Observation:
         # nested in: work inside it that names no client sends there too (one trace, one
         # destination), not to the default client.
         self.client: Any = getattr(parent, "client", None) if parent is not None else None
+        self.deferred: DeferredCalls | None = None
 
     @property
     def span_id(self) -> str:
@@ -135,24 +143,29 @@ def register_resolver(framework: str, resolve: Callable[[], Any]) -> None:
 
 # Frameworks whose model call may run here with none of their observations open (a stream the
 # framework returned, read after its span ended): each answers whether one is running here.
-_model_call_checks: dict[str, Callable[[], bool]] = {}
+_model_call_checks: dict[str, Callable[[], Observation | bool]] = {}
 
 
-def register_model_call_check(framework: str, running: Callable[[], bool]) -> None:
+def register_model_call_check(framework: str, running: Callable[[], Observation | bool]) -> None:
     """Let `framework` say that one of its model calls, which it reports, is running here
     although no observation of its own is open (a provider call made lazily inside a stream it
-    returned): a provider drop-in then leaves that call to it (reported once)."""
+    returned): a provider drop-in then leaves that call to it (reported once).
+
+    `running()` answers False, or the generation's observation (the drop-in call hands it its
+    privacy and facts: `Observation.deferred`), or True when it cannot name one."""
     _model_call_checks[framework] = running
 
 
-def framework_model_call_running() -> bool:
-    """Whether a framework's model call (see `register_model_call_check`) is running here."""
+def framework_model_call_running() -> Observation | bool:
+    """Whether a framework's model call (see `register_model_call_check`) is running here: its
+    generation's observation when the framework names it, else True or False."""
     for running in list(_model_call_checks.values()):
         try:
-            if running():
-                return True
+            answer = running()
         except Exception:
             continue
+        if answer:
+            return answer
     return False
 
 

@@ -6,7 +6,9 @@ from the raw facts, what each stream chunk adds) and a `Tracker` subclass that k
 
 - pulls the `posthog_*` arguments out of the call before the SDK sees them;
 - joins the open observation (a `posthog_llm.span`, a LangChain run, a LlamaIndex span), and
-  stays silent under another framework's open generation, so each model call is reported once;
+  sends nothing of its own under another framework's open generation, so each model call is
+  reported once: that generation takes the call's privacy, facts and `posthog_*` arguments
+  instead (`_deferred`);
 - times the call (latency; for streams the SDK's own time only, and the time to first token);
 - records the SDK's result or exception and hands a zero-argument builder to the emitter, so
   the event's properties are built on the sender's worker thread with our own `Client`.
@@ -25,6 +27,7 @@ from typing import Any, NamedTuple, get_args
 
 from ._client import on_any_shutdown, sends_to, settled_list
 from ._context import Scope, lenient_scope
+from ._deferred import defer_call, reads_deferred_calls
 from ._emit import Emitter, capture_internal_exceptions, report_internal_error
 from ._errors import error_text, header_secrets, scrub_secrets, stopped_by_caller
 from ._events import (
@@ -39,6 +42,7 @@ from ._events import (
 from ._ids import uuid4_str
 from ._observation import (
     GENERATION_KIND,
+    Observation,
     _model_call_checks,
     current_observation,
     done_reporting_model_call,
@@ -239,6 +243,9 @@ class TrackedCall:
         "web_searches",
         "destination",
         "unanswered",
+        "deferred",
+        "overrides",
+        "settled",
         "__weakref__",
     )
 
@@ -296,6 +303,11 @@ class TrackedCall:
         self.web_searches = 0  # seen in a stream's chunks (a provider that gives no count)
         # Where the event goes, named when the call starts (None: the default client).
         self.destination: Any = tracker.emitter.destination()
+        # Another framework's generation that reports this call (reported once): the call
+        # sends nothing, it is marked `settled` once its facts are in, for that generation.
+        self.deferred = False
+        self.overrides: Scope | None = None  # its `posthog_*` arguments, for that generation
+        self.settled = False
 
     # -- outcomes (hot path: record and hand over) ----------------------------------------------
 
@@ -374,18 +386,18 @@ class TrackedCall:
             self.latency = self.request_latency + self.busy
             if self.ttft is not None:
                 self.ttft += self.request_latency
-            self.tracker.emitter.emit(
-                self.kind.event,
-                self.properties,
-                self.scope,
-                trace_id=self.trace_id,
-                client=self.destination,
-            )
+            self._send()
         except Exception as exc:
             report_internal_error(exc)
 
     def _emit(self) -> None:
         self.done = True
+        self._send()
+
+    def _send(self) -> None:
+        if self.deferred:
+            self.settled = True  # the generation reporting it reads its facts from now on
+            return
         self.tracker.emitter.emit(
             self.kind.event,
             self.properties,
@@ -549,17 +561,26 @@ def begin_call(
         if not emitter.enabled:
             return None
         observation = current_observation()
+        reported_by: Observation | None = None
         if (
             observation is not None
             and observation.kind == GENERATION_KIND
             and observation.framework != tracker.framework
         ):
-            return None  # another framework reports this model call already: report it once
-        if _model_call_checks and kind.event == GENERATION and framework_model_call_running():
+            # Another framework reports this model call already: report it once. The call
+            # hands that generation its privacy, facts and arguments (not an embedding's).
+            if kind.event != GENERATION or not reads_deferred_calls(observation):
+                return None
+            reported_by = observation
+        elif _model_call_checks and kind.event == GENERATION:
             # A framework's model code is making this call (a stream read after its span
             # ended, a model on this client): its generation reports it. (Embeddings made
             # meanwhile, a semantic cache's, are not its model call.)
-            return None
+            running = framework_model_call_running()
+            if isinstance(running, Observation) and reads_deferred_calls(running):
+                reported_by = running
+            elif running:
+                return None  # a generation the framework cannot name: reported without
         # The scope carries the open observation's trace id unless the context or the call
         # names another trace; only a call in the observation's trace is its child.
         scope = emitter.scope(overrides)
@@ -589,6 +610,10 @@ def begin_call(
         prepare = kind.prepare
         if prepare is not None and not prepare(call, kwargs):
             return None
+        if reported_by is not None:
+            call.deferred = True
+            call.overrides = overrides
+            defer_call(reported_by, call)
         return call
     return None
 

@@ -4,7 +4,9 @@ Integrations (ours and third parties') import from here and from `posthog_llm`, 
 private `posthog_llm._*` modules, so the core can change inside without breaking them. The core
 owns every policy that must be the same in every integration: identity and overrides (`Emitter`),
 the open observation that joins work into one trace, error text, usage normalisation, and
-"a fact that cannot be read drops the fact, not the event" (`safely`).
+"a fact that cannot be read drops the fact, not the event" (`safely`). A provider drop-in call
+made inside a framework's generation is reported once, by that generation, which takes the
+call's privacy, facts and `posthog_*` arguments from `Observation.deferred` (`DeferredCalls`).
 
 >>> from posthog_llm.instrumentation import Emitter, current_observation
 >>> emitter = Emitter(framework="my-framework")
@@ -23,6 +25,7 @@ from ._context import (
     scope_opened_inside,
     with_trace_id,
 )
+from ._deferred import DeferredCalls, read_deferred_calls
 from ._emit import (
     Emitter,
     PropertiesOrBuilder,
@@ -153,6 +156,9 @@ __all__ = [
     "outside_span",
     "UNKNOWN",
     "OUTSIDE",
+    # model calls reported once: what a drop-in call hands the generation reporting it
+    "DeferredCalls",
+    "read_deferred_calls",
 ]
 
 # -- provider drop-ins: the generic tracked SDK call and the one usage normaliser ---------------

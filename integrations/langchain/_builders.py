@@ -315,6 +315,9 @@ def generation_builder(
     max_chars: int | None,
 ) -> dict[str, Any]:
     privacy = emitter.privacy(run.scope)
+    deferred = run.deferred  # provider drop-in calls the model made: reported here, once
+    if deferred is not None and not privacy:
+        privacy = deferred.private  # a private call keeps the generation private
     params = run.params if (type(run.params) is dict or isinstance(run.params, Mapping)) else {}
     metadata = (
         run.metadata if (type(run.metadata) is dict or isinstance(run.metadata, Mapping)) else {}
@@ -352,7 +355,7 @@ def generation_builder(
                 sent_whole.extend(texts)
             else:
                 run.trace.sent_whole = texts  # the first long texts of this trace
-    return generation_properties(
+    props = generation_properties(
         trace_id=run.trace.trace_id,
         span_id=run.span_id(),
         parent_id=run.parent_span,
@@ -387,3 +390,8 @@ def generation_builder(
         service_tier=safely(service_tier, response) if response is not None else None,
         secrets=secrets or (),
     )
+    if deferred is not None:
+        # What the calls read that the model's run does not say (a custom model's model,
+        # provider and tokens); the run's own facts win.
+        props = safely(deferred.fill, props) or props
+    return props

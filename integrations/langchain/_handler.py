@@ -33,9 +33,11 @@ from posthog_llm.instrumentation import (
     lenient_scope,
     nested_in,
     open_observation,
+    read_deferred_calls,
     register_model_call_check,
     register_resolver,
     report_internal_error,
+    safely,
     scope_opened_inside,
     snapshot,
     stopped_by_caller,
@@ -57,6 +59,7 @@ from ._runs import (
     Hidden,
     RunMap,
     Trace,
+    keep_deferred,
     key_of,
     record_positions,
     replay,
@@ -556,10 +559,14 @@ class PostHogCallbackHandler(BaseCallbackHandler):
                 obs = trace.root_obs
                 if obs is not None:
                     trace.root_obs = None
+                    if obs.deferred is not None:
+                        keep_deferred(trace, key, obs)
                     close_observation(obs)
             elif trace.observations is not None:
                 made = trace.observations.pop(key, None)
                 if made is not None:
+                    if made[0].deferred is not None:
+                        keep_deferred(trace, key, made[0])
                     if made[1]:
                         close_observation(made[0])
                     else:
@@ -695,6 +702,9 @@ class _Replay:
                 else (TRACE if builder is trace_builder else SPAN)
             )
             scope = run.scope
+            if run.deferred is not None:
+                # The drop-in calls' own `posthog_*` arguments and privacy, for this event.
+                scope = safely(run.deferred.scope, scope) or scope
             events.append((event, props, None if scope is base else scope, run.end + offset))
         return events
 
@@ -734,6 +744,8 @@ def _executing_run() -> Any:
 register_resolver(FRAMEWORK, _executing_run)
 # A model run of ours whose provider client is a posthog-llm drop-in: the run reports the call.
 register_model_call_check(FRAMEWORK, model_call_running)
+# Its generation builder takes in what such a drop-in call was told and read (`Run.deferred`).
+read_deferred_calls(FRAMEWORK)
 
 
 # A stand-in for "an observation of this trace is visible here" when it was not read.

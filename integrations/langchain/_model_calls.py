@@ -19,6 +19,8 @@ import sys
 import weakref
 from typing import Any
 
+from posthog_llm.instrumentation import GENERATION_KIND
+
 __all__ = ["track_handler", "model_call_running"]
 
 _MAX_FRAMES = 96
@@ -51,8 +53,10 @@ def _codes() -> frozenset[Any]:
     return _model_code
 
 
-def model_call_running() -> bool:
-    """Whether the innermost LangChain model code on this stack runs with one of our handlers."""
+def model_call_running() -> Any:
+    """Whether the innermost LangChain model code on this stack runs with one of our handlers:
+    the observation of its model run (the drop-in call hands it its privacy and facts), True
+    when the run cannot be told (a text model's batch of prompts), else False."""
     if not any(handler._runs._live for handler in list(_handlers)):
         return False  # no run of ours is open anywhere
     codes = _codes()
@@ -71,11 +75,17 @@ def model_call_running() -> bool:
             managers = local.get("run_managers") or (local.get("run_manager"),)
             from ._handler import PostHogCallbackHandler
 
-            return any(
-                isinstance(handler, PostHogCallbackHandler)
-                for manager in managers
-                for handler in getattr(manager, "handlers", None) or ()
-            )
+            ours = False
+            for manager in managers:
+                for handler in getattr(manager, "handlers", None) or ():
+                    if not isinstance(handler, PostHogCallbackHandler):
+                        continue
+                    ours = True
+                    if len(managers) == 1:  # not one of a batch's runs: its run is known
+                        obs = handler._observation_of(getattr(manager, "run_id", None))
+                        if obs is not None and obs.kind == GENERATION_KIND:
+                            return obs
+            return ours
         called = frame
         frame = frame.f_back
     return False

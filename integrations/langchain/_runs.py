@@ -20,6 +20,7 @@ from uuid import UUID
 from posthog_llm.instrumentation import (
     GENERATION_KIND,
     SPAN_KIND,
+    DeferredCalls,
     Observation,
     Scope,
     with_trace_id,
@@ -45,6 +46,7 @@ __all__ = [
     "key_of",
     "key_text",
     "tracked_elsewhere",
+    "keep_deferred",
 ]
 
 CHAIN, TOOL, RETRIEVER, CHAT, LLM = "chain", "tool", "retriever", "chat", "llm"
@@ -89,6 +91,7 @@ class Trace:
         "tokens",
         "context",
         "overrides",
+        "deferred",
     )
 
     def __init__(
@@ -129,6 +132,9 @@ class Trace:
         # another (one opened inside a node) takes that one's identity and privacy.
         self.context: Scope | None = None
         self.overrides: Scope | None = None  # the root run's metadata (`posthog_*`)
+        # Model run key -> the provider drop-in calls made inside it (`keep_deferred`), for
+        # its generation's builder on the worker; None while there are none (most traces).
+        self.deferred: dict[Any, DeferredCalls] | None = None
 
     def observation_map(self) -> dict[Any, tuple[Observation, bool]]:
         """`observations`, made on first use (most traces never need it)."""
@@ -191,6 +197,7 @@ class Run:
         "end",
         "max_chars",
         "memo",
+        "deferred",
     )
 
     def __init__(
@@ -230,6 +237,8 @@ class Run:
         self.max_chars: int | None = None
         # Messages converted so far in this replay, shared by its runs (`converted`).
         self.memo: dict[int, Any] | None = None
+        # The provider drop-in calls a model run made, which its generation reports.
+        self.deferred: DeferredCalls | None = None
 
     def __call__(self) -> dict[str, Any]:
         """The event's properties (on the worker)."""
@@ -314,6 +323,8 @@ def replay(
                 run.max_chars = max_chars
                 if run.kind == CHAT or run.kind == LLM:
                     run.builder = generation_builder
+                    if trace.deferred is not None:
+                        run.deferred = trace.deferred.pop(run.key, None)
                     if run.streamed is not None and tokens is not None:
                         # The run keeps its tokens until built; the trace, remembered a while
                         # after it ended (for late children), does not.
@@ -524,10 +535,12 @@ class RunMap:
         trace: Trace = entry
         if key == trace.root_key:
             if trace.root_obs is not None:
+                keep_deferred(trace, key, trace.root_obs)
                 trace.root_obs.closed = True
         elif trace.observations:
             hit = trace.observations.pop(key, None)
             if hit is not None:
+                keep_deferred(trace, key, hit[0])
                 hit[0].closed = True
         # It is sent as it is, not finished (no output, not an error; a stream's time ends at
         # its last token, an abandoned run's at its trace's last activity), so its trace keeps
@@ -568,6 +581,18 @@ def _last_activity(trace: Trace, key: Any) -> float:
     for at, is_end in record_positions(log, len(log)):
         last = max(last, log[at + (4 if is_end else 7)])
     return last or time.perf_counter()
+
+
+def keep_deferred(trace: Trace, key: Any, obs: Observation) -> None:
+    """Run `key` ends (or is forgotten): the provider drop-in calls made inside it, which its
+    generation reports, go with the trace to the worker. Called before its end is logged, so
+    they are there when its log is handed over; a `None` check for every other run."""
+    deferred = obs.deferred
+    if deferred is not None:
+        kept = trace.deferred
+        if kept is None:
+            kept = trace.deferred = {}
+        kept[key] = deferred
 
 
 _live_maps: weakref.WeakSet[RunMap] = weakref.WeakSet()

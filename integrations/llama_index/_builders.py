@@ -155,6 +155,9 @@ def _generation_input(gen: Gen) -> Any:
 def generation_event(gen: Gen) -> dict[str, Any]:
     trace = gen.trace
     privacy = trace.privacy
+    deferred = gen.deferred  # provider drop-in calls the LLM made: reported here, once
+    if deferred is not None and not privacy:
+        privacy = deferred.private  # a private call keeps the generation private
     # One guard for the group, and one per fact only when something in it fails: the policy
     # (a fact that cannot be read is left out, not the event) at the cost of one `try`.
     try:
@@ -167,7 +170,7 @@ def generation_event(gen: Gen) -> dict[str, Any]:
     if gen.stream:
         params["stream"] = True
     end = gen.last if gen.stream and gen.last is not None else gen.end
-    return generation_properties(
+    props = generation_properties(
         trace_id=trace.id,
         span_id=gen.uid,
         parent_id=gen.parent,
@@ -190,6 +193,23 @@ def generation_event(gen: Gen) -> dict[str, Any]:
         secrets=trace.secrets,
         **(usage or {}),
     )
+    if deferred is not None:
+        # What the calls read that LlamaIndex does not say (a CustomLLM's model, provider and
+        # tokens); its own facts win, but not a model named only after the LLM's class.
+        guessed = model is not None and model == _class_name(gen)
+        props = safely(_fill, deferred, props, guessed) or props
+    return props
+
+
+def _class_name(gen: Gen) -> str | None:
+    """The name `model_of` falls back to: the class of the LLM that ran."""
+    ran = gen.inner_instance if gen.inner_instance is not None else gen.instance
+    return type(ran).__name__ if ran is not None else None
+
+
+def _fill(deferred: Any, props: dict[str, Any], guessed: bool) -> dict[str, Any]:
+    filled: dict[str, Any] = deferred.fill(props, model_guessed=guessed)
+    return filled
 
 
 def _embedding_facts(emb: Emb, end_event: Any, read: Any = _read) -> tuple[Any, ...]:

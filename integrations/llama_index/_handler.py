@@ -33,6 +33,7 @@ from posthog_llm.instrumentation import (
     current_observation,
     current_scope,
     open_observation,
+    read_deferred_calls,
     register_model_call_check,
     report_internal_error,
     require,
@@ -596,17 +597,24 @@ _MISSING: Any = object()
 _handlers: weakref.WeakSet[PostHogLlamaIndexHandler] = weakref.WeakSet()
 
 
-def _streamed_llm_call_running() -> bool:
+def _streamed_llm_call_running() -> Any:
     """Whether this code runs inside the stream an LLM call of ours returned (its provider
     request is made lazily, as the stream is read, after the LLM's span ended): the call is
-    reported by its generation, and a drop-in client the LLM uses leaves it out."""
+    reported by its generation, and a drop-in client the LLM uses leaves it out, handing that
+    generation's observation (answered here) its facts; True when it cannot be named."""
     for handler in list(_handlers):
-        if handler._on and handler._frames and handler._stream_origin(llm=True) is not None:
-            return True
+        if not (handler._on and handler._frames):
+            continue
+        origin = handler._stream_origin(llm=True)
+        if origin is not None:
+            obs = _nesting.generation_of(origin.trace, origin.origin)
+            return obs if obs is not None else True
     return False
 
 
 register_model_call_check(FRAMEWORK, _streamed_llm_call_running)
+# Its generation builder takes in what a drop-in call made inside an LLM call was told and read.
+read_deferred_calls(FRAMEWORK)
 
 
 def _index_build_name() -> str | None:

@@ -99,6 +99,9 @@ class TraceLifecycle(StreamTracking):
             trace.streams = None
         if trace.nested is not None:
             _nesting.close_nested(trace)
+        obs = trace.obs
+        if obs is not None and obs.deferred is not None:  # drop-in calls inside a bare LLM call
+            _nesting.keep_deferred(trace, trace.key, obs)
         trace.inner = None  # its internal spans are forgotten: no cycle left
         trace.obs = None  # closed: nested work no longer finds it through the trace
         if trace.emit is None and len(trace.log) <= _ROOT_ONLY:

@@ -32,7 +32,7 @@ from ._spans import FRAMEWORK, LLM, VISIBLE
 if TYPE_CHECKING:
     from ._handler import PostHogLlamaIndexHandler
 
-__all__ = ["watch", "close_nested", "foreign_parent"]
+__all__ = ["watch", "close_nested", "foreign_parent", "generation_of"]
 
 _handlers: weakref.WeakSet[PostHogLlamaIndexHandler] = weakref.WeakSet()
 _lock = threading.Lock()
@@ -99,17 +99,37 @@ def _observation(trace: Trace, span_id: str) -> Any:
         if node is resolved.tree.root:
             root = trace.obs
             return root if root is not None and not root.closed else UNKNOWN
-        obs = resolved.observations.get(node.span_id)
-        if obs is None:
-            obs = resolved.observations[node.span_id] = Observation(
-                SPAN_KIND if node.kind.kind >= VISIBLE else GENERATION_KIND,
-                trace.id,
-                node.uid,
-                trace.obs.scope if trace.obs is not None else with_trace_id(trace.scope, trace.id),
-                FRAMEWORK,
-                trace.obs,
-            )
-        return obs
+        return _made(trace, resolved, node)
+
+
+def _made(trace: Trace, resolved: Resolved, node: Any) -> Observation:
+    """The observation of kept span `node`, made now if nothing asked before; under `_lock`."""
+    obs = resolved.observations.get(node.span_id)
+    if obs is None:
+        obs = resolved.observations[node.span_id] = Observation(
+            SPAN_KIND if node.kind.kind >= VISIBLE else GENERATION_KIND,
+            trace.id,
+            node.uid,
+            trace.obs.scope if trace.obs is not None else with_trace_id(trace.scope, trace.id),
+            FRAMEWORK,
+            trace.obs,
+        )
+    return obs
+
+
+def generation_of(trace: Trace, span_id: str) -> Observation | None:
+    """The observation of LLM call `span_id` (made now if nothing asked before), whose span has
+    ended but whose stream is being read: a drop-in call made there hands it its facts. None
+    when the trace is sent already or `span_id` is not an LLM call."""
+    with _lock:
+        if trace.done:
+            return None
+        resolved, node = _kept(trace, span_id)
+        if node is None or node.kind.kind != LLM:
+            return None
+        if node is resolved.tree.root:
+            return trace.obs
+        return _made(trace, resolved, node)
 
 
 def foreign_parent(trace: Trace, span_id: str, parent_id: str | None) -> None:
@@ -149,10 +169,24 @@ def foreign_parent(trace: Trace, span_id: str, parent_id: str | None) -> None:
 
 
 def close_nested(trace: Trace) -> None:
-    """The trace is sent: the observations made for nested work are closed."""
+    """The trace is sent: the observations made for nested work are closed; the provider
+    drop-in calls made inside its LLM calls go with it (`Trace.deferred`), for their
+    generations' builders."""
     with _lock:
         resolved = trace.nested
         trace.nested = None
     if resolved is not None:
-        for obs in resolved.observations.values():
+        for span_id, obs in resolved.observations.items():
             obs.closed = True
+            if obs.deferred is not None:
+                keep_deferred(trace, span_id, obs)
+
+
+def keep_deferred(trace: Trace, span_id: str, obs: Observation) -> None:
+    """The drop-in calls made inside LLM call `span_id` (its observation `obs`), for the worker."""
+    deferred = obs.deferred
+    if deferred is not None:
+        kept = trace.deferred
+        if kept is None:
+            kept = trace.deferred = {}
+        kept[span_id] = deferred

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from posthog_llm.instrumentation import Observation, Scope
+from posthog_llm.instrumentation import DeferredCalls, Observation, Scope
 
 from ._spans import Kind
 
@@ -106,6 +106,9 @@ class Trace:
         "result",
         "error",
         "stream_output",
+        # LLM call span id -> the provider drop-in calls made inside it, which its generation
+        # reports (set when the trace is sent, read by the replay); None: there were none.
+        "deferred",
         # Credentials the trace's failed LLM and embedding instances hold: set by the replay
         # (never on the caller's thread), scrubbed from the error text of every event.
         "secrets",
@@ -162,6 +165,7 @@ class Trace:
         self.result: Any = None
         self.error: BaseException | None = None
         self.stream_output: Any = None  # the response of a lazily run streamed LLM call
+        self.deferred: dict[str, DeferredCalls] | None = None
         self.wall_offset: float | None = None
 
     def __call__(self) -> list[Any]:
@@ -278,6 +282,7 @@ class Gen:
         "stream",
         "done",
         "scope",
+        "deferred",
     )
 
     def __init__(
@@ -314,6 +319,8 @@ class Gen:
         self.outer: Gen | None = None
         self.stream = False
         self.done = False
+        # The provider drop-in calls made inside this call (and the calls folded into it).
+        self.deferred: DeferredCalls | None = None
 
 
 class Emb:

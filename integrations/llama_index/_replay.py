@@ -17,7 +17,9 @@ from posthog_llm.instrumentation import (
     GENERATION,
     SPAN,
     TRACE,
+    DeferredCalls,
     report_internal_error,
+    safely,
     secrets_in,
     stopped_by_caller,
 )
@@ -387,6 +389,9 @@ class _Run:
             node.gen = gen
             self.gens[span_id] = gen
             gen_slot(gen, slot)
+            deferred = self.trace.deferred
+            if deferred is not None:
+                gen.deferred = deferred.pop(span_id, None)
         elif tag <= LLM_ERROR:  # value: the call's slot, extra: its response or exception
             ended = self.gens.pop(span_id, None) if span_id else None
             if ended is None or ended.done:
@@ -443,10 +448,12 @@ class _Run:
                 outer.error = gen.error
             if gen.stream:
                 outer.stream = True
+            if gen.deferred is not None:
+                outer.deferred = DeferredCalls.joined(outer.deferred, gen.deferred)
             return
         if self.root_done and gen.response is not None:
             self.trace.stream_output = gen.response  # a lazily run stream: the trace's output
-        self._emit(GENERATION, gen.end, _builders.generation_event, gen, scope=gen.scope)
+        self._emit(GENERATION, gen.end, _builders.generation_event, gen, scope=_scope_of(gen))
 
     def _failed_late(self, node: Node, gen: Gen) -> None:
         """A call that failed after its ancestors ended (a streamed response: LlamaIndex ends
@@ -488,12 +495,24 @@ class _Run:
             gen.done = True
             gen.end = gen.last or now
             if gen.outer is None:
-                self._emit(GENERATION, gen.end, _builders.generation_event, gen, scope=gen.scope)
+                self._emit(
+                    GENERATION, gen.end, _builders.generation_event, gen, scope=_scope_of(gen)
+                )
                 if self.root_done and gen.response is not None:
                     trace.stream_output = gen.response
         self.gens.clear()
         if trace.end is None:
             trace.end = now
+
+
+def _scope_of(gen: Gen) -> Any:
+    """A generation's own scope (None: its trace's), with the `posthog_*` arguments and privacy
+    of the drop-in calls it reports on top."""
+    deferred = gen.deferred
+    if deferred is None:
+        return gen.scope
+    own = gen.scope if gen.scope is not None else gen.trace.scope
+    return safely(deferred.scope, own) or gen.scope
 
 
 def gen_slot(gen: Gen, slot: Any) -> None:

@@ -2,8 +2,8 @@
 generation, which keeps what the call was told and what it read: its privacy, the facts the
 framework lacks (model, provider, tokens, base URL, stop reason) and its `posthog_*` arguments.
 
-A custom LangChain chat model on the Anthropic drop-in: LangChain knows neither the model nor
-its tokens; the drop-in does."""
+A custom LangChain chat model on the Anthropic drop-in, a LlamaIndex `CustomLLM` on the OpenAI
+drop-in: the frameworks know neither the model nor its tokens; the drop-in does."""
 
 from __future__ import annotations
 
@@ -15,7 +15,15 @@ import pytest
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from llama_index.core.base.llms.types import (
+    CompletionResponse,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.llms.callbacks import llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
 from posthog_llm import Client, InMemoryDestination
+from posthog_llm.integrations import llama_index as posthog_li
 
 pytest.importorskip("anthropic")
 
@@ -219,6 +227,142 @@ def test_a_langchain_model_that_knows_its_model_and_usage_keeps_them(
     assert props["$ai_model"] == "my-gateway-model"
     assert (props["$ai_input_tokens"], props["$ai_output_tokens"]) == (1000, 7)
     assert props["feature"] == "owl-facts"  # the call's arguments still reach it
+
+
+# -- LlamaIndex: a CustomLLM on the OpenAI drop-in ------------------------------------------------
+
+
+class DropInLLM(CustomLLM):
+    """A custom LLM asking the OpenAI drop-in `calls` times per completion."""
+
+    client: Any = None
+    calls: int = 1
+    call_options: dict[str, Any] = {}
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata()  # says nothing of the model behind it
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        text = prompt
+        for _ in range(self.calls):
+            reply = self.client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": text}],
+                **self.call_options,
+            )
+            text = reply.choices[0].message.content or ""
+        return CompletionResponse(text=text)
+
+    @llm_completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        def gen() -> Iterator[CompletionResponse]:
+            text = ""
+            stream = self.client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": prompt}],
+                stream=True,
+                stream_options={"include_usage": True},
+                **self.call_options,
+            )
+            for chunk in stream:
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if delta:
+                    text += delta
+                    yield CompletionResponse(text=text, delta=delta)
+
+        return gen()
+
+
+@pytest.fixture
+def li_handler(default_client: Client) -> Iterator[None]:
+    posthog_li.set_global_handler(default_client)
+    try:
+        yield
+    finally:
+        posthog_li.remove_global_handler()
+
+
+def test_the_llama_index_generation_takes_the_model_provider_and_tokens_the_call_read(
+    li_handler: None, openai_client: Any, sink: InMemoryDestination, events: Any
+) -> None:
+    # The same call alone, as the drop-in reports it outside any framework: the reference.
+    openai_client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Owls?"}]
+    )
+    [alone] = [e["properties"] for e in _generations(events)]
+    sink.clear()
+
+    assert DropInLLM(client=openai_client).complete("Owls?").text
+    [event] = _generations(events)
+    props = event["properties"]
+    assert props["$ai_framework"] == "llama-index"
+    # The served model, not the class name LlamaIndex falls back to.
+    assert props["$ai_model"].startswith("gpt-4o-mini")
+    for key in ("$ai_model", "$ai_provider", "$ai_base_url", "$ai_input_tokens"):
+        assert props[key] == alone[key]
+    assert props["$ai_input_tokens"] > 0 and props["$ai_output_tokens"] > 0
+    assert props["$ai_stop_reason"] == "stop"
+    assert props["$ai_input"]  # not private: LlamaIndex's own content stays
+
+
+def test_a_llama_index_generation_of_two_drop_in_calls_sums_their_tokens(
+    li_handler: None, openai_client: Any, sink: InMemoryDestination, events: Any
+) -> None:
+    first = openai_client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Owls?"}]
+    )
+    openai_client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": first.choices[0].message.content}],
+    )
+    alone = _generations(events)
+    assert len(alone) == 2
+    sink.clear()
+
+    DropInLLM(client=openai_client, calls=2).complete("Owls?")
+    [event] = _generations(events)
+    props = event["properties"]
+    for key in ("$ai_input_tokens", "$ai_output_tokens"):
+        assert props[key] == sum(e["properties"][key] for e in alone)
+
+
+def test_a_private_drop_in_call_keeps_the_llama_index_generation_private(
+    li_handler: None, openai_client: Any, events: Any
+) -> None:
+    llm = DropInLLM(
+        client=openai_client,
+        call_options={"posthog_privacy_mode": True, "posthog_properties": {"feature": "owls"}},
+    )
+    assert SECRET in llm.complete(SECRET).text
+    # Streamed: the request is made lazily, after the LLM's span ended.
+    assert SECRET in "".join(r.delta or "" for r in llm.stream_complete(SECRET))
+    sent = _generations(events)
+    assert [e["properties"]["$ai_framework"] for e in sent] == ["llama-index"] * 2
+    for event in sent:
+        props = event["properties"]
+        assert SECRET not in json.dumps(props)
+        assert props["feature"] == "owls"
+        assert props["$ai_model"].startswith("gpt-4o-mini")
+        assert props["$ai_output_tokens"] > 0
+
+
+def test_a_llama_index_chat_folding_its_complete_keeps_the_calls_facts(
+    li_handler: None, openai_client: Any, events: Any
+) -> None:
+    # CustomLLM.chat() calls complete(): one generation, with the drop-in call's facts.
+    from llama_index.core.llms import ChatMessage
+
+    llm = DropInLLM(client=openai_client, call_options={"posthog_privacy_mode": True})
+    assert SECRET in str(llm.chat([ChatMessage(role="user", content=SECRET)]).message.content)
+    [event] = _generations(events)
+    props = event["properties"]
+    assert SECRET not in json.dumps(props)
+    assert props["$ai_model"].startswith("gpt-4o-mini")
+    assert props["$ai_input_tokens"] > 0
 
 
 def test_a_private_drop_in_call_in_a_chains_model_keeps_its_generation_private(

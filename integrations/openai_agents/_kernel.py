@@ -9,6 +9,7 @@ from posthog_llm.instrumentation import (
     SPAN_KIND,
     TRACE,
     TRACE_KIND,
+    DeferredCalls,
     Emitter,
     Observation,
     Scope,
@@ -23,6 +24,7 @@ from posthog_llm.instrumentation import (
     make_scope,
     open_observation,
     provider_from_base_url,
+    read_deferred_calls,
     report_to_trace,
     responses_input_messages,
     responses_stop_reason,
@@ -32,6 +34,8 @@ from posthog_llm.instrumentation import (
 )
 
 __all__ = [
+    "DeferredCalls",
+    "read_deferred_calls",
     "GENERATION",
     "GENERATION_KIND",
     "SPAN",

@@ -51,6 +51,7 @@ from ._kernel import (
     SPAN_KIND,
     TRACE,
     TRACE_KIND,
+    DeferredCalls,
     Emitter,
     Observation,
     Scope,
@@ -61,12 +62,16 @@ from ._kernel import (
     http_status_of,
     make_scope,
     open_observation,
+    read_deferred_calls,
     report_to_trace,
 )
 
 __all__ = ["PostHogTracingProcessor"]
 
 OBSERVATION_FRAMEWORK = "openai_agents"
+# A model call the SDK makes through our OpenAI drop-in is reported by its span's event, which
+# takes the call's privacy and `posthog_*` arguments (`Observation.deferred`).
+read_deferred_calls(OBSERVATION_FRAMEWORK)
 # Runs whose end never comes (a crashed worker) are forgotten oldest first beyond this many.
 MAX_OPEN_RUNS = 10_000
 MAX_OPEN_SPANS = 100_000
@@ -274,8 +279,10 @@ class PostHogTracingProcessor(TracingProcessor):
     def on_span_end(self, span: Span[Any]) -> None:
         with capture_internal_exceptions():
             entry = self._spans.pop(span.span_id, None)
+            deferred = None
             if entry is not None and entry.observation is not None:
                 close_observation(entry.observation)
+                deferred = entry.observation.deferred
             run = self._runs.get(span.trace_id)
             if run is None or entry is None or not self.active:
                 return
@@ -317,8 +324,11 @@ class PostHogTracingProcessor(TracingProcessor):
                 event, build = GENERATION, _bind(_facts.response_props, data, facts)
             else:
                 event, build = SPAN, _bind(_facts.span_props, data, facts)
+            scope = run.scope
+            if deferred is not None and event == GENERATION:
+                build, scope = _with_calls(build, deferred), deferred.scope(scope)
             if self._emitter.enabled:
-                self._emitter.emit(event, build, run.scope, trace_id=run.trace_id)
+                self._emitter.emit(event, build, scope, trace_id=run.trace_id)
 
     def _agent_tools(self, entry: _Open) -> tuple[str, ...]:
         """The function tools of the agent a model call belongs to (names only)."""
@@ -345,6 +355,15 @@ class PostHogTracingProcessor(TracingProcessor):
             flush = getattr(client, "flush", None)
             if callable(flush):
                 flush()
+
+
+def _with_calls(build: Any, deferred: DeferredCalls) -> Any:
+    """`build` with what the drop-in calls the model span reports knew (their privacy)."""
+
+    def built() -> dict[str, Any]:
+        return deferred.fill(build())
+
+    return built
 
 
 def _bind(function: Any, data: Any, facts: _facts.SpanFacts) -> Any:

@@ -112,6 +112,28 @@ def test_the_sdk_calling_our_openai_drop_in_reports_each_model_call_once(
     assert sum(1 for g in generations if "$ai_framework" not in g) == 3
 
 
+def test_a_private_drop_in_under_the_sdk_keeps_the_one_generation_private(
+    client, events, agents_sdk, api
+):
+    # Reported once by the Agents span, with the privacy of the drop-in client that made it.
+    private = posthog_llm.Client(destination=posthog_llm.InMemoryDestination(), privacy_mode=True)
+    set_default_openai_client(
+        AsyncOpenAI(
+            base_url=agents_sdk.base_url, api_key=API_KEY, max_retries=0, posthog_client=private
+        ),
+        use_for_tracing=False,
+    )
+    posthog_agents.instrument(client)
+    Runner.run_sync(make_agents(), "What is the weather in Paris?")
+    generations = [e["properties"] for e in events("$ai_generation")]
+    assert len(generations) == 3
+    assert all(g["$ai_framework"] == "openai-agents" for g in generations)
+    assert not any("$ai_input" in g or "$ai_output_choices" in g for g in generations)
+    assert all(g.get("$ai_model") and g.get("$ai_input_tokens") for g in generations)
+    assert private.flush(5) and private.destination.events == []
+    private.shutdown(1)
+
+
 def test_concurrent_runs_stay_apart(client, events):
     posthog_agents.instrument(client)
 

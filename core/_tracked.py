@@ -608,8 +608,16 @@ def begin_call(
         call = TrackedCall(kind, client, tracker, params, scope, provider, trace_id, parent_id)
         call.response_mode = _response_mode(kwargs)
         prepare = kind.prepare
-        if prepare is not None and not prepare(call, kwargs):
-            return None
+        if prepare is not None:
+            if reported_by is None:
+                if not prepare(call, kwargs):
+                    return None
+            else:
+                # The framework reports the call: its request goes out as the framework built
+                # it (no usage chunk asked for on its behalf), as before it was tracked.
+                if not prepare(call, dict(kwargs)):
+                    return None
+                call.hide_usage = False
         if reported_by is not None:
             call.deferred = True
             call.overrides = overrides

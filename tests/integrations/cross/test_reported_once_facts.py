@@ -380,3 +380,33 @@ def test_a_private_drop_in_call_in_a_chains_model_keeps_its_generation_private(
     assert generation["$ai_model"].startswith("claude-haiku-4-5")
     # The call's privacy is its generation's: the chain's own steps are the chain's.
     assert len({e["properties"]["$ai_trace_id"] for e in sent}) == 1
+
+
+def test_a_streamed_openai_call_the_model_reports_goes_out_as_the_model_built_it(
+    handler: Any, openai_client: Any, standin: Any, events: Any
+) -> None:
+    # Reported by LangChain's generation, the drop-in call asks for no usage chunk on its
+    # behalf: an OpenAI-compatible server that refuses `stream_options` keeps working.
+    class StreamingChat(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "streamingchat"
+
+        def _generate(
+            self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+        ) -> ChatResult:
+            stream = openai_client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": str(messages[-1].content)}],
+                stream=True,
+            )
+            text = "".join(
+                chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices
+            )
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    assert StreamingChat().invoke("Owls?", config={"callbacks": [handler]}).content
+    (request,) = [r for r in standin.requests if r["path"].endswith("/chat/completions")]
+    assert "stream_options" not in request.body
+    (generation,) = _generations(events)
+    assert generation["properties"]["$ai_model"].startswith("gpt-4o-mini")

@@ -275,9 +275,11 @@ def context(
         )
     )
     token = _current.set(scope)
-    named = (
-        _named.set(NamedTrace(scope.trace_id)) if trace_id is not None and scope.trace_id else None
-    )
+    named = None
+    if trace_id is not None and scope.trace_id:
+        outer = _named.get()
+        if outer is None or outer.trace_id != scope.trace_id:  # the same trace named again:
+            named = _named.set(NamedTrace(scope.trace_id))  # one root for both blocks
     try:
         yield scope
     finally:

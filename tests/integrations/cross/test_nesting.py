@@ -276,6 +276,23 @@ def test_a_trace_a_context_names_has_one_root_whatever_serves_it(
     ]
 
 
+def test_a_context_naming_the_same_trace_again_inside_keeps_its_one_root(
+    handler: Any, events: Any
+) -> None:
+    # Middleware names the request; a handler deeper down names it again to add a property.
+    chain = RunnableLambda(lambda x: x * 2).with_config(run_name="double")
+    with posthog_llm.context(trace_id="request-7"):
+        chain.invoke(1, config={"callbacks": [handler]})
+        with posthog_llm.context(trace_id="request-7", properties={"step": "second"}):
+            chain.invoke(2, config={"callbacks": [handler]})
+        chain.invoke(3, config={"callbacks": [handler]})
+    evts = events()
+    assert [e["event"] for e in evts].count("$ai_trace") == 1
+    spans = [e["properties"] for e in evts if e["event"] == "$ai_span"]
+    assert len(spans) == 2 and all(p["$ai_parent_id"] == "request-7" for p in spans)
+    assert [p.get("step") for p in spans] == ["second", None]
+
+
 def test_user_span_inside_a_langchain_step_parents_what_runs_inside_it(
     handler: Any, openai_client: Any, events: Any
 ) -> None:

@@ -183,6 +183,8 @@ class BatchSender:
         self._flush_false: deque[tuple[int, int]] = deque(maxlen=64)
         # Batches taken from the backlog and not settled yet (two while a second request is out).
         self._inflight: list[list[bytes]] = []
+        # Events of a failed batch while the spool is tried (counted as queued by `stats()`).
+        self._spooling = 0
         # In-flight batches a shutdown deadline saved while their request went on: the spool
         # rows each went to (None: counted failed), and set once the saving is done.
         self._taken: dict[int, tuple[list[bytes], list[int] | None]] = {}
@@ -232,6 +234,7 @@ class BatchSender:
             for batch in self._inflight:
                 outcome = self._outcomes.get(id(batch))
                 sending += len(batch) - (len(outcome.delivered) if outcome is not None else 0)
+            sending += self._spooling  # failed, the spool being tried
         return SenderStats(
             queued=len(self._queue) + len(self._backlog) + sending,
             spool_pending=pending,
@@ -931,18 +934,33 @@ class BatchSender:
                     return True
             return False
 
-    def _still_in_flight(self, batch: list[bytes]) -> bool:
+    def _settled_to_spool(self, batch: list[bytes], count: int) -> bool:
+        """Take `batch` out of the in-flight list (False if a shutdown deadline took it first)
+        and count `count` of its events as queued while the spool is tried: `stats()` never
+        misses them, and a shutdown deadline meanwhile does not save them a second time."""
         with self._inflight_lock:
-            return any(taken is batch for taken in self._inflight)
+            if not self._settling(batch):
+                return False
+            self._spooling += count
+            return True
+
+    def _spooled(self, events: list[bytes], *, back_in_flight: bool = False) -> None:
+        """The spool has taken `events`, or not (`back_in_flight`: retried in memory now)."""
+        with self._inflight_lock:
+            if back_in_flight:
+                self._inflight.append(events)
+            self._spooling -= len(events)
 
     def _spool_batch(self, batch: list[bytes], why: str) -> None:
-        # In flight (counted as queued) until the spool has it: `stats()` never misses it.
-        if not self._still_in_flight(batch):
+        if not self._settled_to_spool(batch, len(batch)):
             return  # taken (and spooled) by a shutdown deadline
-        if not self._to_spool(batch, why):
+        spooled = False
+        try:
+            spooled = self._to_spool(batch, why)
+        finally:
+            self._spooled(batch, back_in_flight=not spooled)
+        if not spooled:
             self._retry_in_memory(batch, in_flight=True)  # the spool cannot take it
-            return
-        self._settling(batch)
 
     def _send(self, batch: list[bytes]) -> None:
         """Deliver `batch`: on the helper thread when more is waiting and it is free, else here.
@@ -974,36 +992,36 @@ class BatchSender:
         here, after the wait the endpoint asked for (within a shutdown's deadline)."""
         in_memory = self.spool is None or self._spool_failing
         outcome = self._attempt(batch, retry=in_memory)
-        if not self._settling(batch):
+        undelivered = outcome.undelivered
+        if not self._settled_to_spool(batch, len(undelivered)):
             self._taken_back(batch, outcome)  # a shutdown deadline took (and saved) the batch
             return
-        undelivered = outcome.undelivered
-        if undelivered:
-            # Counted as queued until the spool has them, or they are retried or given up:
-            # `stats()` never misses them while the spool is tried.
-            with self._inflight_lock:
-                self._inflight.append(undelivered)
-        self._settle(outcome)
-        if undelivered:
+        if not undelivered:
+            self._settle(outcome)
+            if outcome.delivered:
+                self.policy.mark_up()
+            return
+        spooled = retried = False
+        try:
+            self._settle(outcome)
             if outcome.delivered:  # it answered and took the others: up, whatever it failed on
                 self.policy.take_retry_after()
             else:
                 self.policy.mark_down(self.policy.take_retry_after())
             why = "; ".join(outcome.reasons[-1:])
-            if self._to_spool(undelivered, why):
-                self._settling(undelivered)
-                self.counters.add("retried", len(undelivered))  # by the spool, later
-                self._warn_failing(len(undelivered), outcome.reasons)
-                return
-            if not in_memory:
-                # The spool cannot take them: retried here, as without one, rather than lost.
-                self.counters.add("retried", len(undelivered))
-                self._retry_in_memory(undelivered, in_flight=True)
-                return
-            if self._settling(undelivered):  # else a shutdown deadline saved them
-                self._give_up(undelivered, outcome.reasons)
-        elif outcome.delivered:
-            self.policy.mark_up()
+            spooled = self._to_spool(undelivered, why)
+            retried = not spooled and not in_memory
+        finally:
+            self._spooled(undelivered, back_in_flight=retried)
+        if spooled:
+            self.counters.add("retried", len(undelivered))  # by the spool, later
+            self._warn_failing(len(undelivered), outcome.reasons)
+        elif retried:
+            # The spool cannot take them: retried here, as without one, rather than lost.
+            self.counters.add("retried", len(undelivered))
+            self._retry_in_memory(undelivered, in_flight=True)
+        else:
+            self._give_up(undelivered, outcome.reasons)
 
     def _retry_in_memory(self, batch: list[bytes], *, in_flight: bool = False) -> None:
         """Send `batch` with the policy's retries (the spool cannot take it). In flight

@@ -200,12 +200,12 @@ class DeliveryPolicy:
                     outcome.reasons.append(str(exc))
                 return
             except RetryableError as exc:
-                if exc.status == 500 and len(group) > 1:
-                    # The endpoint answers but fails on this batch: maybe on one event in it,
-                    # which would otherwise hold back every event sent with it, for good.
+                if exc.status == 500 and len(group) > 1 and attempt == 0:
+                    # The endpoint fails this batch: maybe on one event in it, which would
+                    # otherwise hold back every event sent with it, for good.
                     requests = [max(_MIN_BISECT_REQUESTS, len(group) // 4)]
-                    self._isolate(group, outcome, deadline, abort, requests, str(exc))
-                    return
+                    if self._isolate(group, outcome, deadline, abort, requests, str(exc)):
+                        return
                 attempt += 1
                 delay = exc.retry_after
                 if delay is None:
@@ -244,9 +244,63 @@ class DeliveryPolicy:
         abort: threading.Event,
         budget: list[int],
         reason: str,
+    ) -> bool:
+        """The endpoint failed `group` with HTTP 500: maybe on one event in it. Its halves are
+        sent; False, with nothing recorded, when both fail too (the endpoint fails everything:
+        an outage, retried as any failure). Otherwise what it takes is delivered, and the
+        failing halves are narrowed down in bounded requests (`_narrow`)."""
+        half = len(group) // 2
+        answers: list[tuple[list[bytes], BaseException | None]] = []
+        for part in (group[:half], group[half:]):
+            if abort.is_set():
+                return False
+            budget[0] -= 1
+            try:
+                self.destination.send(part, timeout=self._timeout(deadline))
+            except Exception as exc:
+                answers.append((part, exc))
+                continue
+            answers.append((part, None))
+        if all(isinstance(answer, RetryableError) for _, answer in answers):
+            return False
+        for part, answer in answers:
+            self._settle_part(part, answer, outcome, deadline, abort, budget, reason)
+        return True
+
+    def _settle_part(
+        self,
+        part: list[bytes],
+        exc: BaseException | None,
+        outcome: Outcome,
+        deadline: float | None,
+        abort: threading.Event,
+        budget: list[int],
+        reason: str,
     ) -> None:
-        """The endpoint failed `group` with HTTP 500: deliver the halves that it takes, in
-        bounded requests; an event it fails on alone is kept (undelivered) as a suspect."""
+        """One part of a batch the endpoint failed, sent once (`exc`: how it was answered),
+        while the endpoint answers other parts."""
+        if exc is None:
+            self._delivered(outcome, part)
+        elif isinstance(exc, RetryableError):
+            if exc.status == 500:
+                self._narrow(part, outcome, deadline, abort, budget, str(exc))
+            else:
+                outcome.undelivered.extend(part)
+                outcome.reasons.append(str(exc))
+        else:  # a 413 or a 400: the normal way, without retries here
+            self._send_group(part, outcome, deadline, abort, False)
+
+    def _narrow(
+        self,
+        group: list[bytes],
+        outcome: Outcome,
+        deadline: float | None,
+        abort: threading.Event,
+        budget: list[int],
+        reason: str,
+    ) -> None:
+        """Find the events the endpoint fails on (HTTP 500) in `group`, while it answers:
+        one it fails on alone is kept (undelivered) as a suspect."""
         if len(group) == 1:
             outcome.undelivered.extend(group)
             outcome.suspects.extend(group)
@@ -261,16 +315,8 @@ class DeliveryPolicy:
             budget[0] -= 1
             try:
                 self.destination.send(part, timeout=self._timeout(deadline))
-            except RetryableError as exc:
-                if exc.status == 500:
-                    self._isolate(part, outcome, deadline, abort, budget, str(exc))
-                else:
-                    outcome.undelivered.extend(part)
-                    outcome.reasons.append(str(exc))
-                continue
-            except Exception:
-                # Anything else (413, 400) goes the normal way, without retries here.
-                self._send_group(part, outcome, deadline, abort, False)
+            except Exception as exc:
+                self._settle_part(part, exc, outcome, deadline, abort, budget, reason)
                 continue
             self._delivered(outcome, part)
 

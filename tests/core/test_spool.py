@@ -440,6 +440,48 @@ def test_one_event_the_endpoint_always_fails_on_is_kept_and_does_not_hold_back_t
     client.shutdown(1)
 
 
+def test_an_outage_answering_500_is_retried_not_bisected_away(posthog_server):
+    # Every batch answered 500 for a while: no event is isolated as "the one it fails on";
+    # without a spool the batch is retried with back-off and delivered when the endpoint is back.
+    started = time.monotonic()
+    posthog_server.behaviour = lambda n: (
+        ("status", 500) if time.monotonic() - started < 1.0 else "ok"
+    )
+    client = _client(posthog_server, spool=False)
+    uuids = [client.capture("e", distinct_id="u", properties={"i": i}) for i in range(100)]
+    assert client.flush(30)
+    assert sorted(e["uuid"] for e in posthog_server.events) == sorted(uuids)
+    assert client.stats()["failed"] == 0
+    assert posthog_server.request_count < 20  # retries with back-off, not a request per event
+    client.shutdown(1)
+
+
+def test_a_shutdown_deadline_during_a_slow_spool_write_spools_the_batch_once(
+    posthog_server, tmp_path, monkeypatch
+):
+    # A spool write slowed down (SQLite busy on a spool shared with another process) while the
+    # deadline passes: the batch being written is not saved a second time by the shutdown.
+    put = Spool.put
+
+    def slow_put(self, events, ids=None):
+        if threading.current_thread().name.startswith("posthog-llm-sender"):
+            time.sleep(1.0)
+        return put(self, events, ids)
+
+    monkeypatch.setattr(Spool, "put", slow_put)
+    _down(posthog_server)
+    client = _client(posthog_server, spool_dir=str(tmp_path / "spool"))
+    for i in range(10):
+        client.capture("e", distinct_id="u", properties={"i": i})
+    time.sleep(0.4)  # refused: the worker is writing the batch to the spool
+    client.shutdown(0.2)
+    time.sleep(1.2)
+    monkeypatch.setattr(Spool, "put", put)
+    assert client.stats()["spooled"] == 10
+    (path,) = [p for p in (tmp_path / "spool").rglob("*.db")]
+    assert Spool(str(path)).pending() == 10
+
+
 def _unwritable_spool_dir(tmp_path) -> str:
     blocker = tmp_path / "a-file"
     blocker.write_text("")

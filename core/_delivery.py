@@ -45,9 +45,6 @@ class Outcome:
     # Refused (400) with an offender among them, which one not found within the bisection's
     # requests: the endpoint answers, and another attempt (from the spool) isolates more.
     deferred: list[bytes] = field(default_factory=list)
-    # Undelivered events the endpoint failed on alone (HTTP 500) while the others of their
-    # batch went through: the spool puts them back for later, not ahead of everything else.
-    suspects: list[bytes] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
 
 
@@ -200,12 +197,6 @@ class DeliveryPolicy:
                     outcome.reasons.append(str(exc))
                 return
             except RetryableError as exc:
-                if exc.status == 500 and len(group) > 1 and attempt == 0:
-                    # The endpoint fails this batch: maybe on one event in it, which would
-                    # otherwise hold back every event sent with it, for good.
-                    requests = [max(_MIN_BISECT_REQUESTS, len(group) // 4)]
-                    if self._isolate(group, outcome, deadline, abort, requests, str(exc)):
-                        return
                 attempt += 1
                 delay = exc.retry_after
                 if delay is None:
@@ -235,90 +226,6 @@ class DeliveryPolicy:
                 return
             self._delivered(outcome, group)
             return
-
-    def _isolate(
-        self,
-        group: list[bytes],
-        outcome: Outcome,
-        deadline: float | None,
-        abort: threading.Event,
-        budget: list[int],
-        reason: str,
-    ) -> bool:
-        """The endpoint failed `group` with HTTP 500: maybe on one event in it. Its halves are
-        sent; False, with nothing recorded, when both fail too (the endpoint fails everything:
-        an outage, retried as any failure). Otherwise what it takes is delivered, and the
-        failing halves are narrowed down in bounded requests (`_narrow`)."""
-        half = len(group) // 2
-        answers: list[tuple[list[bytes], BaseException | None]] = []
-        for part in (group[:half], group[half:]):
-            if abort.is_set():
-                return False
-            budget[0] -= 1
-            try:
-                self.destination.send(part, timeout=self._timeout(deadline))
-            except Exception as exc:
-                answers.append((part, exc))
-                continue
-            answers.append((part, None))
-        if all(isinstance(answer, RetryableError) for _, answer in answers):
-            return False
-        for part, answer in answers:
-            self._settle_part(part, answer, outcome, deadline, abort, budget, reason)
-        return True
-
-    def _settle_part(
-        self,
-        part: list[bytes],
-        exc: BaseException | None,
-        outcome: Outcome,
-        deadline: float | None,
-        abort: threading.Event,
-        budget: list[int],
-        reason: str,
-    ) -> None:
-        """One part of a batch the endpoint failed, sent once (`exc`: how it was answered),
-        while the endpoint answers other parts."""
-        if exc is None:
-            self._delivered(outcome, part)
-        elif isinstance(exc, RetryableError):
-            if exc.status == 500:
-                self._narrow(part, outcome, deadline, abort, budget, str(exc))
-            else:
-                outcome.undelivered.extend(part)
-                outcome.reasons.append(str(exc))
-        else:  # a 413 or a 400: the normal way, without retries here
-            self._send_group(part, outcome, deadline, abort, False)
-
-    def _narrow(
-        self,
-        group: list[bytes],
-        outcome: Outcome,
-        deadline: float | None,
-        abort: threading.Event,
-        budget: list[int],
-        reason: str,
-    ) -> None:
-        """Find the events the endpoint fails on (HTTP 500) in `group`, while it answers:
-        one it fails on alone is kept (undelivered) as a suspect."""
-        if len(group) == 1:
-            outcome.undelivered.extend(group)
-            outcome.suspects.extend(group)
-            outcome.reasons.append(reason)
-            return
-        half = len(group) // 2
-        for part in (group[:half], group[half:]):
-            if budget[0] <= 0 or abort.is_set():
-                outcome.undelivered.extend(part)  # tried again later, as any failed batch
-                outcome.reasons.append(reason)
-                continue
-            budget[0] -= 1
-            try:
-                self.destination.send(part, timeout=self._timeout(deadline))
-            except Exception as exc:
-                self._settle_part(part, exc, outcome, deadline, abort, budget, reason)
-                continue
-            self._delivered(outcome, part)
 
     def _send_shrunk(
         self, data: bytes, deadline: float | None, abort: threading.Event

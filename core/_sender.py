@@ -38,9 +38,6 @@ _live_senders: weakref.WeakSet[BatchSender] = weakref.WeakSet()
 _CATCH_UP_BATCH = 2_000
 # How long a sender holds spooled events it is sending before another may take them.
 _SPOOL_LEASE = 60.0
-# How long an event the endpoint failed on alone (HTTP 500, the rest of its batch delivered)
-# waits in the spool before it is tried again: the events behind it are not held back.
-_SUSPECT_DELAY = 60.0
 # Seconds with a spool before a failing batch is spooled instead of retried further.
 _RETRY_BUDGET_WITH_SPOOL = 5.0
 # Nominal size of a queued item whose size is not estimated (short queue, or lazy builder).
@@ -1004,10 +1001,7 @@ class BatchSender:
         spooled = retried = False
         try:
             self._settle(outcome)
-            if outcome.delivered:  # it answered and took the others: up, whatever it failed on
-                self.policy.take_retry_after()
-            else:
-                self.policy.mark_down(self.policy.take_retry_after())
+            self.policy.mark_down(self.policy.take_retry_after())
             why = "; ".join(outcome.reasons[-1:])
             spooled = self._to_spool(undelivered, why)
             retried = not spooled and not in_memory
@@ -1123,20 +1117,16 @@ class BatchSender:
             )
             self.counters.add("replayed", len(outcome.delivered))
             done = [ids[id(d)] for d in outcome.delivered + outcome.rejected]
-            suspects = {id(d) for d in outcome.suspects}
-            back = [ids[id(d)] for d in outcome.undelivered if id(d) not in suspects]
-            # Failed on alone while the rest went through: tried again later, not first.
-            later = [ids[id(d)] for d in outcome.suspects]
+            back = [ids[id(d)] for d in outcome.undelivered]
             # Not isolated yet (`Outcome.deferred`): the next claim bisects them again.
             again = [ids[id(d)] for d in outcome.deferred]
             if outcome.rejected:
                 self._give_up(outcome.rejected, outcome.reasons)
-            if again or later:
-                self.counters.add("retried", len(again) + len(later))
+            if again:
+                self.counters.add("retried", len(again))
             try:
                 spool.ack(done)
                 spool.release(back + again)
-                spool.defer(later, _SUSPECT_DELAY)
             except Exception as exc:
                 self._spool_error_warning.warn(
                     "posthog-llm: could not update the spool %s: %s", spool.path, exc

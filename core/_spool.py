@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ._private_files import create_private_file, make_private_dirs, sqlite_uri
 
@@ -346,16 +346,10 @@ class Spool:
         """Give claimed events back, for the next attempt by any sender."""
         self._by_ids("UPDATE events SET lease = 0 WHERE id = ?", ids)
 
-    def defer(self, ids: Sequence[int], seconds: float) -> None:
-        """Give claimed events back for an attempt after `seconds` (events the endpoint failed
-        on alone: the others are not held back behind them)."""
-        until = time.time() + seconds
-        self._by_ids("UPDATE events SET lease = ? WHERE id = ?", ids, until)
-
-    def _by_ids(self, sql: str, ids: Sequence[int], *before: Any) -> None:
+    def _by_ids(self, sql: str, ids: Sequence[int]) -> None:
         if not ids:
             return
-        rows = [(*before, row_id) for row_id in ids]
+        rows = [(row_id,) for row_id in ids]
         with self._lock:
             self._using(lambda conn: _in_transaction(conn, sql, rows))
 

@@ -10,9 +10,7 @@ __all__ = ["Destination", "RetryableError", "BatchTooLargeError", "PermanentErro
 class RetryableError(Exception):
     """The batch may succeed later (network error, 408, 429, 5xx).
 
-    `status` is the HTTP status when there is one: a 500 for a batch of several events is
-    bisected by the sender, so one event the endpoint fails on does not hold back the others.
-    """
+    `status` is the HTTP status when there is one (None for a network error)."""
 
     def __init__(
         self, message: str, *, retry_after: float | None = None, status: int | None = None

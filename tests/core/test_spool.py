@@ -416,33 +416,9 @@ def test_an_endpoint_that_cannot_be_reached_is_named_in_a_warning(caplog, tmp_pa
 # -- a spool that cannot be written ----------------------------------------------------------------
 
 
-def test_one_event_the_endpoint_always_fails_on_is_kept_and_does_not_hold_back_the_others(
-    posthog_server, tmp_path
-):
-    # An endpoint that answers 500 to any batch holding one "poison" event: the batch went to
-    # the spool whole, the spool replayed it oldest first, and every later event waited behind
-    # the poison for good (in this process and the next).
-    posthog_server.rejects = lambda event: event["properties"].get("poison") is True
-    posthog_server.reject_status = 500
-    client = _client(posthog_server, spool_dir=str(tmp_path / "spool"), flush_interval=0.2)
-    client.capture("e", distinct_id="u", properties={"poison": True})
-    time.sleep(0.4)  # sent alone, failed: the endpoint counts as down, what follows is spooled
-    uuids = []
-    for i in range(120):
-        uuids.append(client.capture("e", distinct_id="u", properties={"i": i}))
-        if i % 40 == 39:
-            time.sleep(0.4)
-    assert not client.flush(5)  # the poison is not delivered...
-    assert sorted(e["uuid"] for e in posthog_server.events) == sorted(uuids)  # ...the rest is
-    stats = client.stats()
-    assert stats["sent"] == 120 and stats["failed"] == 0
-    assert stats["spool_pending"] == 1  # the poison: kept, tried again later
-    client.shutdown(1)
-
-
-def test_an_outage_answering_500_is_retried_not_bisected_away(posthog_server):
-    # Every batch answered 500 for a while: no event is isolated as "the one it fails on";
-    # without a spool the batch is retried with back-off and delivered when the endpoint is back.
+def test_an_outage_answering_500_is_retried_with_back_off(posthog_server):
+    # Every batch answered 500 for a while: without a spool the batch is retried with back-off
+    # and delivered when the endpoint is back.
     started = time.monotonic()
     posthog_server.behaviour = lambda n: (
         ("status", 500) if time.monotonic() - started < 1.0 else "ok"

@@ -8,16 +8,11 @@ __all__ = ["Destination", "RetryableError", "BatchTooLargeError", "PermanentErro
 
 
 class RetryableError(Exception):
-    """The batch may succeed later (network error, 408, 429, 5xx).
+    """The batch may succeed later (network error, 408, 429, 5xx)."""
 
-    `status` is the HTTP status when there is one (None for a network error)."""
-
-    def __init__(
-        self, message: str, *, retry_after: float | None = None, status: int | None = None
-    ) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        self.status = status
 
 
 class BatchTooLargeError(Exception):

@@ -258,7 +258,7 @@ class PostHogHTTPDestination:
         if status == 413:
             raise BatchTooLargeError(detail)
         if status in _RETRY_STATUSES or status >= 500:
-            raise RetryableError(detail, retry_after=_retry_after(retry_after), status=status)
+            raise RetryableError(detail, retry_after=_retry_after(retry_after))
         raise PermanentError(detail, status=status)
 
     def _post(

@@ -60,7 +60,6 @@ class PostHogSink:
         self.requests: list[dict[str, Any]] = []
         self.behaviour: Callable[[int], Action] = behaviour or (lambda n: "ok")
         self.rejects: Callable[[dict[str, Any]], bool] | None = None
-        self.reject_status = 400  # what a batch holding a rejected event is answered
         self.on_batch = on_batch
         self.keep = keep
         self.count = count
@@ -156,7 +155,7 @@ class PostHogSink:
                     batch = [body]
                 rejects = sink.rejects
                 if rejects is not None and any(rejects(e) for e in batch):
-                    return self._answer(sink.reject_status, {}, b'{"error":"invalid event"}')
+                    return self._answer(400, {}, b'{"error":"invalid event"}')
                 dropped = action == "store_then_drop"
                 with sink._lock:
                     sink.event_count += len(batch)

@@ -957,7 +957,7 @@ class BatchSender:
         finally:
             self._spooled(batch, back_in_flight=not spooled)
         if not spooled:
-            self._retry_in_memory(batch, in_flight=True)  # the spool cannot take it
+            self._retry_in_memory(batch)  # the spool cannot take it
 
     def _send(self, batch: list[bytes]) -> None:
         """Deliver `batch`: on the helper thread when more is waiting and it is free, else here.
@@ -1013,17 +1013,14 @@ class BatchSender:
         elif retried:
             # The spool cannot take them: retried here, as without one, rather than lost.
             self.counters.add("retried", len(undelivered))
-            self._retry_in_memory(undelivered, in_flight=True)
+            self._retry_in_memory(undelivered)
         else:
             self._give_up(undelivered, outcome.reasons)
 
-    def _retry_in_memory(self, batch: list[bytes], *, in_flight: bool = False) -> None:
-        """Send `batch` with the policy's retries (the spool cannot take it). In flight
-        meanwhile (`in_flight`: it already is): counted as queued, and a shutdown deadline can
+    def _retry_in_memory(self, batch: list[bytes]) -> None:
+        """Send `batch` with the policy's retries (the spool cannot take it). The caller has put
+        it back in flight (`_spooled`): counted as queued meanwhile, and a shutdown deadline can
         still save it."""
-        if not in_flight:
-            with self._inflight_lock:
-                self._inflight.append(batch)
         outcome = self._attempt(batch, retry=True)
         if not self._settling(batch):
             self._taken_back(batch, outcome)

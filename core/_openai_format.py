@@ -20,7 +20,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["function_call", "responses_input_messages", "responses_stop_reason", "plain_item"]
+__all__ = [
+    "field_of",
+    "function_call",
+    "responses_input_messages",
+    "responses_stop_reason",
+    "plain_item",
+]
 
 
 def function_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
@@ -110,16 +116,20 @@ def responses_stop_reason(response: Any, called_tools: bool) -> str | None:
     >>> responses_stop_reason({"status": "in_progress"}, False) is None
     True
     """
-    status = _field(response, "status")
+    status = field_of(response, "status")
     if status == "completed":
         return "tool_calls" if called_tools else "stop"
     if status == "incomplete":
-        reason = _field(_field(response, "incomplete_details"), "reason")
+        reason = field_of(field_of(response, "incomplete_details"), "reason")
         return str(reason) if reason else status
     return status if status in ("failed", "cancelled") else None
 
 
-def _field(value: Any, name: str) -> Any:
-    if isinstance(value, Mapping):
-        return value.get(name)
-    return getattr(value, name, None)
+def field_of(source: Any, key: str) -> Any:
+    """`source[key]` of a mapping, else `source.key`; None when it has neither (or is None):
+    the shapes SDK objects and their dumps come in."""
+    if source is None:
+        return None
+    if type(source) is dict or isinstance(source, Mapping):
+        return source.get(key)
+    return getattr(source, key, None)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ._openai_format import plain_item
+from ._openai_format import field_of, plain_item
 
 __all__ = [
     "Usage",
@@ -152,14 +152,6 @@ def _view(source: Any) -> Any:
     return source
 
 
-def _get(source: Any, key: str) -> Any:
-    if source is None:
-        return None
-    if type(source) is dict or isinstance(source, Mapping):
-        return source.get(key)
-    return getattr(source, key, None)
-
-
 def whole_number(value: Any) -> int | None:
     """An integer from a count, status code or port that may come as a number or as text.
 
@@ -210,7 +202,7 @@ def _count(value: Any) -> int | None:
 
 def _first(source: Any, keys: tuple[str, ...]) -> int | None:
     for key in keys:
-        value = _count(_get(source, key))
+        value = _count(field_of(source, key))
         if value is not None:
             return value
     return None
@@ -218,7 +210,7 @@ def _first(source: Any, keys: tuple[str, ...]) -> int | None:
 
 def _detail(source: Any, paths: tuple[tuple[str, str], ...]) -> int | None:
     for block, key in paths:
-        value = _count(_get(_view(_get(source, block)), key))
+        value = _count(field_of(_view(field_of(source, block)), key))
         if value is not None:
             return value
     return None
@@ -239,13 +231,15 @@ def _read(source: Any) -> Usage:
         cache_read = _detail(source, _CACHE_READ_DETAILS)
     cache_write = _first(source, _CACHE_WRITE)
     # Anthropic's `cache_creation` object, or LangChain's `input_token_details`.
-    split_source = _view(_get(source, "cache_creation"))
+    split_source = _view(field_of(source, "cache_creation"))
     if split_source is None or isinstance(split_source, (int, float)):
-        split_source = _view(_get(source, "input_token_details"))
-    write_5m = _count(_get(split_source, _TTL_5M))
-    write_1h = _count(_get(split_source, _TTL_1H))
+        split_source = _view(field_of(source, "input_token_details"))
+    write_5m = _count(field_of(split_source, _TTL_5M))
+    write_1h = _count(field_of(split_source, _TTL_1H))
     if cache_write is None:
-        cache_write = _count(_get(_view(_get(source, "input_token_details")), "cache_creation"))
+        cache_write = _count(
+            field_of(_view(field_of(source, "input_token_details")), "cache_creation")
+        )
     if write_5m is not None or write_1h is not None:
         # LangChain's Anthropic models say `cache_creation: 0` beside the split they count the
         # writes in: the split is the count.
@@ -255,7 +249,7 @@ def _read(source: Any) -> Usage:
     reasoning = _first(source, _REASONING)
     if reasoning is None:
         reasoning = _detail(source, _REASONING_DETAILS)
-    web_search = _count(_get(_view(_get(source, "server_tool_use")), "web_search_requests"))
+    web_search = _count(field_of(_view(field_of(source, "server_tool_use")), "web_search_requests"))
     return Usage(
         input_tokens,
         output_tokens,
@@ -280,14 +274,14 @@ def normalize_usage(raw: Any) -> Usage:
         return usage
     raw = _view(raw)
     for key in _CONTAINERS:
-        inner = _get(raw, key)
+        inner = field_of(raw, key)
         if inner is None or inner is raw or isinstance(inner, (str, bytes, int, float, bool)):
             continue
         found = _read(inner)
         if found.input_tokens is not None or found.output_tokens is not None:
             return found
         if key == "_raw_response":  # LlamaIndex's Gemini: raw -> _raw_response.usage_metadata
-            found = _read(_get(_view(inner), "usage_metadata"))
+            found = _read(field_of(_view(inner), "usage_metadata"))
             if found.input_tokens is not None or found.output_tokens is not None:
                 return found
     return usage

@@ -52,7 +52,13 @@ from ._events import (
 if TYPE_CHECKING:
     from ._observation import Observation
 
-__all__ = ["DeferredCalls", "defer_call", "read_deferred_calls", "reads_deferred_calls"]
+__all__ = [
+    "DeferredCalls",
+    "defer_call",
+    "keep_deferred",
+    "read_deferred_calls",
+    "reads_deferred_calls",
+]
 
 # Counts summed over the calls of one generation, when the framework reported no usage.
 _COUNTS = (
@@ -225,3 +231,15 @@ def defer_call(obs: Observation, call: Any) -> None:
             if deferred is None:
                 deferred = obs.deferred = DeferredCalls()
     deferred.calls.append(call)  # one C-level operation: atomic under the GIL
+
+
+def keep_deferred(holder: Any, key: Any, obs: Observation) -> None:
+    """A framework's generation `key` ends (or is forgotten): the drop-in calls made inside it
+    (`obs.deferred`) go into `holder.deferred` (a dict by generation, made on first use), which
+    carries them with its trace to the builders on the worker. Nothing when there were none."""
+    deferred = obs.deferred
+    if deferred is not None:
+        kept = holder.deferred
+        if kept is None:
+            kept = holder.deferred = {}
+        kept[key] = deferred

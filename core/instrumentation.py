@@ -25,7 +25,7 @@ from ._context import (
     scope_opened_inside,
     with_trace_id,
 )
-from ._deferred import DeferredCalls, read_deferred_calls
+from ._deferred import DeferredCalls, keep_deferred, read_deferred_calls
 from ._emit import (
     Emitter,
     PropertiesOrBuilder,
@@ -158,6 +158,7 @@ __all__ = [
     "OUTSIDE",
     # model calls reported once: what a drop-in call hands the generation reporting it
     "DeferredCalls",
+    "keep_deferred",
     "read_deferred_calls",
 ]
 

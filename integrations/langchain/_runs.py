@@ -23,6 +23,7 @@ from posthog_llm.instrumentation import (
     DeferredCalls,
     Observation,
     Scope,
+    keep_deferred,
     with_trace_id,
 )
 
@@ -46,7 +47,6 @@ __all__ = [
     "key_of",
     "key_text",
     "tracked_elsewhere",
-    "keep_deferred",
 ]
 
 CHAIN, TOOL, RETRIEVER, CHAT, LLM = "chain", "tool", "retriever", "chat", "llm"
@@ -581,18 +581,6 @@ def _last_activity(trace: Trace, key: Any) -> float:
     for at, is_end in record_positions(log, len(log)):
         last = max(last, log[at + (4 if is_end else 7)])
     return last or time.perf_counter()
-
-
-def keep_deferred(trace: Trace, key: Any, obs: Observation) -> None:
-    """Run `key` ends (or is forgotten): the provider drop-in calls made inside it, which its
-    generation reports, go with the trace to the worker. Called before its end is logged, so
-    they are there when its log is handed over; a `None` check for every other run."""
-    deferred = obs.deferred
-    if deferred is not None:
-        kept = trace.deferred
-        if kept is None:
-            kept = trace.deferred = {}
-        kept[key] = deferred
 
 
 _live_maps: weakref.WeakSet[RunMap] = weakref.WeakSet()

@@ -11,7 +11,12 @@ import threading
 import time
 from typing import Any
 
-from posthog_llm.instrumentation import Emitter, close_observation, report_internal_error
+from posthog_llm.instrumentation import (
+    Emitter,
+    close_observation,
+    keep_deferred,
+    report_internal_error,
+)
 
 from . import _nesting
 from ._records import DROP, EXIT, INNER, SPENT, TIME_AT, WIDTH, Inner, Trace
@@ -101,7 +106,7 @@ class TraceLifecycle(StreamTracking):
             _nesting.close_nested(trace)
         obs = trace.obs
         if obs is not None and obs.deferred is not None:  # drop-in calls inside a bare LLM call
-            _nesting.keep_deferred(trace, trace.key, obs)
+            keep_deferred(trace, trace.key, obs)
         trace.inner = None  # its internal spans are forgotten: no cycle left
         trace.obs = None  # closed: nested work no longer finds it through the trace
         if trace.emit is None and len(trace.log) <= _ROOT_ONLY:

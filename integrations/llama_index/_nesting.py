@@ -21,6 +21,7 @@ from posthog_llm.instrumentation import (
     UNKNOWN,
     Observation,
     current_observation,
+    keep_deferred,
     register_resolver,
     with_trace_id,
 )
@@ -180,13 +181,3 @@ def close_nested(trace: Trace) -> None:
             obs.closed = True
             if obs.deferred is not None:
                 keep_deferred(trace, span_id, obs)
-
-
-def keep_deferred(trace: Trace, span_id: str, obs: Observation) -> None:
-    """The drop-in calls made inside LLM call `span_id` (its observation `obs`), for the worker."""
-    deferred = obs.deferred
-    if deferred is not None:
-        kept = trace.deferred
-        if kept is None:
-            kept = trace.deferred = {}
-        kept[span_id] = deferred
